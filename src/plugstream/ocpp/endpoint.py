@@ -1,0 +1,167 @@
+"""The thin asyncio shell around :class:`RpcSession`: one per connection, either side.
+
+It knows no socket: it is handed a transport with ``send(text)`` and
+``recv()`` (a ``websockets`` connection is one) and a handler object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from plugstream.ocpp.errors import ErrorCode, OcppError
+from plugstream.ocpp.routing import Handlers, dispatch, invoke
+from plugstream.ocpp.session import (
+    CallCompleted,
+    CallFailed,
+    CallReceived,
+    Event,
+    ProtocolViolation,
+    RpcSession,
+    SendReceived,
+    Transmit,
+)
+from plugstream.ocpp.version import OcppVersion
+
+log = logging.getLogger("plugstream.ocpp")
+
+
+class Transport(Protocol):
+    async def send(self, message: str) -> None: ...
+
+    async def recv(self) -> str | bytes: ...
+
+
+class OcppEndpoint:
+    """Runs an OCPP-J connection: answers the peer's CALLs, lets us ``call`` the peer."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        version: OcppVersion,
+        handlers: Handlers | None = None,
+        *,
+        call_timeout: float = 30.0,
+        lenient: bool = False,
+        observer: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.version = version
+        self.handlers = handlers if handlers is not None else Handlers()
+        self._loop = asyncio.get_running_loop()
+        self.session = RpcSession(
+            version,
+            clock=self._loop.time,
+            call_timeout=call_timeout,
+            supported_actions=self.handlers.supported_actions(),
+            lenient=lenient,
+        )
+        self.observer = observer
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._send_lock = asyncio.Lock()
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a CALL and return the CALLRESULT payload; raises OcppError (CallTimeout too)."""
+        message_id, events = self.session.call(action, payload)
+        future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        self._waiters[message_id] = future
+        await self._process(events)
+        return await future
+
+    async def send(self, action: str, payload: dict[str, Any]) -> None:
+        """2.1 SEND: fire and forget."""
+        await self._process(self.session.send(action, payload))
+
+    async def run(self) -> None:
+        """Serve until the transport closes; then fail every call still waiting."""
+        try:
+            while True:
+                try:
+                    text = await self.transport.recv()
+                except (asyncio.CancelledError, GeneratorExit):
+                    raise
+                except Exception:
+                    return
+                await self._process(self.session.receive(text))
+        finally:
+            self._stop_timer()
+            for event in self.session.cancel_all():
+                self._deliver(event)
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def _process(self, events: list[Event]) -> None:
+        for event in events:
+            if self.observer is not None:
+                self.observer(event)
+            if type(event) is Transmit:
+                async with self._send_lock:
+                    await self.transport.send(event.text)
+            elif type(event) is CallReceived:
+                self._spawn(self._answer(event))
+            elif type(event) is SendReceived:
+                self._spawn(self._consume(event))
+            elif type(event) is ProtocolViolation:
+                log.warning("OCPP protocol violation: %s", event.error)
+            else:
+                self._deliver(event)
+        self._arm_timer()
+
+    def _deliver(self, event: Event) -> None:
+        if isinstance(event, CallCompleted | CallFailed):
+            future = self._waiters.pop(event.message_id, None)
+            if future is not None and not future.done():
+                if isinstance(event, CallCompleted):
+                    future.set_result(event.payload)
+                else:
+                    future.set_exception(event.error)
+
+    def _spawn(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, event: CallReceived) -> None:
+        try:
+            payload = await dispatch(self.handlers, event.action, event.payload)
+        except OcppError as exc:
+            if exc.code is ErrorCode.InternalError:
+                log.exception("handler of %s failed", event.action, exc_info=exc.__cause__ or exc)
+            await self._process(self.session.error(event.message_id, exc))
+            return
+        await self._process(self.session.result(event.message_id, payload))
+        hook = self.handlers.after_handlers().get(event.action)
+        if hook is not None:
+            try:
+                await invoke(hook, event.payload)
+            except Exception:
+                log.exception("after-handler of %s failed", event.action)
+
+    async def _consume(self, event: SendReceived) -> None:
+        handler = self.handlers.handlers().get(event.action)
+        if handler is not None:
+            try:
+                await invoke(handler, event.payload)
+            except Exception:
+                log.exception("handler of SEND %s failed", event.action)
+
+    def _arm_timer(self) -> None:
+        deadline = self.session.next_deadline()
+        if self._timer is not None and (deadline is None or self._timer.when() != deadline):
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None and self._timer is None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._spawn(self._process(self.session.tick()))

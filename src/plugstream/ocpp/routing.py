@@ -1,0 +1,112 @@
+"""Handlers for received CALLs, declared with ``@on(Action)`` as in the ``ocpp`` library.
+
+::
+
+    class CentralSystem(Handlers):
+        @on("BootNotification")
+        async def boot(self, payload: v16.BootNotificationRequest) -> v16.BootNotificationResponse:
+            return {"status": "Accepted", "currentTime": now(), "interval": 300}
+
+        @after("BootNotification")
+        async def boot_done(self, payload: v16.BootNotificationRequest) -> None:
+            ...  # runs once the CALLRESULT has been sent
+
+A handler gets the payload (a plain dict, typed by the version's TypedDicts)
+and returns the response payload; it may be sync or async. Raising
+:class:`OcppError` answers with that error; any other exception answers
+InternalError. The actions that have an ``@on`` handler are the supported
+ones; a known action without one gets NotSupported.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from plugstream.ocpp.errors import ErrorCode, OcppError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_ON = "_ocpp_on"
+_AFTER = "_ocpp_after"
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any] | Any]
+
+
+def _name(action: str | enum.Enum) -> str:
+    return str(action.value) if isinstance(action, enum.Enum) else action
+
+
+def on(action: str | enum.Enum) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Mark a method as the handler of a received CALL of ``action``."""
+
+    def mark(fn: Callable[P, R]) -> Callable[P, R]:
+        setattr(fn, _ON, _name(action))
+        return fn
+
+    return mark
+
+
+def after(action: str | enum.Enum) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Mark a method to run after the answer to ``action`` has been sent."""
+
+    def mark(fn: Callable[P, R]) -> Callable[P, R]:
+        setattr(fn, _AFTER, _name(action))
+        return fn
+
+    return mark
+
+
+class Handlers:
+    """Base for a class whose methods carry ``@on`` / ``@after`` marks."""
+
+    def handlers(self) -> dict[str, Handler]:
+        return self._collect(_ON)
+
+    def after_handlers(self) -> dict[str, Handler]:
+        return self._collect(_AFTER)
+
+    def supported_actions(self) -> frozenset[str]:
+        return frozenset(self.handlers())
+
+    def _collect(self, mark: str) -> dict[str, Handler]:
+        cache = f"_cache{mark}"
+        found: dict[str, Handler] | None = self.__dict__.get(cache)
+        if found is None:
+            found = {}
+            for name in dir(type(self)):
+                attr = getattr(type(self), name, None)
+                action = getattr(attr, mark, None)
+                if action is not None:
+                    found[action] = getattr(self, name)
+            self.__dict__[cache] = found
+        return found
+
+
+async def invoke(handler: Handler, payload: dict[str, Any]) -> Any:
+    """Run a sync or async handler."""
+    out = handler(payload)
+    if inspect.isawaitable(out):
+        out = await out
+    return out
+
+
+async def dispatch(handlers: Handlers, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The response payload for a received CALL, or OcppError with the code to answer."""
+    handler = handlers.handlers().get(action)
+    if handler is None:
+        raise OcppError(ErrorCode.NotSupported, f"{action} is not supported here")
+    try:
+        response = await invoke(handler, payload)
+    except OcppError:
+        raise
+    except Exception as exc:
+        raise OcppError(
+            ErrorCode.InternalError, f"{action} handler failed: {type(exc).__name__}"
+        ) from exc
+    if not isinstance(response, dict):
+        raise OcppError(ErrorCode.InternalError, f"{action} handler returned no payload")
+    return response
