@@ -1,0 +1,198 @@
+"""The asyncio shell over real WebSockets on loopback: handlers declared with ``@on`` answer
+the peer, errors raised in them reach the peer as the spec's CALLERROR, and our own CALLs
+return the peer's answer or fail cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+
+from plugstream.ocpp import (
+    SUBPROTOCOLS,
+    CallTimeout,
+    ErrorCode,
+    Handlers,
+    OcppEndpoint,
+    OcppError,
+    OcppVersion,
+    after,
+    on,
+    v16,
+    v201,
+)
+
+NOW = "2026-11-25T10:00:00Z"
+
+
+class Csms(Handlers):
+    def __init__(self) -> None:
+        self.booted: list[str] = []
+        self.after_boot = asyncio.Event()
+
+    @on(v16.Action.BootNotification)
+    async def boot(self, payload: v16.BootNotificationRequest) -> v16.BootNotificationResponse:
+        self.booted.append(payload["chargePointModel"])
+        return {"status": "Accepted", "currentTime": NOW, "interval": 300}
+
+    @after(v16.Action.BootNotification)
+    def boot_done(self, payload: v16.BootNotificationRequest) -> None:
+        self.after_boot.set()
+
+    @on("Heartbeat")
+    def heartbeat(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"currentTime": NOW}
+
+    @on("Authorize")
+    def authorize(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["idTag"] == "RAISE":
+            raise RuntimeError("database on fire")
+        if payload["idTag"] == "SECURITY":
+            raise OcppError(ErrorCode.SecurityError, "not before BootNotification")
+        return {"idTagInfo": {"status": "Accepted"}}
+
+    @on("StatusNotification")
+    async def slow_status(self, payload: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0.2)
+        return {}
+
+
+class Station(Handlers):
+    @on(v201.Action.Reset)
+    def reset(self, payload: v201.ResetRequest) -> v201.ResetResponse:
+        return {"status": "Scheduled" if payload["type"] == "OnIdle" else "Accepted"}
+
+
+@asynccontextmanager
+async def csms_server(handlers: Handlers, endpoints: list[OcppEndpoint]) -> AsyncIterator[int]:
+    async def handle(ws: ServerConnection) -> None:
+        version = OcppVersion.from_subprotocol(ws.subprotocol or "")
+        endpoint = OcppEndpoint(ws, version, handlers, call_timeout=0.5)
+        endpoints.append(endpoint)
+        await endpoint.run()
+
+    async with serve(handle, "127.0.0.1", 0, subprotocols=list(SUBPROTOCOLS)) as server:  # type: ignore[arg-type]
+        yield next(iter(server.sockets)).getsockname()[1]
+
+
+@asynccontextmanager
+async def station(
+    port: int, version: OcppVersion, handlers: Handlers | None = None
+) -> AsyncIterator[OcppEndpoint]:
+    async with connect(f"ws://127.0.0.1:{port}/ocpp/CP1", subprotocols=[version.subprotocol]) as ws:  # type: ignore[list-item]
+        endpoint = OcppEndpoint(ws, version, handlers, call_timeout=0.5)
+        task = asyncio.create_task(endpoint.run())
+        try:
+            yield endpoint
+        finally:
+            task.cancel()
+
+
+async def raw(port: int, version: OcppVersion) -> ClientConnection:
+    return await connect(f"ws://127.0.0.1:{port}/ocpp/RAW", subprotocols=[version.subprotocol])  # type: ignore[list-item]
+
+
+async def test_handlers_answer_calls_and_after_hooks_run() -> None:
+    csms = Csms()
+    async with csms_server(csms, []) as port, station(port, OcppVersion.V16) as cp:
+        answer = await cp.call(
+            "BootNotification",
+            {"chargePointVendor": "PlugStream", "chargePointModel": "PlugStream 22"},
+        )
+        assert answer["status"] == "Accepted" and answer["interval"] == 300
+        await asyncio.wait_for(csms.after_boot.wait(), 2)
+        assert csms.booted == ["PlugStream 22"]
+
+
+async def test_handler_exceptions_become_callerrors_and_the_connection_lives_on() -> None:
+    async with csms_server(Csms(), []) as port, station(port, OcppVersion.V16) as cp:
+        with pytest.raises(OcppError) as raised:
+            await cp.call("Authorize", {"idTag": "RAISE"})
+        assert raised.value.code is ErrorCode.InternalError
+        with pytest.raises(OcppError) as raised:
+            await cp.call("Authorize", {"idTag": "SECURITY"})
+        assert raised.value.code is ErrorCode.SecurityError
+        assert raised.value.description == "not before BootNotification"
+        assert (await cp.call("Authorize", {"idTag": "OK"}))["idTagInfo"]["status"] == "Accepted"
+
+
+async def test_action_without_handler_is_not_supported() -> None:
+    async with csms_server(Csms(), []) as port, station(port, OcppVersion.V16) as cp:
+        with pytest.raises(OcppError) as raised:
+            await cp.call("DataTransfer", {"vendorId": "PlugStream"})
+        assert raised.value.code is ErrorCode.NotSupported
+
+
+async def test_csms_calls_the_station_and_gets_its_answer() -> None:
+    endpoints: list[OcppEndpoint] = []
+    async with (
+        csms_server(Csms(), endpoints) as port,
+        station(port, OcppVersion.V201, Station()) as cp,
+    ):
+        await cp.call("Heartbeat", {})
+        answer = await endpoints[0].call("Reset", {"type": "OnIdle"})
+        assert answer == {"status": "Scheduled"}
+
+
+async def test_call_to_a_silent_peer_times_out() -> None:
+    endpoints: list[OcppEndpoint] = []
+    async with csms_server(Csms(), endpoints) as port:
+        silent = await raw(port, OcppVersion.V201)
+        try:
+            while not endpoints:
+                await asyncio.sleep(0.01)
+            with pytest.raises(CallTimeout):
+                await endpoints[0].call("Reset", {"type": "Immediate"})
+            # the session is free again: the next CALL goes out at once
+            nxt = asyncio.create_task(endpoints[0].call("Reset", {"type": "Immediate"}))
+            frame = orjson.loads(await asyncio.wait_for(silent.recv(), 1))  # the timed-out one
+            frame = orjson.loads(await asyncio.wait_for(silent.recv(), 1))
+            await silent.send(orjson.dumps([3, frame[1], {"status": "Accepted"}]).decode())
+            assert await nxt == {"status": "Accepted"}
+        finally:
+            await silent.close()
+
+
+async def test_calls_queue_behind_the_one_in_flight() -> None:
+    async with csms_server(Csms(), []) as port, station(port, OcppVersion.V16) as cp:
+        status = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+        results = await asyncio.gather(
+            cp.call("StatusNotification", status),
+            cp.call("Heartbeat", {}),
+            cp.call("Heartbeat", {}),
+        )
+        assert results == [{}, {"currentTime": NOW}, {"currentTime": NOW}]
+
+
+async def test_broken_frames_are_answered_and_others_keep_being_served() -> None:
+    async with csms_server(Csms(), []) as port:
+        ws = await raw(port, OcppVersion.V201)
+        try:
+            await ws.send("[2, 'single quotes'")
+            assert orjson.loads(await ws.recv())[:3] == [4, "-1", "RpcFrameworkError"]
+            await ws.send('[2, "a1", "Heartbeat", {"x": 1}]')
+            assert orjson.loads(await ws.recv())[:3] == [4, "a1", "FormatViolation"]
+            await ws.send('[2, "a2", "Heartbeat", {}]')
+            assert orjson.loads(await ws.recv()) == [3, "a2", {"currentTime": NOW}]
+        finally:
+            await ws.close()
+
+
+async def test_calls_waiting_when_the_connection_drops_fail() -> None:
+    endpoints: list[OcppEndpoint] = []
+    async with csms_server(Csms(), endpoints) as port:
+        ws = await raw(port, OcppVersion.V16)
+        while not endpoints:
+            await asyncio.sleep(0.01)
+        pending = asyncio.create_task(endpoints[0].call("ClearCache", {}))
+        await asyncio.sleep(0.05)
+        await ws.close()
+        with pytest.raises(OcppError) as raised:
+            await asyncio.wait_for(pending, 2)
+        assert "connection closed" in raised.value.description
