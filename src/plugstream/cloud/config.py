@@ -1,0 +1,26 @@
+"""PlugStream Cloud's settings: one object, filled from `plugstream cloud serve` flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(slots=True)
+class CloudConfig:
+    host: str = "127.0.0.1"
+    port: int = 9000
+    db: str = "sqlite:///plugstream.db"  # SQLite file in the working directory by default
+    api_token: str | None = None  # bearer token of the REST API; PLUGSTREAM_API_TOKEN
+    auto_register: bool = False  # accept unknown stations (and register them) instead of refusing
+    heartbeat_interval: int = (
+        3600  # s, handed out in BootNotification; pings keep NAT alive in between
+    )
+    ping_interval: float = 30.0  # s between WebSocket pings: keeps NAT mappings and proves liveness
+    ping_timeout: float = 60.0  # s without a pong before a station is dropped
+    call_timeout: float = 30.0  # s a station has to answer an operator's command
+    max_frame_bytes: int = 1 << 20  # larger WebSocket messages are refused (close code 1009)
+    tls_cert: Path | None = (
+        None  # PEM; with tls_key, serve wss:// and https:// (security profile 2)
+    )
+    tls_key: Path | None = None

@@ -1,0 +1,182 @@
+"""The tables, as SQLAlchemy Core. ``migrations/versions`` creates the same schema;
+a test checks that the two agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from .coltypes import ExactDecimal, UTCDateTime
+
+metadata = MetaData()
+
+#: a 64-bit id that is SQLite's rowid alias there
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+stations = Table(
+    "stations",
+    metadata,
+    Column("station_id", String(255), primary_key=True),
+    Column("password_hash", String(255)),
+    Column("security_profile", Integer, nullable=False),
+    Column("lenient", Boolean, nullable=False),
+    Column("registered_at", UTCDateTime, nullable=False),
+    Column("vendor", String(255)),
+    Column("model", String(255)),
+    Column("serial_number", String(255)),
+    Column("firmware_version", String(255)),
+    Column("ocpp_version", String(16)),
+    Column("last_boot", UTCDateTime),
+    Column("last_seen", UTCDateTime),
+    Column("clock_offset_s", Float),
+)
+
+connectors = Table(
+    "connectors",
+    metadata,
+    Column(
+        "station_id",
+        String(255),
+        ForeignKey("stations.station_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("evse_id", Integer, nullable=False),
+    Column("connector_id", Integer, nullable=False),
+    Column("status", String(64), nullable=False),
+    Column("error_code", String(64)),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("station_id", "evse_id", "connector_id"),
+)
+
+id_tokens = Table(
+    "id_tokens",
+    metadata,
+    Column("id_token", String(255), primary_key=True),
+    Column("status", String(32), nullable=False),
+    Column("expiry", UTCDateTime),
+    Column("parent_id_token", String(255)),
+    Column("token_type", String(32), nullable=False),
+)
+
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("station_id", String(255), ForeignKey("stations.station_id"), nullable=False),
+    Column("transaction_id", String(64)),  # the station's id (2.0.1), str(id) (1.6)
+    Column("evse_id", Integer, nullable=False),
+    Column("connector_id", Integer, nullable=False),
+    Column("id_token", String(255)),
+    Column("started_at", UTCDateTime),
+    Column("stopped_at", UTCDateTime),
+    Column("meter_start_wh", ExactDecimal),
+    Column("meter_stop_wh", ExactDecimal),
+    Column("baseline_wh", ExactDecimal),
+    Column("baseline_pending", Boolean, nullable=False),
+    Column("last_register_wh", ExactDecimal),
+    Column("last_register_at", UTCDateTime),
+    Column("energy_wh", ExactDecimal),
+    Column("stop_reason", String(64)),
+    Column("offline", Boolean, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("start_key", String(255)),  # 1.6: what makes a StartTransaction retry the same
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("station_id", "transaction_id", name="uq_transactions_station_tx"),
+    Index("ix_transactions_start_key", "station_id", "start_key"),
+    Index("ix_transactions_connector", "station_id", "evse_id", "connector_id"),
+)
+
+transaction_events = Table(
+    "transaction_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "transaction_pk",
+        Integer,
+        ForeignKey("transactions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("seq_no", Integer, nullable=False),
+    Column("event_type", String(16), nullable=False),
+    Column("timestamp", UTCDateTime, nullable=False),
+    Column("trigger_reason", String(64)),
+    Column("offline", Boolean, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("transaction_pk", "seq_no", name="uq_transaction_events_seq"),
+)
+
+meter_values = Table(
+    "meter_values",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("station_id", String(255), nullable=False),
+    Column(
+        "transaction_pk",
+        Integer,
+        ForeignKey("transactions.id", ondelete="CASCADE"),
+    ),
+    Column("tx_key", Integer, nullable=False),  # transaction_pk or 0: NULLs never clash
+    Column("evse_id", Integer, nullable=False),
+    Column("connector_id", Integer, nullable=False),
+    Column("timestamp", UTCDateTime, nullable=False),
+    Column("measurand", String(64), nullable=False),
+    Column("phase", String(16), nullable=False),  # "" when none
+    Column("location", String(16), nullable=False),  # "" when none
+    Column("context", String(32)),
+    Column("value", ExactDecimal, nullable=False),
+    Column("unit", String(16)),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint(
+        "station_id",
+        "tx_key",
+        "evse_id",
+        "connector_id",
+        "timestamp",
+        "measurand",
+        "phase",
+        "location",
+        name="uq_meter_values_sample",
+    ),
+    Index("ix_meter_values_transaction", "transaction_pk"),
+)
+
+flags = Table(
+    "flags",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("station_id", String(255), nullable=False),
+    Column(
+        "transaction_pk",
+        Integer,
+        ForeignKey("transactions.id", ondelete="CASCADE"),
+    ),
+    Column("code", String(64), nullable=False),
+    Column("detail", String(512), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    UniqueConstraint("transaction_pk", "code", "detail", name="uq_flags"),
+    Index("ix_flags_station", "station_id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("station_id", String(255), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("text", Text, nullable=False),
+    Index("ix_messages_station_id", "station_id", "id"),
+)

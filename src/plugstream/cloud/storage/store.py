@@ -1,0 +1,1212 @@
+"""PlugStream Cloud's durable storage: SQLite (default) or PostgreSQL through SQLAlchemy
+Core (async), migrated with Alembic, written through a group-committing writer.
+
+Every write returns only after its database transaction is committed, so the gateway
+may send its CALLRESULT as soon as the awaited call returns."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Row, Table, create_engine, delete, event, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from . import schema as s
+from .coltypes import as_utc
+from .records import (
+    AuthResult,
+    ConnectorStatus,
+    Flag,
+    IdTokenRecord,
+    MessageRecord,
+    MeterSample,
+    StationRecord,
+    TransactionRecord,
+)
+from .writer import BatchWriter, WriterStats
+
+T = TypeVar("T")
+
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+#: a timestamp this far ahead of the server's clock is flagged TimeInFuture
+FUTURE_TOLERANCE = timedelta(minutes=5)
+#: 1.6 has no offline flag: a StartTransaction this late is taken as an offline one
+OFFLINE_LATENESS = timedelta(minutes=5)
+#: plausibility of a first register reading counted from zero: one 22 kW station
+#: charging since the start, plus 1 kWh
+MAX_POWER_W = Decimal(22000)
+BASELINE_SLACK_WH = Decimal(1000)
+_UNIT_KILO = {"kWh": "Wh", "kW": "W", "kvarh": "varh", "kvar": "var", "kVA": "VA"}
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def normalize_url(url: str) -> str:
+    """``sqlite:///x.db``, a bare path, ``postgresql://…`` or an async URL → an async URL."""
+    if "://" not in url:
+        return f"sqlite+aiosqlite:///{Path(url).expanduser().absolute()}"
+    scheme, rest = url.split("://", 1)
+    base, _, driver = scheme.partition("+")
+    if base == "sqlite" and driver != "aiosqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if base in ("postgresql", "postgres") and driver != "asyncpg":
+        return f"postgresql+asyncpg://{rest}"
+    return url
+
+
+def _run_upgrade(conn: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)
+
+
+def _auth(row: Row[Any] | None, at: datetime) -> AuthResult:
+    if row is None:
+        return AuthResult(status="Invalid")
+    status = row.status
+    if status == "Accepted" and row.expiry is not None and row.expiry <= as_utc(at):
+        status = "Expired"
+    return AuthResult(status=status, expiry=row.expiry, parent_id_token=row.parent_id_token)
+
+
+def _lookup_auth(conn: Connection, id_token: str, at: datetime) -> AuthResult:
+    row = conn.execute(select(s.id_tokens).where(s.id_tokens.c.id_token == id_token)).first()
+    return _auth(row, at)
+
+
+def _ensure_station(conn: Connection, station_id: str, at: datetime) -> None:
+    exists = conn.execute(
+        select(s.stations.c.station_id).where(s.stations.c.station_id == station_id)
+    ).first()
+    if exists is None:
+        conn.execute(
+            _insert(conn, s.stations)
+            .values(
+                station_id=station_id,
+                security_profile=1,
+                lenient=False,
+                registered_at=as_utc(at),
+            )
+            .on_conflict_do_nothing(index_elements=["station_id"])
+        )
+
+
+def _is_register(sample: MeterSample) -> bool:
+    return (
+        sample.measurand == ENERGY_REGISTER
+        and sample.phase is None
+        and sample.location in (None, "Outlet")
+    )
+
+
+def _normalise(sample: MeterSample) -> MeterSample:
+    sample.timestamp = as_utc(sample.timestamp)
+    if sample.unit in _UNIT_KILO:
+        sample.value = Decimal(sample.value) * 1000
+        sample.unit = _UNIT_KILO[sample.unit]
+    return sample
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return as_utc(value)
+    return as_utc(datetime.fromisoformat(str(value)))
+
+
+def samples_from_meter_values(meter_values: Iterable[dict[str, Any]]) -> list[MeterSample]:
+    """2.0.1 ``meterValue`` objects → samples, energy normalised to Wh."""
+    samples = []
+    for meter_value in meter_values:
+        at = _parse_time(meter_value["timestamp"])
+        for sampled in meter_value.get("sampledValue") or []:
+            measurand = sampled.get("measurand") or ENERGY_REGISTER
+            unit_of_measure = sampled.get("unitOfMeasure") or {}
+            unit = unit_of_measure.get("unit") or ("Wh" if measurand.startswith("Energy") else None)
+            value = Decimal(str(sampled["value"]))
+            multiplier = int(unit_of_measure.get("multiplier") or 0)
+            if multiplier:
+                value = value.scaleb(multiplier)
+            samples.append(
+                _normalise(
+                    MeterSample(
+                        timestamp=at,
+                        measurand=measurand,
+                        value=value,
+                        unit=unit,
+                        phase=sampled.get("phase"),
+                        context=sampled.get("context"),
+                        location=sampled.get("location"),
+                    )
+                )
+            )
+    return samples
+
+
+class _Tx:
+    """A transaction row being changed inside one operation."""
+
+    def __init__(self, conn: Connection, pk: int) -> None:
+        row = conn.execute(select(s.transactions).where(s.transactions.c.id == pk)).one()
+        self.v: dict[str, Any] = dict(row._mapping)
+        self.changed: dict[str, Any] = {}
+        self.new_flags: list[tuple[str, str, datetime]] = []
+
+    @property
+    def pk(self) -> int:
+        return int(self.v["id"])
+
+    def set(self, key: str, value: Any) -> None:
+        if self.v[key] != value:
+            self.v[key] = value
+            self.changed[key] = value
+
+    def flag(self, code: str, detail: str, at: datetime) -> None:
+        self.new_flags.append((code, detail[:500], as_utc(at)))
+
+    def check_future(self, at: datetime, received_at: datetime, what: str) -> None:
+        if at > as_utc(received_at) + FUTURE_TOLERANCE:
+            self.flag(
+                "TimeInFuture",
+                f"{what} at {at.isoformat()} is ahead of the server ({as_utc(received_at).isoformat()})",
+                received_at,
+            )
+
+    def apply_register(self, value: Decimal, at: datetime) -> None:
+        """One reading of the energy register: baseline, last reading, decreases."""
+        v = self.v
+        if v["baseline_pending"] and value == 0:  # still the zero start: nothing to tell
+            if v["last_register_wh"] is None:
+                self.set("last_register_wh", value)
+                self.set("last_register_at", at)
+                self.set("energy_wh", Decimal(0))
+            return
+        if v["baseline_pending"]:
+            started = v["started_at"] or at
+            hours = Decimal(max((at - started).total_seconds(), 0.0)) / 3600
+            plausible = MAX_POWER_W * hours + BASELINE_SLACK_WH
+            self.set("baseline_pending", False)
+            if value > plausible:
+                self.set("baseline_wh", value)
+                self.flag(
+                    "BaselineFromFirstReading",
+                    f"meter start {v['meter_start_wh']} Wh; first reading {value} Wh at "
+                    f"{at.isoformat()} is more than {plausible:.0f} Wh: baseline {value} Wh",
+                    at,
+                )
+            else:
+                self.set("baseline_wh", v["meter_start_wh"] or Decimal(0))
+        last, last_at = v["last_register_wh"], v["last_register_at"]
+        if last is None:
+            self.set("last_register_wh", value)
+            self.set("last_register_at", at)
+        elif at >= last_at:
+            if value >= last:
+                self.set("last_register_wh", value)
+                self.set("last_register_at", at)
+            else:
+                self.flag(
+                    "RegisterDecreased",
+                    f"{value} Wh at {at.isoformat()} after {last} Wh at {last_at.isoformat()}",
+                    at,
+                )
+        elif value > last:  # an older reading above a newer one
+            self.flag(
+                "RegisterDecreased",
+                f"{last} Wh at {last_at.isoformat()} after {value} Wh at {at.isoformat()}",
+                at,
+            )
+        baseline, last = v["baseline_wh"], v["last_register_wh"]
+        if baseline is not None and last is not None:
+            self.set("energy_wh", last - baseline)
+
+    def save(self, conn: Connection) -> None:
+        if self.changed:
+            conn.execute(
+                update(s.transactions).where(s.transactions.c.id == self.pk).values(**self.changed)
+            )
+            self.changed = {}
+        if self.new_flags:
+            conn.execute(
+                _insert(conn, s.flags).on_conflict_do_nothing(
+                    index_elements=["transaction_pk", "code", "detail"]
+                ),
+                [
+                    {
+                        "station_id": self.v["station_id"],
+                        "transaction_pk": self.pk,
+                        "code": code,
+                        "detail": detail,
+                        "at": at,
+                    }
+                    for code, detail, at in self.new_flags
+                ],
+            )
+            self.new_flags = []
+
+
+def _create_tx(
+    conn: Connection,
+    station_id: str,
+    *,
+    transaction_id: str | None,
+    evse_id: int,
+    connector_id: int,
+    id_token: str | None,
+    started_at: datetime,
+    meter_start: Decimal | None,
+    offline: bool,
+    received_at: datetime,
+    start_key: str | None = None,
+) -> _Tx:
+    pending = meter_start is None or (offline and meter_start == 0)
+    result = conn.execute(
+        s.transactions.insert().values(
+            station_id=station_id,
+            transaction_id=transaction_id,
+            evse_id=evse_id,
+            connector_id=connector_id,
+            id_token=id_token,
+            started_at=started_at,
+            meter_start_wh=meter_start,
+            baseline_wh=None if pending else meter_start,
+            baseline_pending=pending,
+            offline=offline,
+            active=True,
+            start_key=start_key,
+            created_at=as_utc(received_at),
+        )
+    )
+    inserted = result.inserted_primary_key
+    assert inserted is not None
+    pk = int(inserted[0])
+    if transaction_id is None:
+        conn.execute(
+            update(s.transactions).where(s.transactions.c.id == pk).values(transaction_id=str(pk))
+        )
+    tx = _Tx(conn, pk)
+    if meter_start is not None and not pending:
+        tx.apply_register(meter_start, started_at)
+    tx.check_future(started_at, received_at, "the start")
+    # the connector: still busy, or its other transactions' times overlap this start?
+    others = conn.execute(
+        select(s.transactions).where(
+            s.transactions.c.station_id == station_id,
+            s.transactions.c.evse_id == evse_id,
+            s.transactions.c.connector_id == connector_id,
+            s.transactions.c.id != pk,
+            or_(s.transactions.c.active, s.transactions.c.stopped_at > started_at),
+        )
+    ).all()
+    for other in others:
+        if other.active and (other.started_at is None or other.started_at <= started_at):
+            tx.flag(
+                "SecondStartOnBusyConnector",
+                f"transaction {other.id} ({other.transaction_id}) is still active on "
+                f"evse {evse_id} connector {connector_id}",
+                started_at,
+            )
+            _flag(
+                conn,
+                station_id,
+                other.id,
+                "SecondStartOnBusyConnector",
+                f"transaction {pk} ({tx.v['transaction_id']}) started on its connector "
+                f"at {started_at.isoformat()}",
+                started_at,
+            )
+        elif (
+            not other.active
+            and other.started_at is not None
+            and other.started_at <= started_at < other.stopped_at
+        ):
+            tx.flag(
+                "Overlap",
+                f"starts at {started_at.isoformat()} inside transaction {other.id} "
+                f"({other.started_at.isoformat()} - {other.stopped_at.isoformat()})",
+                started_at,
+            )
+    return tx
+
+
+def _flag(
+    conn: Connection,
+    station_id: str,
+    transaction_pk: int | None,
+    code: str,
+    detail: str,
+    at: datetime,
+) -> None:
+    conn.execute(
+        _insert(conn, s.flags)
+        .values(
+            station_id=station_id,
+            transaction_pk=transaction_pk,
+            code=code,
+            detail=detail[:500],
+            at=as_utc(at),
+        )
+        .on_conflict_do_nothing(index_elements=["transaction_pk", "code", "detail"])
+    )
+
+
+def _check_overlap_on_stop(conn: Connection, tx: _Tx, stopped_at: datetime) -> None:
+    started = tx.v["started_at"]
+    if started is None:
+        return
+    later = conn.execute(
+        select(s.transactions.c.id, s.transactions.c.started_at).where(
+            s.transactions.c.station_id == tx.v["station_id"],
+            s.transactions.c.evse_id == tx.v["evse_id"],
+            s.transactions.c.connector_id == tx.v["connector_id"],
+            s.transactions.c.id != tx.pk,
+            s.transactions.c.started_at > started,
+            s.transactions.c.started_at < stopped_at,
+        )
+    ).all()
+    for other in later:
+        tx.flag(
+            "Overlap",
+            f"runs until {stopped_at.isoformat()}, past the start of transaction "
+            f"{other.id} at {other.started_at.isoformat()}",
+            stopped_at,
+        )
+
+
+def _store_samples(
+    conn: Connection,
+    station_id: str,
+    *,
+    evse_id: int,
+    connector_id: int,
+    tx: _Tx | None,
+    samples: Sequence[MeterSample],
+    received_at: datetime,
+    event_at: datetime | None = None,
+) -> None:
+    """Store samples once each; a transaction's energy registers update its energy. A
+    sample at ``event_at`` (its event's own time, checked there) is not checked again
+    for being in the future."""
+    if not samples:
+        return
+    pk = tx.pk if tx is not None else None
+    received_at = as_utc(received_at)
+    conn.execute(
+        _insert(conn, s.meter_values).on_conflict_do_nothing(
+            index_elements=[
+                "station_id",
+                "tx_key",
+                "evse_id",
+                "connector_id",
+                "timestamp",
+                "measurand",
+                "phase",
+                "location",
+            ]
+        ),
+        [
+            {
+                "station_id": station_id,
+                "transaction_pk": pk,
+                "tx_key": pk or 0,
+                "evse_id": evse_id,
+                "connector_id": connector_id,
+                "timestamp": sample.timestamp,
+                "measurand": sample.measurand,
+                "phase": sample.phase or "",
+                "location": sample.location or "",
+                "context": sample.context,
+                "value": sample.value,
+                "unit": sample.unit,
+                "received_at": received_at,
+            }
+            for sample in samples
+        ],
+    )
+    if tx is None:
+        return
+    future_flagged = False
+    for sample in sorted(samples, key=lambda sample: sample.timestamp):
+        if (
+            not future_flagged
+            and sample.timestamp != event_at
+            and sample.timestamp > received_at + FUTURE_TOLERANCE
+        ):
+            tx.check_future(sample.timestamp, received_at, "a meter value")
+            future_flagged = True
+        if _is_register(sample):
+            tx.apply_register(sample.value, sample.timestamp)
+
+
+# --- reading -----------------------------------------------------------------------
+
+
+def _station_record(row: Row[Any], connectors: list[ConnectorStatus]) -> StationRecord:
+    return StationRecord(
+        station_id=row.station_id,
+        security_profile=row.security_profile,
+        lenient=bool(row.lenient),
+        has_password=row.password_hash is not None,
+        registered_at=row.registered_at,
+        vendor=row.vendor,
+        model=row.model,
+        serial_number=row.serial_number,
+        firmware_version=row.firmware_version,
+        ocpp_version=row.ocpp_version,
+        last_boot=row.last_boot,
+        last_seen=row.last_seen,
+        clock_offset_s=row.clock_offset_s,
+        connectors=connectors,
+    )
+
+
+def _read_stations(conn: Connection, station_id: str | None) -> list[StationRecord]:
+    query = select(s.stations).order_by(s.stations.c.station_id)
+    cquery = select(s.connectors).order_by(
+        s.connectors.c.station_id, s.connectors.c.evse_id, s.connectors.c.connector_id
+    )
+    if station_id is not None:
+        query = query.where(s.stations.c.station_id == station_id)
+        cquery = cquery.where(s.connectors.c.station_id == station_id)
+    by_station: dict[str, list[ConnectorStatus]] = {}
+    for c in conn.execute(cquery):
+        by_station.setdefault(c.station_id, []).append(
+            ConnectorStatus(
+                evse_id=c.evse_id,
+                connector_id=c.connector_id,
+                status=c.status,
+                error_code=c.error_code,
+                updated_at=c.updated_at,
+            )
+        )
+    return [_station_record(row, by_station.get(row.station_id, [])) for row in conn.execute(query)]
+
+
+def _tx_records(
+    conn: Connection, rows: Sequence[Row[Any]], *, with_values: bool = False
+) -> list[TransactionRecord]:
+    if not rows:
+        return []
+    pks = [row.id for row in rows]
+    flags_by_tx: dict[int, list[Flag]] = {}
+    for f in conn.execute(
+        select(s.flags).where(s.flags.c.transaction_pk.in_(pks)).order_by(s.flags.c.id)
+    ):
+        flags_by_tx.setdefault(f.transaction_pk, []).append(
+            Flag(code=f.code, detail=f.detail, at=f.at)
+        )
+    values_by_tx: dict[int, list[MeterSample]] = {}
+    if with_values:
+        for m in conn.execute(
+            select(s.meter_values)
+            .where(s.meter_values.c.transaction_pk.in_(pks))
+            .order_by(s.meter_values.c.timestamp, s.meter_values.c.id)
+        ):
+            values_by_tx.setdefault(m.transaction_pk, []).append(
+                MeterSample(
+                    timestamp=m.timestamp,
+                    measurand=m.measurand,
+                    value=m.value,
+                    unit=m.unit,
+                    phase=m.phase or None,
+                    context=m.context,
+                    location=m.location or None,
+                )
+            )
+    return [
+        TransactionRecord(
+            id=row.id,
+            station_id=row.station_id,
+            transaction_id=row.transaction_id,
+            evse_id=row.evse_id,
+            connector_id=row.connector_id,
+            id_token=row.id_token,
+            started_at=row.started_at,
+            stopped_at=row.stopped_at,
+            meter_start_wh=row.meter_start_wh,
+            meter_stop_wh=row.meter_stop_wh,
+            energy_wh=row.energy_wh,
+            stop_reason=row.stop_reason,
+            offline=bool(row.offline),
+            active=bool(row.active),
+            flags=flags_by_tx.get(row.id, []),
+            meter_values=values_by_tx.get(row.id, []),
+        )
+        for row in rows
+    ]
+
+
+def _tx_record(conn: Connection, pk: int, *, with_values: bool = False) -> TransactionRecord:
+    row = conn.execute(select(s.transactions).where(s.transactions.c.id == pk)).one()
+    return _tx_records(conn, [row], with_values=with_values)[0]
+
+
+def _token_record(row: Row[Any]) -> IdTokenRecord:
+    return IdTokenRecord(
+        id_token=row.id_token,
+        status=row.status,
+        expiry=row.expiry,
+        parent_id_token=row.parent_id_token,
+        token_type=row.token_type,
+    )
+
+
+class Store:
+    """The storage of PlugStream Cloud. Open with ``await Store.open(url)``."""
+
+    url: str
+    stats: WriterStats
+
+    def __init__(self, engine: AsyncEngine, url: str, sync_engine: Engine | None = None) -> None:
+        self.url = url
+        self._engine = engine
+        self._sync_engine = sync_engine
+        self._writer = BatchWriter(
+            engine.execution_options(plugstream_writer=True),
+            sync_engine=(
+                sync_engine.execution_options(plugstream_writer=True)
+                if sync_engine is not None
+                else None
+            ),
+        )
+        self.stats = self._writer.stats
+        self._hasher = PasswordHasher()
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        url = normalize_url(url)
+        engine = create_async_engine(url)
+        sync_engine = None
+        if engine.dialect.name == "sqlite":
+            _configure_sqlite(engine.sync_engine)
+            sync_engine = create_engine(make_url(url).set(drivername="sqlite+pysqlite"))
+            _configure_sqlite(sync_engine)
+        try:
+            async with engine.execution_options(plugstream_writer=True).begin() as conn:
+                await conn.run_sync(_run_upgrade)
+        except BaseException:
+            await engine.dispose()
+            if sync_engine is not None:
+                sync_engine.dispose()
+            raise
+        store = cls(engine, url, sync_engine)
+        store._writer.start()
+        return store
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self._engine.dispose()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _write(self, op: Callable[[Connection], T]) -> T:
+        return await self._writer.submit(op)
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(fn)
+
+    # --- stations ----------------------------------------------------------------
+
+    async def register_station(
+        self,
+        station_id: str,
+        *,
+        password: str | None = None,
+        security_profile: int = 1,
+        lenient: bool = False,
+    ) -> StationRecord:
+        """Create or update a station; ``password=None`` keeps the stored hash."""
+        password_hash = (
+            await asyncio.to_thread(self._hasher.hash, password) if password is not None else None
+        )
+        now = datetime.now(UTC)
+
+        def op(conn: Connection) -> StationRecord:
+            values: dict[str, Any] = {"security_profile": security_profile, "lenient": lenient}
+            if password_hash is not None:
+                values["password_hash"] = password_hash
+            conn.execute(
+                _insert(conn, s.stations)
+                .values(station_id=station_id, registered_at=now, **values)
+                .on_conflict_do_update(index_elements=["station_id"], set_=values)
+            )
+            return _read_stations(conn, station_id)[0]
+
+        return await self._write(op)
+
+    async def get_station(self, station_id: str) -> StationRecord | None:
+        found = await self._read(lambda conn: _read_stations(conn, station_id))
+        return found[0] if found else None
+
+    async def list_stations(self) -> list[StationRecord]:
+        return await self._read(lambda conn: _read_stations(conn, None))
+
+    async def check_password(self, station_id: str, password: str) -> bool:
+        def read(conn: Connection) -> str | None:
+            return conn.execute(
+                select(s.stations.c.password_hash).where(s.stations.c.station_id == station_id)
+            ).scalar()
+
+        password_hash = await self._read(read)
+        if password_hash is None:
+            return False
+        try:
+            return await asyncio.to_thread(self._hasher.verify, password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def record_boot(
+        self,
+        station_id: str,
+        *,
+        ocpp_version: str,
+        vendor: str,
+        model: str,
+        serial_number: str | None,
+        firmware_version: str | None,
+        at: datetime,
+    ) -> None:
+        def op(conn: Connection) -> None:
+            _ensure_station(conn, station_id, at)
+            conn.execute(
+                update(s.stations)
+                .where(s.stations.c.station_id == station_id)
+                .values(
+                    ocpp_version=ocpp_version,
+                    vendor=vendor,
+                    model=model,
+                    serial_number=serial_number,
+                    firmware_version=firmware_version,
+                    last_boot=as_utc(at),
+                    last_seen=as_utc(at),
+                )
+            )
+
+        await self._write(op)
+
+    async def record_seen(
+        self, station_id: str, *, at: datetime, station_time: datetime | None = None
+    ) -> None:
+        """The station was heard from at ``at``; with ``station_time`` (its clock, e.g. a
+        Heartbeat's or a boot's) also its clock offset, station minus server, in seconds."""
+        values: dict[str, Any] = {"last_seen": as_utc(at)}
+        if station_time is not None:
+            values["clock_offset_s"] = (as_utc(station_time) - as_utc(at)).total_seconds()
+
+        def op(conn: Connection) -> None:
+            conn.execute(
+                update(s.stations).where(s.stations.c.station_id == station_id).values(**values)
+            )
+
+        await self._write(op)
+
+    async def set_connector_status(
+        self,
+        station_id: str,
+        *,
+        evse_id: int,
+        connector_id: int,
+        status: str,
+        error_code: str | None,
+        at: datetime,
+    ) -> None:
+        def op(conn: Connection) -> None:
+            _ensure_station(conn, station_id, at)
+            values = {"status": status, "error_code": error_code, "updated_at": as_utc(at)}
+            conn.execute(
+                _insert(conn, s.connectors)
+                .values(station_id=station_id, evse_id=evse_id, connector_id=connector_id, **values)
+                .on_conflict_do_update(
+                    index_elements=["station_id", "evse_id", "connector_id"], set_=values
+                )
+            )
+
+        await self._write(op)
+
+    # --- id tokens ---------------------------------------------------------------
+
+    async def put_id_token(self, token: IdTokenRecord) -> IdTokenRecord:
+        values = {
+            "status": token.status,
+            "expiry": as_utc(token.expiry) if token.expiry is not None else None,
+            "parent_id_token": token.parent_id_token,
+            "token_type": token.token_type,
+        }
+
+        def op(conn: Connection) -> IdTokenRecord:
+            conn.execute(
+                _insert(conn, s.id_tokens)
+                .values(id_token=token.id_token, **values)
+                .on_conflict_do_update(index_elements=["id_token"], set_=values)
+            )
+            row = conn.execute(
+                select(s.id_tokens).where(s.id_tokens.c.id_token == token.id_token)
+            ).one()
+            return _token_record(row)
+
+        return await self._write(op)
+
+    async def get_id_token(self, id_token: str) -> IdTokenRecord | None:
+        def read(conn: Connection) -> IdTokenRecord | None:
+            row = conn.execute(
+                select(s.id_tokens).where(s.id_tokens.c.id_token == id_token)
+            ).first()
+            return _token_record(row) if row is not None else None
+
+        return await self._read(read)
+
+    async def list_id_tokens(self) -> list[IdTokenRecord]:
+        def read(conn: Connection) -> list[IdTokenRecord]:
+            rows = conn.execute(select(s.id_tokens).order_by(s.id_tokens.c.id_token))
+            return [_token_record(row) for row in rows]
+
+        return await self._read(read)
+
+    async def delete_id_token(self, id_token: str) -> bool:
+        def op(conn: Connection) -> bool:
+            result = conn.execute(delete(s.id_tokens).where(s.id_tokens.c.id_token == id_token))
+            return bool(result.rowcount)
+
+        return await self._write(op)
+
+    async def authorize(self, id_token: str, *, at: datetime) -> AuthResult:
+        """The answer to an id token at ``at``; unknown tokens are Invalid, an Accepted
+        token past its expiry is Expired."""
+        return await self._read(lambda conn: _lookup_auth(conn, id_token, at))
+
+    # --- transactions, OCPP 1.6 ----------------------------------------------------
+
+    async def start_transaction(
+        self,
+        station_id: str,
+        *,
+        connector_id: int,
+        id_token: str,
+        meter_start_wh: Decimal,
+        timestamp: datetime,
+        received_at: datetime,
+        reservation_id: int | None = None,
+    ) -> tuple[TransactionRecord, AuthResult]:
+        """StartTransaction. A retry (same connector, id tag, timestamp, meter start)
+        returns the transaction already stored."""
+        timestamp, received_at = as_utc(timestamp), as_utc(received_at)
+        meter_start = Decimal(meter_start_wh)
+        start_key = f"{connector_id}|{id_token}|{timestamp.isoformat()}|{meter_start.normalize()}"
+
+        def op(conn: Connection) -> tuple[TransactionRecord, AuthResult]:
+            auth = _lookup_auth(conn, id_token, received_at)
+            existing = conn.execute(
+                select(s.transactions.c.id, s.transactions.c.active).where(
+                    s.transactions.c.station_id == station_id,
+                    s.transactions.c.start_key == start_key,
+                )
+            ).first()
+            if existing is not None:
+                if not existing.active:
+                    _flag(
+                        conn,
+                        station_id,
+                        existing.id,
+                        "StartAfterStop",
+                        f"StartTransaction repeated at {received_at.isoformat()} after the stop",
+                        received_at,
+                    )
+                return _tx_record(conn, existing.id), auth
+            _ensure_station(conn, station_id, received_at)
+            tx = _create_tx(
+                conn,
+                station_id,
+                transaction_id=None,
+                evse_id=connector_id,
+                connector_id=connector_id,
+                id_token=id_token,
+                started_at=timestamp,
+                meter_start=meter_start,
+                offline=received_at - timestamp > OFFLINE_LATENESS,
+                received_at=received_at,
+                start_key=start_key,
+            )
+            tx.save(conn)
+            return _tx_record(conn, tx.pk), auth
+
+        return await self._write(op)
+
+    async def stop_transaction(
+        self,
+        station_id: str,
+        *,
+        transaction_id: int,
+        meter_stop_wh: Decimal,
+        timestamp: datetime,
+        received_at: datetime,
+        reason: str | None = None,
+        id_token: str | None = None,
+        samples: list[MeterSample] | None = None,
+    ) -> tuple[TransactionRecord | None, AuthResult | None]:
+        """StopTransaction; a retry changes nothing. An unknown transaction id is
+        flagged (UnknownTransaction, with no transaction) and answered ``None``."""
+        timestamp, received_at = as_utc(timestamp), as_utc(received_at)
+        meter_stop = Decimal(meter_stop_wh)
+        normalised = [_normalise(sample) for sample in samples or []]
+
+        def op(conn: Connection) -> tuple[TransactionRecord | None, AuthResult | None]:
+            auth = _lookup_auth(conn, id_token, received_at) if id_token is not None else None
+            row = conn.execute(
+                select(s.transactions.c.id).where(
+                    s.transactions.c.id == transaction_id,
+                    s.transactions.c.station_id == station_id,
+                )
+            ).first()
+            if row is None:
+                _flag(
+                    conn,
+                    station_id,
+                    None,
+                    "UnknownTransaction",
+                    f"StopTransaction for unknown transaction {transaction_id} "
+                    f"(meter stop {meter_stop} Wh at {timestamp.isoformat()})",
+                    received_at,
+                )
+                return None, auth
+            tx = _Tx(conn, row.id)
+            if not tx.v["active"]:  # a retry, or a second stop: the first one counts
+                return _tx_record(conn, tx.pk), auth
+            _store_samples(
+                conn,
+                station_id,
+                evse_id=tx.v["evse_id"],
+                connector_id=tx.v["connector_id"],
+                tx=tx,
+                samples=normalised,
+                received_at=received_at,
+            )
+            started = tx.v["started_at"]
+            if started is not None and timestamp < started:
+                tx.flag(
+                    "TimeBackwards",
+                    f"stop at {timestamp.isoformat()} before the start at {started.isoformat()}",
+                    timestamp,
+                )
+            tx.check_future(timestamp, received_at, "the stop")
+            tx.apply_register(meter_stop, timestamp)
+            tx.set("meter_stop_wh", meter_stop)
+            tx.set("stopped_at", timestamp)
+            tx.set("stop_reason", reason or "Local")
+            tx.set("active", False)
+            _check_overlap_on_stop(conn, tx, timestamp)
+            tx.save(conn)
+            return _tx_record(conn, tx.pk), auth
+
+        return await self._write(op)
+
+    async def add_meter_values(
+        self,
+        station_id: str,
+        *,
+        evse_id: int,
+        connector_id: int,
+        transaction_id: int | None,
+        samples: list[MeterSample],
+        received_at: datetime,
+    ) -> None:
+        """MeterValues; ``transaction_id`` is our numeric id. A sample already stored
+        (same transaction, timestamp, measurand, phase) is stored once."""
+        normalised = [_normalise(sample) for sample in samples]
+
+        def op(conn: Connection) -> None:
+            tx = None
+            if transaction_id is not None:
+                found = conn.execute(
+                    select(s.transactions.c.id).where(
+                        s.transactions.c.id == transaction_id,
+                        s.transactions.c.station_id == station_id,
+                    )
+                ).first()
+                if found is None:
+                    _flag(
+                        conn,
+                        station_id,
+                        None,
+                        "UnknownTransaction",
+                        f"MeterValues for unknown transaction {transaction_id}",
+                        received_at,
+                    )
+                else:
+                    tx = _Tx(conn, found.id)
+            _store_samples(
+                conn,
+                station_id,
+                evse_id=evse_id,
+                connector_id=connector_id,
+                tx=tx,
+                samples=normalised,
+                received_at=received_at,
+            )
+            if tx is not None:
+                tx.save(conn)
+
+        await self._write(op)
+
+    # --- transactions, OCPP 2.0.1 --------------------------------------------------
+
+    async def transaction_event(
+        self, station_id: str, *, event: dict[str, Any], received_at: datetime
+    ) -> tuple[TransactionRecord, AuthResult | None]:
+        """TransactionEvent, idempotent on (station, transactionId, seqNo)."""
+        received_at = as_utc(received_at)
+        info = event["transactionInfo"]
+        station_tx_id = str(info["transactionId"])
+        seq_no = int(event.get("seqNo", 0))
+        event_type = str(event["eventType"])
+        timestamp = _parse_time(event["timestamp"])
+        offline = bool(event.get("offline", False))
+        evse = event.get("evse") or {}
+        evse_id = int(evse.get("id", 0))
+        connector_id = int(evse.get("connectorId", 1 if evse_id else 0))
+        token = (event.get("idToken") or {}).get("idToken")
+        samples = samples_from_meter_values(event.get("meterValue") or [])
+        registers = [sample for sample in samples if _is_register(sample)]
+
+        def op(conn: Connection) -> tuple[TransactionRecord, AuthResult | None]:
+            auth = _lookup_auth(conn, token, received_at) if token is not None else None
+            found = conn.execute(
+                select(s.transactions.c.id).where(
+                    s.transactions.c.station_id == station_id,
+                    s.transactions.c.transaction_id == station_tx_id,
+                )
+            ).first()
+            if found is not None:
+                replay = conn.execute(
+                    select(s.transaction_events.c.id).where(
+                        s.transaction_events.c.transaction_pk == found.id,
+                        s.transaction_events.c.seq_no == seq_no,
+                    )
+                ).first()
+                if replay is not None:
+                    return _tx_record(conn, found.id), auth
+                tx = _Tx(conn, found.id)
+                if event_type == "Started" and not tx.v["active"]:
+                    tx.flag(
+                        "StartAfterStop",
+                        f"Started (seqNo {seq_no}) at {timestamp.isoformat()} after the "
+                        "transaction ended",
+                        timestamp,
+                    )
+                if evse and tx.v["evse_id"] == 0:
+                    tx.set("evse_id", evse_id)
+                    tx.set("connector_id", connector_id)
+            else:
+                _ensure_station(conn, station_id, received_at)
+                meter_start = registers[0].value if event_type == "Started" and registers else None
+                tx = _create_tx(
+                    conn,
+                    station_id,
+                    transaction_id=station_tx_id,
+                    evse_id=evse_id,
+                    connector_id=connector_id,
+                    id_token=token,
+                    started_at=timestamp,
+                    meter_start=meter_start,
+                    offline=offline,
+                    received_at=received_at,
+                )
+                if event_type != "Started":
+                    tx.flag(
+                        "MissingStarted",
+                        f"first heard of in a {event_type} event (seqNo {seq_no})",
+                        timestamp,
+                    )
+            previous = conn.execute(
+                select(s.transaction_events.c.seq_no, s.transaction_events.c.timestamp).where(
+                    s.transaction_events.c.transaction_pk == tx.pk
+                )
+            ).all()
+            for other in previous:
+                if (other.seq_no < seq_no and other.timestamp > timestamp) or (
+                    other.seq_no > seq_no and other.timestamp < timestamp
+                ):
+                    tx.flag(
+                        "TimeBackwards",
+                        f"seqNo {seq_no} at {timestamp.isoformat()} against seqNo "
+                        f"{other.seq_no} at {other.timestamp.isoformat()}",
+                        timestamp,
+                    )
+            if found is not None:
+                tx.check_future(timestamp, received_at, f"{event_type} (seqNo {seq_no})")
+            conn.execute(
+                s.transaction_events.insert().values(
+                    transaction_pk=tx.pk,
+                    seq_no=seq_no,
+                    event_type=event_type,
+                    timestamp=timestamp,
+                    trigger_reason=event.get("triggerReason"),
+                    offline=offline,
+                    received_at=received_at,
+                )
+            )
+            if token is not None and tx.v["id_token"] is None:
+                tx.set("id_token", token)
+            _store_samples(
+                conn,
+                station_id,
+                evse_id=tx.v["evse_id"],
+                connector_id=tx.v["connector_id"],
+                tx=tx,
+                samples=samples,
+                received_at=received_at,
+                event_at=timestamp,
+            )
+            if event_type == "Ended" and tx.v["active"]:
+                if registers:
+                    tx.set("meter_stop_wh", registers[-1].value)
+                tx.set("stopped_at", timestamp)
+                tx.set("stop_reason", info.get("stoppedReason") or "Local")
+                tx.set("active", False)
+                _check_overlap_on_stop(conn, tx, timestamp)
+            tx.save(conn)
+            return _tx_record(conn, tx.pk), auth
+
+        return await self._write(op)
+
+    # --- reading transactions --------------------------------------------------------
+
+    async def list_transactions(
+        self, station_id: str | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[TransactionRecord]:
+        """Newest first, with flags, without meter values."""
+
+        def read(conn: Connection) -> list[TransactionRecord]:
+            query = select(s.transactions).order_by(s.transactions.c.id.desc())
+            if station_id is not None:
+                query = query.where(s.transactions.c.station_id == station_id)
+            rows = conn.execute(query.limit(limit).offset(offset)).all()
+            return _tx_records(conn, rows)
+
+        return await self._read(read)
+
+    async def get_transaction(self, id: int) -> TransactionRecord | None:
+        """With meter values (chronological) and flags."""
+
+        def read(conn: Connection) -> TransactionRecord | None:
+            row = conn.execute(select(s.transactions).where(s.transactions.c.id == id)).first()
+            if row is None:
+                return None
+            return _tx_records(conn, [row], with_values=True)[0]
+
+        return await self._read(read)
+
+    async def find_transaction(
+        self, station_id: str, transaction_id: str
+    ) -> TransactionRecord | None:
+        def read(conn: Connection) -> TransactionRecord | None:
+            row = conn.execute(
+                select(s.transactions).where(
+                    s.transactions.c.station_id == station_id,
+                    s.transactions.c.transaction_id == transaction_id,
+                )
+            ).first()
+            return _tx_records(conn, [row])[0] if row is not None else None
+
+        return await self._read(read)
+
+    async def list_flags(self, station_id: str) -> list[Flag]:
+        """All of a station's flags, including those of no known transaction."""
+
+        def read(conn: Connection) -> list[Flag]:
+            rows = conn.execute(
+                select(s.flags).where(s.flags.c.station_id == station_id).order_by(s.flags.c.id)
+            )
+            return [Flag(code=row.code, detail=row.detail, at=row.at) for row in rows]
+
+        return await self._read(read)
+
+    # --- message log -----------------------------------------------------------------
+
+    async def log_message(self, station_id: str, direction: str, text: str, at: datetime) -> None:
+        values = {"station_id": station_id, "direction": direction, "text": text, "at": as_utc(at)}
+
+        def op(conn: Connection) -> None:
+            conn.execute(s.messages.insert().values(**values))
+
+        await self._write(op)
+
+    async def list_messages(
+        self, station_id: str, *, limit: int = 50, before_id: int | None = None
+    ) -> list[MessageRecord]:
+        """Newest first; the next page is ``before_id=<the last id of this one>``."""
+
+        def read(conn: Connection) -> list[MessageRecord]:
+            query = select(s.messages).where(s.messages.c.station_id == station_id)
+            if before_id is not None:
+                query = query.where(s.messages.c.id < before_id)
+            rows = conn.execute(query.order_by(s.messages.c.id.desc()).limit(limit))
+            return [
+                MessageRecord(
+                    id=row.id,
+                    station_id=row.station_id,
+                    at=row.at,
+                    direction=row.direction,
+                    text=row.text,
+                )
+                for row in rows
+            ]
+
+        return await self._read(read)
+
+    async def count_rows(self, table: str) -> int:
+        """How many rows ``table`` holds (for tests and diagnostics)."""
+        t = s.metadata.tables[table]
+        return await self._read(
+            lambda conn: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+        )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, synchronous=FULL, a busy timeout and foreign keys on every connection; and
+    transactions begun by SQLAlchemy (so that SAVEPOINTs and DDL behave)."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA busy_timeout=30000",
+            "PRAGMA foreign_keys=ON",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if _is_writer(conn) else "BEGIN")
+
+
+def _is_writer(conn: Connection) -> bool:
+    return bool(conn.get_execution_options().get("plugstream_writer", False))

@@ -1,0 +1,97 @@
+"""The ``store`` fixture: every storage test runs on SQLite, and also on PostgreSQL when
+PLUGSTREAM_TEST_POSTGRES names a server (as CI sets it). A PostgreSQL that is named but
+down fails the tests; it never skips them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from plugstream.cloud.storage import Store
+from plugstream.cloud.storage.schema import metadata
+
+T = TypeVar("T")
+POSTGRES = os.environ.get("PLUGSTREAM_TEST_POSTGRES", "").strip()
+BACKENDS = ["sqlite", "postgresql"] if POSTGRES else ["sqlite"]
+
+
+def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion on its own loop, whether or not one is running."""
+
+    async def main() -> T:
+        return await coro_fn()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main()).result()
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test session's own on the PLUGSTREAM_TEST_POSTGRES server."""
+    assert POSTGRES, "PLUGSTREAM_TEST_POSTGRES is not set"
+    name = f"plugstream_storage_test_{os.getpid()}"
+    admin = _asyncpg_dsn(POSTGRES)
+
+    async def create() -> None:
+        try:
+            conn = await asyncpg.connect(admin, timeout=10)
+        except Exception as exc:
+            pytest.fail(f"PLUGSTREAM_TEST_POSTGRES={POSTGRES!r} is set but unreachable: {exc!r}")
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin, timeout=10)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    _run(create)
+    yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+    _run(drop)
+
+
+async def _truncate_postgres(url: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=10)
+    try:
+        tables = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database's URL (the tables exist on PostgreSQL, not yet on SQLite)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "cloud.db")
+    url: str = request.getfixturevalue("postgres_url")
+    opened = await Store.open(url)  # migrated (a no-op after the first test)
+    await opened.close()
+    await _truncate_postgres(url)
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
