@@ -1,0 +1,279 @@
+"""PlugStream Cloud's answers to an OCPP 1.6J charge point: one :class:`Csms16` per connection.
+
+Everything a station reports is written to the store before it is answered (the
+answer is the station's permission to forget it). :class:`StationHandlers` is the
+part shared with 2.0.1 (:mod:`plugstream.cloud.handlers201`): the boot gate and
+the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from plugstream.cloud.config import CloudConfig
+from plugstream.cloud.meter import format_time, parse_time_or, samples_16, to_decimal
+from plugstream.cloud.storage.records import AuthResult
+from plugstream.ocpp import ErrorCode, Handlers, OcppError, on, v16
+from plugstream.ocpp.routing import Handler, invoke
+
+if TYPE_CHECKING:
+    from plugstream.cloud.storage import Store
+
+Clock = Callable[[], datetime]
+
+BOOT = "BootNotification"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StationHandlers(Handlers):
+    """The connection's state that both versions share: who, the store, and the boot gate.
+
+    Boot gate (2.0.1 B02.FR.09, B03.FR.07, TC_B_30_CSMS; 1.6 §4.2): until the
+    station's BootNotification has been Accepted on this connection, any other
+    CALL from it is answered with CALLERROR SecurityError. A station that
+    reconnects without a new BootNotification is let through when the store
+    shows it booted before: OCPP-J 1.6 §5.4 tells a charge point not to send a
+    BootNotification after a mere reconnect "unless one or more of the elements
+    in the (previous) BootNotification.req PDU have changed".
+    """
+
+    def __init__(
+        self,
+        station_id: str,
+        store: Store,
+        config: CloudConfig,
+        *,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.station_id = station_id
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.accepted = False  # a BootNotification was Accepted, or the station booted before
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def handlers(self) -> dict[str, Handler]:
+        gated: dict[str, Handler] | None = self.__dict__.get("_gated")
+        if gated is None:
+            gated = {
+                action: handler if action == BOOT else self._gate(action, handler)
+                for action, handler in super().handlers().items()
+            }
+            self.__dict__["_gated"] = gated
+        return gated
+
+    def _gate(self, action: str, handler: Handler) -> Handler:
+        async def gated(payload: dict[str, Any]) -> Any:
+            await self.require_boot(action)
+            return await invoke(handler, payload)
+
+        return gated
+
+    async def require_boot(self, action: str) -> None:
+        if self.accepted:
+            return
+        station = await self.store.get_station(self.station_id)
+        if station is not None and station.last_boot is not None:
+            self.accepted = True  # a reconnect: it booted before, on an earlier connection
+            return
+        raise OcppError(
+            ErrorCode.SecurityError,
+            f"{action} before an accepted BootNotification",
+        )
+
+
+def id_tag_info(auth: AuthResult) -> v16.IdTagInfo:
+    status: v16.IdTagInfoStatus = "Invalid"
+    if auth.status in ("Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"):
+        status = auth.status  # type: ignore[assignment]
+    info: v16.IdTagInfo = {"status": status}
+    if auth.expiry is not None:
+        info["expiryDate"] = format_time(auth.expiry)
+    if auth.parent_id_token:
+        info["parentIdTag"] = auth.parent_id_token[:20]  # IdToken is CiString20Type
+    return info
+
+
+def _int(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _wh(value: object) -> Decimal:
+    """meterStart / meterStop: integer Wh in 1.6; a lenient station's odd value reads as 0."""
+    number = to_decimal(value)
+    return number if number is not None else Decimal(0)
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+class Csms16(StationHandlers):
+    """The CSMS side of an OCPP 1.6J connection (core profile and the security extension)."""
+
+    @on(v16.Action.BootNotification)
+    async def boot_notification(
+        self, payload: v16.BootNotificationRequest
+    ) -> v16.BootNotificationResponse:
+        now = self.now()
+        await self.store.record_boot(
+            self.station_id,
+            ocpp_version="1.6",
+            vendor=_str(payload.get("chargePointVendor")) or "",
+            model=_str(payload.get("chargePointModel")) or "",
+            serial_number=_str(payload.get("chargePointSerialNumber"))
+            or _str(payload.get("chargeBoxSerialNumber")),
+            firmware_version=_str(payload.get("firmwareVersion")),
+            at=now,
+        )
+        self.accepted = True
+        return {
+            "status": "Accepted",
+            "currentTime": format_time(now),
+            "interval": self.config.heartbeat_interval,
+        }
+
+    @on(v16.Action.Heartbeat)
+    async def heartbeat(self, payload: v16.HeartbeatRequest) -> v16.HeartbeatResponse:
+        now = self.now()
+        await self.store.record_seen(self.station_id, at=now)
+        return {"currentTime": format_time(now)}
+
+    @on(v16.Action.StatusNotification)
+    async def status_notification(
+        self, payload: v16.StatusNotificationRequest
+    ) -> v16.StatusNotificationResponse:
+        now = self.now()
+        connector_id = _int(payload.get("connectorId"), 0)
+        error_code = _str(payload.get("errorCode"))
+        await self.store.set_connector_status(
+            self.station_id,
+            evse_id=connector_id,  # 1.6 has no EVSE: a connector is one
+            connector_id=connector_id,
+            status=_str(payload.get("status")) or "Unknown",
+            error_code=error_code,
+            at=now,
+        )
+        station_time = payload.get("timestamp")
+        if station_time is not None:
+            await self.store.record_seen(
+                self.station_id, at=now, station_time=parse_time_or(station_time, now)
+            )
+        return {}
+
+    @on(v16.Action.Authorize)
+    async def authorize(self, payload: v16.AuthorizeRequest) -> v16.AuthorizeResponse:
+        auth = await self.store.authorize(str(payload.get("idTag", "")), at=self.now())
+        return {"idTagInfo": id_tag_info(auth)}
+
+    @on(v16.Action.StartTransaction)
+    async def start_transaction(
+        self, payload: v16.StartTransactionRequest
+    ) -> v16.StartTransactionResponse:
+        now = self.now()
+        reservation = payload.get("reservationId")
+        record, auth = await self.store.start_transaction(
+            self.station_id,
+            connector_id=_int(payload.get("connectorId"), 0),
+            id_token=str(payload.get("idTag", "")),
+            meter_start_wh=_wh(payload.get("meterStart")),
+            timestamp=parse_time_or(payload.get("timestamp"), now),
+            received_at=now,
+            reservation_id=reservation if isinstance(reservation, int) else None,
+        )
+        return {"transactionId": record.id, "idTagInfo": id_tag_info(auth)}
+
+    @on(v16.Action.StopTransaction)
+    async def stop_transaction(
+        self, payload: v16.StopTransactionRequest
+    ) -> v16.StopTransactionResponse:
+        now = self.now()
+        samples = samples_16(payload.get("transactionData"), now)
+        _record, auth = await self.store.stop_transaction(
+            self.station_id,
+            transaction_id=_int(payload.get("transactionId"), 0),
+            meter_stop_wh=_wh(payload.get("meterStop")),
+            timestamp=parse_time_or(payload.get("timestamp"), now),
+            received_at=now,
+            reason=_str(payload.get("reason")),
+            id_token=_str(payload.get("idTag")),
+            samples=samples or None,
+        )
+        # An unknown transactionId is still answered: the station must be able to
+        # forget it (the store keeps what it could, flagged).
+        if auth is None:
+            return {}
+        return {"idTagInfo": id_tag_info(auth)}
+
+    @on(v16.Action.MeterValues)
+    async def meter_values(self, payload: v16.MeterValuesRequest) -> v16.MeterValuesResponse:
+        now = self.now()
+        connector_id = _int(payload.get("connectorId"), 0)
+        transaction_id = payload.get("transactionId")
+        await self.store.add_meter_values(
+            self.station_id,
+            evse_id=connector_id,
+            connector_id=connector_id,
+            transaction_id=transaction_id if isinstance(transaction_id, int) else None,
+            samples=samples_16(payload.get("meterValue"), now),
+            received_at=now,
+        )
+        return {}
+
+    @on(v16.Action.DataTransfer)
+    async def data_transfer(self, payload: v16.DataTransferRequest) -> v16.DataTransferResponse:
+        # No vendor extensions yet: our own vendor id is acknowledged, any other unknown.
+        if payload.get("vendorId") == "PlugStream":
+            return {"status": "Accepted"}
+        return {"status": "UnknownVendorId"}
+
+    # Notifications: the gateway logs every message whole, so these are kept by
+    # the time they are answered.
+
+    @on(v16.Action.DiagnosticsStatusNotification)
+    async def diagnostics_status_notification(
+        self, payload: v16.DiagnosticsStatusNotificationRequest
+    ) -> v16.DiagnosticsStatusNotificationResponse:
+        return {}
+
+    @on(v16.Action.FirmwareStatusNotification)
+    async def firmware_status_notification(
+        self, payload: v16.FirmwareStatusNotificationRequest
+    ) -> v16.FirmwareStatusNotificationResponse:
+        return {}
+
+    # The 1.6 security extension (OCPP 1.6 Security Whitepaper, edition 3).
+
+    @on(v16.Action.SecurityEventNotification)
+    async def security_event_notification(
+        self, payload: v16.SecurityEventNotificationRequest
+    ) -> v16.SecurityEventNotificationResponse:
+        return {}
+
+    @on(v16.Action.LogStatusNotification)
+    async def log_status_notification(
+        self, payload: v16.LogStatusNotificationRequest
+    ) -> v16.LogStatusNotificationResponse:
+        return {}
+
+    @on(v16.Action.SignedFirmwareStatusNotification)
+    async def signed_firmware_status_notification(
+        self, payload: v16.SignedFirmwareStatusNotificationRequest
+    ) -> v16.SignedFirmwareStatusNotificationResponse:
+        return {}
+
+    @on(v16.Action.SignCertificate)
+    async def sign_certificate(
+        self, payload: v16.SignCertificateRequest
+    ) -> v16.SignCertificateResponse:
+        # Rejected for now: signing station certificates (A02/A03 in 1.6 security
+        # terms) comes with the PKI issue, which also brings CertificateSigned.
+        return {"status": "Rejected"}

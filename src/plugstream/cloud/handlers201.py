@@ -1,0 +1,172 @@
+"""PlugStream Cloud's answers to an OCPP 2.0.1 charging station: one :class:`Csms201` per
+connection. The boot gate and the clock are shared with 1.6 (:class:`StationHandlers`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from plugstream.cloud.handlers16 import StationHandlers
+from plugstream.cloud.meter import format_time, parse_time_or, samples_201
+from plugstream.cloud.storage.records import AuthResult
+from plugstream.ocpp import on, v201
+
+_STATUSES = frozenset(
+    (
+        "Accepted",
+        "Blocked",
+        "ConcurrentTx",
+        "Expired",
+        "Invalid",
+        "NoCredit",
+        "NotAllowedTypeEVSE",
+        "NotAtThisLocation",
+        "NotAtThisTime",
+        "Unknown",
+    )
+)
+
+
+def id_token_info(auth: AuthResult) -> v201.IdTokenInfoType:
+    status: v201.AuthorizationStatusEnumType = "Invalid"
+    if auth.status in _STATUSES:
+        status = auth.status  # type: ignore[assignment]
+    info: v201.IdTokenInfoType = {"status": status}
+    if auth.expiry is not None:
+        info["cacheExpiryDateTime"] = format_time(auth.expiry)
+    if auth.parent_id_token:
+        # C01.FR.06: the associated group id token goes with the answer.
+        info["groupIdToken"] = {"idToken": auth.parent_id_token[:36], "type": "Central"}
+    return info
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+class Csms201(StationHandlers):
+    """The CSMS side of an OCPP 2.0.1 connection."""
+
+    ocpp_version = "2.0.1"  # as the store records it
+
+    @on(v201.Action.BootNotification)
+    async def boot_notification(
+        self, payload: v201.BootNotificationRequest
+    ) -> v201.BootNotificationResponse:
+        now = self.now()
+        station = payload.get("chargingStation")
+        info: Mapping[str, object] = station if isinstance(station, Mapping) else {}
+        await self.store.record_boot(
+            self.station_id,
+            ocpp_version=self.ocpp_version,
+            vendor=_str(info.get("vendorName")) or "",
+            model=_str(info.get("model")) or "",
+            serial_number=_str(info.get("serialNumber")),
+            firmware_version=_str(info.get("firmwareVersion")),
+            at=now,
+        )
+        self.accepted = True
+        return {
+            "status": "Accepted",
+            "currentTime": format_time(now),
+            "interval": self.config.heartbeat_interval,
+        }
+
+    @on(v201.Action.Heartbeat)
+    async def heartbeat(self, payload: v201.HeartbeatRequest) -> v201.HeartbeatResponse:
+        now = self.now()
+        await self.store.record_seen(self.station_id, at=now)
+        return {"currentTime": format_time(now)}
+
+    @on(v201.Action.StatusNotification)
+    async def status_notification(
+        self, payload: v201.StatusNotificationRequest
+    ) -> v201.StatusNotificationResponse:
+        now = self.now()
+        await self.store.set_connector_status(
+            self.station_id,
+            evse_id=_int(payload.get("evseId"), 0),
+            connector_id=_int(payload.get("connectorId"), 0),
+            status=_str(payload.get("connectorStatus")) or "Unknown",
+            error_code=None,  # 2.0.1 reports faults through NotifyEvent, not here
+            at=now,
+        )
+        station_time = payload.get("timestamp")
+        if station_time is not None:
+            await self.store.record_seen(
+                self.station_id, at=now, station_time=parse_time_or(station_time, now)
+            )
+        return {}
+
+    @on(v201.Action.Authorize)
+    async def authorize(self, payload: v201.AuthorizeRequest) -> v201.AuthorizeResponse:
+        token = payload.get("idToken")
+        id_token = token.get("idToken") if isinstance(token, Mapping) else None
+        auth = await self.store.authorize(str(id_token or ""), at=self.now())
+        return {"idTokenInfo": id_token_info(auth)}
+
+    @on(v201.Action.TransactionEvent)
+    async def transaction_event(
+        self, payload: v201.TransactionEventRequest
+    ) -> v201.TransactionEventResponse:
+        # The store reads the whole event (Started / Updated / Ended, seqNo, offline,
+        # meter values) and keeps it durably before we answer.
+        _record, auth = await self.store.transaction_event(
+            self.station_id, event=dict(payload), received_at=self.now()
+        )
+        # E01.FR.xx / E03: idTokenInfo answers an idToken sent in the event.
+        if auth is not None and isinstance(payload.get("idToken"), Mapping):
+            return {"idTokenInfo": id_token_info(auth)}
+        return {}
+
+    @on(v201.Action.MeterValues)
+    async def meter_values(self, payload: v201.MeterValuesRequest) -> v201.MeterValuesResponse:
+        now = self.now()
+        await self.store.add_meter_values(
+            self.station_id,
+            evse_id=_int(payload.get("evseId"), 0),
+            connector_id=0,  # 2.0.1 MeterValues name only the EVSE
+            transaction_id=None,  # outside a transaction: those come in TransactionEvent
+            samples=samples_201(payload.get("meterValue"), now),
+            received_at=now,
+        )
+        return {}
+
+    # Reports and notifications: the gateway logs every message whole, so these
+    # are kept by the time they are answered.
+
+    @on(v201.Action.NotifyEvent)
+    async def notify_event(self, payload: v201.NotifyEventRequest) -> v201.NotifyEventResponse:
+        return {}
+
+    @on(v201.Action.NotifyReport)
+    async def notify_report(self, payload: v201.NotifyReportRequest) -> v201.NotifyReportResponse:
+        return {}
+
+    @on(v201.Action.SecurityEventNotification)
+    async def security_event_notification(
+        self, payload: v201.SecurityEventNotificationRequest
+    ) -> v201.SecurityEventNotificationResponse:
+        return {}
+
+    @on(v201.Action.FirmwareStatusNotification)
+    async def firmware_status_notification(
+        self, payload: v201.FirmwareStatusNotificationRequest
+    ) -> v201.FirmwareStatusNotificationResponse:
+        return {}
+
+    @on(v201.Action.LogStatusNotification)
+    async def log_status_notification(
+        self, payload: v201.LogStatusNotificationRequest
+    ) -> v201.LogStatusNotificationResponse:
+        return {}
+
+
+class Csms21(Csms201):
+    """OCPP 2.1 stations, for now answered as 2.0.1 ones (the messages handled here kept
+    their shape in 2.1); only the version recorded differs."""
+
+    ocpp_version = "2.1"
