@@ -1,0 +1,95 @@
+"""The ASGI application of PlugStream Cloud: OCPP WebSockets and the REST API on one port.
+
+- ``/ocpp/{stationId}``: the OCPP-J gateway (:mod:`plugstream.cloud.gateway`);
+- ``/api/v1/``: the REST API (:mod:`plugstream.cloud.api`), its OpenAPI document at
+  ``/api/v1/openapi.json`` and the docs at ``/api/v1/docs``.
+
+The store is opened in the lifespan and closed on shutdown, after the gateway
+has written out its message log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, WebSocket
+
+from plugstream import __version__
+from plugstream.cloud.config import CloudConfig
+from plugstream.cloud.gateway import Gateway, HandlersFactory
+from plugstream.ocpp import OcppVersion
+
+if TYPE_CHECKING:
+    from plugstream.cloud.storage import Store
+
+API_PREFIX = "/api/v1"
+
+
+async def _open_store(url: str) -> Store:
+    from plugstream.cloud.storage import Store
+
+    return await Store.open(url)
+
+
+def create_app(
+    config: CloudConfig,
+    *,
+    open_store: Callable[[str], Awaitable[Store]] | None = None,
+    handlers: Mapping[OcppVersion, HandlersFactory] | None = None,
+) -> FastAPI:
+    """The application; ``open_store`` and ``handlers`` replace the real ones in tests."""
+    opener = open_store if open_store is not None else _open_store
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await opener(config.db)
+        gateway = Gateway(store, config, handlers=handlers)
+        app.state.store = store
+        app.state.gateway = gateway
+        try:
+            yield
+        finally:
+            try:
+                await gateway.close()
+            finally:
+                await store.close()
+
+    app = FastAPI(
+        title="PlugStream Cloud",
+        version=__version__,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+
+    @app.websocket("/ocpp/{station_id:path}")
+    async def ocpp(websocket: WebSocket, station_id: str) -> None:
+        gateway: Gateway = app.state.gateway
+        await gateway.serve(websocket, station_id)
+
+    _include_api(app, config)
+    return app
+
+
+def _include_api(app: FastAPI, config: CloudConfig) -> None:
+    try:
+        from plugstream.cloud.api import build_router
+    except ModuleNotFoundError as exc:  # the REST API is not there yet
+        if exc.name != "plugstream.cloud.api":
+            raise
+        return
+
+    def store_getter() -> Any:
+        return app.state.store
+
+    def gateway_getter() -> Any:
+        return app.state.gateway
+
+    router = build_router(store_getter, gateway_getter, config.api_token)
+    if router.prefix.startswith(API_PREFIX):
+        app.include_router(router)
+    else:
+        app.include_router(router, prefix=API_PREFIX)

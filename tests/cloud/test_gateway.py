@@ -1,0 +1,550 @@
+"""The OCPP gateway of PlugStream Cloud over real sockets on loopback: the server is uvicorn
+(in-process, or ``plugstream cloud serve`` as a subprocess), the stations are plain
+``websockets`` clients or raw TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from plugstream.cloud.app import create_app
+from plugstream.cloud.config import CloudConfig
+from plugstream.cloud.gateway import Gateway, StationOffline, basic_credentials
+from plugstream.cloud.serve import READY, CloudServer, bound_port, uvicorn_config
+from plugstream.cloud.storage import Store
+from plugstream.ocpp import CallTimeout, ErrorCode, OcppError, OcppVersion
+
+V16, V201, V21 = "ocpp1.6", "ocpp2.0.1", "ocpp2.1"
+
+
+@dataclass
+class Cloud:
+    config: CloudConfig
+    port: int
+    store: Store
+    gateway: Gateway
+
+    def url(self, station_id: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ocpp/{station_id}"
+
+
+@asynccontextmanager
+async def running(tmp_path: Path, **overrides: Any) -> AsyncIterator[Cloud]:
+    config = replace(
+        CloudConfig(
+            host="127.0.0.1",
+            port=0,
+            db=f"sqlite:///{tmp_path / 'cloud.db'}",
+            ping_interval=5.0,
+            ping_timeout=10.0,
+            call_timeout=5.0,
+        ),
+        **overrides,
+    )
+    app = create_app(config)
+    server = CloudServer(uvicorn_config(config, app))
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        assert server.started, "the server did not start"
+        yield Cloud(config, bound_port(server, 0), app.state.store, app.state.gateway)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        await asyncio.sleep(0.02)
+    return check()
+
+
+async def answer_calls(
+    ws: ClientConnection, answer: Callable[[str, dict[str, Any]], dict[str, Any]]
+) -> None:
+    """A station that answers every CALL of the CSMS (until its socket closes)."""
+    try:
+        async for message in ws:
+            frame = orjson.loads(message)
+            if frame[0] == 2:
+                await ws.send(orjson.dumps([3, frame[1], answer(frame[2], frame[3])]).decode())
+    except ConnectionClosed:
+        pass
+
+
+async def closed_code(ws: ClientConnection, timeout: float = 5.0) -> int | None:
+    """Read until the server closes; the close code it sent."""
+    async with asyncio.timeout(timeout):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd is not None else None
+
+
+# -- subprotocols ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [
+        ([V16], V16),
+        ([V201], V201),
+        ([V16, V201], V201),
+        ([V201, V16], V201),
+        ([V21, V201, V16], V21),
+        (["ocpp1.5", V16], V16),
+    ],
+)
+async def test_the_newest_offered_subprotocol_is_chosen(
+    tmp_path: Path, offered: list[str], chosen: str
+) -> None:
+    async with (
+        running(tmp_path, auto_register=True) as cloud,
+        connect(cloud.url("CP1"), subprotocols=offered) as ws,  # type: ignore[arg-type]
+    ):
+        assert ws.subprotocol == chosen
+        assert await until(lambda: cloud.gateway.is_connected("CP1"))
+        assert cloud.gateway.version_of("CP1") is OcppVersion.from_subprotocol(chosen)
+        assert cloud.gateway.connected_ids() == ["CP1"]
+
+
+@pytest.mark.parametrize("offered", [["ocpp1.5", "chat"], None])
+async def test_no_subprotocol_we_speak_completes_the_handshake_without_one_then_closes(
+    tmp_path: Path, offered: list[str] | None
+) -> None:
+    async with running(tmp_path, auto_register=True) as cloud:
+        async with connect(cloud.url("CP1"), subprotocols=offered) as ws:  # type: ignore[arg-type]
+            assert ws.response is not None and ws.response.status_code == 101
+            assert "Sec-WebSocket-Protocol" not in ws.response.headers
+            assert ws.subprotocol is None
+            assert await closed_code(ws) == 1002
+        assert not cloud.gateway.is_connected("CP1")
+
+
+# -- who may connect ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("station_id", ["bad:id", "x" * 49, "sp%20ace", "a%2Fb", "%C3%A9"])
+async def test_an_invalid_station_id_is_refused_with_400(tmp_path: Path, station_id: str) -> None:
+    async with running(tmp_path, auto_register=True) as cloud:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(cloud.url(station_id), subprotocols=[V16]):  # type: ignore[list-item]
+                pass
+        assert refused.value.response.status_code == 400
+
+
+async def test_the_longest_valid_station_id_is_accepted(tmp_path: Path) -> None:
+    station_id = "A-z0.9_*=+|@" + "x" * 36
+    assert len(station_id) == 48
+    async with (
+        running(tmp_path, auto_register=True) as cloud,
+        connect(cloud.url(station_id), subprotocols=[V16]) as ws,  # type: ignore[list-item]
+    ):
+        assert ws.subprotocol == V16
+        assert await until(lambda: cloud.gateway.is_connected(station_id))
+
+
+async def test_an_unknown_station_is_refused_without_auto_register(tmp_path: Path) -> None:
+    async with running(tmp_path) as cloud:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(cloud.url("NEW1"), subprotocols=[V16]):  # type: ignore[list-item]
+                pass
+        assert refused.value.response.status_code == 404
+        assert await cloud.store.get_station("NEW1") is None
+
+
+async def test_auto_register_accepts_and_registers_an_unknown_station(tmp_path: Path) -> None:
+    async with running(tmp_path, auto_register=True) as cloud:
+        async with connect(cloud.url("NEW1"), subprotocols=[V201]) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == V201
+            record = await cloud.store.get_station("NEW1")
+            assert record is not None and record.security_profile == 0
+        # With Basic credentials, the station keeps its password (trust on first use).
+        async with connect(
+            cloud.url("NEW2"),
+            subprotocols=[V16],  # type: ignore[list-item]
+            additional_headers=basic("NEW2", "first-secret-1234"),
+        ):
+            record = await cloud.store.get_station("NEW2")
+            assert record is not None and record.has_password and record.security_profile == 1
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                cloud.url("NEW2"),
+                subprotocols=[V16],  # type: ignore[list-item]
+                additional_headers=basic("NEW2", "another-password"),
+            ):
+                pass
+        assert refused.value.response.status_code == 401
+
+
+async def test_basic_auth_lets_the_right_password_in_and_refuses_others_with_401(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as cloud:
+        await cloud.store.register_station("CP7", password="s3cret-pass-word", security_profile=1)
+        async with connect(
+            cloud.url("CP7"),
+            subprotocols=[V16],  # type: ignore[list-item]
+            additional_headers=basic("CP7", "s3cret-pass-word"),
+        ) as ws:
+            assert ws.subprotocol == V16
+            assert await until(lambda: cloud.gateway.is_connected("CP7"))
+        # Credentials in the URL, as many chargers give them.
+        url = f"ws://CP7:s3cret-pass-word@127.0.0.1:{cloud.port}/ocpp/CP7"
+        async with connect(url, subprotocols=[V16]) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == V16
+
+        for headers in (
+            basic("CP7", "wrong"),
+            basic("CP8", "s3cret-pass-word"),  # the username must be the station id
+            {},
+            {"Authorization": "Bearer s3cret-pass-word"},
+            {"Authorization": "Basic !!!"},
+        ):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(
+                    cloud.url("CP7"),
+                    subprotocols=[V16],  # type: ignore[list-item]
+                    additional_headers=headers,
+                ):
+                    pass
+            response = refused.value.response
+            assert response.status_code == 401
+            assert response.headers["WWW-Authenticate"] == 'Basic realm="PlugStream"'
+        assert cloud.gateway.failed_logins["CP7"] == 5
+
+
+async def test_a_station_without_password_needs_security_profile_0(tmp_path: Path) -> None:
+    async with running(tmp_path) as cloud:
+        await cloud.store.register_station("OPEN", security_profile=0)
+        await cloud.store.register_station("NOPW", security_profile=1)
+        async with connect(cloud.url("OPEN"), subprotocols=[V16]) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == V16
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(cloud.url("NOPW"), subprotocols=[V16]):  # type: ignore[list-item]
+                pass
+        assert refused.value.response.status_code == 401
+
+
+def test_basic_credentials_are_parsed() -> None:
+    assert basic_credentials(basic("CP1", "a:b")["Authorization"]) == ("CP1", "a:b")
+    assert basic_credentials(None) is None
+    assert basic_credentials("Basic") is None
+    assert basic_credentials("Basic " + base64.b64encode(b"nocolon").decode()) is None
+
+
+# -- one connection per station, liveness -----------------------------------------------------
+
+
+async def test_a_reconnect_replaces_the_old_connection(tmp_path: Path) -> None:
+    async with running(tmp_path, auto_register=True) as cloud:
+        async with connect(cloud.url("CP1"), subprotocols=[V16]) as old:  # type: ignore[list-item]
+            assert await until(lambda: cloud.gateway.is_connected("CP1"))
+            async with connect(cloud.url("CP1"), subprotocols=[V201]) as new:  # type: ignore[list-item]
+                with pytest.raises(ConnectionClosed) as closed:
+                    async with asyncio.timeout(5):
+                        await old.recv()
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == 1000
+                assert closed.value.rcvd.reason == "replaced by a new connection"
+                # The old one's teardown has run and left the new one alone.
+                await asyncio.sleep(0.2)
+                assert cloud.gateway.is_connected("CP1")
+                assert cloud.gateway.version_of("CP1") is OcppVersion.V201
+                station = asyncio.create_task(
+                    answer_calls(new, lambda action, payload: {"status": "Accepted"})
+                )
+                answer = await cloud.gateway.call("CP1", "Reset", {"type": "OnIdle"})
+                assert answer == {"status": "Accepted"}
+                station.cancel()
+        assert await until(lambda: not cloud.gateway.is_connected("CP1"))
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped_after_ping_timeout(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path, auto_register=True, ping_interval=0.2, ping_timeout=0.5) as cloud:
+        # A raw TCP peer: completes the handshake, then never reads nor answers a ping.
+        reader, writer = await asyncio.open_connection("127.0.0.1", cloud.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                "GET /ocpp/DEAD1 HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{cloud.port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                "Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+            ).encode()
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101")
+        # Meanwhile a live station (its client answers pings) stays, though it sends nothing.
+        async with connect(cloud.url("LIVE1"), subprotocols=[V16]) as live:  # type: ignore[list-item]
+            assert await until(lambda: cloud.gateway.is_connected("DEAD1"))
+            started = time.monotonic()
+            assert await until(lambda: not cloud.gateway.is_connected("DEAD1"), timeout=5)
+            assert time.monotonic() - started < 3
+            await asyncio.sleep(1.0)  # two ping timeouts without a single OCPP message
+            assert cloud.gateway.is_connected("LIVE1")
+            assert live.state.name == "OPEN"
+        writer.close()
+
+
+async def test_an_oversized_frame_closes_with_1009_and_others_are_served(tmp_path: Path) -> None:
+    async with (
+        running(tmp_path, auto_register=True, max_frame_bytes=4096) as cloud,
+        connect(cloud.url("OTHER"), subprotocols=[V16]) as other,  # type: ignore[list-item]
+        connect(cloud.url("BIG1"), subprotocols=[V16], max_size=None) as big,  # type: ignore[list-item]
+    ):
+        assert await until(lambda: cloud.gateway.is_connected("BIG1"))
+        await big.send(orjson.dumps([2, "1", "DataTransfer", {"data": "x" * 10_000}]).decode())
+        assert await closed_code(big) == 1009
+        assert await until(lambda: not cloud.gateway.is_connected("BIG1"))
+        station = asyncio.create_task(
+            answer_calls(other, lambda action, payload: {"status": "Accepted"})
+        )
+        answer = await cloud.gateway.call("OTHER", "Reset", {"type": "Soft"})
+        assert answer == {"status": "Accepted"}
+        station.cancel()
+
+
+# -- frames and calls ---------------------------------------------------------------------------
+
+
+async def test_gateway_call_round_trip_and_the_message_log(tmp_path: Path) -> None:
+    async with running(tmp_path, auto_register=True) as cloud:
+        async with connect(cloud.url("CP1"), subprotocols=[V16]) as ws:  # type: ignore[list-item]
+            assert await until(lambda: cloud.gateway.is_connected("CP1"))
+            seen: list[tuple[str, dict[str, Any]]] = []
+
+            def answer(action: str, payload: dict[str, Any]) -> dict[str, Any]:
+                seen.append((action, payload))
+                return {"status": "Accepted"}
+
+            station = asyncio.create_task(answer_calls(ws, answer))
+            result = await cloud.gateway.call("CP1", "Reset", {"type": "Hard"})
+            assert result == {"status": "Accepted"}
+            assert seen == [("Reset", {"type": "Hard"})]
+            # An invalid request never leaves: the core's constraint error.
+            with pytest.raises(OcppError) as invalid:
+                await cloud.gateway.call("CP1", "Reset", {"type": "Sideways"})
+            assert invalid.value.code is not ErrorCode.GenericError
+            station.cancel()
+        assert await until(lambda: not cloud.gateway.is_connected("CP1"))
+        await asyncio.sleep(0.1)
+        messages = await cloud.store.list_messages("CP1")
+        directions = sorted(m.direction for m in messages)
+        assert directions == ["in", "out"]
+
+
+async def test_a_station_callerror_and_a_call_timeout_reach_the_caller(tmp_path: Path) -> None:
+    async with (
+        running(tmp_path, auto_register=True, call_timeout=30.0) as cloud,
+        connect(cloud.url("CP1"), subprotocols=[V201]) as ws,  # type: ignore[list-item]
+    ):
+        assert await until(lambda: cloud.gateway.is_connected("CP1"))
+        started = time.monotonic()
+        with pytest.raises(CallTimeout):
+            await cloud.gateway.call("CP1", "Reset", {"type": "Immediate"}, timeout=0.3)
+        assert time.monotonic() - started < 3
+        frame = orjson.loads(await asyncio.wait_for(ws.recv(), 2))
+        assert frame[2] == "Reset"
+
+        async def refuse() -> None:
+            call = orjson.loads(await ws.recv())
+            await ws.send(orjson.dumps([4, call[1], "NotSupported", "no", {}]).decode())
+
+        station = asyncio.create_task(refuse())
+        with pytest.raises(OcppError) as refused:
+            await cloud.gateway.call("CP1", "Reset", {"type": "Immediate"}, timeout=3)
+        assert refused.value.code is ErrorCode.NotSupported
+        await station
+
+
+async def test_a_call_to_a_station_that_is_not_connected_raises_station_offline(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path, auto_register=True) as cloud:
+        with pytest.raises(StationOffline):
+            await cloud.gateway.call("NOWHERE", "Reset", {"type": "Soft"})
+        assert not cloud.gateway.is_connected("NOWHERE")
+        assert cloud.gateway.version_of("NOWHERE") is None
+
+
+async def test_a_binary_message_is_read_as_text_and_answered(tmp_path: Path) -> None:
+    async with (
+        running(tmp_path, auto_register=True) as cloud,
+        connect(cloud.url("CP1"), subprotocols=[V16]) as ws,  # type: ignore[list-item]
+    ):
+        await ws.send(orjson.dumps([2, "b1", "Heartbeat", {}]))  # bytes: a binary frame
+        answer = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert answer[0] in (3, 4) and answer[1] == "b1"
+
+
+async def test_openapi_is_served(tmp_path: Path) -> None:
+    async with running(tmp_path) as cloud:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cloud.port}") as http:
+            response = await http.get("/api/v1/openapi.json", timeout=5)
+        assert response.status_code == 200
+        assert response.json()["info"]["title"] == "PlugStream Cloud"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_tls_serves_wss_with_tls_1_2_or_newer_only(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1"),
+            *("-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    async with running(tmp_path, auto_register=True, tls_cert=cert, tls_key=key) as cloud:
+        trusted = ssl.create_default_context(cafile=str(cert))
+        async with connect(
+            f"wss://127.0.0.1:{cloud.port}/ocpp/TLS1",
+            subprotocols=[V201],  # type: ignore[list-item]
+            ssl=trusted,
+        ) as ws:
+            assert ws.subprotocol == V201
+            tls = ws.transport.get_extra_info("ssl_object")
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        tls12 = ssl.create_default_context(cafile=str(cert))
+        tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+        async with connect(
+            f"wss://127.0.0.1:{cloud.port}/ocpp/TLS1",
+            subprotocols=[V16],  # type: ignore[list-item]
+            ssl=tls12,
+        ) as ws:
+            assert ws.transport.get_extra_info("ssl_object").version() == "TLSv1.2"
+    # Nothing older than TLS 1.2 is offered.
+    served = uvicorn_config(replace(cloud.config), app=object())
+    served.load()
+    assert served.ssl is not None
+    assert served.ssl.minimum_version is ssl.TLSVersion.TLSv1_2
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_cloud_serve_as_a_subprocess_serves_and_stops_cleanly_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    db = tmp_path / "sub.db"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "plugstream.cli",
+            "cloud",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            f"sqlite:///{db}",
+            "--auto-register",
+            "--ping-interval",
+            "1",
+            "--ping-timeout",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PLUGSTREAM_API_TOKEN": "t0ken"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        if not line:
+            proc.wait(10)
+            pytest.fail(f"cloud serve did not start: {proc.stderr.read() if proc.stderr else ''}")
+        assert line.strip() == (
+            f"{READY} http://127.0.0.1:{port} (OCPP ws://127.0.0.1:{port}/ocpp/{{id}}, "
+            f"API http://127.0.0.1:{port}/api/v1/)"
+        )
+        async with connect(
+            f"ws://127.0.0.1:{port}/ocpp/SUB1",
+            subprotocols=[V16],  # type: ignore[list-item]
+        ) as ws:
+            await ws.send(orjson.dumps([2, "h1", "Heartbeat", {}]).decode())
+            answer = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert answer[1] == "h1"
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                spec = await http.get("/api/v1/openapi.json", timeout=5)
+                assert spec.status_code == 200
+            proc.send_signal(signal.SIGTERM)
+            rc = await asyncio.wait_for(asyncio.to_thread(proc.wait), 20)
+        assert rc == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    # The store was closed cleanly and the frames were written out.
+    store = await Store.open(f"sqlite:///{db}")
+    try:
+        assert await store.get_station("SUB1") is not None
+        messages = await store.list_messages("SUB1")
+        assert {m.direction for m in messages} == {"in", "out"}
+    finally:
+        await store.close()
+
+
+async def test_cloud_serve_with_a_bad_flag_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "plugstream.cli", "cloud", "serve", "--ping-timeout", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert done.stdout == ""
