@@ -170,6 +170,11 @@ class StationOut(_Out):
     last_seen: UtcDateTime | None
     clock_offset_s: float | None = Field(description="Station clock minus server clock, seconds.")
     connectors: list[ConnectorOut]
+    protocol_violations: int = Field(
+        description="Frames since the server started that broke OCPP-J or the schemas "
+        "(refused for strict stations, accepted for lenient ones)."
+    )
+    failed_logins: int = Field(description="Refused logins since the server started.")
 
 
 class StationIn(BaseModel):
@@ -431,6 +436,8 @@ def build_router(
             last_seen=record.last_seen,
             clock_offset_s=record.clock_offset_s,
             connectors=[_connector(c) for c in record.connectors],
+            protocol_violations=gateway.violations[record.station_id],
+            failed_logins=gateway.failed_logins[record.station_id],
         )
 
     # -- stations ---------------------------------------------------------------------

@@ -38,7 +38,16 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from plugstream.cloud.config import CloudConfig
-from plugstream.ocpp import ErrorCode, Handlers, OcppEndpoint, OcppError, OcppVersion
+from plugstream.ocpp import (
+    CallReceived,
+    ErrorCode,
+    Event,
+    Handlers,
+    OcppEndpoint,
+    OcppError,
+    OcppVersion,
+    ProtocolViolation,
+)
 
 if TYPE_CHECKING:
     from plugstream.cloud.storage import Store
@@ -186,6 +195,9 @@ class Gateway:
         self._handlers: Mapping[OcppVersion, HandlersFactory] | None = handlers
         self._live: dict[str, Connection] = {}
         self.failed_logins: collections.Counter[str] = collections.Counter()
+        # Frames that broke the protocol or the schemas, per station since start:
+        # refused for strict stations, accepted (and still counted) for lenient ones.
+        self.violations: collections.Counter[str] = collections.Counter()
         self.frames_dropped = 0  # message-log entries dropped because the log fell behind
         self._log_queue: asyncio.Queue[tuple[str, str, str, datetime]] = asyncio.Queue(
             LOG_QUEUE_SIZE
@@ -293,6 +305,7 @@ class Gateway:
             handlers,
             call_timeout=self.config.call_timeout,
             lenient=station.lenient,
+            observer=self._observer(station_id),
         )
         conn = Connection(station_id, version, transport, endpoint, _now())
         old = self._live.get(station_id)
@@ -311,6 +324,23 @@ class Gateway:
             if self._live.get(station_id) is conn:
                 del self._live[station_id]
             await transport.close(1011 if not self._closing else 1001, "")
+
+    def _observer(self, station_id: str) -> Callable[[Event], None]:
+        """Counts and logs what a station got wrong; a lenient station's accepted slips too."""
+
+        def observe(event: Event) -> None:
+            if type(event) is ProtocolViolation:
+                self.violations[station_id] += 1
+            elif type(event) is CallReceived and event.violation is not None:
+                self.violations[station_id] += 1
+                log.warning(
+                    "station %s (lenient): accepted %s despite %s",
+                    station_id,
+                    event.action,
+                    event.violation,
+                )
+
+        return observe
 
     async def _admit(self, websocket: WebSocket, station_id: str) -> StationRecord | None:
         """The station's record if it may connect; else the refusal has been sent."""
