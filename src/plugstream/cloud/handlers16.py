@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.meter import format_time, parse_time_or, samples_16, to_decimal
 from plugstream.cloud.storage.records import AuthResult
 from plugstream.ocpp import ErrorCode, Handlers, OcppError, on, v16
-from plugstream.ocpp.routing import Handler, invoke
 
 if TYPE_CHECKING:
     from plugstream.cloud.storage import Store
@@ -60,25 +59,8 @@ class StationHandlers(Handlers):
     def now(self) -> datetime:
         return self.clock()
 
-    def handlers(self) -> dict[str, Handler]:
-        gated: dict[str, Handler] | None = self.__dict__.get("_gated")
-        if gated is None:
-            gated = {
-                action: handler if action == BOOT else self._gate(action, handler)
-                for action, handler in super().handlers().items()
-            }
-            self.__dict__["_gated"] = gated
-        return gated
-
-    def _gate(self, action: str, handler: Handler) -> Handler:
-        async def gated(payload: dict[str, Any]) -> Any:
-            await self.require_boot(action)
-            return await invoke(handler, payload)
-
-        return gated
-
-    async def require_boot(self, action: str) -> None:
-        if self.accepted:
+    async def before_call(self, action: str) -> None:
+        if self.accepted or action == BOOT:
             return
         station = await self.store.get_station(self.station_id)
         if station is not None and station.last_boot is not None:

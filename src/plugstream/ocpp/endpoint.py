@@ -134,7 +134,7 @@ class OcppEndpoint:
             await self._process(self.session.error(event.message_id, exc))
             return
         await self._process(self.session.result(event.message_id, payload))
-        hook = self.handlers.after_handlers().get(event.action)
+        hook = self.handlers.after_handler(event.action)
         if hook is not None:
             try:
                 await invoke(hook, event.payload)
@@ -142,7 +142,7 @@ class OcppEndpoint:
                 log.exception("after-handler of %s failed", event.action)
 
     async def _consume(self, event: SendReceived) -> None:
-        handler = self.handlers.handlers().get(event.action)
+        handler = self.handlers.handler(event.action)
         if handler is not None:
             try:
                 await invoke(handler, event.payload)

@@ -61,29 +61,43 @@ def after(action: str | enum.Enum) -> Callable[[Callable[P, R]], Callable[P, R]]
 
 
 class Handlers:
-    """Base for a class whose methods carry ``@on`` / ``@after`` marks."""
+    """Base for a class whose methods carry ``@on`` / ``@after`` marks.
 
-    def handlers(self) -> dict[str, Handler]:
-        return self._collect(_ON)
+    The action tables are built once per class and methods are bound on lookup:
+    a server holds one Handlers object per connection, so nothing per action is
+    allocated per connection.
+    """
 
-    def after_handlers(self) -> dict[str, Handler]:
-        return self._collect(_AFTER)
+    def handler(self, action: str) -> Handler | None:
+        """The ``@on`` handler of ``action``, bound to this object."""
+        fn = _table(type(self), _ON).get(action)
+        return fn.__get__(self) if fn is not None else None
+
+    def after_handler(self, action: str) -> Handler | None:
+        """The ``@after`` hook of ``action``, bound to this object."""
+        fn = _table(type(self), _AFTER).get(action)
+        return fn.__get__(self) if fn is not None else None
 
     def supported_actions(self) -> frozenset[str]:
-        return frozenset(self.handlers())
+        return frozenset(_table(type(self), _ON))
 
-    def _collect(self, mark: str) -> dict[str, Handler]:
-        cache = f"_cache{mark}"
-        found: dict[str, Handler] | None = self.__dict__.get(cache)
-        if found is None:
-            found = {}
-            for name in dir(type(self)):
-                attr = getattr(type(self), name, None)
-                action = getattr(attr, mark, None)
-                if action is not None:
-                    found[action] = getattr(self, name)
-            self.__dict__[cache] = found
-        return found
+    async def before_call(self, action: str) -> None:
+        """Runs before each ``@on`` handler; raise OcppError to refuse the CALL (e.g. before boot)."""
+
+
+_TABLES: dict[tuple[type, str], dict[str, Any]] = {}
+
+
+def _table(cls: type, mark: str) -> dict[str, Any]:
+    found = _TABLES.get((cls, mark))
+    if found is None:
+        found = {}
+        for name in dir(cls):
+            action = getattr(getattr(cls, name, None), mark, None)
+            if action is not None:
+                found[action] = getattr(cls, name)
+        _TABLES[(cls, mark)] = found
+    return found
 
 
 async def invoke(handler: Handler, payload: dict[str, Any]) -> Any:
@@ -96,9 +110,10 @@ async def invoke(handler: Handler, payload: dict[str, Any]) -> Any:
 
 async def dispatch(handlers: Handlers, action: str, payload: dict[str, Any]) -> dict[str, Any]:
     """The response payload for a received CALL, or OcppError with the code to answer."""
-    handler = handlers.handlers().get(action)
+    handler = handlers.handler(action)
     if handler is None:
         raise OcppError(ErrorCode.NotSupported, f"{action} is not supported here")
+    await handlers.before_call(action)
     try:
         response = await invoke(handler, payload)
     except OcppError:
