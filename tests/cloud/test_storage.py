@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -623,6 +623,91 @@ async def test_a_failing_write_fails_alone(store: Store) -> None:
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], Exception)
     assert [m.text for m in await store.list_messages("CP1")] == ["after", "before"]
+
+
+async def test_rows_written_in_bulk_survive_a_failing_write_in_their_batch(
+    store: Store,
+) -> None:
+    def boom(conn: Any) -> None:
+        conn.execute(text("INSERT INTO no_such_table VALUES (1)"))
+
+    sample = MeterSample(timestamp=T0, measurand="Voltage", value=Decimal("230.1"), unit="V")
+    results = await asyncio.gather(
+        store.add_meter_values(
+            "CP1", evse_id=1, connector_id=1, transaction_id=None, samples=[sample], received_at=T0
+        ),
+        store._writer.submit(boom),
+        store.log_message("CP1", "in", "kept", T0),
+        store.add_meter_values(  # the same sample again, in the same batch: stored once
+            "CP1", evse_id=1, connector_id=1, transaction_id=None, samples=[sample], received_at=T0
+        ),
+        return_exceptions=True,
+    )
+    assert [isinstance(result, Exception) for result in results] == [False, True, False, False]
+    assert await store.count_rows("meter_values") == 1
+    assert [m.text for m in await store.list_messages("CP1")] == ["kept"]
+
+
+async def test_rows_written_in_bulk_are_stored_as_their_column_types_store_them(
+    store: Store,
+) -> None:
+    """The bulk path converts values itself: what it stores must equal what SQLAlchemy's
+    column types would, or a sample written both ways would not be found a duplicate."""
+    from sqlalchemy.dialects.sqlite import insert
+
+    from plugstream.cloud.storage import schema
+
+    at = datetime(2025, 3, 1, 14, 0, 0, 120, tzinfo=timezone(timedelta(hours=2)))
+    naive = datetime(2025, 3, 1, 12, 0, 1)  # taken as UTC
+    samples = [
+        MeterSample(timestamp=at, measurand="Voltage", value=Decimal("230.10"), unit="V"),
+        MeterSample(timestamp=naive, measurand="Voltage", value=Decimal("1E+3"), unit="V"),
+    ]
+    await store.add_meter_values(
+        "CP1", evse_id=1, connector_id=1, transaction_id=None, samples=samples, received_at=at
+    )
+    await store.log_message("CP1", "in", "bulk", at)
+
+    def core(conn: Any) -> None:
+        conn.execute(
+            schema.messages.insert().values(station_id="CP1", direction="in", text="core", at=at)
+        )
+        for sample in samples:
+            conn.execute(
+                insert(schema.meter_values)
+                .values(
+                    station_id="CP1",
+                    tx_key=0,
+                    evse_id=1,
+                    connector_id=1,
+                    timestamp=sample.timestamp,
+                    measurand=sample.measurand,
+                    phase="",
+                    location="",
+                    value=sample.value,
+                    unit=sample.unit,
+                    received_at=at,
+                )
+                .on_conflict_do_nothing()
+            )
+
+    def raw(conn: Any) -> list[Any]:
+        return list(conn.execute(text("SELECT at FROM messages ORDER BY id")).scalars())
+
+    if store.url.startswith("sqlite"):  # Core's SQLite insert, on SQLite only
+        await store._writer.submit(core)
+        assert await store.count_rows("meter_values") == 2  # both were duplicates
+        async with store._engine.connect() as conn:
+            stored = await conn.run_sync(raw)
+        assert stored[0] == stored[1] == "2025-03-01 12:00:00.000120"
+    messages = await store.list_messages("CP1")
+    assert [m.at for m in messages] == [at] * len(messages)
+    values = await store._read(
+        lambda conn: (
+            conn.execute(text("SELECT value FROM meter_values ORDER BY timestamp")).scalars().all()
+        )
+    )
+    assert [Decimal(str(value)) for value in values] == [Decimal("230.10"), Decimal("1E+3")]
 
 
 async def test_writes_after_close_are_refused(store: Store) -> None:

@@ -17,13 +17,25 @@ from alembic import command
 from alembic.config import Config
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Row, Table, create_engine, delete, event, func, or_, select, update
+from sqlalchemy import (
+    Row,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import schema as s
+from .bulk import BulkInsert, StoredForm
 from .coltypes import as_utc
 from .records import (
     AuthResult,
@@ -35,7 +47,7 @@ from .records import (
     StationRecord,
     TransactionRecord,
 )
-from .writer import BatchWriter, WriterStats
+from .writer import BatchWriter, WriterStats, defer_rows
 
 T = TypeVar("T")
 
@@ -51,6 +63,46 @@ BASELINE_SLACK_WH = Decimal(1000)
 _UNIT_KILO = {"kWh": "Wh", "kW": "W", "kvarh": "varh", "kvar": "var", "kVA": "VA"}
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: statements built once (their SQL is cached by SQLAlchemy under a memoized key)
+_SELECT_TX = select(s.transactions).where(s.transactions.c.id == bindparam("pk"))
+_SELECT_STATION_TX = select(s.transactions).where(
+    s.transactions.c.id == bindparam("pk"),
+    s.transactions.c.station_id == bindparam("station_id"),
+)
+_UPDATE_TX = update(s.transactions).where(s.transactions.c.id == bindparam("tx_pk"))
+_UPDATE_STATION = update(s.stations).where(s.stations.c.station_id == bindparam("sid"))
+_FORMS = {"sqlite": StoredForm("sqlite"), "postgresql": StoredForm("postgresql")}
+_MESSAGES = BulkInsert(s.messages, ("station_id", "at", "direction", "text"))
+_METER_SAMPLE_KEY = (
+    "station_id",
+    "tx_key",
+    "evse_id",
+    "connector_id",
+    "timestamp",
+    "measurand",
+    "phase",
+    "location",
+)
+_METER_VALUES = BulkInsert(
+    s.meter_values,
+    (
+        "station_id",
+        "transaction_pk",
+        "tx_key",
+        "evse_id",
+        "connector_id",
+        "timestamp",
+        "measurand",
+        "phase",
+        "location",
+        "context",
+        "value",
+        "unit",
+        "received_at",
+    ),
+    conflict=_METER_SAMPLE_KEY,
+)
 
 
 def normalize_url(url: str) -> str:
@@ -164,8 +216,9 @@ def samples_from_meter_values(meter_values: Iterable[dict[str, Any]]) -> list[Me
 class _Tx:
     """A transaction row being changed inside one operation."""
 
-    def __init__(self, conn: Connection, pk: int) -> None:
-        row = conn.execute(select(s.transactions).where(s.transactions.c.id == pk)).one()
+    def __init__(self, conn: Connection, pk: int, row: Row[Any] | None = None) -> None:
+        if row is None:
+            row = conn.execute(_SELECT_TX, {"pk": pk}).one()
         self.v: dict[str, Any] = dict(row._mapping)
         self.changed: dict[str, Any] = {}
         self.new_flags: list[tuple[str, str, datetime]] = []
@@ -240,9 +293,7 @@ class _Tx:
 
     def save(self, conn: Connection) -> None:
         if self.changed:
-            conn.execute(
-                update(s.transactions).where(s.transactions.c.id == self.pk).values(**self.changed)
-            )
+            conn.execute(_UPDATE_TX, {"tx_pk": self.pk, **self.changed})
             self.changed = {}
         if self.new_flags:
             conn.execute(
@@ -408,39 +459,36 @@ def _store_samples(
     if not samples:
         return
     pk = tx.pk if tx is not None else None
+    tx_key = pk or 0
     received_at = as_utc(received_at)
-    conn.execute(
-        _insert(conn, s.meter_values).on_conflict_do_nothing(
-            index_elements=[
-                "station_id",
-                "tx_key",
-                "evse_id",
-                "connector_id",
-                "timestamp",
-                "measurand",
-                "phase",
-                "location",
-            ]
-        ),
-        [
-            {
-                "station_id": station_id,
-                "transaction_pk": pk,
-                "tx_key": pk or 0,
-                "evse_id": evse_id,
-                "connector_id": connector_id,
-                "timestamp": sample.timestamp,
-                "measurand": sample.measurand,
-                "phase": sample.phase or "",
-                "location": sample.location or "",
-                "context": sample.context,
-                "value": sample.value,
-                "unit": sample.unit,
-                "received_at": received_at,
-            }
-            for sample in samples
-        ],
-    )
+    form = _FORMS[conn.dialect.name]
+    to_time, to_decimal = form.time, form.decimal
+    stored_received = to_time(received_at)
+    last_at: datetime | None = None
+    stored_at: Any = None
+    rows = []
+    for sample in samples:
+        if sample.timestamp is not last_at:
+            last_at = sample.timestamp
+            stored_at = to_time(last_at)
+        rows.append(
+            (
+                station_id,
+                pk,
+                tx_key,
+                evse_id,
+                connector_id,
+                stored_at,
+                sample.measurand,
+                sample.phase or "",
+                sample.location or "",
+                sample.context,
+                to_decimal(sample.value),
+                sample.unit,
+                stored_received,
+            )
+        )
+    defer_rows(conn, _METER_VALUES.sql(conn.dialect), rows)
     if tx is None:
         return
     future_flagged = False
@@ -589,6 +637,8 @@ class Store:
         )
         self.stats = self._writer.stats
         self._hasher = PasswordHasher()
+        self._form = _FORMS[engine.dialect.name]
+        self._messages_sql = _MESSAGES.sql(engine.dialect)
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -624,7 +674,7 @@ class Store:
         await self.close()
 
     async def _write(self, op: Callable[[Connection], T]) -> T:
-        return await self._writer.submit(op)
+        return await self._writer.enqueue(op)
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         async with self._engine.connect() as conn:
@@ -718,10 +768,10 @@ class Store:
         if station_time is not None:
             values["clock_offset_s"] = (as_utc(station_time) - as_utc(at)).total_seconds()
 
+        values["sid"] = station_id
+
         def op(conn: Connection) -> None:
-            conn.execute(
-                update(s.stations).where(s.stations.c.station_id == station_id).values(**values)
-            )
+            conn.execute(_UPDATE_STATION, values)
 
         await self._write(op)
 
@@ -942,10 +992,7 @@ class Store:
             tx = None
             if transaction_id is not None:
                 found = conn.execute(
-                    select(s.transactions.c.id).where(
-                        s.transactions.c.id == transaction_id,
-                        s.transactions.c.station_id == station_id,
-                    )
+                    _SELECT_STATION_TX, {"pk": transaction_id, "station_id": station_id}
                 ).first()
                 if found is None:
                     _flag(
@@ -957,7 +1004,7 @@ class Store:
                         received_at,
                     )
                 else:
-                    tx = _Tx(conn, found.id)
+                    tx = _Tx(conn, found.id, found)
             _store_samples(
                 conn,
                 station_id,
@@ -1147,13 +1194,23 @@ class Store:
 
     # --- message log -----------------------------------------------------------------
 
-    async def log_message(self, station_id: str, direction: str, text: str, at: datetime) -> None:
-        values = {"station_id": station_id, "direction": direction, "text": text, "at": as_utc(at)}
+    def log_message(
+        self, station_id: str, direction: str, text: str, at: datetime
+    ) -> asyncio.Future[None]:
+        """Log a frame; await the result: it completes once the row is committed. A
+        plain future rather than a coroutine, as the gateway gathers many at once."""
+        try:
+            row = (station_id, self._form.time(at), direction, text)
+        except Exception as exc:
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+        sql = self._messages_sql
 
         def op(conn: Connection) -> None:
-            conn.execute(s.messages.insert().values(**values))
+            defer_rows(conn, sql, [row])
 
-        await self._write(op)
+        return self._writer.enqueue(op)
 
     async def list_messages(
         self, station_id: str, *, limit: int = 50, before_id: int | None = None

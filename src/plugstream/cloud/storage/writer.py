@@ -6,6 +6,11 @@ through ``AsyncConnection.run_sync``. A batch first runs without savepoints; if 
 operation raises, the transaction is rolled back and the batch runs again with a
 SAVEPOINT around each operation, so that one failing operation fails alone.
 
+An operation may hand rows to ``defer_rows``: in a batch without savepoints they are
+inserted at the end of it, before the commit, one ``executemany`` per statement for
+all operations together; with a savepoint per operation, at once, inside its
+savepoint.
+
 On PostgreSQL the batch runs as ``await conn.run_sync(batch)`` on the async engine. On
 SQLite it runs in a worker thread on a sync (pysqlite) engine for the same file: the
 database work is the same, without aiosqlite's thread hop per cursor call."""
@@ -23,6 +28,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 T = TypeVar("T")
 Op = Callable[[Connection], Any]
 
+#: ``Connection.info`` key of the rows deferred to the end of the running batch
+_DEFERRED = "plugstream_deferred_rows"
+
+
+def defer_rows(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` with the driver-level statement ``sql`` (``BulkInsert.sql``):
+    at the end of the batch, or at once when no batch collects them."""
+    deferred: dict[str, list[tuple[Any, ...]]] | None = conn.info.get(_DEFERRED)
+    if deferred is None:
+        conn.exec_driver_sql(sql, rows)
+        return
+    found = deferred.get(sql)
+    if found is None:
+        deferred[sql] = list(rows)
+    else:
+        found.extend(rows)
+
 
 @dataclass(slots=True)
 class WriterStats:
@@ -38,13 +60,19 @@ class _Retry(Exception):
 
 def _run_fast(conn: Connection, ops: list[Op]) -> list[tuple[bool, Any]]:
     results: list[tuple[bool, Any]] = []
-    for op in ops:
-        try:
+    deferred: dict[str, list[tuple[Any, ...]]] = {}
+    conn.info[_DEFERRED] = deferred
+    try:
+        for op in ops:
             results.append((True, op(conn)))
-        except Exception as exc:
-            if len(ops) == 1:
-                raise
-            raise _Retry from exc
+        for sql, rows in deferred.items():
+            conn.exec_driver_sql(sql, rows)
+    except Exception as exc:
+        if len(ops) == 1:
+            raise
+        raise _Retry from exc
+    finally:
+        conn.info.pop(_DEFERRED, None)
     return results
 
 
@@ -82,11 +110,18 @@ class BatchWriter:
 
     async def submit(self, op: Callable[[Connection], T]) -> T:
         """Queue ``op``; return its result (or raise its exception) once committed."""
-        if self._closed or self._task is None or self._task.done():
-            raise RuntimeError("the store is closed")
+        return await self.enqueue(op)
+
+    def enqueue(self, op: Callable[[Connection], T]) -> asyncio.Future[T]:
+        """Queue ``op``; a future of its result once committed (a closed writer's
+        ``RuntimeError`` too comes through the future). Cheaper than ``submit`` for
+        callers that gather many writes: no coroutine, no task."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((op, future))
-        return await future
+        if self._closed or self._task is None or self._task.done():
+            future.set_exception(RuntimeError("the store is closed"))
+        else:
+            self._queue.put_nowait((op, future))
+        return future
 
     async def close(self) -> None:
         """Apply everything queued so far, then stop."""
