@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from plugstream.cloud.app import create_app
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.gateway import Gateway, StationOffline, basic_credentials
-from plugstream.cloud.serve import READY, CloudServer, bound_port, uvicorn_config
+from plugstream.cloud.serve import READY, CloudServer, _ReceiveQueue, bound_port, uvicorn_config
 from plugstream.cloud.storage import Store
 from plugstream.ocpp import CallTimeout, ErrorCode, OcppError, OcppVersion
 
@@ -255,6 +255,87 @@ async def test_a_station_without_password_needs_security_profile_0(tmp_path: Pat
             async with connect(cloud.url("NOPW"), subprotocols=[V16]):  # type: ignore[list-item]
                 pass
         assert refused.value.response.status_code == 401
+
+
+async def test_a_change_through_the_api_applies_to_the_next_login(tmp_path: Path) -> None:
+    # The gateway remembers what admission needs of a station; a registration (the REST
+    # API's, or the store's own) replaces that at once.
+    async with (
+        running(tmp_path, api_token="t0ken") as cloud,
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{cloud.port}", headers={"Authorization": "Bearer t0ken"}
+        ) as http,
+    ):
+        created = await http.put("/api/v1/stations/CP9", json={"security_profile": 0}, timeout=5)
+        assert created.status_code == 201
+        async with connect(cloud.url("CP9"), subprotocols=[V16]) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == V16
+        changed = await http.put(
+            "/api/v1/stations/CP9",
+            json={"security_profile": 1, "password": "n3w-pass-word-1234"},
+            timeout=5,
+        )
+        assert changed.status_code == 200
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(cloud.url("CP9"), subprotocols=[V16]):  # type: ignore[list-item]
+                pass
+        assert refused.value.response.status_code == 401
+        async with connect(
+            cloud.url("CP9"),
+            subprotocols=[V16],  # type: ignore[list-item]
+            additional_headers=basic("CP9", "n3w-pass-word-1234"),
+        ) as ws:
+            assert ws.subprotocol == V16
+        assert cloud.gateway.failed_logins["CP9"] == 1
+
+
+async def test_a_refusal_is_a_plain_text_http_response(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    async with running(tmp_path) as cloud:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(cloud.url("NOPE1"), subprotocols=[V16]):  # type: ignore[list-item]
+                pass
+        response = refused.value.response
+        assert response.status_code == 404
+        assert response.body == b"unknown station"
+        assert response.headers["Content-Type"].startswith("text/plain")
+    assert "without completing handshake" not in capfd.readouterr().err
+
+
+async def test_other_paths_are_not_the_gateways(tmp_path: Path) -> None:
+    async with running(tmp_path, auto_register=True) as cloud:
+        # A WebSocket elsewhere goes to the API app, which has no WebSocket route: 403.
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                f"ws://127.0.0.1:{cloud.port}/api/v1/CP1",
+                subprotocols=[V16],  # type: ignore[list-item]
+            ):
+                pass
+        assert refused.value.response.status_code == 403
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cloud.port}") as http:
+            assert (await http.get("/ocpp/CP1", timeout=5)).status_code == 404
+        assert not cloud.gateway.is_connected("CP1")
+        assert await cloud.store.get_station("CP1") is None
+
+
+async def test_the_slim_receive_queue_keeps_order_and_loses_nothing_to_a_cancelled_get() -> None:
+    queue = _ReceiveQueue()
+    assert queue.empty()
+    getter = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait(1)
+    queue.put_nowait(2)
+    assert await getter == 1
+    assert await queue.get() == 2
+    assert queue.empty()
+    cancelled = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait(3)  # wakes the getter, which is cancelled before it runs
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert await asyncio.wait_for(queue.get(), 1) == 3
 
 
 def test_basic_credentials_are_parsed() -> None:

@@ -6,6 +6,10 @@
 
 The store is opened in the lifespan and closed on shutdown, after the gateway
 has written out its message log.
+
+A station's WebSocket goes straight to the gateway's ASGI handler, past FastAPI's
+middleware, exception handlers and routing: a connection lasts for days, and
+every frame of that stack would be held for each of tens of thousands of them.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from plugstream import __version__
 from plugstream.cloud.config import CloudConfig
@@ -25,6 +30,24 @@ if TYPE_CHECKING:
     from plugstream.cloud.storage import Store
 
 API_PREFIX = "/api/v1"
+OCPP_PREFIX = "/ocpp/"
+
+
+class CloudApp(FastAPI):
+    """The REST API's FastAPI app, which hands ``/ocpp/{stationId}`` WebSockets to the gateway
+    (``state.gateway``) itself; everything else (HTTP, the lifespan) goes through FastAPI."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if path.startswith(OCPP_PREFIX):
+                gateway: Gateway = self.state.gateway
+                await gateway.serve_asgi(scope, receive, send, path[len(OCPP_PREFIX) :])
+                return
+        await super().__call__(scope, receive, send)
 
 
 async def _open_store(url: str) -> Store:
@@ -56,7 +79,7 @@ def create_app(
             finally:
                 await store.close()
 
-    app = FastAPI(
+    app = CloudApp(
         title="PlugStream Cloud",
         version=__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
@@ -64,11 +87,6 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-
-    @app.websocket("/ocpp/{station_id:path}")
-    async def ocpp(websocket: WebSocket, station_id: str) -> None:
-        gateway: Gateway = app.state.gateway
-        await gateway.serve(websocket, station_id)
 
     _include_api(app, config)
     return app

@@ -13,6 +13,12 @@ For each station that connects to ``/ocpp/{stationId}`` it
 - runs an :class:`OcppEndpoint` over the socket with the version's handlers, and
   logs every frame in and out without holding up the connection.
 
+What admission needs of a station (its profile, lenient flag, whether it has a
+password) is remembered for ``STATION_CACHE_S``; registrations made in this process
+replace it at once, and passwords are always checked against the store. The
+gateway is a raw ASGI handler (``serve_asgi``) holding nothing of the handshake
+once admitted: a server keeps tens of thousands of stations connected.
+
 The newest connection of a station wins: the old one is closed with 1000
 "replaced by a new connection", and its teardown leaves the new one alone.
 Keep-alive is the server's WebSocket ping/pong (uvicorn drops a station whose
@@ -30,12 +36,11 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import Response
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from plugstream.cloud.config import CloudConfig
 from plugstream.ocpp import (
@@ -66,6 +71,12 @@ _STATION_ID = re.compile(r"[A-Za-z0-9*\-_=+|@.]{1,48}")
 LOG_QUEUE_SIZE = 10_000
 LOG_BATCH = 500
 SEEN_EVERY_S = 60.0  # last_seen is written at most this often per connection
+# How long the gateway trusts what it knows of a station (profile, lenient, has a password)
+# without reading the store again. Changes made in this process through
+# ``store.register_station`` (the REST API's) apply at once; this bounds how long a change
+# made elsewhere (another node on the same database) takes to apply. Passwords themselves
+# are always checked against the store.
+STATION_CACHE_S = 30.0
 
 
 class StationOffline(Exception):
@@ -111,27 +122,40 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class WebSocketTransport:
-    """A Starlette WebSocket as a :class:`plugstream.ocpp.Transport`.
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class AsgiTransport:
+    """One station's ASGI WebSocket as a :class:`plugstream.ocpp.Transport`.
 
     ``recv`` raises :class:`WebSocketDisconnect` once the socket has ended; a
     binary message is handed on as text when it is UTF-8 (else as bytes), so the
     core answers it. ``send`` on a socket that has gone drops the text: the
-    reading side notices the end and fails what is still waiting.
+    reading side notices the end and fails what is still waiting. Every frame is
+    handed to the gateway's message log. Slotted, and nothing of the handshake is
+    kept: there are tens of thousands of these.
     """
 
-    def __init__(self, websocket: WebSocket, on_frame: Callable[[str, str], None]) -> None:
-        self.websocket = websocket
-        self.on_frame = on_frame
+    __slots__ = ("_gateway", "_receive", "_send", "close_code", "closed", "station_id")
+
+    def __init__(self, receive: Receive, send: Send, gateway: Gateway, station_id: str) -> None:
+        self._receive = receive
+        self._send = send
+        self._gateway = gateway
+        self.station_id = station_id
         self.closed = False
         self.close_code: int | None = None
 
     async def send(self, message: str) -> None:
         if self.closed:
             return
-        self.on_frame("out", message)
+        self._gateway._log_frame(self.station_id, "out", message)
         try:
-            await self.websocket.send_text(message)
+            await self._send({"type": "websocket.send", "text": message})
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.closed = True
 
@@ -139,7 +163,7 @@ class WebSocketTransport:
         if self.closed:
             raise WebSocketDisconnect(self.close_code or 1006)
         try:
-            message = await self.websocket.receive()
+            message = await self._receive()
         except RuntimeError as exc:  # receive after the disconnect
             self.closed = True
             raise WebSocketDisconnect(1006) from exc
@@ -153,31 +177,71 @@ class WebSocketTransport:
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
-                self.on_frame("in", data.decode("utf-8", "replace"))
+                self._gateway._log_frame(self.station_id, "in", data.decode("utf-8", "replace"))
                 return data
-        self.on_frame("in", text)
+        self._gateway._log_frame(self.station_id, "in", text)
         return text
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.closed:
             return
         self.closed = True
-        if self.websocket.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await self.websocket.close(code, reason)
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def observe(self, event: Event) -> None:
+        """Counts and logs what the station got wrong; a lenient station's accepted slips too."""
+        if type(event) is ProtocolViolation:
+            self._gateway.violations[self.station_id] += 1
+        elif type(event) is CallReceived and event.violation is not None:
+            self._gateway.violations[self.station_id] += 1
+            log.warning(
+                "station %s (lenient): accepted %s despite %s",
+                self.station_id,
+                event.action,
+                event.violation,
+            )
 
 
-@dataclass(eq=False)
 class Connection:
     """One live station connection."""
 
-    station_id: str
-    version: OcppVersion
-    transport: WebSocketTransport
-    endpoint: OcppEndpoint
-    connected_at: datetime
-    call_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    last_seen_write: float = 0.0
+    __slots__ = (
+        "_call_lock",
+        "connected_at",
+        "endpoint",
+        "last_seen_write",
+        "station_id",
+        "transport",
+        "version",
+    )
+
+    def __init__(
+        self,
+        station_id: str,
+        version: OcppVersion,
+        transport: AsgiTransport,
+        endpoint: OcppEndpoint,
+        connected_at: datetime,
+    ) -> None:
+        self.station_id = station_id
+        self.version = version
+        self.transport = transport
+        self.endpoint = endpoint
+        self.connected_at = connected_at
+        self.last_seen_write = 0.0
+        self._call_lock: asyncio.Lock | None = None
+
+    @property
+    def call_lock(self) -> asyncio.Lock:
+        """Made on the first call: most stations are never called."""
+        if self._call_lock is None:
+            self._call_lock = asyncio.Lock()
+        return self._call_lock
+
+
+# What admission needs of a station: (valid until, security profile, lenient, has a password).
+_Known = tuple[float, int, bool, bool]
 
 
 class Gateway:
@@ -205,6 +269,45 @@ class Gateway:
         self._log_writer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._known: dict[str, _Known] = {}
+        self._registrations = 0  # bumped as each registration starts and ends
+        self._sweep_at = 1024  # entries in _known beyond which the expired ones are dropped
+        self._watch_registrations(store)
+
+    def _watch_registrations(self, store: Store) -> None:
+        """Route ``store.register_station`` through the station cache, so that a change made
+        in this process (the REST API's, the store's own callers') applies to the next login."""
+        register = store.register_station
+
+        async def register_station(station_id: str, **options: Any) -> StationRecord:
+            self._registrations += 1
+            self._known.pop(station_id, None)
+            try:
+                record = await register(station_id, **options)
+            finally:
+                self._registrations += 1
+                self._known.pop(station_id, None)
+            self._remember(record)
+            return record
+
+        register_station.__doc__ = register.__doc__
+        setattr(store, "register_station", register_station)  # noqa: B010
+
+    def _remember(self, record: StationRecord, keep: bool = True) -> _Known:
+        """What admission needs of ``record``; kept unless a registration overlapped its read."""
+        known = (
+            time.monotonic() + STATION_CACHE_S,
+            record.security_profile,
+            record.lenient,
+            record.has_password,
+        )
+        if keep:
+            self._known[record.station_id] = known
+            if len(self._known) > self._sweep_at:
+                now = time.monotonic()
+                self._known = {sid: k for sid, k in self._known.items() if k[0] > now}
+                self._sweep_at = max(1024, 2 * len(self._known))
+        return known
 
     # -- what the REST API uses ----------------------------------------------------
 
@@ -272,40 +375,51 @@ class Gateway:
     # -- one station's connection -----------------------------------------------------
 
     async def serve(self, websocket: WebSocket, station_id: str) -> None:
+        """Run one station's WebSocket, from the handshake to its end (for an app that routes
+        ``/ocpp/{stationId}`` itself; :meth:`serve_asgi` is the same without Starlette's wrapper)."""
+        await self.serve_asgi(websocket.scope, websocket.receive, websocket.send, station_id)
+
+    async def serve_asgi(self, scope: Scope, receive: Receive, send: Send, station_id: str) -> None:
         """Run one station's WebSocket, from the handshake to its end."""
+        if (await receive())["type"] != "websocket.connect":
+            return  # gone before the handshake
         if not valid_station_id(station_id):
-            await self._deny(websocket, 400, "invalid station id")
+            await self._deny(scope, send, 400, "invalid station id")
             return
-        station = await self._admit(websocket, station_id)
-        if station is None:
+        lenient = await self._admit(scope, send, station_id)
+        if lenient is None:
             return
-        version = self.choose_version(websocket.scope.get("subprotocols", []))
+        version = self.choose_version(scope.get("subprotocols", ()))
+        # Admission is over: what the handshake brought is not needed any more.
+        scope["headers"] = []
         if version is None:
             # OCPP-J 1.6 §3.1.2, 2.0.1 part 4 §3.1.2: complete the handshake without a
             # Sec-WebSocket-Protocol header, then close at once.
-            await websocket.accept()
+            await send({"type": "websocket.accept"})
             offered = ", ".join(self.subprotocols())
-            await websocket.close(1002, f"no supported OCPP subprotocol; offer one of {offered}")
+            reason = f"no supported OCPP subprotocol; offer one of {offered}"
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await send({"type": "websocket.close", "code": 1002, "reason": reason})
             log.warning("station %s offered no OCPP version we speak", station_id)
             return
+        accept: Message = {"type": "websocket.accept", "subprotocol": version.subprotocol}
         try:
             handlers = self.handlers[version](station_id, self.store, self.config)
         except Exception:
             log.exception("could not set up the %s handlers of %s", version.value, station_id)
-            await websocket.accept(subprotocol=version.subprotocol)
-            await websocket.close(1011, "internal error")
+            await send(accept)
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await send({"type": "websocket.close", "code": 1011, "reason": "internal error"})
             return
-        await websocket.accept(subprotocol=version.subprotocol)
-        transport = WebSocketTransport(
-            websocket, lambda direction, text: self._log_frame(station_id, direction, text)
-        )
+        await send(accept)
+        transport = AsgiTransport(receive, send, self, station_id)
         endpoint = OcppEndpoint(
             transport,
             version,
             handlers,
             call_timeout=self.config.call_timeout,
-            lenient=station.lenient,
-            observer=self._observer(station_id),
+            lenient=lenient,
+            observer=transport.observe,
         )
         conn = Connection(station_id, version, transport, endpoint, _now())
         old = self._live.get(station_id)
@@ -325,36 +439,25 @@ class Gateway:
                 del self._live[station_id]
             await transport.close(1011 if not self._closing else 1001, "")
 
-    def _observer(self, station_id: str) -> Callable[[Event], None]:
-        """Counts and logs what a station got wrong; a lenient station's accepted slips too."""
-
-        def observe(event: Event) -> None:
-            if type(event) is ProtocolViolation:
-                self.violations[station_id] += 1
-            elif type(event) is CallReceived and event.violation is not None:
-                self.violations[station_id] += 1
-                log.warning(
-                    "station %s (lenient): accepted %s despite %s",
-                    station_id,
-                    event.action,
-                    event.violation,
-                )
-
-        return observe
-
-    async def _admit(self, websocket: WebSocket, station_id: str) -> StationRecord | None:
-        """The station's record if it may connect; else the refusal has been sent."""
-        creds = basic_credentials(websocket.headers.get("authorization"))
-        station = await self.store.get_station(station_id)
-        if station is None:
-            if not self.config.auto_register:
-                await self._deny(websocket, 404, "unknown station")
-                return None
-            station = await self._register(websocket, station_id, creds)
+    async def _admit(self, scope: Scope, send: Send, station_id: str) -> bool | None:
+        """Whether the station is lenient, if it may connect; else the refusal has been sent."""
+        creds = basic_credentials(_header(scope, b"authorization"))
+        known = self._known.get(station_id)
+        if known is None or known[0] < time.monotonic():
+            registrations = self._registrations
+            station = await self.store.get_station(station_id)
             if station is None:
-                await self._deny(websocket, 500, "could not register the station")
-            return station
-        if station.has_password:
+                if not self.config.auto_register:
+                    await self._deny(scope, send, 404, "unknown station")
+                    return None
+                station = await self._register(scope, station_id, creds)
+                if station is None:
+                    await self._deny(scope, send, 500, "could not register the station")
+                    return None
+                return station.lenient
+            known = self._remember(station, registrations == self._registrations)
+        _, security_profile, lenient, has_password = known
+        if has_password:
             ok = (
                 creds is not None
                 and creds[0] == station_id
@@ -362,7 +465,7 @@ class Gateway:
             )
         else:
             # No password: only security profile 0 (no authentication) gets in.
-            ok = station.security_profile == 0
+            ok = security_profile == 0
         if not ok:
             self.failed_logins[station_id] += 1
             log.warning(
@@ -371,41 +474,49 @@ class Gateway:
                 "no credentials" if creds is None else "wrong credentials",
             )
             await self._deny(
-                websocket, 401, "unauthorized", {"WWW-Authenticate": f'Basic realm="{REALM}"'}
+                scope, send, 401, "unauthorized", (b"www-authenticate", f'Basic realm="{REALM}"')
             )
             return None
-        return station
+        return lenient
 
     async def _register(
-        self, websocket: WebSocket, station_id: str, creds: tuple[str, str] | None
+        self, scope: Scope, station_id: str, creds: tuple[str, str] | None
     ) -> StationRecord | None:
         """Auto-registration: trust on first use. A station that brings Basic credentials
         (for itself) keeps that password; one without is registered with profile 0."""
-        tls = websocket.scope.get("scheme") == "wss"
+        tls = scope.get("scheme") == "wss"
         if creds is not None and creds[0] == station_id and creds[1]:
             password: str | None = creds[1]
             profile = 2 if tls else 1
         else:
             password, profile = None, 0
         try:
-            await self.store.register_station(
+            record = await self.store.register_station(
                 station_id, password=password, security_profile=profile
             )
-            log.info("station %s auto-registered (security profile %d)", station_id, profile)
         except Exception:
             log.warning("auto-registration of %s failed", station_id, exc_info=True)
-        return await self.store.get_station(station_id)
+            return await self.store.get_station(station_id)
+        log.info("station %s auto-registered (security profile %d)", station_id, profile)
+        return record
 
     @staticmethod
     async def _deny(
-        websocket: WebSocket, status: int, text: str, headers: dict[str, str] | None = None
+        scope: Scope, send: Send, status: int, text: str, header: tuple[bytes, str] | None = None
     ) -> None:
-        try:
-            await websocket.send_denial_response(
-                Response(text, status_code=status, headers=headers, media_type="text/plain")
-            )
-        except RuntimeError:  # a server without the denial-response extension: 403
-            await websocket.close()
+        """Refuse the handshake with an HTTP response (the ASGI denial-response extension)."""
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1000})  # the server answers 403
+            return
+        body = text.encode()
+        headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"text/plain; charset=utf-8"),
+        ]
+        if header is not None:
+            headers.append((header[0], header[1].encode("latin-1")))
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
 
     # -- side work: message log, last seen ---------------------------------------------
 

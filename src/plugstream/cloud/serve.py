@@ -1,8 +1,13 @@
-"""Run PlugStream Cloud: uvicorn serving OCPP and HTTP on one port, until SIGTERM or SIGINT."""
+"""Run PlugStream Cloud: uvicorn serving OCPP and HTTP on one port, until SIGTERM or SIGINT.
+
+The WebSockets are uvicorn's websockets-sansio protocol, made lighter per connection
+(:class:`LeanWebSocketProtocol`): a server holds tens of thousands of idle stations.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import signal
 import ssl
@@ -11,11 +16,131 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from plugstream.cloud.app import create_app
 from plugstream.cloud.config import CloudConfig
 
 READY = "PlugStream Cloud listening on"
+
+
+class _ReceiveQueue:
+    """What uvicorn's protocol needs of its ``asyncio.Queue`` of ASGI receive events
+    (``put_nowait``, ``get``, ``empty``), without the four deques an idle queue holds."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Any] | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def put_nowait(self, item: Any) -> None:
+        if self._items is None:
+            self._items = collections.deque()
+        self._items.append(item)
+        self._wake()
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.remove(waiter)
+                if not self._waiters:
+                    self._waiters = None
+                elif self._items:  # woken but cancelled, or more to come: the next one's turn
+                    self._wake()
+        items = self._items
+        item = items.popleft()
+        if items:
+            self._wake()
+        else:
+            self._items = None
+        return item
+
+    def _wake(self) -> None:
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class _Flag:
+    """What uvicorn's protocol needs of its ``writable`` ``asyncio.Event``, without its deque."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+                if not self._waiters:
+                    self._waiters = None
+        return True
+
+
+class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol with less held per connection: a slim receive
+    queue and writable flag, and the handshake's parsed request (its headers) and response
+    dropped once the handshake is done (uvicorn and websockets read them only until then).
+    A refusal sent in full completes the handshake, as uvicorn would otherwise log an error
+    for each."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _ReceiveQueue()  # type: ignore[assignment]
+        self.writable = _Flag()  # type: ignore[assignment]
+        self.writable.set()
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        kind = message["type"]
+        if kind == "websocket.http.response.body" and self.close_sent:
+            # A refusal (401, 404, ...) has been sent in full: the handshake is over, and
+            # uvicorn is not to log "ASGI callable returned without completing handshake".
+            self.handshake_complete = True
+        elif kind == "websocket.accept" and self.handshake_complete:
+            request = self.__dict__.pop("request", None)
+            self.__dict__.pop("response", None)
+            if request is not None:
+                # The parser of websockets keeps the request object for as long as the
+                # connection lives; its headers are read only during the handshake.
+                request.headers.clear()
 
 
 def _tls12_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
@@ -30,7 +155,7 @@ def uvicorn_config(config: CloudConfig, app: Any | None = None) -> uvicorn.Confi
         app if app is not None else create_app(config),
         host=config.host,
         port=config.port,
-        ws="websockets-sansio",
+        ws=LeanWebSocketProtocol,
         ws_max_size=config.max_frame_bytes,
         ws_ping_interval=config.ping_interval,
         ws_ping_timeout=config.ping_timeout,

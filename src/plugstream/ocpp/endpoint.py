@@ -27,6 +27,20 @@ from plugstream.ocpp.version import OcppVersion
 
 log = logging.getLogger("plugstream.ocpp")
 
+# One copy of each set of supported actions, shared by the connections that have it: a
+# server holds tens of thousands of endpoints, mostly of a handful of handler classes.
+_ACTION_SETS: dict[frozenset[str], frozenset[str]] = {}
+_ACTION_SETS_MAX = 256
+
+
+def _shared(actions: frozenset[str]) -> frozenset[str]:
+    found = _ACTION_SETS.get(actions)
+    if found is not None:
+        return found
+    if len(_ACTION_SETS) < _ACTION_SETS_MAX:
+        _ACTION_SETS[actions] = actions
+    return actions
+
 
 class Transport(Protocol):
     async def send(self, message: str) -> None: ...
@@ -55,14 +69,16 @@ class OcppEndpoint:
             version,
             clock=self._loop.time,
             call_timeout=call_timeout,
-            supported_actions=self.handlers.supported_actions(),
+            supported_actions=_shared(frozenset(self.handlers.supported_actions())),
             lenient=lenient,
         )
         self.observer = observer
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Made while in use and dropped after, as most connections are idle most of the time.
+        self._tasks: set[asyncio.Task[None]] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._send_lock = asyncio.Lock()
+        self._send_lock: asyncio.Lock | None = None
+        self._senders = 0  # holders and waiters of _send_lock
 
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Send a CALL and return the CALLRESULT payload; raises OcppError (CallTimeout too)."""
@@ -87,11 +103,12 @@ class OcppEndpoint:
                 except Exception:
                     return
                 await self._process(self.session.receive(text))
+                del text  # not held (nor what it decoded to) while the connection idles
         finally:
             self._stop_timer()
             for event in self.session.cancel_all():
                 self._deliver(event)
-            for task in list(self._tasks):
+            for task in list(self._tasks or ()):
                 task.cancel()
 
     async def _process(self, events: list[Event]) -> None:
@@ -99,8 +116,7 @@ class OcppEndpoint:
             if self.observer is not None:
                 self.observer(event)
             if type(event) is Transmit:
-                async with self._send_lock:
-                    await self.transport.send(event.text)
+                await self._transmit(event.text)
             elif type(event) is CallReceived:
                 self._spawn(self._answer(event))
             elif type(event) is SendReceived:
@@ -110,6 +126,20 @@ class OcppEndpoint:
             else:
                 self._deliver(event)
         self._arm_timer()
+
+    async def _transmit(self, text: str) -> None:
+        """Send ``text``, after the sends that started before it, one at a time."""
+        lock = self._send_lock
+        if lock is None:
+            lock = self._send_lock = asyncio.Lock()
+        self._senders += 1
+        try:
+            async with lock:
+                await self.transport.send(text)
+        finally:
+            self._senders -= 1
+            if not self._senders:  # nobody holds or awaits this lock: the next send makes one
+                self._send_lock = None
 
     def _deliver(self, event: Event) -> None:
         if isinstance(event, CallCompleted | CallFailed):
@@ -122,8 +152,17 @@ class OcppEndpoint:
 
     def _spawn(self, coro: Any) -> None:
         task = self._loop.create_task(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        tasks = self._tasks
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                self._tasks = None
 
     async def _answer(self, event: CallReceived) -> None:
         try:
