@@ -272,26 +272,12 @@ class Gateway:
         self._known: dict[str, _Known] = {}
         self._registrations = 0  # bumped as each registration starts and ends
         self._sweep_at = 1024  # entries in _known beyond which the expired ones are dropped
-        self._watch_registrations(store)
+        store.station_listeners.append(self._station_changed)
 
-    def _watch_registrations(self, store: Store) -> None:
-        """Route ``store.register_station`` through the station cache, so that a change made
-        in this process (the REST API's, the store's own callers') applies to the next login."""
-        register = store.register_station
-
-        async def register_station(station_id: str, **options: Any) -> StationRecord:
-            self._registrations += 1
-            self._known.pop(station_id, None)
-            try:
-                record = await register(station_id, **options)
-            finally:
-                self._registrations += 1
-                self._known.pop(station_id, None)
-            self._remember(record)
-            return record
-
-        register_station.__doc__ = register.__doc__
-        setattr(store, "register_station", register_station)  # noqa: B010
+    def _station_changed(self, station_id: str) -> None:
+        """A registration starts or ends: forget what the cache holds of the station."""
+        self._registrations += 1
+        self._known.pop(station_id, None)
 
     def _remember(self, record: StationRecord, keep: bool = True) -> _Known:
         """What admission needs of ``record``; kept unless a registration overlapped its read."""

@@ -636,6 +636,9 @@ class Store:
             ),
         )
         self.stats = self._writer.stats
+        # Called with a station id as a registration starts and again once it has
+        # ended (committed or failed): caches of station settings drop the entry.
+        self.station_listeners: list[Callable[[str], None]] = []
         self._hasher = PasswordHasher()
         self._form = _FORMS[engine.dialect.name]
         self._messages_sql = _MESSAGES.sql(engine.dialect)
@@ -707,7 +710,13 @@ class Store:
             )
             return _read_stations(conn, station_id)[0]
 
-        return await self._write(op)
+        for listener in self.station_listeners:
+            listener(station_id)
+        try:
+            return await self._write(op)
+        finally:
+            for listener in self.station_listeners:
+                listener(station_id)
 
     async def get_station(self, station_id: str) -> StationRecord | None:
         found = await self._read(lambda conn: _read_stations(conn, station_id))
