@@ -528,13 +528,9 @@ class Gateway:
             while len(batch) < LOG_BATCH and not self._log_queue.empty():
                 batch.append(self._log_queue.get_nowait())
             try:
-                results = await asyncio.gather(
-                    *(self.store.log_message(sid, d, text, at) for sid, d, text, at in batch),
-                    return_exceptions=True,
-                )
-                failed = [r for r in results if isinstance(r, Exception)]
-                if failed:
-                    log.warning("could not log %d frames: %s", len(failed), failed[0])
+                await self.store.log_messages(batch)
+            except Exception as exc:
+                log.warning("could not log %d frames: %s", len(batch), exc)
             finally:
                 for _ in batch:
                     self._log_queue.task_done()

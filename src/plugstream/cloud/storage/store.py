@@ -1206,10 +1206,18 @@ class Store:
     def log_message(
         self, station_id: str, direction: str, text: str, at: datetime
     ) -> asyncio.Future[None]:
-        """Log a frame; await the result: it completes once the row is committed. A
-        plain future rather than a coroutine, as the gateway gathers many at once."""
+        """Log one frame; the future completes once the row is committed."""
+        return self.log_messages([(station_id, direction, text, at)])
+
+    def log_messages(
+        self, frames: Sequence[tuple[str, str, str, datetime]]
+    ) -> asyncio.Future[None]:
+        """Log frames ``(station_id, direction, text, at)`` as one write: the gateway
+        hands over hundreds at a time, and one future for all of them is what it waits on."""
         try:
-            row = (station_id, self._form.time(at), direction, text)
+            rows = [
+                (sid, self._form.time(at), direction, text) for sid, direction, text, at in frames
+            ]
         except Exception as exc:
             failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
@@ -1217,7 +1225,7 @@ class Store:
         sql = self._messages_sql
 
         def op(conn: Connection) -> None:
-            defer_rows(conn, sql, [row])
+            defer_rows(conn, sql, rows)
 
         return self._writer.enqueue(op)
 
