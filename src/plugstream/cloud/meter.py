@@ -118,18 +118,22 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _meter_values(meter_values: object) -> Iterable[Mapping[str, Any]]:
+# Payloads come from JSON, so objects are dicts: ``isinstance(x, dict)`` is a plain
+# type check where ``Mapping`` would go through the ABC machinery for every sample.
+
+
+def _meter_values(meter_values: object) -> Iterable[dict[str, Any]]:
     if isinstance(meter_values, list):
         for item in meter_values:
-            if isinstance(item, Mapping):
+            if isinstance(item, dict):
                 yield item
 
 
-def _sampled(meter_value: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+def _sampled(meter_value: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
     sampled = meter_value.get("sampledValue")
     if isinstance(sampled, list):
         for item in sampled:
-            if isinstance(item, Mapping):
+            if isinstance(item, dict):
                 yield item
 
 

@@ -82,6 +82,7 @@ class Schemas:
         self.send_actions: frozenset[str] = frozenset(sends)
         self._lock = threading.Lock()
         self._cache: dict[str, Validator] = {}
+        self._by_kind: dict[tuple[str, str], Validator] = {}  # the hot path's lookup
 
     def _file(self, action: str, kind: str) -> str:
         if kind == "response":
@@ -92,6 +93,9 @@ class Schemas:
 
     def validator(self, action: str, kind: str) -> Validator:
         """The validator of ``action``'s ``request``, ``response`` or ``send`` payload."""
+        hit = self._by_kind.get((action, kind))
+        if hit is not None:
+            return hit
         name = self._file(action, kind)
         found = self._cache.get(name)
         if found is not None:
@@ -103,6 +107,7 @@ class Schemas:
                 schema = orjson.loads(raw)
                 found = fastjsonschema.compile(schema, detailed_exceptions=True)
                 self._cache[name] = found
+        self._by_kind[(action, kind)] = found
         return found
 
     def validate(self, action: str, kind: str, payload: Any) -> OcppError | None:
