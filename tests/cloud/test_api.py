@@ -192,6 +192,17 @@ async def test_register_get_and_list_stations(client: httpx.AsyncClient) -> None
     assert "CP-9" in missing.json()["detail"]
 
 
+async def test_an_operator_holds_a_station_back_and_lets_it_go(client: httpx.AsyncClient) -> None:
+    """The boot status a station's BootNotification will be answered with."""
+    held = await client.put(
+        "/api/v1/stations/CP-9", json={"security_profile": 0, "boot_status": "Pending"}
+    )
+    assert held.status_code == 201 and held.json()["boot_status"] == "Pending"
+    assert (await client.get("/api/v1/stations/CP-9")).json()["boot_status"] == "Pending"
+    freed = await client.put("/api/v1/stations/CP-9", json={"security_profile": 0})
+    assert freed.json()["boot_status"] == "Accepted"
+
+
 @pytest.mark.parametrize(
     ("station_id", "reason"),
     [
@@ -222,6 +233,7 @@ async def test_bad_station_id_is_422_with_reason(
         ({"security_profile": 1}, "needs a password"),
         ({"password": PASSWORD, "security_profile": 4}, "security_profile"),
         ({"password": PASSWORD, "colour": "red"}, "colour"),
+        ({"security_profile": 0, "boot_status": "Maybe"}, "boot_status"),
     ],
 )
 async def test_bad_station_registration_is_422(

@@ -202,6 +202,51 @@ async def test_registered_but_never_booted_station_is_refused(store: Store, cloc
     assert caught.value.code is ErrorCode.SecurityError
 
 
+@pytest.mark.parametrize("cls", [Csms16, Csms201])
+@pytest.mark.parametrize("held", ["Pending", "Rejected"])
+async def test_a_held_back_station_is_answered_so_and_may_send_nothing_else(
+    store: Store, clock: Clock, cls: type[StationHandlers], held: str
+) -> None:
+    """TC_B_02_CSMS / TC_B_03_CSMS and TC_B_30_CSMS: the operator's boot status is the
+    answer, with the retry interval; until Accepted, other CALLs get SecurityError, on
+    this connection and after a reconnect without a new BootNotification."""
+    await store.register_station("HELD1", security_profile=0, boot_status=held)
+    boot = BOOT16 if cls is Csms16 else BOOT201
+    csms = cls("HELD1", store, CONFIG, clock=clock)
+    answer = await call(csms, "BootNotification", boot)
+    assert answer["status"] == held
+    assert answer["interval"] == CONFIG.boot_retry_interval
+    for connection in (csms, cls("HELD1", store, CONFIG, clock=clock)):  # and a reconnect
+        with pytest.raises(OcppError) as caught:
+            await call(connection, "Heartbeat", {})
+        assert caught.value.code is ErrorCode.SecurityError
+        assert held in caught.value.description or connection is not csms
+    station = await store.get_station("HELD1")
+    assert station is not None and station.model is not None  # the operator sees what it is
+    # The operator accepts it; its next BootNotification is Accepted and it may work.
+    await store.register_station("HELD1", security_profile=0, boot_status="Accepted")
+    answer = await call(csms, "BootNotification", boot)
+    assert (answer["status"], answer["interval"]) == ("Accepted", CONFIG.heartbeat_interval)
+    await call(csms, "Heartbeat", {})
+
+
+async def test_a_pending_201_station_may_send_the_reports_it_is_asked_for(
+    store: Store, clock: Clock
+) -> None:
+    """B02: while Pending, the CSMS may configure the station and ask for its reports."""
+    await store.register_station("HELD2", security_profile=0, boot_status="Pending")
+    csms = Csms201("HELD2", store, CONFIG, clock=clock)
+    assert (await call(csms, "BootNotification", BOOT201))["status"] == "Pending"
+    report = {"requestId": 1, "generatedAt": ts(), "seqNo": 0, "tbc": False}
+    assert await call(csms, "NotifyReport", report) == {}
+    with pytest.raises(OcppError):
+        await call(
+            csms,
+            "StatusNotification",
+            {"timestamp": ts(), "connectorStatus": "Available", "evseId": 1, "connectorId": 1},
+        )
+
+
 # --- heartbeat, status, clock --------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -152,6 +152,9 @@ class ConnectorOut(_Out):
     updated_at: UtcDateTime
 
 
+BootStatus = Literal["Accepted", "Pending", "Rejected"]
+
+
 class StationOut(_Out):
     station_id: str
     connected: bool = Field(description="Whether the station holds an OCPP connection right now.")
@@ -164,6 +167,7 @@ class StationOut(_Out):
     firmware_version: str | None
     security_profile: int
     lenient: bool
+    boot_status: BootStatus
     has_password: bool
     registered_at: UtcDateTime
     last_boot: UtcDateTime | None
@@ -196,6 +200,11 @@ class StationIn(BaseModel):
     )
     lenient: bool = Field(
         default=False, description="Accept this station's known deviations from the schemas."
+    )
+    boot_status: BootStatus = Field(
+        default="Accepted",
+        description="The answer to the station's BootNotification: Pending or Rejected hold "
+        "it back (it may then send nothing but BootNotification), Accepted lets it work.",
     )
 
     @model_validator(mode="after")
@@ -430,6 +439,7 @@ def build_router(
             firmware_version=record.firmware_version,
             security_profile=record.security_profile,
             lenient=record.lenient,
+            boot_status=cast(BootStatus, record.boot_status),
             has_password=record.has_password,
             registered_at=record.registered_at,
             last_boot=record.last_boot,
@@ -465,7 +475,8 @@ def build_router(
         tags=["stations"],
     )
     async def put_station(station_id: str, body: StationIn, response: Response) -> StationOut:
-        """Register a station (201) or replace its password, security profile and lenient flag."""
+        """Register a station (201) or replace its password, security profile, lenient flag
+        and boot status."""
         store = store_getter()
         existing = await store.get_station(_station_id(station_id))
         if (
@@ -483,6 +494,7 @@ def build_router(
             password=body.password,
             security_profile=body.security_profile,
             lenient=body.lenient,
+            boot_status=body.boot_status,
         )
         response.status_code = 200 if existing is not None else 201
         return station_out(record)

@@ -13,14 +13,13 @@ class CloudConfig:
     db: str = "sqlite:///plugstream.db"  # SQLite file in the working directory by default
     api_token: str | None = None  # bearer token of the REST API; PLUGSTREAM_API_TOKEN
     auto_register: bool = False  # accept unknown stations (and register them) instead of refusing
-    heartbeat_interval: int = (
-        3600  # s, handed out in BootNotification; pings keep NAT alive in between
-    )
+    # s, handed out in BootNotification; pings keep NAT alive in between
+    heartbeat_interval: int = 3600
+    boot_retry_interval: int = 60  # s a Pending or Rejected station waits to boot again
     ping_interval: float = 30.0  # s between WebSocket pings: keeps NAT mappings and proves liveness
     ping_timeout: float = 60.0  # s without a pong before a station is dropped
     call_timeout: float = 30.0  # s a station has to answer an operator's command
     max_frame_bytes: int = 1 << 20  # larger WebSocket messages are refused (close code 1009)
-    tls_cert: Path | None = (
-        None  # PEM; with tls_key, serve wss:// and https:// (security profile 2)
-    )
+    # PEM; with tls_key, serve wss:// and https:// (security profile 2)
+    tls_cert: Path | None = None
     tls_key: Path | None = None

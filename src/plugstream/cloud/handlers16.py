@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.meter import format_time, parse_time_or, samples_16, to_decimal
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 Clock = Callable[[], datetime]
 
 BOOT = "BootNotification"
+# What a Pending station may still send: the reports the CSMS asks for while it
+# holds the station back (2.0.1 B02.FR.09 lets triggered and requested reports through).
+PENDING_ALLOWED = frozenset({"NotifyReport"})
 
 
 def utc_now() -> datetime:
@@ -55,20 +58,41 @@ class StationHandlers(Handlers):
         self.config = config
         self.clock = clock
         self.accepted = False  # a BootNotification was Accepted, or the station booted before
+        self.boot_status: str | None = None  # the answer to this connection's BootNotification
 
     def now(self) -> datetime:
         return self.clock()
 
+    async def boot_decision(self) -> tuple[str, int]:
+        """The status and interval to answer a BootNotification with: the station's
+        registered boot status, and the heartbeat interval only once it is Accepted."""
+        station = await self.store.get_station(self.station_id)
+        status = station.boot_status if station is not None else "Accepted"
+        self.boot_status = status
+        self.accepted = status == "Accepted"
+        interval = (
+            self.config.heartbeat_interval if self.accepted else self.config.boot_retry_interval
+        )
+        return status, interval
+
     async def before_call(self, action: str) -> None:
         if self.accepted or action == BOOT:
             return
-        station = await self.store.get_station(self.station_id)
-        if station is not None and station.last_boot is not None:
-            self.accepted = True  # a reconnect: it booted before, on an earlier connection
+        if self.boot_status == "Pending" and action in PENDING_ALLOWED:
             return
+        if self.boot_status is None:  # no BootNotification on this connection: a reconnect?
+            station = await self.store.get_station(self.station_id)
+            if (
+                station is not None
+                and station.last_boot is not None
+                and station.boot_status == "Accepted"
+            ):
+                self.accepted = True  # it booted before, on an earlier connection
+                return
+        held = f" (it was answered {self.boot_status})" if self.boot_status else ""
         raise OcppError(
             ErrorCode.SecurityError,
-            f"{action} before an accepted BootNotification",
+            f"{action} before an accepted BootNotification{held}",
         )
 
 
@@ -106,6 +130,7 @@ class Csms16(StationHandlers):
         self, payload: v16.BootNotificationRequest
     ) -> v16.BootNotificationResponse:
         now = self.now()
+        status, interval = await self.boot_decision()
         await self.store.record_boot(
             self.station_id,
             ocpp_version="1.6",
@@ -116,11 +141,10 @@ class Csms16(StationHandlers):
             firmware_version=_str(payload.get("firmwareVersion")),
             at=now,
         )
-        self.accepted = True
         return {
-            "status": "Accepted",
+            "status": cast(v16.BootNotificationResponseStatus, status),
             "currentTime": format_time(now),
-            "interval": self.config.heartbeat_interval,
+            "interval": interval,
         }
 
     @on(v16.Action.Heartbeat)

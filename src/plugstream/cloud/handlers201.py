@@ -4,6 +4,7 @@ connection. The boot gate and the clock are shared with 1.6 (:class:`StationHand
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from plugstream.cloud.handlers16 import StationHandlers
 from plugstream.cloud.meter import format_time, parse_time_or, samples_201
@@ -59,6 +60,7 @@ class Csms201(StationHandlers):
         now = self.now()
         station = payload.get("chargingStation")
         info: Mapping[str, object] = station if isinstance(station, Mapping) else {}
+        status, interval = await self.boot_decision()
         await self.store.record_boot(
             self.station_id,
             ocpp_version=self.ocpp_version,
@@ -68,11 +70,10 @@ class Csms201(StationHandlers):
             firmware_version=_str(info.get("firmwareVersion")),
             at=now,
         )
-        self.accepted = True
         return {
-            "status": "Accepted",
+            "status": cast(v201.RegistrationStatusEnumType, status),
             "currentTime": format_time(now),
-            "interval": self.config.heartbeat_interval,
+            "interval": interval,
         }
 
     @on(v201.Action.Heartbeat)

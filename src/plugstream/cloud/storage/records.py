@@ -33,6 +33,9 @@ class StationRecord:
     last_seen: datetime | None = None
     clock_offset_s: float | None = None  # station clock minus server clock
     connectors: list[ConnectorStatus] = field(default_factory=list)
+    # What the CSMS answers the station's BootNotification: Accepted, or Pending /
+    # Rejected while the operator holds it back (B02/B03, 1.6 §4.2).
+    boot_status: str = "Accepted"
 
 
 @dataclass(slots=True)

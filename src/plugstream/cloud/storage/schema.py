@@ -42,6 +42,7 @@ stations = Table(
     Column("last_boot", UTCDateTime),
     Column("last_seen", UTCDateTime),
     Column("clock_offset_s", Float),
+    Column("boot_status", String(16), nullable=False, server_default="Accepted"),
 )
 
 connectors = Table(

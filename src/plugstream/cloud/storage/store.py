@@ -523,6 +523,7 @@ def _station_record(row: Row[Any], connectors: list[ConnectorStatus]) -> Station
         last_seen=row.last_seen,
         clock_offset_s=row.clock_offset_s,
         connectors=connectors,
+        boot_status=row.boot_status,
     )
 
 
@@ -692,6 +693,7 @@ class Store:
         password: str | None = None,
         security_profile: int = 1,
         lenient: bool = False,
+        boot_status: str = "Accepted",
     ) -> StationRecord:
         """Create or update a station; ``password=None`` keeps the stored hash."""
         password_hash = (
@@ -700,7 +702,11 @@ class Store:
         now = datetime.now(UTC)
 
         def op(conn: Connection) -> StationRecord:
-            values: dict[str, Any] = {"security_profile": security_profile, "lenient": lenient}
+            values: dict[str, Any] = {
+                "security_profile": security_profile,
+                "lenient": lenient,
+                "boot_status": boot_status,
+            }
             if password_hash is not None:
                 values["password_hash"] = password_hash
             conn.execute(
