@@ -380,6 +380,32 @@ async def test_command_timeout_is_504(
         assert "GetConfiguration got no answer within 1 s" in response.json()["detail"]
 
 
+COMMANDS_16 = "RemoteStartTransaction RemoteStopTransaction Reset UnlockConnector ChangeAvailability ChangeConfiguration GetConfiguration TriggerMessage ClearCache SendLocalList GetLocalListVersion UpdateFirmware GetDiagnostics SetChargingProfile ClearChargingProfile GetCompositeSchedule ReserveNow CancelReservation DataTransfer"
+COMMANDS_201 = "RequestStartTransaction RequestStopTransaction Reset UnlockConnector ChangeAvailability SetVariables GetVariables GetBaseReport TriggerMessage UpdateFirmware GetLog SetChargingProfile ClearChargingProfile GetCompositeSchedule SendLocalList ReserveNow CancelReservation DataTransfer"
+
+
+@pytest.mark.parametrize(
+    ("version", "action"),
+    [("1.6", a) for a in COMMANDS_16.split()] + [("2.0.1", a) for a in COMMANDS_201.split()],
+)
+async def test_every_operator_command_of_the_issue_is_known(
+    client: httpx.AsyncClient, store: Store, version: str, action: str
+) -> None:
+    """Each command the operator may send is routed (offline: 409), never unknown (404)."""
+    await client.put("/api/v1/stations/CP-V", json={"security_profile": 0})
+    await store.record_boot(
+        "CP-V",
+        ocpp_version=version,
+        vendor="PlugStream",
+        model="PlugStream 7",
+        serial_number=None,
+        firmware_version=None,
+        at=datetime.now(UTC),
+    )
+    response = await client.post(f"/api/v1/stations/CP-V/commands/{action}", json={})
+    assert response.status_code == 409, response.text
+
+
 async def test_command_to_offline_or_unknown_station(client: httpx.AsyncClient) -> None:
     await client.put("/api/v1/stations/CP-1", json={"security_profile": 0})
     offline = await client.post("/api/v1/stations/CP-1/commands/Reset", json={"type": "Soft"})
