@@ -7,7 +7,7 @@ may send its CALLRESULT as soon as the awaited call returns."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -182,35 +182,6 @@ def _parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         return as_utc(value)
     return as_utc(datetime.fromisoformat(str(value)))
-
-
-def samples_from_meter_values(meter_values: Iterable[dict[str, Any]]) -> list[MeterSample]:
-    """2.0.1 ``meterValue`` objects → samples, energy normalised to Wh."""
-    samples = []
-    for meter_value in meter_values:
-        at = _parse_time(meter_value["timestamp"])
-        for sampled in meter_value.get("sampledValue") or []:
-            measurand = sampled.get("measurand") or ENERGY_REGISTER
-            unit_of_measure = sampled.get("unitOfMeasure") or {}
-            unit = unit_of_measure.get("unit") or ("Wh" if measurand.startswith("Energy") else None)
-            value = Decimal(str(sampled["value"]))
-            multiplier = int(unit_of_measure.get("multiplier") or 0)
-            if multiplier:
-                value = value.scaleb(multiplier)
-            samples.append(
-                _normalise(
-                    MeterSample(
-                        timestamp=at,
-                        measurand=measurand,
-                        value=value,
-                        unit=unit,
-                        phase=sampled.get("phase"),
-                        context=sampled.get("context"),
-                        location=sampled.get("location"),
-                    )
-                )
-            )
-    return samples
 
 
 class _Tx:
@@ -1051,7 +1022,11 @@ class Store:
         evse_id = int(evse.get("id", 0))
         connector_id = int(evse.get("connectorId", 1 if evse_id else 0))
         token = (event.get("idToken") or {}).get("idToken")
-        samples = samples_from_meter_values(event.get("meterValue") or [])
+        # The handlers' own reader of 2.0.1 sampled values, so both paths agree; imported
+        # here because meter.py imports this package's records.
+        from plugstream.cloud.meter import samples_201
+
+        samples = samples_201(event.get("meterValue"), timestamp)
         registers = [sample for sample in samples if _is_register(sample)]
 
         def op(conn: Connection) -> tuple[TransactionRecord, AuthResult | None]:
