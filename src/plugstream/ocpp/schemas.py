@@ -17,6 +17,7 @@ from typing import Any, Final
 import fastjsonschema
 import orjson
 
+from plugstream.ocpp.compiler import compile_schema
 from plugstream.ocpp.errors import ErrorCode, OcppError
 from plugstream.ocpp.version import OcppVersion
 
@@ -105,7 +106,7 @@ class Schemas:
             if found is None:
                 raw = (self._root / f"{name}.json").read_bytes().removeprefix(b"\xef\xbb\xbf")
                 schema = orjson.loads(raw)
-                found = fastjsonschema.compile(schema, detailed_exceptions=True)
+                found = compile_schema(schema)
                 self._cache[name] = found
         self._by_kind[(action, kind)] = found
         return found
