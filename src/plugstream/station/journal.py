@@ -1,0 +1,376 @@
+"""Durable outbound journal for transaction-related messages.
+
+Every transaction-related message (1.6: ``StartTransaction``, ``StopTransaction``,
+periodic / clock-aligned ``MeterValues``; 2.0.1: ``TransactionEvent``) is written
+here, durably, *before* it is sent. The journal survives a disconnect, a CSMS
+outage and a power loss (``kill -9``): reopening the file gives back every entry
+that was not acknowledged, in the order it was appended.
+
+Storage is stdlib :mod:`sqlite3` in WAL mode with ``synchronous=FULL``, so a
+committed :meth:`Journal.append` survives a crash of the process and of the OS.
+
+Spec rules implemented (the caller sends, the journal keeps the books):
+
+- Order. 1.6 §3.7: transaction-related messages are delivered in chronological
+  order; new ones wait until the queue is emptied. :meth:`Journal.next_due` only
+  ever returns the *head* of the queue (lowest pending ``seq``), so a head that
+  is waiting for its retry time holds back everything behind it.
+- Retry. 1.6 §3.7.1 (keys ``TransactionMessageAttempts`` /
+  ``TransactionMessageRetryInterval``) and 2.0.1 E13.FR.01-03
+  (``OCPPCommCtrlr.MessageAttemptsTransactionEvent`` /
+  ``MessageAttemptIntervalTransactionEvent``): after a *failure to process the
+  message* the station waits ``retry_interval`` times the number of preceding
+  transmissions of that message, then resends it -- with 3 attempts and 60 s:
+  wait 60 s, resend, wait 120 s, resend. See :meth:`Journal.failed_attempt`.
+  A lost connection is *not* a failure to process: the entry simply stays at
+  the head of the queue and is resent after the reconnect.
+- Discard. 1.6 §3.7.1 ("SHOULD discard the message and continue with the next
+  transaction-related message") and 2.0.1 E13.FR.04 ("SHALL discard the message
+  and continue with the next transaction-related message, if there is any"):
+  after ``attempts_max`` failures the entry leaves the delivery queue. The spec
+  says nothing about keeping it; we keep it recorded locally with state
+  ``undeliverable`` (see :meth:`Journal.undeliverable`) for audit, it is never
+  sent again.
+- Unknown ``transactionId``. A 1.6 ``StopTransaction`` / ``MeterValues`` needs
+  the ``transactionId`` that the Central System returns in
+  ``StartTransaction.conf``. A payload may hold a placeholder
+  ``{"$ref_result": seq, "key": "transactionId", "default": -1}``; it is
+  replaced by ``result[key]`` when entry ``seq`` is acknowledged with its
+  CALLRESULT payload (:meth:`Journal.acknowledge`). If entry ``seq`` is discarded
+  instead, the placeholder becomes ``default`` (``None`` when absent) -- the 1.6
+  errata sheet §3.18 says to send such messages with ``transactionId = -1``.
+
+Times (``now``, ``next_attempt_at``) are persisted, so they must come from a
+clock that survives a reboot (UNIX seconds), injected by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+__all__ = ["REF_KEY", "Entry", "EntryState", "Journal", "JournalCounts", "UnknownEntryError"]
+
+REF_KEY = "$ref_result"
+"""Key of a placeholder that refers to the CALLRESULT of an earlier entry."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    action          TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    state           TEXT    NOT NULL DEFAULT 'pending',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL    NOT NULL DEFAULT 0,
+    has_refs        INTEGER NOT NULL DEFAULT 0,
+    result          TEXT
+);
+CREATE INDEX IF NOT EXISTS journal_state_seq ON journal (state, seq);
+"""
+
+
+class EntryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+
+
+class UnknownEntryError(KeyError):
+    """No entry with that ``seq`` in the state the operation needs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journalled message."""
+
+    seq: int
+    action: str
+    payload: dict[str, Any]
+    state: EntryState
+    attempts: int
+    """Failures to process this message so far (= preceding transmissions)."""
+    next_attempt_at: float
+    """Earliest time (caller's clock) at which it may be (re)sent."""
+    result: dict[str, Any] | None = None
+    """The CALLRESULT payload, once delivered."""
+
+    @property
+    def resolved(self) -> bool:
+        """True when the payload holds no placeholder any more."""
+        return not _has_refs(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalCounts:
+    pending: int
+    delivered: int
+    undeliverable: int
+
+
+def _has_refs(value: Any) -> bool:
+    if isinstance(value, dict):
+        return REF_KEY in value or any(_has_refs(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_refs(v) for v in value)
+    return False
+
+
+def _iter_refs(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        if REF_KEY in value:
+            yield value
+        else:
+            for v in value.values():
+                yield from _iter_refs(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _iter_refs(v)
+
+
+def _substitute(value: Any, target: int, result: dict[str, Any] | None) -> Any:
+    """Replace placeholders referring to ``target``; ``result`` None = discarded."""
+    if isinstance(value, dict):
+        if REF_KEY in value:
+            if value[REF_KEY] != target:
+                return value
+            key = value.get("key")
+            if result is not None and isinstance(key, str) and key in result:
+                return result[key]
+            return value.get("default")
+        return {k: _substitute(v, target, result) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, target, result) for v in value]
+    return value
+
+
+class Journal:
+    """SQLite-backed, append-only-in-order queue of outbound transaction messages."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------
+
+    def append(self, action: str, payload: dict[str, Any]) -> int:
+        """Journal a message; returns its ``seq`` once committed durably.
+
+        Placeholders referring to an entry already delivered (or discarded) are
+        resolved at once; a placeholder must refer to an existing earlier entry.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for ref in _iter_refs(payload):
+                target = ref[REF_KEY]
+                if not isinstance(target, int):
+                    raise ValueError(f"{REF_KEY} must be an int seq, got {target!r}")
+                row = self._db.execute(
+                    "SELECT state, result FROM journal WHERE seq = ?", (target,)
+                ).fetchone()
+                if row is None:
+                    raise UnknownEntryError(target)
+                state, result = EntryState(row[0]), row[1]
+                if state is EntryState.DELIVERED:
+                    payload = _substitute(payload, target, json.loads(result) if result else {})
+                elif state is EntryState.UNDELIVERABLE:
+                    payload = _substitute(payload, target, None)
+            cur = self._db.execute(
+                "INSERT INTO journal (action, payload, has_refs) VALUES (?, ?, ?)",
+                (action, json.dumps(payload), int(_has_refs(payload))),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        seq = cur.lastrowid
+        assert seq is not None
+        return seq
+
+    def acknowledge(self, seq: int, result: dict[str, Any] | None = None) -> None:
+        """The CSMS accepted entry ``seq`` (CALLRESULT ``result``): it leaves the queue.
+
+        Placeholders in later entries that refer to ``seq`` are resolved from
+        ``result`` in the same transaction.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._require_pending(seq)
+            self._db.execute(
+                "UPDATE journal SET state = ?, result = ? WHERE seq = ?",
+                (EntryState.DELIVERED.value, json.dumps(result or {}), seq),
+            )
+            self._resolve_refs(seq, result or {})
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def failed_attempt(
+        self, seq: int, now: float, *, attempts_max: int, retry_interval: float
+    ) -> float | None:
+        """The CSMS failed to process entry ``seq`` (e.g. a CALLERROR).
+
+        Returns the time at which it may be resent -- ``now + retry_interval *
+        attempts`` where ``attempts`` counts the transmissions so far (1.6 §3.7.1,
+        2.0.1 E13.FR.03) -- or ``None`` when this was failure number
+        ``attempts_max`` and the entry is discarded (E13.FR.04). ``attempts_max``
+        below 1 is treated as 1.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            attempts = self._require_pending(seq) + 1
+            if attempts >= max(attempts_max, 1):
+                self._db.execute(
+                    "UPDATE journal SET state = ?, attempts = ? WHERE seq = ?",
+                    (EntryState.UNDELIVERABLE.value, attempts, seq),
+                )
+                self._resolve_refs(seq, None)
+                due: float | None = None
+            else:
+                due = now + retry_interval * attempts
+                self._db.execute(
+                    "UPDATE journal SET attempts = ?, next_attempt_at = ? WHERE seq = ?",
+                    (attempts, due, seq),
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return due
+
+    def rewrite(self, seq: int, payload: dict[str, Any]) -> None:
+        """Replace the payload of a pending entry (durably)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._require_pending(seq)
+            self._db.execute(
+                "UPDATE journal SET payload = ?, has_refs = ? WHERE seq = ?",
+                (json.dumps(payload), int(_has_refs(payload)), seq),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def purge_delivered(self) -> int:
+        """Delete delivered entries; returns how many. Later placeholders may no
+        longer refer to them."""
+        cur = self._db.execute("DELETE FROM journal WHERE state = ?", (EntryState.DELIVERED.value,))
+        return cur.rowcount
+
+    # -- reading ---------------------------------------------------------------
+
+    def pending(self) -> list[Entry]:
+        """Entries not yet delivered nor discarded, in order."""
+        return self._select(EntryState.PENDING)
+
+    def undeliverable(self) -> list[Entry]:
+        """Entries discarded after ``attempts_max`` failures, in order."""
+        return self._select(EntryState.UNDELIVERABLE)
+
+    def get(self, seq: int) -> Entry:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM journal WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            raise UnknownEntryError(seq)
+        return _entry(row)
+
+    def head(self) -> Entry | None:
+        """The oldest pending entry, due or not."""
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM journal WHERE state = ? ORDER BY seq LIMIT 1",
+            (EntryState.PENDING.value,),
+        ).fetchone()
+        return None if row is None else _entry(row)
+
+    def next_due(self, now: float) -> Entry | None:
+        """The head of the queue if it may be sent at ``now``, else ``None``.
+
+        Later entries are never returned ahead of the head (1.6 §3.7 order).
+        """
+        entry = self.head()
+        if entry is None or entry.next_attempt_at > now:
+            return None
+        return entry
+
+    def counts(self) -> JournalCounts:
+        rows = dict(self._db.execute("SELECT state, COUNT(*) FROM journal GROUP BY state"))
+        return JournalCounts(
+            pending=rows.get(EntryState.PENDING.value, 0),
+            delivered=rows.get(EntryState.DELIVERED.value, 0),
+            undeliverable=rows.get(EntryState.UNDELIVERABLE.value, 0),
+        )
+
+    def __len__(self) -> int:
+        return self.counts().pending
+
+    # -- internals -------------------------------------------------------------
+
+    def _select(self, state: EntryState) -> list[Entry]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM journal WHERE state = ? ORDER BY seq", (state.value,)
+        )
+        return [_entry(row) for row in rows]
+
+    def _require_pending(self, seq: int) -> int:
+        row = self._db.execute(
+            "SELECT attempts FROM journal WHERE seq = ? AND state = ?",
+            (seq, EntryState.PENDING.value),
+        ).fetchone()
+        if row is None:
+            raise UnknownEntryError(seq)
+        return int(row[0])
+
+    def _resolve_refs(self, target: int, result: dict[str, Any] | None) -> None:
+        rows = self._db.execute(
+            "SELECT seq, payload FROM journal WHERE state = ? AND has_refs = 1 AND seq > ?",
+            (EntryState.PENDING.value, target),
+        ).fetchall()
+        for seq, raw in rows:
+            payload = json.loads(raw)
+            new = _substitute(payload, target, result)
+            if new != payload:
+                self._db.execute(
+                    "UPDATE journal SET payload = ?, has_refs = ? WHERE seq = ?",
+                    (json.dumps(new), int(_has_refs(new)), seq),
+                )
+
+
+_COLUMNS = "seq, action, payload, state, attempts, next_attempt_at, result"
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    seq, action, payload, state, attempts, next_attempt_at, result = row
+    return Entry(
+        seq=int(seq),
+        action=str(action),
+        payload=json.loads(payload),
+        state=EntryState(state),
+        attempts=int(attempts),
+        next_attempt_at=float(next_attempt_at),
+        result=None if result is None else json.loads(result),
+    )

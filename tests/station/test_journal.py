@@ -1,0 +1,237 @@
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plugstream.station.journal import (
+    EntryState,
+    Journal,
+    JournalCounts,
+    UnknownEntryError,
+)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    with Journal(tmp_path / "journal.sqlite") as j:
+        yield j
+
+
+def _meter(i: int) -> dict[str, object]:
+    return {"connectorId": 1, "meterValue": [{"timestamp": f"t{i}", "sampledValue": []}]}
+
+
+def test_wal_and_synchronous_full(journal: Journal) -> None:
+    assert journal._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_order_preserved(journal: Journal) -> None:
+    seqs = [journal.append("MeterValues", _meter(i)) for i in range(20)]
+    assert seqs == sorted(seqs)
+    assert [e.seq for e in journal.pending()] == seqs
+    assert [e.payload for e in journal.pending()] == [_meter(i) for i in range(20)]
+    delivered = []
+    while (entry := journal.next_due(now=0)) is not None:
+        delivered.append(entry.seq)
+        journal.acknowledge(entry.seq, {})
+    assert delivered == seqs
+    assert journal.counts() == JournalCounts(pending=0, delivered=20, undeliverable=0)
+    assert len(journal) == 0
+
+
+def test_reopen_yields_pending_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        seqs = [j.append("MeterValues", _meter(i)) for i in range(5)]
+        j.acknowledge(seqs[0], {})
+        j.failed_attempt(seqs[1], 100.0, attempts_max=3, retry_interval=60)
+    with Journal(path) as j:
+        pending = j.pending()
+        assert [e.seq for e in pending] == seqs[1:]
+        assert pending[0].attempts == 1
+        assert pending[0].next_attempt_at == 160.0
+        # seq numbers are never reused after reopening
+        assert j.append("MeterValues", _meter(9)) == seqs[-1] + 1
+
+
+def test_retry_intervals_follow_16_rule(journal: Journal) -> None:
+    """1.6 §3.7.1 example: attempts 3, interval 60 -> wait 60, then 120, then discard."""
+    seq = journal.append("StopTransaction", {"transactionId": 1, "meterStop": 10})
+    now = 1000.0
+    assert journal.next_due(now) is not None
+
+    assert journal.failed_attempt(seq, now, attempts_max=3, retry_interval=60) == now + 60
+    assert journal.next_due(now + 59.9) is None
+    entry = journal.next_due(now + 60)
+    assert entry is not None and entry.seq == seq and entry.attempts == 1
+
+    now += 60
+    assert journal.failed_attempt(seq, now, attempts_max=3, retry_interval=60) == now + 120
+    assert journal.next_due(now + 119) is None
+    assert journal.next_due(now + 120) is not None
+
+    now += 120
+    assert journal.failed_attempt(seq, now, attempts_max=3, retry_interval=60) is None
+    assert journal.next_due(now + 10_000) is None
+    assert journal.pending() == []
+    [dropped] = journal.undeliverable()
+    assert dropped.seq == seq and dropped.attempts == 3
+    assert dropped.state is EntryState.UNDELIVERABLE
+    assert journal.counts() == JournalCounts(pending=0, delivered=0, undeliverable=1)
+
+
+def test_drop_after_attempts_max_continues_with_next(journal: Journal) -> None:
+    first = journal.append("MeterValues", _meter(0))
+    second = journal.append("MeterValues", _meter(1))
+    # head waiting for its retry holds back the next one (chronological order)
+    journal.failed_attempt(first, 0, attempts_max=2, retry_interval=30)
+    assert journal.next_due(10) is None
+    entry = journal.next_due(30)
+    assert entry is not None and entry.seq == first
+    assert journal.failed_attempt(first, 30, attempts_max=2, retry_interval=30) is None
+    entry = journal.next_due(30)
+    assert entry is not None and entry.seq == second
+    with pytest.raises(UnknownEntryError):
+        journal.acknowledge(first, {})
+
+
+def test_attempts_max_below_one_discards_at_first_failure(journal: Journal) -> None:
+    seq = journal.append("MeterValues", _meter(0))
+    assert journal.failed_attempt(seq, 0, attempts_max=0, retry_interval=30) is None
+    assert journal.pending() == []
+
+
+def test_result_reference_resolved_on_acknowledge(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        start = j.append("StartTransaction", {"connectorId": 1, "idTag": "ABC", "meterStart": 0})
+        ref = {"$ref_result": start, "key": "transactionId", "default": -1}
+        meter = j.append("MeterValues", {"connectorId": 1, "transactionId": ref, "meterValue": []})
+        stop = j.append("StopTransaction", {"transactionId": ref, "meterStop": 500})
+        assert not j.get(stop).resolved
+    # placeholders survive a restart and are resolved afterwards
+    with Journal(path) as j:
+        head = j.next_due(0)
+        assert head is not None and head.seq == start
+        j.acknowledge(start, {"transactionId": 4711, "idTagInfo": {"status": "Accepted"}})
+        assert j.get(start).result == {"transactionId": 4711, "idTagInfo": {"status": "Accepted"}}
+        pending = j.pending()
+        assert [e.seq for e in pending] == [meter, stop]
+        assert pending[0].payload["transactionId"] == 4711
+        assert pending[1].payload == {"transactionId": 4711, "meterStop": 500}
+        assert all(e.resolved for e in pending)
+
+
+def test_reference_to_already_delivered_entry_resolved_on_append(journal: Journal) -> None:
+    start = journal.append("StartTransaction", {"connectorId": 1})
+    journal.acknowledge(start, {"transactionId": 7})
+    stop = journal.append(
+        "StopTransaction", {"transactionId": {"$ref_result": start, "key": "transactionId"}}
+    )
+    assert journal.get(stop).payload == {"transactionId": 7}
+
+
+def test_reference_to_discarded_entry_uses_default(journal: Journal) -> None:
+    """1.6 errata §3.18: no transactionId known -> send with transactionId -1."""
+    start = journal.append("StartTransaction", {"connectorId": 1})
+    ref = {"$ref_result": start, "key": "transactionId", "default": -1}
+    stop = journal.append("StopTransaction", {"transactionId": ref})
+    assert journal.failed_attempt(start, 0, attempts_max=1, retry_interval=1) is None
+    entry = journal.next_due(0)
+    assert entry is not None and entry.seq == stop
+    assert entry.payload == {"transactionId": -1}
+
+
+def test_reference_to_unknown_entry_rejected(journal: Journal) -> None:
+    with pytest.raises(UnknownEntryError):
+        journal.append("StopTransaction", {"transactionId": {"$ref_result": 99, "key": "x"}})
+    assert journal.counts() == JournalCounts(0, 0, 0)
+
+
+def test_rewrite_pending_entry(journal: Journal) -> None:
+    seq = journal.append("StopTransaction", {"transactionId": -1})
+    journal.rewrite(seq, {"transactionId": 12})
+    assert journal.get(seq).payload == {"transactionId": 12}
+    journal.acknowledge(seq)
+    with pytest.raises(UnknownEntryError):
+        journal.rewrite(seq, {"transactionId": 13})
+
+
+def test_purge_delivered(journal: Journal) -> None:
+    a = journal.append("MeterValues", _meter(0))
+    journal.append("MeterValues", _meter(1))
+    journal.acknowledge(a, {})
+    assert journal.purge_delivered() == 1
+    assert journal.counts() == JournalCounts(pending=1, delivered=0, undeliverable=0)
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from plugstream.station.journal import Journal
+
+    j = Journal(sys.argv[1])
+    for i in range(int(sys.argv[2])):
+        seq = j.append("MeterValues", {"connectorId": 1, "i": i})
+        print(seq, flush=True)
+    """
+)
+
+
+def test_durable_across_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "crash.sqlite"
+    limit = 100_000
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path), str(limit)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    printed: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(printed) < 200 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            printed.append(int(line))
+        assert len(printed) >= 200, "writer did not get going"
+        os.kill(proc.pid, signal.SIGKILL)
+        # lines printed before the kill landed: each one was committed
+        for line in proc.stdout:
+            printed.append(int(line))
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(printed) < limit, "killed mid-way"
+
+    with Journal(path) as j:
+        pending = j.pending()
+    seqs = [e.seq for e in pending]
+    assert seqs == list(range(1, len(seqs) + 1))  # in order, no holes
+    assert set(printed) <= set(seqs)
+    assert [e.payload["i"] for e in pending] == [s - 1 for s in seqs]
+
+
+def test_database_is_a_plain_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        j.append("MeterValues", _meter(0))
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 1
+    finally:
+        con.close()
