@@ -64,3 +64,27 @@ def test_a_remote_ref_is_refused_not_fetched(scheme: str) -> None:
     }
     with pytest.raises(fastjsonschema.JsonSchemaDefinitionException, match="remote \\$ref refused"):
         compiler.compile_schema(schema)
+
+
+def test_validation_leaves_the_payload_as_it_was() -> None:
+    """A 2.0.1 unitOfMeasure has defaults (multiplier 0, unit Wh); validating must not add them."""
+    from plugstream.ocpp import OcppVersion, schemas
+
+    payload = {
+        "evseId": 1,
+        "meterValue": [
+            {
+                "timestamp": "2026-11-25T10:00:00Z",
+                "sampledValue": [
+                    {
+                        "value": 7360.0,
+                        "measurand": "Power.Active.Import",
+                        "unitOfMeasure": {"unit": "W"},
+                    }
+                ],
+            }
+        ],
+    }
+    before = repr(payload)
+    assert schemas(OcppVersion.V201).validate("MeterValues", "request", payload) is None
+    assert repr(payload) == before

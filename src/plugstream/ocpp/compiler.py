@@ -6,6 +6,9 @@
   half the time. The failure is the same exception, rule ``enum``, same message.
 - ``$ref`` resolves only inside the schema: a reference that names a remote
   document is refused rather than fetched (fastjsonschema would fetch it).
+- Validation never writes the schemas' ``default`` values into the payload
+  (fastjsonschema's default does): what is validated is what goes on the wire,
+  and a station's compact frames stay compact.
 
 The first uses fastjsonschema's code generators, which are not its public API;
 if they ever change shape, :func:`compile_schema` falls back to the public
@@ -87,7 +90,7 @@ def compile_schema(schema: dict[str, Any]) -> Validator:
                 schema,
                 resolver=resolver,
                 formats={},
-                use_default=True,
+                use_default=False,
                 use_formats=True,
                 detailed_exceptions=True,
                 fast_fail=True,
@@ -99,6 +102,6 @@ def compile_schema(schema: dict[str, Any]) -> Validator:
         except TypeError:  # pragma: no cover - generator signature changed
             log.warning("fastjsonschema's generators changed; using its public compile")
     compiled: Validator = fastjsonschema.compile(
-        schema, handlers=NO_REMOTE_REFS, detailed_exceptions=True
+        schema, handlers=NO_REMOTE_REFS, use_default=False, detailed_exceptions=True
     )
     return compiled
