@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -14,6 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from plugstream import __version__
+
+if TYPE_CHECKING:
+    from plugstream.net.accounting import ByteCounter
 
 app = typer.Typer(
     name="plugstream",
@@ -153,6 +156,130 @@ def cloud_serve(
         tls_key=tls_key,
     )
     raise typer.Exit(run(config))
+
+
+station_app = typer.Typer(
+    help="The charge point (station).", no_args_is_help=True, add_completion=False
+)
+app.add_typer(station_app, name="station")
+
+
+@station_app.command("stats")
+def station_stats(
+    data_dir: Annotated[
+        Path, typer.Option(help="The station's data dir (where traffic.json is saved).")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show the bytes the station sent and received: per day, per charge cycle, per link."""
+    import json
+
+    from plugstream.net.accounting import ByteCounter
+
+    if not data_dir.is_dir() or not any(data_dir.iterdir()):
+        what = "is empty" if data_dir.is_dir() else "is not a directory"
+        raise typer.BadParameter(f"{data_dir} {what}", param_hint="'--data-dir'")
+    try:
+        counter = ByteCounter.load(data_dir)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--data-dir'") from None
+    report = _traffic_report(counter)
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return
+    if not report["days"] and not report["cycles"]:
+        console.print(f"no data yet: no byte counters in {data_dir}")
+        return
+    _print_traffic(report)
+
+
+def _traffic_report(counter: ByteCounter) -> dict[str, Any]:
+    from plugstream.net.accounting import ARTICLE_CYCLE_BYTES, ARTICLE_DAY_BYTES
+
+    def figures(tx: int, rx: int, reference: int | None = None) -> dict[str, object]:
+        out: dict[str, object] = {"tx": tx, "rx": rx, "total": tx + rx}
+        if reference is not None:
+            out["of_article"] = (tx + rx) / reference
+        return out
+
+    tx, rx = counter.totals()
+    otx, orx = counter.outside_cycles()
+    days = []
+    for day, links in counter.per_day().items():
+        dtx = sum(t for t, _ in links.values())
+        drx = sum(r for _, r in links.values())
+        days.append(
+            {
+                "date": day.isoformat(),
+                **figures(dtx, drx, ARTICLE_DAY_BYTES),
+                "links": {link: figures(t, r) for link, (t, r) in links.items()},
+            }
+        )
+    cycles = [
+        {
+            "cycle_id": cid,
+            "started": c.started.isoformat(),
+            "ended": None if c.ended is None else c.ended.isoformat(),
+            **figures(c.tx, c.rx, ARTICLE_CYCLE_BYTES),
+        }
+        for cid, c in counter.cycles().items()
+    ]
+    return {
+        "unit": "bytes",
+        "article": {"day_bytes": ARTICLE_DAY_BYTES, "cycle_bytes": ARTICLE_CYCLE_BYTES},
+        "totals": figures(tx, rx),
+        "outside_cycles": figures(otx, orx),
+        "days": days,
+        "cycles": cycles,
+        "links": {link: figures(t, r) for link, (t, r) in counter.per_link().items()},
+    }
+
+
+def _print_traffic(report: dict[str, Any]) -> None:
+    def n(value: int) -> str:
+        return f"{value:,}"
+
+    def pct(share: float) -> str:
+        return f"{share:.1%}"
+
+    def table(title: str, header: tuple[str, ...], text: int, rows: list[list[str]]) -> Table:
+        """The first ``text`` columns may wrap; figures never do, nor are they cut."""
+        out = Table(title=title)
+        for i, column in enumerate(header):
+            if i < text:
+                out.add_column(column, overflow="fold")
+            else:
+                widest = max([len(column), *(len(row[i]) for row in rows)])
+                out.add_column(column, justify="right", no_wrap=True, min_width=widest)
+        for row in rows:
+            out.add_row(*row)
+        return out
+
+    day_mb = report["article"]["day_bytes"] / 1e6
+    rows = [
+        [d["date"], n(d["tx"]), n(d["rx"]), n(d["total"]), pct(d["of_article"])]
+        for d in report["days"]
+    ]
+    header: tuple[str, ...] = ("UTC day", "tx", "rx", "total", "of article")
+    console.print(table(f"Per day (bytes; article: ~{day_mb:g} MB a day)", header, 1, rows))
+
+    cycle_mb = report["article"]["cycle_bytes"] / 1e6
+    rows = []
+    for c in report["cycles"]:
+        started = c["started"][:16].replace("T", " ")
+        ended = "open" if c["ended"] is None else c["ended"][:16].replace("T", " ")
+        figures = [n(c["tx"]), n(c["rx"]), n(c["total"]), pct(c["of_article"])]
+        rows.append([c["cycle_id"], f"{started} to {ended}", *figures])
+    o = report["outside_cycles"]
+    rows.append(["(outside cycles)", "", n(o["tx"]), n(o["rx"]), n(o["total"]), ""])
+    header = ("cycle", "UTC", "tx", "rx", "total", "of article")
+    title = f"Per charge cycle (bytes; article: ~{cycle_mb:g} MB a cycle)"
+    console.print(table(title, header, 2, rows))
+
+    rows = [[link, n(f["tx"]), n(f["rx"]), n(f["total"])] for link, f in report["links"].items()]
+    console.print(table("Per link (bytes, days kept)", ("link", "tx", "rx", "total"), 1, rows))
+    t = report["totals"]
+    console.print(f"total: tx {n(t['tx'])}, rx {n(t['rx'])}, {n(t['total'])} bytes")
 
 
 def main(argv: list[str] | None = None) -> int:
