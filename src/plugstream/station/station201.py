@@ -1,0 +1,905 @@
+"""The OCPP 2.0.1 charging station runtime of a PlugStream station, with one EVSE.
+
+:class:`Station201` is the 2.0.1 sibling of :class:`~plugstream.station.station16.Station16`
+and wires the same sans-I/O parts (hardware, connector status machine, journal,
+device model, local authorization, metering, smart charging) to an
+:class:`~plugstream.ocpp.OcppEndpoint` running over a ``websockets`` connection:
+
+- On every connection: BootNotification (reason PowerUp, or RemoteReset after a
+  Reset), retried after ``interval`` while the CSMS answers Pending or Rejected;
+  once Accepted: StatusNotification of the connector, Heartbeat every
+  ``OCPPCommCtrlr.HeartbeatInterval`` and the TransactionEvent messages of the journal.
+- Sessions: plug in, present an idToken (a swipe, or RequestStartTransaction),
+  Authorize when the local rules say so, TransactionEvent Started (the station makes
+  the transactionId), Updated every ``SampledDataCtrlr.TxUpdatedInterval`` and Ended
+  with the ``TxEnded`` meter values. Every TransactionEvent is written to the durable
+  :class:`Journal` first, carries a ``seqNo`` increasing per transaction and
+  ``offline: true`` when generated while not connected, and is delivered in order.
+- :meth:`Station201.run` connects (subprotocol ``ocpp2.0.1``) and reconnects with a
+  :class:`ReconnectBackoff` from ``OCPPCommCtrlr.RetryBackOff*``.
+
+Time comes from the injected ``now()`` clock (an aware UTC datetime); the pauses of
+the asyncio loops are real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import websockets
+from websockets.typing import Subprotocol
+
+from plugstream.ocpp import (
+    ErrorCode,
+    Handlers,
+    OcppEndpoint,
+    OcppError,
+    OcppVersion,
+    after,
+    on,
+    v201,
+)
+from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
+from plugstream.station.backoff import ReconnectBackoff
+from plugstream.station.config import REPORT_BASES, DeviceModel201, VariableChange
+from plugstream.station.connector import Action, Connector, InvalidTransition, StatusChanged
+from plugstream.station.ev import Ev
+from plugstream.station.hardware import ChargePointHardware, Model
+from plugstream.station.journal import Journal
+from plugstream.station.metering import (
+    MeterKind,
+    MeterSchedule,
+    ReadingContext,
+    TransactionData,
+    build_meter_value_201,
+    format_timestamp,
+)
+from plugstream.station.smartcharging import ChargingProfiles
+from plugstream.station.station16 import CONNECTOR_ID, DEFAULT_BOOT_RETRY_S, FIRMWARE_VERSION
+
+__all__ = ["CONNECTOR_ID", "EVSE_ID", "Station201", "StationHandlers201"]
+
+log = logging.getLogger("plugstream.station")
+
+EVSE_ID = 1
+DEFAULT_TOKEN_TYPE = "ISO14443"
+_TRIGGERABLE = frozenset(
+    {"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent"}
+)
+_BACKOFF_VARIABLES = frozenset(
+    {"RetryBackOffWaitMinimum", "RetryBackOffRandomRange", "RetryBackOffRepeatTimes"}
+)
+
+
+@dataclass(slots=True)
+class _Transaction:
+    """The transaction running on the EVSE."""
+
+    transaction_id: str
+    id_token: dict[str, Any]
+    started_at: datetime
+    data: TransactionData
+    schedule: MeterSchedule
+    remote_start_id: int | None = None
+    seq_no: int = 0  # the next TransactionEvent's seqNo
+    started_seq: int = field(default=-1)  # journal entry of Started
+
+    def next_seq_no(self) -> int:
+        seq_no = self.seq_no
+        self.seq_no += 1
+        return seq_no
+
+
+class Station201:
+    """One PlugStream charging station speaking OCPP 2.0.1, with one EVSE and connector.
+
+    ``device_model_defaults`` ("Component.Variable" -> value) are applied when the
+    device model has no file yet (a factory setting, e.g. short intervals in tests).
+    """
+
+    def __init__(
+        self,
+        station_id: str,
+        model: Model,
+        data_dir: Path | str,
+        now: Callable[[], datetime],
+        *,
+        rng: random.Random | None = None,
+        device_model_defaults: Mapping[str, str] | None = None,
+        call_timeout: float = 30.0,
+        backoff: ReconnectBackoff | None = None,
+        tick_interval: float = 1.0,
+        serial_number: str | None = None,
+    ) -> None:
+        self.station_id = station_id
+        self.model = model
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.now = now
+        self.rng = rng if rng is not None else random.Random()
+        self.call_timeout = call_timeout
+        self.tick_interval = tick_interval
+        self.serial_number = serial_number
+
+        dm_path = self.data_dir / DeviceModel201.FILENAME
+        fresh = not dm_path.exists()
+        self.config = DeviceModel201.load(
+            dm_path,
+            evses={EVSE_ID: 1},
+            identity=station_id,
+            vendor_name=model.vendor,
+            model=model.name,
+            supply_phases=model.phases,
+            max_power_w=float(model.max_power_w),
+        )
+        if fresh:
+            for name, value in (device_model_defaults or {}).items():
+                component, variable = name.split(".", 1)
+                self.config.set_value(component, variable, value)
+            self.config.save()
+        self.config.add_listener(self._on_config_change)
+        self._fixed_backoff = backoff is not None
+        self.backoff = backoff if backoff is not None else self._config_backoff()
+        self.journal = Journal(self.data_dir / "journal.sqlite")
+        self.hardware = ChargePointHardware(model, self.rng, now=self._seconds())
+        self.connector = Connector(CONNECTOR_ID)
+        self.local_list = LocalAuthList.load(self.data_dir / "local_list.json")
+        self.cache = AuthCache.load(self.data_dir / "auth_cache.json")
+        self.authorizer = Authorizer(self.local_list, self.cache, self._auth_config())
+        self.profiles = ChargingProfiles(
+            (EVSE_ID,),
+            max_profiles=int(
+                self.config.definition(
+                    "SmartChargingCtrlr", "Entries", instance="ChargingProfiles"
+                ).max_limit
+                or 16
+            ),
+            max_stack_level=self.config.get_int("SmartChargingCtrlr", "ProfileStackLevel"),
+            max_current=model.max_current_a,
+        )
+
+        self.endpoint: OcppEndpoint | None = None
+        self.accepted = False  # BootNotification accepted on the current connection
+        self.registration: str | None = None  # the last BootNotification status
+        self.heartbeat_interval = self.config.heartbeat_interval
+        self.transaction: _Transaction | None = None
+        self.boot_reason = "PowerUp"
+        self._id_token: dict[str, Any] | None = None  # the authorized token, before a start
+        self._trigger = "Authorized"  # triggerReason of the next Started
+        self._remote_start_id: int | None = None
+        self._reset_on_idle = False
+        self._changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ws: Any = None
+
+    # -- state -----------------------------------------------------------------------
+
+    @property
+    def online(self) -> bool:
+        """Connected and registered: messages other than BootNotification may be sent."""
+        return self.endpoint is not None and self.accepted
+
+    def _seconds(self) -> float:
+        return self.now().timestamp()
+
+    def _config_backoff(self) -> ReconnectBackoff:
+        c = self.config
+        return ReconnectBackoff(
+            c.retry_back_off_wait_minimum,
+            c.retry_back_off_random_range,
+            c.retry_back_off_repeat_times,
+            self.rng,
+        )
+
+    def _auth_config(self) -> AuthConfig:
+        c = self.config
+        return AuthConfig(
+            local_authorize_offline=c.local_authorize_offline,
+            local_pre_authorize=c.local_pre_authorize,
+            cache_enabled=c.auth_cache_enabled,
+            local_list_enabled=c.local_auth_list_enabled,
+            allow_offline_tx_for_unknown_id=c.offline_tx_for_unknown_id_enabled,
+            cache_disable_post_authorize=c.get_bool("AuthCacheCtrlr", "DisablePostAuthorize"),
+            local_list_disable_post_authorize=c.get_bool(
+                "LocalAuthListCtrlr", "DisablePostAuthorize"
+            ),
+        )
+
+    def _on_config_change(self, change: VariableChange) -> None:
+        self.authorizer.config = self._auth_config()
+        name = (change.component, change.variable)
+        if name == ("OCPPCommCtrlr", "HeartbeatInterval"):
+            self.heartbeat_interval = int(change.value)
+        elif change.component == "OCPPCommCtrlr" and change.variable in _BACKOFF_VARIABLES:
+            if not self._fixed_backoff:
+                self.backoff = self._config_backoff()
+        elif name == ("SampledDataCtrlr", "TxUpdatedInterval") and self.transaction is not None:
+            self.transaction.schedule.configure(sample_interval=int(change.value))
+        elif name == ("AlignedDataCtrlr", "Interval") and self.transaction is not None:
+            self.transaction.schedule.configure(clock_interval=int(change.value))
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+
+    async def _wait_change(self, timeout: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        """Release the files (the journal); call after :meth:`run` has ended."""
+        for task in list(self._tasks):
+            task.cancel()
+        self.journal.close()
+
+    # -- messages that are not journalled ---------------------------------------------
+
+    async def _call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self.endpoint
+        if endpoint is None:
+            raise OcppError(ErrorCode.GenericError, "not connected")
+        return await endpoint.call(action, payload)
+
+    async def _call_quietly(self, action: str, payload: dict[str, Any]) -> None:
+        try:
+            await self._call(action, payload)
+        except OcppError as exc:
+            log.info("%s not delivered: %s", action, exc)
+
+    def _emit(self, actions: list[Action]) -> None:
+        """Send a StatusNotification for each status change (dropped while offline)."""
+        for action in actions:
+            if isinstance(action, StatusChanged) and self.online:
+                self._spawn(self._call_quietly("StatusNotification", _status_payload(action)))
+
+    def _meter_value(self, measurands: list[str], context: str) -> dict[str, Any] | None:
+        self.hardware.advance(self._seconds())
+        return build_meter_value_201(self.hardware.measurements(), measurands, context, self.now())
+
+    # -- TransactionEvent ---------------------------------------------------------------
+
+    def _journal_event(
+        self,
+        tx: _Transaction,
+        event_type: str,
+        trigger_reason: str,
+        *,
+        meter_values: list[dict[str, Any]] | None = None,
+        info: Mapping[str, Any] | None = None,
+        with_token: bool = False,
+    ) -> int:
+        """Journal one TransactionEvent of ``tx`` (durably, before anything else happens)."""
+        transaction_info: dict[str, Any] = {"transactionId": tx.transaction_id}
+        transaction_info.update(info or {})
+        payload: dict[str, Any] = {
+            "eventType": event_type,
+            "timestamp": format_timestamp(self.now()),
+            "triggerReason": trigger_reason,
+            "seqNo": tx.next_seq_no(),
+            "transactionInfo": transaction_info,
+            "evse": {"id": EVSE_ID, "connectorId": CONNECTOR_ID},
+        }
+        if not self.online:
+            payload["offline"] = True
+        if with_token:
+            payload["idToken"] = dict(tx.id_token)
+        if meter_values:
+            payload["meterValue"] = meter_values
+        seq = self.journal.append("TransactionEvent", payload)
+        self._wake()
+        return seq
+
+    # -- the user and the car ----------------------------------------------------------
+
+    def plug_in(self, ev: Ev) -> None:
+        """A car is plugged in; a transaction starts if a token is authorized already."""
+        self.hardware.advance(self._seconds())
+        if not self.hardware.plug_in(ev):
+            raise InvalidTransition("a cable is plugged in already")
+        self._emit(self.connector.plug_in(self.now()))
+        self._trigger = "CablePluggedIn"
+        self._maybe_start()
+
+    def unplug(self) -> None:
+        """The car is unplugged: an ongoing transaction ends (EVDisconnected)."""
+        now = self.now()
+        if self.transaction is not None:
+            self._journal_end("EVCommunicationLost", "EVDisconnected")
+        self.hardware.open_contactor()
+        self.hardware.unlock_cable()
+        self.hardware.unplug()
+        self._emit(self.connector.unplug(now))
+        self._after_end()
+
+    async def swipe(self, id_token: str, token_type: str = DEFAULT_TOKEN_TYPE) -> bool:
+        """A card is presented: starts (or, same token, stops) a session; True if accepted."""
+        token = {"idToken": id_token, "type": token_type}
+        tx = self.transaction
+        if tx is not None:
+            if TokenKey.from_id_token(tx.id_token) != TokenKey.from_id_token(token):
+                return False
+            self.stop_transaction("StopAuthorized", "Local")
+            return True
+        if not await self._authorize(token):
+            return False
+        return self._accept_token(token, "Authorized")
+
+    async def _authorize(self, token: dict[str, Any]) -> bool:
+        key = TokenKey.from_id_token(token)
+        decision = self.authorizer.authorize(key, online=self.online, now=self.now())
+        if not decision.ask_csms:
+            return decision.accept_locally
+        try:
+            result = await self._call("Authorize", {"idToken": token})
+        except OcppError:  # the connection went away meanwhile: decide offline
+            decision = self.authorizer.authorize(key, online=False, now=self.now())
+            return decision.accept_locally
+        info = result["idTokenInfo"]
+        self.authorizer.on_csms_info(key, info, now=self.now())
+        return bool(info.get("status") == "Accepted")
+
+    def _accept_token(
+        self, token: dict[str, Any], trigger: str, remote_start_id: int | None = None
+    ) -> bool:
+        try:
+            self._emit(self.connector.authorized(str(token["idToken"]), self.now()))
+        except InvalidTransition:
+            return False
+        self._id_token = dict(token)
+        self._trigger = trigger
+        self._remote_start_id = remote_start_id
+        self._maybe_start()
+        return True
+
+    def _maybe_start(self) -> None:
+        token = self._id_token
+        if self.transaction is not None or token is None or not self.hardware.ev:
+            return
+        if not self.connector.may_start_transaction(str(token["idToken"])):
+            return
+        self.start_transaction(token, self._trigger, self._remote_start_id)
+
+    def start_transaction(
+        self,
+        id_token: Mapping[str, Any],
+        trigger_reason: str = "Authorized",
+        remote_start_id: int | None = None,
+    ) -> str:
+        """Lock, close the contactor and journal TransactionEvent Started; its transactionId."""
+        now = self.now()
+        self.hardware.advance(now.timestamp())
+        self.hardware.lock_cable()
+        self.hardware.close_contactor()
+        measurements = self.hardware.measurements()
+        c = self.config
+        data = TransactionData(
+            sampled_measurands=c.get_list("SampledDataCtrlr", "TxEndedMeasurands"),
+            sampled_interval=c.get_int("SampledDataCtrlr", "TxEndedInterval"),
+            aligned_measurands=c.get_list("AlignedDataCtrlr", "TxEndedMeasurands"),
+            aligned_interval=c.get_int("AlignedDataCtrlr", "TxEndedInterval"),
+        )
+        data.begin(now, measurements)
+        schedule = MeterSchedule(c.sampled_data_tx_updated_interval, c.aligned_data_interval, now)
+        schedule.start_transaction(now)
+        tx = _Transaction(
+            uuid.UUID(int=self.rng.getrandbits(128), version=4).hex,
+            dict(id_token),
+            now,
+            data,
+            schedule,
+            remote_start_id,
+        )
+        self.transaction = tx
+        self._id_token = None
+        self._remote_start_id = None
+        info: dict[str, Any] = {"chargingState": "Charging" if self._ev_ready() else "SuspendedEV"}
+        if remote_start_id is not None:
+            info["remoteStartId"] = remote_start_id
+        started = build_meter_value_201(
+            measurements,
+            c.get_list("SampledDataCtrlr", "TxStartedMeasurands"),
+            ReadingContext.TRANSACTION_BEGIN.value,
+            now,
+        )
+        tx.started_seq = self._journal_event(
+            tx,
+            "Started",
+            trigger_reason,
+            meter_values=[started] if started is not None else None,
+            info=info,
+            with_token=True,
+        )
+        self._emit(
+            self.connector.start_transaction(
+                now,
+                ev_ready=self._ev_ready(),
+                evse_ready=self.hardware.offered_current_a > 0,
+            )
+        )
+        return tx.transaction_id
+
+    def stop_transaction(self, trigger_reason: str, stopped_reason: str) -> None:
+        """End the ongoing transaction (the cable stays in: Finishing)."""
+        if self.transaction is None:
+            return
+        self._journal_end(trigger_reason, stopped_reason)
+        self._emit(self.connector.stop_transaction(self.now()))
+        self._after_end()
+
+    def _journal_end(self, trigger_reason: str, stopped_reason: str) -> None:
+        tx = self.transaction
+        assert tx is not None
+        now = self.now()
+        self.hardware.advance(now.timestamp())
+        tx.data.end(now, self.hardware.measurements())
+        self.hardware.open_contactor()
+        self.hardware.unlock_cable()
+        self._journal_event(
+            tx,
+            "Ended",
+            trigger_reason,
+            meter_values=tx.data.meter_values_201(),
+            info={"stoppedReason": stopped_reason, "chargingState": "Idle"},
+        )
+        self.transaction = None
+        self.profiles.end_transaction(EVSE_ID)
+        self.hardware.set_current_limit(None)
+
+    def _after_end(self) -> None:
+        if self._reset_on_idle and self.transaction is None:
+            self._reset_on_idle = False
+            self.boot_reason = "RemoteReset"
+            self._spawn(self._disconnect())
+
+    def _ev_ready(self) -> bool:
+        ev = self.hardware.ev
+        return ev is not None and ev.requested_current() > 0
+
+    # -- time ---------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Integrate energy, apply smart charging, journal the Updated events that are due."""
+        now = self.now()
+        self.hardware.advance(now.timestamp())
+        tx = self.transaction
+        limit = self.profiles.limit_at(
+            EVSE_ID,
+            now,
+            transaction_start=None if tx is None else tx.started_at,
+            voltage=self.model.nominal_voltage_v,
+            phases=self.model.phases,
+        )
+        self.hardware.set_current_limit(limit)
+        self._emit(self.connector.tick(now))
+        if tx is None:
+            return
+        measurements = self.hardware.measurements()
+        tx.data.tick(now, measurements)
+        for kind in tx.schedule.due(now):
+            clock = kind is MeterKind.CLOCK
+            value = build_meter_value_201(
+                measurements,
+                self.config.aligned_data_measurands
+                if clock
+                else self.config.sampled_data_tx_updated_measurands,
+                kind.value,
+                now,
+            )
+            if value is not None:
+                self._journal_event(
+                    tx,
+                    "Updated",
+                    "MeterValueClock" if clock else "MeterValuePeriodic",
+                    meter_values=[value],
+                )
+        evse_ready = self.hardware.offered_current_a > 0
+        actions = (
+            self.connector.evse_resumed(now) if evse_ready else self.connector.evse_suspended(now)
+        )
+        actions += (
+            self.connector.ev_resumed(now) if self._ev_ready() else self.connector.ev_suspended(now)
+        )
+        self._emit(actions)
+
+    async def tick_loop(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:
+                log.exception("station tick failed")
+            await asyncio.sleep(self.tick_interval)
+
+    # -- the journal ---------------------------------------------------------------------
+
+    async def deliver_journal(self) -> None:
+        """Send journal entries in order while registered; never returns."""
+        while True:
+            self._changed.clear()
+            endpoint = self.endpoint
+            if endpoint is None or not self.accepted:
+                await self._wait_change(None)
+                continue
+            now = self._seconds()
+            entry = self.journal.next_due(now)
+            if entry is None:
+                head = self.journal.head()
+                await self._wait_change(None if head is None else head.next_attempt_at - now)
+                continue
+            try:
+                result = await endpoint.call(entry.action, entry.payload)
+            except OcppError as exc:
+                if endpoint is not self.endpoint:
+                    continue  # the connection was lost: not a failure, resend after reconnect
+                log.warning("%s (journal %d) failed: %s", entry.action, entry.seq, exc)
+                self.journal.failed_attempt(
+                    entry.seq,
+                    self._seconds(),
+                    attempts_max=self.config.message_attempts_transaction_event,
+                    retry_interval=self.config.message_attempt_interval_transaction_event,
+                )
+                continue
+            self.journal.acknowledge(entry.seq, result)
+            self._delivered(entry.seq, entry.payload, result)
+
+    def _delivered(self, seq: int, payload: dict[str, Any], result: dict[str, Any]) -> None:
+        info = result.get("idTokenInfo")
+        token = payload.get("idToken")
+        if not isinstance(info, dict) or not isinstance(token, dict):
+            return
+        self.authorizer.on_csms_info(TokenKey.from_id_token(token), info, now=self.now())
+        tx = self.transaction
+        if (
+            tx is not None
+            and tx.started_seq == seq
+            and info.get("status") != "Accepted"
+            and self.config.stop_tx_on_invalid_id
+        ):
+            self.stop_transaction("Deauthorized", "DeAuthorized")
+
+    # -- the connection ------------------------------------------------------------------
+
+    async def run(self, url: str) -> None:
+        """Connect to ``url`` + ``/`` + station id, serve, reconnect forever (cancel to stop)."""
+        target = url.rstrip("/") + "/" + self.station_id
+        loops = [
+            asyncio.get_running_loop().create_task(self.tick_loop()),
+            asyncio.get_running_loop().create_task(self.deliver_journal()),
+        ]
+        try:
+            while True:
+                try:
+                    async with websockets.connect(
+                        target,
+                        subprotocols=[Subprotocol(OcppVersion.V201.subprotocol)],
+                        open_timeout=self.call_timeout,
+                        ping_interval=self.config.websocket_ping_interval or None,
+                    ) as ws:
+                        self.backoff.reset()
+                        await self.serve(ws)
+                except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                    log.info("connection to %s failed: %s", target, exc)
+                await asyncio.sleep(self.backoff.next_delay())
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def serve(self, ws: Any) -> None:
+        """Run one connection until it closes."""
+        endpoint = OcppEndpoint(
+            ws, OcppVersion.V201, StationHandlers201(self), call_timeout=self.call_timeout
+        )
+        self._ws = ws
+        self.endpoint = endpoint
+        self.accepted = False
+        session = asyncio.get_running_loop().create_task(self._session(endpoint))
+        try:
+            await endpoint.run()
+        finally:
+            self.endpoint = None
+            self.accepted = False
+            self._ws = None
+            self._wake()
+            session.cancel()
+            await asyncio.gather(session, return_exceptions=True)
+
+    async def _session(self, endpoint: OcppEndpoint) -> None:
+        await self._boot(endpoint)
+        await self._call_quietly("StatusNotification", self._status_now())
+        while True:
+            await asyncio.sleep(self.heartbeat_interval if self.heartbeat_interval > 0 else 60)
+            if self.heartbeat_interval > 0:
+                await self._call_quietly("Heartbeat", {})
+
+    async def _boot(self, endpoint: OcppEndpoint) -> None:
+        while True:
+            try:
+                result = await endpoint.call("BootNotification", self._boot_payload())
+            except OcppError as exc:
+                log.info("BootNotification failed: %s", exc)
+                await asyncio.sleep(DEFAULT_BOOT_RETRY_S)
+                continue
+            self.registration = str(result["status"])
+            interval = int(result["interval"])
+            if self.registration == "Accepted":
+                self.boot_reason = "PowerUp"
+                if interval > 0:
+                    self.heartbeat_interval = interval
+                    self.config.set_value("OCPPCommCtrlr", "HeartbeatInterval", str(interval))
+                self.accepted = True
+                self._wake()
+                return
+            await asyncio.sleep(interval if interval > 0 else DEFAULT_BOOT_RETRY_S)
+
+    def _boot_payload(self) -> dict[str, Any]:
+        station: dict[str, Any] = {
+            "model": self.model.name,
+            "vendorName": self.model.vendor,
+            "firmwareVersion": FIRMWARE_VERSION,
+        }
+        if self.serial_number is not None:
+            station["serialNumber"] = self.serial_number
+        return {"reason": self.boot_reason, "chargingStation": station}
+
+    def _status_now(self) -> dict[str, Any]:
+        return _status_payload(self.connector.current_status(self.now()))
+
+    async def _disconnect(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+
+    async def send_triggered(self, message: str) -> None:
+        """Send the message a TriggerMessage asked for."""
+        if message == "BootNotification":
+            try:
+                result = await self._call("BootNotification", self._boot_payload())
+            except OcppError:
+                return
+            if result.get("status") == "Accepted" and int(result["interval"]) > 0:
+                self.heartbeat_interval = int(result["interval"])
+        elif message == "Heartbeat":
+            await self._call_quietly("Heartbeat", {})
+        elif message == "StatusNotification":
+            await self._call_quietly("StatusNotification", self._status_now())
+        elif message == "MeterValues":
+            value = self._meter_value(
+                self.config.aligned_data_measurands, ReadingContext.TRIGGER.value
+            )
+            if value is not None:
+                await self._call_quietly("MeterValues", {"evseId": EVSE_ID, "meterValue": [value]})
+        elif message == "TransactionEvent":
+            tx = self.transaction
+            if tx is None:
+                return
+            value = self._meter_value(
+                self.config.sampled_data_tx_updated_measurands, ReadingContext.TRIGGER.value
+            )
+            self._journal_event(
+                tx, "Updated", "Trigger", meter_values=[value] if value is not None else None
+            )
+
+
+def _status_payload(change: StatusChanged) -> dict[str, Any]:
+    return {
+        "timestamp": format_timestamp(change.timestamp),
+        "connectorStatus": change.status_201.value,
+        "evseId": EVSE_ID,
+        "connectorId": change.connector_id,
+    }
+
+
+def _ours(evse: Mapping[str, Any] | None) -> bool:
+    """True when an EVSEType (or its absence: the whole station) includes our connector."""
+    if evse is None:
+        return True
+    return evse.get("id") in (0, EVSE_ID) and evse.get("connectorId", CONNECTOR_ID) == CONNECTOR_ID
+
+
+class StationHandlers201(Handlers):
+    """The answers of a :class:`Station201` to the CSMS's CALLs."""
+
+    def __init__(self, station: Station201) -> None:
+        self.station = station
+
+    # -- transactions
+
+    @on("RequestStartTransaction")
+    def request_start(self, payload: v201.RequestStartTransactionRequest) -> dict[str, Any]:
+        st = self.station
+        evse_id = payload.get("evseId", EVSE_ID)
+        ok = (
+            evse_id == EVSE_ID
+            and st.transaction is None
+            and st.connector.may_start_transaction(str(payload["idToken"]["idToken"]))
+        )
+        return {"status": "Accepted" if ok else "Rejected"}
+
+    @after("RequestStartTransaction")
+    async def request_start_done(self, payload: v201.RequestStartTransactionRequest) -> None:
+        st = self.station
+        if st.transaction is not None or payload.get("evseId", EVSE_ID) != EVSE_ID:
+            return
+        token = dict(payload["idToken"])
+        profile = payload.get("chargingProfile")
+        if st.config.authorize_remote_start and not await st._authorize(token):
+            return
+        if st._accept_token(token, "RemoteStart", payload["remoteStartId"]) and profile:
+            tx = st.transaction
+            if tx is not None:
+                st.profiles.set_201(EVSE_ID, profile, active_transaction_id=tx.transaction_id)
+
+    @on("RequestStopTransaction")
+    def request_stop(self, payload: v201.RequestStopTransactionRequest) -> dict[str, Any]:
+        tx = self.station.transaction
+        ok = tx is not None and tx.transaction_id == payload["transactionId"]
+        return {"status": "Accepted" if ok else "Rejected"}
+
+    @after("RequestStopTransaction")
+    def request_stop_done(self, payload: v201.RequestStopTransactionRequest) -> None:
+        tx = self.station.transaction
+        if tx is not None and tx.transaction_id == payload["transactionId"]:
+            self.station.stop_transaction("RemoteStop", "Remote")
+
+    @on("Reset")
+    def reset(self, payload: v201.ResetRequest) -> dict[str, Any]:
+        if payload.get("evseId") not in (None, EVSE_ID):
+            return {"status": "Rejected"}
+        st = self.station
+        if payload["type"] == "OnIdle" and st.transaction is not None:
+            st._reset_on_idle = True
+            return {"status": "Scheduled"}
+        return {"status": "Accepted"}
+
+    @after("Reset")
+    async def reset_done(self, payload: v201.ResetRequest) -> None:
+        st = self.station
+        if payload.get("evseId") not in (None, EVSE_ID) or st._reset_on_idle:
+            return
+        if st.transaction is not None:
+            st.stop_transaction("ResetCommand", "ImmediateReset")
+        st.boot_reason = "RemoteReset"
+        await st._disconnect()  # a reboot: reconnect and boot again
+
+    @on("UnlockConnector")
+    def unlock(self, payload: v201.UnlockConnectorRequest) -> dict[str, Any]:
+        st = self.station
+        if payload["evseId"] != EVSE_ID or payload["connectorId"] != CONNECTOR_ID:
+            return {"status": "UnknownConnector"}
+        if st.transaction is not None:
+            return {"status": "OngoingAuthorizedTransaction"}  # F05.FR.02
+        return {"status": "Unlocked" if st.hardware.unlock_cable() else "UnlockFailed"}
+
+    @on("ChangeAvailability")
+    def change_availability(self, payload: v201.ChangeAvailabilityRequest) -> dict[str, Any]:
+        st = self.station
+        evse = payload.get("evse")
+        if not _ours(None if evse is None else dict(evse)):
+            return {"status": "Rejected"}
+        operative = payload["operationalStatus"] == "Operative"
+        reply = st.connector.change_availability(operative, st.now())
+        st._emit(reply.actions)
+        return {"status": reply.status.value}
+
+    # -- device model
+
+    @on("GetVariables")
+    def get_variables(self, payload: v201.GetVariablesRequest) -> dict[str, Any]:
+        data = [dict(item) for item in payload["getVariableData"]]
+        return {"getVariableResult": self.station.config.get_variables(data)}
+
+    @on("SetVariables")
+    def set_variables(self, payload: v201.SetVariablesRequest) -> dict[str, Any]:
+        data = [dict(item) for item in payload["setVariableData"]]
+        return {"setVariableResult": self.station.config.set_variables(data)}
+
+    @on("GetBaseReport")
+    def get_base_report(self, payload: v201.GetBaseReportRequest) -> dict[str, Any]:
+        if payload["reportBase"] not in REPORT_BASES:
+            return {"status": "NotSupported"}
+        return {"status": "Accepted"}
+
+    @after("GetBaseReport")
+    async def get_base_report_done(self, payload: v201.GetBaseReportRequest) -> None:
+        st = self.station
+        if payload["reportBase"] not in REPORT_BASES:
+            return
+        messages = st.config.notify_reports(
+            payload["reportBase"], payload["requestId"], format_timestamp(st.now())
+        )
+        for message in messages:
+            await st._call_quietly("NotifyReport", message)
+
+    @on("TriggerMessage")
+    def trigger(self, payload: v201.TriggerMessageRequest) -> dict[str, Any]:
+        evse = payload.get("evse")
+        if not _ours(None if evse is None else dict(evse)):
+            return {"status": "Rejected"}
+        if payload["requestedMessage"] not in _TRIGGERABLE:
+            return {"status": "NotImplemented"}
+        return {"status": "Accepted"}
+
+    @after("TriggerMessage")
+    async def trigger_done(self, payload: v201.TriggerMessageRequest) -> None:
+        evse = payload.get("evse")
+        if _ours(None if evse is None else dict(evse)):
+            await self.station.send_triggered(payload["requestedMessage"])
+
+    @on("DataTransfer")
+    def data_transfer(self, payload: v201.DataTransferRequest) -> dict[str, Any]:
+        return {"status": "UnknownVendorId"}
+
+    # -- local authorization
+
+    @on("ClearCache")
+    def clear_cache(self, payload: v201.ClearCacheRequest) -> dict[str, Any]:
+        return {"status": self.station.authorizer.clear_cache()}
+
+    @on("SendLocalList")
+    def send_local_list(self, payload: v201.SendLocalListRequest) -> dict[str, Any]:
+        st = self.station
+        if not st.config.local_auth_list_enabled:
+            return {"status": "Failed"}
+        status = st.local_list.send_local_list(
+            payload["versionNumber"],
+            payload["updateType"],
+            [dict(entry) for entry in payload.get("localAuthorizationList", [])],
+            max_length=int(st.config.definition("LocalAuthListCtrlr", "Entries").max_limit or 1000),
+            max_per_message=st.config.get_int("LocalAuthListCtrlr", "ItemsPerMessage"),
+        )
+        if status == "Accepted":
+            st.config.set_value("LocalAuthListCtrlr", "Entries", str(len(st.local_list)))
+        return {"status": status}
+
+    @on("GetLocalListVersion")
+    def get_local_list_version(self, payload: v201.GetLocalListVersionRequest) -> dict[str, Any]:
+        return {"versionNumber": self.station.authorizer.get_local_list_version()}
+
+    # -- smart charging
+
+    @on("SetChargingProfile")
+    def set_charging_profile(self, payload: v201.SetChargingProfileRequest) -> dict[str, Any]:
+        st = self.station
+        tx = st.transaction
+        status = st.profiles.set_201(
+            payload["evseId"],
+            dict(payload["chargingProfile"]),
+            active_transaction_id=None if tx is None else tx.transaction_id,
+        )
+        st.tick()
+        return {"status": status}
+
+    @on("ClearChargingProfile")
+    def clear_charging_profile(self, payload: v201.ClearChargingProfileRequest) -> dict[str, Any]:
+        st = self.station
+        status = st.profiles.clear_201(dict(payload))
+        st.tick()
+        return {"status": status}
+
+    @on("GetCompositeSchedule")
+    def get_composite_schedule(self, payload: v201.GetCompositeScheduleRequest) -> dict[str, Any]:
+        st = self.station
+        tx = st.transaction
+        return st.profiles.composite_201(
+            payload["evseId"],
+            payload["duration"],
+            payload.get("chargingRateUnit"),
+            st.now(),
+            transaction_start=None if tx is None else tx.started_at,
+            voltage=st.model.nominal_voltage_v,
+            phases=st.model.phases,
+        )
