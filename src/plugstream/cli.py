@@ -193,6 +193,47 @@ def station_stats(
     _print_traffic(report)
 
 
+@station_app.command("run")
+def station_run(
+    station_id: Annotated[
+        str, typer.Option("--id", help="The station id (charge point identity).")
+    ],
+    model: Annotated[int, typer.Option(help="The model: 7 (PlugStream 7) or 22 (PlugStream 22).")],
+    csms: Annotated[str, typer.Option(help="The CSMS URL, ws:// or wss://; the id is appended.")],
+    ocpp: Annotated[str, typer.Option(help="OCPP version: 1.6 (2.0.1 is coming).")] = "1.6",
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PLUGSTREAM_STATION_PASSWORD",
+            help="HTTP Basic password (the username is the station id).",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the station keeps its state (default: ./station-ID).")
+    ] = None,
+) -> None:
+    """Run one station; control it on stdin: plug, swipe TAG, unplug, fault CODE, clear, status, quit."""
+    from plugstream.station.run import MODELS, check_csms_url, run_station
+
+    if not station_id or any(c.isspace() or c == "/" for c in station_id):
+        raise typer.BadParameter(f"not a station id: {station_id!r}", param_hint="'--id'")
+    if model not in MODELS:
+        raise typer.BadParameter(f"use 7 or 22, not {model}", param_hint="'--model'")
+    if ocpp not in ("1.6", "2.0.1"):
+        raise typer.BadParameter(f"use 1.6 or 2.0.1, not {ocpp!r}", param_hint="'--ocpp'")
+    problem = check_csms_url(csms)
+    if problem is not None:
+        raise typer.BadParameter(problem, param_hint="'--csms'")
+    if ocpp == "2.0.1":
+        print("plugstream: error: an OCPP 2.0.1 station is not available yet", file=sys.stderr)
+        raise typer.Exit(2)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    directory = data_dir if data_dir is not None else Path(f"station-{station_id}")
+    raise typer.Exit(
+        asyncio.run(run_station(station_id, MODELS[model], csms, directory, password=password))
+    )
+
+
 def _traffic_report(counter: ByteCounter) -> dict[str, Any]:
     from plugstream.net.accounting import ARTICLE_CYCLE_BYTES, ARTICLE_DAY_BYTES
 

@@ -1,0 +1,244 @@
+"""``plugstream station run``: one OCPP 1.6J station, driven by a person on stdin.
+
+The control channel opens no network port: it is the process's standard input, one
+command a line (see :data:`HELP`). End of input does not stop the station, so that it
+can run as a service; ``quit``, SIGTERM and SIGINT stop it cleanly (exit code 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from plugstream.station.connector import ChargePointErrorCode, InvalidTransition
+from plugstream.station.ev import CITY_CAR, FAMILY_CAR, PERFORMANCE_CAR, PLUG_IN_HYBRID, Ev
+from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, Model
+from plugstream.station.station16 import Station16
+
+__all__ = ["EVS", "HELP", "MODELS", "Controller", "check_csms_url", "run_station", "with_password"]
+
+MODELS: dict[int, Model] = {7: PLUGSTREAM_7, 22: PLUGSTREAM_22}
+EVS = {
+    "city": CITY_CAR,
+    "family": FAMILY_CAR,
+    "performance": PERFORMANCE_CAR,
+    "phev": PLUG_IN_HYBRID,
+}
+HELP = (
+    "commands: plug [city|family|performance|phev], swipe TAG, unplug, fault CODE, clear, "
+    "status, quit"
+)
+DRAIN_S = 5.0  # on a clean stop: how long the journal may take to reach the CSMS
+_FAULTS = sorted(
+    c.value
+    for c in ChargePointErrorCode
+    if c not in (ChargePointErrorCode.NO_ERROR, ChargePointErrorCode.EV_COMMUNICATION_ERROR)
+)
+
+
+def check_csms_url(url: str) -> str | None:
+    """Why ``url`` is not a CSMS WebSocket URL, or None when it is one."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        return f"use a ws:// or wss:// URL, not {url!r}"
+    if not parts.hostname:
+        return f"no host in {url!r}"
+    if parts.username is not None or parts.password is not None:
+        return "give the password with --password, not in the URL"
+    return None
+
+
+def with_password(url: str, station_id: str, password: str) -> str:
+    """``url`` with user info: websockets sends it as ``Authorization: Basic``."""
+    parts = urlsplit(url)
+    user = f"{quote(station_id, safe='')}:{quote(password, safe='')}"
+    return urlunsplit(parts._replace(netloc=f"{user}@{parts.netloc}"))
+
+
+class Controller:
+    """Carries out the control commands on a :class:`Station16`."""
+
+    def __init__(self, station: Station16, out: TextIO, err: TextIO) -> None:
+        self.station = station
+        self.out = out
+        self.err = err
+        self.quit = asyncio.Event()
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def error(self, text: str) -> None:
+        self.err.write(f"plugstream: error: {text}\n")
+        self.err.flush()
+
+    async def handle(self, line: str) -> None:
+        words = line.split()
+        if not words:
+            return
+        command, args = words[0].lower(), words[1:]
+        try:
+            await self._dispatch(command, args)
+        except (InvalidTransition, ValueError) as exc:
+            self.error(f"{command}: {exc}")
+
+    async def _dispatch(self, command: str, args: list[str]) -> None:
+        st = self.station
+        now = st.now()
+        if command == "plug" and len(args) <= 1:
+            kind = args[0].lower() if args else "family"
+            if kind not in EVS:
+                raise ValueError(f"no car {kind!r}; use one of {', '.join(EVS)}")
+            st.plug_in(Ev(EVS[kind]))
+            self.say(f"plugged in: {EVS[kind].name}")
+        elif command == "swipe" and len(args) == 1:
+            accepted = await st.swipe(args[0])
+            self.say(f"swipe {args[0]}: {'accepted' if accepted else 'rejected'}")
+        elif command == "unplug" and not args:
+            if st.hardware.ev is None:
+                raise InvalidTransition("no car is plugged in")
+            st.unplug()
+            self.say("unplugged")
+        elif command == "fault" and len(args) == 1:
+            code = _fault_code(args[0])
+            if st.transaction is not None:
+                st.stop_transaction("Other")  # the contactor trips: the session ends
+            st.hardware.raise_fault(code.value)
+            st._emit(st.connector.fault(code, now))
+            self.say(f"fault: {code.value}")
+        elif command == "clear" and not args:
+            actions = st.connector.clear_fault(now)
+            st.hardware.clear_fault()
+            st._emit(actions)
+            self.say("fault cleared")
+        elif command == "status" and not args:
+            self.say(self.status())
+        elif command == "quit" and not args:
+            self.quit.set()
+        elif command in ("plug", "swipe", "unplug", "fault", "clear", "status", "quit"):
+            raise ValueError(f"wrong arguments; {HELP}")
+        else:
+            self.error(f"unknown command {command!r}; {HELP}")
+
+    def status(self) -> str:
+        st = self.station
+        st.hardware.advance(st.now().timestamp())
+        energy = int(st.hardware.measurements().energy_wh)
+        tx = st.transaction
+        if tx is None:
+            transaction = "none"
+        else:
+            number = "pending" if tx.transaction_id is None else str(tx.transaction_id)
+            transaction = f"{number} ({tx.id_tag})"
+        if st.online:
+            link = "connected"
+        elif st.endpoint is not None:
+            link = f"connected, not registered ({st.registration or 'booting'})"
+        else:
+            link = "offline"
+        fault = st.connector.error_code.value
+        return (
+            f"connector {st.connector.status_16.value}, error {fault}, energy {energy} Wh, "
+            f"transaction {transaction}, {link}"
+        )
+
+
+def _fault_code(text: str) -> ChargePointErrorCode:
+    for code in _FAULTS:
+        if code.casefold() == text.casefold():
+            return ChargePointErrorCode(code)
+    raise ValueError(f"no fault {text!r}; use one of {', '.join(_FAULTS)}")
+
+
+def _read_lines(fd: int, loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+    """In a daemon thread: raw reads (no buffer lock held at interpreter exit)."""
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            loop.call_soon_threadsafe(lines.put_nowait, raw.decode(errors="replace"))
+    if pending:
+        loop.call_soon_threadsafe(lines.put_nowait, pending.decode(errors="replace"))
+    loop.call_soon_threadsafe(lines.put_nowait, None)
+
+
+async def _control(controller: Controller, lines: asyncio.Queue[str | None]) -> None:
+    while True:
+        line = await lines.get()
+        if line is None:  # end of input: run on as a service, until a signal
+            return
+        await controller.handle(line)
+
+
+async def _drain(station: Station16, timeout: float) -> None:
+    """Give the journal (StopTransaction, meter values) a bounded time to be delivered."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while station.online and station.journal.head() is not None and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+
+
+async def run_station(
+    station_id: str,
+    model: Model,
+    csms: str,
+    data_dir: Path,
+    *,
+    password: str | None = None,
+    stdin_fd: int | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run the station until ``quit``, SIGTERM or SIGINT; the exit code (0)."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
+    loop = asyncio.get_running_loop()
+    station = Station16(station_id, model, data_dir, now=lambda: datetime.now(UTC))
+    url = csms if password is None else with_password(csms, station_id, password)
+    controller = Controller(station, out, err)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    threading.Thread(target=_read_lines, args=(fd, loop, lines), daemon=True).start()
+    runner = loop.create_task(station.run(url))
+    control = loop.create_task(_control(controller, lines))
+    quit_wait = loop.create_task(controller.quit.wait())
+    stop_wait = loop.create_task(stop.wait())
+    target = csms.rstrip("/") + "/" + station_id
+    controller.say(f"{model.name} station {station_id} → {target} (OCPP 1.6)")
+    try:
+        await asyncio.wait({runner, quit_wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if runner.done() and not runner.cancelled():
+            failure = runner.exception()
+            if failure is not None:
+                raise failure
+        control.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await control
+        await asyncio.wait_for(_drain(station, DRAIN_S), DRAIN_S + 1.0)
+    finally:
+        for task in (control, quit_wait, stop_wait, runner):
+            task.cancel()
+        await asyncio.gather(control, quit_wait, stop_wait, runner, return_exceptions=True)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        station.close()
+    controller.say(f"station {station_id} stopped")
+    return 0
