@@ -200,7 +200,7 @@ def station_run(
     ],
     model: Annotated[int, typer.Option(help="The model: 7 (PlugStream 7) or 22 (PlugStream 22).")],
     csms: Annotated[str, typer.Option(help="The CSMS URL, ws:// or wss://; the id is appended.")],
-    ocpp: Annotated[str, typer.Option(help="OCPP version: 1.6 (2.0.1 is coming).")] = "1.6",
+    ocpp: Annotated[str, typer.Option(help="OCPP version: 1.6 or 2.0.1.")] = "1.6",
     password: Annotated[
         str | None,
         typer.Option(
@@ -224,13 +224,12 @@ def station_run(
     problem = check_csms_url(csms)
     if problem is not None:
         raise typer.BadParameter(problem, param_hint="'--csms'")
-    if ocpp == "2.0.1":
-        print("plugstream: error: an OCPP 2.0.1 station is not available yet", file=sys.stderr)
-        raise typer.Exit(2)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     directory = data_dir if data_dir is not None else Path(f"station-{station_id}")
     raise typer.Exit(
-        asyncio.run(run_station(station_id, MODELS[model], csms, directory, password=password))
+        asyncio.run(
+            run_station(station_id, MODELS[model], csms, directory, password=password, ocpp=ocpp)
+        )
     )
 
 

@@ -126,13 +126,17 @@ def _poll(what: Callable[[], Any]) -> Any:
     raise AssertionError(f"not within {WAIT_S}s")
 
 
-def _station(start: Callable[..., Proc], client: httpx.Client, sid: str, *extra: str) -> Proc:
+def _station(
+    start: Callable[..., Proc], client: httpx.Client, sid: str, *extra: str, ocpp: str = "1.6"
+) -> Proc:
+    if ocpp != "1.6":
+        extra = (*extra, "--ocpp", ocpp)
     station = start(
         "station", "run", "--id", sid, "--model", "22", "--csms", _csms(client),
         "--data-dir", f"st-{sid}", *extra,
     )  # fmt: skip
     ready = station.expect(station.out, lambda line: line.startswith("PlugStream"))
-    assert ready == f"PlugStream 22 station {sid} → {_csms(client)}/{sid} (OCPP 1.6)"
+    assert ready == f"PlugStream 22 station {sid} → {_csms(client)}/{sid} (OCPP {ocpp})"
     return station
 
 
@@ -185,6 +189,38 @@ def test_a_session_driven_on_stdin_reaches_the_cloud(
     assert txs[0]["stop_reason"] == "Local"
 
 
+def test_a_2_0_1_session_driven_on_stdin_reaches_the_cloud(
+    start: Callable[..., Proc], cloud: httpx.Client, tmp_path: Path
+) -> None:
+    r = cloud.put(f"/api/v1/id-tokens/{TAG}", json={"status": "Accepted"})
+    assert r.status_code in (200, 201), r.text
+    station = _station(start, cloud, "CP5", ocpp="2.0.1")
+    info = _poll(lambda: _connected(cloud, "CP5"))
+    assert info["model"] == "PlugStream 22"
+    _status(station, "connected")
+
+    station.send("plug family")
+    station.expect(station.out, lambda s: s.startswith("plugged in"))
+    station.send(f"swipe {TAG}")
+    assert station.expect(station.out, lambda s: s.startswith("swipe")).endswith("accepted")
+    line = _status(station, "connector Occupied")
+    assert f"({TAG})" in line
+    time.sleep(1.5)
+    station.send(f"swipe {TAG}")  # the same card again: stop
+    assert station.expect(station.out, lambda s: s.startswith("swipe")).endswith("accepted")
+    station.send("unplug")
+    station.expect(station.out, lambda s: s == "unplugged")
+    _status(station, "connector Available")
+    station.send("quit")
+    assert station.popen.wait(timeout=WAIT_S) == 0
+    assert (tmp_path / "st-CP5" / "journal.sqlite").exists()
+
+    txs = cloud.get("/api/v1/transactions", params={"station": "CP5"}).json()
+    assert len(txs) == 1, txs
+    assert txs[0]["id_token"] == TAG
+    assert txs[0]["stopped_at"] is not None
+
+
 def test_unknown_command_is_one_error_line_and_the_station_runs_on(
     start: Callable[..., Proc], cloud: httpx.Client
 ) -> None:
@@ -229,7 +265,7 @@ def test_password_is_sent_as_http_basic(start: Callable[..., Proc], cloud: httpx
         (["--model", "11", "--csms", "ws://127.0.0.1:1/ocpp"], "--model"),
         (["--model", "7", "--csms", "http://127.0.0.1:1/ocpp"], "ws://"),
         (["--model", "7", "--csms", "ws://127.0.0.1:1/ocpp", "--ocpp", "1.5"], "--ocpp"),
-        (["--model", "7", "--csms", "ws://127.0.0.1:1/ocpp", "--ocpp", "2.0.1"], "not available"),
+        (["--model", "7", "--csms", "ws://127.0.0.1:1/ocpp", "--ocpp", "2.1"], "--ocpp"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_code_2(

@@ -1,4 +1,4 @@
-"""``plugstream station run``: one OCPP 1.6J station, driven by a person on stdin.
+"""``plugstream station run``: one OCPP 1.6J or 2.0.1 station, driven by a person on stdin.
 
 The control channel opens no network port: it is the process's standard input, one
 command a line (see :data:`HELP`). End of input does not stop the station, so that it
@@ -22,8 +22,22 @@ from plugstream.station.connector import ChargePointErrorCode, InvalidTransition
 from plugstream.station.ev import CITY_CAR, FAMILY_CAR, PERFORMANCE_CAR, PLUG_IN_HYBRID, Ev
 from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, Model
 from plugstream.station.station16 import Station16
+from plugstream.station.station201 import Station201
 
-__all__ = ["EVS", "HELP", "MODELS", "Controller", "check_csms_url", "run_station", "with_password"]
+__all__ = [
+    "EVS",
+    "HELP",
+    "MODELS",
+    "VERSIONS",
+    "Controller",
+    "Station",
+    "check_csms_url",
+    "run_station",
+    "with_password",
+]
+
+Station = Station16 | Station201
+VERSIONS = ("1.6", "2.0.1")
 
 MODELS: dict[int, Model] = {7: PLUGSTREAM_7, 22: PLUGSTREAM_22}
 EVS = {
@@ -64,9 +78,9 @@ def with_password(url: str, station_id: str, password: str) -> str:
 
 
 class Controller:
-    """Carries out the control commands on a :class:`Station16`."""
+    """Carries out the control commands on a :class:`Station16` or :class:`Station201`."""
 
-    def __init__(self, station: Station16, out: TextIO, err: TextIO) -> None:
+    def __init__(self, station: Station, out: TextIO, err: TextIO) -> None:
         self.station = station
         self.out = out
         self.err = err
@@ -92,7 +106,6 @@ class Controller:
 
     async def _dispatch(self, command: str, args: list[str]) -> None:
         st = self.station
-        now = st.now()
         if command == "plug" and len(args) <= 1:
             kind = args[0].lower() if args else "family"
             if kind not in EVS:
@@ -109,15 +122,10 @@ class Controller:
             self.say("unplugged")
         elif command == "fault" and len(args) == 1:
             code = _fault_code(args[0])
-            if st.transaction is not None:
-                st.stop_transaction("Other")  # the contactor trips: the session ends
-            st.hardware.raise_fault(code.value)
-            st._emit(st.connector.fault(code, now))
+            st.fault(code)  # the contactor trips: an ongoing session ends
             self.say(f"fault: {code.value}")
         elif command == "clear" and not args:
-            actions = st.connector.clear_fault(now)
-            st.hardware.clear_fault()
-            st._emit(actions)
+            st.clear_fault()
             self.say("fault cleared")
         elif command == "status" and not args:
             self.say(self.status())
@@ -132,12 +140,22 @@ class Controller:
         st = self.station
         st.hardware.advance(st.now().timestamp())
         energy = int(st.hardware.measurements().energy_wh)
-        tx = st.transaction
-        if tx is None:
-            transaction = "none"
+        if isinstance(st, Station201):
+            connector = st.connector.status_201.value
+            tx201 = st.transaction
+            transaction = (
+                "none"
+                if tx201 is None
+                else f"{tx201.transaction_id} ({tx201.id_token.get('idToken', '')})"
+            )
         else:
-            number = "pending" if tx.transaction_id is None else str(tx.transaction_id)
-            transaction = f"{number} ({tx.id_tag})"
+            connector = st.connector.status_16.value
+            tx16 = st.transaction
+            if tx16 is None:
+                transaction = "none"
+            else:
+                number = "pending" if tx16.transaction_id is None else str(tx16.transaction_id)
+                transaction = f"{number} ({tx16.id_tag})"
         if st.online:
             link = "connected"
         elif st.endpoint is not None:
@@ -146,7 +164,7 @@ class Controller:
             link = "offline"
         fault = st.connector.error_code.value
         return (
-            f"connector {st.connector.status_16.value}, error {fault}, energy {energy} Wh, "
+            f"connector {connector}, error {fault}, energy {energy} Wh, "
             f"transaction {transaction}, {link}"
         )
 
@@ -185,7 +203,7 @@ async def _control(controller: Controller, lines: asyncio.Queue[str | None]) -> 
         await controller.handle(line)
 
 
-async def _drain(station: Station16, timeout: float) -> None:
+async def _drain(station: Station, timeout: float) -> None:
     """Give the journal (StopTransaction, meter values) a bounded time to be delivered."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -200,6 +218,7 @@ async def run_station(
     data_dir: Path,
     *,
     password: str | None = None,
+    ocpp: str = "1.6",
     stdin_fd: int | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
@@ -209,7 +228,17 @@ async def run_station(
     err = sys.stderr if err is None else err
     fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
     loop = asyncio.get_running_loop()
-    station = Station16(station_id, model, data_dir, now=lambda: datetime.now(UTC))
+    if ocpp not in VERSIONS:
+        raise ValueError(f"use 1.6 or 2.0.1, not {ocpp!r}")
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    station: Station = (
+        Station16(station_id, model, data_dir, now=now)
+        if ocpp == "1.6"
+        else Station201(station_id, model, data_dir, now=now)
+    )
     url = csms if password is None else with_password(csms, station_id, password)
     controller = Controller(station, out, err)
     stop = asyncio.Event()
@@ -222,7 +251,7 @@ async def run_station(
     quit_wait = loop.create_task(controller.quit.wait())
     stop_wait = loop.create_task(stop.wait())
     target = csms.rstrip("/") + "/" + station_id
-    controller.say(f"{model.name} station {station_id} → {target} (OCPP 1.6)")
+    controller.say(f"{model.name} station {station_id} → {target} (OCPP {ocpp})")
     try:
         await asyncio.wait({runner, quit_wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         if runner.done() and not runner.cancelled():

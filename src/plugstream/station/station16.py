@@ -51,7 +51,13 @@ from plugstream.ocpp import (
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.config import Config16
-from plugstream.station.connector import Action, Connector, InvalidTransition, StatusChanged
+from plugstream.station.connector import (
+    Action,
+    ChargePointErrorCode,
+    Connector,
+    InvalidTransition,
+    StatusChanged,
+)
 from plugstream.station.ev import Ev
 from plugstream.station.hardware import ChargePointHardware, Model
 from plugstream.station.journal import REF_KEY, Journal
@@ -335,6 +341,19 @@ class Station16:
             return
         self._journal_stop(reason)
         self._emit(self.connector.stop_transaction(self.now()))
+
+    def fault(self, code: ChargePointErrorCode) -> None:
+        """A fault trips the contactor: an ongoing transaction stops (Other); Faulted."""
+        if self.transaction is not None:
+            self.stop_transaction("Other")
+        self.hardware.raise_fault(code.value)
+        self._emit(self.connector.fault(code, self.now()))
+
+    def clear_fault(self) -> None:
+        """The fault is resolved: the connector returns to what the facts call for."""
+        actions = self.connector.clear_fault(self.now())
+        self.hardware.clear_fault()
+        self._emit(actions)
 
     def _journal_stop(self, reason: str) -> None:
         tx = self.transaction

@@ -51,7 +51,13 @@ from plugstream.ocpp import (
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.config import REPORT_BASES, DeviceModel201, VariableChange
-from plugstream.station.connector import Action, Connector, InvalidTransition, StatusChanged
+from plugstream.station.connector import (
+    Action,
+    ChargePointErrorCode,
+    Connector,
+    InvalidTransition,
+    StatusChanged,
+)
 from plugstream.station.ev import Ev
 from plugstream.station.hardware import ChargePointHardware, Model
 from plugstream.station.journal import Journal
@@ -439,6 +445,19 @@ class Station201:
         self._journal_end(trigger_reason, stopped_reason)
         self._emit(self.connector.stop_transaction(self.now()))
         self._after_end()
+
+    def fault(self, code: ChargePointErrorCode) -> None:
+        """A fault trips the contactor: an ongoing transaction ends (Other); Faulted."""
+        if self.transaction is not None:
+            self.stop_transaction("AbnormalCondition", "Other")
+        self.hardware.raise_fault(code.value)
+        self._emit(self.connector.fault(code, self.now()))
+
+    def clear_fault(self) -> None:
+        """The fault is resolved: the connector returns to what the facts call for."""
+        actions = self.connector.clear_fault(self.now())
+        self.hardware.clear_fault()
+        self._emit(actions)
 
     def _journal_end(self, trigger_reason: str, stopped_reason: str) -> None:
         tx = self.transaction
