@@ -16,6 +16,7 @@ from plugstream.station.journal import (
     EntryState,
     Journal,
     JournalCounts,
+    JournalDatabase,
     UnknownEntryError,
 )
 
@@ -235,3 +236,112 @@ def test_database_is_a_plain_sqlite_file(tmp_path: Path) -> None:
         assert con.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 1
     finally:
         con.close()
+
+
+# -- shared mode: many stations' journals in one SQLite file ------------------------------
+
+
+def test_shared_database_is_wal_and_synchronous_full(tmp_path: Path) -> None:
+    with JournalDatabase(tmp_path / "fleet.sqlite") as db:
+        j = db.journal("CP-1")
+        assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_shared_journals_do_not_see_each_other(tmp_path: Path) -> None:
+    with JournalDatabase(tmp_path / "fleet.sqlite") as db:
+        a, b = db.journal("CP-A"), db.journal("CP-B")
+        a_seqs = [a.append("MeterValues", _meter(i)) for i in range(3)]
+        b_seqs = [b.append("MeterValues", _meter(10 + i)) for i in range(2)]
+        assert [e.payload for e in a.pending()] == [_meter(i) for i in range(3)]
+        assert [e.payload for e in b.pending()] == [_meter(10), _meter(11)]
+        assert a.counts() == JournalCounts(3, 0, 0) and len(b) == 2
+        # another station's entry is unknown here, whatever the operation
+        with pytest.raises(UnknownEntryError):
+            a.acknowledge(b_seqs[0], {})
+        with pytest.raises(UnknownEntryError):
+            b.get(a_seqs[0])
+        with pytest.raises(UnknownEntryError):
+            b.append("StopTransaction", {"transactionId": {"$ref_result": a_seqs[0], "key": "x"}})
+        a.acknowledge(a_seqs[0], {})
+        assert a.purge_delivered() == 1
+        assert b.counts() == JournalCounts(2, 0, 0)
+        head = b.head()
+        assert head is not None and head.seq == b_seqs[0]
+        assert db.stations() == ["CP-A", "CP-B"]
+
+
+def test_shared_journals_keep_order_placeholders_and_retries_per_station(tmp_path: Path) -> None:
+    with JournalDatabase(tmp_path / "fleet.sqlite") as db:
+        a, b = db.journal("CP-A"), db.journal("CP-B")
+        start_a = a.append("StartTransaction", {"connectorId": 1, "idTag": "A"})
+        start_b = b.append("StartTransaction", {"connectorId": 1, "idTag": "B"})
+        ref_a = {"$ref_result": start_a, "key": "transactionId", "default": -1}
+        ref_b = {"$ref_result": start_b, "key": "transactionId", "default": -1}
+        stop_a = a.append("StopTransaction", {"transactionId": ref_a, "meterStop": 5})
+        stop_b = b.append("StopTransaction", {"transactionId": ref_b, "meterStop": 7})
+        # A's head fails and waits for its retry: it holds back A's queue only
+        assert a.failed_attempt(start_a, 100.0, attempts_max=2, retry_interval=60) == 160.0
+        assert a.next_due(100.0) is None
+        due_b = b.next_due(100.0)
+        assert due_b is not None and due_b.seq == start_b
+        b.acknowledge(start_b, {"transactionId": 42})
+        assert b.get(stop_b).payload == {"transactionId": 42, "meterStop": 7}
+        assert not a.get(stop_a).resolved  # B's answer resolves nothing of A's
+        # A's second failure discards its StartTransaction: the placeholder gets the default
+        assert a.failed_attempt(start_a, 160.0, attempts_max=2, retry_interval=60) is None
+        due_a = a.next_due(160.0)
+        assert due_a is not None and due_a.seq == stop_a
+        assert due_a.payload == {"transactionId": -1, "meterStop": 5}
+        assert [e.seq for e in a.undeliverable()] == [start_a] and b.undeliverable() == []
+
+
+def test_shared_journals_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.sqlite"
+    with JournalDatabase(path) as db:
+        a, b = db.journal("CP-A"), db.journal("CP-B")
+        start = a.append("StartTransaction", {"connectorId": 1})
+        ref = {"$ref_result": start, "key": "transactionId", "default": -1}
+        meter = a.append("MeterValues", {"transactionId": ref, "meterValue": []})
+        b_seqs = [b.append("MeterValues", _meter(i)) for i in range(3)]
+        b.acknowledge(b_seqs[0], {})
+        a.close()  # one station stops; the others go on in the same file
+        with pytest.raises(sqlite3.ProgrammingError):
+            a.head()
+        assert db.journal("CP-A").counts() == JournalCounts(2, 0, 0)
+        b.append("MeterValues", _meter(3))
+    with JournalDatabase(path) as db:
+        a, b = db.journal("CP-A"), db.journal("CP-B")
+        assert [e.seq for e in a.pending()] == [start, meter]
+        a.acknowledge(start, {"transactionId": 9})
+        assert a.pending()[0].payload == {"transactionId": 9, "meterValue": []}
+        assert [e.payload for e in b.pending()] == [_meter(1), _meter(2), _meter(3)]
+        assert b.counts() == JournalCounts(3, 1, 0)
+        later = b.append("MeterValues", _meter(4))
+        assert later > max(b_seqs)  # never reused
+
+
+def test_one_station_file_of_the_old_format_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript(
+        """
+        CREATE TABLE journal (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, action TEXT NOT NULL, payload TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL DEFAULT 0, has_refs INTEGER NOT NULL DEFAULT 0,
+            result TEXT);
+        CREATE INDEX journal_state_seq ON journal (state, seq);
+        INSERT INTO journal (action, payload) VALUES ('MeterValues', '{"i": 1}');
+        """
+    )
+    con.close()
+    with Journal(path) as j:
+        [entry] = j.pending()
+        assert entry.payload == {"i": 1}
+        assert j.append("MeterValues", {"i": 2}) == 2
+
+
+def test_shared_journal_needs_a_station_key(tmp_path: Path) -> None:
+    with JournalDatabase(tmp_path / "fleet.sqlite") as db, pytest.raises(ValueError):
+        db.journal("")

@@ -42,6 +42,15 @@ Spec rules implemented (the caller sends, the journal keeps the books):
 
 Times (``now``, ``next_attempt_at``) are persisted, so they must come from a
 clock that survives a reboot (UNIX seconds), injected by the caller.
+
+Shared mode. A simulated fleet runs thousands of stations in one process, and a
+SQLite file per station costs 2-3 file descriptors (database, WAL, shm). A
+:class:`JournalDatabase` keeps the journals of many stations in ONE SQLite file
+(same WAL / ``synchronous=FULL`` durability): :meth:`JournalDatabase.journal`
+gives each station key its own :class:`Journal`, with every rule above scoped to
+that station (a ``station`` column). ``seq`` numbers come from one counter per
+file, so a station's ``seq`` values are increasing and never reused, but not
+contiguous; a placeholder may refer only to an entry of its own station.
 """
 
 from __future__ import annotations
@@ -55,7 +64,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["REF_KEY", "Entry", "EntryState", "Journal", "JournalCounts", "UnknownEntryError"]
+__all__ = [
+    "REF_KEY",
+    "Entry",
+    "EntryState",
+    "Journal",
+    "JournalCounts",
+    "JournalDatabase",
+    "UnknownEntryError",
+]
 
 REF_KEY = "$ref_result"
 """Key of a placeholder that refers to the CALLRESULT of an earlier entry."""
@@ -63,6 +80,7 @@ REF_KEY = "$ref_result"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    station         TEXT    NOT NULL DEFAULT '',
     action          TEXT    NOT NULL,
     payload         TEXT    NOT NULL,
     state           TEXT    NOT NULL DEFAULT 'pending',
@@ -71,8 +89,32 @@ CREATE TABLE IF NOT EXISTS journal (
     has_refs        INTEGER NOT NULL DEFAULT 0,
     result          TEXT
 );
-CREATE INDEX IF NOT EXISTS journal_state_seq ON journal (state, seq);
 """
+# Created after the column check, so that a file of the one-station format is upgraded.
+_INDEX = """
+DROP INDEX IF EXISTS journal_state_seq;
+CREATE INDEX IF NOT EXISTS journal_station_state_seq ON journal (station, state, seq);
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(journal)")}
+    if "station" not in columns:  # a journal written before shared mode existed
+        db.execute("ALTER TABLE journal ADD COLUMN station TEXT NOT NULL DEFAULT ''")
+    db.executescript(_INDEX)
+    return db
+
+
+def _closed_connection() -> sqlite3.Connection:
+    """A closed connection: what a closed shared :class:`Journal` holds, so that
+    using it raises :class:`sqlite3.ProgrammingError` as a closed file's does."""
+    db = sqlite3.connect(":memory:")
+    db.close()
+    return db
 
 
 class EntryState(StrEnum):
@@ -150,19 +192,35 @@ def _substitute(value: Any, target: int, result: dict[str, Any] | None) -> Any:
 
 
 class Journal:
-    """SQLite-backed, append-only-in-order queue of outbound transaction messages."""
+    """SQLite-backed, append-only-in-order queue of outbound transaction messages.
+
+    ``Journal(path)`` owns its file; journals of a :class:`JournalDatabase` share one.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self.station = ""  # the station key; "" in a file of its own
+        self._db = _connect(self.path)
+        self._database: JournalDatabase | None = None
+
+    @classmethod
+    def _shared(cls, database: JournalDatabase, station: str) -> Journal:
+        journal = cls.__new__(cls)
+        journal.path = database.path
+        journal.station = station
+        journal._db = database._db
+        journal._database = database
+        return journal
 
     # -- lifecycle -------------------------------------------------------------
 
     def close(self) -> None:
-        self._db.close()
+        """Close the file; a shared journal only lets go of the database (its owner closes it)."""
+        if self._database is None:
+            self._db.close()
+            return
+        self._database._release(self)
+        self._db = _closed_connection()
 
     def __enter__(self) -> Self:
         return self
@@ -190,7 +248,8 @@ class Journal:
                 if not isinstance(target, int):
                     raise ValueError(f"{REF_KEY} must be an int seq, got {target!r}")
                 row = self._db.execute(
-                    "SELECT state, result FROM journal WHERE seq = ?", (target,)
+                    "SELECT state, result FROM journal WHERE seq = ? AND station = ?",
+                    (target, self.station),
                 ).fetchone()
                 if row is None:
                     raise UnknownEntryError(target)
@@ -200,8 +259,8 @@ class Journal:
                 elif state is EntryState.UNDELIVERABLE:
                     payload = _substitute(payload, target, None)
             cur = self._db.execute(
-                "INSERT INTO journal (action, payload, has_refs) VALUES (?, ?, ?)",
-                (action, json.dumps(payload), int(_has_refs(payload))),
+                "INSERT INTO journal (station, action, payload, has_refs) VALUES (?, ?, ?, ?)",
+                (self.station, action, json.dumps(payload), int(_has_refs(payload))),
             )
             self._db.execute("COMMIT")
         except BaseException:
@@ -280,7 +339,10 @@ class Journal:
     def purge_delivered(self) -> int:
         """Delete delivered entries; returns how many. Later placeholders may no
         longer refer to them."""
-        cur = self._db.execute("DELETE FROM journal WHERE state = ?", (EntryState.DELIVERED.value,))
+        cur = self._db.execute(
+            "DELETE FROM journal WHERE station = ? AND state = ?",
+            (self.station, EntryState.DELIVERED.value),
+        )
         return cur.rowcount
 
     # -- reading ---------------------------------------------------------------
@@ -294,7 +356,9 @@ class Journal:
         return self._select(EntryState.UNDELIVERABLE)
 
     def get(self, seq: int) -> Entry:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM journal WHERE seq = ?", (seq,)).fetchone()
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM journal WHERE seq = ? AND station = ?", (seq, self.station)
+        ).fetchone()
         if row is None:
             raise UnknownEntryError(seq)
         return _entry(row)
@@ -302,8 +366,8 @@ class Journal:
     def head(self) -> Entry | None:
         """The oldest pending entry, due or not."""
         row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM journal WHERE state = ? ORDER BY seq LIMIT 1",
-            (EntryState.PENDING.value,),
+            f"SELECT {_COLUMNS} FROM journal WHERE station = ? AND state = ? ORDER BY seq LIMIT 1",
+            (self.station, EntryState.PENDING.value),
         ).fetchone()
         return None if row is None else _entry(row)
 
@@ -318,7 +382,12 @@ class Journal:
         return entry
 
     def counts(self) -> JournalCounts:
-        rows = dict(self._db.execute("SELECT state, COUNT(*) FROM journal GROUP BY state"))
+        rows = dict(
+            self._db.execute(
+                "SELECT state, COUNT(*) FROM journal WHERE station = ? GROUP BY state",
+                (self.station,),
+            )
+        )
         return JournalCounts(
             pending=rows.get(EntryState.PENDING.value, 0),
             delivered=rows.get(EntryState.DELIVERED.value, 0),
@@ -332,14 +401,15 @@ class Journal:
 
     def _select(self, state: EntryState) -> list[Entry]:
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM journal WHERE state = ? ORDER BY seq", (state.value,)
+            f"SELECT {_COLUMNS} FROM journal WHERE station = ? AND state = ? ORDER BY seq",
+            (self.station, state.value),
         )
         return [_entry(row) for row in rows]
 
     def _require_pending(self, seq: int) -> int:
         row = self._db.execute(
-            "SELECT attempts FROM journal WHERE seq = ? AND state = ?",
-            (seq, EntryState.PENDING.value),
+            "SELECT attempts FROM journal WHERE seq = ? AND station = ? AND state = ?",
+            (seq, self.station, EntryState.PENDING.value),
         ).fetchone()
         if row is None:
             raise UnknownEntryError(seq)
@@ -347,8 +417,9 @@ class Journal:
 
     def _resolve_refs(self, target: int, result: dict[str, Any] | None) -> None:
         rows = self._db.execute(
-            "SELECT seq, payload FROM journal WHERE state = ? AND has_refs = 1 AND seq > ?",
-            (EntryState.PENDING.value, target),
+            "SELECT seq, payload FROM journal"
+            " WHERE station = ? AND state = ? AND has_refs = 1 AND seq > ?",
+            (self.station, EntryState.PENDING.value, target),
         ).fetchall()
         for seq, raw in rows:
             payload = json.loads(raw)
@@ -374,3 +445,53 @@ def _entry(row: tuple[Any, ...]) -> Entry:
         next_attempt_at=float(next_attempt_at),
         result=None if result is None else json.loads(result),
     )
+
+
+class JournalDatabase:
+    """One SQLite file holding the journals of many stations (a simulated fleet).
+
+    Three file descriptors for the whole fleet instead of three per station. Every
+    :class:`Journal` it hands out sees only its own station's entries; commits are as
+    durable as a journal file of its own. Use from one thread (the fleet's event loop).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = _connect(self.path)
+        self._open: dict[str, Journal] = {}
+
+    def journal(self, station: str) -> Journal:
+        """The journal of ``station`` (any non-empty key, e.g. its id); the same object
+        while it is open."""
+        if not station:
+            raise ValueError("a shared journal needs a non-empty station key")
+        journal = self._open.get(station)
+        if journal is None:
+            journal = self._open[station] = Journal._shared(self, station)
+        return journal
+
+    def stations(self) -> list[str]:
+        """The station keys that have entries in the file, sorted."""
+        rows = self._db.execute("SELECT DISTINCT station FROM journal WHERE station != ''")
+        return sorted(str(row[0]) for row in rows)
+
+    def _release(self, journal: Journal) -> None:
+        if self._open.get(journal.station) is journal:
+            del self._open[journal.station]
+
+    def close(self) -> None:
+        """Close the file; the journals handed out can no longer be used."""
+        for journal in list(self._open.values()):
+            journal.close()
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
