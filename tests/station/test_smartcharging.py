@@ -431,3 +431,29 @@ def test_composite_of_a_relative_tx_profile_16() -> None:
     payload = store.composite_16(1, 400, None, at(100), transaction_start=T0)
     valid16(payload)
     assert limits(payload) == [(0, 10), (200, 20)]
+
+
+def test_next_change_is_the_next_period_boundary() -> None:
+    """A station sleeps until the limit can change: the next startPeriod or validTo."""
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    store = ChargingProfiles((1,), max_current=32.0)
+    profile = {
+        "chargingProfileId": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute",
+        "validTo": "2026-03-01T14:00:00Z",
+        "chargingSchedule": {
+            "startSchedule": "2026-03-01T12:00:00Z",
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [
+                {"startPeriod": 0, "limit": 16.0},
+                {"startPeriod": 1800, "limit": 8.0},
+            ],
+        },
+    }
+    assert store.set_16(1, profile, transaction_id_active=None) == "Accepted"
+    assert store.next_change(1, start) == start + timedelta(minutes=30)
+    assert store.next_change(1, start + timedelta(minutes=30)) == start + timedelta(hours=2)
+    assert store.next_change(1, start + timedelta(hours=3)) is None
+    assert ChargingProfiles((1,)).next_change(1, start) is None

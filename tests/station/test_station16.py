@@ -262,9 +262,10 @@ async def test_offline_session_delivered_after_reconnect(tmp_path: Path, server:
         assert stop["transaction_data"]
         meters = server.actions("MeterValues")
         assert meters and all(m["transaction_id"] == 4242 for m in meters)
-        first_boot = next(i for i, (a, _) in enumerate(server.log) if a == "BootNotification")
-        first_start = next(i for i, (a, _) in enumerate(server.log) if a == "StartTransaction")
-        assert first_boot < first_start
+        # a plain reconnect in the same run: no BootNotification (1.6 §4.2 "after start-up")
+        assert not server.actions("BootNotification")
+        # the status changed while offline (Charging, then Available): the current one is sent
+        assert [s["status"] for s in server.actions("StatusNotification")] == ["Available"]
 
 
 async def test_configuration_and_misc_calls(tmp_path: Path, server: Server) -> None:
@@ -291,3 +292,31 @@ async def test_configuration_and_misc_calls(tmp_path: Path, server: Server) -> N
         assert sched.status == "Accepted"
         cleared = await cs_call(server, call.ClearCache())
         assert cleared.status == "Accepted"
+
+
+async def test_TC_C_connection_timeout_16(tmp_path: Path, server: Server) -> None:
+    """ConnectionTimeOut: plugged in without an idTag → Finishing (B6); an idTag without
+    a cable → Available (B1), and the authorization is gone."""
+    station = make_station(tmp_path, ConnectionTimeOut="1")
+    async with running(station, server.url):
+        await until(lambda: station.online)
+        station.plug_in(Ev(CITY_CAR, soc=30.0))
+        await until(lambda: station.connector.status_16.value == "Preparing")
+        await until(lambda: station.connector.status_16.value == "Finishing", timeout=3.0)
+        station.unplug()
+        assert station.connector.status_16.value == "Available"
+
+        assert await station.swipe("TAG-1")  # Authorize: Accepted, but no cable follows
+        assert station.connector.status_16.value == "Preparing"
+        await until(lambda: station.connector.status_16.value == "Available", timeout=3.0)
+        station.plug_in(Ev(CITY_CAR, soc=30.0))
+        await asyncio.sleep(0.2)
+        assert station.transaction is None  # the authorization was cancelled
+        want = ["Available", "Preparing", "Finishing", "Available", "Preparing", "Available"]
+        want.append("Preparing")
+        await until(lambda: connector_statuses(server)[:7] == want)
+        assert not server.actions("StartTransaction")
+
+
+def connector_statuses(server: Server) -> list[str]:
+    return [s["status"] for s in server.actions("StatusNotification") if s["connector_id"] == 1]

@@ -309,7 +309,9 @@ KEYS16: tuple[Key16, ...] = (
     Key16("TransactionMessageAttempts", "integer", "RW", "3", min=0, max=100),
     Key16("TransactionMessageRetryInterval", "integer", "RW", "60", min=0, max=86400),
     Key16("UnlockConnectorOnEVSideDisconnect", "boolean", "RW", "true"),
-    Key16("WebSocketPingInterval", "integer", "RW", "60", min=0, max=86400),
+    # 180 s: a ping + pong is ~60 bytes with TLS, so 480 a day (~29 KB) keep an idle day
+    # under 100 KB and the NAT mapping busy well inside common TCP idle timeouts
+    Key16("WebSocketPingInterval", "integer", "RW", "180", min=0, max=86400),
     # 9.2 Local Auth List Management
     Key16("LocalAuthListEnabled", "boolean", "RW", "true"),
     Key16("LocalAuthListMaxLength", "integer", "R", "1000"),
@@ -848,7 +850,8 @@ def _controllers(identity: str, security_profile: int) -> list[VariableDef]:
         V(comm, "RetryBackOffRepeatTimes", "integer", "5", min_limit=0, max_limit=100),
         V(comm, "RetryBackOffWaitMinimum", "integer", "3", unit="s", min_limit=0, max_limit=3600),
         V(comm, "UnlockOnEVSideDisconnect", "boolean", "true"),
-        V(comm, "WebSocketPingInterval", "integer", "60", unit="s", min_limit=0, max_limit=86400),
+        # 180 s: see Config16's WebSocketPingInterval (the idle day's byte budget)
+        V(comm, "WebSocketPingInterval", "integer", "180", unit="s", min_limit=0, max_limit=86400),
         V(aligned, "Available", "boolean", "true", ro),
         V(aligned, "Enabled", "boolean", "true"),
         V(aligned, "Interval", "integer", "900", unit="s", min_limit=0, max_limit=86400),

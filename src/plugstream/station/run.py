@@ -13,11 +13,11 @@ import os
 import signal
 import sys
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from plugstream.station.clock import SystemClock
 from plugstream.station.connector import ChargePointErrorCode, InvalidTransition
 from plugstream.station.ev import CITY_CAR, FAMILY_CAR, PERFORMANCE_CAR, PLUG_IN_HYBRID, Ev
 from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, Model
@@ -231,13 +231,11 @@ async def run_station(
     if ocpp not in VERSIONS:
         raise ValueError(f"use 1.6 or 2.0.1, not {ocpp!r}")
 
-    def now() -> datetime:
-        return datetime.now(UTC)
-
+    clock = SystemClock()
     station: Station = (
-        Station16(station_id, model, data_dir, now=now)
+        Station16(station_id, model, data_dir, clock=clock)
         if ocpp == "1.6"
-        else Station201(station_id, model, data_dir, now=now)
+        else Station201(station_id, model, data_dir, clock=clock)
     )
     url = csms if password is None else with_password(csms, station_id, password)
     controller = Controller(station, out, err)

@@ -508,6 +508,20 @@ class ChargingProfiles:
         wanted = [n for _, n in chosen if n is not None]
         return amps, (min(wanted) if wanted else None)
 
+    def next_change(
+        self, evse_id: int, now: datetime, *, transaction_start: datetime | None = None
+    ) -> datetime | None:
+        """The next instant within a day after ``now`` at which the limit of ``evse_id``
+        may change (a period boundary, validFrom/validTo): when a station must wake."""
+        horizon = now + timedelta(days=1)
+        origin = transaction_start if transaction_start is not None else now
+        times: set[datetime] = set()
+        for profile in self._profiles.values():
+            if profile.evse_id not in (0, evse_id):
+                continue
+            times |= profile.transitions(now, horizon, origin)
+        return min(times) if times else None
+
     def limit_at(
         self,
         connector_or_evse_id: int,

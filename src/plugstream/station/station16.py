@@ -5,39 +5,61 @@
 metering, smart charging) to an :class:`~plugstream.ocpp.OcppEndpoint` running over
 a ``websockets`` connection:
 
-- On every connection: BootNotification, retried after ``interval`` while the
+- BootNotification (when one is due, see below), retried after ``interval`` while the
   Central System answers Pending or Rejected; only once Accepted the station sends
-  anything else (1.6 §4.2): the status of its connectors, Heartbeat at the interval
-  the Central System asked for, and the transaction-related messages of the journal.
+  anything else (1.6 §4.2): the status of its connectors, Heartbeat when nothing else
+  was sent for the interval the Central System asked for (at least one a day), and the
+  transaction-related messages of the journal. Empty optional fields are left out.
 - Sessions: plug in, present an idTag (a swipe, or RemoteStartTransaction), Authorize
   when the local rules say so, StartTransaction, MeterValues every
   ``MeterValueSampleInterval``, StopTransaction with ``transactionData``. Every
   transaction-related message is written to the durable :class:`Journal` first and
   delivered in order by :meth:`Station16.deliver_journal`; the ``transactionId`` of
   MeterValues and StopTransaction is a ``$ref_result`` placeholder resolved when the
-  Central System answers StartTransaction. Charging goes on while offline.
-- :meth:`Station16.run` connects (subprotocol ``ocpp1.6``) and reconnects with
-  :class:`ReconnectBackoff` after a connection loss.
+  Central System answers StartTransaction. Charging goes on while offline. The register
+  goes on the wire in whole Wh, the resolution of meterStart and meterStop.
+- :meth:`Station16.run` connects (subprotocol ``ocpp1.6``, permessage-deflate offered)
+  and reconnects with :class:`ReconnectBackoff` after a connection loss. BootNotification
+  is sent on the first connection of a process, after a Reset, and until one was
+  Accepted; a plain reconnect goes straight on (1.6 §4.2: "after start-up"), with the
+  StatusNotifications of connectors whose status changed meanwhile.
 
-Time comes from the injected ``now()`` clock (an aware UTC datetime); the pauses of
-the asyncio loops are real time.
+Time: every timestamp and every pause (tick, heartbeat, boot retry, back-off) comes
+from the injected :class:`~plugstream.station.clock.Clock`, so a fleet runs scaled;
+network timeouts stay real. An idle station sleeps until an event (``_wake``) or its
+next due time, so ten thousand idle stations cost next to nothing.
+
+Restart safety: ``state.json`` in the data dir holds the energy register, the running
+transaction, the charging profiles and the availability, written atomically at every
+journalled transaction message. A transaction that was running when the process died
+is ended on the next start with StopTransaction reason PowerLoss (Reboot after a clean
+stop) and meterStop = the last persisted register.
+
+Traffic: every byte of the OCPP connection is counted in :attr:`Station16.traffic`
+(see :class:`CountingConnection`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import random
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from ssl import SSLContext
+from typing import Any, cast
 
 import websockets
+from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
+from plugstream.net.accounting import ByteCounter, Direction, Link
 from plugstream.ocpp import (
     ErrorCode,
     Handlers,
@@ -50,17 +72,19 @@ from plugstream.ocpp import (
 )
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
-from plugstream.station.config import Config16
+from plugstream.station.clock import CallableClock, Clock, SystemClock
+from plugstream.station.config import Config16, atomic_write_json
 from plugstream.station.connector import (
     Action,
     ChargePointErrorCode,
+    ChargePointStatus,
     Connector,
     InvalidTransition,
     StatusChanged,
 )
 from plugstream.station.ev import Ev
-from plugstream.station.hardware import ChargePointHardware, Model
-from plugstream.station.journal import REF_KEY, Journal
+from plugstream.station.hardware import ChargePointHardware, Measurements, Model
+from plugstream.station.journal import REF_KEY, Journal, UnknownEntryError
 from plugstream.station.metering import (
     MeterSchedule,
     ReadingContext,
@@ -70,13 +94,115 @@ from plugstream.station.metering import (
 )
 from plugstream.station.smartcharging import ChargingProfiles
 
-__all__ = ["CONNECTOR_ID", "Station16", "StationHandlers16"]
+__all__ = [
+    "CONNECTOR_ID",
+    "STATE_FILE",
+    "CountingConnection",
+    "Station16",
+    "StationHandlers16",
+    "compact",
+]
 
 log = logging.getLogger("plugstream.station")
 
 CONNECTOR_ID = 1
 FIRMWARE_VERSION = "0.1.0"
 DEFAULT_BOOT_RETRY_S = 30.0  # when a Pending/Rejected answer gives interval 0
+DEFAULT_TICK_S = 10.0  # while energy flows: follows the EV's curve (hardware.MAX_STEP_S)
+MAX_HEARTBEAT_GAP_S = 86_400.0  # G02.FR.07: one Heartbeat a day even on a busy link
+TRAFFIC_SAVE_S = 900.0  # traffic.json at most this stale (station time), besides cycle ends
+STATE_FILE = "state.json"
+
+
+def compact(value: Any) -> Any:
+    """``value`` without None, empty lists and empty objects inside it: optional fields
+    that say nothing cost bytes on a metered link and are never required empty."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            item = compact(item)
+            if item is None or item == {} or item == []:
+                continue
+            out[key] = item
+        return out
+    if isinstance(value, list):
+        return [compact(item) for item in value]
+    return value
+
+
+class _CountingTransport:
+    """Delegates to an asyncio transport and counts what is written to it."""
+
+    def __init__(self, transport: Any, count: Callable[[Direction, int], None]) -> None:
+        self._transport = transport
+        self._count = count
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._count("tx", len(data))
+        self._transport.write(data)
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class CountingConnection(ClientConnection):
+    """A websockets client connection that reports every byte it sends and receives.
+
+    Counted: the WebSocket stream as the connection hands it to its transport and gets
+    it back — the HTTP Upgrade handshake, frame headers, (deflated) payloads, pings,
+    pongs and close frames. Not counted: TLS record overhead and the TLS handshake (the
+    SSL transport sits below this layer) and TCP/IP headers. Over ``wss://`` the bytes
+    on the wire are therefore somewhat more (about 22 bytes a TLS 1.3 record, plus a
+    few KB of handshake per connection).
+    """
+
+    count: Callable[[Direction, int], None] = staticmethod(lambda direction, n: None)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport = cast(Any, _CountingTransport(self.transport, self.count))
+
+    def data_received(self, data: bytes) -> None:
+        self.count("rx", len(data))
+        super().data_received(data)
+
+
+def counting_factory(count: Callable[[Direction, int], None]) -> Any:
+    """A ``create_connection=`` for :func:`websockets.connect` that counts into ``count``."""
+
+    def factory(*args: Any, **kwargs: Any) -> CountingConnection:
+        connection = CountingConnection(*args, **kwargs)
+        connection.count = count
+        return connection
+
+    return factory
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """The persisted runtime state, or an empty one (first start, or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        log.warning("%s is unreadable: starting from a blank state", path)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def restored_energy(state: Mapping[str, Any]) -> Decimal:
+    """The persisted energy register (Wh), 0 when there is none."""
+    try:
+        energy = Decimal(str(state.get("energy_wh", "0")))
+    except InvalidOperation:
+        return Decimal(0)
+    return energy if energy >= 0 else Decimal(0)
+
+
 _TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues"})
 
 
@@ -98,60 +224,47 @@ class _Transaction:
             return self.transaction_id
         return {REF_KEY: self.start_seq, "key": "transactionId", "default": -1}
 
+    def to_json(self) -> dict[str, Any]:
+        """What a restart needs to end this transaction (state.json)."""
+        return {
+            "id_tag": self.id_tag,
+            "start_seq": self.start_seq,
+            "meter_start": self.meter_start,
+            "started_at": self.started_at.isoformat(),
+            "transaction_id": self.transaction_id,
+        }
 
-class Station16:
-    """One PlugStream charge point speaking OCPP 1.6J, with one connector."""
 
-    def __init__(
-        self,
-        station_id: str,
-        model: Model,
-        data_dir: Path | str,
-        now: Callable[[], datetime],
-        *,
-        rng: random.Random | None = None,
-        config_defaults: Mapping[str, str] | None = None,
-        call_timeout: float = 30.0,
-        backoff: ReconnectBackoff | None = None,
-        tick_interval: float = 1.0,
-        serial_number: str | None = None,
-    ) -> None:
-        self.station_id = station_id
-        self.model = model
-        self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.now = now
-        self.rng = rng if rng is not None else random.Random()
-        self.call_timeout = call_timeout
-        self.backoff = backoff if backoff is not None else ReconnectBackoff(5.0, 5.0, 5, self.rng)
-        self.tick_interval = tick_interval
-        self.serial_number = serial_number
+class StationRuntime:
+    """What :class:`Station16` and the 2.0.1 station share: the clock's pauses, the
+    wake-ups, sending, the heartbeat timer and the byte counting."""
 
-        self.config = Config16.load(self.data_dir / Config16.FILENAME, defaults=config_defaults)
-        self.config.add_listener(self._on_config_change)
-        self.journal = Journal(self.data_dir / "journal.sqlite")
-        self.hardware = ChargePointHardware(model, self.rng, now=self._seconds())
-        self.connector = Connector(CONNECTOR_ID)
-        self.local_list = LocalAuthList.load(self.data_dir / "local_list.json")
-        self.cache = AuthCache.load(self.data_dir / "auth_cache.json")
-        self.authorizer = Authorizer(self.local_list, self.cache, self._auth_config())
-        self.profiles = ChargingProfiles(
-            (CONNECTOR_ID,),
-            max_profiles=self.config.max_charging_profiles_installed,
-            max_stack_level=self.config.charge_profile_max_stack_level,
-            max_current=model.max_current_a,
-        )
+    clock: Clock
+    now: Callable[[], datetime]
+    endpoint: OcppEndpoint | None
+    accepted: bool
+    heartbeat_interval: int
+    tick_interval: float
+    traffic: ByteCounter
+    traffic_autosave: bool
+    link: Link
+    data_dir: Path
+    _changed: asyncio.Event
+    _tick_event: asyncio.Event
+    _tasks: set[asyncio.Task[Any]]
+    _ws: Any
+    _last_sent: float
+    _last_heartbeat: float
+    _traffic_saved_at: float
+    _cycle: str | None
+    ssl: SSLContext | None
+    sync_state: bool
 
-        self.endpoint: OcppEndpoint | None = None
-        self.accepted = False  # BootNotification accepted on the current connection
-        self.registration: str | None = None  # the last BootNotification status
-        self.heartbeat_interval = self.config.heartbeat_interval
-        self.transaction: _Transaction | None = None
-        self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._ws: Any = None
+    def tick(self) -> None:
+        raise NotImplementedError
 
-    # -- state -----------------------------------------------------------------------
+    def next_tick_in(self) -> float | None:
+        raise NotImplementedError
 
     @property
     def online(self) -> bool:
@@ -160,6 +273,238 @@ class Station16:
 
     def _seconds(self) -> float:
         return self.now().timestamp()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._tick_event.set()
+
+    async def _wait_change(self, timeout: float | None) -> None:
+        """Until :meth:`_wake`, or ``timeout`` seconds of station time."""
+        await _wait_event(self._changed, self.clock, timeout)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _load_traffic(self) -> ByteCounter:
+        if not self.traffic_autosave:
+            return ByteCounter()
+        try:
+            return ByteCounter.load(self.data_dir)
+        except ValueError as exc:
+            log.warning("traffic counters unreadable, starting afresh: %s", exc)
+            return ByteCounter()
+
+    def _save_traffic(self) -> None:
+        self._traffic_saved_at = self._seconds()
+        try:
+            self.traffic.save(self.data_dir)
+        except OSError as exc:
+            log.warning("traffic.json not saved: %s", exc)
+
+    def _count(self, direction: Direction, nbytes: int) -> None:
+        now = self.now()
+        self.traffic.record(direction, nbytes, link=self.link, at=now)
+        if self.traffic_autosave and now.timestamp() - self._traffic_saved_at >= TRAFFIC_SAVE_S:
+            self._save_traffic()
+
+    def _start_cycle(self) -> None:
+        """A charge cycle opens at plug-in (or at a transaction start without one)."""
+        if self._cycle is not None:
+            return
+        now = self.now()
+        cycle = f"{now:%Y%m%dT%H%M%S}-{len(self.traffic.per_cycle()) + 1}"
+        while cycle in self.traffic.per_cycle():
+            cycle += "x"
+        self.traffic.start_cycle(cycle, now)
+        self._cycle = cycle
+        if self.traffic_autosave:  # a power loss mid-cycle still leaves the cycle on file
+            self._save_traffic()
+
+    def _end_cycle(self) -> None:
+        if self._cycle is None:
+            return
+        self.traffic.end_cycle(self._cycle, self.now())
+        self._cycle = None
+        if self.traffic_autosave:
+            self._save_traffic()
+
+    async def _send(
+        self, endpoint: OcppEndpoint, action: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Every CALL of the station: empty optional fields dropped, heartbeat timer reset."""
+        self._last_sent = self._seconds()
+        return await endpoint.call(action, compact(payload))
+
+    async def _call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self.endpoint
+        if endpoint is None:
+            raise OcppError(ErrorCode.GenericError, "not connected")
+        return await self._send(endpoint, action, payload)
+
+    async def _call_quietly(self, action: str, payload: dict[str, Any]) -> None:
+        try:
+            await self._call(action, payload)
+        except OcppError as exc:
+            log.info("%s not delivered: %s", action, exc)
+
+    def _write_state(self, path: Path, data: dict[str, Any]) -> None:
+        """Replace ``path`` atomically; with ``sync_state`` fsynced (a real station: power
+        loss), without it only safe against the process dying (a fleet of thousands,
+        where an fsync per meter sample would cost more than the whole simulation)."""
+        if self.sync_state:
+            atomic_write_json(path, data)
+            return
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        os.replace(tmp, path)
+
+    def _tls_options(self) -> dict[str, Any]:
+        """``ssl=`` for websockets.connect only when given: a wss:// URL defaults to
+        the system's trust store, and a ws:// URL refuses any ssl argument."""
+        return {} if self.ssl is None else {"ssl": self.ssl}
+
+    def _ping_interval(self, interval: int) -> float | None:
+        """The WebSocket ping interval in wall seconds (the clock may run scaled); 0 = off."""
+        return self.clock.real_seconds(interval) if interval > 0 else None
+
+    async def _heartbeats(self) -> None:
+        """Heartbeat after HeartbeatInterval without any other CALL (G02.FR.05), and at
+        least once a day however busy the link is (G02.FR.07)."""
+        while True:
+            interval = self.heartbeat_interval
+            if interval <= 0:  # heartbeats off: look again now and then
+                await self.clock.sleep(DEFAULT_BOOT_RETRY_S)
+                continue
+            now = self._seconds()
+            due = min(self._last_sent + interval, self._last_heartbeat + MAX_HEARTBEAT_GAP_S)
+            if now >= due:
+                self._last_heartbeat = now
+                await self._call_quietly("Heartbeat", {})
+                continue
+            await self.clock.sleep(due - now)
+
+    async def tick_loop(self) -> None:
+        """Tick when something is due or happened; an idle station does not wake."""
+        while True:
+            try:
+                self.tick()
+                delay = self.next_tick_in()
+            except Exception:
+                log.exception("station tick failed")
+                delay = self.tick_interval
+            self._tick_event.clear()
+            await _wait_event(self._tick_event, self.clock, delay)
+
+    async def _disconnect(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+
+
+class Station16(StationRuntime):
+    """One PlugStream charge point speaking OCPP 1.6J, with one connector.
+
+    ``clock`` (default: one built from ``now``, else the system clock) times everything;
+    ``journal`` may be a shared-database journal (default: ``journal.sqlite`` in
+    ``data_dir``); ``traffic`` counts the connection's bytes on ``link``, saved to
+    ``traffic.json`` at each cycle's start and end and every 15 minutes unless
+    ``traffic_autosave`` is off (a fleet reads ``traffic`` itself); ``ssl`` and
+    ``compression`` go to ``websockets.connect``.
+    """
+
+    def __init__(
+        self,
+        station_id: str,
+        model: Model,
+        data_dir: Path | str,
+        now: Callable[[], datetime] | None = None,
+        *,
+        clock: Clock | None = None,
+        journal: Journal | None = None,
+        rng: random.Random | None = None,
+        config_defaults: Mapping[str, str] | None = None,
+        call_timeout: float = 30.0,
+        backoff: ReconnectBackoff | None = None,
+        tick_interval: float = DEFAULT_TICK_S,
+        serial_number: str | None = None,
+        traffic_autosave: bool = True,
+        link: Link = "ethernet",
+        ssl: SSLContext | None = None,
+        compression: str | None = "deflate",
+        sync_state: bool = True,
+    ) -> None:
+        self.station_id = station_id
+        self.model = model
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if clock is None:
+            clock = SystemClock() if now is None else CallableClock(now)
+        self.clock: Clock = clock
+        self.now: Callable[[], datetime] = clock.now
+        self.rng = rng if rng is not None else random.Random()
+        self.call_timeout = call_timeout
+        self.backoff = backoff if backoff is not None else ReconnectBackoff(5.0, 5.0, 5, self.rng)
+        self.tick_interval = tick_interval
+        self.serial_number = serial_number
+        self.link: Link = link
+        self.traffic_autosave = traffic_autosave
+        self.ssl = ssl  # for wss:// with a private CA or a client certificate
+        self.compression = compression  # permessage-deflate offered; None: not
+        self.sync_state = sync_state  # fsync state.json: survives an OS crash, not only kill -9
+
+        self.config = Config16.load(self.data_dir / Config16.FILENAME, defaults=config_defaults)
+        self.config.add_listener(self._on_config_change)
+        self.journal = journal if journal is not None else Journal(self.data_dir / "journal.sqlite")
+        self.state_path = self.data_dir / STATE_FILE
+        state = load_state(self.state_path)
+        self.hardware = ChargePointHardware(
+            model, self.rng, now=self._seconds(), energy_wh=restored_energy(state)
+        )
+        operative = state.get("pending_operative")
+        if operative is None:
+            operative = state.get("operative", True)
+        self.connector = Connector(CONNECTOR_ID, operative=bool(operative))
+        self.local_list = LocalAuthList.load(self.data_dir / "local_list.json")
+        self.cache = AuthCache.load(self.data_dir / "auth_cache.json")
+        self.authorizer = Authorizer(self.local_list, self.cache, self._auth_config())
+        profile_options: dict[str, Any] = {
+            "max_profiles": self.config.max_charging_profiles_installed,
+            "max_stack_level": self.config.charge_profile_max_stack_level,
+            "max_current": model.max_current_a,
+        }
+        self.profiles = ChargingProfiles((CONNECTOR_ID,), **profile_options)
+        if isinstance(state.get("profiles"), str):
+            try:
+                self.profiles = ChargingProfiles.from_json(
+                    state["profiles"], (CONNECTOR_ID,), **profile_options
+                )
+            except (ValueError, KeyError, TypeError):
+                log.warning("persisted charging profiles unreadable: dropped")
+
+        self.endpoint: OcppEndpoint | None = None
+        self.accepted = False  # BootNotification accepted on the current connection
+        self.registration: str | None = None  # the last BootNotification status
+        self.heartbeat_interval = self.config.heartbeat_interval
+        self.transaction: _Transaction | None = None
+        self._changed = asyncio.Event()  # the journal's and the session's wake-up
+        self._tick_event = asyncio.Event()  # the tick loop's wake-up
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ws: Any = None
+        self._boot_needed = True  # a process start: BootNotification on the first connection
+        self._accepted_boot: dict[str, Any] | None = None
+        self._reported: dict[int, str] = {}  # connectorId -> status last sent
+        self._last_sent = self._seconds()  # any CALL to the Central System: resets heartbeat
+        self._last_heartbeat = self._seconds()
+        self._preparing_since: datetime | None = None  # ConnectionTimeOut
+        self._cycle: str | None = None  # the open charge cycle of self.traffic
+
+        self.traffic = self._load_traffic()
+        self._traffic_saved_at = self._seconds()
+        self._recover(state)
+
+    # -- state -----------------------------------------------------------------------
 
     def _auth_config(self) -> AuthConfig:
         c = self.config
@@ -179,43 +524,80 @@ class Station16:
             self.heartbeat_interval = int(value)
         self._wake()
 
-    def _wake(self) -> None:
-        self._changed.set()
-
-    async def _wait_change(self, timeout: float | None) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     def close(self) -> None:
-        """Release the files (the journal); call after :meth:`run` has ended."""
+        """Save the state (a clean stop) and release the files; call after :meth:`run`."""
         for task in list(self._tasks):
             task.cancel()
+        self._save_state(clean=True)
+        if self.traffic_autosave:
+            self._save_traffic()
         self.journal.close()
+
+    # -- what survives a restart ---------------------------------------------------
+
+    def _save_state(self, *, clean: bool = False) -> None:
+        """Persist the register, the transaction, profiles and availability atomically."""
+        self.hardware.advance(self._seconds())
+        tx = self.transaction
+        self._write_state(
+            self.state_path,
+            {
+                "energy_wh": str(self.hardware.energy_wh),
+                "saved_at": self.now().isoformat(),
+                "clean": clean,
+                "operative": self.connector.operative,
+                "pending_operative": self.connector.pending_operative,
+                "profiles": self.profiles.to_json(),
+                "transaction": None if tx is None else tx.to_json(),
+            },
+        )
+
+    def _recover(self, state: Mapping[str, Any]) -> None:
+        """End the transaction that was running when the process stopped (1.6: the
+        StopTransaction reason is PowerLoss, or Reboot after a clean stop)."""
+        saved = state.get("transaction")
+        if isinstance(saved, dict):
+            reason = "Reboot" if state.get("clean") else "PowerLoss"
+            transaction_id: Any = saved.get("transaction_id")
+            if transaction_id is None:
+                transaction_id = {
+                    REF_KEY: int(saved["start_seq"]),
+                    "key": "transactionId",
+                    "default": -1,
+                }
+            payload = {
+                "transactionId": transaction_id,
+                "idTag": saved["id_tag"],
+                "meterStop": int(self.hardware.energy_wh),
+                "timestamp": format_timestamp(saved_at(state, self.now())),
+                "reason": reason,
+            }
+            try:
+                self.journal.append("StopTransaction", payload)
+            except UnknownEntryError:  # the journal lost its StartTransaction: unknown id
+                payload["transactionId"] = -1
+                self.journal.append("StopTransaction", payload)
+            log.info("transaction of %s ended on restart: %s", saved["id_tag"], reason)
+            self.profiles.end_transaction(CONNECTOR_ID)
+        for cycle in self.traffic.open_cycles:  # the car is gone as far as we know
+            self.traffic.end_cycle(cycle, self.now())
+        self._save_state()
 
     # -- messages that are not journalled ---------------------------------------------
 
-    async def _call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        endpoint = self.endpoint
-        if endpoint is None:
-            raise OcppError(ErrorCode.GenericError, "not connected")
-        return await endpoint.call(action, payload)
-
-    async def _call_quietly(self, action: str, payload: dict[str, Any]) -> None:
-        try:
-            await self._call(action, payload)
-        except OcppError as exc:
-            log.info("%s not delivered: %s", action, exc)
-
     def _emit(self, actions: list[Action]) -> None:
-        """Send a StatusNotification for each status change (dropped while offline)."""
+        """Send a StatusNotification for each status change; while offline the change is
+        kept in the connector and its current status is sent on reconnect."""
         for action in actions:
-            if isinstance(action, StatusChanged) and self.online:
+            if not isinstance(action, StatusChanged):
+                continue
+            if self.online:
+                self._reported[action.connector_id] = action.status_16.value
                 self._spawn(self._call_quietly("StatusNotification", _status_payload(action)))
+            else:  # changed while offline: the current status goes out on reconnect
+                self._reported.pop(action.connector_id, None)
+        if actions:
+            self._wake()
 
     def _status_payloads(self) -> list[dict[str, Any]]:
         now = self.now()
@@ -227,10 +609,17 @@ class Station16:
         }
         return [zero, _status_payload(self.connector.current_status(now))]
 
+    def _measurements(self) -> Measurements:
+        """The meter as 1.6 sends it: the register in whole Wh (rounded down), the
+        resolution of meterStart and meterStop, so that no MeterValues sample reads above
+        a later meterStop (nor above the meterStop sent after a power loss)."""
+        measurements = self.hardware.measurements()
+        return replace(measurements, energy_wh=Decimal(int(measurements.energy_wh)))
+
     def _meter_value(self, context: str) -> dict[str, Any] | None:
         self.hardware.advance(self._seconds())
         return build_meter_value_16(
-            self.hardware.measurements(),
+            self._measurements(),
             self.config.meter_values_sampled_data,
             context,
             self.now(),
@@ -243,8 +632,10 @@ class Station16:
         self.hardware.advance(self._seconds())
         if not self.hardware.plug_in(ev):
             raise InvalidTransition("a cable is plugged in already")
+        self._start_cycle()
         self._emit(self.connector.plug_in(self.now()))
         self._maybe_start()
+        self._wake()
 
     def unplug(self) -> None:
         """The car is unplugged: an ongoing transaction stops (EVDisconnected)."""
@@ -255,6 +646,8 @@ class Station16:
         self.hardware.unlock_cable()
         self.hardware.unplug()
         self._emit(self.connector.unplug(now))
+        self._end_cycle()
+        self._wake()
 
     async def swipe(self, id_tag: str) -> bool:
         """A card is presented: starts (or, same idTag, stops) a session; True if accepted."""
@@ -304,7 +697,7 @@ class Station16:
         self.hardware.advance(now.timestamp())
         self.hardware.lock_cable()
         self.hardware.close_contactor()
-        measurements = self.hardware.measurements()
+        measurements = self._measurements()
         meter_start = int(measurements.energy_wh)
         seq = self.journal.append(
             "StartTransaction",
@@ -326,6 +719,8 @@ class Station16:
         schedule = MeterSchedule(c.meter_value_sample_interval, c.clock_aligned_data_interval, now)
         schedule.start_transaction(now)
         self.transaction = _Transaction(id_tag, seq, meter_start, now, data, schedule)
+        self._start_cycle()
+        self._save_state()
         self._emit(
             self.connector.start_transaction(
                 now,
@@ -360,7 +755,7 @@ class Station16:
         assert tx is not None
         now = self.now()
         self.hardware.advance(now.timestamp())
-        measurements = self.hardware.measurements()
+        measurements = self._measurements()
         tx.data.end(now, measurements)
         self.hardware.open_contactor()
         self.hardware.unlock_cable()
@@ -378,6 +773,7 @@ class Station16:
         self.transaction = None
         self.profiles.end_transaction(CONNECTOR_ID)
         self.hardware.set_current_limit(None)
+        self._save_state()
         self._wake()
 
     def _ev_ready(self) -> bool:
@@ -400,10 +796,12 @@ class Station16:
         )
         self.hardware.set_current_limit(limit)
         self._emit(self.connector.tick(now))
+        self._connection_timeout(now)
         if tx is None:
             return
-        measurements = self.hardware.measurements()
+        measurements = self._measurements()
         tx.data.tick(now, measurements)
+        journalled = False
         for kind in tx.schedule.due(now):
             value = build_meter_value_16(
                 measurements,
@@ -422,7 +820,10 @@ class Station16:
                         "meterValue": [value],
                     },
                 )
-                self._wake()
+                journalled = True
+        if journalled:
+            self._save_state()
+            self._changed.set()
         evse_ready = self.hardware.offered_current_a > 0
         actions = (
             self.connector.evse_resumed(now) if evse_ready else self.connector.evse_suspended(now)
@@ -432,13 +833,47 @@ class Station16:
         )
         self._emit(actions)
 
-    async def tick_loop(self) -> None:
-        while True:
-            try:
-                self.tick()
-            except Exception:
-                log.exception("station tick failed")
-            await asyncio.sleep(self.tick_interval)
+    def _connection_timeout(self, now: datetime) -> None:
+        """ConnectionTimeOut (1.6 §4.9 B1/B6): Preparing without a transaction for that
+        long ends the usage; an authorized idTag without a cable is forgotten."""
+        if (
+            self.transaction is not None
+            or self.connector.status_16 is not ChargePointStatus.PREPARING
+        ):
+            self._preparing_since = None
+            return
+        if self._preparing_since is None:
+            self._preparing_since = now
+            return
+        if now - self._preparing_since >= timedelta(seconds=self.config.connection_timeout):
+            self._preparing_since = None
+            self._emit(self.connector.connection_timeout(now))
+
+    def next_tick_in(self) -> float | None:
+        """Seconds (station time) until something is due, None when only an event can
+        change anything: no transaction, no reservation, nothing waiting for a timeout."""
+        now = self.now()
+        due: list[datetime] = []
+        reservation = self.connector.reservation
+        if reservation is not None:
+            due.append(reservation.expiry)
+        if self._preparing_since is not None:
+            due.append(self._preparing_since + timedelta(seconds=self.config.connection_timeout))
+        elif self.connector.status_16 is ChargePointStatus.PREPARING and self.transaction is None:
+            due.append(now)  # start the ConnectionTimeOut timer
+        tx = self.transaction
+        if tx is not None:
+            for when in (tx.schedule.next_due, tx.data.next_due):
+                if when is not None:
+                    due.append(when)
+            change = self.profiles.next_change(CONNECTOR_ID, now, transaction_start=tx.started_at)
+            if change is not None:
+                due.append(change)
+            if self.hardware.charging:  # follow the EV's curve (taper, full)
+                due.append(now + timedelta(seconds=self.tick_interval))
+        if not due:
+            return None
+        return max(0.0, (min(due) - now).total_seconds())
 
     # -- the journal ---------------------------------------------------------------------
 
@@ -457,7 +892,7 @@ class Station16:
                 await self._wait_change(None if head is None else head.next_attempt_at - now)
                 continue
             try:
-                result = await endpoint.call(entry.action, entry.payload)
+                result = await self._send(endpoint, entry.action, entry.payload)
             except OcppError as exc:
                 if endpoint is not self.endpoint:
                     continue  # the connection was lost: not a failure, resend after reconnect
@@ -483,6 +918,7 @@ class Station16:
         tx = self.transaction
         if action == "StartTransaction" and tx is not None and tx.start_seq == seq:
             tx.transaction_id = int(result["transactionId"])
+            self._save_state()
             status = info.get("status") if isinstance(info, dict) else "Accepted"
             if status != "Accepted" and self.config.stop_transaction_on_invalid_id:
                 self.stop_transaction("DeAuthorized")
@@ -503,13 +939,16 @@ class Station16:
                         target,
                         subprotocols=[Subprotocol(OcppVersion.V16.subprotocol)],
                         open_timeout=self.call_timeout,
-                        ping_interval=self.config.websocket_ping_interval or None,
+                        ping_interval=self._ping_interval(self.config.websocket_ping_interval),
+                        compression=self.compression,
+                        create_connection=counting_factory(self._count),
+                        **self._tls_options(),
                     ) as ws:
                         self.backoff.reset()
                         await self.serve(ws)
                 except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                     log.info("connection to %s failed: %s", target, exc)
-                await asyncio.sleep(self.backoff.next_delay())
+                await self.clock.sleep(self.backoff.next_delay())
         finally:
             for task in loops:
                 task.cancel()
@@ -535,22 +974,33 @@ class Station16:
             session.cancel()
             await asyncio.gather(session, return_exceptions=True)
 
+    def boot_needed(self) -> bool:
+        """BootNotification on this connection? Yes after a (re)start or a Reset, when
+        the boot data changed, or while not yet Accepted; a plain reconnect: no."""
+        return self._boot_needed or self._accepted_boot != self._boot_payload()
+
     async def _session(self, endpoint: OcppEndpoint) -> None:
-        await self._boot(endpoint)
+        booted = self.boot_needed()
+        if booted:
+            await self._boot(endpoint)
+        else:
+            self.accepted = True
+            self._wake()
         for payload in self._status_payloads():
-            await self._call_quietly("StatusNotification", payload)
-        while True:
-            await asyncio.sleep(self.heartbeat_interval if self.heartbeat_interval > 0 else 60)
-            if self.heartbeat_interval > 0:
-                await self._call_quietly("Heartbeat", {})
+            # after a boot every connector; after a reconnect those that changed
+            if booted or self._reported.get(payload["connectorId"]) != payload["status"]:
+                self._reported[payload["connectorId"]] = payload["status"]
+                await self._call_quietly("StatusNotification", payload)
+        await self._heartbeats()
 
     async def _boot(self, endpoint: OcppEndpoint) -> None:
         while True:
+            payload = self._boot_payload()
             try:
-                result = await endpoint.call("BootNotification", self._boot_payload())
+                result = await self._send(endpoint, "BootNotification", payload)
             except OcppError as exc:
                 log.info("BootNotification failed: %s", exc)
-                await asyncio.sleep(DEFAULT_BOOT_RETRY_S)
+                await self.clock.sleep(DEFAULT_BOOT_RETRY_S)
                 continue
             self.registration = str(result["status"])
             interval = int(result["interval"])
@@ -558,10 +1008,14 @@ class Station16:
                 if interval > 0:
                     self.heartbeat_interval = interval
                     self.config.set_internal("HeartbeatInterval", str(interval))
+                self._boot_needed = False
+                self._accepted_boot = payload
+                self._last_heartbeat = self._seconds()  # the answer carried the time
                 self.accepted = True
                 self._wake()
                 return
-            await asyncio.sleep(interval if interval > 0 else DEFAULT_BOOT_RETRY_S)
+            self._boot_needed = True
+            await self.clock.sleep(interval if interval > 0 else DEFAULT_BOOT_RETRY_S)
 
     def _boot_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -572,11 +1026,6 @@ class Station16:
         if self.serial_number is not None:
             payload["chargePointSerialNumber"] = self.serial_number
         return payload
-
-    async def _disconnect(self) -> None:
-        ws = self._ws
-        if ws is not None:
-            await ws.close()
 
     async def send_triggered(self, message: str) -> None:
         """Send the message a TriggerMessage asked for."""
@@ -668,6 +1117,7 @@ class StationHandlers16(Handlers):
     async def reset_done(self, payload: v16.ResetRequest) -> None:
         st = self.station
         st.stop_transaction("HardReset" if payload["type"] == "Hard" else "SoftReset")
+        st._boot_needed = True
         await st._disconnect()  # a reboot: reconnect and boot again
 
     @on("UnlockConnector")
@@ -687,6 +1137,7 @@ class StationHandlers16(Handlers):
             return {"status": "Rejected"}
         reply = st.connector.change_availability(payload["type"] == "Operative", st.now())
         st._emit(reply.actions)
+        st._save_state()
         return {"status": reply.status.value}
 
     # -- configuration
@@ -761,6 +1212,8 @@ class StationHandlers16(Handlers):
             transaction_id_active=None if tx is None else tx.transaction_id,
         )
         st.tick()
+        st._save_state()
+        st._wake()
         return {"status": status}
 
     @on("ClearChargingProfile")
@@ -770,6 +1223,8 @@ class StationHandlers16(Handlers):
         st = self.station
         status = st.profiles.clear_16(payload)
         st.tick()
+        st._save_state()
+        st._wake()
         return {"status": status}
 
     @on("GetCompositeSchedule")
@@ -785,3 +1240,22 @@ class StationHandlers16(Handlers):
             voltage=st.model.nominal_voltage_v,
             phases=st.model.phases,
         )
+
+
+def saved_at(state: Mapping[str, Any], default: datetime) -> datetime:
+    """When ``state`` was saved: the time its energy register was read."""
+    try:
+        return datetime.fromisoformat(str(state["saved_at"]))
+    except (KeyError, ValueError):
+        return default
+
+
+async def _wait_event(event: asyncio.Event, clock: Clock, timeout: float | None) -> None:
+    """Until ``event`` is set, or ``timeout`` seconds of ``clock``'s time (None: no limit)."""
+    if event.is_set():
+        return
+    if timeout is None:
+        await event.wait()
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), clock.real_seconds(max(0.0, timeout)))

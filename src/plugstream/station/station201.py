@@ -15,11 +15,18 @@ device model, local authorization, metering, smart charging) to an
   with the ``TxEnded`` meter values. Every TransactionEvent is written to the durable
   :class:`Journal` first, carries a ``seqNo`` increasing per transaction and
   ``offline: true`` when generated while not connected, and is delivered in order.
-- :meth:`Station201.run` connects (subprotocol ``ocpp2.0.1``) and reconnects with a
-  :class:`ReconnectBackoff` from ``OCPPCommCtrlr.RetryBackOff*``.
+- :meth:`Station201.run` connects (subprotocol ``ocpp2.0.1``, permessage-deflate
+  offered) and reconnects with a :class:`ReconnectBackoff` from
+  ``OCPPCommCtrlr.RetryBackOff*``. BootNotification only when (re)booted (B01, B11/B12
+  after a Reset), when the boot data changed, or until Accepted; a plain reconnect goes
+  straight on, with the StatusNotification of a connector whose status changed meanwhile.
 
-Time comes from the injected ``now()`` clock (an aware UTC datetime); the pauses of
-the asyncio loops are real time.
+Time, idle cost, restart safety and traffic counting are as in
+:mod:`plugstream.station.station16` (:class:`StationRuntime`): a transaction running
+when the process died is ended on the next start with TransactionEvent Ended
+(triggerReason AbnormalCondition, stoppedReason PowerLoss, or Reboot after a clean
+stop), ``offline: true``, the seqNo after the last one journalled, and the last
+persisted register as its Transaction.End meter value.
 """
 
 from __future__ import annotations
@@ -28,18 +35,18 @@ import asyncio
 import contextlib
 import logging
 import random
-import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any
 
 import websockets
 from websockets.typing import Subprotocol
 
+from plugstream.net.accounting import Link
 from plugstream.ocpp import (
-    ErrorCode,
     Handlers,
     OcppEndpoint,
     OcppError,
@@ -50,7 +57,12 @@ from plugstream.ocpp import (
 )
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
-from plugstream.station.config import REPORT_BASES, DeviceModel201, VariableChange
+from plugstream.station.clock import CallableClock, Clock, SystemClock
+from plugstream.station.config import (
+    REPORT_BASES,
+    DeviceModel201,
+    VariableChange,
+)
 from plugstream.station.connector import (
     Action,
     ChargePointErrorCode,
@@ -59,7 +71,12 @@ from plugstream.station.connector import (
     StatusChanged,
 )
 from plugstream.station.ev import Ev
-from plugstream.station.hardware import ChargePointHardware, Model
+from plugstream.station.hardware import (
+    ENERGY_REGISTER,
+    ChargePointHardware,
+    Measurements,
+    Model,
+)
 from plugstream.station.journal import Journal
 from plugstream.station.metering import (
     MeterKind,
@@ -70,7 +87,18 @@ from plugstream.station.metering import (
     format_timestamp,
 )
 from plugstream.station.smartcharging import ChargingProfiles
-from plugstream.station.station16 import CONNECTOR_ID, DEFAULT_BOOT_RETRY_S, FIRMWARE_VERSION
+from plugstream.station.station16 import (
+    CONNECTOR_ID,
+    DEFAULT_BOOT_RETRY_S,
+    DEFAULT_TICK_S,
+    FIRMWARE_VERSION,
+    STATE_FILE,
+    StationRuntime,
+    counting_factory,
+    load_state,
+    restored_energy,
+    saved_at,
+)
 
 __all__ = ["CONNECTOR_ID", "EVSE_ID", "Station201", "StationHandlers201"]
 
@@ -104,8 +132,19 @@ class _Transaction:
         self.seq_no += 1
         return seq_no
 
+    def to_json(self) -> dict[str, Any]:
+        """What a restart needs to end this transaction (state.json)."""
+        return {
+            "transaction_id": self.transaction_id,
+            "id_token": self.id_token,
+            "started_at": self.started_at.isoformat(),
+            "remote_start_id": self.remote_start_id,
+            "seq_no": self.seq_no,
+            "started_seq": self.started_seq,
+        }
 
-class Station201:
+
+class Station201(StationRuntime):
     """One PlugStream charging station speaking OCPP 2.0.1, with one EVSE and connector.
 
     ``device_model_defaults`` ("Component.Variable" -> value) are applied when the
@@ -117,24 +156,39 @@ class Station201:
         station_id: str,
         model: Model,
         data_dir: Path | str,
-        now: Callable[[], datetime],
+        now: Callable[[], datetime] | None = None,
         *,
+        clock: Clock | None = None,
+        journal: Journal | None = None,
         rng: random.Random | None = None,
         device_model_defaults: Mapping[str, str] | None = None,
         call_timeout: float = 30.0,
         backoff: ReconnectBackoff | None = None,
-        tick_interval: float = 1.0,
+        tick_interval: float = DEFAULT_TICK_S,
         serial_number: str | None = None,
+        traffic_autosave: bool = True,
+        link: Link = "ethernet",
+        ssl: SSLContext | None = None,
+        compression: str | None = "deflate",
+        sync_state: bool = True,
     ) -> None:
         self.station_id = station_id
         self.model = model
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.now = now
+        if clock is None:
+            clock = SystemClock() if now is None else CallableClock(now)
+        self.clock = clock
+        self.now = clock.now
         self.rng = rng if rng is not None else random.Random()
         self.call_timeout = call_timeout
         self.tick_interval = tick_interval
         self.serial_number = serial_number
+        self.link = link
+        self.traffic_autosave = traffic_autosave
+        self.ssl = ssl  # for wss:// with a private CA or a client certificate
+        self.compression = compression  # permessage-deflate offered; None: not
+        self.sync_state = sync_state  # fsync state.json: survives an OS crash, not only kill -9
 
         dm_path = self.data_dir / DeviceModel201.FILENAME
         fresh = not dm_path.exists()
@@ -155,23 +209,37 @@ class Station201:
         self.config.add_listener(self._on_config_change)
         self._fixed_backoff = backoff is not None
         self.backoff = backoff if backoff is not None else self._config_backoff()
-        self.journal = Journal(self.data_dir / "journal.sqlite")
-        self.hardware = ChargePointHardware(model, self.rng, now=self._seconds())
-        self.connector = Connector(CONNECTOR_ID)
+        self.journal = journal if journal is not None else Journal(self.data_dir / "journal.sqlite")
+        self.state_path = self.data_dir / STATE_FILE
+        state = load_state(self.state_path)
+        self.hardware = ChargePointHardware(
+            model, self.rng, now=self._seconds(), energy_wh=restored_energy(state)
+        )
+        operative = state.get("pending_operative")
+        if operative is None:
+            operative = state.get("operative", True)
+        self.connector = Connector(CONNECTOR_ID, operative=bool(operative))
         self.local_list = LocalAuthList.load(self.data_dir / "local_list.json")
         self.cache = AuthCache.load(self.data_dir / "auth_cache.json")
         self.authorizer = Authorizer(self.local_list, self.cache, self._auth_config())
-        self.profiles = ChargingProfiles(
-            (EVSE_ID,),
-            max_profiles=int(
+        profile_options: dict[str, Any] = {
+            "max_profiles": int(
                 self.config.definition(
                     "SmartChargingCtrlr", "Entries", instance="ChargingProfiles"
                 ).max_limit
                 or 16
             ),
-            max_stack_level=self.config.get_int("SmartChargingCtrlr", "ProfileStackLevel"),
-            max_current=model.max_current_a,
-        )
+            "max_stack_level": self.config.get_int("SmartChargingCtrlr", "ProfileStackLevel"),
+            "max_current": model.max_current_a,
+        }
+        self.profiles = ChargingProfiles((EVSE_ID,), **profile_options)
+        if isinstance(state.get("profiles"), str):
+            try:
+                self.profiles = ChargingProfiles.from_json(
+                    state["profiles"], (EVSE_ID,), **profile_options
+                )
+            except (ValueError, KeyError, TypeError):
+                log.warning("persisted charging profiles unreadable: dropped")
 
         self.endpoint: OcppEndpoint | None = None
         self.accepted = False  # BootNotification accepted on the current connection
@@ -183,19 +251,23 @@ class Station201:
         self._trigger = "Authorized"  # triggerReason of the next Started
         self._remote_start_id: int | None = None
         self._reset_on_idle = False
-        self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._ws: Any = None
+        self._changed = asyncio.Event()  # the journal's and the session's wake-up
+        self._tick_event = asyncio.Event()  # the tick loop's wake-up
+        self._tasks = set()
+        self._ws = None
+        self._boot_needed = True  # a process start: BootNotification on the first connection
+        self._accepted_boot: dict[str, Any] | None = None
+        self._reported: dict[int, str] = {}  # connectorId -> status last sent
+        self._last_sent = self._seconds()  # any CALL to the CSMS: resets the heartbeat timer
+        self._last_heartbeat = self._seconds()
+        self._authorized_at: datetime | None = None  # EVConnectionTimeOut
+        self._cycle = None  # the open charge cycle of self.traffic
+
+        self.traffic = self._load_traffic()
+        self._traffic_saved_at = self._seconds()
+        self._recover(state)
 
     # -- state -----------------------------------------------------------------------
-
-    @property
-    def online(self) -> bool:
-        """Connected and registered: messages other than BootNotification may be sent."""
-        return self.endpoint is not None and self.accepted
-
-    def _seconds(self) -> float:
-        return self.now().timestamp()
 
     def _config_backoff(self) -> ReconnectBackoff:
         c = self.config
@@ -234,43 +306,84 @@ class Station201:
             self.transaction.schedule.configure(clock_interval=int(change.value))
         self._wake()
 
-    def _wake(self) -> None:
-        self._changed.set()
-
-    async def _wait_change(self, timeout: float | None) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     def close(self) -> None:
-        """Release the files (the journal); call after :meth:`run` has ended."""
+        """Save the state (a clean stop) and release the files; call after :meth:`run`."""
         for task in list(self._tasks):
             task.cancel()
+        self._save_state(clean=True)
+        if self.traffic_autosave:
+            self._save_traffic()
         self.journal.close()
+
+    # -- what survives a restart ---------------------------------------------------
+
+    def _save_state(self, *, clean: bool = False) -> None:
+        """Persist the register, the transaction, profiles and availability atomically."""
+        self.hardware.advance(self._seconds())
+        tx = self.transaction
+        self._write_state(
+            self.state_path,
+            {
+                "energy_wh": str(self.hardware.energy_wh),
+                "saved_at": self.now().isoformat(),
+                "clean": clean,
+                "operative": self.connector.operative,
+                "pending_operative": self.connector.pending_operative,
+                "profiles": self.profiles.to_json(),
+                "transaction": None if tx is None else tx.to_json(),
+            },
+        )
+
+    def _recover(self, state: Mapping[str, Any]) -> None:
+        """End the transaction that was running when the process stopped: Ended with
+        stoppedReason PowerLoss (Reboot after a clean stop), triggerReason
+        AbnormalCondition, offline, the next seqNo and the last persisted register."""
+        saved = state.get("transaction")
+        if isinstance(saved, dict):
+            reason = "Reboot" if state.get("clean") else "PowerLoss"
+            at = saved_at(state, self.now())
+            payload: dict[str, Any] = {
+                "eventType": "Ended",
+                "timestamp": format_timestamp(at),
+                "triggerReason": "AbnormalCondition",
+                "seqNo": int(saved.get("seq_no", 0)),
+                "transactionInfo": {
+                    "transactionId": str(saved["transaction_id"]),
+                    "stoppedReason": reason,
+                    "chargingState": "Idle",
+                },
+                "offline": True,
+            }
+            register = Measurements({}, {}, 0.0, self.hardware.energy_wh, None)
+            value = build_meter_value_201(
+                register, [ENERGY_REGISTER], ReadingContext.TRANSACTION_END.value, at
+            )
+            if value is not None:
+                payload["meterValue"] = [value]
+            self.journal.append("TransactionEvent", payload)
+            log.info("transaction %s ended on restart: %s", saved["transaction_id"], reason)
+            self.profiles.end_transaction(EVSE_ID)
+        for cycle in self.traffic.open_cycles:  # the car is gone as far as we know
+            self.traffic.end_cycle(cycle, self.now())
+        self._save_state()
 
     # -- messages that are not journalled ---------------------------------------------
 
-    async def _call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        endpoint = self.endpoint
-        if endpoint is None:
-            raise OcppError(ErrorCode.GenericError, "not connected")
-        return await endpoint.call(action, payload)
-
-    async def _call_quietly(self, action: str, payload: dict[str, Any]) -> None:
-        try:
-            await self._call(action, payload)
-        except OcppError as exc:
-            log.info("%s not delivered: %s", action, exc)
-
     def _emit(self, actions: list[Action]) -> None:
-        """Send a StatusNotification for each status change (dropped while offline)."""
+        """Send a StatusNotification for each status change; while offline the change is
+        kept in the connector and its current status is sent on reconnect."""
         for action in actions:
-            if isinstance(action, StatusChanged) and self.online:
+            if not isinstance(action, StatusChanged):
+                continue
+            if self.online:
+                if self._reported.get(action.connector_id) == action.status_201.value:
+                    continue  # e.g. Preparing -> Charging: Occupied both, nothing to tell
+                self._reported[action.connector_id] = action.status_201.value
                 self._spawn(self._call_quietly("StatusNotification", _status_payload(action)))
+            else:
+                self._reported.pop(action.connector_id, None)
+        if actions:
+            self._wake()
 
     def _meter_value(self, measurands: list[str], context: str) -> dict[str, Any] | None:
         self.hardware.advance(self._seconds())
@@ -297,8 +410,9 @@ class Station201:
             "triggerReason": trigger_reason,
             "seqNo": tx.next_seq_no(),
             "transactionInfo": transaction_info,
-            "evse": {"id": EVSE_ID, "connectorId": CONNECTOR_ID},
         }
+        if event_type == "Started":  # E01.FR.16: only in the first event after plug-in
+            payload["evse"] = {"id": EVSE_ID, "connectorId": CONNECTOR_ID}
         if not self.online:
             payload["offline"] = True
         if with_token:
@@ -306,6 +420,8 @@ class Station201:
         if meter_values:
             payload["meterValue"] = meter_values
         seq = self.journal.append("TransactionEvent", payload)
+        if event_type != "Ended":  # Ended: saved once the transaction is gone
+            self._save_state()
         self._wake()
         return seq
 
@@ -316,9 +432,11 @@ class Station201:
         self.hardware.advance(self._seconds())
         if not self.hardware.plug_in(ev):
             raise InvalidTransition("a cable is plugged in already")
+        self._start_cycle()
         self._emit(self.connector.plug_in(self.now()))
         self._trigger = "CablePluggedIn"
         self._maybe_start()
+        self._wake()
 
     def unplug(self) -> None:
         """The car is unplugged: an ongoing transaction ends (EVDisconnected)."""
@@ -329,7 +447,9 @@ class Station201:
         self.hardware.unlock_cable()
         self.hardware.unplug()
         self._emit(self.connector.unplug(now))
+        self._end_cycle()
         self._after_end()
+        self._wake()
 
     async def swipe(self, id_token: str, token_type: str = DEFAULT_TOKEN_TYPE) -> bool:
         """A card is presented: starts (or, same token, stops) a session; True if accepted."""
@@ -366,9 +486,11 @@ class Station201:
         except InvalidTransition:
             return False
         self._id_token = dict(token)
+        self._authorized_at = self.now()
         self._trigger = trigger
         self._remote_start_id = remote_start_id
         self._maybe_start()
+        self._wake()
         return True
 
     def _maybe_start(self) -> None:
@@ -402,7 +524,7 @@ class Station201:
         schedule = MeterSchedule(c.sampled_data_tx_updated_interval, c.aligned_data_interval, now)
         schedule.start_transaction(now)
         tx = _Transaction(
-            uuid.UUID(int=self.rng.getrandbits(128), version=4).hex,
+            self._new_transaction_id(now),
             dict(id_token),
             now,
             data,
@@ -411,7 +533,9 @@ class Station201:
         )
         self.transaction = tx
         self._id_token = None
+        self._authorized_at = None
         self._remote_start_id = None
+        self._start_cycle()
         info: dict[str, Any] = {"chargingState": "Charging" if self._ev_ready() else "SuspendedEV"}
         if remote_start_id is not None:
             info["remoteStartId"] = remote_start_id
@@ -437,6 +561,12 @@ class Station201:
             )
         )
         return tx.transaction_id
+
+    def _new_transaction_id(self, now: datetime) -> str:
+        """Milliseconds since the epoch and 32 random bits, in hex (20 characters): never
+        the same twice, across reboots too (E01.FR.08), even with a seeded random source,
+        and short, for it is in every TransactionEvent."""
+        return f"{int(now.timestamp() * 1000):012x}{self.rng.getrandbits(32):08x}"
 
     def stop_transaction(self, trigger_reason: str, stopped_reason: str) -> None:
         """End the ongoing transaction (the cable stays in: Finishing)."""
@@ -477,11 +607,14 @@ class Station201:
         self.transaction = None
         self.profiles.end_transaction(EVSE_ID)
         self.hardware.set_current_limit(None)
+        self._save_state()
+        self._wake()
 
     def _after_end(self) -> None:
         if self._reset_on_idle and self.transaction is None:
             self._reset_on_idle = False
             self.boot_reason = "RemoteReset"
+            self._boot_needed = True
             self._spawn(self._disconnect())
 
     def _ev_ready(self) -> bool:
@@ -504,6 +637,7 @@ class Station201:
         )
         self.hardware.set_current_limit(limit)
         self._emit(self.connector.tick(now))
+        self._connection_timeout(now)
         if tx is None:
             return
         measurements = self.hardware.measurements()
@@ -534,13 +668,46 @@ class Station201:
         )
         self._emit(actions)
 
-    async def tick_loop(self) -> None:
-        while True:
-            try:
-                self.tick()
-            except Exception:
-                log.exception("station tick failed")
-            await asyncio.sleep(self.tick_interval)
+    def _connection_timeout(self, now: datetime) -> None:
+        """EVConnectionTimeOut (C01.FR.26): an authorized idToken without a cable for
+        that long is forgotten and the connector goes back to Available."""
+        if self._id_token is None or self.transaction is not None or self.hardware.ev:
+            self._authorized_at = None
+            return
+        if self._authorized_at is None:
+            self._authorized_at = now
+            return
+        timeout = timedelta(seconds=self.config.ev_connection_timeout)
+        if self.config.ev_connection_timeout > 0 and now - self._authorized_at >= timeout:
+            self._id_token = None
+            self._authorized_at = None
+            self._remote_start_id = None
+            with contextlib.suppress(InvalidTransition):
+                self._emit(self.connector.connection_timeout(now))
+
+    def next_tick_in(self) -> float | None:
+        """Seconds (station time) until something is due, None when only an event can
+        change anything: no transaction, no reservation, nothing waiting for a timeout."""
+        now = self.now()
+        due: list[datetime] = []
+        reservation = self.connector.reservation
+        if reservation is not None:
+            due.append(reservation.expiry)
+        if self._authorized_at is not None and self.config.ev_connection_timeout > 0:
+            due.append(self._authorized_at + timedelta(seconds=self.config.ev_connection_timeout))
+        tx = self.transaction
+        if tx is not None:
+            for when in (tx.schedule.next_due, tx.data.next_due):
+                if when is not None:
+                    due.append(when)
+            change = self.profiles.next_change(EVSE_ID, now, transaction_start=tx.started_at)
+            if change is not None:
+                due.append(change)
+            if self.hardware.charging:  # follow the EV's curve (taper, full)
+                due.append(now + timedelta(seconds=self.tick_interval))
+        if not due:
+            return None
+        return max(0.0, (min(due) - now).total_seconds())
 
     # -- the journal ---------------------------------------------------------------------
 
@@ -559,7 +726,7 @@ class Station201:
                 await self._wait_change(None if head is None else head.next_attempt_at - now)
                 continue
             try:
-                result = await endpoint.call(entry.action, entry.payload)
+                result = await self._send(endpoint, entry.action, entry.payload)
             except OcppError as exc:
                 if endpoint is not self.endpoint:
                     continue  # the connection was lost: not a failure, resend after reconnect
@@ -605,13 +772,16 @@ class Station201:
                         target,
                         subprotocols=[Subprotocol(OcppVersion.V201.subprotocol)],
                         open_timeout=self.call_timeout,
-                        ping_interval=self.config.websocket_ping_interval or None,
+                        ping_interval=self._ping_interval(self.config.websocket_ping_interval),
+                        compression=self.compression,
+                        create_connection=counting_factory(self._count),
+                        **self._tls_options(),
                     ) as ws:
                         self.backoff.reset()
                         await self.serve(ws)
                 except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                     log.info("connection to %s failed: %s", target, exc)
-                await asyncio.sleep(self.backoff.next_delay())
+                await self.clock.sleep(self.backoff.next_delay())
         finally:
             for task in loops:
                 task.cancel()
@@ -636,21 +806,33 @@ class Station201:
             session.cancel()
             await asyncio.gather(session, return_exceptions=True)
 
+    def boot_needed(self) -> bool:
+        """BootNotification on this connection? Yes after a (re)start or a Reset, when
+        the boot data changed, or while not yet Accepted; a plain reconnect: no."""
+        station = self._boot_payload()["chargingStation"]
+        return self._boot_needed or self._accepted_boot != station
+
     async def _session(self, endpoint: OcppEndpoint) -> None:
-        await self._boot(endpoint)
-        await self._call_quietly("StatusNotification", self._status_now())
-        while True:
-            await asyncio.sleep(self.heartbeat_interval if self.heartbeat_interval > 0 else 60)
-            if self.heartbeat_interval > 0:
-                await self._call_quietly("Heartbeat", {})
+        booted = self.boot_needed()
+        if booted:
+            await self._boot(endpoint)
+        else:
+            self.accepted = True
+            self._wake()
+        status = self._status_now()
+        if booted or self._reported.get(CONNECTOR_ID) != status["connectorStatus"]:
+            self._reported[CONNECTOR_ID] = status["connectorStatus"]
+            await self._call_quietly("StatusNotification", status)
+        await self._heartbeats()
 
     async def _boot(self, endpoint: OcppEndpoint) -> None:
         while True:
+            payload = self._boot_payload()
             try:
-                result = await endpoint.call("BootNotification", self._boot_payload())
+                result = await self._send(endpoint, "BootNotification", payload)
             except OcppError as exc:
                 log.info("BootNotification failed: %s", exc)
-                await asyncio.sleep(DEFAULT_BOOT_RETRY_S)
+                await self.clock.sleep(DEFAULT_BOOT_RETRY_S)
                 continue
             self.registration = str(result["status"])
             interval = int(result["interval"])
@@ -659,10 +841,14 @@ class Station201:
                 if interval > 0:
                     self.heartbeat_interval = interval
                     self.config.set_value("OCPPCommCtrlr", "HeartbeatInterval", str(interval))
+                self._boot_needed = False
+                self._accepted_boot = payload["chargingStation"]
+                self._last_heartbeat = self._seconds()  # the answer carried the time
                 self.accepted = True
                 self._wake()
                 return
-            await asyncio.sleep(interval if interval > 0 else DEFAULT_BOOT_RETRY_S)
+            self._boot_needed = True
+            await self.clock.sleep(interval if interval > 0 else DEFAULT_BOOT_RETRY_S)
 
     def _boot_payload(self) -> dict[str, Any]:
         station: dict[str, Any] = {
@@ -676,11 +862,6 @@ class Station201:
 
     def _status_now(self) -> dict[str, Any]:
         return _status_payload(self.connector.current_status(self.now()))
-
-    async def _disconnect(self) -> None:
-        ws = self._ws
-        if ws is not None:
-            await ws.close()
 
     async def send_triggered(self, message: str) -> None:
         """Send the message a TriggerMessage asked for."""
@@ -792,6 +973,7 @@ class StationHandlers201(Handlers):
         if st.transaction is not None:
             st.stop_transaction("ResetCommand", "ImmediateReset")
         st.boot_reason = "RemoteReset"
+        st._boot_needed = True
         await st._disconnect()  # a reboot: reconnect and boot again
 
     @on("UnlockConnector")
@@ -812,6 +994,7 @@ class StationHandlers201(Handlers):
         operative = payload["operationalStatus"] == "Operative"
         reply = st.connector.change_availability(operative, st.now())
         st._emit(reply.actions)
+        st._save_state()
         return {"status": reply.status.value}
 
     # -- device model
@@ -900,6 +1083,8 @@ class StationHandlers201(Handlers):
             active_transaction_id=None if tx is None else tx.transaction_id,
         )
         st.tick()
+        st._save_state()
+        st._wake()
         return {"status": status}
 
     @on("ClearChargingProfile")
@@ -907,6 +1092,8 @@ class StationHandlers201(Handlers):
         st = self.station
         status = st.profiles.clear_201(dict(payload))
         st.tick()
+        st._save_state()
+        st._wake()
         return {"status": status}
 
     @on("GetCompositeSchedule")
