@@ -1,0 +1,178 @@
+"""The fleet simulator against a real PlugStream Cloud on loopback: what the cloud records
+is what the stations metered, every session completes, nothing fails."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from plugstream.demo import DemoCloud, running_cloud
+from plugstream.station.ev import PRESETS, Ev
+from plugstream.station.fleet import Fleet, FleetConfig, seconds_to_full
+from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, ChargePointHardware
+
+SUMMARY_KEYS = {
+    "stations",
+    "connected",
+    "sessions_started",
+    "sessions_completed",
+    "energy_wh",
+    "messages_sent",
+    "messages_received",
+    "bytes_total",
+    "bytes_per_session",
+    "bytes_per_idle_day",
+    "errors",
+    "duration_wall_s",
+    "duration_simulated_s",
+}
+
+
+async def api(cloud: DemoCloud, path: str) -> Any:
+    async with httpx.AsyncClient(base_url=cloud.api_url, timeout=10) as client:
+        response = await client.get(path)
+        response.raise_for_status()
+        return response.json()
+
+
+async def test_fleet_of_20_runs_every_session_and_the_cloud_recorded_the_same_energy(
+    tmp_path: Path,
+) -> None:
+    async with running_cloud(tmp_path) as cloud:
+        config = FleetConfig(
+            csms=cloud.ocpp_url,
+            stations=20,
+            sessions=2,
+            session_minutes=5,
+            time_scale=600,
+            idle_minutes=(0.5, 2.0),
+            seed=20,
+        )
+        summary = await Fleet(config).run(duration=20)
+
+        assert summary.errors == 0
+        assert summary.stations == 20 and summary.connected == 20
+        assert summary.sessions_started == summary.sessions_completed == 40
+        assert set(summary.sessions_per_station.values()) == {2}
+        transactions = await api(cloud, "transactions?limit=500")
+        assert len(transactions) == 40
+        assert not [t for t in transactions if t["active"]]
+        assert {t["station_id"] for t in transactions} == set(summary.sessions_per_station)
+        cloud_wh = sum(Decimal(str(t["energy_wh"])) for t in transactions)
+        # 1.6 meterStart / meterStop are whole Wh: up to 1 Wh per session is cut off
+        assert summary.energy_wh > 40 * 100  # 5 minutes at >= 3.6 kW
+        assert abs(float(cloud_wh) - summary.energy_wh) <= 40
+        stations = await api(cloud, "stations")
+        assert {s["ocpp_version"] for s in stations} == {"1.6", "2.0.1"}
+        assert {s["model"] for s in stations} == {"PlugStream 7", "PlugStream 22"}
+
+    assert summary.messages_sent > 0 and summary.messages_received > 0
+    assert summary.bytes_total > 0
+    assert summary.bytes_per_session is not None and summary.bytes_per_session > 0
+    assert summary.bytes_per_idle_day is not None and summary.bytes_per_idle_day < 3_000_000
+    document = summary.to_json()
+    assert document.keys() >= SUMMARY_KEYS
+    assert json.loads(json.dumps(document)) == document
+
+
+async def test_stop_mid_session_ends_the_transactions_at_the_cloud(tmp_path: Path) -> None:
+    async with running_cloud(tmp_path) as cloud:
+        config = FleetConfig(
+            csms=cloud.ocpp_url,
+            stations=4,
+            sessions=None,
+            session_minutes=600,
+            time_scale=600,
+            idle_minutes=(0.1, 0.2),
+            data_dir=tmp_path / "fleet",
+            seed=4,
+        )
+        fleet = Fleet(config)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(2.0, stop.set)
+        began = time.monotonic()
+        summary = await fleet.run(stop, duration=30)
+        assert time.monotonic() - began < 10
+        assert summary.sessions_started == 4 and summary.sessions_completed == 0
+        assert summary.energy_wh == 0 and summary.energy_all_wh > 0
+        assert summary.errors == 0
+        transactions = await api(cloud, "transactions")
+        assert len(transactions) == 4
+        assert not [t for t in transactions if t["active"]]  # the stops reached the cloud
+    # one SQLite file holds every journal; each station keeps its own data dir
+    assert (tmp_path / "fleet" / "journals.sqlite").is_file()
+    assert sorted(p.name for p in (tmp_path / "fleet").iterdir() if p.is_dir()) == [
+        "SIM-001",
+        "SIM-002",
+        "SIM-003",
+        "SIM-004",
+    ]
+
+
+def test_seconds_to_full_follows_the_hardware() -> None:
+    """The driver's estimate of when a car is full matches the meter's integration."""
+    rng = random.Random(3)
+    for model in (PLUGSTREAM_7, PLUGSTREAM_22):
+        for preset in PRESETS:
+            ev = Ev(preset, soc=rng.uniform(10, 70), target_soc=rng.choice((80.0, 100.0)))
+            predicted = seconds_to_full(ev, model)
+            hardware = ChargePointHardware(model, random.Random(0), now=0.0)
+            hardware.plug_in(ev)
+            hardware.lock_cable()
+            hardware.close_contactor()
+            t = 0.0
+            while not ev.done and t < 48 * 3600:
+                t += 60.0
+                hardware.advance(t)
+            assert ev.done
+            assert abs(t - predicted) <= max(120.0, 0.02 * predicted), (model, preset, t)
+
+
+async def test_fleet_command_prints_the_figures_as_its_last_json_line(tmp_path: Path) -> None:
+    async with running_cloud(tmp_path) as cloud:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "plugstream.cli",
+            "fleet",
+            "--stations",
+            "4",
+            "--csms",
+            cloud.ocpp_url,
+            "--sessions",
+            "1",
+            "--session-minutes",
+            "3",
+            "--time-scale",
+            "600",
+            "--duration",
+            "20",
+            "--password",
+            "fleet-password-0123",
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), 40)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        stations = await api(cloud, "stations")
+    assert process.returncode == 0, err.decode()
+    lines = out.decode().strip().splitlines()
+    figures = json.loads(lines[-1])
+    assert figures.keys() >= SUMMARY_KEYS
+    assert figures["stations"] == 4 and figures["sessions_completed"] == 4
+    assert figures["errors"] == 0 and figures["energy_wh"] > 0
+    assert "sessions completed" in out.decode()  # the human summary comes first
+    assert {s["has_password"] for s in stations} == {True}  # registered with --password
