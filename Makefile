@@ -1,5 +1,5 @@
 # The two commands of the README's quick start, and what CI runs.
-#   make demo   the demo on the embedded defaults
+#   make demo   the demo: PlugStream Cloud and a fleet of stations on loopback (Ctrl-C stops it)
 #   make test   the whole test suite
 # Both create .venv on first use; nothing is installed by hand.
 

@@ -1,9 +1,12 @@
-"""The ``plugstream`` command as a person meets it: the demo passes, a bad flag is one line and exit 2."""
+"""The ``plugstream`` command as a person meets it: the self-check passes, a bad flag is one
+line and exit 2."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+
+import pytest
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -16,8 +19,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_runs_the_protocol_selfcheck_and_passes() -> None:
-    done = run("demo")
+def test_selfcheck_runs_the_protocol_selfcheck_and_passes() -> None:
+    done = run("selfcheck")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 failed" in done.stdout
     for version in ("1.6", "2.0.1", "2.1"):
@@ -44,3 +47,28 @@ def test_unknown_command_is_one_line_and_exit_code_2() -> None:
 def test_version() -> None:
     done = run("version")
     assert done.returncode == 0 and done.stdout.startswith("plugstream ")
+
+
+CSMS = "ws://127.0.0.1:9/ocpp"  # never contacted: every case fails before a station starts
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (("--stations", "0", "--csms", CSMS), "--stations"),
+        (("--stations", "2", "--csms", "http://127.0.0.1:9/ocpp"), "ws://"),
+        (("--stations", "2", "--csms", CSMS, "--ocpp", "1.5"), "1.5"),
+        (("--stations", "2", "--csms", CSMS, "--time-scale", "0"), "--time-scale"),
+        (("--stations", "2", "--csms", CSMS, "--session-minutes", "-1"), "--session-minutes"),
+        (("--stations", "2"), "--csms"),
+        (("--stations", "2", "--csms", CSMS, "--id-prefix", "a b"), "--id-prefix"),
+        (("--stations", "2", "--csms", CSMS, "--id-tag", "X" * 21), "--id-tag"),
+    ],
+)
+def test_fleet_bad_flag_is_one_line_and_exit_code_2(args: tuple[str, ...], mentions: str) -> None:
+    done = run("fleet", *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("plugstream: error: "), done.stderr
+    assert mentions in lines[0]
+    assert done.stdout == ""

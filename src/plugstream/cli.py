@@ -17,6 +17,7 @@ from plugstream import __version__
 
 if TYPE_CHECKING:
     from plugstream.net.accounting import ByteCounter
+    from plugstream.station.fleet import FleetConfig, FleetSummary
 
 app = typer.Typer(
     name="plugstream",
@@ -26,6 +27,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise typer.BadParameter("must be greater than 0")
+    return value
+
+
+def _positive_or_none(value: float | None) -> float | None:
+    return None if value is None else _positive(value)
 
 
 @app.command()
@@ -41,10 +52,169 @@ def selfcheck() -> None:
 
 
 @app.command()
-def demo() -> None:
-    """Run the demo on the embedded defaults (for now: the protocol self-check)."""
-    console.print("[bold]PlugStream demo[/bold] — protocol self-check over loopback WebSockets\n")
-    raise typer.Exit(_selfcheck())
+def demo(
+    stations: Annotated[int, typer.Option(min=1, max=1000, help="Stations in the fleet.")] = 20,
+    time_scale: Annotated[
+        float, typer.Option(callback=_positive, help="Simulated seconds per wall second.")
+    ] = 60.0,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            callback=_positive_or_none, help="Wall seconds to run (default: until Ctrl-C)."
+        ),
+    ] = None,
+    session_minutes: Annotated[
+        float | None,
+        typer.Option(
+            callback=_positive_or_none,
+            help="Simulated minutes a car charges (default: until it is full).",
+        ),
+    ] = None,
+) -> None:
+    """Run PlugStream Cloud and a fleet of PlugStream 7 / 22 stations charging cars, on loopback."""
+    from plugstream.demo import run_demo
+
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    raise typer.Exit(
+        asyncio.run(
+            run_demo(
+                stations=stations,
+                time_scale=time_scale,
+                duration=duration,
+                session_minutes=session_minutes,
+                console=console,
+            )
+        )
+    )
+
+
+@app.command()
+def fleet(
+    stations: Annotated[int, typer.Option(min=1, help="How many stations to run.")],
+    csms: Annotated[str, typer.Option(help="The CSMS URL, ws:// or wss://; ids are appended.")],
+    ocpp: Annotated[
+        str | None, typer.Option(help="OCPP version of every station: 1.6 or 2.0.1 (default: mix).")
+    ] = None,
+    sessions: Annotated[int, typer.Option(min=1, help="Charge sessions per station.")] = 2,
+    session_minutes: Annotated[
+        float | None,
+        typer.Option(
+            callback=_positive_or_none,
+            help="Simulated minutes a car charges (default: until it is full).",
+        ),
+    ] = None,
+    time_scale: Annotated[
+        float, typer.Option(callback=_positive, help="Simulated seconds per wall second.")
+    ] = 60.0,
+    duration: Annotated[
+        float | None,
+        typer.Option(callback=_positive_or_none, help="Stop after this many wall seconds."),
+    ] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PLUGSTREAM_STATION_PASSWORD",
+            help="HTTP Basic password of every station (the username is its id).",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the stations keep their state (default: a temp dir).")
+    ] = None,
+    id_prefix: Annotated[str, typer.Option(help="Station ids are this and a number.")] = "SIM-",
+    id_tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--id-tag",
+            help="RFID idTag the drivers swipe (repeat for more; default: the demo's cards).",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="End with one JSON line of the figures.")
+    ] = False,
+) -> None:
+    """Simulate a fleet of stations charging cars against a CSMS, in one process."""
+    import json
+
+    from plugstream.station.fleet import DEFAULT_ID_TAGS, FleetConfig
+    from plugstream.station.run import check_csms_url
+
+    if ocpp is not None and ocpp not in ("1.6", "2.0.1"):
+        raise typer.BadParameter(f"use 1.6 or 2.0.1, not {ocpp!r}", param_hint="'--ocpp'")
+    problem = check_csms_url(csms)
+    if problem is not None:
+        raise typer.BadParameter(problem, param_hint="'--csms'")
+    if not id_prefix or any(c.isspace() or c == "/" for c in id_prefix):
+        raise typer.BadParameter(
+            f"not a station id prefix: {id_prefix!r}", param_hint="'--id-prefix'"
+        )
+    for tag in id_tag or ():
+        if not 1 <= len(tag) <= 20 or not tag.isascii() or not tag.isprintable():
+            raise typer.BadParameter(
+                f"an idTag is 1 to 20 printable ASCII characters, not {tag!r}",
+                param_hint="'--id-tag'",
+            )
+    config = FleetConfig(
+        csms=csms,
+        stations=stations,
+        ocpp=ocpp,
+        sessions=sessions,
+        session_minutes=session_minutes,
+        time_scale=time_scale,
+        password=password,
+        data_dir=data_dir,
+        id_prefix=id_prefix,
+        id_tags=tuple(id_tag) if id_tag else DEFAULT_ID_TAGS,
+    )
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    summary = asyncio.run(_run_fleet(config, duration))
+    _print_fleet(summary)
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_json()) + "\n")
+
+
+async def _run_fleet(config: FleetConfig, duration: float | None) -> FleetSummary:
+    import signal
+
+    from plugstream.station.fleet import Fleet
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        return await Fleet(config).run(stop, duration)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _print_fleet(summary: FleetSummary) -> None:
+    def n(value: float | None, unit: str = "") -> str:
+        return "-" if value is None else f"{value:,.0f}{unit}"
+
+    table = Table(title="Fleet run")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("stations", n(summary.stations)),
+        ("connected at the end", n(summary.connected)),
+        ("sessions started", n(summary.sessions_started)),
+        ("sessions completed", n(summary.sessions_completed)),
+        ("energy (completed sessions)", f"{summary.energy_wh / 1000:,.3f} kWh"),
+        ("messages sent / received", f"{summary.messages_sent:,} / {summary.messages_received:,}"),
+        ("bytes in total", n(summary.bytes_total)),
+        ("bytes per session", n(summary.bytes_per_session)),
+        ("bytes per idle day", n(summary.bytes_per_idle_day)),
+        ("errors", n(summary.errors)),
+        ("wall time", f"{summary.duration_wall_s:,.1f} s"),
+        (
+            "simulated time",
+            f"{summary.duration_simulated_s / 3600:,.2f} h (x{summary.time_scale:g})",
+        ),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 def _selfcheck() -> int:
@@ -84,12 +254,6 @@ def _check_db(url: str) -> str:
     if backend not in ("sqlite", "postgresql"):
         raise typer.BadParameter(f"use sqlite:///FILE or postgresql://..., not {backend}://")
     return url
-
-
-def _positive(value: float) -> float:
-    if value <= 0:
-        raise typer.BadParameter("must be greater than 0")
-    return value
 
 
 @cloud_app.command("serve")

@@ -2,8 +2,8 @@
 
 For each OCPP version it runs the messages of a charging session in both
 directions and feeds the CSMS broken frames, checking every answer against the
-spec. It is what ``plugstream demo`` runs until the cloud and the station exist,
-and a quick way to see that an install works.
+spec. ``plugstream selfcheck`` runs it: a quick way to see that an install works
+(``plugstream demo`` runs the cloud and a fleet of stations instead).
 """
 
 from __future__ import annotations
