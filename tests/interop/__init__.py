@@ -1,0 +1,1 @@
+"""PlugStream's station against an independent ``ocpp``-library CSMS and against PlugStream Cloud."""
