@@ -854,7 +854,8 @@ def _controllers(identity: str, security_profile: int) -> list[VariableDef]:
         V(comm, "WebSocketPingInterval", "integer", "180", unit="s", min_limit=0, max_limit=86400),
         V(aligned, "Available", "boolean", "true", ro),
         V(aligned, "Enabled", "boolean", "true"),
-        V(aligned, "Interval", "integer", "900", unit="s", min_limit=0, max_limit=86400),
+        # 0 (off) as 1.6 ClockAlignedDataInterval: an idle fleet sleeps until configured
+        V(aligned, "Interval", "integer", "0", unit="s", min_limit=0, max_limit=86400),
         V(aligned, "Measurands", "MemberList", "Energy.Active.Import.Register", values_list=_M201),
         V(aligned, "SendDuringIdle", "boolean", "false"),
         V(aligned, "TxEndedInterval", "integer", "0", unit="s", min_limit=0, max_limit=86400),

@@ -5,6 +5,9 @@
   ``SampledDataCtrlr.TxUpdatedInterval``) and on the clock-aligned grid, multiples of
   the aligned interval since midnight UTC (1.6 ``ClockAlignedDataInterval``, 2.0.1
   ``AlignedDataCtrlr.Interval``). An interval of 0 disables that kind.
+* :class:`ClockAligned` is the station's clock-aligned grid (1.6 ``ClockAlignedDataInterval``,
+  2.0.1 ``AlignedDataCtrlr.Interval``), running whether or not a transaction does, and
+  says which grid point a reading belongs to (its timestamp).
 * :func:`build_meter_value_16` and :func:`build_meter_value_201` turn the
   :class:`~plugstream.station.hardware.Measurements` of one moment into one
   ``meterValue`` element with the configured measurands, per phase where the meter
@@ -41,6 +44,7 @@ __all__ = [
     "DEFAULT_LOCATION",
     "DEFAULT_MEASURAND",
     "DEFAULT_UNIT",
+    "ClockAligned",
     "MeterKind",
     "MeterSchedule",
     "Reading",
@@ -111,6 +115,56 @@ def _next_aligned(interval_s: int, after: datetime) -> datetime:
     return min(candidate, midnight + _DAY)
 
 
+def _last_aligned(interval_s: int, at: datetime) -> datetime:
+    """The latest grid point (multiple of ``interval_s`` since midnight UTC) not after ``at``."""
+    midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    step = timedelta(seconds=interval_s)
+    return midnight + ((at - midnight) // step) * step
+
+
+class ClockAligned:
+    """The clock-aligned grid of a station: when the next reading is due and which grid
+    point (its timestamp) it belongs to; an interval of 0 disables it.
+
+    It runs always, in and outside transactions (1.6 errata 3.15: "the Charge Point
+    SHALL send MeterValues at the given interval(s)"; 2.0.1 J01.FR.14 / J01.FR.22).
+    Readings are stamped with the grid point, not with the moment the station woke up,
+    so consecutive timestamps differ by exactly the interval (TC_J_01_CS). Missed
+    points collapse into one, stamped with the latest; a clock set backwards re-plans
+    instead of failing.
+    """
+
+    def __init__(self, interval: int, now: datetime) -> None:
+        self._interval = 0
+        self.next_due: datetime | None = None
+        self.configure(interval, now)
+
+    @property
+    def interval(self) -> int:
+        return self._interval
+
+    def configure(self, interval: int, now: datetime) -> None:
+        """Apply a (changed) interval: the first reading is at the next grid point after ``now``."""
+        if interval < 0:
+            raise ValueError(f"an interval cannot be negative: {interval}")
+        self._interval = interval
+        self.next_due = _next_aligned(interval, _aware(now)) if interval > 0 else None
+
+    def due(self, now: datetime) -> datetime | None:
+        """The grid point whose reading is due at ``now`` (None: nothing due); moves on."""
+        now = _aware(now)
+        if self.next_due is None:
+            return None
+        step = timedelta(seconds=self._interval)
+        if now < self.next_due - step:  # the clock was set back: plan from the new time
+            self.next_due = _next_aligned(self._interval, now)
+            return None
+        if now < self.next_due:
+            return None
+        self.next_due = _next_aligned(self._interval, now)
+        return _last_aligned(self._interval, now)
+
+
 class MeterSchedule:
     """When sampled and clock-aligned readings are due; 0 disables an interval.
 
@@ -142,9 +196,18 @@ class MeterSchedule:
         return self._tx_start
 
     def configure(
-        self, *, sample_interval: int | None = None, clock_interval: int | None = None
+        self,
+        *,
+        sample_interval: int | None = None,
+        clock_interval: int | None = None,
+        now: datetime | None = None,
     ) -> None:
-        """Apply a changed interval; the grids stay anchored (transaction start, midnight)."""
+        """Apply a changed interval; the grids stay anchored (transaction start, midnight).
+
+        ``now`` (when given) is the time of the change: the next reading is planned after
+        it, not after the last one taken (which may be long ago)."""
+        if now is not None:
+            self._now = max(self._now, _aware(now))
         for value in (sample_interval, clock_interval):
             if value is not None and value < 0:
                 raise ValueError(f"an interval cannot be negative: {value}")

@@ -18,6 +18,13 @@ a ``websockets`` connection:
   MeterValues and StopTransaction is a ``$ref_result`` placeholder resolved when the
   Central System answers StartTransaction. Charging goes on while offline. The register
   goes on the wire in whole Wh, the resolution of meterStart and meterStop.
+- Clock-aligned MeterValues (``ClockAlignedDataInterval`` > 0, measurands
+  ``MeterValuesAlignedData``, context ``Sample.Clock``) run always, stamped with their
+  grid point: during a transaction they carry its transactionId and go through the
+  journal like the sampled ones (§3.7: transaction-related); outside one they have no
+  transactionId, are not transaction-related and are sent at once when online and
+  dropped when offline. They name connectorId 1: the station's one meter is the
+  connector's (location Outlet), there is no separate main meter for connectorId 0.
 - :meth:`Station16.run` connects (subprotocol ``ocpp1.6``, permessage-deflate offered)
   and reconnects with :class:`ReconnectBackoff` after a connection loss. BootNotification
   is sent on the first connection of a process, after a Reset, and until one was
@@ -86,6 +93,7 @@ from plugstream.station.ev import Ev
 from plugstream.station.hardware import ChargePointHardware, Measurements, Model
 from plugstream.station.journal import REF_KEY, Journal, UnknownEntryError
 from plugstream.station.metering import (
+    ClockAligned,
     MeterSchedule,
     ReadingContext,
     TransactionData,
@@ -499,6 +507,8 @@ class Station16(StationRuntime):
         self._last_heartbeat = self._seconds()
         self._preparing_since: datetime | None = None  # ConnectionTimeOut
         self._cycle: str | None = None  # the open charge cycle of self.traffic
+        # in and outside transactions; the transaction's own schedule is sampled only
+        self.aligned = ClockAligned(self.config.clock_aligned_data_interval, self.now())
 
         self.traffic = self._load_traffic()
         self._traffic_saved_at = self._seconds()
@@ -519,9 +529,11 @@ class Station16(StationRuntime):
     def _on_config_change(self, key: str, value: str) -> None:
         self.authorizer.config = self._auth_config()
         if key == "MeterValueSampleInterval" and self.transaction is not None:
-            self.transaction.schedule.configure(sample_interval=int(value))
+            self.transaction.schedule.configure(sample_interval=int(value), now=self.now())
         if key == "HeartbeatInterval":
             self.heartbeat_interval = int(value)
+        if key == "ClockAlignedDataInterval":
+            self.aligned.configure(int(value), self.now())
         self._wake()
 
     def close(self) -> None:
@@ -716,7 +728,7 @@ class Station16(StationRuntime):
             aligned_interval=c.clock_aligned_data_interval,
         )
         data.begin(now, measurements)
-        schedule = MeterSchedule(c.meter_value_sample_interval, c.clock_aligned_data_interval, now)
+        schedule = MeterSchedule(c.meter_value_sample_interval, 0, now)  # aligned: self.aligned
         schedule.start_transaction(now)
         self.transaction = _Transaction(id_tag, seq, meter_start, now, data, schedule)
         self._start_cycle()
@@ -783,7 +795,8 @@ class Station16(StationRuntime):
     # -- time ---------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Integrate energy, apply smart charging, journal the meter values that are due."""
+        """Integrate energy, apply smart charging, journal (or, outside a transaction,
+        send) the meter values that are due."""
         now = self.now()
         self.hardware.advance(now.timestamp())
         tx = self.transaction
@@ -797,20 +810,24 @@ class Station16(StationRuntime):
         self.hardware.set_current_limit(limit)
         self._emit(self.connector.tick(now))
         self._connection_timeout(now)
+        slot = self.aligned.due(now)
         if tx is None:
+            if slot is not None:
+                self._send_aligned(slot)
             return
         measurements = self._measurements()
         tx.data.tick(now, measurements)
-        journalled = False
-        for kind in tx.schedule.due(now):
-            value = build_meter_value_16(
-                measurements,
-                self.config.meter_values_sampled_data
-                if kind.value == ReadingContext.SAMPLE_PERIODIC
-                else self.config.meter_values_aligned_data,
-                kind.value,
-                now,
+        readings: list[tuple[str, list[str], datetime]] = [
+            (kind.value, self.config.meter_values_sampled_data, now)
+            for kind in tx.schedule.due(now)
+        ]
+        if slot is not None:
+            readings.insert(
+                0, (ReadingContext.SAMPLE_CLOCK.value, self.config.meter_values_aligned_data, slot)
             )
+        journalled = False
+        for context, measurands, at in readings:
+            value = build_meter_value_16(measurements, measurands, context, at)
             if value is not None:
                 self.journal.append(
                     "MeterValues",
@@ -833,6 +850,23 @@ class Station16(StationRuntime):
         )
         self._emit(actions)
 
+    def _send_aligned(self, slot: datetime) -> None:
+        """Clock-aligned MeterValues outside a transaction: no transactionId, not
+        transaction-related (§3.7), so sent at once when online, not queued offline."""
+        value = build_meter_value_16(
+            self._measurements(),
+            self.config.meter_values_aligned_data,
+            ReadingContext.SAMPLE_CLOCK.value,
+            slot,
+        )
+        if value is None:
+            return
+        if not self.online:
+            log.debug("clock-aligned MeterValues of %s dropped: offline", slot)
+            return
+        payload = {"connectorId": CONNECTOR_ID, "meterValue": [value]}
+        self._spawn(self._call_quietly("MeterValues", payload))
+
     def _connection_timeout(self, now: datetime) -> None:
         """ConnectionTimeOut (1.6 §4.9 B1/B6): Preparing without a transaction for that
         long ends the usage; an authorized idTag without a cable is forgotten."""
@@ -851,9 +885,12 @@ class Station16(StationRuntime):
 
     def next_tick_in(self) -> float | None:
         """Seconds (station time) until something is due, None when only an event can
-        change anything: no transaction, no reservation, nothing waiting for a timeout."""
+        change anything: no transaction, no reservation, nothing waiting for a timeout,
+        no clock-aligned interval (an idle station then wakes only at its grid points)."""
         now = self.now()
         due: list[datetime] = []
+        if self.aligned.next_due is not None:
+            due.append(self.aligned.next_due)
         reservation = self.connector.reservation
         if reservation is not None:
             due.append(reservation.expiry)

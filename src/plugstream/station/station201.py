@@ -20,6 +20,15 @@ device model, local authorization, metering, smart charging) to an
   ``OCPPCommCtrlr.RetryBackOff*``. BootNotification only when (re)booted (B01, B11/B12
   after a Reset), when the boot data changed, or until Accepted; a plain reconnect goes
   straight on, with the StatusNotification of a connector whose status changed meanwhile.
+- Clock-aligned meter values (J01; ``AlignedDataCtrlr.Interval`` > 0 and ``Enabled``,
+  measurands ``AlignedDataCtrlr.Measurands``, context ``Sample.Clock``) run always,
+  stamped with their grid point: outside a transaction as MeterValuesRequest with
+  evseId 1 (J01.FR.14; the station's one meter is the EVSE's, there is no separate main
+  meter for evseId 0), sent at once when online and dropped offline (only meter values
+  belonging to a transaction are queued, J02); during one as TransactionEvent Updated
+  with triggerReason MeterValueClock (J01.FR.22), journalled. With
+  ``AlignedDataCtrlr.SendDuringIdle`` none are sent while a transaction runs
+  (J01.FR.20). ``SignReadings`` is not supported: nothing is signed.
 
 Time, idle cost, restart safety and traffic counting are as in
 :mod:`plugstream.station.station16` (:class:`StationRuntime`): a transaction running
@@ -79,7 +88,7 @@ from plugstream.station.hardware import (
 )
 from plugstream.station.journal import Journal
 from plugstream.station.metering import (
-    MeterKind,
+    ClockAligned,
     MeterSchedule,
     ReadingContext,
     TransactionData,
@@ -262,6 +271,8 @@ class Station201(StationRuntime):
         self._last_heartbeat = self._seconds()
         self._authorized_at: datetime | None = None  # EVConnectionTimeOut
         self._cycle = None  # the open charge cycle of self.traffic
+        # in and outside transactions; the transaction's own schedule is sampled only
+        self.aligned = ClockAligned(self._aligned_interval(), self.now())
 
         self.traffic = self._load_traffic()
         self._traffic_saved_at = self._seconds()
@@ -301,10 +312,15 @@ class Station201(StationRuntime):
             if not self._fixed_backoff:
                 self.backoff = self._config_backoff()
         elif name == ("SampledDataCtrlr", "TxUpdatedInterval") and self.transaction is not None:
-            self.transaction.schedule.configure(sample_interval=int(change.value))
-        elif name == ("AlignedDataCtrlr", "Interval") and self.transaction is not None:
-            self.transaction.schedule.configure(clock_interval=int(change.value))
+            self.transaction.schedule.configure(sample_interval=int(change.value), now=self.now())
+        elif name in (("AlignedDataCtrlr", "Interval"), ("AlignedDataCtrlr", "Enabled")):
+            self.aligned.configure(self._aligned_interval(), self.now())
         self._wake()
+
+    def _aligned_interval(self) -> int:
+        """``AlignedDataCtrlr.Interval``, 0 while ``AlignedDataCtrlr.Enabled`` is false."""
+        c = self.config
+        return c.aligned_data_interval if c.get_bool("AlignedDataCtrlr", "Enabled") else 0
 
     def close(self) -> None:
         """Save the state (a clean stop) and release the files; call after :meth:`run`."""
@@ -521,7 +537,8 @@ class Station201(StationRuntime):
             aligned_interval=c.get_int("AlignedDataCtrlr", "TxEndedInterval"),
         )
         data.begin(now, measurements)
-        schedule = MeterSchedule(c.sampled_data_tx_updated_interval, c.aligned_data_interval, now)
+        # sampled only: the clock-aligned readings come from self.aligned
+        schedule = MeterSchedule(c.sampled_data_tx_updated_interval, 0, now)
         schedule.start_transaction(now)
         tx = _Transaction(
             self._new_transaction_id(now),
@@ -624,7 +641,8 @@ class Station201(StationRuntime):
     # -- time ---------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Integrate energy, apply smart charging, journal the Updated events that are due."""
+        """Integrate energy, apply smart charging, journal the Updated events that are due
+        (outside a transaction: send the clock-aligned MeterValuesRequest)."""
         now = self.now()
         self.hardware.advance(now.timestamp())
         tx = self.transaction
@@ -638,27 +656,25 @@ class Station201(StationRuntime):
         self.hardware.set_current_limit(limit)
         self._emit(self.connector.tick(now))
         self._connection_timeout(now)
+        slot = self.aligned.due(now)
         if tx is None:
+            if slot is not None:
+                self._send_aligned(slot)
             return
         measurements = self.hardware.measurements()
         tx.data.tick(now, measurements)
-        for kind in tx.schedule.due(now):
-            clock = kind is MeterKind.CLOCK
-            value = build_meter_value_201(
-                measurements,
-                self.config.aligned_data_measurands
-                if clock
-                else self.config.sampled_data_tx_updated_measurands,
-                kind.value,
-                now,
-            )
+        c = self.config
+        readings: list[tuple[str, str, list[str], datetime]] = [
+            (kind.value, "MeterValuePeriodic", c.sampled_data_tx_updated_measurands, now)
+            for kind in tx.schedule.due(now)
+        ]
+        if slot is not None and not c.get_bool("AlignedDataCtrlr", "SendDuringIdle"):
+            clock = ReadingContext.SAMPLE_CLOCK.value
+            readings.insert(0, (clock, "MeterValueClock", c.aligned_data_measurands, slot))
+        for context, trigger_reason, measurands, at in readings:
+            value = build_meter_value_201(measurements, measurands, context, at)
             if value is not None:
-                self._journal_event(
-                    tx,
-                    "Updated",
-                    "MeterValueClock" if clock else "MeterValuePeriodic",
-                    meter_values=[value],
-                )
+                self._journal_event(tx, "Updated", trigger_reason, meter_values=[value])
         evse_ready = self.hardware.offered_current_a > 0
         actions = (
             self.connector.evse_resumed(now) if evse_ready else self.connector.evse_suspended(now)
@@ -667,6 +683,22 @@ class Station201(StationRuntime):
             self.connector.ev_resumed(now) if self._ev_ready() else self.connector.ev_suspended(now)
         )
         self._emit(actions)
+
+    def _send_aligned(self, slot: datetime) -> None:
+        """Clock-aligned MeterValuesRequest outside a transaction (J01.FR.14): not
+        transaction-related, so sent at once when online and not queued offline."""
+        value = build_meter_value_201(
+            self.hardware.measurements(),
+            self.config.aligned_data_measurands,
+            ReadingContext.SAMPLE_CLOCK.value,
+            slot,
+        )
+        if value is None:
+            return
+        if not self.online:
+            log.debug("clock-aligned MeterValues of %s dropped: offline", slot)
+            return
+        self._spawn(self._call_quietly("MeterValues", {"evseId": EVSE_ID, "meterValue": [value]}))
 
     def _connection_timeout(self, now: datetime) -> None:
         """EVConnectionTimeOut (C01.FR.26): an authorized idToken without a cable for
@@ -687,9 +719,12 @@ class Station201(StationRuntime):
 
     def next_tick_in(self) -> float | None:
         """Seconds (station time) until something is due, None when only an event can
-        change anything: no transaction, no reservation, nothing waiting for a timeout."""
+        change anything: no transaction, no reservation, nothing waiting for a timeout,
+        no clock-aligned interval (an idle station then wakes only at its grid points)."""
         now = self.now()
         due: list[datetime] = []
+        if self.aligned.next_due is not None:
+            due.append(self.aligned.next_due)
         reservation = self.connector.reservation
         if reservation is not None:
             due.append(reservation.expiry)
