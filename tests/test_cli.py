@@ -63,6 +63,8 @@ CSMS = "ws://127.0.0.1:9/ocpp"  # never contacted: every case fails before a sta
         (("--stations", "2"), "--csms"),
         (("--stations", "2", "--csms", CSMS, "--id-prefix", "a b"), "--id-prefix"),
         (("--stations", "2", "--csms", CSMS, "--id-tag", "X" * 21), "--id-tag"),
+        (("--stations", "2", "--csms", CSMS, "--idle-minutes", "5", "2"), "--idle-minutes"),
+        (("--stations", "2", "--csms", CSMS, "--connect-rate", "0"), "--connect-rate"),
     ],
 )
 def test_fleet_bad_flag_is_one_line_and_exit_code_2(args: tuple[str, ...], mentions: str) -> None:
@@ -72,3 +74,12 @@ def test_fleet_bad_flag_is_one_line_and_exit_code_2(args: tuple[str, ...], menti
     assert len(lines) == 1 and lines[0].startswith("plugstream: error: "), done.stderr
     assert mentions in lines[0]
     assert done.stdout == ""
+
+
+def test_cloud_pings_every_300_s_by_default_so_an_idle_day_stays_small() -> None:
+    """30 s pings alone would cost a station ~170 KB a day over TLS (see CloudConfig)."""
+    done = run("cloud", "serve", "--help")
+    assert done.returncode == 0
+    assert (
+        "[default: 300.0]" in done.stdout.split("--ping-interval", 1)[1].split("--ping-timeout")[0]
+    )

@@ -14,6 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from plugstream import __version__
+from plugstream.cloud.config import CloudConfig
+
+_CLOUD_DEFAULTS = CloudConfig()
 
 if TYPE_CHECKING:
     from plugstream.net.accounting import ByteCounter
@@ -128,6 +131,16 @@ def fleet(
             help="RFID idTag the drivers swipe (repeat for more; default: the demo's cards).",
         ),
     ] = None,
+    idle_minutes: Annotated[
+        tuple[float, float],
+        typer.Option(
+            help="Simulated minutes a station stands idle before each session: MIN MAX.",
+        ),
+    ] = (5.0, 30.0),
+    connect_rate: Annotated[
+        float,
+        typer.Option(callback=_positive, help="Stations started per wall second."),
+    ] = 200.0,
     as_json: Annotated[
         bool, typer.Option("--json", help="End with one JSON line of the figures.")
     ] = False,
@@ -147,6 +160,11 @@ def fleet(
         raise typer.BadParameter(
             f"not a station id prefix: {id_prefix!r}", param_hint="'--id-prefix'"
         )
+    if not 0 <= idle_minutes[0] <= idle_minutes[1]:
+        raise typer.BadParameter(
+            f"use MIN MAX with 0 <= MIN <= MAX, not {idle_minutes[0]:g} {idle_minutes[1]:g}",
+            param_hint="'--idle-minutes'",
+        )
     for tag in id_tag or ():
         if not 1 <= len(tag) <= 20 or not tag.isascii() or not tag.isprintable():
             raise typer.BadParameter(
@@ -164,6 +182,8 @@ def fleet(
         data_dir=data_dir,
         id_prefix=id_prefix,
         id_tags=tuple(id_tag) if id_tag else DEFAULT_ID_TAGS,
+        idle_minutes=idle_minutes,
+        connect_rate=connect_rate,
     )
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     summary = asyncio.run(_run_fleet(config, duration))
@@ -275,7 +295,7 @@ def cloud_serve(
     ] = False,
     ping_interval: Annotated[
         float, typer.Option(callback=_positive, help="Seconds between WebSocket pings.")
-    ] = 30.0,
+    ] = _CLOUD_DEFAULTS.ping_interval,
     ping_timeout: Annotated[
         float,
         typer.Option(
@@ -300,7 +320,6 @@ def cloud_serve(
     ] = None,
 ) -> None:
     """Serve PlugStream Cloud: OCPP at /ocpp/{stationId} and the REST API at /api/v1/."""
-    from plugstream.cloud.config import CloudConfig
     from plugstream.cloud.serve import run
 
     if (tls_cert is None) != (tls_key is None):

@@ -16,7 +16,13 @@ class CloudConfig:
     # s, handed out in BootNotification; pings keep NAT alive in between
     heartbeat_interval: int = 3600
     boot_retry_interval: int = 60  # s a Pending or Rejected station waits to boot again
-    ping_interval: float = 30.0  # s between WebSocket pings: keeps NAT mappings and proves liveness
+    # Keep-alive is paid for in bytes on a station's (cellular) link: a ping and its pong
+    # are ~60 bytes with TLS, so pings every 30 s alone would be ~170 KB a day, over the
+    # 100 KB budget of an idle day. The station pings every WebSocketPingInterval, which
+    # keeps its NAT mapping open from its side (any packet refreshes one); the cloud's
+    # pings only need to find stations that went away silently: every 300 s (~17 KB a
+    # day) with a 60 s pong deadline drops a dead station within 6 minutes.
+    ping_interval: float = 300.0  # s between the cloud's WebSocket pings
     ping_timeout: float = 60.0  # s without a pong before a station is dropped
     call_timeout: float = 30.0  # s a station has to answer an operator's command
     max_frame_bytes: int = 1 << 20  # larger WebSocket messages are refused (close code 1009)
