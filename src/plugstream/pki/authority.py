@@ -1,0 +1,212 @@
+"""A minimal certificate authority: one root, server certificates, station certificates.
+
+Enough PKI for TLS between stations and PlugStream Cloud today (security profile 2:
+the station checks the server against our root) and for client certificates later
+(security profile 3: the cloud checks a station's certificate, whose CN is its
+station id). Keys are EC P-256: small handshakes (a station pays for every byte
+on its cellular link) and accepted by every TLS stack a charger runs.
+
+Usage::
+
+    ca = CertificateAuthority.create("PlugStream Test Root")
+    server = ca.issue_server(["localhost"], ips=["127.0.0.1"])
+    server.write(Path("server.pem"), Path("server.key"))
+    ca.write_root(Path("root.pem"))
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["CertificateAuthority", "IssuedCertificate"]
+
+ROOT_DAYS = 3650  # the root outlives the certificates it issues
+LEAF_DAYS = 397  # the longest a publicly trusted TLS certificate may live; good practice
+_CLOCK_SKEW = dt.timedelta(minutes=5)  # valid a little before now: clocks disagree
+
+
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a key readable by its owner only (0600), from the moment it exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    """A certificate and its private key."""
+
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return _key_pem(self.key)
+
+    def write(self, cert_path: Path, key_path: Path, *, chain: Iterable[bytes] = ()) -> None:
+        """Write the certificate (followed by ``chain``, PEM) and its key (mode 0600)."""
+        cert_path.write_bytes(self.cert_pem + b"".join(chain))
+        _write_private(key_path, self.key_pem)
+
+
+class CertificateAuthority:
+    """A self-signed root (CA:TRUE, keyCertSign) that signs server and station certificates."""
+
+    def __init__(self, root: IssuedCertificate) -> None:
+        self.root = root
+
+    @classmethod
+    def create(
+        cls, common_name: str = "PlugStream Root CA", *, organization: str = "PlugStream"
+    ) -> CertificateAuthority:
+        key = _new_key()
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            ]
+        )
+        now = dt.datetime.now(dt.UTC)
+        public = key.public_key()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _CLOCK_SKEW)
+            .not_valid_after(now + dt.timedelta(days=ROOT_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(IssuedCertificate(cert, key))
+
+    @classmethod
+    def load(cls, cert_path: Path, key_path: Path) -> CertificateAuthority:
+        """The authority whose root :meth:`write_root` (with ``key_path``) wrote."""
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_path} is not an EC private key")
+        return cls(IssuedCertificate(cert, key))
+
+    @property
+    def root_pem(self) -> bytes:
+        return self.root.cert_pem
+
+    def write_root(self, cert_path: Path, key_path: Path | None = None) -> None:
+        """Write the root certificate (what clients trust) and, if asked, its key (0600)."""
+        cert_path.write_bytes(self.root_pem)
+        if key_path is not None:
+            _write_private(key_path, self.root.key_pem)
+
+    def issue_server(
+        self,
+        hostnames: Iterable[str] = ("localhost",),
+        *,
+        ips: Iterable[str] = ("127.0.0.1",),
+        days: int = LEAF_DAYS,
+    ) -> IssuedCertificate:
+        """A TLS server certificate (serverAuth) for DNS ``hostnames`` and ``ips``."""
+        dns, addresses = list(hostnames), list(ips)
+        names: list[x509.GeneralName] = [x509.DNSName(h) for h in dns]
+        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in addresses]
+        if not names:
+            raise ValueError("a server certificate needs at least one host name or address")
+        common_name = (dns or addresses)[0]
+        return self._issue(
+            common_name, ExtendedKeyUsageOID.SERVER_AUTH, names, days, key_agreement=True
+        )
+
+    def issue_client(self, common_name: str, *, days: int = LEAF_DAYS) -> IssuedCertificate:
+        """A TLS client certificate (clientAuth) whose CN is ``common_name``: a station id."""
+        return self._issue(common_name, ExtendedKeyUsageOID.CLIENT_AUTH, [], days)
+
+    def _issue(
+        self,
+        common_name: str,
+        usage: x509.ObjectIdentifier,
+        alt_names: list[x509.GeneralName],
+        days: int,
+        *,
+        key_agreement: bool = False,
+    ) -> IssuedCertificate:
+        key = _new_key()
+        public = key.public_key()
+        now = dt.datetime.now(dt.UTC)
+        root = self.root.certificate
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(root.subject)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _CLOCK_SKEW)
+            .not_valid_after(min(now + dt.timedelta(days=days), root.not_valid_after_utc))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=key_agreement,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.root.key.public_key()),
+                critical=False,
+            )
+        )
+        if alt_names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        return IssuedCertificate(builder.sign(self.root.key, hashes.SHA256()), key)
