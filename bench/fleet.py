@@ -1,0 +1,557 @@
+"""Fleet capacity: how many charging stations one process sustains under half a core.
+
+What it measures, on loopback, at the default intervals and time scale 1 (real time):
+PlugStream Cloud (``plugstream cloud serve``, SQLite in a temporary directory,
+``--auto-register``) in its own process; then, one after the other against it:
+
+* **ours**: ``plugstream fleet --stations N --csms ws://.../ocpp --ocpp V --sessions 1
+  --session-minutes 600 --time-scale 1 --json`` (``--ours``, 10,000 stations): real
+  :class:`Station16` / :class:`Station201` objects, 60 s meter samples, the cloud's
+  heartbeat interval, WebSocket pings at WebSocketPingInterval;
+* **theirs**: ``bench/peers/ocpplib_fleet.py`` (``--theirs``, 1,500), charge points
+  written with the ``ocpp`` library sending the same messages in the same phase.
+
+Each fleet is a subprocess. Ramp-up is left out: the bench polls the cloud's REST API
+(``/api/v1/stations``) until every station of the fleet is connected with its
+connector in a session (Charging, SuspendedEV/EVSE; 2.0.1: Occupied), then reads the
+fleet process's CPU time (``/proc/PID/stat`` utime + stime) over a steady window
+(``--window``, 60 s: whole minutes, as every station samples its meter and pings once
+in any minute) and its RSS (whole process, divided by its stations):
+
+    cpu_fraction = CPU seconds / wall seconds of the window
+    stations_at_half_core = stations x 0.5 / cpu_fraction
+    ratio = ours' stations_at_half_core / theirs'
+
+Goal: ours sustains at least 10,000 stations under half of one core (cpu_fraction for
+10,000 <= 0.5). The cloud's own CPU during each window is printed too.
+
+``plugstream fleet`` lets the first car arrive up to 5 simulated minutes after a station
+connects (real minutes at scale 1). When the command takes ``--idle-minutes`` the bench
+passes 0; otherwise it runs the same :class:`plugstream.station.fleet.Fleet` through
+this file's ``--run-ours`` mode (the CLI's code path, with the first car at once) so the
+ramp-up fits the time budget.
+
+Run it from the repository root:
+
+    python bench/fleet.py                    # ~6-9 minutes: 10,000 ours, 1,500 theirs
+    python bench/fleet.py --quick            # ~2.5 min: 200 each, 60 s windows
+    python bench/fleet.py --ours 2000 --theirs 1000 --window 60 --ocpp 2.0.1
+
+Last line: one JSON object (``ours``, ``theirs`` figures, ``ratio``, ``meets_goal``).
+Every process it starts is stopped by its PID (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from plugstream.cloud.config import CloudConfig
+
+HERE: Final = Path(__file__).resolve().parent
+ROOT: Final = HERE.parent
+PEER: Final = HERE / "peers" / "ocpplib_fleet.py"
+HOST: Final = "127.0.0.1"
+API_TOKEN: Final = "fleet-bench-token"
+ID_TAGS: Final = tuple(f"PSDEMO{n:04d}" for n in range(1, 9))  # what both fleets swipe
+OURS_PREFIX: Final = "SIM-"
+THEIRS_PREFIX: Final = "LIB-"
+IN_SESSION: Final = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE", "Occupied"})
+
+GOAL_STATIONS: Final = 10_000
+HALF_CORE: Final = 0.5
+
+READY_TIMEOUT: Final = 60.0
+STOP_TIMEOUT: Final = 60.0  # a fleet drains its journals (5 s) and closes 10,000 sockets
+POLL: Final = 3.0  # s between looks at the cloud's station list during ramp-up, at least
+POLL_PER_STATION: Final = 0.002  # s more per station: listing 10,000 loads the cloud too
+SETTLE: Final = 5.0  # s after the last station started its session, before the window
+
+
+class BenchError(Exception):
+    pass
+
+
+# --- processes ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def stop_pid(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
+    """Stop one process we started, by its PID: SIGTERM, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+
+def proc_stat(pid: int) -> tuple[float, int]:
+    """(user + system CPU seconds, VmRSS KB) of one process."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    rss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+            break
+    return cpu, rss
+
+
+def last_json(text: str) -> dict[str, Any] | None:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                out: dict[str, Any] = json.loads(line)
+                return out
+    return None
+
+
+def raise_nofile(wanted: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
+
+
+@dataclass(slots=True)
+class Cloud:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    api_errors: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"ws://{HOST}:{self.port}/ocpp"
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def api(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
+        request = urllib.request.Request(
+            f"http://{HOST}:{self.port}/api/v1{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+
+
+def start_cloud(workdir: Path) -> Cloud:
+    port = free_port()
+    log = workdir / "cloud.log"
+    argv = [sys.executable, "-m", "plugstream.cli", "cloud", "serve", "--host", HOST]
+    argv += ["--port", str(port), "--db", f"sqlite:///{workdir / 'cloud.db'}"]
+    argv += ["--auto-register", "--api-token", API_TOKEN]
+    # the cloud's default keep-alive (the CLI flag's own default may lag behind it)
+    argv += ["--ping-interval", f"{CloudConfig().ping_interval:g}"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+    cloud = Cloud(port, proc, log)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if "PlugStream Cloud listening" in log.read_text(errors="replace"):
+            for tag in ID_TAGS:
+                cloud.api("PUT", f"/id-tokens/{tag}", {"status": "Accepted"})
+            return cloud
+        if proc.poll() is not None:
+            raise BenchError(f"the cloud exited ({proc.returncode}):\n{cloud.tail()}")
+        time.sleep(0.05)
+    stop_pid(proc)
+    raise BenchError(f"the cloud did not say it listens:\n{cloud.tail()}")
+
+
+def in_session(cloud: Cloud, prefix: str) -> tuple[int, int] | None:
+    """(connected, connected with the connector in a session) of the stations ``prefix*``;
+    None when the cloud could not answer this time (it is busy with the ramp-up)."""
+    connected = charging = 0
+    try:
+        stations = cloud.api("GET", "/stations")
+    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+        cloud.api_errors.append(f"{type(exc).__name__}: {exc}")
+        return None
+    for station in stations:
+        if not station["station_id"].startswith(prefix) or not station["connected"]:
+            continue
+        connected += 1
+        if any(c.get("status") in IN_SESSION for c in station.get("connectors") or ()):
+            charging += 1
+    return connected, charging
+
+
+# --- one fleet ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Figures:
+    key: str
+    label: str
+    stations: int
+    charging: int = 0
+    connected: int = 0
+    ramp_s: float = 0.0
+    window_s: float = 0.0
+    cpu_s: float = 0.0
+    rss_kb: int = 0
+    cloud_cpu_s: float = 0.0
+    summary: dict[str, Any] | None = None
+    argv: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_fraction(self) -> float:
+        return self.cpu_s / self.window_s if self.window_s > 0 else 0.0
+
+    @property
+    def at_half_core(self) -> float | None:
+        if self.cpu_fraction <= 0:
+            return None
+        return self.charging * HALF_CORE / self.cpu_fraction
+
+    @property
+    def steady(self) -> bool:
+        """Every station was in its session through the window (none still ramping up)."""
+        return self.charging >= self.stations
+
+    @property
+    def kb_per_station(self) -> float:
+        """RSS of the whole process over the stations it holds (connected)."""
+        return self.rss_kb / self.connected if self.connected else 0.0
+
+
+def fleet_cli_has(flag: str) -> bool:
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "plugstream.cli", "fleet", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=dict(os.environ, COLUMNS="200"),
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return flag in out.stdout
+
+
+def ours_argv(args: argparse.Namespace, cloud: Cloud, duration: float) -> list[str]:
+    common = ["--stations", str(args.ours), "--csms", cloud.url, "--ocpp", args.ocpp]
+    common += ["--sessions", "1", "--session-minutes", "600", "--time-scale", "1"]
+    common += ["--duration", f"{duration:.0f}", "--json"]
+    has_idle = args.fleet_cli != "runner" and fleet_cli_has("--idle-minutes")
+    if args.fleet_cli == "cli" or has_idle:
+        # without --idle-minutes the first cars arrive within 5 minutes: a longer ramp-up
+        extra = ["--idle-minutes", "0"] if has_idle else []
+        return [sys.executable, "-m", "plugstream.cli", "fleet", *common, *extra]
+    return [sys.executable, str(Path(__file__).resolve()), "--run-ours", *common]
+
+
+def theirs_argv(args: argparse.Namespace, cloud: Cloud, duration: float) -> list[str]:
+    argv = [sys.executable, str(PEER), "--stations", str(args.theirs), "--csms", cloud.url]
+    argv += ["--ocpp", args.ocpp, "--duration", f"{duration:.0f}", "--json"]
+    return [*argv, "--id-prefix", THEIRS_PREFIX, "--id-tag", ID_TAGS[0]]
+
+
+def measure(
+    figures: Figures, argv: list[str], cloud: Cloud, prefix: str, args: argparse.Namespace
+) -> None:
+    """Run one fleet: wait until all are in a session, then measure a steady window."""
+    figures.argv = argv
+    out_path = Path(args.workdir_path) / f"{figures.key}.out"
+    print(f"[{figures.label}] {figures.stations:,} stations, OCPP {args.ocpp}", flush=True)
+    with out_path.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+    try:
+        began = time.monotonic()
+        deadline = began + args.ramp_timeout
+        connected = charging = 0
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BenchError(
+                    f"{figures.label} exited ({proc.returncode}):\n"
+                    f"{out_path.read_text(errors='replace')[-2000:]}"
+                )
+            seen = in_session(cloud, prefix)
+            if seen is not None:
+                connected, charging = seen
+                if charging >= figures.stations:
+                    break
+            time.sleep(max(POLL, POLL_PER_STATION * figures.stations))
+        figures.ramp_s = time.monotonic() - began
+        print(
+            f"    ramp-up {figures.ramp_s:.0f} s: {connected:,} connected, {charging:,} in a "
+            f"session",
+            flush=True,
+        )
+        if cloud.api_errors:
+            print(
+                f"    the cloud's station list failed {len(cloud.api_errors)} times, last: "
+                f"{cloud.api_errors[-1]}\n{cloud.tail(10)}",
+                flush=True,
+            )
+            cloud.api_errors.clear()
+        if charging == 0:
+            raise BenchError(f"no station of {figures.label} started a session")
+        figures.charging, figures.connected = charging, connected
+        if not figures.steady:
+            print(
+                f"    not all in a session after --ramp-timeout: the window measures "
+                f"{charging:,} in a session and {figures.stations - charging:,} still ramping up",
+                flush=True,
+            )
+        time.sleep(SETTLE)
+        cpu0, _ = proc_stat(proc.pid)
+        cloud0, _ = proc_stat(cloud.proc.pid)
+        t0 = time.monotonic()
+        time.sleep(args.window)
+        cpu1, rss = proc_stat(proc.pid)
+        cloud1, _ = proc_stat(cloud.proc.pid)
+        figures.window_s = time.monotonic() - t0
+        figures.cpu_s, figures.rss_kb = cpu1 - cpu0, rss
+        figures.cloud_cpu_s = cloud1 - cloud0
+        if proc.poll() is not None:
+            raise BenchError(f"{figures.label} ended during the window")
+        print(
+            f"    {figures.cpu_fraction:.3f} of a core over {figures.window_s:.0f} s, "
+            f"RSS {rss / 1024:.0f} MB",
+            flush=True,
+        )
+    finally:
+        stop_pid(proc)
+    text = out_path.read_text(errors="replace")
+    figures.summary = last_json(text)
+    if figures.summary is None:
+        print(f"    no summary from {figures.label} (exit {proc.returncode}):", flush=True)
+        print("\n".join("      " + line for line in text.splitlines()[-8:]), flush=True)
+
+
+# --- report ------------------------------------------------------------------------
+
+
+def report(ours: Figures, theirs: Figures, args: argparse.Namespace, took: float) -> dict[str, Any]:
+    o_half, t_half = ours.at_half_core, theirs.at_half_core
+    ratio = o_half / t_half if o_half and t_half else None
+    rows = [
+        ("stations connected", f"{ours.connected:,}", f"{theirs.connected:,}"),
+        ("stations in a session", f"{ours.charging:,}", f"{theirs.charging:,}"),
+        ("ramp-up s (excluded)", f"{ours.ramp_s:.0f}", f"{theirs.ramp_s:.0f}"),
+        ("window s", f"{ours.window_s:.0f}", f"{theirs.window_s:.0f}"),
+        ("CPU of one core", f"{ours.cpu_fraction:.3f}", f"{theirs.cpu_fraction:.3f}"),
+        (
+            "stations at half a core",
+            "-" if o_half is None else f"{o_half:,.0f}",
+            "-" if t_half is None else f"{t_half:,.0f}",
+        ),
+        ("RSS MB", f"{ours.rss_kb / 1024:,.0f}", f"{theirs.rss_kb / 1024:,.0f}"),
+        ("RSS KB per station", f"{ours.kb_per_station:.1f}", f"{theirs.kb_per_station:.1f}"),
+        (
+            "cloud CPU of one core",
+            f"{ours.cloud_cpu_s / ours.window_s:.3f}" if ours.window_s else "-",
+            f"{theirs.cloud_cpu_s / theirs.window_s:.3f}" if theirs.window_s else "-",
+        ),
+        (
+            "fleet errors (its summary)",
+            str((ours.summary or {}).get("errors", "-")),
+            str((theirs.summary or {}).get("errors", "-")),
+        ),
+    ]
+    print()
+    print(
+        f"Fleet capacity, OCPP {args.ocpp}, time scale 1, 60 s meter samples, against "
+        f"PlugStream Cloud on loopback"
+    )
+    print(
+        f"{platform.python_implementation()} {platform.python_version()}; {os.cpu_count()} CPUs; "
+        f"{took:.0f} s in all; ours: {' '.join(Path(a).name for a in ours.argv[1:3])} ..."
+    )
+    width = max(len(r[0]) for r in rows) + 2
+    head = f"{'':<{width}}{'ours (plugstream fleet)':>26}{'theirs (ocpp library)':>24}"
+    print(head)
+    print("-" * len(head))
+    for name, o, t in rows:
+        print(f"{name:<{width}}{o:>26}{t:>24}")
+    print()
+    meets = ours.cpu_fraction <= HALF_CORE if ours.charging >= GOAL_STATIONS else None
+    verdict = (
+        "not evaluated (fewer stations)" if meets is None else ("meets" if meets else "MISSES")
+    )
+    print(
+        f"ours / theirs stations at half a core: "
+        f"{'-' if ratio is None else f'{ratio:.1f}x'}; goal {GOAL_STATIONS:,} stations under "
+        f"{HALF_CORE:g} core: {verdict}"
+    )
+
+    def out(f: Figures) -> dict[str, Any]:
+        return {
+            "stations": f.stations,
+            "connected": f.connected,
+            "in_session": f.charging,
+            "steady": f.steady,
+            "ramp_s": round(f.ramp_s, 1),
+            "window_s": round(f.window_s, 1),
+            "cpu_fraction": round(f.cpu_fraction, 4),
+            "stations_at_half_core": None if f.at_half_core is None else round(f.at_half_core),
+            "rss_kb": f.rss_kb,
+            "rss_kb_per_station": round(f.kb_per_station, 2),
+            "cloud_cpu_fraction": round(f.cloud_cpu_s / f.window_s, 4) if f.window_s else None,
+            "errors": (f.summary or {}).get("errors"),
+            "argv": [Path(a).name if a.startswith("/") else a for a in f.argv],
+        }
+
+    return {
+        "bench": "fleet",
+        "ocpp": args.ocpp,
+        "ours": out(ours),
+        "theirs": out(theirs),
+        "ratio": None if ratio is None else round(ratio, 2),
+        "goal": {"stations": GOAL_STATIONS, "cpu_fraction": HALF_CORE, "met": meets},
+        "meets_goal": meets,
+        "took_s": round(took, 1),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+# --- the fleet runner of --run-ours ------------------------------------------------
+
+
+def run_ours(argv: list[str]) -> int:
+    """``plugstream fleet``'s code path with the first car arriving at once."""
+    parser = argparse.ArgumentParser(prog="bench/fleet.py --run-ours")
+    parser.add_argument("--stations", type=int, required=True)
+    parser.add_argument("--csms", required=True)
+    parser.add_argument("--ocpp", default=None)
+    parser.add_argument("--sessions", type=int, default=1)
+    parser.add_argument("--session-minutes", type=float, default=600.0)
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    from plugstream.station.fleet import Fleet, FleetConfig
+
+    config = FleetConfig(
+        csms=args.csms,
+        stations=args.stations,
+        ocpp=args.ocpp,
+        sessions=args.sessions,
+        session_minutes=args.session_minutes,
+        time_scale=args.time_scale,
+        idle_minutes=(0.0, 0.0),
+        id_prefix=OURS_PREFIX,
+    )
+
+    async def main() -> dict[str, Any]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        summary = await Fleet(config).run(stop, args.duration)
+        result: dict[str, Any] = summary.to_json()
+        return result
+
+    result = asyncio.run(main())
+    if args.json:
+        print(json.dumps(result, separators=(",", ":")), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--run-ours"]:
+        return run_ours(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--ours", type=int, default=GOAL_STATIONS, help="our stations (10000)")
+    parser.add_argument("--theirs", type=int, default=1500, help="ocpp-lib stations (1500)")
+    parser.add_argument("--ocpp", choices=("1.6", "2.0.1"), default="1.6")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=60.0,
+        help="measured s each (60; whole minutes: each station samples its meter once in any)",
+    )
+    parser.add_argument("--ramp-timeout", type=float, default=300.0, help="s to ramp up (300)")
+    parser.add_argument(
+        "--fleet-cli",
+        choices=("auto", "cli", "runner"),
+        default="auto",
+        help="ours through `plugstream fleet` (cli), this file's runner, or auto",
+    )
+    parser.add_argument("--quick", action="store_true", help="200 stations each, 60 s windows")
+    parser.add_argument("--workdir", type=Path, help="where the temporary directory goes")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.ours, args.theirs, args.window, args.ramp_timeout = 200, 200, 60.0, 60.0
+    if args.ours < 1 or args.theirs < 1 or args.window <= 0 or args.ramp_timeout <= 0:
+        parser.error("need --ours >= 1, --theirs >= 1, --window > 0, --ramp-timeout > 0")
+    limit = raise_nofile(20_000)
+    if limit < max(args.ours, args.theirs) + 1024:
+        parser.error(f"the open-files limit ({limit}) is too low for {args.ours:,} stations")
+
+    began = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="plugstream-fleet-bench-", dir=args.workdir))
+    args.workdir_path = str(workdir)
+    duration = args.ramp_timeout + SETTLE + args.window + 60.0  # a bound; stopped before
+    cloud: Cloud | None = None
+    try:
+        cloud = start_cloud(workdir)
+        ours = Figures("ours", "ours: plugstream fleet", args.ours)
+        measure(ours, ours_argv(args, cloud, duration), cloud, OURS_PREFIX, args)
+        theirs = Figures("theirs", "theirs: ocpp-library fleet", args.theirs)
+        measure(theirs, theirs_argv(args, cloud, duration), cloud, THEIRS_PREFIX, args)
+        summary = report(ours, theirs, args, time.monotonic() - began)
+    except BenchError as exc:
+        print(f"bench/fleet.py: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if cloud is not None:
+            stop_pid(cloud.proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+    sys.stdout.flush()
+    print(json.dumps(summary, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
