@@ -32,6 +32,11 @@ not counted (about 40-60 bytes a segment on the link itself).
 With ``--compression both`` (default) each station runs with and without
 permessage-deflate when the station lets it be turned off.
 
+The peer: the same session by a charge point written with the ``ocpp`` library as its
+examples are (``bench/peers/ocpplib_session.py``: websockets' defaults, pings every 20 s,
+uuid4 message ids) through the same relay, after ours; ``ratio`` in the JSON is its
+session bytes over ours (the smaller of the versions run).
+
 Goals: < 80 KB a session and < 100 KB an idle day (KB = 1,000 bytes). The vendor article
 (seed/network-requirements.txt) says 5 MB a charge cycle and 3 MB a day: the ratio
 article / ours is printed.
@@ -52,6 +57,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import importlib.util
 import inspect
 import json
 import os
@@ -94,6 +100,20 @@ FULL_MEASURANDS: Final = "Energy.Active.Import.Register,Power.Active.Import,Curr
 # + 4 = 10 bytes of frame), unmasked from the cloud (2 + 4 = 6).
 KEEPALIVE_UP: Final = 5 + 10 + 1 + 16
 KEEPALIVE_DOWN: Final = 5 + 6 + 1 + 16
+
+
+def _load_peer() -> Any:
+    """bench/peers/ocpplib_session.py, by path: bench/ is scripts, not a package."""
+    path = HERE / "peers" / "ocpplib_session.py"
+    spec = importlib.util.spec_from_file_location("ocpplib_session", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PEER: Final = _load_peer()
+LIBRARY_PING_INTERVAL: Final[float] = PEER.LIBRARY_PING_INTERVAL
 
 READY_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 10.0
@@ -528,6 +548,58 @@ async def run_station(
     return run
 
 
+@dataclass(slots=True)
+class PeerRun:
+    """The same session by an ``ocpp``-library charge point (bench/peers/ocpplib_session.py)."""
+
+    version: str
+    connect: int = 0
+    session: int = 0  # without keep-alive
+    heartbeat: int = 0  # one Heartbeat exchange
+
+    def keepalive(self, seconds: float, cloud_ping_s: float) -> float:
+        pings = seconds / LIBRARY_PING_INTERVAL + seconds / cloud_ping_s
+        return pings * (KEEPALIVE_UP + KEEPALIVE_DOWN)
+
+    def session_bytes(self, seconds: float, cloud_ping_s: float) -> float:
+        return self.session + self.keepalive(seconds, cloud_ping_s)
+
+    def idle_day_bytes(self, heartbeat_interval: float, cloud_ping_s: float) -> float:
+        return self.heartbeat * DAY / heartbeat_interval + self.keepalive(DAY, cloud_ping_s)
+
+
+async def run_peer(
+    version: str, args: argparse.Namespace, relay: Relay, context: ssl.SSLContext, cloud: Cloud
+) -> PeerRun:
+    async def settle() -> None:
+        last = relay.tally().payload
+        for _ in range(int(30.0 / SETTLE)):
+            await asyncio.sleep(SETTLE)
+            now = relay.tally().payload
+            if now == last:
+                return
+            last = now
+        raise BenchError("the peer's connection never went quiet")
+
+    marks = await PEER.run_session(
+        f"wss://{HOST}:{relay.port}/ocpp",
+        f"WIRE-LIB-{version.replace('.', '')}",
+        version,
+        ID_TAG,
+        lambda: relay.tally().payload,
+        ssl_context=context,
+        session_minutes=args.session_minutes,
+        heartbeat_interval=float(cloud.heartbeat_interval),
+        settle=settle,
+    )
+    return PeerRun(
+        version,
+        connect=marks["connected"] - marks["start"],
+        session=marks["session"] - marks["connected"],
+        heartbeat=marks["heartbeat"] - marks["session"],
+    )
+
+
 # --- report ------------------------------------------------------------------------
 
 
@@ -535,7 +607,13 @@ def kb(value: float) -> str:
     return f"{value / 1000:,.1f}"
 
 
-def report(runs: list[Run], cloud: Cloud, args: argparse.Namespace, took: float) -> dict[str, Any]:
+def report(
+    runs: list[Run],
+    peers: list[PeerRun],
+    cloud: Cloud,
+    args: argparse.Namespace,
+    took: float,
+) -> dict[str, Any]:
     cloud_ping_s = CloudConfig().ping_interval
     session_period = args.session_minutes * 60.0
     rows: list[dict[str, Any]] = []
@@ -626,6 +704,37 @@ def report(runs: list[Run], cloud: Cloud, args: argparse.Namespace, took: float)
         "number a real day sends. TCP/IP headers and ACKs are not counted."
     )
     on = [r for r in rows if r["compression"]]
+    peer_rows: dict[str, dict[str, Any]] = {}
+    if peers:
+        print()
+        print(
+            f"The same session by an ocpp-library charge point (websockets' defaults: deflate "
+            f"offered, pings every {LIBRARY_PING_INTERVAL:g} s), through the same relay:"
+        )
+    for peer in peers:
+        session = peer.session_bytes(session_period, cloud_ping_s)
+        idle = peer.idle_day_bytes(cloud.heartbeat_interval, cloud_ping_s)
+        ours = next((r for r in on if r["ocpp"] == peer.version), None)
+        peer_row: dict[str, Any] = {
+            "connect_bytes": peer.connect,
+            "session_bytes": round(session),
+            "idle_day_bytes": round(idle),
+        }
+        if ours is not None:
+            peer_row["ratio_session"] = round(session / ours["session_bytes"], 2)
+            peer_row["ratio_idle_day"] = round(idle / ours["idle_day_bytes"], 2)
+        peer_rows[peer.version] = peer_row
+        print(
+            f"  {peer.version:<6} connect {kb(peer.connect)} KB, session {kb(session)} KB, "
+            f"idle day {kb(idle)} KB"
+            + (
+                f"; theirs / ours: {peer_row['ratio_session']:g}x a session, "
+                f"{peer_row['ratio_idle_day']:g}x an idle day"
+                if ours is not None
+                else ""
+            )
+        )
+    ratios = [r["ratio_session"] for r in peer_rows.values() if "ratio_session" in r]
     return {
         "bench": "wire",
         "runs": rows,
@@ -633,6 +742,8 @@ def report(runs: list[Run], cloud: Cloud, args: argparse.Namespace, took: float)
         "idle_day_bytes": {r["ocpp"]: r["idle_day_bytes"] for r in on},
         "goals": {"session_bytes": GOAL_SESSION, "idle_day_bytes": GOAL_IDLE_DAY},
         "meets_goals": bool(on) and all(r["session_ok"] and r["idle_day_ok"] for r in on),
+        "peer": peer_rows,
+        "ratio": min(ratios) if ratios else None,  # the ocpp-library peer's session bytes / ours
         "article": {"session_bytes": ARTICLE_SESSION, "day_bytes": ARTICLE_DAY},
         "scale": args.scale,
         "session_minutes": args.session_minutes,
@@ -675,7 +786,11 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 runs.append(await run_station(version, compression, args, workdir, relay, context))
                 if cloud.proc.poll() is not None:
                     raise BenchError(f"the cloud died:\n{cloud.tail()}")
-        return report(runs, cloud, args, time.monotonic() - began)
+        peers: list[PeerRun] = []
+        for version in args.versions:
+            print(f"[OCPP {version}, ocpp-library peer] the same session", flush=True)
+            peers.append(await run_peer(version, args, relay, context, cloud))
+        return report(runs, peers, cloud, args, time.monotonic() - began)
     finally:
         await relay.stop()
         stop_pid(cloud.proc)
