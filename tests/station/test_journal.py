@@ -241,11 +241,16 @@ def test_database_is_a_plain_sqlite_file(tmp_path: Path) -> None:
 # -- shared mode: many stations' journals in one SQLite file ------------------------------
 
 
-def test_shared_database_is_wal_and_synchronous_full(tmp_path: Path) -> None:
+def test_shared_database_is_wal_and_synchronous_normal_unless_asked(tmp_path: Path) -> None:
+    """A fleet's shared file survives kill -9 with NORMAL (WAL); FULL on request."""
     with JournalDatabase(tmp_path / "fleet.sqlite") as db:
         j = db.journal("CP-1")
         assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    with JournalDatabase(tmp_path / "full.sqlite", synchronous="FULL") as db:
+        assert db.journal("CP-1")._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    with Journal(tmp_path / "own.sqlite") as own:  # a real station's own file: FULL
+        assert own._db.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
 def test_shared_journals_do_not_see_each_other(tmp_path: Path) -> None:

@@ -45,16 +45,42 @@ clock that survives a reboot (UNIX seconds), injected by the caller.
 
 Shared mode. A simulated fleet runs thousands of stations in one process, and a
 SQLite file per station costs 2-3 file descriptors (database, WAL, shm). A
-:class:`JournalDatabase` keeps the journals of many stations in ONE SQLite file
-(same WAL / ``synchronous=FULL`` durability): :meth:`JournalDatabase.journal`
-gives each station key its own :class:`Journal`, with every rule above scoped to
-that station (a ``station`` column). ``seq`` numbers come from one counter per
-file, so a station's ``seq`` values are increasing and never reused, but not
-contiguous; a placeholder may refer only to an entry of its own station.
+:class:`JournalDatabase` keeps the journals of many stations in ONE SQLite file:
+:meth:`JournalDatabase.journal` gives each station key its own :class:`Journal`,
+with every rule above scoped to that station (a ``station`` column). ``seq``
+numbers come from one counter per file, so a station's ``seq`` values are
+increasing and never reused, but not contiguous; a placeholder may refer only to
+an entry of its own station.
+
+Group commit (shared mode only). A commit per append and per acknowledgement
+costs more than the rest of a simulated station's work, so the writes of all
+stations within one event-loop iteration go into ONE transaction: the first write
+opens it and schedules the commit with ``loop.call_soon`` (FIFO: it runs before
+any task woken by that write, e.g. the station's delivery loop). The promise
+"durable before it is sent" is kept by the sender, not by timing: a station calls
+:meth:`Journal.flush` right before it sends an entry, which commits at once if a
+batch is still open. Each write runs in a SAVEPOINT, so a write that fails rolls
+back only itself. Without a running event loop every write commits at once.
+
+Durability of the shared file: ``synchronous=NORMAL`` by default (a choice for
+simulated fleets). In WAL mode a NORMAL commit is written to the WAL before
+``COMMIT`` returns, so it survives ``kill -9`` of the process; only an OS crash
+or power cut may lose the last commits (they are fsynced at checkpoints). A
+fleet's stations share one process and one machine, so the process is what dies;
+``JournalDatabase(path, synchronous="FULL")`` buys OS-crash durability back. A
+real station's ``Journal(path)`` keeps ``synchronous=FULL`` and commits every
+write on its own.
+
+Station state. :meth:`Journal.save_state` keeps a small JSON object per station
+(a fleet keeps its stations' energy registers there, written in the same group
+commit as the MeterValues that carry them, instead of a ``state.json`` rewrite
+per sample); :meth:`Journal.saved_state` reads it back after a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -94,19 +120,34 @@ CREATE TABLE IF NOT EXISTS journal (
 _INDEX = """
 DROP INDEX IF EXISTS journal_state_seq;
 CREATE INDEX IF NOT EXISTS journal_station_state_seq ON journal (station, state, seq);
+CREATE TABLE IF NOT EXISTS station_state (
+    station TEXT PRIMARY KEY,
+    data    TEXT NOT NULL
+);
 """
+_SYNCHRONOUS = ("FULL", "NORMAL")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
+    if synchronous not in _SYNCHRONOUS:
+        raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
     db.executescript(_SCHEMA)
     columns = {row[1] for row in db.execute("PRAGMA table_info(journal)")}
     if "station" not in columns:  # a journal written before shared mode existed
         db.execute("ALTER TABLE journal ADD COLUMN station TEXT NOT NULL DEFAULT ''")
     db.executescript(_INDEX)
     return db
+
+
+def _is_closed(db: sqlite3.Connection) -> bool:
+    try:
+        db.total_changes  # noqa: B018 -- raises on a closed connection
+    except sqlite3.ProgrammingError:
+        return True
+    return False
 
 
 def _closed_connection() -> sqlite3.Connection:
@@ -235,14 +276,71 @@ class Journal:
 
     # -- writing ---------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _write(self, *, single: bool = False) -> Iterator[None]:
+        """One atomic write: its own committed transaction, or (shared) a savepoint in
+        the database's open group-commit batch; ``single``: the write is one statement
+        (after any checks), atomic by itself, so no savepoint is needed."""
+        database = self._database
+        if database is None:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return
+        database._begin_batch()
+        if single:
+            try:
+                yield
+            finally:
+                database._after_write()
+            return
+        self._db.execute("SAVEPOINT journal_write")
+        try:
+            yield
+            self._db.execute("RELEASE journal_write")
+        except BaseException:
+            self._db.execute("ROLLBACK TO journal_write")
+            self._db.execute("RELEASE journal_write")
+            raise
+        finally:
+            database._after_write()
+
+    def flush(self) -> None:
+        """Make every write so far durable now (commits an open group-commit batch):
+        call right before sending an entry."""
+        if self._database is not None:
+            self._database.commit()
+
+    def save_state(self, data: dict[str, Any]) -> None:
+        """Keep ``data`` (JSON) as this station's state, replacing the previous one."""
+        with self._write(single=True):
+            self._db.execute(
+                "INSERT OR REPLACE INTO station_state (station, data) VALUES (?, ?)",
+                (self.station, json.dumps(data)),
+            )
+
+    def saved_state(self) -> dict[str, Any] | None:
+        """What :meth:`save_state` kept last, or None."""
+        row = self._db.execute(
+            "SELECT data FROM station_state WHERE station = ?", (self.station,)
+        ).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return data if isinstance(data, dict) else None
+
     def append(self, action: str, payload: dict[str, Any]) -> int:
-        """Journal a message; returns its ``seq`` once committed durably.
+        """Journal a message; returns its ``seq`` once committed durably (shared: once
+        written; durable at the group commit or :meth:`flush`, before any send).
 
         Placeholders referring to an entry already delivered (or discarded) are
         resolved at once; a placeholder must refer to an existing earlier entry.
         """
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write(single=True):  # checks, then one INSERT
             for ref in _iter_refs(payload):
                 target = ref[REF_KEY]
                 if not isinstance(target, int):
@@ -262,10 +360,6 @@ class Journal:
                 "INSERT INTO journal (station, action, payload, has_refs) VALUES (?, ?, ?, ?)",
                 (self.station, action, json.dumps(payload), int(_has_refs(payload))),
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         seq = cur.lastrowid
         assert seq is not None
         return seq
@@ -276,18 +370,21 @@ class Journal:
         Placeholders in later entries that refer to ``seq`` are resolved from
         ``result`` in the same transaction.
         """
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._require_pending(seq)
-            self._db.execute(
-                "UPDATE journal SET state = ?, result = ? WHERE seq = ?",
-                (EntryState.DELIVERED.value, json.dumps(result or {}), seq),
+        referring = self._referring(seq)  # usually none: then one UPDATE is the write
+        with self._write(single=not referring):
+            cur = self._db.execute(
+                "UPDATE journal SET state = ?, result = ? WHERE seq = ? AND station = ? AND state = ?",
+                (
+                    EntryState.DELIVERED.value,
+                    json.dumps(result or {}),
+                    seq,
+                    self.station,
+                    EntryState.PENDING.value,
+                ),
             )
-            self._resolve_refs(seq, result or {})
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            if cur.rowcount != 1:
+                raise UnknownEntryError(seq)
+            self._resolve_refs(seq, result or {}, referring)
 
     def failed_attempt(
         self, seq: int, now: float, *, attempts_max: int, retry_interval: float
@@ -300,8 +397,7 @@ class Journal:
         ``attempts_max`` and the entry is discarded (E13.FR.04). ``attempts_max``
         below 1 is treated as 1.
         """
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():
             attempts = self._require_pending(seq) + 1
             if attempts >= max(attempts_max, 1):
                 self._db.execute(
@@ -316,25 +412,16 @@ class Journal:
                     "UPDATE journal SET attempts = ?, next_attempt_at = ? WHERE seq = ?",
                     (attempts, due, seq),
                 )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return due
 
     def rewrite(self, seq: int, payload: dict[str, Any]) -> None:
         """Replace the payload of a pending entry (durably)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():
             self._require_pending(seq)
             self._db.execute(
                 "UPDATE journal SET payload = ?, has_refs = ? WHERE seq = ?",
                 (json.dumps(payload), int(_has_refs(payload)), seq),
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def purge_delivered(self) -> int:
         """Delete delivered entries; returns how many. Later placeholders may no
@@ -415,12 +502,23 @@ class Journal:
             raise UnknownEntryError(seq)
         return int(row[0])
 
-    def _resolve_refs(self, target: int, result: dict[str, Any] | None) -> None:
+    def _referring(self, target: int) -> list[tuple[int, str]]:
+        """(seq, payload) of the later pending entries holding a placeholder."""
         rows = self._db.execute(
             "SELECT seq, payload FROM journal"
             " WHERE station = ? AND state = ? AND has_refs = 1 AND seq > ?",
             (self.station, EntryState.PENDING.value, target),
         ).fetchall()
+        return [(int(seq), str(raw)) for seq, raw in rows]
+
+    def _resolve_refs(
+        self,
+        target: int,
+        result: dict[str, Any] | None,
+        rows: list[tuple[int, str]] | None = None,
+    ) -> None:
+        if rows is None:
+            rows = self._referring(target)
         for seq, raw in rows:
             payload = json.loads(raw)
             new = _substitute(payload, target, result)
@@ -451,14 +549,49 @@ class JournalDatabase:
     """One SQLite file holding the journals of many stations (a simulated fleet).
 
     Three file descriptors for the whole fleet instead of three per station. Every
-    :class:`Journal` it hands out sees only its own station's entries; commits are as
-    durable as a journal file of its own. Use from one thread (the fleet's event loop).
+    :class:`Journal` it hands out sees only its own station's entries. Writes are
+    group-committed and ``synchronous`` is NORMAL by default: see the module's
+    docstring. Use from one thread (the fleet's event loop).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
-        self._db = _connect(self.path)
+        self.synchronous = synchronous
+        self._db = _connect(self.path, synchronous)
         self._open: dict[str, Journal] = {}
+        self._batch = False  # a group-commit transaction is open
+        self._commit_scheduled = False
+        self.commits = 0  # transactions committed: what group commit saves is visible here
+
+    @property
+    def in_batch(self) -> bool:
+        """True while writes are waiting for the group commit (not durable yet)."""
+        return self._batch
+
+    def _begin_batch(self) -> None:
+        if self._batch:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._batch = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: _after_write commits at once
+            return
+        loop.call_soon(self.commit)
+        self._commit_scheduled = True
+
+    def _after_write(self) -> None:
+        if not self._commit_scheduled:
+            self.commit()
+
+    def commit(self) -> None:
+        """Commit the open batch now (if any): every write so far becomes durable."""
+        self._commit_scheduled = False
+        if not self._batch:
+            return
+        self._batch = False
+        self._db.execute("COMMIT")
+        self.commits += 1
 
     def journal(self, station: str) -> Journal:
         """The journal of ``station`` (any non-empty key, e.g. its id); the same object
@@ -480,10 +613,12 @@ class JournalDatabase:
             del self._open[journal.station]
 
     def close(self) -> None:
-        """Close the file; the journals handed out can no longer be used."""
+        """Commit, close the file; the journals handed out can no longer be used."""
         for journal in list(self._open.values()):
             journal.close()
-        self._db.close()
+        if not _is_closed(self._db):
+            self.commit()
+            self._db.close()
 
     def __enter__(self) -> Self:
         return self

@@ -1,0 +1,249 @@
+"""Group commit of the fleet's shared journal, and a fleet station's state kept in it.
+
+The promise of a real station holds for a simulated fleet: a transaction message is
+durable before it is sent, and nothing sent is lost on ``kill -9``. The writes of one
+event-loop iteration share one commit, which runs before any task woken by them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.extensions.permessage_deflate import PerMessageDeflate
+
+from plugstream.station.ev import CITY_CAR, Ev
+from plugstream.station.journal import JournalDatabase, UnknownEntryError
+from plugstream.station.station16 import STATE_FILE, small_deflate
+from tests.station.test_wire_levers import RawCsms, station16, station201, until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _meter(i: int) -> dict[str, Any]:
+    return {"connectorId": 1, "meterValue": [{"timestamp": f"t{i}", "sampledValue": []}]}
+
+
+def committed(path: Path) -> int:
+    """Entries another connection sees: only committed ones."""
+    con = sqlite3.connect(path)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM journal").fetchone()[0])
+    finally:
+        con.close()
+
+
+async def test_one_commit_per_loop_iteration_before_any_woken_task(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.sqlite"
+    with JournalDatabase(path) as db:
+        journals = [db.journal(f"CP-{i}") for i in range(20)]
+        woken = asyncio.Event()
+        seen_by_sender: list[int] = []
+
+        async def sender() -> None:  # what a station's delivery loop does
+            await woken.wait()
+            seen_by_sender.append(committed(path))
+
+        task = asyncio.create_task(sender())
+        await asyncio.sleep(0)  # the sender waits
+        before = db.commits
+        for i, journal in enumerate(journals):  # twenty stations sample in one iteration
+            journal.append("MeterValues", _meter(i))
+        woken.set()
+        assert db.in_batch and committed(path) == 0  # not durable yet: nothing sent yet
+        await asyncio.wait_for(task, 5)
+        assert seen_by_sender == [20]  # the commit ran before the woken task
+        assert db.commits == before + 1  # one commit for twenty appends
+
+
+async def test_flush_commits_at_once_and_a_failed_write_rolls_back_alone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fleet.sqlite"
+    with JournalDatabase(path) as db:
+        a, b = db.journal("CP-A"), db.journal("CP-B")
+        a.append("MeterValues", _meter(1))
+        with pytest.raises(UnknownEntryError):  # refers to an entry that does not exist
+            b.append("StopTransaction", {"transactionId": {"$ref_result": 999, "key": "x"}})
+        b.append("MeterValues", _meter(2))
+        a.flush()
+        assert not db.in_batch and committed(path) == 2
+        assert [len(a), len(b)] == [1, 1]
+
+
+def test_without_an_event_loop_every_write_commits(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.sqlite"
+    with JournalDatabase(path) as db:
+        db.journal("CP-1").append("MeterValues", _meter(1))
+        assert not db.in_batch and committed(path) == 1
+
+
+_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from plugstream.station.journal import JournalDatabase
+
+    async def main() -> None:
+        db = JournalDatabase(sys.argv[1])
+        journals = [db.journal(f"CP-{i}") for i in range(10)]
+        woken = asyncio.Event()
+        sent: list[int] = []
+
+        async def sender() -> None:
+            while True:
+                await woken.wait()
+                woken.clear()
+                for journal in journals:
+                    journal.flush()  # what a station does before it sends
+                    for entry in journal.pending():
+                        journal.acknowledge(entry.seq, {})
+                        print(entry.seq, flush=True)  # "sent"
+
+        task = asyncio.create_task(sender())
+        for round_ in range(100000):
+            for journal in journals:
+                journal.append("MeterValues", {"n": round_})
+            woken.set()
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_nothing_sent_is_lost_on_kill_9(tmp_path: Path) -> None:
+    """A process appends and "sends" from many stations until SIGKILL: every entry it
+    printed as sent is in the file afterwards (and was appended before)."""
+    path = tmp_path / "fleet.sqlite"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    sent: list[int] = []
+    watchdog = threading.Timer(30.0, proc.kill)  # bounds the read loop in time
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sent.append(int(line))
+            if len(sent) >= 3000:
+                break
+    finally:
+        watchdog.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    assert len(sent) >= 3000
+    with JournalDatabase(path) as db:
+        rows = dict(db._db.execute("SELECT seq, station FROM journal"))
+    missing = [seq for seq in sent if seq not in rows]
+    assert missing == []
+
+
+# -- a fleet station's state in the shared database --------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_register_recovered_from_the_journal_after_a_crash(
+    tmp_path: Path, version: str
+) -> None:
+    """state_in_journal: no state.json per sample; after a crash the register (and the
+    transaction) come back from the shared database, and the restarted station ends the
+    transaction with PowerLoss at that register."""
+    csms = RawCsms(version)
+    await csms.start()
+    data_dir = tmp_path / "s"
+    make = station16 if version == "1.6" else station201
+    db = JournalDatabase(tmp_path / "fleet.sqlite")
+    try:
+        first = make(data_dir, journal=db.journal("S"), state_in_journal=True)
+        task = asyncio.create_task(first.run(csms.url))
+        await until(lambda: first.online)
+        first.plug_in(Ev(CITY_CAR, soc=30.0))
+        if version == "1.6":
+            assert await first.swipe("TAG-1")
+            action = "MeterValues"
+        else:
+            assert await first.swipe("TAG-1")
+            action = "TransactionEvent"
+        await until(lambda: len(csms.actions(action)) >= 3)
+        task.cancel()  # a crash: no clean close
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        saved = db.journal("S").saved_state()
+        assert saved is not None and saved["transaction"] is not None
+        assert not (data_dir / STATE_FILE).exists()  # no file written per sample
+        db.close()  # the process dies; the file stays
+
+        db = JournalDatabase(tmp_path / "fleet.sqlite")
+        second = make(data_dir, journal=db.journal("S"), state_in_journal=True)
+        assert str(second.hardware.energy_wh) == saved["energy_wh"]
+        assert second.hardware.energy_wh > 0
+        second.close()
+        ended = [p for p in db.journal("S").pending() if p.action != "MeterValues"]
+        last = ended[-1].payload
+        if version == "1.6":
+            assert last["reason"] == "PowerLoss"
+            assert last["meterStop"] == int(second.hardware.energy_wh)
+        else:
+            assert last["eventType"] == "Ended"
+            assert last["transactionInfo"]["stoppedReason"] == "PowerLoss"
+    finally:
+        db.close()
+        await csms.stop()
+
+
+async def test_charging_station_without_tick_interval_wakes_for_samples_and_full(
+    tmp_path: Path,
+) -> None:
+    """tick_interval None (a fleet): a charging car is looked at when a meter sample is
+    due or when it may be full, not every 10 s; a car about to be full is looked at soon."""
+    station = station16(tmp_path / "s", config={"MeterValueSampleInterval": "60"})
+    station.tick_interval = None
+    try:
+        station.plug_in(Ev(CITY_CAR, soc=30.0))
+        station.start_transaction("TAG-1")
+        station.tick()
+        wake = station.next_tick_in()
+        assert wake is not None and 55.0 <= wake <= 60.0  # the next sample, not 10 s
+        station.unplug()
+        station.plug_in(Ev(CITY_CAR, soc=99.99))
+        station.start_transaction("TAG-1")
+        station.tick()
+        wake = station.next_tick_in()
+        assert wake is not None and wake < 30.0  # about to be full (~22 s): SuspendedEV is due
+    finally:
+        station.close()
+
+
+async def test_small_deflate_is_negotiated_and_still_compresses(tmp_path: Path) -> None:
+    """A fleet station offers permessage-deflate with a 4 KB window both ways (zlib
+    state of a few KB per connection, not ~150 KB); the CSMS accepts it."""
+    csms = RawCsms("1.6")
+    await csms.start()
+    station = station16(tmp_path / "s", compression=small_deflate())
+    task = asyncio.create_task(station.run(csms.url))
+    try:
+        await until(lambda: station.online)
+        (deflate,) = station._ws.protocol.extensions
+        assert isinstance(deflate, PerMessageDeflate)
+        assert (deflate.local_max_window_bits, deflate.remote_max_window_bits) == (12, 12)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        station.close()
+        await csms.stop()
