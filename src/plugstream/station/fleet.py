@@ -15,6 +15,19 @@ Made to hold 10,000 stations in one process under a 20,000 file descriptor limit
   the clock until the next thing the driver does, and never polls once connected
   (the time a car needs to be full is computed from its charging curve).
 
+Made cheap per station (CPU is what limits a fleet, see ``bench/fleet.py``):
+
+- the shared journal group-commits the writes of one event-loop iteration, with
+  ``synchronous=NORMAL`` (survives ``kill -9``, not an OS crash; see
+  :mod:`plugstream.station.journal`); a station still makes every entry durable
+  before it sends it;
+- a station's state (its energy register with each meter sample) goes into that
+  database (``state_in_journal``), not into a ``state.json`` per sample;
+- a charging station wakes for its next meter sample, a profile boundary, a
+  clock-aligned slot or the earliest time its car may be full (``tick_interval``
+  None), not every 10 s: energy is integrated from timestamps;
+- permessage-deflate with a 4 KB window and memLevel 4 (:func:`small_deflate`).
+
 Counting: the OCPP messages of each station are counted from its endpoint's events
 (CALLERRORs, failed and timed-out calls are errors); bytes come from the station's
 own :class:`~plugstream.net.accounting.ByteCounter` (``station.traffic``).
@@ -41,7 +54,7 @@ from plugstream.station.ev import CHARGER_EFFICIENCY, Ev, random_ev
 from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, Model
 from plugstream.station.journal import JournalDatabase
 from plugstream.station.run import with_password
-from plugstream.station.station16 import Station16
+from plugstream.station.station16 import Station16, small_deflate
 from plugstream.station.station201 import Station201
 
 __all__ = [
@@ -334,6 +347,9 @@ class Fleet:
             rng=rng,
             traffic_autosave=False,  # the fleet reads station.traffic; no file per station
             sync_state=False,  # state.json survives kill -9 without an fsync per meter sample
+            state_in_journal=True,  # no state.json: the state goes in the group commit
+            tick_interval=None,  # a charging car is looked at when a sample or "full" is due
+            compression=small_deflate(),  # zlib state: ~20 KB a connection instead of ~150 KB
         )
         sim = SimStation(station, ocpp)
         station.observer = sim.observe

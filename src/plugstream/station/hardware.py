@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
-from plugstream.station.ev import Ev
+from plugstream.station.ev import CHARGER_EFFICIENCY, TAPER_START_SOC, Ev
 
 VENDOR = "PlugStream"
 PHASES = ("L1", "L2", "L3")
@@ -131,16 +131,26 @@ class ChargePointHardware:
         if now < self._last:
             raise ValueError(f"time went backwards: {now} < {self._last}")
         self._voltage = self._sample_voltage()
-        t = self._last
-        while t < now:
-            step = min(MAX_STEP_S, now - t)
-            power = self._power_w(self._currents())
-            if power > 0 and self.ev is not None:
-                energy = min(power * step / 3600.0, self.ev.energy_to_target_wh())
-                self.ev.charge(energy)
-                self._add_energy(energy)
-            t += step
+        t, ev = self._last, self.ev
         self._last = now
+        if ev is None or not self.contactor_closed:
+            return
+        phases = self.model.phase_names[: ev.phases]
+        volts = sum(self._voltage[p] for p in phases)
+        offered = self.offered_current_a
+        while t < now:
+            amps = round(min(ev.requested_current(), offered), 2)  # as measurements() shows
+            if amps <= 0:  # the car is full (or nothing is offered): nothing more flows
+                break
+            power = amps * volts
+            step = min(MAX_STEP_S, now - t)
+            if ev.soc < TAPER_START_SOC:  # constant current up to the taper: one step
+                to_taper = (TAPER_START_SOC - ev.soc) / 100.0 * ev.capacity_wh
+                step = max(step, min(now - t, to_taper / CHARGER_EFFICIENCY / power * 3600.0))
+            energy = min(power * step / 3600.0, ev.energy_to_target_wh())
+            ev.charge(energy)
+            self._add_energy(energy)
+            t += step
 
     def measurements(self) -> Measurements:
         currents = self._currents()
@@ -159,6 +169,17 @@ class ChargePointHardware:
         if self.current_limit_a is not None:
             offered = min(offered, self.current_limit_a)
         return offered if offered >= MIN_CURRENT_A else 0.0
+
+    def seconds_to_ev_full(self) -> float | None:
+        """Seconds until the car stops drawing current, at the earliest: the energy it
+        still takes at the power it draws now (its curve only tapers, so the car is
+        never full sooner). None when no energy flows."""
+        if self.ev is None:
+            return None
+        power = self._power_w(self._currents())
+        if power <= 0:
+            return None
+        return self.ev.energy_to_target_wh() / power * 3600.0
 
     @property
     def charging(self) -> bool:

@@ -56,7 +56,7 @@ import os
 import random
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from ssl import SSLContext
@@ -64,6 +64,7 @@ from typing import Any, cast
 
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.typing import Subprotocol
 
 from plugstream.net.accounting import ByteCounter, Direction, Link
@@ -117,9 +118,27 @@ CONNECTOR_ID = 1
 FIRMWARE_VERSION = "0.1.0"
 DEFAULT_BOOT_RETRY_S = 30.0  # when a Pending/Rejected answer gives interval 0
 DEFAULT_TICK_S = 10.0  # while energy flows: follows the EV's curve (hardware.MAX_STEP_S)
+MIN_CHARGING_WAKE_S = 1.0  # tick_interval None: the closest look at a car about to be full
 MAX_HEARTBEAT_GAP_S = 86_400.0  # G02.FR.07: one Heartbeat a day even on a busy link
 TRAFFIC_SAVE_S = 900.0  # traffic.json at most this stale (station time), besides cycle ends
 STATE_FILE = "state.json"
+
+
+Compression = str | ClientPerMessageDeflateFactory | None
+"""``"deflate"`` (websockets' defaults), None (off), or tuned permessage-deflate."""
+
+
+def small_deflate(window_bits: int = 12, mem_level: int = 4) -> ClientPerMessageDeflateFactory:
+    """permessage-deflate with small buffers (a fleet: thousands of connections in one
+    process). websockets' defaults keep ~150 KB of zlib state per connection (a 32 KB
+    window each way, memLevel 5); OCPP messages are well under a KB, so a 4 KB window
+    (both ways: the CSMS is asked for it too) and memLevel 4 keep almost all the
+    compression for a fraction of the memory."""
+    return ClientPerMessageDeflateFactory(
+        server_max_window_bits=window_bits,
+        client_max_window_bits=window_bits,
+        compress_settings={"memLevel": mem_level},
+    )
 
 
 def compact(value: Any) -> Any:
@@ -252,7 +271,7 @@ class StationRuntime:
     endpoint: OcppEndpoint | None
     accepted: bool
     heartbeat_interval: int
-    tick_interval: float
+    tick_interval: float | None
     traffic: ByteCounter
     traffic_autosave: bool
     link: Link
@@ -266,7 +285,12 @@ class StationRuntime:
     _traffic_saved_at: float
     _cycle: str | None
     ssl: SSLContext | None
+    compression: Compression
     sync_state: bool
+    state_in_journal: bool
+    journal: Journal
+    state_path: Path
+    hardware: ChargePointHardware
 
     def tick(self) -> None:
         raise NotImplementedError
@@ -357,16 +381,33 @@ class StationRuntime:
         except OcppError as exc:
             log.info("%s not delivered: %s", action, exc)
 
+    def _load_state(self) -> dict[str, Any]:
+        """The newest of state.json and the state kept in the journal (a fleet's)."""
+        return newest_state(load_state(self.state_path), self.journal.saved_state())
+
     def _write_state(self, path: Path, data: dict[str, Any]) -> None:
         """Replace ``path`` atomically; with ``sync_state`` fsynced (a real station: power
         loss), without it only safe against the process dying (a fleet of thousands,
-        where an fsync per meter sample would cost more than the whole simulation)."""
+        where an fsync per meter sample would cost more than the whole simulation).
+        With ``state_in_journal`` (a fleet) the state goes into the journal's database
+        instead, in the same group commit as the MeterValues sample that carries the
+        register: no file write per sample at all."""
+        if self.state_in_journal:
+            self.journal.save_state(data)
+            return
         if self.sync_state:
             atomic_write_json(path, data)
             return
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(data, sort_keys=True))
         os.replace(tmp, path)
+
+    def _compression_options(self) -> dict[str, Any]:
+        """``compression=`` (or, for tuned deflate settings, ``extensions=``) for
+        websockets.connect."""
+        if isinstance(self.compression, ClientPerMessageDeflateFactory):
+            return {"compression": None, "extensions": [self.compression]}
+        return {"compression": self.compression}
 
     def _tls_options(self) -> dict[str, Any]:
         """``ssl=`` for websockets.connect only when given: a wss:// URL defaults to
@@ -393,17 +434,40 @@ class StationRuntime:
                 continue
             await self.clock.sleep(due - now)
 
+    def _charging_wake(self) -> float | None:
+        """Seconds until the charging car needs a look: every ``tick_interval``, or
+        (``tick_interval`` None, a fleet) when it may be full at the earliest -- the
+        energy it still takes at today's power; its curve only tapers, so never late."""
+        if not self.hardware.charging:
+            return None
+        if self.tick_interval is not None:
+            return self.tick_interval
+        full = self.hardware.seconds_to_ev_full()
+        return None if full is None else max(MIN_CHARGING_WAKE_S, full)
+
     async def tick_loop(self) -> None:
-        """Tick when something is due or happened; an idle station does not wake."""
+        """Tick when something is due or happened; an idle station does not wake.
+
+        Only this loop waits on ``_tick_event``, so a timer may set it: cheaper than a
+        timeout that cancels the wait (a fleet's stations tick thousands of times a minute).
+        """
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 self.tick()
                 delay = self.next_tick_in()
             except Exception:
                 log.exception("station tick failed")
-                delay = self.tick_interval
+                delay = self.tick_interval or DEFAULT_TICK_S
             self._tick_event.clear()
-            await _wait_event(self._tick_event, self.clock, delay)
+            if delay is None:
+                await self._tick_event.wait()
+                continue
+            timer = loop.call_later(self.clock.real_seconds(max(0.0, delay)), self._tick_event.set)
+            try:
+                await self._tick_event.wait()
+            finally:
+                timer.cancel()
 
     async def _disconnect(self) -> None:
         ws = self._ws
@@ -435,13 +499,14 @@ class Station16(StationRuntime):
         config_defaults: Mapping[str, str] | None = None,
         call_timeout: float = 30.0,
         backoff: ReconnectBackoff | None = None,
-        tick_interval: float = DEFAULT_TICK_S,
+        tick_interval: float | None = DEFAULT_TICK_S,
         serial_number: str | None = None,
         traffic_autosave: bool = True,
         link: Link = "ethernet",
         ssl: SSLContext | None = None,
-        compression: str | None = "deflate",
+        compression: Compression = "deflate",
         sync_state: bool = True,
+        state_in_journal: bool = False,
     ) -> None:
         self.station_id = station_id
         self.model = model
@@ -461,12 +526,13 @@ class Station16(StationRuntime):
         self.ssl = ssl  # for wss:// with a private CA or a client certificate
         self.compression = compression  # permessage-deflate offered; None: not
         self.sync_state = sync_state  # fsync state.json: survives an OS crash, not only kill -9
+        self.state_in_journal = state_in_journal  # state in the journal's database, no file
 
         self.config = Config16.load(self.data_dir / Config16.FILENAME, defaults=config_defaults)
         self.config.add_listener(self._on_config_change)
         self.journal = journal if journal is not None else Journal(self.data_dir / "journal.sqlite")
         self.state_path = self.data_dir / STATE_FILE
-        state = load_state(self.state_path)
+        state = self._load_state()
         self.hardware = ChargePointHardware(
             model, self.rng, now=self._seconds(), energy_wh=restored_energy(state)
         )
@@ -906,8 +972,9 @@ class Station16(StationRuntime):
             change = self.profiles.next_change(CONNECTOR_ID, now, transaction_start=tx.started_at)
             if change is not None:
                 due.append(change)
-            if self.hardware.charging:  # follow the EV's curve (taper, full)
-                due.append(now + timedelta(seconds=self.tick_interval))
+            wake = self._charging_wake()
+            if wake is not None:  # follow the EV's curve (taper, full)
+                due.append(now + timedelta(seconds=wake))
         if not due:
             return None
         return max(0.0, (min(due) - now).total_seconds())
@@ -923,11 +990,11 @@ class Station16(StationRuntime):
                 await self._wait_change(None)
                 continue
             now = self._seconds()
-            entry = self.journal.next_due(now)
-            if entry is None:
-                head = self.journal.head()
-                await self._wait_change(None if head is None else head.next_attempt_at - now)
+            entry = self.journal.head()  # next_due(now), in one query
+            if entry is None or entry.next_attempt_at > now:
+                await self._wait_change(None if entry is None else entry.next_attempt_at - now)
                 continue
+            self.journal.flush()  # durable before it is sent (a fleet's group commit)
             try:
                 result = await self._send(endpoint, entry.action, entry.payload)
             except OcppError as exc:
@@ -977,7 +1044,7 @@ class Station16(StationRuntime):
                         subprotocols=[Subprotocol(OcppVersion.V16.subprotocol)],
                         open_timeout=self.call_timeout,
                         ping_interval=self._ping_interval(self.config.websocket_ping_interval),
-                        compression=self.compression,
+                        **self._compression_options(),
                         create_connection=counting_factory(self._count),
                         **self._tls_options(),
                     ) as ws:
@@ -1279,6 +1346,20 @@ class StationHandlers16(Handlers):
         )
 
 
+def newest_state(
+    file_state: dict[str, Any], journal_state: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The state saved last (by ``saved_at``): state.json, or the journal's (a fleet's)."""
+    if not journal_state:
+        return file_state
+    if not file_state:
+        return journal_state
+    epoch = datetime.min.replace(tzinfo=UTC)
+    if saved_at(journal_state, epoch) >= saved_at(file_state, epoch):
+        return journal_state
+    return file_state
+
+
 def saved_at(state: Mapping[str, Any], default: datetime) -> datetime:
     """When ``state`` was saved: the time its energy register was read."""
     try:
@@ -1294,5 +1375,7 @@ async def _wait_event(event: asyncio.Event, clock: Clock, timeout: float | None)
     if timeout is None:
         await event.wait()
         return
+    # asyncio.timeout, not wait_for: no extra task per wait (a fleet waits a lot)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), clock.real_seconds(max(0.0, timeout)))
+        async with asyncio.timeout(clock.real_seconds(max(0.0, timeout))):
+            await event.wait()

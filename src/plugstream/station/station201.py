@@ -102,9 +102,9 @@ from plugstream.station.station16 import (
     DEFAULT_TICK_S,
     FIRMWARE_VERSION,
     STATE_FILE,
+    Compression,
     StationRuntime,
     counting_factory,
-    load_state,
     restored_energy,
     saved_at,
 )
@@ -173,13 +173,14 @@ class Station201(StationRuntime):
         device_model_defaults: Mapping[str, str] | None = None,
         call_timeout: float = 30.0,
         backoff: ReconnectBackoff | None = None,
-        tick_interval: float = DEFAULT_TICK_S,
+        tick_interval: float | None = DEFAULT_TICK_S,
         serial_number: str | None = None,
         traffic_autosave: bool = True,
         link: Link = "ethernet",
         ssl: SSLContext | None = None,
-        compression: str | None = "deflate",
+        compression: Compression = "deflate",
         sync_state: bool = True,
+        state_in_journal: bool = False,
     ) -> None:
         self.station_id = station_id
         self.model = model
@@ -198,6 +199,7 @@ class Station201(StationRuntime):
         self.ssl = ssl  # for wss:// with a private CA or a client certificate
         self.compression = compression  # permessage-deflate offered; None: not
         self.sync_state = sync_state  # fsync state.json: survives an OS crash, not only kill -9
+        self.state_in_journal = state_in_journal  # state in the journal's database, no file
 
         dm_path = self.data_dir / DeviceModel201.FILENAME
         fresh = not dm_path.exists()
@@ -220,7 +222,7 @@ class Station201(StationRuntime):
         self.backoff = backoff if backoff is not None else self._config_backoff()
         self.journal = journal if journal is not None else Journal(self.data_dir / "journal.sqlite")
         self.state_path = self.data_dir / STATE_FILE
-        state = load_state(self.state_path)
+        state = self._load_state()
         self.hardware = ChargePointHardware(
             model, self.rng, now=self._seconds(), energy_wh=restored_energy(state)
         )
@@ -738,8 +740,9 @@ class Station201(StationRuntime):
             change = self.profiles.next_change(EVSE_ID, now, transaction_start=tx.started_at)
             if change is not None:
                 due.append(change)
-            if self.hardware.charging:  # follow the EV's curve (taper, full)
-                due.append(now + timedelta(seconds=self.tick_interval))
+            wake = self._charging_wake()
+            if wake is not None:  # follow the EV's curve (taper, full)
+                due.append(now + timedelta(seconds=wake))
         if not due:
             return None
         return max(0.0, (min(due) - now).total_seconds())
@@ -755,11 +758,11 @@ class Station201(StationRuntime):
                 await self._wait_change(None)
                 continue
             now = self._seconds()
-            entry = self.journal.next_due(now)
-            if entry is None:
-                head = self.journal.head()
-                await self._wait_change(None if head is None else head.next_attempt_at - now)
+            entry = self.journal.head()  # next_due(now), in one query
+            if entry is None or entry.next_attempt_at > now:
+                await self._wait_change(None if entry is None else entry.next_attempt_at - now)
                 continue
+            self.journal.flush()  # durable before it is sent (a fleet's group commit)
             try:
                 result = await self._send(endpoint, entry.action, entry.payload)
             except OcppError as exc:
@@ -808,7 +811,7 @@ class Station201(StationRuntime):
                         subprotocols=[Subprotocol(OcppVersion.V201.subprotocol)],
                         open_timeout=self.call_timeout,
                         ping_interval=self._ping_interval(self.config.websocket_ping_interval),
-                        compression=self.compression,
+                        **self._compression_options(),
                         create_connection=counting_factory(self._count),
                         **self._tls_options(),
                     ) as ws:
