@@ -7,7 +7,7 @@ PlugStream Cloud (``plugstream cloud serve``, SQLite in a temporary directory,
 * **ours**: ``plugstream fleet --stations N --csms ws://.../ocpp --ocpp V --sessions 1
   --session-minutes 600 --time-scale 1 --json`` (``--ours``, 10,000 stations): real
   :class:`Station16` / :class:`Station201` objects, 60 s meter samples, the cloud's
-  heartbeat interval, WebSocket pings at WebSocketPingInterval;
+  heartbeat interval, WebSocket pings at WebSocketPingInterval (180 s);
 * **theirs**: ``bench/peers/ocpplib_fleet.py`` (``--theirs``, 1,500), charge points
   written with the ``ocpp`` library sending the same messages in the same phase.
 
@@ -25,11 +25,10 @@ in any minute) and its RSS (whole process, divided by its stations):
 Goal: ours sustains at least 10,000 stations under half of one core (cpu_fraction for
 10,000 <= 0.5). The cloud's own CPU during each window is printed too.
 
-``plugstream fleet`` lets the first car arrive up to 5 simulated minutes after a station
-connects (real minutes at scale 1). When the command takes ``--idle-minutes`` the bench
-passes 0; otherwise it runs the same :class:`plugstream.station.fleet.Fleet` through
-this file's ``--run-ours`` mode (the CLI's code path, with the first car at once) so the
-ramp-up fits the time budget.
+``plugstream fleet`` runs with ``--idle-minutes 0 0`` (the first car at once, so the
+ramp-up fits the time budget) and both fleets start ``--connect-rate`` stations a second
+(200). The ocpp-library fleet pings every 180 s, our stations' WebSocketPingInterval
+(websockets' own default, 20 s, would make it pay 9 times our keep-alive).
 
 Run it from the repository root:
 
@@ -44,7 +43,6 @@ Every process it starts is stopped by its PID (SIGTERM, then SIGKILL).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -63,6 +61,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from plugstream.cloud.config import CloudConfig
+from plugstream.station.config import Config16
 
 HERE: Final = Path(__file__).resolve().parent
 ROOT: Final = HERE.parent
@@ -82,6 +81,8 @@ STOP_TIMEOUT: Final = 60.0  # a fleet drains its journals (5 s) and closes 10,00
 POLL: Final = 3.0  # s between looks at the cloud's station list during ramp-up, at least
 POLL_PER_STATION: Final = 0.002  # s more per station: listing 10,000 loads the cloud too
 SETTLE: Final = 5.0  # s after the last station started its session, before the window
+STATION_PING_INTERVAL: Final = float(Config16(None).websocket_ping_interval)
+"""Our stations' WebSocketPingInterval (180 s); the ocpp-library fleet pings as often."""
 
 
 class BenchError(Exception):
@@ -258,36 +259,20 @@ class Figures:
         return self.rss_kb / self.connected if self.connected else 0.0
 
 
-def fleet_cli_has(flag: str) -> bool:
-    try:
-        out = subprocess.run(
-            [sys.executable, "-m", "plugstream.cli", "fleet", "--help"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-            env=dict(os.environ, COLUMNS="200"),
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return flag in out.stdout
-
-
 def ours_argv(args: argparse.Namespace, cloud: Cloud, duration: float) -> list[str]:
     common = ["--stations", str(args.ours), "--csms", cloud.url, "--ocpp", args.ocpp]
     common += ["--sessions", "1", "--session-minutes", "600", "--time-scale", "1"]
     common += ["--duration", f"{duration:.0f}", "--json"]
-    has_idle = args.fleet_cli != "runner" and fleet_cli_has("--idle-minutes")
-    if args.fleet_cli == "cli" or has_idle:
-        # without --idle-minutes the first cars arrive within 5 minutes: a longer ramp-up
-        extra = ["--idle-minutes", "0"] if has_idle else []
-        return [sys.executable, "-m", "plugstream.cli", "fleet", *common, *extra]
-    return [sys.executable, str(Path(__file__).resolve()), "--run-ours", *common]
+    # the first car at once (else within 5 simulated minutes: a longer ramp-up)
+    common += ["--idle-minutes", "0", "0", "--connect-rate", f"{args.connect_rate:g}"]
+    return [sys.executable, "-m", "plugstream.cli", "fleet", *common]
 
 
 def theirs_argv(args: argparse.Namespace, cloud: Cloud, duration: float) -> list[str]:
     argv = [sys.executable, str(PEER), "--stations", str(args.theirs), "--csms", cloud.url]
     argv += ["--ocpp", args.ocpp, "--duration", f"{duration:.0f}", "--json"]
+    argv += ["--ping-interval", f"{STATION_PING_INTERVAL:g}", "--connect-rate"]
+    argv += [f"{args.connect_rate:g}"]
     return [*argv, "--id-prefix", THEIRS_PREFIX, "--id-tag", ID_TAGS[0]]
 
 
@@ -453,54 +438,8 @@ def report(ours: Figures, theirs: Figures, args: argparse.Namespace, took: float
     }
 
 
-# --- the fleet runner of --run-ours ------------------------------------------------
-
-
-def run_ours(argv: list[str]) -> int:
-    """``plugstream fleet``'s code path with the first car arriving at once."""
-    parser = argparse.ArgumentParser(prog="bench/fleet.py --run-ours")
-    parser.add_argument("--stations", type=int, required=True)
-    parser.add_argument("--csms", required=True)
-    parser.add_argument("--ocpp", default=None)
-    parser.add_argument("--sessions", type=int, default=1)
-    parser.add_argument("--session-minutes", type=float, default=600.0)
-    parser.add_argument("--time-scale", type=float, default=1.0)
-    parser.add_argument("--duration", type=float, default=None)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-
-    from plugstream.station.fleet import Fleet, FleetConfig
-
-    config = FleetConfig(
-        csms=args.csms,
-        stations=args.stations,
-        ocpp=args.ocpp,
-        sessions=args.sessions,
-        session_minutes=args.session_minutes,
-        time_scale=args.time_scale,
-        idle_minutes=(0.0, 0.0),
-        id_prefix=OURS_PREFIX,
-    )
-
-    async def main() -> dict[str, Any]:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        summary = await Fleet(config).run(stop, args.duration)
-        result: dict[str, Any] = summary.to_json()
-        return result
-
-    result = asyncio.run(main())
-    if args.json:
-        print(json.dumps(result, separators=(",", ":")), flush=True)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--run-ours"]:
-        return run_ours(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--ours", type=int, default=GOAL_STATIONS, help="our stations (10000)")
     parser.add_argument("--theirs", type=int, default=1500, help="ocpp-lib stations (1500)")
@@ -513,10 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ramp-timeout", type=float, default=300.0, help="s to ramp up (300)")
     parser.add_argument(
-        "--fleet-cli",
-        choices=("auto", "cli", "runner"),
-        default="auto",
-        help="ours through `plugstream fleet` (cli), this file's runner, or auto",
+        "--connect-rate",
+        type=float,
+        default=200.0,
+        help="stations each fleet starts per second (200)",
     )
     parser.add_argument("--quick", action="store_true", help="200 stations each, 60 s windows")
     parser.add_argument("--workdir", type=Path, help="where the temporary directory goes")

@@ -7,7 +7,7 @@ validation of every message, its ``call()`` bookkeeping). Each does what a stati
 our fleet does in the same phase of a ``--sessions 1 --session-minutes 600`` run:
 
 * connects to ``CSMS/{id}`` (subprotocol ``ocpp1.6`` / ``ocpp2.0.1``), WebSocket pings
-  every ``--ping-interval`` (60 s, our stations' WebSocketPingInterval);
+  every ``--ping-interval`` (180 s, our stations' WebSocketPingInterval);
 * BootNotification, StatusNotification Available;
 * a car arrives at once: StatusNotification Preparing, Authorize, StartTransaction
   (2.0.1: TransactionEvent Started), StatusNotification Charging (2.0.1: Occupied);
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id-prefix", default="LIB-")
     parser.add_argument("--id-tag", default="PSDEMO0001")
     parser.add_argument("--meter-interval", type=float, default=60.0)
-    parser.add_argument("--ping-interval", type=float, default=60.0)
+    parser.add_argument("--ping-interval", type=float, default=180.0, help="s (180: ours)")
     parser.add_argument("--connect-rate", type=float, default=200.0, help="stations/s (200)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
