@@ -68,8 +68,15 @@ MAX_STATION_ID = 48
 # identifierString (2.0.1 part 2 §2.1.3) without ':' (part 4 §3.1.1).
 _STATION_ID = re.compile(r"[A-Za-z0-9*\-_=+|@.]{1,48}")
 # Frames waiting to be written to the message log; beyond this they are dropped and counted.
-LOG_QUEUE_SIZE = 10_000
-LOG_BATCH = 500
+# A ramp-up of 200 stations/s sends ~3,000 frames/s while the store's writer, busy with
+# the stations' own writes, commits every second or two: 10,000 (3 s) overflowed at
+# 10,000 stations. 50,000 frames hold ~15 s of a ramp-up in ~25 MB at most.
+LOG_QUEUE_SIZE = 50_000
+# Frames handed to the store at once: all that are queued. One batch is written per commit
+# of the store's writer, so the log keeps up as long as a commit cycle is shorter than the
+# time the queue takes to fill (a ramp-up of 200 stations/s sends ~3,000 frames/s; a batch
+# of 500 per cycle fell behind as soon as a cycle took longer than ~0.2 s).
+LOG_BATCH = LOG_QUEUE_SIZE
 SEEN_EVERY_S = 60.0  # last_seen is written at most this often per connection
 # How long the gateway trusts what it knows of a station (profile, lenient, has a password)
 # without reading the store again. Changes made in this process through
@@ -303,6 +310,10 @@ class Gateway:
     def version_of(self, station_id: str) -> OcppVersion | None:
         conn = self._live.get(station_id)
         return conn.version if conn is not None else None
+
+    def live_versions(self) -> dict[str, OcppVersion]:
+        """The OCPP version of every connected station, by station id (a snapshot)."""
+        return {sid: conn.version for sid, conn in self._live.items()}
 
     def connected_ids(self) -> list[str]:
         return sorted(self._live)

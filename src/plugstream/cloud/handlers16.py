@@ -66,8 +66,7 @@ class StationHandlers(Handlers):
     async def boot_decision(self) -> tuple[str, int]:
         """The status and interval to answer a BootNotification with: the station's
         registered boot status, and the heartbeat interval only once it is Accepted."""
-        station = await self.store.get_station(self.station_id)
-        status = station.boot_status if station is not None else "Accepted"
+        status = await self.store.get_boot_status(self.station_id) or "Accepted"
         self.boot_status = status
         self.accepted = status == "Accepted"
         interval = (
@@ -160,6 +159,8 @@ class Csms16(StationHandlers):
         now = self.now()
         connector_id = _int(payload.get("connectorId"), 0)
         error_code = _str(payload.get("errorCode"))
+        station_time = payload.get("timestamp")
+        # One write for the status and the station's clock: each write awaits a commit.
         await self.store.set_connector_status(
             self.station_id,
             evse_id=connector_id,  # 1.6 has no EVSE: a connector is one
@@ -167,12 +168,8 @@ class Csms16(StationHandlers):
             status=_str(payload.get("status")) or "Unknown",
             error_code=error_code,
             at=now,
+            station_time=parse_time_or(station_time, now) if station_time is not None else None,
         )
-        station_time = payload.get("timestamp")
-        if station_time is not None:
-            await self.store.record_seen(
-                self.station_id, at=now, station_time=parse_time_or(station_time, now)
-            )
         return {}
 
     @on(v16.Action.Authorize)

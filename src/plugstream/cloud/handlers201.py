@@ -87,6 +87,7 @@ class Csms201(StationHandlers):
         self, payload: v201.StatusNotificationRequest
     ) -> v201.StatusNotificationResponse:
         now = self.now()
+        station_time = payload.get("timestamp")
         await self.store.set_connector_status(
             self.station_id,
             evse_id=_int(payload.get("evseId"), 0),
@@ -94,12 +95,8 @@ class Csms201(StationHandlers):
             status=_str(payload.get("connectorStatus")) or "Unknown",
             error_code=None,  # 2.0.1 reports faults through NotifyEvent, not here
             at=now,
+            station_time=parse_time_or(station_time, now) if station_time is not None else None,
         )
-        station_time = payload.get("timestamp")
-        if station_time is not None:
-            await self.store.record_seen(
-                self.station_id, at=now, station_time=parse_time_or(station_time, now)
-            )
         return {}
 
     @on(v201.Action.Authorize)

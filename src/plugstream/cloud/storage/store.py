@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -64,6 +65,13 @@ _UNIT_KILO = {"kWh": "Wh", "kW": "W", "kvarh": "varh", "kvar": "var", "kVA": "VA
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+#: reads that run at once. A read waits its turn for one of these (as long as it takes),
+#: never for a pooled connection: a pool's wait times out (30 s), and a REST listing or a
+#: station's Authorize must not fail because a ramp-up of thousands of stations is reading
+#: too. The pools hold a connection for each reader and the writer, so none ever waits.
+READERS = 4
+_POOL = {"pool_size": READERS + 1, "max_overflow": 4}
+
 #: statements built once (their SQL is cached by SQLAlchemy under a memoized key)
 _SELECT_TX = select(s.transactions).where(s.transactions.c.id == bindparam("pk"))
 _SELECT_STATION_TX = select(s.transactions).where(
@@ -72,6 +80,26 @@ _SELECT_STATION_TX = select(s.transactions).where(
 )
 _UPDATE_TX = update(s.transactions).where(s.transactions.c.id == bindparam("tx_pk"))
 _UPDATE_STATION = update(s.stations).where(s.stations.c.station_id == bindparam("sid"))
+# The statements of a transaction's start (StartTransaction, a first TransactionEvent),
+# built once: SQLAlchemy's building and cache-key work was most of a start's ~2 ms.
+_SELECT_ID_TOKEN = select(s.id_tokens).where(s.id_tokens.c.id_token == bindparam("token"))
+_SELECT_START_KEY = select(s.transactions.c.id, s.transactions.c.active).where(
+    s.transactions.c.station_id == bindparam("sid"),
+    s.transactions.c.start_key == bindparam("start_key"),
+)
+_INSERT_TX = s.transactions.insert()
+_SELECT_CONNECTOR_TXS = select(s.transactions).where(
+    s.transactions.c.station_id == bindparam("sid"),
+    s.transactions.c.evse_id == bindparam("evse_id"),
+    s.transactions.c.connector_id == bindparam("connector_id"),
+    s.transactions.c.id != bindparam("pk"),
+    or_(s.transactions.c.active, s.transactions.c.stopped_at > bindparam("started_at")),
+)
+_SELECT_TX_FLAGS = (
+    select(s.flags)
+    .where(s.flags.c.transaction_pk.in_(bindparam("pks", expanding=True)))
+    .order_by(s.flags.c.id)
+)
 _FORMS = {"sqlite": StoredForm("sqlite"), "postgresql": StoredForm("postgresql")}
 _MESSAGES = BulkInsert(s.messages, ("station_id", "at", "direction", "text"))
 _METER_SAMPLE_KEY = (
@@ -141,24 +169,54 @@ def _auth(row: Row[Any] | None, at: datetime) -> AuthResult:
 
 
 def _lookup_auth(conn: Connection, id_token: str, at: datetime) -> AuthResult:
-    row = conn.execute(select(s.id_tokens).where(s.id_tokens.c.id_token == id_token)).first()
+    row = conn.execute(_SELECT_ID_TOKEN, {"token": id_token}).first()
     return _auth(row, at)
 
 
+def _station_insert(make: Callable[[Table], Any]) -> Any:
+    return make(s.stations).on_conflict_do_nothing(index_elements=["station_id"])
+
+
+def _connector_upsert(make: Callable[[Table], Any]) -> Any:
+    stmt = make(s.connectors)
+    return stmt.on_conflict_do_update(
+        index_elements=["station_id", "evse_id", "connector_id"],
+        set_={
+            "status": stmt.excluded.status,
+            "error_code": stmt.excluded.error_code,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+
+
+# The statements of the writes every station makes, built once: a ramp-up of thousands
+# of stations makes them thousands of times a second, and the writer is one thread.
+_SELECT_STATION_ID = select(s.stations.c.station_id).where(
+    s.stations.c.station_id == bindparam("sid")
+)
+_INSERT_STATION = {
+    "sqlite": _station_insert(sqlite_insert),
+    "postgresql": _station_insert(pg_insert),
+}
+_UPSERT_CONNECTOR = {
+    "sqlite": _connector_upsert(sqlite_insert),
+    "postgresql": _connector_upsert(pg_insert),
+}
+_SELECT_BOOT_STATUS = select(s.stations.c.boot_status).where(
+    s.stations.c.station_id == bindparam("sid")
+)
+
+
 def _ensure_station(conn: Connection, station_id: str, at: datetime) -> None:
-    exists = conn.execute(
-        select(s.stations.c.station_id).where(s.stations.c.station_id == station_id)
-    ).first()
-    if exists is None:
+    if conn.execute(_SELECT_STATION_ID, {"sid": station_id}).first() is None:
         conn.execute(
-            _insert(conn, s.stations)
-            .values(
-                station_id=station_id,
-                security_profile=1,
-                lenient=False,
-                registered_at=as_utc(at),
-            )
-            .on_conflict_do_nothing(index_elements=["station_id"])
+            _INSERT_STATION[conn.dialect.name],
+            {
+                "station_id": station_id,
+                "security_profile": 1,
+                "lenient": False,
+                "registered_at": as_utc(at),
+            },
         )
 
 
@@ -301,42 +359,42 @@ def _create_tx(
 ) -> _Tx:
     pending = meter_start is None or (offline and meter_start == 0)
     result = conn.execute(
-        s.transactions.insert().values(
-            station_id=station_id,
-            transaction_id=transaction_id,
-            evse_id=evse_id,
-            connector_id=connector_id,
-            id_token=id_token,
-            started_at=started_at,
-            meter_start_wh=meter_start,
-            baseline_wh=None if pending else meter_start,
-            baseline_pending=pending,
-            offline=offline,
-            active=True,
-            start_key=start_key,
-            created_at=as_utc(received_at),
-        )
+        _INSERT_TX,
+        {
+            "station_id": station_id,
+            "transaction_id": transaction_id,
+            "evse_id": evse_id,
+            "connector_id": connector_id,
+            "id_token": id_token,
+            "started_at": started_at,
+            "meter_start_wh": meter_start,
+            "baseline_wh": None if pending else meter_start,
+            "baseline_pending": pending,
+            "offline": offline,
+            "active": True,
+            "start_key": start_key,
+            "created_at": as_utc(received_at),
+        },
     )
     inserted = result.inserted_primary_key
     assert inserted is not None
     pk = int(inserted[0])
     if transaction_id is None:
-        conn.execute(
-            update(s.transactions).where(s.transactions.c.id == pk).values(transaction_id=str(pk))
-        )
+        conn.execute(_UPDATE_TX, {"tx_pk": pk, "transaction_id": str(pk)})
     tx = _Tx(conn, pk)
     if meter_start is not None and not pending:
         tx.apply_register(meter_start, started_at)
     tx.check_future(started_at, received_at, "the start")
     # the connector: still busy, or its other transactions' times overlap this start?
     others = conn.execute(
-        select(s.transactions).where(
-            s.transactions.c.station_id == station_id,
-            s.transactions.c.evse_id == evse_id,
-            s.transactions.c.connector_id == connector_id,
-            s.transactions.c.id != pk,
-            or_(s.transactions.c.active, s.transactions.c.stopped_at > started_at),
-        )
+        _SELECT_CONNECTOR_TXS,
+        {
+            "sid": station_id,
+            "evse_id": evse_id,
+            "connector_id": connector_id,
+            "pk": pk,
+            "started_at": started_at,
+        },
     ).all()
     for other in others:
         if other.active and (other.started_at is None or other.started_at <= started_at):
@@ -527,9 +585,7 @@ def _tx_records(
         return []
     pks = [row.id for row in rows]
     flags_by_tx: dict[int, list[Flag]] = {}
-    for f in conn.execute(
-        select(s.flags).where(s.flags.c.transaction_pk.in_(pks)).order_by(s.flags.c.id)
-    ):
+    for f in conn.execute(_SELECT_TX_FLAGS, {"pks": pks}):
         flags_by_tx.setdefault(f.transaction_pk, []).append(
             Flag(code=f.code, detail=f.detail, at=f.at)
         )
@@ -575,7 +631,7 @@ def _tx_records(
 
 
 def _tx_record(conn: Connection, pk: int, *, with_values: bool = False) -> TransactionRecord:
-    row = conn.execute(select(s.transactions).where(s.transactions.c.id == pk)).one()
+    row = conn.execute(_SELECT_TX, {"pk": pk}).one()
     return _tx_records(conn, [row], with_values=with_values)[0]
 
 
@@ -612,17 +668,25 @@ class Store:
         # ended (committed or failed): caches of station settings drop the entry.
         self.station_listeners: list[Callable[[str], None]] = []
         self._hasher = PasswordHasher()
+        self._readers = asyncio.Semaphore(READERS)
+        # SQLite: a read runs whole in one of these threads on a plain pysqlite connection,
+        # one thread hop per read (aiosqlite hops once per cursor call, on the event loop).
+        self._read_pool = (
+            ThreadPoolExecutor(READERS, thread_name_prefix="plugstream-read")
+            if sync_engine is not None
+            else None
+        )
         self._form = _FORMS[engine.dialect.name]
         self._messages_sql = _MESSAGES.sql(engine.dialect)
 
     @classmethod
     async def open(cls, url: str) -> Store:
         url = normalize_url(url)
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, **_POOL)
         sync_engine = None
         if engine.dialect.name == "sqlite":
             _configure_sqlite(engine.sync_engine)
-            sync_engine = create_engine(make_url(url).set(drivername="sqlite+pysqlite"))
+            sync_engine = create_engine(make_url(url).set(drivername="sqlite+pysqlite"), **_POOL)
             _configure_sqlite(sync_engine)
         try:
             async with engine.execution_options(plugstream_writer=True).begin() as conn:
@@ -638,6 +702,8 @@ class Store:
 
     async def close(self) -> None:
         await self._writer.close()
+        if self._read_pool is not None:
+            self._read_pool.shutdown(wait=True)
         await self._engine.dispose()
         if self._sync_engine is not None:
             self._sync_engine.dispose()
@@ -652,8 +718,19 @@ class Store:
         return await self._writer.enqueue(op)
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
-        async with self._engine.connect() as conn:
-            return await conn.run_sync(fn)
+        """``fn`` on a connection of its own, in one transaction (a consistent snapshot);
+        no connection is held while waiting for a turn."""
+        async with self._readers:
+            if self._read_pool is not None:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._read_pool, self._sync_read, fn)
+            async with self._engine.connect() as conn:
+                return await conn.run_sync(fn)
+
+    def _sync_read(self, fn: Callable[[Connection], T]) -> T:
+        assert self._sync_engine is not None
+        with self._sync_engine.connect() as conn:
+            return fn(conn)
 
     # --- stations ----------------------------------------------------------------
 
@@ -699,6 +776,13 @@ class Store:
         found = await self._read(lambda conn: _read_stations(conn, station_id))
         return found[0] if found else None
 
+    async def get_boot_status(self, station_id: str) -> str | None:
+        """What a BootNotification of the station is answered (None: not registered);
+        one column, as every station's boot reads it."""
+        return await self._read(
+            lambda conn: conn.execute(_SELECT_BOOT_STATUS, {"sid": station_id}).scalar()
+        )
+
     async def list_stations(self) -> list[StationRecord]:
         return await self._read(lambda conn: _read_stations(conn, None))
 
@@ -727,21 +811,20 @@ class Store:
         firmware_version: str | None,
         at: datetime,
     ) -> None:
+        values = {
+            "sid": station_id,
+            "ocpp_version": ocpp_version,
+            "vendor": vendor,
+            "model": model,
+            "serial_number": serial_number,
+            "firmware_version": firmware_version,
+            "last_boot": as_utc(at),
+            "last_seen": as_utc(at),
+        }
+
         def op(conn: Connection) -> None:
             _ensure_station(conn, station_id, at)
-            conn.execute(
-                update(s.stations)
-                .where(s.stations.c.station_id == station_id)
-                .values(
-                    ocpp_version=ocpp_version,
-                    vendor=vendor,
-                    model=model,
-                    serial_number=serial_number,
-                    firmware_version=firmware_version,
-                    last_boot=as_utc(at),
-                    last_seen=as_utc(at),
-                )
-            )
+            conn.execute(_UPDATE_STATION, values)
 
         await self._write(op)
 
@@ -770,17 +853,31 @@ class Store:
         status: str,
         error_code: str | None,
         at: datetime,
+        station_time: datetime | None = None,
     ) -> None:
+        """A connector's status; with ``station_time`` (the StatusNotification's own
+        timestamp) also, in the same write, what :meth:`record_seen` records."""
+        values = {
+            "station_id": station_id,
+            "evse_id": evse_id,
+            "connector_id": connector_id,
+            "status": status,
+            "error_code": error_code,
+            "updated_at": as_utc(at),
+        }
+        seen: dict[str, Any] | None = None
+        if station_time is not None:
+            seen = {
+                "sid": station_id,
+                "last_seen": as_utc(at),
+                "clock_offset_s": (as_utc(station_time) - as_utc(at)).total_seconds(),
+            }
+
         def op(conn: Connection) -> None:
             _ensure_station(conn, station_id, at)
-            values = {"status": status, "error_code": error_code, "updated_at": as_utc(at)}
-            conn.execute(
-                _insert(conn, s.connectors)
-                .values(station_id=station_id, evse_id=evse_id, connector_id=connector_id, **values)
-                .on_conflict_do_update(
-                    index_elements=["station_id", "evse_id", "connector_id"], set_=values
-                )
-            )
+            conn.execute(_UPSERT_CONNECTOR[conn.dialect.name], values)
+            if seen is not None:
+                conn.execute(_UPDATE_STATION, seen)
 
         await self._write(op)
 
@@ -857,10 +954,7 @@ class Store:
         def op(conn: Connection) -> tuple[TransactionRecord, AuthResult]:
             auth = _lookup_auth(conn, id_token, received_at)
             existing = conn.execute(
-                select(s.transactions.c.id, s.transactions.c.active).where(
-                    s.transactions.c.station_id == station_id,
-                    s.transactions.c.start_key == start_key,
-                )
+                _SELECT_START_KEY, {"sid": station_id, "start_key": start_key}
             ).first()
             if existing is not None:
                 if not existing.active:
