@@ -65,6 +65,7 @@ CSMS = "ws://127.0.0.1:9/ocpp"  # never contacted: every case fails before a sta
         (("--stations", "2", "--csms", CSMS, "--id-tag", "X" * 21), "--id-tag"),
         (("--stations", "2", "--csms", CSMS, "--idle-minutes", "5", "2"), "--idle-minutes"),
         (("--stations", "2", "--csms", CSMS, "--connect-rate", "0"), "--connect-rate"),
+        (("--stations", "2", "--csms", CSMS, "--fault-rate", "1.5"), "--fault-rate"),
     ],
 )
 def test_fleet_bad_flag_is_one_line_and_exit_code_2(args: tuple[str, ...], mentions: str) -> None:

@@ -141,6 +141,14 @@ def fleet(
         float,
         typer.Option(callback=_positive, help="Stations started per wall second."),
     ] = 200.0,
+    fault_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of sessions in which the station faults mid-charge (0 to 1).",
+        ),
+    ] = 0.0,
     as_json: Annotated[
         bool, typer.Option("--json", help="End with one JSON line of the figures.")
     ] = False,
@@ -184,6 +192,7 @@ def fleet(
         id_tags=tuple(id_tag) if id_tag else DEFAULT_ID_TAGS,
         idle_minutes=idle_minutes,
         connect_rate=connect_rate,
+        fault_rate=fault_rate,
     )
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     summary = asyncio.run(_run_fleet(config, duration))
@@ -220,6 +229,7 @@ def _print_fleet(summary: FleetSummary) -> None:
         ("connected at the end", n(summary.connected)),
         ("sessions started", n(summary.sessions_started)),
         ("sessions completed", n(summary.sessions_completed)),
+        ("sessions ended by a fault", n(summary.sessions_faulted)),
         ("energy (completed sessions)", f"{summary.energy_wh / 1000:,.3f} kWh"),
         ("messages sent / received", f"{summary.messages_sent:,} / {summary.messages_received:,}"),
         ("bytes in total", n(summary.bytes_total)),

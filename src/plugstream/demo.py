@@ -38,6 +38,7 @@ __all__ = ["DemoCloud", "run_demo", "running_cloud"]
 REFRESH_PER_S = 2.0
 PLAIN_EVERY_S = 2.0  # a status line this often when stdout is not a terminal
 MAX_ROWS = 30  # stations shown in the live table; the totals count them all
+DEMO_FAULT_RATE = 0.05  # one session in twenty trips a fault: the view shows Faulted too
 CLOUD_START_S = 15.0
 CLOUD_STOP_S = 10.0
 
@@ -110,7 +111,8 @@ def _clock(seconds: float) -> str:
 
 def _totals(summary: FleetSummary) -> str:
     return (
-        f"sessions {summary.sessions_started} started, {summary.sessions_completed} completed · "
+        f"sessions {summary.sessions_started} started, {summary.sessions_completed} completed, "
+        f"{summary.sessions_faulted} ended by a fault · "
         f"energy {_kwh(summary.energy_all_wh)} ({_kwh(summary.energy_wh)} in completed sessions)"
         f" · bytes/session {_bytes(summary.bytes_per_session)}"
         f" · connected {summary.connected}/{summary.stations}"
@@ -186,6 +188,7 @@ async def run_demo(
                         time_scale=time_scale,
                         data_dir=Path(tmp) / "stations",
                         id_prefix="PS-",
+                        fault_rate=DEMO_FAULT_RATE,
                     )
                 )
                 fleet.start()

@@ -117,6 +117,40 @@ async def test_stop_mid_session_ends_the_transactions_at_the_cloud(tmp_path: Pat
     ]
 
 
+async def test_faults_end_sessions_and_the_cloud_sees_faulted_then_available(
+    tmp_path: Path,
+) -> None:
+    async with running_cloud(tmp_path) as cloud:
+        config = FleetConfig(
+            csms=cloud.ocpp_url,
+            stations=4,
+            sessions=1,
+            session_minutes=10,
+            time_scale=600,
+            idle_minutes=(0.1, 0.2),
+            fault_rate=1.0,
+            fault_minutes=2.0,
+            seed=7,
+        )
+        summary = await Fleet(config).run(duration=20)
+        assert summary.errors == 0
+        assert summary.sessions_started == summary.sessions_faulted == 4
+        assert summary.sessions_completed == 0 and summary.energy_all_wh > 0
+        transactions = await api(cloud, "transactions")
+        assert len(transactions) == 4
+        assert not [t for t in transactions if t["active"]]  # a fault ends the transaction
+        assert all(t["stop_reason"] for t in transactions)
+        for station in await api(cloud, "stations"):
+            log = json.dumps(
+                await api(cloud, f"stations/{station['station_id']}/messages?limit=200")
+            )
+            assert "Faulted" in log  # StatusNotification on the fault
+            assert station["connectors"] and all(
+                c["status"] == "Available" for c in station["connectors"]
+            ), station  # cleared, car gone
+    assert summary.to_json()["sessions_faulted"] == 4
+
+
 def test_seconds_to_full_follows_the_hardware() -> None:
     """The driver's estimate of when a car is full matches the meter's integration."""
     rng = random.Random(3)

@@ -50,6 +50,7 @@ from typing import Any
 
 from plugstream.ocpp import CallFailed, Event, OcppEndpoint, ProtocolViolation, Transmit
 from plugstream.station.clock import ScaledClock
+from plugstream.station.connector import ChargePointErrorCode
 from plugstream.station.ev import CHARGER_EFFICIENCY, Ev, random_ev
 from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, Model
 from plugstream.station.journal import JournalDatabase
@@ -74,6 +75,13 @@ log = logging.getLogger("plugstream.station.fleet")
 VERSIONS = ("1.6", "2.0.1")
 DEFAULT_ID_TAGS: tuple[str, ...] = tuple(f"PSDEMO{n:04d}" for n in range(1, 9))
 """RFID idTags the simulated drivers swipe; ``plugstream demo`` registers these in its cloud."""
+
+FAULT_CODES: tuple[ChargePointErrorCode, ...] = (
+    ChargePointErrorCode.GROUND_FAILURE,
+    ChargePointErrorCode.OVER_CURRENT_FAILURE,
+    ChargePointErrorCode.HIGH_TEMPERATURE,
+)
+"""What trips a simulated station: the faults a Type 2 charge point meets most."""
 
 _FULL_CHECKS = 50  # bound on "is the car full yet?" re-checks after the predicted time
 _SOC_STEP = 0.5  # %: integration step of the charging curve
@@ -118,6 +126,8 @@ class FleetConfig:
     id_tags: tuple[str, ...] = DEFAULT_ID_TAGS
     idle_minutes: tuple[float, float] = (5.0, 30.0)  # simulated gap before each session
     connect_rate: float = 200.0  # stations started per wall second (staggered start)
+    fault_rate: float = 0.0  # share of sessions in which the station faults mid-charge
+    fault_minutes: float = 10.0  # simulated minutes until a fault is cleared
     drain_s: float = 5.0  # wall seconds the journals get to reach the CSMS at the end
     seed: int | None = None
 
@@ -139,6 +149,10 @@ class FleetConfig:
             raise ValueError(f"idle minutes must be 0 <= low <= high, not {self.idle_minutes}")
         if self.connect_rate <= 0:
             raise ValueError("the connect rate must be positive")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError(f"the fault rate is a share from 0 to 1, not {self.fault_rate}")
+        if self.fault_minutes <= 0:
+            raise ValueError("fault minutes must be positive")
 
 
 @dataclass(slots=True, eq=False)
@@ -149,6 +163,7 @@ class SimStation:
     ocpp: str
     sessions_started: int = 0
     sessions_completed: int = 0
+    sessions_faulted: int = 0  # ended by a station fault, not by the driver
     energy_wh: Decimal = Decimal(0)  # delivered in completed sessions, per the meter
     energy_all_wh: Decimal = Decimal(0)  # also sessions cut short when the fleet stopped
     messages_sent: int = 0
@@ -254,6 +269,7 @@ class FleetSummary:
     ever_connected: int
     sessions_started: int
     sessions_completed: int
+    sessions_faulted: int
     energy_wh: float  # delivered in completed sessions, per the stations' meters
     energy_all_wh: float  # also in sessions under way or cut short by the stop
     messages_sent: int
@@ -408,12 +424,11 @@ class Fleet:
         return summary
 
     async def _drain(self, timeout: float) -> None:
-        """Give the journals (StopTransaction, TransactionEvent Ended) a bounded time."""
+        """Give the journals (StopTransaction, TransactionEvent Ended) and the last status
+        updates a bounded time."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            waiting = [
-                s for s in self.sims if s.station.online and s.station.journal.head() is not None
-            ]
+            waiting = [s for s in self.sims if s.station.online and not s.station.settled]
             if not waiting:
                 return
             await asyncio.sleep(0.1)
@@ -480,6 +495,10 @@ class Fleet:
                 sim.errors += 1
                 return
             sim.sessions_started += 1
+            faults = config.fault_rate > 0 and self.rng.random() < config.fault_rate
+            if faults:
+                await self._fault(sim, ev)
+                return
             if config.session_minutes is not None:
                 await clock.sleep(config.session_minutes * 60.0)
             else:
@@ -489,6 +508,23 @@ class Fleet:
             completed = True
         finally:
             self._end_session(sim, completed=completed)
+
+    async def _fault(self, sim: SimStation, ev: Ev) -> None:
+        """A fault trips the contactor part-way: the transaction ends (1.6 reason Other,
+        2.0.1 per the station), the connector is Faulted until the fault clears, then the
+        driver unplugs."""
+        station, config = sim.station, self.config
+        length = (
+            config.session_minutes * 60.0
+            if config.session_minutes is not None
+            else seconds_to_full(ev, station.model)
+        )
+        await self.clock.sleep(self.rng.uniform(0.1, 0.9) * length)
+        code = self.rng.choice(FAULT_CODES)
+        station.fault(code)
+        sim.sessions_faulted += 1
+        await self.clock.sleep(config.fault_minutes * 60.0)
+        station.clear_fault()
 
     def _end_session(self, sim: SimStation, *, completed: bool) -> None:
         """The driver unplugs; also when the fleet stops mid-session, so that the CSMS
@@ -543,6 +579,7 @@ class Fleet:
             ever_connected=sum(1 for s in self.sims if s.ever_online),
             sessions_started=sum(s.sessions_started for s in self.sims),
             sessions_completed=sum(s.sessions_completed for s in self.sims),
+            sessions_faulted=sum(s.sessions_faulted for s in self.sims),
             energy_wh=float(sum((s.energy_wh for s in self.sims), Decimal(0))),
             energy_all_wh=float(
                 sum((s.energy_all_wh + s.session_energy_wh for s in self.sims), Decimal(0))

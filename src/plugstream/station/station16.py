@@ -303,6 +303,12 @@ class StationRuntime:
         """Connected and registered: messages other than BootNotification may be sent."""
         return self.endpoint is not None and self.accepted
 
+    @property
+    def settled(self) -> bool:
+        """Nothing waits to be sent: the journal is empty and no status update is in flight
+        (what a clean shutdown waits for)."""
+        return not self._tasks and self.journal.head() is None
+
     def _seconds(self) -> float:
         return self.now().timestamp()
 
