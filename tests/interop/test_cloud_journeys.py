@@ -457,7 +457,9 @@ async def test_offline_sessions_and_kill_9s_reach_the_cloud_exactly_once(
     assert bounds[2][1] <= energy + 5
     # no meter sample stored twice
     for tx in found:
-        keys = [(s["timestamp"], s["measurand"], s["context"]) for s in tx["meter_values"]]
+        keys = [
+            (s["timestamp"], s["measurand"], s["phase"], s["context"]) for s in tx["meter_values"]
+        ]
         assert len(keys) == len(set(keys)), f"a meter value was stored twice: {keys}"
     await station.wait_status("transaction none", "connected")
 

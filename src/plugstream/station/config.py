@@ -44,6 +44,11 @@ __all__ = [
     "atomic_write_json",
 ]
 
+DEFAULT_MEASURANDS = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,SoC"
+"""What a session's meter values carry out of the box: the register the bill is made
+from, power, current per phase and the car's state of charge (a few bytes each with
+permessage-deflate)."""
+
 ChangeStatus = Literal["Accepted", "Rejected", "RebootRequired", "NotSupported"]
 Access16 = Literal["R", "RW", "W"]
 Type16 = Literal["integer", "boolean", "CSL", "string"]
@@ -270,7 +275,7 @@ KEYS16: tuple[Key16, ...] = (
         "MeterValuesSampledData",
         "CSL",
         "RW",
-        "Energy.Active.Import.Register",
+        DEFAULT_MEASURANDS,
         member_ok=_measurand16_ok,
         max_items_key="MeterValuesSampledDataMaxLength",
     ),
@@ -867,7 +872,7 @@ def _controllers(identity: str, security_profile: int) -> list[VariableDef]:
         V(sampled, "TxEndedMeasurands", "MemberList", "Energy.Active.Import.Register", values_list=_M201),
         V(sampled, "TxStartedMeasurands", "MemberList", "Energy.Active.Import.Register", values_list=_M201),
         V(sampled, "TxUpdatedInterval", "integer", "60", unit="s", min_limit=0, max_limit=86400),
-        V(sampled, "TxUpdatedMeasurands", "MemberList", "Energy.Active.Import.Register,Power.Active.Import", values_list=_M201),
+        V(sampled, "TxUpdatedMeasurands", "MemberList", DEFAULT_MEASURANDS, values_list=_M201),
         V(tx, "EVConnectionTimeOut", "integer", "60", unit="s", min_limit=0, max_limit=3600),
         V(tx, "MaxEnergyOnInvalidId", "integer", "0", unit="Wh", min_limit=0),
         V(tx, "StopTxOnEVSideDisconnect", "boolean", "true"),
