@@ -426,6 +426,116 @@ def station_run(
     )
 
 
+pki_app = typer.Typer(
+    help="The PKI: CSMS and manufacturer roots, server and station certificates.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(pki_app, name="pki")
+
+_PkiDir = Annotated[
+    Path, typer.Option("--dir", help="The PKI directory (init creates it or sets it to 0700).")
+]
+
+
+def _pki_failed(exc: Exception) -> typer.Exit:
+    """A PKI error (missing key, expired certificate, bad CSR): one line and exit 1."""
+    print(f"plugstream: error: {exc}", file=sys.stderr)
+    return typer.Exit(1)
+
+
+@pki_app.command("init")
+def pki_init(
+    directory: _PkiDir,
+    operator: Annotated[str, typer.Option(help="The operator (CPO): O of station certificates.")],
+    manufacturer: Annotated[
+        str, typer.Option(help="The manufacturer: O of the manufacturer root.")
+    ] = "PlugStream",
+) -> None:
+    """Create the CSMS root CA, the manufacturer root CA and the firmware-signing certificate."""
+    from plugstream.pki.keystore import PKIError, PKIStore
+
+    for flag, value in (("--operator", operator), ("--manufacturer", manufacturer)):
+        if not value.strip():
+            raise typer.BadParameter("must not be empty", param_hint=f"'{flag}'")
+    try:
+        PKIStore(directory).init(operator, manufacturer=manufacturer)
+    except PKIError as exc:
+        raise _pki_failed(exc) from None
+    console.print(f"PKI created in {directory} for operator {operator!r}")
+
+
+@pki_app.command("issue-server")
+def pki_issue_server(
+    directory: _PkiDir,
+    name: Annotated[str, typer.Option(help="DNS name of the server (the OCPP or setup name).")],
+    ip: Annotated[
+        list[str] | None, typer.Option("--ip", help="An IP address it serves on (repeat).")
+    ] = None,
+) -> None:
+    """Issue a TLS server certificate from the CSMS root: NAME.pem and NAME.key in DIR/server."""
+    import ipaddress
+
+    from plugstream.pki.keystore import PKIError, PKIStore
+
+    for address in ip or ():
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise typer.BadParameter(
+                f"not an IP address: {address!r}", param_hint="'--ip'"
+            ) from None
+    try:
+        cert, key = PKIStore(directory).issue_server(name, ips=ip or ())
+    except PKIError as exc:
+        raise _pki_failed(exc) from None
+    console.print(f"certificate {cert}\nkey         {key}")
+
+
+@pki_app.command("sign-csr")
+def pki_sign_csr(
+    directory: _PkiDir,
+    csr: Annotated[Path, typer.Option(help="The station's CSR (PEM).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Write the certificate here (default: stdout).")
+    ] = None,
+) -> None:
+    """Sign a station's CSR with the CSMS root: CN = its serial number, O = the operator."""
+    from plugstream.pki.keystore import PKIError, PKIStore
+
+    try:
+        pem, _ = PKIStore(directory).sign_csr(csr)
+    except PKIError as exc:
+        raise _pki_failed(exc) from None
+    if out is None:
+        sys.stdout.write(pem.decode())
+        return
+    try:
+        out.write_bytes(pem)
+    except OSError as exc:
+        raise _pki_failed(PKIError(f"{out}: cannot write: {exc.strerror}")) from None
+    console.print(f"certificate {out}")
+
+
+@pki_app.command("show")
+def pki_show(directory: _PkiDir) -> None:
+    """List every certificate in the PKI directory with its issuer and validity."""
+    from plugstream.pki.keystore import PKIError, PKIStore
+
+    try:
+        entries = PKIStore(directory).show()
+    except PKIError as exc:
+        raise _pki_failed(exc) from None
+    # One plain line per certificate: a table squashes names at 80 columns; lines grep.
+    width = max((len(str(e.path.relative_to(directory))) for e in entries), default=0)
+    for e in entries:
+        file = str(e.path.relative_to(directory))
+        sys.stdout.write(
+            f"{file:<{width}}  {e.status:<13}  until {e.not_after:%Y-%m-%d %H:%M} UTC"
+            f"  CN={e.subject}  issued by CN={e.issuer}\n"
+        )
+
+
 def _traffic_report(counter: ByteCounter) -> dict[str, Any]:
     from plugstream.net.accounting import ARTICLE_CYCLE_BYTES, ARTICLE_DAY_BYTES
 

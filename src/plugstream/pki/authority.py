@@ -25,14 +25,20 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CertificateAuthority", "IssuedCertificate"]
+__all__ = ["CertificateAuthority", "IssuedCertificate", "PKIError"]
 
 ROOT_DAYS = 3650  # the root outlives the certificates it issues
 LEAF_DAYS = 397  # the longest a publicly trusted TLS certificate may live; good practice
+MIN_RSA_BITS = 2048  # OCPP 2.0.1 A00.FR.502
 _CLOCK_SKEW = dt.timedelta(minutes=5)  # valid a little before now: clocks disagree
+
+
+class PKIError(ValueError):
+    """A key, certificate or CSR that cannot be used; the message names the file or source."""
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -84,7 +90,11 @@ class CertificateAuthority:
 
     @classmethod
     def create(
-        cls, common_name: str = "PlugStream Root CA", *, organization: str = "PlugStream"
+        cls,
+        common_name: str = "PlugStream Root CA",
+        *,
+        organization: str = "PlugStream",
+        now: dt.datetime | None = None,
     ) -> CertificateAuthority:
         key = _new_key()
         name = x509.Name(
@@ -93,7 +103,7 @@ class CertificateAuthority:
                 x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             ]
         )
-        now = dt.datetime.now(dt.UTC)
+        now = now or dt.datetime.now(dt.UTC)
         public = key.public_key()
         cert = (
             x509.CertificateBuilder()
@@ -125,12 +135,14 @@ class CertificateAuthority:
 
     @classmethod
     def load(cls, cert_path: Path, key_path: Path) -> CertificateAuthority:
-        """The authority whose root :meth:`write_root` (with ``key_path``) wrote."""
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{key_path} is not an EC private key")
-        return cls(IssuedCertificate(cert, key))
+        """The authority whose root :meth:`write_root` (with ``key_path``) wrote.
+
+        Raises :class:`PKIError` naming the file for a missing, non-PEM, expired or
+        not-yet-valid root, or a key that is not the root's.
+        """
+        from plugstream.pki.keystore import load_pair
+
+        return cls(load_pair(cert_path, key_path))
 
     @property
     def root_pem(self) -> bytes:
@@ -157,12 +169,89 @@ class CertificateAuthority:
             raise ValueError("a server certificate needs at least one host name or address")
         common_name = (dns or addresses)[0]
         return self._issue(
-            common_name, ExtendedKeyUsageOID.SERVER_AUTH, names, days, key_agreement=True
+            common_name,
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            names,
+            days,
+            organization=self.organization,
+            key_agreement=True,
         )
 
-    def issue_client(self, common_name: str, *, days: int = LEAF_DAYS) -> IssuedCertificate:
+    def issue_client(
+        self, common_name: str, *, organization: str | None = None, days: int = LEAF_DAYS
+    ) -> IssuedCertificate:
         """A TLS client certificate (clientAuth) whose CN is ``common_name``: a station id."""
-        return self._issue(common_name, ExtendedKeyUsageOID.CLIENT_AUTH, [], days)
+        return self._issue(
+            common_name, ExtendedKeyUsageOID.CLIENT_AUTH, [], days, organization=organization
+        )
+
+    def issue_firmware_signing(
+        self, common_name: str = "PlugStream Firmware Signing", *, days: int = LEAF_DAYS
+    ) -> IssuedCertificate:
+        """A codeSigning certificate: what a station checks a firmware signature against."""
+        return self._issue(
+            common_name,
+            ExtendedKeyUsageOID.CODE_SIGNING,
+            [],
+            days,
+            organization=self.organization,
+        )
+
+    @property
+    def organization(self) -> str | None:
+        """The O of the root: the operator for the CSMS root, the manufacturer for the other."""
+        names = self.root.certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        return str(names[0].value) if names else None
+
+    def sign_csr(
+        self,
+        csr_pem: bytes,
+        *,
+        organization: str | None = None,
+        days: int = LEAF_DAYS,
+        source: str = "CSR",
+        now: dt.datetime | None = None,
+    ) -> x509.Certificate:
+        """A Charging Station certificate (clientAuth) for the key in ``csr_pem``.
+
+        OCPP 2.0.1 A00.FR.509/511 and A02/A03: CN is the station's serial number (taken
+        from the CSR, which must carry one, not a URL or IP address), O is the operator
+        (``organization``, default the root's O) whatever the CSR asked for. The CSR must be
+        signed by its own key, which must be EC P-256 or RSA of 2048 bits or more
+        (A00.FR.501-503). ``source`` (a file name) starts every error message.
+        """
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem)
+        except ValueError:
+            raise PKIError(f"{source}: not a PEM certificate signing request") from None
+        if not csr.is_signature_valid:
+            raise PKIError(f"{source}: the CSR's signature is invalid")
+        public = csr.public_key()
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            if not isinstance(public.curve, ec.SECP256R1):
+                raise PKIError(f"{source}: EC key on {public.curve.name}; use P-256 (secp256r1)")
+        elif isinstance(public, rsa.RSAPublicKey):
+            if public.key_size < MIN_RSA_BITS:
+                raise PKIError(
+                    f"{source}: RSA key of {public.key_size} bits; at least {MIN_RSA_BITS}"
+                )
+        else:
+            raise PKIError(f"{source}: {type(public).__name__}; use EC P-256 or RSA >= 2048")
+        cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        common_name = str(cns[0].value).strip() if cns else ""
+        if not common_name:
+            raise PKIError(f"{source}: the CSR has no CN (the station's serial number)")
+        if "://" in common_name or _is_ip(common_name):
+            raise PKIError(f"{source}: CN {common_name!r} is a URL or IP address, not a serial")
+        return self._build(
+            _subject(common_name, organization or self.organization),
+            public,
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+            [],
+            days,
+            now=now,
+            key_agreement=isinstance(public, ec.EllipticCurvePublicKey),
+        )
 
     def _issue(
         self,
@@ -171,15 +260,36 @@ class CertificateAuthority:
         alt_names: list[x509.GeneralName],
         days: int,
         *,
+        organization: str | None = None,
         key_agreement: bool = False,
     ) -> IssuedCertificate:
         key = _new_key()
-        public = key.public_key()
-        now = dt.datetime.now(dt.UTC)
+        cert = self._build(
+            _subject(common_name, organization),
+            key.public_key(),
+            usage,
+            alt_names,
+            days,
+            key_agreement=key_agreement,
+        )
+        return IssuedCertificate(cert, key)
+
+    def _build(
+        self,
+        subject: x509.Name,
+        public: CertificateIssuerPublicKeyTypes,
+        usage: x509.ObjectIdentifier,
+        alt_names: list[x509.GeneralName],
+        days: int,
+        *,
+        key_agreement: bool = False,
+        now: dt.datetime | None = None,
+    ) -> x509.Certificate:
+        now = now or dt.datetime.now(dt.UTC)
         root = self.root.certificate
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .subject_name(subject)
             .issuer_name(root.subject)
             .public_key(public)
             .serial_number(x509.random_serial_number())
@@ -209,4 +319,19 @@ class CertificateAuthority:
         )
         if alt_names:
             builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        return IssuedCertificate(builder.sign(self.root.key, hashes.SHA256()), key)
+        return builder.sign(self.root.key, hashes.SHA256())
+
+
+def _subject(common_name: str, organization: str | None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attributes.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(attributes)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
