@@ -328,12 +328,26 @@ def cloud_serve(
     tls_key: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="Private key of --tls-cert.")
     ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="CA (PEM) of station client certificates: security profile 3 (mutual TLS).",
+        ),
+    ] = None,
+    tls_client_organization: Annotated[
+        str | None,
+        typer.Option(help="Operator name a profile-3 station certificate's O must contain."),
+    ] = None,
 ) -> None:
     """Serve PlugStream Cloud: OCPP at /ocpp/{stationId} and the REST API at /api/v1/."""
     from plugstream.cloud.serve import run
 
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if tls_client_ca is not None and tls_cert is None:
+        raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
     config = CloudConfig(
         host=host,
         port=port,
@@ -347,6 +361,8 @@ def cloud_serve(
         max_frame_bytes=max_frame_bytes,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        tls_client_organization=tls_client_organization,
     )
     raise typer.Exit(run(config))
 

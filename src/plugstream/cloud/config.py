@@ -29,3 +29,10 @@ class CloudConfig:
     # PEM; with tls_key, serve wss:// and https:// (security profile 2)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # PEM of the CA(s) that sign station certificates (the CSMS root): with it the server
+    # asks every TLS client for a certificate (security profile 3); stations of profile 2
+    # on the same port still connect without one.
+    tls_client_ca: Path | None = None
+    # The CSO's name: when set, a profile-3 station's certificate must carry it in its
+    # subject's O (organizationName) RDN (OCPP 2.0.1 part 2 A00.FR.404).
+    tls_client_organization: str | None = None

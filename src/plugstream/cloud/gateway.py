@@ -7,6 +7,12 @@ For each station that connects to ``/ocpp/{stationId}`` it
 - refuses unknown stations with HTTP 404, unless auto-registration is on;
 - checks HTTP Basic credentials (security profiles 1 and 2): the username is the
   station id, the password is checked by the store; HTTP 401 otherwise;
+- for a station of security profile 3, checks the TLS client certificate instead
+  (mutual TLS: its chain was verified against ``tls_client_ca`` in the handshake) and
+  that its subject CN is the station id (2.0.1 part 2 A00.FR.405) and, when
+  ``tls_client_organization`` is set, its O names the CSO (A00.FR.404); Basic credentials
+  alone never admit it. Profiles 2 and 3 are refused over plain ``ws://``. Each
+  refusal counts in ``failed_logins`` and is kept in ``security_events``;
 - negotiates the subprotocol, newest first; a station that offers none we speak
   gets the handshake without ``Sec-WebSocket-Protocol`` and is closed at once
   with 1002 (OCPP-J 1.6 §3.1.2, 2.0.1 part 4 §3.1.2);
@@ -36,9 +42,12 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -247,6 +256,36 @@ class Connection:
         return self._call_lock
 
 
+SECURITY_EVENTS_KEPT = 1000  # the newest refusals kept in Gateway.security_events
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEvent:
+    """A refused connection, named as the OCPP security events are where one fits
+    (``InvalidChargingStationCertificate``, A00.FR.408), else ``FailedToAuthenticate``."""
+
+    timestamp: datetime
+    station_id: str
+    type: str
+    tech_info: str
+
+
+def client_certificate_subject(scope: Scope) -> tuple[str | None, str | None] | None:
+    """(CN, O) of the subject of the client certificate the station presented (its chain
+    verified by TLS), from the ASGI TLS extension; None without one."""
+    tls = scope.get("extensions", {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or []
+    if not chain:
+        return None
+    try:
+        subject = x509.load_pem_x509_certificate(chain[0].encode("ascii")).subject
+    except ValueError:
+        return None
+    cn = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    org = subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return (str(cn[0].value) if cn else None, str(org[0].value) if org else None)
+
+
 # What admission needs of a station: (valid until, security profile, lenient, has a password).
 _Known = tuple[float, int, bool, bool]
 
@@ -266,6 +305,9 @@ class Gateway:
         self._handlers: Mapping[OcppVersion, HandlersFactory] | None = handlers
         self._live: dict[str, Connection] = {}
         self.failed_logins: collections.Counter[str] = collections.Counter()
+        self.security_events: collections.deque[SecurityEvent] = collections.deque(
+            maxlen=SECURITY_EVENTS_KEPT
+        )
         # Frames that broke the protocol or the schemas, per station since start:
         # refused for strict stations, accepted (and still counted) for lenient ones.
         self.violations: collections.Counter[str] = collections.Counter()
@@ -389,6 +431,7 @@ class Gateway:
         version = self.choose_version(scope.get("subprotocols", ()))
         # Admission is over: what the handshake brought is not needed any more.
         scope["headers"] = []
+        scope.get("extensions", {}).pop("tls", None)
         if version is None:
             # OCPP-J 1.6 §3.1.2, 2.0.1 part 4 §3.1.2: complete the handshake without a
             # Sec-WebSocket-Protocol header, then close at once.
@@ -454,6 +497,29 @@ class Gateway:
                 return station.lenient
             known = self._remember(station, registrations == self._registrations)
         _, security_profile, lenient, has_password = known
+        if security_profile >= 2 and scope.get("scheme") != "wss":
+            # Profiles 2 and 3 are TLS profiles (A00.FR.312 / A00.FR.415).
+            await self._refuse(
+                scope,
+                send,
+                station_id,
+                "FailedToAuthenticate",
+                f"profile {security_profile} without TLS",
+            )
+            return None
+        if security_profile == 3:
+            subject = client_certificate_subject(scope)
+            organization = self.config.tls_client_organization
+            if subject is None:
+                reason = "no client certificate"
+            elif subject[0] != station_id:
+                reason = f"certificate CN {subject[0]!r}"
+            elif organization is not None and organization not in (subject[1] or ""):
+                reason = f"certificate O {subject[1]!r}"  # not the CSO's (A00.FR.404)
+            else:
+                return lenient
+            await self._refuse(scope, send, station_id, "InvalidChargingStationCertificate", reason)
+            return None
         if has_password:
             ok = (
                 creds is not None
@@ -464,17 +530,21 @@ class Gateway:
             # No password: only security profile 0 (no authentication) gets in.
             ok = security_profile == 0
         if not ok:
-            self.failed_logins[station_id] += 1
-            log.warning(
-                "station %s: failed login (%s)",
-                station_id,
-                "no credentials" if creds is None else "wrong credentials",
-            )
-            await self._deny(
-                scope, send, 401, "unauthorized", (b"www-authenticate", f'Basic realm="{REALM}"')
-            )
+            reason = "no credentials" if creds is None else "wrong credentials"
+            await self._refuse(scope, send, station_id, "FailedToAuthenticate", reason)
             return None
         return lenient
+
+    async def _refuse(
+        self, scope: Scope, send: Send, station_id: str, event: str, reason: str
+    ) -> None:
+        """Count, log and keep the failed login as a security event; answer HTTP 401."""
+        self.failed_logins[station_id] += 1
+        self.security_events.append(SecurityEvent(_now(), station_id, event, reason))
+        log.warning("station %s: failed login, %s (%s)", station_id, event, reason)
+        await self._deny(
+            scope, send, 401, "unauthorized", (b"www-authenticate", f'Basic realm="{REALM}"')
+        )
 
     async def _register(
         self, scope: Scope, station_id: str, creds: tuple[str, str] | None

@@ -127,6 +127,14 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable = _Flag()  # type: ignore[assignment]
         self.writable.set()
 
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        # The app runs later (a task): the scope can still be completed with what TLS knows.
+        tls = tls_extension(self.transport.get_extra_info("ssl_object"))
+        if tls is not None:
+            extensions: dict[str, Any] = self.scope["extensions"]
+            extensions["tls"] = tls
+
     async def send(self, message: Any) -> None:
         await super().send(message)
         kind = message["type"]
@@ -143,10 +151,66 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 request.headers.clear()
 
 
-def _tls12_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-    context = default()
+# The TLS 1.2 cipher suites the CSMS supports (OCPP 2.0.1 part 2 A00.FR.318 / A00.FR.421,
+# the 1.6 Security Whitepaper's list): AES-GCM with ECDHE-ECDSA or plain RSA key exchange.
+# No other TLS 1.2 suite is offered, so a station that only speaks weaker ones is refused
+# in the handshake (A00.FR.322). TLS 1.3 keeps OpenSSL's own (AEAD-only) suites.
+OCPP_TLS12_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "AES128-GCM-SHA256",
+    "AES256-GCM-SHA384",
+)
+
+
+def ocpp_server_context(cert: str, key: str | None, client_ca: str | None = None) -> ssl.SSLContext:
+    """The CSMS's TLS context for security profiles 2 and 3: TLS 1.2 or 1.3 only
+    (A00.FR.313), the spec's TLS 1.2 suites, no compression (A00.FR.321).
+
+    With ``client_ca`` the server asks for a client certificate and verifies its chain
+    against it (A00.FR.403); a certificate that fails fails the handshake. It is
+    optional (``CERT_OPTIONAL``), not required: profile-2 and profile-3 stations share
+    the one OCPP port, and the gateway refuses a profile-3 station that brought none.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION
+    context.set_ciphers(":".join(OCPP_TLS12_CIPHERS))
+    context.load_cert_chain(cert, key)
+    if client_ca is not None:
+        context.load_verify_locations(cafile=client_ca)
+        context.verify_mode = ssl.CERT_OPTIONAL
     return context
+
+
+def _context_factory(
+    cloud: CloudConfig,
+) -> Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
+    def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        assert cloud.tls_cert is not None
+        return ocpp_server_context(
+            str(cloud.tls_cert),
+            str(cloud.tls_key) if cloud.tls_key is not None else None,
+            str(cloud.tls_client_ca) if cloud.tls_client_ca is not None else None,
+        )
+
+    return factory
+
+
+def tls_extension(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> dict[str, Any] | None:
+    """The ASGI TLS extension (``scope["extensions"]["tls"]``) of a connection: its TLS
+    version, cipher suite and the client certificate it presented, verified, if any
+    (``client_cert_chain``, PEM, the leaf only: Python exposes no more of the chain)."""
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    cipher = ssl_object.cipher()
+    return {
+        "tls_version": ssl_object.version(),
+        "cipher_suite": cipher[0] if cipher else None,
+        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+        "client_cert_error": None,
+    }
 
 
 def uvicorn_config(config: CloudConfig, app: Any | None = None) -> uvicorn.Config:
@@ -165,7 +229,7 @@ def uvicorn_config(config: CloudConfig, app: Any | None = None) -> uvicorn.Confi
         server_header=False,
         ssl_certfile=str(config.tls_cert) if tls else None,
         ssl_keyfile=str(config.tls_key) if config.tls_key is not None else None,
-        ssl_context_factory=_tls12_context if tls else None,
+        ssl_context_factory=_context_factory(config) if tls else None,
     )
 
 
