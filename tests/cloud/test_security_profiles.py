@@ -126,6 +126,15 @@ async def test_profile_3_refuses_another_stations_certificate(cloud: Cloud, pki:
     event = cloud.gateway.security_events[-1]
     assert (event.station_id, event.type) == ("CP3", "InvalidChargingStationCertificate")
     assert "CP-OTHER" in event.tech_info
+    # what an operator sees: the refusal in the REST API, newest first
+    async with httpx.AsyncClient(verify=pki.trusting()) as http:
+        listed = await http.get(
+            f"https://127.0.0.1:{cloud.port}/api/v1/security-events?limit=1", timeout=5
+        )
+    assert listed.status_code == 200
+    [shown] = listed.json()
+    assert (shown["station_id"], shown["type"]) == ("CP3", "InvalidChargingStationCertificate")
+    assert "CP-OTHER" in shown["tech_info"] and shown["timestamp"].endswith("Z")
 
 
 async def test_profile_3_refuses_a_certificate_of_another_organization(

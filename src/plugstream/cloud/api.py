@@ -268,6 +268,13 @@ class MessageOut(_Out):
     text: str = Field(description="The OCPP-J frame as on the wire.")
 
 
+class SecurityEventOut(_Out):
+    timestamp: UtcDateTime
+    station_id: str = Field(description="The id the refused connection asked for.")
+    type: str = Field(description="The OCPP security event, e.g. FailedToAuthenticate.")
+    tech_info: str = Field(description="Why the connection was refused.")
+
+
 class MessagePage(BaseModel):
     messages: list[MessageOut] = Field(description="Newest first.")
     next_before: int | None = Field(
@@ -539,6 +546,20 @@ def build_router(
             messages=[MessageOut.model_validate(m) for m in page],
             next_before=page[-1].id if more and page else None,
         )
+
+    @router.get(
+        "/security-events",
+        response_model=list[SecurityEventOut],
+        responses=_responses(422),
+        tags=["security"],
+    )
+    async def list_security_events(
+        limit: Annotated[int, Query(ge=1, le=1000, description="Events to return.")] = 100,
+    ) -> list[SecurityEventOut]:
+        """Connections the gateway refused (wrong password, wrong or missing client
+        certificate), newest first: what an operator looks at after an alert."""
+        events = list(gateway_getter().security_events)[::-1][:limit]
+        return [SecurityEventOut.model_validate(e) for e in events]
 
     @router.post(
         "/stations/{station_id}/commands/{action}",
