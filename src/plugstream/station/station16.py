@@ -60,7 +60,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from ssl import SSLContext
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -92,7 +92,7 @@ from plugstream.station.connector import (
 )
 from plugstream.station.ev import Ev
 from plugstream.station.hardware import ChargePointHardware, Measurements, Model
-from plugstream.station.journal import REF_KEY, Journal, UnknownEntryError
+from plugstream.station.journal import REF_KEY, Entry, Journal, UnknownEntryError
 from plugstream.station.metering import (
     ClockAligned,
     MeterSchedule,
@@ -291,6 +291,10 @@ class StationRuntime:
     journal: Journal
     state_path: Path
     hardware: ChargePointHardware
+    station_id: str
+    call_timeout: float
+    backoff: ReconnectBackoff
+    ocpp_version: ClassVar[OcppVersion]
 
     def tick(self) -> None:
         raise NotImplementedError
@@ -475,6 +479,109 @@ class StationRuntime:
             finally:
                 timer.cancel()
 
+    def _handlers(self) -> Handlers:
+        """The handlers of the CSMS's CALLs on a new connection."""
+        raise NotImplementedError
+
+    async def _session(self, endpoint: OcppEndpoint) -> None:
+        """What the station does on a new connection: boot if needed, status, heartbeats."""
+        raise NotImplementedError
+
+    def _ping_setting(self) -> int:
+        """WebSocketPingInterval, s of station time."""
+        raise NotImplementedError
+
+    def _retry_rules(self) -> tuple[int, int]:
+        """(attempts, retry interval) of a transaction message that failed to process."""
+        raise NotImplementedError
+
+    def _on_delivered(self, entry: Entry, result: dict[str, Any]) -> None:
+        """A journal entry was answered with ``result``."""
+        raise NotImplementedError
+
+    # -- the journal and the connection, the same in both versions ---------------------
+
+    async def deliver_journal(self) -> None:
+        """Send journal entries in order while registered; never returns."""
+        while True:
+            self._changed.clear()
+            endpoint = self.endpoint
+            if endpoint is None or not self.accepted:
+                await self._wait_change(None)
+                continue
+            now = self._seconds()
+            entry = self.journal.head()  # next_due(now), in one query
+            if entry is None or entry.next_attempt_at > now:
+                await self._wait_change(None if entry is None else entry.next_attempt_at - now)
+                continue
+            self.journal.flush()  # durable before it is sent (a fleet's group commit)
+            try:
+                result = await self._send(endpoint, entry.action, entry.payload)
+            except OcppError as exc:
+                if endpoint is not self.endpoint:
+                    continue  # the connection was lost: not a failure, resend after reconnect
+                log.warning("%s (journal %d) failed: %s", entry.action, entry.seq, exc)
+                # a CALLERROR, or no answer on a live connection: a failure to process
+                attempts_max, retry_interval = self._retry_rules()
+                self.journal.failed_attempt(
+                    entry.seq,
+                    self._seconds(),
+                    attempts_max=attempts_max,
+                    retry_interval=retry_interval,
+                )
+                continue
+            self.journal.acknowledge(entry.seq, result)
+            self._on_delivered(entry, result)
+
+    async def run(self, url: str) -> None:
+        """Connect to ``url`` + ``/`` + station id, serve, reconnect forever (cancel to stop)."""
+        target = url.rstrip("/") + "/" + self.station_id
+        loops = [
+            asyncio.get_running_loop().create_task(self.tick_loop()),
+            asyncio.get_running_loop().create_task(self.deliver_journal()),
+        ]
+        try:
+            while True:
+                try:
+                    async with websockets.connect(
+                        target,
+                        subprotocols=[Subprotocol(self.ocpp_version.subprotocol)],
+                        open_timeout=self.call_timeout,
+                        ping_interval=self._ping_interval(self._ping_setting()),
+                        **self._compression_options(),
+                        create_connection=counting_factory(self._count),
+                        **self._tls_options(),
+                    ) as ws:
+                        self.backoff.reset()
+                        await self.serve(ws)
+                except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                    log.info("connection to %s failed: %s", target, exc)
+                await self.clock.sleep(self.backoff.next_delay())
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def serve(self, ws: Any) -> None:
+        """Run one connection until it closes."""
+        endpoint = OcppEndpoint(
+            ws, self.ocpp_version, self._handlers(), call_timeout=self.call_timeout
+        )
+        self._ws = ws
+        self.endpoint = endpoint
+        self.accepted = False
+        session = asyncio.get_running_loop().create_task(self._session(endpoint))
+        try:
+            await endpoint.run()
+        finally:
+            # in the same step as run()'s end: the failed calls see that the connection went
+            self.endpoint = None
+            self.accepted = False
+            self._ws = None
+            self._wake()
+            session.cancel()
+            await asyncio.gather(session, return_exceptions=True)
+
     async def _disconnect(self) -> None:
         ws = self._ws
         if ws is not None:
@@ -491,6 +598,8 @@ class Station16(StationRuntime):
     ``traffic_autosave`` is off (a fleet reads ``traffic`` itself); ``ssl`` and
     ``compression`` go to ``websockets.connect``.
     """
+
+    ocpp_version = OcppVersion.V16
 
     def __init__(
         self,
@@ -987,36 +1096,20 @@ class Station16(StationRuntime):
 
     # -- the journal ---------------------------------------------------------------------
 
-    async def deliver_journal(self) -> None:
-        """Send journal entries in order while registered; never returns."""
-        while True:
-            self._changed.clear()
-            endpoint = self.endpoint
-            if endpoint is None or not self.accepted:
-                await self._wait_change(None)
-                continue
-            now = self._seconds()
-            entry = self.journal.head()  # next_due(now), in one query
-            if entry is None or entry.next_attempt_at > now:
-                await self._wait_change(None if entry is None else entry.next_attempt_at - now)
-                continue
-            self.journal.flush()  # durable before it is sent (a fleet's group commit)
-            try:
-                result = await self._send(endpoint, entry.action, entry.payload)
-            except OcppError as exc:
-                if endpoint is not self.endpoint:
-                    continue  # the connection was lost: not a failure, resend after reconnect
-                log.warning("%s (journal %d) failed: %s", entry.action, entry.seq, exc)
-                # a CALLERROR, or no answer on a live connection: a failure to process
-                self.journal.failed_attempt(
-                    entry.seq,
-                    self._seconds(),
-                    attempts_max=self.config.transaction_message_attempts,
-                    retry_interval=self.config.transaction_message_retry_interval,
-                )
-                continue
-            self.journal.acknowledge(entry.seq, result)
-            self._delivered(entry.action, entry.seq, entry.payload, result)
+    def _handlers(self) -> Handlers:
+        return StationHandlers16(self)
+
+    def _ping_setting(self) -> int:
+        return self.config.websocket_ping_interval
+
+    def _retry_rules(self) -> tuple[int, int]:
+        return (
+            self.config.transaction_message_attempts,
+            self.config.transaction_message_retry_interval,
+        )
+
+    def _on_delivered(self, entry: Entry, result: dict[str, Any]) -> None:
+        self._delivered(entry.action, entry.seq, entry.payload, result)
 
     def _delivered(
         self, action: str, seq: int, payload: dict[str, Any], result: dict[str, Any]
@@ -1034,55 +1127,6 @@ class Station16(StationRuntime):
                 self.stop_transaction("DeAuthorized")
 
     # -- the connection ------------------------------------------------------------------
-
-    async def run(self, url: str) -> None:
-        """Connect to ``url`` + ``/`` + station id, serve, reconnect forever (cancel to stop)."""
-        target = url.rstrip("/") + "/" + self.station_id
-        loops = [
-            asyncio.get_running_loop().create_task(self.tick_loop()),
-            asyncio.get_running_loop().create_task(self.deliver_journal()),
-        ]
-        try:
-            while True:
-                try:
-                    async with websockets.connect(
-                        target,
-                        subprotocols=[Subprotocol(OcppVersion.V16.subprotocol)],
-                        open_timeout=self.call_timeout,
-                        ping_interval=self._ping_interval(self.config.websocket_ping_interval),
-                        **self._compression_options(),
-                        create_connection=counting_factory(self._count),
-                        **self._tls_options(),
-                    ) as ws:
-                        self.backoff.reset()
-                        await self.serve(ws)
-                except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
-                    log.info("connection to %s failed: %s", target, exc)
-                await self.clock.sleep(self.backoff.next_delay())
-        finally:
-            for task in loops:
-                task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
-
-    async def serve(self, ws: Any) -> None:
-        """Run one connection until it closes."""
-        endpoint = OcppEndpoint(
-            ws, OcppVersion.V16, StationHandlers16(self), call_timeout=self.call_timeout
-        )
-        self._ws = ws
-        self.endpoint = endpoint
-        self.accepted = False
-        session = asyncio.get_running_loop().create_task(self._session(endpoint))
-        try:
-            await endpoint.run()
-        finally:
-            # in the same step as run()'s end: the failed calls see that the connection went
-            self.endpoint = None
-            self.accepted = False
-            self._ws = None
-            self._wake()
-            session.cancel()
-            await asyncio.gather(session, return_exceptions=True)
 
     def boot_needed(self) -> bool:
         """BootNotification on this connection? Yes after a (re)start or a Reset, when

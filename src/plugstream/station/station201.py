@@ -51,9 +51,6 @@ from pathlib import Path
 from ssl import SSLContext
 from typing import Any
 
-import websockets
-from websockets.typing import Subprotocol
-
 from plugstream.net.accounting import Link
 from plugstream.ocpp import (
     Handlers,
@@ -86,7 +83,7 @@ from plugstream.station.hardware import (
     Measurements,
     Model,
 )
-from plugstream.station.journal import Journal
+from plugstream.station.journal import Entry, Journal
 from plugstream.station.metering import (
     ClockAligned,
     MeterSchedule,
@@ -104,7 +101,6 @@ from plugstream.station.station16 import (
     STATE_FILE,
     Compression,
     StationRuntime,
-    counting_factory,
     restored_energy,
     saved_at,
 )
@@ -159,6 +155,8 @@ class Station201(StationRuntime):
     ``device_model_defaults`` ("Component.Variable" -> value) are applied when the
     device model has no file yet (a factory setting, e.g. short intervals in tests).
     """
+
+    ocpp_version = OcppVersion.V201
 
     def __init__(
         self,
@@ -749,35 +747,20 @@ class Station201(StationRuntime):
 
     # -- the journal ---------------------------------------------------------------------
 
-    async def deliver_journal(self) -> None:
-        """Send journal entries in order while registered; never returns."""
-        while True:
-            self._changed.clear()
-            endpoint = self.endpoint
-            if endpoint is None or not self.accepted:
-                await self._wait_change(None)
-                continue
-            now = self._seconds()
-            entry = self.journal.head()  # next_due(now), in one query
-            if entry is None or entry.next_attempt_at > now:
-                await self._wait_change(None if entry is None else entry.next_attempt_at - now)
-                continue
-            self.journal.flush()  # durable before it is sent (a fleet's group commit)
-            try:
-                result = await self._send(endpoint, entry.action, entry.payload)
-            except OcppError as exc:
-                if endpoint is not self.endpoint:
-                    continue  # the connection was lost: not a failure, resend after reconnect
-                log.warning("%s (journal %d) failed: %s", entry.action, entry.seq, exc)
-                self.journal.failed_attempt(
-                    entry.seq,
-                    self._seconds(),
-                    attempts_max=self.config.message_attempts_transaction_event,
-                    retry_interval=self.config.message_attempt_interval_transaction_event,
-                )
-                continue
-            self.journal.acknowledge(entry.seq, result)
-            self._delivered(entry.seq, entry.payload, result)
+    def _handlers(self) -> Handlers:
+        return StationHandlers201(self)
+
+    def _ping_setting(self) -> int:
+        return self.config.websocket_ping_interval
+
+    def _retry_rules(self) -> tuple[int, int]:
+        return (
+            self.config.message_attempts_transaction_event,
+            self.config.message_attempt_interval_transaction_event,
+        )
+
+    def _on_delivered(self, entry: Entry, result: dict[str, Any]) -> None:
+        self._delivered(entry.seq, entry.payload, result)
 
     def _delivered(self, seq: int, payload: dict[str, Any], result: dict[str, Any]) -> None:
         info = result.get("idTokenInfo")
@@ -795,54 +778,6 @@ class Station201(StationRuntime):
             self.stop_transaction("Deauthorized", "DeAuthorized")
 
     # -- the connection ------------------------------------------------------------------
-
-    async def run(self, url: str) -> None:
-        """Connect to ``url`` + ``/`` + station id, serve, reconnect forever (cancel to stop)."""
-        target = url.rstrip("/") + "/" + self.station_id
-        loops = [
-            asyncio.get_running_loop().create_task(self.tick_loop()),
-            asyncio.get_running_loop().create_task(self.deliver_journal()),
-        ]
-        try:
-            while True:
-                try:
-                    async with websockets.connect(
-                        target,
-                        subprotocols=[Subprotocol(OcppVersion.V201.subprotocol)],
-                        open_timeout=self.call_timeout,
-                        ping_interval=self._ping_interval(self.config.websocket_ping_interval),
-                        **self._compression_options(),
-                        create_connection=counting_factory(self._count),
-                        **self._tls_options(),
-                    ) as ws:
-                        self.backoff.reset()
-                        await self.serve(ws)
-                except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
-                    log.info("connection to %s failed: %s", target, exc)
-                await self.clock.sleep(self.backoff.next_delay())
-        finally:
-            for task in loops:
-                task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
-
-    async def serve(self, ws: Any) -> None:
-        """Run one connection until it closes."""
-        endpoint = OcppEndpoint(
-            ws, OcppVersion.V201, StationHandlers201(self), call_timeout=self.call_timeout
-        )
-        self._ws = ws
-        self.endpoint = endpoint
-        self.accepted = False
-        session = asyncio.get_running_loop().create_task(self._session(endpoint))
-        try:
-            await endpoint.run()
-        finally:
-            self.endpoint = None
-            self.accepted = False
-            self._ws = None
-            self._wake()
-            session.cancel()
-            await asyncio.gather(session, return_exceptions=True)
 
     def boot_needed(self) -> bool:
         """BootNotification on this connection? Yes after a (re)start or a Reset, when
