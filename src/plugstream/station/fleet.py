@@ -42,13 +42,12 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from plugstream.ocpp import CallFailed, Event, OcppEndpoint, ProtocolViolation, Transmit
+from plugstream.ocpp import CallFailed, Event, ProtocolViolation, Transmit
 from plugstream.station.clock import ScaledClock
 from plugstream.station.connector import ChargePointErrorCode
 from plugstream.station.ev import CHARGER_EFFICIENCY, Ev, random_ev
@@ -63,8 +62,6 @@ __all__ = [
     "VERSIONS",
     "Fleet",
     "FleetConfig",
-    "FleetStation16",
-    "FleetStation201",
     "FleetSummary",
     "SimStation",
     "seconds_to_full",
@@ -159,7 +156,7 @@ class FleetConfig:
 class SimStation:
     """One station of the fleet and what its driver has seen: the demo's table row."""
 
-    station: FleetStation16 | FleetStation201
+    station: Station16 | Station201
     ocpp: str
     sessions_started: int = 0
     sessions_completed: int = 0
@@ -224,40 +221,6 @@ class SimStation:
             self.errors += 1
         else:
             self.messages_received += 1
-
-
-class FleetStation16(Station16):
-    """A :class:`Station16` whose OCPP endpoints report their events to an observer."""
-
-    observer: Callable[[Event], None] | None = None
-    _observed: OcppEndpoint | None = None
-
-    @property
-    def endpoint(self) -> OcppEndpoint | None:
-        return self._observed
-
-    @endpoint.setter
-    def endpoint(self, endpoint: OcppEndpoint | None) -> None:
-        if endpoint is not None and self.observer is not None:
-            endpoint.observer = self.observer
-        self._observed = endpoint
-
-
-class FleetStation201(Station201):
-    """A :class:`Station201` whose OCPP endpoints report their events to an observer."""
-
-    observer: Callable[[Event], None] | None = None
-    _observed: OcppEndpoint | None = None
-
-    @property
-    def endpoint(self) -> OcppEndpoint | None:
-        return self._observed
-
-    @endpoint.setter
-    def endpoint(self, endpoint: OcppEndpoint | None) -> None:
-        if endpoint is not None and self.observer is not None:
-            endpoint.observer = self.observer
-        self._observed = endpoint
 
 
 @dataclass(slots=True)
@@ -352,7 +315,7 @@ class Fleet:
         assert self.data_dir is not None and self._database is not None
         data_dir = self.data_dir / station_id
         journal = self._database.journal(station_id)
-        kind = FleetStation16 if ocpp == "1.6" else FleetStation201
+        kind: type[Station16] | type[Station201] = Station16 if ocpp == "1.6" else Station201
         station = kind(
             station_id,
             model,

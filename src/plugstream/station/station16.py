@@ -70,6 +70,7 @@ from websockets.typing import Subprotocol
 from plugstream.net.accounting import ByteCounter, Direction, Link
 from plugstream.ocpp import (
     ErrorCode,
+    Event,
     Handlers,
     OcppEndpoint,
     OcppError,
@@ -295,6 +296,8 @@ class StationRuntime:
     call_timeout: float
     backoff: ReconnectBackoff
     ocpp_version: ClassVar[OcppVersion]
+    observer: Callable[[Event], None] | None = None
+    """Sees every event of every connection's endpoint (a fleet counts messages)."""
 
     def tick(self) -> None:
         raise NotImplementedError
@@ -565,7 +568,11 @@ class StationRuntime:
     async def serve(self, ws: Any) -> None:
         """Run one connection until it closes."""
         endpoint = OcppEndpoint(
-            ws, self.ocpp_version, self._handlers(), call_timeout=self.call_timeout
+            ws,
+            self.ocpp_version,
+            self._handlers(),
+            call_timeout=self.call_timeout,
+            observer=self.observer,
         )
         self._ws = ws
         self.endpoint = endpoint
