@@ -340,6 +340,26 @@ def cloud_serve(
         str | None,
         typer.Option(help="Operator name a profile-3 station certificate's O must contain."),
     ] = None,
+    pki: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="PKI directory (plugstream pki init): signs station CSRs and firmware, "
+            "identifies new stations at the setup service.",
+        ),
+    ] = None,
+    firmware_dir: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Where uploaded firmware is kept.")
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(help="https:// URL stations reach this server at (default: from host, port)."),
+    ] = None,
+    setup: Annotated[
+        bool,
+        typer.Option("--setup", help="Serve only the setup service (commissioning of stations)."),
+    ] = False,
 ) -> None:
     """Serve PlugStream Cloud: OCPP at /ocpp/{stationId} and the REST API at /api/v1/."""
     from plugstream.cloud.serve import run
@@ -363,6 +383,10 @@ def cloud_serve(
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
         tls_client_organization=tls_client_organization,
+        pki_dir=pki,
+        firmware_dir=firmware_dir,
+        public_url=public_url,
+        setup_only=setup,
     )
     raise typer.Exit(run(config))
 

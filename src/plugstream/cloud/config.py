@@ -36,3 +36,14 @@ class CloudConfig:
     # The CSO's name: when set, a profile-3 station's certificate must carry it in its
     # subject's O (organizationName) RDN (OCPP 2.0.1 part 2 A00.FR.404).
     tls_client_organization: str | None = None
+    # The PKI directory of `plugstream pki init` (plugstream.pki.keystore.PKIStore): the
+    # CSMS root signs station CSRs (SignCertificate), the manufacturer root identifies new
+    # stations at the setup service, the firmware-signing key signs uploaded images.
+    pki_dir: Path | None = None
+    # Where uploaded firmware images and their metadata are kept (default: next to the db).
+    firmware_dir: Path | None = None
+    # The https:// base URL stations reach this server at (firmware locations, setup
+    # answers); default: built from host, port and whether TLS is on.
+    public_url: str | None = None
+    # `plugstream cloud serve --setup`: serve only the setup service (its own name and port).
+    setup_only: bool = False

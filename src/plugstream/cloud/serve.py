@@ -20,6 +20,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from plugstream.cloud.app import create_app
 from plugstream.cloud.config import CloudConfig
+from plugstream.pki.tls import OCPP_TLS12_CIPHERS
 
 READY = "PlugStream Cloud listening on"
 
@@ -155,12 +156,6 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 # the 1.6 Security Whitepaper's list): AES-GCM with ECDHE-ECDSA or plain RSA key exchange.
 # No other TLS 1.2 suite is offered, so a station that only speaks weaker ones is refused
 # in the handshake (A00.FR.322). TLS 1.3 keeps OpenSSL's own (AEAD-only) suites.
-OCPP_TLS12_CIPHERS = (
-    "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "AES128-GCM-SHA256",
-    "AES256-GCM-SHA384",
-)
 
 
 def ocpp_server_context(cert: str, key: str | None, client_ca: str | None = None) -> ssl.SSLContext:

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -61,6 +62,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from ssl import SSLContext
 from typing import Any, ClassVar, cast
+from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -79,8 +81,10 @@ from plugstream.ocpp import (
     on,
     v16,
 )
+from plugstream.pki.tls import ServerRejected, peer_chain, station_context, verify_server
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
+from plugstream.station.certificates import CSMS_ROOT, CertificateStore
 from plugstream.station.clock import CallableClock, Clock, SystemClock
 from plugstream.station.config import Config16, atomic_write_json
 from plugstream.station.connector import (
@@ -189,9 +193,19 @@ class CountingConnection(ClientConnection):
     """
 
     count: Callable[[Direction, int], None] = staticmethod(lambda direction, n: None)
+    verify: Callable[[asyncio.BaseTransport], None] | None = None
+    """Checks the TLS peer once the handshake is done, before websockets sends the HTTP
+    Upgrade (and so any password): if it raises, the connection is aborted unsent (the
+    verifier keeps its own record of why)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self.verify is not None:
+            try:
+                self.verify(transport)
+            except Exception:
+                cast(asyncio.Transport, transport).abort()
+                return
         self.transport = cast(Any, _CountingTransport(self.transport, self.count))
 
     def data_received(self, data: bytes) -> None:
@@ -199,12 +213,17 @@ class CountingConnection(ClientConnection):
         super().data_received(data)
 
 
-def counting_factory(count: Callable[[Direction, int], None]) -> Any:
-    """A ``create_connection=`` for :func:`websockets.connect` that counts into ``count``."""
+def counting_factory(
+    count: Callable[[Direction, int], None],
+    verify: Callable[[asyncio.BaseTransport], None] | None = None,
+) -> Any:
+    """A ``create_connection=`` for :func:`websockets.connect` that counts into ``count``
+    (and checks the TLS peer with ``verify``)."""
 
     def factory(*args: Any, **kwargs: Any) -> CountingConnection:
         connection = CountingConnection(*args, **kwargs)
         connection.count = count
+        connection.verify = verify
         return connection
 
     return factory
@@ -298,6 +317,8 @@ class StationRuntime:
     ocpp_version: ClassVar[OcppVersion]
     observer: Callable[[Event], None] | None = None
     """Sees every event of every connection's endpoint (a fleet counts messages)."""
+    tls_rejected: ServerRejected | None = None
+    """Why the CSMS's certificate was refused on the last attempt (None: it was not)."""
 
     def tick(self) -> None:
         raise NotImplementedError
@@ -422,10 +443,49 @@ class StationRuntime:
             return {"compression": None, "extensions": [self.compression]}
         return {"compression": self.compression}
 
-    def _tls_options(self) -> dict[str, Any]:
-        """``ssl=`` for websockets.connect only when given: a wss:// URL defaults to
-        the system's trust store, and a ws:// URL refuses any ssl argument."""
-        return {} if self.ssl is None else {"ssl": self.ssl}
+    @functools.cached_property
+    def certificates(self) -> CertificateStore:
+        """The roots the station trusts and its own certificate (``data_dir/certs``)."""
+        return CertificateStore(self.data_dir / "certs")
+
+    def _security_profile(self) -> int:
+        """SecurityProfile (1.6) / SecurityCtrlr.SecurityProfile (2.0.1)."""
+        return int(self.config.security_profile)  # type: ignore[attr-defined]
+
+    def _tls_options(self, target: str) -> dict[str, Any]:
+        """``ssl=`` and the peer check for websockets.connect.
+
+        A given ``ssl`` context is used as it is (tests, benchmarks). Otherwise a wss://
+        URL gets the station's own TLS (:func:`~plugstream.pki.tls.station_context`),
+        with its client certificate at security profile 3, and the server is checked
+        against the CSMS roots of :attr:`certificates` and the station's clock before
+        anything is sent. A ws:// URL takes no ssl argument.
+        """
+        if self.ssl is not None:
+            return {"ssl": self.ssl}
+        parts = urlsplit(target)
+        if parts.scheme != "wss":
+            return {}
+        client = self.certificates.station_certificate() if self._security_profile() >= 3 else None
+        context = station_context(*client) if client is not None else station_context()
+        host = parts.hostname or ""
+
+        def verify(transport: asyncio.BaseTransport) -> None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            roots = self.certificates.roots(CSMS_ROOT)
+            try:
+                verify_server(peer_chain(ssl_object), host, roots, self.now())
+            except ServerRejected as exc:
+                self.tls_rejected = exc
+                self._on_server_rejected(exc)
+                raise
+            self.tls_rejected = None
+
+        return {"ssl": context, "verify": verify}
+
+    def _on_server_rejected(self, exc: ServerRejected) -> None:
+        """The CSMS's certificate failed the check: nothing was sent."""
+        log.warning("%s", exc)
 
     def _ping_interval(self, interval: int) -> float | None:
         """The WebSocket ping interval in wall seconds (the clock may run scaled); 0 = off."""
@@ -545,6 +605,8 @@ class StationRuntime:
         ]
         try:
             while True:
+                tls = self._tls_options(target)
+                verify = tls.pop("verify", None)
                 try:
                     async with websockets.connect(
                         target,
@@ -552,8 +614,8 @@ class StationRuntime:
                         open_timeout=self.call_timeout,
                         ping_interval=self._ping_interval(self._ping_setting()),
                         **self._compression_options(),
-                        create_connection=counting_factory(self._count),
-                        **self._tls_options(),
+                        create_connection=counting_factory(self._count, verify),
+                        **tls,
                     ) as ws:
                         self.backoff.reset()
                         await self.serve(ws)
