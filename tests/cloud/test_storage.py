@@ -746,7 +746,7 @@ async def test_the_migrations_build_the_schema_the_code_uses(store: Store) -> No
 
     async with store._engine.connect() as conn:
         assert await conn.run_sync(diff) == []
-    assert await scalar(store, "SELECT version_num FROM alembic_version") == "0002"
+    assert await scalar(store, "SELECT version_num FROM alembic_version") == "0003"
 
 
 @pytest.mark.parametrize(

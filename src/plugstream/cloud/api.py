@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from plugstream.cloud.gateway import Gateway
     from plugstream.cloud.storage import Store
 
-__all__ = ["API_PREFIX", "build_router"]
+__all__ = ["API_PREFIX", "build_router", "guarded_router"]
 
 API_PREFIX = "/api/v1"
 
@@ -369,18 +369,11 @@ def _version_of(text: str | None) -> OcppVersion | None:
 # -- the router -------------------------------------------------------------------------
 
 
-def build_router(
-    store_getter: Callable[[], Store],
-    gateway_getter: Callable[[], Gateway],
-    api_token: str | None,
-) -> APIRouter:
-    """The ``/api/v1`` router.
-
-    Requests must carry ``Authorization: Bearer <api_token>``; a missing or wrong
-    token gets 401 with ``WWW-Authenticate: Bearer``. With ``api_token=None`` the
-    API is open to anyone who can reach it: only for local demos, never on a
-    network.
-    """
+def guarded_router(api_token: str | None, **kwargs: Any) -> APIRouter:
+    """An ``/api/v1`` router whose every route checks ``Authorization: Bearer <api_token>``
+    first (401 with ``WWW-Authenticate: Bearer`` if missing or wrong) and words request
+    validation errors as one line (422). ``api_token=None`` leaves it open: local demos
+    only. Every feature's router (firmware, setup claims, certificates) is made here."""
     expected = api_token.encode() if api_token is not None else None
 
     def check_bearer(request: Request) -> JSONResponse | None:
@@ -422,12 +415,25 @@ def build_router(
 
     # Documents the scheme in OpenAPI; the check itself is done by Route, first.
     security = [Depends(HTTPBearer(auto_error=False))] if api_token is not None else []
-    router = APIRouter(
-        prefix=API_PREFIX,
+    return APIRouter(
+        prefix=kwargs.pop("prefix", API_PREFIX),
         route_class=Route,
         dependencies=security,
         responses=_responses(401) if api_token is not None else None,
+        **kwargs,
     )
+
+
+def build_router(
+    store_getter: Callable[[], Store],
+    gateway_getter: Callable[[], Gateway],
+    api_token: str | None,
+) -> APIRouter:
+    """The ``/api/v1`` router of stations, commands, transactions and id tokens.
+
+    Requests must carry ``Authorization: Bearer <api_token>`` (:func:`guarded_router`).
+    """
+    router = guarded_router(api_token)
 
     async def station_or_404(station_id: str) -> StationRecord:
         record = await store_getter().get_station(_station_id(station_id))

@@ -111,3 +111,22 @@ def _include_api(app: FastAPI, config: CloudConfig) -> None:
         app.include_router(router)
     else:
         app.include_router(router, prefix=API_PREFIX)
+    _include_features(app, config, store_getter, gateway_getter)
+
+
+def _include_features(
+    app: FastAPI,
+    config: CloudConfig,
+    store_getter: Callable[[], Any],
+    gateway_getter: Callable[[], Any],
+) -> None:
+    """The routers of the trust features: certificates, the firmware repository (its API
+    and its downloads), the setup service's claims. Each gives its own prefixes."""
+    from plugstream.cloud.certificates import build_router as certificates
+    from plugstream.cloud.firmware.api import build_router as firmware
+    from plugstream.cloud.setup.api import build_router as setup
+
+    for build in (certificates, firmware, setup):
+        feature = build(store_getter, gateway_getter, config)
+        if feature is not None:
+            app.include_router(feature)

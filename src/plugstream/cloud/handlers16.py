@@ -13,8 +13,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, cast
 
+from plugstream.cloud.certificates import CertificateHandlers16
 from plugstream.cloud.config import CloudConfig
+from plugstream.cloud.firmware.handlers import FirmwareStatus16
 from plugstream.cloud.meter import format_time, parse_time_or, samples_16, to_decimal
+from plugstream.cloud.security import SecurityEventHandlers
 from plugstream.cloud.storage.records import AuthResult
 from plugstream.ocpp import ErrorCode, Handlers, OcppError, on, v16
 
@@ -121,7 +124,7 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-class Csms16(StationHandlers):
+class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, StationHandlers):
     """The CSMS side of an OCPP 1.6J connection (core profile and the security extension)."""
 
     @on(v16.Action.BootNotification)

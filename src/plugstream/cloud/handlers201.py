@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import cast
 
+from plugstream.cloud.certificates import CertificateHandlers201
+from plugstream.cloud.firmware.handlers import FirmwareStatus201
 from plugstream.cloud.handlers16 import StationHandlers
 from plugstream.cloud.meter import format_time, parse_time_or, samples_201
+from plugstream.cloud.security import SecurityEventHandlers
 from plugstream.cloud.storage.records import AuthResult
 from plugstream.ocpp import on, v201
 
@@ -48,7 +51,7 @@ def _int(value: object, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
-class Csms201(StationHandlers):
+class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, StationHandlers):
     """The CSMS side of an OCPP 2.0.1 connection."""
 
     ocpp_version = "2.0.1"  # as the store records it

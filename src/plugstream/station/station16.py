@@ -85,6 +85,7 @@ from plugstream.pki.tls import ServerRejected, peer_chain, station_context, veri
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.certificates import CSMS_ROOT, CertificateStore
+from plugstream.station.certmgmt import CertificateHandlers16
 from plugstream.station.clock import CallableClock, Clock, SystemClock
 from plugstream.station.config import Config16, atomic_write_json
 from plugstream.station.connector import (
@@ -96,6 +97,7 @@ from plugstream.station.connector import (
     StatusChanged,
 )
 from plugstream.station.ev import Ev
+from plugstream.station.firmware import FirmwareHandlers16
 from plugstream.station.hardware import ChargePointHardware, Measurements, Model
 from plugstream.station.journal import REF_KEY, Entry, Journal, UnknownEntryError
 from plugstream.station.metering import (
@@ -1287,7 +1289,7 @@ def _status_payload(change: StatusChanged) -> dict[str, Any]:
     return payload
 
 
-class StationHandlers16(Handlers):
+class StationHandlers16(CertificateHandlers16, FirmwareHandlers16, Handlers):
     """The answers of a :class:`Station16` to the Central System's CALLs."""
 
     def __init__(self, station: Station16) -> None:

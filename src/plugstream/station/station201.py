@@ -63,6 +63,7 @@ from plugstream.ocpp import (
 )
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
+from plugstream.station.certmgmt import CertificateHandlers201
 from plugstream.station.clock import CallableClock, Clock, SystemClock
 from plugstream.station.config import (
     REPORT_BASES,
@@ -77,6 +78,7 @@ from plugstream.station.connector import (
     StatusChanged,
 )
 from plugstream.station.ev import Ev
+from plugstream.station.firmware import FirmwareHandlers201
 from plugstream.station.hardware import (
     ENERGY_REGISTER,
     ChargePointHardware,
@@ -883,7 +885,7 @@ def _ours(evse: Mapping[str, Any] | None) -> bool:
     return evse.get("id") in (0, EVSE_ID) and evse.get("connectorId", CONNECTOR_ID) == CONNECTOR_ID
 
 
-class StationHandlers201(Handlers):
+class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
     """The answers of a :class:`Station201` to the CSMS's CALLs."""
 
     def __init__(self, station: Station201) -> None:

@@ -181,3 +181,77 @@ messages = Table(
     Column("text", Text, nullable=False),
     Index("ix_messages_station_id", "station_id", "id"),
 )
+
+# -- trust: security events, the setup service's claims, the firmware repository -------
+
+security_events = Table(
+    "security_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("station_id", String(255), nullable=False),
+    Column("type", String(50), nullable=False),  # the OCPP security event name
+    Column("at", UTCDateTime, nullable=False),
+    Column("tech_info", Text),
+    # "station": a SecurityEventNotification; "gateway": a connection the CSMS refused
+    Column("source", String(16), nullable=False),
+    Index("ix_security_events_station", "station_id", "id"),
+)
+
+station_claims = Table(
+    "station_claims",
+    metadata,
+    # the station's serial number: its id, the CN of its manufacturer certificate
+    Column("serial_number", String(255), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("csms_url", Text),  # NULL: PlugStream Cloud itself; else a third-party CSMS
+    Column("ocpp_version", String(16), nullable=False),
+    Column("security_profile", Integer, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("provisioned_at", UTCDateTime),  # the station's last setup call
+)
+
+firmware_images = Table(
+    "firmware_images",
+    metadata,
+    Column("image_id", String(64), primary_key=True),
+    Column("version", String(255), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("signature", Text, nullable=False),  # base64 ECDSA P-256 / SHA-256
+    Column("signing_certificate", Text, nullable=False),  # PEM, leaf first
+    Column("uploaded_at", UTCDateTime, nullable=False),
+)
+
+firmware_rollouts = Table(
+    "firmware_rollouts",
+    metadata,
+    Column("rollout_id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "image_id",
+        String(64),
+        ForeignKey("firmware_images.image_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("selector", Text, nullable=False),  # JSON: the station list or percentage asked for
+    Column("retrieve_at", UTCDateTime, nullable=False),
+    Column("install_at", UTCDateTime),
+)
+
+firmware_rollout_targets = Table(
+    "firmware_rollout_targets",
+    metadata,
+    Column(
+        "rollout_id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("firmware_rollouts.rollout_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("station_id", String(255), nullable=False),
+    Column("request_id", Integer, nullable=False),  # requestId of the UpdateFirmware
+    Column("status", String(32), nullable=False),  # the last FirmwareStatusNotification
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("rollout_id", "station_id"),
+    Index("ix_rollout_targets_station", "station_id", "request_id"),
+)

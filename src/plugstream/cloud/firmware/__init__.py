@@ -1,0 +1,1 @@
+"""PlugStream Cloud's firmware repository: signed images, downloads, rollouts."""

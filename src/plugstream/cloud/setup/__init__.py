@@ -1,0 +1,1 @@
+"""The setup service: commissioning of new stations, and the owners' claims."""
