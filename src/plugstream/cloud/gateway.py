@@ -451,6 +451,8 @@ class Gateway:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await send({"type": "websocket.close", "code": 1011, "reason": "internal error"})
             return
+        if hasattr(handlers, "gateway"):
+            handlers.gateway = self  # what a handler's @after hook calls the station back with
         await send(accept)
         transport = AsgiTransport(receive, send, self, station_id)
         endpoint = OcppEndpoint(

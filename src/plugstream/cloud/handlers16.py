@@ -22,6 +22,7 @@ from plugstream.cloud.storage.records import AuthResult
 from plugstream.ocpp import ErrorCode, Handlers, OcppError, on, v16
 
 if TYPE_CHECKING:
+    from plugstream.cloud.gateway import Gateway
     from plugstream.cloud.storage import Store
 
 Clock = Callable[[], datetime]
@@ -62,6 +63,9 @@ class StationHandlers(Handlers):
         self.clock = clock
         self.accepted = False  # a BootNotification was Accepted, or the station booted before
         self.boot_status: str | None = None  # the answer to this connection's BootNotification
+        # set by the gateway: an @after hook sends the station a CALL with
+        # ``await self.gateway.call(self.station_id, action, payload)``
+        self.gateway: Gateway | None = None
 
     def now(self) -> datetime:
         return self.clock()

@@ -489,6 +489,12 @@ class StationRuntime:
         """The CSMS's certificate failed the check: nothing was sent."""
         log.warning("%s", exc)
 
+    def security_event(self, kind: str, tech_info: str | None = None) -> None:
+        """Record a security event (2.0.1 part 2 appendix / 1.6 whitepaper names, e.g.
+        InvalidFirmwareSignature) in the security log, and report it to the CSMS with
+        SecurityEventNotification if it is critical."""
+        log.warning("security event %s: %s", kind, tech_info or "")
+
     def _ping_interval(self, interval: int) -> float | None:
         """The WebSocket ping interval in wall seconds (the clock may run scaled); 0 = off."""
         return self.clock.real_seconds(interval) if interval > 0 else None
