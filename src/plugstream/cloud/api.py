@@ -48,6 +48,7 @@ from plugstream.cloud.storage.records import (
     StationRecord,
     TransactionRecord,
 )
+from plugstream.cloud.storage.security import list_security_events as list_security_events_in
 from plugstream.ocpp import CallTimeout, OcppError, OcppVersion, csms_actions, schemas
 
 if TYPE_CHECKING:
@@ -269,10 +270,16 @@ class MessageOut(_Out):
 
 
 class SecurityEventOut(_Out):
-    timestamp: UtcDateTime
-    station_id: str = Field(description="The id the refused connection asked for.")
+    timestamp: UtcDateTime = Field(
+        description="When the station says it happened (source station), or when the "
+        "gateway refused the connection (source gateway)."
+    )
+    station_id: str = Field(description="The station, or the id a refused connection asked for.")
     type: str = Field(description="The OCPP security event, e.g. FailedToAuthenticate.")
-    tech_info: str = Field(description="Why the connection was refused.")
+    tech_info: str = Field(description="What happened, in the station's or gateway's words.")
+    source: Literal["station", "gateway"] = Field(
+        description="station: a SecurityEventNotification; gateway: a refused connection."
+    )
 
 
 class MessagePage(BaseModel):
@@ -561,11 +568,24 @@ def build_router(
     )
     async def list_security_events(
         limit: Annotated[int, Query(ge=1, le=1000, description="Events to return.")] = 100,
+        station_id: Annotated[
+            str | None, Query(max_length=255, description="Only this station's events.")
+        ] = None,
     ) -> list[SecurityEventOut]:
-        """Connections the gateway refused (wrong password, wrong or missing client
-        certificate), newest first: what an operator looks at after an alert."""
-        events = list(gateway_getter().security_events)[::-1][:limit]
-        return [SecurityEventOut.model_validate(e) for e in events]
+        """Security events, newest first: those stations reported (SecurityEventNotification)
+        and the connections the gateway refused (wrong password, wrong or missing client
+        certificate, unknown station): what an operator looks at after an alert."""
+        found = await list_security_events_in(store_getter(), station_id=station_id, limit=limit)
+        return [
+            SecurityEventOut(
+                timestamp=e.timestamp,
+                station_id=e.station_id,
+                type=e.type,
+                tech_info=e.tech_info or "",
+                source="gateway" if e.source == "gateway" else "station",
+            )
+            for e in found
+        ]
 
     @router.post(
         "/stations/{station_id}/commands/{action}",

@@ -64,6 +64,8 @@ def create_app(
 ) -> FastAPI:
     """The application; ``open_store`` and ``handlers`` replace the real ones in tests."""
     opener = open_store if open_store is not None else _open_store
+    if config.setup_only:
+        return _create_setup_app(config, opener)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +91,34 @@ def create_app(
     )
 
     _include_api(app, config)
+    return app
+
+
+def _create_setup_app(config: CloudConfig, opener: Callable[[str], Awaitable[Store]]) -> FastAPI:
+    """``plugstream cloud serve --setup``: the setup service alone, on its own name and port,
+    with the cloud's database: ``/setup/v1/provision``, ``/setup/v1/health`` and its
+    OpenAPI document at ``/setup/v1/openapi.json``. No OCPP gateway, no REST API."""
+    from plugstream.cloud.setup.api import SETUP_PREFIX, build_setup_router
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await opener(config.db)
+        app.state.store = store
+        app.state.gateway = None
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app = FastAPI(
+        title="PlugStream setup service",
+        version=__version__,
+        openapi_url=f"{SETUP_PREFIX}/openapi.json",
+        docs_url=f"{SETUP_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.include_router(build_setup_router(lambda: app.state.store, config))
     return app
 
 

@@ -44,14 +44,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from plugstream.cloud.config import CloudConfig
+from plugstream.cloud.storage.security import add_security_event
 from plugstream.ocpp import (
     CallReceived,
     ErrorCode,
@@ -286,6 +289,28 @@ def client_certificate_subject(scope: Scope) -> tuple[str | None, str | None] | 
     return (str(cn[0].value) if cn else None, str(org[0].value) if org else None)
 
 
+def issued_by_client_ca(scope: Scope, client_ca: Any) -> bool:
+    """Whether the client certificate was issued by a CA of ``tls_client_ca`` (the CSMS
+    root): the TLS layer also trusts the manufacturer root, for the setup service, and a
+    manufacturer certificate must not pass for a station certificate (A00.FR.403)."""
+    tls = scope.get("extensions", {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or []
+    if not chain or client_ca is None:
+        return False
+    try:
+        leaf = x509.load_pem_x509_certificate(chain[0].encode("ascii"))
+        cas = x509.load_pem_x509_certificates(Path(client_ca).read_bytes())
+    except (OSError, ValueError):
+        return False
+    for ca in cas:
+        try:
+            leaf.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
 # What admission needs of a station: (valid until, security profile, lenient, has a password).
 _Known = tuple[float, int, bool, bool]
 
@@ -490,6 +515,7 @@ class Gateway:
             station = await self.store.get_station(station_id)
             if station is None:
                 if not self.config.auto_register:
+                    await self._keep_event(station_id, "FailedToAuthenticate", "unknown station")
                     await self._deny(scope, send, 404, "unknown station")
                     return None
                 station = await self._register(scope, station_id, creds)
@@ -516,6 +542,8 @@ class Gateway:
                 reason = "no client certificate"
             elif subject[0] != station_id:
                 reason = f"certificate CN {subject[0]!r}"
+            elif not issued_by_client_ca(scope, self.config.tls_client_ca):
+                reason = "certificate not issued by the CSMS root"
             elif organization is not None and organization not in (subject[1] or ""):
                 reason = f"certificate O {subject[1]!r}"  # not the CSO's (A00.FR.404)
             else:
@@ -542,11 +570,32 @@ class Gateway:
     ) -> None:
         """Count, log and keep the failed login as a security event; answer HTTP 401."""
         self.failed_logins[station_id] += 1
-        self.security_events.append(SecurityEvent(_now(), station_id, event, reason))
+        await self._keep_event(station_id, event, reason)
         log.warning("station %s: failed login, %s (%s)", station_id, event, reason)
         await self._deny(
             scope, send, 401, "unauthorized", (b"www-authenticate", f'Basic realm="{REALM}"')
         )
+
+    async def _keep_event(self, station_id: str, event: str, reason: str) -> None:
+        """Keep a refusal in memory and in the security_events table (source "gateway";
+        1.6 whitepaper A00.FR.323 / A00.FR.408), stored before the refusal is answered:
+        whoever was refused can find it in the REST API at once. The store's writer
+        commits such rows in batches, so a flood of bad logins costs no commit each."""
+        record = SecurityEvent(_now(), station_id, event, reason)
+        self.security_events.append(record)
+        try:
+            await add_security_event(
+                self.store,
+                record.station_id,
+                record.type,
+                record.timestamp,
+                record.tech_info,
+                "gateway",
+            )
+        except Exception:
+            log.warning(
+                "could not store the security event of %s", record.station_id, exc_info=True
+            )
 
     async def _register(
         self, scope: Scope, station_id: str, creds: tuple[str, str] | None

@@ -254,19 +254,7 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     ) -> v16.DiagnosticsStatusNotificationResponse:
         return {}
 
-    @on(v16.Action.FirmwareStatusNotification)
-    async def firmware_status_notification(
-        self, payload: v16.FirmwareStatusNotificationRequest
-    ) -> v16.FirmwareStatusNotificationResponse:
-        return {}
-
     # The 1.6 security extension (OCPP 1.6 Security Whitepaper, edition 3).
-
-    @on(v16.Action.SecurityEventNotification)
-    async def security_event_notification(
-        self, payload: v16.SecurityEventNotificationRequest
-    ) -> v16.SecurityEventNotificationResponse:
-        return {}
 
     @on(v16.Action.LogStatusNotification)
     async def log_status_notification(
@@ -274,16 +262,4 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     ) -> v16.LogStatusNotificationResponse:
         return {}
 
-    @on(v16.Action.SignedFirmwareStatusNotification)
-    async def signed_firmware_status_notification(
-        self, payload: v16.SignedFirmwareStatusNotificationRequest
-    ) -> v16.SignedFirmwareStatusNotificationResponse:
-        return {}
-
-    @on(v16.Action.SignCertificate)
-    async def sign_certificate(
-        self, payload: v16.SignCertificateRequest
-    ) -> v16.SignCertificateResponse:
-        # Rejected for now: signing station certificates (A02/A03 in 1.6 security
-        # terms) comes with the PKI issue, which also brings CertificateSigned.
-        return {"status": "Rejected"}
+    # SignCertificate: cloud/certificates.py CertificateHandlers16.

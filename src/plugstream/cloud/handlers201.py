@@ -147,18 +147,6 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     async def notify_report(self, payload: v201.NotifyReportRequest) -> v201.NotifyReportResponse:
         return {}
 
-    @on(v201.Action.SecurityEventNotification)
-    async def security_event_notification(
-        self, payload: v201.SecurityEventNotificationRequest
-    ) -> v201.SecurityEventNotificationResponse:
-        return {}
-
-    @on(v201.Action.FirmwareStatusNotification)
-    async def firmware_status_notification(
-        self, payload: v201.FirmwareStatusNotificationRequest
-    ) -> v201.FirmwareStatusNotificationResponse:
-        return {}
-
     @on(v201.Action.LogStatusNotification)
     async def log_status_notification(
         self, payload: v201.LogStatusNotificationRequest

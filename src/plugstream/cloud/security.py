@@ -1,7 +1,58 @@
-"""Security events on PlugStream Cloud (stub: filled by the security-events work)."""
+"""Security events on PlugStream Cloud: what stations report with SecurityEventNotification.
+
+The payload is the same in the 1.6 security extension (Security Whitepaper §5.15) and in
+2.0.1 (A04): ``{type, timestamp, techInfo?}``. Each one is stored in the security_events
+table (source "station") before the CSMS answers, so a confirmed event is never lost
+(A04.FR.03: the CSMS confirms receipt; A04.FR.02: the station queues until it does). The
+gateway's refusals go to the same table (source "gateway"), and ``GET
+/api/v1/security-events`` shows both.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from plugstream.cloud.meter import parse_time_or
+from plugstream.cloud.storage.security import add_security_event
+from plugstream.ocpp import on, v16
+
+if TYPE_CHECKING:
+    from plugstream.cloud.storage import Store
+
+log = logging.getLogger("plugstream.cloud.security")
+
+__all__ = ["SecurityEventHandlers"]
+
 
 class SecurityEventHandlers:
-    """SecurityEventNotification, the same payload in 1.6 (security extension) and 2.0.1."""
+    """SecurityEventNotification, the same payload in 1.6 (security extension) and 2.0.1.
+
+    The attributes come from StationHandlers (the class this is mixed into)."""
+
+    station_id: str
+    store: Store
+
+    if TYPE_CHECKING:  # StationHandlers.now; not defined here, which would shadow it
+
+        def now(self) -> datetime: ...
+
+    # The action name is the same in both versions (v16.Action and v201.Action).
+    @on(v16.Action.SecurityEventNotification)
+    async def security_event_notification(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        kind = payload.get("type")
+        tech_info = payload.get("techInfo")
+        now = self.now()
+        at = parse_time_or(payload.get("timestamp"), now)
+        await add_security_event(
+            self.store,
+            self.station_id,
+            str(kind) if kind is not None else "Unknown",
+            at,
+            str(tech_info) if tech_info is not None else None,
+            "station",
+        )
+        log.info("station %s: security event %s (%s)", self.station_id, kind, tech_info or "")
+        return {}

@@ -12,10 +12,12 @@ import contextlib
 import signal
 import ssl
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from plugstream.cloud.app import create_app
@@ -158,7 +160,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 # in the handshake (A00.FR.322). TLS 1.3 keeps OpenSSL's own (AEAD-only) suites.
 
 
-def ocpp_server_context(cert: str, key: str | None, client_ca: str | None = None) -> ssl.SSLContext:
+def ocpp_server_context(
+    cert: str,
+    key: str | None,
+    client_ca: str | None = None,
+    extra_client_cas: Sequence[bytes] = (),
+) -> ssl.SSLContext:
     """The CSMS's TLS context for security profiles 2 and 3: TLS 1.2 or 1.3 only
     (A00.FR.313), the spec's TLS 1.2 suites, no compression (A00.FR.321).
 
@@ -166,6 +173,9 @@ def ocpp_server_context(cert: str, key: str | None, client_ca: str | None = None
     against it (A00.FR.403); a certificate that fails fails the handshake. It is
     optional (``CERT_OPTIONAL``), not required: profile-2 and profile-3 stations share
     the one OCPP port, and the gateway refuses a profile-3 station that brought none.
+    ``extra_client_cas`` (PEM) are trusted as well: the manufacturer root, whose
+    certificates identify new stations at the setup service (and only there: the
+    gateway admits only certificates issued by ``client_ca``).
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -174,8 +184,22 @@ def ocpp_server_context(cert: str, key: str | None, client_ca: str | None = None
     context.load_cert_chain(cert, key)
     if client_ca is not None:
         context.load_verify_locations(cafile=client_ca)
+    for pem in extra_client_cas:
+        context.load_verify_locations(cadata=pem.decode("ascii"))
+    if client_ca is not None or extra_client_cas:
         context.verify_mode = ssl.CERT_OPTIONAL
     return context
+
+
+def setup_client_cas(cloud: CloudConfig) -> list[bytes]:
+    """The manufacturer root (PEM) of ``--pki``, which the setup service identifies new
+    stations by; none without a PKI."""
+    if cloud.pki_dir is None:
+        return []
+    from plugstream.pki.keystore import MANUFACTURER_ROOT
+
+    path = Path(cloud.pki_dir) / f"{MANUFACTURER_ROOT}.pem"
+    return [path.read_bytes()] if path.is_file() else []
 
 
 def _context_factory(
@@ -183,10 +207,13 @@ def _context_factory(
 ) -> Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
     def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         assert cloud.tls_cert is not None
+        # The setup service alone trusts only the manufacturer root for client certificates.
+        client_ca = cloud.tls_client_ca if not cloud.setup_only else None
         return ocpp_server_context(
             str(cloud.tls_cert),
             str(cloud.tls_key) if cloud.tls_key is not None else None,
-            str(cloud.tls_client_ca) if cloud.tls_client_ca is not None else None,
+            str(client_ca) if client_ca is not None else None,
+            setup_client_cas(cloud),
         )
 
     return factory
@@ -208,6 +235,29 @@ def tls_extension(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> dict[str,
     }
 
 
+class TlsHttpProtocol(H11Protocol):
+    """uvicorn's h11 protocol that gives every HTTP request of a TLS connection the ASGI
+    TLS extension (uvicorn itself gives none): the setup service identifies a station by
+    the client certificate it presented."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        tls = tls_extension(transport.get_extra_info("ssl_object"))
+        if tls is None:
+            return
+        app = self.app
+
+        async def with_tls(scope: Any, receive: Any, send: Any) -> None:
+            if scope.get("type") == "http":
+                extensions = scope.get("extensions")
+                if extensions is None:
+                    extensions = scope["extensions"] = {}
+                extensions["tls"] = tls
+            await app(scope, receive, send)
+
+        self.app = with_tls
+
+
 def uvicorn_config(config: CloudConfig, app: Any | None = None) -> uvicorn.Config:
     tls = config.tls_cert is not None
     return uvicorn.Config(
@@ -215,6 +265,7 @@ def uvicorn_config(config: CloudConfig, app: Any | None = None) -> uvicorn.Confi
         host=config.host,
         port=config.port,
         ws=LeanWebSocketProtocol,
+        http=TlsHttpProtocol if tls else "auto",
         ws_max_size=config.max_frame_bytes,
         ws_ping_interval=config.ping_interval,
         ws_ping_timeout=config.ping_timeout,
@@ -250,6 +301,8 @@ def ready_line(config: CloudConfig, port: int) -> str:
     host = f"[{config.host}]" if ":" in config.host else config.host
     http, ws = ("https", "wss") if config.tls_cert is not None else ("http", "ws")
     base = f"{host}:{port}"
+    if config.setup_only:
+        return f"{READY} {http}://{base} (setup service {http}://{base}/setup/v1/provision)"
     return f"{READY} {http}://{base} (OCPP {ws}://{base}/ocpp/{{id}}, API {http}://{base}/api/v1/)"
 
 

@@ -1,0 +1,164 @@
+"""The setup service's storage: the owners' claims of station serial numbers.
+
+A claim says where a station goes once it calls the setup service: PlugStream Cloud
+(``csms_url`` NULL) or a third-party CSMS, with the OCPP version and the security profile.
+For a third-party CSMS at security profile 2 the owner gives the station's password, which
+the station must be handed in clear: it is kept as the user-info of ``csms_url``
+(``wss://SERIAL:PASSWORD@host/path``, the form websockets sends as Basic auth), the one
+column the table has for it, and :func:`split_password` takes it out again before a claim
+is shown to anyone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection, Row
+
+from . import schema as s
+from .coltypes import as_utc
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = [
+    "ClaimRecord",
+    "delete_claim",
+    "get_claim",
+    "join_password",
+    "list_claims",
+    "mark_provisioned",
+    "put_claim",
+    "split_password",
+]
+
+_claims = s.station_claims
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRecord:
+    """One owner's claim of a serial number; ``csms_url`` without any password in it."""
+
+    serial_number: str
+    owner: str
+    csms_url: str | None  # None: PlugStream Cloud itself
+    ocpp_version: str
+    security_profile: int
+    claimed_at: datetime
+    provisioned_at: datetime | None
+    password: str | None  # third-party CSMS, profile 2: the password the owner gave
+
+
+def join_password(url: str, serial_number: str, password: str) -> str:
+    """``url`` with ``serial_number:password`` as its user-info."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = f"{quote(serial_number, safe='')}:{quote(password, safe='')}"
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """``url`` without user-info, and the password that was in it (None: none)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    password = unquote(parts.password) if parts.password is not None else None
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), password
+
+
+def _record(row: Row[tuple[object, ...]]) -> ClaimRecord:
+    m = row._mapping
+    stored = m["csms_url"]
+    url, password = split_password(str(stored)) if stored is not None else (None, None)
+    provisioned = m["provisioned_at"]
+    return ClaimRecord(
+        serial_number=str(m["serial_number"]),
+        owner=str(m["owner"]),
+        csms_url=url,
+        ocpp_version=str(m["ocpp_version"]),
+        security_profile=int(m["security_profile"]),
+        claimed_at=as_utc(m["claimed_at"]),
+        provisioned_at=as_utc(provisioned) if provisioned is not None else None,
+        password=password,
+    )
+
+
+async def put_claim(
+    store: Store,
+    serial_number: str,
+    *,
+    owner: str,
+    csms_url: str | None,
+    ocpp_version: str,
+    security_profile: int,
+    password: str | None,
+    claimed_at: datetime,
+) -> ClaimRecord:
+    """Create or replace the claim of ``serial_number``. A replaced claim is not provisioned
+    yet: ``provisioned_at`` is cleared until the station's next setup call."""
+    stored = (
+        join_password(csms_url, serial_number, password)
+        if csms_url is not None and password is not None
+        else csms_url
+    )
+    values = {
+        "serial_number": serial_number,
+        "owner": owner,
+        "csms_url": stored,
+        "ocpp_version": ocpp_version,
+        "security_profile": security_profile,
+        "claimed_at": claimed_at,
+        "provisioned_at": None,
+    }
+
+    def write(conn: Connection) -> None:
+        conn.execute(delete(_claims).where(_claims.c.serial_number == serial_number))
+        conn.execute(insert(_claims).values(**values))
+
+    await store._write(write)
+    found = await get_claim(store, serial_number)
+    assert found is not None
+    return found
+
+
+async def get_claim(store: Store, serial_number: str) -> ClaimRecord | None:
+    def read(conn: Connection) -> ClaimRecord | None:
+        row = conn.execute(select(_claims).where(_claims.c.serial_number == serial_number)).first()
+        return _record(row) if row is not None else None
+
+    return await store._read(read)
+
+
+async def list_claims(store: Store) -> list[ClaimRecord]:
+    def read(conn: Connection) -> list[ClaimRecord]:
+        rows = conn.execute(select(_claims).order_by(_claims.c.serial_number)).all()
+        return [_record(row) for row in rows]
+
+    return await store._read(read)
+
+
+async def delete_claim(store: Store, serial_number: str) -> bool:
+    """Remove the claim; False when there was none."""
+
+    def write(conn: Connection) -> bool:
+        result = conn.execute(delete(_claims).where(_claims.c.serial_number == serial_number))
+        return bool(result.rowcount)
+
+    return await store._write(write)
+
+
+async def mark_provisioned(store: Store, serial_number: str, at: datetime) -> None:
+    """The station fetched its configuration at ``at``."""
+
+    def write(conn: Connection) -> None:
+        conn.execute(
+            update(_claims)
+            .where(_claims.c.serial_number == serial_number)
+            .values(provisioned_at=at)
+        )
+
+    await store._write(write)
