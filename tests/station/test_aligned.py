@@ -47,6 +47,7 @@ _ANSWERS: dict[str, Callable[[], dict[str, Any]]] = {
     "MeterValues": dict,
     "StopTransaction": dict,
     "TransactionEvent": dict,
+    "SecurityEventNotification": dict,  # StartupOfTheDevice, at every start
 }
 
 

@@ -6,6 +6,8 @@ Layout under ``data_dir/certs`` (directory 0700, keys 0600)::
     roots/ManufacturerRootCertificate/<...>.pem                trusted for firmware signers
     roots/MORootCertificate/, roots/V2GRootCertificate/        (kept, not used here)
     station.pem / station.key     the ChargingStationCertificate (leaf first) and its key
+    station.previous.pem / .key   the one it replaced: a fallback (A02.FR.10)
+    pending.key                   the key of the CSR sent last, until its certificate comes
 
 Root kinds are OCPP 2.0.1's InstallCertificateUseEnumType names; 1.6's
 ``CentralSystemRootCertificate`` is the same thing as ``CSMSRootCertificate``.
@@ -15,16 +17,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509 import ocsp
 
 __all__ = [
     "CSMS_ROOT",
     "MANUFACTURER_ROOT",
     "ROOT_KINDS",
     "CertificateStore",
+    "InstalledRoot",
+    "hash_data",
+    "matches",
     "root_kind",
 ]
 
@@ -42,6 +51,51 @@ def root_kind(name: str) -> str:
     return kind
 
 
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "SHA256": hashes.SHA256,
+    "SHA384": hashes.SHA384,
+    "SHA512": hashes.SHA512,
+}
+
+
+def hash_data(
+    cert: x509.Certificate, issuer: x509.Certificate | None = None, algorithm: str = "SHA256"
+) -> dict[str, str]:
+    """CertificateHashDataType of ``cert`` (2.0.1 part 2 2.6 / 1.6 whitepaper 6.1): the
+    hashes of the issuer's DER name and of its public key's bits (as OCSP's CertID, RFC
+    6960), the serial in hex without ``0x`` or leading zeroes. ``issuer`` defaults to
+    ``cert`` itself: a root is its own issuer."""
+    request = (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate(cert, issuer or cert, _HASHES[algorithm]())
+        .build()
+    )
+    return {
+        "hashAlgorithm": algorithm,
+        "issuerNameHash": request.issuer_name_hash.hex(),
+        "issuerKeyHash": request.issuer_key_hash.hex(),
+        "serialNumber": format(cert.serial_number, "x"),
+    }
+
+
+def matches(
+    wanted: Mapping[str, Any], cert: x509.Certificate, issuer: x509.Certificate | None = None
+) -> bool:
+    """Whether ``wanted`` (a CertificateHashDataType from the CSMS) names ``cert``, in the
+    hash algorithm the CSMS chose (M04.FR.07); hex compared case-insensitively, the serial
+    without leading zeroes."""
+    algorithm = str(wanted.get("hashAlgorithm", ""))
+    if algorithm not in _HASHES:
+        return False
+    ours = hash_data(cert, issuer, algorithm)
+    serial = str(wanted.get("serialNumber", "")).lower().removeprefix("0x").lstrip("0") or "0"
+    return (
+        serial == ours["serialNumber"]
+        and str(wanted.get("issuerNameHash", "")).lower() == ours["issuerNameHash"]
+        and str(wanted.get("issuerKeyHash", "")).lower() == ours["issuerKeyHash"]
+    )
+
+
 def _write_private(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -56,6 +110,17 @@ def _write_public(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+class InstalledRoot:
+    """One installed root certificate: its kind, file and certificate."""
+
+    __slots__ = ("certificate", "kind", "path")
+
+    def __init__(self, kind: str, path: Path, certificate: x509.Certificate) -> None:
+        self.kind = kind
+        self.path = path
+        self.certificate = certificate
 
 
 class CertificateStore:
@@ -99,6 +164,36 @@ class CertificateStore:
         _write_public(folder / name, cert.public_bytes(serialization.Encoding.PEM))
         return cert
 
+    def installed(self, kind: str | None = None) -> list[InstalledRoot]:
+        """Every installed root (of ``kind``, else of every kind), oldest file first per kind."""
+        kinds = ROOT_KINDS if kind is None else (root_kind(kind),)
+        found = []
+        for k in kinds:
+            folder = self._root_dir(k)
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.glob("*.pem"), key=lambda p: (p.stat().st_mtime, p.name)):
+                try:
+                    cert = x509.load_pem_x509_certificate(path.read_bytes())
+                except ValueError:
+                    continue  # a damaged file trusts nothing
+                found.append(InstalledRoot(k, path, cert))
+        return found
+
+    def root_count(self) -> int:
+        """How many roots of all kinds are installed (CertificateStoreMaxLength counts these)."""
+        return len(self.installed())
+
+    def find_root(self, wanted: Mapping[str, Any]) -> InstalledRoot | None:
+        """The installed root that the CertificateHashDataType ``wanted`` names, if any."""
+        for root in self.installed():
+            if matches(wanted, root.certificate):
+                return root
+        return None
+
+    def remove_root(self, root: InstalledRoot) -> None:
+        root.path.unlink()
+
     # -- the station's own certificate --------------------------------------------------
 
     @property
@@ -120,3 +215,51 @@ class CertificateStore:
         reverse."""
         _write_private(self.station_key_path, key_pem)
         _write_public(self.station_cert_path, chain_pem)
+
+    def station_chain(self) -> list[x509.Certificate]:
+        """The installed ChargingStationCertificate chain, leaf first (empty: none)."""
+        if self.station_certificate() is None:
+            return []
+        try:
+            return x509.load_pem_x509_certificates(self.station_cert_path.read_bytes())
+        except ValueError:
+            return []
+
+    def replace_station_certificate(self, chain_pem: bytes, key_pem: bytes) -> None:
+        """Install a renewed certificate, keeping the one it replaces as
+        ``station.previous.pem`` / ``.key``: a fallback until the new one has worked
+        (A02.FR.10 recommends keeping it a month)."""
+        current = self.station_certificate()
+        if current is not None:
+            _write_private(self.directory / "station.previous.key", current[1].read_bytes())
+            _write_public(self.directory / "station.previous.pem", current[0].read_bytes())
+        self.set_station_certificate(chain_pem, key_pem)
+
+    # -- the key of a certificate signing request in flight -----------------------------
+
+    @property
+    def pending_key_path(self) -> Path:
+        return self.directory / "pending.key"
+
+    def set_pending_key(self, key_pem: bytes) -> None:
+        """Keep the key of the CSR just sent (0600): it never leaves the station (A02.FR.05)."""
+        _write_private(self.pending_key_path, key_pem)
+
+    def pending_key(self) -> PrivateKeyTypes | None:
+        """The key of the CSR in flight, if any."""
+        path = self.pending_key_path
+        if not path.is_file():
+            return None
+        try:
+            return serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (ValueError, TypeError):
+            return None
+
+    def take_pending_key(self) -> bytes | None:
+        """The pending key's PEM, removed from its place: its certificate has arrived."""
+        path = self.pending_key_path
+        if not path.is_file():
+            return None
+        data = path.read_bytes()
+        path.unlink()
+        return data

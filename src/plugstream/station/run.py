@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from plugstream.station.certificates import CSMS_ROOT
 from plugstream.station.clock import SystemClock
 from plugstream.station.connector import ChargePointErrorCode, InvalidTransition
 from plugstream.station.ev import CITY_CAR, FAMILY_CAR, PERFORMANCE_CAR, PLUG_IN_HYBRID, Ev
@@ -30,8 +34,10 @@ __all__ = [
     "MODELS",
     "VERSIONS",
     "Controller",
+    "SetupError",
     "Station",
     "check_csms_url",
+    "prepare_station",
     "run_station",
     "with_password",
 ]
@@ -75,6 +81,89 @@ def with_password(url: str, station_id: str, password: str) -> str:
     parts = urlsplit(url)
     user = f"{quote(station_id, safe='')}:{quote(password, safe='')}"
     return urlunsplit(parts._replace(netloc=f"{user}@{parts.netloc}"))
+
+
+class SetupError(ValueError):
+    """The station cannot run as asked (a bad file, a profile it cannot use): one line
+    for the person who asked, exit code 2."""
+
+
+def _read_pem(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SetupError(f"cannot read the {what} {str(path)!r}: {exc.strerror}") from None
+
+
+def _install_trust(station: Station, path: Path) -> None:
+    """Install ``path`` (one or more PEM certificates) as CSMS roots (CSMSRootCertificate /
+    1.6 CentralSystemRootCertificate)."""
+    data = _read_pem(path, "CSMS root")
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise SetupError(f"{str(path)!r} holds no PEM certificate") from None
+    for cert in certs:
+        station.certificates.add_root(CSMS_ROOT, cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _install_client(station: Station, cert_path: Path, key_path: Path) -> None:
+    """Install the station's own certificate (leaf first) and key, if they belong together."""
+    chain = _read_pem(cert_path, "station certificate")
+    key_pem = _read_pem(key_path, "station key")
+    try:
+        leaf = x509.load_pem_x509_certificates(chain)[0]
+    except (ValueError, IndexError):
+        raise SetupError(f"{str(cert_path)!r} holds no PEM certificate") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise SetupError(f"{str(key_path)!r} holds no unencrypted PEM private key") from None
+    raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*raw) != leaf.public_key().public_bytes(*raw):
+        raise SetupError(f"the key {str(key_path)!r} is not the key of {str(cert_path)!r}")
+    station.certificates.set_station_certificate(chain, key_pem)
+
+
+def prepare_station(
+    station: Station,
+    csms: str,
+    *,
+    password: str | None = None,
+    security_profile: int | None = None,
+    trust: Path | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> None:
+    """Apply the command line's security settings to ``station`` (kept in its data dir, as
+    if its installer had set them): the CSMS root it trusts, its own certificate, the
+    password (AuthorizationKey / SecurityCtrlr.BasicAuthPassword, not the URL) and the
+    security profile, which may only be raised. :class:`SetupError` when the settings
+    cannot work together (e.g. profile 2 over ws://, profile 3 without a certificate)."""
+    if (client_cert is None) != (client_key is None):
+        raise SetupError("give --client-cert and --client-key together")
+    if trust is not None:
+        _install_trust(station, trust)
+    if client_cert is not None and client_key is not None:
+        _install_client(station, client_cert, client_key)
+    try:
+        if password is not None:
+            station.set_password(password)
+        profile = station.security_profile if security_profile is None else security_profile
+        problem = station.security_problem(profile, csms)
+        if problem is not None:
+            raise SetupError(problem)
+        if profile > station.security_profile:
+            station.set_security_profile(profile)
+        elif profile < station.security_profile:
+            raise SetupError(
+                f"the station's security profile is {station.security_profile}; "
+                f"it can only be raised, not lowered to {profile}"
+            )
+    except SetupError:
+        raise
+    except ValueError as exc:
+        raise SetupError(str(exc)) from None
 
 
 class Controller:
@@ -219,11 +308,18 @@ async def run_station(
     *,
     password: str | None = None,
     ocpp: str = "1.6",
+    security_profile: int | None = None,
+    trust: Path | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
     stdin_fd: int | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Run the station until ``quit``, SIGTERM or SIGINT; the exit code (0)."""
+    """Run the station until ``quit``, SIGTERM or SIGINT; the exit code (0).
+
+    :class:`SetupError` before anything is sent when the security settings do not fit
+    (see :func:`prepare_station`)."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
@@ -237,7 +333,20 @@ async def run_station(
         if ocpp == "1.6"
         else Station201(station_id, model, data_dir, clock=clock)
     )
-    url = csms if password is None else with_password(csms, station_id, password)
+    try:
+        prepare_station(
+            station,
+            csms,
+            password=password,
+            security_profile=security_profile,
+            trust=trust,
+            client_cert=client_cert,
+            client_key=client_key,
+        )
+    except SetupError:
+        station.close()
+        raise
+    url = csms
     controller = Controller(station, out, err)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

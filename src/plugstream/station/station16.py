@@ -60,13 +60,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from ssl import SSLContext
+from ssl import SSLContext, SSLError
 from typing import Any, ClassVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.headers import build_authorization_basic
 from websockets.typing import Subprotocol
 
 from plugstream.net.accounting import ByteCounter, Direction, Link
@@ -85,7 +87,7 @@ from plugstream.pki.tls import ServerRejected, peer_chain, station_context, veri
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.certificates import CSMS_ROOT, CertificateStore
-from plugstream.station.certmgmt import CertificateHandlers16
+from plugstream.station.certmgmt import CertificateHandlers16, renew_if_expiring
 from plugstream.station.clock import CallableClock, Clock, SystemClock
 from plugstream.station.config import Config16, atomic_write_json
 from plugstream.station.connector import (
@@ -97,7 +99,7 @@ from plugstream.station.connector import (
     StatusChanged,
 )
 from plugstream.station.ev import Ev
-from plugstream.station.firmware import FirmwareHandlers16
+from plugstream.station.firmware import FIRMWARE_KEYS16, FirmwareHandlers16, FirmwareUpdater
 from plugstream.station.hardware import ChargePointHardware, Measurements, Model
 from plugstream.station.journal import REF_KEY, Entry, Journal, UnknownEntryError
 from plugstream.station.metering import (
@@ -108,6 +110,8 @@ from plugstream.station.metering import (
     build_meter_value_16,
     format_timestamp,
 )
+from plugstream.station.security import FILENAME as SECURITY_LOG_FILE
+from plugstream.station.security import SecurityLog
 from plugstream.station.smartcharging import ChargingProfiles
 
 __all__ = [
@@ -129,6 +133,8 @@ MIN_CHARGING_WAKE_S = 1.0  # tick_interval None: the closest look at a car about
 MAX_HEARTBEAT_GAP_S = 86_400.0  # G02.FR.07: one Heartbeat a day even on a busy link
 TRAFFIC_SAVE_S = 900.0  # traffic.json at most this stale (station time), besides cycle ends
 STATE_FILE = "state.json"
+SECURITY_RETRY_S = 60.0  # a SecurityEventNotification the CSMS failed to process: again after
+SECURITY_ATTEMPTS = 5  # ... at most this many times (a NotImplemented: never again)
 
 
 Compression = str | ClientPerMessageDeflateFactory | None
@@ -253,6 +259,14 @@ def restored_energy(state: Mapping[str, Any]) -> Decimal:
 
 
 _TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues"})
+_SECURITY_KEYS = frozenset({"AuthorizationKey", "SecurityProfile"})
+# OpenSSL's reasons for a handshake the CSMS's TLS version / cipher suites made fail
+_TLS_VERSION_REASONS = frozenset(
+    {"UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION", "WRONG_VERSION_NUMBER"}
+)
+_TLS_CIPHER_REASONS = frozenset(
+    {"SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"}
+)
 
 
 @dataclass(slots=True)
@@ -319,6 +333,10 @@ class StationRuntime:
     ocpp_version: ClassVar[OcppVersion]
     observer: Callable[[Event], None] | None = None
     """Sees every event of every connection's endpoint (a fleet counts messages)."""
+    _target: str | None = None  # the URL run() connects to (the profile checks need it)
+    _reconnect_due = False  # a security setting changed: reconnect once the CALL is answered
+    firmware: FirmwareUpdater
+    """The running firmware (A/B slots) and a signed update in progress."""
     tls_rejected: ServerRejected | None = None
     """Why the CSMS's certificate was refused on the last attempt (None: it was not)."""
 
@@ -345,6 +363,10 @@ class StationRuntime:
     def _wake(self) -> None:
         self._changed.set()
         self._tick_event.set()
+        if self.accepted and self.endpoint is not None:
+            security = self.__dict__.get("_security_changed")
+            if security is not None:
+                security.set()
 
     async def _wait_change(self, timeout: float | None) -> None:
         """Until :meth:`_wake`, or ``timeout`` seconds of station time."""
@@ -454,6 +476,76 @@ class StationRuntime:
         """SecurityProfile (1.6) / SecurityCtrlr.SecurityProfile (2.0.1)."""
         return int(self.config.security_profile)  # type: ignore[attr-defined]
 
+    @property
+    def security_profile(self) -> int:
+        """The security profile the station connects with (0: none, 1: Basic auth, 2: TLS +
+        Basic auth, 3: TLS with a client certificate)."""
+        return self._security_profile()
+
+    def password(self) -> str | None:
+        """The HTTP Basic password: AuthorizationKey (1.6) / SecurityCtrlr.BasicAuthPassword
+        (2.0.1), None when not set."""
+        raise NotImplementedError
+
+    def set_password(self, password: str) -> None:
+        """Store a new HTTP Basic password (16..40 printable characters, 1.6 whitepaper
+        A00.FR.304 / 2.0.1 A00.FR.205); ValueError if it is not one. Used from the next
+        connection on."""
+        raise NotImplementedError
+
+    def set_security_profile(self, profile: int) -> None:
+        """Raise the security profile (never lower it: 1.6 whitepaper §7.6 / A05.FR.01);
+        ValueError when lower, or when its prerequisites are missing (A05.FR.02-04)."""
+        raise NotImplementedError
+
+    def security_problem(self, profile: int, url: str | None = None) -> str | None:
+        """Why the station cannot connect with security ``profile`` (to ``url``), or None:
+        the prerequisites of A05.FR.02-04 (1.6 whitepaper) and the transport of the
+        profile (2 and 3 are TLS profiles, A00.FR.311 / A00.FR.415)."""
+        if not 0 <= profile <= 3:
+            return f"security profile {profile}: use 0, 1, 2 or 3"
+        if url is not None and profile >= 2 and urlsplit(url).scheme != "wss":
+            return f"security profile {profile} needs a wss:// CSMS URL, not {url!r}"
+        if profile in (1, 2) and self.password() is None:
+            return f"security profile {profile} needs a password (--password)"
+        tls = profile >= 2 or (url is not None and urlsplit(url).scheme == "wss")
+        if tls and self.ssl is None and not self.certificates.roots(CSMS_ROOT):
+            what = f"security profile {profile}" if profile >= 2 else "a wss:// CSMS URL"
+            return f"{what} needs a CSMS root certificate (--trust)"
+        if profile == 3 and self.ssl is None and self.certificates.station_certificate() is None:
+            return "security profile 3 needs a station certificate (--client-cert/--client-key)"
+        return None
+
+    def _connection_target(self, target: str) -> tuple[str, dict[str, str]]:
+        """The URL to connect to and the HTTP headers of the Upgrade for the security
+        profile: HTTP Basic with the station id and the configured password at profiles
+        0-2 (A00.FR.201-204 / A00.FR.301-304; at 0 only if one is configured), none at
+        profile 3, where the client certificate authenticates the station. A configured
+        password replaces one in the URL; at profile 3 a password in the URL is dropped."""
+        profile = self._security_profile()
+        password = self.password()
+        parts = urlsplit(target)
+        if profile < 3 and password is None:
+            return target, {}  # a password in the URL (if any) is websockets' to send
+        netloc = parts.netloc.rpartition("@")[2]
+        bare = urlunsplit(parts._replace(netloc=netloc))
+        if profile >= 3 or password is None:
+            return bare, {}
+        return bare, {"Authorization": build_authorization_basic(self.station_id, password)}
+
+    @functools.cached_property
+    def security_log(self) -> SecurityLog:
+        """The security log and the queue of reports to the CSMS (``security_log.json``)."""
+        return SecurityLog(
+            self.data_dir / SECURITY_LOG_FILE,
+            sync=self.sync_state,
+            ocpp_version=self.ocpp_version.value,
+        )
+
+    @functools.cached_property
+    def _security_changed(self) -> asyncio.Event:
+        return asyncio.Event()
+
     def _tls_options(self, target: str) -> dict[str, Any]:
         """``ssl=`` and the peer check for websockets.connect.
 
@@ -486,14 +578,80 @@ class StationRuntime:
         return {"ssl": context, "verify": verify}
 
     def _on_server_rejected(self, exc: ServerRejected) -> None:
-        """The CSMS's certificate failed the check: nothing was sent."""
+        """The CSMS's certificate failed the check: nothing was sent. InvalidCsmsCertificate
+        (2.0.1 A00.FR.309 / A00.FR.413) / InvalidCentralSystemCertificate (1.6 whitepaper),
+        reported once the station reaches a CSMS it trusts."""
         log.warning("%s", exc)
+        self.security_event("InvalidCsmsCertificate", f"{exc.host}: {exc.reason}")
+
+    def _on_tls_failure(self, exc: SSLError, host: str) -> None:
+        """A TLS handshake that failed on the version or the suites the CSMS allows:
+        InvalidTLSVersion (A00.FR.315 / A00.FR.419) or InvalidTLSCipherSuite (A00.FR.322 /
+        A00.FR.426); other failures (a reset, a certificate) are not these events."""
+        reason = str(getattr(exc, "reason", "") or "")
+        if reason in _TLS_VERSION_REASONS:
+            self.security_event("InvalidTLSVersion", f"{host}: {reason}")
+        elif reason in _TLS_CIPHER_REASONS:
+            self.security_event("InvalidTLSCipherSuite", f"{host}: {reason}")
 
     def security_event(self, kind: str, tech_info: str | None = None) -> None:
-        """Record a security event (2.0.1 part 2 appendix / 1.6 whitepaper names, e.g.
-        InvalidFirmwareSignature) in the security log, and report it to the CSMS with
-        SecurityEventNotification if it is critical."""
-        log.warning("security event %s: %s", kind, tech_info or "")
+        """Record a security event (2.0.1 part 2 appendix 1 or 1.6 whitepaper §8 name, e.g.
+        InvalidFirmwareSignature; either spelling) in the security log, durably, and queue
+        its SecurityEventNotification (A04.FR.01/02/04): sent now when online, else after
+        the next accepted boot, restarts included. Never the password in ``tech_info``
+        (A01.FR.12)."""
+        entry = self.security_log.record(kind, self.now(), tech_info)
+        log.warning("security event %s: %s", entry.type, tech_info or "")
+        if entry.state == "pending":
+            self._security_changed.set()
+
+    def clock_changed(self, old: datetime, new: datetime) -> None:
+        """The station's clock was set from ``old`` to ``new`` (NTP, a Heartbeat's time):
+        SettingSystemTime when the step is larger than ClockCtrlr.TimeAdjustmentReporting
+        Threshold (2.0.1; 1.6 has no threshold: every change)."""
+        step = (new - old).total_seconds()
+        if abs(step) <= self._time_adjustment_threshold():
+            return
+        self.security_event(
+            "SettingSystemTime",
+            f"clock set from {format_timestamp(old)} to {format_timestamp(new)} ({step:+.0f} s)",
+        )
+
+    def _time_adjustment_threshold(self) -> float:
+        """Steps of at most this many seconds are not security events."""
+        return 0.0
+
+    async def deliver_security_events(self) -> None:
+        """Send the queued SecurityEventNotifications in order while registered; never
+        returns. Apart from the journal: a CSMS without the 1.6 security extension answers
+        NotImplemented, and that must not hold up a transaction message."""
+        failures: dict[int, int] = {}
+        while True:
+            wake = self._security_changed
+            wake.clear()
+            endpoint = self.endpoint
+            pending = self.security_log.pending() if endpoint is not None and self.accepted else []
+            if endpoint is None or not pending:
+                await wake.wait()
+                continue
+            entry = pending[0]
+            try:
+                await self._send(endpoint, "SecurityEventNotification", entry.payload())
+            except OcppError as exc:
+                if endpoint is not self.endpoint:
+                    continue  # the connection went: sent again after the next boot
+                if exc.code in (ErrorCode.NotImplemented, ErrorCode.NotSupported):
+                    log.info("the CSMS does not take SecurityEventNotification: kept in the log")
+                    self.security_log.unsupported(entry.seq)
+                    continue
+                failures[entry.seq] = failures.get(entry.seq, 0) + 1
+                if failures[entry.seq] >= SECURITY_ATTEMPTS:
+                    log.warning("security event %d not accepted by the CSMS: %s", entry.seq, exc)
+                    self.security_log.unsupported(entry.seq)
+                    continue
+                await self.clock.sleep(SECURITY_RETRY_S)
+                continue
+            self.security_log.delivered(entry.seq)
 
     def _ping_interval(self, interval: int) -> float | None:
         """The WebSocket ping interval in wall seconds (the clock may run scaled); 0 = off."""
@@ -605,20 +763,40 @@ class StationRuntime:
             self._on_delivered(entry, result)
 
     async def run(self, url: str) -> None:
-        """Connect to ``url`` + ``/`` + station id, serve, reconnect forever (cancel to stop)."""
+        """Connect to ``url`` + ``/`` + station id, serve, reconnect forever (cancel to stop).
+
+        ValueError at once when the security profile cannot be used with ``url`` (2 and 3
+        need wss://). The first run of a Station object is the device's start-up: a
+        StartupOfTheDevice security event. Each connection takes the profile and password
+        configured at that moment (a changed password is used on the next one)."""
         target = url.rstrip("/") + "/" + self.station_id
+        if urlsplit(target).scheme == "ws" and self._security_profile() >= 2:
+            raise ValueError(
+                f"security profile {self._security_profile()} needs a wss:// CSMS URL, not {url!r}"
+            )
+        self._target = target
+        if not self.__dict__.get("_started_up"):
+            self.__dict__["_started_up"] = True
+            self.security_event("StartupOfTheDevice", f"firmware {self.firmware.version}")
         loops = [
             asyncio.get_running_loop().create_task(self.tick_loop()),
             asyncio.get_running_loop().create_task(self.deliver_journal()),
+            asyncio.get_running_loop().create_task(self.deliver_security_events()),
+            asyncio.get_running_loop().create_task(self.firmware.run()),
         ]
         try:
             while True:
-                tls = self._tls_options(target)
+                if not self.firmware.network:  # this firmware cannot open connections
+                    await self.clock.sleep(self.backoff.next_delay())
+                    continue
+                address, headers = self._connection_target(target)
+                tls = self._tls_options(address)
                 verify = tls.pop("verify", None)
                 try:
                     async with websockets.connect(
-                        target,
+                        address,
                         subprotocols=[Subprotocol(self.ocpp_version.subprotocol)],
+                        additional_headers=headers or None,
                         open_timeout=self.call_timeout,
                         ping_interval=self._ping_interval(self._ping_setting()),
                         **self._compression_options(),
@@ -627,8 +805,19 @@ class StationRuntime:
                     ) as ws:
                         self.backoff.reset()
                         await self.serve(ws)
+                except InvalidStatus as exc:
+                    status = exc.response.status_code
+                    log.info("connection to %s refused: HTTP %d", target, status)
+                    if status == 401:  # the CSMS rejected the credentials
+                        self.security_event(
+                            "FailedToAuthenticationAtCsms",
+                            f"HTTP 401 from {urlsplit(target).hostname} at security profile "
+                            f"{self._security_profile()}",
+                        )
                 except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                     log.info("connection to %s failed: %s", target, exc)
+                    if isinstance(exc, SSLError):
+                        self._on_tls_failure(exc, urlsplit(target).hostname or "")
                 await self.clock.sleep(self.backoff.next_delay())
         finally:
             for task in loops:
@@ -720,7 +909,9 @@ class Station16(StationRuntime):
         self.sync_state = sync_state  # fsync state.json: survives an OS crash, not only kill -9
         self.state_in_journal = state_in_journal  # state in the journal's database, no file
 
-        self.config = Config16.load(self.data_dir / Config16.FILENAME, defaults=config_defaults)
+        self.config = Config16.load(
+            self.data_dir / Config16.FILENAME, defaults=config_defaults, extra_keys=FIRMWARE_KEYS16
+        )
         self.config.add_listener(self._on_config_change)
         self.journal = journal if journal is not None else Journal(self.data_dir / "journal.sqlite")
         self.state_path = self.data_dir / STATE_FILE
@@ -770,6 +961,7 @@ class Station16(StationRuntime):
 
         self.traffic = self._load_traffic()
         self._traffic_saved_at = self._seconds()
+        self.firmware = FirmwareUpdater.for_station(self, FIRMWARE_VERSION)
         self._recover(state)
 
     # -- state -----------------------------------------------------------------------
@@ -786,6 +978,9 @@ class Station16(StationRuntime):
 
     def _on_config_change(self, key: str, value: str) -> None:
         self.authorizer.config = self._auth_config()
+        if key in _SECURITY_KEYS:
+            # A01.FR.11 (2.0.1; the whitepaper's A01): logged, never with the value (A01.FR.12)
+            self.security_event("ReconfigurationOfSecurityParameters", f"{key} changed")
         if key == "MeterValueSampleInterval" and self.transaction is not None:
             self.transaction.schedule.configure(sample_interval=int(value), now=self.now())
         if key == "HeartbeatInterval":
@@ -1171,6 +1366,34 @@ class Station16(StationRuntime):
             return None
         return max(0.0, (min(due) - now).total_seconds())
 
+    # -- security profile and password ---------------------------------------------------
+
+    def password(self) -> str | None:
+        return self.config.authorization_key
+
+    def set_password(self, password: str) -> None:
+        if password == self.password():
+            return
+        if self.config.change("AuthorizationKey", password) != "Accepted":
+            raise ValueError(
+                "the password must be 16 to 40 printable ASCII characters "
+                "(1.6 security whitepaper, AuthorizationKey)"
+            )
+
+    def set_security_profile(self, profile: int) -> None:
+        current = self._security_profile()
+        if profile == current:
+            return
+        if profile < current:
+            raise ValueError(
+                f"the security profile can only be raised: it is {current}, not {profile}"
+            )
+        problem = self.security_problem(profile, self._target)
+        if problem is not None:
+            raise ValueError(problem)
+        self.config.set_internal("SecurityProfile", str(profile))
+        self._on_config_change("SecurityProfile", str(profile))
+
     # -- the journal ---------------------------------------------------------------------
 
     def _handlers(self) -> Handlers:
@@ -1222,6 +1445,8 @@ class Station16(StationRuntime):
             if booted or self._reported.get(payload["connectorId"]) != payload["status"]:
                 self._reported[payload["connectorId"]] = payload["status"]
                 await self._call_quietly("StatusNotification", payload)
+        if self._security_profile() >= 3:
+            self._spawn(renew_if_expiring(self))  # A03: renew a certificate near its expiry
         await self._heartbeats()
 
     async def _boot(self, endpoint: OcppEndpoint) -> None:
@@ -1243,6 +1468,7 @@ class Station16(StationRuntime):
                 self._accepted_boot = payload
                 self._last_heartbeat = self._seconds()  # the answer carried the time
                 self.accepted = True
+                self.firmware.on_boot_accepted()  # a new firmware proved itself
                 self._wake()
                 return
             self._boot_needed = True
@@ -1252,7 +1478,7 @@ class Station16(StationRuntime):
         payload: dict[str, Any] = {
             "chargePointVendor": self.model.vendor,
             "chargePointModel": self.model.name,
-            "firmwareVersion": FIRMWARE_VERSION,
+            "firmwareVersion": self.firmware.version,
         }
         if self.serial_number is not None:
             payload["chargePointSerialNumber"] = self.serial_number
@@ -1347,6 +1573,7 @@ class StationHandlers16(CertificateHandlers16, FirmwareHandlers16, Handlers):
     @after("Reset")
     async def reset_done(self, payload: v16.ResetRequest) -> None:
         st = self.station
+        st.security_event("ResetOrReboot", f"{payload['type']} Reset from the Central System")
         st.stop_transaction("HardReset" if payload["type"] == "Hard" else "SoftReset")
         st._boot_needed = True
         await st._disconnect()  # a reboot: reconnect and boot again
@@ -1377,7 +1604,29 @@ class StationHandlers16(CertificateHandlers16, FirmwareHandlers16, Handlers):
     def change_configuration(
         self, payload: v16.ChangeConfigurationRequest
     ) -> v16.ChangeConfigurationResponse:
-        return {"status": self.station.config.change(payload["key"], payload["value"])}
+        st = self.station
+        key, value = payload["key"], payload["value"]
+        if key.lower() == "securityprofile":
+            # 1.6 whitepaper A05.FR.01-05: only higher, and only with its prerequisites
+            try:
+                profile = int(value)
+            except ValueError:
+                return {"status": "Rejected"}
+            if profile <= st.security_profile or st.security_problem(profile, st._target):
+                return {"status": "Rejected"}
+        status = st.config.change(key, value)
+        if status == "Accepted" and key.lower() in ("securityprofile", "authorizationkey"):
+            st._reconnect_due = True
+        return {"status": status}
+
+    @after("ChangeConfiguration")
+    async def change_configuration_done(self, payload: v16.ChangeConfigurationRequest) -> None:
+        """A new SecurityProfile (A05.FR.06/07) or AuthorizationKey (the whitepaper's A01):
+        disconnect once answered, reconnect with it."""
+        st = self.station
+        if st._reconnect_due:
+            st._reconnect_due = False
+            await st._disconnect()
 
     @on("GetConfiguration")
     def get_configuration(self, payload: v16.GetConfigurationRequest) -> dict[str, Any]:

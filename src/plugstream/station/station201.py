@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -63,12 +64,13 @@ from plugstream.ocpp import (
 )
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
-from plugstream.station.certmgmt import CertificateHandlers201
+from plugstream.station.certmgmt import CertificateHandlers201, renew_if_expiring, request_signing
 from plugstream.station.clock import CallableClock, Clock, SystemClock
 from plugstream.station.config import (
     REPORT_BASES,
     DeviceModel201,
     VariableChange,
+    atomic_write_json,
 )
 from plugstream.station.connector import (
     Action,
@@ -78,7 +80,11 @@ from plugstream.station.connector import (
     StatusChanged,
 )
 from plugstream.station.ev import Ev
-from plugstream.station.firmware import FirmwareHandlers201
+from plugstream.station.firmware import (
+    FIRMWARE_VARIABLES201,
+    FirmwareHandlers201,
+    FirmwareUpdater,
+)
 from plugstream.station.hardware import (
     ENERGY_REGISTER,
     ChargePointHardware,
@@ -109,12 +115,16 @@ from plugstream.station.station16 import (
 
 __all__ = ["CONNECTOR_ID", "EVSE_ID", "Station201", "StationHandlers201"]
 
+PROFILE_FILE = "security_profile.json"
+
 log = logging.getLogger("plugstream.station")
 
 EVSE_ID = 1
 DEFAULT_TOKEN_TYPE = "ISO14443"
 _TRIGGERABLE = frozenset(
     {"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent"}
+    | {"SignChargingStationCertificate"}  # A02: certmgmt.request_signing
+    | {"FirmwareStatusNotification"}  # L01.FR.25/26: firmware.send_current_status
 )
 _BACKOFF_VARIABLES = frozenset(
     {"RetryBackOffWaitMinimum", "RetryBackOffRandomRange", "RetryBackOffRepeatTimes"}
@@ -211,12 +221,17 @@ class Station201(StationRuntime):
             model=model.name,
             supply_phases=model.phases,
             max_power_w=float(model.max_power_w),
+            extra=FIRMWARE_VARIABLES201,
         )
         if fresh:
             for name, value in (device_model_defaults or {}).items():
                 component, variable = name.split(".", 1)
                 self.config.set_value(component, variable, value)
             self.config.save()
+        # SecurityCtrlr.SecurityProfile is read-only in the device model, kept on file here
+        profile = _load_profile(self.data_dir / PROFILE_FILE)
+        if profile is not None:
+            self.config.set_value("SecurityCtrlr", "SecurityProfile", str(profile))
         self.config.add_listener(self._on_config_change)
         self._fixed_backoff = backoff is not None
         self.backoff = backoff if backoff is not None else self._config_backoff()
@@ -278,6 +293,7 @@ class Station201(StationRuntime):
 
         self.traffic = self._load_traffic()
         self._traffic_saved_at = self._seconds()
+        self.firmware = FirmwareUpdater.for_station(self, FIRMWARE_VERSION)
         self._recover(state)
 
     # -- state -----------------------------------------------------------------------
@@ -308,6 +324,12 @@ class Station201(StationRuntime):
     def _on_config_change(self, change: VariableChange) -> None:
         self.authorizer.config = self._auth_config()
         name = (change.component, change.variable)
+        if name in (("SecurityCtrlr", "BasicAuthPassword"), ("SecurityCtrlr", "SecurityProfile")):
+            # A01.FR.11: logged, never with the value (A01.FR.12)
+            self.security_event(
+                "ReconfigurationOfSecurityParameters",
+                f"{change.component}.{change.variable} changed",
+            )
         if name == ("OCPPCommCtrlr", "HeartbeatInterval"):
             self.heartbeat_interval = int(change.value)
         elif change.component == "OCPPCommCtrlr" and change.variable in _BACKOFF_VARIABLES:
@@ -632,6 +654,7 @@ class Station201(StationRuntime):
     def _after_end(self) -> None:
         if self._reset_on_idle and self.transaction is None:
             self._reset_on_idle = False
+            self.security_event("ResetOrReboot", "OnIdle Reset from the CSMS")
             self.boot_reason = "RemoteReset"
             self._boot_needed = True
             self._spawn(self._disconnect())
@@ -747,6 +770,38 @@ class Station201(StationRuntime):
             return None
         return max(0.0, (min(due) - now).total_seconds())
 
+    # -- security profile and password ---------------------------------------------------
+
+    def password(self) -> str | None:
+        return self.config.basic_auth_password
+
+    def set_password(self, password: str) -> None:
+        if password == self.password():
+            return
+        try:
+            self.config.set_value("SecurityCtrlr", "BasicAuthPassword", password)
+        except ValueError:
+            raise ValueError(
+                "the password must be 16 to 40 characters (SecurityCtrlr.BasicAuthPassword)"
+            ) from None
+
+    def set_security_profile(self, profile: int) -> None:
+        current = self._security_profile()
+        if profile == current:
+            return
+        if profile < current:
+            raise ValueError(
+                f"the security profile can only be raised: it is {current}, not {profile}"
+            )
+        problem = self.security_problem(profile, self._target)
+        if problem is not None:
+            raise ValueError(problem)
+        atomic_write_json(self.data_dir / PROFILE_FILE, {"SecurityProfile": profile})
+        self.config.set_value("SecurityCtrlr", "SecurityProfile", str(profile))
+
+    def _time_adjustment_threshold(self) -> float:
+        return float(self.config.get_int("ClockCtrlr", "TimeAdjustmentReportingThreshold"))
+
     # -- the journal ---------------------------------------------------------------------
 
     def _handlers(self) -> Handlers:
@@ -798,6 +853,8 @@ class Station201(StationRuntime):
         if booted or self._reported.get(CONNECTOR_ID) != status["connectorStatus"]:
             self._reported[CONNECTOR_ID] = status["connectorStatus"]
             await self._call_quietly("StatusNotification", status)
+        if self._security_profile() >= 3:
+            self._spawn(renew_if_expiring(self))  # A03: renew a certificate near its expiry
         await self._heartbeats()
 
     async def _boot(self, endpoint: OcppEndpoint) -> None:
@@ -820,6 +877,7 @@ class Station201(StationRuntime):
                 self._accepted_boot = payload["chargingStation"]
                 self._last_heartbeat = self._seconds()  # the answer carried the time
                 self.accepted = True
+                self.firmware.on_boot_accepted()  # a new firmware proved itself
                 self._wake()
                 return
             self._boot_needed = True
@@ -829,7 +887,7 @@ class Station201(StationRuntime):
         station: dict[str, Any] = {
             "model": self.model.name,
             "vendorName": self.model.vendor,
-            "firmwareVersion": FIRMWARE_VERSION,
+            "firmwareVersion": self.firmware.version,
         }
         if self.serial_number is not None:
             station["serialNumber"] = self.serial_number
@@ -849,6 +907,10 @@ class Station201(StationRuntime):
                 self.heartbeat_interval = int(result["interval"])
         elif message == "Heartbeat":
             await self._call_quietly("Heartbeat", {})
+        elif message == "FirmwareStatusNotification":
+            await self.firmware.send_current_status()
+        elif message == "SignChargingStationCertificate":
+            await request_signing(self, "ChargingStationCertificate")
         elif message == "StatusNotification":
             await self._call_quietly("StatusNotification", self._status_now())
         elif message == "MeterValues":
@@ -945,6 +1007,7 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
         st = self.station
         if payload.get("evseId") not in (None, EVSE_ID) or st._reset_on_idle:
             return
+        st.security_event("ResetOrReboot", f"{payload['type']} Reset from the CSMS")
         if st.transaction is not None:
             st.stop_transaction("ResetCommand", "ImmediateReset")
         st.boot_reason = "RemoteReset"
@@ -982,7 +1045,23 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
     @on("SetVariables")
     def set_variables(self, payload: v201.SetVariablesRequest) -> dict[str, Any]:
         data = [dict(item) for item in payload["setVariableData"]]
-        return {"setVariableResult": self.station.config.set_variables(data)}
+        results = self.station.config.set_variables(data)
+        for result in results:
+            if (
+                result["attributeStatus"] == "Accepted"
+                and result["component"].get("name") == "SecurityCtrlr"
+                and result["variable"].get("name") == "BasicAuthPassword"
+            ):
+                self.station._reconnect_due = True
+        return {"setVariableResult": results}
+
+    @after("SetVariables")
+    async def set_variables_done(self, payload: v201.SetVariablesRequest) -> None:
+        """A new BasicAuthPassword (A01): disconnect once answered, reconnect with it."""
+        st = self.station
+        if st._reconnect_due:
+            st._reconnect_due = False
+            await st._disconnect()
 
     @on("GetBaseReport")
     def get_base_report(self, payload: v201.GetBaseReportRequest) -> dict[str, Any]:
@@ -1084,3 +1163,12 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
             voltage=st.model.nominal_voltage_v,
             phases=st.model.phases,
         )
+
+
+def _load_profile(path: Path) -> int | None:
+    """The security profile kept on file, None when none was set (or it is unreadable)."""
+    try:
+        value = json.loads(path.read_text()).get("SecurityProfile")
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and 0 <= value <= 3 else None
