@@ -15,6 +15,7 @@ from rich.table import Table
 
 from plugstream import __version__
 from plugstream.cloud.config import CloudConfig
+from plugstream.cloud.firmware.cli import firmware_app
 
 _CLOUD_DEFAULTS = CloudConfig()
 
@@ -368,6 +369,10 @@ def cloud_serve(
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     if tls_client_ca is not None and tls_cert is None:
         raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
+    if setup and (tls_cert is None or pki is None):
+        raise typer.BadParameter(
+            "--setup needs --tls-cert and --tls-key (for the setup name) and --pki"
+        )
     config = CloudConfig(
         host=host,
         port=port,
@@ -428,11 +433,29 @@ def station_stats(
 
 @station_app.command("run")
 def station_run(
-    station_id: Annotated[
-        str, typer.Option("--id", help="The station id (charge point identity).")
-    ],
     model: Annotated[int, typer.Option(help="The model: 7 (PlugStream 7) or 22 (PlugStream 22).")],
-    csms: Annotated[str, typer.Option(help="The CSMS URL, ws:// or wss://; the id is appended.")],
+    station_id: Annotated[
+        str | None,
+        typer.Option("--id", help="The station id (charge point identity; with --setup: none)."),
+    ] = None,
+    csms: Annotated[
+        str | None,
+        typer.Option(help="The CSMS URL, ws:// or wss://; the id is appended (or use --setup)."),
+    ] = None,
+    setup: Annotated[
+        str | None,
+        typer.Option(
+            "--setup",
+            help="Setup service URL (https://): get the CSMS, version and credentials from it "
+            "(needs the factory state in --data-dir: plugstream pki factory).",
+        ),
+    ] = None,
+    setup_retry: Annotated[
+        float,
+        typer.Option(
+            min=0.1, help="With --setup: most seconds between setup calls while unclaimed."
+        ),
+    ] = 300.0,
     ocpp: Annotated[str, typer.Option(help="OCPP version: 1.6 or 2.0.1.")] = "1.6",
     password: Annotated[
         str | None,
@@ -444,10 +467,43 @@ def station_run(
     data_dir: Annotated[
         Path | None, typer.Option(help="Where the station keeps its state (default: ./station-ID).")
     ] = None,
+    security_profile: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=3,
+            help="OCPP security profile 0-3 (default: the station's, 0 at first); "
+            "2 and 3 need wss://, and it can only be raised.",
+        ),
+    ] = None,
+    trust: Annotated[
+        Path | None,
+        typer.Option(help="PEM of a CSMS root certificate to trust (installed in the data dir)."),
+    ] = None,
+    client_cert: Annotated[
+        Path | None,
+        typer.Option(help="PEM of the station's certificate (profile 3), with --client-key."),
+    ] = None,
+    client_key: Annotated[
+        Path | None, typer.Option(help="PEM of the station certificate's private key.")
+    ] = None,
 ) -> None:
     """Run one station; control it on stdin: plug, swipe TAG, unplug, fault CODE, clear, status, quit."""
-    from plugstream.station.run import MODELS, check_csms_url, run_station
+    from plugstream.station.run import MODELS, SetupError, check_csms_url, run_station
 
+    if setup is not None:
+        if model not in MODELS:
+            raise typer.BadParameter(f"use 7 or 22, not {model}", param_hint="'--model'")
+        if data_dir is None:
+            raise typer.BadParameter("--setup needs the station's --data-dir (its factory state)")
+        from plugstream.station.provisioning import run_with_setup
+
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        raise typer.Exit(
+            asyncio.run(run_with_setup(MODELS[model], data_dir, setup, retry_max=setup_retry))
+        )
+    if station_id is None or csms is None:
+        raise typer.BadParameter("give --id and --csms, or --setup URL")
     if not station_id or any(c.isspace() or c == "/" for c in station_id):
         raise typer.BadParameter(f"not a station id: {station_id!r}", param_hint="'--id'")
     if model not in MODELS:
@@ -458,12 +514,30 @@ def station_run(
     if problem is not None:
         raise typer.BadParameter(problem, param_hint="'--csms'")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    directory = data_dir if data_dir is not None else Path(f"station-{station_id}")
-    raise typer.Exit(
-        asyncio.run(
-            run_station(station_id, MODELS[model], csms, directory, password=password, ocpp=ocpp)
+    if (client_cert is None) != (client_key is None):
+        raise typer.BadParameter(
+            "give --client-cert and --client-key together", param_hint="'--client-cert'"
         )
-    )
+    directory = data_dir if data_dir is not None else Path(f"station-{station_id}")
+    try:
+        code = asyncio.run(
+            run_station(
+                station_id,
+                MODELS[model],
+                csms,
+                directory,
+                password=password,
+                ocpp=ocpp,
+                security_profile=security_profile,
+                trust=trust,
+                client_cert=client_cert,
+                client_key=client_key,
+            )
+        )
+    except SetupError as exc:
+        print(f"plugstream: error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 pki_app = typer.Typer(
@@ -555,6 +629,29 @@ def pki_sign_csr(
     except OSError as exc:
         raise _pki_failed(PKIError(f"{out}: cannot write: {exc.strerror}")) from None
     console.print(f"certificate {out}")
+
+
+@pki_app.command("factory")
+def pki_factory(
+    directory: _PkiDir,
+    serial: Annotated[str, typer.Option(help="The station's serial number (its OCPP id).")],
+    data_dir: Annotated[Path, typer.Option(help="The new station's data dir.")],
+    setup_url: Annotated[str, typer.Option(help="The setup service's https:// URL.")],
+) -> None:
+    """Put a new station's factory state in DATA_DIR: a manufacturer certificate (CN =
+    serial), the CSMS root to trust and the setup URL."""
+    from plugstream.pki.keystore import PKIError, PKIStore
+    from plugstream.station.provisioning import factory_install
+
+    pki = PKIStore(directory)
+    try:
+        maker = pki.manufacturer_root()
+        issued = maker.issue_client(serial, organization=maker.organization)
+        trust = pki.csms_root().root_pem
+        factory_install(data_dir, serial, issued.cert_pem, issued.key_pem, trust, setup_url)
+    except (PKIError, ValueError) as exc:
+        raise _pki_failed(exc) from None
+    console.print(f"station {serial}: factory state in {data_dir} (setup {setup_url})")
 
 
 @pki_app.command("show")
@@ -663,6 +760,9 @@ def _print_traffic(report: dict[str, Any]) -> None:
     console.print(table("Per link (bytes, days kept)", ("link", "tx", "rx", "total"), 1, rows))
     t = report["totals"]
     console.print(f"total: tx {n(t['tx'])}, rx {n(t['rx'])}, {n(t['total'])} bytes")
+
+
+app.add_typer(firmware_app, name="firmware")
 
 
 def main(argv: list[str] | None = None) -> int:
