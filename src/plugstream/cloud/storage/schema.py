@@ -204,6 +204,9 @@ station_claims = Table(
     Column("serial_number", String(255), primary_key=True),
     Column("owner", String(255), nullable=False),
     Column("csms_url", Text),  # NULL: PlugStream Cloud itself; else a third-party CSMS
+    # a third-party CSMS at profile 2: the password the owner gave, which the station must
+    # be handed in clear (it is its Basic-auth password there); never shown by the API
+    Column("csms_password", String(40)),
     Column("ocpp_version", String(16), nullable=False),
     Column("security_profile", Integer, nullable=False),
     Column("claimed_at", UTCDateTime, nullable=False),

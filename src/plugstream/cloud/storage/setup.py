@@ -3,10 +3,8 @@
 A claim says where a station goes once it calls the setup service: PlugStream Cloud
 (``csms_url`` NULL) or a third-party CSMS, with the OCPP version and the security profile.
 For a third-party CSMS at security profile 2 the owner gives the station's password, which
-the station must be handed in clear: it is kept as the user-info of ``csms_url``
-(``wss://SERIAL:PASSWORD@host/path``, the form websockets sends as Basic auth), the one
-column the table has for it, and :func:`split_password` takes it out again before a claim
-is shown to anyone.
+the station must be handed in clear: it is kept in ``csms_password`` and the API never
+shows it.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Row
@@ -29,11 +26,9 @@ __all__ = [
     "ClaimRecord",
     "delete_claim",
     "get_claim",
-    "join_password",
     "list_claims",
     "mark_provisioned",
     "put_claim",
-    "split_password",
 ]
 
 _claims = s.station_claims
@@ -53,37 +48,19 @@ class ClaimRecord:
     password: str | None  # third-party CSMS, profile 2: the password the owner gave
 
 
-def join_password(url: str, serial_number: str, password: str) -> str:
-    """``url`` with ``serial_number:password`` as its user-info."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    user = f"{quote(serial_number, safe='')}:{quote(password, safe='')}"
-    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
-
-
-def split_password(url: str) -> tuple[str, str | None]:
-    """``url`` without user-info, and the password that was in it (None: none)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url, None
-    password = unquote(parts.password) if parts.password is not None else None
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), password
-
-
 def _record(row: Row[tuple[object, ...]]) -> ClaimRecord:
     m = row._mapping
-    stored = m["csms_url"]
-    url, password = split_password(str(stored)) if stored is not None else (None, None)
+    url, password = m["csms_url"], m["csms_password"]
     provisioned = m["provisioned_at"]
     return ClaimRecord(
         serial_number=str(m["serial_number"]),
         owner=str(m["owner"]),
-        csms_url=url,
+        csms_url=str(url) if url is not None else None,
         ocpp_version=str(m["ocpp_version"]),
         security_profile=int(m["security_profile"]),
         claimed_at=as_utc(m["claimed_at"]),
         provisioned_at=as_utc(provisioned) if provisioned is not None else None,
-        password=password,
+        password=str(password) if password is not None else None,
     )
 
 
@@ -100,15 +77,11 @@ async def put_claim(
 ) -> ClaimRecord:
     """Create or replace the claim of ``serial_number``. A replaced claim is not provisioned
     yet: ``provisioned_at`` is cleared until the station's next setup call."""
-    stored = (
-        join_password(csms_url, serial_number, password)
-        if csms_url is not None and password is not None
-        else csms_url
-    )
     values = {
         "serial_number": serial_number,
         "owner": owner,
-        "csms_url": stored,
+        "csms_url": csms_url,
+        "csms_password": password if csms_url is not None else None,
         "ocpp_version": ocpp_version,
         "security_profile": security_profile,
         "claimed_at": claimed_at,

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("serial_number", sa.String(255), primary_key=True),
         sa.Column("owner", sa.String(255), nullable=False),
         sa.Column("csms_url", sa.Text),
+        sa.Column("csms_password", sa.String(40)),
         sa.Column("ocpp_version", sa.String(16), nullable=False),
         sa.Column("security_profile", sa.Integer, nullable=False),
         sa.Column("claimed_at", UTCDateTime, nullable=False),
