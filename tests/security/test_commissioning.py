@@ -62,6 +62,7 @@ from plugstream.station.provisioning import (
     run_with_setup,
     station_url,
 )
+from plugstream.station.security import SecurityLog
 from plugstream.station.station16 import Station16
 from tests.cloud.conftest import postgres_url, store, store_url  # noqa: F401 (fixtures)
 from tests.cloud.test_gateway import Cloud, free_port, running
@@ -530,6 +531,18 @@ async def test_station_refuses_a_setup_service_it_does_not_trust(tmp_path: Path,
         with pytest.raises(ServerRejected):
             await provision(data_dir)
         assert (await api(cloud, "GET", "/claims/PS22-WARY")).json()["provisioned_at"] is None
+
+        # Run as a station does, it keeps trying (its clock may not be set yet) and logs
+        # InvalidCsmsCertificate, to be reported to the CSMS it reaches in the end.
+        waits: list[str] = []
+        with pytest.raises(ServerRejected):
+            await provision_until_claimed(
+                data_dir, attempts=2, retry_max=0.01, on_wait=lambda exc, s: waits.append(str(exc))
+            )
+        assert len(waits) == 1 and "does not trust" in waits[0]
+        log = SecurityLog(data_dir / "security_log.json")
+        assert [e.type for e in log.entries()] == ["InvalidCsmsCertificate"] * 2
+        assert len(log.pending()) == 1  # a repeat is logged, reported once (A00.FR.419 note)
 
 
 # -- the owners' claims -------------------------------------------------------------------

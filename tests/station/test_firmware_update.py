@@ -614,6 +614,27 @@ async def test_TC_L_07_CS_a_download_server_with_an_untrusted_certificate_gets_n
         await rogue.stop()
 
 
+async def test_at_security_profile_2_a_plain_http_location_is_refused(
+    csms: FirmwareCsms, files: FileServer, pki: Pki, tmp_path: Path, stations: Any
+) -> None:
+    """The article: firmware comes over HTTPS with the server verified. A station at
+    security profile 2 or 3 does not even connect to an http:// location: DownloadFailed."""
+    sid = "FW-HTTP-16"
+    image = build_image("1.2.0", size=30_000)
+    files.files["/fw/plain"] = image
+    data_dir = tmp_path / sid
+    station = await start(stations, csms, "1.6", sid, data_dir, pki)
+    station.config.set_internal("SecurityProfile", "2")  # type: ignore[attr-defined]
+    location = files.url("/fw/plain").replace("https://", "http://")
+    assert await csms.update_firmware(
+        "1.6", sid, 9, pki.firmware(image, location), retries=3, retry_interval=1
+    ) == {"status": "Accepted"}
+    seen = await wait_status(csms, "1.6", sid, "DownloadFailed")
+    assert seen == [("DownloadFailed", 9)]
+    assert files.connections == 0
+    _nothing_installed(csms, "1.6", sid, data_dir)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_TC_L_10_CS_a_new_request_cancels_the_download_in_progress(
     version: str, csms: FirmwareCsms, files: FileServer, pki: Pki, tmp_path: Path, stations: Any

@@ -53,6 +53,8 @@ from plugstream.station.certificates import CSMS_ROOT, CertificateStore
 from plugstream.station.clock import Clock, SystemClock
 from plugstream.station.download import DownloadError, parse_head
 from plugstream.station.hardware import Model
+from plugstream.station.security import FILENAME as SECURITY_LOG_FILE
+from plugstream.station.security import SecurityLog
 from plugstream.station.station16 import FIRMWARE_VERSION, Station16
 from plugstream.station.station201 import Station201
 
@@ -418,6 +420,19 @@ async def provision_until_claimed(
         made += 1
         try:
             return await provision(data_dir, setup_url, now=clock.now, **options)
+        except ServerRejected as exc:
+            # Maybe the clock is not set yet (NTP) or the service's certificate is being
+            # replaced: retry, and keep the event for the CSMS the station will reach.
+            SecurityLog(data_dir / SECURITY_LOG_FILE).record(
+                "InvalidCsmsCertificate", clock.now(), str(exc)
+            )
+            if attempts is not None and made >= attempts:
+                raise
+            wait = min(delay, retry_max)
+            if on_wait is not None:
+                on_wait(SetupError(str(exc)), wait)
+            await clock.sleep(wait)
+            delay = min(delay * 2, retry_max)
         except (SetupError, OSError, TimeoutError) as exc:
             if _refused_for_good(exc):
                 raise  # retrying will not help: a person must act

@@ -111,7 +111,7 @@ from plugstream.station.metering import (
     format_timestamp,
 )
 from plugstream.station.security import FILENAME as SECURITY_LOG_FILE
-from plugstream.station.security import SecurityLog
+from plugstream.station.security import SecurityLog, event_name
 from plugstream.station.smartcharging import ChargingProfiles
 
 __all__ = [
@@ -636,7 +636,9 @@ class StationRuntime:
                 continue
             entry = pending[0]
             try:
-                await self._send(endpoint, "SecurityEventNotification", entry.payload())
+                payload = entry.payload()  # logged before the version was known (setup): its name
+                payload["type"] = event_name(payload["type"], self.ocpp_version.value)
+                await self._send(endpoint, "SecurityEventNotification", payload)
             except OcppError as exc:
                 if endpoint is not self.endpoint:
                     continue  # the connection went: sent again after the next boot
