@@ -639,7 +639,7 @@ def pki_factory(
     setup_url: Annotated[str, typer.Option(help="The setup service's https:// URL.")],
 ) -> None:
     """Put a new station's factory state in DATA_DIR: a manufacturer certificate (CN =
-    serial), the CSMS root to trust and the setup URL."""
+    serial), the CSMS root to trust, the manufacturer root for firmware, the setup URL."""
     from plugstream.pki.keystore import PKIError, PKIStore
     from plugstream.station.provisioning import factory_install
 
@@ -648,7 +648,15 @@ def pki_factory(
         maker = pki.manufacturer_root()
         issued = maker.issue_client(serial, organization=maker.organization)
         trust = pki.csms_root().root_pem
-        factory_install(data_dir, serial, issued.cert_pem, issued.key_pem, trust, setup_url)
+        factory_install(
+            data_dir,
+            serial,
+            issued.cert_pem,
+            issued.key_pem,
+            trust,
+            setup_url,
+            manufacturer_root_pem=maker.root_pem,
+        )
     except (PKIError, ValueError) as exc:
         raise _pki_failed(exc) from None
     console.print(f"station {serial}: factory state in {data_dir} (setup {setup_url})")

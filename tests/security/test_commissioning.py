@@ -46,7 +46,7 @@ from plugstream.cloud.storage.setup import (
 )
 from plugstream.pki.authority import CertificateAuthority
 from plugstream.pki.keystore import PKIStore
-from plugstream.station.certificates import CSMS_ROOT, CertificateStore
+from plugstream.station.certificates import CSMS_ROOT, MANUFACTURER_ROOT, CertificateStore
 from plugstream.station.config import DeviceModel201
 from plugstream.station.ev import FAMILY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_22
@@ -640,6 +640,11 @@ async def test_station_run_setup_commissions_and_follows_the_claim_on_its_next_s
             check=False,
         )
         assert made.returncode == 0, made.stderr
+        # it trusts the manufacturer root for firmware signers from the factory on
+        shipped = CertificateStore(data_dir / "certs").roots(MANUFACTURER_ROOT)
+        assert [r.subject for r in shipped] == [
+            PKIStore(pki.dir).manufacturer_root().root.certificate.subject
+        ]
         station = SetupStationProcess(data_dir, setup_url(cloud))
         try:
             first = await station.start()

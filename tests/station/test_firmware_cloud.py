@@ -334,7 +334,9 @@ async def test_TC_L_01_CS_a_cut_download_from_the_cloud_resumes(
     ]
     # the first attempt kept what it had; the second carried on from there
     [kept] = [
-        int(r.args[1]) for r in caplog.records if r.msg == KEPT_LOG and isinstance(r.args, tuple)
+        int(str(r.args[1]))
+        for r in caplog.records
+        if r.msg == KEPT_LOG and isinstance(r.args, tuple)
     ]
     assert 0 < kept < CUT_AFTER
     assert len(relayed) == 2 and relayed[0] == CUT_AFTER

@@ -680,6 +680,12 @@ class Gateway:
         except Exception:
             log.warning("could not record that %s was seen", station_id, exc_info=True)
 
+    def record_tls_refusal(self, event: str, tech_info: str) -> None:
+        """Keep a handshake that TLS refused (:mod:`plugstream.cloud.tlsaudit`) like a
+        refused login, station unknown (""); stored in a task, off the handshake's path."""
+        if not self._closing:
+            self._spawn(self._keep_event("", event, tech_info))
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)

@@ -22,6 +22,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from plugstream.cloud.app import create_app
 from plugstream.cloud.config import CloudConfig
+from plugstream.cloud.tlsaudit import TlsAudit, TlsRefusal
 from plugstream.pki.tls import OCPP_TLS12_CIPHERS
 
 READY = "PlugStream Cloud listening on"
@@ -203,20 +204,34 @@ def setup_client_cas(cloud: CloudConfig) -> list[bytes]:
 
 
 def _context_factory(
-    cloud: CloudConfig,
+    cloud: CloudConfig, app: Any = None
 ) -> Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
     def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         assert cloud.tls_cert is not None
         # The setup service alone trusts only the manufacturer root for client certificates.
         client_ca = cloud.tls_client_ca if not cloud.setup_only else None
-        return ocpp_server_context(
+        context = ocpp_server_context(
             str(cloud.tls_cert),
             str(cloud.tls_key) if cloud.tls_key is not None else None,
             str(client_ca) if client_ca is not None else None,
             setup_client_cas(cloud),
         )
+        return TlsAudit(_gateway_sink(app)).install(context)
 
     return factory
+
+
+def _gateway_sink(app: Any) -> Callable[[TlsRefusal, str], None]:
+    """Hand a refused handshake to the app's gateway (``app.state.gateway``, set in its
+    lifespan; None for the setup service, where the refusal is only logged)."""
+
+    def sink(refusal: TlsRefusal, tech_info: str) -> None:
+        state = getattr(app, "state", None)
+        gateway = getattr(state, "gateway", None) if state is not None else None
+        if gateway is not None:
+            gateway.record_tls_refusal(refusal.event, tech_info)
+
+    return sink
 
 
 def tls_extension(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> dict[str, Any] | None:
@@ -260,8 +275,10 @@ class TlsHttpProtocol(H11Protocol):
 
 def uvicorn_config(config: CloudConfig, app: Any | None = None) -> uvicorn.Config:
     tls = config.tls_cert is not None
+    if app is None:
+        app = create_app(config)
     return uvicorn.Config(
-        app if app is not None else create_app(config),
+        app,
         host=config.host,
         port=config.port,
         ws=LeanWebSocketProtocol,
@@ -275,7 +292,7 @@ def uvicorn_config(config: CloudConfig, app: Any | None = None) -> uvicorn.Confi
         server_header=False,
         ssl_certfile=str(config.tls_cert) if tls else None,
         ssl_keyfile=str(config.tls_key) if config.tls_key is not None else None,
-        ssl_context_factory=_context_factory(config) if tls else None,
+        ssl_context_factory=_context_factory(config, app) if tls else None,
     )
 
 

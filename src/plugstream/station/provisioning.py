@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from plugstream.pki.tls import ServerRejected, peer_chain, station_context, verify_server
-from plugstream.station.certificates import CSMS_ROOT, CertificateStore
+from plugstream.station.certificates import CSMS_ROOT, MANUFACTURER_ROOT, CertificateStore
 from plugstream.station.clock import Clock, SystemClock
 from plugstream.station.download import DownloadError, parse_head
 from plugstream.station.hardware import Model
@@ -157,9 +157,11 @@ def factory_install(
     key_pem: bytes,
     trust_pem: bytes,
     setup_url: str,
+    manufacturer_root_pem: bytes | None = None,
 ) -> Factory:
     """Put a new station's factory state in ``data_dir``: the manufacturer certificate and
-    key (key 0600), the CSMS / setup trust roots (one PEM or several) and the setup URL."""
+    key (key 0600), the CSMS / setup trust roots (one PEM or several), the setup URL and
+    the manufacturer root its firmware signers must chain to (L01.FR.02)."""
     if urlsplit(setup_url).scheme != "https":
         raise ValueError(f"the setup URL must be https://, not {setup_url!r}")
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -172,6 +174,8 @@ def factory_install(
     roots = x509.load_pem_x509_certificates(trust_pem)
     for root in roots:
         store.add_root(CSMS_ROOT, root.public_bytes(serialization.Encoding.PEM))
+    if manufacturer_root_pem is not None:
+        store.add_root(MANUFACTURER_ROOT, manufacturer_root_pem)
     factory = Factory(serial_number, setup_url)
     _write_json(data_dir / FACTORY_FILE, asdict(factory))
     return factory

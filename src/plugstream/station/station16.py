@@ -111,7 +111,7 @@ from plugstream.station.metering import (
     format_timestamp,
 )
 from plugstream.station.security import FILENAME as SECURITY_LOG_FILE
-from plugstream.station.security import SecurityLog, event_name
+from plugstream.station.security import SecurityLog, canonical, event_name
 from plugstream.station.smartcharging import ChargingProfiles
 
 __all__ = [
@@ -296,6 +296,17 @@ class _Transaction:
             "started_at": self.started_at.isoformat(),
             "transaction_id": self.transaction_id,
         }
+
+
+ROUTINE_EVENTS = frozenset(
+    {
+        "StartupOfTheDevice",
+        "ResetOrReboot",
+        "FirmwareUpdated",
+        "SettingSystemTime",
+        "ReconfigurationOfSecurityParameters",
+    }
+)
 
 
 class StationRuntime:
@@ -601,7 +612,9 @@ class StationRuntime:
         the next accepted boot, restarts included. Never the password in ``tech_info``
         (A01.FR.12)."""
         entry = self.security_log.record(kind, self.now(), tech_info)
-        log.warning("security event %s: %s", entry.type, tech_info or "")
+        # routine events are information; the others want a person's attention
+        level = logging.INFO if canonical(kind) in ROUTINE_EVENTS else logging.WARNING
+        log.log(level, "security event %s: %s", entry.type, tech_info or "")
         if entry.state == "pending":
             self._security_changed.set()
 
