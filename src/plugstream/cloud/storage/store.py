@@ -667,7 +667,10 @@ class Store:
         # Called with a station id as a registration starts and again once it has
         # ended (committed or failed): caches of station settings drop the entry.
         self.station_listeners: list[Callable[[str], None]] = []
-        self._hasher = PasswordHasher()
+        # OWASP's argon2id setting (19 MiB, 2 passes): argon2-cffi's default takes 64 MiB
+        # and ~0.2 CPU s a check, so a fleet reconnecting after an outage would need
+        # 64 MiB per check in flight. Hashes made with other settings still verify.
+        self._hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
         self._readers = asyncio.Semaphore(READERS)
         # SQLite: a read runs whole in one of these threads on a plain pysqlite connection,
         # one thread hop per read (aiosqlite hops once per cursor call, on the event loop).
