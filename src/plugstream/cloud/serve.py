@@ -171,7 +171,8 @@ def ocpp_server_context(
     (A00.FR.313), the spec's TLS 1.2 suites, no compression (A00.FR.321).
 
     With ``client_ca`` the server asks for a client certificate and verifies its chain
-    against it (A00.FR.403); a certificate that fails fails the handshake. It is
+    against it (A00.FR.403); a certificate that fails fails the handshake (recorded as a
+    security event by :mod:`plugstream.cloud.tlsaudit`, installed by the server). It is
     optional (``CERT_OPTIONAL``), not required: profile-2 and profile-3 stations share
     the one OCPP port, and the gateway refuses a profile-3 station that brought none.
     ``extra_client_cas`` (PEM) are trusted as well: the manufacturer root, whose

@@ -30,6 +30,7 @@ import collections
 import logging
 import ssl
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -141,8 +142,6 @@ class TlsAudit:
     def __init__(
         self, sink: Sink, *, window: float = 60.0, clock: Callable[[], float] | None = None
     ) -> None:
-        import time
-
         self.sink = sink
         self.limiter = RefusalLimiter(window)
         self._clock = clock or time.monotonic
