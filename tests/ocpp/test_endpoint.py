@@ -196,3 +196,20 @@ async def test_calls_waiting_when_the_connection_drops_fail() -> None:
         with pytest.raises(OcppError) as raised:
             await asyncio.wait_for(pending, 2)
         assert "connection closed" in raised.value.description
+
+
+async def test_a_call_on_a_closed_connection_fails_as_an_ocpp_error() -> None:
+    """A station's delivery loops tell "connection lost" from a refusal by OcppError: a
+    CALL whose frame the closed WebSocket refuses must fail that way too, not with the
+    transport's own exception (which would end the loop that made the call)."""
+    endpoints: list[OcppEndpoint] = []
+    async with (
+        csms_server(Csms(), endpoints) as port,
+        connect(f"ws://127.0.0.1:{port}", subprotocols=[SUBPROTOCOLS[0]]) as ws,  # type: ignore[list-item]
+    ):
+        station = OcppEndpoint(ws, OcppVersion.V16, Station(), call_timeout=0.5)
+        await ws.close()
+        with pytest.raises(OcppError) as failed:
+            await station.call("Heartbeat", {})
+        assert failed.value.code is ErrorCode.GenericError
+        assert "Heartbeat not sent" in failed.value.description

@@ -85,7 +85,17 @@ class OcppEndpoint:
         message_id, events = self.session.call(action, payload)
         future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
         self._waiters[message_id] = future
-        await self._process(events)
+        try:
+            await self._process(events)
+        except (asyncio.CancelledError, OcppError):
+            raise
+        except Exception as exc:
+            # the transport refused the frame (the connection is closing): the call was
+            # not made, which callers already handle as "connection lost"
+            self._waiters.pop(message_id, None)
+            raise OcppError(
+                ErrorCode.GenericError, f"{action} not sent: {exc}", message_id=message_id
+            ) from exc
         return await future
 
     async def send(self, action: str, payload: dict[str, Any]) -> None:

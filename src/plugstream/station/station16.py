@@ -664,7 +664,9 @@ class StationRuntime:
                     log.warning("security event %d not accepted by the CSMS: %s", entry.seq, exc)
                     self.security_log.unsupported(entry.seq)
                     continue
-                await self.clock.sleep(SECURITY_RETRY_S)
+                # again in a while, or at once on a new connection (this one may be going)
+                self._security_changed.clear()
+                await _wait_event(self._security_changed, self.clock, SECURITY_RETRY_S)
                 continue
             self.security_log.delivered(entry.seq)
 
