@@ -38,6 +38,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -289,6 +290,12 @@ def client_certificate_subject(scope: Scope) -> tuple[str | None, str | None] | 
     return (str(cn[0].value) if cn else None, str(org[0].value) if org else None)
 
 
+@functools.lru_cache(maxsize=4)
+def _client_cas(path: Path, mtime_ns: int) -> tuple[x509.Certificate, ...]:
+    """The CA file, parsed once per version of the file (a reconnect storm reads it once)."""
+    return tuple(x509.load_pem_x509_certificates(path.read_bytes()))
+
+
 def issued_by_client_ca(scope: Scope, client_ca: Any) -> bool:
     """Whether the client certificate was issued by a CA of ``tls_client_ca`` (the CSMS
     root): the TLS layer also trusts the manufacturer root, for the setup service, and a
@@ -299,7 +306,8 @@ def issued_by_client_ca(scope: Scope, client_ca: Any) -> bool:
         return False
     try:
         leaf = x509.load_pem_x509_certificate(chain[0].encode("ascii"))
-        cas = x509.load_pem_x509_certificates(Path(client_ca).read_bytes())
+        path = Path(client_ca)
+        cas = _client_cas(path, path.stat().st_mtime_ns)
     except (OSError, ValueError):
         return False
     for ca in cas:
