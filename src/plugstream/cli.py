@@ -56,6 +56,43 @@ def selfcheck() -> None:
 
 
 @app.command()
+def firewall(
+    fmt: Annotated[
+        str, typer.Option("--format", help="nftables, iptables (iptables-restore) or csv.")
+    ],
+    dns: Annotated[
+        list[str] | None,
+        typer.Option("--dns", help="A DNS server the site's DHCP hands out (repeat)."),
+    ] = None,
+    subnet: Annotated[
+        str | None,
+        typer.Option(help="The stations' IPv4 subnet, CIDR (default: a set you fill in)."),
+    ] = None,
+) -> None:
+    """Print the outgoing allow-list of the network article (Table 2) for a site's firewall."""
+    from plugstream.netcheck.firewall import (
+        FORMATS,
+        parse_dns_server,
+        parse_station_subnet,
+        render,
+    )
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"use {', '.join(FORMATS)}, not {fmt!r}", param_hint="'--format'")
+    try:
+        for server in dns or ():
+            parse_dns_server(server)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--dns'") from None
+    try:
+        if subnet is not None:
+            parse_station_subnet(subnet)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--subnet'") from None
+    sys.stdout.write(render(fmt, dns_servers=dns or (), station_subnet=subnet))
+
+
+@app.command()
 def demo(
     stations: Annotated[int, typer.Option(min=1, max=1000, help="Stations in the fleet.")] = 20,
     time_scale: Annotated[
