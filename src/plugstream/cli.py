@@ -93,6 +93,91 @@ def firewall(
 
 
 @app.command()
+def netcheck(
+    dns: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dns", help="A DNS server from DHCP, in priority order (default: resolv.conf)."
+        ),
+    ] = None,
+    fallback_dns: Annotated[
+        list[str] | None,
+        typer.Option("--fallback-dns", help="A fallback DNS server (default: 1.1.1.1, 1.0.0.1)."),
+    ] = None,
+    dns_port: Annotated[int, typer.Option(min=1, max=65535, help="DNS port.")] = 53,
+    ntp_host: Annotated[str, typer.Option(help="NTP server.")] = "pool.ntp.org",
+    ntp_port: Annotated[int, typer.Option(min=1, max=65535, help="NTP port.")] = 123,
+    cloud_host: Annotated[
+        list[str] | None,
+        typer.Option("--cloud-host", help="A cloud name (default: the article's two; repeat)."),
+    ] = None,
+    cloud_port: Annotated[int, typer.Option(min=1, max=65535, help="Cloud HTTPS port.")] = 443,
+    connect_to: Annotated[
+        list[str] | None,
+        typer.Option("--connect-to", help="NAME=IP: connect there instead of resolving NAME."),
+    ] = None,
+    ca: Annotated[
+        Path | None, typer.Option(help="PEM of the roots to trust (default: the system store).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(callback=_positive, help="Seconds per check.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Check this site's network against the network article: DNS, NTP, TCP 443, TLS."""
+    import ipaddress
+
+    from plugstream.net.dns import ARTICLE_FALLBACKS
+    from plugstream.netcheck.check import NetcheckConfig, load_roots, run, system_dns_servers
+
+    def ips(values: list[str], hint: str) -> tuple[str, ...]:
+        try:
+            return tuple(str(ipaddress.ip_address(v)) for v in values)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=hint) from None
+
+    pins: dict[str, str] = {}
+    for item in connect_to or ():
+        name, _, ip = item.partition("=")
+        if not name or not ip:
+            raise typer.BadParameter(f"use NAME=IP, not {item!r}", param_hint="'--connect-to'")
+        pins[name] = ips([ip], "'--connect-to'")[0]
+    dhcp_dns = ips(dns, "'--dns'") if dns is not None else system_dns_servers()
+    fallbacks = ips(fallback_dns, "'--fallback-dns'") if fallback_dns else ARTICLE_FALLBACKS
+    try:
+        roots = load_roots(ca)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read certificates: {exc}", param_hint="'--ca'") from None
+    config = NetcheckConfig(
+        dhcp_dns=dhcp_dns,
+        fallback_dns=fallbacks,
+        dns_port=dns_port,
+        ntp_host=ntp_host,
+        ntp_port=ntp_port,
+        cloud_hosts=tuple(cloud_host) if cloud_host else NetcheckConfig().cloud_hosts,
+        cloud_port=cloud_port,
+        connect_to=pins,
+        roots=roots,
+        timeout=timeout,
+    )
+    report = asyncio.run(run(config))
+    if as_json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        styles = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+        grid = Table(title="PlugStream site network check (outgoing, the article's Table 2)")
+        for column in ("Port", "Type", "Domain / IP", "Result", "Time", "Fix"):
+            grid.add_column(column, overflow="fold")
+        for row in report.rows:
+            took = "" if row.time is None else f"{row.time * 1000:.0f} ms"
+            result = f"[{styles[row.status]}]{row.status.upper()}[/] {row.detail}"
+            grid.add_row(str(row.port), row.type, row.target, result, took, row.fix)
+        console.print(grid)
+        for note in report.notes:
+            console.print(f"note: {note}")
+        console.print("overall: " + ("PASS" if report.ok else "FAIL"))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
 def demo(
     stations: Annotated[int, typer.Option(min=1, max=1000, help="Stations in the fleet.")] = 20,
     time_scale: Annotated[
