@@ -110,6 +110,7 @@ from plugstream.station.metering import (
     build_meter_value_16,
     format_timestamp,
 )
+from plugstream.station.network import NetworkNotReady, StationNetwork
 from plugstream.station.security import FILENAME as SECURITY_LOG_FILE
 from plugstream.station.security import SecurityLog, canonical, event_name
 from plugstream.station.smartcharging import ChargingProfiles
@@ -350,6 +351,11 @@ class StationRuntime:
     """The running firmware (A/B slots) and a signed update in progress."""
     tls_rejected: ServerRejected | None = None
     """Why the CSMS's certificate was refused on the last attempt (None: it was not)."""
+    network: StationNetwork | None = None
+    """The NTP-corrected clock and DNS priority list to connect with (None: the system's
+    resolver and no time gate -- fleets, tests, benchmarks). Read when :meth:`run` starts."""
+    offline_reason: str | None = None
+    """Why the last connection attempt was not made or failed (None: connected)."""
 
     def tick(self) -> None:
         raise NotImplementedError
@@ -579,7 +585,7 @@ class StationRuntime:
             ssl_object = transport.get_extra_info("ssl_object")
             roots = self.certificates.roots(CSMS_ROOT)
             try:
-                verify_server(peer_chain(ssl_object), host, roots, self.now())
+                verify_server(peer_chain(ssl_object), host, roots, self._tls_now())
             except ServerRejected as exc:
                 self.tls_rejected = exc
                 self._on_server_rejected(exc)
@@ -587,6 +593,24 @@ class StationRuntime:
             self.tls_rejected = None
 
         return {"ssl": context, "verify": verify}
+
+    def _tls_now(self) -> datetime:
+        """The time certificates are checked at: the network's NTP-corrected clock when the
+        station has one (article: a wrong clock cannot authenticate), else its own."""
+        network = self.network
+        if network is not None and network.clock is not None:
+            return network.clock.now()
+        return self.now()
+
+    def _authenticated(self, address: str) -> bool:
+        """A connection the clock matters for: TLS, or HTTP Basic (profile >= 1)."""
+        return urlsplit(address).scheme == "wss" or self._security_profile() >= 1
+
+    def _use_network(self, network: StationNetwork) -> None:
+        """Once per station: a step of the network's clock is SettingSystemTime."""
+        if network.clock is not None and self.__dict__.get("_network_clock") is not network.clock:
+            self.__dict__["_network_clock"] = network.clock
+            network.clock.on_step(self.clock_changed)
 
     def _on_server_rejected(self, exc: ServerRejected) -> None:
         """The CSMS's certificate failed the check: nothing was sent. InvalidCsmsCertificate
@@ -801,6 +825,10 @@ class StationRuntime:
             asyncio.get_running_loop().create_task(self.deliver_security_events()),
             asyncio.get_running_loop().create_task(self.firmware.run()),
         ]
+        network = self.network
+        if network is not None:
+            self._use_network(network)
+            loops.append(asyncio.get_running_loop().create_task(network.keep_synchronized()))
         try:
             while True:
                 if not self.firmware.network:  # this firmware cannot open connections
@@ -809,6 +837,17 @@ class StationRuntime:
                 address, headers = self._connection_target(target)
                 tls = self._tls_options(address)
                 verify = tls.pop("verify", None)
+                route: dict[str, Any] = {}
+                if network is not None:
+                    try:
+                        route = await network.route(
+                            address, authenticated=self._authenticated(address)
+                        )
+                    except NetworkNotReady as exc:
+                        self.offline_reason = str(exc)
+                        log.info("not connecting to %s: %s", target, exc)
+                        await self.clock.sleep(self.backoff.next_delay())
+                        continue
                 try:
                     async with websockets.connect(
                         address,
@@ -818,13 +857,16 @@ class StationRuntime:
                         ping_interval=self._ping_interval(self._ping_setting()),
                         **self._compression_options(),
                         create_connection=counting_factory(self._count, verify),
+                        **route,
                         **tls,
                     ) as ws:
                         self.backoff.reset()
+                        self.offline_reason = None
                         await self.serve(ws)
                 except InvalidStatus as exc:
                     status = exc.response.status_code
                     log.info("connection to %s refused: HTTP %d", target, status)
+                    self.offline_reason = f"refused by the CSMS: HTTP {status}"
                     if status == 401:  # the CSMS rejected the credentials
                         self.security_event(
                             "FailedToAuthenticationAtCsms",
@@ -833,6 +875,7 @@ class StationRuntime:
                         )
                 except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                     log.info("connection to %s failed: %s", target, exc)
+                    self.offline_reason = f"connection failed: {exc}"
                     if isinstance(exc, SSLError):
                         self._on_tls_failure(exc, urlsplit(target).hostname or "")
                 await self.clock.sleep(self.backoff.next_delay())
