@@ -1,0 +1,1 @@
+"""The network-namespace lab: a site network of real hosts on one machine (``plugstream lab``)."""
