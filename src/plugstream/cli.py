@@ -121,8 +121,15 @@ def netcheck(
     ] = None,
     timeout: Annotated[float, typer.Option(callback=_positive, help="Seconds per check.")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    interface: Annotated[
+        str | None,
+        typer.Option(
+            help="This laptop's interface on the stations' network: ask its DHCP server "
+            "(as root; else read this laptop's lease) and use the DNS servers it gives."
+        ),
+    ] = None,
 ) -> None:
-    """Check this site's network against the network article: DNS, NTP, TCP 443, TLS."""
+    """Check this site's network against the network article: DHCP, DNS, NTP, TCP 443, TLS."""
     import ipaddress
 
     from plugstream.net.dns import ARTICLE_FALLBACKS
@@ -140,7 +147,12 @@ def netcheck(
         if not name or not ip:
             raise typer.BadParameter(f"use NAME=IP, not {item!r}", param_hint="'--connect-to'")
         pins[name] = ips([ip], "'--connect-to'")[0]
-    dhcp_dns = ips(dns, "'--dns'") if dns is not None else system_dns_servers()
+    if interface is not None and not Path("/sys/class/net", interface).exists():
+        raise typer.BadParameter(f"no such interface: {interface}", param_hint="'--interface'")
+    if dns is not None:
+        dhcp_dns = ips(dns, "'--dns'")
+    else:  # with --interface, the DHCP check's offer gives them
+        dhcp_dns = () if interface is not None else system_dns_servers()
     fallbacks = ips(fallback_dns, "'--fallback-dns'") if fallback_dns else ARTICLE_FALLBACKS
     try:
         roots = load_roots(ca)
@@ -157,6 +169,7 @@ def netcheck(
         connect_to=pins,
         roots=roots,
         timeout=timeout,
+        interface=interface,
     )
     report = asyncio.run(run(config))
     if as_json:

@@ -29,7 +29,16 @@ import pytest
 from cryptography import x509
 
 from plugstream.cli import main
-from plugstream.netcheck.check import INTERCEPTED, NetcheckConfig, Report, Row, run
+from plugstream.net.dhcp import Lease
+from plugstream.netcheck.check import (
+    INTERCEPTED,
+    DhcpOutcome,
+    NetcheckConfig,
+    Report,
+    Row,
+    dhcp_lease_row,
+    run,
+)
 from plugstream.pki.authority import CertificateAuthority
 
 LOOPBACK = "127.0.0.1"
@@ -364,3 +373,46 @@ def test_bad_flags_are_one_line_and_exit_2(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("plugstream: error:") and err.count("\n") == 1
+
+
+# --- the DHCP row (the real DISCOVER to dnsmasq is in tests/lab) ---------------------------------
+
+
+def _lease(routers: tuple[str, ...] = ("192.0.2.1",), dns: tuple[str, ...] = ()) -> Lease:
+    return Lease(
+        address="192.0.2.120",
+        prefix_len=24,
+        routers=routers,
+        dns_servers=dns,
+        lease_time=3600,
+        server_id="192.0.2.2",
+        obtained_at=0.0,
+    )
+
+
+def test_dhcp_offer_with_address_router_and_dns_passes() -> None:
+    """The article: DHCP assigns the address and gives the DNS servers; the row shows both."""
+    row = dhcp_lease_row(
+        DhcpOutcome("eth0", _lease(dns=("192.0.2.2", "192.0.2.3")), "DHCPOFFER"), 0.004
+    )
+    assert row.status == "pass" and (row.port, row.type) == (67, "UDP")
+    assert row.detail == "DHCPOFFER: 192.0.2.120/24, router 192.0.2.1, DNS 192.0.2.2, 192.0.2.3"
+    assert row.target.endswith("on eth0")
+
+
+def test_no_dhcp_server_fails_and_says_a_station_gets_no_address() -> None:
+    row = dhcp_lease_row(DhcpOutcome("eth0", None, "", "no DHCPOFFER within 6 s"), 6.0)
+    assert row.status == "fail" and row.detail == "no DHCPOFFER within 6 s"
+    assert "run a DHCP server" in row.fix
+
+
+def test_an_offer_without_a_router_fails() -> None:
+    """Without option 3 a station has an address but no way out to the cloud."""
+    row = dhcp_lease_row(DhcpOutcome("eth0", _lease(routers=()), "DHCPOFFER"), 0.01)
+    assert row.status == "fail" and "option 3" in row.fix
+
+
+def test_bad_interface_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["netcheck", "--interface", "nosuch9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such interface: nosuch9" in err

@@ -27,12 +27,13 @@ import os
 import ssl
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal
 
 from cryptography import x509
 
+from plugstream.net.dhcp import DhcpError, Lease, discover, read_system_lease
 from plugstream.net.dns import (
     ARTICLE_FALLBACKS,
     DEFAULT_TIMEOUT,
@@ -45,7 +46,13 @@ from plugstream.net.dns import (
     resolver_order,
 )
 from plugstream.net.ntp import NTP_HOST, NTP_PORT, NTPError, Sample, query
-from plugstream.netcheck.firewall import DHCP_DNS_DESTINATION, OCPP_HOST, SETUP_HOST, TABLE_2
+from plugstream.netcheck.firewall import (
+    DHCP_DESTINATION,
+    DHCP_DNS_DESTINATION,
+    OCPP_HOST,
+    SETUP_HOST,
+    TABLE_2,
+)
 from plugstream.pki.tls import ServerRejected, peer_chain, station_context, verify_server
 
 __all__ = [
@@ -53,10 +60,12 @@ __all__ = [
     "CLOUD_PORT",
     "INTERCEPTED",
     "MAX_OFFSET",
+    "DhcpOutcome",
     "NetcheckConfig",
     "Report",
     "Row",
     "Status",
+    "dhcp_lease_row",
     "dhcp_row",
     "dns_row",
     "load_roots",
@@ -81,7 +90,7 @@ INTERCEPTED: Final = "TLS interception or captive portal: the certificate chain 
 class Row:
     """One line of the report, in the article's Table 2 columns plus the verdict."""
 
-    check: str  # dhcp-dns | dns | ntp | tcp | tls
+    check: str  # dhcp | dhcp-dns | dns | ntp | tcp | tls
     port: int
     type: str  # UDP | TCP | TLS
     target: str  # the "Domain / IP" column: what was asked
@@ -124,6 +133,12 @@ class NetcheckConfig:
     connect_to: Mapping[str, str] = field(default_factory=dict)
     roots: tuple[x509.Certificate, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
+    interface: str | None = None
+    """This laptop's interface on the stations' network: ask its DHCP server (DISCOVER, as
+    a station would; as root) or, failing that, read this laptop's own lease. None: no
+    DHCP row (``dhcp_dns`` came from ``--dns`` or resolv.conf)."""
+    dhcp_timeout: float = 6.0
+    """DHCP retransmits after 4 s (RFC 2131), so one lost packet still fits."""
 
 
 # --- the fixes: Table 2's words -----------------------------------------------------------------
@@ -168,6 +183,38 @@ def load_roots(pem: Path | str | None = None) -> tuple[x509.Certificate, ...]:
 
 
 # --- verdicts (sans-I/O) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpOutcome:
+    """What the DHCP check found: an offer (or this laptop's lease) and where it came from."""
+
+    interface: str
+    lease: Lease | None
+    source: str  # "DHCPOFFER" | "lease of <client>" | ""
+    error: str | None = None
+
+
+def dhcp_lease_row(outcome: DhcpOutcome, elapsed: float | None) -> Row:
+    """Check 0: DHCP gives an address and DNS servers (the article: "DHCP is used on the local
+    network to assign an IP address to PlugStream and give the IP address to the DNS server")."""
+    target = f"{DHCP_DESTINATION} on {outcome.interface}"
+    lease = outcome.lease
+    if lease is None:
+        return Row(
+            "dhcp", 67, "UDP", target, "fail", elapsed,
+            outcome.error or "no DHCP server answered: a station gets no address",
+            "run a DHCP server on the stations' network (UDP 67/68 stay on the LAN)",
+        )  # fmt: skip
+    router = ", ".join(lease.routers) or "none"
+    dns = ", ".join(lease.dns_servers) or "none"
+    detail = f"{outcome.source}: {lease.interface}, router {router}, DNS {dns}"
+    if not lease.routers:
+        return Row(
+            "dhcp", 67, "UDP", target, "fail", elapsed, detail,
+            "hand out a router (DHCP option 3): stations reach the cloud only through it",
+        )  # fmt: skip
+    return Row("dhcp", 67, "UDP", target, "pass", elapsed, detail)
 
 
 def dhcp_row(servers: Sequence[str]) -> Row:
@@ -372,8 +419,33 @@ async def _tls(name: str, address: str, config: NetcheckConfig) -> Row:
     return tls_row(name, address, port, outcome, time.monotonic() - started)
 
 
+async def _dhcp(interface: str, timeout: float) -> tuple[DhcpOutcome, float | None]:
+    """A DISCOVER as a station sends it (takes no address); without root, this laptop's lease."""
+    started = time.monotonic()
+    error: str | None = None
+    if os.geteuid() == 0:
+        try:
+            lease = await discover(interface, timeout=timeout)
+        except (DhcpError, OSError) as exc:
+            error = str(exc) or type(exc).__name__
+        else:
+            return DhcpOutcome(interface, lease, "DHCPOFFER"), time.monotonic() - started
+    else:
+        error = "not root: cannot send a DHCPDISCOVER (UDP 68)"
+    own = read_system_lease(interface)
+    if own is not None:
+        return DhcpOutcome(interface, own, "this laptop's lease"), None
+    return DhcpOutcome(interface, None, "", error), time.monotonic() - started
+
+
 async def run(config: NetcheckConfig) -> Report:
     """Every check, concurrently where they are independent; bounded by ``config.timeout`` each."""
+    rows: list[Row] = []
+    if config.interface is not None:
+        outcome, took = await _dhcp(config.interface, config.dhcp_timeout)
+        rows.append(dhcp_lease_row(outcome, took))
+        if not config.dhcp_dns and outcome.lease is not None:  # --dns overrides the offer
+            config = replace(config, dhcp_dns=outcome.lease.dns_servers)
     order = resolver_order(
         [DnsServer(a, config.dns_port) for a in config.dhcp_dns],
         [DnsServer(a, config.dns_port) for a in config.fallback_dns],
@@ -392,6 +464,6 @@ async def run(config: NetcheckConfig) -> Report:
         )
         addresses[name] = config.connect_to.get(name) or next(answered, None)
     links = await asyncio.gather(*(_connect(n, addresses[n], config) for n in config.cloud_hosts))
-    rows = [dhcp_row(config.dhcp_dns), *dns_rows, ntp]
+    rows += [dhcp_row(config.dhcp_dns), *dns_rows, ntp]
     rows += [tcp for tcp, _ in links] + [tls for _, tls in links]
     return Report(tuple(rows), tuple(_notes(rows, order, config.cloud_hosts)))
