@@ -16,6 +16,7 @@ from rich.table import Table
 from plugstream import __version__
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.firmware.cli import firmware_app
+from plugstream.lab.cli import lab_app
 
 _CLOUD_DEFAULTS = CloudConfig()
 
@@ -906,6 +907,7 @@ def _print_traffic(report: dict[str, Any]) -> None:
 
 
 app.add_typer(firmware_app, name="firmware")
+app.add_typer(lab_app, name="lab")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,20 +113,29 @@ def parse_station_subnet(text: str | ipaddress.IPv4Network) -> ipaddress.IPv4Net
     return network
 
 
-def rules(dns_servers: Iterable[str | ipaddress.IPv4Address] = ()) -> list[AllowRule]:
+def rules(
+    dns_servers: Iterable[str | ipaddress.IPv4Address] = (),
+    *,
+    fallback_dns: Iterable[str | ipaddress.IPv4Address] | None = None,
+) -> list[AllowRule]:
     """The allow-list for one site: the DHCP DNS placeholder becomes one rule per known server.
 
     Without ``dns_servers`` the placeholder stays (the CSV then still tells the admin that DHCP's
     DNS servers must be reachable). A server already in Table 2 is not listed twice.
+    ``fallback_dns`` replaces Table 2's 1.1.1.1 / 1.0.0.1, in order: only for the lab, whose
+    stand-in resolvers must be reached without any route to the real ones.
     """
-    known = {r.destination for r in ALLOW_LIST if r.scope is Scope.ADDRESS}
+    allow = list(ALLOW_LIST)
+    if fallback_dns is not None:
+        allow = _with_fallbacks(allow, [str(parse_dns_server(a)) for a in fallback_dns])
+    known = {r.destination for r in allow if r.scope is Scope.ADDRESS}
     servers: list[str] = []
     for server in dns_servers:
         address = str(parse_dns_server(server))
         if address not in known and address not in servers:
             servers.append(address)
     out: list[AllowRule] = []
-    for rule in ALLOW_LIST:
+    for rule in allow:
         if rule.scope is Scope.DHCP_DNS and servers:
             out.extend(
                 AllowRule(rule.port, rule.protocol, address, "DNS (from DHCP)", Scope.ADDRESS)
@@ -137,21 +146,40 @@ def rules(dns_servers: Iterable[str | ipaddress.IPv4Address] = ()) -> list[Allow
     return out
 
 
+def _with_fallbacks(allow: list[AllowRule], fallbacks: list[str]) -> list[AllowRule]:
+    """``allow`` with Table 2's fallback resolvers replaced by ``fallbacks``, in priority order."""
+    out: list[AllowRule] = []
+    placed = False
+    for rule in allow:
+        if rule.scope is not Scope.ADDRESS:
+            out.append(rule)
+        elif not placed:
+            placed = True
+            out.extend(
+                AllowRule(
+                    rule.port, rule.protocol, address, f"DNS fallback (priority {n})", Scope.ADDRESS
+                )
+                for n, address in enumerate(fallbacks, 3)
+            )
+    return out
+
+
 def render(
     fmt: str,
     *,
     dns_servers: Iterable[str | ipaddress.IPv4Address] = (),
     station_subnet: str | ipaddress.IPv4Network | None = None,
+    fallback_dns: Iterable[str | ipaddress.IPv4Address] | None = None,
 ) -> str:
     """The allow-list as ``fmt`` (one of :data:`FORMATS`); ValueError for a bad format or address.
 
     ``station_subnet`` is where the stations are; without it the rules match a set (nftables) or
     chain (iptables) of station addresses that starts empty, so loading them changes nothing until
-    the admin says which hosts are stations.
+    the admin says which hosts are stations. ``fallback_dns``: see :func:`rules` (the lab's).
     """
     if fmt not in FORMATS:
         raise ValueError(f"use one of {', '.join(FORMATS)}, not {fmt!r}")
-    site = rules(dns_servers)
+    site = rules(dns_servers, fallback_dns=fallback_dns)
     subnet = None if station_subnet is None else parse_station_subnet(station_subnet)
     if fmt == "csv":
         return _csv(site)
