@@ -3,18 +3,23 @@ give the IP address to the DNS server" (vendor article).
 
 Packets and the state machine are tested without sockets or sleeping; the lease
 readers on sample files of systemd-networkd, dhclient and dhcpcd; and the whole
-thing against a real dnsmasq in a lab network namespace.
+thing against a real dnsmasq in a lab network namespace, including a station that
+keeps its lease by renewing it (a station runs for years on one lease).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
+import queue
 import random
+import re
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,9 +35,12 @@ from plugstream.net.dhcp import (
     MAGIC_COOKIE,
     Bound,
     DhcpClient,
+    DhcpError,
     DhcpMessage,
+    Expired,
     Failed,
     Lease,
+    Lost,
     MalformedPacket,
     MessageType,
     Offered,
@@ -41,11 +49,13 @@ from plugstream.net.dhcp import (
     apply_lease,
     build_discover,
     build_release,
+    build_renew,
     build_request,
     lease_from_message,
     parse,
     parse_dhclient_leases,
     read_system_lease,
+    remove_lease,
 )
 
 MAC = "02:00:00:00:00:01"
@@ -313,7 +323,7 @@ def test_offer_then_ack_binds_the_lease_with_dns_order_kept() -> None:
         server_id=SERVER,
         obtained_at=11.0,
     )
-    assert (client.state, client.next_deadline) == ("BOUND", None)
+    assert (client.state, client.next_deadline) == ("BOUND", 11.0 + 3600)  # T1: half the lease
     [release] = client.release()
     assert isinstance(release, Send) and release.destination == SERVER
     assert parse(release.payload).message_type is MessageType.RELEASE
@@ -375,14 +385,245 @@ def test_discover_only_client_stops_at_the_offer() -> None:
     assert client.state == "OFFERED" and client.next_deadline is None
 
 
-def test_apply_lease_runs_iproute2_replace_commands() -> None:
+def lifetimes(value: str) -> list[str]:
+    return ["valid_lft", value, "preferred_lft", value]
+
+
+def test_apply_lease_runs_iproute2_replace_commands_with_the_time_left() -> None:
     commands: list[list[str]] = []
     lease = Lease("192.0.2.120", 24, (SERVER,), ("192.0.2.53",), 3600, SERVER, 0.0)
-    apply_lease(lease, "eth0", run=lambda argv: commands.append(list(argv)))
+    apply_lease(lease, "eth0", run=lambda argv: commands.append(list(argv)), now=600.5)
+    # the kernel drops the address itself when the lease runs out, even if we died
     assert commands == [
-        ["ip", "addr", "replace", "192.0.2.120/24", "dev", "eth0"],
+        ["ip", "addr", "replace", "192.0.2.120/24", "dev", "eth0", *lifetimes("3000")],
         ["ip", "route", "replace", "default", "via", SERVER, "dev", "eth0"],
     ]
+
+
+def test_apply_lease_infinite_is_forever_and_a_moved_address_replaces_the_old() -> None:
+    commands: list[list[str]] = []
+    old = Lease("192.0.2.120", 24, (), (), 3600, SERVER, 0.0)
+    new = Lease("192.0.2.121", 24, (), (), INFINITE_LEASE, SERVER, 100.0)
+    apply_lease(new, "eth0", run=lambda argv: commands.append(list(argv)), previous=old, now=1e9)
+    assert commands == [
+        ["ip", "addr", "del", "192.0.2.120/24", "dev", "eth0"],
+        ["ip", "addr", "replace", "192.0.2.121/24", "dev", "eth0", *lifetimes("forever")],
+    ]
+    commands.clear()
+    apply_lease(new, "eth0", run=lambda argv: commands.append(list(argv)), previous=new, now=0.0)
+    assert [c[2] for c in commands] == ["replace"]  # same address: nothing removed
+
+
+def test_remove_lease_takes_route_and_address_off_and_tolerates_what_is_gone() -> None:
+    commands: list[list[str]] = []
+
+    def run(argv: Sequence[str]) -> None:
+        commands.append(list(argv))
+        raise DhcpError("RTNETLINK answers: Cannot assign requested address")  # expired already
+
+    lease = Lease("192.0.2.120", 24, (SERVER,), (), 3600, SERVER, 0.0)
+    remove_lease(lease, "eth0", run=run)
+    assert commands == [
+        ["ip", "route", "del", "default", "via", SERVER, "dev", "eth0"],
+        ["ip", "addr", "del", "192.0.2.120/24", "dev", "eth0"],
+    ]
+
+
+# --------------------------------------------------------------------------- keeping the lease
+
+
+def bound_client(
+    lease_time: int = 1000, *, t1: int | None = None, t2: int | None = None, **kwargs: Any
+) -> tuple[DhcpClient, Lease]:
+    """A client that got 192.0.2.120 from SERVER at t=11.0 (DISCOVER at 10.0)."""
+    client = new_client(**kwargs)
+    client.start(10.0)
+    client.datagram(offer_for(client), 10.5)
+    [bound] = client.datagram(ack_for(client, lease_time, t1=t1, t2=t2), 11.0)
+    assert isinstance(bound, Bound)
+    return client, bound.lease
+
+
+def ack_for(
+    client: DhcpClient,
+    lease_time: int,
+    *,
+    t1: int | None = None,
+    t2: int | None = None,
+    server: str = SERVER,
+    yiaddr: str = "192.0.2.120",
+) -> bytes:
+    options = [(54, ip(server)), (51, lease_time.to_bytes(4, "big")), (1, ip("255.255.255.0"))]
+    if t1 is not None:
+        options.append((58, t1.to_bytes(4, "big")))
+    if t2 is not None:
+        options.append((59, t2.to_bytes(4, "big")))
+    return handmade_reply(MessageType.ACK, xid=client.xid, yiaddr=yiaddr, options=options)
+
+
+def state(client: DhcpClient) -> str:
+    """The client's state, unnarrowed (the type checker cannot see events change it)."""
+    return client.state
+
+
+def only_send(actions: Sequence[object]) -> Send:
+    [action] = actions
+    assert isinstance(action, Send)
+    return action
+
+
+def assert_extension_request(message: DhcpMessage) -> None:
+    """RFC 2131 §4.3.2 RENEWING/REBINDING: ciaddr is ours, no 50/54, no broadcast flag."""
+    assert message.message_type is MessageType.REQUEST
+    assert message.ciaddr == "192.0.2.120"
+    assert Option.REQUESTED_IP not in message.options
+    assert Option.SERVER_ID not in message.options
+    assert message.flags == 0
+
+
+def test_renew_request_bytes() -> None:
+    message = parse(build_renew(5, MAC, address="192.0.2.120", hostname="ps7-0001", secs=2))
+    assert_extension_request(message)
+    assert message.xid == 5 and message.secs == 2 and message.chaddr == MAC_BYTES
+    assert message.options[Option.HOSTNAME] == b"ps7-0001"
+    assert message.options[Option.PARAMETER_REQUEST_LIST] == bytes([1, 3, 6, 15, 51, 54, 58, 59])
+
+
+def test_options_58_and_59_are_read_into_the_lease_and_set_t1_t2() -> None:
+    client, lease = bound_client(1000, t1=300, t2=600)
+    assert (lease.renewal_time, lease.rebinding_time) == (300, 600)
+    assert (lease.renew_at, lease.rebind_at, lease.expires_at) == (311.0, 611.0, 1011.0)
+    assert client.next_deadline == 311.0
+    assert client.tick(310.9) == []
+    send = only_send(client.tick(311.0))
+    assert send.destination == SERVER and client.state == "RENEWING"
+
+
+def test_bound_lease_is_renewed_unicast_at_t1_then_rebound_broadcast_at_t2_then_lost() -> None:
+    """No server answers: T1 = 0.5, T2 = 0.875 x 1000 s; retries at half the time left,
+    no sooner than 60 s; at expiry the address is given up and DISCOVER starts over."""
+    client, lease = bound_client(1000, hostname="ps7-0001")
+    bound_xid = client.xid
+    assert (lease.renew_at, lease.rebind_at) == (511.0, 886.0)
+    assert client.tick(510.99) == [] and client.state == "BOUND"
+
+    timeline: list[tuple[float, str, str]] = []
+    xids = set()
+    for _ in range(10):  # bounded: 7 sends and then the expiry
+        now = client.next_deadline
+        assert now is not None
+        actions = client.tick(now)
+        if state(client) == "SELECTING":
+            break
+        send = only_send(actions)
+        message = parse(send.payload)
+        assert_extension_request(message)
+        assert message.options[Option.HOSTNAME] == b"ps7-0001"
+        xids.add((client.state, message.xid))
+        timeline.append((now, client.state, send.destination))
+    assert timeline == [
+        (511.0, "RENEWING", SERVER),  # T1: unicast to the server that gave the lease
+        (698.5, "RENEWING", SERVER),  # + (886 - 511) / 2
+        (792.25, "RENEWING", SERVER),  # + (886 - 698.5) / 2
+        (852.25, "RENEWING", SERVER),  # half would be < 60 s: 60 s
+        (886.0, "REBINDING", "255.255.255.255"),  # T2 comes first: any server, broadcast
+        (948.5, "REBINDING", "255.255.255.255"),  # + (1011 - 886) / 2
+        (1008.5, "REBINDING", "255.255.255.255"),  # + 60 s
+    ]
+    assert len(xids) == 2 and bound_xid not in {xid for _, xid in xids}
+    assert now == 1011.0  # expiry
+    expired, discover = actions
+    assert expired == Expired(lease)
+    assert isinstance(discover, Send) and discover.destination == "255.255.255.255"
+    assert parse(discover.payload).message_type is MessageType.DISCOVER
+    assert state(client) == "SELECTING" and client.lease is None
+
+
+def test_min_retry_scales_with_injected_time() -> None:
+    client, _ = bound_client(10, t1=4, t2=7, min_retry=1.0)
+    times = []
+    for _ in range(8):
+        assert client.next_deadline is not None
+        times.append(client.next_deadline)
+        client.tick(client.next_deadline)
+        if client.state == "SELECTING":
+            break
+    # renew 15, 16.5 (half of 3 s), 17.5 (min 1 s), T2 18, rebind 19.5, 20.5, expiry 21
+    assert times == [15.0, 16.5, 17.5, 18.0, 19.5, 20.5, 21.0]
+
+
+def test_ack_while_renewing_extends_the_lease_from_now() -> None:
+    client, first = bound_client(1000)
+    client.tick(511.0)
+    assert client.state == "RENEWING"
+    [bound] = client.datagram(ack_for(client, 1000), 512.0)
+    assert isinstance(bound, Bound)
+    assert bound.lease == dataclasses.replace(first, obtained_at=512.0, routers=(), dns_servers=())
+    assert state(client) == "BOUND" and client.next_deadline == 1012.0  # the new T1
+    assert client.tick(1011.0) == []  # the old expiry passes harmlessly
+
+
+def test_ack_while_renewing_from_another_server_is_ignored_but_rebinding_takes_any() -> None:
+    client, _ = bound_client(1000)
+    client.tick(511.0)
+    assert client.datagram(ack_for(client, 1000, server="192.0.2.66"), 512.0) == []
+    assert client.state == "RENEWING" and client.ignored == 1
+    client.tick(886.0)
+    assert state(client) == "REBINDING"
+    [bound] = client.datagram(ack_for(client, 600, server="192.0.2.66"), 887.0)
+    assert isinstance(bound, Bound) and bound.lease.server_id == "192.0.2.66"
+    assert client.next_deadline == 887.0 + 300  # the new server's T1, renewed with it
+    assert only_send(client.tick(1187.0)).destination == "192.0.2.66"
+
+
+def test_nak_while_renewing_loses_the_lease_and_starts_over() -> None:
+    client, lease = bound_client(1000)
+    client.tick(511.0)
+    renew_xid = client.xid
+    nak = handmade_reply(
+        MessageType.NAK, xid=renew_xid, yiaddr="0.0.0.0", options=[(54, ip(SERVER)), (56, b"moved")]
+    )
+    lost, discover = client.datagram(nak, 512.0)
+    assert lost == Lost(lease, f"DHCPNAK from {SERVER}: moved")
+    assert isinstance(discover, Send) and discover.destination == "255.255.255.255"
+    message = parse(discover.payload)
+    assert message.message_type is MessageType.DISCOVER and message.xid != renew_xid
+    assert client.state == "SELECTING" and client.lease is None
+    client.datagram(offer_for(client), 513.0)  # and a new lease is had the usual way
+    [bound] = client.datagram(ack_for(client, 1000), 514.0)
+    assert isinstance(bound, Bound) and state(client) == "BOUND"
+
+
+def test_nak_while_rebinding_loses_the_lease_too() -> None:
+    client, _ = bound_client(1000)
+    client.tick(886.0)  # straight to T2 (e.g. the station was suspended past T1)
+    assert client.state == "REBINDING"
+    nak = handmade_reply(MessageType.NAK, xid=client.xid, options=[(54, ip("192.0.2.66"))])
+    actions = client.datagram(nak, 887.0)
+    assert isinstance(actions[0], Lost) and state(client) == "SELECTING"
+
+
+def test_waking_up_after_expiry_gives_the_lease_up_at_once() -> None:
+    client, lease = bound_client(1000)
+    expired, discover = client.tick(5000.0)
+    assert expired == Expired(lease) and isinstance(discover, Send)
+
+
+def test_infinite_lease_is_never_renewed() -> None:
+    client, lease = bound_client(INFINITE_LEASE)
+    assert lease.renew_at is None and lease.rebind_at is None and lease.remaining(1e12) is None
+    assert client.next_deadline is None
+    assert client.tick(1e12) == [] and client.state == "BOUND"
+
+
+def test_a_client_that_failed_can_start_over() -> None:
+    client = new_client(max_transmissions=1)
+    client.start(0.0)
+    assert client.next_deadline is not None
+    [failed] = client.tick(client.next_deadline)
+    assert isinstance(failed, Failed)
+    [discover] = sends(client.start(100.0))
+    assert discover.message_type is MessageType.DISCOVER and client.state == "SELECTING"
 
 
 # --------------------------------------------------------------------------- lease files
@@ -473,6 +714,8 @@ def test_systemd_networkd_lease_is_read(tmp_path: Path) -> None:
         lease_time=3600,
         server_id="192.0.2.1",
         obtained_at=1_795_650_000,
+        renewal_time=1800,  # T1, T2 are kept
+        rebinding_time=3150,
     )
 
 
@@ -556,7 +799,9 @@ class DhcpLab:
     def leasefile(self) -> Path:
         return self.tmp / "dnsmasq.leases"
 
-    def start_dnsmasq(self) -> None:
+    def start_dnsmasq(
+        self, lease_time: str = "1h", *extra: str, pool: str = "192.0.2.100,192.0.2.150"
+    ) -> subprocess.Popen[bytes]:
         """dnsmasq as a site router runs it: a pool, a router and two DNS servers."""
         log_path = self.tmp / "dnsmasq.log"
         with log_path.open("wb") as log:
@@ -569,7 +814,7 @@ class DhcpLab:
                 "--port=0",
                 "--interface=eth0",
                 "--bind-interfaces",
-                "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h",
+                f"--dhcp-range={pool},255.255.255.0,{lease_time}",
                 "--dhcp-option=option:router,192.0.2.1",
                 "--dhcp-option=option:dns-server,192.0.2.53,192.0.2.54",
                 f"--dhcp-leasefile={self.leasefile}",
@@ -577,16 +822,18 @@ class DhcpLab:
                 "--user=root",
                 "--log-dhcp",
                 "--log-facility=-",
+                *extra,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         for _ in range(50):  # until dnsmasq listens on UDP 67 (0x0043), at most 5 s
             if ":0043 " in self.server.run("cat", "/proc/net/udp"):
-                return
+                return dnsmasq
             if dnsmasq.poll() is not None:
                 pytest.fail(f"dnsmasq exited: {log_path.read_text()}")
             time.sleep(0.1)
         pytest.fail("dnsmasq did not open UDP port 67 within 5 s")
+        raise AssertionError  # unreachable: for the type checker
 
     def dhcp_argv(self, *args: str) -> list[str]:
         """``python -m plugstream.net.dhcp eth0 ARGS`` in the station's namespace."""
@@ -704,3 +951,136 @@ def test_station_plugged_in_before_the_server_is_up_gets_a_lease_by_retransmitti
     assert json.loads(out)["dns_servers"] == ["192.0.2.53", "192.0.2.54"]
     log = (silent_lab.tmp / "dnsmasq.log").read_text()
     assert "DHCPDISCOVER(eth0)" in log and "DHCPACK(eth0)" in log
+
+
+def read_lines(process: subprocess.Popen[str], into: queue.Queue[str]) -> None:
+    """Hand ``process``'s stdout lines to ``into`` from a thread (it ends with the process),
+    so the test can wait for each with a timeout."""
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            into.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+
+
+def udp68_sockets(host: Host) -> list[str]:
+    """The host's open UDP sockets on port 68 (``ss -H -lun``: unconnected = listening)."""
+    return [line for line in host.run("ss", "-H", "-lun").splitlines() if ":68 " in line]
+
+
+def nft_packets(host: Host, match: str) -> int:
+    """Packets counted by the rule ``match ... counter`` in the lab's input chain."""
+    listing = host.run("nft", "list", "chain", "inet", "dhcplab", "input")
+    found = re.search(re.escape(match) + r" counter packets (\d+)", listing)
+    assert found is not None, listing
+    return int(found.group(1))
+
+
+def test_station_keeps_its_lease_by_renewing_and_keeps_no_port_open_between(
+    silent_lab: DhcpLab,
+) -> None:
+    """``--keep`` against dnsmasq: dnsmasq's shortest lease is 2 minutes, but it sends the
+    options 58/59 it is given, so T1 = 4 s and T2 = 7 s make renewals come quickly."""
+    lab = silent_lab
+    unicast, broadcast = "ip daddr 192.0.2.1 udp dport 67", "ip daddr 255.255.255.255 udp dport 67"
+    lab.server.run("nft", "add", "table", "inet", "dhcplab")
+    lab.server.run(
+        "nft", "add chain inet dhcplab input { type filter hook input priority 0; policy accept; }"
+    )
+    for match in (unicast, broadcast):
+        lab.server.run("nft", f"add rule inet dhcplab input {match} counter")
+    station = lab.client.start(
+        sys.executable,
+        "-m",
+        "plugstream.net.dhcp",
+        "eth0",
+        "--keep",
+        "--hostname",
+        "ps7-lab",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    read_lines(station, lines)
+
+    # No server yet: the DHCPDISCOVER is in flight, the only time UDP 68 may be open.
+    for _ in range(50):
+        if udp68_sockets(lab.client):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the station never opened UDP 68 to send its DHCPDISCOVER")
+    lab.start_dnsmasq("2m", "--dhcp-option=58,4", "--dhcp-option=59,7", "--no-ping")
+
+    leases: list[dict[str, Any]] = []
+    for _ in range(3):  # the lease (after a DISCOVER retransmission), then two renewals
+        try:
+            leases.append(json.loads(lines.get(timeout=12)))
+        except queue.Empty:
+            station.kill()
+            pytest.fail(f"no lease line in 12 s; stderr: {station.communicate(timeout=5)[1]}")
+        time.sleep(1.0)  # between exchanges: bound, nothing in flight, no open port
+        assert udp68_sockets(lab.client) == [], "UDP 68 stays open between renewals"
+
+    first = leases[0]
+    assert first["lease_time"] == 120 and first["server_id"] == SERVER
+    assert (first["renewal_time"], first["rebinding_time"]) == (4, 7)
+    assert {lease["address"] for lease in leases} == {first["address"]}  # the same address
+    for before, after in itertools.pairwise(leases):
+        # renewed at T1 and answered before T2: the unicast RENEWING request worked
+        assert 3.5 <= after["obtained_at"] - before["obtained_at"] < 6.5
+    assert nft_packets(lab.server, unicast) >= 2  # the renewals went to the server itself
+    assert nft_packets(lab.server, broadcast) >= 2  # DISCOVER (sent twice) and REQUEST
+
+    shown = lab.client_addresses()
+    assert f"inet {first['address']}/24" in shown
+    valid = re.search(r"valid_lft (\d+)sec", shown)  # the kernel drops it if we stop renewing
+    assert valid is not None and 100 <= int(valid.group(1)) <= 120, shown
+    expiry = int(lab.leasefile.read_text().split()[0])  # the server's record was extended
+    assert expiry >= int(leases[-1]["obtained_at"]) + 119
+    log = (lab.tmp / "dnsmasq.log").read_text()
+    assert log.count("DHCPACK(eth0)") >= 3 and "DHCPNAK" not in log
+
+
+def test_renumbered_site_naks_the_renewal_and_the_station_moves_to_a_new_address(
+    silent_lab: DhcpLab,
+) -> None:
+    """The site's DHCP server is replaced by one with another pool: at T1 it NAKs the
+    renewal; the station drops the old address and takes one from the new pool."""
+    lab = silent_lab
+    short = ("--dhcp-option=58,4", "--dhcp-option=59,7", "--no-ping")
+    old_server = lab.start_dnsmasq("2m", *short)
+    station = lab.client.start(
+        sys.executable,
+        "-m",
+        "plugstream.net.dhcp",
+        "eth0",
+        "--keep",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    read_lines(station, lines)
+    first = json.loads(lines.get(timeout=10))
+    assert 100 <= int(first["address"].rsplit(".", 1)[1]) <= 150
+    lab.server.stop(old_server)
+    lab.leasefile.unlink()
+    lab.start_dnsmasq("2m", *short, "--dhcp-authoritative", pool="192.0.2.200,192.0.2.250")
+    try:
+        second = json.loads(lines.get(timeout=10))  # T1 (4 s), NAK, DISCOVER, new lease
+    except queue.Empty:
+        station.kill()
+        pytest.fail(f"no new lease in 10 s; stderr: {station.communicate(timeout=5)[1]}")
+    assert 200 <= int(second["address"].rsplit(".", 1)[1]) <= 250
+    shown = lab.client_addresses()
+    assert f"inet {second['address']}/24" in shown
+    assert f"inet {first['address']}/" not in shown  # the lost address is gone
+    assert "default via 192.0.2.1 dev eth0" in lab.client.ip("-4", "route")
+    lab.client.stop(station)
+    assert station.stderr is not None
+    assert "lost: DHCPNAK from 192.0.2.1" in station.stderr.read()
+    assert "DHCPNAK(eth0)" in (lab.tmp / "dnsmasq.log").read_text()

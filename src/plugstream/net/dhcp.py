@@ -10,19 +10,24 @@ Layers, like :mod:`plugstream.net.ntp`:
 * sans-I/O packets: :func:`build_discover`, :func:`build_request`,
   :func:`build_release` return bytes; :func:`parse` turns bytes into a
   :class:`DhcpMessage` (and raises :class:`MalformedPacket`);
-* :class:`DhcpClient`: the INIT → SELECTING → REQUESTING → BOUND state machine.
-  Events (:meth:`~DhcpClient.start`, :meth:`~DhcpClient.datagram`,
-  :meth:`~DhcpClient.tick`) return actions (:class:`Send`, :class:`Offered`,
-  :class:`Bound`, :class:`Failed`); time and randomness are passed in, so the
-  RFC's retransmission back-off is tested without sleeping;
+* :class:`DhcpClient`: the INIT → SELECTING → REQUESTING → BOUND state machine,
+  then RENEWING (T1) → REBINDING (T2) → expiry (RFC 2131 §4.4.5): a station runs
+  for years on one lease. Events (:meth:`~DhcpClient.start`,
+  :meth:`~DhcpClient.datagram`, :meth:`~DhcpClient.tick`) return actions
+  (:class:`Send`, :class:`Offered`, :class:`Bound`, :class:`Failed`, :class:`Lost`,
+  :class:`Expired`); time and randomness are passed in, so the RFC's
+  retransmission back-off and the T1/T2 timers are tested without sleeping;
 * a thin asyncio shell: :func:`obtain_lease` (a real exchange on an interface,
-  then :func:`apply_lease` with iproute2) and :func:`discover` (DISCOVER → OFFER
-  only, takes no address: netcheck's "does DHCP give an address and DNS?");
+  then :func:`apply_lease` with iproute2), :func:`keep_lease` (obtain, then renew
+  for ever, the UDP 68 socket open only while an exchange is in flight) and
+  :func:`discover` (DISCOVER → OFFER only, takes no address: netcheck's "does
+  DHCP give an address and DNS?");
 * readers of the system DHCP client's lease on a real device
   (:func:`read_system_lease`): systemd-networkd, dhclient, dhcpcd.
 
 ``python -m plugstream.net.dhcp IFACE --json`` runs the shell and prints the lease
-(the lab runs it inside a network namespace).
+(the lab runs it inside a network namespace); ``--keep`` keeps renewing it and
+prints every lease (the first and each renewal) as one JSON line.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import dataclasses
 import ipaddress
 import json
 import logging
+import math
 import random
 import re
 import socket
@@ -51,6 +57,7 @@ from typing import Any, Final, Literal
 __all__ = [
     "BROADCAST_FLAG",
     "CLIENT_PORT",
+    "EXCHANGE_STATES",
     "INFINITE_LEASE",
     "MAGIC_COOKIE",
     "PARAMETER_REQUEST_LIST",
@@ -60,8 +67,10 @@ __all__ = [
     "DhcpClient",
     "DhcpError",
     "DhcpMessage",
+    "Expired",
     "Failed",
     "Lease",
+    "Lost",
     "MalformedPacket",
     "MessageType",
     "Offered",
@@ -70,8 +79,10 @@ __all__ = [
     "apply_lease",
     "build_discover",
     "build_release",
+    "build_renew",
     "build_request",
     "discover",
+    "keep_lease",
     "lease_from_message",
     "main",
     "obtain_lease",
@@ -81,6 +92,7 @@ __all__ = [
     "parse_networkd_lease",
     "read_mac",
     "read_system_lease",
+    "remove_lease",
 ]
 
 log = logging.getLogger("plugstream.net.dhcp")
@@ -241,6 +253,16 @@ class DhcpMessage:
         return self._u32(Option.LEASE_TIME)
 
     @property
+    def renewal_time(self) -> int | None:
+        """Option 58, T1 in seconds after the grant."""
+        return self._u32(Option.RENEWAL_TIME)
+
+    @property
+    def rebinding_time(self) -> int | None:
+        """Option 59, T2 in seconds after the grant."""
+        return self._u32(Option.REBINDING_TIME)
+
+    @property
     def message(self) -> str | None:
         """Option 56, the server's reason (e.g. in a DHCPNAK)."""
         raw = self.options.get(Option.MESSAGE)
@@ -381,6 +403,28 @@ def build_request(
     ).encode()
 
 
+def build_renew(
+    xid: int,
+    mac: str | bytes,
+    *,
+    address: str,
+    hostname: str | None = None,
+    secs: int = 0,
+) -> bytes:
+    """DHCPREQUEST in RENEWING/REBINDING state (RFC 2131 §4.3.2, §4.4.5): ``ciaddr`` is
+    the address we hold, no options 50/54 (the server knows us), no broadcast flag:
+    the reply comes back unicast to the address."""
+    raw = _mac_bytes(mac)
+    return DhcpMessage(
+        op=_BOOTREQUEST,
+        xid=xid,
+        chaddr=raw,
+        options=_client_options(MessageType.REQUEST, raw, hostname),
+        ciaddr=address,
+        secs=secs,
+    ).encode()
+
+
 def build_release(xid: int, mac: str | bytes, *, address: str, server_id: str) -> bytes:
     """DHCPRELEASE (RFC 2131 §4.4.6): unicast to the server, ``ciaddr`` = the address."""
     raw = _mac_bytes(mac)
@@ -411,6 +455,10 @@ class Lease:
     server_id: str | None
     obtained_at: float
     """Unix time the lease was granted (a lease file's: its write time or expiry minus lease time)."""
+    renewal_time: int | None = None
+    """T1, option 58: seconds after the grant to ask the server to extend; None: 0.5 x lease."""
+    rebinding_time: int | None = None
+    """T2, option 59: seconds after the grant to ask any server; None: 0.875 x lease."""
 
     @property
     def interface(self) -> ipaddress.IPv4Interface:
@@ -426,6 +474,29 @@ class Lease:
         if self.lease_time is None or self.lease_time == INFINITE_LEASE:
             return None
         return self.obtained_at + self.lease_time
+
+    @property
+    def rebind_at(self) -> float | None:
+        """Unix time of T2 (RFC 2131 §4.4.5), never after expiry; None for an infinite lease."""
+        expires = self.expires_at
+        if expires is None or self.lease_time is None:
+            return None
+        t2 = self.rebinding_time if self.rebinding_time is not None else 0.875 * self.lease_time
+        return min(self.obtained_at + t2, expires)
+
+    @property
+    def renew_at(self) -> float | None:
+        """Unix time of T1, never after T2; None for an infinite lease (it never renews)."""
+        rebind = self.rebind_at
+        if rebind is None or self.lease_time is None:
+            return None
+        t1 = self.renewal_time if self.renewal_time is not None else 0.5 * self.lease_time
+        return min(self.obtained_at + t1, rebind)
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds of the lease left at ``now`` (0 when expired); None for an infinite lease."""
+        expires = self.expires_at
+        return None if expires is None else max(0.0, expires - now)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (tuples become lists, order kept)."""
@@ -454,6 +525,8 @@ def lease_from_message(message: DhcpMessage, obtained_at: float) -> Lease:
         lease_time=message.lease_time,
         server_id=message.server_id,
         obtained_at=obtained_at,
+        renewal_time=message.renewal_time,
+        rebinding_time=message.rebinding_time,
     )
 
 
@@ -489,19 +562,51 @@ class Failed:
     reason: str
 
 
-Action = Send | Offered | Bound | Failed
+@dataclass(frozen=True)
+class Lost:
+    """A server refused to extend the lease (DHCPNAK while RENEWING or REBINDING): stop
+    using the address now; the client starts over with a DHCPDISCOVER."""
 
-State = Literal["INIT", "SELECTING", "REQUESTING", "BOUND", "OFFERED", "FAILED"]
+    lease: Lease
+    reason: str
+
+
+@dataclass(frozen=True)
+class Expired:
+    """The lease ran out with no server extending it: the address is no longer ours;
+    the client starts over with a DHCPDISCOVER."""
+
+    lease: Lease
+
+
+Action = Send | Offered | Bound | Failed | Lost | Expired
+
+State = Literal[
+    "INIT", "SELECTING", "REQUESTING", "BOUND", "RENEWING", "REBINDING", "OFFERED", "FAILED"
+]
+EXCHANGE_STATES: Final[frozenset[str]] = frozenset(
+    {"SELECTING", "REQUESTING", "RENEWING", "REBINDING"}
+)
+"""States with a message in flight: only then does the shell keep UDP 68 open."""
 
 
 class DhcpClient:
-    """RFC 2131 client, sans-I/O: INIT → SELECTING → REQUESTING → BOUND.
+    """RFC 2131 client, sans-I/O: INIT → SELECTING → REQUESTING → BOUND, then
+    BOUND → RENEWING → REBINDING → (expiry) INIT.
 
     Retransmission (§4.1): 4 s before the first retry, doubled each time up to 64 s,
     each delay randomized by ±1 s; at most ``max_transmissions`` per message. A
     REQUEST that is never answered, or a DHCPNAK, sends the client back to INIT with
     a new xid (§3.1 step 4/5), at most ``max_restarts`` times. Replies with the wrong
     op, xid or chaddr, or that are not DHCP, are dropped (counted in ``ignored``).
+
+    Keeping the lease (§4.4.5): at T1 (:attr:`Lease.renew_at`) a DHCPREQUEST with
+    ``ciaddr`` is unicast to the lease's server (RENEWING); unanswered, it is sent
+    again after half the time left to T2, but no sooner than ``min_retry`` seconds.
+    At T2 the same request is broadcast to any server (REBINDING), retried after half
+    the time left to expiry. A DHCPACK binds the extended lease (:class:`Bound`
+    again); a DHCPNAK gives :class:`Lost`, expiry :class:`Expired`, and both go back
+    to INIT with a DHCPDISCOVER. An infinite lease is never renewed.
     """
 
     def __init__(
@@ -515,6 +620,7 @@ class DhcpClient:
         max_timeout: float = 64.0,
         max_transmissions: int = 4,
         max_restarts: int = 3,
+        min_retry: float = 60.0,
     ) -> None:
         self.mac = _mac_bytes(mac)
         self.rng = rng
@@ -524,6 +630,7 @@ class DhcpClient:
         self.max_timeout = max_timeout
         self.max_transmissions = max_transmissions
         self.max_restarts = max_restarts
+        self.min_retry = min_retry
         self.state: State = "INIT"
         self.xid = 0
         self.lease: Lease | None = None
@@ -541,9 +648,11 @@ class DhcpClient:
     # ---- events
 
     def start(self, now: float) -> list[Action]:
-        """Begin (INIT → SELECTING): broadcast the first DHCPDISCOVER."""
-        if self.state != "INIT":
+        """Begin (INIT → SELECTING): broadcast the first DHCPDISCOVER. Also starts over
+        after :class:`Failed` (a station keeps trying)."""
+        if self.state not in ("INIT", "FAILED"):
             raise RuntimeError(f"DhcpClient.start() in state {self.state}")
+        self.restarts = 0
         self._started_at = now
         return self._select(now)
 
@@ -566,6 +675,10 @@ class DhcpClient:
             return self._on_ack(message, now)
         if self.state == "REQUESTING" and kind == MessageType.NAK:
             return self._on_nak(message, now)
+        if self.state in ("RENEWING", "REBINDING") and kind == MessageType.ACK:
+            return self._on_extended(message, now)
+        if self.state in ("RENEWING", "REBINDING") and kind == MessageType.NAK:
+            return self._on_refused(message, now)
         name = kind.name if kind is not None else "no message type"
         return self._ignore(f"DHCP{name} in state {self.state}")
 
@@ -573,6 +686,8 @@ class DhcpClient:
         """Time passed: retransmit, restart or give up when :attr:`next_deadline` is due."""
         if self.next_deadline is None or now < self.next_deadline:
             return []
+        if self.state in ("BOUND", "RENEWING", "REBINDING"):
+            return self._keep(now)
         if self.state not in ("SELECTING", "REQUESTING"):
             return []
         if self.transmissions < self.max_transmissions:
@@ -587,7 +702,11 @@ class DhcpClient:
 
     def release(self) -> list[Action]:
         """Give the bound lease back (DHCPRELEASE, unicast to its server)."""
-        if self.state != "BOUND" or self.lease is None or self.lease.server_id is None:
+        if (
+            self.state not in ("BOUND", "RENEWING", "REBINDING")
+            or self.lease is None
+            or self.lease.server_id is None
+        ):
             return []
         self.state = "INIT"
         self.next_deadline = None
@@ -600,6 +719,9 @@ class DhcpClient:
         """The step in progress, for error messages: "DHCPOFFER" / "DHCPACK from ..."."""
         if self.state == "REQUESTING" and self.offer is not None:
             return f"DHCPACK from {self.offer.server_id} for {self.offer.yiaddr}"
+        if self.state in ("RENEWING", "REBINDING") and self.lease is not None:
+            who = self.lease.server_id if self.state == "RENEWING" else "any server"
+            return f"DHCPACK from {who} extending {self.lease.address}"
         return "DHCPOFFER"
 
     # ---- internals
@@ -668,10 +790,89 @@ class DhcpClient:
         lease = lease_from_message(message, now)
         if lease.server_id is None:
             lease = dataclasses.replace(lease, server_id=self.offer.server_id)
+        return self._bind(lease)
+
+    def _bind(self, lease: Lease) -> list[Action]:
         self.state = "BOUND"
         self.lease = lease
-        self.next_deadline = None
+        self.offer = None
+        self.transmissions = 0
+        self._packet = b""
+        self.next_deadline = lease.renew_at  # None: an infinite lease never renews
         return [Bound(lease)]
+
+    # ---- keeping the lease (RFC 2131 §4.4.5)
+
+    def _keep(self, now: float) -> list[Action]:
+        """A BOUND/RENEWING/REBINDING deadline is due: T1, a retry, T2 or expiry."""
+        lease = self.lease
+        assert lease is not None
+        expires, rebind = lease.expires_at, lease.rebind_at
+        if expires is None or rebind is None:  # infinite: nothing to do, ever
+            self.next_deadline = None
+            return []
+        if now >= expires:
+            log.warning("lease of %s expired with no DHCPACK; back to INIT", lease.address)
+            return [Expired(lease), *self._reinit(now)]
+        if now >= rebind or lease.server_id is None:
+            if self.state != "REBINDING":
+                log.info("no DHCPACK from %s by T2: rebinding", lease.server_id)
+                self._enter("REBINDING", now)
+            return self._send_extend(now, _LIMITED_BROADCAST, until=expires)
+        if self.state != "RENEWING":
+            log.info("T1: renewing %s with %s", lease.address, lease.server_id)
+            self._enter("RENEWING", now)
+        return self._send_extend(now, lease.server_id, until=rebind)
+
+    def _enter(self, state: State, now: float) -> None:
+        self.state = state
+        self.xid = self.rng.getrandbits(32)
+        self.transmissions = 0
+        self._started_at = now
+
+    def _send_extend(self, now: float, destination: str, *, until: float) -> list[Action]:
+        """One DHCPREQUEST with ``ciaddr``; the next try after half the time left to
+        ``until`` (T2 or expiry), no sooner than ``min_retry`` and no later than ``until``."""
+        assert self.lease is not None
+        payload = build_renew(
+            self.xid,
+            self.mac,
+            address=self.lease.address,
+            hostname=self.hostname,
+            secs=self._secs(now),
+        )
+        self.transmissions += 1
+        self.next_deadline = min(until, now + max(self.min_retry, (until - now) / 2))
+        return [Send(payload, destination)]
+
+    def _on_extended(self, message: DhcpMessage, now: float) -> list[Action]:
+        old = self.lease
+        assert old is not None
+        if self.state == "RENEWING" and message.server_id not in (None, old.server_id):
+            return self._ignore(f"DHCPACK from {message.server_id}, not our server")
+        if message.yiaddr == _ZERO and message.ciaddr == _ZERO:
+            return self._ignore("DHCPACK without an address")
+        lease = lease_from_message(message, now)
+        if lease.server_id is None:
+            lease = dataclasses.replace(lease, server_id=old.server_id)
+        log.info("lease of %s extended by %s", lease.address, lease.server_id)
+        return self._bind(lease)
+
+    def _on_refused(self, message: DhcpMessage, now: float) -> list[Action]:
+        lease = self.lease
+        assert lease is not None
+        if self.state == "RENEWING" and message.server_id not in (None, lease.server_id):
+            return self._ignore(f"DHCPNAK from {message.server_id}, not our server")
+        server = message.server_id or lease.server_id
+        self.last_nak = f"DHCPNAK from {server}: {message.message or '(no message)'}"
+        log.warning("%s; lease of %s lost, back to INIT", self.last_nak, lease.address)
+        return [Lost(lease, self.last_nak), *self._reinit(now)]
+
+    def _reinit(self, now: float) -> list[Action]:
+        """The lease is gone: INIT, then a fresh DHCPDISCOVER (§4.4.5 last paragraphs)."""
+        self.lease = None
+        self.state = "INIT"
+        return self.start(now)
 
     def _on_nak(self, message: DhcpMessage, now: float) -> list[Action]:
         assert self.offer is not None
@@ -769,16 +970,53 @@ async def _run_exchange(
         sock.close()
 
 
+def _lifetime(lease: Lease, now: float) -> str:
+    remaining = lease.remaining(now)
+    return "forever" if remaining is None else str(max(1, math.ceil(remaining)))
+
+
 def apply_lease(
-    lease: Lease, ifname: str, *, run: Callable[[Sequence[str]], None] | None = None
+    lease: Lease,
+    ifname: str,
+    *,
+    run: Callable[[Sequence[str]], None] | None = None,
+    previous: Lease | None = None,
+    now: float | None = None,
 ) -> None:
     """Put the lease on the interface with iproute2, as an administrator would:
-    ``ip addr replace A/P dev IF`` and ``ip route replace default via ROUTER dev IF``
-    (replace: a renewed or repeated lease does not fail on "File exists")."""
+    ``ip addr replace A/P dev IF valid_lft N preferred_lft N`` and ``ip route replace
+    default via ROUTER dev IF`` (replace: a renewed lease does not fail on "File
+    exists", it just gets its new lifetimes).
+
+    N is the time left on the lease at ``now`` (default: the wall clock), so the
+    kernel itself drops the address when the lease runs out, even if this process
+    died; ``forever`` for an infinite lease. A ``previous`` lease with another
+    address is removed first (the server moved us)."""
     runner = run or _run_ip
-    runner(["ip", "addr", "replace", f"{lease.address}/{lease.prefix_len}", "dev", ifname])
+    if previous is not None and previous.interface != lease.interface:
+        with contextlib.suppress(DhcpError):  # already gone (expired in the kernel)
+            runner(["ip", "addr", "del", str(previous.interface), "dev", ifname])
+    lifetime = _lifetime(lease, time.time() if now is None else now)
+    lifetimes = ["valid_lft", lifetime, "preferred_lft", lifetime]
+    runner(["ip", "addr", "replace", str(lease.interface), "dev", ifname, *lifetimes])
     if lease.routers:
         runner(["ip", "route", "replace", "default", "via", lease.routers[0], "dev", ifname])
+
+
+def remove_lease(
+    lease: Lease, ifname: str, *, run: Callable[[Sequence[str]], None] | None = None
+) -> None:
+    """Take a lost, expired or released lease off the interface: its default route and
+    its address. What is already gone (the kernel drops an expired address on its
+    own) is not an error."""
+    runner = run or _run_ip
+    commands: list[list[str]] = []
+    if lease.routers:
+        commands.append(["ip", "route", "del", "default", "via", lease.routers[0], "dev", ifname])
+    commands.append(["ip", "addr", "del", str(lease.interface), "dev", ifname])
+    for argv in commands:
+        with contextlib.suppress(DhcpError):
+            runner(argv)
 
 
 def _run_ip(argv: Sequence[str]) -> None:
@@ -814,6 +1052,121 @@ async def obtain_lease(
     if apply:
         await asyncio.to_thread(apply_lease, lease, ifname)
     return lease
+
+
+async def keep_lease(
+    ifname: str,
+    *,
+    on_lease: Callable[[Lease], None],
+    on_lost: Callable[[str], None] | None = None,
+    mac: str | None = None,
+    rng: random.Random | None = None,
+    clock: Callable[[], float] = time.time,
+    apply: bool = True,
+    max_wait: float | None = None,
+    hostname: str | None = None,
+    min_retry: float = 60.0,
+    retry_after: float = 60.0,
+) -> None:
+    """Obtain a lease on ``ifname`` and keep it for ever (until cancelled): renew at
+    T1, rebind at T2, start over after a DHCPNAK or expiry.
+
+    ``on_lease`` gets every lease bound (the first and each extension); ``on_lost``
+    the reason a held lease was lost (DHCPNAK, expiry). With ``apply`` the address
+    (with the lease's lifetime, :func:`apply_lease`) and default route are set and a
+    lost lease is removed (:func:`remove_lease`). The UDP 68 socket is open ONLY while
+    an exchange is in flight: the station keeps no listening port between renewals.
+    If no server answers at all, it tries again ``retry_after`` s later.
+
+    Times (``min_retry``, ``retry_after``, the lease's T1/T2) are in ``clock``
+    seconds; each sleep lasts that many real seconds but at most ``max_wait``, so a
+    test can pass a fast clock and a small ``max_wait``. Needs root; raises
+    :class:`DhcpError` only if iproute2 cannot apply a lease.
+    """
+    loop = asyncio.get_running_loop()
+    client = DhcpClient(
+        _mac_bytes(mac or read_mac(ifname)),
+        rng=rng or random.SystemRandom(),
+        hostname=hostname,
+        min_retry=min_retry,
+    )
+    cap = math.inf if max_wait is None else max_wait
+    sock: socket.socket | None = None
+    held: Lease | None = None
+    retry_at: float | None = None
+
+    def close() -> None:
+        nonlocal sock
+        if sock is not None:
+            sock.close()
+            sock = None
+
+    try:
+        actions: list[Action] = client.start(clock())
+        while True:
+            for action in actions:
+                if isinstance(action, Send):
+                    # Failing to open or send (interface gone, no route yet) is not fatal
+                    # for a station that runs for years: the retry timer sends again.
+                    try:
+                        if sock is None:
+                            sock = _open_socket(ifname)
+                        await loop.sock_sendto(
+                            sock, action.payload, (action.destination, SERVER_PORT)
+                        )
+                    except (OSError, DhcpError) as exc:
+                        log.warning(
+                            "DHCP on %s: cannot send to %s: %s", ifname, action.destination, exc
+                        )
+                elif isinstance(action, Bound):
+                    close()  # bound: nothing in flight, no open port
+                    if apply:
+                        await asyncio.to_thread(
+                            apply_lease, action.lease, ifname, previous=held, now=clock()
+                        )
+                    held = action.lease
+                    on_lease(action.lease)
+                elif isinstance(action, Lost | Expired):
+                    if isinstance(action, Lost):
+                        why = action.reason
+                    else:
+                        why = f"lease of {action.lease.address} expired"
+                    if apply:
+                        await asyncio.to_thread(remove_lease, action.lease, ifname)
+                    held = None
+                    if on_lost is not None:
+                        on_lost(why)
+                elif isinstance(action, Failed):
+                    close()
+                    log.warning(
+                        "DHCP on %s: %s; trying again in %g s", ifname, action.reason, retry_after
+                    )
+                    retry_at = clock() + retry_after
+            actions = []
+            if client.state in EXCHANGE_STATES and sock is not None:
+                wait = cap if client.next_deadline is None else client.next_deadline - clock()
+                try:
+                    data, _ = await asyncio.wait_for(
+                        loop.sock_recvfrom(sock, 4096), max(0.0, min(wait, cap))
+                    )
+                except TimeoutError:
+                    actions = client.tick(clock())
+                else:
+                    actions = client.datagram(data, clock())
+                continue
+            close()
+            if client.state == "FAILED":
+                assert retry_at is not None
+                await asyncio.sleep(max(0.0, min(retry_at - clock(), cap)))
+                if clock() >= retry_at:
+                    actions = client.start(clock())
+            elif client.next_deadline is None:  # an infinite lease: nothing to do, ever
+                await asyncio.sleep(min(86400.0, cap))
+            else:
+                await asyncio.sleep(max(0.0, min(client.next_deadline - clock(), cap)))
+                actions = client.tick(clock())
+    finally:
+        close()
 
 
 async def discover(
@@ -861,7 +1214,13 @@ def parse_networkd_lease(text: str, *, obtained_at: float) -> Lease | None:
         lease_time=int(lifetime) if lifetime and lifetime.isdigit() else None,
         server_id=values.get("SERVER_ADDRESS") or None,
         obtained_at=obtained_at,
+        renewal_time=_int_or_none(values.get("T1")),
+        rebinding_time=_int_or_none(values.get("T2")),
     )
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
 
 
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
@@ -917,6 +1276,8 @@ def parse_dhclient_leases(text: str, ifname: str, *, file_time: float) -> Lease 
             lease_time=lease_time,
             server_id=fields.get("dhcp-server-identifier") or None,
             obtained_at=obtained_at,
+            renewal_time=_int_or_none(fields.get("dhcp-renewal-time")),
+            rebinding_time=_int_or_none(fields.get("dhcp-rebinding-time")),
         )
     return found
 
@@ -999,7 +1360,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--system", action="store_true", help="read the system DHCP client's lease instead"
     )
     parser.add_argument("--json", action="store_true", help="print the lease as JSON")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the lease for ever (renew at T1, rebind at T2): one JSON line per lease",
+    )
     args = parser.parse_args(argv)
+    if args.keep:
+        return _keep_main(args)
     try:
         lease: Lease | None
         if args.system:
@@ -1029,6 +1397,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"dns {', '.join(lease.dns_servers) or '-'} lease {lease.lease_time} s "
             f"server {lease.server_id}"
         )
+    return 0
+
+
+def _keep_main(args: argparse.Namespace) -> int:
+    """``--keep``: each lease (first and renewals) as a JSON line, flushed at once so a
+    supervisor reading the pipe sees it; a lost lease is reported on stderr."""
+
+    def on_lease(lease: Lease) -> None:
+        print(json.dumps(lease.to_dict()), flush=True)
+
+    def on_lost(reason: str) -> None:
+        print(f"lost: {reason}", file=sys.stderr, flush=True)
+
+    try:
+        asyncio.run(
+            keep_lease(
+                args.ifname,
+                on_lease=on_lease,
+                on_lost=on_lost,
+                mac=args.mac,
+                apply=not args.no_apply,
+                hostname=args.hostname,
+            )
+        )
+    except DhcpError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
