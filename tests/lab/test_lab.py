@@ -29,6 +29,7 @@ from plugstream.lab.topology import (
     NTP,
     ROUTER_LAN,
     ROUTER_WAN,
+    SETUP,
     STATION_LTE,
     Lab,
     dnsmasq_dns_argv,
@@ -125,7 +126,7 @@ def netns_list() -> set[str]:
 def test_the_dhcp_hosts_dns_answers_the_cloud_names_with_the_cloud(lab: Lab) -> None:
     for server in (*DHCP_DNS, *FALLBACK_DNS):
         answers = python_in(lab, lab.laptop, ASK_DNS, server, OCPP_HOST, SETUP_HOST, NTP_HOST)
-        assert answers == {OCPP_HOST: [CLOUD], SETUP_HOST: [CLOUD], NTP_HOST: [NTP]}, server
+        assert answers == {OCPP_HOST: [CLOUD], SETUP_HOST: [SETUP], NTP_HOST: [NTP]}, server
 
 
 def test_the_cloud_completes_a_tls_handshake_verified_against_the_lab_root(lab: Lab) -> None:
@@ -359,7 +360,7 @@ def test_the_routers_firewall_is_the_one_plugstream_firewall_renders(lab: Lab) -
         if " accept comment " in line:  # every allow rule, as rendered, is in the router
             assert line.strip() in loaded
     assert "1.1.1.1" not in loaded and "1.0.0.1" not in loaded  # stand-ins only, in the lab
-    for name, address in (("ntp", NTP), ("ocpp", CLOUD), ("setup", CLOUD)):
+    for name, address in (("ntp", NTP), ("ocpp", CLOUD), ("setup", SETUP)):
         elements = lab.router.run("nft", "list", "set", "inet", "plugstream", name)
         assert f"elements = {{ {address} }}" in elements
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from plugstream.lab.topology import CLOUD, DHCP_DNS, FALLBACK_DNS, Lab
+from plugstream.lab.topology import CLOUD, DHCP_DNS, FALLBACK_DNS, SETUP, Lab
 from plugstream.netcheck.check import INTERCEPTED
 from plugstream.netcheck.firewall import OCPP_HOST, SETUP_HOST
 from tests.lab.conftest import plugstream_in
@@ -21,11 +21,10 @@ from tests.lab.conftest import plugstream_in
 TIMEOUT = "1"  # seconds per check: what a dropped packet costs
 
 
-def netcheck(lab: Lab) -> tuple[int, dict[str, Any]]:
+def netcheck(lab: Lab, *args: str) -> tuple[int, dict[str, Any]]:
     """netcheck as the admin runs it on the laptop: its exit code and its JSON report."""
-    done = plugstream_in(
-        lab, lab.laptop, "netcheck", *lab.netcheck_args(), "--timeout", TIMEOUT, "--json"
-    )
+    flags = list(args or lab.netcheck_args())
+    done = plugstream_in(lab, lab.laptop, "netcheck", *flags, "--timeout", TIMEOUT, "--json")
     assert done.stdout, done.stderr[-2000:]
     report: dict[str, Any] = json.loads(done.stdout)
     return done.returncode, report
@@ -45,7 +44,7 @@ def test_a_correctly_configured_site_passes_every_row(lab: Lab) -> None:
     assert checks == ["dhcp-dns", *["dns"] * 8, "ntp", "tcp", "tcp", "tls", "tls"]
     for row in report["rows"]:
         if row["check"] == "dns":
-            assert row["detail"] == CLOUD
+            assert row["detail"] == (SETUP if row["target"].endswith(SETUP_HOST) else CLOUD)
         if row["check"] == "tls":
             assert f"{lab.operator} CSMS Root CA" in row["detail"]
     assert report["notes"] == []
@@ -83,12 +82,10 @@ CASES = [
         "tcp-443-to-the-ocpp-name-blocked",
         lambda lab: lab.block(443, "tcp", CLOUD),
         lambda lab: lab.unblock(443, "tcp", CLOUD),
-        # the lab serves both names from one address, so the setup name goes with it
+        # the setup name has its own address and rule: it still passes
         {
             ("tcp", OCPP_HOST): f"open TCP 443 to {OCPP_HOST}",
-            ("tcp", SETUP_HOST): f"open TCP 443 to {SETUP_HOST}",
             ("tls", OCPP_HOST): "see the TCP row",
-            ("tls", SETUP_HOST): "see the TCP row",
         },
     ),
     Case(
@@ -162,3 +159,39 @@ def test_each_broken_firewall_rule_is_reported_as_its_row_with_its_fix(
 def test_after_every_repair_the_site_passes_again(lab: Lab) -> None:
     code, report = netcheck(lab)
     assert code == 0, failing(report)
+
+
+def dhcp_args(lab: Lab) -> list[str]:
+    """The admin's way: ``--interface``, and the DNS servers come from DHCP itself."""
+    return ["--interface", "eth0", *lab.netcheck_args()[2 * len(lab.dhcp_dns) :]]
+
+
+def test_netcheck_asks_the_sites_dhcp_server_and_checks_the_dns_servers_it_hands_out(
+    lab: Lab,
+) -> None:
+    """The article: DHCP assigns the address and names the DNS servers. netcheck sends a real
+    DHCPDISCOVER to the lab's dnsmasq (taking no address) and checks the servers offered."""
+    code, report = netcheck(lab, *dhcp_args(lab))
+    assert code == 0, failing(report)
+    dhcp, dhcp_dns = report["rows"][:2]
+    assert dhcp["check"] == "dhcp" and dhcp["status"] == "pass", dhcp
+    assert dhcp["detail"].startswith("DHCPOFFER: 192.0.2.1")
+    assert "router 192.0.2.1, DNS 192.0.2.2, 192.0.2.3" in dhcp["detail"]
+    assert dhcp_dns["detail"] == "192.0.2.2, 192.0.2.3"
+    dns = [row["target"] for row in report["rows"] if row["check"] == "dns"]
+    assert dns[0].startswith("DHCP primary 192.0.2.2") and dns[2].startswith("DHCP secondary")
+
+
+def test_a_dhcp_server_that_names_no_dns_server_is_said_and_the_fallbacks_carry(lab: Lab) -> None:
+    lab.set_dhcp_dns(())
+    try:
+        code, report = netcheck(lab, *dhcp_args(lab))
+    finally:
+        lab.set_dhcp_dns(DHCP_DNS)
+    assert code == 0, failing(report)
+    dhcp, dhcp_dns = report["rows"][:2]
+    assert dhcp["status"] == "pass" and dhcp["detail"].endswith("DNS none")
+    assert dhcp_dns["status"] == "warn" and "only the fallbacks" in dhcp_dns["detail"]
+    assert [row["target"].split()[0] for row in report["rows"] if row["check"] == "dns"] == [
+        "fallback"
+    ] * 4

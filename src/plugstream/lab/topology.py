@@ -55,6 +55,7 @@ __all__ = [
     "NTP",
     "ROUTER_LAN",
     "ROUTER_WAN",
+    "SETUP",
     "STATION_LTE",
     "Lab",
     "LabUnavailable",
@@ -76,6 +77,8 @@ LAPTOP: Final = "192.0.2.50"
 ROUTER_WAN: Final = "198.51.100.1"
 CARRIER_WAN: Final = "198.51.100.2"
 CLOUD: Final = "198.51.100.10"
+SETUP: Final = "198.51.100.20"
+"""The setup name's own address on the cloud host, so each name's 443 rule stands alone."""
 FALLBACK_DNS: Final[tuple[str, str]] = ("198.51.100.11", "198.51.100.12")
 """Stand-ins for 1.1.1.1 and 1.0.0.1 (priorities 3 and 4)."""
 NTP: Final = "198.51.100.123"
@@ -188,7 +191,7 @@ def _router_ruleset(dhcp_dns: Sequence[str]) -> str:
             firewall,
             f"add element inet {_FIREWALL_TABLE} ntp {{ {NTP} }}",
             f"add element inet {_FIREWALL_TABLE} ocpp {{ {CLOUD} }}",
-            f"add element inet {_FIREWALL_TABLE} setup {{ {CLOUD} }}",
+            f"add element inet {_FIREWALL_TABLE} setup {{ {SETUP} }}",
             # after the firewall (priority filter): only what it let through is counted
             f"table inet {_COUNTERS_TABLE} {{",
             "\tset sent { type ipv4_addr; size 4096; flags dynamic; counter; }",
@@ -329,6 +332,7 @@ class Lab:
     ROUTER_WAN = ROUTER_WAN
     CARRIER_WAN = CARRIER_WAN
     CLOUD = CLOUD
+    SETUP = SETUP
     FALLBACK_DNS = FALLBACK_DNS
     NTP = NTP
     INTERNET = INTERNET
@@ -518,7 +522,7 @@ class Lab:
         cloud names, since one cloud process serves OCPP and the setup service on 443."""
         store = PKIStore(self.pki_dir)
         store.init(self.operator)
-        issued = store.csms_root().issue_server([OCPP_HOST, SETUP_HOST], ips=[CLOUD])
+        issued = store.csms_root().issue_server([OCPP_HOST, SETUP_HOST], ips=[CLOUD, SETUP])
         cert, key = self.server_cert
         cert.parent.mkdir(mode=0o700, exist_ok=True)
         issued.write(cert, key)
@@ -540,6 +544,7 @@ class Lab:
         n.veth(carrier, "wan0", internet, "to-carrier", a_addr=f"{CARRIER_WAN}/24")
         n.veth(cloud, "eth0", internet, "to-cloud", a_addr=f"{CLOUD}/24")
         n.bridge(internet, "br0", ["to-router", "to-carrier", "to-cloud"], f"{INTERNET}/24")
+        cloud.ip("addr", "add", f"{SETUP}/24", "dev", "eth0")
         for address in (*FALLBACK_DNS, NTP):
             internet.ip("addr", "add", f"{address}/24", "dev", "br0")
         # LTE: the station's modem and the carrier's network
@@ -567,7 +572,7 @@ class Lab:
             host.run("nft", "-f", str(path))
 
     def _start_services(self) -> None:
-        records = {OCPP_HOST: CLOUD, SETUP_HOST: CLOUD, NTP_HOST: NTP}
+        records = {OCPP_HOST: CLOUD, SETUP_HOST: SETUP, NTP_HOST: NTP}
         for address in DHCP_DNS:
             name = f"dns-{address}"
             argv = dnsmasq_dns_argv(address, records, self.logs, name)
@@ -584,7 +589,7 @@ class Lab:
             cert, key = self.server_cert
             argv = self.plugstream(
                 "cloud", "serve",
-                "--host", CLOUD, "--port", "443",
+                "--host", "0.0.0.0", "--port", "443",  # both names' addresses
                 "--db", f"sqlite:///{self.directory / 'cloud.db'}",
                 "--api-token", self.api_token,
                 "--auto-register",
@@ -595,7 +600,7 @@ class Lab:
                 "--public-url", f"https://{OCPP_HOST}",
                 *self.cloud_args,
             )  # fmt: skip
-            self._add(Service("cloud", self.cloud, argv, "tcp", CLOUD, 443))
+            self._add(Service("cloud", self.cloud, argv, "tcp", "0.0.0.0", 443))
         for service in self.services.values():
             self._start(service)
 
@@ -776,7 +781,7 @@ class Lab:
             return
         foreign = CertificateAuthority.create("Lab Interception CA", organization="Middlebox")
         cert, key = self.directory / "intercept.pem", self.directory / "intercept.key"
-        foreign.issue_server([OCPP_HOST, SETUP_HOST], ips=[CLOUD]).write(cert, key)
+        foreign.issue_server([OCPP_HOST, SETUP_HOST], ips=[CLOUD, SETUP]).write(cert, key)
         argv = [sys.executable, "-m", "plugstream.lab.standins", "tls", "--address", ROUTER_LAN]
         argv += ["--port", str(_INTERCEPT_PORT), "--cert", str(cert), "--key", str(key)]
         service = Service("intercept", self.router, argv, "tcp", ROUTER_LAN, _INTERCEPT_PORT)
@@ -814,7 +819,7 @@ class Lab:
             "laptop": LAPTOP,
             "carrier": f"{CARRIER_LTE} (LTE), {CARRIER_WAN} (WAN, NAT)",
             "internet": f"{INTERNET}; DNS {', '.join(FALLBACK_DNS)}; NTP {NTP}",
-            "cloud": f"{CLOUD} ({OCPP_HOST}, {SETUP_HOST})",
+            "cloud": f"{CLOUD} ({OCPP_HOST}), {SETUP} ({SETUP_HOST})",
         }
         return [
             (name, addresses[name], ", ".join(listening.get(name, [])) or "-") for name in addresses
