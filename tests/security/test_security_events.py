@@ -123,6 +123,13 @@ async def test_an_untrusted_csms_is_reported_to_the_next_trusted_one_even_after_
             station_id="CPR",
         )
         await until(lambda: not second.security_log.pending())
+        # the second start's StartupOfTheDevice is queued after the refusal: read again
+        events = await until_api(
+            cloud,
+            pki,
+            lambda ev: len(_from(ev, "station", "StartupOfTheDevice")) == 2,
+            station_id="CPR",
+        )
     [reported] = _from(events, "station", BAD_CSMS_CERT[version])
     assert "does not trust" in str(reported["tech_info"])
     # two process starts, both reported; newest first
