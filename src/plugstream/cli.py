@@ -623,9 +623,70 @@ def station_run(
     client_key: Annotated[
         Path | None, typer.Option(help="PEM of the station certificate's private key.")
     ] = None,
+    network_stack: Annotated[
+        bool | None,
+        typer.Option(
+            "--network-stack/--no-network-stack",
+            help="The station's own network stack: NTP clock gate (pool.ntp.org), the "
+            "article's DNS order, managed links. Default: on when a flag below is given, "
+            "else off (the OS's resolver and routing, as before).",
+        ),
+    ] = None,
+    dns: Annotated[
+        list[str] | None,
+        typer.Option("--dns", help="A DHCP DNS server (repeat: primary first); overrides a lease."),
+    ] = None,
+    dns_fallback: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A fallback DNS server (repeat; default the article's 1.1.1.1, 1.0.0.1)."
+        ),
+    ] = None,
+    no_dns_fallback: Annotated[
+        bool, typer.Option("--no-dns-fallback", help="No fallback DNS servers at all.")
+    ] = False,
+    ntp_server: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST[:PORT]: a lab or test NTP server (the product's is pool.ntp.org:123)."
+        ),
+    ] = None,
+    link: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--link",
+            help="IFACE=ethernet|wifi|lte (repeat): the links to manage, best first "
+            "Ethernet > WiFi > LTE (default: the OS's routing).",
+        ),
+    ] = None,
+    link_hold_down: Annotated[
+        float,
+        typer.Option(min=0.0, help="Seconds a better link must stay healthy before failback."),
+    ] = 60.0,
+    wifi_ssid: Annotated[str | None, typer.Option(help="The WiFi network's SSID.")] = None,
+    wifi_passphrase: Annotated[
+        str | None,
+        typer.Option(envvar="PLUGSTREAM_WIFI_PASSPHRASE", help="The WiFi WPA2 passphrase."),
+    ] = None,
+    wifi_channel: Annotated[
+        int | None, typer.Option(help="The WiFi channel: 2.4 GHz, 1 to 11 (the article).")
+    ] = None,
 ) -> None:
     """Run one station; control it on stdin: plug, swipe TAG, unplug, fault CODE, clear, status, quit."""
     from plugstream.station.run import MODELS, SetupError, check_csms_url, run_station
+
+    network = _station_network(
+        network_stack,
+        dns=dns or [],
+        dns_fallback=dns_fallback,
+        no_dns_fallback=no_dns_fallback,
+        ntp_server=ntp_server,
+        links=link or [],
+        hold_down=link_hold_down,
+        wifi=(wifi_ssid, wifi_passphrase, wifi_channel),
+    )
+    if network is not None and setup is not None:
+        raise typer.BadParameter("the network flags are not available with --setup yet")
 
     if setup is not None:
         if model not in MODELS:
@@ -668,12 +729,115 @@ def station_run(
                 trust=trust,
                 client_cert=client_cert,
                 client_key=client_key,
+                network=network,
             )
         )
     except SetupError as exc:
         print(f"plugstream: error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
+
+
+def _ip(value: str, flag: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise typer.BadParameter(f"not an IP address: {value!r}", param_hint=flag) from None
+
+
+def _host_port(value: str, default_port: int, flag: str) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``[IPv6]:PORT``."""
+    host, port = value, default_port
+    if value.startswith("["):
+        inside, _, rest = value[1:].partition("]")
+        host = inside
+        if rest:
+            if not rest.startswith(":"):
+                raise typer.BadParameter(f"use HOST[:PORT], not {value!r}", param_hint=flag)
+            port_text = rest[1:]
+            port = int(port_text) if port_text.isdigit() else -1
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+        port = int(port_text) if port_text.isdigit() else -1
+    if not host or not 1 <= port <= 65535:
+        raise typer.BadParameter(f"use HOST[:PORT], not {value!r}", param_hint=flag)
+    return host, port
+
+
+def _station_network(
+    enabled: bool | None,
+    *,
+    dns: list[str],
+    dns_fallback: list[str] | None,
+    no_dns_fallback: bool,
+    ntp_server: str | None,
+    links: list[str],
+    hold_down: float,
+    wifi: tuple[str | None, str | None, int | None],
+) -> Any:
+    """The ``StationNetwork`` the flags ask for, or None (no network stack: today's
+    behaviour, so plain loopback runs never ask 1.1.1.1 or pool.ntp.org). Flag errors are
+    ``typer.BadParameter``: one line, exit code 2."""
+    from plugstream.net.dns import ARTICLE_FALLBACKS
+    from plugstream.net.links import WifiConfig
+    from plugstream.net.ntp import NTP_HOST, NTP_PORT, CorrectedClock
+    from plugstream.station.network import StationNetwork, parse_links
+
+    asked = bool(dns or dns_fallback or no_dns_fallback or ntp_server or links)
+    asked = asked or any(w is not None for w in wifi)
+    if enabled is False:
+        if asked:
+            raise typer.BadParameter(
+                "--no-network-stack cannot go with --dns, --dns-fallback, --ntp-server, "
+                "--link or --wifi-*",
+                param_hint="'--no-network-stack'",
+            )
+        return None
+    if not asked and not enabled:
+        return None
+    if dns_fallback and no_dns_fallback:
+        raise typer.BadParameter(
+            "give --dns-fallback or --no-dns-fallback", param_hint="'--no-dns-fallback'"
+        )
+    servers = [_ip(d, "'--dns'") for d in dns]
+    fallbacks: list[str] = (
+        [] if no_dns_fallback else [_ip(d, "'--dns-fallback'") for d in dns_fallback or []]
+    )
+    if not fallbacks and not no_dns_fallback:
+        fallbacks = list(ARTICLE_FALLBACKS)
+    ntp_host, ntp_port = (
+        (NTP_HOST, NTP_PORT)
+        if ntp_server is None
+        else _host_port(ntp_server, NTP_PORT, "'--ntp-server'")
+    )
+    wifi_config = None
+    ssid, passphrase, channel = wifi
+    if ssid is not None or passphrase is not None or channel is not None:
+        if ssid is None or passphrase is None or channel is None:
+            raise typer.BadParameter(
+                "give --wifi-ssid, --wifi-passphrase and --wifi-channel together",
+                param_hint="'--wifi-channel'",
+            )
+        try:
+            wifi_config = WifiConfig(ssid, passphrase, channel)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--wifi-channel'") from None
+    try:
+        managed = parse_links(links)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--link'") from None
+    return StationNetwork(
+        clock=CorrectedClock(),
+        ntp_host=ntp_host,
+        ntp_port=ntp_port,
+        dhcp_dns=servers,
+        dns_fallbacks=fallbacks,
+        links=managed,
+        wifi=wifi_config,
+        link_hold_down=hold_down,
+    )
 
 
 pki_app = typer.Typer(

@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from plugstream.cloud.storage.records import IdTokenRecord
 from plugstream.net.dns import DnsServer
+from plugstream.net.links import Action
 from plugstream.net.ntp import CorrectedClock
 from plugstream.pki.authority import CertificateAuthority
-from plugstream.station.network import NetworkNotReady, StationNetwork
+from plugstream.station.ev import CITY_CAR, Ev
+from plugstream.station.network import STATUS_FILE, NetworkNotReady, StationNetwork
 from tests.cloud.test_gateway import Cloud, running
 from tests.net.test_dns import FakeDns
 from tests.net.test_ntp import LabServer, _LabProtocol
@@ -40,6 +47,7 @@ from tests.security.conftest import (
 
 LOOPBACK = "127.0.0.1"
 CSMS_NAME = "csms.test"
+TAG = "04A2B3C4"
 
 
 @pytest.fixture
@@ -306,3 +314,203 @@ async def test_route_skips_dns_for_ip_literals_and_names_the_address_for_host_na
     with pytest.raises(NetworkNotReady, match=r"no NTP query made yet to 127\.0\.0\.1:9"):
         await gated.route("wss://127.0.0.1:1/ocpp/CP", authenticated=True)
     assert await gated.route("ws://127.0.0.1:1/ocpp/CP", authenticated=False) == {}
+
+
+# --- links: data saving on LTE, failover, network.json -----------------------------------
+
+
+def _use(network: StationNetwork, actions: list[Action]) -> None:
+    for action in actions:
+        network.apply(action)
+
+
+def _link(station: Station) -> str:
+    """The link the station counts its bytes on (a call: mypy does not narrow it)."""
+    return station.link
+
+
+def _network_json(data_dir: Path) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads((data_dir / STATUS_FILE).read_text())
+    return found
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_on_lte_heartbeat_and_meter_intervals_lengthen_and_the_csms_values_come_back(
+    tmp_path: Path, ntp_lab: LabServer, version: str
+) -> None:
+    """Article: LTE is optional and metered. While the station is on LTE it heartbeats at
+    most hourly and samples meter values at most every 5 min (never shorter than the
+    CSMS's values: LinkPolicy), and says so in its log and network.json; back on
+    Ethernet the CSMS's values apply again. The link switch closes the connection at
+    once and reconnects over the new link; the transaction goes on. Loopback: both link
+    types are the ``lo`` interface and the test feeds the link manager's events."""
+    data_dir = tmp_path / "st"
+    async with running(tmp_path, heartbeat_interval=20) as cloud:
+        await cloud.store.register_station("CPL", security_profile=0)
+        await cloud.store.put_id_token(IdTokenRecord(TAG))
+        station = make_station(version, data_dir, "CPL")
+        network = lab_network(
+            ntp_lab,
+            CorrectedClock(),
+            links={"ethernet": "lo", "lte": "lo"},
+            link_watch=False,
+            link_hold_down=30.0,
+            status_dir=data_dir,
+        )
+        station.network = network
+        manager = network.manager
+        assert manager is not None
+        async with running_station(station, f"ws://{LOOPBACK}:{cloud.port}/ocpp"):
+            await until(lambda: "no link is up yet" in (station.offline_reason or ""))
+            assert _network_json(data_dir)["offline_reason"].startswith("no link is up yet")
+            _use(network, manager.health("ethernet", True, 0.0))
+            _use(network, manager.health("lte", True, 0.0))
+            await until(lambda: station.online)
+            assert _link(station) == "ethernet"
+            assert station.heartbeat_interval == 20
+            assert station.effective_heartbeat_interval() == 20
+            station.plug_in(Ev(CITY_CAR, soc=30.0))
+            assert await station.swipe(TAG)
+            tx: Any = await until(lambda: station.transaction)
+            schedule = tx.schedule  # the transaction's meter-values schedule
+            assert schedule.sample_interval == 60
+            first = station.endpoint
+
+            _use(network, manager.carrier("ethernet", False, 1.0))  # cable pulled
+            await until(lambda: station.online and station.endpoint is not first)
+            assert _link(station) == "lte"
+            assert station.transaction is tx  # the same transaction goes on
+            assert station.effective_heartbeat_interval() == 3600
+            assert station.heartbeat_interval == 20  # the CSMS's value is kept
+            assert schedule.sample_interval == 300
+            status = _network_json(data_dir)
+            assert status["active_link"] == "lte"
+            assert status["links"]["ethernet"] == {
+                "interface": "lo",
+                "health": "down",
+                "carrier": False,
+                "failures": 0,
+                "detail": "",
+            }
+            assert status["data_saving"] == {
+                "link": "lte",
+                "heartbeat_interval_s": 3600,
+                "csms_heartbeat_interval_s": 20,
+                "meter_interval_s": 300,
+                "csms_meter_interval_s": 60,
+                "optional_uploads": False,
+                "deferred": [],
+            }
+            assert status["offline_reason"] is None
+            await until(lambda: _network_json(data_dir)["clock"]["synchronized"])
+            clock = _network_json(data_dir)["clock"]
+            assert clock["why_not"] is None and clock["server"] == f"{LOOPBACK}:{ntp_lab.port}"
+
+            second = station.endpoint
+            _use(network, manager.carrier("ethernet", True, 2.0))
+            _use(network, manager.health("ethernet", True, 2.0))
+            _use(network, manager.tick(20.0))
+            assert station.endpoint is second  # within the hold-down: stays on LTE
+            _use(network, manager.health("ethernet", True, 32.0))  # healthy for 30 s
+            await until(lambda: station.online and station.endpoint is not second)
+            assert _link(station) == "ethernet"
+            assert station.transaction is tx
+            assert station.effective_heartbeat_interval() == 20
+            assert schedule.sample_interval == 60
+            assert _network_json(data_dir)["data_saving"] is None
+    per_link = station.traffic.per_link()
+    assert per_link["ethernet"][0] > 0 and per_link["lte"][0] > 0  # bytes counted per link
+
+
+async def test_over_a_managed_link_tls_still_checks_the_certificate_for_the_name(
+    tmp_path: Path, pki: Pki, ntp_lab: LabServer
+) -> None:
+    """With links the station hands websockets a socket it connected itself (bound to
+    the link's interface); the TLS server name stays the URL's host: a certificate for
+    csms.test only (no address) is accepted for wss://csms.test resolved to 127.0.0.1."""
+    async with (
+        tls_cloud(tmp_path, pki, "server") as cloud,
+        dns_servers("answer") as (primary,),
+    ):
+        station = await profile_2(cloud, pki, "2.0.1", tmp_path / "st", "CPT")
+        network = lab_network(
+            ntp_lab,
+            CorrectedClock(),
+            dhcp_dns=[primary.server("dhcp-primary")],
+            links={"ethernet": "lo"},
+            link_watch=False,
+        )
+        station.network = network
+        assert network.manager is not None
+        _use(network, network.manager.health("ethernet", True, 0.0))
+        async with running_station(station, f"wss://{CSMS_NAME}:{cloud.port}/ocpp"):
+            await until(lambda: station.online)
+            assert station.tls_rejected is None and cloud.gateway.is_connected("CPT")
+            assert _link(station) == "ethernet"
+        assert primary.queries == [f"{CSMS_NAME}."]
+
+
+def test_without_network_flags_the_station_keeps_the_os_stack() -> None:
+    """No network flag: no network stack (no 1.1.1.1, no pool.ntp.org; today's default).
+    Any network flag: the stack, with the article's defaults for what was not given."""
+    from plugstream.cli import _station_network
+
+    none: dict[str, Any] = {
+        "dns": [],
+        "dns_fallback": None,
+        "no_dns_fallback": False,
+        "ntp_server": None,
+        "links": [],
+        "hold_down": 60.0,
+        "wifi": (None, None, None),
+    }
+    assert _station_network(None, **none) is None
+    assert _station_network(False, **none) is None
+    product = _station_network(True, **none)
+    assert product.ntp_host == "pool.ntp.org" and product.ntp_port == 123
+    assert [s.address for s in product.dns_servers()] == ["1.1.1.1", "1.0.0.1"]
+    assert product.manager is None
+    lab = _station_network(
+        None,
+        **{**none, "dns": ["192.0.2.53"], "no_dns_fallback": True, "ntp_server": "192.0.2.1:1123"},
+    )
+    assert [s.address for s in lab.dns_servers()] == ["192.0.2.53"]
+    assert (lab.ntp_host, lab.ntp_port) == ("192.0.2.1", 1123)
+    linked = _station_network(None, **{**none, "links": ["eth0=ethernet", "wwan0=lte"]})
+    assert linked.links == {"ethernet": "eth0", "lte": "wwan0"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "word"),
+    [
+        (["--link", "eth0=fiber"], "use ethernet, wifi or lte"),
+        (["--link", "eth0"], "IFACE=TYPE"),
+        (["--link", "eth0=ethernet", "--link", "eth0=lte"], "one link type per interface"),
+        (["--wifi-ssid", "site", "--wifi-passphrase", "12345678", "--wifi-channel", "13"],
+         "channel 13 is outside 1-11"),
+        (["--wifi-ssid", "site", "--wifi-passphrase", "12345678", "--wifi-channel", "36"],
+         "channel 36 is outside 1-11"),
+        (["--wifi-channel", "6"], "together"),
+        (["--dns", "dns.example"], "not an IP address"),
+        (["--dns-fallback", "9.9.9.9", "--no-dns-fallback"], "--no-dns-fallback"),
+        (["--ntp-server", "ntp.test:0"], "HOST[:PORT]"),
+        (["--no-network-stack", "--link", "eth0=ethernet"], "cannot go with"),
+    ],
+)  # fmt: skip
+def test_bad_network_flags_are_one_line_and_exit_code_2(
+    flags: list[str], word: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "plugstream.cli", "station", "run", "--id", "CP9", "--model", "7",
+         "--csms", "ws://127.0.0.1:1/ocpp", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and word in lines[0], done.stderr
+    assert lines[0].startswith("plugstream: error: ")
+    assert not (tmp_path / "station-CP9").exists()

@@ -13,18 +13,37 @@ operating system's resolver; TLS still checks the certificate for the host *name
 loop asks before each attempt (:meth:`StationNetwork.route`): may it connect now, and to
 which address. ``StationRuntime.network = None`` (the default) keeps the old behaviour:
 system resolver, no time gate.
+
+Links (article, Table 1: Ethernet, WiFi 2.4 GHz, optional LTE): with ``links`` set
+(link type -> interface), :meth:`StationNetwork.watch_links` runs the
+:class:`~plugstream.net.links.LinkManager` -- carrier from ``/sys/class/net`` every
+second, a TCP connect to the CSMS bound to each interface (``SO_BINDTODEVICE``) every few
+seconds -- and :meth:`StationNetwork.route` hands ``websockets.connect`` a socket already
+connected over the active link's interface, so the kernel's routing table (which keeps a
+dead cable's route) cannot send the OCPP connection elsewhere. Listeners
+(:attr:`StationNetwork.link_listeners`) learn of each switch: the station closes its
+connection at once and reconnects over the new link. ``network.json`` in
+``status_dir`` shows it all to operators and tests.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import json
 import logging
+import os
+import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 from urllib.parse import urlsplit
 
+from plugstream.net.accounting import LINKS as LINK_TYPES
+from plugstream.net.accounting import Link
 from plugstream.net.dns import (
     ARTICLE_FALLBACKS,
     DnsError,
@@ -34,9 +53,29 @@ from plugstream.net.dns import (
     resolve,
 )
 from plugstream.net.dns import resolver_order as dns_order
+from plugstream.net.links import (
+    Action,
+    LinkManager,
+    LinkPolicy,
+    ReportLinkDown,
+    UseLink,
+    WifiConfig,
+    monitor,
+    policy_for,
+)
 from plugstream.net.ntp import MIN_POLL, NTP_HOST, NTP_PORT, CorrectedClock, keep_synchronized
 
-__all__ = ["NetworkNotReady", "StationNetwork", "is_literal"]
+__all__ = [
+    "STATUS_FILE",
+    "NetworkNotReady",
+    "StationNetwork",
+    "carrier_of",
+    "is_literal",
+    "parse_links",
+]
+
+STATUS_FILE: Final = "network.json"
+"""The status file in the station's data dir (:meth:`StationNetwork.status`)."""
 
 log = logging.getLogger("plugstream.station.network")
 
@@ -57,6 +96,81 @@ def is_literal(host: str) -> bool:
     return True
 
 
+def parse_links(specs: Sequence[str]) -> dict[Link, str]:
+    """``["eth0=ethernet", "lte0=lte"]`` (the command line's ``--link``) as
+    ``{"ethernet": "eth0", "lte": "lte0"}``; ValueError with one line when a spec is bad."""
+    links: dict[Link, str] = {}
+    for spec in specs:
+        iface, sep, kind = spec.partition("=")
+        iface, kind = iface.strip(), kind.strip().lower()
+        if not sep or not iface:
+            raise ValueError(f"--link takes IFACE=TYPE (e.g. eth0=ethernet), not {spec!r}")
+        link = next((t for t in LINK_TYPES if t == kind), None)
+        if link is None:
+            raise ValueError(f"link type {kind!r} of {spec!r}: use ethernet, wifi or lte")
+        if link in links:
+            raise ValueError(f"two {link} links ({links[link]}, {iface}): give one of each type")
+        links[link] = iface
+    _check_interfaces(links)
+    if len(set(links.values())) != len(links):
+        raise ValueError(f"one link type per interface, got {' '.join(specs)}")
+    return links
+
+
+def _check_interfaces(links: Mapping[Link, str]) -> None:
+    """Known link types and interface names (one interface serving two link types is
+    allowed here -- a loopback test does it -- but not on the command line)."""
+    for link, iface in links.items():
+        if link not in LINK_TYPES:
+            raise ValueError(f"unknown link type {link!r}: use ethernet, wifi or lte")
+        if not 1 <= len(iface.encode()) <= 15 or "/" in iface or iface in (".", ".."):
+            raise ValueError(f"not an interface name: {iface!r} (Linux: 1 to 15 bytes, no '/')")
+
+
+def carrier_of(iface: str, sys_net: Path = Path("/sys/class/net")) -> tuple[bool, str]:
+    """Whether ``iface`` has a carrier (cable in, WiFi associated, LTE attached), and a
+    word for the status: the kernel's ``carrier`` (unreadable while the interface is
+    administratively down) and ``operstate``."""
+    base = sys_net / iface
+    try:
+        operstate = (base / "operstate").read_text().strip()
+    except OSError:
+        return False, "no such interface"
+    try:
+        carrier = (base / "carrier").read_text().strip() == "1"
+    except OSError:  # EINVAL while the interface is down
+        carrier = False
+    up = carrier and operstate not in ("down", "lowerlayerdown", "notpresent", "dormant")
+    return up, operstate if up or operstate != "up" else "no carrier"
+
+
+def _bound_socket(family: int, iface: str) -> socket.socket:
+    """A non-blocking TCP socket whose packets leave by ``iface`` only."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def connect_over(iface: str, address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to ``address:port`` leaving by ``iface`` (SO_BINDTODEVICE, needs
+    CAP_NET_RAW), within ``timeout`` s; the caller owns the socket."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = _bound_socket(family, iface)
+    try:
+        await asyncio.wait_for(
+            asyncio.get_running_loop().sock_connect(sock, (address, port)), timeout
+        )
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 @dataclass
 class StationNetwork:
     """The clock and DNS settings a station connects with.
@@ -67,6 +181,17 @@ class StationNetwork:
     :meth:`article`, tests a loopback responder. ``dhcp_dns`` are the lease's DNS servers,
     ``dns_fallbacks`` the article's Cloudflare pair (tests pass ``()``); ``resolver``
     keeps the TTL cache and last good answers between attempts.
+
+    ``links``: link type -> interface (empty: the operating system's routing, no link
+    management). Carrier is read every ``carrier_interval`` s, the health probe (a TCP
+    connect to the CSMS over that interface, ``link_timeout`` s at most) runs every
+    ``link_check_interval`` s; a metered link (LTE) that is not carrying the OCPP
+    connection is probed at most every ``metered_probe_interval`` s (each probe costs
+    ~200 bytes: every 5 s that would be 3.4 MB a day, the article's whole budget).
+    ``link_hold_down``: how long a better link must stay healthy before failback.
+    ``status_dir``: where ``network.json`` is written (None: nowhere).
+    ``dhcp_dns`` is the hook for a DHCP lease: set it (primary first) and the next
+    resolution uses it.
     """
 
     clock: CorrectedClock | None = None
@@ -80,8 +205,60 @@ class StationNetwork:
     dns_timeout: float | None = None
     resolver: DnsResolver = field(default_factory=DnsResolver)
     monotonic: Callable[[], float] = time.monotonic
+    links: Mapping[Link, str] = field(default_factory=dict)
+    wifi: WifiConfig | None = None
+    carrier_interval: float = 1.0
+    link_check_interval: float = 5.0
+    link_timeout: float = 2.0
+    link_failures_to_down: int = 2
+    link_hold_down: float = 60.0
+    metered_probe_interval: float = 60.0
+    status_dir: Path | None = None
+    sys_net: Path = Path("/sys/class/net")
+    link_watch: bool = True
+    """False: the station runs no carrier poll or probes; someone else feeds
+    :attr:`manager` and passes its actions to :meth:`apply` (tests, a supervisor)."""
     last_resolved: Resolved | None = field(default=None, init=False)
     """The last DNS answer used (``stale`` when every server failed and an old one served)."""
+    manager: LinkManager | None = field(default=None, init=False)
+    """The link manager (None without ``links``)."""
+    link_listeners: list[Callable[[Link, str], None]] = field(default_factory=list, init=False)
+    """Called with (link, reason) whenever the active link changes."""
+    offline_reason: str | None = field(default=None, init=False)
+    """Set by the station: why it is not connected (shown in ``network.json``)."""
+    data_saving: dict[str, Any] | None = field(default=None, init=False)
+    """Set by the station: the intervals it uses while the link saves data."""
+    changed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    """Set on every switch of link: wakes a station waiting to reconnect."""
+    _target: tuple[str, int] | None = field(default=None, init=False)
+    _probed: dict[str, tuple[float, bool]] = field(default_factory=dict, init=False)
+    _carrying: Callable[[], Link | None] | None = field(default=None, init=False)
+    _status: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        _check_interfaces(self.links)
+        if "wifi" in self.links and self.wifi is not None:
+            WifiConfig(self.wifi.ssid, self.wifi.passphrase, self.wifi.channel, self.wifi.band)
+        if self.links:
+            self.manager = LinkManager(
+                self.links,
+                self.monotonic(),
+                failures_to_down=self.link_failures_to_down,
+                check_interval=self.link_check_interval,
+                hold_down=self.link_hold_down,
+            )
+
+    @property
+    def active_link(self) -> Link | None:
+        """The link in use (None: no link management, or none up yet)."""
+        return None if self.manager is None else self.manager.active
+
+    @property
+    def policy(self) -> LinkPolicy | None:
+        """The active link's data policy (None without link management)."""
+        if self.manager is None or self.manager.active is None:
+            return None
+        return self.manager.policy
 
     @classmethod
     def article(cls, dhcp_dns: Sequence[str | DnsServer] = ()) -> StationNetwork:
@@ -138,10 +315,208 @@ class StationNetwork:
         why = self.why_not_ready(authenticated=authenticated)
         if why is not None:
             raise NetworkNotReady(why)
-        host = urlsplit(url).hostname or ""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if self.manager is None:
+            if is_literal(host):
+                return {}
+            return {"host": await self.resolve(host), "proxy": None}
+        link = self.manager.active
+        if link is None:
+            raise NetworkNotReady(f"no link is up yet ({self._links_summary()})")
+        address = host if is_literal(host) else await self.resolve(host)
+        if address == "localhost":
+            address = "127.0.0.1"
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        iface = self.links[link]
+        try:
+            sock = await connect_over(iface, address, port, self.link_timeout)
+        except (OSError, TimeoutError) as exc:
+            why = str(exc) or f"no answer within {self.link_timeout:g} s"
+            raise NetworkNotReady(f"connection over {link} ({iface}) failed: {why}") from None
+        return {"sock": sock, "proxy": None}
+
+    # -- links ---------------------------------------------------------------------
+
+    def _links_summary(self) -> str:
+        if self.manager is None:
+            return "no links managed"
+        return ", ".join(
+            f"{s.link} {self.links[s.link]}: {s.health}" for s in self.manager.state().links
+        )
+
+    async def _target_address(self) -> tuple[str, int] | None:
+        if self._target is None:
+            return None
+        host, port = self._target
         if is_literal(host):
-            return {}
-        return {"host": await self.resolve(host), "proxy": None}
+            return ("127.0.0.1" if host == "localhost" else host), port
+        if self.last_resolved is not None and self.last_resolved.addresses:
+            return self.last_resolved.addresses[0], port
+        try:
+            return await self.resolve(host), port
+        except NetworkNotReady:
+            return None
+
+    def _probe(self, link: Link) -> Callable[[], Any]:
+        async def probe() -> bool:
+            assert self.manager is not None
+            carrying = self._carrying() if self._carrying is not None else None
+            metered = not policy_for(link).optional_uploads
+            if metered and carrying == link:
+                return True  # the open OCPP connection (and its pings) is the check
+            now = self.monotonic()
+            last = self._probed.get(link)
+            if metered and last is not None and now - last[0] < self.metered_probe_interval:
+                return last[1]
+            target = await self._target_address()
+            if target is None:
+                raise NetworkNotReady("the CSMS's address is not known yet")
+            try:
+                sock = await connect_over(self.links[link], target[0], target[1], self.link_timeout)
+            except BaseException:
+                self._probed[link] = (now, False)  # a failed probe costs bytes too
+                raise
+            sock.close()
+            self._probed[link] = (now, True)
+            return True
+
+        return probe
+
+    def apply(self, action: Action) -> None:
+        """Act on one of the manager's actions: log it, tell the listeners of a switch,
+        update ``network.json``. :meth:`watch_links` calls it; with ``link_watch`` off,
+        whoever feeds the manager does."""
+        if isinstance(action, UseLink):
+            log.warning(
+                "link: using %s (%s): %s", action.link, self.links[action.link], action.reason
+            )
+            self.changed.set()
+            for listener in list(self.link_listeners):
+                try:
+                    listener(action.link, action.reason)
+                except Exception:
+                    log.exception("link: a listener failed on %s", action)
+        elif isinstance(action, ReportLinkDown):
+            log.warning(
+                "link: %s (%s) down: %s", action.link, self.links[action.link], action.reason
+            )
+        self.write_status()
+
+    async def _watch_carrier(self) -> None:
+        assert self.manager is not None
+        carriers: dict[Link, bool] = {}
+        while True:
+            now = self.monotonic()
+            for link, iface in self.links.items():
+                up, _ = carrier_of(iface, self.sys_net)
+                if carriers.get(link) != up:
+                    self._probed.pop(link, None)  # a new carrier: probe afresh, not from memory
+                    carriers[link] = up
+                for action in self.manager.carrier(link, up, now):
+                    self.apply(action)
+            self.write_status()
+            await asyncio.sleep(self.carrier_interval)
+
+    async def watch_links(self, url: str, carrying: Callable[[], Link | None]) -> None:
+        """Run the link manager until cancelled (returns at once without ``links`` or
+        with ``link_watch`` off):
+        ``url`` is the CSMS (its address:port is what the health probe connects to),
+        ``carrying()`` the link the OCPP connection is open on (None: none)."""
+        if self.manager is None or not self.link_watch:
+            return
+        parts = urlsplit(url)
+        self._target = (parts.hostname or "", parts.port or (443 if parts.scheme == "wss" else 80))
+        self._carrying = carrying
+        probes = {link: self._probe(link) for link in self.links}
+        tasks = [
+            asyncio.get_running_loop().create_task(self._watch_carrier()),
+            asyncio.get_running_loop().create_task(
+                monitor(
+                    self.manager,
+                    probes,
+                    self.apply,
+                    interval=self.link_check_interval,
+                    timeout=self.link_timeout + 1.0,
+                    clock=self.monotonic,
+                )
+            ),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- status ----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What ``network.json`` holds: links, clock, last DNS answer, why offline."""
+        links: dict[str, Any] = {}
+        if self.manager is not None:
+            for s in self.manager.state().links:
+                links[s.link] = {
+                    "interface": self.links[s.link],
+                    "health": s.health,
+                    "carrier": s.carrier,
+                    "failures": s.consecutive_failures,
+                    "detail": s.detail,
+                }
+        clock: dict[str, Any] | None = None
+        if self.clock is not None:
+            why = self.clock.why_not_synchronized()
+            clock = {
+                "synchronized": why is None,
+                "why_not": why,
+                "offset_s": round(self.clock.offset, 6),
+                "server": self.clock.server,
+            }
+        dns: dict[str, Any] | None = None
+        found = self.last_resolved
+        if found is not None:
+            dns = {
+                "name": found.name,
+                "addresses": list(found.addresses),
+                "server": str(found.server),
+                "stale": found.stale,
+                "attempts": [
+                    {
+                        "server": str(a.server),
+                        "outcome": a.reason,
+                        "elapsed_ms": round(a.elapsed * 1000),
+                    }
+                    for a in found.attempts
+                ],
+            }
+        return {
+            "active_link": self.active_link,
+            "links": links,
+            "clock": clock,
+            "dns": dns,
+            "offline_reason": self.offline_reason,
+            "data_saving": self.data_saving,
+        }
+
+    def write_status(self) -> None:
+        """Write ``network.json`` atomically when it changed (nothing without ``status_dir``)."""
+        if self.status_dir is None:
+            return
+        text = json.dumps(self.status(), indent=1, sort_keys=True)
+        if text == self._status:
+            return
+        path = self.status_dir / STATUS_FILE
+        tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("%s not written: %s", path, exc)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return
+        self._status = text
 
     async def keep_synchronized(self) -> None:
         """Poll the NTP server into ``clock`` until cancelled; returns at once when there

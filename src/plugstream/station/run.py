@@ -25,6 +25,7 @@ from plugstream.station.clock import SystemClock
 from plugstream.station.connector import ChargePointErrorCode, InvalidTransition
 from plugstream.station.ev import CITY_CAR, FAMILY_CAR, PERFORMANCE_CAR, PLUG_IN_HYBRID, Ev
 from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, Model
+from plugstream.station.network import StationNetwork
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 
@@ -251,6 +252,9 @@ class Controller:
             link = f"connected, not registered ({st.registration or 'booting'})"
         else:
             link = "offline"
+        network = st.network
+        if network is not None and network.active_link is not None:
+            link += f" (link {network.active_link})"
         fault = st.connector.error_code.value
         return (
             f"connector {connector}, error {fault}, energy {energy} Wh, "
@@ -312,11 +316,16 @@ async def run_station(
     trust: Path | None = None,
     client_cert: Path | None = None,
     client_key: Path | None = None,
+    network: StationNetwork | None = None,
     stdin_fd: int | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
     """Run the station until ``quit``, SIGTERM or SIGINT; the exit code (0).
+
+    ``network``: the station's own network stack (NTP clock gate, the article's DNS
+    order, managed links; its ``network.json`` goes to ``data_dir``); None: the
+    operating system's resolver and routing, no time gate.
 
     :class:`SetupError` before anything is sent when the security settings do not fit
     (see :func:`prepare_station`)."""
@@ -346,6 +355,10 @@ async def run_station(
     except SetupError:
         station.close()
         raise
+    if network is not None:
+        if network.status_dir is None:
+            network.status_dir = data_dir
+        station.network = network
     url = csms
     controller = Controller(station, out, err)
     stop = asyncio.Event()

@@ -72,6 +72,7 @@ from websockets.headers import build_authorization_basic
 from websockets.typing import Subprotocol
 
 from plugstream.net.accounting import ByteCounter, Direction, Link
+from plugstream.net.links import LinkPolicy
 from plugstream.ocpp import (
     ErrorCode,
     Event,
@@ -356,6 +357,9 @@ class StationRuntime:
     resolver and no time gate -- fleets, tests, benchmarks). Read when :meth:`run` starts."""
     offline_reason: str | None = None
     """Why the last connection attempt was not made or failed (None: connected)."""
+    _ws_link: Link | None = None  # the managed link the open connection runs over
+    _link_switched = False  # the connection was closed for another link: reconnect at once
+    _data_saving: dict[str, Any] | None = None
 
     def tick(self) -> None:
         raise NotImplementedError
@@ -702,7 +706,8 @@ class StationRuntime:
         """Heartbeat after HeartbeatInterval without any other CALL (G02.FR.05), and at
         least once a day however busy the link is (G02.FR.07)."""
         while True:
-            interval = self.heartbeat_interval
+            self._refresh_data_saving()
+            interval = self.effective_heartbeat_interval()
             if interval <= 0:  # heartbeats off: look again now and then
                 await self.clock.sleep(DEFAULT_BOOT_RETRY_S)
                 continue
@@ -713,6 +718,108 @@ class StationRuntime:
                 await self._call_quietly("Heartbeat", {})
                 continue
             await self.clock.sleep(due - now)
+
+    # -- links: data saving on a metered link (LTE) ------------------------------------
+
+    def _link_policy(self) -> LinkPolicy | None:
+        network = self.network
+        return None if network is None else network.policy
+
+    def effective_heartbeat_interval(self) -> int:
+        """The CSMS's heartbeat interval, lengthened to the active link's floor while it
+        saves data (LTE: hourly; the link's :class:`LinkPolicy`); 0 (off) stays off."""
+        policy = self._link_policy()
+        interval = self.heartbeat_interval
+        return interval if policy is None or interval <= 0 else policy.heartbeat(interval)
+
+    def _meter_interval(self, configured: int) -> int:
+        """The configured meter-values interval, lengthened likewise (LTE: 5 min)."""
+        policy = self._link_policy()
+        return configured if policy is None else policy.meter(configured)
+
+    def _configured_meter_interval(self) -> int:
+        """The CSMS's sampled meter-values interval (1.6 MeterValueSampleInterval, 2.0.1
+        SampledDataCtrlr.TxUpdatedInterval)."""
+        raise NotImplementedError
+
+    def _refresh_data_saving(self) -> None:
+        """Apply the active link's policy to the running transaction's meter schedule and
+        show it (log line, ``network.json``) when it changed. Optional uploads: the
+        station has none (no diagnostics or log upload; firmware updates are not
+        optional), so there is nothing to defer."""
+        network = self.network
+        if network is None or network.manager is None:
+            return
+        policy = self._link_policy()
+        configured = self._configured_meter_interval()
+        meter = self._meter_interval(configured)
+        tx = getattr(self, "transaction", None)
+        if tx is not None and tx.schedule.sample_interval != meter:
+            tx.schedule.configure(sample_interval=meter, now=self.now())
+            self._wake()
+        saving: dict[str, Any] | None = None
+        if network.manager.data_saving and policy is not None:
+            saving = {
+                "link": network.active_link,
+                "heartbeat_interval_s": self.effective_heartbeat_interval(),
+                "csms_heartbeat_interval_s": self.heartbeat_interval,
+                "meter_interval_s": meter,
+                "csms_meter_interval_s": configured,
+                "optional_uploads": policy.optional_uploads,
+                "deferred": [],  # the station has no optional uploads to defer
+            }
+        if saving != self._data_saving:
+            if saving is not None:
+                log.warning(
+                    "data saving on %s: heartbeat every %d s (CSMS: %d s), meter values every "
+                    "%d s (configured: %d s), no optional uploads",
+                    saving["link"],
+                    saving["heartbeat_interval_s"],
+                    self.heartbeat_interval,
+                    meter,
+                    configured,
+                )
+            elif self._data_saving is not None:
+                log.warning(
+                    "data saving off on %s: heartbeat every %d s, meter values every %d s "
+                    "(the CSMS's values)",
+                    network.active_link,
+                    self.heartbeat_interval,
+                    meter,
+                )
+            self._data_saving = saving
+        network.data_saving = saving
+        network.offline_reason = self.offline_reason
+        network.write_status()
+
+    def _on_link_change(self, link: Link, reason: str) -> None:
+        """The link manager moved to ``link``: count bytes there, apply its data policy,
+        and close a connection open over another link at once -- the old link may be
+        dead and TCP would take minutes to notice -- so :meth:`run` reconnects now."""
+        self.link = link
+        self._refresh_data_saving()
+        ws = self._ws
+        if ws is not None and self._ws_link is not None and self._ws_link != link:
+            log.warning("closing the OCPP connection over %s: %s", self._ws_link, reason)
+            self._link_switched = True
+            transport = getattr(ws, "transport", None)
+            if transport is not None:
+                transport.abort()
+
+    async def _pause(self, delay: float) -> None:
+        """The back-off pause between attempts; a switch of link ends it early."""
+        network = self.network
+        if network is None or network.manager is None:
+            await self.clock.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):  # cleared when the attempt began
+            await asyncio.wait_for(network.changed.wait(), self.clock.real_seconds(delay))
+
+    def _set_offline(self, reason: str | None) -> None:
+        self.offline_reason = reason
+        if self.network is not None:
+            self.network.offline_reason = reason
+            self.network.write_status()
 
     def _charging_wake(self) -> float | None:
         """Seconds until the charging car needs a look: every ``tick_interval``, or
@@ -829,6 +936,14 @@ class StationRuntime:
         if network is not None:
             self._use_network(network)
             loops.append(asyncio.get_running_loop().create_task(network.keep_synchronized()))
+            if network.manager is not None:
+                network.link_listeners.append(self._on_link_change)
+                loops.append(
+                    asyncio.get_running_loop().create_task(
+                        network.watch_links(target, lambda: self._ws_link)
+                    )
+                )
+            network.write_status()
         try:
             while True:
                 if not self.firmware.network:  # this firmware cannot open connections
@@ -838,16 +953,28 @@ class StationRuntime:
                 tls = self._tls_options(address)
                 verify = tls.pop("verify", None)
                 route: dict[str, Any] = {}
+                link: Link | None = None
+                self._link_switched = False
                 if network is not None:
+                    network.changed.clear()
+                    link = network.active_link
                     try:
                         route = await network.route(
                             address, authenticated=self._authenticated(address)
                         )
                     except NetworkNotReady as exc:
-                        self.offline_reason = str(exc)
+                        self._set_offline(str(exc))
                         log.info("not connecting to %s: %s", target, exc)
-                        await self.clock.sleep(self.backoff.next_delay())
+                        await self._pause(self.backoff.next_delay())
                         continue
+                    if link is not None and link != network.active_link:
+                        sock = route.get("sock")
+                        if sock is not None:
+                            sock.close()
+                        continue  # the link changed while connecting: use the new one
+                if link is not None:
+                    self.link = link
+                    self._ws_link = link
                 try:
                     async with websockets.connect(
                         address,
@@ -861,12 +988,18 @@ class StationRuntime:
                         **tls,
                     ) as ws:
                         self.backoff.reset()
-                        self.offline_reason = None
+                        self._set_offline(None)
+                        if link is not None and network is not None:
+                            if link != network.active_link:  # it changed while connecting
+                                self._link_switched = True
+                                ws.transport.abort()  # no closing handshake on a dead link
+                                continue
+                            log.warning("connected to %s over %s", target, link)
                         await self.serve(ws)
                 except InvalidStatus as exc:
                     status = exc.response.status_code
                     log.info("connection to %s refused: HTTP %d", target, status)
-                    self.offline_reason = f"refused by the CSMS: HTTP {status}"
+                    self._set_offline(f"refused by the CSMS: HTTP {status}")
                     if status == 401:  # the CSMS rejected the credentials
                         self.security_event(
                             "FailedToAuthenticationAtCsms",
@@ -875,11 +1008,18 @@ class StationRuntime:
                         )
                 except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                     log.info("connection to %s failed: %s", target, exc)
-                    self.offline_reason = f"connection failed: {exc}"
+                    self._set_offline(f"connection failed: {exc}")
                     if isinstance(exc, SSLError):
                         self._on_tls_failure(exc, urlsplit(target).hostname or "")
-                await self.clock.sleep(self.backoff.next_delay())
+                finally:
+                    self._ws_link = None
+                if self._link_switched:
+                    self._set_offline(f"moving to {self.link}")
+                    continue  # closed for a better or working link: no back-off
+                await self._pause(self.backoff.next_delay())
         finally:
+            if network is not None and self._on_link_change in network.link_listeners:
+                network.link_listeners.remove(self._on_link_change)
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
@@ -1026,6 +1166,9 @@ class Station16(StationRuntime):
 
     # -- state -----------------------------------------------------------------------
 
+    def _configured_meter_interval(self) -> int:
+        return self.config.meter_value_sample_interval
+
     def _auth_config(self) -> AuthConfig:
         c = self.config
         return AuthConfig(
@@ -1042,7 +1185,9 @@ class Station16(StationRuntime):
             # A01.FR.11 (2.0.1; the whitepaper's A01): logged, never with the value (A01.FR.12)
             self.security_event("ReconfigurationOfSecurityParameters", f"{key} changed")
         if key == "MeterValueSampleInterval" and self.transaction is not None:
-            self.transaction.schedule.configure(sample_interval=int(value), now=self.now())
+            self.transaction.schedule.configure(
+                sample_interval=self._meter_interval(int(value)), now=self.now()
+            )
         if key == "HeartbeatInterval":
             self.heartbeat_interval = int(value)
         if key == "ClockAlignedDataInterval":
@@ -1241,7 +1386,7 @@ class Station16(StationRuntime):
             aligned_interval=c.clock_aligned_data_interval,
         )
         data.begin(now, measurements)
-        schedule = MeterSchedule(c.meter_value_sample_interval, 0, now)  # aligned: self.aligned
+        schedule = MeterSchedule(self._meter_interval(c.meter_value_sample_interval), 0, now)
         schedule.start_transaction(now)
         self.transaction = _Transaction(id_tag, seq, meter_start, now, data, schedule)
         self._start_cycle()

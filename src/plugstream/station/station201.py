@@ -307,6 +307,9 @@ class Station201(StationRuntime):
             self.rng,
         )
 
+    def _configured_meter_interval(self) -> int:
+        return self.config.sampled_data_tx_updated_interval
+
     def _auth_config(self) -> AuthConfig:
         c = self.config
         return AuthConfig(
@@ -336,7 +339,9 @@ class Station201(StationRuntime):
             if not self._fixed_backoff:
                 self.backoff = self._config_backoff()
         elif name == ("SampledDataCtrlr", "TxUpdatedInterval") and self.transaction is not None:
-            self.transaction.schedule.configure(sample_interval=int(change.value), now=self.now())
+            self.transaction.schedule.configure(
+                sample_interval=self._meter_interval(int(change.value)), now=self.now()
+            )
         elif name in (("AlignedDataCtrlr", "Interval"), ("AlignedDataCtrlr", "Enabled")):
             self.aligned.configure(self._aligned_interval(), self.now())
         self._wake()
@@ -562,7 +567,7 @@ class Station201(StationRuntime):
         )
         data.begin(now, measurements)
         # sampled only: the clock-aligned readings come from self.aligned
-        schedule = MeterSchedule(c.sampled_data_tx_updated_interval, 0, now)
+        schedule = MeterSchedule(self._meter_interval(c.sampled_data_tx_updated_interval), 0, now)
         schedule.start_transaction(now)
         tx = _Transaction(
             self._new_transaction_id(now),
