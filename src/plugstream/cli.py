@@ -671,6 +671,20 @@ def station_run(
     wifi_channel: Annotated[
         int | None, typer.Option(help="The WiFi channel: 2.4 GHz, 1 to 11 (the article).")
     ] = None,
+    dhcp: Annotated[
+        str | None,
+        typer.Option(
+            help="IFACE: get the address and DNS servers by DHCP on it, with the station's "
+            "own client (needs root)."
+        ),
+    ] = None,
+    dhcp_lease: Annotated[
+        str | None,
+        typer.Option(
+            help="IFACE: the system's DHCP client runs on it; take the DNS servers from its "
+            "lease (systemd-networkd, dhclient, dhcpcd)."
+        ),
+    ] = None,
 ) -> None:
     """Run one station; control it on stdin: plug, swipe TAG, unplug, fault CODE, clear, status, quit."""
     from plugstream.station.run import MODELS, SetupError, check_csms_url, run_station
@@ -684,6 +698,8 @@ def station_run(
         links=link or [],
         hold_down=link_hold_down,
         wifi=(wifi_ssid, wifi_passphrase, wifi_channel),
+        dhcp=dhcp,
+        dhcp_lease=dhcp_lease,
     )
     if network is not None and setup is not None:
         raise typer.BadParameter("the network flags are not available with --setup yet")
@@ -776,6 +792,8 @@ def _station_network(
     links: list[str],
     hold_down: float,
     wifi: tuple[str | None, str | None, int | None],
+    dhcp: str | None = None,
+    dhcp_lease: str | None = None,
 ) -> Any:
     """The ``StationNetwork`` the flags ask for, or None (no network stack: today's
     behaviour, so plain loopback runs never ask 1.1.1.1 or pool.ntp.org). Flag errors are
@@ -785,13 +803,19 @@ def _station_network(
     from plugstream.net.ntp import NTP_HOST, NTP_PORT, CorrectedClock
     from plugstream.station.network import StationNetwork, parse_links
 
-    asked = bool(dns or dns_fallback or no_dns_fallback or ntp_server or links)
+    asked = bool(dns or dns_fallback or no_dns_fallback or ntp_server or links or dhcp)
+    asked = asked or dhcp_lease is not None
+    if dhcp is not None and dhcp_lease is not None:
+        raise typer.BadParameter("give --dhcp or --dhcp-lease, not both", param_hint="'--dhcp'")
+    for flag, iface in (("'--dhcp'", dhcp), ("'--dhcp-lease'", dhcp_lease)):
+        if iface is not None and not Path("/sys/class/net", iface).exists():
+            raise typer.BadParameter(f"no such interface: {iface}", param_hint=flag)
     asked = asked or any(w is not None for w in wifi)
     if enabled is False:
         if asked:
             raise typer.BadParameter(
                 "--no-network-stack cannot go with --dns, --dns-fallback, --ntp-server, "
-                "--link or --wifi-*",
+                "--link, --dhcp, --dhcp-lease or --wifi-*",
                 param_hint="'--no-network-stack'",
             )
         return None
@@ -837,6 +861,9 @@ def _station_network(
         links=managed,
         wifi=wifi_config,
         link_hold_down=hold_down,
+        dhcp_interface=dhcp or dhcp_lease,
+        dhcp_system=dhcp_lease is not None,
+        dns_from_dhcp=not servers,
     )
 
 

@@ -495,6 +495,9 @@ def test_without_network_flags_the_station_keeps_the_os_stack() -> None:
         (["--dns-fallback", "9.9.9.9", "--no-dns-fallback"], "--no-dns-fallback"),
         (["--ntp-server", "ntp.test:0"], "HOST[:PORT]"),
         (["--no-network-stack", "--link", "eth0=ethernet"], "cannot go with"),
+        (["--dhcp", "nosuch9"], "no such interface: nosuch9"),
+        (["--dhcp-lease", "nosuch9"], "no such interface: nosuch9"),
+        (["--dhcp", "lo", "--dhcp-lease", "lo"], "not both"),
     ],
 )  # fmt: skip
 def test_bad_network_flags_are_one_line_and_exit_code_2(
@@ -514,3 +517,47 @@ def test_bad_network_flags_are_one_line_and_exit_code_2(
     assert len(lines) == 1 and word in lines[0], done.stderr
     assert lines[0].startswith("plugstream: error: ")
     assert not (tmp_path / "station-CP9").exists()
+
+
+async def test_on_a_device_whose_os_does_dhcp_the_leases_dns_servers_are_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue: "on a real device it reads the lease of the system's DHCP client". The
+    station follows systemd-networkd's lease file: its DNS servers lead the priority list,
+    and a renumbered lease (new DNS servers) is taken up on the next read."""
+    monkeypatch.setattr("plugstream.station.network.SYSTEM_LEASE_POLL", 0.05)
+    sysfs = tmp_path / "sys/class/net/eth0"
+    sysfs.mkdir(parents=True)
+    (sysfs / "ifindex").write_text("2\n")
+    lease = tmp_path / "run/systemd/netif/leases/2"
+    lease.parent.mkdir(parents=True)
+    text = "ADDRESS=192.0.2.77\nNETMASK=255.255.255.0\nROUTER=192.0.2.1\nDNS={}\nLIFETIME=3600\n"
+    lease.write_text(text.format("192.0.2.53 192.0.2.54"))
+    network = StationNetwork(
+        dhcp_interface="eth0",
+        dhcp_system=True,
+        lease_root=tmp_path,
+        dns_fallbacks=(),
+        status_dir=tmp_path,
+    )
+    with pytest.raises(NetworkNotReady, match="no DHCP lease on eth0 yet"):
+        await network.route("ws://csms.test/ocpp/CP", authenticated=False)
+    task = asyncio.create_task(network.keep_dhcp())
+    try:
+        for _ in range(100):
+            if network.lease is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert [s.address for s in network.dns_servers()] == ["192.0.2.53", "192.0.2.54"]
+        status = json.loads((tmp_path / STATUS_FILE).read_text())
+        assert status["dhcp"]["address"] == "192.0.2.77"
+        lease.write_text(text.format("192.0.2.99"))
+        for _ in range(100):
+            if [s.address for s in network.dns_servers()] == ["192.0.2.99"]:
+                break
+            await asyncio.sleep(0.02)
+        assert [s.address for s in network.dns_servers()] == ["192.0.2.99"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -52,6 +53,7 @@ __all__ = [
     "Resolved",
     "resolve",
     "resolver_order",
+    "udp_socket_on",
 ]
 
 ARTICLE_FALLBACKS: Final[tuple[str, str]] = ("1.1.1.1", "1.0.0.1")
@@ -478,6 +480,20 @@ class DnsError(Exception):
         self.failure = failure
 
 
+def udp_socket_on(device: str, remote: tuple[str, int]) -> socket.socket:
+    """A non-blocking UDP socket sending over ``device`` only, connected to ``remote``."""
+    family = socket.AF_INET6 if ":" in remote[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+        sock.setblocking(False)
+        sock.connect(remote)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _Inbox(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]] | OSError] = asyncio.Queue()
@@ -498,6 +514,7 @@ async def resolve(
     now: Callable[[], float] = time.monotonic,
     rdtype: RdType = "A",
     resolver: DnsResolver | None = None,
+    device: str | None = None,
 ) -> Resolved:
     """Resolve ``name`` over UDP asking ``servers`` in order (see :func:`resolver_order`).
 
@@ -506,14 +523,16 @@ async def resolve(
     (:data:`DEFAULT_TIMEOUT`, the article's "promptly"). ``now`` times the attempts and the cache; the waiting
     itself uses the event loop's clock. Raises :class:`DnsError` when there is no
     address. A fresh socket (random source port) per server, connected so the
-    kernel drops datagrams from other hosts and reports ICMP errors.
+    kernel drops datagrams from other hosts and reports ICMP errors. ``device``: the
+    interface to send over (SO_BINDTODEVICE, needs CAP_NET_RAW): the station's active link,
+    so a lookup does not follow a route over a link that just died.
     """
     resolver = resolver or DnsResolver()
     resolution = resolver.lookup(name, servers, rdtype=rdtype, timeout=timeout)
     loop = asyncio.get_running_loop()
     step = resolution.start(now())
     while isinstance(step, Query):
-        step = await _ask(loop, resolution, step, now)
+        step = await _ask(loop, resolution, step, now, device)
     if isinstance(step, DnsFailure):
         raise DnsError(step)
     return step
@@ -524,11 +543,15 @@ async def _ask(
     resolution: Resolution,
     query: Query,
     now: Callable[[], float],
+    device: str | None = None,
 ) -> Query | Outcome:
     try:
-        transport, inbox = await loop.create_datagram_endpoint(
-            _Inbox, remote_addr=(query.server.address, query.server.port)
-        )
+        remote = (query.server.address, query.server.port)
+        if device is None:
+            transport, inbox = await loop.create_datagram_endpoint(_Inbox, remote_addr=remote)
+        else:
+            sock = udp_socket_on(device, remote)
+            transport, inbox = await loop.create_datagram_endpoint(_Inbox, sock=sock)
     except OSError as exc:
         return resolution.unreachable(now(), exc.strerror or type(exc).__name__)
     try:

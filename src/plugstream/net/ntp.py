@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from plugstream.net.dns import udp_socket_on
+
 __all__ = [
     "NTP_EPOCH_OFFSET",
     "NTP_HOST",
@@ -336,30 +338,42 @@ async def query(
     *,
     timeout: float = 2.0,
     now: Callable[[], float] = time.time,
+    resolve: Callable[[str], Awaitable[str]] | None = None,
+    device: str | None = None,
 ) -> Sample:
     """One SNTP exchange with ``host:port`` (the product passes :data:`NTP_HOST`,
     :data:`NTP_PORT`; tests a loopback server). ``now`` is the clock to correct (Unix
     seconds); t4 is t1 plus the monotonic round trip, so a clock set during the exchange
     does not corrupt the delay. Replies that are not ours (origin mismatch) are dropped
-    and we keep listening until ``timeout``. Raises :class:`NTPError`."""
+    and we keep listening until ``timeout``. Raises :class:`NTPError`.
+
+    ``resolve``: how to look ``host`` up (the station's DNS priority list; default the
+    system's resolver); ``device``: the interface to send over (the active link)."""
     loop = asyncio.get_running_loop()
     server = f"{host}:{port}"
     deadline = loop.time() + timeout
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP),
-            timeout,
-        )
+        if resolve is not None:
+            address = await asyncio.wait_for(resolve(host), timeout)
+        else:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP),
+                timeout,
+            )
+            address = str(infos[0][4][0])
     except TimeoutError:
         raise NTPTimeout(f"name lookup of {host} timed out after {timeout:.1f} s") from None
-    except OSError as exc:
+    except Exception as exc:  # the resolver's own error says which servers failed
         raise NTPError(f"cannot resolve {host}: {exc}") from None
-    family, _type, _proto, _name, addr = infos[0]
     origin, started = now(), time.monotonic()
     try:
-        transport, protocol = await loop.create_datagram_endpoint(
-            _Exchange, remote_addr=(str(addr[0]), int(addr[1])), family=family
-        )
+        if device is None:
+            transport, protocol = await loop.create_datagram_endpoint(
+                _Exchange, remote_addr=(address, port)
+            )
+        else:
+            sock = udp_socket_on(device, (address, port))
+            transport, protocol = await loop.create_datagram_endpoint(_Exchange, sock=sock)
     except OSError as exc:
         raise NTPError(f"cannot reach {server}: {exc}") from None
     ignored: list[str] = []
@@ -399,6 +413,8 @@ async def keep_synchronized(
     max_backoff: float = 8 * 1024.0,
     rounds: int | None = None,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    resolve: Callable[[str], Awaitable[str]] | None = None,
+    device: Callable[[], str | None] | None = None,
 ) -> None:
     """Poll ``host:port`` and apply every good sample to ``clock``; runs for ever (the
     station cancels it) or ``rounds`` queries. ``host``/``port`` are the article's; only
@@ -407,14 +423,22 @@ async def keep_synchronized(
     Every ``poll`` s when all is well. On failure the retry waits ``min_retry`` s (not
     under RFC 4330's 15 s), doubling per consecutive failure up to ``poll``. A
     kiss-o'-death is obeyed: RATE doubles the interval (at least twice ``poll``), DENY/RSTR
-    wait ``max_backoff``; every wait is at most ``max_backoff``."""
+    wait ``max_backoff``; every wait is at most ``max_backoff``. ``resolve`` and ``device``
+    (asked before each query: the active link may change) are passed to :func:`query`."""
     server = f"{host}:{port}"
     retry = max(min_retry, 0.0)
     done = 0
     while rounds is None or done < rounds:
         done += 1
         try:
-            sample = await query(host, port, timeout=timeout, now=clock.system_time)
+            sample = await query(
+                host,
+                port,
+                timeout=timeout,
+                now=clock.system_time,
+                resolve=resolve,
+                device=None if device is None else device(),
+            )
         except KissOfDeath as exc:
             clock.record_failure(str(exc), server=server)
             wait = max_backoff if exc.code in ("DENY", "RSTR") else 2 * max(retry, poll)

@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 
 from plugstream.net.accounting import LINKS as LINK_TYPES
 from plugstream.net.accounting import Link
+from plugstream.net.dhcp import Lease, keep_lease, read_system_lease
 from plugstream.net.dns import (
     ARTICLE_FALLBACKS,
     DnsError,
@@ -78,6 +79,10 @@ STATUS_FILE: Final = "network.json"
 """The status file in the station's data dir (:meth:`StationNetwork.status`)."""
 
 log = logging.getLogger("plugstream.station.network")
+
+
+SYSTEM_LEASE_POLL = 30.0
+"""Seconds between reads of the system DHCP client's lease (it renews on its own)."""
 
 
 class NetworkNotReady(Exception):
@@ -216,8 +221,21 @@ class StationNetwork:
     status_dir: Path | None = None
     sys_net: Path = Path("/sys/class/net")
     link_watch: bool = True
+    dhcp_interface: str | None = None
+    """Take the address and DNS servers from DHCP on this interface (the station's own
+    client, :func:`plugstream.net.dhcp.keep_lease`); None: the system configured it."""
+    dhcp_system: bool = False
+    """The system's DHCP client holds the lease: read it (:func:`read_system_lease`) instead
+    of running ours -- a real device whose OS does DHCP."""
+    lease_root: Path = Path("/")
+    """Where the system's lease files are (tests: a directory of samples)."""
+    dns_from_dhcp: bool = True
+    """The lease's DNS servers become ``dhcp_dns`` (False: ``--dns`` overrides them)."""
     """False: the station runs no carrier poll or probes; someone else feeds
     :attr:`manager` and passes its actions to :meth:`apply` (tests, a supervisor)."""
+    _new_lease: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    lease: Lease | None = field(default=None, init=False)
+    """The DHCP lease held (None: none yet, lost, or no ``dhcp_interface``)."""
     last_resolved: Resolved | None = field(default=None, init=False)
     """The last DNS answer used (``stale`` when every server failed and an old one served)."""
     manager: LinkManager | None = field(default=None, init=False)
@@ -291,6 +309,7 @@ class StationNetwork:
                 timeout=self.dns_timeout,
                 now=self.monotonic,
                 resolver=self.resolver,
+                device=self.device(),
             )
         except DnsError as exc:
             raise NetworkNotReady(f"DNS: {exc}") from None
@@ -315,6 +334,9 @@ class StationNetwork:
         why = self.why_not_ready(authenticated=authenticated)
         if why is not None:
             raise NetworkNotReady(why)
+        on_dhcp_link = self.device() in (None, self.dhcp_interface)  # not while on LTE
+        if self.dhcp_interface is not None and self.lease is None and on_dhcp_link:
+            raise NetworkNotReady(f"no DHCP lease on {self.dhcp_interface} yet")
         parts = urlsplit(url)
         host = parts.hostname or ""
         if self.manager is None:
@@ -496,6 +518,7 @@ class StationNetwork:
             "dns": dns,
             "offline_reason": self.offline_reason,
             "data_saving": self.data_saving,
+            "dhcp": None if self.lease is None else self.lease.to_dict(),
         }
 
     def write_status(self) -> None:
@@ -518,9 +541,18 @@ class StationNetwork:
             return
         self._status = text
 
+    def device(self) -> str | None:
+        """The interface to send over: the active link's (None: the OS's routing)."""
+        link = self.active_link
+        return None if link is None else self.links[link]
+
+    async def _resolve_address(self, host: str) -> str:
+        return await self.resolve(host)
+
     async def keep_synchronized(self) -> None:
         """Poll the NTP server into ``clock`` until cancelled; returns at once when there
-        is no clock or no server to poll."""
+        is no clock or no server to poll. Its name is looked up with the station's DNS
+        priority list and the query goes over the active link, like every other packet."""
         if self.clock is None or self.ntp_host is None:
             return
         await keep_synchronized(
@@ -530,4 +562,56 @@ class StationNetwork:
             poll=self.ntp_poll,
             timeout=self.ntp_timeout,
             min_retry=self.ntp_min_retry,
+            resolve=self._resolve_address,
+            device=self.device,
+            sleep=self._ntp_sleep,
+        )
+
+    async def _ntp_sleep(self, seconds: float) -> None:
+        """NTP's wait between tries, cut short by a new DHCP lease: a station that just
+        got its address (and DNS servers) sets its clock at once, not a retry later."""
+        self._new_lease.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._new_lease.wait(), seconds)
+
+    def _on_lease(self, lease: Lease) -> None:
+        if self.lease is None or self.lease.address != lease.address:
+            log.warning(
+                "DHCP on %s: %s, router %s, DNS %s",
+                self.dhcp_interface,
+                lease.interface,
+                ", ".join(lease.routers) or "none",
+                ", ".join(lease.dns_servers) or "none (the fallbacks only)",
+            )
+        if self.lease is None or self.lease.address != lease.address:
+            self._new_lease.set()
+        self.lease = lease
+        if self.dns_from_dhcp:
+            self.dhcp_dns = lease.dns_servers
+        self.changed.set()  # a connection attempt waiting for the lease goes now
+        self.write_status()
+
+    def _on_lease_lost(self, reason: str) -> None:
+        log.warning("DHCP on %s: lease lost: %s", self.dhcp_interface, reason)
+        self.lease = None
+        self.write_status()
+
+    async def keep_dhcp(self) -> None:
+        """Obtain and keep the DHCP lease of ``dhcp_interface`` until cancelled (returns at
+        once without one). The article: the address and the DNS servers come from DHCP."""
+        if self.dhcp_interface is None:
+            return
+        if self.dhcp_system:  # the OS renews; follow its lease file
+            while True:
+                lease = read_system_lease(self.dhcp_interface, root=self.lease_root)
+                if lease is not None and lease != self.lease:
+                    self._on_lease(lease)
+                elif lease is None and self.lease is not None:
+                    self._on_lease_lost("the system's lease file is gone")
+                await asyncio.sleep(SYSTEM_LEASE_POLL)
+        await keep_lease(
+            self.dhcp_interface,
+            on_lease=self._on_lease,
+            on_lost=self._on_lease_lost,
+            retry_after=10.0,
         )

@@ -936,6 +936,7 @@ class StationRuntime:
         if network is not None:
             self._use_network(network)
             loops.append(asyncio.get_running_loop().create_task(network.keep_synchronized()))
+            loops.append(asyncio.get_running_loop().create_task(network.keep_dhcp()))
             if network.manager is not None:
                 network.link_listeners.append(self._on_link_change)
                 loops.append(
