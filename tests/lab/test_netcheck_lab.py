@@ -163,7 +163,7 @@ def test_after_every_repair_the_site_passes_again(lab: Lab) -> None:
 
 def dhcp_args(lab: Lab) -> list[str]:
     """The admin's way: ``--interface``, and the DNS servers come from DHCP itself."""
-    return ["--interface", "eth0", *lab.netcheck_args()[2 * len(lab.dhcp_dns) :]]
+    return lab.netcheck_args(dhcp=True)
 
 
 def test_netcheck_asks_the_sites_dhcp_server_and_checks_the_dns_servers_it_hands_out(

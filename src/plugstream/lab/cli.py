@@ -87,7 +87,7 @@ def up(
                 f"files (PKI, logs, databases): {lab.directory}\n"
                 f"trust: {lab.root_pem}\n"
                 f"netcheck: {' '.join(lab.laptop.argv())} "
-                f"{' '.join(lab.plugstream('netcheck', *lab.netcheck_args()))}\n"
+                f"{' '.join(lab.plugstream('netcheck', *lab.netcheck_args(dhcp=True)))}\n"
                 "Ctrl-C tears the lab down."
             )
             deadline = time.monotonic() + seconds if seconds else None
@@ -116,7 +116,7 @@ def check(
     The exit code is netcheck's: 0 when the lab's site passes."""
     try:
         with _lab(no_dhcp_dns, ntp_shift) as lab:
-            args = [*lab.netcheck_args(), "--timeout", f"{timeout:g}"]
+            args = [*lab.netcheck_args(dhcp=True), "--timeout", f"{timeout:g}"]
             if as_json:
                 args.append("--json")
             done = lab.exec(lab.laptop, *lab.plugstream("netcheck", *args), timeout=120)

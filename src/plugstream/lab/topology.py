@@ -448,12 +448,13 @@ class Lab:
         """argv of ``plugstream ARGS`` as a process (run it in a host with ``host.start``)."""
         return [sys.executable, "-m", "plugstream.cli", *args]
 
-    def netcheck_args(self) -> list[str]:
-        """``plugstream netcheck`` flags for the laptop: the DHCP DNS servers, the fallback
-        stand-ins and the lab root. The NTP name resolves through the laptop's resolv.conf
-        (the DHCP DNS servers), as on a real site; the cloud names through each DNS server."""
-        args: list[str] = []
-        for server in self.dhcp_dns:
+    def netcheck_args(self, *, dhcp: bool = False) -> list[str]:
+        """``plugstream netcheck`` flags for the laptop: the DHCP DNS servers (``dhcp``: ask
+        the lab's DHCP server on eth0 instead, as an admin would), the fallback stand-ins and
+        the lab root. The NTP name resolves through the laptop's resolv.conf (the DHCP DNS
+        servers), as on a real site; the cloud names through each DNS server."""
+        args: list[str] = ["--interface", "eth0"] if dhcp else []
+        for server in () if dhcp else self.dhcp_dns:
             args += ["--dns", server]
         for server in FALLBACK_DNS:
             args += ["--fallback-dns", server]
