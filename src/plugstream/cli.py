@@ -685,6 +685,15 @@ def station_run(
             "lease (systemd-networkd, dhclient, dhcpcd)."
         ),
     ] = None,
+    time_scale: Annotated[
+        float,
+        typer.Option(
+            "--time-scale",
+            help="Run the station's timers (heartbeat, meter samples, its WebSocket pings) "
+            "this many times as fast as the wall clock: a lab hour in a minute at 60. "
+            "The network (NTP poll, DHCP, timeouts) stays in real time.",
+        ),
+    ] = 1.0,
 ) -> None:
     """Run one station; control it on stdin: plug, swipe TAG, unplug, fault CODE, clear, status, quit."""
     from plugstream.station.run import MODELS, SetupError, check_csms_url, run_station
@@ -703,6 +712,12 @@ def station_run(
     )
     if network is not None and setup is not None:
         raise typer.BadParameter("the network flags are not available with --setup yet")
+    if not time_scale > 0:  # also NaN
+        raise typer.BadParameter(
+            f"the time scale must be positive, not {time_scale:g}", param_hint="'--time-scale'"
+        )
+    if time_scale != 1.0 and setup is not None:
+        raise typer.BadParameter("--time-scale is not available with --setup yet")
 
     if setup is not None:
         if model not in MODELS:
@@ -746,6 +761,7 @@ def station_run(
                 client_cert=client_cert,
                 client_key=client_key,
                 network=network,
+                time_scale=time_scale,
             )
         )
     except SetupError as exc:

@@ -498,6 +498,8 @@ def test_without_network_flags_the_station_keeps_the_os_stack() -> None:
         (["--dhcp", "nosuch9"], "no such interface: nosuch9"),
         (["--dhcp-lease", "nosuch9"], "no such interface: nosuch9"),
         (["--dhcp", "lo", "--dhcp-lease", "lo"], "not both"),
+        (["--time-scale", "0"], "the time scale must be positive"),
+        (["--time-scale", "-60"], "the time scale must be positive"),
     ],
 )  # fmt: skip
 def test_bad_network_flags_are_one_line_and_exit_code_2(

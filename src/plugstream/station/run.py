@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from plugstream.station.certificates import CSMS_ROOT
-from plugstream.station.clock import SystemClock
+from plugstream.station.clock import Clock, ScaledClock, SystemClock
 from plugstream.station.connector import ChargePointErrorCode, InvalidTransition
 from plugstream.station.ev import CITY_CAR, FAMILY_CAR, PERFORMANCE_CAR, PLUG_IN_HYBRID, Ev
 from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, Model
@@ -317,6 +317,7 @@ async def run_station(
     client_cert: Path | None = None,
     client_key: Path | None = None,
     network: StationNetwork | None = None,
+    time_scale: float = 1.0,
     stdin_fd: int | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
@@ -325,7 +326,9 @@ async def run_station(
 
     ``network``: the station's own network stack (NTP clock gate, the article's DNS
     order, managed links; its ``network.json`` goes to ``data_dir``); None: the
-    operating system's resolver and routing, no time gate.
+    operating system's resolver and routing, no time gate. ``time_scale``: the station's
+    timers run that many times as fast (a :class:`ScaledClock`, as the fleet simulator's);
+    1.0 is the wall clock. The network's own timing (NTP poll, DHCP) stays real.
 
     :class:`SetupError` before anything is sent when the security settings do not fit
     (see :func:`prepare_station`)."""
@@ -336,7 +339,9 @@ async def run_station(
     if ocpp not in VERSIONS:
         raise ValueError(f"use 1.6 or 2.0.1, not {ocpp!r}")
 
-    clock = SystemClock()
+    if not time_scale > 0:
+        raise ValueError(f"the time scale must be positive, not {time_scale}")
+    clock: Clock = SystemClock() if time_scale == 1.0 else ScaledClock(time_scale)
     station: Station = (
         Station16(station_id, model, data_dir, clock=clock)
         if ocpp == "1.6"
