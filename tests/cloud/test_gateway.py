@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Opcode
 
 from plugstream.cloud.app import create_app
 from plugstream.cloud.config import CloudConfig
@@ -406,6 +407,31 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_after_ping_timeout(
             assert cloud.gateway.is_connected("LIVE1")
             assert live.state.name == "OPEN"
         writer.close()
+
+
+async def test_a_station_that_pings_itself_is_not_pinged_a_quiet_one_is(tmp_path: Path) -> None:
+    """Keep-alive costs bytes (the article's 3 MB a day, LTE): a station whose own pings
+    (WebSocketPingInterval) keep the connection busy is not pinged by the cloud as well;
+    one that sends nothing is, at the cloud's interval."""
+    async with (
+        running(tmp_path, auto_register=True, ping_interval=0.3, ping_timeout=1.0) as cloud,
+        connect(cloud.url("SELF1"), subprotocols=[V16], ping_interval=0.1) as pinger,  # type: ignore[list-item]
+        connect(cloud.url("QUIET1"), subprotocols=[V16], ping_interval=None) as quiet,  # type: ignore[list-item]
+    ):
+        pings: dict[str, int] = {"SELF1": 0, "QUIET1": 0}
+        for name, ws in (("SELF1", pinger), ("QUIET1", quiet)):
+            seen = ws.process_event
+
+            def counting(event: Any, name: str = name, seen: Any = seen) -> None:
+                if getattr(event, "opcode", None) is Opcode.PING:
+                    pings[name] += 1
+                seen(event)
+
+            ws.process_event = counting  # type: ignore[method-assign]
+        await asyncio.sleep(1.5)
+        assert pings["SELF1"] == 0
+        assert 3 <= pings["QUIET1"] <= 6
+        assert cloud.gateway.is_connected("SELF1") and cloud.gateway.is_connected("QUIET1")
 
 
 async def test_an_oversized_frame_closes_with_1009_and_others_are_served(tmp_path: Path) -> None:

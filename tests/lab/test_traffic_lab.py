@@ -13,7 +13,8 @@ PKI, the product's network stack) runs on a scaled clock (``--time-scale`` :data
 * **connect**: boot from power-on to Accepted (NTP, TLS handshake, BootNotification,
   StatusNotification, the first pings);
 * **idle hour**: connected, no car, one station hour: Heartbeats at the cloud's interval
-  (:data:`HEARTBEAT_S`) and WebSocket pings of both sides; the day is 24 of them;
+  (:data:`HEARTBEAT_S`) and the station's WebSocket pings (the cloud pings only a quiet
+  station); the day is 24 of them;
 * **session**: a 2-hour charge of a family car, plug-in to unplug, an accepted tag, meter
   samples every 60 s (the station's MeterValueSampleInterval default).
 
@@ -119,8 +120,11 @@ class Window:
 
 
 def keepalive_exchanges(seconds: float) -> tuple[float, float]:
-    """Ping exchanges ``seconds`` of real time hold: (the station's, the cloud's)."""
-    return seconds / STATION_PING_S, seconds / CLOUD_PING_S
+    """Ping exchanges ``seconds`` of real time hold: (the station's, the cloud's). The cloud
+    pings only a station quiet for its whole interval, so none while the station's own
+    pings come more often (cloud/serve.py, ``send_keepalive_ping``)."""
+    cloud = 0.0 if STATION_PING_S < CLOUD_PING_S else seconds / CLOUD_PING_S
+    return seconds / STATION_PING_S, cloud
 
 
 def keepalive_bytes(station: float, cloud: float, *, headers: bool) -> tuple[float, float]:
@@ -185,19 +189,20 @@ def table(rows: list[Row]) -> str:
 
 def test_real_equivalent_puts_in_what_real_time_sends() -> None:
     """No pings seen in a window: the real figure is the measured one plus an hour's
-    keep-alive (20 station and 12 cloud exchanges) and 3.5 NTP polls."""
+    keep-alive (20 station exchanges; the cloud does not ping a station that pings) and
+    3.5 NTP polls."""
     polls = 3600 / 1024
     window = Window(1000, 2000, 30.0, payload_sent=500, payload_received=1500)
     sent, received = real_equivalent(window, 3600.0, headers=True)
     assert (sent, received) == pytest.approx(
-        (1000 + 20 * 84 + 12 * 84 + 20 * 52 + polls * 76, 2000 + 32 * 80 + 12 * 52 + polls * 76)
+        (1000 + 20 * 84 + 20 * 52 + polls * 76, 2000 + 20 * 80 + polls * 76)
     )
     sent, received = real_equivalent(window, 3600.0, headers=False)
     assert (sent, received) == pytest.approx(
-        (500 + 32 * 32 + polls * 48, 1500 + 32 * 28 + polls * 48)
+        (500 + 20 * 32 + polls * 48, 1500 + 20 * 28 + polls * 48)
     )
     # exactly the expected pings seen: only the NTP polls come in
-    seen = Window(1000, 2000, 30.0, keepalive_up=32, keepalive_down=32)
+    seen = Window(1000, 2000, 30.0, keepalive_up=20, keepalive_down=20)
     sent, received = real_equivalent(seen, 3600.0, headers=True)
     assert (sent, received) == pytest.approx((1000 + polls * 76, 2000 + polls * 76))
     assert payload({("tcp", 84): 2, ("udp", 76): 1, ("tcp", 52): 5}) == 2 * 32 + 48

@@ -131,6 +131,26 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable = _Flag()  # type: ignore[assignment]
         self.writable.set()
 
+    _heard = 0.0  # loop time of the last bytes from the station (set per connection)
+
+    def data_received(self, data: bytes) -> None:
+        self._heard = self.loop.time()
+        super().data_received(data)
+
+    def send_keepalive_ping(self) -> None:
+        """Ping only a quiet station. Bytes from it within the interval -- its own pings
+        (WebSocketPingInterval), any OCPP message -- already prove the connection lives, so
+        a station that keeps itself alive costs one keep-alive exchange, not two (the
+        article's data budget, LTE). A silent dead peer is still pinged and dropped after
+        ``ping_interval`` + ``ping_timeout``."""
+        interval = self.ping_interval
+        if interval is not None and not self.close_sent:
+            quiet = self.loop.time() - self._heard
+            if quiet < interval:
+                self.ping_timer = self.loop.call_later(interval - quiet, self.send_keepalive_ping)
+                return
+        super().send_keepalive_ping()
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         # The app runs later (a task): the scope can still be completed with what TLS knows.
