@@ -94,6 +94,15 @@ ARTICLE_SESSION: Final = 5_000_000  # "approx. 5MB for each charge cycle"
 ARTICLE_DAY: Final = 3_000_000  # "around 3 MB a day"
 DAY: Final = 86_400.0
 
+
+def keepalive_exchanges(seconds: float, station_ping_s: float, cloud_ping_s: float) -> float:
+    """Ping exchanges in ``seconds``: the station's, and the cloud's only when the station
+    is quiet for a whole cloud interval (the cloud pings only quiet stations)."""
+    station = seconds / station_ping_s if station_ping_s > 0 else 0.0
+    quiet = station_ping_s <= 0 or station_ping_s >= cloud_ping_s
+    return station + (seconds / cloud_ping_s if quiet else 0.0)
+
+
 FULL_MEASURANDS: Final = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,SoC"
 # One WebSocket ping or pong with websockets' and uvicorn's 4-byte payload, as one TLS 1.3
 # record (5 header + frame + 1 content type + 16 AEAD tag): masked from the station (2 + 4
@@ -385,9 +394,7 @@ class Run:
     reconnects: int = 0
 
     def expected_keepalive_bytes(self, seconds: float, cloud_ping_s: float) -> float:
-        pings = (seconds / self.ping_interval if self.ping_interval > 0 else 0.0) + (
-            seconds / cloud_ping_s
-        )
+        pings = keepalive_exchanges(seconds, self.ping_interval, cloud_ping_s)
         return pings * (KEEPALIVE_UP + KEEPALIVE_DOWN)
 
     def real_equivalent(
@@ -558,7 +565,7 @@ class PeerRun:
     heartbeat: int = 0  # one Heartbeat exchange
 
     def keepalive(self, seconds: float, cloud_ping_s: float) -> float:
-        pings = seconds / LIBRARY_PING_INTERVAL + seconds / cloud_ping_s
+        pings = keepalive_exchanges(seconds, LIBRARY_PING_INTERVAL, cloud_ping_s)
         return pings * (KEEPALIVE_UP + KEEPALIVE_DOWN)
 
     def session_bytes(self, seconds: float, cloud_ping_s: float) -> float:
@@ -638,7 +645,7 @@ def report(
         idle = run.real_equivalent(run.idle, run.idle_s, DAY, cloud_ping_s, scale=True)
         idle_raw = run.idle.total * DAY / run.idle_s
         seen = run.pings_seen(run.idle, run.idle_s, DAY)
-        expected = (DAY / run.ping_interval if run.ping_interval > 0 else 0.0) + DAY / cloud_ping_s
+        expected = keepalive_exchanges(DAY, run.ping_interval, cloud_ping_s)
         deflate = "on" if run.compression else "off"
         if run.deflate is not None:
             deflate += "" if run.deflate == run.compression else "(!)"

@@ -53,9 +53,14 @@ def test_keepalive_is_told_apart_and_a_day_counts_every_ping_on_time() -> None:
     assert tally.payload == 205
     run = wire.Run("1.6", True, "x", ping_interval=60)
     # over a measured hour: 205 bytes of payload; a day: 24 x that, plus 1440 station
-    # pings and 288 cloud pings (every 300 s), 60 bytes each
+    # pings, 60 bytes each; the cloud (every 300 s) pings only a quiet station: not this one
     day = run.real_equivalent(tally, 3600.0, 86_400.0, 300.0, scale=True)
-    assert day == pytest.approx(205 * 24 + (1440 + 288) * 60)
+    assert day == pytest.approx(205 * 24 + 1440 * 60)
+    # a station that does not ping is pinged by the cloud: 288 a day
+    quiet = wire.Run("1.6", True, "x", ping_interval=0)
+    assert quiet.real_equivalent(tally, 3600.0, 86_400.0, 300.0, scale=True) == pytest.approx(
+        205 * 24 + 288 * 60
+    )
 
 
 async def test_the_relay_counts_both_ways_of_a_tls_connection(tmp_path: Path) -> None:
