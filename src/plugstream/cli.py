@@ -710,8 +710,6 @@ def station_run(
         dhcp=dhcp,
         dhcp_lease=dhcp_lease,
     )
-    if network is not None and setup is not None:
-        raise typer.BadParameter("the network flags are not available with --setup yet")
     if not time_scale > 0:  # also NaN
         raise typer.BadParameter(
             f"the time scale must be positive, not {time_scale:g}", param_hint="'--time-scale'"
@@ -727,8 +725,13 @@ def station_run(
         from plugstream.station.provisioning import run_with_setup
 
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        # on a site network: DHCP, NTP and the DNS order before the setup call (Table 2)
         raise typer.Exit(
-            asyncio.run(run_with_setup(MODELS[model], data_dir, setup, retry_max=setup_retry))
+            asyncio.run(
+                run_with_setup(
+                    MODELS[model], data_dir, setup, retry_max=setup_retry, network=network
+                )
+            )
         )
     if station_id is None or csms is None:
         raise typer.BadParameter("give --id and --csms, or --setup URL")

@@ -36,7 +36,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -71,6 +71,7 @@ __all__ = [
     "NetworkNotReady",
     "StationNetwork",
     "carrier_of",
+    "default_port",
     "is_literal",
     "parse_links",
 ]
@@ -147,6 +148,27 @@ def carrier_of(iface: str, sys_net: Path = Path("/sys/class/net")) -> tuple[bool
         carrier = False
     up = carrier and operstate not in ("down", "lowerlayerdown", "notpresent", "dormant")
     return up, operstate if up or operstate != "up" else "no carrier"
+
+
+def default_port(scheme: str) -> int:
+    """The TCP port of a URL without one: 443 for wss:// and https:// (the setup
+    service), else 80."""
+    return 443 if scheme in ("wss", "https") else 80
+
+
+@contextlib.contextmanager
+def _once(running: set[str], name: str) -> Iterator[bool]:
+    """Whether this call is the one running loop ``name``: a second call while it runs gets
+    False (and returns at once), so two owners -- ``run_with_setup`` and the station it
+    starts -- never poll NTP or hold a DHCP lease twice."""
+    if name in running:
+        yield False
+        return
+    running.add(name)
+    try:
+        yield True
+    finally:
+        running.discard(name)
 
 
 def _bound_socket(family: int, iface: str) -> socket.socket:
@@ -252,6 +274,8 @@ class StationNetwork:
     _probed: dict[str, tuple[float, bool]] = field(default_factory=dict, init=False)
     _carrying: Callable[[], Link | None] | None = field(default=None, init=False)
     _status: str = field(default="", init=False)
+    _running: set[str] = field(default_factory=set, init=False)
+    """The background loops running now (:meth:`keep_synchronized`, :meth:`keep_dhcp`)."""
 
     def __post_init__(self) -> None:
         _check_interfaces(self.links)
@@ -349,7 +373,7 @@ class StationNetwork:
         address = host if is_literal(host) else await self.resolve(host)
         if address == "localhost":
             address = "127.0.0.1"
-        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        port = parts.port or default_port(parts.scheme)
         iface = self.links[link]
         try:
             sock = await connect_over(iface, address, port, self.link_timeout)
@@ -448,7 +472,7 @@ class StationNetwork:
         if self.manager is None or not self.link_watch:
             return
         parts = urlsplit(url)
-        self._target = (parts.hostname or "", parts.port or (443 if parts.scheme == "wss" else 80))
+        self._target = (parts.hostname or "", parts.port or default_port(parts.scheme))
         self._carrying = carrying
         probes = {link: self._probe(link) for link in self.links}
         tasks = [
@@ -552,20 +576,24 @@ class StationNetwork:
     async def keep_synchronized(self) -> None:
         """Poll the NTP server into ``clock`` until cancelled; returns at once when there
         is no clock or no server to poll. Its name is looked up with the station's DNS
-        priority list and the query goes over the active link, like every other packet."""
+        priority list and the query goes over the active link, like every other packet.
+        Idempotent: while one call runs, another returns at once (the first keeps polling)."""
         if self.clock is None or self.ntp_host is None:
             return
-        await keep_synchronized(
-            self.clock,
-            self.ntp_host,
-            self.ntp_port,
-            poll=self.ntp_poll,
-            timeout=self.ntp_timeout,
-            min_retry=self.ntp_min_retry,
-            resolve=self._resolve_address,
-            device=self.device,
-            sleep=self._ntp_sleep,
-        )
+        with _once(self._running, "ntp") as first:
+            if not first:
+                return
+            await keep_synchronized(
+                self.clock,
+                self.ntp_host,
+                self.ntp_port,
+                poll=self.ntp_poll,
+                timeout=self.ntp_timeout,
+                min_retry=self.ntp_min_retry,
+                resolve=self._resolve_address,
+                device=self.device,
+                sleep=self._ntp_sleep,
+            )
 
     async def _ntp_sleep(self, seconds: float) -> None:
         """NTP's wait between tries, cut short by a new DHCP lease: a station that just
@@ -598,20 +626,24 @@ class StationNetwork:
 
     async def keep_dhcp(self) -> None:
         """Obtain and keep the DHCP lease of ``dhcp_interface`` until cancelled (returns at
-        once without one). The article: the address and the DNS servers come from DHCP."""
+        once without one). The article: the address and the DNS servers come from DHCP.
+        Idempotent: while one call runs, another returns at once (one client per lease)."""
         if self.dhcp_interface is None:
             return
-        if self.dhcp_system:  # the OS renews; follow its lease file
-            while True:
-                lease = read_system_lease(self.dhcp_interface, root=self.lease_root)
-                if lease is not None and lease != self.lease:
-                    self._on_lease(lease)
-                elif lease is None and self.lease is not None:
-                    self._on_lease_lost("the system's lease file is gone")
-                await asyncio.sleep(SYSTEM_LEASE_POLL)
-        await keep_lease(
-            self.dhcp_interface,
-            on_lease=self._on_lease,
-            on_lost=self._on_lease_lost,
-            retry_after=10.0,
-        )
+        with _once(self._running, "dhcp") as first:
+            if not first:
+                return
+            if self.dhcp_system:  # the OS renews; follow its lease file
+                while True:
+                    lease = read_system_lease(self.dhcp_interface, root=self.lease_root)
+                    if lease is not None and lease != self.lease:
+                        self._on_lease(lease)
+                    elif lease is None and self.lease is not None:
+                        self._on_lease_lost("the system's lease file is gone")
+                    await asyncio.sleep(SYSTEM_LEASE_POLL)
+            await keep_lease(
+                self.dhcp_interface,
+                on_lease=self._on_lease,
+                on_lost=self._on_lease_lost,
+                retry_after=10.0,
+            )

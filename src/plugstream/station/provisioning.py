@@ -23,6 +23,13 @@ are so exchanged for the operator's right after installation (1.6 security white
 :func:`run_with_setup` is ``plugstream station run --setup``: it provisions, runs the
 station against what it was told, calls setup again on every start and when the CSMS
 has been unreachable for a while, and switches when the claim changed.
+
+On a site network (``network``, a :class:`~plugstream.station.network.StationNetwork`)
+the setup call goes the way the article's Table 2 says a new station reaches
+``setup.plugstream.co.uk``: address and DNS servers by DHCP, the clock by NTP, the name
+looked up with the DNS priority list, and only then HTTPS, the server checked at the
+NTP-corrected time. While any of that is missing nothing is sent (:class:`NotReady`,
+retried like an unreachable service).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from plugstream.station.certificates import CSMS_ROOT, MANUFACTURER_ROOT, Certif
 from plugstream.station.clock import Clock, SystemClock
 from plugstream.station.download import DownloadError, parse_head
 from plugstream.station.hardware import Model
+from plugstream.station.network import NetworkNotReady, StationNetwork
 from plugstream.station.security import FILENAME as SECURITY_LOG_FILE
 from plugstream.station.security import SecurityLog
 from plugstream.station.station16 import FIRMWARE_VERSION, Station16
@@ -63,6 +71,7 @@ __all__ = [
     "SETUP_FILE",
     "Factory",
     "NotClaimed",
+    "NotReady",
     "SetupError",
     "SetupResult",
     "StationSetup",
@@ -108,6 +117,15 @@ class NotClaimed(SetupError):
     def __init__(self, reason: str, retry_after: float | None) -> None:
         super().__init__(reason, 404)
         self.retry_after = retry_after
+
+
+class NotReady(SetupError):
+    """The station's network cannot make the call yet (clock not synchronized, no DHCP
+    lease, the setup name not resolved): nothing was sent. Retried like an unreachable
+    service; ``reason`` says what is missing."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"not calling the setup service yet: {why}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,9 +274,16 @@ async def post_json(
     roots: Sequence[x509.Certificate],
     now: Callable[[], datetime],
     timeout: float = SETUP_TIMEOUT_S,
+    network: StationNetwork | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """POST ``payload`` over mutual TLS; the server's certificate is checked against
-    ``roots`` at ``now()`` before the request is written (ServerRejected if it fails)."""
+    ``roots`` at ``now()`` before the request is written (ServerRejected if it fails).
+
+    ``network``: the station's own stack decides first (:meth:`StationNetwork.route`):
+    :class:`NotReady` without a byte sent while its clock is unsynchronized or it has no
+    lease / address for the host; else the TCP connection goes to the resolved address (or
+    over the active link's bound socket) while TLS still names and checks the URL's host.
+    None: the operating system's resolver and routing."""
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise SetupError(f"the setup URL must be https://HOST..., not {url!r}")
@@ -270,9 +295,26 @@ async def post_json(
     except ValueError:
         sni = host
     async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(
-            host, port, ssl=context, server_hostname=sni or ""
-        )
+        route: dict[str, Any] = {}
+        if network is not None:
+            try:
+                route = await network.route(url, authenticated=True)
+            except NetworkNotReady as exc:
+                raise NotReady(str(exc)) from None
+        sock = route.get("sock")
+        try:
+            if sock is not None:  # already connected over the active link's interface
+                reader, writer = await asyncio.open_connection(
+                    sock=sock, ssl=context, server_hostname=sni or ""
+                )
+            else:
+                reader, writer = await asyncio.open_connection(
+                    route.get("host", host), port, ssl=context, server_hostname=sni or ""
+                )
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
         try:
             verify_server(peer_chain(writer.get_extra_info("ssl_object")), host, roots, now())
             body = json.dumps(payload).encode()
@@ -313,10 +355,13 @@ async def provision(
     firmware_version: str = FIRMWARE_VERSION,
     ocpp_versions: Sequence[str] = OCPP_VERSIONS,
     timeout: float = SETUP_TIMEOUT_S,
+    network: StationNetwork | None = None,
 ) -> SetupResult:
     """One setup call, applied: NotClaimed while no owner has claimed the serial,
-    SetupError for any other refusal, ServerRejected when the service's certificate
-    fails the check, OSError / TimeoutError when it cannot be reached."""
+    SetupError for any other refusal (NotReady: ``network`` is not ready, nothing sent),
+    ServerRejected when the service's certificate fails the check, OSError / TimeoutError
+    when it cannot be reached. With a ``network`` that has a clock, the certificate is
+    checked at that NTP-corrected time (not ``now``): the station's own idea of the time."""
     factory = load_factory(data_dir)
     url = (setup_url or factory.setup_url).rstrip("/")
     if not url.endswith(PROVISION_PATH):
@@ -335,8 +380,11 @@ async def provision(
         client_cert=store.directory / MANUFACTURER_CERT,
         client_key=store.directory / MANUFACTURER_KEY,
         roots=store.roots(CSMS_ROOT),
-        now=now or (lambda: datetime.now(UTC)),
+        now=network.clock.now
+        if network is not None and network.clock is not None
+        else now or (lambda: datetime.now(UTC)),
         timeout=timeout,
+        network=network,
     )
     try:
         answer = json.loads(body) if body else {}
@@ -524,11 +572,21 @@ async def run_with_setup(
     stdin_fd: int | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    network: StationNetwork | None = None,
 ) -> int:
     """``plugstream station run --setup``: provision (waiting while unclaimed), run the
     station against the CSMS it was given, and call setup again when the CSMS has been
     unreachable for ``recheck_after`` seconds, switching when the claim changed. Until
-    ``quit``, SIGTERM or SIGINT; the exit code."""
+    ``quit``, SIGTERM or SIGINT; the exit code.
+
+    ``network``: the station's own stack, for the setup calls and every station made. Its
+    DHCP and NTP loops are started here, before the first setup call, and run until the
+    end (the stations' own calls to them return at once, see
+    :meth:`StationNetwork.keep_synchronized`), so the lease, the clock and the DNS cache
+    carry over from provisioning to OCPP and across a switch of CSMS. With managed links
+    the link watch probes the setup service until the first setup is done; from then on
+    each station watches the links against its CSMS (:meth:`StationNetwork.watch_links`).
+    ``network.json`` goes to ``data_dir`` unless the network has a ``status_dir``."""
     from plugstream.station.run import DRAIN_S, Controller, _control, _drain, _read_lines
 
     out = sys.stdout if out is None else out
@@ -542,7 +600,26 @@ async def run_with_setup(
         out.flush()
 
     def waiting(exc: SetupError | OSError, wait: float) -> None:
-        say(f"setup: {getattr(exc, 'reason', exc)}; calling again in {wait:g} s")
+        reason = getattr(exc, "reason", exc)
+        say(f"setup: {reason}; calling again in {wait:g} s")
+        if network is not None and isinstance(exc, NotReady):
+            network.offline_reason = str(reason)
+            network.write_status()
+
+    background: list[asyncio.Task[Any]] = []  # the network's loops, for the whole run
+    link_watch: asyncio.Task[None] | None = None  # links probed against the setup service
+    if network is not None:
+        if network.status_dir is None:
+            network.status_dir = data_dir
+        background += [
+            loop.create_task(network.keep_dhcp()),
+            loop.create_task(network.keep_synchronized()),
+        ]
+        if network.manager is not None:
+            with contextlib.suppress(SetupError):  # no factory state: provision says so
+                target = setup_url or load_factory(data_dir).setup_url
+                link_watch = loop.create_task(network.watch_links(target, lambda: None))
+        network.write_status()
 
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -567,6 +644,7 @@ async def run_with_setup(
                     attempts=1 if setup is not None else None,
                     on_wait=waiting,
                     model=model.name,
+                    network=network,
                 )
             )
             await asyncio.wait({attempt, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -584,9 +662,14 @@ async def run_with_setup(
                 say(f"setup: {exc}; running with the previous setup")
                 result = None
             break
+        if link_watch is not None:  # the station watches the links against its CSMS now
+            link_watch.cancel()
+            await asyncio.gather(link_watch, return_exceptions=True)
+            link_watch = None
         while True:
             assert setup is not None
             station = make_station(data_dir, model, setup, clock=clock)
+            station.network = network
             if result is not None:
                 configure_station(station, setup, result.password)
             if controller is None:
@@ -612,7 +695,9 @@ async def run_with_setup(
                     await asyncio.gather(watch, return_exceptions=True)
                     break
                 try:
-                    result = await provision(data_dir, setup_url, now=clock.now, model=model.name)
+                    result = await provision(
+                        data_dir, setup_url, now=clock.now, model=model.name, network=network
+                    )
                 except (SetupError, ServerRejected, OSError, TimeoutError) as exc:
                     say(f"setup (CSMS unreachable): {exc}")
                     continue
@@ -637,9 +722,11 @@ async def run_with_setup(
         if runner is not None:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
-        for task in (*tasks, stop_wait):
+        if link_watch is not None:
+            background.append(link_watch)
+        for task in (*tasks, stop_wait, *background):
             task.cancel()
-        await asyncio.gather(*tasks, stop_wait, return_exceptions=True)
+        await asyncio.gather(*tasks, stop_wait, *background, return_exceptions=True)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         if station is not None:
