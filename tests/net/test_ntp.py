@@ -382,8 +382,20 @@ async def test_silent_server_leaves_the_clock_unsynchronized_and_says_why(lab: L
     await keep_synchronized(
         clock, LOOPBACK, lab.port, rounds=5, timeout=0.05, poll=64.0, sleep=more
     )
-    assert more.waits == [16.0, 32.0, 64.0, 64.0]
+    # never synchronized: a station without time cannot authenticate, so it keeps asking
+    # at least every 32 s (a firewall opened later is noticed soon)
+    assert more.waits == [16.0, 32.0, 32.0, 32.0]
     assert clock.attempts == 8
+    # once synchronized, a silent server is backed off from up to the poll interval
+    lab.behaviour = "correct"
+    await keep_synchronized(clock, LOOPBACK, lab.port, rounds=1, timeout=0.5, poll=64.0)
+    assert clock.synchronized
+    lab.behaviour = "silent"
+    later = Sleeps()
+    await keep_synchronized(
+        clock, LOOPBACK, lab.port, rounds=4, timeout=0.05, poll=64.0, sleep=later
+    )
+    assert later.waits == [16.0, 32.0, 64.0]
 
 
 async def test_kiss_of_death_rate_is_reported_and_backs_off(lab: LabServer) -> None:

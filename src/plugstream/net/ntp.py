@@ -81,6 +81,9 @@ _LEAP_UNSYNCHRONIZED: Final = 3
 STEP_THRESHOLD: Final = 0.128
 """RFC 5905's STEPT: a correction larger than this is a step of the clock (``on_step``)."""
 MIN_POLL: Final = 16.0
+UNSYNCHRONIZED_MAX_WAIT: Final = 32.0
+"""Longest wait between tries while the clock has never been set: a station without time
+cannot authenticate, so a firewall opened after an hour is noticed within half a minute."""
 """RFC 4330 section 10: a client MUST NOT poll more often than every 15 s."""
 
 
@@ -353,8 +356,8 @@ async def query(
     server = f"{host}:{port}"
     deadline = loop.time() + timeout
     try:
-        if resolve is not None:
-            address = await asyncio.wait_for(resolve(host), timeout)
+        if resolve is not None:  # bounded per DNS server already: a silent primary
+            address = await resolve(host)  # must leave time for the secondary
         else:
             infos = await asyncio.wait_for(
                 loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP),
@@ -365,6 +368,7 @@ async def query(
         raise NTPTimeout(f"name lookup of {host} timed out after {timeout:.1f} s") from None
     except Exception as exc:  # the resolver's own error says which servers failed
         raise NTPError(f"cannot resolve {host}: {exc}") from None
+    deadline = loop.time() + timeout  # the exchange's own time, after the lookup
     origin, started = now(), time.monotonic()
     try:
         if device is None:
@@ -448,6 +452,8 @@ async def keep_synchronized(
             clock.record_failure(str(exc), server=server)
             wait = min(retry, poll, max_backoff)
             retry = min(2 * retry, poll)
+            if not clock.synchronized:  # no time, no authentication: keep trying often
+                wait = min(wait, max(min_retry, UNSYNCHRONIZED_MAX_WAIT))
             log.warning("NTP %s: %s; next try in %.0f s", server, exc, wait)
         else:
             clock.apply(sample)

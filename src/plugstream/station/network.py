@@ -256,6 +256,7 @@ class StationNetwork:
     """False: the station runs no carrier poll or probes; someone else feeds
     :attr:`manager` and passes its actions to :meth:`apply` (tests, a supervisor)."""
     _new_lease: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _was_synchronized: bool = field(default=False, init=False)
     lease: Lease | None = field(default=None, init=False)
     """The DHCP lease held (None: none yet, lost, or no ``dhcp_interface``)."""
     last_resolved: Resolved | None = field(default=None, init=False)
@@ -597,7 +598,16 @@ class StationNetwork:
 
     async def _ntp_sleep(self, seconds: float) -> None:
         """NTP's wait between tries, cut short by a new DHCP lease: a station that just
-        got its address (and DNS servers) sets its clock at once, not a retry later."""
+        got its address (and DNS servers) sets its clock at once, not a retry later.
+        Called after every query, so it is also where the outcome is published: the
+        status file, and ``changed`` when the clock has just become trustworthy (a
+        connection loop waiting out its back-off behind the clock gate goes at once)."""
+        clock = self.clock
+        synchronized = clock is not None and clock.synchronized
+        if synchronized and not self._was_synchronized:
+            self.changed.set()
+        self._was_synchronized = synchronized
+        self.write_status()
         self._new_lease.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._new_lease.wait(), seconds)

@@ -311,6 +311,18 @@ ROUTINE_EVENTS = frozenset(
 )
 
 
+def _endpoint(url: str, route: dict[str, Any]) -> str:
+    """``host:port (address)`` of a connection attempt, for the operator's diagnosis."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    where = f"{parts.hostname}:{port}"
+    address = route.get("host")
+    if address is None and route.get("sock") is not None:
+        with contextlib.suppress(OSError):
+            address = route["sock"].getpeername()[0]
+    return where if address in (None, parts.hostname) else f"{where} ({address})"
+
+
 class StationRuntime:
     """What :class:`Station16` and the 2.0.1 station share: the clock's pauses, the
     wake-ups, sending, the heartbeat timer and the byte counting."""
@@ -807,15 +819,18 @@ class StationRuntime:
                 transport.abort()
 
     async def _pause(self, delay: float) -> None:
-        """The back-off pause between attempts; a switch of link ends it early."""
+        """The back-off pause between attempts; what the last attempt waited for -- a
+        link, a DHCP lease, a synchronized clock (``network.changed``) -- ends it early."""
         network = self.network
-        if network is None or network.manager is None:
+        if network is None:
             await self.clock.sleep(delay)
             return
         with contextlib.suppress(TimeoutError):  # cleared when the attempt began
             await asyncio.wait_for(network.changed.wait(), self.clock.real_seconds(delay))
 
     def _set_offline(self, reason: str | None) -> None:
+        if self.network is not None and reason is not None and reason != self.offline_reason:
+            log.warning("offline: %s", reason)  # once per change: what a technician reads
         self.offline_reason = reason
         if self.network is not None:
             self.network.offline_reason = reason
@@ -1009,7 +1024,7 @@ class StationRuntime:
                         )
                 except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                     log.info("connection to %s failed: %s", target, exc)
-                    self._set_offline(f"connection failed: {exc}")
+                    self._set_offline(f"connection failed: {_endpoint(address, route)}: {exc}")
                     if isinstance(exc, SSLError):
                         self._on_tls_failure(exc, urlsplit(target).hostname or "")
                 finally:
