@@ -47,6 +47,7 @@ from plugstream.net.dhcp import (
     Option,
     Send,
     apply_lease,
+    broadcast_frame,
     build_discover,
     build_release,
     build_renew,
@@ -1084,3 +1085,44 @@ def test_renumbered_site_naks_the_renewal_and_the_station_moves_to_a_new_address
     assert station.stderr is not None
     assert "lost: DHCPNAK from 192.0.2.1" in station.stderr.read()
     assert "DHCPNAK(eth0)" in (lab.tmp / "dnsmasq.log").read_text()
+
+
+def test_broadcast_frame_is_from_address_0_with_valid_checksums() -> None:
+    """RFC 2131 4.1: until it has an address, the client sends from 0.0.0.0."""
+    payload = build_discover(0x1234, MAC)
+    frame = broadcast_frame(payload, bytes.fromhex(MAC.replace(":", "")))
+    assert frame[:6] == b"\xff" * 6 and frame[12:14] == b"\x08\x00"
+    ip_header, udp = frame[14:34], frame[34:]
+    assert ip_header[12:16] == bytes(4) and ip_header[16:20] == b"\xff" * 4
+    assert _ones_sum(ip_header) == 0xFFFF  # the header checksum verifies
+    assert struct.unpack("!HHH", udp[:6]) == (68, 67, 8 + len(payload))
+    pseudo = bytes(4) + b"\xff" * 4 + struct.pack("!BBH", 0, 17, len(udp))
+    assert _ones_sum(pseudo + udp) == 0xFFFF and udp[8:] == payload
+
+
+def _ones_sum(data: bytes) -> int:
+    data += b"\x00" * (len(data) % 2)
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def test_a_station_with_another_link_up_still_asks_from_address_0(lab: DhcpLab) -> None:
+    """With the LTE modem's address up, a UDP socket would send the DISCOVER from it; the
+    server must see 0.0.0.0 (RFC 2131 4.1), and the exchange still completes."""
+    lab.client.ip("link", "add", "lte0", "type", "veth", "peer", "name", "modem0")
+    lab.client.ip("addr", "add", "203.0.113.2/24", "dev", "lte0")
+    lab.client.ip("link", "set", "lte0", "up")
+    lab.client.ip("link", "set", "modem0", "up")
+    zero, other = "ip saddr 0.0.0.0 udp dport 67", "ip saddr 203.0.113.2 udp dport 67"
+    lab.server.run("nft", "add", "table", "inet", "dhcplab")
+    lab.server.run(
+        "nft", "add chain inet dhcplab input { type filter hook input priority 0; policy accept; }"
+    )
+    for match in (zero, other):
+        lab.server.run("nft", f"add rule inet dhcplab input {match} counter")
+    done = lab.dhcp("--json")
+    assert done.returncode == 0, done.stderr
+    assert nft_packets(lab.server, zero) >= 2  # DISCOVER and REQUEST
+    assert nft_packets(lab.server, other) == 0

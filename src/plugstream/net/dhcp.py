@@ -77,6 +77,7 @@ __all__ = [
     "Option",
     "Send",
     "apply_lease",
+    "broadcast_frame",
     "build_discover",
     "build_release",
     "build_renew",
@@ -922,6 +923,55 @@ def _open_socket(ifname: str) -> socket.socket:
     return sock
 
 
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data += b"\x00"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def broadcast_frame(payload: bytes, mac: bytes) -> bytes:
+    """An Ethernet frame carrying ``payload`` from 0.0.0.0:68 to 255.255.255.255:67.
+
+    RFC 2131 4.1: before it has an address, a client sends with source address 0. A UDP
+    socket cannot: the kernel takes another interface's address (the LTE modem's, say),
+    so the frame is built here and sent on a packet socket."""
+    source, destination = bytes(4), b"\xff" * 4
+    length = 8 + len(payload)
+    pseudo = source + destination + struct.pack("!BBH", 0, socket.IPPROTO_UDP, length)
+    udp = struct.pack("!HHHH", CLIENT_PORT, SERVER_PORT, length, 0) + payload
+    udp_sum = _checksum(pseudo + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", udp_sum) + udp[8:]
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + length, 0, 0, 64, socket.IPPROTO_UDP, 0, source, destination
+    )
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    return b"\xff" * 6 + mac + b"\x08\x00" + ip + udp
+
+
+def _unaddressed(payload: bytes) -> bool:
+    """A message the client sends before it has an address (ciaddr 0, RFC 2131 4.1)."""
+    return payload[12:16] == bytes(4)
+
+
+async def _send(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, ifname: str, mac: bytes, action: Send
+) -> None:
+    """One message: from address 0 on a packet socket while the client has none (where
+    packet sockets exist), else on the UDP socket."""
+    if action.destination == _LIMITED_BROADCAST and _unaddressed(action.payload):
+        af_packet = getattr(socket, "AF_PACKET", None)
+        if af_packet is not None:
+            with socket.socket(af_packet, socket.SOCK_RAW) as raw:
+                raw.bind((ifname, 0))
+                raw.send(broadcast_frame(action.payload, mac))
+            return
+    await loop.sock_sendto(sock, action.payload, (action.destination, SERVER_PORT))
+
+
 async def _run_exchange(
     client: DhcpClient,
     ifname: str,
@@ -938,9 +988,7 @@ async def _run_exchange(
             for action in actions:
                 if isinstance(action, Send):
                     try:
-                        await loop.sock_sendto(
-                            sock, action.payload, (action.destination, SERVER_PORT)
-                        )
+                        await _send(loop, sock, ifname, client.mac, action)
                     except OSError as exc:
                         raise DhcpError(f"DHCP on {ifname}: cannot send: {exc}") from exc
                     sent += 1
@@ -1111,9 +1159,7 @@ async def keep_lease(
                     try:
                         if sock is None:
                             sock = _open_socket(ifname)
-                        await loop.sock_sendto(
-                            sock, action.payload, (action.destination, SERVER_PORT)
-                        )
+                        await _send(loop, sock, ifname, client.mac, action)
                     except (OSError, DhcpError) as exc:
                         log.warning(
                             "DHCP on %s: cannot send to %s: %s", ifname, action.destination, exc
