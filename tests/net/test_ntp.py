@@ -240,6 +240,26 @@ def test_a_failing_step_listener_does_not_stop_the_clock_or_the_others() -> None
     assert clock.synchronized and clock.offset == 5.0
 
 
+def test_a_stopped_stations_listener_hears_no_more_steps() -> None:
+    """A clock outlives a station (setup re-pointed it to another CSMS): the old station
+    must not log SettingSystemTime for the new one."""
+    t = FakeTime()
+    clock = CorrectedClock(t.now, t.monotonic)
+    old: list[float] = []
+    new: list[float] = []
+
+    def old_station(a: datetime, b: datetime) -> None:
+        old.append((b - a).total_seconds())
+
+    clock.on_step(old_station)
+    clock.apply(sample(5.0))
+    clock.off_step(old_station)
+    clock.off_step(old_station)  # twice is harmless
+    clock.on_step(lambda a, b: new.append((b - a).total_seconds()))
+    clock.apply(sample(10.0))
+    assert old == [5.0] and new == [5.0]
+
+
 def test_clock_is_unsynchronized_when_its_last_sample_is_older_than_max_age() -> None:
     t = FakeTime()
     clock = CorrectedClock(t.now, t.monotonic)

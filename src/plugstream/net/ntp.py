@@ -263,6 +263,11 @@ class CorrectedClock:
         ``step_threshold`` (e.g. the station's ``clock_changed``: SettingSystemTime)."""
         self._listeners.append(listener)
 
+    def off_step(self, listener: Callable[[datetime, datetime], None]) -> None:
+        """Stop calling ``listener`` (a station that stopped: the clock outlives it)."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
     def apply(self, sample: Sample) -> ClockStep:
         """Take a good sample: the clock jumps to the server's time. Returns the step;
         listeners hear of it when it exceeds ``step_threshold`` — the first sample counts

@@ -1036,6 +1036,10 @@ class StationRuntime:
         finally:
             if network is not None and self._on_link_change in network.link_listeners:
                 network.link_listeners.remove(self._on_link_change)
+            if network is not None and network.clock is not None:
+                # the clock (and network) may serve the next station (setup re-pointed)
+                network.clock.off_step(self.clock_changed)
+                self.__dict__.pop("_network_clock", None)
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
