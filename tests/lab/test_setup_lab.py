@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from plugstream.lab.topology import DHCP_DNS, DHCP_RANGE, FALLBACK_DNS, SETUP, Lab
+from plugstream.lab.topology import CARRIER_LTE, DHCP_DNS, DHCP_RANGE, FALLBACK_DNS, SETUP, Lab
 from plugstream.net.ntp import CorrectedClock
 from plugstream.netcheck.firewall import SETUP_HOST
 from plugstream.pki.keystore import PKIStore
@@ -72,14 +72,14 @@ def booted(lab: Lab, serial: str) -> bool:
 
 
 @contextlib.contextmanager
-def commissioning(lab: Lab, serial: str) -> Iterator[LabStation]:
+def commissioning(lab: Lab, serial: str, *extra: str) -> Iterator[LabStation]:
     """``plugstream station run --setup`` out of the box on the site LAN; stopped by PID."""
     data_dir = lab.directory / f"setup-{serial}"
     log = lab.directory / f"setup-{serial}.log"
     argv = lab.plugstream(
         "station", "run", "--model", "22", "--setup", lab.setup_url,
         "--setup-retry", SETUP_RETRY, "--data-dir", str(data_dir), "--dhcp", "eth0",
-        "--dns-fallback", FALLBACK_DNS[0], "--dns-fallback", FALLBACK_DNS[1],
+        "--dns-fallback", FALLBACK_DNS[0], "--dns-fallback", FALLBACK_DNS[1], *extra,
     )  # fmt: skip
     with log.open("w") as out:
         process = lab.station.start(
@@ -128,6 +128,32 @@ def test_a_new_station_is_commissioned_over_dhcp_ntp_and_dns(lab: Lab) -> None:
     queries = (lab.logs / f"dns-{DHCP_DNS[0]}.log").read_text(errors="replace")
     assert f"query[A] {SETUP_HOST}" in queries
     assert f"{SETUP_HOST} is {SETUP}" in queries
+
+
+def test_with_the_cable_unplugged_a_new_station_is_commissioned_over_lte(lab: Lab) -> None:
+    """Links managed (--link): Ethernet has no carrier, so no lease; the station takes its
+    time, the setup name (from the fallback resolvers) and its configuration over LTE
+    through the carrier's NAT, then connects to the cloud over LTE."""
+    serial = "PS22-LAB-0003"
+    factory(lab, serial)
+    claim(lab, serial, 2)
+    lab.cut_ethernet()
+    lab.station_routes(lan_address=None, lte=True)
+    try:
+        links = ("--link", "eth0=ethernet", "--link", "lte0=lte")
+        with commissioning(lab, serial, *links) as station:
+            try:
+                wait_for(lambda: booted(lab, serial), ONLINE_S, step=0.5)
+            except AssertionError:
+                raise AssertionError(f"not booted over LTE{report(station)}") from None
+            status = station.network()
+            assert status["active_link"] == "lte", report(station)
+            assert status["dhcp"] is None, report(station)  # no carrier, no lease
+            assert status["clock"]["synchronized"] is True, report(station)
+            assert claimed(lab, serial)["provisioned_at"] is not None
+    finally:
+        lab.restore_ethernet()
+        lab.station.ip("route", "del", "default", "via", CARRIER_LTE, "dev", "lte0", check=False)
 
 
 def test_no_setup_call_while_the_clock_is_unsynchronized(lab: Lab) -> None:
