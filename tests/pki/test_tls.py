@@ -21,7 +21,11 @@ from plugstream.pki.tls import (
     verify_server,
 )
 
-NOW = dt.datetime.now(dt.UTC)
+
+def now() -> dt.datetime:
+    """The time of the check, read when it is made: the certificates are issued by each
+    test's fixture, later than this module was collected."""
+    return dt.datetime.now(dt.UTC)
 
 
 async def _handshake(
@@ -67,14 +71,14 @@ def test_a_server_from_the_station_root_for_its_name_is_accepted(
     ca: CertificateAuthority, chain: list[x509.Certificate]
 ) -> None:
     for host in ("127.0.0.1", "csms.example"):
-        leaf = verify_server(chain, host, [ca.root.certificate], NOW)
+        leaf = verify_server(chain, host, [ca.root.certificate], now())
         assert leaf.subject == chain[0].subject
 
 
 def test_a_server_from_an_unknown_ca_is_rejected(chain: list[x509.Certificate]) -> None:
     stranger = CertificateAuthority.create("Somebody Else's Root")
     with pytest.raises(ServerRejected, match="does not trust"):
-        verify_server(chain, "127.0.0.1", [stranger.root.certificate], NOW)
+        verify_server(chain, "127.0.0.1", [stranger.root.certificate], now())
 
 
 def test_a_server_for_another_host_is_rejected(
@@ -83,7 +87,7 @@ def test_a_server_for_another_host_is_rejected(
     with pytest.raises(
         ServerRejected, match=r"not for 'other\.example'.*csms\.example, 127\.0\.0\.1"
     ):
-        verify_server(chain, "other.example", [ca.root.certificate], NOW)
+        verify_server(chain, "other.example", [ca.root.certificate], now())
 
 
 def test_validity_is_judged_by_the_station_clock_not_the_host_clock(
@@ -91,7 +95,7 @@ def test_validity_is_judged_by_the_station_clock_not_the_host_clock(
 ) -> None:
     """The certificate is valid by the machine's clock; a station whose clock is years
     ahead sees it expired, one whose clock is behind sees it not yet valid (A00.FR.411)."""
-    ahead, behind = NOW + dt.timedelta(days=3650), NOW - dt.timedelta(days=2)
+    ahead, behind = now() + dt.timedelta(days=3650), now() - dt.timedelta(days=2)
     with pytest.raises(ServerRejected, match=r"expired at .* the station's clock says"):
         verify_server(chain, "127.0.0.1", [ca.root.certificate], ahead)
     with pytest.raises(
@@ -104,9 +108,9 @@ def test_no_trust_store_and_no_certificate_are_refused(
     ca: CertificateAuthority, chain: list[x509.Certificate]
 ) -> None:
     with pytest.raises(ServerRejected, match="trusts no root"):
-        verify_server(chain, "127.0.0.1", [], NOW)
+        verify_server(chain, "127.0.0.1", [], now())
     with pytest.raises(ServerRejected, match="sent no certificate"):
-        verify_server([], "127.0.0.1", [ca.root.certificate], NOW)
+        verify_server([], "127.0.0.1", [ca.root.certificate], now())
 
 
 async def test_the_station_context_refuses_tls_below_1_2(

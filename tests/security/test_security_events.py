@@ -69,6 +69,8 @@ async def test_a_wrong_password_is_refused_and_reported_from_both_sides(
             lambda ev: bool(_from(ev, "station", AUTH_FAILED[version])),
             station_id="CPW",
         )
+        # the password change (ReconfigurationOfSecurityParameters) is queued after it
+        await until(lambda: not station.security_log.pending())
     reported = _from(events, "station", AUTH_FAILED[version])
     assert len(reported) == 1 and "HTTP 401" in str(reported[0]["tech_info"])
     assert _from(events, "station", "StartupOfTheDevice")
