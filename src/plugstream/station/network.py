@@ -321,10 +321,10 @@ class StationNetwork:
         why = self.clock.why_not_synchronized()
         return None if why is None else f"clock not synchronized: {why}"
 
-    async def resolve(self, host: str) -> str:
+    async def resolve(self, host: str, *, device: str | None = None) -> str:
         """The address to connect to for ``host``: IP literals as they are, names from the
-        DNS servers in priority order. Raises :class:`NetworkNotReady` listing every
-        server and why it failed."""
+        DNS servers in priority order, asked over ``device`` (default :meth:`device`).
+        Raises :class:`NetworkNotReady` listing every server and why it failed."""
         if is_literal(host):
             return host
         try:
@@ -334,7 +334,7 @@ class StationNetwork:
                 timeout=self.dns_timeout,
                 now=self.monotonic,
                 resolver=self.resolver,
-                device=self.device(),
+                device=device or self.device(),
             )
         except DnsError as exc:
             raise NetworkNotReady(f"DNS: {exc}") from None
@@ -392,7 +392,9 @@ class StationNetwork:
             f"{s.link} {self.links[s.link]}: {s.health}" for s in self.manager.state().links
         )
 
-    async def _target_address(self) -> tuple[str, int] | None:
+    async def _target_address(self, device: str | None = None) -> tuple[str, int] | None:
+        """The CSMS's address and port, looked up over ``device`` (the link being probed:
+        before any link is up, the OS's routes may still point at a dead cable)."""
         if self._target is None:
             return None
         host, port = self._target
@@ -401,7 +403,7 @@ class StationNetwork:
         if self.last_resolved is not None and self.last_resolved.addresses:
             return self.last_resolved.addresses[0], port
         try:
-            return await self.resolve(host), port
+            return await self.resolve(host, device=device), port
         except NetworkNotReady:
             return None
 
@@ -416,7 +418,7 @@ class StationNetwork:
             last = self._probed.get(link)
             if metered and last is not None and now - last[0] < self.metered_probe_interval:
                 return last[1]
-            target = await self._target_address()
+            target = await self._target_address(self.links[link])
             if target is None:
                 raise NetworkNotReady("the CSMS's address is not known yet")
             try:
@@ -567,8 +569,12 @@ class StationNetwork:
         self._status = text
 
     def device(self) -> str | None:
-        """The interface to send over: the active link's (None: the OS's routing)."""
+        """The interface to send over: the active link's; before one is chosen, the best
+        link with a carrier (a dead cable's routes may linger); None: the OS's routing."""
         link = self.active_link
+        if link is None and self.manager is not None:
+            carrying = [s.link for s in self.manager.state().links if s.carrier]
+            link = carrying[0] if carrying else None
         return None if link is None else self.links[link]
 
     async def _resolve_address(self, host: str) -> str:
