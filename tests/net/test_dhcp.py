@@ -971,6 +971,28 @@ def udp68_sockets(host: Host) -> list[str]:
     return [line for line in host.run("ss", "-H", "-lun").splitlines() if ":68 " in line]
 
 
+def count_packets(host: Host, *matches: str) -> None:
+    """An nft counter in ``host``'s input path for each ``match`` (read with nft_packets)."""
+    host.run("nft", "add", "table", "inet", "dhcplab")
+    host.run(
+        "nft", "add chain inet dhcplab input { type filter hook input priority 0; policy accept; }"
+    )
+    for match in matches:
+        host.run("nft", f"add rule inet dhcplab input {match} counter")
+
+
+def keeping(lab: DhcpLab, *extra: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    """``python -m plugstream.net.dhcp eth0 --keep`` in the station host, and its lease
+    lines as they come (one JSON line per lease bound)."""
+    station = lab.client.start(
+        sys.executable, "-m", "plugstream.net.dhcp", "eth0", "--keep", *extra,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    read_lines(station, lines)
+    return station, lines
+
+
 def nft_packets(host: Host, match: str) -> int:
     """Packets counted by the rule ``match ... counter`` in the lab's input chain."""
     listing = host.run("nft", "list", "chain", "inet", "dhcplab", "input")
@@ -986,26 +1008,8 @@ def test_station_keeps_its_lease_by_renewing_and_keeps_no_port_open_between(
     options 58/59 it is given, so T1 = 4 s and T2 = 7 s make renewals come quickly."""
     lab = silent_lab
     unicast, broadcast = "ip daddr 192.0.2.1 udp dport 67", "ip daddr 255.255.255.255 udp dport 67"
-    lab.server.run("nft", "add", "table", "inet", "dhcplab")
-    lab.server.run(
-        "nft", "add chain inet dhcplab input { type filter hook input priority 0; policy accept; }"
-    )
-    for match in (unicast, broadcast):
-        lab.server.run("nft", f"add rule inet dhcplab input {match} counter")
-    station = lab.client.start(
-        sys.executable,
-        "-m",
-        "plugstream.net.dhcp",
-        "eth0",
-        "--keep",
-        "--hostname",
-        "ps7-lab",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    read_lines(station, lines)
+    count_packets(lab.server, unicast, broadcast)
+    station, lines = keeping(lab, "--hostname", "ps7-lab")
 
     # No server yet: the DHCPDISCOVER is in flight, the only time UDP 68 may be open.
     for _ in range(50):
@@ -1054,18 +1058,7 @@ def test_renumbered_site_naks_the_renewal_and_the_station_moves_to_a_new_address
     lab = silent_lab
     short = ("--dhcp-option=58,4", "--dhcp-option=59,7", "--no-ping")
     old_server = lab.start_dnsmasq("2m", *short)
-    station = lab.client.start(
-        sys.executable,
-        "-m",
-        "plugstream.net.dhcp",
-        "eth0",
-        "--keep",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    read_lines(station, lines)
+    station, lines = keeping(lab)
     first = json.loads(lines.get(timeout=10))
     assert 100 <= int(first["address"].rsplit(".", 1)[1]) <= 150
     lab.server.stop(old_server)
@@ -1116,12 +1109,7 @@ def test_a_station_with_another_link_up_still_asks_from_address_0(lab: DhcpLab) 
     lab.client.ip("link", "set", "lte0", "up")
     lab.client.ip("link", "set", "modem0", "up")
     zero, other = "ip saddr 0.0.0.0 udp dport 67", "ip saddr 203.0.113.2 udp dport 67"
-    lab.server.run("nft", "add", "table", "inet", "dhcplab")
-    lab.server.run(
-        "nft", "add chain inet dhcplab input { type filter hook input priority 0; policy accept; }"
-    )
-    for match in (zero, other):
-        lab.server.run("nft", f"add rule inet dhcplab input {match} counter")
+    count_packets(lab.server, zero, other)
     done = lab.dhcp("--json")
     assert done.returncode == 0, done.stderr
     assert nft_packets(lab.server, zero) >= 2  # DISCOVER and REQUEST

@@ -11,6 +11,7 @@ ClockCtrlr.TimeAdjustmentReportingThreshold).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import socket
 import struct
@@ -326,8 +327,9 @@ class _LabProtocol(asyncio.DatagramProtocol):
             self.transport.sendto(packet, addr)
 
 
-@pytest.fixture
-async def lab() -> AsyncIterator[LabServer]:
+@contextlib.asynccontextmanager
+async def sntp_server() -> AsyncIterator[LabServer]:
+    """Our SNTP responder on 127.0.0.1, a random port, for as long as the block runs."""
     server = LabServer()
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
@@ -338,6 +340,12 @@ async def lab() -> AsyncIterator[LabServer]:
         yield server
     finally:
         transport.close()
+
+
+@pytest.fixture
+async def lab() -> AsyncIterator[LabServer]:
+    async with sntp_server() as server:
+        yield server
 
 
 class Sleeps:

@@ -31,7 +31,7 @@ from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.network import STATUS_FILE, NetworkNotReady, StationNetwork
 from tests.cloud.test_gateway import Cloud, running
 from tests.net.test_dns import FakeDns
-from tests.net.test_ntp import LabServer, _LabProtocol
+from tests.net.test_ntp import LabServer, sntp_server
 from tests.security.conftest import (
     PASSWORD,
     VERSIONS,
@@ -78,16 +78,8 @@ async def tls_cloud(tmp_path: Path, pki: Pki, cert: str) -> AsyncIterator[Cloud]
 @pytest.fixture
 async def ntp_lab() -> AsyncIterator[LabServer]:
     """Our SNTP responder on 127.0.0.1; ``behaviour = "silent"`` is an unreachable server."""
-    server = LabServer()
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: _LabProtocol(server), local_addr=(LOOPBACK, 0)
-    )
-    server.port = transport.get_extra_info("sockname")[1]
-    try:
+    async with sntp_server() as server:
         yield server
-    finally:
-        transport.close()
 
 
 @contextlib.asynccontextmanager

@@ -100,19 +100,24 @@ _INTERCEPT_PORT: Final = 8443
 # --- what the lab runs, as data (no I/O) --------------------------------------------------------
 
 
+_DNSMASQ: Final = (
+    "dnsmasq",
+    "--conf-file=/dev/null",  # nothing from the machine's own configuration
+    "--no-resolv",
+    "--no-hosts",
+    "--keep-in-foreground",
+    "--user=root",
+    "--bind-interfaces",
+)
+
+
 def dnsmasq_dns_argv(
     address: str, records: Mapping[str, str], directory: Path, name: str
 ) -> list[str]:
     """A DNS-only dnsmasq on ``address`` answering ``records`` (name -> IPv4) and nothing else
     (no upstream, no /etc/hosts): one per server, so each can be stopped alone."""
     return [
-        "dnsmasq",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        "--keep-in-foreground",
-        "--user=root",
-        "--bind-interfaces",
+        *_DNSMASQ,
         f"--listen-address={address}",
         f"--pid-file={directory / f'{name}.pid'}",
         f"--log-facility={directory / f'{name}.log'}",
@@ -134,13 +139,7 @@ def dnsmasq_dhcp_argv(
     the article's "if the DHCP server does not specify a DNS server")."""
     dns = ",".join(dns_servers)
     return [
-        "dnsmasq",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        "--keep-in-foreground",
-        "--user=root",
-        "--bind-interfaces",
+        *_DNSMASQ,
         "--port=0",
         f"--interface={interface}",
         f"--pid-file={directory / f'{name}.pid'}",
