@@ -73,6 +73,7 @@ from websockets.typing import Subprotocol
 
 from plugstream.net.accounting import ByteCounter, Direction, Link
 from plugstream.net.links import LinkPolicy
+from plugstream.net.ntp import CorrectedClock
 from plugstream.ocpp import (
     ErrorCode,
     Event,
@@ -111,7 +112,7 @@ from plugstream.station.metering import (
     build_meter_value_16,
     format_timestamp,
 )
-from plugstream.station.network import NetworkNotReady, StationNetwork
+from plugstream.station.network import NetworkNotReady, StationNetwork, default_port
 from plugstream.station.security import FILENAME as SECURITY_LOG_FILE
 from plugstream.station.security import SecurityLog, canonical, event_name
 from plugstream.station.smartcharging import ChargingProfiles
@@ -314,8 +315,7 @@ ROUTINE_EVENTS = frozenset(
 def _endpoint(url: str, route: dict[str, Any]) -> str:
     """``host:port (address)`` of a connection attempt, for the operator's diagnosis."""
     parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "wss" else 80)
-    where = f"{parts.hostname}:{port}"
+    where = f"{parts.hostname}:{parts.port or default_port(parts.scheme)}"
     address = route.get("host")
     if address is None and route.get("sock") is not None:
         with contextlib.suppress(OSError):
@@ -372,6 +372,7 @@ class StationRuntime:
     _ws_link: Link | None = None  # the managed link the open connection runs over
     _link_switched = False  # the connection was closed for another link: reconnect at once
     _data_saving: dict[str, Any] | None = None
+    _network_clock: CorrectedClock | None = None  # the clock whose steps we listen to
 
     def tick(self) -> None:
         raise NotImplementedError
@@ -624,8 +625,8 @@ class StationRuntime:
 
     def _use_network(self, network: StationNetwork) -> None:
         """Once per station: a step of the network's clock is SettingSystemTime."""
-        if network.clock is not None and self.__dict__.get("_network_clock") is not network.clock:
-            self.__dict__["_network_clock"] = network.clock
+        if network.clock is not None and self._network_clock is not network.clock:
+            self._network_clock = network.clock
             network.clock.on_step(self.clock_changed)
 
     def _on_server_rejected(self, exc: ServerRejected) -> None:
@@ -1039,7 +1040,7 @@ class StationRuntime:
             if network is not None and network.clock is not None:
                 # the clock (and network) may serve the next station (setup re-pointed)
                 network.clock.off_step(self.clock_changed)
-                self.__dict__.pop("_network_clock", None)
+                self._network_clock = None
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
