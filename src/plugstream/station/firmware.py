@@ -555,21 +555,20 @@ class FirmwareUpdater:
                 if self._outbox and self.station.online:
                     await self._send_first()
                     continue
-                timeout: float | None = None
+                verify_in: float | None = None  # station time
                 boot = self.boot
                 if boot.pending_verification and boot.verify_deadline is not None:
-                    left = (boot.verify_deadline - self.station.now()).total_seconds()
-                    if left <= 0:
+                    verify_in = (boot.verify_deadline - self.station.now()).total_seconds()
+                    if verify_in <= 0:
                         await self._roll_back()
                         continue
-                    timeout = self.station.clock.real_seconds(left)
-                if self._outbox:  # offline: look again soon (a plain reconnect wakes nothing)
-                    timeout = OFFLINE_POLL_S if timeout is None else min(timeout, OFFLINE_POLL_S)
-                if timeout is None:
+                # offline: look again soon, in wall time (a plain reconnect wakes nothing)
+                poll = OFFLINE_POLL_S if self._outbox else None
+                if verify_in is None and poll is None:
                     await wake.wait()
                     continue
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
+                    async with self.station.clock.timeout(verify_in), asyncio.timeout(poll):
                         await wake.wait()
         finally:
             self._wake = None

@@ -827,7 +827,8 @@ class StationRuntime:
             await self.clock.sleep(delay)
             return
         with contextlib.suppress(TimeoutError):  # cleared when the attempt began
-            await asyncio.wait_for(network.changed.wait(), self.clock.real_seconds(delay))
+            async with self.clock.timeout(delay):
+                await network.changed.wait()
 
     def _set_offline(self, reason: str | None) -> None:
         if self.network is not None and reason is not None and reason != self.offline_reason:
@@ -854,7 +855,6 @@ class StationRuntime:
         Only this loop waits on ``_tick_event``, so a timer may set it: cheaper than a
         timeout that cancels the wait (a fleet's stations tick thousands of times a minute).
         """
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 self.tick()
@@ -866,7 +866,7 @@ class StationRuntime:
             if delay is None:
                 await self._tick_event.wait()
                 continue
-            timer = loop.call_later(self.clock.real_seconds(max(0.0, delay)), self._tick_event.set)
+            timer = self.clock.call_later(delay, self._tick_event.set)
             try:
                 await self._tick_event.wait()
             finally:
@@ -1977,7 +1977,7 @@ async def _wait_event(event: asyncio.Event, clock: Clock, timeout: float | None)
     if timeout is None:
         await event.wait()
         return
-    # asyncio.timeout, not wait_for: no extra task per wait (a fleet waits a lot)
+    # a timeout, not wait_for: no extra task per wait (a fleet waits a lot)
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(clock.real_seconds(max(0.0, timeout))):
+        async with clock.timeout(timeout):
             await event.wait()
