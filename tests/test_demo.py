@@ -9,8 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
+import httpx
 import pytest
+
+from tests.support import read_until, stop_process, until_sync
+
+pytestmark = pytest.mark.socket
 
 DEMO = [sys.executable, "-m", "plugstream.cli", "demo"]
 
@@ -74,3 +80,42 @@ def test_ctrl_c_stops_the_demo_cleanly() -> None:
     assert "Traceback" not in err
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)  # no process of the demo's group is left
+
+
+def test_demo_transactions_carry_no_flags_of_the_demos_own_making() -> None:
+    """The stations run 120 times as fast as the wall, and so does the demo's cloud: what a
+    newcomer browses in the demo's API is clean data, no TimeInFuture the demo caused."""
+    proc = subprocess.Popen(
+        [*DEMO, "--stations", "4", "--time-scale", "120", "--session-minutes", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out = read_until(proc, "PlugStream Cloud API:", timeout=30)
+        found = re.search(r"(http://127\.0\.0\.1:\d+/api/v1)/", out)
+        assert found is not None, out
+        api = found.group(1)
+
+        def ended() -> list[dict[str, Any]]:
+            try:
+                got = httpx.get(f"{api}/transactions", params={"limit": 500}, timeout=5)
+            except httpx.TransportError:
+                return []
+            assert got.status_code == 200, got.text
+            txs: list[dict[str, Any]] = got.json()
+            # once two sessions have ended: a start, meter values and a stop each
+            return txs if sum(1 for t in txs if not t["active"]) >= 2 else []
+
+        transactions = until_sync(ended, "two demo sessions ended", timeout=60)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=15)
+        finally:
+            stop_process(proc)
+    assert transactions
+    for tx in transactions:
+        assert tx["flags"] == [], tx
+        assert tx["energy_wh"] is None or float(tx["energy_wh"]) >= 0, tx

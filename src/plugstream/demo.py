@@ -18,8 +18,9 @@ import contextlib
 import signal
 import tempfile
 import time
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console, Group, RenderableType
@@ -31,6 +32,7 @@ from plugstream.cloud.app import create_app
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.serve import CloudServer, bound_port, uvicorn_config
 from plugstream.cloud.storage.records import IdTokenRecord
+from plugstream.station.clock import ScaledClock
 from plugstream.station.fleet import DEFAULT_ID_TAGS, Fleet, FleetConfig, FleetSummary
 
 __all__ = ["DemoCloud", "run_demo", "running_cloud"]
@@ -70,14 +72,18 @@ class DemoCloud:
 
 @contextlib.asynccontextmanager
 async def running_cloud(
-    directory: Path, id_tags: tuple[str, ...] = DEFAULT_ID_TAGS
+    directory: Path,
+    id_tags: tuple[str, ...] = DEFAULT_ID_TAGS,
+    *,
+    clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[DemoCloud]:
     """PlugStream Cloud on 127.0.0.1 (a free port), its database in ``directory``,
-    auto-registering stations and accepting ``id_tags``; stopped on exit."""
+    auto-registering stations and accepting ``id_tags``; stopped on exit. ``clock``: the
+    time the cloud receives at (the fleet's scaled one in the demo; default the wall's)."""
     config = CloudConfig(
         host="127.0.0.1", port=0, db=f"sqlite:///{directory / 'cloud.db'}", auto_register=True
     )
-    app = create_app(config)
+    app = create_app(config, clock=clock)
     server = _QuietServer(uvicorn_config(config, app))
     task = asyncio.create_task(server.serve())
     try:
@@ -170,8 +176,12 @@ async def run_demo(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
+        # One time for the stations and the cloud: the stations run `time_scale` times as
+        # fast as the wall, and a cloud on the wall's time would flag all they report as
+        # TimeInFuture.
+        clock = ScaledClock(time_scale)
         with tempfile.TemporaryDirectory(prefix="plugstream-demo-") as tmp:
-            async with running_cloud(Path(tmp)) as cloud:
+            async with running_cloud(Path(tmp), clock=clock.now) as cloud:
                 console.print(
                     f"PlugStream Cloud: OCPP {cloud.ocpp_url}/{{stationId}}", soft_wrap=True
                 )
@@ -189,7 +199,8 @@ async def run_demo(
                         data_dir=Path(tmp) / "stations",
                         id_prefix="PS-",
                         fault_rate=DEMO_FAULT_RATE,
-                    )
+                    ),
+                    clock=clock,
                 )
                 fleet.start()
                 try:

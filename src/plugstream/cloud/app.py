@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from plugstream import __version__
 from plugstream.cloud.config import CloudConfig
-from plugstream.cloud.gateway import Gateway, HandlersFactory
+from plugstream.cloud.gateway import CloudClock, Gateway, HandlersFactory
 from plugstream.ocpp import OcppVersion
 
 if TYPE_CHECKING:
@@ -61,8 +61,10 @@ def create_app(
     *,
     open_store: Callable[[str], Awaitable[Store]] | None = None,
     handlers: Mapping[OcppVersion, HandlersFactory] | None = None,
+    clock: CloudClock | None = None,
 ) -> FastAPI:
-    """The application; ``open_store`` and ``handlers`` replace the real ones in tests."""
+    """The application; ``open_store`` and ``handlers`` replace the real ones in tests,
+    ``clock`` the wall clock that what stations report is stamped and checked with."""
     opener = open_store if open_store is not None else _open_store
     if config.setup_only:
         return _create_setup_app(config, opener)
@@ -70,7 +72,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await opener(config.db)
-        gateway = Gateway(store, config, handlers=handlers)
+        gateway = Gateway(store, config, handlers=handlers, clock=clock)
         app.state.store = store
         app.state.gateway = gateway
         try:

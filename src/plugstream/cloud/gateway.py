@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -73,7 +73,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("plugstream.cloud.gateway")
 
-HandlersFactory = Callable[[str, "Store", CloudConfig], Handlers]
+#: what the cloud stamps what it receives with; injected so that a demo whose stations
+#: run on a scaled clock runs the cloud on the same one (no TimeInFuture of its own making)
+CloudClock = Callable[[], datetime]
+
+
+class HandlersFactory(Protocol):
+    """The handlers of one station's connection (a handler class is one)."""
+
+    def __call__(
+        self, station_id: str, store: Store, config: CloudConfig, *, clock: CloudClock
+    ) -> Handlers: ...
+
 
 REALM = "PlugStream"
 REPLACED = "replaced by a new connection"
@@ -332,9 +343,11 @@ class Gateway:
         config: CloudConfig,
         *,
         handlers: Mapping[OcppVersion, HandlersFactory] | None = None,
+        clock: CloudClock | None = None,
     ) -> None:
         self.store = store
         self.config = config
+        self.clock: CloudClock = clock if clock is not None else _now
         self._handlers: Mapping[OcppVersion, HandlersFactory] | None = handlers
         self._live: dict[str, Connection] = {}
         self.failed_logins: collections.Counter[str] = collections.Counter()
@@ -477,7 +490,7 @@ class Gateway:
             return
         accept: Message = {"type": "websocket.accept", "subprotocol": version.subprotocol}
         try:
-            handlers = self.handlers[version](station_id, self.store, self.config)
+            handlers = self.handlers[version](station_id, self.store, self.config, clock=self.clock)
         except Exception:
             log.exception("could not set up the %s handlers of %s", version.value, station_id)
             await send(accept)
@@ -496,7 +509,7 @@ class Gateway:
             lenient=lenient,
             observer=transport.observe,
         )
-        conn = Connection(station_id, version, transport, endpoint, _now())
+        conn = Connection(station_id, version, transport, endpoint, self.clock())
         old = self._live.get(station_id)
         self._live[station_id] = conn
         if old is not None:
@@ -589,7 +602,7 @@ class Gateway:
         1.6 whitepaper A00.FR.323 / A00.FR.408), stored before the refusal is answered:
         whoever was refused can find it in the REST API at once. The store's writer
         commits such rows in batches, so a flood of bad logins costs no commit each."""
-        record = SecurityEvent(_now(), station_id, event, reason)
+        record = SecurityEvent(self.clock(), station_id, event, reason)
         self.security_events.append(record)
         try:
             await add_security_event(
@@ -652,7 +665,7 @@ class Gateway:
             if conn is not None:
                 self._touch(conn)
         try:
-            self._log_queue.put_nowait((station_id, direction, text, _now()))
+            self._log_queue.put_nowait((station_id, direction, text, self.clock()))
         except asyncio.QueueFull:
             self.frames_dropped += 1
             if self.frames_dropped % 1000 == 1:
@@ -684,7 +697,7 @@ class Gateway:
 
     async def _record_seen(self, station_id: str) -> None:
         try:
-            await self.store.record_seen(station_id, at=_now())
+            await self.store.record_seen(station_id, at=self.clock())
         except Exception:
             log.warning("could not record that %s was seen", station_id, exc_info=True)
 

@@ -270,9 +270,11 @@ class Fleet:
     :attr:`sims` and :meth:`summary` while it runs, and ends with :meth:`close`.
     """
 
-    def __init__(self, config: FleetConfig) -> None:
+    def __init__(self, config: FleetConfig, *, clock: ScaledClock | None = None) -> None:
+        """``clock``: the fleet's time (one at ``config.time_scale`` by default), shared
+        with whatever else must see the same time (the demo's cloud)."""
         self.config = config
-        self.clock = ScaledClock(config.time_scale)
+        self.clock = ScaledClock(config.time_scale) if clock is None else clock
         self.rng = random.Random(config.seed)
         self.sims: list[SimStation] = []
         self._tasks: list[asyncio.Task[None]] = []
