@@ -1,8 +1,8 @@
 """Clock-aligned meter values in and outside transactions (1.6 ClockAlignedDataInterval,
 2.0.1 J01 / AlignedDataCtrlr), against a bare JSON CSMS on 127.0.0.1.
 
-The stations run on a :class:`ScaledClock` (60x) that starts just before noon, so an
-aligned interval of 30 s passes every half second of wall time.
+The stations run on a :class:`ManualClock` that starts just before noon; a test moves it
+from grid point to grid point and waits, at each, for what the station sent.
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ import websockets
 from websockets.typing import Subprotocol
 
 from plugstream.station.backoff import ReconnectBackoff
-from plugstream.station.clock import CallableClock, ScaledClock
+from plugstream.station.clock import CallableClock, ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.metering import ClockAligned
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
+from tests.support import WAIT, running, until
 
-WAIT = 8.0
-SCALE = 60.0
 INTERVAL = 30
 START = datetime(2026, 3, 2, 11, 59, 50, tzinfo=UTC)
 ENERGY = "Energy.Active.Import.Register"
@@ -84,13 +83,11 @@ class Csms:
 
     async def call(self, action: str, payload: dict[str, Any]) -> Any:
         """Send a CALL to the station and return its CALLRESULT payload."""
-        async with asyncio.timeout(WAIT):
-            while self.ws is None:
-                await asyncio.sleep(0.02)
+        ws = await until(lambda: self.ws, "the station connected")
         msg_id = str(next(self._ids))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[msg_id] = future
-        await self.ws.send(json.dumps([2, msg_id, action, payload]))
+        await ws.send(json.dumps([2, msg_id, action, payload]))
         return await asyncio.wait_for(future, WAIT)
 
     def actions(self, name: str) -> list[dict[str, Any]]:
@@ -124,32 +121,12 @@ async def csms() -> AsyncIterator[Csms]:
         await server.stop()
 
 
-async def until(check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (found := check()):
-            await asyncio.sleep(0.02)
-        return found
-
-
-@contextlib.asynccontextmanager
-async def running(station: Station16 | Station201, url: str) -> AsyncIterator[None]:
-    task = asyncio.create_task(station.run(url))
-    try:
-        await until(lambda: station.online)
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        station.close()
-
-
-def station16(tmp_path: Path, **config: str) -> Station16:
+def station16(tmp_path: Path, clock: ManualClock, **config: str) -> Station16:
     return Station16(
         "PS-A16",
         PLUGSTREAM_7,
         tmp_path / "s16",
-        clock=ScaledClock(SCALE, START),
+        clock=clock,
         rng=random.Random(3),
         config_defaults={"MeterValueSampleInterval": "0", **config},
         call_timeout=5.0,
@@ -157,17 +134,33 @@ def station16(tmp_path: Path, **config: str) -> Station16:
     )
 
 
-def station201(tmp_path: Path, **variables: str) -> Station201:
+def station201(tmp_path: Path, clock: ManualClock, **variables: str) -> Station201:
     return Station201(
         "PS-A201",
         PLUGSTREAM_7,
         tmp_path / "s201",
-        clock=ScaledClock(SCALE, START),
+        clock=clock,
         rng=random.Random(3),
         device_model_defaults={"SampledDataCtrlr.TxUpdatedInterval": "0", **variables},
         call_timeout=5.0,
         backoff=ReconnectBackoff(0.1, 0.05, 2, random.Random(1)),
     )
+
+
+def to_grid(clock: ManualClock) -> float:
+    """Seconds from the clock's time to the next grid point (from midnight UTC)."""
+    now = clock.now()
+    since = (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds()
+    return INTERVAL - since % INTERVAL
+
+
+async def grid_points(clock: ManualClock, count: int, sent: Callable[[], int]) -> None:
+    """Move the clock to each of the next ``count`` grid points, waiting at each until
+    ``sent()`` (what the CSMS got) grew by one: the station does I/O between two."""
+    for _ in range(count):
+        before = sent()
+        await clock.advance(to_grid(clock))
+        await until(lambda: sent() > before, "a clock-aligned value")  # noqa: B023
 
 
 def stamps(meter_values: list[dict[str, Any]]) -> list[datetime]:
@@ -193,9 +186,11 @@ def clock_values(meter_values: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # -- 1.6 ---------------------------------------------------------------------------------
 
 
+@pytest.mark.socket
 async def test_16_aligned_idle_after_change_configuration(tmp_path: Path, csms: Csms) -> None:
-    station = station16(tmp_path)
-    async with running(station, csms.url):
+    clock = ManualClock(START)
+    station = station16(tmp_path, clock)
+    async with running(station, csms.url, online=True):
         assert station.next_tick_in() is None  # ClockAlignedDataInterval 0: asleep
         for key, value in (
             ("MeterValuesAlignedData", f"{ENERGY},Voltage"),
@@ -205,9 +200,8 @@ async def test_16_aligned_idle_after_change_configuration(tmp_path: Path, csms: 
             assert answer == {"status": "Accepted"}
         delay = station.next_tick_in()
         assert delay is not None and 0 < delay <= INTERVAL  # wakes at the grid point only
-        sent = await until(
-            lambda: len(csms.actions("MeterValues")) >= 3 and csms.actions("MeterValues")
-        )
+        await grid_points(clock, 3, lambda: len(csms.actions("MeterValues")))
+        sent = csms.actions("MeterValues")
     for payload in sent:
         assert "transactionId" not in payload
         assert payload["connectorId"] == 1
@@ -221,29 +215,38 @@ async def test_16_aligned_idle_after_change_configuration(tmp_path: Path, csms: 
     assert_on_grid(stamps([p["meterValue"][0] for p in sent]))
 
 
+@pytest.mark.socket
 async def test_16_interval_zero_sends_none(tmp_path: Path, csms: Csms) -> None:
-    station = station16(tmp_path)
-    async with running(station, csms.url):
-        await asyncio.sleep(1.5)  # 90 s of station time
+    clock = ManualClock(START)
+    station = station16(tmp_path, clock)
+    async with running(station, csms.url, online=True):
+        await clock.advance(90)
+        # one CALL more: what those 90 s made the station send is queued before it
+        await station.send_triggered("Heartbeat")
         assert station.next_tick_in() is None
     assert csms.actions("MeterValues") == []
 
 
+@pytest.mark.socket
 async def test_16_aligned_with_the_transaction_then_idle(tmp_path: Path, csms: Csms) -> None:
-    station = station16(tmp_path, ClockAlignedDataInterval=str(INTERVAL))
-    async with running(station, csms.url):
-        await until(lambda: csms.actions("MeterValues"))
+    clock = ManualClock(START)
+    station = station16(tmp_path, clock, ClockAlignedDataInterval=str(INTERVAL))
+    async with running(station, csms.url, online=True):
+        await grid_points(clock, 1, lambda: len(csms.actions("MeterValues")))
+        await clock.advance(5)  # the car comes between two grid points
         station.plug_in(Ev(CITY_CAR, soc=30.0))
         assert await station.swipe("TAG-1")
 
         def in_tx() -> list[dict[str, Any]]:
             return [p for p in csms.actions("MeterValues") if "transactionId" in p]
 
-        await until(lambda: len(in_tx()) >= 2)
+        await grid_points(clock, 2, lambda: len(in_tx()))
+        await clock.advance(5)  # and goes between two others
         station.stop_transaction("Local")
         await until(lambda: csms.actions("StopTransaction"))
         count = len(csms.actions("MeterValues"))
-        await until(lambda: len(csms.actions("MeterValues")) >= count + 2)
+        await grid_points(clock, 2, lambda: len(csms.actions("MeterValues")))
+        assert len(csms.actions("MeterValues")) >= count + 2
     sent = csms.actions("MeterValues")
     assert all(p["transactionId"] == 77 for p in in_tx())
     # the journalled ones may arrive a little later: order by grid point
@@ -260,9 +263,11 @@ async def test_16_aligned_with_the_transaction_then_idle(tmp_path: Path, csms: C
 # -- 2.0.1 -------------------------------------------------------------------------------
 
 
+@pytest.mark.socket
 async def test_tc_j_01_cs_no_transaction_ongoing(tmp_path: Path, csms: Csms) -> None:
-    station = station201(tmp_path)
-    async with running(station, csms.url):
+    clock = ManualClock(START)
+    station = station201(tmp_path, clock)
+    async with running(station, csms.url, online=True):
         assert station.next_tick_in() is None  # AlignedDataCtrlr.Interval 0: asleep
         answer = await csms.call(
             "SetVariables",
@@ -278,9 +283,8 @@ async def test_tc_j_01_cs_no_transaction_ongoing(tmp_path: Path, csms: Csms) -> 
             },
         )
         assert {r["attributeStatus"] for r in answer["setVariableResult"]} == {"Accepted"}
-        sent = await until(
-            lambda: len(csms.actions("MeterValues")) >= 3 and csms.actions("MeterValues")
-        )
+        await grid_points(clock, 3, lambda: len(csms.actions("MeterValues")))
+        sent = csms.actions("MeterValues")
     for payload in sent:
         assert payload["evseId"] == 1
         (value,) = payload["meterValue"]
@@ -290,10 +294,14 @@ async def test_tc_j_01_cs_no_transaction_ongoing(tmp_path: Path, csms: Csms) -> 
     assert csms.actions("TransactionEvent") == []
 
 
+@pytest.mark.socket
 async def test_201_interval_zero_sends_none(tmp_path: Path, csms: Csms) -> None:
-    station = station201(tmp_path)
-    async with running(station, csms.url):
-        await asyncio.sleep(1.5)
+    clock = ManualClock(START)
+    station = station201(tmp_path, clock)
+    async with running(station, csms.url, online=True):
+        await clock.advance(90)
+        # one CALL more: what those 90 s made the station send is queued before it
+        await station.send_triggered("Heartbeat")
         assert station.next_tick_in() is None
     assert csms.actions("MeterValues") == []
 
@@ -302,12 +310,14 @@ def clock_events(csms: Csms) -> list[dict[str, Any]]:
     return [e for e in csms.actions("TransactionEvent") if e["triggerReason"] == "MeterValueClock"]
 
 
+@pytest.mark.socket
 async def test_tc_j_02_cs_transaction_ongoing(tmp_path: Path, csms: Csms) -> None:
-    station = station201(tmp_path, **{"AlignedDataCtrlr.Interval": str(INTERVAL)})
-    async with running(station, csms.url):
+    clock = ManualClock(START)
+    station = station201(tmp_path, clock, **{"AlignedDataCtrlr.Interval": str(INTERVAL)})
+    async with running(station, csms.url, online=True):
         station.plug_in(Ev(CITY_CAR, soc=30.0))
         assert await station.swipe("TAG-1")
-        await until(lambda: len(clock_events(csms)) >= 2)
+        await grid_points(clock, 2, lambda: len(clock_events(csms)))
         station.stop_transaction("StopAuthorized", "Local")
         await until(lambda: csms.actions("TransactionEvent")[-1]["eventType"] == "Ended")
     assert csms.actions("MeterValues") == []  # the EVSE's values went with the transaction
@@ -317,21 +327,27 @@ async def test_tc_j_02_cs_transaction_ongoing(tmp_path: Path, csms: Csms) -> Non
     assert_on_grid(stamps(values))
 
 
+@pytest.mark.socket
 async def test_tc_j_06_cs_send_during_idle(tmp_path: Path, csms: Csms) -> None:
+    clock = ManualClock(START)
     station = station201(
         tmp_path,
+        clock,
         **{"AlignedDataCtrlr.Interval": str(INTERVAL), "AlignedDataCtrlr.SendDuringIdle": "true"},
     )
-    async with running(station, csms.url):
-        await until(lambda: csms.actions("MeterValues"))
+    async with running(station, csms.url, online=True):
+        await grid_points(clock, 1, lambda: len(csms.actions("MeterValues")))
         station.plug_in(Ev(CITY_CAR, soc=30.0))
         assert await station.swipe("TAG-1")
         during = len(csms.actions("MeterValues"))
-        await asyncio.sleep(1.2)  # more than two grid points with the transaction running
+        await clock.advance(2.5 * INTERVAL)  # more than two grid points with the transaction
+        # one CALL more: what those grid points made the station send is queued before it
+        await station.send_triggered("Heartbeat")
         assert len(csms.actions("MeterValues")) <= during + 1  # one may have been on its way
         station.stop_transaction("StopAuthorized", "Local")
         after = len(csms.actions("MeterValues"))
-        await until(lambda: len(csms.actions("MeterValues")) > after)
+        await grid_points(clock, 1, lambda: len(csms.actions("MeterValues")))
+        assert len(csms.actions("MeterValues")) > after
     assert clock_events(csms) == []
     events = csms.actions("TransactionEvent")
     assert [e["eventType"] for e in events] == ["Started", "Ended"]
@@ -344,6 +360,7 @@ async def test_tc_j_06_cs_send_during_idle(tmp_path: Path, csms: Csms) -> None:
 # -- sans I/O ----------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_offline_idle_values_are_dropped_not_journalled(tmp_path: Path) -> None:
     """Outside a transaction clock-aligned values are not transaction-related: offline,
     nothing is queued for later."""
@@ -366,6 +383,7 @@ def test_offline_idle_values_are_dropped_not_journalled(tmp_path: Path) -> None:
         station.close()
 
 
+@pytest.mark.unit
 def test_clock_aligned_grid() -> None:
     aligned = ClockAligned(900, datetime(2026, 3, 2, 10, 7, tzinfo=UTC))
     assert aligned.next_due == datetime(2026, 3, 2, 10, 15, tzinfo=UTC)

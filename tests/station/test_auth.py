@@ -21,6 +21,8 @@ from plugstream.station.auth import (
     Verdict,
 )
 
+pytestmark = pytest.mark.unit
+
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 TAG = TokenKey.id_tag("TAG1")
 RFID = {"idToken": "04A1B2", "type": "ISO14443"}

@@ -6,6 +6,8 @@ import pytest
 
 from plugstream.station.backoff import ReconnectBackoff
 
+pytestmark = pytest.mark.unit
+
 
 class _Fixed:
     """A random source that always returns the same fraction of the range."""

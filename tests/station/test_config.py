@@ -17,6 +17,8 @@ from plugstream.station.config import (
     VariableDef,
 )
 
+pytestmark = pytest.mark.unit
+
 V16 = schemas(OcppVersion.V16)
 V201 = schemas(OcppVersion.V201)
 

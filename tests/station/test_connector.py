@@ -24,6 +24,8 @@ from plugstream.station.connector import (
     to_201,
 )
 
+pytestmark = pytest.mark.unit
+
 S = ChargePointStatus
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 

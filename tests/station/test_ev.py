@@ -16,6 +16,8 @@ from plugstream.station.ev import (
     random_ev,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_full_current_until_the_taper_then_less_and_less() -> None:
     ev = Ev(CITY_CAR, soc=20)

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,30 +23,22 @@ import pytest
 
 from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.certificates import CSMS_ROOT, MANUFACTURER_ROOT
+from plugstream.station.clock import Clock, ManualClock
 from plugstream.station.firmware import build_image, read_header
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station16 import FIRMWARE_VERSION, Station16, StationRuntime
 from plugstream.station.station201 import Station201
 from tests.cloud import test_firmware_repo as repo
 from tests.cloud.test_firmware_repo import Pki, upload
-from tests.cloud.test_gateway import Cloud
+from tests.support import Cloud, until, until_advancing
+
+pytestmark = pytest.mark.socket
 
 pki = repo.pki
 cloud = repo.cloud
 operator = repo.operator
 
 PASSWORD = "firmware-station-password"
-WAIT_S = 30.0
-
-
-async def until(check: Any, what: str) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {WAIT_S}s: {what}")
 
 
 @pytest.fixture
@@ -76,15 +67,8 @@ async def test_TC_L_01_CS_a_rollout_from_plugstream_cloud_is_installed_by_a_real
     image = build_image("2.0.0", size=300_000, seed=5)
     shown = await upload(operator, image, version="2.0.0", filename="plugstream-2.0.0.bin")
 
-    backoff = ReconnectBackoff(0.2, 0.1, 1, random.Random(3))
     data_dir = tmp_path / sid
-    station: StationRuntime = (
-        Station16(sid, PLUGSTREAM_7, data_dir, backoff=backoff, call_timeout=5.0)
-        if version == "1.6"
-        else Station201(sid, PLUGSTREAM_7, data_dir, backoff=backoff, call_timeout=5.0)
-    )
-    station.certificates.add_root(CSMS_ROOT, (pki.dir / "csms-root.pem").read_bytes())
-    station.certificates.add_root(MANUFACTURER_ROOT, pki.manufacturer_root)
+    station = new_station(version, sid, data_dir, pki)
     url = f"wss://{sid}:{PASSWORD}@127.0.0.1:{cloud.port}/ocpp"
     station_tasks.append((station, asyncio.get_running_loop().create_task(station.run(url))))
 
@@ -124,13 +108,18 @@ STATUS_LOG = "%s firmware status %s (request %s)"
 KEPT_LOG = "firmware download attempt %d failed (%d bytes kept): %s"
 
 
-def new_station(version: str, sid: str, data_dir: Path, pki: Pki) -> StationRuntime:
+#: the longest pause of :func:`new_station`'s reconnect back-off (0.2 * 2 + 0.1 s)
+BACKOFF_MAX_S = 0.5
+
+
+def new_station(
+    version: str, sid: str, data_dir: Path, pki: Pki, clock: Clock | None = None
+) -> StationRuntime:
     """A real station trusting the PKI's CSMS root (TLS) and Manufacturer root (signatures)."""
     backoff = ReconnectBackoff(0.2, 0.1, 1, random.Random(3))
-    station: StationRuntime = (
-        Station16(sid, PLUGSTREAM_7, data_dir, backoff=backoff, call_timeout=5.0)
-        if version == "1.6"
-        else Station201(sid, PLUGSTREAM_7, data_dir, backoff=backoff, call_timeout=5.0)
+    kind = Station16 if version == "1.6" else Station201
+    station: StationRuntime = kind(
+        sid, PLUGSTREAM_7, data_dir, clock=clock, backoff=backoff, call_timeout=5.0
     )
     station.certificates.add_root(CSMS_ROOT, (pki.dir / "csms-root.pem").read_bytes())
     station.certificates.add_root(MANUFACTURER_ROOT, pki.manufacturer_root)
@@ -145,10 +134,11 @@ async def start_station(
     operator: httpx.AsyncClient,
     data_dir: Path,
     station_tasks: list[tuple[StationRuntime, asyncio.Task[None]]],
+    clock: Clock | None = None,
 ) -> StationRuntime:
     """Register ``sid`` (profile 2), run its station over wss and wait for its first boot."""
     await cloud.store.register_station(sid, password=PASSWORD, security_profile=2)
-    station = new_station(version, sid, data_dir, pki)
+    station = new_station(version, sid, data_dir, pki, clock)
     url = f"wss://{sid}:{PASSWORD}@127.0.0.1:{cloud.port}/ocpp"
     station_tasks.append((station, asyncio.get_running_loop().create_task(station.run(url))))
 
@@ -169,15 +159,24 @@ async def roll_out(operator: httpx.AsyncClient, image_id: object, sid: str, **op
     return rollout_id
 
 
-async def rollout_ends(operator: httpx.AsyncClient, rollout_id: int, status: str) -> dict[str, Any]:
-    """The rollout's progress once its one target reached ``status``."""
+async def rollout_ends(
+    operator: httpx.AsyncClient, rollout_id: int, status: str, clock: ManualClock | None = None
+) -> dict[str, Any]:
+    """The rollout's progress once its one target reached ``status``; a station on a
+    manual ``clock`` reboots on the way, and the clock moves over its back-off pauses."""
 
     async def reached() -> dict[str, Any] | None:
         progress: dict[str, Any] = (await operator.get(f"/rollouts/{rollout_id}")).json()
         [target] = progress["targets"]
         return progress if target["status"] == status else None
 
-    done: dict[str, Any] = await until(reached, f"rollout {rollout_id} {status}")
+    what = f"rollout {rollout_id} {status}"
+    done: dict[str, Any] | None = await (
+        until(reached, what)
+        if clock is None
+        else until_advancing(clock, reached, what, up_to=BACKOFF_MAX_S)
+    )
+    assert done is not None
     return done
 
 
@@ -402,11 +401,18 @@ async def test_TC_L_08_CS_firmware_that_cannot_reach_the_cloud_rolls_back(
     caplog.set_level(logging.INFO, logger="plugstream.station.firmware")
     sid = "FWRB16" if version == "1.6" else "FWRB201"
     data_dir = tmp_path / sid
-    station = await start_station(version, sid, cloud, pki, operator, data_dir, station_tasks)
+    clock = ManualClock()
+    station = await start_station(
+        version, sid, cloud, pki, operator, data_dir, station_tasks, clock
+    )
+
+    def now() -> str:  # the download is due by the station's clock, not the cloud's
+        return clock.now().isoformat()
 
     good = build_image("2.0.0", size=200_000, seed=12)
     shown = await upload(operator, good, version="2.0.0", filename="plugstream-2.0.0.bin")
-    await rollout_ends(operator, await roll_out(operator, shown["image_id"], sid), "Installed")
+    rollout_id = await roll_out(operator, shown["image_id"], sid, retrieve_at=now())
+    await rollout_ends(operator, rollout_id, "Installed", clock)
     await record_shows(operator, sid, "2.0.0")
 
     async def online_on_2() -> bool:  # proved itself and back online: not on probation
@@ -417,15 +423,16 @@ async def test_TC_L_08_CS_firmware_that_cannot_reach_the_cloud_rolls_back(
 
     bad = build_image("3.0.0", network=False, size=200_000, seed=13)
     shown = await upload(operator, bad, version="3.0.0", filename="plugstream-3.0.0.bin")
-    rollout_id = await roll_out(operator, shown["image_id"], sid)
+    rollout_id = await roll_out(operator, shown["image_id"], sid, retrieve_at=now())
 
     async def on_3_offline() -> bool:
         return station.firmware.version == "3.0.0" and not station.online
 
     await until(on_3_offline, "3.0.0 booted, offline")
-    booted_3 = time.monotonic()
-    done = await rollout_ends(operator, rollout_id, "InstallVerificationFailed")
-    assert time.monotonic() - booted_3 >= ROLLBACK_TIMEOUT_S - 0.5  # waited for the timeout
+    await clock.advance(ROLLBACK_TIMEOUT_S - 0.5)
+    assert await on_3_offline()  # waited for the timeout
+    await clock.advance(0.5)
+    done = await rollout_ends(operator, rollout_id, "InstallVerificationFailed", clock)
     assert done["counts"] == {"InstallVerificationFailed": 1}
     [target] = done["targets"]
     assert statuses(caplog, sid, target["request_id"]) == [

@@ -30,6 +30,7 @@ from plugstream.pki.authority import CertificateAuthority, IssuedCertificate
 from plugstream.pki.firmware import sign_firmware
 from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.certificates import CSMS_ROOT, MANUFACTURER_ROOT
+from plugstream.station.clock import Clock, ManualClock
 from plugstream.station.download import (
     DownloadError,
     parse_content_range,
@@ -37,16 +38,16 @@ from plugstream.station.download import (
     request_head,
 )
 from plugstream.station.ev import CITY_CAR, Ev
-from plugstream.station.firmware import build_image, read_header
+from plugstream.station.firmware import BUSY_POLL_S, build_image, read_header
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station16 import FIRMWARE_VERSION, Station16, StationRuntime
 from plugstream.station.station201 import Station201
 from tests.interop.ocpplib_csms import CentralSystem16, CentralSystem201, OcppLibCsms, Received
 from tests.interop.ocpplib_csms import on as lib_on
+from tests.support import WAIT, until, until_advancing
 
 TAG = "04A2B3C4"
 ROLLBACK_S = 3  # the station's rollback timeout in these tests (seconds of station time)
-WAIT_S = 30.0
 VERSIONS = ("1.6", "2.0.1")
 
 
@@ -124,7 +125,7 @@ async def wait_status(
     await csms.wait_for(
         station_id,
         lambda rs: sum(r.action == action and r.payload["status"] == status for r in rs) >= count,
-        WAIT_S,
+        WAIT,
         what=f"{count} x {action} {status}",
     )
     return statuses(csms, version, station_id)
@@ -136,7 +137,7 @@ async def wait_event(csms: OcppLibCsms, station_id: str, kind: str) -> dict[str,
         lambda rs: any(
             r.action == "SecurityEventNotification" and r.payload["type"] == kind for r in rs
         ),
-        WAIT_S,
+        WAIT,
         what=f"security event {kind}",
     )
     return next(
@@ -229,8 +230,9 @@ class FileServer:
                 return
             writer.write(body[: abs(cut)])
             await writer.drain()
-            if cut < 0:  # stall: the station is killed meanwhile
-                await asyncio.sleep(5)
+            if cut < 0:  # stall until the station hangs up (a new request, or killed)
+                with contextlib.suppress(ConnectionError, TimeoutError, ssl.SSLError):
+                    await asyncio.wait_for(reader.read(), WAIT)
         finally:
             writer.close()
             with contextlib.suppress(Exception):
@@ -247,13 +249,20 @@ class Pki:
     signer: IssuedCertificate
 
     def firmware(
-        self, image: bytes, location: str, *, signer: IssuedCertificate | None = None
+        self,
+        image: bytes,
+        location: str,
+        *,
+        signer: IssuedCertificate | None = None,
+        now: datetime | None = None,
     ) -> dict[str, Any]:
-        """The FirmwareType of an update to ``image`` at ``location``, to fetch now."""
+        """The FirmwareType of an update to ``image`` at ``location``, to fetch now (by
+        the station's clock: ``now``, default the wall's)."""
         signer = signer or self.signer
+        now = datetime.now(UTC) if now is None else now
         return {
             "location": location,
-            "retrieveDateTime": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+            "retrieveDateTime": (now - timedelta(minutes=1)).isoformat(),
             "signingCertificate": signer.cert_pem.decode(),
             "signature": sign_firmware(image, signer.key),
         }
@@ -284,7 +293,9 @@ async def files(pki: Pki, tmp_path: Path) -> AsyncIterator[FileServer]:
 # --------------------------------------------------------------------------- the station
 
 
-def make_station(version: str, station_id: str, data_dir: Path, pki: Pki) -> StationRuntime:
+def make_station(
+    version: str, station_id: str, data_dir: Path, pki: Pki, clock: Clock | None = None
+) -> StationRuntime:
     backoff = ReconnectBackoff(0.2, 0.1, 1, random.Random(7))
     station: StationRuntime
     if version == "1.6":
@@ -292,6 +303,7 @@ def make_station(version: str, station_id: str, data_dir: Path, pki: Pki) -> Sta
             station_id,
             PLUGSTREAM_7,
             data_dir,
+            clock=clock,
             backoff=backoff,
             call_timeout=5.0,
             config_defaults={"FirmwareRollbackTimeout": str(ROLLBACK_S)},
@@ -301,6 +313,7 @@ def make_station(version: str, station_id: str, data_dir: Path, pki: Pki) -> Sta
             station_id,
             PLUGSTREAM_7,
             data_dir,
+            clock=clock,
             backoff=backoff,
             call_timeout=5.0,
             device_model_defaults={"FirmwareCtrlr.RollbackTimeout": str(ROLLBACK_S)},
@@ -334,12 +347,13 @@ async def start(
     pki: Pki,
     *,
     boots: int = 1,
+    clock: Clock | None = None,
 ) -> StationRuntime:
-    station = make_station(version, station_id, data_dir, pki)
+    station = make_station(version, station_id, data_dir, pki, clock)
     made.append((station, asyncio.get_running_loop().create_task(station.run(csms.url))))
-    await csms.wait_action(station_id, "BootNotification", boots, WAIT_S)
+    await csms.wait_action(station_id, "BootNotification", boots, WAIT)
     await csms.wait_connected(station_id)
-    await csms.wait_for(station_id, lambda rs: station.online, WAIT_S, what="online")
+    await csms.wait_for(station_id, lambda rs: station.online, WAIT, what="online")
     return station
 
 
@@ -348,10 +362,57 @@ def boot_json(data_dir: Path) -> dict[str, Any]:
     return data
 
 
+#: the longest pause of :func:`make_station`'s reconnect back-off (0.2 * 2 + 0.1 s)
+BACKOFF_MAX_S = 0.5
+
+
+async def through_reboots(
+    clock: ManualClock, csms: OcppLibCsms, version: str, sid: str, status: str
+) -> list[tuple[str, int | None]]:
+    """:func:`wait_status` for a station on ``clock`` that reboots on the way: before it
+    connects again it pauses (its back-off, on its clock), which the clock moves over."""
+    action = status_action(version)
+    await until_advancing(
+        clock,
+        lambda: any(
+            r.action == action and r.payload["status"] == status for r in csms.messages(sid)
+        ),
+        f"{action} {status}",
+        up_to=BACKOFF_MAX_S,
+    )
+    return statuses(csms, version, sid)
+
+
+async def round_trip(csms: OcppLibCsms, version: str, sid: str) -> None:
+    """A CALL the station answers: what it sent before answering has arrived by then (one
+    connection, in order). The sync point of a check that nothing else was sent."""
+    if version == "1.6":
+        await csms._call(sid, call16.GetConfiguration(key=["HeartbeatInterval"]))
+    else:
+        await csms._call(
+            sid,
+            call201.GetVariables(
+                get_variable_data=[
+                    {
+                        "component": {"name": "OCPPCommCtrlr"},
+                        "variable": {"name": "HeartbeatInterval"},
+                    }
+                ]
+            ),
+        )
+
+
+def update_failures(data_dir: Path) -> int:
+    """Failed download attempts of the update under way (update.json)."""
+    path = data_dir / "firmware" / "update.json"
+    return int(json.loads(path.read_text()).get("failures", 0)) if path.exists() else 0
+
+
 # --------------------------------------------------------------------------- journeys
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_L_01_CS_a_cut_download_resumes_with_range_installs_into_the_other_slot_and_reboots(
     version: str, csms: FirmwareCsms, files: FileServer, pki: Pki, tmp_path: Path, stations: Any
 ) -> None:
@@ -364,19 +425,23 @@ async def test_TC_L_01_CS_a_cut_download_resumes_with_range_installs_into_the_ot
     files.files["/fw/1.2.0.bin"] = image
     files.cuts = [70_000]
     data_dir = tmp_path / sid
-    await start(stations, csms, version, sid, data_dir, pki)
+    clock = ManualClock()
+    await start(stations, csms, version, sid, data_dir, pki, clock=clock)
     assert boot_versions(csms, version, sid) == [FIRMWARE_VERSION]
 
     answer = await csms.update_firmware(
         version,
         sid,
         11,
-        pki.firmware(image, files.url("/fw/1.2.0.bin")),
+        pki.firmware(image, files.url("/fw/1.2.0.bin"), now=clock.now()),
         retries=2,
         retry_interval=1,
     )
     assert answer == {"status": "Accepted"}
-    seen = await wait_status(csms, version, sid, "Installed")
+    # the cut attempt failed (update.json says so before the station waits to retry)
+    await until(lambda: update_failures(data_dir) == 1, "the first attempt failed")
+    await clock.advance(1)  # the retry interval
+    seen = await through_reboots(clock, csms, version, sid, "Installed")
 
     assert [s for s, _ in seen] == [
         "Downloading",
@@ -411,6 +476,7 @@ async def test_TC_L_01_CS_a_cut_download_resumes_with_range_installs_into_the_ot
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_L_08_CS_an_update_that_cannot_reach_the_csms_rolls_back_to_the_previous_slot(
     version: str, csms: FirmwareCsms, files: FileServer, pki: Pki, tmp_path: Path, stations: Any
 ) -> None:
@@ -422,17 +488,22 @@ async def test_TC_L_08_CS_an_update_that_cannot_reach_the_csms_rolls_back_to_the
     good, bad = build_image("1.2.0", size=50_000), build_image("1.3.0", network=False, size=50_000)
     files.files.update({"/fw/good": good, "/fw/bad": bad})
     data_dir = tmp_path / sid
-    await start(stations, csms, version, sid, data_dir, pki)
+    clock = ManualClock()
+    station = await start(stations, csms, version, sid, data_dir, pki, clock=clock)
     assert await csms.update_firmware(
-        version, sid, 1, pki.firmware(good, files.url("/fw/good")), retries=0
+        version, sid, 1, pki.firmware(good, files.url("/fw/good"), now=clock.now()), retries=0
     ) == {"status": "Accepted"}
-    await wait_status(csms, version, sid, "Installed")
+    await through_reboots(clock, csms, version, sid, "Installed")
     assert boot_json(data_dir)["active"] == "b"
 
     assert await csms.update_firmware(
-        version, sid, 2, pki.firmware(bad, files.url("/fw/bad")), retries=0
+        version, sid, 2, pki.firmware(bad, files.url("/fw/bad"), now=clock.now()), retries=0
     ) == {"status": "Accepted"}
-    seen = await wait_status(csms, version, sid, "InstallVerificationFailed")
+    await until(
+        lambda: station.firmware.version == "1.3.0" and not station.online, "1.3.0 booted, offline"
+    )
+    await clock.advance(ROLLBACK_S)  # no BootNotification got out: the deadline passes
+    seen = await through_reboots(clock, csms, version, sid, "InstallVerificationFailed")
 
     assert [s for s, rid in seen if rid == 2] == [
         "Downloading",
@@ -454,6 +525,7 @@ async def test_TC_L_08_CS_an_update_that_cannot_reach_the_csms_rolls_back_to_the
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_L_02_03_CS_download_and_install_wait_for_their_date_times(
     version: str, csms: FirmwareCsms, files: FileServer, pki: Pki, tmp_path: Path, stations: Any
 ) -> None:
@@ -462,13 +534,26 @@ async def test_TC_L_02_03_CS_download_and_install_wait_for_their_date_times(
     sid = f"FW-SCHED-{version}"
     image = build_image("1.5.0", size=20_000)
     files.files["/fw/s"] = image
-    await start(stations, csms, version, sid, tmp_path / sid, pki)
-    firmware = pki.firmware(image, files.url("/fw/s"))
-    now = datetime.now(UTC)
+    clock = ManualClock()
+    await start(stations, csms, version, sid, tmp_path / sid, pki, clock=clock)
+    now = clock.now()
+    firmware = pki.firmware(image, files.url("/fw/s"), now=now)
     firmware["retrieveDateTime"] = (now + timedelta(seconds=1.5)).isoformat()
     firmware["installDateTime"] = (now + timedelta(seconds=3)).isoformat()
     assert await csms.update_firmware(version, sid, 31, firmware) == {"status": "Accepted"}
-    seen = await wait_status(csms, version, sid, "Installed")
+    await wait_status(csms, version, sid, "DownloadScheduled")
+    await clock.advance(1.4)
+    await round_trip(csms, version, sid)
+    # the download waited for retrieveDateTime
+    assert [s for s, _ in statuses(csms, version, sid)] == ["DownloadScheduled"]
+    await clock.advance(0.1)
+    await wait_status(csms, version, sid, "InstallScheduled")
+    await clock.advance(1.4)
+    await round_trip(csms, version, sid)
+    # the install waited for installDateTime
+    assert statuses(csms, version, sid)[-1] == ("InstallScheduled", 31)
+    await clock.advance(0.1)
+    seen = await through_reboots(clock, csms, version, sid, "Installed")
     assert [s for s, _ in seen] == [
         "DownloadScheduled",
         "Downloading",
@@ -479,12 +564,10 @@ async def test_TC_L_02_03_CS_download_and_install_wait_for_their_date_times(
         "InstallRebooting",
         "Installed",
     ]
-    first = csms.messages(sid, status_action(version))
-    assert first[1].at - first[0].at >= 1.0  # the download waited for retrieveDateTime
-    assert first[5].at - first[0].at >= 2.5  # the install waited for installDateTime
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_L_15_CS_the_install_waits_for_the_running_transaction_to_end(
     version: str, csms: FirmwareCsms, files: FileServer, pki: Pki, tmp_path: Path, stations: Any
 ) -> None:
@@ -494,15 +577,17 @@ async def test_TC_L_15_CS_the_install_waits_for_the_running_transaction_to_end(
     csms.tags[TAG] = "Accepted"
     image = build_image("1.6.0", size=20_000)
     files.files["/fw/t"] = image
-    station = await start(stations, csms, version, sid, tmp_path / sid, pki)
+    clock = ManualClock()
+    station = await start(stations, csms, version, sid, tmp_path / sid, pki, clock=clock)
     station.plug_in(Ev(CITY_CAR, soc=30.0))  # type: ignore[attr-defined]
     assert await station.swipe(TAG)  # type: ignore[attr-defined]
     assert station.transaction is not None  # type: ignore[attr-defined]
     assert await csms.update_firmware(
-        version, sid, 41, pki.firmware(image, files.url("/fw/t"))
+        version, sid, 41, pki.firmware(image, files.url("/fw/t"), now=clock.now())
     ) == {"status": "Accepted"}
     seen = await wait_status(csms, version, sid, "InstallScheduled")
-    await asyncio.sleep(1.0)
+    await clock.advance(BUSY_POLL_S)  # the station looks again: the car still charges
+    await round_trip(csms, version, sid)
     assert [s for s, _ in statuses(csms, version, sid)] == [s for s, _ in seen]
     assert [s for s, _ in seen] == [
         "Downloading",
@@ -513,7 +598,8 @@ async def test_TC_L_15_CS_the_install_waits_for_the_running_transaction_to_end(
     assert boot_versions(csms, version, sid) == [FIRMWARE_VERSION]
 
     station.unplug()  # type: ignore[attr-defined]
-    await wait_status(csms, version, sid, "Installed")
+    await clock.advance(BUSY_POLL_S)  # its next look: the transaction has ended
+    await through_reboots(clock, csms, version, sid, "Installed")
     assert boot_versions(csms, version, sid) == [FIRMWARE_VERSION, "1.6.0"]
     # the transaction's last message went out before the installation began
     ended = "StopTransaction" if version == "1.6" else "TransactionEvent"
@@ -537,6 +623,7 @@ def _nothing_installed(csms: OcppLibCsms, version: str, sid: str, data_dir: Path
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_L_06_CS_an_image_with_one_flipped_byte_is_refused_with_InvalidSignature(
     version: str, csms: FirmwareCsms, files: FileServer, pki: Pki, tmp_path: Path, stations: Any
 ) -> None:
@@ -559,6 +646,7 @@ async def test_TC_L_06_CS_an_image_with_one_flipped_byte_is_refused_with_Invalid
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_L_05_CS_a_signer_from_another_manufacturer_root_is_refused_with_InvalidCertificate(
     version: str, csms: FirmwareCsms, files: FileServer, pki: Pki, tmp_path: Path, stations: Any
 ) -> None:
@@ -579,13 +667,14 @@ async def test_TC_L_05_CS_a_signer_from_another_manufacturer_root_is_refused_wit
     )
     assert answer == {"status": "InvalidCertificate"}
     await wait_event(csms, sid, "InvalidFirmwareSigningCertificate")
-    await asyncio.sleep(0.3)
+    await round_trip(csms, version, sid)  # a download would have said Downloading by now
     assert files.connections == 0
     assert statuses(csms, version, sid) == []
     _nothing_installed(csms, version, sid, data_dir)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_L_07_CS_a_download_server_with_an_untrusted_certificate_gets_no_request(
     version: str, csms: FirmwareCsms, pki: Pki, tmp_path: Path, stations: Any
 ) -> None:
@@ -614,6 +703,7 @@ async def test_TC_L_07_CS_a_download_server_with_an_untrusted_certificate_gets_n
         await rogue.stop()
 
 
+@pytest.mark.socket
 async def test_at_security_profile_2_a_plain_http_location_is_refused(
     csms: FirmwareCsms, files: FileServer, pki: Pki, tmp_path: Path, stations: Any
 ) -> None:
@@ -636,6 +726,7 @@ async def test_at_security_profile_2_a_plain_http_location_is_refused(
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_L_10_CS_a_new_request_cancels_the_download_in_progress(
     version: str, csms: FirmwareCsms, files: FileServer, pki: Pki, tmp_path: Path, stations: Any
 ) -> None:
@@ -662,6 +753,7 @@ async def test_TC_L_10_CS_a_new_request_cancels_the_download_in_progress(
     assert files.requests[1].get("range") is None  # nothing of the first image is reused
 
 
+@pytest.mark.socket
 async def test_a_1_6_station_with_signed_updates_refuses_the_unsigned_UpdateFirmware(
     csms: FirmwareCsms, pki: Pki, tmp_path: Path, stations: Any
 ) -> None:
@@ -682,6 +774,7 @@ async def test_a_1_6_station_with_signed_updates_refuses_the_unsigned_UpdateFirm
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_a_download_interrupted_by_a_process_kill_resumes_after_restart(
     version: str, csms: FirmwareCsms, files: FileServer, pki: Pki, tmp_path: Path, stations: Any
 ) -> None:
@@ -697,11 +790,9 @@ async def test_a_download_interrupted_by_a_process_kill_resumes_after_restart(
         version, sid, 9, pki.firmware(image, files.url("/fw/k")), retries=1, retry_interval=1
     ) == {"status": "Accepted"}
     part = data_dir / "firmware" / "download.part"
-    for _ in range(200):
-        if part.exists() and part.stat().st_size == 40_000:
-            break
-        await asyncio.sleep(0.02)
-    assert part.stat().st_size == 40_000
+    await until(
+        lambda: part.exists() and part.stat().st_size == 40_000, "40 000 bytes in download.part"
+    )
     _, task = stations.pop()
     task.cancel()  # the process is gone: no close(), nothing saved on the way out
     await asyncio.gather(task, return_exceptions=True)
@@ -717,6 +808,7 @@ async def test_a_download_interrupted_by_a_process_kill_resumes_after_restart(
 # --------------------------------------------------------------------------- pure parts
 
 
+@pytest.mark.unit
 def test_an_image_says_its_version_and_whether_it_can_use_the_network() -> None:
     image = build_image("9.9.9", network=False, size=1000, seed=3)
     assert len(image) == 1000 and image == build_image("9.9.9", network=False, size=1000, seed=3)
@@ -725,6 +817,7 @@ def test_an_image_says_its_version_and_whether_it_can_use_the_network() -> None:
     assert read_header(b"\x7fELF not ours") is None
 
 
+@pytest.mark.unit
 def test_the_response_head_and_content_range_are_parsed_strictly() -> None:
     head = parse_head(b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 5-9/10\r\nX: a")
     assert (head.status, head.header("content-range")) == (206, "bytes 5-9/10")

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from plugstream.demo import DemoCloud, running_cloud
 from plugstream.station.ev import PRESETS, Ev
 from plugstream.station.fleet import Fleet, FleetConfig, seconds_to_full
 from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, ChargePointHardware
+from tests.support import WAIT, until
 
 SUMMARY_KEYS = {
     "stations",
@@ -43,6 +45,7 @@ async def api(cloud: DemoCloud, path: str) -> Any:
         return response.json()
 
 
+@pytest.mark.socket
 async def test_fleet_of_20_runs_every_session_and_the_cloud_recorded_the_same_energy(
     tmp_path: Path,
 ) -> None:
@@ -56,7 +59,7 @@ async def test_fleet_of_20_runs_every_session_and_the_cloud_recorded_the_same_en
             idle_minutes=(0.5, 2.0),
             seed=20,
         )
-        summary = await Fleet(config).run(duration=20)
+        summary = await Fleet(config).run(duration=WAIT)  # a limit: it ends when all are done
 
         assert summary.errors == 0
         assert summary.stations == 20 and summary.connected == 20
@@ -83,6 +86,7 @@ async def test_fleet_of_20_runs_every_session_and_the_cloud_recorded_the_same_en
     assert json.loads(json.dumps(document)) == document
 
 
+@pytest.mark.socket
 async def test_stop_mid_session_ends_the_transactions_at_the_cloud(tmp_path: Path) -> None:
     async with running_cloud(tmp_path) as cloud:
         config = FleetConfig(
@@ -97,10 +101,24 @@ async def test_stop_mid_session_ends_the_transactions_at_the_cloud(tmp_path: Pat
         )
         fleet = Fleet(config)
         stop = asyncio.Event()
-        asyncio.get_running_loop().call_later(2.0, stop.set)
-        began = time.monotonic()
-        summary = await fleet.run(stop, duration=30)
-        assert time.monotonic() - began < 10
+        run = asyncio.create_task(fleet.run(stop, duration=30))
+
+        async def mid_session() -> bool:
+            if run.done():
+                run.result()  # what stopped it
+                raise AssertionError("the fleet stopped by itself")
+            figures = fleet.summary()
+            if figures.sessions_started < 4 or not figures.energy_all_wh > 0:
+                return False
+            return len([t for t in await api(cloud, "transactions") if t["active"]]) == 4
+
+        try:
+            await until(mid_session, "4 sessions charging, at the cloud too")
+        finally:
+            stop.set()
+        stopped = time.monotonic()
+        summary = await run
+        assert time.monotonic() - stopped < 8  # at once, not after the 30 s
         assert summary.sessions_started == 4 and summary.sessions_completed == 0
         assert summary.energy_wh == 0 and summary.energy_all_wh > 0
         assert summary.errors == 0
@@ -117,6 +135,7 @@ async def test_stop_mid_session_ends_the_transactions_at_the_cloud(tmp_path: Pat
     ]
 
 
+@pytest.mark.socket
 async def test_faults_end_sessions_and_the_cloud_sees_faulted_then_available(
     tmp_path: Path,
 ) -> None:
@@ -132,7 +151,7 @@ async def test_faults_end_sessions_and_the_cloud_sees_faulted_then_available(
             fault_minutes=2.0,
             seed=7,
         )
-        summary = await Fleet(config).run(duration=20)
+        summary = await Fleet(config).run(duration=WAIT)  # a limit: it ends when all are done
         assert summary.errors == 0
         assert summary.sessions_started == summary.sessions_faulted == 4
         assert summary.sessions_completed == 0 and summary.energy_all_wh > 0
@@ -151,6 +170,7 @@ async def test_faults_end_sessions_and_the_cloud_sees_faulted_then_available(
     assert summary.to_json()["sessions_faulted"] == 4
 
 
+@pytest.mark.unit
 def test_seconds_to_full_follows_the_hardware() -> None:
     """The driver's estimate of when a car is full matches the meter's integration."""
     rng = random.Random(3)
@@ -170,6 +190,7 @@ def test_seconds_to_full_follows_the_hardware() -> None:
             assert abs(t - predicted) <= max(120.0, 0.02 * predicted), (model, preset, t)
 
 
+@pytest.mark.socket
 async def test_fleet_command_prints_the_figures_as_its_last_json_line(tmp_path: Path) -> None:
     async with running_cloud(tmp_path) as cloud:
         process = await asyncio.create_subprocess_exec(

@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 
+from plugstream.station.clock import ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.journal import JournalDatabase, UnknownEntryError
 from plugstream.station.station16 import STATE_FILE, small_deflate
-from tests.station.test_wire_levers import RawCsms, station16, station201, until
+from tests.station.test_wire_levers import RawCsms, station16, station201
+from tests.support import until, until_advancing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +45,7 @@ def committed(path: Path) -> int:
         con.close()
 
 
+@pytest.mark.unit
 async def test_one_commit_per_loop_iteration_before_any_woken_task(tmp_path: Path) -> None:
     path = tmp_path / "fleet.sqlite"
     with JournalDatabase(path) as db:
@@ -66,6 +69,7 @@ async def test_one_commit_per_loop_iteration_before_any_woken_task(tmp_path: Pat
         assert db.commits == before + 1  # one commit for twenty appends
 
 
+@pytest.mark.unit
 async def test_flush_commits_at_once_and_a_failed_write_rolls_back_alone(
     tmp_path: Path,
 ) -> None:
@@ -81,6 +85,7 @@ async def test_flush_commits_at_once_and_a_failed_write_rolls_back_alone(
         assert [len(a), len(b)] == [1, 1]
 
 
+@pytest.mark.unit
 def test_without_an_event_loop_every_write_commits(tmp_path: Path) -> None:
     path = tmp_path / "fleet.sqlite"
     with JournalDatabase(path) as db:
@@ -121,6 +126,7 @@ _CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.socket
 def test_nothing_sent_is_lost_on_kill_9(tmp_path: Path) -> None:
     """A process appends and "sends" from many stations until SIGKILL: every entry it
     printed as sent is in the file afterwards (and was appended before)."""
@@ -157,6 +163,7 @@ def test_nothing_sent_is_lost_on_kill_9(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+@pytest.mark.socket
 async def test_register_recovered_from_the_journal_after_a_crash(
     tmp_path: Path, version: str
 ) -> None:
@@ -168,10 +175,11 @@ async def test_register_recovered_from_the_journal_after_a_crash(
     data_dir = tmp_path / "s"
     make = station16 if version == "1.6" else station201
     db = JournalDatabase(tmp_path / "fleet.sqlite")
+    clock = ManualClock()
     try:
-        first = make(data_dir, journal=db.journal("S"), state_in_journal=True)
+        first = make(data_dir, journal=db.journal("S"), state_in_journal=True, clock=clock)
         task = asyncio.create_task(first.run(csms.url))
-        await until(lambda: first.online)
+        await until(lambda: first.online, "online")
         first.plug_in(Ev(CITY_CAR, soc=30.0))
         if version == "1.6":
             assert await first.swipe("TAG-1")
@@ -179,7 +187,10 @@ async def test_register_recovered_from_the_journal_after_a_crash(
         else:
             assert await first.swipe("TAG-1")
             action = "TransactionEvent"
-        await until(lambda: len(csms.actions(action)) >= 3)
+        # the car charges on as fast as the samples (interval 1 s) are sent
+        await until_advancing(
+            clock, lambda: len(csms.actions(action)) >= 3, f"3 x {action}", step=0.5
+        )
         task.cancel()  # a crash: no clean close
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -189,7 +200,7 @@ async def test_register_recovered_from_the_journal_after_a_crash(
         db.close()  # the process dies; the file stays
 
         db = JournalDatabase(tmp_path / "fleet.sqlite")
-        second = make(data_dir, journal=db.journal("S"), state_in_journal=True)
+        second = make(data_dir, journal=db.journal("S"), state_in_journal=True, clock=clock)
         assert str(second.hardware.energy_wh) == saved["energy_wh"]
         assert second.hardware.energy_wh > 0
         second.close()
@@ -206,12 +217,15 @@ async def test_register_recovered_from_the_journal_after_a_crash(
         await csms.stop()
 
 
+@pytest.mark.unit
 async def test_charging_station_without_tick_interval_wakes_for_samples_and_full(
     tmp_path: Path,
 ) -> None:
     """tick_interval None (a fleet): a charging car is looked at when a meter sample is
     due or when it may be full, not every 10 s; a car about to be full is looked at soon."""
-    station = station16(tmp_path / "s", config={"MeterValueSampleInterval": "60"})
+    station = station16(
+        tmp_path / "s", config={"MeterValueSampleInterval": "60"}, clock=ManualClock()
+    )
     station.tick_interval = None
     try:
         station.plug_in(Ev(CITY_CAR, soc=30.0))
@@ -229,6 +243,7 @@ async def test_charging_station_without_tick_interval_wakes_for_samples_and_full
         station.close()
 
 
+@pytest.mark.socket
 async def test_small_deflate_is_negotiated_and_still_compresses(tmp_path: Path) -> None:
     """A fleet station offers permessage-deflate with a 4 KB window both ways (zlib
     state of a few KB per connection, not ~150 KB); the CSMS accepts it."""
@@ -237,7 +252,7 @@ async def test_small_deflate_is_negotiated_and_still_compresses(tmp_path: Path) 
     station = station16(tmp_path / "s", compression=small_deflate())
     task = asyncio.create_task(station.run(csms.url))
     try:
-        await until(lambda: station.online)
+        await until(lambda: station.online, "online")
         (deflate,) = station._ws.protocol.extensions
         assert isinstance(deflate, PerMessageDeflate)
         assert (deflate.local_max_window_bits, deflate.remote_max_window_bits) == (12, 12)

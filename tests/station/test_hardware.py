@@ -16,6 +16,8 @@ from plugstream.station.hardware import (
     Model,
 )
 
+pytestmark = pytest.mark.unit
+
 HOUR = 3600.0
 
 

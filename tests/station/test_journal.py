@@ -6,7 +6,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from plugstream.station.journal import (
     JournalDatabase,
     UnknownEntryError,
 )
+from tests.support import read_until
 
 
 @pytest.fixture
@@ -31,11 +31,13 @@ def _meter(i: int) -> dict[str, object]:
     return {"connectorId": 1, "meterValue": [{"timestamp": f"t{i}", "sampledValue": []}]}
 
 
+@pytest.mark.unit
 def test_wal_and_synchronous_full(journal: Journal) -> None:
     assert journal._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
+@pytest.mark.unit
 def test_order_preserved(journal: Journal) -> None:
     seqs = [journal.append("MeterValues", _meter(i)) for i in range(20)]
     assert seqs == sorted(seqs)
@@ -50,6 +52,7 @@ def test_order_preserved(journal: Journal) -> None:
     assert len(journal) == 0
 
 
+@pytest.mark.unit
 def test_reopen_yields_pending_in_order(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     with Journal(path) as j:
@@ -65,6 +68,7 @@ def test_reopen_yields_pending_in_order(tmp_path: Path) -> None:
         assert j.append("MeterValues", _meter(9)) == seqs[-1] + 1
 
 
+@pytest.mark.unit
 def test_retry_intervals_follow_16_rule(journal: Journal) -> None:
     """1.6 §3.7.1 example: attempts 3, interval 60 -> wait 60, then 120, then discard."""
     seq = journal.append("StopTransaction", {"transactionId": 1, "meterStop": 10})
@@ -91,6 +95,7 @@ def test_retry_intervals_follow_16_rule(journal: Journal) -> None:
     assert journal.counts() == JournalCounts(pending=0, delivered=0, undeliverable=1)
 
 
+@pytest.mark.unit
 def test_drop_after_attempts_max_continues_with_next(journal: Journal) -> None:
     first = journal.append("MeterValues", _meter(0))
     second = journal.append("MeterValues", _meter(1))
@@ -106,12 +111,14 @@ def test_drop_after_attempts_max_continues_with_next(journal: Journal) -> None:
         journal.acknowledge(first, {})
 
 
+@pytest.mark.unit
 def test_attempts_max_below_one_discards_at_first_failure(journal: Journal) -> None:
     seq = journal.append("MeterValues", _meter(0))
     assert journal.failed_attempt(seq, 0, attempts_max=0, retry_interval=30) is None
     assert journal.pending() == []
 
 
+@pytest.mark.unit
 def test_result_reference_resolved_on_acknowledge(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     with Journal(path) as j:
@@ -133,6 +140,7 @@ def test_result_reference_resolved_on_acknowledge(tmp_path: Path) -> None:
         assert all(e.resolved for e in pending)
 
 
+@pytest.mark.unit
 def test_reference_to_already_delivered_entry_resolved_on_append(journal: Journal) -> None:
     start = journal.append("StartTransaction", {"connectorId": 1})
     journal.acknowledge(start, {"transactionId": 7})
@@ -142,6 +150,7 @@ def test_reference_to_already_delivered_entry_resolved_on_append(journal: Journa
     assert journal.get(stop).payload == {"transactionId": 7}
 
 
+@pytest.mark.unit
 def test_reference_to_discarded_entry_uses_default(journal: Journal) -> None:
     """1.6 errata §3.18: no transactionId known -> send with transactionId -1."""
     start = journal.append("StartTransaction", {"connectorId": 1})
@@ -153,12 +162,14 @@ def test_reference_to_discarded_entry_uses_default(journal: Journal) -> None:
     assert entry.payload == {"transactionId": -1}
 
 
+@pytest.mark.unit
 def test_reference_to_unknown_entry_rejected(journal: Journal) -> None:
     with pytest.raises(UnknownEntryError):
         journal.append("StopTransaction", {"transactionId": {"$ref_result": 99, "key": "x"}})
     assert journal.counts() == JournalCounts(0, 0, 0)
 
 
+@pytest.mark.unit
 def test_rewrite_pending_entry(journal: Journal) -> None:
     seq = journal.append("StopTransaction", {"transactionId": -1})
     journal.rewrite(seq, {"transactionId": 12})
@@ -168,6 +179,7 @@ def test_rewrite_pending_entry(journal: Journal) -> None:
         journal.rewrite(seq, {"transactionId": 13})
 
 
+@pytest.mark.unit
 def test_purge_delivered(journal: Journal) -> None:
     a = journal.append("MeterValues", _meter(0))
     journal.append("MeterValues", _meter(1))
@@ -189,6 +201,7 @@ _WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.socket
 def test_durable_across_kill_9(tmp_path: Path) -> None:
     path = tmp_path / "crash.sqlite"
     limit = 100_000
@@ -200,12 +213,8 @@ def test_durable_across_kill_9(tmp_path: Path) -> None:
     assert proc.stdout is not None
     printed: list[int] = []
     try:
-        deadline = time.monotonic() + 30
-        while len(printed) < 200 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            printed.append(int(line))
+        # seqs 1, 2, ... each printed once committed: "200" is the first line with "200"
+        printed += [int(line) for line in read_until(proc, "200").split()]
         assert len(printed) >= 200, "writer did not get going"
         os.kill(proc.pid, signal.SIGKILL)
         # lines printed before the kill landed: each one was committed
@@ -227,6 +236,7 @@ def test_durable_across_kill_9(tmp_path: Path) -> None:
     assert [e.payload["i"] for e in pending] == [s - 1 for s in seqs]
 
 
+@pytest.mark.unit
 def test_database_is_a_plain_sqlite_file(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     with Journal(path) as j:
@@ -241,6 +251,7 @@ def test_database_is_a_plain_sqlite_file(tmp_path: Path) -> None:
 # -- shared mode: many stations' journals in one SQLite file ------------------------------
 
 
+@pytest.mark.unit
 def test_shared_database_is_wal_and_synchronous_normal_unless_asked(tmp_path: Path) -> None:
     """A fleet's shared file survives kill -9 with NORMAL (WAL); FULL on request."""
     with JournalDatabase(tmp_path / "fleet.sqlite") as db:
@@ -253,6 +264,7 @@ def test_shared_database_is_wal_and_synchronous_normal_unless_asked(tmp_path: Pa
         assert own._db.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
+@pytest.mark.unit
 def test_shared_journals_do_not_see_each_other(tmp_path: Path) -> None:
     with JournalDatabase(tmp_path / "fleet.sqlite") as db:
         a, b = db.journal("CP-A"), db.journal("CP-B")
@@ -276,6 +288,7 @@ def test_shared_journals_do_not_see_each_other(tmp_path: Path) -> None:
         assert db.stations() == ["CP-A", "CP-B"]
 
 
+@pytest.mark.unit
 def test_shared_journals_keep_order_placeholders_and_retries_per_station(tmp_path: Path) -> None:
     with JournalDatabase(tmp_path / "fleet.sqlite") as db:
         a, b = db.journal("CP-A"), db.journal("CP-B")
@@ -301,6 +314,7 @@ def test_shared_journals_keep_order_placeholders_and_retries_per_station(tmp_pat
         assert [e.seq for e in a.undeliverable()] == [start_a] and b.undeliverable() == []
 
 
+@pytest.mark.unit
 def test_shared_journals_survive_reopen(tmp_path: Path) -> None:
     path = tmp_path / "fleet.sqlite"
     with JournalDatabase(path) as db:
@@ -326,6 +340,7 @@ def test_shared_journals_survive_reopen(tmp_path: Path) -> None:
         assert later > max(b_seqs)  # never reused
 
 
+@pytest.mark.unit
 def test_one_station_file_of_the_old_format_is_upgraded(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     con = sqlite3.connect(path)
@@ -347,6 +362,7 @@ def test_one_station_file_of_the_old_format_is_upgraded(tmp_path: Path) -> None:
         assert j.append("MeterValues", {"i": 2}) == 2
 
 
+@pytest.mark.unit
 def test_shared_journal_needs_a_station_key(tmp_path: Path) -> None:
     with JournalDatabase(tmp_path / "fleet.sqlite") as db, pytest.raises(ValueError):
         db.journal("")

@@ -27,6 +27,9 @@ from typing import IO, Any
 import pytest
 
 from plugstream.lab.netns import Host, Netns, lab_unavailable
+from tests.support import WAIT, until_sync
+
+pytestmark = pytest.mark.lab
 
 CLOUD_IP = "198.51.100.10"
 PORT = 80
@@ -35,7 +38,7 @@ TAG = "04A2B3C4"
 SID = "CP1"
 RESUME_S = 30.0  # the issue: the OCPP session resumes on the new link within 30 s
 HOLD_DOWN_S = 4.0  # the manager's failback hold-down, shortened for the test
-WAIT_S = 30.0
+STEP_S = 0.2  # between two looks: each is a process (curl, ss) in a namespace
 ROOT = Path(__file__).resolve().parents[2]
 
 SNTP = f"""
@@ -65,7 +68,7 @@ class Lines:
         for line in stream:
             self.queue.put(line.rstrip("\n"))
 
-    def expect(self, want: Callable[[str], bool], timeout: float = WAIT_S) -> str:
+    def expect(self, want: Callable[[str], bool], timeout: float = WAIT) -> str:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -83,17 +86,6 @@ class Lines:
                 self.seen.append(self.queue.get_nowait())
             except queue.Empty:
                 return self.seen
-
-
-def poll(what: Callable[[], Any], timeout: float = WAIT_S, step: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = what()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"not within {timeout} s (last: {last!r})")
 
 
 class Lab:
@@ -199,14 +191,17 @@ def test_ethernet_cut_fails_over_to_lte_and_back_with_the_same_transaction(lab: 
         station.stdin.flush()
 
     connected = lab.connected
-    poll(connected)
-    status = poll(lambda: _status(data_dir).get("active_link") == "ethernet" and _status(data_dir))
+    until_sync(connected, "online", interval=STEP_S)
+    status = until_sync(
+        lambda: st if (st := _status(data_dir)).get("active_link") == "ethernet" else {},
+        "on ethernet", interval=STEP_S,
+    )  # fmt: skip
     assert status["links"]["ethernet"]["interface"] == "eth0"
     assert status["links"]["lte"]["interface"] == "lte0"
     assert status["offline_reason"] is None and status["data_saving"] is None
-    poll(lambda: _status(data_dir)["clock"]["synchronized"])
+    until_sync(lambda: _status(data_dir)["clock"]["synchronized"], "the clock synchronized")
     assert _status(data_dir)["clock"]["server"].startswith(CLOUD_IP)
-    assert poll(lambda: "192.0.2.2" in lab.ocpp_peers())
+    until_sync(lambda: "192.0.2.2" in lab.ocpp_peers(), "OCPP over eth0", interval=STEP_S)
     # outgoing only: the station listens on no TCP or UDP port
     assert lab.station.run("ss", "-H", "-lntu").strip() == ""
 
@@ -221,19 +216,32 @@ def test_ethernet_cut_fails_over_to_lte_and_back_with_the_same_transaction(lab: 
     out.expect(lambda s: s.startswith("plugged in"))
     send(f"swipe {TAG}")
     assert out.expect(lambda s: s.startswith("swipe")).endswith("accepted")
-    txs = poll(lambda: lab.api("GET", f"/transactions?station={SID}"))
+    txs = until_sync(
+        lambda: lab.api("GET", f"/transactions?station={SID}"), "a transaction", interval=STEP_S
+    )
     assert len(txs) == 1 and txs[0]["active"]
     tx_id = txs[0]["id"]
-    before = poll(lambda: len(s := _samples(lab, tx_id)) >= 2 and s)
+    before = until_sync(
+        lambda: s if len(s := _samples(lab, tx_id)) >= 2 else [],
+        "two meter samples",
+        interval=STEP_S,
+    )
 
     # cut Ethernet: NO-CARRIER on the station's eth0
     lab.cloud.ip("link", "set", "ceth0", "down")
     cut = time.monotonic()
-    poll(lambda: _status(data_dir).get("active_link") == "lte", timeout=RESUME_S)
-    assert poll(
-        lambda: "203.0.113.2" in lab.ocpp_peers(), timeout=RESUME_S - (time.monotonic() - cut)
-    )
-    poll(connected, timeout=RESUME_S - (time.monotonic() - cut))
+    until_sync(
+        lambda: _status(data_dir).get("active_link") == "lte", "switched to lte",
+        timeout=RESUME_S, interval=STEP_S,
+    )  # fmt: skip
+    until_sync(
+        lambda: "203.0.113.2" in lab.ocpp_peers(), "OCPP over lte0",
+        timeout=RESUME_S - (time.monotonic() - cut), interval=STEP_S,
+    )  # fmt: skip
+    until_sync(
+        connected, "online over lte",
+        timeout=RESUME_S - (time.monotonic() - cut), interval=STEP_S,
+    )  # fmt: skip
     resumed = time.monotonic() - cut
     assert resumed < RESUME_S
     status = _status(data_dir)
@@ -257,25 +265,34 @@ def test_ethernet_cut_fails_over_to_lte_and_back_with_the_same_transaction(lab: 
     # Ethernet back: failback once it has been healthy for the hold-down
     lab.cloud.ip("link", "set", "ceth0", "up")
     restored = time.monotonic()
-    poll(lambda: _status(data_dir).get("active_link") == "ethernet", timeout=WAIT_S)
+    until_sync(
+        lambda: _status(data_dir).get("active_link") == "ethernet", "back on ethernet",
+        interval=STEP_S,
+    )  # fmt: skip
     assert time.monotonic() - restored >= HOLD_DOWN_S
-    assert poll(lambda: "192.0.2.2" in lab.ocpp_peers())
-    poll(connected)
-    assert poll(lambda: _status(data_dir)["data_saving"] is None)
+    until_sync(lambda: "192.0.2.2" in lab.ocpp_peers(), "OCPP over eth0 again", interval=STEP_S)
+    until_sync(connected, "online over ethernet", interval=STEP_S)
+    until_sync(lambda: _status(data_dir)["data_saving"] is None, "data saving off")
     err.expect(lambda s: "data saving off on ethernet" in s)
     # meter values every 2 s again, for the same transaction
-    after = poll(lambda: len(s := _samples(lab, tx_id)) >= len(during) + 2 and s)
+    after = until_sync(
+        lambda: s if len(s := _samples(lab, tx_id)) >= len(during) + 2 else [],
+        "two more meter samples", interval=STEP_S,
+    )  # fmt: skip
     assert set(during) <= set(after)
 
     send(f"swipe {TAG}")  # stop
     assert out.expect(lambda s: s.startswith("swipe")).endswith("accepted")
-    stopped = poll(lambda: (t := lab.api("GET", f"/transactions/{tx_id}"))["stopped_at"] and t)
+    stopped = until_sync(
+        lambda: t if (t := lab.api("GET", f"/transactions/{tx_id}"))["stopped_at"] else {},
+        "the transaction stopped", interval=STEP_S,
+    )  # fmt: skip
     assert stopped["stop_reason"] == "Local"
     assert set(after) <= {m["timestamp"] for m in stopped["meter_values"]}
     assert [t["id"] for t in lab.api("GET", f"/transactions?station={SID}")] == [tx_id]
     assert lab.station.run("ss", "-H", "-lntu").strip() == ""
     send("quit")
-    assert station.wait(timeout=WAIT_S) == 0
+    assert station.wait(timeout=WAIT) == 0
     logged = "\n".join(err.drain())
     assert "closing the OCPP connection over ethernet" in logged
     assert "closing the OCPP connection over lte" in logged
@@ -291,21 +308,27 @@ def test_a_dead_upstream_behind_a_live_cable_is_found_by_the_health_check(lab: L
     data_dir = lab.tmp / "st"
     station = lab.start_station(data_dir)
     err = Lines(station.stderr)
-    poll(lab.connected)
-    poll(lambda: _status(data_dir).get("active_link") == "ethernet")
-    assert poll(lambda: "192.0.2.2" in lab.ocpp_peers())
+    until_sync(lab.connected, "online", interval=STEP_S)
+    until_sync(lambda: _status(data_dir).get("active_link") == "ethernet", "on ethernet")
+    until_sync(lambda: "192.0.2.2" in lab.ocpp_peers(), "OCPP over eth0", interval=STEP_S)
 
     lab.cloud.run("nft", "add", "table", "inet", "lab")
     lab.cloud.run("nft", "add", "chain", "inet", "lab", "in", "{ type filter hook input priority 0 ; }")  # fmt: skip
     lab.cloud.run("nft", "add", "rule", "inet", "lab", "in", "iifname", "ceth0", "drop")
     cut = time.monotonic()
-    status = poll(
-        lambda: (st := _status(data_dir)).get("active_link") == "lte" and st, timeout=RESUME_S
-    )
-    assert poll(
-        lambda: "203.0.113.2" in lab.ocpp_peers(), timeout=RESUME_S - (time.monotonic() - cut)
-    )
-    poll(lab.connected, timeout=RESUME_S - (time.monotonic() - cut))
+    status = until_sync(
+        lambda: st if (st := _status(data_dir)).get("active_link") == "lte" else {},
+        "switched to lte",
+        timeout=RESUME_S, interval=STEP_S,
+    )  # fmt: skip
+    until_sync(
+        lambda: "203.0.113.2" in lab.ocpp_peers(), "OCPP over lte0",
+        timeout=RESUME_S - (time.monotonic() - cut), interval=STEP_S,
+    )  # fmt: skip
+    until_sync(
+        lab.connected, "online over lte",
+        timeout=RESUME_S - (time.monotonic() - cut), interval=STEP_S,
+    )  # fmt: skip
     assert time.monotonic() - cut < RESUME_S
     ethernet = status["links"]["ethernet"]
     assert ethernet["carrier"] is True and ethernet["health"] == "down"

@@ -36,6 +36,8 @@ from plugstream.station.metering import (
     parse_measurands,
 )
 
+pytestmark = pytest.mark.unit
+
 T0 = datetime(2026, 11, 25, 14, 7, 13, tzinfo=UTC)  # a transaction starts off the grid
 ALL = f"{ENERGY_REGISTER},{POWER},{CURRENT},{VOLTAGE},{SOC}"
 # 120 CALLs of 6 sampled values with their units: about 470 (1.6) / 520 (2.0.1) bytes each

@@ -18,12 +18,19 @@ from pathlib import Path
 import pytest
 
 from plugstream.net.accounting import ByteCounter
+from plugstream.station.clock import ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.station16 import STATE_FILE, Station16
 from plugstream.station.station201 import Station201
-from tests.station.test_wire_levers import RawCsms, station16, station201, until
+from tests.station.test_wire_levers import RawCsms, station16, station201
+from tests.support import until, until_advancing
+
+pytestmark = pytest.mark.socket
 
 TAG = "TAG-1"
+#: station time per look while a test waits for meter samples (interval 1 s): the car
+#: charges on as fast as the samples are sent, however loaded the machine
+SAMPLE_STEP_S = 0.5
 
 
 async def crash(station: Station16 | Station201, task: asyncio.Task[None]) -> None:
@@ -46,22 +53,28 @@ async def test_TC_E_power_loss_stop_transaction_16(tmp_path: Path, sync_state: b
     await csms.start()
     data_dir = tmp_path / "s"
     try:
-        first = station16(data_dir, sync_state=sync_state)
+        clock = ManualClock()
+        first = station16(data_dir, sync_state=sync_state, clock=clock)
         task = asyncio.create_task(first.run(csms.url))
-        await until(lambda: first.online)
+        await until(lambda: first.online, "online")
         first.plug_in(Ev(CITY_CAR, soc=30.0))
         assert await first.swipe(TAG)
-        await until(lambda: len(csms.actions("MeterValues")) >= 2)
+        await until_advancing(
+            clock,
+            lambda: len(csms.actions("MeterValues")) >= 2,
+            "2 MeterValues",
+            step=SAMPLE_STEP_S,
+        )
         await crash(first, task)
         energy = persisted_energy(data_dir)
         assert energy > 0
 
-        second = station16(data_dir)
+        second = station16(data_dir, clock=clock)
         assert second.hardware.energy_wh == energy  # monotonic across the restart
         async with asyncio.timeout(10):
             task = asyncio.create_task(second.run(csms.url))
             try:
-                stop = (await until(lambda: csms.actions("StopTransaction")))[0]
+                stop = (await until(lambda: csms.actions("StopTransaction"), "StopTransaction"))[0]
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -81,21 +94,24 @@ async def test_TC_E_power_loss_before_start_answered_16(tmp_path: Path) -> None:
     StopTransaction carries the transactionId the Central System gave it."""
     csms = RawCsms("1.6")
     data_dir = tmp_path / "s"
-    first = station16(data_dir, config={"AllowOfflineTxForUnknownId": "true"})
+    clock = ManualClock()
+    first = station16(data_dir, config={"AllowOfflineTxForUnknownId": "true"}, clock=clock)
     task = asyncio.create_task(first.run("ws://127.0.0.1:9/ocpp"))  # nobody listens
     first.plug_in(Ev(CITY_CAR, soc=30.0))
     assert await first.swipe(TAG)
-    await until(lambda: len(first.journal) >= 2)  # StartTransaction and a MeterValues
+    await until_advancing(  # StartTransaction and a MeterValues
+        clock, lambda: len(first.journal) >= 2, "2 journal entries", step=SAMPLE_STEP_S
+    )
     await crash(first, task)
     energy = persisted_energy(data_dir)
 
     await csms.start()
     try:
-        second = station16(data_dir)
+        second = station16(data_dir, clock=clock)
         task = asyncio.create_task(second.run(csms.url))
         try:
-            await until(lambda: csms.actions("StopTransaction"))
-            await until(lambda: second.journal.counts().pending == 0)
+            await until(lambda: csms.actions("StopTransaction"), "StopTransaction")
+            await until(lambda: second.journal.counts().pending == 0, "the journal delivered")
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -118,22 +134,29 @@ async def test_TC_E_power_loss_transaction_event_ended_201(tmp_path: Path) -> No
     await csms.start()
     data_dir = tmp_path / "s"
     try:
-        first = station201(data_dir)
+        clock = ManualClock()
+        first = station201(data_dir, clock=clock)
         task = asyncio.create_task(first.run(csms.url))
-        await until(lambda: first.online)
+        await until(lambda: first.online, "online")
         first.plug_in(Ev(CITY_CAR, soc=30.0))
         assert await first.swipe(TAG)
-        await until(lambda: len(csms.actions("TransactionEvent")) >= 3)
+        await until_advancing(
+            clock,
+            lambda: len(csms.actions("TransactionEvent")) >= 3,
+            "3 TransactionEvents",
+            step=SAMPLE_STEP_S,
+        )
         await crash(first, task)
         energy = persisted_energy(data_dir)
         sent = csms.actions("TransactionEvent")
 
-        second = station201(data_dir)
+        second = station201(data_dir, clock=clock)
         assert second.hardware.energy_wh == energy
         task = asyncio.create_task(second.run(csms.url))
         try:
             ended = await until(
-                lambda: [e for e in csms.actions("TransactionEvent") if e["eventType"] == "Ended"]
+                lambda: [e for e in csms.actions("TransactionEvent") if e["eventType"] == "Ended"],
+                "TransactionEvent Ended",
             )
         finally:
             task.cancel()
@@ -165,10 +188,10 @@ async def test_clean_stop_ends_with_reboot_201(tmp_path: Path) -> None:
     try:
         first = station201(data_dir)
         task = asyncio.create_task(first.run(csms.url))
-        await until(lambda: first.online)
+        await until(lambda: first.online, "online")
         first.plug_in(Ev(CITY_CAR, soc=30.0))
         assert await first.swipe(TAG)
-        await until(lambda: csms.actions("TransactionEvent"))
+        await until(lambda: csms.actions("TransactionEvent"), "TransactionEvent")
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -178,7 +201,8 @@ async def test_clean_stop_ends_with_reboot_201(tmp_path: Path) -> None:
         task = asyncio.create_task(second.run(csms.url))
         try:
             ended = await until(
-                lambda: [e for e in csms.actions("TransactionEvent") if e["eventType"] == "Ended"]
+                lambda: [e for e in csms.actions("TransactionEvent") if e["eventType"] == "Ended"],
+                "TransactionEvent Ended",
             )
         finally:
             task.cancel()
@@ -210,7 +234,7 @@ async def test_profiles_and_scheduled_availability_survive_16(tmp_path: Path) ->
     try:
         first = station16(data_dir)
         task = asyncio.create_task(first.run(csms.url))
-        await until(lambda: first.online)
+        await until(lambda: first.online, "online")
         answer = await csms.call(
             "SetChargingProfile", {"connectorId": 0, "csChargingProfiles": profile}
         )
@@ -225,9 +249,10 @@ async def test_profiles_and_scheduled_availability_survive_16(tmp_path: Path) ->
         second = station16(data_dir)
         task = asyncio.create_task(second.run(csms.url))
         try:
-            await until(lambda: second.online)
+            await until(lambda: second.online, "online again")
             statuses = await until(
-                lambda: [s for s in csms.actions("StatusNotification") if s["connectorId"] == 1]
+                lambda: [s for s in csms.actions("StatusNotification") if s["connectorId"] == 1],
+                "connector 1's status",
             )
             assert statuses[0]["status"] == "Unavailable"
             schedule = await csms.call("GetCompositeSchedule", {"connectorId": 1, "duration": 60})
@@ -274,21 +299,23 @@ async def test_kill_9_station_run_then_restart_16(tmp_path: Path) -> None:
 
     try:
         proc = await start()
-        await until(lambda: csms.ws is not None and csms.actions("StatusNotification"), 30)
+        await until(
+            lambda: csms.ws is not None and csms.actions("StatusNotification"), "the station up"
+        )
         answer = await csms.call(
             "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "1"}
         )
         assert answer == {"status": "Accepted"}
         send(proc, "plug city")
         send(proc, f"swipe {TAG}")
-        await until(lambda: len(csms.actions("MeterValues")) >= 2, 30)
+        await until(lambda: len(csms.actions("MeterValues")) >= 2, "2 MeterValues")
         proc.kill()  # SIGKILL: no clean stop
         await asyncio.wait_for(proc.wait(), 10)
         energy = persisted_energy(data_dir)
         assert energy > 0
 
         proc = await start()
-        stop = (await until(lambda: csms.actions("StopTransaction"), 30))[0]
+        stop = (await until(lambda: csms.actions("StopTransaction"), "StopTransaction"))[0]
         assert stop["reason"] == "PowerLoss"
         assert stop["meterStop"] == int(energy)
         assert stop["transactionId"] == csms.next_tx

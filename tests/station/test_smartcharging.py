@@ -10,6 +10,8 @@ import pytest
 from plugstream.ocpp import OcppVersion, schemas
 from plugstream.station.smartcharging import ChargingProfiles
 
+pytestmark = pytest.mark.unit
+
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 

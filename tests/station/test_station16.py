@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,15 @@ from ocpp.v16.enums import Action
 from websockets.typing import Subprotocol
 
 from plugstream.station.backoff import ReconnectBackoff
+from plugstream.station.clock import Clock, ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station16 import Station16
+from tests.support import WAIT, running, until, until_advancing
 
-WAIT = 10.0
+pytestmark = pytest.mark.socket
+
+START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a ManualClock's start
 
 
 def utc_now() -> datetime:
@@ -120,28 +124,6 @@ class Server:
         return [payload for action, payload in self.log if action == name]
 
 
-async def until(check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while True:
-            found = check()
-            if found:
-                return found
-            await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def running(station: Station16, url: str) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(station.run(url))
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        station.close()
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
     srv = Server()
@@ -152,7 +134,8 @@ async def server() -> AsyncIterator[Server]:
         await srv.stop()
 
 
-def make_station(tmp_path: Path, **defaults: str) -> Station16:
+def make_station(tmp_path: Path, clock: Clock | None = None, **defaults: str) -> Station16:
+    """A station with short intervals; on the wall clock unless given ``clock``."""
     config = {
         "MeterValueSampleInterval": "1",
         "StopTxnSampledData": "Energy.Active.Import.Register",
@@ -163,6 +146,7 @@ def make_station(tmp_path: Path, **defaults: str) -> Station16:
         PLUGSTREAM_7,
         tmp_path / "station",
         utc_now,
+        clock=clock,
         rng=random.Random(7),
         config_defaults=config,
         call_timeout=5.0,
@@ -178,9 +162,12 @@ async def cs_call(srv: Server, request: Any) -> Any:
 
 
 async def test_boot_accepted_then_heartbeat(tmp_path: Path, server: Server) -> None:
-    station = make_station(tmp_path)
-    async with running(station, server.url):
-        await until(lambda: server.actions("Heartbeat"), timeout=5.0)
+    clock = ManualClock(START)
+    station = make_station(tmp_path, clock)
+    async with running(station, server.url, online=True):
+        await until(lambda: len(server.actions("StatusNotification")) == 2, "the boot statuses")
+        await clock.advance(1)  # the interval of the BootNotification answer
+        await until(lambda: server.actions("Heartbeat"), "a Heartbeat")
         boot = server.actions("BootNotification")
         assert len(boot) == 1
         assert boot[0]["charge_point_model"] == "PlugStream 7"
@@ -191,18 +178,19 @@ async def test_boot_accepted_then_heartbeat(tmp_path: Path, server: Server) -> N
 
 
 async def test_remote_start_meter_values_remote_stop(tmp_path: Path, server: Server) -> None:
-    station = make_station(tmp_path)
-    async with running(station, server.url):
-        await until(lambda: station.online)
+    clock = ManualClock(START)
+    station = make_station(tmp_path, clock)
+    async with running(station, server.url, online=True):
         station.plug_in(Ev(CITY_CAR, soc=30.0))
         answer = await cs_call(server, call.RemoteStartTransaction(id_tag="TAG-1", connector_id=1))
         assert answer.status == "Accepted"
         start = (await until(lambda: server.actions("StartTransaction")))[0]
         assert start["id_tag"] == "TAG-1"
         assert server.actions("Authorize")[0]["id_tag"] == "TAG-1"  # AuthorizeRemoteTxRequests
+        await until(lambda: station.transaction and station.transaction.transaction_id == 4242)
+        await clock.advance(1)  # MeterValueSampleInterval
         meter = (await until(lambda: server.actions("MeterValues")))[0]
         assert meter["transaction_id"] == 4242
-        await until(lambda: station.transaction and station.transaction.transaction_id == 4242)
         answer = await cs_call(server, call.RemoteStopTransaction(transaction_id=4242))
         assert answer.status == "Accepted"
         stop = (await until(lambda: server.actions("StopTransaction")))[0]
@@ -219,9 +207,9 @@ async def test_remote_start_meter_values_remote_stop(tmp_path: Path, server: Ser
 
 
 async def test_offline_session_delivered_after_reconnect(tmp_path: Path, server: Server) -> None:
-    station = make_station(tmp_path)
-    async with running(station, server.url):
-        await until(lambda: station.online)
+    clock = ManualClock(START)
+    station = make_station(tmp_path, clock)
+    async with running(station, server.url, online=True):
         answer = await cs_call(
             server,
             call.SendLocalList(
@@ -240,8 +228,8 @@ async def test_offline_session_delivered_after_reconnect(tmp_path: Path, server:
         station.plug_in(Ev(CITY_CAR, soc=30.0))
         assert await station.swipe("CARD-1")
         assert station.transaction is not None
+        await clock.advance(2)  # two MeterValueSampleIntervals, offline
         await until(lambda: len(station.journal) >= 3)  # Start and MeterValues
-        await asyncio.sleep(0.3)
         station.unplug()
         assert station.transaction is None
         pending = [e.action for e in station.journal.pending()]
@@ -250,6 +238,8 @@ async def test_offline_session_delivered_after_reconnect(tmp_path: Path, server:
 
         server.log.clear()
         await server.start()  # the same port
+        # past the reconnect back-off (0.1 s, doubling twice, + up to 0.05 s)
+        await until_advancing(clock, lambda: station.online, "back online", up_to=0.5)
         await until(lambda: server.actions("StopTransaction"))
         await until(lambda: station.journal.counts().pending == 0)
         tx_log = [(a, p) for a, p in server.log if a in ("StartTransaction", "StopTransaction")]
@@ -297,25 +287,38 @@ async def test_configuration_and_misc_calls(tmp_path: Path, server: Server) -> N
 async def test_TC_C_connection_timeout_16(tmp_path: Path, server: Server) -> None:
     """ConnectionTimeOut: plugged in without an idTag → Finishing (B6); an idTag without
     a cable → Available (B1), and the authorization is gone."""
-    station = make_station(tmp_path, ConnectionTimeOut="1")
-    async with running(station, server.url):
-        await until(lambda: station.online)
+    clock = ManualClock(START)
+    station = make_station(tmp_path, clock, ConnectionTimeOut="1")
+    async with running(station, server.url, online=True):
+        # the boot's status first: a change sent meanwhile could overtake it
+        await until(lambda: connector_statuses(server) == ["Available"], "the boot status")
         station.plug_in(Ev(CITY_CAR, soc=30.0))
         await until(lambda: station.connector.status_16.value == "Preparing")
-        await until(lambda: station.connector.status_16.value == "Finishing", timeout=3.0)
+        await timeout_started(station)
+        await clock.advance(1)  # ConnectionTimeOut
+        await until(lambda: station.connector.status_16.value == "Finishing")
         station.unplug()
         assert station.connector.status_16.value == "Available"
 
         assert await station.swipe("TAG-1")  # Authorize: Accepted, but no cable follows
         assert station.connector.status_16.value == "Preparing"
-        await until(lambda: station.connector.status_16.value == "Available", timeout=3.0)
+        await timeout_started(station)
+        await clock.advance(1)
+        await until(lambda: station.connector.status_16.value == "Available")
         station.plug_in(Ev(CITY_CAR, soc=30.0))
-        await asyncio.sleep(0.2)
-        assert station.transaction is None  # the authorization was cancelled
         want = ["Available", "Preparing", "Finishing", "Available", "Preparing", "Available"]
         want.append("Preparing")
+        # the plug-in's status came after anything it would have started
         await until(lambda: connector_statuses(server)[:7] == want)
+        assert station.transaction is None  # the authorization was cancelled
         assert not server.actions("StartTransaction")
+
+
+async def timeout_started(station: Station16) -> None:
+    """Until the tick loop started the ConnectionTimeOut (and set its timer): from then
+    on the next tick is the timeout's, a whole ConnectionTimeOut away."""
+    timeout = float(station.config.connection_timeout)
+    await until(lambda: station.next_tick_in() == timeout, "the ConnectionTimeOut timer")
 
 
 def connector_statuses(server: Server) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,15 @@ from ocpp.v201 import call, call_result
 from ocpp.v201.enums import Action
 from websockets.typing import Subprotocol
 
+from plugstream.station.clock import Clock, ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station201 import Station201
+from tests.support import WAIT, running, until, until_advancing
 
-WAIT = 10.0
+pytestmark = pytest.mark.socket
+
+START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a ManualClock's start
 HEARTBEAT = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
 
 
@@ -114,28 +118,6 @@ class Server:
         return [payload for action, payload in self.log if action == name]
 
 
-async def until(check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while True:
-            found = check()
-            if found:
-                return found
-            await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def running(station: Station201, url: str) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(station.run(url))
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        station.close()
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
     srv = Server()
@@ -146,12 +128,14 @@ async def server() -> AsyncIterator[Server]:
         await srv.stop()
 
 
-def make_station(tmp_path: Path) -> Station201:
+def make_station(tmp_path: Path, clock: Clock | None = None) -> Station201:
+    """A station with short intervals; on the wall clock unless given ``clock``."""
     return Station201(
         "PS-2001",
         PLUGSTREAM_7,
         tmp_path / "station",
         utc_now,
+        clock=clock,
         rng=random.Random(7),
         device_model_defaults={
             "SampledDataCtrlr.TxUpdatedInterval": "1",
@@ -182,9 +166,12 @@ def check_sequence(events: list[dict[str, Any]]) -> str:
 
 
 async def test_boot_accepted_then_heartbeat(tmp_path: Path, server: Server) -> None:
-    station = make_station(tmp_path)
-    async with running(station, server.url):
-        await until(lambda: server.actions("Heartbeat"), timeout=5.0)
+    clock = ManualClock(START)
+    station = make_station(tmp_path, clock)
+    async with running(station, server.url, online=True):
+        await until(lambda: server.actions("StatusNotification"), "the boot status")
+        await clock.advance(1)  # the interval of the BootNotification answer
+        await until(lambda: server.actions("Heartbeat"), "a Heartbeat")
         boot = server.actions("BootNotification")
         assert len(boot) == 1
         assert boot[0]["reason"] == "PowerUp"
@@ -198,9 +185,9 @@ async def test_boot_accepted_then_heartbeat(tmp_path: Path, server: Server) -> N
 
 
 async def test_remote_start_updated_remote_stop(tmp_path: Path, server: Server) -> None:
-    station = make_station(tmp_path)
-    async with running(station, server.url):
-        await until(lambda: station.online)
+    clock = ManualClock(START)
+    station = make_station(tmp_path, clock)
+    async with running(station, server.url, online=True):
         station.plug_in(Ev(CITY_CAR, soc=30.0))
         answer = await cs_call(
             server,
@@ -215,6 +202,7 @@ async def test_remote_start_updated_remote_stop(tmp_path: Path, server: Server) 
         assert started["transaction_info"]["remote_start_id"] == 7
         assert started["id_token"]["id_token"] == "TAG-1"
         assert "offline" not in started
+        await clock.advance(1)  # TxUpdatedInterval
         updated = await until(
             lambda: [e for e in server.actions("TransactionEvent") if e["event_type"] == "Updated"]
         )
@@ -286,9 +274,9 @@ async def test_get_set_variables(tmp_path: Path, server: Server) -> None:
 
 
 async def test_offline_session_delivered_after_reconnect(tmp_path: Path, server: Server) -> None:
-    station = make_station(tmp_path)
-    async with running(station, server.url):
-        await until(lambda: station.online)
+    clock = ManualClock(START)
+    station = make_station(tmp_path, clock)
+    async with running(station, server.url, online=True):
         answer = await cs_call(
             server,
             call.SendLocalList(
@@ -312,6 +300,7 @@ async def test_offline_session_delivered_after_reconnect(tmp_path: Path, server:
         station.plug_in(Ev(CITY_CAR, soc=30.0))
         assert await station.swipe("CARD-1")
         assert station.transaction is not None
+        await clock.advance(2)  # two TxUpdatedIntervals, offline
         await until(lambda: len(station.journal.pending()) >= 3)  # Started and Updated
         station.unplug()
         assert station.transaction is None
@@ -322,6 +311,8 @@ async def test_offline_session_delivered_after_reconnect(tmp_path: Path, server:
 
         server.log.clear()
         await server.start()  # the same port
+        # past the reconnect back-off (RetryBackOffWaitMinimum 1 s, no random range)
+        await until_advancing(clock, lambda: station.online, "back online", up_to=1)
         await until(lambda: station.journal.counts().pending == 0)
         events = server.actions("TransactionEvent")
         assert len(events) == len(pending)  # each exactly once
@@ -342,20 +333,23 @@ async def test_offline_session_delivered_after_reconnect(tmp_path: Path, server:
 async def test_TC_C_ev_connection_timeout_201(tmp_path: Path, server: Server) -> None:
     """EVConnectionTimeOut (C01.FR.26): authorized but no cable in time → the
     authorization ends, the connector is Available, a later plug-in starts nothing."""
-    station = make_station(tmp_path)
+    clock = ManualClock(START)
+    station = make_station(tmp_path, clock)
     station.config.set_value("TxCtrlr", "EVConnectionTimeOut", "1")
-    async with running(station, server.url):
-        await until(lambda: station.online)
+    async with running(station, server.url, online=True):
+        # the boot's status first: a change sent meanwhile could overtake it
+        await until(lambda: statuses(server) == ["Available"], "the boot status")
         assert await station.swipe("TAG-1")
         assert station.connector.status_201.value == "Occupied"
-        await until(lambda: station.connector.status_201.value == "Available", timeout=3.0)
+        # the deadline is the authorization's time + 1 s whenever the tick loop looks
+        await clock.advance(1)  # EVConnectionTimeOut
+        await until(lambda: station.connector.status_201.value == "Available")
         station.plug_in(Ev(CITY_CAR, soc=30.0))
-        await asyncio.sleep(0.2)
+        # the plug-in's status came after anything it would have started
+        await until(lambda: statuses(server) == ["Available", "Occupied", "Available", "Occupied"])
         assert station.transaction is None
         assert not server.actions("TransactionEvent")
-        await until(
-            lambda: (
-                [s["connector_status"] for s in server.actions("StatusNotification")]
-                == ["Available", "Occupied", "Available", "Occupied"]
-            )
-        )
+
+
+def statuses(server: Server) -> list[str]:
+    return [s["connector_status"] for s in server.actions("StatusNotification")]

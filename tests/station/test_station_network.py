@@ -29,7 +29,6 @@ from plugstream.net.ntp import CorrectedClock
 from plugstream.pki.authority import CertificateAuthority
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.network import STATUS_FILE, NetworkNotReady, StationNetwork
-from tests.cloud.test_gateway import Cloud, running
 from tests.net.test_dns import FakeDns
 from tests.net.test_ntp import LabServer, sntp_server
 from tests.security.conftest import (
@@ -40,10 +39,10 @@ from tests.security.conftest import (
     Station,
     TlsSink,
     make_station,
-    running_station,
     trusting,
-    until,
 )
+from tests.support import Cloud, running_cloud, until
+from tests.support import running as running_station
 
 LOOPBACK = "127.0.0.1"
 CSMS_NAME = "csms.test"
@@ -65,7 +64,7 @@ def pki(tmp_path: Path) -> Pki:
 
 @contextlib.asynccontextmanager
 async def tls_cloud(tmp_path: Path, pki: Pki, cert: str) -> AsyncIterator[Cloud]:
-    async with running(
+    async with running_cloud(
         tmp_path,
         tls_cert=pki.dir / f"{cert}.pem",
         tls_key=pki.dir / f"{cert}.key",
@@ -145,6 +144,7 @@ async def profile_2(
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_no_ntp_answer_no_authenticated_connection_then_connects_once_synchronized(
     tmp_path: Path, pki: Pki, ntp_lab: LabServer, version: str
 ) -> None:
@@ -157,7 +157,9 @@ async def test_no_ntp_answer_no_authenticated_connection_then_connects_once_sync
         station = await profile_2(cloud, pki, version, tmp_path / "st", "CPN")
         station.network = lab_network(ntp_lab, CorrectedClock())
         async with running_station(station, f"wss://{LOOPBACK}:{cloud.port}/ocpp"):
-            await until(lambda: ntp_lab.requests >= 3 and station.offline_reason)
+            await until(
+                lambda: ntp_lab.requests >= 3 and station.offline_reason, "3 NTP tries, offline"
+            )
             reason = station.offline_reason or ""
             assert "clock not synchronized" in reason and "NTP" in reason, reason
             assert f"{LOOPBACK}:{ntp_lab.port}" in reason
@@ -165,26 +167,28 @@ async def test_no_ntp_answer_no_authenticated_connection_then_connects_once_sync
             assert not cloud.gateway.is_connected("CPN")
             assert cloud.gateway.failed_logins["CPN"] == 0  # not even a refused attempt
             ntp_lab.behaviour = "correct"
-            await until(lambda: station.online)
+            await until(lambda: station.online, "the station online")
             assert station.registration == "Accepted"
             assert cloud.gateway.is_connected("CPN")
             assert station.offline_reason is None
             assert station.network.clock is not None and station.network.clock.synchronized
 
 
+@pytest.mark.socket
 async def test_plain_ws_at_profile_0_is_not_held_up_by_the_clock(tmp_path: Path) -> None:
     """Profile 0 over ws:// authenticates nothing: no NTP answer is needed to connect."""
-    async with running(tmp_path) as cloud:
+    async with running_cloud(tmp_path) as cloud:
         await cloud.store.register_station("CP0", security_profile=0)
         station = make_station("1.6", tmp_path / "st", "CP0")
         clock = CorrectedClock()
         station.network = StationNetwork(clock=clock)  # no NTP server: never synchronized
         async with running_station(station, f"ws://{LOOPBACK}:{cloud.port}/ocpp"):
-            await until(lambda: station.online)
+            await until(lambda: station.online, "the station online")
         assert not clock.synchronized
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_a_clock_days_off_is_corrected_by_ntp_the_tls_check_passes_and_SettingSystemTime_is_logged(
     tmp_path: Path, pki: Pki, ntp_lab: LabServer, version: str
 ) -> None:
@@ -200,7 +204,7 @@ async def test_a_clock_days_off_is_corrected_by_ntp_the_tls_check_passes_and_Set
         clock = CorrectedClock(system_now=behind.now)
         station.network = lab_network(ntp_lab, clock)
         async with running_station(station, f"wss://{LOOPBACK}:{cloud.port}/ocpp"):
-            await until(lambda: station.online)
+            await until(lambda: station.online, "the station online")
             assert station.tls_rejected is None
             assert cloud.gateway.is_connected("CPC")
         assert abs(clock.now() - datetime.now(UTC)) < timedelta(seconds=5)
@@ -209,6 +213,7 @@ async def test_a_clock_days_off_is_corrected_by_ntp_the_tls_check_passes_and_Set
     assert "+259200 s" in (steps[0].tech_info or "")  # three days forward
 
 
+@pytest.mark.socket
 async def test_without_the_network_the_same_wrong_clock_refuses_the_csms(
     tmp_path: Path, pki: Pki
 ) -> None:
@@ -218,7 +223,7 @@ async def test_without_the_network_the_same_wrong_clock_refuses_the_csms(
         behind = ShiftedClock(-timedelta(days=3))
         station = await profile_2(cloud, pki, "1.6", tmp_path / "st", "CPW", behind)
         async with running_station(station, f"wss://{LOOPBACK}:{cloud.port}/ocpp"):
-            await until(lambda: station.tls_rejected is not None)
+            await until(lambda: station.tls_rejected is not None, "the TLS refusal")
             assert "not yet valid" in station.tls_rejected.reason  # type: ignore[union-attr]
             assert not cloud.gateway.is_connected("CPW")
 
@@ -227,6 +232,7 @@ async def test_without_the_network_the_same_wrong_clock_refuses_the_csms(
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_a_silent_dhcp_primary_is_passed_over_and_the_certificate_is_checked_for_the_name(
     tmp_path: Path, pki: Pki, version: str
 ) -> None:
@@ -240,7 +246,7 @@ async def test_a_silent_dhcp_primary_is_passed_over_and_the_certificate_is_check
         station = await profile_2(cloud, pki, version, tmp_path / "st", "CPD")
         station.network = network = dns_only(primary, secondary)
         async with running_station(station, f"wss://{CSMS_NAME}:{cloud.port}/ocpp"):
-            await until(lambda: station.online)
+            await until(lambda: station.online, "the station online")
             assert cloud.gateway.is_connected("CPD")
         assert primary.queries and secondary.queries
         assert primary.queries[0] == f"{CSMS_NAME}."
@@ -249,6 +255,7 @@ async def test_a_silent_dhcp_primary_is_passed_over_and_the_certificate_is_check
         assert [a.reason for a in found.attempts] == ["timeout", "answer"]
 
 
+@pytest.mark.socket
 async def test_the_certificate_must_name_the_host_not_the_address(tmp_path: Path, pki: Pki) -> None:
     """Resolving the name does not weaken the check: a certificate for other.test (and
     127.0.0.1) is refused for csms.test before anything is sent."""
@@ -259,14 +266,16 @@ async def test_the_certificate_must_name_the_host_not_the_address(tmp_path: Path
         station = await profile_2(None, pki, "1.6", tmp_path / "st", "CPO")
         station.network = dns_only(primary)
         async with running_station(station, sink.url(CSMS_NAME)):
-            await until(lambda: station.tls_rejected is not None)
+            await until(lambda: station.tls_rejected is not None, "the TLS refusal")
             rejected = station.tls_rejected
             assert rejected is not None and rejected.host == CSMS_NAME
             assert "csms.test" in rejected.reason
-            await asyncio.sleep(0.2)
+            # the sink read the refused connection to its end: all the station sent
+            await until(lambda: sink.ended, "the refused connection closed")
             assert sink.received == b""
 
 
+@pytest.mark.socket
 async def test_every_dns_server_failing_means_no_connection_and_the_reason_lists_them(
     tmp_path: Path, pki: Pki
 ) -> None:
@@ -279,7 +288,7 @@ async def test_every_dns_server_failing_means_no_connection_and_the_reason_lists
         station = await profile_2(None, pki, "1.6", tmp_path / "st", "CPF")
         station.network = dns_only(primary, secondary)
         async with running_station(station, sink.url(CSMS_NAME)):
-            await until(lambda: len(secondary.queries) >= 2)
+            await until(lambda: len(secondary.queries) >= 2, "2 queries to the secondary")
             reason = station.offline_reason or ""
             assert reason.startswith("DNS: csms.test A could not be resolved"), reason
             assert f"DHCP primary 127.0.0.1:{primary.port} timed out after 0.3 s" in reason
@@ -288,6 +297,7 @@ async def test_every_dns_server_failing_means_no_connection_and_the_reason_lists
             assert not station.online
 
 
+@pytest.mark.socket
 async def test_route_skips_dns_for_ip_literals_and_names_the_address_for_host_names() -> None:
     """The sans-connection part: IP literals and localhost are connected to as they are;
     a name becomes ``host=`` (TCP destination only) with no proxy in between."""
@@ -327,6 +337,7 @@ def _network_json(data_dir: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_on_lte_heartbeat_and_meter_intervals_lengthen_and_the_csms_values_come_back(
     tmp_path: Path, ntp_lab: LabServer, version: str
 ) -> None:
@@ -337,7 +348,7 @@ async def test_on_lte_heartbeat_and_meter_intervals_lengthen_and_the_csms_values
     once and reconnects over the new link; the transaction goes on. Loopback: both link
     types are the ``lo`` interface and the test feeds the link manager's events."""
     data_dir = tmp_path / "st"
-    async with running(tmp_path, heartbeat_interval=20) as cloud:
+    async with running_cloud(tmp_path, heartbeat_interval=20) as cloud:
         await cloud.store.register_station("CPL", security_profile=0)
         await cloud.store.put_id_token(IdTokenRecord(TAG))
         station = make_station(version, data_dir, "CPL")
@@ -353,23 +364,25 @@ async def test_on_lte_heartbeat_and_meter_intervals_lengthen_and_the_csms_values
         manager = network.manager
         assert manager is not None
         async with running_station(station, f"ws://{LOOPBACK}:{cloud.port}/ocpp"):
-            await until(lambda: "no link is up yet" in (station.offline_reason or ""))
+            await until(
+                lambda: "no link is up yet" in (station.offline_reason or ""), "offline: no link"
+            )
             assert _network_json(data_dir)["offline_reason"].startswith("no link is up yet")
             _use(network, manager.health("ethernet", True, 0.0))
             _use(network, manager.health("lte", True, 0.0))
-            await until(lambda: station.online)
+            await until(lambda: station.online, "the station online")
             assert _link(station) == "ethernet"
             assert station.heartbeat_interval == 20
             assert station.effective_heartbeat_interval() == 20
             station.plug_in(Ev(CITY_CAR, soc=30.0))
             assert await station.swipe(TAG)
-            tx: Any = await until(lambda: station.transaction)
+            tx: Any = await until(lambda: station.transaction, "the transaction")
             schedule = tx.schedule  # the transaction's meter-values schedule
             assert schedule.sample_interval == 60
             first = station.endpoint
 
             _use(network, manager.carrier("ethernet", False, 1.0))  # cable pulled
-            await until(lambda: station.online and station.endpoint is not first)
+            await until(lambda: station.online and station.endpoint is not first, "online over LTE")
             assert _link(station) == "lte"
             assert station.transaction is tx  # the same transaction goes on
             assert station.effective_heartbeat_interval() == 3600
@@ -394,7 +407,9 @@ async def test_on_lte_heartbeat_and_meter_intervals_lengthen_and_the_csms_values
                 "deferred": [],
             }
             assert status["offline_reason"] is None
-            await until(lambda: _network_json(data_dir)["clock"]["synchronized"])
+            await until(
+                lambda: _network_json(data_dir)["clock"]["synchronized"], "clock synchronized"
+            )
             clock = _network_json(data_dir)["clock"]
             assert clock["why_not"] is None and clock["server"] == f"{LOOPBACK}:{ntp_lab.port}"
 
@@ -404,7 +419,9 @@ async def test_on_lte_heartbeat_and_meter_intervals_lengthen_and_the_csms_values
             _use(network, manager.tick(20.0))
             assert station.endpoint is second  # within the hold-down: stays on LTE
             _use(network, manager.health("ethernet", True, 32.0))  # healthy for 30 s
-            await until(lambda: station.online and station.endpoint is not second)
+            await until(
+                lambda: station.online and station.endpoint is not second, "back on Ethernet"
+            )
             assert _link(station) == "ethernet"
             assert station.transaction is tx
             assert station.effective_heartbeat_interval() == 20
@@ -414,6 +431,7 @@ async def test_on_lte_heartbeat_and_meter_intervals_lengthen_and_the_csms_values
     assert per_link["ethernet"][0] > 0 and per_link["lte"][0] > 0  # bytes counted per link
 
 
+@pytest.mark.socket
 async def test_over_a_managed_link_tls_still_checks_the_certificate_for_the_name(
     tmp_path: Path, pki: Pki, ntp_lab: LabServer
 ) -> None:
@@ -436,12 +454,13 @@ async def test_over_a_managed_link_tls_still_checks_the_certificate_for_the_name
         assert network.manager is not None
         _use(network, network.manager.health("ethernet", True, 0.0))
         async with running_station(station, f"wss://{CSMS_NAME}:{cloud.port}/ocpp"):
-            await until(lambda: station.online)
+            await until(lambda: station.online, "the station online")
             assert station.tls_rejected is None and cloud.gateway.is_connected("CPT")
             assert _link(station) == "ethernet"
         assert primary.queries == [f"{CSMS_NAME}."]
 
 
+@pytest.mark.unit
 def test_without_network_flags_the_station_keeps_the_os_stack() -> None:
     """No network flag: no network stack (no 1.1.1.1, no pool.ntp.org; today's default).
     Any network flag: the stack, with the article's defaults for what was not given."""
@@ -494,6 +513,7 @@ def test_without_network_flags_the_station_keeps_the_os_stack() -> None:
         (["--time-scale", "-60"], "the time scale must be positive"),
     ],
 )  # fmt: skip
+@pytest.mark.socket
 def test_bad_network_flags_are_one_line_and_exit_code_2(
     flags: list[str], word: str, tmp_path: Path
 ) -> None:
@@ -513,6 +533,7 @@ def test_bad_network_flags_are_one_line_and_exit_code_2(
     assert not (tmp_path / "station-CP9").exists()
 
 
+@pytest.mark.unit
 async def test_on_a_device_whose_os_does_dhcp_the_leases_dns_servers_are_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -538,19 +559,15 @@ async def test_on_a_device_whose_os_does_dhcp_the_leases_dns_servers_are_followe
         await network.route("ws://csms.test/ocpp/CP", authenticated=False)
     task = asyncio.create_task(network.keep_dhcp())
     try:
-        for _ in range(100):
-            if network.lease is not None:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: network.lease is not None, "the lease read")
         assert [s.address for s in network.dns_servers()] == ["192.0.2.53", "192.0.2.54"]
         status = json.loads((tmp_path / STATUS_FILE).read_text())
         assert status["dhcp"]["address"] == "192.0.2.77"
         lease.write_text(text.format("192.0.2.99"))
-        for _ in range(100):
-            if [s.address for s in network.dns_servers()] == ["192.0.2.99"]:
-                break
-            await asyncio.sleep(0.02)
-        assert [s.address for s in network.dns_servers()] == ["192.0.2.99"]
+        await until(
+            lambda: [s.address for s in network.dns_servers()] == ["192.0.2.99"],
+            "the renumbered lease's DNS server",
+        )
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

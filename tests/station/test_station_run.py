@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,9 +16,12 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from tests.support import WAIT, free_port, stop_process, until_sync
+
+pytestmark = pytest.mark.socket
+
 TOKEN = "t"
 TAG = "04A2B3C4"
-WAIT_S = 30.0
 
 
 class Proc:
@@ -48,7 +50,7 @@ class Proc:
         self.popen.stdin.flush()
 
     def expect(self, sink: queue.Queue[str], want: Callable[[str], bool]) -> str:
-        deadline = time.monotonic() + WAIT_S
+        deadline = time.monotonic() + WAIT
         seen: list[str] = []
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -58,28 +60,16 @@ class Proc:
             seen.append(line)
             if want(line):
                 return line
-        raise AssertionError(f"no such line within {WAIT_S}s; saw {seen!r}")
+        raise AssertionError(f"no such line within {WAIT}s; saw {seen!r}")
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=5)
+        stop_process(self.popen)
 
 
 def _pump(stream: IO[str] | None, sink: queue.Queue[str]) -> None:
     assert stream is not None
     for line in stream:
         sink.put(line.rstrip("\n"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -98,7 +88,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
 
 @pytest.fixture
 def cloud(start: Callable[..., Proc], tmp_path: Path) -> Iterator[httpx.Client]:
-    port = _free_port()
+    port = free_port()
     proc = start(
         "cloud", "serve", "--host", "127.0.0.1", "--port", str(port),
         "--db", f"sqlite:///{tmp_path}/c.db", "--auto-register", "--api-token", TOKEN,
@@ -114,16 +104,6 @@ def cloud(start: Callable[..., Proc], tmp_path: Path) -> Iterator[httpx.Client]:
 
 def _csms(client: httpx.Client) -> str:
     return f"ws://127.0.0.1:{client.base_url.port}/ocpp"
-
-
-def _poll(what: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        found = what()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"not within {WAIT_S}s")
 
 
 def _station(
@@ -147,13 +127,26 @@ def _connected(client: httpx.Client, sid: str) -> dict[str, Any] | None:
     return body if r.status_code == 200 and body["connected"] and body["model"] else None
 
 
-def _status(station: Proc, want: str) -> str:
+def _transactions(client: httpx.Client, sid: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = client.get("/api/v1/transactions", params={"station": sid}).json()
+    return found
+
+
+def _started(client: httpx.Client, sid: str) -> list[dict[str, Any]]:
+    """The station's transactions once the cloud has one under way: the session got there."""
+    found = _transactions(client, sid)
+    return found if any(t["stopped_at"] is None for t in found) else []
+
+
+def _status(station: Proc, want: str, *, end: bool = False) -> str:
+    """The station's ``status`` line once it contains ``want`` (ends with it, ``end``)."""
+
     def check() -> str | None:
         station.send("status")
         line = station.expect(station.out, lambda s: s.startswith("connector "))
-        return line if want in line else None
+        return line if (line.endswith(want) if end else want in line) else None
 
-    found: str = _poll(check)
+    found: str = until_sync(check, f"status {want!r}", interval=0.1)
     return found
 
 
@@ -163,9 +156,9 @@ def test_a_session_driven_on_stdin_reaches_the_cloud(
     r = cloud.put(f"/api/v1/id-tokens/{TAG}", json={"status": "Accepted"})
     assert r.status_code in (200, 201), r.text
     station = _station(start, cloud, "CP1")
-    info = _poll(lambda: _connected(cloud, "CP1"))
+    info = until_sync(lambda: _connected(cloud, "CP1"), "CP1 connected")
     assert info["model"] == "PlugStream 22"
-    _status(station, "connected")
+    _status(station, ", connected", end=True)  # registered: not "connected, not registered"
 
     station.send("plug family")
     station.expect(station.out, lambda s: s.startswith("plugged in"))
@@ -173,16 +166,16 @@ def test_a_session_driven_on_stdin_reaches_the_cloud(
     assert station.expect(station.out, lambda s: s.startswith("swipe")).endswith("accepted")
     line = _status(station, "Charging")
     assert f"({TAG})" in line
-    time.sleep(1.5)
+    until_sync(lambda: _started(cloud, "CP1"), "the session under way at the cloud")
     station.send(f"swipe {TAG}")  # the same card again: stop
     assert station.expect(station.out, lambda s: s.startswith("swipe")).endswith("accepted")
     station.send("unplug")
     station.expect(station.out, lambda s: s == "unplugged")
     station.send("quit")
-    assert station.popen.wait(timeout=WAIT_S) == 0
+    assert station.popen.wait(timeout=WAIT) == 0
     assert (tmp_path / "st-CP1" / "journal.sqlite").exists()
 
-    txs = cloud.get("/api/v1/transactions", params={"station": "CP1"}).json()
+    txs = _transactions(cloud, "CP1")
     assert len(txs) == 1, txs
     assert txs[0]["id_token"] == TAG
     assert txs[0]["stopped_at"] is not None
@@ -195,9 +188,9 @@ def test_a_2_0_1_session_driven_on_stdin_reaches_the_cloud(
     r = cloud.put(f"/api/v1/id-tokens/{TAG}", json={"status": "Accepted"})
     assert r.status_code in (200, 201), r.text
     station = _station(start, cloud, "CP5", ocpp="2.0.1")
-    info = _poll(lambda: _connected(cloud, "CP5"))
+    info = until_sync(lambda: _connected(cloud, "CP5"), "CP5 connected")
     assert info["model"] == "PlugStream 22"
-    _status(station, "connected")
+    _status(station, ", connected", end=True)  # registered: not "connected, not registered"
 
     station.send("plug family")
     station.expect(station.out, lambda s: s.startswith("plugged in"))
@@ -205,17 +198,17 @@ def test_a_2_0_1_session_driven_on_stdin_reaches_the_cloud(
     assert station.expect(station.out, lambda s: s.startswith("swipe")).endswith("accepted")
     line = _status(station, "connector Occupied")
     assert f"({TAG})" in line
-    time.sleep(1.5)
+    until_sync(lambda: _started(cloud, "CP5"), "the session under way at the cloud")
     station.send(f"swipe {TAG}")  # the same card again: stop
     assert station.expect(station.out, lambda s: s.startswith("swipe")).endswith("accepted")
     station.send("unplug")
     station.expect(station.out, lambda s: s == "unplugged")
     _status(station, "connector Available")
     station.send("quit")
-    assert station.popen.wait(timeout=WAIT_S) == 0
+    assert station.popen.wait(timeout=WAIT) == 0
     assert (tmp_path / "st-CP5" / "journal.sqlite").exists()
 
-    txs = cloud.get("/api/v1/transactions", params={"station": "CP5"}).json()
+    txs = _transactions(cloud, "CP5")
     assert len(txs) == 1, txs
     assert txs[0]["id_token"] == TAG
     assert txs[0]["stopped_at"] is not None
@@ -235,28 +228,33 @@ def test_unknown_command_is_one_error_line_and_the_station_runs_on(
     station.expect(station.out, lambda s: s == "fault cleared")
     _status(station, "connector Available, error NoError")
     station.popen.send_signal(signal.SIGTERM)
-    assert station.popen.wait(timeout=WAIT_S) == 0
+    assert station.popen.wait(timeout=WAIT) == 0
 
 
 def test_end_of_stdin_runs_on_until_sigint(start: Callable[..., Proc], cloud: httpx.Client) -> None:
     station = _station(start, cloud, "CP3")
     assert station.popen.stdin is not None
-    station.popen.stdin.close()
-    _poll(lambda: _connected(cloud, "CP3"))
-    time.sleep(0.5)
+    station.popen.stdin.close()  # before it connects: its input ends first
+
+    def connected() -> dict[str, Any] | None:
+        assert station.popen.poll() is None, "the station stopped at the end of its input"
+        return _connected(cloud, "CP3")
+
+    # it read the end of its input long before its boot went to the cloud and back
+    until_sync(connected, "CP3 connected with its input closed")
     assert station.popen.poll() is None
     station.popen.send_signal(signal.SIGINT)
-    assert station.popen.wait(timeout=WAIT_S) == 0
+    assert station.popen.wait(timeout=WAIT) == 0
 
 
 def test_password_is_sent_as_http_basic(start: Callable[..., Proc], cloud: httpx.Client) -> None:
     r = cloud.put("/api/v1/stations/CP4", json={"password": "s3cret-passw0rd:x/y"})
     assert r.status_code in (200, 201), r.text
     station = _station(start, cloud, "CP4", "--password", "s3cret-passw0rd:x/y")
-    info = _poll(lambda: _connected(cloud, "CP4"))
+    info = until_sync(lambda: _connected(cloud, "CP4"), "CP4 connected")
     assert info["has_password"] and info["model"] == "PlugStream 22"
     station.send("quit")
-    assert station.popen.wait(timeout=WAIT_S) == 0
+    assert station.popen.wait(timeout=WAIT) == 0
 
 
 @pytest.mark.parametrize(

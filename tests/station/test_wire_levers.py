@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,16 @@ from websockets.typing import Subprotocol
 from plugstream.cli import app
 from plugstream.net.accounting import ByteCounter
 from plugstream.station.backoff import ReconnectBackoff
-from plugstream.station.clock import CallableClock
+from plugstream.station.clock import ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
+from tests.support import WAIT, running, until, until_advancing
 
-WAIT = 10.0
+pytestmark = pytest.mark.socket
+
+START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a ManualClock's start
 
 
 def utc_now() -> datetime:
@@ -165,28 +168,6 @@ class Relay:
         await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
 
 
-async def until(check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while True:
-            found = check()
-            if found:
-                return found
-            await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def running(station: Station16 | Station201, url: str) -> AsyncIterator[None]:
-    task = asyncio.create_task(station.run(url))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        station.close()
-
-
 @pytest.fixture
 async def csms16() -> AsyncIterator[RawCsms]:
     csms = RawCsms("1.6")
@@ -265,8 +246,8 @@ async def test_TC_B_reconnect_without_boot_16(tmp_path: Path, csms16: RawCsms) -
         await csms16.stop()
         await until(lambda: not station.online)
         await csms16.start()
+        # online on the new connection: a BootNotification, had it been sent, was answered
         await until(lambda: len(csms16.connection_ids) == 2 and station.online)
-        await asyncio.sleep(0.2)
         assert len(csms16.actions("BootNotification")) == 1
         assert await csms16.call("Reset", {"type": "Soft"}) == {"status": "Accepted"}
         await until(lambda: len(csms16.actions("BootNotification")) == 2)
@@ -299,25 +280,25 @@ async def test_TC_B_boot_again_until_accepted_201(tmp_path: Path, csms201: RawCs
 async def test_TC_G_heartbeat_reset_by_other_messages_16(tmp_path: Path, csms16: RawCsms) -> None:
     """G02.FR.05: other messages reset the heartbeat timer; G02.FR.07: still one a day."""
     csms16.interval = 1
-    offset = timedelta()
-    station = station16(tmp_path / "s", clock=CallableClock(lambda: utc_now() + offset))
-    async with running(station, csms16.url):
-        await until(lambda: station.online)
+    clock = ManualClock(START)
+    station = station16(tmp_path / "s", clock=clock)
+    async with running(station, csms16.url, online=True):
         start = len(csms16.actions("Heartbeat"))
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 2.0
-        while loop.time() < end:  # a busy link: a message every 0.2 s
+
+        async def busy() -> int:
+            """0.2 s on, and a message: a Heartbeat sent before it was answered before it."""
+            await clock.advance(0.2)
             await station.send_triggered("StatusNotification")
-            await asyncio.sleep(0.2)
-        assert len(csms16.actions("Heartbeat")) == start
-        offset = timedelta(hours=24, seconds=1)  # a day of such traffic went by
-        end = loop.time() + 2.0
-        while loop.time() < end and len(csms16.actions("Heartbeat")) == start:
-            await station.send_triggered("StatusNotification")
-            await asyncio.sleep(0.2)
+            return len(csms16.actions("Heartbeat"))
+
+        for _ in range(10):  # a busy link: a message every 0.2 s, for 2 s
+            assert await busy() == start
+        clock.step(24 * 3600 + 1)  # a day of such traffic went by: the clock says so
+        await until(busy, "a Heartbeat although the link is busy")
         assert len(csms16.actions("Heartbeat")) == start + 1
         # quiet link: heartbeats at the interval again
-        await until(lambda: len(csms16.actions("Heartbeat")) >= start + 2, timeout=3.0)
+        await clock.advance(1)
+        await until(lambda: len(csms16.actions("Heartbeat")) >= start + 2)
 
 
 # -- message ids, empty fields, evse only once -----------------------------------------
@@ -326,16 +307,24 @@ async def test_TC_G_heartbeat_reset_by_other_messages_16(tmp_path: Path, csms16:
 async def test_short_unique_message_ids_and_no_empty_fields_201(
     tmp_path: Path, csms201: RawCsms
 ) -> None:
-    station = station201(tmp_path / "s")
-    async with running(station, csms201.url):
-        await until(lambda: station.online)
+    clock = ManualClock(START)
+    station = station201(tmp_path / "s", clock=clock)
+    async with running(station, csms201.url, online=True):
         station.plug_in(Ev(CITY_CAR, soc=30.0))
         assert await station.swipe("TAG-1")
-        await until(lambda: len(csms201.actions("TransactionEvent")) >= 3)
+        for count in (2, 3):  # Started, then an Updated each TxUpdatedInterval
+            await clock.advance(1)
+            await until(lambda: len(csms201.actions("TransactionEvent")) >= count)  # noqa: B023
         await csms201.stop()
         await until(lambda: not station.online)
         await csms201.start()
-        await until(lambda: len(csms201.connection_ids) == 2 and station.online)
+        # past the reconnect back-off (0.1 s, doubling twice, + up to 0.05 s)
+        await until_advancing(
+            clock,
+            lambda: len(csms201.connection_ids) == 2 and station.online,
+            "back online",
+            up_to=0.5,
+        )
         station.unplug()
         await until(lambda: station.journal.counts().pending == 0)
     first, second = csms201.connection_ids[0], csms201.connection_ids[1]
@@ -353,11 +342,12 @@ async def test_short_unique_message_ids_and_no_empty_fields_201(
 
 
 async def test_no_empty_fields_16(tmp_path: Path, csms16: RawCsms) -> None:
-    station = station16(tmp_path / "s")
-    async with running(station, csms16.url):
-        await until(lambda: station.online)
+    clock = ManualClock(START)
+    station = station16(tmp_path / "s", clock=clock)
+    async with running(station, csms16.url, online=True):
         station.plug_in(Ev(CITY_CAR, soc=30.0))
         assert await station.swipe("TAG-1")
+        await clock.advance(1)  # MeterValueSampleInterval
         await until(lambda: csms16.actions("MeterValues"))
         station.unplug()
         await until(lambda: csms16.actions("StopTransaction"))
@@ -392,21 +382,27 @@ async def test_traffic_counts_every_byte_and_the_cycle_16(tmp_path: Path, csms16
     relay = Relay(csms16.port)
     await relay.start()
     data_dir = tmp_path / "s"
-    station = station16(data_dir)
+    clock = ManualClock(START)
+    station = station16(data_dir, clock=clock)
     try:
-        async with running(station, f"ws://127.0.0.1:{relay.port}/ocpp"):
-            await until(lambda: station.online)
-            await asyncio.sleep(0.2)
+        async with running(station, f"ws://127.0.0.1:{relay.port}/ocpp", online=True):
+            # the boot statuses on the wire: the idle traffic
+            await until(lambda: len(csms16.actions("StatusNotification")) == 2)
             idle_tx, idle_rx = station.traffic.totals()
             assert idle_tx > 0 and idle_rx > 0
             station.plug_in(Ev(CITY_CAR, soc=30.0))
             assert await station.swipe("TAG-1")
-            await until(lambda: len(csms16.actions("MeterValues")) >= 2)
+            for count in (1, 2):  # a MeterValues each MeterValueSampleInterval
+                await clock.advance(1)
+                await until(lambda: len(csms16.actions("MeterValues")) >= count)  # noqa: B023
             station.unplug()
             await until(lambda: csms16.actions("StopTransaction"))
             await until(lambda: station.journal.counts().pending == 0)
-            await asyncio.sleep(0.2)
-            assert station.traffic.totals() == (relay.up, relay.down)
+            # equal once the last bytes crossed the relay (it counts as it forwards)
+            await until(
+                lambda: station.traffic.totals() == (relay.up, relay.down),
+                "the station's count equal to the relay's",
+            )
             cycles = station.traffic.cycles()
             assert len(cycles) == 1
             cycle = next(iter(cycles.values()))
@@ -427,11 +423,11 @@ async def test_traffic_autosave_off_leaves_no_file(tmp_path: Path, csms201: RawC
     """A fleet reads station.traffic itself: with autosave off nothing is written."""
     data_dir = tmp_path / "s"
     station = station201(data_dir, traffic_autosave=False)
-    async with running(station, csms201.url):
-        await until(lambda: station.online)
+    async with running(station, csms201.url, online=True):
         station.plug_in(Ev(CITY_CAR, soc=30.0))
         station.unplug()
-        await asyncio.sleep(0.1)
+        # the boot's status, the plug-in's and the unplug's crossed the wire
+        await until(lambda: len(csms201.actions("StatusNotification")) == 3)
         assert station.traffic.totals()[0] > 0
         assert len(station.traffic.cycles()) == 1
     assert not (data_dir / "traffic.json").exists()
