@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unit
+
 SRC = Path(__file__).resolve().parent.parent / "src" / "plugstream"
 
 # part -> the plugstream parts it may import (besides itself and the package root)

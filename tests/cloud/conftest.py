@@ -20,7 +20,8 @@ from plugstream.cloud.storage.schema import metadata
 
 T = TypeVar("T")
 POSTGRES = os.environ.get("PLUGSTREAM_TEST_POSTGRES", "").strip()
-BACKENDS = ["sqlite", "postgresql"] if POSTGRES else ["sqlite"]
+# The PostgreSQL case talks to a server: a ``socket`` test whatever its module's kind.
+BACKENDS = ["sqlite"] + ([pytest.param("postgresql", marks=pytest.mark.socket)] if POSTGRES else [])
 
 
 def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:

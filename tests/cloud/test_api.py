@@ -25,6 +25,7 @@ from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.gateway import Gateway
 from plugstream.cloud.storage import MeterSample, Store
 from plugstream.ocpp import Handlers, OcppEndpoint, OcppVersion, on
+from tests.support import serving, until
 
 TOKEN = "test-token-0123456789"
 PASSWORD = "correct-horse-battery"  # 21 characters
@@ -44,7 +45,7 @@ class Station(Handlers):
 
     @on("GetConfiguration")
     async def get_configuration(self, payload: dict[str, Any]) -> dict[str, Any]:
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # never answers (cancelled with the connection)
         return {"configurationKey": []}
 
 
@@ -93,16 +94,8 @@ async def server(app: FastAPI) -> AsyncIterator[int]:
     """The same app on a loopback port, for the station's WebSocket; yields the port."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
     srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve())
-    while not srv.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    port: int = srv.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield port
-    finally:
-        srv.should_exit = True
-        await task
+    async with serving(srv):
+        yield srv.servers[0].sockets[0].getsockname()[1]
 
 
 @contextlib.asynccontextmanager
@@ -113,11 +106,7 @@ async def station_connected(
     async with connect(url, subprotocols=[Subprotocol("ocpp1.6")]) as ws:
         endpoint = OcppEndpoint(ws, OcppVersion.V16, handlers)
         task = asyncio.create_task(endpoint.run())
-        for _ in range(200):
-            if gateway.is_connected(station_id):
-                break
-            await asyncio.sleep(0.01)
-        assert gateway.is_connected(station_id)
+        await until(lambda: gateway.is_connected(station_id), f"{station_id} connected")
         try:
             yield
         finally:
@@ -128,6 +117,7 @@ async def station_connected(
 # -- auth -------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 async def test_no_token_is_401_with_bearer_challenge(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/stations", headers={"Authorization": ""})
     assert response.status_code == 401
@@ -135,6 +125,7 @@ async def test_no_token_is_401_with_bearer_challenge(client: httpx.AsyncClient) 
     assert "bearer token required" in response.json()["detail"]
 
 
+@pytest.mark.unit
 async def test_wrong_token_is_401_even_before_body_validation(client: httpx.AsyncClient) -> None:
     wrong = {"Authorization": "Bearer not-the-token"}
     response = await client.get("/api/v1/stations", headers=wrong)
@@ -147,6 +138,7 @@ async def test_wrong_token_is_401_even_before_body_validation(client: httpx.Asyn
     assert (await client.get("/api/v1/id-tokens", headers=basic)).status_code == 401
 
 
+@pytest.mark.unit
 async def test_open_api_without_token(store: Store, gateway: Gateway) -> None:
     app = FastAPI()
     app.include_router(build_router(lambda: store, lambda: gateway, None))
@@ -159,6 +151,7 @@ async def test_open_api_without_token(store: Store, gateway: Gateway) -> None:
 # -- stations -------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 async def test_register_get_and_list_stations(client: httpx.AsyncClient) -> None:
     body = {"password": PASSWORD, "security_profile": 1, "lenient": True}
     created = await client.put("/api/v1/stations/CP-1", json=body)
@@ -192,6 +185,7 @@ async def test_register_get_and_list_stations(client: httpx.AsyncClient) -> None
     assert "CP-9" in missing.json()["detail"]
 
 
+@pytest.mark.unit
 async def test_an_operator_holds_a_station_back_and_lets_it_go(client: httpx.AsyncClient) -> None:
     """The boot status a station's BootNotification will be answered with."""
     held = await client.put(
@@ -211,6 +205,7 @@ async def test_an_operator_holds_a_station_back_and_lets_it_go(client: httpx.Asy
         ("CP%231", "identifierString"),  # CP#1
     ],
 )
+@pytest.mark.unit
 async def test_bad_station_id_is_422_with_reason(
     client: httpx.AsyncClient, station_id: str, reason: str
 ) -> None:
@@ -236,6 +231,7 @@ async def test_bad_station_id_is_422_with_reason(
         ({"security_profile": 0, "boot_status": "Maybe"}, "boot_status"),
     ],
 )
+@pytest.mark.unit
 async def test_bad_station_registration_is_422(
     client: httpx.AsyncClient, body: dict[str, Any], reason: str
 ) -> None:
@@ -246,6 +242,7 @@ async def test_bad_station_registration_is_422(
     assert reason in detail
 
 
+@pytest.mark.unit
 async def test_broken_json_body_is_422_with_reason(client: httpx.AsyncClient) -> None:
     response = await client.put(
         "/api/v1/stations/CP-1", content=b"{nope", headers={"Content-Type": "application/json"}
@@ -257,6 +254,7 @@ async def test_broken_json_body_is_422_with_reason(client: httpx.AsyncClient) ->
 # -- id tokens ------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 async def test_id_token_crud(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/v1/id-tokens")).json() == []
     missing = await client.get("/api/v1/id-tokens/04A2B3C4")
@@ -300,6 +298,7 @@ async def test_id_token_crud(client: httpx.AsyncClient) -> None:
         ({"token_type": "Barcode"}, "token_type"),
     ],
 )
+@pytest.mark.unit
 async def test_bad_id_token_is_422(
     client: httpx.AsyncClient, body: dict[str, Any], reason: str
 ) -> None:
@@ -314,6 +313,7 @@ async def test_bad_id_token_is_422(
 # -- commands -------------------------------------------------------------------------
 
 
+@pytest.mark.socket
 async def test_command_to_connected_station(
     client: httpx.AsyncClient, gateway: Gateway, server: int, store: Store
 ) -> None:
@@ -352,17 +352,20 @@ async def test_command_to_connected_station(
         assert "OCPP 1.6" in wrong_version.json()["detail"]
 
     # The gateway logged the exchange: newest first, our Reset went out before its answer.
-    for _ in range(100):
-        logged = (await client.get("/api/v1/stations/CP-1/messages")).json()["messages"]
-        if len(logged) >= 4:
-            break
-        await asyncio.sleep(0.02)
+    async def messages() -> list[dict[str, Any]] | None:
+        listed: list[dict[str, Any]] = (await client.get("/api/v1/stations/CP-1/messages")).json()[
+            "messages"
+        ]
+        return listed if len(listed) >= 4 else None
+
+    logged = await until(messages, "the exchange logged")
     frames = [(m["direction"], orjson.loads(m["text"])) for m in reversed(logged)]
     assert frames[0][0] == "out"
     assert frames[0][1][2:] == ["Reset", {"type": "Soft"}]
     assert frames[1] == ("in", [3, frames[0][1][1], {"status": "Accepted"}])
 
 
+@pytest.mark.socket
 async def test_command_timeout_is_504(
     client: httpx.AsyncClient, gateway: Gateway, server: int
 ) -> None:
@@ -388,6 +391,7 @@ COMMANDS_201 = "RequestStartTransaction RequestStopTransaction Reset UnlockConne
     ("version", "action"),
     [("1.6", a) for a in COMMANDS_16.split()] + [("2.0.1", a) for a in COMMANDS_201.split()],
 )
+@pytest.mark.unit
 async def test_every_operator_command_of_the_issue_is_known(
     client: httpx.AsyncClient, store: Store, version: str, action: str
 ) -> None:
@@ -406,6 +410,7 @@ async def test_every_operator_command_of_the_issue_is_known(
     assert response.status_code == 409, response.text
 
 
+@pytest.mark.unit
 async def test_command_to_offline_or_unknown_station(client: httpx.AsyncClient) -> None:
     await client.put("/api/v1/stations/CP-1", json={"security_profile": 0})
     offline = await client.post("/api/v1/stations/CP-1/commands/Reset", json={"type": "Soft"})
@@ -430,6 +435,7 @@ async def test_command_to_offline_or_unknown_station(client: httpx.AsyncClient) 
 # -- message log ----------------------------------------------------------------------
 
 
+@pytest.mark.unit
 async def test_messages_newest_first_and_paged(client: httpx.AsyncClient, store: Store) -> None:
     await client.put("/api/v1/stations/CP-1", json={"security_profile": 0})
     for n in range(7):
@@ -463,6 +469,7 @@ async def test_messages_newest_first_and_paged(client: httpx.AsyncClient, store:
 # -- transactions ---------------------------------------------------------------------
 
 
+@pytest.mark.unit
 async def test_transactions_with_exact_energy_and_flags(
     client: httpx.AsyncClient, store: Store
 ) -> None:
@@ -537,6 +544,7 @@ async def test_transactions_with_exact_energy_and_flags(
 # -- OpenAPI --------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 async def test_openapi_document(client: httpx.AsyncClient, app: FastAPI) -> None:
     doc = app.openapi()
     assert "/api/v1/stations/{station_id}/commands/{action}" in doc["paths"]

@@ -10,10 +10,13 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from plugstream.cloud.storage import IdTokenRecord
-from tests.cloud.test_gateway import running
+from tests.support import WAIT, running_cloud
+
+pytestmark = pytest.mark.socket
 
 NOW = "2026-11-25T10:00:00Z"
 BOOT16 = {"chargePointVendor": "PlugStream", "chargePointModel": "PlugStream 7"}
@@ -21,13 +24,13 @@ BOOT16 = {"chargePointVendor": "PlugStream", "chargePointModel": "PlugStream 7"}
 
 async def exchange(ws: ClientConnection, frame: list[Any] | str) -> list[Any]:
     await ws.send(frame if isinstance(frame, str) else orjson.dumps(frame).decode())
-    reply: list[Any] = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+    reply: list[Any] = orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))
     return reply
 
 
 async def test_broken_frames_get_callerrors_and_everyone_keeps_being_served(tmp_path: Path) -> None:
     async with (
-        running(tmp_path, auto_register=True) as cloud,
+        running_cloud(tmp_path, auto_register=True) as cloud,
         connect(cloud.url("BAD1"), subprotocols=["ocpp1.6"]) as bad,  # type: ignore[list-item]
         connect(cloud.url("GOOD1"), subprotocols=["ocpp1.6"]) as good,  # type: ignore[list-item]
     ):
@@ -61,7 +64,7 @@ async def test_broken_frames_get_callerrors_and_everyone_keeps_being_served(tmp_
 
 
 async def test_a_lenient_station_is_accepted_where_a_strict_one_is_refused(tmp_path: Path) -> None:
-    async with running(tmp_path, api_token="t0ken") as cloud:
+    async with running_cloud(tmp_path, api_token="t0ken") as cloud:
         await cloud.store.register_station("STRICT1", security_profile=0)
         await cloud.store.register_station("LENIENT1", security_profile=0, lenient=True)
         serial = "PS7-2611-000231-REV-B-LONGER"  # CiString25 in 1.6: real chargers overflow it
@@ -84,7 +87,7 @@ async def test_a_charging_session_is_stored_on_each_database(
     tmp_path: Path, store_url: str
 ) -> None:
     """Runs on SQLite, and on PostgreSQL when PLUGSTREAM_TEST_POSTGRES is set."""
-    async with running(tmp_path, db=store_url, auto_register=True) as cloud:
+    async with running_cloud(tmp_path, db=store_url, auto_register=True) as cloud:
         await cloud.store.put_id_token(IdTokenRecord("04A2B3C4"))
         async with connect(cloud.url("DB1"), subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
             await exchange(ws, [2, "d0", "BootNotification", BOOT16])

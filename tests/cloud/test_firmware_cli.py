@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
@@ -15,7 +16,9 @@ from plugstream.ocpp import OcppVersion
 from tests.cloud import test_firmware_repo as repo
 from tests.cloud import test_firmware_rollouts as rollouts
 from tests.cloud.test_firmware_repo import TOKEN, Pki
-from tests.cloud.test_gateway import Cloud
+from tests.support import Cloud
+
+pytestmark = pytest.mark.socket
 
 pki = repo.pki
 cloud = repo.cloud

@@ -23,7 +23,7 @@ from plugstream.cloud.storage import Store
 from plugstream.cloud.storage import firmware as db
 from plugstream.pki.firmware import InvalidSignature, verify_firmware
 from plugstream.pki.keystore import PKIStore
-from tests.cloud.test_gateway import Cloud, running
+from tests.support import WAIT, Cloud, running_cloud
 
 TOKEN = "firmware-test-token-0123456789"
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -57,7 +57,7 @@ def pki(tmp_path: Path) -> Pki:
 async def tls_cloud(tmp_path: Path, pki: Pki) -> AsyncIterator[Cloud]:
     """A real PlugStream Cloud serving https/wss on loopback, signing with the PKI."""
     server = pki.dir / "server"
-    async with running(
+    async with running_cloud(
         tmp_path,
         api_token=TOKEN,
         tls_cert=server / "localhost.pem",
@@ -71,8 +71,8 @@ async def tls_cloud(tmp_path: Path, pki: Pki) -> AsyncIterator[Cloud]:
 
 @pytest.fixture
 async def cloud(tmp_path: Path, pki: Pki) -> AsyncIterator[Cloud]:
-    async with tls_cloud(tmp_path, pki) as running_cloud:
-        yield running_cloud
+    async with tls_cloud(tmp_path, pki) as served:
+        yield served
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ async def operator(cloud: Cloud, pki: Pki) -> AsyncIterator[httpx.AsyncClient]:
         base_url=f"https://127.0.0.1:{cloud.port}/api/v1",
         verify=pki.trusting(),
         headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=20,
+        timeout=WAIT,
     ) as client:
         yield client
 
@@ -90,7 +90,7 @@ async def operator(cloud: Cloud, pki: Pki) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def anonymous(cloud: Cloud, pki: Pki) -> AsyncIterator[httpx.AsyncClient]:
     """What a station downloads with: https trusting the CSMS root, no API token."""
-    async with httpx.AsyncClient(verify=pki.trusting(), timeout=20) as client:
+    async with httpx.AsyncClient(verify=pki.trusting(), timeout=WAIT) as client:
         yield client
 
 
@@ -125,6 +125,7 @@ async def upload(
 # -- upload and listing -----------------------------------------------------------------
 
 
+@pytest.mark.socket
 async def test_upload_is_signed_by_the_firmware_signing_key_and_listed(
     cloud: Cloud, pki: Pki, operator: httpx.AsyncClient, image: bytes
 ) -> None:
@@ -163,9 +164,10 @@ async def test_upload_is_signed_by_the_firmware_signing_key_and_listed(
     assert sorted(p.name for p in folder.iterdir()) == [f"{shown['image_id']}.bin"]
 
 
+@pytest.mark.socket
 async def test_upload_needs_the_pki_and_says_so(tmp_path: Path, image: bytes) -> None:
     async with (
-        running(tmp_path, api_token=TOKEN) as plain,
+        running_cloud(tmp_path, api_token=TOKEN) as plain,
         httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{plain.port}/api/v1",
             headers={"Authorization": f"Bearer {TOKEN}"},
@@ -179,6 +181,7 @@ async def test_upload_needs_the_pki_and_says_so(tmp_path: Path, image: bytes) ->
         assert (await client.get("/firmware")).json() == []
 
 
+@pytest.mark.socket
 async def test_upload_refuses_an_image_over_the_limit_with_413(
     cloud: Cloud, operator: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,6 +204,7 @@ async def test_upload_refuses_an_image_over_the_limit_with_413(
     assert not folder.exists() or list(folder.iterdir()) == []
 
 
+@pytest.mark.socket
 async def test_upload_refuses_bad_names_and_empty_images(operator: httpx.AsyncClient) -> None:
     for name in ("../etc/passwd", ".hidden", "a/b.bin", ""):
         answer = await operator.post(
@@ -213,6 +217,7 @@ async def test_upload_refuses_bad_names_and_empty_images(operator: httpx.AsyncCl
     assert empty.status_code == 422 and "empty" in empty.json()["detail"]
 
 
+@pytest.mark.socket
 async def test_repository_api_needs_the_bearer_token(
     cloud: Cloud, pki: Pki, anonymous: httpx.AsyncClient
 ) -> None:
@@ -228,6 +233,7 @@ async def test_repository_api_needs_the_bearer_token(
 # -- downloads ----------------------------------------------------------------------------
 
 
+@pytest.mark.socket
 async def test_download_whole_image_without_a_token(
     operator: httpx.AsyncClient, anonymous: httpx.AsyncClient, image: bytes
 ) -> None:
@@ -242,6 +248,7 @@ async def test_download_whole_image_without_a_token(
     assert head.headers["content-length"] == str(len(image))
 
 
+@pytest.mark.socket
 async def test_download_by_byte_ranges(
     operator: httpx.AsyncClient, anonymous: httpx.AsyncClient, image: bytes
 ) -> None:
@@ -265,6 +272,7 @@ async def test_download_by_byte_ranges(
     assert past.headers["content-range"] == f"bytes */{len(image)}"
 
 
+@pytest.mark.socket
 async def test_download_cut_short_resumes_to_the_exact_file(
     operator: httpx.AsyncClient, anonymous: httpx.AsyncClient, image: bytes
 ) -> None:
@@ -285,6 +293,7 @@ async def test_download_cut_short_resumes_to_the_exact_file(
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(image).hexdigest()
 
 
+@pytest.mark.socket
 async def test_download_of_an_unknown_or_deleted_image_is_404(
     cloud: Cloud, operator: httpx.AsyncClient, anonymous: httpx.AsyncClient, image: bytes
 ) -> None:
@@ -318,6 +327,7 @@ def _image(image_id: str, at: datetime) -> db.FirmwareImage:
     )
 
 
+@pytest.mark.unit
 async def test_storage_keeps_images_newest_first(store: Store) -> None:
     await db.add_image(store, _image("a" * 32, T0))
     await db.add_image(store, _image("b" * 32, T0 + timedelta(minutes=1)))
@@ -327,6 +337,7 @@ async def test_storage_keeps_images_newest_first(store: Store) -> None:
     assert await db.get_image(store, "c" * 32) is None
 
 
+@pytest.mark.unit
 async def test_storage_gives_every_target_a_request_id_never_used_before(store: Store) -> None:
     """L01.FR.10: the station reports with the requestId of its UpdateFirmware, so one
     station's two updates must never share one."""
@@ -368,6 +379,7 @@ async def test_storage_gives_every_target_a_request_id_never_used_before(store: 
     ]
 
 
+@pytest.mark.unit
 async def test_storage_keeps_a_status_that_overtook_the_answer(store: Store) -> None:
     """The station may report Downloading before its Accepted answer is recorded."""
     await db.add_image(store, _image("a" * 32, T0))
@@ -396,6 +408,7 @@ async def test_storage_keeps_a_status_that_overtook_the_answer(store: Store) -> 
     }
 
 
+@pytest.mark.unit
 async def test_storage_deletes_an_image_with_its_rollouts(store: Store) -> None:
     await db.add_image(store, _image("a" * 32, T0))
     rollout = await db.create_rollout(
@@ -413,6 +426,7 @@ async def test_storage_deletes_an_image_with_its_rollouts(store: Store) -> None:
     assert not await db.delete_image(store, "a" * 32)
 
 
+@pytest.mark.unit
 def test_percentage_picks_the_same_stations_and_grows_by_adding() -> None:
     stations = [f"CS{i:03d}" for i in range(200)]
     ten = pick_percentage("a" * 32, stations, 10)

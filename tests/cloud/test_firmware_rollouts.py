@@ -22,12 +22,15 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
+from plugstream.cloud.firmware import handlers as firmware_handlers
 from plugstream.cloud.meter import format_time
 from plugstream.ocpp import Handlers, OcppEndpoint, OcppVersion, on
 from plugstream.pki.firmware import verify_firmware
 from tests.cloud import test_firmware_repo as repo
 from tests.cloud.test_firmware_repo import Pki, upload
-from tests.cloud.test_gateway import Cloud
+from tests.support import WAIT, Cloud, until
+
+pytestmark = pytest.mark.socket
 
 # the repository's fixtures: a PKI, a TLS cloud signing with it, the operator's client
 pki = repo.pki
@@ -36,7 +39,6 @@ operator = repo.operator
 image = repo.image
 
 PASSWORD = "firmware-station-password"
-WAIT = 10.0  # s any one step may take
 
 
 class TestStation(Handlers):
@@ -112,10 +114,10 @@ async def online(
         try:
             if boot:
                 assert (await station.boot())["status"] == "Accepted"
-            for _ in range(500):
-                if cloud.gateway.is_connected(station.station_id):
-                    break
-                await asyncio.sleep(0.01)
+            await until(
+                lambda: cloud.gateway.is_connected(station.station_id),
+                f"{station.station_id} connected",
+            )
             yield station
         finally:
             await ws.close()
@@ -353,11 +355,13 @@ async def test_rollout_to_a_list_sends_now_or_when_the_station_boots(
             target = next(t for t in rollout["targets"] if t["station_id"] == "CS3")
             assert update["requestId"] == target["request_id"]
             assert await download_and_verify(update, pki) == image[:50_000]
-            for _ in range(100):
+
+            async def sent() -> dict[str, Any] | None:
                 now = await progress(operator, rollout["rollout_id"])
-                if statuses(now)["CS3"] != "Pending":
-                    break
-                await asyncio.sleep(0.05)
+                return now if statuses(now)["CS3"] != "Pending" else None
+
+            # the answer is recorded after the station has it
+            now = await until(sent, "CS3's answer recorded")
             assert statuses(now)["CS3"] == "Accepted"
             await cs3.report("Downloading", update["requestId"])
         listed = (await operator.get("/rollouts")).json()
@@ -377,10 +381,12 @@ async def test_a_station_that_was_away_gets_only_the_newest_missed_update(
     async with online(cloud, pki, station):
         update = await station.next_update()
         assert update["firmware"]["location"] == newer["location"]
-        for _ in range(100):
-            if statuses(await progress(operator, second["rollout_id"])) == {"CS1": "Accepted"}:
-                break
-            await asyncio.sleep(0.05)
+
+        async def answered() -> bool:
+            return statuses(await progress(operator, second["rollout_id"])) == {"CS1": "Accepted"}
+
+        # the answer is recorded after the station has it
+        await until(answered, "CS1's answer recorded")
     assert statuses(await progress(operator, second["rollout_id"])) == {"CS1": "Accepted"}
     assert statuses(await progress(operator, first["rollout_id"])) == {"CS1": "Superseded"}
     assert station.updates.empty()
@@ -459,7 +465,11 @@ class StationWithoutUpdates(TestStation):
 
 
 async def test_a_station_that_cannot_update_shows_call_error(
-    cloud: Cloud, pki: Pki, operator: httpx.AsyncClient, image: bytes
+    cloud: Cloud,
+    pki: Pki,
+    operator: httpx.AsyncClient,
+    image: bytes,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await register(cloud, "CS1")
     shown = await upload(operator, image[:1000])
@@ -467,7 +477,17 @@ async def test_a_station_that_cannot_update_shows_call_error(
         rollout = await roll_out(operator, str(shown["image_id"]), station_ids=["CS1"])
     assert statuses(rollout) == {"CS1": "CallError"}
     # not Pending: its next boot does not send it again
+    looked: list[str | None] = []  # what the cloud sent after each boot, once it has
+    send_pending = firmware_handlers.send_pending
+
+    async def spied(*args: Any, **kwargs: Any) -> str | None:
+        sent = await send_pending(*args, **kwargs)
+        looked.append(sent)
+        return sent
+
+    monkeypatch.setattr(firmware_handlers, "send_pending", spied)
     again = TestStation("CS1", OcppVersion.V201)
     async with online(cloud, pki, again):
-        await asyncio.sleep(0.2)
+        # An update it was sent would be in its queue by the time the cloud is done.
+        await until(lambda: looked, "the cloud done with CS1's boot")
     assert again.updates.empty()

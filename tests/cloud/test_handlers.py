@@ -20,6 +20,8 @@ from plugstream.cloud.storage import IdTokenRecord, Store
 from plugstream.ocpp import ErrorCode, OcppError, OcppVersion, schemas
 from plugstream.ocpp.routing import dispatch
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
 CONFIG = CloudConfig(heartbeat_interval=300)
 

@@ -35,9 +35,12 @@ from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action, RemoteStartStopStatus
 from websockets.typing import Subprotocol
 
+from tests.support import WAIT, stop_process, until
+
+pytestmark = pytest.mark.socket
+
 READY = "PlugStream Cloud listening"
 TOKEN = "t0ken"
-START_TIMEOUT = 20.0
 
 
 def free_port() -> int:
@@ -103,7 +106,7 @@ class CloudProcess:
                 lines.put(line)
 
         threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + WAIT
         seen: list[str] = []
         while True:
             left = deadline - time.monotonic()
@@ -127,16 +130,10 @@ class CloudProcess:
         self.proc = None
 
     def stop(self) -> None:
-        """Terminate; kill after 5 s."""
+        """Terminate; kill if it does not end."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc is not None:
+            stop_process(proc)
 
 
 @pytest.fixture
@@ -178,13 +175,11 @@ async def put_token(api: httpx.AsyncClient, token: str) -> None:
 
 
 async def wait_connected(api: httpx.AsyncClient, station_id: str, connected: bool = True) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    async def seen() -> bool:
         answer = await api.get(f"/stations/{station_id}")
-        if answer.status_code == 200 and answer.json()["connected"] is connected:
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"station {station_id} never became connected={connected}")
+        return answer.status_code == 200 and answer.json()["connected"] is connected
+
+    await until(seen, f"station {station_id} connected={connected}", interval=0.05)
 
 
 # --- the independent peer --------------------------------------------------------------

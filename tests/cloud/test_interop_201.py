@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint as OcppChargePoint201
@@ -35,6 +36,8 @@ from tests.cloud.test_interop_16 import (
     put_token,
     wait_connected,
 )
+
+pytestmark = pytest.mark.socket
 
 __all__ = ["api", "cloud"]  # fixtures, shared with the 1.6 tests
 

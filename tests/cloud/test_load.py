@@ -28,6 +28,7 @@ from plugstream.cloud.meter import format_time
 from plugstream.cloud.storage import IdTokenRecord, Store
 from plugstream.ocpp import Handlers, OcppEndpoint, OcppVersion
 from plugstream.ocpp.routing import dispatch
+from tests.support import WAIT, serving, until
 
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 TOKEN = "load-test-token-0123"
@@ -37,6 +38,7 @@ PASSWORD = "correct-horse-battery"
 # -- reads ------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 async def test_a_thousand_reads_at_once_all_answer(store: Store) -> None:
     """A ramp-up's Authorizes and boots, and listings, at once: none fails (the pool's
     wait timed out under this before), each gets the right answer."""
@@ -59,6 +61,7 @@ async def test_a_thousand_reads_at_once_all_answer(store: Store) -> None:
     assert all(results)
 
 
+@pytest.mark.unit
 async def test_boot_status_is_read_for_the_boot(store: Store) -> None:
     assert await store.get_boot_status("NOPE") is None
     await store.register_station("HELD", security_profile=0, boot_status="Pending")
@@ -74,6 +77,7 @@ async def test_boot_status_is_read_for_the_boot(store: Store) -> None:
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+@pytest.mark.unit
 async def test_status_notification_is_one_write_with_the_clock(store: Store, version: str) -> None:
     """The connector's status and the station's clock offset, committed together: each
     write a station waits for is a commit of the writer."""
@@ -107,6 +111,7 @@ async def test_status_notification_is_one_write_with_the_clock(store: Store, ver
     assert station.last_seen == T0
 
 
+@pytest.mark.unit
 async def test_status_without_a_timestamp_keeps_the_clock(store: Store) -> None:
     await store.register_station("CP1", security_profile=0)
     await store.record_seen("CP1", at=T0, station_time=T0 + timedelta(seconds=3))
@@ -122,6 +127,7 @@ async def test_status_without_a_timestamp_keeps_the_clock(store: Store) -> None:
 # -- the message log --------------------------------------------------------------------
 
 
+@pytest.mark.unit
 async def test_message_log_writes_its_backlog_in_one_go(store: Store) -> None:
     """A burst of frames (a ramp-up sends thousands a second) is written in a commit or
     two, not 500 frames a commit: the log keeps up and drops nothing."""
@@ -157,24 +163,17 @@ async def api(store: Store) -> AsyncIterator[tuple[httpx.AsyncClient, Gateway, i
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
     )
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
+    async with serving(server):
         port: int = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}/api/v1",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=10.0,
-        ) as client:
-            yield client, gateway, port
-    finally:
-        await gateway.close()
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        try:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}/api/v1",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=WAIT,
+            ) as client:
+                yield client, gateway, port
+        finally:
+            await gateway.close()  # before the server stops, as the app's lifespan does
 
 
 @contextlib.asynccontextmanager
@@ -182,11 +181,7 @@ async def connected(port: int, gateway: Gateway, station_id: str) -> AsyncIterat
     url = f"ws://127.0.0.1:{port}/ocpp/{station_id}"
     async with connect(url, subprotocols=[Subprotocol("ocpp1.6")]) as ws:
         task = asyncio.create_task(OcppEndpoint(ws, OcppVersion.V16, Handlers()).run())
-        for _ in range(300):
-            if gateway.is_connected(station_id):
-                break
-            await asyncio.sleep(0.01)
-        assert gateway.is_connected(station_id)
+        await until(lambda: gateway.is_connected(station_id), f"{station_id} connected")
         try:
             yield
         finally:
@@ -194,6 +189,7 @@ async def connected(port: int, gateway: Gateway, station_id: str) -> AsyncIterat
             await task
 
 
+@pytest.mark.socket
 async def test_station_list_is_what_each_station_shows(
     store: Store, api: tuple[httpx.AsyncClient, Gateway, int]
 ) -> None:
@@ -225,11 +221,13 @@ async def test_station_list_is_what_each_station_shows(
     gateway.failed_logins["KEYED"] += 2
     gateway.violations["HELD"] += 1
     async with connected(port, gateway, "LIVE"):
-        for _ in range(300):  # the gateway records a new connection as seen, on the side
+
+        async def seen() -> bool:
             live = await store.get_station("LIVE")
-            if live is not None and live.last_seen is not None:
-                break
-            await asyncio.sleep(0.01)
+            return live is not None and live.last_seen is not None
+
+        # the gateway records a new connection as seen, on the side
+        await until(seen, "LIVE recorded as seen")
         listing = await client.get("/stations")
         assert listing.status_code == 200
         stations = listing.json()
@@ -247,6 +245,7 @@ async def test_station_list_is_what_each_station_shows(
     assert by_id["HELD"]["boot_status"] == "Pending" and by_id["HELD"]["lenient"] is True
 
 
+@pytest.mark.socket
 async def test_station_list_of_thousands_answers_while_stations_write(
     store: Store, api: tuple[httpx.AsyncClient, Gateway, int]
 ) -> None:

@@ -5,9 +5,7 @@ real TLS on loopback: certificates from the project's own CA, stations as plain
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -23,7 +21,9 @@ from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from plugstream.cloud.serve import OCPP_TLS12_CIPHERS, READY
 from plugstream.pki.authority import CertificateAuthority
-from tests.cloud.test_gateway import Cloud, free_port, running
+from tests.support import WAIT, Cloud, basic_auth, free_port, running_cloud, stop_process, until
+
+pytestmark = pytest.mark.socket
 
 V201 = "ocpp2.0.1"
 PASSWORD = "correct-horse-battery-staple"
@@ -64,7 +64,7 @@ def pki(tmp_path: Path) -> Pki:
 
 @pytest.fixture
 async def cloud(tmp_path: Path, pki: Pki) -> AsyncIterator[Cloud]:
-    async with running(
+    async with running_cloud(
         tmp_path,
         tls_cert=tmp_path / "server.pem",
         tls_key=tmp_path / "server.key",
@@ -78,11 +78,6 @@ async def cloud(tmp_path: Path, pki: Pki) -> AsyncIterator[Cloud]:
         yield cloud
 
 
-def basic(user: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
 async def connects(
     cloud: Cloud, station_id: str, context: ssl.SSLContext, headers: dict[str, str] | None = None
 ) -> int:
@@ -93,24 +88,26 @@ async def connects(
             subprotocols=[V201],  # type: ignore[list-item]
             ssl=context,
             additional_headers=headers,
-            open_timeout=5,
+            open_timeout=WAIT,
         ) as ws:
             assert ws.subprotocol == V201
-            assert cloud.gateway.is_connected(station_id)
+            await until(lambda: cloud.gateway.is_connected(station_id), f"{station_id} connected")
             return 101
     except InvalidStatus as exc:
         return exc.response.status_code
 
 
 async def test_profile_2_needs_the_station_password(cloud: Cloud, pki: Pki) -> None:
-    assert await connects(cloud, "CP2", pki.trusting(), basic("CP2", PASSWORD)) == 101
-    assert await connects(cloud, "CP2", pki.trusting(), basic("CP2", PASSWORD + "x")) == 401
+    assert await connects(cloud, "CP2", pki.trusting(), basic_auth("CP2", PASSWORD)) == 101
+    assert await connects(cloud, "CP2", pki.trusting(), basic_auth("CP2", PASSWORD + "x")) == 401
     assert await connects(cloud, "CP2", pki.trusting()) == 401
     # A client certificate for the id does not stand in for the password of a profile-2 station.
     assert await connects(cloud, "CP2", pki.client("cp2", "CP2")) == 401
     assert cloud.gateway.failed_logins["CP2"] == 3
     async with httpx.AsyncClient(verify=pki.trusting()) as http:
-        station = await http.get(f"https://127.0.0.1:{cloud.port}/api/v1/stations/CP2", timeout=5)
+        station = await http.get(
+            f"https://127.0.0.1:{cloud.port}/api/v1/stations/CP2", timeout=WAIT
+        )
     assert station.json()["failed_logins"] == 3
 
 
@@ -129,7 +126,7 @@ async def test_profile_3_refuses_another_stations_certificate(cloud: Cloud, pki:
     # what an operator sees: the refusal in the REST API, newest first
     async with httpx.AsyncClient(verify=pki.trusting()) as http:
         listed = await http.get(
-            f"https://127.0.0.1:{cloud.port}/api/v1/security-events?limit=1", timeout=5
+            f"https://127.0.0.1:{cloud.port}/api/v1/security-events?limit=1", timeout=WAIT
         )
     assert listed.status_code == 200
     [shown] = listed.json()
@@ -147,7 +144,7 @@ async def test_profile_3_refuses_a_certificate_of_another_organization(
 
 async def test_profile_3_refuses_basic_auth_without_a_certificate(cloud: Cloud, pki: Pki) -> None:
     assert await connects(cloud, "CP3", pki.trusting()) == 401
-    assert await connects(cloud, "CP3P", pki.trusting(), basic("CP3P", PASSWORD)) == 401
+    assert await connects(cloud, "CP3P", pki.trusting(), basic_auth("CP3P", PASSWORD)) == 401
     assert [e.tech_info for e in cloud.gateway.security_events] == [
         "no client certificate",
         "no client certificate",
@@ -180,7 +177,7 @@ async def test_tls_1_1_is_refused(cloud: Cloud, pki: Pki) -> None:
     context.set_ciphers("DEFAULT:@SECLEVEL=0")
     # The server answers the TLS 1.1 ClientHello with an alert and ends the stream.
     with pytest.raises((ssl.SSLError, ConnectionError)):
-        await connects(cloud, "CP2", context, basic("CP2", PASSWORD))
+        await connects(cloud, "CP2", context, basic_auth("CP2", PASSWORD))
 
 
 async def test_tls_1_2_with_only_the_specs_suites(cloud: Cloud, pki: Pki) -> None:
@@ -188,7 +185,7 @@ async def test_tls_1_2_with_only_the_specs_suites(cloud: Cloud, pki: Pki) -> Non
     unlisted.maximum_version = ssl.TLSVersion.TLSv1_2
     unlisted.set_ciphers("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-SHA256")
     with pytest.raises((ssl.SSLError, ConnectionError)):
-        await connects(cloud, "CP2", unlisted, basic("CP2", PASSWORD))
+        await connects(cloud, "CP2", unlisted, basic_auth("CP2", PASSWORD))
     for suite in OCPP_TLS12_CIPHERS[:2]:  # the server's key is ECDSA
         listed = pki.trusting()
         listed.maximum_version = ssl.TLSVersion.TLSv1_2
@@ -197,8 +194,8 @@ async def test_tls_1_2_with_only_the_specs_suites(cloud: Cloud, pki: Pki) -> Non
             f"wss://127.0.0.1:{cloud.port}/ocpp/CP2",
             subprotocols=[V201],  # type: ignore[list-item]
             ssl=listed,
-            additional_headers=basic("CP2", PASSWORD),
-            open_timeout=5,
+            additional_headers=basic_auth("CP2", PASSWORD),
+            open_timeout=WAIT,
         ) as ws:
             assert ws.transport.get_extra_info("ssl_object").cipher()[0] == suite
 
@@ -235,14 +232,16 @@ async def test_cloud_serve_with_tls_client_ca_admits_profile_3_stations(
     )
     try:
         assert proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), WAIT)
         assert line.startswith(f"{READY} https://127.0.0.1:{port}"), line
         async with httpx.AsyncClient(
             base_url=f"https://127.0.0.1:{port}",
             verify=pki.trusting(),
             headers={"Authorization": "Bearer t0ken"},
         ) as http:
-            put = await http.put("/api/v1/stations/SUB3", json={"security_profile": 3}, timeout=5)
+            put = await http.put(
+                "/api/v1/stations/SUB3", json={"security_profile": 3}, timeout=WAIT
+            )
             assert put.status_code in (200, 201), put.text
             url = f"wss://127.0.0.1:{port}/ocpp/SUB3"
             async with connect(url, subprotocols=[V201], ssl=pki.client("sub3", "SUB3")) as ws:  # type: ignore[list-item]
@@ -251,13 +250,7 @@ async def test_cloud_serve_with_tls_client_ca_admits_profile_3_stations(
                 async with connect(url, subprotocols=[V201], ssl=pki.client("x", "SUB4")):  # type: ignore[list-item]
                     pass
             assert refused.value.response.status_code == 401
-            station = await http.get("/api/v1/stations/SUB3", timeout=5)
+            station = await http.get("/api/v1/stations/SUB3", timeout=WAIT)
             assert station.json()["failed_logins"] == 1
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc)

@@ -12,6 +12,8 @@ from sqlalchemy import text
 
 from plugstream.cloud.storage import IdTokenRecord, MeterSample, Store, normalize_url
 
+pytestmark = pytest.mark.unit
+
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 REGISTER = "Energy.Active.Import.Register"
 LATER = T0 + timedelta(hours=1)

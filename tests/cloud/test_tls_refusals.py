@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from websockets.exceptions import InvalidMessage, InvalidStatus
 from plugstream.cloud.serve import READY
 from plugstream.cloud.tlsaudit import RefusalLimiter
 from plugstream.pki.authority import CertificateAuthority, IssuedCertificate
-from tests.cloud.test_gateway import Cloud, basic, free_port, running
+from tests.support import WAIT, Cloud, basic_auth, free_port, running_cloud, stop_process, until
 
 V201 = "ocpp2.0.1"
 PASSWORD = "correct-horse-battery-staple"
@@ -50,7 +49,7 @@ def root(tmp_path: Path, ca: CertificateAuthority) -> Path:
 
 @pytest.fixture
 async def cloud(tmp_path: Path, root: Path) -> AsyncIterator[Cloud]:
-    async with running(
+    async with running_cloud(
         tmp_path,
         tls_cert=tmp_path / "server.pem",
         tls_key=tmp_path / "server.key",
@@ -101,7 +100,7 @@ async def connects(
             subprotocols=[V201],  # type: ignore[list-item]
             ssl=context,
             additional_headers=headers,
-            open_timeout=5,
+            open_timeout=WAIT,
         ):
             return 101
     except InvalidStatus as exc:
@@ -111,21 +110,25 @@ async def connects(
 async def security_events(
     port: int, root: Path, *, wait_for: int = 0, token: str | None = None
 ) -> list[dict[str, Any]]:
-    """GET /api/v1/security-events, as an operator does; polled (bounded) until it lists
-    ``wait_for`` events: a TLS refusal is stored in a task, after the handshake failed."""
+    """GET /api/v1/security-events, as an operator does; polled until it lists ``wait_for``
+    events: a TLS refusal is stored in a task, after the handshake failed."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(verify=station_context(root), headers=headers) as http:
-        for _ in range(100):
-            listed = await http.get(f"https://127.0.0.1:{port}/api/v1/security-events", timeout=5)
-            assert listed.status_code == 200, listed.text
-            events: list[dict[str, Any]] = listed.json()
-            if len(events) >= wait_for:
-                return events
-            await asyncio.sleep(0.05)
-    return events
+
+        async def listed() -> list[dict[str, Any]] | None:
+            answer = await http.get(
+                f"https://127.0.0.1:{port}/api/v1/security-events", timeout=WAIT
+            )
+            assert answer.status_code == 200, answer.text
+            events: list[dict[str, Any]] = answer.json()
+            return events if len(events) >= wait_for else None
+
+        found = await until(listed, f"{wait_for} security event(s) listed")
+    return found
 
 
 @pytest.mark.parametrize("tls", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+@pytest.mark.socket
 async def test_TC_A_08_CSMS_a_certificate_from_an_unknown_ca_is_a_security_event(
     cloud: Cloud, root: Path, tls: ssl.TLSVersion
 ) -> None:
@@ -146,6 +149,7 @@ async def test_TC_A_08_CSMS_a_certificate_from_an_unknown_ca_is_a_security_event
     assert not cloud.gateway.is_connected("CP3")
 
 
+@pytest.mark.socket
 async def test_TC_A_08_CSMS_an_expired_certificate_is_a_security_event(
     cloud: Cloud, root: Path, ca: CertificateAuthority
 ) -> None:
@@ -158,6 +162,7 @@ async def test_TC_A_08_CSMS_an_expired_certificate_is_a_security_event(
     assert "certificate has expired" in event["tech_info"]
 
 
+@pytest.mark.socket
 async def test_TC_A_06_CSMS_tls_1_1_is_refused_and_recorded_then_tls_1_2_connects(
     cloud: Cloud, root: Path
 ) -> None:
@@ -170,16 +175,17 @@ async def test_TC_A_06_CSMS_tls_1_1_is_refused_and_recorded_then_tls_1_2_connect
         old.maximum_version = ssl.TLSVersion.TLSv1_1
     old.set_ciphers("DEFAULT:@SECLEVEL=0")
     with pytest.raises(REFUSED):
-        await connects(cloud.port, "CP2", old, basic("CP2", PASSWORD))
+        await connects(cloud.port, "CP2", old, basic_auth("CP2", PASSWORD))
     [event] = await security_events(cloud.port, root, wait_for=1)
     assert event["type"] == "InvalidTLSVersion"
     assert "below 1.2" in event["tech_info"]
 
     current = station_context(root)
     current.maximum_version = ssl.TLSVersion.TLSv1_2
-    assert await connects(cloud.port, "CP2", current, basic("CP2", PASSWORD)) == 101
+    assert await connects(cloud.port, "CP2", current, basic_auth("CP2", PASSWORD)) == 101
 
 
+@pytest.mark.socket
 async def test_only_unlisted_cipher_suites_is_an_invalid_tls_cipher_suite_event(
     cloud: Cloud, root: Path
 ) -> None:
@@ -188,30 +194,37 @@ async def test_only_unlisted_cipher_suites_is_an_invalid_tls_cipher_suite_event(
     unlisted.maximum_version = ssl.TLSVersion.TLSv1_2
     unlisted.set_ciphers("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-SHA256")
     with pytest.raises(REFUSED):
-        await connects(cloud.port, "CP2", unlisted, basic("CP2", PASSWORD))
+        await connects(cloud.port, "CP2", unlisted, basic_auth("CP2", PASSWORD))
     [event] = await security_events(cloud.port, root, wait_for=1)
     assert event["type"] == "InvalidTLSCipherSuite"
     assert "NO_SHARED_CIPHER" in event["tech_info"]
 
 
+@pytest.mark.socket
 async def test_TC_A_07_CSMS_good_handshakes_record_nothing(
     cloud: Cloud, root: Path, ca: CertificateAuthority
 ) -> None:
     """Profile 2 without a client certificate and profile 3 with a good one connect as
     before; neither, nor plain HTTP sent to the TLS port, is a security event."""
-    assert await connects(cloud.port, "CP2", station_context(root), basic("CP2", PASSWORD)) == 101
+    assert (
+        await connects(cloud.port, "CP2", station_context(root), basic_auth("CP2", PASSWORD)) == 101
+    )
     good = station_context(root, ca.issue_client("CP3", organization="PlugStream"))
     assert await connects(cloud.port, "CP3", good) == 101
     reader, writer = await asyncio.open_connection("127.0.0.1", cloud.port)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
-    await asyncio.wait_for(reader.read(), 5)  # the server hangs up
+    await asyncio.wait_for(reader.read(), WAIT)  # the server hangs up
     writer.close()
-    await asyncio.sleep(0.2)
-    assert await security_events(cloud.port, root) == []
-    assert list(cloud.gateway.security_events) == []
+    # A refused login is stored before its 401 is answered, in the store's order: after
+    # anything the connections above made the cloud keep. Only it is there.
+    assert await connects(cloud.port, "CP2", station_context(root), basic_auth("CP2", "x")) == 401
+    events = await security_events(cloud.port, root)
+    assert [(e["station_id"], e["type"]) for e in events] == [("CP2", "FailedToAuthenticate")]
+    assert [e.station_id for e in cloud.gateway.security_events] == ["CP2"]
 
 
+@pytest.mark.socket
 async def test_repeated_refusals_from_one_address_are_recorded_once(
     cloud: Cloud, root: Path
 ) -> None:
@@ -223,11 +236,15 @@ async def test_repeated_refusals_from_one_address_are_recorded_once(
     for _ in range(5):
         with pytest.raises(REFUSED):
             await connects(cloud.port, "CP3", context)
-    await asyncio.sleep(0.3)
-    events = await security_events(cloud.port, root, wait_for=1)
+    # A refused login is stored before its 401 is answered, in the store's order: after
+    # the refusals above. Newest first, it comes before them.
+    assert await connects(cloud.port, "CP2", station_context(root), basic_auth("CP2", "x")) == 401
+    login, *events = await security_events(cloud.port, root, wait_for=2)
+    assert (login["station_id"], login["type"]) == ("CP2", "FailedToAuthenticate")
     assert [e["type"] for e in events] == ["InvalidChargingStationCertificate"]
 
 
+@pytest.mark.unit
 def test_refusal_limiter_keeps_one_per_key_per_window_and_counts_the_rest() -> None:
     limiter = RefusalLimiter(window=60.0, max_keys=2)
     key = ("10.0.0.1", "InvalidTLSVersion", "x")
@@ -240,6 +257,7 @@ def test_refusal_limiter_keeps_one_per_key_per_window_and_counts_the_rest() -> N
     assert limiter.suppressed == 3
 
 
+@pytest.mark.socket
 async def test_cloud_serve_on_uvloop_records_a_refused_certificate(
     tmp_path: Path, root: Path, ca: CertificateAuthority
 ) -> None:
@@ -275,14 +293,16 @@ async def test_cloud_serve_on_uvloop_records_a_refused_certificate(
     )
     try:
         assert proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), WAIT)
         assert line.startswith(f"{READY} https://127.0.0.1:{port}"), line
         async with httpx.AsyncClient(
             base_url=f"https://127.0.0.1:{port}",
             verify=station_context(root),
             headers={"Authorization": "Bearer t0ken"},
         ) as http:
-            put = await http.put("/api/v1/stations/SUB3", json={"security_profile": 3}, timeout=5)
+            put = await http.put(
+                "/api/v1/stations/SUB3", json={"security_profile": 3}, timeout=WAIT
+            )
             assert put.status_code in (200, 201), put.text
         good = station_context(root, ca.issue_client("SUB3", organization="PlugStream"))
         assert await connects(port, "SUB3", good) == 101
@@ -296,10 +316,4 @@ async def test_cloud_serve_on_uvloop_records_a_refused_certificate(
         assert "unable to get local issuer certificate" in event["tech_info"]
         assert "peer unknown" in event["tech_info"]  # as uvloop, not asyncio, served it
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc)

@@ -84,6 +84,7 @@ def check_loads(fmt: str, text: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["nftables", "iptables"])
 @pytest.mark.parametrize("subnet", [SUBNET, None])
+@pytest.mark.socket
 def test_ruleset_allows_every_table_2_row_and_loads(
     fmt: str, subnet: str | None, tmp_path: Path
 ) -> None:
@@ -94,6 +95,7 @@ def test_ruleset_allows_every_table_2_row_and_loads(
 
 
 @pytest.mark.parametrize("fmt", ["nftables", "iptables"])
+@pytest.mark.unit
 def test_ruleset_never_puts_a_host_name_in_a_rule(fmt: str) -> None:
     """A name in a rule would be resolved by nft/iptables once, at load, and go stale (and a
     check run would query DNS); the names may appear only in comments and in the fill notes."""
@@ -105,6 +107,7 @@ def test_ruleset_never_puts_a_host_name_in_a_rule(fmt: str) -> None:
         assert any(f"dig +short A {host}" in line for line in text.splitlines()), host
 
 
+@pytest.mark.unit
 def test_nftables_accepts_answers_and_drops_the_rest_of_the_stations_traffic() -> None:
     text = render("nftables", station_subnet=SUBNET)
     assert "table inet plugstream {" in text
@@ -119,6 +122,7 @@ def test_nftables_accepts_answers_and_drops_the_rest_of_the_stations_traffic() -
     assert incoming == ["ct state established,related accept", "counter drop"]
 
 
+@pytest.mark.unit
 def test_nftables_without_subnet_filters_nothing_until_stations_are_added() -> None:
     text = render("nftables")
     stations = text.split("set stations {")[1].split("}")[0]
@@ -126,6 +130,7 @@ def test_nftables_without_subnet_filters_nothing_until_stations_are_added() -> N
     assert "nft add element inet plugstream stations" in text
 
 
+@pytest.mark.unit
 def test_iptables_filters_only_the_subnet_and_drops_the_rest() -> None:
     text = render("iptables", station_subnet=SUBNET)
     lines = rule_lines(text)
@@ -139,6 +144,7 @@ def test_iptables_filters_only_the_subnet_and_drops_the_rest() -> None:
     assert "--noflush" in text  # plain iptables-restore would replace the whole filter table
 
 
+@pytest.mark.unit
 def test_csv_is_table_2_then_dhcp_dns_and_dhcp() -> None:
     rows = list(csv.reader(io.StringIO(render("csv"))))
     assert rows[0] == ["port", "protocol", "destination", "purpose"]
@@ -150,6 +156,7 @@ def test_csv_is_table_2_then_dhcp_dns_and_dhcp() -> None:
     assert all(row[3] for row in rows[1:])  # every row says why the station needs it
 
 
+@pytest.mark.unit
 def test_dns_adds_one_rule_per_dhcp_dns_server_in_every_format() -> None:
     rows = list(csv.reader(io.StringIO(render("csv", dns_servers=DHCP_DNS))))
     assert [row[:3] for row in rows[6:]] == [
@@ -170,6 +177,7 @@ def test_dns_adds_one_rule_per_dhcp_dns_server_in_every_format() -> None:
     assert not any("192.168.50." in line for line in rule_lines(plain) if "dport 53" in line)
 
 
+@pytest.mark.unit
 def test_dns_server_already_in_table_2_is_listed_once() -> None:
     rows = list(csv.reader(io.StringIO(render("csv", dns_servers=["1.1.1.1", "9.9.9.9"]))))
     assert [row[2] for row in rows].count("1.1.1.1") == 1
@@ -185,18 +193,21 @@ def test_dns_server_already_in_table_2_is_listed_once() -> None:
         ({"station_subnet": "10.0.0.7/24"}, "did you mean 10.0.0.0/24"),
     ],
 )
+@pytest.mark.unit
 def test_render_refuses_what_it_cannot_express(kwargs: dict[str, object], message: str) -> None:
     fmt = kwargs.pop("fmt", "nftables")
     with pytest.raises(ValueError, match=message):
         render(str(fmt), **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.socket
 def test_cli_prints_the_csv_allow_list() -> None:
     done = run_cli("--format", "csv", "--dns", "192.168.50.1", "--dns", "192.168.50.2")
     assert done.returncode == 0, done.stderr
     assert done.stdout == render("csv", dns_servers=DHCP_DNS)
 
 
+@pytest.mark.socket
 def test_cli_nftables_output_loads(tmp_path: Path) -> None:
     done = run_cli("--format", "nftables", "--subnet", SUBNET, "--dns", "192.168.50.1")
     assert done.returncode == 0, done.stderr
@@ -221,6 +232,7 @@ def test_cli_nftables_output_loads(tmp_path: Path) -> None:
         ),
     ],
 )
+@pytest.mark.socket
 def test_cli_bad_flag_is_one_line_and_exit_code_2(args: tuple[str, ...], mentions: str) -> None:
     done = run_cli(*args)
     assert done.returncode == 2, done.stdout + done.stderr

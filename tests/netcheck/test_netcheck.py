@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import ssl
 import struct
 import sys
@@ -40,6 +39,7 @@ from plugstream.netcheck.check import (
     run,
 )
 from plugstream.pki.authority import CertificateAuthority
+from tests.support import free_port
 
 LOOPBACK = "127.0.0.1"
 CLOUD = ("ocpp.ampnexus.net", "setup.plugstream.co.uk")
@@ -135,13 +135,6 @@ class Site:
         ]  # fmt: skip
 
 
-def _free_port() -> int:
-    """A TCP port nobody listens on (bound, then released): connecting to it is refused."""
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
 async def _tls_server(ca: CertificateAuthority, tmp: Path) -> asyncio.Server:
     leaf = ca.issue_server(CLOUD, ips=())
     leaf.write(tmp / "server.pem", tmp / "server.key")
@@ -185,7 +178,7 @@ async def site(tmp_path: Path) -> AsyncIterator[StartSite]:
             transports.append(transport)
             port = port or proto.port
             dnss.append(proto)
-        ntp_port = _free_port()
+        ntp_port = free_port()
         if ntp:
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: Sntp(shift), local_addr=(LOOPBACK, 0)
@@ -193,7 +186,7 @@ async def site(tmp_path: Path) -> AsyncIterator[StartSite]:
             transports.append(transport)
             ntp_port = transport.get_extra_info("sockname")[1]
         if tls == "closed":
-            tls_port = _free_port()
+            tls_port = free_port()
         else:
             proxy = CertificateAuthority.create("Corporate TLS Inspection CA", organization="Corp")
             server = await _tls_server(ours if tls == "ours" else proxy, tmp_path)
@@ -216,6 +209,7 @@ def rows(report: Report, check: str) -> list[Row]:
 # --- the checks ---------------------------------------------------------------------------------
 
 
+@pytest.mark.socket
 async def test_a_ready_site_passes_every_row(site: StartSite) -> None:
     """Everything open: DHCP servers known, every server answers for both names, NTP answers,
     TCP and a verified TLS handshake (A00.FR.308/309) to both cloud names."""
@@ -235,6 +229,7 @@ async def test_a_ready_site_passes_every_row(site: StartSite) -> None:
     assert report.notes == ()
 
 
+@pytest.mark.socket
 async def test_silent_dhcp_primary_fails_its_rows_and_says_the_station_still_resolves(
     site: StartSite,
 ) -> None:
@@ -253,6 +248,7 @@ async def test_silent_dhcp_primary_fails_its_rows_and_says_the_station_still_res
     assert "still resolves it via DHCP secondary 127.0.0.2" in report.notes[0]
 
 
+@pytest.mark.socket
 async def test_no_dns_servers_from_dhcp_is_a_warning_not_a_failure(site: StartSite) -> None:
     """No DHCP DNS servers: the station uses 1.1.1.1 and 1.0.0.1 only (the article's DNS
     section); worth saying, but it still works, so the exit code stays 0."""
@@ -263,6 +259,7 @@ async def test_no_dns_servers_from_dhcp_is_a_warning_not_a_failure(site: StartSi
     assert report.ok and len(rows(report, "dns")) == 2
 
 
+@pytest.mark.socket
 async def test_blocked_ntp_fails_with_the_table_2_fix(site: StartSite) -> None:
     """No NTP answer: the station's clock cannot be trusted and it cannot authenticate (the
     article's NTP section), so the row fails and says to open UDP 123 to pool.ntp.org."""
@@ -273,6 +270,7 @@ async def test_blocked_ntp_fails_with_the_table_2_fix(site: StartSite) -> None:
     assert not report.ok
 
 
+@pytest.mark.socket
 async def test_a_laptop_clock_an_hour_off_warns(site: StartSite) -> None:
     s = await site(shift=3600.0)
     report = await run(s.config())
@@ -281,6 +279,7 @@ async def test_a_laptop_clock_an_hour_off_warns(site: StartSite) -> None:
     assert report.ok
 
 
+@pytest.mark.socket
 async def test_closed_443_fails_with_open_tcp_443_to_the_name(site: StartSite) -> None:
     s = await site(tls="closed")
     report = await run(s.config())
@@ -291,6 +290,7 @@ async def test_closed_443_fails_with_open_tcp_443_to_the_name(site: StartSite) -
     assert not report.ok
 
 
+@pytest.mark.socket
 async def test_certificate_from_another_ca_is_reported_as_interception(
     site: StartSite,
 ) -> None:
@@ -307,6 +307,7 @@ async def test_certificate_from_another_ca_is_reported_as_interception(
     assert not report.ok
 
 
+@pytest.mark.socket
 async def test_connect_to_pins_the_address_when_dns_gives_another(site: StartSite) -> None:
     """Every DNS server points the names somewhere unreachable; --connect-to pins loopback."""
     s = await site()
@@ -335,6 +336,7 @@ async def _cli(*argv: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.socket
 async def test_cli_json_on_a_ready_site_exits_0(site: StartSite) -> None:
     s = await site()
     code, out, err = await _cli(*s.argv("--json"))
@@ -348,6 +350,7 @@ async def test_cli_json_on_a_ready_site_exits_0(site: StartSite) -> None:
     assert {r["status"] for r in report["rows"]} == {"pass"}
 
 
+@pytest.mark.socket
 async def test_cli_table_names_the_fix_and_exits_1(site: StartSite) -> None:
     s = await site(ntp=False)
     code, out, _ = await _cli(*s.argv())
@@ -367,6 +370,7 @@ async def test_cli_table_names_the_fix_and_exits_1(site: StartSite) -> None:
         ["netcheck", "--no-such-flag"],
     ],
 )
+@pytest.mark.unit
 def test_bad_flags_are_one_line_and_exit_2(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -390,6 +394,7 @@ def _lease(routers: tuple[str, ...] = ("192.0.2.1",), dns: tuple[str, ...] = ())
     )
 
 
+@pytest.mark.unit
 def test_dhcp_offer_with_address_router_and_dns_passes() -> None:
     """The article: DHCP assigns the address and gives the DNS servers; the row shows both."""
     row = dhcp_lease_row(
@@ -400,18 +405,21 @@ def test_dhcp_offer_with_address_router_and_dns_passes() -> None:
     assert row.target.endswith("on eth0")
 
 
+@pytest.mark.unit
 def test_no_dhcp_server_fails_and_says_a_station_gets_no_address() -> None:
     row = dhcp_lease_row(DhcpOutcome("eth0", None, "", "no DHCPOFFER within 6 s"), 6.0)
     assert row.status == "fail" and row.detail == "no DHCPOFFER within 6 s"
     assert "run a DHCP server" in row.fix
 
 
+@pytest.mark.unit
 def test_an_offer_without_a_router_fails() -> None:
     """Without option 3 a station has an address but no way out to the cloud."""
     row = dhcp_lease_row(DhcpOutcome("eth0", _lease(routers=()), "DHCPOFFER"), 0.01)
     assert row.status == "fail" and "option 3" in row.fix
 
 
+@pytest.mark.unit
 def test_bad_interface_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["netcheck", "--interface", "nosuch9"]) == 2
     err = capsys.readouterr().err

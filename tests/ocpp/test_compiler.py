@@ -10,6 +10,8 @@ import pytest
 
 from plugstream.ocpp import compiler
 
+pytestmark = pytest.mark.unit
+
 ENUM = {
     "$schema": "http://json-schema.org/draft-06/schema#",
     "type": "object",

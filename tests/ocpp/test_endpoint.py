@@ -27,6 +27,9 @@ from plugstream.ocpp import (
     v16,
     v201,
 )
+from tests.support import WAIT, until
+
+pytestmark = pytest.mark.socket
 
 NOW = "2026-11-25T10:00:00Z"
 
@@ -59,7 +62,7 @@ class Csms(Handlers):
 
     @on("StatusNotification")
     async def slow_status(self, payload: dict[str, Any]) -> dict[str, Any]:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # slow on purpose: the calls after it must queue
         return {}
 
 
@@ -70,10 +73,14 @@ class Station(Handlers):
 
 
 @asynccontextmanager
-async def csms_server(handlers: Handlers, endpoints: list[OcppEndpoint]) -> AsyncIterator[int]:
+async def csms_server(
+    handlers: Handlers, endpoints: list[OcppEndpoint], *, call_timeout: float = WAIT
+) -> AsyncIterator[int]:
+    """A CSMS on loopback; its endpoints' calls time out after ``call_timeout``."""
+
     async def handle(ws: ServerConnection) -> None:
         version = OcppVersion.from_subprotocol(ws.subprotocol or "")
-        endpoint = OcppEndpoint(ws, version, handlers, call_timeout=0.5)
+        endpoint = OcppEndpoint(ws, version, handlers, call_timeout=call_timeout)
         endpoints.append(endpoint)
         await endpoint.run()
 
@@ -86,7 +93,7 @@ async def station(
     port: int, version: OcppVersion, handlers: Handlers | None = None
 ) -> AsyncIterator[OcppEndpoint]:
     async with connect(f"ws://127.0.0.1:{port}/ocpp/CP1", subprotocols=[version.subprotocol]) as ws:  # type: ignore[list-item]
-        endpoint = OcppEndpoint(ws, version, handlers, call_timeout=0.5)
+        endpoint = OcppEndpoint(ws, version, handlers, call_timeout=WAIT)
         task = asyncio.create_task(endpoint.run())
         try:
             yield endpoint
@@ -106,7 +113,7 @@ async def test_handlers_answer_calls_and_after_hooks_run() -> None:
             {"chargePointVendor": "PlugStream", "chargePointModel": "PlugStream 22"},
         )
         assert answer["status"] == "Accepted" and answer["interval"] == 300
-        await asyncio.wait_for(csms.after_boot.wait(), 2)
+        await asyncio.wait_for(csms.after_boot.wait(), WAIT)
         assert csms.booted == ["PlugStream 22"]
 
 
@@ -142,17 +149,18 @@ async def test_csms_calls_the_station_and_gets_its_answer() -> None:
 
 async def test_call_to_a_silent_peer_times_out() -> None:
     endpoints: list[OcppEndpoint] = []
-    async with csms_server(Csms(), endpoints) as port:
+    async with csms_server(Csms(), endpoints, call_timeout=0.5) as port:
         silent = await raw(port, OcppVersion.V201)
         try:
-            while not endpoints:
-                await asyncio.sleep(0.01)
+            await until(lambda: endpoints, "the CSMS's endpoint")
             with pytest.raises(CallTimeout):
                 await endpoints[0].call("Reset", {"type": "Immediate"})
-            # the session is free again: the next CALL goes out at once
+            # the session is free again: the next CALL goes out at once (and may wait for
+            # its answer as long as a busy machine needs)
+            endpoints[0].session.call_timeout = WAIT
             nxt = asyncio.create_task(endpoints[0].call("Reset", {"type": "Immediate"}))
-            frame = orjson.loads(await asyncio.wait_for(silent.recv(), 1))  # the timed-out one
-            frame = orjson.loads(await asyncio.wait_for(silent.recv(), 1))
+            frame = orjson.loads(await asyncio.wait_for(silent.recv(), WAIT))  # the timed-out one
+            frame = orjson.loads(await asyncio.wait_for(silent.recv(), WAIT))
             await silent.send(orjson.dumps([3, frame[1], {"status": "Accepted"}]).decode())
             assert await nxt == {"status": "Accepted"}
         finally:
@@ -188,13 +196,12 @@ async def test_calls_waiting_when_the_connection_drops_fail() -> None:
     endpoints: list[OcppEndpoint] = []
     async with csms_server(Csms(), endpoints) as port:
         ws = await raw(port, OcppVersion.V16)
-        while not endpoints:
-            await asyncio.sleep(0.01)
+        await until(lambda: endpoints, "the CSMS's endpoint")
         pending = asyncio.create_task(endpoints[0].call("ClearCache", {}))
-        await asyncio.sleep(0.05)
+        assert orjson.loads(await ws.recv())[2] == "ClearCache"  # in flight, unanswered
         await ws.close()
         with pytest.raises(OcppError) as raised:
-            await asyncio.wait_for(pending, 2)
+            await asyncio.wait_for(pending, WAIT)
         assert "connection closed" in raised.value.description
 
 
@@ -207,7 +214,7 @@ async def test_a_call_on_a_closed_connection_fails_as_an_ocpp_error() -> None:
         csms_server(Csms(), endpoints) as port,
         connect(f"ws://127.0.0.1:{port}", subprotocols=[SUBPROTOCOLS[0]]) as ws,  # type: ignore[list-item]
     ):
-        station = OcppEndpoint(ws, OcppVersion.V16, Station(), call_timeout=0.5)
+        station = OcppEndpoint(ws, OcppVersion.V16, Station(), call_timeout=WAIT)
         await ws.close()
         with pytest.raises(OcppError) as failed:
             await station.call("Heartbeat", {})

@@ -8,6 +8,8 @@ import pytest
 
 from plugstream.ocpp import ErrorCode, OcppVersion, RpcSession, Transmit
 
+pytestmark = pytest.mark.unit
+
 V16, V201, V21 = OcppVersion.V16, OcppVersion.V201, OcppVersion.V21
 
 BOOT16 = {"chargePointVendor": "PlugStream", "chargePointModel": "PlugStream 7"}

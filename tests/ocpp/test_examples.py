@@ -26,6 +26,8 @@ from plugstream.ocpp import (
     schemas,
 )
 
+pytestmark = pytest.mark.unit
+
 EXAMPLES = Path(__file__).parent / "examples"
 FILES = {OcppVersion.V16: "v16.json", OcppVersion.V201: "v201.json"}
 MESSAGE_ID = "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f"  # a UUID: the longest MessageId allowed

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plugstream.ocpp import OcppVersion, RpcSession, Transmit, schemas
+
+pytestmark = pytest.mark.unit
 
 VERSIONS = st.sampled_from(list(OcppVersion))
 ACTIONS = st.sampled_from(

@@ -23,6 +23,8 @@ from plugstream.ocpp import (
     Transmit,
 )
 
+pytestmark = pytest.mark.unit
+
 V16, V201, V21 = OcppVersion.V16, OcppVersion.V201, OcppVersion.V21
 BOOT16 = {"chargePointVendor": "PlugStream", "chargePointModel": "PlugStream 7"}
 

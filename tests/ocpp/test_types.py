@@ -45,6 +45,7 @@ def actions(folder: str) -> set[str]:
 
 
 @pytest.mark.parametrize("folder", MODULES)
+@pytest.mark.unit
 def test_every_action_has_a_member_and_both_payload_types(folder: str) -> None:
     module = MODULES[folder]
     expected = actions(folder)
@@ -57,6 +58,7 @@ def test_every_action_has_a_member_and_both_payload_types(folder: str) -> None:
         assert isinstance(getattr(module, f"{action}Response"), type)
 
 
+@pytest.mark.unit
 def test_action_counts() -> None:
     # 1.6 with the security extension, 2.0.1, 2.1 (plus its one SEND message).
     assert (len(v16.Action), len(v201.Action), len(v21.Action)) == (39, 64, 91)
@@ -79,6 +81,7 @@ def test_action_counts() -> None:
         ),
     ],
 )
+@pytest.mark.unit
 def test_required_keys_of_well_known_payloads(typed_dict: Any, required: set[str]) -> None:
     assert typed_dict.__required_keys__ == required
 
@@ -91,6 +94,7 @@ def _check(typed_dict: Any, schema: dict[str, Any], where: str) -> None:
 
 
 @pytest.mark.parametrize("folder", MODULES)
+@pytest.mark.unit
 def test_keys_of_every_payload_match_its_schema(folder: str) -> None:
     module = MODULES[folder]
     schemas = load(folder)
@@ -99,6 +103,7 @@ def test_keys_of_every_payload_match_its_schema(folder: str) -> None:
 
 
 @pytest.mark.parametrize("folder", MODULES)
+@pytest.mark.unit
 def test_definitions_become_typed_dicts_and_literals(folder: str) -> None:
     module: ModuleType = MODULES[folder]
     for stem, schema in load(folder).items():
@@ -110,6 +115,7 @@ def test_definitions_become_typed_dicts_and_literals(folder: str) -> None:
                 _check(getattr(module, name), node, where)
 
 
+@pytest.mark.unit
 def test_v16_inline_types_are_named_and_shared() -> None:
     assert v16.AuthorizeResponse.__annotations__["idTagInfo"] is v16.IdTagInfo
     assert v16.StartTransactionResponse.__annotations__["idTagInfo"] is v16.IdTagInfo
@@ -119,6 +125,7 @@ def test_v16_inline_types_are_named_and_shared() -> None:
     assert "Hertz" not in get_args(v16.TransactionDataSampledValueUnit)
 
 
+@pytest.mark.socket
 def test_generated_modules_are_up_to_date() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "gen_types.py"), "--check"],

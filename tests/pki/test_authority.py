@@ -90,6 +90,7 @@ def ca() -> CertificateAuthority:
     return CertificateAuthority.create("PlugStream Test Root")
 
 
+@pytest.mark.socket
 async def test_a_client_trusting_the_root_completes_the_handshake_by_ip_and_by_name(
     tmp_path: Path, ca: CertificateAuthority
 ) -> None:
@@ -98,6 +99,7 @@ async def test_a_client_trusting_the_root_completes_the_handshake_by_ip_and_by_n
     assert await handshake(context, client_context(ca), "localhost") == b"hello"
 
 
+@pytest.mark.socket
 async def test_a_client_trusting_another_root_refuses_the_server(
     tmp_path: Path, ca: CertificateAuthority
 ) -> None:
@@ -106,6 +108,7 @@ async def test_a_client_trusting_another_root_refuses_the_server(
         await handshake(server_context(tmp_path, ca), client_context(other), HOST)
 
 
+@pytest.mark.socket
 async def test_a_name_the_certificate_does_not_carry_is_refused(
     tmp_path: Path, ca: CertificateAuthority
 ) -> None:
@@ -113,6 +116,7 @@ async def test_a_name_the_certificate_does_not_carry_is_refused(
         await handshake(server_context(tmp_path, ca), client_context(ca), "csms.example.com")
 
 
+@pytest.mark.socket
 async def test_a_station_certificate_proves_its_station_id_to_the_server(
     tmp_path: Path, ca: CertificateAuthority
 ) -> None:
@@ -128,6 +132,7 @@ async def test_a_station_certificate_proves_its_station_id_to_the_server(
     assert subject[0].value == "CP-0001"
 
 
+@pytest.mark.unit
 def test_the_root_is_a_ca_and_the_server_certificate_is_for_servers_only(
     ca: CertificateAuthority,
 ) -> None:
@@ -144,6 +149,7 @@ def test_the_root_is_a_ca_and_the_server_certificate_is_for_servers_only(
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == [HOST]
 
 
+@pytest.mark.unit
 def test_keys_are_written_for_their_owner_only_and_the_root_loads_back(
     tmp_path: Path, ca: CertificateAuthority
 ) -> None:
@@ -192,6 +198,7 @@ def subject_of(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> list[str]:
     return [str(a.value) for a in cert.subject.get_attributes_for_oid(oid)]
 
 
+@pytest.mark.socket
 async def test_a_station_certificate_signed_from_its_csr_passes_mutual_tls(
     tmp_path: Path, store: PKIStore
 ) -> None:
@@ -212,6 +219,7 @@ async def test_a_station_certificate_signed_from_its_csr_passes_mutual_tls(
     assert await handshake(server_context(tmp_path, ca, client_ca=True), client, HOST) == b"hello"
 
 
+@pytest.mark.unit
 def test_an_rsa_2048_csr_is_signed(store: PKIStore) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     cert = store.csms_root().sign_csr(make_csr(key, "SN-RSA"))
@@ -245,6 +253,7 @@ def _flip_signature(csr_pem: bytes) -> bytes:
     ],
     ids=["bad-signature", "rsa-1024", "p-384", "no-cn", "blank-cn", "ip-cn", "broken", "not-pem"],
 )
+@pytest.mark.unit
 def test_a_csr_that_breaks_the_rules_is_refused_naming_the_file(
     tmp_path: Path, store: PKIStore, make: Callable[[], bytes], message: str
 ) -> None:
@@ -258,6 +267,7 @@ def test_a_csr_that_breaks_the_rules_is_refused_naming_the_file(
     assert sorted(stations.glob("*")) == before  # nothing issued
 
 
+@pytest.mark.unit
 def test_the_firmware_signer_is_a_p256_code_signing_certificate_under_the_manufacturer_root(
     store: PKIStore,
 ) -> None:
@@ -280,6 +290,7 @@ def test_the_firmware_signer_is_a_p256_code_signing_certificate_under_the_manufa
     ]
 
 
+@pytest.mark.unit
 def test_a_firmware_signer_from_another_ca_is_refused(tmp_path: Path) -> None:
     pki = PKIStore(tmp_path / "pki")
     pki.init(OPERATOR)
@@ -289,6 +300,7 @@ def test_a_firmware_signer_from_another_ca_is_refused(tmp_path: Path) -> None:
         pki.firmware_signing()
 
 
+@pytest.mark.unit
 def test_the_csms_root_and_the_manufacturer_root_are_different_cas(store: PKIStore) -> None:
     csms, maker = store.csms_root(), store.manufacturer_root()
     assert csms.organization == OPERATOR == store.operator
@@ -300,6 +312,7 @@ def test_the_csms_root_and_the_manufacturer_root_are_different_cas(store: PKISto
         server.verify_directly_issued_by(maker.root.certificate)
 
 
+@pytest.mark.unit
 def test_the_directory_is_0700_and_every_key_0600(tmp_path: Path) -> None:
     pki = PKIStore(tmp_path / "pki")
     pki.init(OPERATOR)
@@ -321,6 +334,7 @@ def test_the_directory_is_0700_and_every_key_0600(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.unit
 def test_init_never_overwrites_an_existing_pki(store: PKIStore) -> None:
     root = (store.directory / "csms-root.key").read_bytes()
     with pytest.raises(PKIError, match="already exists") as caught:
@@ -329,6 +343,7 @@ def test_init_never_overwrites_an_existing_pki(store: PKIStore) -> None:
     assert (store.directory / "csms-root.key").read_bytes() == root
 
 
+@pytest.mark.unit
 def test_a_missing_key_or_certificate_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(PKIError, match="missing private key") as caught:
         load_private_key(tmp_path / "nope.key")
@@ -339,6 +354,7 @@ def test_a_missing_key_or_certificate_names_the_file(tmp_path: Path) -> None:
         PKIStore(tmp_path / "empty").csms_root()
 
 
+@pytest.mark.unit
 def test_a_file_that_is_not_pem_is_refused_naming_it(tmp_path: Path, store: PKIStore) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("this is not a certificate\n")
@@ -358,6 +374,7 @@ def test_a_file_that_is_not_pem_is_refused_naming_it(tmp_path: Path, store: PKIS
         load_private_key(rsa_key)
 
 
+@pytest.mark.unit
 def test_a_key_that_is_not_the_certificates_is_refused(tmp_path: Path, store: PKIStore) -> None:
     ca = store.csms_root()
     ca.issue_server(["a.example"], ips=[]).write(tmp_path / "a.pem", tmp_path / "a.key")
@@ -368,6 +385,7 @@ def test_a_key_that_is_not_the_certificates_is_refused(tmp_path: Path, store: PK
         CertificateAuthority.load(tmp_path / "a.pem", tmp_path / "b.key")
 
 
+@pytest.mark.unit
 def test_an_expired_or_not_yet_valid_certificate_is_refused_by_the_given_clock(
     tmp_path: Path,
 ) -> None:
@@ -385,6 +403,7 @@ def test_an_expired_or_not_yet_valid_certificate_is_refused_by_the_given_clock(
         load_pair(path, tmp_path / "root.key", now=now + dt.timedelta(days=ROOT_DAYS + 1))
 
 
+@pytest.mark.unit
 def test_show_lists_every_certificate_with_its_status(tmp_path: Path) -> None:
     pki = PKIStore(tmp_path / "pki")
     pki.init(OPERATOR)

@@ -25,6 +25,8 @@ from plugstream.pki.firmware import (
     verify_signing_certificate,
 )
 
+pytestmark = pytest.mark.unit
+
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)  # the station's (injected) clock
 IMAGE = b"PlugStream 7 firmware 2.4.1\n" + bytes(range(256)) * 64
 
@@ -252,6 +254,8 @@ def test_signing_certificate_with_rsa_key_is_invalid_certificate() -> None:
         # A signature of the right image, but by a key of the wrong type (Ed25519).
         base64.b64encode(ed25519.Ed25519PrivateKey.generate().sign(IMAGE)).decode(),
     ],
+    # ids that do not change between collections (parallel workers must agree on them)
+    ids=["missing", "not-base64", "truncated-der", "raw-r-s", "ed25519"],
 )
 def test_garbage_or_wrong_type_signature_is_invalid_signature(
     root: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], signer: Signer, bad_signature: str

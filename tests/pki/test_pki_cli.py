@@ -14,6 +14,8 @@ from cryptography.x509.oid import NameOID
 
 from plugstream.cli import main
 
+pytestmark = pytest.mark.unit
+
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(list(args))

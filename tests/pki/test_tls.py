@@ -21,6 +21,8 @@ from plugstream.pki.tls import (
     verify_server,
 )
 
+pytestmark = pytest.mark.socket
+
 
 def now() -> dt.datetime:
     """The time of the check, read when it is made: the certificates are issued by each
