@@ -12,6 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.support import WAIT
+
+pytestmark = pytest.mark.socket
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "firmware.py"
 
 KEYS = {
@@ -56,14 +62,14 @@ def test_TC_L_01_CS_firmware_bench_rolls_out_to_every_station_and_prints_its_fig
             "2",
             "--size-mb",
             "1",
-            "--timeout",
-            "25",
+            "--timeout",  # for each step (boot, rollout, peer): only a hang reaches it
+            str(WAIT),
             "--workdir",
             str(tmp_path),
         ],
         capture_output=True,
         text=True,
-        timeout=40,
+        timeout=4 * WAIT,  # its three steps and its setup
         cwd=BENCH.parents[1],
     )
     assert done.returncode == 0, done.stderr[-2000:]

@@ -17,6 +17,9 @@ from plugstream.cloud.app import create_app
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.serve import CloudServer, bound_port, uvicorn_config
 from plugstream.cloud.storage import IdTokenRecord, Store
+from tests.support import WAIT, until
+
+pytestmark = pytest.mark.socket
 
 PEER = Path(__file__).resolve().parents[2] / "bench" / "peers" / "ocpplib_fleet.py"
 
@@ -42,17 +45,14 @@ async def cloud(tmp_path: Path) -> AsyncIterator[tuple[int, Store]]:
     server = CloudServer(uvicorn_config(config, app))
     task = asyncio.create_task(server.serve())
     try:
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: server.started or task.done(), "the server started")
         assert server.started, "the server did not start"
         store: Store = app.state.store
         await store.put_id_token(IdTokenRecord(id_token="PSDEMO0001", status="Accepted"))
         yield bound_port(server, 0), store
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 15)
+        await asyncio.wait_for(task, WAIT)
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])

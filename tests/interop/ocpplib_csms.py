@@ -34,6 +34,8 @@ from ocpp.v201 import call_result as result201
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.typing import Subprotocol
 
+from tests.support import WAIT, until
+
 __all__ = ["OcppLibCsms", "Received"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +63,11 @@ class Received:
     at: float = field(default_factory=time.monotonic)
     answer: dict[str, Any] | None = None
     error: list[Any] | None = None  # [code, description, details] of a CALLERROR we sent
+
+    @property
+    def answered(self) -> bool:
+        """Whether the CSMS has answered it (a CALLRESULT or a CALLERROR)."""
+        return self.answer is not None or self.error is not None
 
 
 class _Recording:
@@ -96,7 +103,7 @@ class CentralSystem16(_Recording, LibChargePoint16):  # type: ignore[misc]
     """The 1.6J side of one connection; transactionIds come from the CSMS's counter."""
 
     def __init__(self, station_id: str, connection: Any, csms: OcppLibCsms, number: int) -> None:
-        super().__init__(station_id, connection, response_timeout=10)
+        super().__init__(station_id, connection, response_timeout=WAIT)
         self.csms = csms
         self.number = number
         self._current = None
@@ -160,7 +167,7 @@ class CentralSystem201(_Recording, LibChargePoint201):  # type: ignore[misc]
     """The 2.0.1 side of one connection."""
 
     def __init__(self, station_id: str, connection: Any, csms: OcppLibCsms, number: int) -> None:
-        super().__init__(station_id, connection, response_timeout=10)
+        super().__init__(station_id, connection, response_timeout=WAIT)
         self.csms = csms
         self.number = number
         self._current = None
@@ -267,7 +274,7 @@ class OcppLibCsms:
         if server is None:
             return
         server.close()
-        await asyncio.wait_for(server.wait_closed(), 10)
+        await asyncio.wait_for(server.wait_closed(), WAIT)
         self.connections.clear()
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -304,40 +311,35 @@ class OcppLibCsms:
         self,
         station_id: str,
         check: Callable[[list[Received]], bool],
-        timeout: float = 15.0,
+        timeout: float = WAIT,
         *,
         what: str = "",
     ) -> list[Received]:
         """Wait until ``check`` holds for ``station_id``'s CALLs; those CALLs."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.messages(station_id)
-            if check(found):
-                return found
-            if time.monotonic() > deadline:
-                seen = [(r.action, r.payload.get("eventType", "")) for r in found[-15:]]
-                raise AssertionError(f"{station_id}: not within {timeout}s: {what}; last {seen!r}")
-            await asyncio.sleep(0.02)
+        try:
+            await until(lambda: check(self.messages(station_id)), what, timeout=timeout)
+        except AssertionError as exc:
+            seen = [(r.action, r.payload.get("eventType", "")) for r in self.messages(station_id)]
+            raise AssertionError(f"{station_id}: {exc}; last {seen[-15:]!r}") from None
+        return self.messages(station_id)
 
     async def wait_action(
-        self, station_id: str, action: str, count: int = 1, timeout: float = 15.0
+        self, station_id: str, action: str, count: int = 1, timeout: float = WAIT
     ) -> list[Received]:
-        """Wait for ``count`` CALLs of ``action``; all of them so far."""
+        """Wait for ``count`` CALLs of ``action`` and the CSMS's answers to them; all of
+        them so far. (A CALL is recorded when it arrives, its answer a moment later.)"""
         await self.wait_for(
             station_id,
-            lambda rs: sum(r.action == action for r in rs) >= count,
+            lambda rs: sum(r.action == action and r.answered for r in rs) >= count,
             timeout,
-            what=f"{count} x {action}",
+            what=f"{count} x {action}, answered",
         )
         return self.messages(station_id, action)
 
-    async def wait_connected(self, station_id: str, timeout: float = 15.0) -> CentralSystem:
-        deadline = time.monotonic() + timeout
-        while station_id not in self.connections:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{station_id} did not connect within {timeout}s")
-            await asyncio.sleep(0.02)
-        return self.connections[station_id]
+    async def wait_connected(self, station_id: str, timeout: float = WAIT) -> CentralSystem:
+        return await until(
+            lambda: self.connections.get(station_id), f"{station_id} connected", timeout=timeout
+        )
 
     # -- what the CSMS sends -------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 The journeys kill the station with SIGKILL (a power cut: no clean shutdown, no flush)
 and start it again on the same ``--data-dir``, so it must be a separate process, not a
-task in the test's loop. Every wait is bounded; :meth:`StationProcess.kill` and
+task in the test's loop. Every wait is for a condition (a line printed, a status shown,
+a register persisted) and bounded; :meth:`StationProcess.kill` and
 :meth:`StationProcess.close` act on the PID this helper started, nothing else.
 """
 
@@ -10,16 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
+
+from plugstream.station.station16 import STATE_FILE
+from tests.support import WAIT, until
 
 __all__ = ["WAIT_S", "StationProcess"]
 
-WAIT_S = 15.0  # the longest a single expectation may take
+WAIT_S = WAIT  # the longest a single expectation may take: only a hang reaches it
 
 
 class StationProcess:
@@ -90,23 +95,32 @@ class StationProcess:
 
     async def expect(self, want: Callable[[str], bool], timeout: float = WAIT_S) -> str:
         """The next not yet consumed stdout line for which ``want`` is true."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def next_line() -> str | None:
             while self._cursor < len(self.lines):
                 line = self.lines[self._cursor]
                 self._cursor += 1
                 if want(line):
                     return line
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{self.station_id}: no such line within {timeout}s; "
-                    f"stdout {self.lines[-10:]!r}, stderr {self.errors[-10:]!r}"
-                )
-            if self.proc is not None and self.proc.returncode is not None:
-                raise AssertionError(
-                    f"{self.station_id} exited ({self.proc.returncode}); stderr {self.errors[-10:]!r}"
-                )
-            await asyncio.sleep(0.02)
+            if self._stdout_closed():
+                raise AssertionError(f"{self.station_id} exited ({self._returncode()})")
+            return None
+
+        try:
+            return await until(next_line, "such a line", timeout=timeout)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{self.station_id}: {exc}; stdout {self.lines[-10:]!r}, stderr {self.errors[-10:]!r}"
+            ) from None
+
+    def _returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
+
+    def _stdout_closed(self) -> bool:
+        """The process exited and all it printed was read: no line can come any more."""
+        if self._returncode() is None:
+            return False
+        return not self._readers or self._readers[0].done()
 
     async def command(self, line: str, answer: Callable[[str], bool]) -> str:
         """Send a command and wait for the line that answers it."""
@@ -118,20 +132,45 @@ class StationProcess:
         return await self.command("status", lambda s: s.startswith("connector "))
 
     async def wait_status(self, *words: str, timeout: float = WAIT_S) -> str:
-        """Poll ``status`` until its line holds all of ``words``."""
-        deadline = time.monotonic() + timeout
-        line = ""
-        while time.monotonic() < deadline:
-            line = await self.status()
-            if all(word in line for word in words):
-                return line
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"{self.station_id}: status never had {words!r}; last {line!r}")
+        """Ask for ``status`` until its line holds all of ``words``; that line."""
+        last = ""
+
+        async def matching() -> str | None:
+            nonlocal last
+            last = await self.status()
+            return last if all(word in last for word in words) else None
+
+        try:
+            return await until(matching, f"status with {words!r}", timeout=timeout, interval=0.05)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{self.station_id}: status never had {words!r}; last {last!r} ({exc})"
+            ) from None
 
     async def energy_wh(self) -> int:
         """The energy register as the ``status`` line shows it."""
         line = await self.status()
         return int(line.split("energy ", 1)[1].split(" Wh", 1)[0])
+
+    def persisted_wh(self) -> Decimal:
+        """The energy register as the station last persisted it (``state.json``, which it
+        rewrites with every meter sample it journals): what a power cut leaves."""
+        try:
+            state = json.loads((self.data_dir / STATE_FILE).read_text())
+        except FileNotFoundError:
+            return Decimal(0)
+        return Decimal(str(state.get("energy_wh", "0")))
+
+    async def wait_meter_sample(self) -> None:
+        """Charge until the running session has journalled a meter sample, online or
+        offline: until the persisted register is past what ``status`` shows now (the
+        register saved when the session started is not, ``status`` shows its whole Wh)."""
+        now = await self.energy_wh()
+        await until(
+            lambda: int(self.persisted_wh()) > now,
+            f"{self.station_id}: a meter sample persisted past {now} Wh",
+            interval=0.05,
+        )
 
     async def plug(self, car: str = "family") -> None:
         await self.command(f"plug {car}", lambda s: s.startswith("plugged in"))

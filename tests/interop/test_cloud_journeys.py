@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
@@ -23,11 +22,15 @@ from plugstream.cloud.app import create_app
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.serve import CloudServer, bound_port, uvicorn_config
 from tests.interop.station_process import StationProcess
+from tests.support import WAIT, until
+
+pytestmark = pytest.mark.socket
 
 TAG = "04A2B3C4"
 HEARTBEAT_S = 2
 REGISTER = "Energy.Active.Import.Register"
 VERSIONS = ["1.6", "2.0.1"]
+API_POLL = 0.1  # seconds between two looks through the REST API (each costs the cloud a request)
 
 
 class Cloud:
@@ -56,9 +59,7 @@ class Cloud:
         config = replace(self.config, port=self.port)
         server = CloudServer(uvicorn_config(config, create_app(config)))
         task = asyncio.create_task(server.serve())
-        deadline = time.monotonic() + 10
-        while not server.started and not task.done() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await until(lambda: server.started or task.done(), "PlugStream Cloud started")
         assert server.started, "PlugStream Cloud did not start"
         self._server, self._task = server, task
         self.port = bound_port(server, self.port)
@@ -70,7 +71,7 @@ class Cloud:
         if server is None or task is None:
             return
         server.should_exit = True
-        await asyncio.wait_for(task, 15)
+        await asyncio.wait_for(task, WAIT)
 
     def api(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}/api/v1", timeout=10)
@@ -107,17 +108,6 @@ async def start(cloud: Cloud, tmp_path: Path) -> AsyncIterator[Start]:
     finally:
         for station in made:
             await station.close()
-
-
-async def poll(what: Callable[[], Awaitable[Any]], timeout: float = 15.0, why: str = "") -> Any:
-    """Call ``what`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = await what()
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {why}")
 
 
 async def station_record(cloud: Cloud, station_id: str) -> dict[str, Any] | None:
@@ -157,9 +147,36 @@ async def finished(cloud: Cloud, station_id: str, count: int) -> list[dict[str, 
         done = [t for t in found if t["stopped_at"] is not None]
         return found if len(done) >= count else None
 
-    found: list[dict[str, Any]] = await poll(
-        check, timeout=25, why=f"{count} finished transactions of {station_id}"
+    found: list[dict[str, Any]] = await until(
+        check, f"{count} finished transactions of {station_id}", interval=API_POLL
     )
+    return found
+
+
+async def charged(
+    cloud: Cloud, station_id: str, nth: int, samples: int, *, periodic: bool = False
+) -> list[dict[str, Any]]:
+    """Wait until the cloud stored the station's ``nth`` transaction (1: its first) with
+    ``samples`` register samples past its meter start (only periodic ones with
+    ``periodic``); the station's transactions."""
+
+    async def check() -> list[dict[str, Any]] | None:
+        found = await transactions(cloud, station_id)
+        if len(found) < nth:
+            return None
+        tx = found[nth - 1]
+        start = Decimal(str(tx["meter_start_wh"]))
+        past = [
+            s
+            for s in tx["meter_values"]
+            if s["measurand"] == REGISTER
+            and Decimal(str(s["value"])) > start
+            and (not periodic or s["context"] in (None, "Sample.Periodic"))  # the default
+        ]
+        return found if len(past) >= samples else None
+
+    what = f"{samples} register samples in transaction #{nth} of {station_id}"
+    found: list[dict[str, Any]] = await until(check, what, interval=API_POLL)
     return found
 
 
@@ -212,12 +229,14 @@ async def test_boot_heartbeat_and_configuration_that_survives_a_restart(
 ) -> None:
     sid = f"CB{ocpp.replace('.', '')}"
     station = await start(sid, ocpp)
-    info = await poll(lambda: station_record(cloud, sid), why="boot")
+    info = await until(lambda: station_record(cloud, sid), "boot", interval=API_POLL)
     assert info["model"] == "PlugStream 22" and info["boot_status"] == "Accepted"
     assert info["ocpp_version"] == ocpp
-    connectors = await poll(lambda: _connectors(cloud, sid, "Available"), why="connector Available")
+    connectors = await until(
+        lambda: _connectors(cloud, sid, "Available"), "connector Available", interval=API_POLL
+    )
     assert connectors
-    gap = await poll(lambda: _heartbeat_gap(cloud, sid), why="a Heartbeat")
+    gap = await until(lambda: _heartbeat_gap(cloud, sid), "a Heartbeat", interval=API_POLL)
     assert HEARTBEAT_S - 0.5 <= gap <= HEARTBEAT_S + 1.0, f"Heartbeat {gap:.2f}s after the last"
     await station.wait_status("connected")
 
@@ -252,9 +271,11 @@ async def test_boot_heartbeat_and_configuration_that_survives_a_restart(
     assert await _sample_interval(cloud, sid, ocpp) == "7"
     assert await station.quit() == 0
     async with cloud.api() as api:
-        await poll(lambda: _disconnected(api, sid), why="the cloud sees the station go")
+        await until(
+            lambda: _disconnected(api, sid), "the cloud sees the station go", interval=API_POLL
+        )
     await station.start()
-    await poll(lambda: station_record(cloud, sid), why="boot after restart")
+    await until(lambda: station_record(cloud, sid), "boot after restart", interval=API_POLL)
     assert await _sample_interval(cloud, sid, ocpp) == "7"
 
 
@@ -322,7 +343,7 @@ async def test_remote_session_then_rfid_session_are_recorded_with_their_energy(
 ) -> None:
     sid = f"CR{ocpp.replace('.', '')}"
     station = await start(sid, ocpp)
-    await poll(lambda: station_record(cloud, sid), why="boot")
+    await until(lambda: station_record(cloud, sid), "boot", interval=API_POLL)
     interval = (
         {"MeterValueSampleInterval": "1"}
         if ocpp == "1.6"
@@ -343,8 +364,8 @@ async def test_remote_session_then_rfid_session_are_recorded_with_their_energy(
             {"evseId": 1, "remoteStartId": 5, "idToken": {"idToken": TAG, "type": "ISO14443"}},
         )
     assert answer["status"] == "Accepted"
-    (remote,) = await poll(lambda: transactions(cloud, sid), why="the remote transaction")
-    await asyncio.sleep(2.5)  # charging, with meter values every second
+    # charging, with meter values every second
+    (remote,) = await charged(cloud, sid, 1, 2, periodic=True)
     if ocpp == "1.6":
         answer = await command(
             cloud, sid, "RemoteStopTransaction", {"transactionId": int(remote["transaction_id"])}
@@ -364,14 +385,16 @@ async def test_remote_session_then_rfid_session_are_recorded_with_their_energy(
     await station.plug()
     assert not await station.swipe("DEADBEEF")  # unknown to the cloud
     assert await station.swipe(TAG)
-    await asyncio.sleep(1.5)
+    await charged(cloud, sid, 2, 1)  # energy delivered, and stored
     await station.unplug()
     remote2, rfid = await finished(cloud, sid, 2)
     assert remote2["id"] == remote["id"]
     assert rfid["id_token"] == TAG and rfid["stop_reason"] == "EVDisconnected"
     rfid_start, rfid_stop = check_energy(rfid)
     assert rfid_stop > rfid_start >= stop_wh
-    await poll(lambda: _connectors(cloud, sid, "Available"), why="Available after unplug")
+    await until(
+        lambda: _connectors(cloud, sid, "Available"), "Available after unplug", interval=API_POLL
+    )
 
 
 # -- 5. offline: three sessions, two kill -9s, exactly-once delivery ------------------------
@@ -386,7 +409,7 @@ async def test_offline_sessions_and_kill_9s_reach_the_cloud_exactly_once(
     transactions, each once, with one register that never goes backwards."""
     sid = f"CO{ocpp.replace('.', '')}"
     station = await start(sid, ocpp)
-    await poll(lambda: station_record(cloud, sid), why="boot")
+    await until(lambda: station_record(cloud, sid), "boot", interval=API_POLL)
     if ocpp == "1.6":
         await configure(cloud, sid, ocpp, {"MeterValueSampleInterval": "1"})
         answer = await command(
@@ -437,14 +460,17 @@ async def test_offline_sessions_and_kill_9s_reach_the_cloud_exactly_once(
     await station.plug()  # 3: offline, cut by a kill -9
     assert await station.swipe(TAG)
     await station.wait_status("transaction ")
-    await asyncio.sleep(1.5)
+    await station.wait_meter_sample()  # so the register persisted is past the meter start
     energy = await station.energy_wh()
     await station.kill()
     await cloud.start()  # back on the same port
     await station.start()
 
-    found = await finished(cloud, sid, 3)
-    await asyncio.sleep(1.0)  # anything sent twice would arrive now
+    await finished(cloud, sid, 3)
+    await station.wait_status("transaction none", "connected")
+    # a clean stop empties the journal first, each entry answered once the cloud stored it:
+    # whatever the station would send twice is stored now
+    assert await station.quit() == 0
     found = await transactions(cloud, sid)
     assert [t["stop_reason"] for t in found] == ["EVDisconnected", "EVDisconnected", "PowerLoss"]
     assert all(t["id_token"] == TAG for t in found)
@@ -461,12 +487,11 @@ async def test_offline_sessions_and_kill_9s_reach_the_cloud_exactly_once(
             (s["timestamp"], s["measurand"], s["phase"], s["context"]) for s in tx["meter_values"]
         ]
         assert len(keys) == len(set(keys)), f"a meter value was stored twice: {keys}"
-    await station.wait_status("transaction none", "connected")
 
 
-async def _session(station: StationProcess, seconds: float = 1.5) -> None:
+async def _session(station: StationProcess) -> None:
     await station.plug()
     assert await station.swipe(TAG), "the local list's tag was not accepted offline"
     await station.wait_status("transaction ")
-    await asyncio.sleep(seconds)
+    await station.wait_meter_sample()  # energy delivered, a meter sample in the journal
     await station.unplug()
