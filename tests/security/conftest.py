@@ -9,7 +9,7 @@ import random
 import socket
 import ssl
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,18 +21,21 @@ import pytest
 from plugstream.pki.authority import CertificateAuthority, IssuedCertificate
 from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.certificates import CSMS_ROOT
+from plugstream.station.clock import SystemClock
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
-from tests.cloud.test_gateway import Cloud, running
+from tests.support import Cloud, running, running_cloud, until
+
+# the names other test modules import from here (tests/station/test_station_network.py)
+running_station = running
 
 PASSWORD = "correct-horse-battery-staple"
-WAIT = 15.0
 Station = Station16 | Station201
 VERSIONS = ["1.6", "2.0.1"]
 
 
-class ShiftedClock:
+class ShiftedClock(SystemClock):
     """The station's clock: wall time plus ``offset`` (a station whose clock is wrong, and
     then set right); pauses in wall time."""
 
@@ -41,12 +44,6 @@ class ShiftedClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
-
-    def real_seconds(self, seconds: float) -> float:
-        return seconds
 
 
 @dataclass
@@ -76,7 +73,7 @@ def pki(tmp_path: Path) -> Pki:
 @pytest.fixture
 async def cloud(tmp_path: Path, pki: Pki) -> AsyncIterator[Cloud]:
     """PlugStream Cloud over TLS, client certificates checked against the same CA."""
-    async with running(
+    async with running_cloud(
         tmp_path,
         tls_cert=pki.dir / "server.pem",
         tls_key=pki.dir / "server.key",
@@ -120,28 +117,6 @@ def with_client_cert(station: Station, pki: Pki, common_name: str) -> Station:
     return station
 
 
-@contextlib.asynccontextmanager
-async def running_station(station: Station, url: str) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(station.run(url))
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        station.close()
-
-
-async def until(check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while True:
-            found = check()
-            if found:
-                return found
-            await asyncio.sleep(0.02)
-
-
 async def api_events(cloud: Cloud, pki: Pki, **params: Any) -> list[dict[str, Any]]:
     """GET /api/v1/security-events, as an operator sees it."""
     context = ssl.create_default_context(cafile=str(pki.dir / "root.pem"))
@@ -155,44 +130,89 @@ async def api_events(cloud: Cloud, pki: Pki, **params: Any) -> list[dict[str, An
 
 
 async def until_api(
-    cloud: Cloud, pki: Pki, want: Callable[[list[dict[str, Any]]], bool], **params: Any
+    cloud: Cloud,
+    pki: Pki,
+    want: Callable[[list[dict[str, Any]]], bool],
+    what: str,
+    **params: Any,
 ) -> list[dict[str, Any]]:
     """The events once ``want`` holds for them (the station reports in the background)."""
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while True:
+
+    async def wanted() -> tuple[list[dict[str, Any]]] | None:
         events = await api_events(cloud, pki, **params)
-        if want(events) or asyncio.get_running_loop().time() > deadline:
-            return events
-        await asyncio.sleep(0.1)
+        return (events,) if want(events) else None  # a tuple: true even for no events
+
+    (events,) = await until(wanted, what, interval=0.1)
+    return events
+
+
+class _TlsLater(asyncio.Protocol):
+    """A new TCP connection, not read until TLS takes it over: its ClientHello waits in
+    the socket for the handshake rather than in a stream buffer TLS never sees."""
+
+    def __init__(self, serve: Callable[[asyncio.Transport], Awaitable[None]]) -> None:
+        self._serve = serve
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        self.task = asyncio.get_running_loop().create_task(self._serve(transport))
 
 
 class TlsSink:
     """A TLS server on 127.0.0.1 with a given certificate that completes handshakes and
     records every byte a client sends after one: what a station let out before it
-    decided about the server's certificate (nothing, it must be)."""
+    decided about the server's certificate (nothing, it must be).
+
+    ``ended`` counts the connections it is done with, whether their handshake completed
+    or not (a station that refuses the certificate drops the connection, maybe before
+    its last handshake message is out): once a connection is counted, whatever the
+    client sent on it is in ``received``."""
 
     def __init__(self, cert: Path, key: Path) -> None:
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
         self.handshakes = 0
+        self.ended = 0
         self.received = b""
         self.port = 0
         self._server: asyncio.Server | None = None
+        self._connections: list[_TlsLater] = []
 
     async def __aenter__(self) -> TlsSink:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.context)
+        def accept() -> _TlsLater:
+            connection = _TlsLater(self._serve)
+            self._connections.append(connection)
+            return connection
+
+        # TLS per connection (not ``ssl=``), so that a failed handshake is counted too
+        self._server = await asyncio.get_running_loop().create_server(accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        tasks = [c.task for c in self._connections if c.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._server.wait_closed(), 5)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.handshakes += 1
+    async def _serve(self, transport: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        tls: asyncio.BaseTransport | None = None
         try:
+            tls = await loop.start_tls(
+                transport, protocol, self.context, server_side=True, ssl_handshake_timeout=5
+            )
+            assert tls is not None
+            protocol.connection_made(tls)
+            self.handshakes += 1
             for _ in range(100):  # bounded: a client that talks gets cut off
                 chunk = await asyncio.wait_for(reader.read(65536), 5)
                 if not chunk:
@@ -201,9 +221,8 @@ class TlsSink:
         except (TimeoutError, OSError, ssl.SSLError):
             pass
         finally:
-            writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await writer.wait_closed()
+            self.ended += 1
+            (tls or transport).close()
 
     def url(self, host: str = "127.0.0.1") -> str:
         return f"wss://{host}:{self.port}/ocpp"

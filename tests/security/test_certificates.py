@@ -18,7 +18,6 @@ import asyncio
 import hashlib
 import random
 import ssl
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,11 +46,12 @@ from plugstream.station.certmgmt import (
     renew_if_expiring,
     renewal_due,
 )
+from plugstream.station.clock import ManualClock
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.metering import format_timestamp
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
-from tests.cloud.test_gateway import Cloud, running
+from tests.support import Cloud, running_cloud, until
 
 OPERATOR = "PlugStream"
 TOKEN = "t0ken-for-the-certificate-tests"
@@ -76,15 +76,6 @@ class Setup:
         )
 
 
-async def until(check: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        await asyncio.sleep(0.05)
-    return check()
-
-
 def _serial_of(scope: dict[str, Any]) -> int | None:
     chain = (scope.get("extensions", {}).get("tls") or {}).get("client_cert_chain") or []
     if not chain:
@@ -96,7 +87,7 @@ async def _cloud(tmp_path: Path, *, signs: bool) -> AsyncIterator[Setup]:
     pki = PKIStore(tmp_path / "pki")
     pki.init(OPERATOR)
     cert, key = pki.issue_server("localhost", ips=["127.0.0.1"])
-    async with running(
+    async with running_cloud(
         tmp_path,
         tls_cert=cert,
         tls_key=key,
@@ -168,12 +159,16 @@ def make_station(version: str, setup: Setup, data_dir: Path) -> Station:
 
 async def started(station: Station, setup: Setup) -> asyncio.Task[None]:
     task = asyncio.create_task(station.run(f"wss://127.0.0.1:{setup.cloud.port}/ocpp"))
-    ok = await until(
-        lambda: station.online and setup.cloud.gateway.is_connected(station.station_id)
-    )
-    if not ok:
-        task.cancel()
-        raise AssertionError(f"{station.station_id} did not connect: {station.tls_rejected}")
+    try:
+        await until(
+            lambda: station.online and setup.cloud.gateway.is_connected(station.station_id),
+            f"{station.station_id} connected",
+        )
+    except AssertionError as exc:
+        await stopped(task, station)
+        raise AssertionError(
+            f"{station.station_id} did not connect: {station.tls_rejected}"
+        ) from exc
     return task
 
 
@@ -200,10 +195,28 @@ def recorded_events(station: Station, monkeypatch: pytest.MonkeyPatch) -> list[t
     return seen
 
 
+def recorded_answers(
+    station: Station, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[str, dict[str, Any]]]:
+    """The answers the station gets to its CALLs (its ``_call``, still called through):
+    a test waits for the one that must come before what it checks."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    original = station._call
+
+    async def call(action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        answer = await original(action, payload)
+        seen.append((action, answer))
+        return answer
+
+    monkeypatch.setattr(station, "_call", call)
+    return seen
+
+
 # -- remote renewal --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_A_11_CS_and_CSMS_renewal_requested_through_the_cloud(
     signing: Setup, tmp_path: Path, version: str
 ) -> None:
@@ -227,7 +240,9 @@ async def test_TC_A_11_CS_and_CSMS_renewal_requested_through_the_cloud(
             "SignChargePointCertificate" if version == "1.6" else "SignChargingStationCertificate"
         )
         # the station reconnects on its own, presenting certificate #2
-        assert await until(lambda: len(signing.admitted) > logins and station.online)
+        await until(
+            lambda: len(signing.admitted) > logins and station.online, "reconnected with #2"
+        )
         second = station_serial(station)
         assert second != first
         assert signing.admitted[-1] == (station.station_id, second)
@@ -256,6 +271,7 @@ async def test_TC_A_11_CS_and_CSMS_renewal_requested_through_the_cloud(
         await stopped(task, station)
 
 
+@pytest.mark.socket
 async def test_renew_a_station_that_is_not_connected_is_409(signing: Setup) -> None:
     async with signing.http() as http:
         answer = await http.post(f"{signing.base}/stations/CS16/certificates/renew")
@@ -269,13 +285,15 @@ async def test_renew_a_station_that_is_not_connected_is_409(signing: Setup) -> N
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_A_15_CS_cloud_without_pki_rejects_the_csr(
-    not_signing: Setup, tmp_path: Path, version: str
+    not_signing: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str
 ) -> None:
     """A02.FR.12: a CSMS that cannot sign answers Rejected; the station keeps certificate #1
     and stays connected."""
     station = make_station(version, not_signing, tmp_path / version)
     first = station_serial(station)
+    answers = recorded_answers(station, monkeypatch)
     task = await started(station, not_signing)
     try:
         async with not_signing.http() as http:
@@ -283,8 +301,11 @@ async def test_TC_A_15_CS_cloud_without_pki_rejects_the_csr(
                 f"{not_signing.base}/stations/{station.station_id}/certificates/renew"
             )
         assert answer.status_code == 202 and answer.json()["status"] == "Accepted"
-        assert await until(lambda: station.certificates.pending_key() is not None)
-        await asyncio.sleep(0.3)
+        await until(lambda: station.certificates.pending_key() is not None, "a CSR made")
+        # the station has the Rejected (and has done what it does with it)
+        await until(
+            lambda: ("SignCertificate", {"status": "Rejected"}) in answers, "the CSR answered"
+        )
         assert station_serial(station) == first
         assert station.online
     finally:
@@ -308,6 +329,7 @@ def _csr_for_pending(station: Station, common_name: str) -> bytes:
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("wrong", ["untrusted issuer", "not the CSR's key", "another CN"])
+@pytest.mark.socket
 async def test_TC_A_14_CS_invalid_certificate_is_rejected_with_a_security_event(
     not_signing: Setup,
     tmp_path: Path,
@@ -325,7 +347,7 @@ async def test_TC_A_14_CS_invalid_certificate_is_rejected_with_a_security_event(
         sid = station.station_id
         async with not_signing.http() as http:
             await http.post(f"{not_signing.base}/stations/{sid}/certificates/renew")
-            assert await until(lambda: station.certificates.pending_key() is not None)
+            await until(lambda: station.certificates.pending_key() is not None, "a CSR made")
             ours = not_signing.pki.csms_root()
             if wrong == "untrusted issuer":
                 stranger = CertificateAuthority.create("Stranger Root CA", organization="Stranger")
@@ -356,7 +378,12 @@ async def test_TC_A_14_CS_invalid_certificate_is_rejected_with_a_security_event(
             "not the CSR's key": "key",
             "another CN": "CS-OTHER",
         }[wrong] in reason
-        await asyncio.sleep(0.3)  # no reconnect, nothing installed
+        # no reconnect, nothing installed: once nothing is left in flight (a disconnect to
+        # present a new certificate would be) and the event has reached the cloud, after
+        # the Rejected on the same connection
+        await until(
+            lambda: station.settled and not station.security_log.pending(), "the station idle"
+        )
         assert station_serial(station) == first
         assert station.online and len(not_signing.admitted) == 1
         assert not (station.certificates.directory / "station.previous.pem").exists()
@@ -365,6 +392,7 @@ async def test_TC_A_14_CS_invalid_certificate_is_rejected_with_a_security_event(
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_a_csr_for_another_station_is_not_signed(
     signing: Setup, tmp_path: Path, version: str
 ) -> None:
@@ -394,6 +422,7 @@ async def test_a_csr_for_another_station_is_not_signed(
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_M_01_07_12_20_22_23_CS_install_list_delete_roots_via_the_command_api(
     signing: Setup, tmp_path: Path, version: str
 ) -> None:
@@ -475,9 +504,11 @@ async def test_TC_M_01_07_12_20_22_23_CS_install_list_delete_roots_via_the_comma
 
 
 class _SilentCsms(Handlers):
-    """An OCTT-like CSMS (TC_A_23_CS): accepts every CSR and never signs one."""
+    """An OCTT-like CSMS (TC_A_23_CS): accepts every CSR and never signs one; each kept
+    with the time ``elapsed()`` says it came."""
 
-    def __init__(self) -> None:
+    def __init__(self, elapsed: Callable[[], float]) -> None:
+        self.elapsed = elapsed
         self.csrs: list[tuple[float, str]] = []
 
     @on("BootNotification")
@@ -502,14 +533,19 @@ class _SilentCsms(Handlers):
 
     @on("SignCertificate")
     def sign_certificate(self, payload: dict[str, Any]) -> dict[str, Any]:
-        self.csrs.append((time.monotonic(), payload["csr"]))
+        self.csrs.append((self.elapsed(), payload["csr"]))
         return {"status": "Accepted"}
 
 
-async def test_TC_A_23_CS_csr_resent_with_doubling_back_off(tmp_path: Path) -> None:
+@pytest.mark.socket
+async def test_TC_A_23_CS_csr_resent_with_doubling_back_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A02.FR.17/18/19: resent after CertSigningWaitMinimum, then twice that, then no more
-    than CertSigningRepeatTimes times."""
-    csms = _SilentCsms()
+    than CertSigningRepeatTimes times. The station's time is a manual clock: the test
+    moves it, and reads when each CSR came on it."""
+    clock = ManualClock()
+    csms = _SilentCsms(clock.elapsed)
     endpoints: list[OcppEndpoint] = []
 
     async def handler(ws: ServerConnection) -> None:
@@ -527,15 +563,30 @@ async def test_TC_A_23_CS_csr_resent_with_doubling_back_off(tmp_path: Path) -> N
                 "SecurityCtrlr.CertSigningWaitMinimum": "1",
                 "SecurityCtrlr.CertSigningRepeatTimes": "2",
             },
+            clock=clock,
             call_timeout=5,
         )
+        answers = recorded_answers(station, monkeypatch)
+
+        def csrs_answered() -> int:
+            return sum(1 for action, _ in answers if action == "SignCertificate")
+
         task = asyncio.create_task(station.run(f"ws://127.0.0.1:{port}/ocpp"))
         try:
-            assert await until(lambda: station.online and bool(endpoints))
+            await until(lambda: station.online and bool(endpoints), "the station online")
             trigger = {"requestedMessage": "SignChargingStationCertificate"}
             assert await endpoints[0].call("TriggerMessage", trigger) == {"status": "Accepted"}
-            assert await until(lambda: len(csms.csrs) == 3, timeout=10)
-            await asyncio.sleep(1.5)  # the next wait would be 4 s: none is due, none comes
+            # Once the station has a CSR's answer, the wait for the next one is set (the
+            # station sets it before it looks at anything else): then the clock moves.
+            await until(lambda: csrs_answered() == 1, "the first CSR answered")
+            await clock.advance(1.0)
+            await until(lambda: csrs_answered() == 2, "the CSR sent again after 1 s")
+            await clock.advance(2.0)
+            await until(lambda: csrs_answered() == 3, "the CSR sent again after 2 s more")
+            # the next wait would be 4 s: well past it, none is due, none comes (a round
+            # trip on the connection after the clock moved: a CSR sent would be before it)
+            await clock.advance(10.0)
+            await endpoints[0].call("TriggerMessage", {"requestedMessage": "Heartbeat"})
             assert len(csms.csrs) == 3
             times = [t for t, _ in csms.csrs]
             assert 0.8 <= times[1] - times[0] <= 1.8
@@ -550,6 +601,7 @@ async def test_TC_A_23_CS_csr_resent_with_doubling_back_off(tmp_path: Path) -> N
 # -- the sans-I/O checks ---------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_certificate_hash_data_is_computed_as_the_spec_defines() -> None:
     """2.0.1 part 2 CertificateHashDataType / 1.6 whitepaper 6.1: SHA256 of the issuer's DER
     name, of the issuer's public key bits (no tag, no length), the serial in hex without
@@ -576,6 +628,7 @@ def test_certificate_hash_data_is_computed_as_the_spec_defines() -> None:
     assert matches(hash_data(leaf, issuer, "SHA384"), leaf, issuer)
 
 
+@pytest.mark.unit
 def test_signed_certificate_checks_validity_by_the_stations_clock() -> None:
     """A02.FR.06: expired by the station's clock is refused; valid from later is accepted
     (the station switches to it then, A02.FR.08)."""
@@ -611,6 +664,7 @@ def test_signed_certificate_checks_validity_by_the_stations_clock() -> None:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_A03_station_renews_a_certificate_that_expires_within_a_month(
     signing: Setup, tmp_path: Path, version: str
 ) -> None:
@@ -628,7 +682,9 @@ async def test_A03_station_renews_a_certificate_that_expires_within_a_month(
         station.certificates.set_station_certificate(short.cert_pem, short.key_pem)
         logins = len(signing.admitted)
         assert await renew_if_expiring(station) == "Accepted"
-        assert await until(lambda: len(signing.admitted) > logins and station.online)
+        await until(
+            lambda: len(signing.admitted) > logins and station.online, "reconnected, renewed"
+        )
         renewed = station.certificates.station_chain()[0]
         assert renewed.serial_number != short.certificate.serial_number
         assert signing.admitted[-1] == (station.station_id, renewed.serial_number)
@@ -637,6 +693,7 @@ async def test_A03_station_renews_a_certificate_that_expires_within_a_month(
         await stopped(task, station)
 
 
+@pytest.mark.socket
 async def test_extended_trigger_message_16(signing: Setup, tmp_path: Path) -> None:
     """1.6 whitepaper ExtendedTriggerMessage: the core messages and the firmware status are
     sent on request, an unknown connector is Rejected, logs are NotImplemented here."""

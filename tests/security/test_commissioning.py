@@ -20,8 +20,7 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -47,6 +46,7 @@ from plugstream.cloud.storage.setup import (
 from plugstream.pki.authority import CertificateAuthority
 from plugstream.pki.keystore import PKIStore
 from plugstream.station.certificates import CSMS_ROOT, MANUFACTURER_ROOT, CertificateStore
+from plugstream.station.clock import ManualClock
 from plugstream.station.config import DeviceModel201
 from plugstream.station.ev import FAMILY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_22
@@ -65,8 +65,8 @@ from plugstream.station.provisioning import (
 from plugstream.station.security import SecurityLog
 from plugstream.station.station16 import Station16
 from tests.cloud.conftest import postgres_url, store, store_url  # noqa: F401 (fixtures)
-from tests.cloud.test_gateway import Cloud, free_port, running
 from tests.interop.station_process import StationProcess
+from tests.support import WAIT, Cloud, free_port, running, running_cloud, until
 
 TOKEN = "setup-test-token"
 OPERATOR = "Acme Charging"
@@ -120,7 +120,7 @@ async def cloud_with_pki(
         "heartbeat_interval": 60,
     }
     options.update(overrides)
-    async with running(folder, **options) as cloud:
+    async with running_cloud(folder, **options) as cloud:
         yield cloud
 
 
@@ -151,23 +151,17 @@ async def claim(cloud: Cloud, serial: str, **body: Any) -> httpx.Response:
     return await api(cloud, "PUT", f"/claims/{serial}", json={"owner": "Jane Owner", **body})
 
 
-async def until(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    """Poll ``check`` (plain or async) until it returns something true; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.05)
+def registers(transaction: dict[str, Any]) -> list[dict[str, Any]]:
+    """The energy register readings of a transaction as the cloud's API shows it."""
+    return [
+        s for s in transaction["meter_values"] if s["measurand"] == "Energy.Active.Import.Register"
+    ]
 
 
-async def charge(cloud: Cloud, station: Any, serial: str) -> dict[str, Any]:
-    """A driver's session: plug in, swipe a card the cloud knows, charge a few seconds with
-    meter values every second, unplug. The transaction as the cloud's API shows it."""
+async def charge(cloud: Cloud, station: Any, serial: str, clock: ManualClock) -> dict[str, Any]:
+    """A driver's session: plug in, swipe a card the cloud knows, charge a few seconds
+    (of the station's clock) with meter values every second, unplug. The transaction as
+    the cloud's API shows it."""
     assert (await api(cloud, "PUT", f"/id-tokens/{TAG}", json={})).status_code in (200, 201)
     station.plug_in(Ev(FAMILY_CAR))
     assert await station.swipe(TAG)
@@ -178,8 +172,19 @@ async def charge(cloud: Cloud, station: Any, serial: str) -> dict[str, Any]:
         ).json()
         return listed
 
-    await until(started, "the transaction in the cloud")
-    await asyncio.sleep(2.5)
+    tx_id = (await until(started, "the transaction in the cloud"))[0]["id"]
+
+    async def readings() -> int:
+        return len(registers((await api(cloud, "GET", f"/transactions/{tx_id}")).json()))
+
+    for _ in range(2):  # a second of charging, then its reading in the cloud; twice
+        before = await readings()
+        await clock.advance(1.0)
+
+        async def one_more(before: int = before) -> bool:
+            return await readings() > before
+
+        await until(one_more, f"a meter reading in the cloud after {before}")
     station.unplug()
 
     async def finished() -> dict[str, Any] | None:
@@ -200,21 +205,11 @@ def sample_every_second(station: Any) -> None:
         station.config.set_value("SampledDataCtrlr", "TxUpdatedInterval", "1")
 
 
-@contextlib.asynccontextmanager
-async def station_running(station: Any, url: str) -> AsyncIterator[None]:
-    task = asyncio.create_task(station.run(url))
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        station.close()
-
-
 # -- from nothing to charging ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(("ocpp", "profile"), [("1.6", 2), ("2.0.1", 2), ("1.6", 3), ("2.0.1", 3)])
+@pytest.mark.socket
 async def test_station_is_commissioned_from_its_factory_state_to_charging(
     tmp_path: Path, pki: Pki, ocpp: str, profile: int
 ) -> None:
@@ -232,17 +227,26 @@ async def test_station_is_commissioned_from_its_factory_state_to_charging(
         assert refused.value.retry_after == RETRY_AFTER_S
         assert load_setup(data_dir) is None
 
+        # the station's clock: its waits between calls, and later its charging time, move
+        # when the test says (told to wait, it has set its timer: the clock may move)
+        clock = ManualClock()
         waits: list[str] = []
         waiting = asyncio.create_task(
             provision_until_claimed(
-                data_dir, retry_max=0.2, on_wait=lambda exc, _: waits.append(str(exc))
+                data_dir,
+                clock=clock,
+                retry_max=0.2,
+                on_wait=lambda exc, _: waits.append(str(exc)),
             )
         )
+        await until(lambda: waits, "the station told to wait")
+        await clock.advance(0.2)
         await until(lambda: len(waits) >= 2, "the station calling again while unclaimed")
         assert not waiting.done()
         answer = await claim(cloud, serial, ocpp_version=ocpp, security_profile=profile)
         assert answer.status_code == 200, answer.text
-        result = await asyncio.wait_for(waiting, 10)
+        await clock.advance(0.2)  # its next call
+        result = await asyncio.wait_for(waiting, WAIT)
 
         setup = result.setup
         assert setup.csms_url == f"wss://127.0.0.1:{cloud.port}/ocpp"
@@ -262,28 +266,26 @@ async def test_station_is_commissioned_from_its_factory_state_to_charging(
         claimed = (await api(cloud, "GET", f"/claims/{serial}")).json()
         assert claimed["provisioned_at"] is not None
 
-        station = make_station(data_dir, PLUGSTREAM_22, setup)
+        station = make_station(data_dir, PLUGSTREAM_22, setup, clock=clock)
         configure_station(station, setup, result.password)
         sample_every_second(station)
-        async with station_running(station, station_url(station, setup)):
+        async with running(station, station_url(station, setup)):
             await until(lambda: station.accepted, "BootNotification Accepted")
             assert cloud.gateway.is_connected(serial)
             record = (await api(cloud, "GET", f"/stations/{serial}")).json()
             assert record["security_profile"] == profile
             assert record["ocpp_version"] == ocpp
-            tx = await charge(cloud, station, serial)
+            tx = await charge(cloud, station, serial, clock)
         assert tx["id_token"] == TAG
         assert Decimal(str(tx["energy_wh"])) > 0
-        registers = [
-            s for s in tx["meter_values"] if s["measurand"] == "Energy.Active.Import.Register"
-        ]
-        assert len(registers) >= 2
+        assert len(registers(tx)) >= 2
         assert cloud.gateway.failed_logins[serial] == 0
 
 
 # -- following the claim -----------------------------------------------------------------
 
 
+@pytest.mark.socket
 async def test_station_follows_its_claim_to_a_third_party_csms(tmp_path: Path, pki: Pki) -> None:
     """``plugstream station run --setup``'s loop: provisioned to PlugStream Cloud, then the
     owner re-points the claim at another CSMS (a second, independent PlugStream Cloud with
@@ -299,7 +301,7 @@ async def test_station_follows_its_claim_to_a_third_party_csms(tmp_path: Path, p
     ):
         cloud = await first.enter_async_context(cloud_with_pki(tmp_path, pki, "cloud"))
         await third.store.register_station(serial, password=password, security_profile=2)
-        async with running(
+        async with running_cloud(
             tmp_path / "cloud",  # the same database file as the cloud
             port=free_port(),
             tls_cert=pki.server_cert,
@@ -355,7 +357,7 @@ async def test_station_follows_its_claim_to_a_third_party_csms(tmp_path: Path, p
                 assert not await setup_service.store.check_password(serial, old_password)
                 assert f"now wss://127.0.0.1:{third.port}/ocpp" in out.getvalue()
                 os.write(write_fd, b"quit\n")
-                assert await asyncio.wait_for(runner, 15) == 0
+                assert await asyncio.wait_for(runner, WAIT) == 0
             finally:
                 runner.cancel()
                 await asyncio.gather(runner, return_exceptions=True)
@@ -366,6 +368,7 @@ async def test_station_follows_its_claim_to_a_third_party_csms(tmp_path: Path, p
 # -- refusals ----------------------------------------------------------------------------
 
 
+@pytest.mark.socket
 async def test_setup_refuses_a_station_without_a_manufacturer_certificate(
     tmp_path: Path, pki: Pki
 ) -> None:
@@ -385,6 +388,7 @@ async def test_setup_refuses_a_station_without_a_manufacturer_certificate(
         assert answer.json()["detail"].startswith("no manufacturer certificate")
 
 
+@pytest.mark.socket
 async def test_setup_refuses_a_certificate_of_an_unknown_manufacturer(
     tmp_path: Path, pki: Pki
 ) -> None:
@@ -408,6 +412,7 @@ async def test_setup_refuses_a_certificate_of_an_unknown_manufacturer(
         assert (await api(cloud, "GET", "/claims/PS22-FORGED")).json()["provisioned_at"] is None
 
 
+@pytest.mark.socket
 async def test_setup_refuses_a_station_certificate_that_is_not_the_manufacturers(
     tmp_path: Path, pki: Pki
 ) -> None:
@@ -431,6 +436,7 @@ async def test_setup_refuses_a_station_certificate_that_is_not_the_manufacturers
         assert "not issued by the manufacturer root" in refused.value.reason
 
 
+@pytest.mark.socket
 async def test_setup_refuses_a_serial_number_that_is_not_the_certificates(
     tmp_path: Path, pki: Pki
 ) -> None:
@@ -448,6 +454,7 @@ async def test_setup_refuses_a_serial_number_that_is_not_the_certificates(
         assert await cloud.store.get_station("PS22-VICTIM") is None
 
 
+@pytest.mark.socket
 async def test_TC_A_08_CSMS_a_manufacturer_certificate_is_not_a_station_certificate(
     tmp_path: Path, pki: Pki
 ) -> None:
@@ -478,13 +485,14 @@ async def test_TC_A_08_CSMS_a_manufacturer_certificate_is_not_a_station_certific
         )
 
 
+@pytest.mark.socket
 async def test_setup_service_alone_refuses_csms_root_certificates_in_tls(
     tmp_path: Path, pki: Pki
 ) -> None:
     """``cloud serve --setup`` trusts only the manufacturer root: a CSMS-root client
     certificate fails the handshake there; the health check answers without one."""
     data_dir = tmp_path / "station"
-    async with running(
+    async with running_cloud(
         tmp_path,
         port=free_port(),
         tls_cert=pki.server_cert,
@@ -514,6 +522,7 @@ async def test_setup_service_alone_refuses_csms_root_certificates_in_tls(
             await provision(data_dir)
 
 
+@pytest.mark.socket
 async def test_station_refuses_a_setup_service_it_does_not_trust(tmp_path: Path, pki: Pki) -> None:
     """The station checks the setup service's certificate against its own roots before it
     sends anything (A00.FR.308-310 applied to the setup call)."""
@@ -548,6 +557,7 @@ async def test_station_refuses_a_setup_service_it_does_not_trust(tmp_path: Path,
 # -- the owners' claims -------------------------------------------------------------------
 
 
+@pytest.mark.socket
 async def test_claims_api_checks_what_a_station_could_not_follow(tmp_path: Path, pki: Pki) -> None:
     async with cloud_with_pki(tmp_path, pki, "cloud") as cloud:
         cases: list[tuple[dict[str, Any], str]] = [
@@ -612,6 +622,7 @@ class SetupStationProcess(StationProcess):
         return await self.expect(lambda line: line.startswith(("setup: ", "PlugStream 22 station")))
 
 
+@pytest.mark.socket
 async def test_station_run_setup_commissions_and_follows_the_claim_on_its_next_start(
     tmp_path: Path, pki: Pki
 ) -> None:
@@ -655,12 +666,12 @@ async def test_station_run_setup_commissions_and_follows_the_claim_on_its_next_s
             banner = await station.expect(lambda line: line.startswith("PlugStream 22 station"))
             assert f"→ wss://127.0.0.1:{cloud.port}/ocpp/{serial}" in banner
             assert "security profile 2" in banner
-            await station.wait_status("connected", timeout=15)
+            await station.wait_status("connected", timeout=WAIT)
             assert cloud.gateway.is_connected(serial)
             assert (await api(cloud, "PUT", f"/id-tokens/{TAG}", json={})).status_code in (200, 201)
             await station.plug()
             assert await station.swipe(TAG)
-            await station.wait_status("transaction 1", timeout=15)
+            await station.wait_status("transaction 1", timeout=WAIT)
             await station.command("unplug", lambda line: line == "unplugged")
 
             async def stopped() -> list[Any] | None:
@@ -690,6 +701,7 @@ async def test_station_run_setup_commissions_and_follows_the_claim_on_its_next_s
             await station.close()
 
 
+@pytest.mark.unit
 async def test_claims_are_kept_with_a_third_party_password_that_is_never_listed(
     store: Store,  # noqa: F811 (the fixture)
 ) -> None:
@@ -729,26 +741,27 @@ async def test_claims_are_kept_with_a_third_party_password_that_is_never_listed(
     assert await get_claim(store, "PS7-1") is None
 
 
+@pytest.mark.socket
 async def test_cloud_serve_setup_is_the_setup_service_alone_on_the_clouds_database(
     tmp_path: Path, pki: Pki
 ) -> None:
     """``plugstream cloud serve --setup`` as a process: its own port and TLS name, the
     cloud's database; it sends claimed stations to the cloud named by --public-url."""
-    refused = subprocess.run(
-        [sys.executable, "-m", "plugstream.cli", "cloud", "serve", "--setup"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert refused.returncode == 2
-    assert "--setup needs --tls-cert and --tls-key (for the setup name) and --pki" in " ".join(
-        refused.stderr.split()
-    )
     serial = "PS7-SETUPD"
     data_dir = tmp_path / "station"
     async with cloud_with_pki(tmp_path, pki, "cloud") as cloud:
         port = free_port()
+        # the process that refuses its arguments runs while the other one starts
+        refusing = asyncio.create_task(
+            asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "plugstream.cli", "cloud", "serve", "--setup"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        )
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -762,8 +775,14 @@ async def test_cloud_serve_setup_is_the_setup_service_alone_on_the_clouds_databa
             text=True,
         )
         try:
+            refused = await refusing
+            assert refused.returncode == 2
+            assert (
+                "--setup needs --tls-cert and --tls-key (for the setup name) and --pki"
+                in " ".join(refused.stderr.split())
+            )
             assert proc.stdout is not None
-            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), WAIT)
             assert line.strip() == (
                 f"{READY} https://127.0.0.1:{port} "
                 f"(setup service https://127.0.0.1:{port}/setup/v1/provision)"
@@ -779,6 +798,7 @@ async def test_cloud_serve_setup_is_the_setup_service_alone_on_the_clouds_databa
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(asyncio.to_thread(proc.wait), 20) == 0
         finally:
+            await asyncio.gather(refusing, return_exceptions=True)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(5)

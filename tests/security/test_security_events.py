@@ -4,7 +4,6 @@ in ``GET /api/v1/security-events`` -- real TLS, a real cloud, real stations."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +15,6 @@ from plugstream.cloud.storage.security import add_security_event, list_security_
 from plugstream.pki.authority import CertificateAuthority
 from plugstream.station.security import SecurityLog, event_name
 from tests.cloud.conftest import postgres_url, store, store_url  # noqa: F401 (fixtures)
-from tests.cloud.test_gateway import Cloud
 from tests.security.conftest import (
     PASSWORD,
     VERSIONS,
@@ -25,13 +23,12 @@ from tests.security.conftest import (
     TlsSink,
     api_events,
     make_station,
-    running_station,
     trusting,
-    until,
     until_api,
     with_client_cert,
     wss,
 )
+from tests.support import Cloud, running, until
 
 AUTH_FAILED = {
     "1.6": "FailedToAuthenticationAtCentralSystem",
@@ -45,6 +42,7 @@ def _from(events: list[dict[str, object]], source: str, kind: str) -> list[dict[
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_a_wrong_password_is_refused_and_reported_from_both_sides(
     tmp_path: Path, pki: Pki, cloud: Cloud, version: str
 ) -> None:
@@ -55,22 +53,26 @@ async def test_a_wrong_password_is_refused_and_reported_from_both_sides(
     station = trusting(make_station(version, tmp_path / "st", "CPW"), pki)
     station.set_password("not-the-password-at-all")
     station.set_security_profile(2)
-    async with running_station(station, wss(cloud)):
-        await until(lambda: station.security_log.types().count(AUTH_FAILED[version]) >= 2)
+    async with running(station, wss(cloud)):
+        await until(
+            lambda: station.security_log.types().count(AUTH_FAILED[version]) >= 2,
+            "two refused logins in the station's log",
+        )
         assert not station.online and cloud.gateway.failed_logins["CPW"] >= 2
         refusals = _from(await api_events(cloud, pki), "gateway", "FailedToAuthenticate")
         assert refusals and refusals[0]["station_id"] == "CPW"
         assert refusals[0]["tech_info"] == "wrong credentials"
         station.set_password(PASSWORD)  # the installer puts it right: used on the next attempt
-        await until(lambda: station.online)
+        await until(lambda: station.online, "the station online")
         events = await until_api(
             cloud,
             pki,
             lambda ev: bool(_from(ev, "station", AUTH_FAILED[version])),
+            "the station's report of the refusal",
             station_id="CPW",
         )
         # the password change (ReconfigurationOfSecurityParameters) is queued after it
-        await until(lambda: not station.security_log.pending())
+        await until(lambda: not station.security_log.pending(), "every event reported")
     reported = _from(events, "station", AUTH_FAILED[version])
     assert len(reported) == 1 and "HTTP 401" in str(reported[0]["tech_info"])
     assert _from(events, "station", "StartupOfTheDevice")
@@ -79,6 +81,7 @@ async def test_a_wrong_password_is_refused_and_reported_from_both_sides(
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_a_client_certificate_for_another_id_is_refused(
     tmp_path: Path, pki: Pki, cloud: Cloud, version: str
 ) -> None:
@@ -89,8 +92,11 @@ async def test_a_client_certificate_for_another_id_is_refused(
         trusting(make_station(version, tmp_path / "st", "CP3"), pki), pki, "CP-OTHER"
     )
     station.set_security_profile(3)
-    async with running_station(station, wss(cloud)):
-        await until(lambda: AUTH_FAILED[version] in station.security_log.types())
+    async with running(station, wss(cloud)):
+        await until(
+            lambda: AUTH_FAILED[version] in station.security_log.types(),
+            "the refused login in the station's log",
+        )
         assert not station.online and not cloud.gateway.is_connected("CP3")
     events = await api_events(cloud, pki, station_id="CP3")
     refused = _from(events, "gateway", "InvalidChargingStationCertificate")
@@ -98,6 +104,7 @@ async def test_a_client_certificate_for_another_id_is_refused(
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_an_untrusted_csms_is_reported_to_the_next_trusted_one_even_after_a_restart(
     tmp_path: Path, pki: Pki, cloud: Cloud, version: str
 ) -> None:
@@ -110,26 +117,30 @@ async def test_an_untrusted_csms_is_reported_to_the_next_trusted_one_even_after_
     first = trusting(make_station(version, tmp_path / "st", "CPR"), pki)
     first.set_password(PASSWORD)
     first.set_security_profile(2)
-    async with TlsSink(cert, key) as sink, running_station(first, sink.url()):
-        await until(lambda: first.tls_rejected is not None)
+    async with TlsSink(cert, key) as sink, running(first, sink.url()):
+        await until(lambda: first.tls_rejected is not None, "the server refused")
+        # the refused connection closed: whatever the station sent on it is in ``received``
+        await until(lambda: sink.ended, "the refused connection closed")
     assert sink.received == b""
     # a new process on the same data dir
     second = make_station(version, tmp_path / "st", "CPR")
     assert [e.type for e in second.security_log.pending()].count(BAD_CSMS_CERT[version]) == 1
-    async with running_station(second, wss(cloud)):
-        await until(lambda: second.online)
+    async with running(second, wss(cloud)):
+        await until(lambda: second.online, "the restarted station online")
         events = await until_api(
             cloud,
             pki,
             lambda ev: bool(_from(ev, "station", BAD_CSMS_CERT[version])),
+            "the refusal reported",
             station_id="CPR",
         )
-        await until(lambda: not second.security_log.pending())
+        await until(lambda: not second.security_log.pending(), "every event reported")
         # the second start's StartupOfTheDevice is queued after the refusal: read again
         events = await until_api(
             cloud,
             pki,
             lambda ev: len(_from(ev, "station", "StartupOfTheDevice")) == 2,
+            "both starts reported",
             station_id="CPR",
         )
     [reported] = _from(events, "station", BAD_CSMS_CERT[version])
@@ -141,6 +152,7 @@ async def test_an_untrusted_csms_is_reported_to_the_next_trusted_one_even_after_
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_a_station_clock_in_the_past_cannot_authenticate_the_csms_until_it_is_set(
     tmp_path: Path, pki: Pki, cloud: Cloud, version: str
 ) -> None:
@@ -153,16 +165,21 @@ async def test_a_station_clock_in_the_past_cannot_authenticate_the_csms_until_it
     station = trusting(make_station(version, tmp_path / "st", "CPT", clock=clock), pki)
     station.set_password(PASSWORD)
     station.set_security_profile(2)
-    async with running_station(station, wss(cloud)):
-        await until(lambda: station.tls_rejected is not None)
+    async with running(station, wss(cloud)):
+        await until(lambda: station.tls_rejected is not None, "the cloud's certificate refused")
         assert "not yet valid" in station.tls_rejected.reason
-        await asyncio.sleep(0.3)
+        # refused again after its back-off: the first connection is over, and the cloud
+        # has had it (and a second one) to see anything the station might have sent
+        await until(
+            lambda: station.security_log.types().count(BAD_CSMS_CERT[version]) >= 2,
+            "a second refusal",
+        )
         assert not cloud.gateway.is_connected("CPT") and cloud.gateway.failed_logins["CPT"] == 0
         assert await cloud.store.list_messages("CPT") == []
         old = clock.now()
         clock.offset = timedelta(0)
         station.clock_changed(old, clock.now())
-        await until(lambda: station.online)
+        await until(lambda: station.online, "the station online")
         events = await until_api(
             cloud,
             pki,
@@ -170,6 +187,7 @@ async def test_a_station_clock_in_the_past_cannot_authenticate_the_csms_until_it
                 bool(_from(ev, "station", "SettingSystemTime"))
                 and bool(_from(ev, "station", BAD_CSMS_CERT[version]))
             ),
+            "both events reported",
             station_id="CPT",
         )
     assert "not yet valid" in str(_from(events, "station", BAD_CSMS_CERT[version])[0]["tech_info"])
@@ -177,6 +195,7 @@ async def test_a_station_clock_in_the_past_cannot_authenticate_the_csms_until_it
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_reset_and_hook_events_are_reported_while_online(
     tmp_path: Path, pki: Pki, cloud: Cloud, version: str
 ) -> None:
@@ -186,16 +205,20 @@ async def test_reset_and_hook_events_are_reported_while_online(
     station = trusting(make_station(version, tmp_path / "st", "CPE"), pki)
     station.set_password(PASSWORD)
     station.set_security_profile(2)
-    async with running_station(station, wss(cloud)):
-        await until(lambda: station.online)
+    async with running(station, wss(cloud)):
+        await until(lambda: station.online, "the station online")
         station.security_event("InvalidFirmwareSignature", "signature does not verify")
         station.security_event("InvalidChargingStationCertificate", "CN is not CPE")
         payload = {"type": "Hard"} if version == "1.6" else {"type": "Immediate"}
         assert (await cloud.gateway.call("CPE", "Reset", payload))["status"] == "Accepted"
         events = await until_api(
-            cloud, pki, lambda ev: bool(_from(ev, "station", "ResetOrReboot")), station_id="CPE"
+            cloud,
+            pki,
+            lambda ev: bool(_from(ev, "station", "ResetOrReboot")),
+            "the reset reported",
+            station_id="CPE",
         )
-        await until(lambda: station.online)
+        await until(lambda: station.online, "the station online again")
     kinds = {e["type"] for e in events if e["source"] == "station"}
     cert_event = (
         "InvalidChargePointCertificate" if version == "1.6" else "InvalidChargingStationCertificate"
@@ -203,6 +226,7 @@ async def test_reset_and_hook_events_are_reported_while_online(
     assert {"InvalidFirmwareSignature", cert_event, "ResetOrReboot", "StartupOfTheDevice"} <= kinds
 
 
+@pytest.mark.socket
 async def test_a_csms_without_the_security_extension_does_not_hold_up_transactions(
     tmp_path: Path,
 ) -> None:
@@ -216,17 +240,18 @@ async def test_a_csms_without_the_security_extension_does_not_hold_up_transactio
     await server.start()
     try:
         station = make_station("1.6", tmp_path / "st", "CPO")
-        async with running_station(station, server.url):
-            await until(lambda: station.online)
+        async with running(station, server.url):
+            await until(lambda: station.online, "the station online")
             station.plug_in(Ev(CITY_CAR, soc=30.0))
             assert await station.swipe("TAG-1")
-            await until(lambda: server.actions("StartTransaction"))
-            await until(lambda: not station.security_log.pending())
+            await until(lambda: server.actions("StartTransaction"), "StartTransaction sent")
+            await until(lambda: not station.security_log.pending(), "the event settled")
         assert [e.state for e in station.security_log.entries()] == ["unsupported"]
     finally:
         await server.stop()
 
 
+@pytest.mark.unit
 def test_the_security_log_rolls_over_and_keeps_queued_reports(tmp_path: Path) -> None:
     """A04.FR.04: a rolling log; what is still to be reported survives both a reload and
     the roll-over."""
@@ -244,6 +269,7 @@ def test_the_security_log_rolls_over_and_keeps_queued_reports(tmp_path: Path) ->
     assert json.loads(path.read_text())["next_seq"] == 82
 
 
+@pytest.mark.unit
 def test_event_names_follow_the_version() -> None:
     """The 2.0.1 appendix and the 1.6 whitepaper §8 name four events differently."""
     assert event_name("InvalidCsmsCertificate", "1.6") == "InvalidCentralSystemCertificate"
@@ -255,6 +281,7 @@ def test_event_names_follow_the_version() -> None:
     assert event_name("InvalidFirmwareSignature", "1.6") == "InvalidFirmwareSignature"
 
 
+@pytest.mark.unit
 async def test_the_table_keeps_both_sources_newest_first(store: Store) -> None:  # noqa: F811
     """On SQLite and PostgreSQL: both sources in one list, newest first, per station."""
     at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

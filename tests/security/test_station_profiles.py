@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from plugstream.cloud.storage.records import StationRecord
 from plugstream.pki.authority import CertificateAuthority
-from tests.cloud.test_gateway import Cloud
 from tests.security.conftest import (
     PASSWORD,
     VERSIONS,
@@ -24,15 +24,15 @@ from tests.security.conftest import (
     ThreadTlsServer,
     TlsSink,
     make_station,
-    running_station,
     trusting,
-    until,
     with_client_cert,
     wss,
 )
+from tests.support import Cloud, running, running_cloud, until
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_A_04_CS_profile_2_tls_with_basic_auth_boots_accepted(
     tmp_path: Path, pki: Pki, cloud: Cloud, version: str
 ) -> None:
@@ -43,8 +43,8 @@ async def test_TC_A_04_CS_profile_2_tls_with_basic_auth_boots_accepted(
     station = trusting(make_station(version, tmp_path / "st", "CP2"), pki)
     station.set_password(PASSWORD)
     station.set_security_profile(2)
-    async with running_station(station, wss(cloud)):
-        await until(lambda: station.online)
+    async with running(station, wss(cloud)):
+        await until(lambda: station.online, "the station online")
         assert station.registration == "Accepted"
         assert cloud.gateway.is_connected("CP2")
         assert station.tls_rejected is None
@@ -54,6 +54,7 @@ async def test_TC_A_04_CS_profile_2_tls_with_basic_auth_boots_accepted(
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_A_07_CS_profile_3_client_certificate_boots_accepted(
     tmp_path: Path, pki: Pki, cloud: Cloud, version: str
 ) -> None:
@@ -68,14 +69,15 @@ async def test_TC_A_07_CS_profile_3_client_certificate_boots_accepted(
     station.set_security_profile(3)
     address, headers = station._connection_target(wss(cloud) + "/CP3")
     assert headers == {} and "@" not in address  # profile 3: no password on the wire
-    async with running_station(station, wss(cloud)):
-        await until(lambda: station.online)
+    async with running(station, wss(cloud)):
+        await until(lambda: station.online, "the station online")
         assert station.registration == "Accepted"
         assert cloud.gateway.is_connected("CP3")
     assert cloud.gateway.failed_logins["CP3"] == 0
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.unit
 async def test_profile_2_and_3_refuse_plain_ws(tmp_path: Path, pki: Pki, version: str) -> None:
     """Profiles 2 and 3 are TLS profiles (A00.FR.311 / A00.FR.415): a ws:// URL is an
     error before any connection, in words an installer can act on."""
@@ -90,6 +92,7 @@ async def test_profile_2_and_3_refuse_plain_ws(tmp_path: Path, pki: Pki, version
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.unit
 async def test_TC_A_22_CS_the_security_profile_is_never_lowered(
     tmp_path: Path, pki: Pki, version: str
 ) -> None:
@@ -116,6 +119,7 @@ async def test_TC_A_22_CS_the_security_profile_is_never_lowered(
     again.close()
 
 
+@pytest.mark.socket
 async def test_TC_A_19_CS_change_configuration_raises_the_profile_and_reconnects(
     tmp_path: Path, pki: Pki, cloud: Cloud
 ) -> None:
@@ -126,8 +130,8 @@ async def test_TC_A_19_CS_change_configuration_raises_the_profile_and_reconnects
     station = trusting(make_station("1.6", tmp_path / "st", "CPU"), pki)
     station.set_password(PASSWORD)
     station.set_security_profile(2)
-    async with running_station(station, wss(cloud)):
-        await until(lambda: station.online)
+    async with running(station, wss(cloud)):
+        await until(lambda: station.online, "the station online")
         first = cloud.gateway._live["CPU"]
         for value in ("1", "2", "3"):  # lower, equal, and 3 without a station certificate
             answer = await cloud.gateway.call(
@@ -140,11 +144,15 @@ async def test_TC_A_19_CS_change_configuration_raises_the_profile_and_reconnects
             "CPU", "ChangeConfiguration", {"key": "SecurityProfile", "value": "3"}
         )
         assert answer == {"status": "Accepted"}
-        await until(lambda: cloud.gateway._live.get("CPU") not in (None, first) and station.online)
+        await until(
+            lambda: cloud.gateway._live.get("CPU") not in (None, first) and station.online,
+            "back online on a new connection",
+        )
         assert station.security_profile == 3
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.socket
 async def test_TC_A_09_CS_a_new_password_is_used_on_the_next_connection(
     tmp_path: Path, pki: Pki, cloud: Cloud, version: str
 ) -> None:
@@ -156,8 +164,8 @@ async def test_TC_A_09_CS_a_new_password_is_used_on_the_next_connection(
     station.set_password(PASSWORD)
     station.set_security_profile(2)
     new = "another-password-0123456789"
-    async with running_station(station, wss(cloud)):
-        await until(lambda: station.online)
+    async with running(station, wss(cloud)):
+        await until(lambda: station.online, "the station online")
         first = cloud.gateway._live["CPN"]
         await cloud.store.register_station("CPN", password=new, security_profile=2)
         if version == "1.6":
@@ -180,7 +188,10 @@ async def test_TC_A_09_CS_a_new_password_is_used_on_the_next_connection(
                 },
             )
             assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
-        await until(lambda: cloud.gateway._live.get("CPN") not in (None, first) and station.online)
+        await until(
+            lambda: cloud.gateway._live.get("CPN") not in (None, first) and station.online,
+            "back online on a new connection",
+        )
     assert cloud.gateway.failed_logins["CPN"] == 0
     assert station.password() == new
     log_text = (tmp_path / "st" / "security_log.json").read_text()
@@ -214,6 +225,7 @@ CASES = {
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.socket
 async def test_TC_A_05_CS_an_invalid_server_certificate_is_refused_before_anything_is_sent(
     tmp_path: Path, pki: Pki, version: str, case: str
 ) -> None:
@@ -230,10 +242,13 @@ async def test_TC_A_05_CS_an_invalid_server_certificate_is_refused_before_anythi
     )
     station.set_password(PASSWORD)
     station.set_security_profile(2)
-    async with TlsSink(cert, key) as sink, running_station(station, sink.url()):
-        # two attempts refused (the station retries), and a moment for stray bytes to arrive
-        await until(lambda: station.security_log.types().count(expected) >= 2)
-        await asyncio.sleep(0.3)
+    async with TlsSink(cert, key) as sink, running(station, sink.url()):
+        # two attempts refused (the station retries), both connections read to their end:
+        # every byte the station sent on them is in ``received``
+        await until(
+            lambda: station.security_log.types().count(expected) >= 2, "two refused attempts"
+        )
+        await until(lambda: sink.ended >= 2, "both refused connections closed")
         rejected = station.tls_rejected
         assert rejected is not None and words in rejected.reason, rejected
         assert sink.received == b""  # not a byte after the handshake: no Upgrade, no password
@@ -249,6 +264,7 @@ async def test_TC_A_05_CS_an_invalid_server_certificate_is_refused_before_anythi
     ("limit", "event"),
     [("cipher", "InvalidTLSCipherSuite"), ("version", "InvalidTLSVersion")],
 )
+@pytest.mark.socket
 async def test_a_csms_with_weak_tls_is_refused_with_its_security_event(
     tmp_path: Path, pki: Pki, version: str, limit: str, event: str
 ) -> None:
@@ -271,29 +287,33 @@ async def test_a_csms_with_weak_tls_is_refused_with_its_security_event(
             context.maximum_version = ssl.TLSVersion.TLSv1_1
         context.set_ciphers("DEFAULT:@SECLEVEL=0")
     with ThreadTlsServer(context) as server:
-        async with running_station(station, server.url()):
-            await until(lambda: event in station.security_log.types())
+        async with running(station, server.url()):
+            await until(lambda: event in station.security_log.types(), f"{event} logged")
             assert not station.online
     assert server.received == b"" and server.failures
     assert [e.type for e in station.security_log.pending()].count(event) == 1
 
 
+@pytest.mark.socket
 async def test_a_profile_2_station_sends_nothing_to_a_cloud_with_the_wrong_host(
     tmp_path: Path, pki: Pki
 ) -> None:
     """The real cloud with a certificate for "localhost" only, reached as 127.0.0.1: it
     never sees the station (no request, no failed login, no message)."""
-    from tests.cloud.test_gateway import running
-
     cert, key = _localhost_only(pki)
-    async with running(tmp_path, tls_cert=cert, tls_key=key) as cloud:
+    async with running_cloud(tmp_path, tls_cert=cert, tls_key=key) as cloud:
         await cloud.store.register_station("CPH", password=PASSWORD, security_profile=2)
         station = trusting(make_station("2.0.1", tmp_path / "st", "CPH"), pki)
         station.set_password(PASSWORD)
         station.set_security_profile(2)
-        async with running_station(station, wss(cloud)):
-            await until(lambda: station.tls_rejected is not None)
-            await asyncio.sleep(0.5)
+        async with running(station, wss(cloud)):
+            await until(lambda: station.tls_rejected is not None, "the cloud's certificate refused")
+            # refused again after its back-off: the first connection is over, and the cloud
+            # has had it (and a second one) to see anything the station might have sent
+            await until(
+                lambda: station.security_log.types().count("InvalidCsmsCertificate") >= 2,
+                "a second refusal",
+            )
             assert not station.online
         assert not cloud.gateway.is_connected("CPH")
         assert cloud.gateway.failed_logins["CPH"] == 0
@@ -334,6 +354,7 @@ async def _stop(proc: asyncio.subprocess.Process) -> int:
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("profile", [2, 3])
+@pytest.mark.socket
 async def test_station_run_connects_with_security_profile_flags(
     tmp_path: Path, pki: Pki, cloud: Cloud, version: str, profile: int
 ) -> None:
@@ -355,12 +376,13 @@ async def test_station_run_connects_with_security_profile_flags(
         "--data-dir", str(data), *flags, cwd=tmp_path,
     )  # fmt: skip
     try:
-        await until(lambda: cloud.gateway.is_connected(sid), timeout=30)
-        for _ in range(200):  # the BootNotification follows the connection
+        await until(lambda: cloud.gateway.is_connected(sid), "the process connected")
+
+        async def booted() -> StationRecord | None:  # the BootNotification follows
             record = await cloud.store.get_station(sid)
-            if record is not None and record.ocpp_version == version:
-                break
-            await asyncio.sleep(0.05)
+            return record if record is not None and record.ocpp_version == version else None
+
+        record = await until(booted, "the BootNotification stored")
         assert record is not None and record.ocpp_version == version
     finally:
         assert await _stop(proc) == 0
@@ -391,6 +413,7 @@ async def test_station_run_connects_with_security_profile_flags(
         (["--csms", "ws://127.0.0.1:9/ocpp", "--security-profile", "4"], "--security-profile"),
     ],
 )
+@pytest.mark.socket
 async def test_station_run_bad_security_flags_are_one_line_and_exit_code_2(
     tmp_path: Path, pki: Pki, flags: list[str], words: str
 ) -> None:
