@@ -9,8 +9,7 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,14 +122,3 @@ def start_station(
     )  # fmt: skip
     out.close()
     return LabStation(process, data_dir, log)
-
-
-def wait_for(what: Callable[[], Any], timeout: float = 30.0, step: float = 0.1) -> Any:
-    """``what()`` once it is truthy; fails after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = what()
-        if found:
-            return found
-        time.sleep(step)
-    raise AssertionError(f"not within {timeout:g} s")

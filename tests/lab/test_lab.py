@@ -37,6 +37,9 @@ from plugstream.lab.topology import (
 from plugstream.net.ntp import build_request, parse_response
 from plugstream.netcheck.firewall import NTP_HOST, OCPP_HOST, SETUP_HOST, render
 from tests.lab.conftest import python_in
+from tests.support import until_sync
+
+pytestmark = pytest.mark.lab
 
 ASK_DNS = """
 import json, sys
@@ -90,12 +93,12 @@ print(json.dumps({"address": address, "offset": sample.offset, "stratum": sample
 """
 
 LISTEN = """
-import socket, time
+import signal, socket
 with socket.socket() as s:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", 8080))
     s.listen()
-    time.sleep(60)
+    signal.pause()  # listening until the test stops it, by PID
 """
 
 TRANSFER = """
@@ -168,10 +171,10 @@ def test_dns_to_an_internet_address_that_is_no_allowed_resolver_is_dropped(lab: 
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):  # bounded: dnsmasq binds within milliseconds
-            if f"{INTERNET}:53" in lab.internet.run("ss", "-Hlun", check=False):
-                break
-            time.sleep(0.05)
+        until_sync(
+            lambda: f"{INTERNET}:53" in lab.internet.run("ss", "-Hlun", check=False),
+            "the rogue DNS server listening",
+        )
         # it answers whoever reaches it: the cloud host, on the internet side
         assert python_in(lab, lab.cloud, ASK_DNS, INTERNET, OCPP_HOST) == {OCPP_HOST: [CLOUD]}
         # but the site's router lets no station reach it
@@ -183,10 +186,10 @@ def test_dns_to_an_internet_address_that_is_no_allowed_resolver_is_dropped(lab: 
 def test_nothing_outside_can_connect_to_the_lan(lab: Lab) -> None:
     listener = lab.laptop.start(sys.executable, "-c", LISTEN)
     try:
-        for _ in range(100):
-            if ":8080" in lab.laptop.run("ss", "-Hltn", check=False):
-                break
-            time.sleep(0.05)
+        until_sync(
+            lambda: ":8080" in lab.laptop.run("ss", "-Hltn", check=False),
+            "the laptop listening on 8080",
+        )
         # on the LAN itself the laptop's port is open
         assert python_in(lab, lab.dhcp, CONNECT, LAPTOP, "8080") == {"8080": "connected"}
         # no route from the internet or the cloud to the LAN (NAT), nor to the station's LTE
@@ -255,8 +258,8 @@ def test_lab_down_removes_what_a_killed_lab_left() -> None:
     dead.wait()
     name = f"{NETNS_PREFIX}{dead.pid}n1-router"
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
-    # a process of the killed lab, still running in its namespace
-    orphan = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "30"])
+    # a process of the killed lab, still running in its namespace (until it is stopped)
+    orphan = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "infinity"])
     try:
         done = subprocess.run(
             [sys.executable, "-c", "from plugstream.lab.cli import lab_app; lab_app()", "down"],
@@ -344,10 +347,9 @@ def test_a_cut_ethernet_cable_leaves_the_station_lte_only(lab: Lab) -> None:
         lab.station.ip("route", "del", "default", "via", CARRIER_LTE)
     finally:
         lab.restore_ethernet()
-    for _ in range(100):  # bounded: the link comes up within milliseconds
-        if "NO-CARRIER" not in lab.station.ip("link", "show", "eth0"):
-            break
-        time.sleep(0.05)
+    until_sync(
+        lambda: "NO-CARRIER" not in lab.station.ip("link", "show", "eth0"), "eth0's carrier back"
+    )
     assert "LOWER_UP" in lab.station.ip("link", "show", "eth0")
 
 

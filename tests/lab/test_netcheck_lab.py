@@ -18,6 +18,8 @@ from plugstream.netcheck.check import INTERCEPTED
 from plugstream.netcheck.firewall import OCPP_HOST, SETUP_HOST
 from tests.lab.conftest import plugstream_in
 
+pytestmark = pytest.mark.lab
+
 TIMEOUT = "1"  # seconds per check: what a dropped packet costs
 
 

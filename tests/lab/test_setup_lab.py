@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,10 @@ from plugstream.netcheck.firewall import SETUP_HOST
 from plugstream.pki.keystore import PKIStore
 from plugstream.station.network import StationNetwork
 from plugstream.station.provisioning import NotReady, factory_install, provision
-from tests.lab.conftest import LabStation, api, plugstream_in, wait_for
+from tests.lab.conftest import LabStation, api, plugstream_in
+from tests.support import WAIT, until, until_sync
+
+pytestmark = pytest.mark.lab
 
 ONLINE_S = 40.0
 """Factory state to booted on the cloud (about 8 s in the lab)."""
@@ -101,6 +104,15 @@ def report(station: LabStation) -> str:
     )
 
 
+def wait(check: Callable[[], Any], station: LabStation, what: str, timeout: float) -> Any:
+    """:func:`until_sync`, failing with the station's output and network.json (a cloud
+    call is a process: polled every half second)."""
+    try:
+        return until_sync(check, what, timeout=timeout, interval=0.5)
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}{report(station)}") from None
+
+
 def test_a_new_station_is_commissioned_over_dhcp_ntp_and_dns(lab: Lab) -> None:
     """Claimed, then switched on: a lease, the clock from pool.ntp.org, the setup name from
     the DHCP DNS server, provisioned at profile 2 and booted on PlugStream Cloud."""
@@ -108,10 +120,7 @@ def test_a_new_station_is_commissioned_over_dhcp_ntp_and_dns(lab: Lab) -> None:
     factory(lab, serial)
     claim(lab, serial, 2)
     with commissioning(lab, serial) as station:
-        try:
-            wait_for(lambda: booted(lab, serial), ONLINE_S, step=0.5)
-        except AssertionError:
-            raise AssertionError(f"not booted within {ONLINE_S:g} s{report(station)}") from None
+        wait(lambda: booted(lab, serial), station, "booted on the cloud", ONLINE_S)
         output = station.output()
         assert f"station {serial} → wss://ocpp.ampnexus.net/ocpp/{serial}" in output, output
         assert "security profile 2" in output, output
@@ -142,10 +151,7 @@ def test_with_the_cable_unplugged_a_new_station_is_commissioned_over_lte(lab: La
     try:
         links = ("--link", "eth0=ethernet", "--link", "lte0=lte")
         with commissioning(lab, serial, *links) as station:
-            try:
-                wait_for(lambda: booted(lab, serial), ONLINE_S, step=0.5)
-            except AssertionError:
-                raise AssertionError(f"not booted over LTE{report(station)}") from None
+            wait(lambda: booted(lab, serial), station, "booted over LTE", ONLINE_S)
             status = station.network()
             assert status["active_link"] == "lte", report(station)
             assert status["dhcp"] is None, report(station)  # no carrier, no lease
@@ -165,26 +171,22 @@ def test_no_setup_call_while_the_clock_is_unsynchronized(lab: Lab) -> None:
     lab.block(123, "udp")
     try:
         with commissioning(lab, serial) as station:
-            try:
-                wait_for(lambda: "NTP pool.ntp.org:123: timeout" in station.output(), 20.0)
-                wait_for(
-                    lambda: (
-                        "not calling the setup service yet: clock not synchronized"
-                        in station.output()
-                    ),
-                    10.0,
-                )
-            except AssertionError:
-                raise AssertionError(f"no reason given{report(station)}") from None
+            wait(
+                lambda: "NTP pool.ntp.org:123: timeout" in station.output(),
+                station, "the NTP timeout in the log", WAIT,
+            )  # fmt: skip
+            wait(
+                lambda: (
+                    "not calling the setup service yet: clock not synchronized" in station.output()
+                ),
+                station, "the reason no setup call is made, in the log", WAIT,
+            )  # fmt: skip
             assert claimed(lab, serial)["provisioned_at"] is None, report(station)
             assert not booted(lab, serial)
             assert station.network()["clock"]["synchronized"] is False, report(station)
             assert not (station.data_dir / "setup.json").exists()
             lab.unblock(123, "udp")
-            try:
-                wait_for(lambda: booted(lab, serial), NTP_RETRY_S, step=0.5)
-            except AssertionError:
-                raise AssertionError(f"not booted after NTP{report(station)}") from None
+            wait(lambda: booted(lab, serial), station, "booted after NTP", NTP_RETRY_S)
             assert claimed(lab, serial)["provisioned_at"] is not None
             assert "security profile 3" in station.output(), report(station)
     finally:
@@ -199,10 +201,10 @@ async def test_the_setup_service_is_not_called_before_the_clock_is_set(tmp_path:
     keystore = PKIStore(tmp_path / "pki")
     keystore.init("Lab Operator")
     issued = keystore.manufacturer_root().issue_client("PS22-LOOP-0001", organization="PlugStream")
-    connections: list[object] = []
+    peers: list[tuple[str, int]] = []
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(writer)
+        peers.append(writer.get_extra_info("peername"))
         writer.close()
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
@@ -216,7 +218,12 @@ async def test_the_setup_service_is_not_called_before_the_clock_is_set(tmp_path:
     async with server:
         with pytest.raises(NotReady) as refused:
             await provision(data_dir, network=network)
-        await asyncio.sleep(0.1)
+        # a connection of ours, accepted after any the refused call could have made
+        _, probe = await asyncio.open_connection("127.0.0.1", port)
+        ours = probe.get_extra_info("sockname")
+        await until(lambda: ours in peers, "our own connection accepted")
+        probe.close()
+    connections = [peer for peer in peers if peer != ours]
     assert refused.value.reason.startswith(
         "not calling the setup service yet: clock not synchronized: no NTP query made yet"
     )
@@ -229,14 +236,16 @@ async def test_the_network_loops_run_once_for_two_owners() -> None:
     network = StationNetwork(
         clock=CorrectedClock(), ntp_host="127.0.0.1", ntp_port=9, ntp_timeout=0.2, dns_fallbacks=()
     )
+    clock = network.clock
+    assert clock is not None
     first = asyncio.create_task(network.keep_synchronized())
-    await asyncio.sleep(0.05)
+    await until(lambda: clock.attempts == 1, "the first loop's NTP query")
     await asyncio.wait_for(network.keep_synchronized(), 1.0)  # the second returns at once
     assert not first.done()
     first.cancel()
     await asyncio.gather(first, return_exceptions=True)
     again = asyncio.create_task(network.keep_synchronized())  # the first one ended: runs
-    await asyncio.sleep(0.05)
+    await until(lambda: clock.attempts == 2, "the new loop's NTP query")
     assert not again.done()
     again.cancel()
     await asyncio.gather(again, return_exceptions=True)

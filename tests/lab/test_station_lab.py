@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
+
 from plugstream.lab.topology import (
     CARRIER_WAN,
     CLOUD,
@@ -37,17 +39,20 @@ from tests.lab.conftest import (
     python_in,
     start_station,
 )
+from tests.support import WAIT, until_sync
+
+pytestmark = pytest.mark.lab
 
 DNS_TIMEOUT_MS = (1800, 3000)
 """The per-server timeout ("promptly", 2 s by default) as seen in ``elapsed_ms``."""
 ONLINE_S = 30.0
 """How long a station may take to boot on the cloud (about 7 s in the lab)."""
-SLOW_ONLINE_S = 25.0
-"""The same with silent DNS servers: up to 2 x 2 s for each of pool.ntp.org and the CSMS."""
+SLOW_ONLINE_S = ONLINE_S + 8.0
+"""The same with silent DNS servers: up to 2 x 2 s more for each of pool.ntp.org and the CSMS."""
 RESUME_S = 30.0
 """The issue: the OCPP session resumes on the new link within 30 s."""
-BLOCKED_S = 25.0
-"""How long the NTP scenario keeps UDP 123 closed after the station starts."""
+NTP_RETRY_S = 32.0
+"""The station's wait for its third NTP try after two missed ones (16 s, doubled)."""
 HOLD_DOWN_S = 5.0
 TAG = "04C0FFEE"
 
@@ -115,22 +120,20 @@ def report(station: LabStation) -> str:
     )
 
 
-def wait(
-    what: Callable[[], Any], station: LabStation, why: str, timeout: float, step: float = 0.3
-) -> Any:
-    """``what()`` once truthy, else fail after ``timeout`` s saying ``why`` with the
-    station's log and network.json."""
-    deadline = time.monotonic() + timeout
-    while True:
+def wait(what: Callable[[], Any], station: LabStation, why: str, timeout: float = WAIT) -> Any:
+    """:func:`until_sync` for ``what()``, failing at once if the station exits, and with
+    the station's log and network.json (a cloud call is a process: polled every 0.3 s)."""
+
+    def check() -> Any:
         found = what()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{why}: not within {timeout:g} s{report(station)}")
-        if station.process.poll() is not None:
-            raise AssertionError(f"{why}: the station exited ({station.process.returncode})"
-                                 f"{report(station)}")  # fmt: skip
-        time.sleep(step)
+        if not found and station.process.poll() is not None:
+            raise AssertionError(f"{why}: the station exited ({station.process.returncode})")
+        return found
+
+    try:
+        return until_sync(check, why, timeout=timeout, interval=0.3)
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}{report(station)}") from None
 
 
 def lookup(station: LabStation) -> dict[str, Any] | None:
@@ -244,7 +247,7 @@ def test_a_silent_dhcp_primary_dns_is_passed_over_after_2_s_for_the_secondary(la
         wait(
             lambda: connected(lab, "SCEN-DNS1"), station, "online via the secondary", SLOW_ONLINE_S
         )
-        dns = wait(lambda: lookup(station), station, "the CSMS name resolved", 5)
+        dns = wait(lambda: lookup(station), station, "the CSMS name resolved")
         assert attempts(dns) == [
             (f"DHCP primary {DHCP_DNS[0]}", "timeout"),
             (f"DHCP secondary {DHCP_DNS[1]}", "answer"),
@@ -258,7 +261,7 @@ def test_a_silent_dhcp_primary_dns_is_passed_over_after_2_s_for_the_secondary(la
 def test_both_dhcp_dns_silent_the_first_fallback_answers_after_both_timeouts(lab: Lab) -> None:
     with silent_dns(lab, *DHCP_DNS), running(lab, "SCEN-DNS2") as station:
         wait(lambda: connected(lab, "SCEN-DNS2"), station, "online via the fallback", SLOW_ONLINE_S)
-        dns = wait(lambda: lookup(station), station, "the CSMS name resolved", 5)
+        dns = wait(lambda: lookup(station), station, "the CSMS name resolved")
         assert attempts(dns) == [
             (f"DHCP primary {DHCP_DNS[0]}", "timeout"),
             (f"DHCP secondary {DHCP_DNS[1]}", "timeout"),
@@ -277,7 +280,7 @@ def test_no_dns_server_from_dhcp_the_fallbacks_carry(lab: Lab) -> None:
             wait(lambda: connected(lab, "SCEN-NODNS"), station, "online", ONLINE_S)
             status = station.network()
             assert status["dhcp"]["dns_servers"] == [], report(station)
-            dns = wait(lambda: lookup(station), station, "the CSMS name resolved", 5)
+            dns = wait(lambda: lookup(station), station, "the CSMS name resolved")
             assert attempts(dns)[0] == (f"fallback {FALLBACK_DNS[0]}", "answer"), report(station)
             assert "DNS none (the fallbacks only)" in station.output()
     finally:
@@ -290,28 +293,31 @@ def test_no_dns_server_from_dhcp_the_fallbacks_carry(lab: Lab) -> None:
 def test_ntp_blocked_the_clock_is_unsynchronized_and_the_station_does_not_authenticate(
     lab: Lab,
 ) -> None:
-    """The block is held for the first ``BLOCKED_S`` s of the station's life. How soon it
-    connects after the repair depends on the station's own schedule (the NTP retry doubles
-    from 16 s, and the clock gate's refusals use up the OCPP reconnect back-off), so the
-    repair comes where the lab's schedule puts the next NTP try shortly after it."""
+    """The block is held until the station's connection loop has been refused by the
+    clock gate after its second NTP try missed (its first try is before the DHCP lease,
+    the second right after it): by then a station that ignored the gate would long have
+    tried TCP 443. How soon it connects after the repair depends on the station's own
+    schedule: its third NTP try comes ``NTP_RETRY_S`` s after the second."""
     sid = "SCEN-NTP"
     with count_https_from_stations(lab) as https:
         lab.block(123, "udp")
         try:
             with running(lab, sid) as station:
-                started = time.monotonic()
                 status = wait(
                     lambda: (s := station.network()).get("offline_reason") and s,
                     station, "an offline reason", ONLINE_S,
                 )  # fmt: skip
                 why = status["offline_reason"]
                 assert why.startswith("clock not synchronized"), report(station)
+                status = wait(
+                    lambda: "(2 attempts" in ((s := station.network()).get("offline_reason") or "")
+                    and s,
+                    station, "a connection refused by the clock gate after two NTP tries",
+                    ONLINE_S + 16.0,  # the lease, then a reconnect back-off (6 s + up to 10 s)
+                )  # fmt: skip
                 # the cloud never sees it, and it never even tries TCP 443
-                while time.monotonic() < started + BLOCKED_S:
-                    info = seen_by_cloud(lab, sid)
-                    assert not info.get("connected") and info.get("last_boot") is None, info
-                    time.sleep(1.0)
-                status = station.network()
+                info = seen_by_cloud(lab, sid)
+                assert not info.get("connected") and info.get("last_boot") is None, info
                 assert status["clock"]["synchronized"] is False, report(station)
                 assert status["clock"]["why_not"], report(station)
                 assert status["dhcp"] is not None  # the site's network itself is fine
@@ -323,7 +329,7 @@ def test_ntp_blocked_the_clock_is_unsynchronized_and_the_station_does_not_authen
                 lab.unblock(123, "udp")
                 repaired = time.monotonic()
                 wait(lambda: connected(lab, sid), station, "online after UDP 123 was opened",
-                     30.0)  # fmt: skip
+                     NTP_RETRY_S + ONLINE_S)  # fmt: skip
                 status = station.network()
                 assert status["clock"]["synchronized"] is True, report(station)
                 assert status["clock"]["server"] == "pool.ntp.org:123"
@@ -385,8 +391,7 @@ def test_ethernet_cut_during_a_session_the_session_continues_over_lte(lab: Lab) 
     try:
         with running(lab, sid, *flags) as station:
             wait(lambda: connected(lab, sid), station, "online over Ethernet", ONLINE_S)
-            wait(lambda: station.network().get("active_link") == "ethernet", station,
-                 "on ethernet", 10.0)  # fmt: skip
+            wait(lambda: station.network().get("active_link") == "ethernet", station, "on ethernet")
             lan = station.network()["dhcp"]["address"]
             status, out = cloud_api(
                 lab, "POST", f"/stations/{sid}/commands/ChangeConfiguration",
@@ -400,9 +405,11 @@ def test_ethernet_cut_during_a_session_the_session_continues_over_lte(lab: Lab) 
                 found = cloud_api(lab, "GET", f"/transactions?station={sid}")[1]
                 return [t for t in found if t["active"]] if isinstance(found, list) else []
 
-            (tx,) = wait(active, station, "a transaction on the cloud", 20.0)
-            before = wait(lambda: len(s := samples(lab, tx["id"])) >= 2 and s, station,
-                          "meter values on the cloud", 20.0)  # fmt: skip
+            (tx,) = wait(active, station, "a transaction on the cloud")
+            before = wait(
+                lambda: len(s := samples(lab, tx["id"])) >= 2 and s,
+                station, "meter values on the cloud",
+            )  # fmt: skip
 
             lab.cut_ethernet()
             cut_at = time.monotonic()
@@ -423,9 +430,19 @@ def test_ethernet_cut_during_a_session_the_session_continues_over_lte(lab: Lab) 
             during = samples(lab, tx["id"])
             assert set(before) <= set(during)  # nothing the cloud had is lost
             # the site's uplink no longer carries the station: its LAN address sends nothing
-            # (what still arrives for it is the cloud giving up on the old connection)
+            # (what still arrives for it is the cloud giving up on the old connection) up to
+            # a sync point after it: a meter sample the cloud asks for now, over LTE
             first, _ = lab.counters(lan)
-            time.sleep(2.0)
+            known = len(samples(lab, tx["id"]))
+            status, out = cloud_api(
+                lab, "POST", f"/stations/{sid}/commands/TriggerMessage",
+                {"requestedMessage": "MeterValues", "connectorId": 1},
+            )  # fmt: skip
+            assert (status, out) == (200, {"status": "Accepted"}), out
+            during = wait(
+                lambda: len(s := samples(lab, tx["id"])) > known and s,
+                station, "the triggered meter sample on the cloud",
+            )  # fmt: skip
             assert lab.counters(lan)[0] == first
             assert CARRIER_WAN in ocpp_peers(lab)
 
@@ -435,10 +452,10 @@ def test_ethernet_cut_during_a_session_the_session_continues_over_lte(lab: Lab) 
             wait(lambda: station.network().get("active_link") == "ethernet", station,
                  "back on ethernet", HOLD_DOWN_S + 25.0)  # fmt: skip
             assert time.monotonic() - restored >= HOLD_DOWN_S
-            wait(lambda: connected(lab, sid), station, "online over ethernet again", 20.0)
+            wait(lambda: connected(lab, sid), station, "online over ethernet again")
             after = wait(
                 lambda: len(s := samples(lab, tx["id"])) > len(during) and s,
-                station, "meter values again over ethernet", 20.0,
+                station, "meter values again over ethernet",
             )  # fmt: skip
             assert set(during) <= set(after)
             assert lab.counters(lan)[0] > first  # the site's uplink carries it again
@@ -447,7 +464,7 @@ def test_ethernet_cut_during_a_session_the_session_continues_over_lte(lab: Lab) 
             ended = wait(
                 lambda: (t := cloud_api(lab, "GET", f"/transactions/{tx['id']}")[1])
                 .get("stopped_at") and t,
-                station, "the transaction stopped", 20.0,
+                station, "the transaction stopped",
             )  # fmt: skip
             assert ended["energy_wh"] is not None and ended["energy_wh"] > 0, ended
             listed = cloud_api(lab, "GET", f"/transactions?station={sid}")[1]

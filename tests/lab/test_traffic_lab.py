@@ -32,7 +32,7 @@ are asserted on the payload, the article's figures on the IP bytes; a session is
 80 KB in IP bytes, an idle day is not under 100 KB (its pings are mostly TCP/IP headers and
 ACKs): the table shows it rather than hides it.
 
-Run: ``.venv/bin/pytest -s tests/lab/test_traffic_lab.py`` (root; about 2 minutes). The
+Run: ``.venv/bin/pytest -s tests/lab/test_traffic_lab.py`` (root; about a minute). The
 table and, last, one JSON line with the figures are printed; the JSON is also written to
 ``traffic.json`` in the lab directory while the lab lives.
 """
@@ -51,10 +51,16 @@ import pytest
 from plugstream.cloud.config import CloudConfig
 from plugstream.lab.topology import LAN, Lab, lab_unavailable
 from plugstream.net.ntp import build_request
-from tests.lab.conftest import LabStation, api, register, start_station, wait_for
+from tests.lab.conftest import LabStation, api, register, start_station
+from tests.support import WAIT, until_sync
 
-SCALE: Final = 120.0
-"""Station seconds per real second: the idle hour takes 30 s, the session 60 s."""
+pytestmark = pytest.mark.lab
+
+SCALE: Final = 360.0
+"""Station seconds per real second: the idle hour takes 10 s, the session 20 s. The
+station then pings every 0.5 s (the cloud, which pings only a quiet station, every 0.83 s)
+and samples six times a second: the same messages as a real hour or session, which the
+station and the cloud keep up with on a busy machine (the cloud's pong wait is real)."""
 HEARTBEAT_S: Final = 3600  # the cloud's BootNotification interval (its default)
 CLOUD_PING_S: Final = CloudConfig().ping_interval  # real: 300 s
 STATION_PING_S: Final = 180.0  # the station's WebSocketPingInterval default
@@ -298,7 +304,7 @@ class Meter:
         )
 
 
-def _status(station: LabStation, timeout: float = 5.0) -> str:
+def _status(station: LabStation) -> str:
     """The station's ``status`` line (asked on stdin, read from its log)."""
 
     def lines() -> list[str]:
@@ -307,12 +313,11 @@ def _status(station: LabStation, timeout: float = 5.0) -> str:
     before = len(lines())
     station.send("status")
 
-    def answered() -> str | None:
+    def answered() -> str:
         found = lines()
-        return found[-1] if len(found) > before else None
+        return found[-1] if len(found) > before else ""
 
-    line: str = wait_for(answered, timeout, step=0.05)
-    return line
+    return until_sync(answered, "the station's status line")
 
 
 def _online(station: LabStation) -> bool:
@@ -321,8 +326,29 @@ def _online(station: LabStation) -> bool:
 
 
 def _sleep_until(deadline: float) -> None:
+    """The rest of a measurement window: its length is what is measured."""
     while (left := deadline - time.monotonic()) > 0:
         time.sleep(min(left, 1.0))
+
+
+def _connectors(lab: Lab) -> dict[int, str]:
+    """The connector statuses the cloud holds for the station: StatusNotifications it
+    stored, and so answered."""
+    code, found = api(lab, "GET", f"/stations/{STATION_ID}")
+    assert code == 200, found
+    return {int(c["connector_id"]): str(c["status"]) for c in found["connectors"]}
+
+
+def _next_ping(lab: Lab, address: str) -> None:
+    """Until the station's next keep-alive packet has crossed the router: TCP sends the
+    ACKs it owes before or with it, so a window read after it holds every byte of the
+    exchanges that came before (the last answers and their ACKs)."""
+
+    def pings() -> int:
+        return _sizes(lab, "up", address).get(("tcp", KEEPALIVE_UP), 0)
+
+    seen = pings()
+    until_sync(lambda: pings() > seen, "the station's next keep-alive ping")
 
 
 @dataclass(frozen=True)
@@ -343,9 +369,13 @@ def measured(lab: Lab) -> Iterator[Measured]:
     meter.start()
     station = start_station(lab, STATION_ID, "--time-scale", f"{SCALE:g}")
     try:
-        address: str = wait_for(lambda: (station.network().get("dhcp") or {}).get("address"), 30)
-        wait_for(lambda: _online(station), 60, step=0.2)
-        time.sleep(1.0)  # StatusNotification answered
+        address = until_sync(
+            lambda: str((station.network().get("dhcp") or {}).get("address") or ""),
+            "a DHCP address",
+        )
+        until_sync(lambda: _online(station), "the station online", timeout=2 * WAIT, interval=0.2)
+        until_sync(lambda: {0, 1} <= set(_connectors(lab)), "both StatusNotifications answered")
+        _next_ping(lab, address)  # the first ping, and the last ACKs of the boot
         connect = meter.read(address)
 
         meter.start()
@@ -355,7 +385,7 @@ def measured(lab: Lab) -> Iterator[Measured]:
         meter.start()
         station.send("plug family")
         station.send(f"swipe {TAG}")
-        wait_for(lambda: f"swipe {TAG}: accepted" in station.output(), 30)
+        until_sync(lambda: f"swipe {TAG}: accepted" in station.output(), "the tag accepted")
         _sleep_until(meter.started + SESSION_S / SCALE)
         station.send("unplug")
 
@@ -364,8 +394,9 @@ def measured(lab: Lab) -> Iterator[Measured]:
             assert code == 200, found
             return bool(found) and all(t["stopped_at"] is not None for t in found)
 
-        wait_for(stopped, 30, step=0.2)
-        time.sleep(0.3)  # the last ACKs
+        until_sync(stopped, "the transaction stopped", interval=0.2)
+        until_sync(lambda: _connectors(lab).get(1) == "Available", "the connector available")
+        _next_ping(lab, address)  # after the last answers and their ACKs
         session = meter.read(address)
         station.send("quit")
         try:

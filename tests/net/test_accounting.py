@@ -16,6 +16,7 @@ from plugstream.net.accounting import FILENAME, ByteCounter
 T0 = datetime(2026, 11, 24, 23, 59, 59, tzinfo=UTC)
 
 
+@pytest.mark.unit
 def test_bytes_land_in_their_utc_day_across_midnight() -> None:
     c = ByteCounter()
     c.record("tx", 100, link="ethernet", at=T0)
@@ -30,6 +31,7 @@ def test_bytes_land_in_their_utc_day_across_midnight() -> None:
     assert c.totals() == (100, 12)
 
 
+@pytest.mark.unit
 def test_naive_times_and_bad_input_are_refused() -> None:
     c = ByteCounter()
     with pytest.raises(ValueError):
@@ -43,6 +45,7 @@ def test_naive_times_and_bad_input_are_refused() -> None:
     assert c.totals() == (0, 0) and c.per_day() == {}
 
 
+@pytest.mark.unit
 def test_per_link_split() -> None:
     c = ByteCounter()
     c.record("tx", 10, link="ethernet", at=T0)
@@ -53,6 +56,7 @@ def test_per_link_split() -> None:
     assert c.per_day()[T0.date()] == {"ethernet": (10, 0), "wifi": (20, 0), "lte": (0, 30)}
 
 
+@pytest.mark.unit
 def test_cycle_attribution_and_bytes_outside_cycles() -> None:
     c = ByteCounter()
     t = T0
@@ -79,6 +83,7 @@ def test_cycle_attribution_and_bytes_outside_cycles() -> None:
         c.start_cycle("B", t)
 
 
+@pytest.mark.unit
 def test_persistence_round_trip_including_an_open_cycle(tmp_path: Path) -> None:
     c = ByteCounter()
     c.record("tx", 3, link="ethernet", at=T0)
@@ -103,6 +108,7 @@ def test_persistence_round_trip_including_an_open_cycle(tmp_path: Path) -> None:
     assert back.per_cycle()["open"][:2] == (5, 6)
 
 
+@pytest.mark.unit
 def test_load_of_an_empty_dir_is_an_empty_counter_and_garbage_is_refused(tmp_path: Path) -> None:
     assert ByteCounter.load(tmp_path).totals() == (0, 0)
     (tmp_path / FILENAME).write_text('{"format": 1, "totals": "lots"}')
@@ -113,6 +119,7 @@ def test_load_of_an_empty_dir_is_an_empty_counter_and_garbage_is_refused(tmp_pat
         ByteCounter.load(tmp_path)
 
 
+@pytest.mark.unit
 def test_atomic_write_leaves_no_partial_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,6 +147,7 @@ def test_atomic_write_leaves_no_partial_file(
     assert sorted(os.listdir(tmp_path)) == [FILENAME]
 
 
+@pytest.mark.unit
 def test_save_prunes_old_days_and_ended_cycles_but_keeps_totals(tmp_path: Path) -> None:
     c = ByteCounter(keep_days=2, keep_cycles=1)
     for i in range(4):
@@ -180,6 +188,7 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.socket
 def test_stats_prints_the_figures(data_dir: Path) -> None:
     done = stats("--data-dir", str(data_dir))
     assert done.returncode == 0, done.stderr
@@ -193,6 +202,7 @@ def test_stats_prints_the_figures(data_dir: Path) -> None:
     assert "total: tx 251,234, rx 180,066, 431,300 bytes" in out
 
 
+@pytest.mark.socket
 def test_stats_json_is_one_object_with_the_right_totals(data_dir: Path) -> None:
     done = stats("--data-dir", str(data_dir), "--json")
     assert done.returncode == 0, done.stderr
@@ -207,6 +217,7 @@ def test_stats_json_is_one_object_with_the_right_totals(data_dir: Path) -> None:
     assert report["links"]["lte"] == {"tx": 250_000, "rx": 180_000, "total": 430_000}
 
 
+@pytest.mark.socket
 def test_stats_on_a_missing_or_empty_dir_is_one_line_and_exit_2(tmp_path: Path) -> None:
     for path in (tmp_path / "nope", tmp_path):
         done = stats("--data-dir", str(path))
@@ -215,6 +226,7 @@ def test_stats_on_a_missing_or_empty_dir_is_one_line_and_exit_2(tmp_path: Path) 
         assert done.stdout == ""
 
 
+@pytest.mark.socket
 def test_stats_on_a_dir_without_counters_says_no_data_yet(tmp_path: Path) -> None:
     (tmp_path / "journal.db").write_bytes(b"")  # the station's other files
     done = stats("--data-dir", str(tmp_path))
@@ -224,6 +236,7 @@ def test_stats_on_a_dir_without_counters_says_no_data_yet(tmp_path: Path) -> Non
     assert done.returncode == 0 and json.loads(done.stdout)["totals"]["total"] == 0
 
 
+@pytest.mark.socket
 def test_stats_on_a_broken_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (tmp_path / FILENAME).write_text("{broken")
     done = stats("--data-dir", str(tmp_path))

@@ -58,6 +58,7 @@ from plugstream.net.dhcp import (
     read_system_lease,
     remove_lease,
 )
+from tests.support import WAIT, until_sync
 
 MAC = "02:00:00:00:00:01"
 MAC_BYTES = bytes.fromhex("020000000001")
@@ -66,6 +67,7 @@ SERVER = "192.0.2.1"
 # --------------------------------------------------------------------------- packets
 
 
+@pytest.mark.unit
 def test_discover_golden_bytes() -> None:
     packet = build_discover(0x12345678, MAC)
     assert len(packet) == 300  # BOOTP minimum, some relays drop shorter messages
@@ -87,6 +89,7 @@ def test_discover_golden_bytes() -> None:
     assert packet[240 + len(options) :] == bytes(300 - 240 - len(options))
 
 
+@pytest.mark.unit
 def test_request_names_the_chosen_server_and_the_offered_address() -> None:
     message = parse(
         build_request(7, MAC, requested_ip="192.0.2.120", server_id=SERVER, hostname="ps7-0001")
@@ -101,6 +104,7 @@ def test_request_names_the_chosen_server_and_the_offered_address() -> None:
     assert message.options[Option.PARAMETER_REQUEST_LIST] == bytes([1, 3, 6, 15, 51, 54, 58, 59])
 
 
+@pytest.mark.unit
 def test_release_is_unicast_with_the_address_in_ciaddr() -> None:
     message = parse(build_release(9, MAC, address="192.0.2.120", server_id=SERVER))
     assert message.message_type is MessageType.RELEASE
@@ -157,6 +161,7 @@ OFFER_OPTIONS = (
 )
 
 
+@pytest.mark.unit
 def test_parse_a_handmade_offer() -> None:
     message = parse(handmade_reply(MessageType.OFFER, options=OFFER_OPTIONS))
     assert message.op == 2 and message.xid == 0xCAFEF00D
@@ -180,11 +185,13 @@ def test_parse_a_handmade_offer() -> None:
     assert lease.netmask == "255.255.255.0" and lease.expires_at == 4600.0
 
 
+@pytest.mark.unit
 def test_dns_servers_keep_the_servers_order_not_sorted() -> None:
     packet = handmade_reply(MessageType.ACK, options=[(6, ip("198.51.100.9") + ip("192.0.2.53"))])
     assert parse(packet).dns_servers == ("198.51.100.9", "192.0.2.53")
 
 
+@pytest.mark.unit
 def test_message_round_trip_and_long_options_are_split_and_joined() -> None:
     long_value = bytes(range(256)) + bytes(100)  # > 255 bytes: RFC 3396 split
     message = DhcpMessage(
@@ -201,6 +208,7 @@ def test_message_round_trip_and_long_options_are_split_and_joined() -> None:
     assert parse(wire) == message
 
 
+@pytest.mark.unit
 def test_infinite_lease_has_no_expiry() -> None:
     packet = handmade_reply(MessageType.ACK, options=[(51, INFINITE_LEASE.to_bytes(4, "big"))])
     lease = lease_from_message(parse(packet), obtained_at=0.0)
@@ -216,6 +224,7 @@ def test_infinite_lease_has_no_expiry() -> None:
         (bytes([2, 1, 6]) + bytes(233) + MAGIC_COOKIE + bytes([6, 8, 192, 0]), "cut off"),
     ],
 )
+@pytest.mark.unit
 def test_garbage_is_rejected_with_its_reason(data: bytes, why: str) -> None:
     with pytest.raises(MalformedPacket, match=why):
         parse(data)
@@ -240,6 +249,7 @@ def offer_for(
     return handmade_reply(MessageType.OFFER, xid=xid, chaddr=chaddr, op=op, options=OFFER_OPTIONS)
 
 
+@pytest.mark.unit
 def test_discover_is_retransmitted_with_rfc_backoff_then_gives_up() -> None:
     client = new_client()
     [first] = sends(client.start(now=100.0))
@@ -263,6 +273,7 @@ def test_discover_is_retransmitted_with_rfc_backoff_then_gives_up() -> None:
     assert client.tick(10_000.0) == []  # finished: nothing more, ever
 
 
+@pytest.mark.unit
 def test_backoff_is_capped_at_64_seconds() -> None:
     client = new_client(max_transmissions=9)
     client.start(0.0)
@@ -276,6 +287,7 @@ def test_backoff_is_capped_at_64_seconds() -> None:
     assert all(63 <= gap <= 65 for gap in gaps[-3:])
 
 
+@pytest.mark.unit
 def test_replies_that_are_not_for_us_are_ignored() -> None:
     client = new_client()
     client.start(0.0)
@@ -290,6 +302,7 @@ def test_replies_that_are_not_for_us_are_ignored() -> None:
     assert client.state == "SELECTING" and client.ignored == 6
 
 
+@pytest.mark.unit
 def test_offer_then_ack_binds_the_lease_with_dns_order_kept() -> None:
     client = new_client(hostname="ps22-0042")
     client.start(10.0)
@@ -330,6 +343,7 @@ def test_offer_then_ack_binds_the_lease_with_dns_order_kept() -> None:
     assert parse(release.payload).message_type is MessageType.RELEASE
 
 
+@pytest.mark.unit
 def test_request_is_retransmitted_then_the_client_starts_over() -> None:
     client = new_client(max_transmissions=2)
     client.start(0.0)
@@ -344,6 +358,7 @@ def test_request_is_retransmitted_then_the_client_starts_over() -> None:
     assert client.state == "SELECTING" and client.restarts == 1
 
 
+@pytest.mark.unit
 def test_nak_sends_the_client_back_to_discover_with_a_new_xid() -> None:
     client = new_client(max_restarts=1)
     client.start(0.0)
@@ -368,6 +383,7 @@ def test_nak_sends_the_client_back_to_discover_with_a_new_xid() -> None:
     assert isinstance(failed, Failed) and "wrong network" in failed.reason
 
 
+@pytest.mark.unit
 def test_nak_from_another_server_is_ignored() -> None:
     client = new_client()
     client.start(0.0)
@@ -377,6 +393,7 @@ def test_nak_from_another_server_is_ignored() -> None:
     assert client.state == "REQUESTING"
 
 
+@pytest.mark.unit
 def test_discover_only_client_stops_at_the_offer() -> None:
     client = new_client(discover_only=True)
     client.start(0.0)
@@ -390,6 +407,7 @@ def lifetimes(value: str) -> list[str]:
     return ["valid_lft", value, "preferred_lft", value]
 
 
+@pytest.mark.unit
 def test_apply_lease_runs_iproute2_replace_commands_with_the_time_left() -> None:
     commands: list[list[str]] = []
     lease = Lease("192.0.2.120", 24, (SERVER,), ("192.0.2.53",), 3600, SERVER, 0.0)
@@ -401,6 +419,7 @@ def test_apply_lease_runs_iproute2_replace_commands_with_the_time_left() -> None
     ]
 
 
+@pytest.mark.unit
 def test_apply_lease_infinite_is_forever_and_a_moved_address_replaces_the_old() -> None:
     commands: list[list[str]] = []
     old = Lease("192.0.2.120", 24, (), (), 3600, SERVER, 0.0)
@@ -415,6 +434,7 @@ def test_apply_lease_infinite_is_forever_and_a_moved_address_replaces_the_old() 
     assert [c[2] for c in commands] == ["replace"]  # same address: nothing removed
 
 
+@pytest.mark.unit
 def test_remove_lease_takes_route_and_address_off_and_tolerates_what_is_gone() -> None:
     commands: list[list[str]] = []
 
@@ -482,6 +502,7 @@ def assert_extension_request(message: DhcpMessage) -> None:
     assert message.flags == 0
 
 
+@pytest.mark.unit
 def test_renew_request_bytes() -> None:
     message = parse(build_renew(5, MAC, address="192.0.2.120", hostname="ps7-0001", secs=2))
     assert_extension_request(message)
@@ -490,6 +511,7 @@ def test_renew_request_bytes() -> None:
     assert message.options[Option.PARAMETER_REQUEST_LIST] == bytes([1, 3, 6, 15, 51, 54, 58, 59])
 
 
+@pytest.mark.unit
 def test_options_58_and_59_are_read_into_the_lease_and_set_t1_t2() -> None:
     client, lease = bound_client(1000, t1=300, t2=600)
     assert (lease.renewal_time, lease.rebinding_time) == (300, 600)
@@ -500,6 +522,7 @@ def test_options_58_and_59_are_read_into_the_lease_and_set_t1_t2() -> None:
     assert send.destination == SERVER and client.state == "RENEWING"
 
 
+@pytest.mark.unit
 def test_bound_lease_is_renewed_unicast_at_t1_then_rebound_broadcast_at_t2_then_lost() -> None:
     """No server answers: T1 = 0.5, T2 = 0.875 x 1000 s; retries at half the time left,
     no sooner than 60 s; at expiry the address is given up and DISCOVER starts over."""
@@ -540,6 +563,7 @@ def test_bound_lease_is_renewed_unicast_at_t1_then_rebound_broadcast_at_t2_then_
     assert state(client) == "SELECTING" and client.lease is None
 
 
+@pytest.mark.unit
 def test_min_retry_scales_with_injected_time() -> None:
     client, _ = bound_client(10, t1=4, t2=7, min_retry=1.0)
     times = []
@@ -553,6 +577,7 @@ def test_min_retry_scales_with_injected_time() -> None:
     assert times == [15.0, 16.5, 17.5, 18.0, 19.5, 20.5, 21.0]
 
 
+@pytest.mark.unit
 def test_ack_while_renewing_extends_the_lease_from_now() -> None:
     client, first = bound_client(1000)
     client.tick(511.0)
@@ -564,6 +589,7 @@ def test_ack_while_renewing_extends_the_lease_from_now() -> None:
     assert client.tick(1011.0) == []  # the old expiry passes harmlessly
 
 
+@pytest.mark.unit
 def test_ack_while_renewing_from_another_server_is_ignored_but_rebinding_takes_any() -> None:
     client, _ = bound_client(1000)
     client.tick(511.0)
@@ -577,6 +603,7 @@ def test_ack_while_renewing_from_another_server_is_ignored_but_rebinding_takes_a
     assert only_send(client.tick(1187.0)).destination == "192.0.2.66"
 
 
+@pytest.mark.unit
 def test_nak_while_renewing_loses_the_lease_and_starts_over() -> None:
     client, lease = bound_client(1000)
     client.tick(511.0)
@@ -595,6 +622,7 @@ def test_nak_while_renewing_loses_the_lease_and_starts_over() -> None:
     assert isinstance(bound, Bound) and state(client) == "BOUND"
 
 
+@pytest.mark.unit
 def test_nak_while_rebinding_loses_the_lease_too() -> None:
     client, _ = bound_client(1000)
     client.tick(886.0)  # straight to T2 (e.g. the station was suspended past T1)
@@ -604,12 +632,14 @@ def test_nak_while_rebinding_loses_the_lease_too() -> None:
     assert isinstance(actions[0], Lost) and state(client) == "SELECTING"
 
 
+@pytest.mark.unit
 def test_waking_up_after_expiry_gives_the_lease_up_at_once() -> None:
     client, lease = bound_client(1000)
     expired, discover = client.tick(5000.0)
     assert expired == Expired(lease) and isinstance(discover, Send)
 
 
+@pytest.mark.unit
 def test_infinite_lease_is_never_renewed() -> None:
     client, lease = bound_client(INFINITE_LEASE)
     assert lease.renew_at is None and lease.rebind_at is None and lease.remaining(1e12) is None
@@ -617,6 +647,7 @@ def test_infinite_lease_is_never_renewed() -> None:
     assert client.tick(1e12) == [] and client.state == "BOUND"
 
 
+@pytest.mark.unit
 def test_a_client_that_failed_can_start_over() -> None:
     client = new_client(max_transmissions=1)
     client.start(0.0)
@@ -703,6 +734,7 @@ def write(path: Path, data: str | bytes) -> Path:
     return path
 
 
+@pytest.mark.unit
 def test_systemd_networkd_lease_is_read(tmp_path: Path) -> None:
     root = fake_root(tmp_path, ifindex=3)
     path = write(root / "run/systemd/netif/leases/3", NETWORKD_LEASE)
@@ -720,6 +752,7 @@ def test_systemd_networkd_lease_is_read(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.unit
 def test_dhclient_last_lease_block_of_the_interface_wins(tmp_path: Path) -> None:
     root = fake_root(tmp_path)
     write(root / "var/lib/dhcp/dhclient.eth0.leases", DHCLIENT_LEASES)
@@ -738,6 +771,7 @@ def test_dhclient_last_lease_block_of_the_interface_wins(tmp_path: Path) -> None
     assert wlan.lease_time is None and wlan.server_id is None and wlan.obtained_at == 5.0
 
 
+@pytest.mark.unit
 def test_dhclient_redhat_path_is_read(tmp_path: Path) -> None:
     root = fake_root(tmp_path)
     write(root / "var/lib/dhclient/dhclient--eth0.lease", DHCLIENT_LEASES)
@@ -745,6 +779,7 @@ def test_dhclient_redhat_path_is_read(tmp_path: Path) -> None:
     assert lease is not None and lease.address == "192.0.2.51"
 
 
+@pytest.mark.unit
 def test_dhcpcd_binary_lease_is_read(tmp_path: Path) -> None:
     root = fake_root(tmp_path)
     ack = handmade_reply(
@@ -771,6 +806,7 @@ def test_dhcpcd_binary_lease_is_read(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.unit
 def test_networkd_is_preferred_and_no_lease_is_none(tmp_path: Path) -> None:
     root = fake_root(tmp_path)
     assert read_system_lease("eth0", root=root) is None
@@ -827,14 +863,14 @@ class DhcpLab:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        for _ in range(50):  # until dnsmasq listens on UDP 67 (0x0043), at most 5 s
-            if ":0043 " in self.server.run("cat", "/proc/net/udp"):
-                return dnsmasq
+
+        def listening() -> bool:  # on UDP 67 (0x0043)
             if dnsmasq.poll() is not None:
                 pytest.fail(f"dnsmasq exited: {log_path.read_text()}")
-            time.sleep(0.1)
-        pytest.fail("dnsmasq did not open UDP port 67 within 5 s")
-        raise AssertionError  # unreachable: for the type checker
+            return ":0043 " in self.server.run("cat", "/proc/net/udp")
+
+        until_sync(listening, "dnsmasq listening on UDP 67")
+        return dnsmasq
 
     def dhcp_argv(self, *args: str) -> list[str]:
         """``python -m plugstream.net.dhcp eth0 ARGS`` in the station's namespace."""
@@ -872,6 +908,7 @@ def silent_lab(tmp_path: Path) -> Iterator[DhcpLab]:
     yield from make_lab(tmp_path, with_server=False)
 
 
+@pytest.mark.lab
 def test_real_exchange_gives_an_address_router_and_dns_in_order(lab: DhcpLab) -> None:
     done = lab.dhcp("--json", "--hostname", "ps7-lab")
     assert done.returncode == 0, done.stderr
@@ -890,23 +927,19 @@ def test_real_exchange_gives_an_address_router_and_dns_in_order(lab: DhcpLab) ->
     listener = lab.server.start(
         sys.executable,
         "-c",
-        "import socket; s = socket.create_server(('192.0.2.1', 8080)); s.settimeout(10); "
+        "import socket; s = socket.create_server(('192.0.2.1', 8080)); "
         "c, peer = s.accept(); print(peer[0], flush=True)",
         stdout=subprocess.PIPE,
         text=True,
     )
-    connect = (
-        "import socket, time\n"
-        "for _ in range(50):\n"
-        "    try:\n"
-        "        socket.create_connection(('192.0.2.1', 8080), timeout=2).close(); break\n"
-        "    except OSError: time.sleep(0.1)\n"
-    )
+    until_sync(lambda: ":8080 " in lab.server.run("ss", "-Hltn"), "the server listening on 8080")
+    connect = "import socket; socket.create_connection(('192.0.2.1', 8080), timeout=10).close()"
     lab.client.run(sys.executable, "-c", connect)
-    out, _ = listener.communicate(timeout=10)
+    out, _ = listener.communicate(timeout=WAIT)
     assert out.strip() == lease["address"]
 
 
+@pytest.mark.lab
 def test_discover_sees_the_offer_but_takes_no_address(lab: DhcpLab) -> None:
     done = lab.dhcp("--json", "--discover")
     assert done.returncode == 0, done.stderr
@@ -919,6 +952,7 @@ def test_discover_sees_the_offer_but_takes_no_address(lab: DhcpLab) -> None:
     assert offer["address"] not in leases
 
 
+@pytest.mark.lab
 def test_no_server_times_out_with_a_clear_error(silent_lab: DhcpLab) -> None:
     started = time.monotonic()
     done = silent_lab.dhcp("--timeout", "2")
@@ -930,6 +964,7 @@ def test_no_server_times_out_with_a_clear_error(silent_lab: DhcpLab) -> None:
     assert "inet " not in silent_lab.client_addresses()
 
 
+@pytest.mark.lab
 def test_station_plugged_in_before_the_server_is_up_gets_a_lease_by_retransmitting(
     silent_lab: DhcpLab,
 ) -> None:
@@ -945,7 +980,10 @@ def test_station_plugged_in_before_the_server_is_up_gets_a_lease_by_retransmitti
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)  # the first DHCPDISCOVER goes unanswered
+    discover = "udp dport 67"
+    count_packets(silent_lab.server, discover)
+    # the first DHCPDISCOVER arrives with no server to answer it
+    until_sync(lambda: nft_packets(silent_lab.server, discover) >= 1, "the first DHCPDISCOVER")
     silent_lab.start_dnsmasq()
     out, err = station.communicate(timeout=20)
     assert station.returncode == 0, err
@@ -1001,6 +1039,7 @@ def nft_packets(host: Host, match: str) -> int:
     return int(found.group(1))
 
 
+@pytest.mark.lab
 def test_station_keeps_its_lease_by_renewing_and_keeps_no_port_open_between(
     silent_lab: DhcpLab,
 ) -> None:
@@ -1012,22 +1051,18 @@ def test_station_keeps_its_lease_by_renewing_and_keeps_no_port_open_between(
     station, lines = keeping(lab, "--hostname", "ps7-lab")
 
     # No server yet: the DHCPDISCOVER is in flight, the only time UDP 68 may be open.
-    for _ in range(50):
-        if udp68_sockets(lab.client):
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("the station never opened UDP 68 to send its DHCPDISCOVER")
+    until_sync(lambda: udp68_sockets(lab.client), "UDP 68 open for the DHCPDISCOVER")
     lab.start_dnsmasq("2m", "--dhcp-option=58,4", "--dhcp-option=59,7", "--no-ping")
 
     leases: list[dict[str, Any]] = []
     for _ in range(3):  # the lease (after a DISCOVER retransmission), then two renewals
         try:
-            leases.append(json.loads(lines.get(timeout=12)))
+            leases.append(json.loads(lines.get(timeout=WAIT)))
         except queue.Empty:
             station.kill()
-            pytest.fail(f"no lease line in 12 s; stderr: {station.communicate(timeout=5)[1]}")
-        time.sleep(1.0)  # between exchanges: bound, nothing in flight, no open port
+            pytest.fail(f"no lease line in {WAIT:g} s; stderr: {station.communicate(timeout=5)[1]}")
+        # between exchanges: the socket is closed before the lease line is printed, and
+        # the next exchange is T1 (4 s) away
         assert udp68_sockets(lab.client) == [], "UDP 68 stays open between renewals"
 
     first = leases[0]
@@ -1050,6 +1085,7 @@ def test_station_keeps_its_lease_by_renewing_and_keeps_no_port_open_between(
     assert log.count("DHCPACK(eth0)") >= 3 and "DHCPNAK" not in log
 
 
+@pytest.mark.lab
 def test_renumbered_site_naks_the_renewal_and_the_station_moves_to_a_new_address(
     silent_lab: DhcpLab,
 ) -> None:
@@ -1059,16 +1095,16 @@ def test_renumbered_site_naks_the_renewal_and_the_station_moves_to_a_new_address
     short = ("--dhcp-option=58,4", "--dhcp-option=59,7", "--no-ping")
     old_server = lab.start_dnsmasq("2m", *short)
     station, lines = keeping(lab)
-    first = json.loads(lines.get(timeout=10))
+    first = json.loads(lines.get(timeout=WAIT))
     assert 100 <= int(first["address"].rsplit(".", 1)[1]) <= 150
     lab.server.stop(old_server)
     lab.leasefile.unlink()
     lab.start_dnsmasq("2m", *short, "--dhcp-authoritative", pool="192.0.2.200,192.0.2.250")
     try:
-        second = json.loads(lines.get(timeout=10))  # T1 (4 s), NAK, DISCOVER, new lease
+        second = json.loads(lines.get(timeout=WAIT))  # T1 (4 s), NAK, DISCOVER, new lease
     except queue.Empty:
         station.kill()
-        pytest.fail(f"no new lease in 10 s; stderr: {station.communicate(timeout=5)[1]}")
+        pytest.fail(f"no new lease in {WAIT:g} s; stderr: {station.communicate(timeout=5)[1]}")
     assert 200 <= int(second["address"].rsplit(".", 1)[1]) <= 250
     shown = lab.client_addresses()
     assert f"inet {second['address']}/24" in shown
@@ -1080,6 +1116,7 @@ def test_renumbered_site_naks_the_renewal_and_the_station_moves_to_a_new_address
     assert "DHCPNAK(eth0)" in (lab.tmp / "dnsmasq.log").read_text()
 
 
+@pytest.mark.unit
 def test_broadcast_frame_is_from_address_0_with_valid_checksums() -> None:
     """RFC 2131 4.1: until it has an address, the client sends from 0.0.0.0."""
     payload = build_discover(0x1234, MAC)
@@ -1101,6 +1138,7 @@ def _ones_sum(data: bytes) -> int:
     return total
 
 
+@pytest.mark.lab
 def test_a_station_with_another_link_up_still_asks_from_address_0(lab: DhcpLab) -> None:
     """With the LTE modem's address up, a UDP socket would send the DISCOVER from it; the
     server must see 0.0.0.0 (RFC 2131 4.1), and the exchange still completes."""

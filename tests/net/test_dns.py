@@ -128,6 +128,7 @@ class Clock:
 # --- the article's defaults and order -------------------------------------------------
 
 
+@pytest.mark.unit
 def test_the_article_defaults_are_cloudflare_on_port_53_with_a_prompt_timeout() -> None:
     assert ARTICLE_FALLBACKS == ("1.1.1.1", "1.0.0.1")
     assert DNS_PORT == 53
@@ -149,11 +150,13 @@ def test_the_article_defaults_are_cloudflare_on_port_53_with_a_prompt_timeout() 
     ]
 
 
+@pytest.mark.unit
 def test_no_dhcp_dns_servers_means_the_fallbacks_only() -> None:
     assert resolver_order([]) == [DnsServer("1.1.1.1"), DnsServer("1.0.0.1")]
     assert resolver_order(["", " "]) == [DnsServer("1.1.1.1"), DnsServer("1.0.0.1")]
 
 
+@pytest.mark.unit
 def test_a_server_is_asked_once_in_its_first_place() -> None:
     order = resolver_order(["1.1.1.1", "10.0.0.2", "1.1.1.1"])
     assert [(s.address, s.source) for s in order] == [
@@ -195,6 +198,7 @@ def _answer(resolver: DnsResolver, now: float, *, ttl: int = 60) -> Resolved:
     return out
 
 
+@pytest.mark.unit
 def test_an_answer_is_cached_for_its_ttl_then_asked_again() -> None:
     resolver = DnsResolver()
     first = _answer(resolver, 1000.0, ttl=60)
@@ -207,6 +211,7 @@ def test_an_answer_is_cached_for_its_ttl_then_asked_again() -> None:
     assert isinstance(resolver.lookup(NAME, [A, B]).start(1060.5), Query)
 
 
+@pytest.mark.unit
 def test_ttls_are_clamped_to_the_floor_and_ceiling() -> None:
     resolver = DnsResolver(min_ttl=30, max_ttl=3600)
     assert _answer(resolver, 0.0, ttl=0).ttl == 30
@@ -214,6 +219,7 @@ def test_ttls_are_clamped_to_the_floor_and_ceiling() -> None:
     assert _answer(DnsResolver(min_ttl=30, max_ttl=3600), 0.0, ttl=604800).ttl == 3600
 
 
+@pytest.mark.unit
 def test_a_stray_or_spoofed_datagram_changes_nothing() -> None:
     res = DnsResolver().lookup(NAME, [A, B])
     step = res.start(0.0)
@@ -234,6 +240,7 @@ def test_a_stray_or_spoofed_datagram_changes_nothing() -> None:
     assert isinstance(out, Resolved) and out.server == A
 
 
+@pytest.mark.unit
 def test_a_failing_server_is_passed_over_and_the_attempt_says_why() -> None:
     res = DnsResolver(timeout=2.0).lookup(NAME, [A, B])
     first = res.start(0.0)
@@ -248,6 +255,7 @@ def test_a_failing_server_is_passed_over_and_the_attempt_says_why() -> None:
     )
 
 
+@pytest.mark.unit
 def test_the_last_good_answer_is_served_stale_for_a_bounded_time() -> None:
     resolver = DnsResolver(timeout=2.0, stale_for=600.0)
     _answer(resolver, 0.0, ttl=60)
@@ -275,6 +283,7 @@ def test_the_last_good_answer_is_served_stale_for_a_bounded_time() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(junk=st.binary(max_size=64))
+@pytest.mark.unit
 def test_junk_after_our_id_is_ignored_or_passed_over_never_a_crash(junk: bytes) -> None:
     res = DnsResolver().lookup(NAME, [A, B])
     step = res.start(0.0)
@@ -292,6 +301,7 @@ def test_junk_after_our_id_is_ignored_or_passed_over_never_a_crash(junk: bytes) 
         }
 
 
+@pytest.mark.unit
 def test_nxdomain_is_final_cached_and_forgets_the_old_address() -> None:
     resolver = DnsResolver(stale_for=3600.0)
     _answer(resolver, 0.0, ttl=60)
@@ -310,6 +320,7 @@ def test_nxdomain_is_final_cached_and_forgets_the_old_address() -> None:
     assert isinstance(res.timed_out(1002.0), DnsFailure)
 
 
+@pytest.mark.unit
 def test_no_servers_at_all_is_a_failure_that_says_so() -> None:
     out = DnsResolver().lookup(NAME, []).start(0.0)
     assert (
@@ -321,6 +332,7 @@ def test_no_servers_at_all_is_a_failure_that_says_so() -> None:
 # --- the asyncio shell over real UDP on loopback --------------------------------------
 
 
+@pytest.mark.socket
 async def test_servers_are_asked_in_the_article_order_each_for_its_timeout(
     fake_dns: StartDns,
 ) -> None:
@@ -346,6 +358,7 @@ async def test_servers_are_asked_in_the_article_order_each_for_its_timeout(
     assert [len(s.queries) for s in (primary, secondary, cf1, cf2)] == [1, 1, 1, 1]
 
 
+@pytest.mark.socket
 async def test_servfail_refused_and_garbage_are_passed_over_at_once(fake_dns: StartDns) -> None:
     servers = [await fake_dns(b) for b in ("servfail", "refused", "garbage", "answer")]
     started = time.monotonic()
@@ -355,6 +368,7 @@ async def test_servfail_refused_and_garbage_are_passed_over_at_once(fake_dns: St
     assert got.server == servers[3].server()
 
 
+@pytest.mark.socket
 async def test_nxdomain_from_a_working_server_is_final(fake_dns: StartDns) -> None:
     nx, spare = await fake_dns("nxdomain"), await fake_dns("answer")
     with pytest.raises(DnsError) as info:
@@ -366,6 +380,7 @@ async def test_nxdomain_from_a_working_server_is_final(fake_dns: StartDns) -> No
     )
 
 
+@pytest.mark.socket
 async def test_no_data_from_a_working_server_is_final(fake_dns: StartDns) -> None:
     empty, spare = await fake_dns("nodata"), await fake_dns("answer")
     with pytest.raises(DnsError) as info:
@@ -373,6 +388,7 @@ async def test_no_data_from_a_working_server_is_final(fake_dns: StartDns) -> Non
     assert info.value.failure.kind == "nodata" and spare.queries == []
 
 
+@pytest.mark.socket
 async def test_without_dhcp_dns_servers_the_fallbacks_answer(fake_dns: StartDns) -> None:
     cf1, cf2 = await fake_dns("answer", addresses=("192.0.2.1", "192.0.2.2")), await fake_dns()
     got = await resolve(NAME, servers=resolver_order([], fallbacks=[cf1.server(), cf2.server()]))
@@ -381,6 +397,7 @@ async def test_without_dhcp_dns_servers_the_fallbacks_answer(fake_dns: StartDns)
     assert cf2.queries == []
 
 
+@pytest.mark.socket
 async def test_a_cached_answer_is_not_asked_for_again_within_its_ttl(fake_dns: StartDns) -> None:
     server = await fake_dns("answer", ttl=60)
     clock, resolver = Clock(), DnsResolver()
@@ -394,6 +411,7 @@ async def test_a_cached_answer_is_not_asked_for_again_within_its_ttl(fake_dns: S
     assert not fresh.from_cache and len(server.queries) == 2
 
 
+@pytest.mark.socket
 async def test_when_every_server_fails_the_last_good_address_is_used_and_reported(
     fake_dns: StartDns,
 ) -> None:
@@ -420,6 +438,7 @@ async def test_when_every_server_fails_the_last_good_address_is_used_and_reporte
     assert "timed out after 0.2 s" in str(info.value) and "answered SERVFAIL" in str(info.value)
 
 
+@pytest.mark.socket
 async def test_a_spoofed_answer_with_the_wrong_id_is_ignored(fake_dns: StartDns) -> None:
     server = await fake_dns("wrong-id")
     got = await resolve(NAME, servers=[server.server()], timeout=1.0)
@@ -427,6 +446,7 @@ async def test_a_spoofed_answer_with_the_wrong_id_is_ignored(fake_dns: StartDns)
     assert [a.reason for a in got.attempts] == ["answer"]
 
 
+@pytest.mark.socket
 async def test_a_closed_port_is_passed_over_without_waiting(fake_dns: StartDns) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))

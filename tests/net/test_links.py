@@ -22,6 +22,9 @@ from plugstream.net.links import (
     monitor,
     policy_for,
 )
+from tests.support import until
+
+pytestmark = pytest.mark.unit
 
 # --- WiFi configuration ----------------------------------------------------------------
 
@@ -339,17 +342,18 @@ class FakeProbe:
         return self.ok
 
 
-async def wait_for_use(actions: list[Action], link: Link, seen: int, timeout: float = 2.0) -> int:
-    """Wait (bounded) until a new UseLink(link) appears after index ``seen``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
+async def wait_for_use(actions: list[Action], link: Link, seen: int) -> int:
+    """Until a new UseLink(link) appears after index ``seen``; the index after it. Looks
+    every 5 ms: the monitor's rounds are 20 ms apart and the tests count them."""
+
+    def used() -> int:
         for i in range(seen, len(actions)):
             a = actions[i]
             if isinstance(a, UseLink) and a.link == link:
                 return i + 1
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"no UseLink({link}) within {timeout} s: {actions}")
+        return 0
+
+    return await until(used, f"UseLink({link}) after action {seen}", interval=0.005)
 
 
 async def test_links_monitor_fails_over_and_back_with_fake_probes() -> None:

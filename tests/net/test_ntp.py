@@ -83,6 +83,7 @@ def reply(
 # --- packets -----------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_request_is_a_48_byte_sntp_v4_client_packet_carrying_our_transmit_time() -> None:
     t1 = 1_764_097_200.25  # 2025-11-25T19:00:00.25Z
     packet = build_request(t1)
@@ -94,6 +95,7 @@ def test_request_is_a_48_byte_sntp_v4_client_packet_carrying_our_transmit_time()
     assert frac == 0x4000_0000  # .25 in 32.32 fixed point
 
 
+@pytest.mark.unit
 def test_ntp_timestamps_count_from_1900_and_wrap_into_era_1_in_2036() -> None:
     assert NTP_EPOCH_OFFSET == 2_208_988_800
     assert to_ntp_timestamp(0.0) == 2_208_988_800 << 32  # 1970 in NTP seconds
@@ -112,6 +114,7 @@ def test_ntp_timestamps_count_from_1900_and_wrap_into_era_1_in_2036() -> None:
     assert to_ntp_timestamp(10.999_999_999_99) == (10 + 1 + 2_208_988_800) << 32
 
 
+@pytest.mark.unit
 def test_offset_and_delay_from_fixed_timestamps() -> None:
     """RFC 5905 section 8: offset = ((t2-t1)+(t3-t4))/2, delay = (t4-t1)-(t3-t2)."""
     t1 = 1_764_097_200.0  # our transmit
@@ -136,6 +139,7 @@ def test_offset_and_delay_from_fixed_timestamps() -> None:
     assert s1.offset == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.unit
 def test_version_3_servers_are_understood() -> None:
     t1 = 1_764_097_200.0
     sample = parse_response(
@@ -160,6 +164,7 @@ def test_version_3_servers_are_understood() -> None:
         ({"transmit_raw": 0}, NTPError, "server sent no transmit timestamp"),
     ],
 )
+@pytest.mark.unit
 def test_unusable_replies_are_rejected_with_their_reason(
     kwargs: dict[str, object], error: type[NTPError], words: str
 ) -> None:
@@ -172,6 +177,7 @@ def test_unusable_replies_are_rejected_with_their_reason(
     assert words in str(caught.value)
 
 
+@pytest.mark.unit
 def test_kiss_of_death_carries_its_code() -> None:
     t1 = 1_764_097_200.0
     data = reply(origin=ntp(t1), receive=t1, transmit=t1, stratum=0, leap=3, ref_id=b"RSTR")
@@ -180,6 +186,7 @@ def test_kiss_of_death_carries_its_code() -> None:
     assert caught.value.code == "RSTR"
 
 
+@pytest.mark.unit
 def test_short_reply_is_rejected() -> None:
     with pytest.raises(NTPError, match=r"reply too short \(47 bytes, need 48\)"):
         parse_response(bytes(47), origin=0.0, destination=0.0)
@@ -206,6 +213,7 @@ def sample(offset: float) -> Sample:
     return Sample(offset, 0.02, 2, 0, "192.0.2.1", 0.0, server="lab:123")
 
 
+@pytest.mark.unit
 def test_clock_is_corrected_by_the_sample_and_steps_are_reported() -> None:
     t = FakeTime()
     clock = CorrectedClock(t.now, t.monotonic)
@@ -226,6 +234,7 @@ def test_clock_is_corrected_by_the_sample_and_steps_are_reported() -> None:
     assert len(steps) == 1
 
 
+@pytest.mark.unit
 def test_a_failing_step_listener_does_not_stop_the_clock_or_the_others() -> None:
     t = FakeTime()
     clock = CorrectedClock(t.now, t.monotonic)
@@ -241,6 +250,7 @@ def test_a_failing_step_listener_does_not_stop_the_clock_or_the_others() -> None
     assert clock.synchronized and clock.offset == 5.0
 
 
+@pytest.mark.unit
 def test_a_stopped_stations_listener_hears_no_more_steps() -> None:
     """A clock outlives a station (setup re-pointed it to another CSMS): the old station
     must not log SettingSystemTime for the new one."""
@@ -261,6 +271,7 @@ def test_a_stopped_stations_listener_hears_no_more_steps() -> None:
     assert old == [5.0] and new == [5.0]
 
 
+@pytest.mark.unit
 def test_clock_is_unsynchronized_when_its_last_sample_is_older_than_max_age() -> None:
     t = FakeTime()
     clock = CorrectedClock(t.now, t.monotonic)
@@ -358,6 +369,7 @@ class Sleeps:
         self.waits.append(seconds)
 
 
+@pytest.mark.socket
 async def test_correct_server_synchronizes_the_clock(lab: LabServer) -> None:
     got = await query(LOOPBACK, lab.port, timeout=2.0)
     assert got.offset == pytest.approx(0.0, abs=0.05)
@@ -372,6 +384,7 @@ async def test_correct_server_synchronizes_the_clock(lab: LabServer) -> None:
     assert steps == []  # the system clock was right: nothing to report
 
 
+@pytest.mark.socket
 async def test_server_an_hour_ahead_steps_the_clock_by_an_hour(lab: LabServer) -> None:
     """The station's clock follows the server, and the step reaches the on_step listeners
     (the station raises SettingSystemTime from it)."""
@@ -391,6 +404,7 @@ async def test_server_an_hour_ahead_steps_the_clock_by_an_hour(lab: LabServer) -
     assert lab.requests == 2
 
 
+@pytest.mark.socket
 async def test_silent_server_leaves_the_clock_unsynchronized_and_says_why(lab: LabServer) -> None:
     lab.behaviour = "silent"
     with pytest.raises(NTPTimeout, match=r"^timeout after 0\.2 s$"):
@@ -426,6 +440,7 @@ async def test_silent_server_leaves_the_clock_unsynchronized_and_says_why(lab: L
     assert later.waits == [16.0, 32.0, 64.0]
 
 
+@pytest.mark.socket
 async def test_kiss_of_death_rate_is_reported_and_backs_off(lab: LabServer) -> None:
     lab.behaviour = "kod-rate"
     with pytest.raises(KissOfDeath) as caught:
@@ -443,6 +458,7 @@ async def test_kiss_of_death_rate_is_reported_and_backs_off(lab: LabServer) -> N
     )
 
 
+@pytest.mark.socket
 async def test_reply_with_wrong_origin_is_dropped(lab: LabServer) -> None:
     """Anti-spoofing: a reply that does not echo our transmit timestamp is not ours."""
     lab.behaviour = "bad-origin"
@@ -456,12 +472,14 @@ async def test_reply_with_wrong_origin_is_dropped(lab: LabServer) -> None:
     )
 
 
+@pytest.mark.socket
 async def test_spoofed_reply_does_not_hide_the_real_one(lab: LabServer) -> None:
     lab.behaviour = "spoof-then-correct"
     got = await query(LOOPBACK, lab.port, timeout=2.0)
     assert got.offset == pytest.approx(0.0, abs=0.05)  # not the spoof's +999 s
 
 
+@pytest.mark.socket
 async def test_unsynchronized_server_is_rejected(lab: LabServer) -> None:
     lab.behaviour = "leap3"
     clock = CorrectedClock()
@@ -473,6 +491,7 @@ async def test_unsynchronized_server_is_rejected(lab: LabServer) -> None:
     )
 
 
+@pytest.mark.socket
 async def test_no_server_on_the_port_fails_fast() -> None:
     """Loopback answers a closed UDP port with ICMP port unreachable: reported, no timeout."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -484,6 +503,7 @@ async def test_no_server_on_the_port_fails_fast() -> None:
     assert time.monotonic() - started < 1.0
 
 
+@pytest.mark.unit
 def test_ntp_server_is_the_articles_and_the_default_everywhere() -> None:
     """Article, NTP: "The NTP server used by PlugStream is pool.ntp.org", UDP port 123,
     static. Only asserted: the tests never send there."""
