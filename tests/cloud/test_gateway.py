@@ -36,7 +36,6 @@ from plugstream.cloud.storage import MessageRecord, Store
 from plugstream.ocpp import CallTimeout, ErrorCode, OcppError, OcppVersion
 from tests.support import (
     WAIT,
-    Cloud,
     basic_auth,
     free_port,
     running_cloud,
@@ -45,11 +44,6 @@ from tests.support import (
 )
 
 V16, V201, V21 = "ocpp1.6", "ocpp2.0.1", "ocpp2.1"
-
-# What tests/security and tests/station still import from here; tests.support has them.
-running = running_cloud
-basic = basic_auth
-__all__ = ["Cloud", "basic", "free_port", "running"]
 
 
 async def answer_calls(

@@ -25,10 +25,7 @@ from plugstream.station.clock import SystemClock
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
-from tests.support import Cloud, running, running_cloud, until
-
-# the names other test modules import from here (tests/station/test_station_network.py)
-running_station = running
+from tests.support import Cloud, running_cloud, until
 
 PASSWORD = "correct-horse-battery-staple"
 Station = Station16 | Station201
