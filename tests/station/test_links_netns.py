@@ -155,6 +155,18 @@ class Lab:
         return {line.split()[-1].rsplit(":", 1)[0] for line in out.splitlines() if line.strip()}
 
 
+def _online_over_lte(lab: Lab, connected: Callable[[], Any], cut: float) -> None:
+    """OCPP over the LTE carrier, and the station online, within RESUME_S of the cut."""
+    until_sync(
+        lambda: "203.0.113.2" in lab.ocpp_peers(), "OCPP over lte0",
+        timeout=RESUME_S - (time.monotonic() - cut), interval=STEP_S,
+    )  # fmt: skip
+    until_sync(
+        connected, "online over lte",
+        timeout=RESUME_S - (time.monotonic() - cut), interval=STEP_S,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     why = lab_unavailable()
@@ -234,14 +246,7 @@ def test_ethernet_cut_fails_over_to_lte_and_back_with_the_same_transaction(lab: 
         lambda: _status(data_dir).get("active_link") == "lte", "switched to lte",
         timeout=RESUME_S, interval=STEP_S,
     )  # fmt: skip
-    until_sync(
-        lambda: "203.0.113.2" in lab.ocpp_peers(), "OCPP over lte0",
-        timeout=RESUME_S - (time.monotonic() - cut), interval=STEP_S,
-    )  # fmt: skip
-    until_sync(
-        connected, "online over lte",
-        timeout=RESUME_S - (time.monotonic() - cut), interval=STEP_S,
-    )  # fmt: skip
+    _online_over_lte(lab, connected, cut)
     resumed = time.monotonic() - cut
     assert resumed < RESUME_S
     status = _status(data_dir)
@@ -321,14 +326,7 @@ def test_a_dead_upstream_behind_a_live_cable_is_found_by_the_health_check(lab: L
         "switched to lte",
         timeout=RESUME_S, interval=STEP_S,
     )  # fmt: skip
-    until_sync(
-        lambda: "203.0.113.2" in lab.ocpp_peers(), "OCPP over lte0",
-        timeout=RESUME_S - (time.monotonic() - cut), interval=STEP_S,
-    )  # fmt: skip
-    until_sync(
-        lab.connected, "online over lte",
-        timeout=RESUME_S - (time.monotonic() - cut), interval=STEP_S,
-    )  # fmt: skip
+    _online_over_lte(lab, lab.connected, cut)
     assert time.monotonic() - cut < RESUME_S
     ethernet = status["links"]["ethernet"]
     assert ethernet["carrier"] is True and ethernet["health"] == "down"
