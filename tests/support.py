@@ -16,6 +16,7 @@ import asyncio
 import base64
 import contextlib
 import inspect
+import itertools
 import socket
 import subprocess
 import time
@@ -275,3 +276,20 @@ __all__ = [
     "until_advancing",
     "until_sync",
 ]
+
+
+#: heartbeats a wall-clock interval check spans (see :func:`assert_every`)
+HEARTBEATS_TIMED = 4
+
+
+def assert_every(times: list[float], interval: float, what: str) -> None:
+    """A station process (wall time) sends ``what`` every ``interval`` s: the mean spacing
+    of ``times`` (arrivals, the first the message the timer started from) is within
+    -0.5/+1.0 s of it. The mean of several gaps, not one: a message held up by a loaded
+    machine shortens the gap after it by as much, which a mean over four divides."""
+    assert len(times) >= HEARTBEATS_TIMED + 1, times
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
+    mean = (times[-1] - times[0]) / len(gaps)
+    assert interval - 0.5 <= mean <= interval + 1.0, (
+        f"{what} every {mean:.2f} s on average, not {interval:g} s (gaps {gaps})"
+    )
