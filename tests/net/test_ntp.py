@@ -40,6 +40,7 @@ from plugstream.net.ntp import (
     query,
     to_ntp_timestamp,
 )
+from tests.support import WAIT
 
 LOOPBACK = "127.0.0.1"
 
@@ -499,8 +500,8 @@ async def test_no_server_on_the_port_fails_fast() -> None:
         port = s.getsockname()[1]
     started = time.monotonic()
     with pytest.raises(NTPError, match="ConnectionRefusedError"):
-        await query(LOOPBACK, port, timeout=2.0)
-    assert time.monotonic() - started < 1.0
+        await query(LOOPBACK, port, timeout=WAIT)
+    assert time.monotonic() - started < WAIT / 3  # the ICMP error, not the timeout
 
 
 @pytest.mark.unit

@@ -54,6 +54,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from .timeouts import within
+
 __all__ = [
     "BROADCAST_FLAG",
     "CLIENT_PORT",
@@ -1009,7 +1011,7 @@ async def _run_exchange(
             if client.next_deadline is not None:
                 wait = min(wait, max(0.0, client.next_deadline - clock()))
             try:
-                data, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 4096), wait)
+                data, _ = await within(loop.sock_recvfrom(sock, 4096), wait)
             except TimeoutError:
                 actions = client.tick(clock())
             else:
@@ -1192,9 +1194,7 @@ async def keep_lease(
             if client.state in EXCHANGE_STATES and sock is not None:
                 wait = cap if client.next_deadline is None else client.next_deadline - clock()
                 try:
-                    data, _ = await asyncio.wait_for(
-                        loop.sock_recvfrom(sock, 4096), max(0.0, min(wait, cap))
-                    )
+                    data, _ = await within(loop.sock_recvfrom(sock, 4096), max(0.0, min(wait, cap)))
                 except TimeoutError:
                     actions = client.tick(clock())
                 else:

@@ -33,6 +33,8 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
+from .timeouts import within
+
 __all__ = [
     "ARTICLE_FALLBACKS",
     "DEFAULT_MAX_TTL",
@@ -559,7 +561,7 @@ async def _ask(
         until = loop.time() + query.timeout
         while (left := until - loop.time()) > 0:
             try:
-                item = await asyncio.wait_for(inbox.queue.get(), left)
+                item = await within(inbox.queue.get(), left)
             except TimeoutError:
                 break
             if isinstance(item, OSError):

@@ -27,6 +27,8 @@ from typing import Final, Literal
 
 from plugstream.net.accounting import LINKS, Link
 
+from .timeouts import within
+
 __all__ = [
     "BAND_2_4_GHZ",
     "POLICIES",
@@ -382,7 +384,7 @@ Probe = Callable[[], Awaitable[bool]]
 
 async def _run_probe(probe: Probe, timeout: float) -> tuple[bool, str]:
     try:
-        ok = await asyncio.wait_for(probe(), timeout)
+        ok = await within(probe(), timeout)
     except TimeoutError:
         return False, f"no answer within {timeout:g} s"
     except Exception as exc:  # a probe's failure is a failed check, not a crash

@@ -41,6 +41,8 @@ from typing import Final
 
 from plugstream.net.dns import udp_socket_on
 
+from .timeouts import within
+
 __all__ = [
     "NTP_EPOCH_OFFSET",
     "NTP_HOST",
@@ -364,7 +366,7 @@ async def query(
         if resolve is not None:  # bounded per DNS server already: a silent primary
             address = await resolve(host)  # must leave time for the secondary
         else:
-            infos = await asyncio.wait_for(
+            infos = await within(
                 loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP),
                 timeout,
             )
@@ -393,7 +395,7 @@ async def query(
             try:
                 if remaining <= 0:
                     raise TimeoutError
-                item = await asyncio.wait_for(protocol.inbox.get(), remaining)
+                item = await within(protocol.inbox.get(), remaining)
             except TimeoutError:
                 why = f" (ignored {len(ignored)} reply: {ignored[-1]})" if ignored else ""
                 raise NTPTimeout(f"timeout after {timeout:.1f} s{why}") from None

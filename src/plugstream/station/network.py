@@ -65,6 +65,7 @@ from plugstream.net.links import (
     policy_for,
 )
 from plugstream.net.ntp import MIN_POLL, NTP_HOST, NTP_PORT, CorrectedClock, keep_synchronized
+from plugstream.net.timeouts import within
 
 __all__ = [
     "STATUS_FILE",
@@ -189,9 +190,7 @@ async def connect_over(iface: str, address: str, port: int, timeout: float) -> s
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = _bound_socket(family, iface)
     try:
-        await asyncio.wait_for(
-            asyncio.get_running_loop().sock_connect(sock, (address, port)), timeout
-        )
+        await within(asyncio.get_running_loop().sock_connect(sock, (address, port)), timeout)
     except BaseException:
         sock.close()
         raise
@@ -616,7 +615,7 @@ class StationNetwork:
         self.write_status()
         self._new_lease.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._new_lease.wait(), seconds)
+            await within(self._new_lease.wait(), seconds)
 
     def _on_lease(self, lease: Lease) -> None:
         if self.lease is None or self.lease.address != lease.address:
