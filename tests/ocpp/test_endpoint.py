@@ -60,9 +60,15 @@ class Csms(Handlers):
             raise OcppError(ErrorCode.SecurityError, "not before BootNotification")
         return {"idTagInfo": {"status": "Accepted"}}
 
+    #: set by a test to hold StatusNotification's answer until it releases it
+    status_release: asyncio.Event | None = None
+    status_started = False
+
     @on("StatusNotification")
     async def slow_status(self, payload: dict[str, Any]) -> dict[str, Any]:
-        await asyncio.sleep(0.2)  # slow on purpose: the calls after it must queue
+        self.status_started = True
+        if self.status_release is not None:  # in flight until the test says: the rest queue
+            await self.status_release.wait()
         return {}
 
 
@@ -168,13 +174,18 @@ async def test_call_to_a_silent_peer_times_out() -> None:
 
 
 async def test_calls_queue_behind_the_one_in_flight() -> None:
-    async with csms_server(Csms(), []) as port, station(port, OcppVersion.V16) as cp:
+    csms = Csms()
+    csms.status_release = asyncio.Event()
+    async with csms_server(csms, []) as port, station(port, OcppVersion.V16) as cp:
         status = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
-        results = await asyncio.gather(
+        calls = asyncio.gather(
             cp.call("StatusNotification", status),
             cp.call("Heartbeat", {}),
             cp.call("Heartbeat", {}),
         )
+        await until(lambda: csms.status_started, "the StatusNotification in flight")
+        csms.status_release.set()
+        results = await calls
         assert results == [{}, {"currentTime": NOW}, {"currentTime": NOW}]
 
 
