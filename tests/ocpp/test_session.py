@@ -13,6 +13,7 @@ from plugstream.ocpp import (
     CallFailed,
     CallReceived,
     CallTimeout,
+    ConnectionLost,
     ErrorCode,
     Event,
     OcppError,
@@ -227,6 +228,22 @@ def test_cancel_all_fails_every_waiting_call(clock: Clock) -> None:
     failed = s.cancel_all()
     assert [f.message_id for f in failed if isinstance(f, CallFailed)] == [a, b]
     assert s.pending_calls == 0 and s.next_deadline() is None
+    # a caller tells a lost connection from a peer's error by its type, not its text
+    assert all(isinstance(f.error, ConnectionLost) for f in failed if isinstance(f, CallFailed))
+
+
+def test_a_call_may_carry_its_own_timeout(clock: Clock) -> None:
+    s = RpcSession(V16, clock=clock, call_timeout=30)
+    quick, _ = s.call("Heartbeat", {}, timeout=5)
+    queued, _ = s.call("Heartbeat", {})  # waits its turn, then gets the session's 30 s
+    assert s.next_deadline() == clock.now + 5
+    clock.now += 5
+    [failed, sent_next] = s.tick()
+    assert isinstance(failed, CallFailed) and failed.message_id == quick
+    assert isinstance(failed.error, CallTimeout) and failed.error.timeout == 5
+    assert "within 5 s" in failed.error.description
+    assert sent([sent_next])[0][1] == queued
+    assert s.next_deadline() == clock.now + 30
 
 
 def test_unsolicited_answers_are_reported_not_raised(clock: Clock) -> None:

@@ -6,7 +6,7 @@ the thin asyncio shell that runs it over any text transport.
 
 from plugstream.ocpp.actions import csms_actions, station_actions
 from plugstream.ocpp.endpoint import OcppEndpoint, Transport
-from plugstream.ocpp.errors import CallTimeout, ErrorCode, OcppError
+from plugstream.ocpp.errors import CallTimeout, ConnectionLost, ErrorCode, OcppError
 from plugstream.ocpp.frames import (
     Call,
     CallError,
@@ -43,6 +43,7 @@ __all__ = [
     "CallResult",
     "CallResultError",
     "CallTimeout",
+    "ConnectionLost",
     "ErrorCode",
     "Event",
     "Frame",

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from plugstream.ocpp.errors import ErrorCode, OcppError
+from plugstream.ocpp.errors import ConnectionLost, ErrorCode, OcppError
 from plugstream.ocpp.routing import Handlers, dispatch, invoke
 from plugstream.ocpp.session import (
     CallCompleted,
@@ -80,9 +80,16 @@ class OcppEndpoint:
         self._send_lock: asyncio.Lock | None = None
         self._senders = 0  # holders and waiters of _send_lock
 
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send a CALL and return the CALLRESULT payload; raises OcppError (CallTimeout too)."""
-        message_id, events = self.session.call(action, payload)
+    async def call(
+        self, action: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Send a CALL and return the CALLRESULT payload.
+
+        Raises OcppError: the peer's CALLERROR, :class:`CallTimeout` when no answer came
+        within ``timeout`` (s; the session's ``call_timeout`` when None), and
+        :class:`ConnectionLost` when the connection went away first.
+        """
+        message_id, events = self.session.call(action, payload, timeout=timeout)
         future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
         self._waiters[message_id] = future
         try:
@@ -93,9 +100,7 @@ class OcppEndpoint:
             # the transport refused the frame (the connection is closing): the call was
             # not made, which callers already handle as "connection lost"
             self._waiters.pop(message_id, None)
-            raise OcppError(
-                ErrorCode.GenericError, f"{action} not sent: {exc}", message_id=message_id
-            ) from exc
+            raise ConnectionLost(action, str(exc), message_id, sent=False) from exc
         return await future
 
     async def send(self, action: str, payload: dict[str, Any]) -> None:

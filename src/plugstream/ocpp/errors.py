@@ -96,3 +96,19 @@ class CallTimeout(OcppError):
             message_id=message_id,
         )
         self.timeout = timeout
+
+
+class ConnectionLost(OcppError):
+    """Our CALL was not answered, or not even sent, because the connection went away.
+
+    The peer may or may not have acted on it; a caller that must know asks again
+    on the next connection.
+    """
+
+    def __init__(self, action: str, reason: str, message_id: str, *, sent: bool = True) -> None:
+        verb = "not answered" if sent else "not sent"
+        super().__init__(
+            ErrorCode.GenericError, f"{action} {verb}: {reason}", message_id=message_id
+        )
+        self.reason = reason
+        self.sent = sent

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from plugstream.ocpp.errors import CallTimeout, ErrorCode, OcppError
+from plugstream.ocpp.errors import CallTimeout, ConnectionLost, ErrorCode, OcppError
 from plugstream.ocpp.frames import (
     UNREADABLE_ID,
     Call,
@@ -109,6 +109,7 @@ class _Outgoing:
     message_id: str
     action: str
     payload: dict[str, Any]
+    timeout: float
     deadline: float = 0.0
 
 
@@ -163,8 +164,14 @@ class RpcSession:
         self._next_id += 1
         return _base36(self._next_id)
 
-    def call(self, action: str, payload: dict[str, Any]) -> tuple[str, list[Event]]:
-        """Start a CALL; raises OcppError at once when the request itself is invalid."""
+    def call(
+        self, action: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> tuple[str, list[Event]]:
+        """Start a CALL; raises OcppError at once when the request itself is invalid.
+
+        ``timeout`` (s, from when the CALL is sent) overrides :attr:`call_timeout` for
+        this CALL alone: an operator's command may wait longer than a routine message.
+        """
         if action not in self._schemas.call_actions:
             raise OcppError(
                 ErrorCode.NotImplemented, f"{action} is not an OCPP {self.version.value} action"
@@ -173,7 +180,12 @@ class RpcSession:
             problem = self._schemas.validate(action, "request", payload)
             if problem is not None:
                 raise problem
-        out = _Outgoing(self.new_message_id(), action, payload)
+        out = _Outgoing(
+            self.new_message_id(),
+            action,
+            payload,
+            timeout if timeout is not None else self.call_timeout,
+        )
         if self._pending is not None:
             self._queue.append(out)
             return out.message_id, []
@@ -192,7 +204,7 @@ class RpcSession:
         return [Transmit(encode(Send(self.new_message_id(), action, payload)))]
 
     def _transmit(self, out: _Outgoing) -> Transmit:
-        out.deadline = self.clock() + self.call_timeout
+        out.deadline = self.clock() + out.timeout
         self._pending = out
         return Transmit(encode(Call(out.message_id, out.action, out.payload)))
 
@@ -214,7 +226,7 @@ class RpcSession:
         events: list[Event] = []
         pending = self._pending
         if pending is not None and self.clock() >= pending.deadline:
-            error = CallTimeout(pending.action, self.call_timeout, pending.message_id)
+            error = CallTimeout(pending.action, pending.timeout, pending.message_id)
             events.append(CallFailed(pending.message_id, pending.action, error))
             self._finish_pending(events)
         return events
@@ -226,11 +238,7 @@ class RpcSession:
         self._pending = None
         self._queue.clear()
         for out in waiting:
-            error = OcppError(
-                ErrorCode.GenericError,
-                f"{out.action} not answered: {reason}",
-                message_id=out.message_id,
-            )
+            error = ConnectionLost(out.action, reason, out.message_id)
             events.append(CallFailed(out.message_id, out.action, error))
         self._incoming.clear()
         return events
