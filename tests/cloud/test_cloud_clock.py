@@ -16,9 +16,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from plugstream.cloud.meter import format_time
 from plugstream.cloud.storage import IdTokenRecord
 from plugstream.cloud.storage.store import FUTURE_TOLERANCE
+from plugstream.ocpp.datetimes import format_time
 from tests.support import WAIT, running_cloud
 
 pytestmark = pytest.mark.socket

@@ -23,8 +23,8 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from plugstream.cloud.firmware import handlers as firmware_handlers
-from plugstream.cloud.meter import format_time
 from plugstream.ocpp import Handlers, OcppEndpoint, OcppVersion, on
+from plugstream.ocpp.datetimes import format_time
 from plugstream.pki.firmware import verify_firmware
 from tests.cloud import test_firmware_repo as repo
 from tests.cloud.test_firmware_repo import Pki, upload
@@ -228,8 +228,8 @@ async def test_TC_L_02_CSMS_install_scheduled_passes_install_date_and_retries(
             retry_interval=60,
         )
         update = await station.next_update()
-        assert update["firmware"]["retrieveDateTime"] == format_time(retrieve)
-        assert update["firmware"]["installDateTime"] == format_time(install)
+        assert update["firmware"]["retrieveDateTime"] == format_time(retrieve, always_ms=True)
+        assert update["firmware"]["installDateTime"] == format_time(install, always_ms=True)
         assert (update["retries"], update["retryInterval"]) == (3, 60)
         for status in ["DownloadScheduled", "Downloading", "Downloaded", "InstallScheduled"]:
             await station.report(status, update["requestId"])

@@ -15,9 +15,10 @@ import pytest
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.handlers16 import Csms16, StationHandlers
 from plugstream.cloud.handlers201 import Csms201
-from plugstream.cloud.meter import format_time, parse_time, samples_16, samples_201
+from plugstream.cloud.meter import samples_16, samples_201
 from plugstream.cloud.storage import IdTokenRecord, Store
 from plugstream.ocpp import ErrorCode, OcppError, OcppVersion, schemas
+from plugstream.ocpp.datetimes import format_time, parse_time
 from plugstream.ocpp.routing import dispatch
 
 pytestmark = pytest.mark.unit
@@ -193,7 +194,7 @@ async def test_reconnect_without_boot_is_accepted(
     clock.advance(600)
     second = cls("CPX", store, CONFIG, clock=clock)  # a new connection
     answer = await call(second, "Heartbeat", {})
-    assert answer["currentTime"] == format_time(clock.now)
+    assert answer["currentTime"] == format_time(clock.now, always_ms=True)
 
 
 async def test_registered_but_never_booted_station_is_refused(store: Store, clock: Clock) -> None:

@@ -24,9 +24,9 @@ from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.gateway import Gateway
 from plugstream.cloud.handlers16 import Csms16
 from plugstream.cloud.handlers201 import Csms201
-from plugstream.cloud.meter import format_time
 from plugstream.cloud.storage import IdTokenRecord, Store
 from plugstream.ocpp import Handlers, OcppEndpoint, OcppVersion
+from plugstream.ocpp.datetimes import format_time
 from plugstream.ocpp.routing import dispatch
 from tests.support import WAIT, serving, until
 

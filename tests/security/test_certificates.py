@@ -35,6 +35,7 @@ from websockets.typing import Subprotocol
 
 from plugstream.cloud.storage.security import list_security_events
 from plugstream.ocpp import Handlers, OcppEndpoint, OcppVersion, on
+from plugstream.ocpp.datetimes import format_time
 from plugstream.pki.authority import CertificateAuthority
 from plugstream.pki.keystore import PKIStore
 from plugstream.station.backoff import ReconnectBackoff
@@ -48,7 +49,6 @@ from plugstream.station.certmgmt import (
 )
 from plugstream.station.clock import ManualClock
 from plugstream.station.hardware import PLUGSTREAM_7
-from plugstream.station.metering import format_timestamp
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 from tests.support import Cloud, running_cloud, until
@@ -514,7 +514,7 @@ class _SilentCsms(Handlers):
     @on("BootNotification")
     def boot(self, payload: dict[str, Any]) -> dict[str, Any]:
         return {
-            "currentTime": format_timestamp(datetime.now(UTC)),
+            "currentTime": format_time(datetime.now(UTC)),
             "interval": 300,
             "status": "Accepted",
         }
@@ -525,7 +525,7 @@ class _SilentCsms(Handlers):
 
     @on("Heartbeat")
     def heartbeat(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return {"currentTime": format_timestamp(datetime.now(UTC))}
+        return {"currentTime": format_time(datetime.now(UTC))}
 
     @on("SecurityEventNotification")
     def security_event(self, payload: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from plugstream.ocpp import Call, OcppVersion, encode, schemas
+from plugstream.ocpp.datetimes import format_time
 from plugstream.station.ev import CITY_CAR, PERFORMANCE_CAR, Ev
 from plugstream.station.hardware import (
     CURRENT,
@@ -32,7 +33,6 @@ from plugstream.station.metering import (
     TransactionData,
     build_meter_value_16,
     build_meter_value_201,
-    format_timestamp,
     parse_measurands,
 )
 
@@ -193,7 +193,7 @@ def test_only_the_configured_measurands_appear() -> None:
 
 def test_helpers() -> None:
     assert parse_measurands(" Energy.Active.Import.Register ,,SoC ") == (ENERGY_REGISTER, SOC)
-    assert format_timestamp(T0.replace(microsecond=123456)) == "2026-11-25T14:07:13.123Z"
+    assert format_time(T0.replace(microsecond=123456)) == "2026-11-25T14:07:13.123Z"
     m = Measurements({"L1": 230.0}, {"L1": 0.0}, 0.0, Decimal("100.000"), None)
     mv = build_meter_value_16(m, ALL, "Transaction.Begin", T0)
     assert mv is not None

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, cast
 from plugstream.cloud.certificates import CertificateHandlers16
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.firmware.handlers import FirmwareStatus16
-from plugstream.cloud.meter import format_time, parse_time_or, samples_16, to_decimal
+from plugstream.cloud.meter import parse_time_or, samples_16, to_decimal
 from plugstream.cloud.security import SecurityEventHandlers
 from plugstream.cloud.storage.records import AuthResult
 from plugstream.ocpp import ErrorCode, Handlers, OcppError, on, v16
+from plugstream.ocpp.datetimes import format_time
 
 if TYPE_CHECKING:
     from plugstream.cloud.gateway import Gateway
@@ -108,7 +109,7 @@ def id_tag_info(auth: AuthResult) -> v16.IdTagInfo:
         status = auth.status  # type: ignore[assignment]
     info: v16.IdTagInfo = {"status": status}
     if auth.expiry is not None:
-        info["expiryDate"] = format_time(auth.expiry)
+        info["expiryDate"] = format_time(auth.expiry, always_ms=True)
     if auth.parent_id_token:
         info["parentIdTag"] = auth.parent_id_token[:20]  # IdToken is CiString20Type
     return info
@@ -149,7 +150,7 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
         )
         return {
             "status": cast(v16.BootNotificationResponseStatus, status),
-            "currentTime": format_time(now),
+            "currentTime": format_time(now, always_ms=True),
             "interval": interval,
         }
 
@@ -157,7 +158,7 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     async def heartbeat(self, payload: v16.HeartbeatRequest) -> v16.HeartbeatResponse:
         now = self.now()
         await self.store.record_seen(self.station_id, at=now)
-        return {"currentTime": format_time(now)}
+        return {"currentTime": format_time(now, always_ms=True)}
 
     @on(v16.Action.StatusNotification)
     async def status_notification(

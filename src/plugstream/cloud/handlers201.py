@@ -9,10 +9,11 @@ from typing import cast
 from plugstream.cloud.certificates import CertificateHandlers201
 from plugstream.cloud.firmware.handlers import FirmwareStatus201
 from plugstream.cloud.handlers16 import StationHandlers
-from plugstream.cloud.meter import format_time, parse_time_or, samples_201
+from plugstream.cloud.meter import parse_time_or, samples_201
 from plugstream.cloud.security import SecurityEventHandlers
 from plugstream.cloud.storage.records import AuthResult
 from plugstream.ocpp import on, v201
+from plugstream.ocpp.datetimes import format_time
 
 _STATUSES = frozenset(
     (
@@ -36,7 +37,7 @@ def id_token_info(auth: AuthResult) -> v201.IdTokenInfoType:
         status = auth.status  # type: ignore[assignment]
     info: v201.IdTokenInfoType = {"status": status}
     if auth.expiry is not None:
-        info["cacheExpiryDateTime"] = format_time(auth.expiry)
+        info["cacheExpiryDateTime"] = format_time(auth.expiry, always_ms=True)
     if auth.parent_id_token:
         # C01.FR.06: the associated group id token goes with the answer.
         info["groupIdToken"] = {"idToken": auth.parent_id_token[:36], "type": "Central"}
@@ -75,7 +76,7 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
         )
         return {
             "status": cast(v201.RegistrationStatusEnumType, status),
-            "currentTime": format_time(now),
+            "currentTime": format_time(now, always_ms=True),
             "interval": interval,
         }
 
@@ -83,7 +84,7 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     async def heartbeat(self, payload: v201.HeartbeatRequest) -> v201.HeartbeatResponse:
         now = self.now()
         await self.store.record_seen(self.station_id, at=now)
-        return {"currentTime": format_time(now)}
+        return {"currentTime": format_time(now, always_ms=True)}
 
     @on(v201.Action.StatusNotification)
     async def status_notification(

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from plugstream.cloud.storage.records import MeterSample
+from plugstream.ocpp.datetimes import parse_time
 
 log = logging.getLogger("plugstream.cloud")
 
@@ -27,18 +28,6 @@ _KILO = {"kWh": "Wh", "kvarh": "varh", "kVAh": "VAh", "kW": "W", "kvar": "var", 
 _THOUSAND = Decimal(1000)
 
 
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 timestamp from a station as an aware UTC datetime.
-
-    Offsets are converted (``+01:00`` → UTC); a time without an offset is read as
-    UTC, which is what OCPP requires stations to send. Raises ValueError.
-    """
-    value = datetime.fromisoformat(text.strip())
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def parse_time_or(text: object, default: datetime) -> datetime:
     """:func:`parse_time`, or ``default`` when the field is missing or unreadable."""
     if isinstance(text, str):
@@ -47,12 +36,6 @@ def parse_time_or(text: object, default: datetime) -> datetime:
         except ValueError:
             log.warning("unreadable timestamp %r", text)
     return default
-
-
-def format_time(value: datetime) -> str:
-    """UTC ISO 8601 with milliseconds and ``Z``, as OCPP's dateTime is written."""
-    utc = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def to_decimal(value: object) -> Decimal | None:

@@ -72,6 +72,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import serialization
 
 from plugstream.ocpp import ErrorCode, OcppError, OcppVersion, after, on
+from plugstream.ocpp.datetimes import parse_time
 from plugstream.pki.firmware import (
     FirmwareVerificationError,
     InvalidCertificate,
@@ -183,7 +184,7 @@ def read_header(image: bytes | Path) -> ImageHeader | None:
 def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parse_time(value)
 
 
 @dataclass(frozen=True, slots=True)

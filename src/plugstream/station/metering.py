@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from plugstream.ocpp.datetimes import format_time
 from plugstream.station.hardware import (
     ENERGY_REGISTER,
     VOLTAGE,
@@ -53,7 +54,6 @@ __all__ = [
     "TransactionData",
     "build_meter_value_16",
     "build_meter_value_201",
-    "format_timestamp",
     "parse_measurands",
     "select",
 ]
@@ -331,14 +331,6 @@ def _text(value: float | Decimal) -> str:
     return str(_number(value))
 
 
-def format_timestamp(at: datetime) -> str:
-    """RFC 3339 in UTC with a Z; milliseconds only when there are any."""
-    at = _aware(at)
-    if at.microsecond:
-        return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _sampled_value_16(value: SampledValue, context: str) -> dict[str, Any]:
     out: dict[str, Any] = {"value": _text(value.value)}
     if context != DEFAULT_CONTEXT:
@@ -377,7 +369,7 @@ def build_meter_value_16(
     if not values:
         return None
     return {
-        "timestamp": format_timestamp(timestamp),
+        "timestamp": format_time(timestamp),
         "sampledValue": [_sampled_value_16(v, str(context)) for v in values],
     }
 
@@ -393,7 +385,7 @@ def build_meter_value_201(
     if not values:
         return None
     return {
-        "timestamp": format_timestamp(timestamp),
+        "timestamp": format_time(timestamp),
         "sampledValue": [_sampled_value_201(v, str(context)) for v in values],
     }
 
@@ -477,7 +469,7 @@ class TransactionData:
         """StopTransaction.req ``transactionData``: leave the field out when empty."""
         return [
             {
-                "timestamp": format_timestamp(r.timestamp),
+                "timestamp": format_time(r.timestamp),
                 "sampledValue": [_sampled_value_16(v, r.context) for v in r.values],
             }
             for r in self.readings
@@ -487,7 +479,7 @@ class TransactionData:
         """TransactionEventRequest(Ended) ``meterValue``: leave the field out when empty."""
         return [
             {
-                "timestamp": format_timestamp(r.timestamp),
+                "timestamp": format_time(r.timestamp),
                 "sampledValue": [_sampled_value_201(v, r.context) for v in r.values],
             }
             for r in self.readings

@@ -32,8 +32,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from plugstream.ocpp.datetimes import format_time
 from plugstream.station.config import atomic_write_json
-from plugstream.station.metering import format_timestamp
 
 __all__ = [
     "CRITICAL",
@@ -192,7 +192,7 @@ class SecurityLog:
     ) -> SecurityLogEntry:
         """Log one event and queue its report, durably, before returning it."""
         name = event_name(kind, self.ocpp_version)[:MAX_TYPE]
-        stamp = timestamp if isinstance(timestamp, str) else format_timestamp(timestamp)
+        stamp = timestamp if isinstance(timestamp, str) else format_time(timestamp)
         info = tech_info[:MAX_TECH_INFO] if tech_info else None
         critical = canonical(kind) in CRITICAL
         repeat = canonical(kind) in RETRIED and any(

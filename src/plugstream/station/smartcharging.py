@@ -30,13 +30,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from plugstream.ocpp.datetimes import parse_time
+
 __all__ = [
     "MAX_PURPOSE",
     "ChargingProfiles",
     "Profile",
     "SetStatus16",
     "SetStatus201",
-    "parse_datetime",
 ]
 
 SetStatus16 = Literal["Accepted", "Rejected", "NotSupported"]
@@ -51,12 +52,6 @@ _PURPOSE_16 = {"ChargePointMaxProfile": MAX_PURPOSE, TX_DEFAULT: TX_DEFAULT, TX:
 _PURPOSE_201 = {MAX_PURPOSE: MAX_PURPOSE, TX_DEFAULT: TX_DEFAULT, TX: TX}
 _RECURRENCE = {"Daily": timedelta(days=1), "Weekly": timedelta(days=7)}
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def parse_datetime(text: str) -> datetime:
-    """An OCPP ``dateTime`` (RFC 3339) as an aware datetime; a zoneless one is taken as UTC."""
-    value = datetime.fromisoformat(text.replace("z", "Z"))
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _aware(value: datetime) -> datetime:
@@ -171,7 +166,7 @@ def _periods(items: Iterable[Mapping[str, Any]]) -> tuple[Period, ...]:
 
 
 def _optional_time(value: Any) -> datetime | None:
-    return parse_datetime(value) if isinstance(value, str) else None
+    return parse_time(value) if isinstance(value, str) else None
 
 
 def _profile(evse_id: int, raw: Mapping[str, Any], version: str) -> Profile:

@@ -85,6 +85,7 @@ from plugstream.ocpp import (
     on,
     v16,
 )
+from plugstream.ocpp.datetimes import format_time
 from plugstream.pki.tls import ServerRejected, peer_chain, station_context, verify_server
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
@@ -110,7 +111,6 @@ from plugstream.station.metering import (
     ReadingContext,
     TransactionData,
     build_meter_value_16,
-    format_timestamp,
 )
 from plugstream.station.network import NetworkNotReady, StationNetwork, default_port
 from plugstream.station.security import FILENAME as SECURITY_LOG_FILE
@@ -668,7 +668,7 @@ class StationRuntime:
             return
         self.security_event(
             "SettingSystemTime",
-            f"clock set from {format_timestamp(old)} to {format_timestamp(new)} ({step:+.0f} s)",
+            f"clock set from {format_time(old)} to {format_time(new)} ({step:+.0f} s)",
         )
 
     def _time_adjustment_threshold(self) -> float:
@@ -1260,7 +1260,7 @@ class Station16(StationRuntime):
                 "transactionId": transaction_id,
                 "idTag": saved["id_tag"],
                 "meterStop": int(self.hardware.energy_wh),
-                "timestamp": format_timestamp(saved_at(state, self.now())),
+                "timestamp": format_time(saved_at(state, self.now())),
                 "reason": reason,
             }
             try:
@@ -1296,7 +1296,7 @@ class Station16(StationRuntime):
             "connectorId": 0,
             "errorCode": "NoError",
             "status": "Available",
-            "timestamp": format_timestamp(now),
+            "timestamp": format_time(now),
         }
         return [zero, _status_payload(self.connector.current_status(now))]
 
@@ -1396,7 +1396,7 @@ class Station16(StationRuntime):
                 "connectorId": CONNECTOR_ID,
                 "idTag": id_tag,
                 "meterStart": meter_start,
-                "timestamp": format_timestamp(now),
+                "timestamp": format_time(now),
             },
         )
         c = self.config
@@ -1454,7 +1454,7 @@ class Station16(StationRuntime):
             "transactionId": tx.reference(),
             "idTag": tx.id_tag,
             "meterStop": int(measurements.energy_wh),
-            "timestamp": format_timestamp(now),
+            "timestamp": format_time(now),
             "reason": reason,
         }
         transaction_data = tx.data.meter_values_16()
@@ -1740,7 +1740,7 @@ def _status_payload(change: StatusChanged) -> dict[str, Any]:
         "connectorId": change.connector_id,
         "errorCode": change.error_code.value,
         "status": change.status_16.value,
-        "timestamp": format_timestamp(change.timestamp),
+        "timestamp": format_time(change.timestamp),
     }
     if change.info:
         payload["info"] = change.info[:50]

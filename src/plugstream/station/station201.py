@@ -62,6 +62,7 @@ from plugstream.ocpp import (
     on,
     v201,
 )
+from plugstream.ocpp.datetimes import format_time
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.certmgmt import CertificateHandlers201, renew_if_expiring, request_signing
@@ -98,7 +99,6 @@ from plugstream.station.metering import (
     ReadingContext,
     TransactionData,
     build_meter_value_201,
-    format_timestamp,
 )
 from plugstream.station.smartcharging import ChargingProfiles
 from plugstream.station.station16 import (
@@ -389,7 +389,7 @@ class Station201(StationRuntime):
             at = saved_at(state, self.now())
             payload: dict[str, Any] = {
                 "eventType": "Ended",
-                "timestamp": format_timestamp(at),
+                "timestamp": format_time(at),
                 "triggerReason": "AbnormalCondition",
                 "seqNo": int(saved.get("seq_no", 0)),
                 "transactionInfo": {
@@ -451,7 +451,7 @@ class Station201(StationRuntime):
         transaction_info.update(info or {})
         payload: dict[str, Any] = {
             "eventType": event_type,
-            "timestamp": format_timestamp(self.now()),
+            "timestamp": format_time(self.now()),
             "triggerReason": trigger_reason,
             "seqNo": tx.next_seq_no(),
             "transactionInfo": transaction_info,
@@ -938,7 +938,7 @@ class Station201(StationRuntime):
 
 def _status_payload(change: StatusChanged) -> dict[str, Any]:
     return {
-        "timestamp": format_timestamp(change.timestamp),
+        "timestamp": format_time(change.timestamp),
         "connectorStatus": change.status_201.value,
         "evseId": EVSE_ID,
         "connectorId": change.connector_id,
@@ -1080,7 +1080,7 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
         if payload["reportBase"] not in REPORT_BASES:
             return
         messages = st.config.notify_reports(
-            payload["reportBase"], payload["requestId"], format_timestamp(st.now())
+            payload["reportBase"], payload["requestId"], format_time(st.now())
         )
         for message in messages:
             await st._call_quietly("NotifyReport", message)

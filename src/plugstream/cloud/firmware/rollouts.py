@@ -27,9 +27,9 @@ from urllib.parse import quote
 
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.gateway import StationOffline
-from plugstream.cloud.meter import format_time
 from plugstream.cloud.storage import firmware as db
 from plugstream.ocpp import CallTimeout, OcppError, OcppVersion
+from plugstream.ocpp.datetimes import format_time
 
 if TYPE_CHECKING:
     from plugstream.cloud.gateway import Gateway
@@ -116,12 +116,12 @@ def update_request(
     """The action and payload that ask a station of ``version`` to install ``image``."""
     fw: dict[str, Any] = {
         "location": url,
-        "retrieveDateTime": format_time(options.retrieve_at),
+        "retrieveDateTime": format_time(options.retrieve_at, always_ms=True),
         "signingCertificate": image.signing_certificate,
         "signature": image.signature,
     }
     if options.install_at is not None:
-        fw["installDateTime"] = format_time(options.install_at)
+        fw["installDateTime"] = format_time(options.install_at, always_ms=True)
     payload: dict[str, Any] = {"requestId": request_id, "firmware": fw}
     if options.retries is not None:
         payload["retries"] = options.retries
