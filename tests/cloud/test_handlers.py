@@ -67,7 +67,7 @@ async def call(handlers: StationHandlers, action: str, payload: dict[str, Any]) 
 
 
 def ts(minutes: float = 0.0) -> str:
-    return format_time(NOW + timedelta(minutes=minutes))
+    return format_time(NOW + timedelta(minutes=minutes), always_ms=True)
 
 
 BOOT16 = {
