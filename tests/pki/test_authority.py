@@ -23,8 +23,11 @@ from plugstream.pki.authority import (
     CertificateAuthority,
     IssuedCertificate,
     PKIError,
+    load_certificate,
+    load_pair,
+    load_private_key,
 )
-from plugstream.pki.keystore import PKIStore, load_certificate, load_pair, load_private_key
+from plugstream.pki.keystore import PKIStore
 
 HOST = "127.0.0.1"
 

@@ -29,7 +29,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CertificateAuthority", "IssuedCertificate", "PKIError"]
+__all__ = [
+    "CertificateAuthority",
+    "IssuedCertificate",
+    "PKIError",
+    "check_validity",
+    "load_certificate",
+    "load_pair",
+    "load_private_key",
+    "read_pem",
+]
 
 ROOT_DAYS = 3650  # the root outlives the certificates it issues
 LEAF_DAYS = 397  # the longest a publicly trusted TLS certificate may live; good practice
@@ -140,8 +149,6 @@ class CertificateAuthority:
         Raises :class:`PKIError` naming the file for a missing, non-PEM, expired or
         not-yet-valid root, or a key that is not the root's.
         """
-        from plugstream.pki.keystore import load_pair
-
         return cls(load_pair(cert_path, key_path))
 
     @property
@@ -335,3 +342,61 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# --- PEM files: what the authority and the PKI directory read back ---
+
+
+def read_pem(path: Path, what: str) -> bytes:
+    """The bytes of a PEM file; a missing or unreadable one is a PKIError naming it."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise PKIError(f"{path}: missing {what}") from None
+    except OSError as exc:
+        raise PKIError(f"{path}: cannot read {what}: {exc.strerror}") from None
+
+
+def check_validity(cert: x509.Certificate, path: Path, now: dt.datetime | None = None) -> None:
+    """Refuse a certificate outside its validity period at ``now`` (default: the wall clock)."""
+    now = now or dt.datetime.now(dt.UTC)
+    if now < cert.not_valid_before_utc:
+        raise PKIError(
+            f"{path}: certificate not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    if now > cert.not_valid_after_utc:
+        raise PKIError(f"{path}: certificate expired {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+
+
+def load_certificate(path: Path, *, now: dt.datetime | None = None) -> x509.Certificate:
+    """The first certificate in a PEM file, checked to be valid at ``now``."""
+    data = read_pem(path, "certificate")
+    try:
+        cert = x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise PKIError(f"{path}: not a PEM certificate") from None
+    check_validity(cert, path, now)
+    return cert
+
+
+def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """An unencrypted EC private key (PEM); every key this PKI makes is one."""
+    data = read_pem(path, "private key")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise PKIError(f"{path}: not a PEM private key (or it is encrypted)") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise PKIError(f"{path}: not an EC private key")
+    return key
+
+
+def load_pair(
+    cert_path: Path, key_path: Path, *, now: dt.datetime | None = None
+) -> IssuedCertificate:
+    """A certificate and its key, refused if the key is not the certificate's."""
+    cert = load_certificate(cert_path, now=now)
+    key = load_private_key(key_path)
+    if key.public_key() != cert.public_key():
+        raise PKIError(f"{key_path}: key does not match the certificate {cert_path}")
+    return IssuedCertificate(cert, key)

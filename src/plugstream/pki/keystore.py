@@ -26,79 +26,22 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from plugstream.pki.authority import CertificateAuthority, IssuedCertificate, PKIError
+from plugstream.pki.authority import (
+    CertificateAuthority,
+    IssuedCertificate,
+    PKIError,
+    load_pair,
+    read_pem,
+)
 
-__all__ = [
-    "CertEntry",
-    "PKIError",
-    "PKIStore",
-    "check_validity",
-    "load_certificate",
-    "load_pair",
-    "load_private_key",
-]
+__all__ = ["CertEntry", "PKIStore"]
 
 CSMS_ROOT = "csms-root"
 MANUFACTURER_ROOT = "manufacturer-root"
 FIRMWARE_SIGNING = "firmware-signing"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise PKIError(f"{path}: missing {what}") from None
-    except OSError as exc:
-        raise PKIError(f"{path}: cannot read {what}: {exc.strerror}") from None
-
-
-def check_validity(cert: x509.Certificate, path: Path, now: dt.datetime | None = None) -> None:
-    """Refuse a certificate outside its validity period at ``now`` (default: the wall clock)."""
-    now = now or dt.datetime.now(dt.UTC)
-    if now < cert.not_valid_before_utc:
-        raise PKIError(
-            f"{path}: certificate not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
-        )
-    if now > cert.not_valid_after_utc:
-        raise PKIError(f"{path}: certificate expired {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
-
-
-def load_certificate(path: Path, *, now: dt.datetime | None = None) -> x509.Certificate:
-    """The first certificate in a PEM file, checked to be valid at ``now``."""
-    data = _read(path, "certificate")
-    try:
-        cert = x509.load_pem_x509_certificate(data)
-    except ValueError:
-        raise PKIError(f"{path}: not a PEM certificate") from None
-    check_validity(cert, path, now)
-    return cert
-
-
-def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    """An unencrypted EC private key (PEM); every key this PKI makes is one."""
-    data = _read(path, "private key")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        raise PKIError(f"{path}: not a PEM private key (or it is encrypted)") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise PKIError(f"{path}: not an EC private key")
-    return key
-
-
-def load_pair(
-    cert_path: Path, key_path: Path, *, now: dt.datetime | None = None
-) -> IssuedCertificate:
-    """A certificate and its key, refused if the key is not the certificate's."""
-    cert = load_certificate(cert_path, now=now)
-    key = load_private_key(key_path)
-    if key.public_key() != cert.public_key():
-        raise PKIError(f"{key_path}: key does not match the certificate {cert_path}")
-    return IssuedCertificate(cert, key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +150,7 @@ class PKIStore:
     def sign_csr(self, csr_path: Path, *, now: dt.datetime | None = None) -> tuple[bytes, Path]:
         """Sign a station's CSR (CN = its serial, O = the operator); the PEM and where kept."""
         ca = self.csms_root(now=now)
-        cert = ca.sign_csr(_read(csr_path, "CSR"), source=str(csr_path), now=now)
+        cert = ca.sign_csr(read_pem(csr_path, "CSR"), source=str(csr_path), now=now)
         pem = cert.public_bytes(serialization.Encoding.PEM)
         cn = _cn(cert.subject)
         folder = self.directory / "stations"
