@@ -154,7 +154,7 @@ def _include_features(
 ) -> None:
     """The routers of the trust features: certificates, the firmware repository (its API
     and its downloads), the setup service's claims. Each gives its own prefixes."""
-    from plugstream.cloud.certificates import build_router as certificates
+    from plugstream.cloud.certificates.api import build_router as certificates
     from plugstream.cloud.firmware.api import build_router as firmware
     from plugstream.cloud.setup.api import build_router as setup
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, cast
 
-from plugstream.cloud.certificates import CertificateHandlers16
+from plugstream.cloud.certificates.handlers import CertificateHandlers16
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.firmware.handlers import FirmwareStatus16
 from plugstream.cloud.meter import parse_time_or, samples_16, to_decimal
@@ -263,4 +263,4 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     ) -> v16.LogStatusNotificationResponse:
         return {}
 
-    # SignCertificate: cloud/certificates.py CertificateHandlers16.
+    # SignCertificate: cloud/certificates/handlers.py CertificateHandlers16.

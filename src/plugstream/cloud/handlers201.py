@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import cast
 
-from plugstream.cloud.certificates import CertificateHandlers201
+from plugstream.cloud.certificates.handlers import CertificateHandlers201
 from plugstream.cloud.firmware.handlers import FirmwareStatus201
 from plugstream.cloud.handlers16 import StationHandlers
 from plugstream.cloud.meter import parse_time_or, samples_201
