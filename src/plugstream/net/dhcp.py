@@ -222,9 +222,12 @@ class DhcpMessage:
     @property
     def message_type(self) -> MessageType | None:
         raw = self.options.get(Option.MESSAGE_TYPE)
-        if raw is None or len(raw) != 1 or raw[0] not in MessageType._value2member_map_:
+        if raw is None or len(raw) != 1:
             return None
-        return MessageType(raw[0])
+        try:
+            return MessageType(raw[0])
+        except ValueError:  # a type this client does not know (RFC 2132 §9.6 lists 8)
+            return None
 
     def _address(self, option: int) -> str | None:
         raw = self.options.get(option)
