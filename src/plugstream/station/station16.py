@@ -380,6 +380,10 @@ class StationRuntime:
     def next_tick_in(self) -> float | None:
         raise NotImplementedError
 
+    def save_state(self, *, clean: bool = False) -> None:
+        """Persist what survives a restart (``state.json``), atomically."""
+        raise NotImplementedError
+
     @property
     def online(self) -> bool:
         """Connected and registered: messages other than BootNotification may be sent."""
@@ -394,7 +398,7 @@ class StationRuntime:
     def _seconds(self) -> float:
         return self.now().timestamp()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         self._changed.set()
         self._tick_event.set()
         if self.accepted and self.endpoint is not None:
@@ -406,7 +410,7 @@ class StationRuntime:
         """Until :meth:`_wake`, or ``timeout`` seconds of station time."""
         await _wait_event(self._changed, self.clock, timeout)
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -461,7 +465,7 @@ class StationRuntime:
         self._last_sent = self._seconds()
         return await endpoint.call(action, compact(payload))
 
-    async def _call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         endpoint = self.endpoint
         if endpoint is None:
             raise OcppError(ErrorCode.GenericError, "not connected")
@@ -469,7 +473,7 @@ class StationRuntime:
 
     async def _call_quietly(self, action: str, payload: dict[str, Any]) -> None:
         try:
-            await self._call(action, payload)
+            await self.call(action, payload)
         except OcppError as exc:
             log.info("%s not delivered: %s", action, exc)
 
@@ -769,7 +773,7 @@ class StationRuntime:
         tx = getattr(self, "transaction", None)
         if tx is not None and tx.schedule.sample_interval != meter:
             tx.schedule.configure(sample_interval=meter, now=self.now())
-            self._wake()
+            self.wake()
         saving: dict[str, Any] | None = None
         if network.manager.data_saving and policy is not None:
             saving = {
@@ -1065,14 +1069,28 @@ class StationRuntime:
             self.endpoint = None
             self.accepted = False
             self._ws = None
-            self._wake()
+            self.wake()
             session.cancel()
             await asyncio.gather(session, return_exceptions=True)
 
-    async def _disconnect(self) -> None:
+    async def disconnect(self) -> None:
+        """Close the connection (run() reconnects): after a Reset or a security change."""
         ws = self._ws
         if ws is not None:
             await ws.close()
+
+    def request_boot(self) -> None:
+        """A BootNotification is due on the next connection, as after a Reset."""
+        self._boot_needed = True
+
+    # the names before issue 13, until every caller uses the public ones
+    _call = call
+    _spawn = spawn
+    _disconnect = disconnect
+    _wake = wake
+
+    def _save_state(self, *, clean: bool = False) -> None:
+        self.save_state(clean=clean)
 
 
 class Station16(StationRuntime):
@@ -1213,20 +1231,20 @@ class Station16(StationRuntime):
             self.heartbeat_interval = int(value)
         if key == "ClockAlignedDataInterval":
             self.aligned.configure(int(value), self.now())
-        self._wake()
+        self.wake()
 
     def close(self) -> None:
         """Save the state (a clean stop) and release the files; call after :meth:`run`."""
         for task in list(self._tasks):
             task.cancel()
-        self._save_state(clean=True)
+        self.save_state(clean=True)
         if self.traffic_autosave:
             self._save_traffic()
         self.journal.close()
 
     # -- what survives a restart ---------------------------------------------------
 
-    def _save_state(self, *, clean: bool = False) -> None:
+    def save_state(self, *, clean: bool = False) -> None:
         """Persist the register, the transaction, profiles and availability atomically."""
         self.hardware.advance(self._seconds())
         tx = self.transaction
@@ -1272,7 +1290,7 @@ class Station16(StationRuntime):
             self.profiles.end_transaction(CONNECTOR_ID)
         for cycle in self.traffic.open_cycles:  # the car is gone as far as we know
             self.traffic.end_cycle(cycle, self.now())
-        self._save_state()
+        self.save_state()
 
     # -- messages that are not journalled ---------------------------------------------
 
@@ -1284,11 +1302,11 @@ class Station16(StationRuntime):
                 continue
             if self.online:
                 self._reported[action.connector_id] = action.status_16.value
-                self._spawn(self._call_quietly("StatusNotification", _status_payload(action)))
+                self.spawn(self._call_quietly("StatusNotification", _status_payload(action)))
             else:  # changed while offline: the current status goes out on reconnect
                 self._reported.pop(action.connector_id, None)
         if actions:
-            self._wake()
+            self.wake()
 
     def _status_payloads(self) -> list[dict[str, Any]]:
         now = self.now()
@@ -1326,7 +1344,7 @@ class Station16(StationRuntime):
         self._start_cycle()
         self._emit(self.connector.plug_in(self.now()))
         self._maybe_start()
-        self._wake()
+        self.wake()
 
     def unplug(self) -> None:
         """The car is unplugged: an ongoing transaction stops (EVDisconnected)."""
@@ -1338,7 +1356,7 @@ class Station16(StationRuntime):
         self.hardware.unplug()
         self._emit(self.connector.unplug(now))
         self._end_cycle()
-        self._wake()
+        self.wake()
 
     async def swipe(self, id_tag: str) -> bool:
         """A card is presented: starts (or, same idTag, stops) a session; True if accepted."""
@@ -1358,7 +1376,7 @@ class Station16(StationRuntime):
         if not decision.ask_csms:
             return decision.accept_locally
         try:
-            result = await self._call("Authorize", {"idTag": id_tag})
+            result = await self.call("Authorize", {"idTag": id_tag})
         except OcppError:  # the connection went away meanwhile: decide offline
             decision = self.authorizer.authorize(key, online=False, now=self.now())
             return decision.accept_locally
@@ -1411,7 +1429,7 @@ class Station16(StationRuntime):
         schedule.start_transaction(now)
         self.transaction = _Transaction(id_tag, seq, meter_start, now, data, schedule)
         self._start_cycle()
-        self._save_state()
+        self.save_state()
         self._emit(
             self.connector.start_transaction(
                 now,
@@ -1419,7 +1437,7 @@ class Station16(StationRuntime):
                 evse_ready=self.hardware.offered_current_a > 0,
             )
         )
-        self._wake()
+        self.wake()
 
     def stop_transaction(self, reason: str) -> None:
         """Stop the ongoing transaction (the cable stays in: Finishing)."""
@@ -1464,8 +1482,8 @@ class Station16(StationRuntime):
         self.transaction = None
         self.profiles.end_transaction(CONNECTOR_ID)
         self.hardware.set_current_limit(None)
-        self._save_state()
-        self._wake()
+        self.save_state()
+        self.wake()
 
     def _ev_ready(self) -> bool:
         ev = self.hardware.ev
@@ -1518,7 +1536,7 @@ class Station16(StationRuntime):
                 )
                 journalled = True
         if journalled:
-            self._save_state()
+            self.save_state()
             self._changed.set()
         evse_ready = self.hardware.offered_current_a > 0
         actions = (
@@ -1544,7 +1562,7 @@ class Station16(StationRuntime):
             log.debug("clock-aligned MeterValues of %s dropped: offline", slot)
             return
         payload = {"connectorId": CONNECTOR_ID, "meterValue": [value]}
-        self._spawn(self._call_quietly("MeterValues", payload))
+        self.spawn(self._call_quietly("MeterValues", payload))
 
     def _connection_timeout(self, now: datetime) -> None:
         """ConnectionTimeOut (1.6 §4.9 B1/B6): Preparing without a transaction for that
@@ -1647,7 +1665,7 @@ class Station16(StationRuntime):
         tx = self.transaction
         if action == "StartTransaction" and tx is not None and tx.start_seq == seq:
             tx.transaction_id = int(result["transactionId"])
-            self._save_state()
+            self.save_state()
             status = info.get("status") if isinstance(info, dict) else "Accepted"
             if status != "Accepted" and self.config.stop_transaction_on_invalid_id:
                 self.stop_transaction("DeAuthorized")
@@ -1665,14 +1683,14 @@ class Station16(StationRuntime):
             await self._boot(endpoint)
         else:
             self.accepted = True
-            self._wake()
+            self.wake()
         for payload in self._status_payloads():
             # after a boot every connector; after a reconnect those that changed
             if booted or self._reported.get(payload["connectorId"]) != payload["status"]:
                 self._reported[payload["connectorId"]] = payload["status"]
                 await self._call_quietly("StatusNotification", payload)
         if self._security_profile() >= 3:
-            self._spawn(renew_if_expiring(self))  # A03: renew a certificate near its expiry
+            self.spawn(renew_if_expiring(self))  # A03: renew a certificate near its expiry
         await self._heartbeats()
 
     async def _boot(self, endpoint: OcppEndpoint) -> None:
@@ -1695,7 +1713,7 @@ class Station16(StationRuntime):
                 self._last_heartbeat = self._seconds()  # the answer carried the time
                 self.accepted = True
                 self.firmware.on_boot_accepted()  # a new firmware proved itself
-                self._wake()
+                self.wake()
                 return
             self._boot_needed = True
             await self.clock.sleep(interval if interval > 0 else DEFAULT_BOOT_RETRY_S)
@@ -1714,7 +1732,7 @@ class Station16(StationRuntime):
         """Send the message a TriggerMessage asked for."""
         if message == "BootNotification":
             try:
-                result = await self._call("BootNotification", self._boot_payload())
+                result = await self.call("BootNotification", self._boot_payload())
             except OcppError:
                 return
             if result.get("status") == "Accepted" and int(result["interval"]) > 0:
@@ -1802,7 +1820,7 @@ class StationHandlers16(CertificateHandlers16, FirmwareHandlers16, Handlers):
         st.security_event("ResetOrReboot", f"{payload['type']} Reset from the Central System")
         st.stop_transaction("HardReset" if payload["type"] == "Hard" else "SoftReset")
         st._boot_needed = True
-        await st._disconnect()  # a reboot: reconnect and boot again
+        await st.disconnect()  # a reboot: reconnect and boot again
 
     @on("UnlockConnector")
     def unlock(self, payload: v16.UnlockConnectorRequest) -> v16.UnlockConnectorResponse:
@@ -1821,7 +1839,7 @@ class StationHandlers16(CertificateHandlers16, FirmwareHandlers16, Handlers):
             return {"status": "Rejected"}
         reply = st.connector.change_availability(payload["type"] == "Operative", st.now())
         st._emit(reply.actions)
-        st._save_state()
+        st.save_state()
         return {"status": reply.status.value}
 
     # -- configuration
@@ -1852,7 +1870,7 @@ class StationHandlers16(CertificateHandlers16, FirmwareHandlers16, Handlers):
         st = self.station
         if st._reconnect_due:
             st._reconnect_due = False
-            await st._disconnect()
+            await st.disconnect()
 
     @on("GetConfiguration")
     def get_configuration(self, payload: v16.GetConfigurationRequest) -> dict[str, Any]:
@@ -1918,8 +1936,8 @@ class StationHandlers16(CertificateHandlers16, FirmwareHandlers16, Handlers):
             transaction_id_active=None if tx is None else tx.transaction_id,
         )
         st.tick()
-        st._save_state()
-        st._wake()
+        st.save_state()
+        st.wake()
         return {"status": status}
 
     @on("ClearChargingProfile")
@@ -1929,8 +1947,8 @@ class StationHandlers16(CertificateHandlers16, FirmwareHandlers16, Handlers):
         st = self.station
         status = st.profiles.clear_16(payload)
         st.tick()
-        st._save_state()
-        st._wake()
+        st.save_state()
+        st.wake()
         return {"status": status}
 
     @on("GetCompositeSchedule")

@@ -344,7 +344,7 @@ class Station201(StationRuntime):
             )
         elif name in (("AlignedDataCtrlr", "Interval"), ("AlignedDataCtrlr", "Enabled")):
             self.aligned.configure(self._aligned_interval(), self.now())
-        self._wake()
+        self.wake()
 
     def _aligned_interval(self) -> int:
         """``AlignedDataCtrlr.Interval``, 0 while ``AlignedDataCtrlr.Enabled`` is false."""
@@ -355,14 +355,14 @@ class Station201(StationRuntime):
         """Save the state (a clean stop) and release the files; call after :meth:`run`."""
         for task in list(self._tasks):
             task.cancel()
-        self._save_state(clean=True)
+        self.save_state(clean=True)
         if self.traffic_autosave:
             self._save_traffic()
         self.journal.close()
 
     # -- what survives a restart ---------------------------------------------------
 
-    def _save_state(self, *, clean: bool = False) -> None:
+    def save_state(self, *, clean: bool = False) -> None:
         """Persist the register, the transaction, profiles and availability atomically."""
         self.hardware.advance(self._seconds())
         tx = self.transaction
@@ -410,7 +410,7 @@ class Station201(StationRuntime):
             self.profiles.end_transaction(EVSE_ID)
         for cycle in self.traffic.open_cycles:  # the car is gone as far as we know
             self.traffic.end_cycle(cycle, self.now())
-        self._save_state()
+        self.save_state()
 
     # -- messages that are not journalled ---------------------------------------------
 
@@ -424,11 +424,11 @@ class Station201(StationRuntime):
                 if self._reported.get(action.connector_id) == action.status_201.value:
                     continue  # e.g. Preparing -> Charging: Occupied both, nothing to tell
                 self._reported[action.connector_id] = action.status_201.value
-                self._spawn(self._call_quietly("StatusNotification", _status_payload(action)))
+                self.spawn(self._call_quietly("StatusNotification", _status_payload(action)))
             else:
                 self._reported.pop(action.connector_id, None)
         if actions:
-            self._wake()
+            self.wake()
 
     def _meter_value(self, measurands: list[str], context: str) -> dict[str, Any] | None:
         self.hardware.advance(self._seconds())
@@ -466,8 +466,8 @@ class Station201(StationRuntime):
             payload["meterValue"] = meter_values
         seq = self.journal.append("TransactionEvent", payload)
         if event_type != "Ended":  # Ended: saved once the transaction is gone
-            self._save_state()
-        self._wake()
+            self.save_state()
+        self.wake()
         return seq
 
     # -- the user and the car ----------------------------------------------------------
@@ -481,7 +481,7 @@ class Station201(StationRuntime):
         self._emit(self.connector.plug_in(self.now()))
         self._trigger = "CablePluggedIn"
         self._maybe_start()
-        self._wake()
+        self.wake()
 
     def unplug(self) -> None:
         """The car is unplugged: an ongoing transaction ends (EVDisconnected)."""
@@ -494,7 +494,7 @@ class Station201(StationRuntime):
         self._emit(self.connector.unplug(now))
         self._end_cycle()
         self._after_end()
-        self._wake()
+        self.wake()
 
     async def swipe(self, id_token: str, token_type: str = DEFAULT_TOKEN_TYPE) -> bool:
         """A card is presented: starts (or, same token, stops) a session; True if accepted."""
@@ -515,7 +515,7 @@ class Station201(StationRuntime):
         if not decision.ask_csms:
             return decision.accept_locally
         try:
-            result = await self._call("Authorize", {"idToken": token})
+            result = await self.call("Authorize", {"idToken": token})
         except OcppError:  # the connection went away meanwhile: decide offline
             decision = self.authorizer.authorize(key, online=False, now=self.now())
             return decision.accept_locally
@@ -535,7 +535,7 @@ class Station201(StationRuntime):
         self._trigger = trigger
         self._remote_start_id = remote_start_id
         self._maybe_start()
-        self._wake()
+        self.wake()
         return True
 
     def _maybe_start(self) -> None:
@@ -653,8 +653,8 @@ class Station201(StationRuntime):
         self.transaction = None
         self.profiles.end_transaction(EVSE_ID)
         self.hardware.set_current_limit(None)
-        self._save_state()
-        self._wake()
+        self.save_state()
+        self.wake()
 
     def _after_end(self) -> None:
         if self._reset_on_idle and self.transaction is None:
@@ -662,7 +662,7 @@ class Station201(StationRuntime):
             self.security_event("ResetOrReboot", "OnIdle Reset from the CSMS")
             self.boot_reason = "RemoteReset"
             self._boot_needed = True
-            self._spawn(self._disconnect())
+            self.spawn(self.disconnect())
 
     def _ev_ready(self) -> bool:
         ev = self.hardware.ev
@@ -728,7 +728,7 @@ class Station201(StationRuntime):
         if not self.online:
             log.debug("clock-aligned MeterValues of %s dropped: offline", slot)
             return
-        self._spawn(self._call_quietly("MeterValues", {"evseId": EVSE_ID, "meterValue": [value]}))
+        self.spawn(self._call_quietly("MeterValues", {"evseId": EVSE_ID, "meterValue": [value]}))
 
     def _connection_timeout(self, now: datetime) -> None:
         """EVConnectionTimeOut (C01.FR.26): an authorized idToken without a cable for
@@ -853,13 +853,13 @@ class Station201(StationRuntime):
             await self._boot(endpoint)
         else:
             self.accepted = True
-            self._wake()
+            self.wake()
         status = self._status_now()
         if booted or self._reported.get(CONNECTOR_ID) != status["connectorStatus"]:
             self._reported[CONNECTOR_ID] = status["connectorStatus"]
             await self._call_quietly("StatusNotification", status)
         if self._security_profile() >= 3:
-            self._spawn(renew_if_expiring(self))  # A03: renew a certificate near its expiry
+            self.spawn(renew_if_expiring(self))  # A03: renew a certificate near its expiry
         await self._heartbeats()
 
     async def _boot(self, endpoint: OcppEndpoint) -> None:
@@ -883,7 +883,7 @@ class Station201(StationRuntime):
                 self._last_heartbeat = self._seconds()  # the answer carried the time
                 self.accepted = True
                 self.firmware.on_boot_accepted()  # a new firmware proved itself
-                self._wake()
+                self.wake()
                 return
             self._boot_needed = True
             await self.clock.sleep(interval if interval > 0 else DEFAULT_BOOT_RETRY_S)
@@ -905,7 +905,7 @@ class Station201(StationRuntime):
         """Send the message a TriggerMessage asked for."""
         if message == "BootNotification":
             try:
-                result = await self._call("BootNotification", self._boot_payload())
+                result = await self.call("BootNotification", self._boot_payload())
             except OcppError:
                 return
             if result.get("status") == "Accepted" and int(result["interval"]) > 0:
@@ -1017,7 +1017,7 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
             st.stop_transaction("ResetCommand", "ImmediateReset")
         st.boot_reason = "RemoteReset"
         st._boot_needed = True
-        await st._disconnect()  # a reboot: reconnect and boot again
+        await st.disconnect()  # a reboot: reconnect and boot again
 
     @on("UnlockConnector")
     def unlock(self, payload: v201.UnlockConnectorRequest) -> dict[str, Any]:
@@ -1037,7 +1037,7 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
         operative = payload["operationalStatus"] == "Operative"
         reply = st.connector.change_availability(operative, st.now())
         st._emit(reply.actions)
-        st._save_state()
+        st.save_state()
         return {"status": reply.status.value}
 
     # -- device model
@@ -1066,7 +1066,7 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
         st = self.station
         if st._reconnect_due:
             st._reconnect_due = False
-            await st._disconnect()
+            await st.disconnect()
 
     @on("GetBaseReport")
     def get_base_report(self, payload: v201.GetBaseReportRequest) -> dict[str, Any]:
@@ -1142,8 +1142,8 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
             active_transaction_id=None if tx is None else tx.transaction_id,
         )
         st.tick()
-        st._save_state()
-        st._wake()
+        st.save_state()
+        st.wake()
         return {"status": status}
 
     @on("ClearChargingProfile")
@@ -1151,8 +1151,8 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
         st = self.station
         status = st.profiles.clear_201(dict(payload))
         st.tick()
-        st._save_state()
-        st._wake()
+        st.save_state()
+        st.wake()
         return {"status": status}
 
     @on("GetCompositeSchedule")
