@@ -30,9 +30,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Opcode
 
-from plugstream.cloud.gateway import StationOffline, basic_credentials
-from plugstream.cloud.serve import READY, _ReceiveQueue, uvicorn_config
+from plugstream.cloud.gateway import basic_credentials
+from plugstream.cloud.serve import READY, uvicorn_config
+from plugstream.cloud.stations import StationOffline
 from plugstream.cloud.storage import MessageRecord, Store
+from plugstream.cloud.uvicorn_compat import _ReceiveQueue
 from plugstream.ocpp import CallTimeout, ErrorCode, OcppError, OcppVersion
 from tests.support import (
     WAIT,

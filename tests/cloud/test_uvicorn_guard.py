@@ -1,0 +1,175 @@
+"""What :mod:`plugstream.cloud.uvicorn_compat` relies on of uvicorn's internals is still there.
+
+The module subclasses uvicorn's websockets-sansio and h11 protocols and its server, and
+overrides or calls methods and attributes that are not uvicorn's public API. These tests
+fail, saying what to re-check, when the installed uvicorn is outside the version pinned
+in ``pyproject.toml`` or when one of those internals has gone or changed its signature.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from packaging.requirements import Requirement
+from packaging.version import Version
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from plugstream.cloud import uvicorn_compat
+from plugstream.cloud.uvicorn_compat import UVICORN_TESTED
+
+pytestmark = pytest.mark.unit
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+RECHECK = (
+    "re-read src/plugstream/cloud/uvicorn_compat.py against uvicorn's source "
+    "(LeanWebSocketProtocol, TlsHttpProtocol, CloudServer), then move the pin in "
+    "pyproject.toml and UVICORN_TESTED together"
+)
+
+
+def _pinned() -> Requirement:
+    dependencies: list[str] = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    (line,) = [d for d in dependencies if Requirement(d).name == "uvicorn"]
+    return Requirement(line)
+
+
+def _parameters(function: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+def _source(cls: type) -> str:
+    return inspect.getsource(cls)
+
+
+def test_the_installed_uvicorn_is_the_pinned_minor_version() -> None:
+    pin = _pinned()
+    installed = Version(uvicorn.__version__)
+    tested = Version(UVICORN_TESTED)
+    wanted = {f">={tested}", f"<{tested.major}.{tested.minor + 1}"}
+    assert {str(s) for s in pin.specifier} == wanted, (
+        f"pyproject.toml pins {pin}, but uvicorn_compat.UVICORN_TESTED is {UVICORN_TESTED}: "
+        + RECHECK
+    )
+    assert installed in pin.specifier, (
+        f"uvicorn {installed} is installed, outside the pinned {pin.specifier}: " + RECHECK
+    )
+
+
+# -- the websockets-sansio protocol (LeanWebSocketProtocol) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "parameters"),
+    [
+        ("__init__", ["self", "config", "server_state", "app_state", "_loop"]),
+        ("data_received", ["self", "data"]),
+        ("send_keepalive_ping", ["self"]),
+        ("handle_connect", ["self", "event"]),
+        ("send", ["self", "message"]),
+    ],
+)
+def test_the_websocket_protocol_methods_overridden_are_there(
+    method: str, parameters: list[str]
+) -> None:
+    found = getattr(WebSocketsSansIOProtocol, method, None)
+    assert found is not None, f"WebSocketsSansIOProtocol.{method} is gone: " + RECHECK
+    assert _parameters(found) == parameters, (
+        f"WebSocketsSansIOProtocol.{method}{inspect.signature(found)} changed: " + RECHECK
+    )
+    assert method in vars(uvicorn_compat.LeanWebSocketProtocol)
+
+
+@pytest.mark.parametrize(
+    "attribute",
+    [
+        "loop",
+        "transport",
+        "scope",
+        "ping_interval",
+        "ping_timer",
+        "close_sent",
+        "handshake_complete",
+        "request",
+        "response",
+        "queue",
+        "writable",
+    ],
+)
+def test_the_websocket_protocol_attributes_used_are_there(attribute: str) -> None:
+    assert re.search(rf"\bself\.{attribute}\b[^=\n]*=[^=]", _source(WebSocketsSansIOProtocol)), (
+        f"WebSocketsSansIOProtocol no longer sets self.{attribute}: " + RECHECK
+    )
+
+
+@pytest.mark.parametrize(
+    ("attribute", "replacement"),
+    [("queue", uvicorn_compat._ReceiveQueue), ("writable", uvicorn_compat._Flag)],
+)
+def test_the_slim_queue_and_flag_have_every_method_the_protocol_calls(
+    attribute: str, replacement: type
+) -> None:
+    """The protocol's ``asyncio.Queue`` and ``asyncio.Event`` are replaced by slimmer
+    objects: each method uvicorn calls on them must be one they have."""
+    called = set(re.findall(rf"\bself\.{attribute}\.(\w+)\(", _source(WebSocketsSansIOProtocol)))
+    assert called, f"WebSocketsSansIOProtocol no longer uses self.{attribute}: " + RECHECK
+    missing = sorted(name for name in called if not hasattr(replacement, name))
+    assert missing == [], (
+        f"WebSocketsSansIOProtocol calls self.{attribute}.{missing}, which "
+        f"{replacement.__name__} lacks: " + RECHECK
+    )
+
+
+def test_the_handshake_request_and_response_are_read_only_before_accept() -> None:
+    """LeanWebSocketProtocol drops ``request`` and ``response`` once the handshake is
+    done: uvicorn must still set them in ``handle_connect`` (from the parsed request)."""
+    source = inspect.getsource(WebSocketsSansIOProtocol.handle_connect)
+    assert "self.request = event" in source and "self.response =" in source, (
+        "WebSocketsSansIOProtocol.handle_connect no longer keeps request/response: " + RECHECK
+    )
+
+
+# -- the h11 protocol (TlsHttpProtocol) -----------------------------------------------
+
+
+def test_the_h11_protocol_connection_made_and_app_are_there() -> None:
+    assert _parameters(H11Protocol.connection_made) == ["self", "transport"], (
+        f"H11Protocol.connection_made{inspect.signature(H11Protocol.connection_made)} "
+        "changed: " + RECHECK
+    )
+    assert "self.app = " in inspect.getsource(H11Protocol.__init__), (
+        "H11Protocol no longer keeps the ASGI app in self.app: " + RECHECK
+    )
+    assert "app = self.app" in _source(H11Protocol), (
+        "H11Protocol no longer reads self.app per request: " + RECHECK
+    )
+
+
+# -- the server (CloudServer) and its configuration -----------------------------------
+
+
+def test_the_server_capture_signals_and_handle_exit_are_there() -> None:
+    assert _parameters(uvicorn.Server.capture_signals) == ["self"], (
+        "uvicorn.Server.capture_signals changed: " + RECHECK
+    )
+    assert _parameters(uvicorn.Server.handle_exit) == ["self", "sig", "frame"], (
+        "uvicorn.Server.handle_exit changed: " + RECHECK
+    )
+    source = _source(uvicorn.Server)
+    for attribute in ("started", "servers", "should_exit"):
+        assert f"self.{attribute}" in source, (
+            f"uvicorn.Server no longer has self.{attribute}: " + RECHECK
+        )
+
+
+def test_the_config_takes_protocol_classes_and_an_ssl_context_factory() -> None:
+    parameters = _parameters(uvicorn.Config.__init__)
+    for name in ("ws", "http", "ssl_context_factory", "ws_ping_interval", "ws_ping_timeout"):
+        assert name in parameters, f"uvicorn.Config no longer takes {name}=: " + RECHECK
