@@ -63,8 +63,7 @@ def tx_event(
 
 
 async def scalar(store: Store, sql: str, **params: Any) -> Any:
-    async with store._engine.connect() as conn:
-        return (await conn.execute(text(sql), params)).scalar()
+    return await store.db.read(lambda conn: conn.execute(text(sql), params).scalar())
 
 
 # --- stations ------------------------------------------------------------------------
@@ -618,7 +617,7 @@ async def test_a_failing_write_fails_alone(store: Store) -> None:
 
     results = await asyncio.gather(
         store.log_message("CP1", "in", "before", T0),
-        store._writer.submit(boom),
+        store.db.write(boom),
         store.log_message("CP1", "in", "after", T0),
         return_exceptions=True,
     )
@@ -638,7 +637,7 @@ async def test_rows_written_in_bulk_survive_a_failing_write_in_their_batch(
         store.add_meter_values(
             "CP1", evse_id=1, connector_id=1, transaction_id=None, samples=[sample], received_at=T0
         ),
-        store._writer.submit(boom),
+        store.db.write(boom),
         store.log_message("CP1", "in", "kept", T0),
         store.add_meter_values(  # the same sample again, in the same batch: stored once
             "CP1", evse_id=1, connector_id=1, transaction_id=None, samples=[sample], received_at=T0
@@ -697,14 +696,13 @@ async def test_rows_written_in_bulk_are_stored_as_their_column_types_store_them(
         return list(conn.execute(text("SELECT at FROM messages ORDER BY id")).scalars())
 
     if store.url.startswith("sqlite"):  # Core's SQLite insert, on SQLite only
-        await store._writer.submit(core)
+        await store.db.write(core)
         assert await store.count_rows("meter_values") == 2  # both were duplicates
-        async with store._engine.connect() as conn:
-            stored = await conn.run_sync(raw)
+        stored = await store.db.read(raw)
         assert stored[0] == stored[1] == "2025-03-01 12:00:00.000120"
     messages = await store.list_messages("CP1")
     assert [m.at for m in messages] == [at] * len(messages)
-    values = await store._read(
+    values = await store.db.read(
         lambda conn: (
             conn.execute(text("SELECT value FROM meter_values ORDER BY timestamp")).scalars().all()
         )
@@ -746,8 +744,7 @@ async def test_the_migrations_build_the_schema_the_code_uses(store: Store) -> No
         context = MigrationContext.configure(conn, opts={"compare_type": False})
         return list(compare_metadata(context, metadata))
 
-    async with store._engine.connect() as conn:
-        assert await conn.run_sync(diff) == []
+    assert await store.db.read(diff) == []
     assert await scalar(store, "SELECT version_num FROM alembic_version") == "0003"
 
 

@@ -1,5 +1,10 @@
-"""PlugStream Cloud's durable storage: ``await Store.open(url)`` (SQLite or PostgreSQL)."""
+"""PlugStream Cloud's durable storage: ``await Store.open(url)`` (SQLite or PostgreSQL).
 
+One repository per area (``store.stations``, ``store.transactions``, ``store.id_tokens``,
+``store.messages``, ``store.firmware``, ``store.security``, ``store.setup``) over one
+unit of work (``store.db``, a :class:`Database`)."""
+
+from .database import Database, normalize_url
 from .records import (
     AuthResult,
     ConnectorStatus,
@@ -10,12 +15,13 @@ from .records import (
     StationRecord,
     TransactionRecord,
 )
-from .store import Store, normalize_url
+from .store import Store
 from .writer import WriterStats
 
 __all__ = [
     "AuthResult",
     "ConnectorStatus",
+    "Database",
     "Flag",
     "IdTokenRecord",
     "MessageRecord",

@@ -57,6 +57,10 @@ class StoredForm:
             self.time, self.decimal = _pg_time, _pg_decimal
 
 
+#: the stored forms of the two dialects we run on, by ``dialect.name``
+STORED_FORMS = {"sqlite": StoredForm("sqlite"), "postgresql": StoredForm("postgresql")}
+
+
 class BulkInsert:
     """``INSERT INTO table (columns) VALUES (...)`` [``ON CONFLICT (conflict) DO
     NOTHING``], compiled once per dialect for positional parameters in ``columns``'

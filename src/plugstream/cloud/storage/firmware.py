@@ -1,10 +1,9 @@
 """The firmware repository's rows: images, rollouts and each rollout's targets.
 
-Functions of a :class:`~plugstream.cloud.storage.Store`, kept out of ``store.py`` so the
-firmware feature stays in one place. Writes go through the store's group-committing
-writer, which runs one operation at a time: a ``max(request_id) + 1`` taken inside an
-operation is therefore unique, so every UpdateFirmware gets a requestId no other
-target has had (2.0.1 L01.FR.xx: the station reports progress with that requestId).
+Writes go through the database's group-committing writer, which runs one operation at a
+time: a ``max(request_id) + 1`` taken inside an operation is therefore unique, so every
+UpdateFirmware gets a requestId no other target has had (2.0.1 L01.FR.xx: the station
+reports progress with that requestId).
 """
 
 from __future__ import annotations
@@ -12,19 +11,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from . import schema as s
 from .coltypes import as_utc
-
-if TYPE_CHECKING:
-    from .store import Store
+from .database import Database
 
 __all__ = [
     "PENDING",
+    "Firmware",
     "FirmwareImage",
     "Rollout",
     "RolloutTarget",
@@ -111,128 +109,6 @@ def _rollout(row: Any, targets: list[RolloutTarget]) -> Rollout:
     )
 
 
-# -- images ---------------------------------------------------------------------------
-
-
-async def add_image(store: Store, image: FirmwareImage) -> FirmwareImage:
-    def op(conn: Connection) -> None:
-        conn.execute(
-            s.firmware_images.insert().values(
-                image_id=image.image_id,
-                version=image.version,
-                filename=image.filename,
-                size=image.size,
-                sha256=image.sha256,
-                signature=image.signature,
-                signing_certificate=image.signing_certificate,
-                uploaded_at=image.uploaded_at,
-            )
-        )
-
-    await store._write(op)
-    return image
-
-
-async def get_image(store: Store, image_id: str) -> FirmwareImage | None:
-    def read(conn: Connection) -> FirmwareImage | None:
-        row = conn.execute(
-            select(s.firmware_images).where(s.firmware_images.c.image_id == image_id)
-        ).first()
-        return _image(row) if row is not None else None
-
-    return await store._read(read)
-
-
-async def list_images(store: Store) -> list[FirmwareImage]:
-    """Newest upload first."""
-
-    def read(conn: Connection) -> list[FirmwareImage]:
-        rows = conn.execute(
-            select(s.firmware_images).order_by(
-                s.firmware_images.c.uploaded_at.desc(), s.firmware_images.c.image_id
-            )
-        )
-        return [_image(r) for r in rows]
-
-    return await store._read(read)
-
-
-async def delete_image(store: Store, image_id: str) -> bool:
-    """Forget an image with its rollouts and their targets (explicitly: a SQLite file
-    opened without ``foreign_keys`` would not cascade)."""
-
-    def op(conn: Connection) -> bool:
-        rollouts = select(s.firmware_rollouts.c.rollout_id).where(
-            s.firmware_rollouts.c.image_id == image_id
-        )
-        conn.execute(
-            delete(s.firmware_rollout_targets).where(
-                s.firmware_rollout_targets.c.rollout_id.in_(rollouts)
-            )
-        )
-        conn.execute(delete(s.firmware_rollouts).where(s.firmware_rollouts.c.image_id == image_id))
-        gone = conn.execute(
-            delete(s.firmware_images).where(s.firmware_images.c.image_id == image_id)
-        )
-        return bool(gone.rowcount)
-
-    return await store._write(op)
-
-
-# -- rollouts -------------------------------------------------------------------------
-
-
-async def create_rollout(
-    store: Store,
-    *,
-    image_id: str,
-    station_ids: list[str],
-    selector: dict[str, Any],
-    retrieve_at: datetime,
-    install_at: datetime | None,
-    at: datetime,
-) -> Rollout:
-    """A rollout whose targets are all Pending, each with a requestId never used before."""
-
-    def op(conn: Connection) -> Rollout:
-        key = conn.execute(
-            s.firmware_rollouts.insert().values(
-                image_id=image_id,
-                created_at=at,
-                selector=json.dumps(selector, sort_keys=True),
-                retrieve_at=retrieve_at,
-                install_at=install_at,
-            )
-        ).inserted_primary_key
-        assert key is not None
-        rollout_id = int(key[0])
-        last = conn.execute(select(func.max(s.firmware_rollout_targets.c.request_id))).scalar()
-        first = int(last or 0) + 1
-        targets = [
-            RolloutTarget(int(rollout_id), sid, first + i, PENDING, at)
-            for i, sid in enumerate(station_ids)
-        ]
-        if targets:
-            conn.execute(
-                s.firmware_rollout_targets.insert(),
-                [
-                    {
-                        "rollout_id": t.rollout_id,
-                        "station_id": t.station_id,
-                        "request_id": t.request_id,
-                        "status": t.status,
-                        "updated_at": t.updated_at,
-                    }
-                    for t in targets
-                ],
-            )
-        return Rollout(
-            int(rollout_id), image_id, at, selector, retrieve_at, install_at, targets=targets
-        )
-
-    return await store._write(op)
-
-
 def _read_rollouts(conn: Connection, rollout_id: int | None, limit: int) -> list[Rollout]:
     query = select(s.firmware_rollouts).order_by(s.firmware_rollouts.c.rollout_id.desc())
     if rollout_id is not None:
@@ -251,82 +127,273 @@ def _read_rollouts(conn: Connection, rollout_id: int | None, limit: int) -> list
     return [_rollout(r, by_rollout[int(r.rollout_id)]) for r in rows]
 
 
-async def get_rollout(store: Store, rollout_id: int) -> Rollout | None:
-    found = await store._read(lambda conn: _read_rollouts(conn, rollout_id, 1))
-    return found[0] if found else None
+class Firmware:
+    """The firmware images, rollouts and targets."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add_image(self, image: FirmwareImage) -> FirmwareImage:
+        def op(conn: Connection) -> None:
+            conn.execute(
+                s.firmware_images.insert().values(
+                    image_id=image.image_id,
+                    version=image.version,
+                    filename=image.filename,
+                    size=image.size,
+                    sha256=image.sha256,
+                    signature=image.signature,
+                    signing_certificate=image.signing_certificate,
+                    uploaded_at=image.uploaded_at,
+                )
+            )
+
+        await self._db.write(op)
+        return image
+
+    async def get_image(self, image_id: str) -> FirmwareImage | None:
+        def read(conn: Connection) -> FirmwareImage | None:
+            row = conn.execute(
+                select(s.firmware_images).where(s.firmware_images.c.image_id == image_id)
+            ).first()
+            return _image(row) if row is not None else None
+
+        return await self._db.read(read)
+
+    async def list_images(self) -> list[FirmwareImage]:
+        """Newest upload first."""
+
+        def read(conn: Connection) -> list[FirmwareImage]:
+            rows = conn.execute(
+                select(s.firmware_images).order_by(
+                    s.firmware_images.c.uploaded_at.desc(), s.firmware_images.c.image_id
+                )
+            )
+            return [_image(r) for r in rows]
+
+        return await self._db.read(read)
+
+    async def delete_image(self, image_id: str) -> bool:
+        """Forget an image with its rollouts and their targets (explicitly: a SQLite file
+        opened without ``foreign_keys`` would not cascade)."""
+
+        def op(conn: Connection) -> bool:
+            rollouts = select(s.firmware_rollouts.c.rollout_id).where(
+                s.firmware_rollouts.c.image_id == image_id
+            )
+            conn.execute(
+                delete(s.firmware_rollout_targets).where(
+                    s.firmware_rollout_targets.c.rollout_id.in_(rollouts)
+                )
+            )
+            conn.execute(
+                delete(s.firmware_rollouts).where(s.firmware_rollouts.c.image_id == image_id)
+            )
+            gone = conn.execute(
+                delete(s.firmware_images).where(s.firmware_images.c.image_id == image_id)
+            )
+            return bool(gone.rowcount)
+
+        return await self._db.write(op)
+
+        # -- rollouts ---------------------------------------------------------------------
+
+    async def create_rollout(
+        self,
+        *,
+        image_id: str,
+        station_ids: list[str],
+        selector: dict[str, Any],
+        retrieve_at: datetime,
+        install_at: datetime | None,
+        at: datetime,
+    ) -> Rollout:
+        """A rollout whose targets are all Pending, each with a requestId never used before."""
+
+        def op(conn: Connection) -> Rollout:
+            key = conn.execute(
+                s.firmware_rollouts.insert().values(
+                    image_id=image_id,
+                    created_at=at,
+                    selector=json.dumps(selector, sort_keys=True),
+                    retrieve_at=retrieve_at,
+                    install_at=install_at,
+                )
+            ).inserted_primary_key
+            assert key is not None
+            rollout_id = int(key[0])
+            last = conn.execute(select(func.max(s.firmware_rollout_targets.c.request_id))).scalar()
+            first = int(last or 0) + 1
+            targets = [
+                RolloutTarget(int(rollout_id), sid, first + i, PENDING, at)
+                for i, sid in enumerate(station_ids)
+            ]
+            if targets:
+                conn.execute(
+                    s.firmware_rollout_targets.insert(),
+                    [
+                        {
+                            "rollout_id": t.rollout_id,
+                            "station_id": t.station_id,
+                            "request_id": t.request_id,
+                            "status": t.status,
+                            "updated_at": t.updated_at,
+                        }
+                        for t in targets
+                    ],
+                )
+            return Rollout(
+                int(rollout_id), image_id, at, selector, retrieve_at, install_at, targets=targets
+            )
+
+        return await self._db.write(op)
+
+    async def get_rollout(self, rollout_id: int) -> Rollout | None:
+        found = await self._db.read(lambda conn: _read_rollouts(conn, rollout_id, 1))
+        return found[0] if found else None
+
+    async def list_rollouts(self, *, limit: int = 100) -> list[Rollout]:
+        """Newest first, each with its targets."""
+        return await self._db.read(lambda conn: _read_rollouts(conn, None, limit))
+
+    async def pending_targets(
+        self, station_id: str
+    ) -> list[tuple[RolloutTarget, Rollout, FirmwareImage]]:
+        """The station's targets not sent yet, newest rollout first, with their rollout and image."""
+
+        def read(conn: Connection) -> list[tuple[RolloutTarget, Rollout, FirmwareImage]]:
+            t, r, i = s.firmware_rollout_targets, s.firmware_rollouts, s.firmware_images
+            rows = conn.execute(
+                select(
+                    t, r.c.image_id, r.c.created_at, r.c.selector, r.c.retrieve_at, r.c.install_at
+                )
+                .join(r, r.c.rollout_id == t.c.rollout_id)
+                .where(t.c.station_id == station_id, t.c.status == PENDING)
+                .order_by(t.c.rollout_id.desc())
+            ).all()
+            out = []
+            for row in rows:
+                image = conn.execute(select(i).where(i.c.image_id == row.image_id)).first()
+                if image is not None:
+                    out.append((_target(row), _rollout(row, []), _image(image)))
+            return out
+
+        return await self._db.read(read)
+
+    async def record_answer(
+        self, rollout_id: int, station_id: str, status: str, at: datetime
+    ) -> bool:
+        """The station's answer to the UpdateFirmware (or NoAnswer, CallError, Superseded):
+        it replaces only Pending. The station may have sent its first FirmwareStatusNotification
+        (Downloading …) before its answer was read here, and that later news must stay."""
+
+        def op(conn: Connection) -> bool:
+            t = s.firmware_rollout_targets
+            done = conn.execute(
+                update(t)
+                .where(
+                    t.c.rollout_id == rollout_id,
+                    t.c.station_id == station_id,
+                    t.c.status == PENDING,
+                )
+                .values(status=status, updated_at=at)
+            )
+            return bool(done.rowcount)
+
+        return await self._db.write(op)
+
+    async def record_status(
+        self, station_id: str, request_id: int | None, status: str, at: datetime
+    ) -> RolloutTarget | None:
+        """A FirmwareStatusNotification: the target of (station, requestId), or without a
+        requestId (1.6 FirmwareStatusNotification) the station's newest target. None when
+        the station has no such target (an update we did not send, e.g. from another CSMS)."""
+
+        def op(conn: Connection) -> RolloutTarget | None:
+            t = s.firmware_rollout_targets
+            query = select(t).where(t.c.station_id == station_id)
+            if request_id is not None:
+                query = query.where(t.c.request_id == request_id)
+            row = conn.execute(query.order_by(t.c.rollout_id.desc()).limit(1)).first()
+            if row is None:
+                return None
+            conn.execute(
+                update(t)
+                .where(t.c.rollout_id == row.rollout_id, t.c.station_id == station_id)
+                .values(status=status, updated_at=at)
+            )
+            return RolloutTarget(int(row.rollout_id), station_id, int(row.request_id), status, at)
+
+        return await self._db.write(op)
 
 
-async def list_rollouts(store: Store, *, limit: int = 100) -> list[Rollout]:
-    """Newest first, each with its targets."""
-    return await store._read(lambda conn: _read_rollouts(conn, None, limit))
+# --- old names, removed by the call-site sweep ---------------------------------------
+
+
+class _HasFirmware(Protocol):
+    """A ``Store`` (not imported: ``store.py`` imports this module)."""
+
+    @property
+    def firmware(self) -> Firmware: ...
+
+
+async def add_image(store: _HasFirmware, image: FirmwareImage) -> FirmwareImage:
+    return await store.firmware.add_image(image)
+
+
+async def get_image(store: _HasFirmware, image_id: str) -> FirmwareImage | None:
+    return await store.firmware.get_image(image_id)
+
+
+async def list_images(store: _HasFirmware) -> list[FirmwareImage]:
+    return await store.firmware.list_images()
+
+
+async def delete_image(store: _HasFirmware, image_id: str) -> bool:
+    return await store.firmware.delete_image(image_id)
+
+
+async def create_rollout(
+    store: _HasFirmware,
+    *,
+    image_id: str,
+    station_ids: list[str],
+    selector: dict[str, Any],
+    retrieve_at: datetime,
+    install_at: datetime | None,
+    at: datetime,
+) -> Rollout:
+    return await store.firmware.create_rollout(
+        image_id=image_id,
+        station_ids=station_ids,
+        selector=selector,
+        retrieve_at=retrieve_at,
+        install_at=install_at,
+        at=at,
+    )
+
+
+async def get_rollout(store: _HasFirmware, rollout_id: int) -> Rollout | None:
+    return await store.firmware.get_rollout(rollout_id)
+
+
+async def list_rollouts(store: _HasFirmware, *, limit: int = 100) -> list[Rollout]:
+    return await store.firmware.list_rollouts(limit=limit)
 
 
 async def pending_targets(
-    store: Store, station_id: str
+    store: _HasFirmware, station_id: str
 ) -> list[tuple[RolloutTarget, Rollout, FirmwareImage]]:
-    """The station's targets not sent yet, newest rollout first, with their rollout and image."""
-
-    def read(conn: Connection) -> list[tuple[RolloutTarget, Rollout, FirmwareImage]]:
-        t, r, i = s.firmware_rollout_targets, s.firmware_rollouts, s.firmware_images
-        rows = conn.execute(
-            select(t, r.c.image_id, r.c.created_at, r.c.selector, r.c.retrieve_at, r.c.install_at)
-            .join(r, r.c.rollout_id == t.c.rollout_id)
-            .where(t.c.station_id == station_id, t.c.status == PENDING)
-            .order_by(t.c.rollout_id.desc())
-        ).all()
-        out = []
-        for row in rows:
-            image = conn.execute(select(i).where(i.c.image_id == row.image_id)).first()
-            if image is not None:
-                out.append((_target(row), _rollout(row, []), _image(image)))
-        return out
-
-    return await store._read(read)
+    return await store.firmware.pending_targets(station_id)
 
 
 async def record_answer(
-    store: Store, rollout_id: int, station_id: str, status: str, at: datetime
+    store: _HasFirmware, rollout_id: int, station_id: str, status: str, at: datetime
 ) -> bool:
-    """The station's answer to the UpdateFirmware (or NoAnswer, CallError, Superseded):
-    it replaces only Pending. The station may have sent its first FirmwareStatusNotification
-    (Downloading …) before its answer was read here, and that later news must stay."""
-
-    def op(conn: Connection) -> bool:
-        t = s.firmware_rollout_targets
-        done = conn.execute(
-            update(t)
-            .where(
-                t.c.rollout_id == rollout_id,
-                t.c.station_id == station_id,
-                t.c.status == PENDING,
-            )
-            .values(status=status, updated_at=at)
-        )
-        return bool(done.rowcount)
-
-    return await store._write(op)
+    return await store.firmware.record_answer(rollout_id, station_id, status, at)
 
 
 async def record_firmware_status(
-    store: Store, station_id: str, request_id: int | None, status: str, at: datetime
+    store: _HasFirmware, station_id: str, request_id: int | None, status: str, at: datetime
 ) -> RolloutTarget | None:
-    """A FirmwareStatusNotification: the target of (station, requestId), or without a
-    requestId (1.6 FirmwareStatusNotification) the station's newest target. None when
-    the station has no such target (an update we did not send, e.g. from another CSMS)."""
-
-    def op(conn: Connection) -> RolloutTarget | None:
-        t = s.firmware_rollout_targets
-        query = select(t).where(t.c.station_id == station_id)
-        if request_id is not None:
-            query = query.where(t.c.request_id == request_id)
-        row = conn.execute(query.order_by(t.c.rollout_id.desc()).limit(1)).first()
-        if row is None:
-            return None
-        conn.execute(
-            update(t)
-            .where(t.c.rollout_id == row.rollout_id, t.c.station_id == station_id)
-            .values(status=status, updated_at=at)
-        )
-        return RolloutTarget(int(row.rollout_id), station_id, int(row.request_id), status, at)
-
-    return await store._write(op)
+    return await store.firmware.record_status(station_id, request_id, status, at)

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
 from . import schema as s
 from .coltypes import as_utc
-
-if TYPE_CHECKING:
-    from .store import Store
+from .database import Database
 
 __all__ = [
     "ClaimRecord",
+    "Claims",
     "delete_claim",
     "get_claim",
     "list_claims",
@@ -64,8 +63,95 @@ def _record(row: Row[tuple[object, ...]]) -> ClaimRecord:
     )
 
 
+class Claims:
+    """The claims' rows: the setup service's part of the storage."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def put_claim(
+        self,
+        serial_number: str,
+        *,
+        owner: str,
+        csms_url: str | None,
+        ocpp_version: str,
+        security_profile: int,
+        password: str | None,
+        claimed_at: datetime,
+    ) -> ClaimRecord:
+        """Create or replace the claim of ``serial_number``. A replaced claim is not provisioned
+        yet: ``provisioned_at`` is cleared until the station's next setup call."""
+        values = {
+            "serial_number": serial_number,
+            "owner": owner,
+            "csms_url": csms_url,
+            "csms_password": password if csms_url is not None else None,
+            "ocpp_version": ocpp_version,
+            "security_profile": security_profile,
+            "claimed_at": claimed_at,
+            "provisioned_at": None,
+        }
+
+        def write(conn: Connection) -> None:
+            conn.execute(delete(_claims).where(_claims.c.serial_number == serial_number))
+            conn.execute(insert(_claims).values(**values))
+
+        await self._db.write(write)
+        found = await self.get_claim(serial_number)
+        assert found is not None
+        return found
+
+    async def get_claim(self, serial_number: str) -> ClaimRecord | None:
+        def read(conn: Connection) -> ClaimRecord | None:
+            row = conn.execute(
+                select(_claims).where(_claims.c.serial_number == serial_number)
+            ).first()
+            return _record(row) if row is not None else None
+
+        return await self._db.read(read)
+
+    async def list_claims(self) -> list[ClaimRecord]:
+        def read(conn: Connection) -> list[ClaimRecord]:
+            rows = conn.execute(select(_claims).order_by(_claims.c.serial_number)).all()
+            return [_record(row) for row in rows]
+
+        return await self._db.read(read)
+
+    async def delete_claim(self, serial_number: str) -> bool:
+        """Remove the claim; False when there was none."""
+
+        def write(conn: Connection) -> bool:
+            result = conn.execute(delete(_claims).where(_claims.c.serial_number == serial_number))
+            return bool(result.rowcount)
+
+        return await self._db.write(write)
+
+    async def mark_provisioned(self, serial_number: str, at: datetime) -> None:
+        """The station fetched its configuration at ``at``."""
+
+        def write(conn: Connection) -> None:
+            conn.execute(
+                update(_claims)
+                .where(_claims.c.serial_number == serial_number)
+                .values(provisioned_at=at)
+            )
+
+        await self._db.write(write)
+
+
+# --- old names, removed by the call-site sweep ---------------------------------------
+
+
+class _HasSetup(Protocol):
+    """A ``Store`` (not imported: ``store.py`` imports this module)."""
+
+    @property
+    def setup(self) -> Claims: ...
+
+
 async def put_claim(
-    store: Store,
+    store: _HasSetup,
     serial_number: str,
     *,
     owner: str,
@@ -75,63 +161,28 @@ async def put_claim(
     password: str | None,
     claimed_at: datetime,
 ) -> ClaimRecord:
-    """Create or replace the claim of ``serial_number``. A replaced claim is not provisioned
-    yet: ``provisioned_at`` is cleared until the station's next setup call."""
-    values = {
-        "serial_number": serial_number,
-        "owner": owner,
-        "csms_url": csms_url,
-        "csms_password": password if csms_url is not None else None,
-        "ocpp_version": ocpp_version,
-        "security_profile": security_profile,
-        "claimed_at": claimed_at,
-        "provisioned_at": None,
-    }
-
-    def write(conn: Connection) -> None:
-        conn.execute(delete(_claims).where(_claims.c.serial_number == serial_number))
-        conn.execute(insert(_claims).values(**values))
-
-    await store._write(write)
-    found = await get_claim(store, serial_number)
-    assert found is not None
-    return found
+    return await store.setup.put_claim(
+        serial_number,
+        owner=owner,
+        csms_url=csms_url,
+        ocpp_version=ocpp_version,
+        security_profile=security_profile,
+        password=password,
+        claimed_at=claimed_at,
+    )
 
 
-async def get_claim(store: Store, serial_number: str) -> ClaimRecord | None:
-    def read(conn: Connection) -> ClaimRecord | None:
-        row = conn.execute(select(_claims).where(_claims.c.serial_number == serial_number)).first()
-        return _record(row) if row is not None else None
-
-    return await store._read(read)
+async def get_claim(store: _HasSetup, serial_number: str) -> ClaimRecord | None:
+    return await store.setup.get_claim(serial_number)
 
 
-async def list_claims(store: Store) -> list[ClaimRecord]:
-    def read(conn: Connection) -> list[ClaimRecord]:
-        rows = conn.execute(select(_claims).order_by(_claims.c.serial_number)).all()
-        return [_record(row) for row in rows]
-
-    return await store._read(read)
+async def list_claims(store: _HasSetup) -> list[ClaimRecord]:
+    return await store.setup.list_claims()
 
 
-async def delete_claim(store: Store, serial_number: str) -> bool:
-    """Remove the claim; False when there was none."""
-
-    def write(conn: Connection) -> bool:
-        result = conn.execute(delete(_claims).where(_claims.c.serial_number == serial_number))
-        return bool(result.rowcount)
-
-    return await store._write(write)
+async def delete_claim(store: _HasSetup, serial_number: str) -> bool:
+    return await store.setup.delete_claim(serial_number)
 
 
-async def mark_provisioned(store: Store, serial_number: str, at: datetime) -> None:
-    """The station fetched its configuration at ``at``."""
-
-    def write(conn: Connection) -> None:
-        conn.execute(
-            update(_claims)
-            .where(_claims.c.serial_number == serial_number)
-            .values(provisioned_at=at)
-        )
-
-    await store._write(write)
+async def mark_provisioned(store: _HasSetup, serial_number: str, at: datetime) -> None:
+    await store.setup.mark_provisioned(serial_number, at)
