@@ -67,7 +67,7 @@ async def test_TC_A_07_CS_profile_3_client_certificate_boots_accepted(
     )
     station.set_password(PASSWORD)
     station.set_security_profile(3)
-    address, headers = station._connection_target(wss(cloud) + "/CP3")
+    address, headers = station.connection_target(wss(cloud) + "/CP3")
     assert headers == {} and "@" not in address  # profile 3: no password on the wire
     async with running(station, wss(cloud)):
         await until(lambda: station.online, "the station online")

@@ -253,7 +253,7 @@ async def test_small_deflate_is_negotiated_and_still_compresses(tmp_path: Path) 
     task = asyncio.create_task(station.run(csms.url))
     try:
         await until(lambda: station.online, "online")
-        (deflate,) = station._ws.protocol.extensions
+        (deflate,) = station.websocket.protocol.extensions
         assert isinstance(deflate, PerMessageDeflate)
         assert (deflate.local_max_window_bits, deflate.remote_max_window_bits) == (12, 12)
     finally:

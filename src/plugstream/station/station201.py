@@ -1,25 +1,25 @@
-"""The OCPP 2.0.1 charging station runtime of a PlugStream station, with one EVSE.
+"""The OCPP 2.0.1 adapter of a PlugStream station, with one EVSE.
 
-:class:`Station201` is the 2.0.1 sibling of :class:`~plugstream.station.station16.Station16`
-and wires the same sans-I/O parts (hardware, connector status machine, journal,
-device model, local authorization, metering, smart charging) to an
-:class:`~plugstream.ocpp.OcppEndpoint` running over a ``websockets`` connection:
+:class:`Station201` is a :class:`~plugstream.station.runtime.StationRuntime` with what
+is 2.0.1's own: the device model (:class:`~plugstream.station.config.DeviceModel201`),
+the message shapes and the status mapping, and the answers to the CSMS's CALLs
+(:class:`StationHandlers201`):
 
-- On every connection: BootNotification (reason PowerUp, or RemoteReset after a
-  Reset), retried after ``interval`` while the CSMS answers Pending or Rejected;
-  once Accepted: StatusNotification of the connector, Heartbeat every
+- BootNotification (reason PowerUp, or RemoteReset after a Reset) only when (re)booted
+  (B01, B11/B12 after a Reset), when the boot data changed, or until Accepted, retried
+  after ``interval`` while the CSMS answers Pending or Rejected; once Accepted:
+  StatusNotification of the connector, Heartbeat every
   ``OCPPCommCtrlr.HeartbeatInterval`` and the TransactionEvent messages of the journal.
+  A plain reconnect goes straight on, with the StatusNotification of a connector whose
+  status changed meanwhile.
 - Sessions: plug in, present an idToken (a swipe, or RequestStartTransaction),
   Authorize when the local rules say so, TransactionEvent Started (the station makes
   the transactionId), Updated every ``SampledDataCtrlr.TxUpdatedInterval`` and Ended
   with the ``TxEnded`` meter values. Every TransactionEvent is written to the durable
-  :class:`Journal` first, carries a ``seqNo`` increasing per transaction and
-  ``offline: true`` when generated while not connected, and is delivered in order.
-- :meth:`Station201.run` connects (subprotocol ``ocpp2.0.1``, permessage-deflate
-  offered) and reconnects with a :class:`ReconnectBackoff` from
-  ``OCPPCommCtrlr.RetryBackOff*``. BootNotification only when (re)booted (B01, B11/B12
-  after a Reset), when the boot data changed, or until Accepted; a plain reconnect goes
-  straight on, with the StatusNotification of a connector whose status changed meanwhile.
+  journal first, carries a ``seqNo`` increasing per transaction and ``offline: true``
+  when generated while not connected, and is delivered in order.
+- The connection: subprotocol ``ocpp2.0.1``, permessage-deflate offered, reconnect
+  with a :class:`ReconnectBackoff` from ``OCPPCommCtrlr.RetryBackOff*``.
 - Clock-aligned meter values (J01; ``AlignedDataCtrlr.Interval`` > 0 and ``Enabled``,
   measurands ``AlignedDataCtrlr.Measurands``, context ``Sample.Clock``) run always,
   stamped with their grid point: outside a transaction as MeterValuesRequest with
@@ -30,86 +30,48 @@ device model, local authorization, metering, smart charging) to an
   ``AlignedDataCtrlr.SendDuringIdle`` none are sent while a transaction runs
   (J01.FR.20). ``SignReadings`` is not supported: nothing is signed.
 
-Time, idle cost, restart safety and traffic counting are as in
-:mod:`plugstream.station.station16` (:class:`StationRuntime`): a transaction running
-when the process died is ended on the next start with TransactionEvent Ended
-(triggerReason AbnormalCondition, stoppedReason PowerLoss, or Reboot after a clean
-stop), ``offline: true``, the seqNo after the last one journalled, and the last
-persisted register as its Transaction.End meter value.
+A transaction running when the process died is ended on the next start with
+TransactionEvent Ended (triggerReason AbnormalCondition, stoppedReason PowerLoss, or
+Reboot after a clean stop), ``offline: true``, the seqNo after the last one journalled,
+and the last persisted register as its Transaction.End meter value.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from ssl import SSLContext
-from typing import Any
+from typing import Any, Unpack
 
-from plugstream.net.accounting import Link
-from plugstream.ocpp import (
-    Handlers,
-    OcppEndpoint,
-    OcppError,
-    OcppVersion,
-    after,
-    on,
-    v201,
-)
+from plugstream.ocpp import Handlers, OcppVersion, after, on, v201
 from plugstream.ocpp.datetimes import format_time
-from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
+from plugstream.station.auth import AuthConfig, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
-from plugstream.station.certmgmt import CertificateHandlers201, renew_if_expiring, request_signing
-from plugstream.station.clock import CallableClock, Clock, SystemClock
+from plugstream.station.certmgmt import CertificateHandlers201, request_signing
 from plugstream.station.config import (
     REPORT_BASES,
     DeviceModel201,
     VariableChange,
     atomic_write_json,
 )
-from plugstream.station.connector import (
-    Action,
-    ChargePointErrorCode,
-    Connector,
-    InvalidTransition,
-    StatusChanged,
-)
-from plugstream.station.ev import Ev
-from plugstream.station.firmware import (
-    FIRMWARE_VARIABLES201,
-    FirmwareHandlers201,
-    FirmwareUpdater,
-)
-from plugstream.station.hardware import (
-    ENERGY_REGISTER,
-    ChargePointHardware,
-    Measurements,
-    Model,
-)
-from plugstream.station.journal import Entry, Journal
+from plugstream.station.connector import InvalidTransition, StatusChanged
+from plugstream.station.firmware import FIRMWARE_VARIABLES201, FirmwareHandlers201
+from plugstream.station.hardware import ENERGY_REGISTER, Measurements, Model
+from plugstream.station.journal import Entry
 from plugstream.station.metering import (
-    ClockAligned,
     MeterSchedule,
     ReadingContext,
     TransactionData,
     build_meter_value_201,
 )
-from plugstream.station.smartcharging import ChargingProfiles
-from plugstream.station.station16 import (
+from plugstream.station.runtime import (
     CONNECTOR_ID,
-    DEFAULT_BOOT_RETRY_S,
-    DEFAULT_TICK_S,
-    FIRMWARE_VERSION,
-    STATE_FILE,
-    Compression,
+    StationOptions,
     StationRuntime,
-    restored_energy,
     saved_at,
 )
 
@@ -161,14 +123,17 @@ class _Transaction:
         }
 
 
-class Station201(StationRuntime):
+class Station201(StationRuntime[DeviceModel201]):
     """One PlugStream charging station speaking OCPP 2.0.1, with one EVSE and connector.
 
     ``device_model_defaults`` ("Component.Variable" -> value) are applied when the
-    device model has no file yet (a factory setting, e.g. short intervals in tests).
+    device model has no file yet (a factory setting, e.g. short intervals in tests); the
+    options are those of every station (:class:`~plugstream.station.runtime.StationOptions`).
     """
 
     ocpp_version = OcppVersion.V201
+    status_field = "connectorStatus"
+    skip_unchanged_status = True
 
     def __init__(
         self,
@@ -177,43 +142,14 @@ class Station201(StationRuntime):
         data_dir: Path | str,
         now: Callable[[], datetime] | None = None,
         *,
-        clock: Clock | None = None,
-        journal: Journal | None = None,
-        rng: random.Random | None = None,
         device_model_defaults: Mapping[str, str] | None = None,
-        call_timeout: float = 30.0,
-        backoff: ReconnectBackoff | None = None,
-        tick_interval: float | None = DEFAULT_TICK_S,
-        serial_number: str | None = None,
-        traffic_autosave: bool = True,
-        link: Link = "ethernet",
-        ssl: SSLContext | None = None,
-        compression: Compression = "deflate",
-        sync_state: bool = True,
-        state_in_journal: bool = False,
+        **options: Unpack[StationOptions],
     ) -> None:
-        self.station_id = station_id
-        self.model = model
-        self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if clock is None:
-            clock = SystemClock() if now is None else CallableClock(now)
-        self.clock = clock
-        self.now = clock.now
-        self.rng = rng if rng is not None else random.Random()
-        self.call_timeout = call_timeout
-        self.tick_interval = tick_interval
-        self.serial_number = serial_number
-        self.link = link
-        self.traffic_autosave = traffic_autosave
-        self.ssl = ssl  # for wss:// with a private CA or a client certificate
-        self.compression = compression  # permessage-deflate offered; None: not
-        self.sync_state = sync_state  # fsync state.json: survives an OS crash, not only kill -9
-        self.state_in_journal = state_in_journal  # state in the journal's database, no file
-
-        dm_path = self.data_dir / DeviceModel201.FILENAME
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        dm_path = data_dir / DeviceModel201.FILENAME
         fresh = not dm_path.exists()
-        self.config = DeviceModel201.load(
+        config = DeviceModel201.load(
             dm_path,
             evses={EVSE_ID: 1},
             identity=station_id,
@@ -226,79 +162,25 @@ class Station201(StationRuntime):
         if fresh:
             for name, value in (device_model_defaults or {}).items():
                 component, variable = name.split(".", 1)
-                self.config.set_value(component, variable, value)
-            self.config.save()
+                config.set_value(component, variable, value)
+            config.save()
         # SecurityCtrlr.SecurityProfile is read-only in the device model, kept on file here
-        profile = _load_profile(self.data_dir / PROFILE_FILE)
+        profile = _load_profile(data_dir / PROFILE_FILE)
         if profile is not None:
-            self.config.set_value("SecurityCtrlr", "SecurityProfile", str(profile))
-        self.config.add_listener(self._on_config_change)
-        self._fixed_backoff = backoff is not None
-        self.backoff = backoff if backoff is not None else self._config_backoff()
-        self.journal = journal if journal is not None else Journal(self.data_dir / "journal.sqlite")
-        self.state_path = self.data_dir / STATE_FILE
-        state = self._load_state()
-        self.hardware = ChargePointHardware(
-            model, self.rng, now=self._seconds(), energy_wh=restored_energy(state)
-        )
-        operative = state.get("pending_operative")
-        if operative is None:
-            operative = state.get("operative", True)
-        self.connector = Connector(CONNECTOR_ID, operative=bool(operative))
-        self.local_list = LocalAuthList.load(self.data_dir / "local_list.json")
-        self.cache = AuthCache.load(self.data_dir / "auth_cache.json")
-        self.authorizer = Authorizer(self.local_list, self.cache, self._auth_config())
-        profile_options: dict[str, Any] = {
-            "max_profiles": int(
-                self.config.definition(
-                    "SmartChargingCtrlr", "Entries", instance="ChargingProfiles"
-                ).max_limit
-                or 16
-            ),
-            "max_stack_level": self.config.get_int("SmartChargingCtrlr", "ProfileStackLevel"),
-            "max_current": model.max_current_a,
-        }
-        self.profiles = ChargingProfiles((EVSE_ID,), **profile_options)
-        if isinstance(state.get("profiles"), str):
-            try:
-                self.profiles = ChargingProfiles.from_json(
-                    state["profiles"], (EVSE_ID,), **profile_options
-                )
-            except (ValueError, KeyError, TypeError):
-                log.warning("persisted charging profiles unreadable: dropped")
-
-        self.endpoint: OcppEndpoint | None = None
-        self.accepted = False  # BootNotification accepted on the current connection
-        self.registration: str | None = None  # the last BootNotification status
-        self.heartbeat_interval = self.config.heartbeat_interval
-        self.transaction: _Transaction | None = None
-        self.boot_reason = "PowerUp"
+            config.set_value("SecurityCtrlr", "SecurityProfile", str(profile))
+        self._fixed_backoff = options.get("backoff") is not None
         self._id_token: dict[str, Any] | None = None  # the authorized token, before a start
         self._trigger = "Authorized"  # triggerReason of the next Started
         self._remote_start_id: int | None = None
         self._reset_on_idle = False
-        self._changed = asyncio.Event()  # the journal's and the session's wake-up
-        self._tick_event = asyncio.Event()  # the tick loop's wake-up
-        self._tasks = set()
-        self._ws = None
-        self._boot_needed = True  # a process start: BootNotification on the first connection
-        self._accepted_boot: dict[str, Any] | None = None
-        self._reported: dict[int, str] = {}  # connectorId -> status last sent
-        self._last_sent = self._seconds()  # any CALL to the CSMS: resets the heartbeat timer
-        self._last_heartbeat = self._seconds()
         self._authorized_at: datetime | None = None  # EVConnectionTimeOut
-        self._cycle = None  # the open charge cycle of self.traffic
-        # in and outside transactions; the transaction's own schedule is sampled only
-        self.aligned = ClockAligned(self._aligned_interval(), self.now())
+        super().__init__(station_id, model, data_dir, config, now, **options)
+        self.transaction: _Transaction | None = None
+        self.config.add_listener(self._on_config_change)
 
-        self.traffic = self._load_traffic()
-        self._traffic_saved_at = self._seconds()
-        self.firmware = FirmwareUpdater.for_station(self, FIRMWARE_VERSION)
-        self._recover(state)
+    # -- configuration ----------------------------------------------------------------
 
-    # -- state -----------------------------------------------------------------------
-
-    def _config_backoff(self) -> ReconnectBackoff:
+    def _default_backoff(self) -> ReconnectBackoff:
         c = self.config
         return ReconnectBackoff(
             c.retry_back_off_wait_minimum,
@@ -307,8 +189,39 @@ class Station201(StationRuntime):
             self.rng,
         )
 
+    def _profile_limits(self) -> tuple[int, int]:
+        c = self.config
+        entries = c.definition("SmartChargingCtrlr", "Entries", instance="ChargingProfiles")
+        return int(entries.max_limit or 16), c.get_int("SmartChargingCtrlr", "ProfileStackLevel")
+
+    def _configured_heartbeat_interval(self) -> int:
+        return self.config.heartbeat_interval
+
+    def _store_heartbeat_interval(self, interval: int) -> None:
+        self.config.set_value("OCPPCommCtrlr", "HeartbeatInterval", str(interval))
+
     def _configured_meter_interval(self) -> int:
         return self.config.sampled_data_tx_updated_interval
+
+    def _aligned_interval(self) -> int:
+        """``AlignedDataCtrlr.Interval``, 0 while ``AlignedDataCtrlr.Enabled`` is false."""
+        c = self.config
+        return c.aligned_data_interval if c.get_bool("AlignedDataCtrlr", "Enabled") else 0
+
+    def _aligned_measurands(self) -> list[str]:
+        return self.config.aligned_data_measurands
+
+    def _ping_setting(self) -> int:
+        return self.config.websocket_ping_interval
+
+    def _retry_rules(self) -> tuple[int, int]:
+        return (
+            self.config.message_attempts_transaction_event,
+            self.config.message_attempt_interval_transaction_event,
+        )
+
+    def _time_adjustment_threshold(self) -> float:
+        return float(self.config.get_int("ClockCtrlr", "TimeAdjustmentReportingThreshold"))
 
     def _auth_config(self) -> AuthConfig:
         c = self.config
@@ -337,7 +250,7 @@ class Station201(StationRuntime):
             self.heartbeat_interval = int(change.value)
         elif change.component == "OCPPCommCtrlr" and change.variable in _BACKOFF_VARIABLES:
             if not self._fixed_backoff:
-                self.backoff = self._config_backoff()
+                self.connection.backoff = self._default_backoff()
         elif name == ("SampledDataCtrlr", "TxUpdatedInterval") and self.transaction is not None:
             self.transaction.schedule.configure(
                 sample_interval=self._meter_interval(int(change.value)), now=self.now()
@@ -346,93 +259,138 @@ class Station201(StationRuntime):
             self.aligned.configure(self._aligned_interval(), self.now())
         self.wake()
 
-    def _aligned_interval(self) -> int:
-        """``AlignedDataCtrlr.Interval``, 0 while ``AlignedDataCtrlr.Enabled`` is false."""
-        c = self.config
-        return c.aligned_data_interval if c.get_bool("AlignedDataCtrlr", "Enabled") else 0
+    # -- security profile and password ---------------------------------------------------
 
-    def close(self) -> None:
-        """Save the state (a clean stop) and release the files; call after :meth:`run`."""
-        for task in list(self._tasks):
-            task.cancel()
-        self.save_state(clean=True)
-        if self.traffic_autosave:
-            self._save_traffic()
-        self.journal.close()
+    def _security_profile(self) -> int:
+        return self.config.security_profile
+
+    def _store_security_profile(self, profile: int) -> None:
+        atomic_write_json(self.data_dir / PROFILE_FILE, {"SecurityProfile": profile})
+        self.config.set_value("SecurityCtrlr", "SecurityProfile", str(profile))
+
+    def password(self) -> str | None:
+        return self.config.basic_auth_password
+
+    def set_password(self, password: str) -> None:
+        if password == self.password():
+            return
+        try:
+            self.config.set_value("SecurityCtrlr", "BasicAuthPassword", password)
+        except ValueError:
+            raise ValueError(
+                "the password must be 16 to 40 characters (SecurityCtrlr.BasicAuthPassword)"
+            ) from None
 
     # -- what survives a restart ---------------------------------------------------
 
-    def save_state(self, *, clean: bool = False) -> None:
-        """Persist the register, the transaction, profiles and availability atomically."""
-        self.hardware.advance(self._seconds())
-        tx = self.transaction
-        self._write_state(
-            self.state_path,
-            {
-                "energy_wh": str(self.hardware.energy_wh),
-                "saved_at": self.now().isoformat(),
-                "clean": clean,
-                "operative": self.connector.operative,
-                "pending_operative": self.connector.pending_operative,
-                "profiles": self.profiles.to_json(),
-                "transaction": None if tx is None else tx.to_json(),
-            },
-        )
-
-    def _recover(self, state: Mapping[str, Any]) -> None:
-        """End the transaction that was running when the process stopped: Ended with
-        stoppedReason PowerLoss (Reboot after a clean stop), triggerReason
+    def _end_interrupted_transaction(self, state: Mapping[str, Any], saved: dict[str, Any]) -> None:
+        """Ended with stoppedReason PowerLoss (Reboot after a clean stop), triggerReason
         AbnormalCondition, offline, the next seqNo and the last persisted register."""
-        saved = state.get("transaction")
-        if isinstance(saved, dict):
-            reason = "Reboot" if state.get("clean") else "PowerLoss"
-            at = saved_at(state, self.now())
-            payload: dict[str, Any] = {
-                "eventType": "Ended",
-                "timestamp": format_time(at),
-                "triggerReason": "AbnormalCondition",
-                "seqNo": int(saved.get("seq_no", 0)),
-                "transactionInfo": {
-                    "transactionId": str(saved["transaction_id"]),
-                    "stoppedReason": reason,
-                    "chargingState": "Idle",
-                },
-                "offline": True,
-            }
-            register = Measurements({}, {}, 0.0, self.hardware.energy_wh, None)
-            value = build_meter_value_201(
-                register, [ENERGY_REGISTER], ReadingContext.TRANSACTION_END.value, at
+        reason = "Reboot" if state.get("clean") else "PowerLoss"
+        at = saved_at(state, self.now())
+        payload: dict[str, Any] = {
+            "eventType": "Ended",
+            "timestamp": format_time(at),
+            "triggerReason": "AbnormalCondition",
+            "seqNo": int(saved.get("seq_no", 0)),
+            "transactionInfo": {
+                "transactionId": str(saved["transaction_id"]),
+                "stoppedReason": reason,
+                "chargingState": "Idle",
+            },
+            "offline": True,
+        }
+        register = Measurements({}, {}, 0.0, self.hardware.energy_wh, None)
+        value = build_meter_value_201(
+            register, [ENERGY_REGISTER], ReadingContext.TRANSACTION_END.value, at
+        )
+        if value is not None:
+            payload["meterValue"] = [value]
+        self.journal.append("TransactionEvent", payload)
+        log.info("transaction %s ended on restart: %s", saved["transaction_id"], reason)
+
+    # -- message shapes -----------------------------------------------------------------
+
+    def _status_value(self, change: StatusChanged) -> str:
+        return change.status_201.value
+
+    def _status_payload(self, change: StatusChanged) -> dict[str, Any]:
+        return {
+            "timestamp": format_time(change.timestamp),
+            "connectorStatus": change.status_201.value,
+            "evseId": EVSE_ID,
+            "connectorId": change.connector_id,
+        }
+
+    def _status_payloads(self) -> list[dict[str, Any]]:
+        return [self._status_payload(self.connector.current_status(self.now()))]
+
+    def _measurements(self) -> Measurements:
+        return self.hardware.measurements()
+
+    def _build_meter_value(
+        self, measurements: Measurements, measurands: list[str], context: str, at: datetime
+    ) -> dict[str, Any] | None:
+        return build_meter_value_201(measurements, measurands, context, at)
+
+    def _meter_values_request(self, value: dict[str, Any]) -> dict[str, Any]:
+        return {"evseId": EVSE_ID, "meterValue": [value]}
+
+    def _boot_payload(self) -> dict[str, Any]:
+        station: dict[str, Any] = {
+            "model": self.model.name,
+            "vendorName": self.model.vendor,
+            "firmwareVersion": self.firmware.version,
+        }
+        if self.serial_number is not None:
+            station["serialNumber"] = self.serial_number
+        return {"reason": self.boot_reason, "chargingStation": station}
+
+    def _boot_data(self, payload: dict[str, Any] | None = None) -> object:
+        """The ``chargingStation`` part: a new boot reason alone is no new boot data."""
+        return (self._boot_payload() if payload is None else payload)["chargingStation"]
+
+    async def _send_triggered(self, message: str) -> None:
+        if message == "FirmwareStatusNotification":
+            await self.firmware.send_current_status()
+        elif message == "SignChargingStationCertificate":
+            await request_signing(self, "ChargingStationCertificate")
+        elif message == "MeterValues":
+            value = self._meter_value(
+                self.config.aligned_data_measurands, ReadingContext.TRIGGER.value
             )
             if value is not None:
-                payload["meterValue"] = [value]
-            self.journal.append("TransactionEvent", payload)
-            log.info("transaction %s ended on restart: %s", saved["transaction_id"], reason)
-            self.profiles.end_transaction(EVSE_ID)
-        for cycle in self.traffic.open_cycles:  # the car is gone as far as we know
-            self.traffic.end_cycle(cycle, self.now())
-        self.save_state()
+                await self.call_quietly("MeterValues", self._meter_values_request(value))
+        elif message == "TransactionEvent":
+            tx = self.transaction
+            if tx is None:
+                return
+            value = self._meter_value(
+                self.config.sampled_data_tx_updated_measurands, ReadingContext.TRIGGER.value
+            )
+            self._journal_event(
+                tx, "Updated", "Trigger", meter_values=[value] if value is not None else None
+            )
 
-    # -- messages that are not journalled ---------------------------------------------
+    # -- the journal ---------------------------------------------------------------------
 
-    def _emit(self, actions: list[Action]) -> None:
-        """Send a StatusNotification for each status change; while offline the change is
-        kept in the connector and its current status is sent on reconnect."""
-        for action in actions:
-            if not isinstance(action, StatusChanged):
-                continue
-            if self.online:
-                if self._reported.get(action.connector_id) == action.status_201.value:
-                    continue  # e.g. Preparing -> Charging: Occupied both, nothing to tell
-                self._reported[action.connector_id] = action.status_201.value
-                self.spawn(self._call_quietly("StatusNotification", _status_payload(action)))
-            else:
-                self._reported.pop(action.connector_id, None)
-        if actions:
-            self.wake()
+    def _handlers(self) -> Handlers:
+        return StationHandlers201(self)
 
-    def _meter_value(self, measurands: list[str], context: str) -> dict[str, Any] | None:
-        self.hardware.advance(self._seconds())
-        return build_meter_value_201(self.hardware.measurements(), measurands, context, self.now())
+    def _on_delivered(self, entry: Entry, result: dict[str, Any]) -> None:
+        info = result.get("idTokenInfo")
+        token = entry.payload.get("idToken")
+        if not isinstance(info, dict) or not isinstance(token, dict):
+            return
+        self.authorizer.on_csms_info(TokenKey.from_id_token(token), info, now=self.now())
+        tx = self.transaction
+        if (
+            tx is not None
+            and tx.started_seq == entry.seq
+            and info.get("status") != "Accepted"
+            and self.config.stop_tx_on_invalid_id
+        ):
+            self.stop_transaction("Deauthorized", "DeAuthorized")
 
     # -- TransactionEvent ---------------------------------------------------------------
 
@@ -472,30 +430,6 @@ class Station201(StationRuntime):
 
     # -- the user and the car ----------------------------------------------------------
 
-    def plug_in(self, ev: Ev) -> None:
-        """A car is plugged in; a transaction starts if a token is authorized already."""
-        self.hardware.advance(self._seconds())
-        if not self.hardware.plug_in(ev):
-            raise InvalidTransition("a cable is plugged in already")
-        self._start_cycle()
-        self._emit(self.connector.plug_in(self.now()))
-        self._trigger = "CablePluggedIn"
-        self._maybe_start()
-        self.wake()
-
-    def unplug(self) -> None:
-        """The car is unplugged: an ongoing transaction ends (EVDisconnected)."""
-        now = self.now()
-        if self.transaction is not None:
-            self._journal_end("EVCommunicationLost", "EVDisconnected")
-        self.hardware.open_contactor()
-        self.hardware.unlock_cable()
-        self.hardware.unplug()
-        self._emit(self.connector.unplug(now))
-        self._end_cycle()
-        self._after_end()
-        self.wake()
-
     async def swipe(self, id_token: str, token_type: str = DEFAULT_TOKEN_TYPE) -> bool:
         """A card is presented: starts (or, same token, stops) a session; True if accepted."""
         token = {"idToken": id_token, "type": token_type}
@@ -505,29 +439,23 @@ class Station201(StationRuntime):
                 return False
             self.stop_transaction("StopAuthorized", "Local")
             return True
-        if not await self._authorize(token):
+        if not await self.authorize(token):
             return False
-        return self._accept_token(token, "Authorized")
+        return self.accept_token(token, "Authorized")
 
-    async def _authorize(self, token: dict[str, Any]) -> bool:
-        key = TokenKey.from_id_token(token)
-        decision = self.authorizer.authorize(key, online=self.online, now=self.now())
-        if not decision.ask_csms:
-            return decision.accept_locally
-        try:
-            result = await self.call("Authorize", {"idToken": token})
-        except OcppError:  # the connection went away meanwhile: decide offline
-            decision = self.authorizer.authorize(key, online=False, now=self.now())
-            return decision.accept_locally
-        info = result["idTokenInfo"]
-        self.authorizer.on_csms_info(key, info, now=self.now())
-        return bool(info.get("status") == "Accepted")
+    async def authorize(self, token: dict[str, Any]) -> bool:
+        """Authorize the idToken locally or with the CSMS; True when accepted."""
+        return await self.authorize_token(
+            TokenKey.from_id_token(token), {"idToken": token}, "idTokenInfo"
+        )
 
-    def _accept_token(
+    def accept_token(
         self, token: dict[str, Any], trigger: str, remote_start_id: int | None = None
     ) -> bool:
+        """``token`` is authorized (``trigger``: the triggerReason of the Started to come):
+        start when the car is in; False when not possible now."""
         try:
-            self._emit(self.connector.authorized(str(token["idToken"]), self.now()))
+            self.emit(self.connector.authorized(str(token["idToken"]), self.now()))
         except InvalidTransition:
             return False
         self._id_token = dict(token)
@@ -582,7 +510,7 @@ class Station201(StationRuntime):
         self._authorized_at = None
         self._remote_start_id = None
         self._start_cycle()
-        info: dict[str, Any] = {"chargingState": "Charging" if self._ev_ready() else "SuspendedEV"}
+        info: dict[str, Any] = {"chargingState": "Charging" if self.ev_ready() else "SuspendedEV"}
         if remote_start_id is not None:
             info["remoteStartId"] = remote_start_id
         started = build_meter_value_201(
@@ -599,10 +527,10 @@ class Station201(StationRuntime):
             info=info,
             with_token=True,
         )
-        self._emit(
+        self.emit(
             self.connector.start_transaction(
                 now,
-                ev_ready=self._ev_ready(),
+                ev_ready=self.ev_ready(),
                 evse_ready=self.hardware.offered_current_a > 0,
             )
         )
@@ -619,21 +547,8 @@ class Station201(StationRuntime):
         if self.transaction is None:
             return
         self._journal_end(trigger_reason, stopped_reason)
-        self._emit(self.connector.stop_transaction(self.now()))
+        self.emit(self.connector.stop_transaction(self.now()))
         self._after_end()
-
-    def fault(self, code: ChargePointErrorCode) -> None:
-        """A fault trips the contactor: an ongoing transaction ends (Other); Faulted."""
-        if self.transaction is not None:
-            self.stop_transaction("AbnormalCondition", "Other")
-        self.hardware.raise_fault(code.value)
-        self._emit(self.connector.fault(code, self.now()))
-
-    def clear_fault(self) -> None:
-        """The fault is resolved: the connector returns to what the facts call for."""
-        actions = self.connector.clear_fault(self.now())
-        self.hardware.clear_fault()
-        self._emit(actions)
 
     def _journal_end(self, trigger_reason: str, stopped_reason: str) -> None:
         tx = self.transaction
@@ -660,39 +575,35 @@ class Station201(StationRuntime):
         if self._reset_on_idle and self.transaction is None:
             self._reset_on_idle = False
             self.security_event("ResetOrReboot", "OnIdle Reset from the CSMS")
-            self.boot_reason = "RemoteReset"
-            self._boot_needed = True
+            self.request_boot("RemoteReset")
             self.spawn(self.disconnect())
 
-    def _ev_ready(self) -> bool:
-        ev = self.hardware.ev
-        return ev is not None and ev.requested_current() > 0
+    def _plugged_in(self) -> None:
+        self._trigger = "CablePluggedIn"
+        self._maybe_start()
+
+    def _end_on_unplug(self) -> None:
+        self._journal_end("EVCommunicationLost", "EVDisconnected")
+
+    def _stop_on_fault(self) -> None:
+        self.stop_transaction("AbnormalCondition", "Other")
+
+    @property
+    def reset_scheduled(self) -> bool:
+        """An OnIdle Reset waits for the transaction to end."""
+        return self._reset_on_idle
+
+    def schedule_reset(self) -> None:
+        """Reset (OnIdle) once the running transaction has ended (B12)."""
+        self._reset_on_idle = True
 
     # -- time ---------------------------------------------------------------------------
 
-    def tick(self) -> None:
-        """Integrate energy, apply smart charging, journal the Updated events that are due
-        (outside a transaction: send the clock-aligned MeterValuesRequest)."""
-        now = self.now()
-        self.hardware.advance(now.timestamp())
+    def _journal_meter_values(
+        self, measurements: Measurements, now: datetime, slot: datetime | None
+    ) -> None:
         tx = self.transaction
-        limit = self.profiles.limit_at(
-            EVSE_ID,
-            now,
-            transaction_start=None if tx is None else tx.started_at,
-            voltage=self.model.nominal_voltage_v,
-            phases=self.model.phases,
-        )
-        self.hardware.set_current_limit(limit)
-        self._emit(self.connector.tick(now))
-        self._connection_timeout(now)
-        slot = self.aligned.due(now)
-        if tx is None:
-            if slot is not None:
-                self._send_aligned(slot)
-            return
-        measurements = self.hardware.measurements()
-        tx.data.tick(now, measurements)
+        assert tx is not None
         c = self.config
         readings: list[tuple[str, str, list[str], datetime]] = [
             (kind.value, "MeterValuePeriodic", c.sampled_data_tx_updated_measurands, now)
@@ -705,30 +616,6 @@ class Station201(StationRuntime):
             value = build_meter_value_201(measurements, measurands, context, at)
             if value is not None:
                 self._journal_event(tx, "Updated", trigger_reason, meter_values=[value])
-        evse_ready = self.hardware.offered_current_a > 0
-        actions = (
-            self.connector.evse_resumed(now) if evse_ready else self.connector.evse_suspended(now)
-        )
-        actions += (
-            self.connector.ev_resumed(now) if self._ev_ready() else self.connector.ev_suspended(now)
-        )
-        self._emit(actions)
-
-    def _send_aligned(self, slot: datetime) -> None:
-        """Clock-aligned MeterValuesRequest outside a transaction (J01.FR.14): not
-        transaction-related, so sent at once when online and not queued offline."""
-        value = build_meter_value_201(
-            self.hardware.measurements(),
-            self.config.aligned_data_measurands,
-            ReadingContext.SAMPLE_CLOCK.value,
-            slot,
-        )
-        if value is None:
-            return
-        if not self.online:
-            log.debug("clock-aligned MeterValues of %s dropped: offline", slot)
-            return
-        self.spawn(self._call_quietly("MeterValues", {"evseId": EVSE_ID, "meterValue": [value]}))
 
     def _connection_timeout(self, now: datetime) -> None:
         """EVConnectionTimeOut (C01.FR.26): an authorized idToken without a cable for
@@ -745,204 +632,12 @@ class Station201(StationRuntime):
             self._authorized_at = None
             self._remote_start_id = None
             with contextlib.suppress(InvalidTransition):
-                self._emit(self.connector.connection_timeout(now))
+                self.emit(self.connector.connection_timeout(now))
 
-    def next_tick_in(self) -> float | None:
-        """Seconds (station time) until something is due, None when only an event can
-        change anything: no transaction, no reservation, nothing waiting for a timeout,
-        no clock-aligned interval (an idle station then wakes only at its grid points)."""
-        now = self.now()
-        due: list[datetime] = []
-        if self.aligned.next_due is not None:
-            due.append(self.aligned.next_due)
-        reservation = self.connector.reservation
-        if reservation is not None:
-            due.append(reservation.expiry)
+    def _timeouts_due(self, now: datetime) -> list[datetime]:
         if self._authorized_at is not None and self.config.ev_connection_timeout > 0:
-            due.append(self._authorized_at + timedelta(seconds=self.config.ev_connection_timeout))
-        tx = self.transaction
-        if tx is not None:
-            for when in (tx.schedule.next_due, tx.data.next_due):
-                if when is not None:
-                    due.append(when)
-            change = self.profiles.next_change(EVSE_ID, now, transaction_start=tx.started_at)
-            if change is not None:
-                due.append(change)
-            wake = self._charging_wake()
-            if wake is not None:  # follow the EV's curve (taper, full)
-                due.append(now + timedelta(seconds=wake))
-        if not due:
-            return None
-        return max(0.0, (min(due) - now).total_seconds())
-
-    # -- security profile and password ---------------------------------------------------
-
-    def password(self) -> str | None:
-        return self.config.basic_auth_password
-
-    def set_password(self, password: str) -> None:
-        if password == self.password():
-            return
-        try:
-            self.config.set_value("SecurityCtrlr", "BasicAuthPassword", password)
-        except ValueError:
-            raise ValueError(
-                "the password must be 16 to 40 characters (SecurityCtrlr.BasicAuthPassword)"
-            ) from None
-
-    def set_security_profile(self, profile: int) -> None:
-        current = self._security_profile()
-        if profile == current:
-            return
-        if profile < current:
-            raise ValueError(
-                f"the security profile can only be raised: it is {current}, not {profile}"
-            )
-        problem = self.security_problem(profile, self._target)
-        if problem is not None:
-            raise ValueError(problem)
-        atomic_write_json(self.data_dir / PROFILE_FILE, {"SecurityProfile": profile})
-        self.config.set_value("SecurityCtrlr", "SecurityProfile", str(profile))
-
-    def _time_adjustment_threshold(self) -> float:
-        return float(self.config.get_int("ClockCtrlr", "TimeAdjustmentReportingThreshold"))
-
-    # -- the journal ---------------------------------------------------------------------
-
-    def _handlers(self) -> Handlers:
-        return StationHandlers201(self)
-
-    def _ping_setting(self) -> int:
-        return self.config.websocket_ping_interval
-
-    def _retry_rules(self) -> tuple[int, int]:
-        return (
-            self.config.message_attempts_transaction_event,
-            self.config.message_attempt_interval_transaction_event,
-        )
-
-    def _on_delivered(self, entry: Entry, result: dict[str, Any]) -> None:
-        self._delivered(entry.seq, entry.payload, result)
-
-    def _delivered(self, seq: int, payload: dict[str, Any], result: dict[str, Any]) -> None:
-        info = result.get("idTokenInfo")
-        token = payload.get("idToken")
-        if not isinstance(info, dict) or not isinstance(token, dict):
-            return
-        self.authorizer.on_csms_info(TokenKey.from_id_token(token), info, now=self.now())
-        tx = self.transaction
-        if (
-            tx is not None
-            and tx.started_seq == seq
-            and info.get("status") != "Accepted"
-            and self.config.stop_tx_on_invalid_id
-        ):
-            self.stop_transaction("Deauthorized", "DeAuthorized")
-
-    # -- the connection ------------------------------------------------------------------
-
-    def boot_needed(self) -> bool:
-        """BootNotification on this connection? Yes after a (re)start or a Reset, when
-        the boot data changed, or while not yet Accepted; a plain reconnect: no."""
-        station = self._boot_payload()["chargingStation"]
-        return self._boot_needed or self._accepted_boot != station
-
-    async def _session(self, endpoint: OcppEndpoint) -> None:
-        booted = self.boot_needed()
-        if booted:
-            await self._boot(endpoint)
-        else:
-            self.accepted = True
-            self.wake()
-        status = self._status_now()
-        if booted or self._reported.get(CONNECTOR_ID) != status["connectorStatus"]:
-            self._reported[CONNECTOR_ID] = status["connectorStatus"]
-            await self._call_quietly("StatusNotification", status)
-        if self._security_profile() >= 3:
-            self.spawn(renew_if_expiring(self))  # A03: renew a certificate near its expiry
-        await self._heartbeats()
-
-    async def _boot(self, endpoint: OcppEndpoint) -> None:
-        while True:
-            payload = self._boot_payload()
-            try:
-                result = await self._send(endpoint, "BootNotification", payload)
-            except OcppError as exc:
-                log.info("BootNotification failed: %s", exc)
-                await self.clock.sleep(DEFAULT_BOOT_RETRY_S)
-                continue
-            self.registration = str(result["status"])
-            interval = int(result["interval"])
-            if self.registration == "Accepted":
-                self.boot_reason = "PowerUp"
-                if interval > 0:
-                    self.heartbeat_interval = interval
-                    self.config.set_value("OCPPCommCtrlr", "HeartbeatInterval", str(interval))
-                self._boot_needed = False
-                self._accepted_boot = payload["chargingStation"]
-                self._last_heartbeat = self._seconds()  # the answer carried the time
-                self.accepted = True
-                self.firmware.on_boot_accepted()  # a new firmware proved itself
-                self.wake()
-                return
-            self._boot_needed = True
-            await self.clock.sleep(interval if interval > 0 else DEFAULT_BOOT_RETRY_S)
-
-    def _boot_payload(self) -> dict[str, Any]:
-        station: dict[str, Any] = {
-            "model": self.model.name,
-            "vendorName": self.model.vendor,
-            "firmwareVersion": self.firmware.version,
-        }
-        if self.serial_number is not None:
-            station["serialNumber"] = self.serial_number
-        return {"reason": self.boot_reason, "chargingStation": station}
-
-    def _status_now(self) -> dict[str, Any]:
-        return _status_payload(self.connector.current_status(self.now()))
-
-    async def send_triggered(self, message: str) -> None:
-        """Send the message a TriggerMessage asked for."""
-        if message == "BootNotification":
-            try:
-                result = await self.call("BootNotification", self._boot_payload())
-            except OcppError:
-                return
-            if result.get("status") == "Accepted" and int(result["interval"]) > 0:
-                self.heartbeat_interval = int(result["interval"])
-        elif message == "Heartbeat":
-            await self._call_quietly("Heartbeat", {})
-        elif message == "FirmwareStatusNotification":
-            await self.firmware.send_current_status()
-        elif message == "SignChargingStationCertificate":
-            await request_signing(self, "ChargingStationCertificate")
-        elif message == "StatusNotification":
-            await self._call_quietly("StatusNotification", self._status_now())
-        elif message == "MeterValues":
-            value = self._meter_value(
-                self.config.aligned_data_measurands, ReadingContext.TRIGGER.value
-            )
-            if value is not None:
-                await self._call_quietly("MeterValues", {"evseId": EVSE_ID, "meterValue": [value]})
-        elif message == "TransactionEvent":
-            tx = self.transaction
-            if tx is None:
-                return
-            value = self._meter_value(
-                self.config.sampled_data_tx_updated_measurands, ReadingContext.TRIGGER.value
-            )
-            self._journal_event(
-                tx, "Updated", "Trigger", meter_values=[value] if value is not None else None
-            )
-
-
-def _status_payload(change: StatusChanged) -> dict[str, Any]:
-    return {
-        "timestamp": format_time(change.timestamp),
-        "connectorStatus": change.status_201.value,
-        "evseId": EVSE_ID,
-        "connectorId": change.connector_id,
-    }
+            return [self._authorized_at + timedelta(seconds=self.config.ev_connection_timeout)]
+        return []
 
 
 def _ours(evse: Mapping[str, Any] | None) -> bool:
@@ -955,12 +650,14 @@ def _ours(evse: Mapping[str, Any] | None) -> bool:
 class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
     """The answers of a :class:`Station201` to the CSMS's CALLs."""
 
+    station: Station201
+
     def __init__(self, station: Station201) -> None:
         self.station = station
 
     # -- transactions
 
-    @on("RequestStartTransaction")
+    @on(v201.Action.RequestStartTransaction)
     def request_start(self, payload: v201.RequestStartTransactionRequest) -> dict[str, Any]:
         st = self.station
         evse_id = payload.get("evseId", EVSE_ID)
@@ -971,55 +668,54 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
         )
         return {"status": "Accepted" if ok else "Rejected"}
 
-    @after("RequestStartTransaction")
+    @after(v201.Action.RequestStartTransaction)
     async def request_start_done(self, payload: v201.RequestStartTransactionRequest) -> None:
         st = self.station
         if st.transaction is not None or payload.get("evseId", EVSE_ID) != EVSE_ID:
             return
         token = dict(payload["idToken"])
         profile = payload.get("chargingProfile")
-        if st.config.authorize_remote_start and not await st._authorize(token):
+        if st.config.authorize_remote_start and not await st.authorize(token):
             return
-        if st._accept_token(token, "RemoteStart", payload["remoteStartId"]) and profile:
+        if st.accept_token(token, "RemoteStart", payload["remoteStartId"]) and profile:
             tx = st.transaction
             if tx is not None:
                 st.profiles.set_201(EVSE_ID, profile, active_transaction_id=tx.transaction_id)
 
-    @on("RequestStopTransaction")
+    @on(v201.Action.RequestStopTransaction)
     def request_stop(self, payload: v201.RequestStopTransactionRequest) -> dict[str, Any]:
         tx = self.station.transaction
         ok = tx is not None and tx.transaction_id == payload["transactionId"]
         return {"status": "Accepted" if ok else "Rejected"}
 
-    @after("RequestStopTransaction")
+    @after(v201.Action.RequestStopTransaction)
     def request_stop_done(self, payload: v201.RequestStopTransactionRequest) -> None:
         tx = self.station.transaction
         if tx is not None and tx.transaction_id == payload["transactionId"]:
             self.station.stop_transaction("RemoteStop", "Remote")
 
-    @on("Reset")
+    @on(v201.Action.Reset)
     def reset(self, payload: v201.ResetRequest) -> dict[str, Any]:
         if payload.get("evseId") not in (None, EVSE_ID):
             return {"status": "Rejected"}
         st = self.station
         if payload["type"] == "OnIdle" and st.transaction is not None:
-            st._reset_on_idle = True
+            st.schedule_reset()
             return {"status": "Scheduled"}
         return {"status": "Accepted"}
 
-    @after("Reset")
+    @after(v201.Action.Reset)
     async def reset_done(self, payload: v201.ResetRequest) -> None:
         st = self.station
-        if payload.get("evseId") not in (None, EVSE_ID) or st._reset_on_idle:
+        if payload.get("evseId") not in (None, EVSE_ID) or st.reset_scheduled:
             return
         st.security_event("ResetOrReboot", f"{payload['type']} Reset from the CSMS")
         if st.transaction is not None:
             st.stop_transaction("ResetCommand", "ImmediateReset")
-        st.boot_reason = "RemoteReset"
-        st._boot_needed = True
+        st.request_boot("RemoteReset")
         await st.disconnect()  # a reboot: reconnect and boot again
 
-    @on("UnlockConnector")
+    @on(v201.Action.UnlockConnector)
     def unlock(self, payload: v201.UnlockConnectorRequest) -> dict[str, Any]:
         st = self.station
         if payload["evseId"] != EVSE_ID or payload["connectorId"] != CONNECTOR_ID:
@@ -1028,7 +724,7 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
             return {"status": "OngoingAuthorizedTransaction"}  # F05.FR.02
         return {"status": "Unlocked" if st.hardware.unlock_cable() else "UnlockFailed"}
 
-    @on("ChangeAvailability")
+    @on(v201.Action.ChangeAvailability)
     def change_availability(self, payload: v201.ChangeAvailabilityRequest) -> dict[str, Any]:
         st = self.station
         evse = payload.get("evse")
@@ -1036,18 +732,18 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
             return {"status": "Rejected"}
         operative = payload["operationalStatus"] == "Operative"
         reply = st.connector.change_availability(operative, st.now())
-        st._emit(reply.actions)
+        st.emit(reply.actions)
         st.save_state()
         return {"status": reply.status.value}
 
     # -- device model
 
-    @on("GetVariables")
+    @on(v201.Action.GetVariables)
     def get_variables(self, payload: v201.GetVariablesRequest) -> dict[str, Any]:
         data = [dict(item) for item in payload["getVariableData"]]
         return {"getVariableResult": self.station.config.get_variables(data)}
 
-    @on("SetVariables")
+    @on(v201.Action.SetVariables)
     def set_variables(self, payload: v201.SetVariablesRequest) -> dict[str, Any]:
         data = [dict(item) for item in payload["setVariableData"]]
         results = self.station.config.set_variables(data)
@@ -1057,24 +753,21 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
                 and result["component"].get("name") == "SecurityCtrlr"
                 and result["variable"].get("name") == "BasicAuthPassword"
             ):
-                self.station._reconnect_due = True
+                self.station.request_reconnect()
         return {"setVariableResult": results}
 
-    @after("SetVariables")
+    @after(v201.Action.SetVariables)
     async def set_variables_done(self, payload: v201.SetVariablesRequest) -> None:
         """A new BasicAuthPassword (A01): disconnect once answered, reconnect with it."""
-        st = self.station
-        if st._reconnect_due:
-            st._reconnect_due = False
-            await st.disconnect()
+        await self.station.reconnect_if_due()
 
-    @on("GetBaseReport")
+    @on(v201.Action.GetBaseReport)
     def get_base_report(self, payload: v201.GetBaseReportRequest) -> dict[str, Any]:
         if payload["reportBase"] not in REPORT_BASES:
             return {"status": "NotSupported"}
         return {"status": "Accepted"}
 
-    @after("GetBaseReport")
+    @after(v201.Action.GetBaseReport)
     async def get_base_report_done(self, payload: v201.GetBaseReportRequest) -> None:
         st = self.station
         if payload["reportBase"] not in REPORT_BASES:
@@ -1083,9 +776,9 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
             payload["reportBase"], payload["requestId"], format_time(st.now())
         )
         for message in messages:
-            await st._call_quietly("NotifyReport", message)
+            await st.call_quietly("NotifyReport", message)
 
-    @on("TriggerMessage")
+    @on(v201.Action.TriggerMessage)
     def trigger(self, payload: v201.TriggerMessageRequest) -> dict[str, Any]:
         evse = payload.get("evse")
         if not _ours(None if evse is None else dict(evse)):
@@ -1094,23 +787,23 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
             return {"status": "NotImplemented"}
         return {"status": "Accepted"}
 
-    @after("TriggerMessage")
+    @after(v201.Action.TriggerMessage)
     async def trigger_done(self, payload: v201.TriggerMessageRequest) -> None:
         evse = payload.get("evse")
         if _ours(None if evse is None else dict(evse)):
             await self.station.send_triggered(payload["requestedMessage"])
 
-    @on("DataTransfer")
+    @on(v201.Action.DataTransfer)
     def data_transfer(self, payload: v201.DataTransferRequest) -> dict[str, Any]:
         return {"status": "UnknownVendorId"}
 
     # -- local authorization
 
-    @on("ClearCache")
+    @on(v201.Action.ClearCache)
     def clear_cache(self, payload: v201.ClearCacheRequest) -> dict[str, Any]:
         return {"status": self.station.authorizer.clear_cache()}
 
-    @on("SendLocalList")
+    @on(v201.Action.SendLocalList)
     def send_local_list(self, payload: v201.SendLocalListRequest) -> dict[str, Any]:
         st = self.station
         if not st.config.local_auth_list_enabled:
@@ -1126,13 +819,13 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
             st.config.set_value("LocalAuthListCtrlr", "Entries", str(len(st.local_list)))
         return {"status": status}
 
-    @on("GetLocalListVersion")
+    @on(v201.Action.GetLocalListVersion)
     def get_local_list_version(self, payload: v201.GetLocalListVersionRequest) -> dict[str, Any]:
         return {"versionNumber": self.station.authorizer.get_local_list_version()}
 
     # -- smart charging
 
-    @on("SetChargingProfile")
+    @on(v201.Action.SetChargingProfile)
     def set_charging_profile(self, payload: v201.SetChargingProfileRequest) -> dict[str, Any]:
         st = self.station
         tx = st.transaction
@@ -1146,7 +839,7 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
         st.wake()
         return {"status": status}
 
-    @on("ClearChargingProfile")
+    @on(v201.Action.ClearChargingProfile)
     def clear_charging_profile(self, payload: v201.ClearChargingProfileRequest) -> dict[str, Any]:
         st = self.station
         status = st.profiles.clear_201(dict(payload))
@@ -1155,7 +848,7 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
         st.wake()
         return {"status": status}
 
-    @on("GetCompositeSchedule")
+    @on(v201.Action.GetCompositeSchedule)
     def get_composite_schedule(self, payload: v201.GetCompositeScheduleRequest) -> dict[str, Any]:
         st = self.station
         tx = st.transaction

@@ -1,0 +1,1649 @@
+"""The runtime of a PlugStream station: one for OCPP 1.6J and 2.0.1 alike.
+
+:class:`StationRuntime` wires the sans-I/O building blocks of :mod:`plugstream.station`
+(hardware, connector status machine, journal, local authorization, metering, smart
+charging, the connection state of :mod:`~plugstream.station.connection`) to an
+:class:`~plugstream.ocpp.OcppEndpoint` running over a ``websockets`` connection: the
+connection loop and its reconnect back-off, BootNotification and Heartbeat, the
+delivery of the durable journal, the network (links, data saving, NTP), the firmware
+updater, the TLS and security profiles, and the security events. What differs between
+the versions -- message shapes, configuration keys, status mapping, the handlers of
+the CSMS's CALLs -- is in the adapters :class:`~plugstream.station.station16.Station16`
+and :class:`~plugstream.station.station201.Station201`, through the hooks at the end of
+the class.
+
+Time: every timestamp and every pause (tick, heartbeat, boot retry, back-off) comes
+from the injected :class:`~plugstream.station.clock.Clock`, so a fleet runs scaled;
+network timeouts stay real. An idle station sleeps until an event (:meth:`wake`) or
+its next due time, so ten thousand idle stations cost next to nothing.
+
+Restart safety: ``state.json`` in the data dir holds the energy register, the running
+transaction, the charging profiles and the availability, written atomically at every
+journalled transaction message; a transaction that was running when the process died
+is ended on the next start (the adapter says with which message).
+
+Traffic: every byte of the OCPP connection is counted in :attr:`StationRuntime.traffic`
+(see :class:`CountingConnection`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import random
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from ssl import SSLContext, SSLError
+from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.headers import build_authorization_basic
+from websockets.typing import Subprotocol
+
+from plugstream.net.accounting import ByteCounter, Direction, Link
+from plugstream.net.links import LinkPolicy
+from plugstream.net.ntp import CorrectedClock
+from plugstream.ocpp import (
+    ErrorCode,
+    Event,
+    Handlers,
+    OcppEndpoint,
+    OcppError,
+    OcppVersion,
+)
+from plugstream.ocpp.datetimes import format_time
+from plugstream.pki.tls import ServerRejected, peer_chain, station_context, verify_server
+from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
+from plugstream.station.backoff import ReconnectBackoff
+from plugstream.station.certificates import CSMS_ROOT, CertificateStore
+from plugstream.station.certmgmt import renew_if_expiring
+from plugstream.station.clock import CallableClock, Clock, SystemClock
+from plugstream.station.config import atomic_write_json
+from plugstream.station.connection import (
+    DEFAULT_BOOT_RETRY_S,
+    BootAnswered,
+    BootFailed,
+    CallAnswered,
+    CloseConnection,
+    Connected,
+    ConnectFailed,
+    ConnectionAction,
+    ConnectionState,
+    Disconnected,
+    HeartbeatSent,
+    MessageSent,
+    Reconnect,
+    Registered,
+    ResetRequested,
+    SecurityChanged,
+    SendBootNotification,
+)
+from plugstream.station.connector import (
+    Action,
+    ChargePointErrorCode,
+    Connector,
+    InvalidTransition,
+    StatusChanged,
+)
+from plugstream.station.ev import Ev
+from plugstream.station.firmware import FirmwareUpdater
+from plugstream.station.hardware import ChargePointHardware, Measurements, Model
+from plugstream.station.journal import Entry, Journal
+from plugstream.station.metering import (
+    ClockAligned,
+    MeterSchedule,
+    ReadingContext,
+    TransactionData,
+)
+from plugstream.station.network import NetworkNotReady, StationNetwork, default_port
+from plugstream.station.security import FILENAME as SECURITY_LOG_FILE
+from plugstream.station.security import SecurityLog, canonical, event_name
+from plugstream.station.smartcharging import ChargingProfiles
+
+__all__ = [
+    "CONNECTOR_ID",
+    "FIRMWARE_VERSION",
+    "STATE_FILE",
+    "Compression",
+    "CountingConnection",
+    "Station",
+    "StationOptions",
+    "StationRuntime",
+    "compact",
+    "load_state",
+    "newest_state",
+    "saved_at",
+    "small_deflate",
+]
+
+log = logging.getLogger("plugstream.station")
+
+CONNECTOR_ID = 1
+FIRMWARE_VERSION = "0.1.0"
+DEFAULT_TICK_S = 10.0  # while energy flows: follows the EV's curve (hardware.MAX_STEP_S)
+MIN_CHARGING_WAKE_S = 1.0  # tick_interval None: the closest look at a car about to be full
+TRAFFIC_SAVE_S = 900.0  # traffic.json at most this stale (station time), besides cycle ends
+STATE_FILE = "state.json"
+SECURITY_RETRY_S = 60.0  # a SecurityEventNotification the CSMS failed to process: again after
+SECURITY_ATTEMPTS = 5  # ... at most this many times (a NotImplemented: never again)
+
+
+Compression = str | ClientPerMessageDeflateFactory | None
+"""``"deflate"`` (websockets' defaults), None (off), or tuned permessage-deflate."""
+
+
+def small_deflate(window_bits: int = 12, mem_level: int = 4) -> ClientPerMessageDeflateFactory:
+    """permessage-deflate with small buffers (a fleet: thousands of connections in one
+    process). websockets' defaults keep ~150 KB of zlib state per connection (a 32 KB
+    window each way, memLevel 5); OCPP messages are well under a KB, so a 4 KB window
+    (both ways: the CSMS is asked for it too) and memLevel 4 keep almost all the
+    compression for a fraction of the memory."""
+    return ClientPerMessageDeflateFactory(
+        server_max_window_bits=window_bits,
+        client_max_window_bits=window_bits,
+        compress_settings={"memLevel": mem_level},
+    )
+
+
+def compact(value: Any) -> Any:
+    """``value`` without None, empty lists and empty objects inside it: optional fields
+    that say nothing cost bytes on a metered link and are never required empty."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            item = compact(item)
+            if item is None or item == {} or item == []:
+                continue
+            out[key] = item
+        return out
+    if isinstance(value, list):
+        return [compact(item) for item in value]
+    return value
+
+
+class _CountingTransport:
+    """Delegates to an asyncio transport and counts what is written to it."""
+
+    def __init__(self, transport: Any, count: Callable[[Direction, int], None]) -> None:
+        self._transport = transport
+        self._count = count
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._count("tx", len(data))
+        self._transport.write(data)
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class CountingConnection(ClientConnection):
+    """A websockets client connection that reports every byte it sends and receives.
+
+    Counted: the WebSocket stream as the connection hands it to its transport and gets
+    it back — the HTTP Upgrade handshake, frame headers, (deflated) payloads, pings,
+    pongs and close frames. Not counted: TLS record overhead and the TLS handshake (the
+    SSL transport sits below this layer) and TCP/IP headers. Over ``wss://`` the bytes
+    on the wire are therefore somewhat more (about 22 bytes a TLS 1.3 record, plus a
+    few KB of handshake per connection).
+    """
+
+    count: Callable[[Direction, int], None] = staticmethod(lambda direction, n: None)
+    verify: Callable[[asyncio.BaseTransport], None] | None = None
+    """Checks the TLS peer once the handshake is done, before websockets sends the HTTP
+    Upgrade (and so any password): if it raises, the connection is aborted unsent (the
+    verifier keeps its own record of why)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.verify is not None:
+            try:
+                self.verify(transport)
+            except Exception:
+                cast(asyncio.Transport, transport).abort()
+                return
+        self.transport = cast(Any, _CountingTransport(self.transport, self.count))
+
+    def data_received(self, data: bytes) -> None:
+        self.count("rx", len(data))
+        super().data_received(data)
+
+
+def counting_factory(
+    count: Callable[[Direction, int], None],
+    verify: Callable[[asyncio.BaseTransport], None] | None = None,
+) -> Any:
+    """A ``create_connection=`` for :func:`websockets.connect` that counts into ``count``
+    (and checks the TLS peer with ``verify``)."""
+
+    def factory(*args: Any, **kwargs: Any) -> CountingConnection:
+        connection = CountingConnection(*args, **kwargs)
+        connection.count = count
+        connection.verify = verify
+        return connection
+
+    return factory
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """The persisted runtime state, or an empty one (first start, or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        log.warning("%s is unreadable: starting from a blank state", path)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def restored_energy(state: Mapping[str, Any]) -> Decimal:
+    """The persisted energy register (Wh), 0 when there is none."""
+    try:
+        energy = Decimal(str(state.get("energy_wh", "0")))
+    except InvalidOperation:
+        return Decimal(0)
+    return energy if energy >= 0 else Decimal(0)
+
+
+# OpenSSL's reasons for a handshake the CSMS's TLS version / cipher suites made fail
+_TLS_VERSION_REASONS = frozenset(
+    {"UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION", "WRONG_VERSION_NUMBER"}
+)
+_TLS_CIPHER_REASONS = frozenset(
+    {"SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"}
+)
+
+
+ROUTINE_EVENTS = frozenset(
+    {
+        "StartupOfTheDevice",
+        "ResetOrReboot",
+        "FirmwareUpdated",
+        "SettingSystemTime",
+        "ReconfigurationOfSecurityParameters",
+    }
+)
+
+
+def _endpoint(url: str, route: dict[str, Any]) -> str:
+    """``host:port (address)`` of a connection attempt, for the operator's diagnosis."""
+    parts = urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or default_port(parts.scheme)}"
+    address = route.get("host")
+    if address is None and route.get("sock") is not None:
+        with contextlib.suppress(OSError):
+            address = route["sock"].getpeername()[0]
+    return where if address in (None, parts.hostname) else f"{where} ({address})"
+
+
+class StationOptions(TypedDict, total=False):
+    """The keyword options of a station, the same in both versions.
+
+    ``clock`` (default: one built from ``now``, else the system clock) times everything;
+    ``journal`` may be a shared-database journal (default: ``journal.sqlite`` in
+    ``data_dir``); ``backoff`` replaces the version's reconnect back-off; ``traffic``
+    counts the connection's bytes on ``link``, saved to ``traffic.json`` at each cycle's
+    start and end and every 15 minutes unless ``traffic_autosave`` is off (a fleet reads
+    ``traffic`` itself); ``ssl`` and ``compression`` go to ``websockets.connect``;
+    ``sync_state`` fsyncs ``state.json``, ``state_in_journal`` keeps it in the journal's
+    database (a fleet).
+    """
+
+    clock: Clock | None
+    journal: Journal | None
+    rng: random.Random | None
+    call_timeout: float
+    backoff: ReconnectBackoff | None
+    tick_interval: float | None
+    serial_number: str | None
+    traffic_autosave: bool
+    link: Link
+    ssl: SSLContext | None
+    compression: Compression
+    sync_state: bool
+    state_in_journal: bool
+
+
+class RunningTransaction(Protocol):
+    """What the runtime reads of either version's running transaction."""
+
+    @property
+    def started_at(self) -> datetime: ...
+
+    @property
+    def data(self) -> TransactionData: ...
+
+    @property
+    def schedule(self) -> MeterSchedule: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+ConfigT = TypeVar("ConfigT")
+"""The version's configuration: :class:`~plugstream.station.config.Config16` or
+:class:`~plugstream.station.config.DeviceModel201`."""
+
+
+class StationRuntime(Generic[ConfigT]):
+    """One PlugStream charge point with one connector: the OCPP connection, the journal,
+    boot and heartbeat, the network, firmware, certificates and security events.
+
+    An adapter subclass (:class:`~plugstream.station.station16.Station16`,
+    :class:`~plugstream.station.station201.Station201`) loads its version's
+    configuration (``config``) and implements the hooks at the end of the class:
+    message shapes, configuration keys and the status mapping.
+    """
+
+    ocpp_version: ClassVar[OcppVersion]
+    skip_unchanged_status: ClassVar[bool] = False
+    """A StatusNotification only when the reported status changes (2.0.1's Occupied
+    covers several 1.6 statuses)."""
+
+    def __init__(
+        self,
+        station_id: str,
+        model: Model,
+        data_dir: Path,
+        config: ConfigT,
+        now: Callable[[], datetime] | None = None,
+        *,
+        clock: Clock | None = None,
+        journal: Journal | None = None,
+        rng: random.Random | None = None,
+        call_timeout: float = 30.0,
+        backoff: ReconnectBackoff | None = None,
+        tick_interval: float | None = DEFAULT_TICK_S,
+        serial_number: str | None = None,
+        traffic_autosave: bool = True,
+        link: Link = "ethernet",
+        ssl: SSLContext | None = None,
+        compression: Compression = "deflate",
+        sync_state: bool = True,
+        state_in_journal: bool = False,
+    ) -> None:
+        self.station_id = station_id
+        self.model = model
+        self.data_dir = data_dir
+        self.config = config
+        if clock is None:
+            clock = SystemClock() if now is None else CallableClock(now)
+        self.clock: Clock = clock
+        self.now: Callable[[], datetime] = clock.now
+        self.rng = rng if rng is not None else random.Random()
+        self.call_timeout = call_timeout
+        self.tick_interval = tick_interval
+        self.serial_number = serial_number
+        self.link: Link = link
+        self.traffic_autosave = traffic_autosave
+        self.ssl = ssl  # for wss:// with a private CA or a client certificate
+        self.compression = compression  # permessage-deflate offered; None: not
+        self.sync_state = sync_state  # fsync state.json: survives an OS crash, not only kill -9
+        self.state_in_journal = state_in_journal  # state in the journal's database, no file
+        self.observer: Callable[[Event], None] | None = None
+        """Sees every event of every connection's endpoint (a fleet counts messages)."""
+        self.network: StationNetwork | None = None
+        """The NTP-corrected clock and DNS priority list to connect with (None: the
+        system's resolver and no time gate -- fleets, tests, benchmarks). Read when
+        :meth:`run` starts."""
+        self.offline_reason: str | None = None
+        """Why the last connection attempt was not made or failed (None: connected)."""
+        self.tls_rejected: ServerRejected | None = None
+        """Why the CSMS's certificate was refused on the last attempt (None: it was not)."""
+
+        self.journal = journal if journal is not None else Journal(data_dir / "journal.sqlite")
+        self.state_path = data_dir / STATE_FILE
+        state = self._load_state()
+        self.hardware = ChargePointHardware(
+            model, self.rng, now=self._seconds(), energy_wh=restored_energy(state)
+        )
+        operative = state.get("pending_operative")
+        if operative is None:
+            operative = state.get("operative", True)
+        self.connector = Connector(CONNECTOR_ID, operative=bool(operative))
+        self.local_list = LocalAuthList.load(data_dir / "local_list.json")
+        self.cache = AuthCache.load(data_dir / "auth_cache.json")
+        self.authorizer = Authorizer(self.local_list, self.cache, self._auth_config())
+        max_profiles, max_stack_level = self._profile_limits()
+        profile_options: dict[str, Any] = {
+            "max_profiles": max_profiles,
+            "max_stack_level": max_stack_level,
+            "max_current": model.max_current_a,
+        }
+        self.profiles = ChargingProfiles((CONNECTOR_ID,), **profile_options)
+        if isinstance(state.get("profiles"), str):
+            try:
+                self.profiles = ChargingProfiles.from_json(
+                    state["profiles"], (CONNECTOR_ID,), **profile_options
+                )
+            except (ValueError, KeyError, TypeError):
+                log.warning("persisted charging profiles unreadable: dropped")
+
+        self.endpoint: OcppEndpoint | None = None
+        self.connection = ConnectionState(
+            self._seconds(), backoff if backoff is not None else self._default_backoff()
+        )
+        """Registered or not, boot and heartbeat due times, the reconnect back-off."""
+        self.heartbeat_interval = self._configured_heartbeat_interval()
+        self.transaction: RunningTransaction | None = None
+        self._changed = asyncio.Event()  # the journal's and the session's wake-up
+        self._tick_event = asyncio.Event()  # the tick loop's wake-up
+        self._security_changed = asyncio.Event()  # the security events' wake-up
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ws: Any = None
+        self._ws_link: Link | None = None  # the managed link the open connection runs over
+        self._link_switched = False  # closed for another link: reconnect at once
+        self._data_saving: dict[str, Any] | None = None
+        self._network_clock: CorrectedClock | None = None  # the clock whose steps we follow
+        self._target: str | None = None  # the URL run() connects to (the profile checks)
+        self._started_up = False  # StartupOfTheDevice logged (the first run)
+        self._dropped: Reconnect | None = None  # the back-off after the last connection
+        self._reported: dict[int, str] = {}  # connectorId -> status last sent
+        self._cycle: str | None = None  # the open charge cycle of self.traffic
+        # in and outside transactions; the transaction's own schedule is sampled only
+        self.aligned = ClockAligned(self._aligned_interval(), self.now())
+
+        self.traffic = self._load_traffic()
+        self._traffic_saved_at = self._seconds()
+        self.firmware = FirmwareUpdater.for_station(self, FIRMWARE_VERSION)
+        """The running firmware (A/B slots) and a signed update in progress."""
+        self._recover(state)
+
+    # -- the connection's state ------------------------------------------------------
+
+    @property
+    def accepted(self) -> bool:
+        """BootNotification accepted (or not needed) on the current connection."""
+        return self.connection.registered
+
+    @property
+    def registration(self) -> str | None:
+        """The status of the last BootNotification answer."""
+        return self.connection.registration
+
+    @property
+    def boot_reason(self) -> str:
+        """The reason of the next BootNotification (2.0.1 BootReason)."""
+        return self.connection.boot_reason
+
+    @boot_reason.setter
+    def boot_reason(self, reason: str) -> None:
+        self.connection.boot_reason = reason
+
+    @property
+    def backoff(self) -> ReconnectBackoff:
+        """The reconnect back-off (OCPP 2.0.1 part 4 §5.3)."""
+        return self.connection.backoff
+
+    @property
+    def target(self) -> str | None:
+        """The CSMS URL :meth:`run` connects to, station id included (None: not running)."""
+        return self._target
+
+    @property
+    def websocket(self) -> Any:
+        """The open WebSocket connection, None when offline."""
+        return self._ws
+
+    def request_boot(self, reason: str = "RemoteReset") -> None:
+        """A BootNotification is due on the next connection, as after a Reset."""
+        self.connection.handle(ResetRequested(reason))
+
+    def request_reconnect(self) -> None:
+        """A security setting changed: reconnect once the current CALL is answered."""
+        self.connection.handle(SecurityChanged())
+
+    async def reconnect_if_due(self) -> None:
+        """The CALL that changed a security setting is answered: reconnect with it
+        (the whitepaper's A01 / A05.FR.06/07 / 2.0.1 A01)."""
+        for action in self.connection.handle(CallAnswered()):
+            if isinstance(action, CloseConnection):
+                await self.disconnect()
+
+    def close(self) -> None:
+        """Save the state (a clean stop) and release the files; call after :meth:`run`."""
+        for task in list(self._tasks):
+            task.cancel()
+        self.save_state(clean=True)
+        if self.traffic_autosave:
+            self._save_traffic()
+        self.journal.close()
+
+    # -- what survives a restart ---------------------------------------------------
+
+    def save_state(self, *, clean: bool = False) -> None:
+        """Persist the register, the transaction, profiles and availability atomically."""
+        self.hardware.advance(self._seconds())
+        tx = self.transaction
+        self._write_state(
+            self.state_path,
+            {
+                "energy_wh": str(self.hardware.energy_wh),
+                "saved_at": self.now().isoformat(),
+                "clean": clean,
+                "operative": self.connector.operative,
+                "pending_operative": self.connector.pending_operative,
+                "profiles": self.profiles.to_json(),
+                "transaction": None if tx is None else tx.to_json(),
+            },
+        )
+
+    def _recover(self, state: Mapping[str, Any]) -> None:
+        """End the transaction that was running when the process stopped; close the
+        charge cycles that were open (the car is gone as far as we know)."""
+        saved = state.get("transaction")
+        if isinstance(saved, dict):
+            self._end_interrupted_transaction(state, saved)
+            self.profiles.end_transaction(CONNECTOR_ID)
+        for cycle in self.traffic.open_cycles:
+            self.traffic.end_cycle(cycle, self.now())
+        self.save_state()
+
+    # -- messages that are not journalled ---------------------------------------------
+
+    def emit(self, actions: list[Action]) -> None:
+        """Send a StatusNotification for each status change; while offline the change is
+        kept in the connector and its current status is sent on reconnect."""
+        for action in actions:
+            if not isinstance(action, StatusChanged):
+                continue
+            if self.online:
+                status = self._status_value(action)
+                if self.skip_unchanged_status and self._reported.get(action.connector_id) == status:
+                    continue  # e.g. Preparing -> Charging: Occupied both, nothing to tell
+                self._reported[action.connector_id] = status
+                payload = self._status_payload(action)
+                self.spawn(self.call_quietly("StatusNotification", payload))
+            else:  # changed while offline: the current status goes out on reconnect
+                self._reported.pop(action.connector_id, None)
+        if actions:
+            self.wake()
+
+    # -- the user and the car ----------------------------------------------------------
+
+    def plug_in(self, ev: Ev) -> None:
+        """A car is plugged in; a session starts if an id is authorized already."""
+        self.hardware.advance(self._seconds())
+        if not self.hardware.plug_in(ev):
+            raise InvalidTransition("a cable is plugged in already")
+        self._start_cycle()
+        self.emit(self.connector.plug_in(self.now()))
+        self._plugged_in()
+        self.wake()
+
+    def unplug(self) -> None:
+        """The car is unplugged: an ongoing transaction stops (EVDisconnected)."""
+        now = self.now()
+        if self.transaction is not None:
+            self._end_on_unplug()
+        self.hardware.open_contactor()
+        self.hardware.unlock_cable()
+        self.hardware.unplug()
+        self.emit(self.connector.unplug(now))
+        self._end_cycle()
+        self._after_end()
+        self.wake()
+
+    def fault(self, code: ChargePointErrorCode) -> None:
+        """A fault trips the contactor: an ongoing transaction stops (Other); Faulted."""
+        if self.transaction is not None:
+            self._stop_on_fault()
+        self.hardware.raise_fault(code.value)
+        self.emit(self.connector.fault(code, self.now()))
+
+    def clear_fault(self) -> None:
+        """The fault is resolved: the connector returns to what the facts call for."""
+        actions = self.connector.clear_fault(self.now())
+        self.hardware.clear_fault()
+        self.emit(actions)
+
+    async def authorize_token(
+        self, key: TokenKey, request: dict[str, Any], info_field: str
+    ) -> bool:
+        """Authorize ``key`` by the local rules, asking the CSMS (Authorize ``request``,
+        its answer's ``info_field``) when they say so; True when accepted."""
+        decision = self.authorizer.authorize(key, online=self.online, now=self.now())
+        if not decision.ask_csms:
+            return decision.accept_locally
+        try:
+            result = await self.call("Authorize", request)
+        except OcppError:  # the connection went away meanwhile: decide offline
+            decision = self.authorizer.authorize(key, online=False, now=self.now())
+            return decision.accept_locally
+        info = result[info_field]
+        self.authorizer.on_csms_info(key, info, now=self.now())
+        return bool(info.get("status") == "Accepted")
+
+    def ev_ready(self) -> bool:
+        """The car asks for current."""
+        ev = self.hardware.ev
+        return ev is not None and ev.requested_current() > 0
+
+    # -- time ---------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Integrate energy, apply smart charging, journal (or, outside a transaction,
+        send) the meter values that are due."""
+        now = self.now()
+        self.hardware.advance(now.timestamp())
+        tx = self.transaction
+        limit = self.profiles.limit_at(
+            CONNECTOR_ID,
+            now,
+            transaction_start=None if tx is None else tx.started_at,
+            voltage=self.model.nominal_voltage_v,
+            phases=self.model.phases,
+        )
+        self.hardware.set_current_limit(limit)
+        self.emit(self.connector.tick(now))
+        self._connection_timeout(now)
+        slot = self.aligned.due(now)
+        if tx is None:
+            if slot is not None:
+                self._send_aligned(slot)
+            return
+        measurements = self._measurements()
+        tx.data.tick(now, measurements)
+        self._journal_meter_values(measurements, now, slot)
+        evse_ready = self.hardware.offered_current_a > 0
+        actions = (
+            self.connector.evse_resumed(now) if evse_ready else self.connector.evse_suspended(now)
+        )
+        actions += (
+            self.connector.ev_resumed(now) if self.ev_ready() else self.connector.ev_suspended(now)
+        )
+        self.emit(actions)
+
+    def _send_aligned(self, slot: datetime) -> None:
+        """Clock-aligned MeterValues outside a transaction (1.6 §3.7, 2.0.1 J01.FR.14): not
+        transaction-related, so sent at once when online and not queued offline."""
+        value = self._build_meter_value(
+            self._measurements(),
+            self._aligned_measurands(),
+            ReadingContext.SAMPLE_CLOCK.value,
+            slot,
+        )
+        if value is None:
+            return
+        if not self.online:
+            log.debug("clock-aligned MeterValues of %s dropped: offline", slot)
+            return
+        self.spawn(self.call_quietly("MeterValues", self._meter_values_request(value)))
+
+    def next_tick_in(self) -> float | None:
+        """Seconds (station time) until something is due, None when only an event can
+        change anything: no transaction, no reservation, nothing waiting for a timeout,
+        no clock-aligned interval (an idle station then wakes only at its grid points)."""
+        now = self.now()
+        due: list[datetime] = []
+        if self.aligned.next_due is not None:
+            due.append(self.aligned.next_due)
+        reservation = self.connector.reservation
+        if reservation is not None:
+            due.append(reservation.expiry)
+        due.extend(self._timeouts_due(now))
+        tx = self.transaction
+        if tx is not None:
+            for when in (tx.schedule.next_due, tx.data.next_due):
+                if when is not None:
+                    due.append(when)
+            change = self.profiles.next_change(CONNECTOR_ID, now, transaction_start=tx.started_at)
+            if change is not None:
+                due.append(change)
+            wake = self._charging_wake()
+            if wake is not None:  # follow the EV's curve (taper, full)
+                due.append(now + timedelta(seconds=wake))
+        if not due:
+            return None
+        return max(0.0, (min(due) - now).total_seconds())
+
+    def _meter_value(self, measurands: list[str], context: str) -> dict[str, Any] | None:
+        """A reading of ``measurands`` now (a TriggerMessage's, say)."""
+        self.hardware.advance(self._seconds())
+        return self._build_meter_value(self._measurements(), measurands, context, self.now())
+
+    @property
+    def online(self) -> bool:
+        """Connected and registered: messages other than BootNotification may be sent."""
+        return self.endpoint is not None and self.accepted
+
+    @property
+    def settled(self) -> bool:
+        """Nothing waits to be sent: the journal is empty and no status update is in flight
+        (what a clean shutdown waits for)."""
+        return not self._tasks and self.journal.head() is None
+
+    def _seconds(self) -> float:
+        return self.now().timestamp()
+
+    def wake(self) -> None:
+        self._changed.set()
+        self._tick_event.set()
+        if self.accepted and self.endpoint is not None:
+            self._security_changed.set()
+
+    async def _wait_change(self, timeout: float | None) -> None:
+        """Until :meth:`wake`, or ``timeout`` seconds of station time."""
+        await _wait_event(self._changed, self.clock, timeout)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _load_traffic(self) -> ByteCounter:
+        if not self.traffic_autosave:
+            return ByteCounter()
+        try:
+            return ByteCounter.load(self.data_dir)
+        except ValueError as exc:
+            log.warning("traffic counters unreadable, starting afresh: %s", exc)
+            return ByteCounter()
+
+    def _save_traffic(self) -> None:
+        self._traffic_saved_at = self._seconds()
+        try:
+            self.traffic.save(self.data_dir)
+        except OSError as exc:
+            log.warning("traffic.json not saved: %s", exc)
+
+    def _count(self, direction: Direction, nbytes: int) -> None:
+        now = self.now()
+        self.traffic.record(direction, nbytes, link=self.link, at=now)
+        if self.traffic_autosave and now.timestamp() - self._traffic_saved_at >= TRAFFIC_SAVE_S:
+            self._save_traffic()
+
+    def _start_cycle(self) -> None:
+        """A charge cycle opens at plug-in (or at a transaction start without one)."""
+        if self._cycle is not None:
+            return
+        now = self.now()
+        cycle = f"{now:%Y%m%dT%H%M%S}-{len(self.traffic.per_cycle()) + 1}"
+        while cycle in self.traffic.per_cycle():
+            cycle += "x"
+        self.traffic.start_cycle(cycle, now)
+        self._cycle = cycle
+        if self.traffic_autosave:  # a power loss mid-cycle still leaves the cycle on file
+            self._save_traffic()
+
+    def _end_cycle(self) -> None:
+        if self._cycle is None:
+            return
+        self.traffic.end_cycle(self._cycle, self.now())
+        self._cycle = None
+        if self.traffic_autosave:
+            self._save_traffic()
+
+    async def _send(
+        self, endpoint: OcppEndpoint, action: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Every CALL of the station: empty optional fields dropped, heartbeat timer reset."""
+        self.connection.handle(MessageSent(self._seconds()))
+        return await endpoint.call(action, compact(payload))
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self.endpoint
+        if endpoint is None:
+            raise OcppError(ErrorCode.GenericError, "not connected")
+        return await self._send(endpoint, action, payload)
+
+    async def call_quietly(self, action: str, payload: dict[str, Any]) -> None:
+        """:meth:`call`, logging (not raising) a failure: for messages nobody waits on."""
+        try:
+            await self.call(action, payload)
+        except OcppError as exc:
+            log.info("%s not delivered: %s", action, exc)
+
+    def _load_state(self) -> dict[str, Any]:
+        """The newest of state.json and the state kept in the journal (a fleet's)."""
+        return newest_state(load_state(self.state_path), self.journal.saved_state())
+
+    def _write_state(self, path: Path, data: dict[str, Any]) -> None:
+        """Replace ``path`` atomically; with ``sync_state`` fsynced (a real station: power
+        loss), without it only safe against the process dying (a fleet of thousands,
+        where an fsync per meter sample would cost more than the whole simulation).
+        With ``state_in_journal`` (a fleet) the state goes into the journal's database
+        instead, in the same group commit as the MeterValues sample that carries the
+        register: no file write per sample at all."""
+        if self.state_in_journal:
+            self.journal.save_state(data)
+            return
+        if self.sync_state:
+            atomic_write_json(path, data)
+            return
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        os.replace(tmp, path)
+
+    def _compression_options(self) -> dict[str, Any]:
+        """``compression=`` (or, for tuned deflate settings, ``extensions=``) for
+        websockets.connect."""
+        if isinstance(self.compression, ClientPerMessageDeflateFactory):
+            return {"compression": None, "extensions": [self.compression]}
+        return {"compression": self.compression}
+
+    @functools.cached_property
+    def certificates(self) -> CertificateStore:
+        """The roots the station trusts and its own certificate (``data_dir/certs``)."""
+        return CertificateStore(self.data_dir / "certs")
+
+    @property
+    def security_profile(self) -> int:
+        """The security profile the station connects with (0: none, 1: Basic auth, 2: TLS +
+        Basic auth, 3: TLS with a client certificate)."""
+        return self._security_profile()
+
+    def set_security_profile(self, profile: int) -> None:
+        """Raise the security profile (never lower it: 1.6 whitepaper §7.6 / A05.FR.01);
+        ValueError when lower, or when its prerequisites are missing (A05.FR.02-04)."""
+        current = self._security_profile()
+        if profile == current:
+            return
+        if profile < current:
+            raise ValueError(
+                f"the security profile can only be raised: it is {current}, not {profile}"
+            )
+        problem = self.security_problem(profile, self._target)
+        if problem is not None:
+            raise ValueError(problem)
+        self._store_security_profile(profile)
+
+    def security_problem(self, profile: int, url: str | None = None) -> str | None:
+        """Why the station cannot connect with security ``profile`` (to ``url``), or None:
+        the prerequisites of A05.FR.02-04 (1.6 whitepaper) and the transport of the
+        profile (2 and 3 are TLS profiles, A00.FR.311 / A00.FR.415)."""
+        if not 0 <= profile <= 3:
+            return f"security profile {profile}: use 0, 1, 2 or 3"
+        if url is not None and profile >= 2 and urlsplit(url).scheme != "wss":
+            return f"security profile {profile} needs a wss:// CSMS URL, not {url!r}"
+        if profile in (1, 2) and self.password() is None:
+            return f"security profile {profile} needs a password (--password)"
+        tls = profile >= 2 or (url is not None and urlsplit(url).scheme == "wss")
+        if tls and self.ssl is None and not self.certificates.roots(CSMS_ROOT):
+            what = f"security profile {profile}" if profile >= 2 else "a wss:// CSMS URL"
+            return f"{what} needs a CSMS root certificate (--trust)"
+        if profile == 3 and self.ssl is None and self.certificates.station_certificate() is None:
+            return "security profile 3 needs a station certificate (--client-cert/--client-key)"
+        return None
+
+    def connection_target(self, target: str) -> tuple[str, dict[str, str]]:
+        """The URL to connect to and the HTTP headers of the Upgrade for the security
+        profile: HTTP Basic with the station id and the configured password at profiles
+        0-2 (A00.FR.201-204 / A00.FR.301-304; at 0 only if one is configured), none at
+        profile 3, where the client certificate authenticates the station. A configured
+        password replaces one in the URL; at profile 3 a password in the URL is dropped."""
+        profile = self._security_profile()
+        password = self.password()
+        parts = urlsplit(target)
+        if profile < 3 and password is None:
+            return target, {}  # a password in the URL (if any) is websockets' to send
+        netloc = parts.netloc.rpartition("@")[2]
+        bare = urlunsplit(parts._replace(netloc=netloc))
+        if profile >= 3 or password is None:
+            return bare, {}
+        return bare, {"Authorization": build_authorization_basic(self.station_id, password)}
+
+    @functools.cached_property
+    def security_log(self) -> SecurityLog:
+        """The security log and the queue of reports to the CSMS (``security_log.json``)."""
+        return SecurityLog(
+            self.data_dir / SECURITY_LOG_FILE,
+            sync=self.sync_state,
+            ocpp_version=self.ocpp_version.value,
+        )
+
+    def _tls_options(self, target: str) -> dict[str, Any]:
+        """``ssl=`` and the peer check for websockets.connect.
+
+        A given ``ssl`` context is used as it is (tests, benchmarks). Otherwise a wss://
+        URL gets the station's own TLS (:func:`~plugstream.pki.tls.station_context`),
+        with its client certificate at security profile 3, and the server is checked
+        against the CSMS roots of :attr:`certificates` and the station's clock before
+        anything is sent. A ws:// URL takes no ssl argument.
+        """
+        if self.ssl is not None:
+            return {"ssl": self.ssl}
+        parts = urlsplit(target)
+        if parts.scheme != "wss":
+            return {}
+        client = self.certificates.station_certificate() if self._security_profile() >= 3 else None
+        context = station_context(*client) if client is not None else station_context()
+        host = parts.hostname or ""
+
+        def verify(transport: asyncio.BaseTransport) -> None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            roots = self.certificates.roots(CSMS_ROOT)
+            try:
+                verify_server(peer_chain(ssl_object), host, roots, self._tls_now())
+            except ServerRejected as exc:
+                self.tls_rejected = exc
+                self._on_server_rejected(exc)
+                raise
+            self.tls_rejected = None
+
+        return {"ssl": context, "verify": verify}
+
+    def _tls_now(self) -> datetime:
+        """The time certificates are checked at: the network's NTP-corrected clock when the
+        station has one (article: a wrong clock cannot authenticate), else its own."""
+        network = self.network
+        if network is not None and network.clock is not None:
+            return network.clock.now()
+        return self.now()
+
+    def _authenticated(self, address: str) -> bool:
+        """A connection the clock matters for: TLS, or HTTP Basic (profile >= 1)."""
+        return urlsplit(address).scheme == "wss" or self._security_profile() >= 1
+
+    def _use_network(self, network: StationNetwork) -> None:
+        """Once per station: a step of the network's clock is SettingSystemTime."""
+        if network.clock is not None and self._network_clock is not network.clock:
+            self._network_clock = network.clock
+            network.clock.on_step(self.clock_changed)
+
+    def _on_server_rejected(self, exc: ServerRejected) -> None:
+        """The CSMS's certificate failed the check: nothing was sent. InvalidCsmsCertificate
+        (2.0.1 A00.FR.309 / A00.FR.413) / InvalidCentralSystemCertificate (1.6 whitepaper),
+        reported once the station reaches a CSMS it trusts."""
+        log.warning("%s", exc)
+        self.security_event("InvalidCsmsCertificate", f"{exc.host}: {exc.reason}")
+
+    def _on_tls_failure(self, exc: SSLError, host: str) -> None:
+        """A TLS handshake that failed on the version or the suites the CSMS allows:
+        InvalidTLSVersion (A00.FR.315 / A00.FR.419) or InvalidTLSCipherSuite (A00.FR.322 /
+        A00.FR.426); other failures (a reset, a certificate) are not these events."""
+        reason = str(getattr(exc, "reason", "") or "")
+        if reason in _TLS_VERSION_REASONS:
+            self.security_event("InvalidTLSVersion", f"{host}: {reason}")
+        elif reason in _TLS_CIPHER_REASONS:
+            self.security_event("InvalidTLSCipherSuite", f"{host}: {reason}")
+
+    def security_event(self, kind: str, tech_info: str | None = None) -> None:
+        """Record a security event (2.0.1 part 2 appendix 1 or 1.6 whitepaper §8 name, e.g.
+        InvalidFirmwareSignature; either spelling) in the security log, durably, and queue
+        its SecurityEventNotification (A04.FR.01/02/04): sent now when online, else after
+        the next accepted boot, restarts included. Never the password in ``tech_info``
+        (A01.FR.12)."""
+        entry = self.security_log.record(kind, self.now(), tech_info)
+        # routine events are information; the others want a person's attention
+        level = logging.INFO if canonical(kind) in ROUTINE_EVENTS else logging.WARNING
+        log.log(level, "security event %s: %s", entry.type, tech_info or "")
+        if entry.state == "pending":
+            self._security_changed.set()
+
+    def clock_changed(self, old: datetime, new: datetime) -> None:
+        """The station's clock was set from ``old`` to ``new`` (NTP, a Heartbeat's time):
+        SettingSystemTime when the step is larger than ClockCtrlr.TimeAdjustmentReporting
+        Threshold (2.0.1; 1.6 has no threshold: every change)."""
+        step = (new - old).total_seconds()
+        if abs(step) <= self._time_adjustment_threshold():
+            return
+        self.security_event(
+            "SettingSystemTime",
+            f"clock set from {format_time(old)} to {format_time(new)} ({step:+.0f} s)",
+        )
+
+    def _time_adjustment_threshold(self) -> float:
+        """Steps of at most this many seconds are not security events."""
+        return 0.0
+
+    async def deliver_security_events(self) -> None:
+        """Send the queued SecurityEventNotifications in order while registered; never
+        returns. Apart from the journal: a CSMS without the 1.6 security extension answers
+        NotImplemented, and that must not hold up a transaction message."""
+        failures: dict[int, int] = {}
+        while True:
+            wake = self._security_changed
+            wake.clear()
+            endpoint = self.endpoint
+            pending = self.security_log.pending() if endpoint is not None and self.accepted else []
+            if endpoint is None or not pending:
+                await wake.wait()
+                continue
+            entry = pending[0]
+            try:
+                payload = entry.payload()  # logged before the version was known (setup): its name
+                payload["type"] = event_name(payload["type"], self.ocpp_version.value)
+                await self._send(endpoint, "SecurityEventNotification", payload)
+            except OcppError as exc:
+                if endpoint is not self.endpoint:
+                    continue  # the connection went: sent again after the next boot
+                if exc.code in (ErrorCode.NotImplemented, ErrorCode.NotSupported):
+                    log.info("the CSMS does not take SecurityEventNotification: kept in the log")
+                    self.security_log.unsupported(entry.seq)
+                    continue
+                failures[entry.seq] = failures.get(entry.seq, 0) + 1
+                if failures[entry.seq] >= SECURITY_ATTEMPTS:
+                    log.warning("security event %d not accepted by the CSMS: %s", entry.seq, exc)
+                    self.security_log.unsupported(entry.seq)
+                    continue
+                # again in a while, or at once on a new connection (this one may be going)
+                self._security_changed.clear()
+                await _wait_event(self._security_changed, self.clock, SECURITY_RETRY_S)
+                continue
+            self.security_log.delivered(entry.seq)
+
+    def _ping_interval(self, interval: int) -> float | None:
+        """The WebSocket ping interval in wall seconds (the clock may run scaled); 0 = off."""
+        return self.clock.real_seconds(interval) if interval > 0 else None
+
+    async def _heartbeats(self) -> None:
+        """Heartbeat after HeartbeatInterval without any other CALL (G02.FR.05), and at
+        least once a day however busy the link is (G02.FR.07)."""
+        while True:
+            self._refresh_data_saving()
+            interval = self.effective_heartbeat_interval()
+            if interval <= 0:  # heartbeats off: look again now and then
+                await self.clock.sleep(DEFAULT_BOOT_RETRY_S)
+                continue
+            now = self._seconds()
+            due = self.connection.heartbeat_due_at(interval)
+            assert due is not None
+            if now >= due:
+                self.connection.handle(HeartbeatSent(now))
+                await self.call_quietly("Heartbeat", {})
+                continue
+            await self.clock.sleep(due - now)
+
+    # -- links: data saving on a metered link (LTE) ------------------------------------
+
+    def _link_policy(self) -> LinkPolicy | None:
+        network = self.network
+        return None if network is None else network.policy
+
+    def effective_heartbeat_interval(self) -> int:
+        """The CSMS's heartbeat interval, lengthened to the active link's floor while it
+        saves data (LTE: hourly; the link's :class:`LinkPolicy`); 0 (off) stays off."""
+        policy = self._link_policy()
+        interval = self.heartbeat_interval
+        return interval if policy is None or interval <= 0 else policy.heartbeat(interval)
+
+    def _meter_interval(self, configured: int) -> int:
+        """The configured meter-values interval, lengthened likewise (LTE: 5 min)."""
+        policy = self._link_policy()
+        return configured if policy is None else policy.meter(configured)
+
+    def _configured_meter_interval(self) -> int:
+        """The CSMS's sampled meter-values interval (1.6 MeterValueSampleInterval, 2.0.1
+        SampledDataCtrlr.TxUpdatedInterval)."""
+        raise NotImplementedError
+
+    def _refresh_data_saving(self) -> None:
+        """Apply the active link's policy to the running transaction's meter schedule and
+        show it (log line, ``network.json``) when it changed. Optional uploads: the
+        station has none (no diagnostics or log upload; firmware updates are not
+        optional), so there is nothing to defer."""
+        network = self.network
+        if network is None or network.manager is None:
+            return
+        policy = self._link_policy()
+        configured = self._configured_meter_interval()
+        meter = self._meter_interval(configured)
+        tx = self.transaction
+        if tx is not None and tx.schedule.sample_interval != meter:
+            tx.schedule.configure(sample_interval=meter, now=self.now())
+            self.wake()
+        saving: dict[str, Any] | None = None
+        if network.manager.data_saving and policy is not None:
+            saving = {
+                "link": network.active_link,
+                "heartbeat_interval_s": self.effective_heartbeat_interval(),
+                "csms_heartbeat_interval_s": self.heartbeat_interval,
+                "meter_interval_s": meter,
+                "csms_meter_interval_s": configured,
+                "optional_uploads": policy.optional_uploads,
+                "deferred": [],  # the station has no optional uploads to defer
+            }
+        if saving != self._data_saving:
+            if saving is not None:
+                log.warning(
+                    "data saving on %s: heartbeat every %d s (CSMS: %d s), meter values every "
+                    "%d s (configured: %d s), no optional uploads",
+                    saving["link"],
+                    saving["heartbeat_interval_s"],
+                    self.heartbeat_interval,
+                    meter,
+                    configured,
+                )
+            elif self._data_saving is not None:
+                log.warning(
+                    "data saving off on %s: heartbeat every %d s, meter values every %d s "
+                    "(the CSMS's values)",
+                    network.active_link,
+                    self.heartbeat_interval,
+                    meter,
+                )
+            self._data_saving = saving
+        network.data_saving = saving
+        network.offline_reason = self.offline_reason
+        network.write_status()
+
+    def _on_link_change(self, link: Link, reason: str) -> None:
+        """The link manager moved to ``link``: count bytes there, apply its data policy,
+        and close a connection open over another link at once -- the old link may be
+        dead and TCP would take minutes to notice -- so :meth:`run` reconnects now."""
+        self.link = link
+        self._refresh_data_saving()
+        ws = self._ws
+        if ws is not None and self._ws_link is not None and self._ws_link != link:
+            log.warning("closing the OCPP connection over %s: %s", self._ws_link, reason)
+            self._link_switched = True
+            transport = getattr(ws, "transport", None)
+            if transport is not None:
+                transport.abort()
+
+    async def _pause(self, delay: float) -> None:
+        """The back-off pause between attempts; what the last attempt waited for -- a
+        link, a DHCP lease, a synchronized clock (``network.changed``) -- ends it early."""
+        network = self.network
+        if network is None:
+            await self.clock.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):  # cleared when the attempt began
+            async with self.clock.timeout(delay):
+                await network.changed.wait()
+
+    def _set_offline(self, reason: str | None) -> None:
+        if self.network is not None and reason is not None and reason != self.offline_reason:
+            log.warning("offline: %s", reason)  # once per change: what a technician reads
+        self.offline_reason = reason
+        if self.network is not None:
+            self.network.offline_reason = reason
+            self.network.write_status()
+
+    def _charging_wake(self) -> float | None:
+        """Seconds until the charging car needs a look: every ``tick_interval``, or
+        (``tick_interval`` None, a fleet) when it may be full at the earliest -- the
+        energy it still takes at today's power; its curve only tapers, so never late."""
+        if not self.hardware.charging:
+            return None
+        if self.tick_interval is not None:
+            return self.tick_interval
+        full = self.hardware.seconds_to_ev_full()
+        return None if full is None else max(MIN_CHARGING_WAKE_S, full)
+
+    async def tick_loop(self) -> None:
+        """Tick when something is due or happened; an idle station does not wake.
+
+        Only this loop waits on ``_tick_event``, so a timer may set it: cheaper than a
+        timeout that cancels the wait (a fleet's stations tick thousands of times a minute).
+        """
+        while True:
+            try:
+                self.tick()
+                delay = self.next_tick_in()
+            except Exception:
+                log.exception("station tick failed")
+                delay = self.tick_interval or DEFAULT_TICK_S
+            self._tick_event.clear()
+            if delay is None:
+                await self._tick_event.wait()
+                continue
+            timer = self.clock.call_later(delay, self._tick_event.set)
+            try:
+                await self._tick_event.wait()
+            finally:
+                timer.cancel()
+
+    # -- the journal and the connection, the same in both versions ---------------------
+
+    async def deliver_journal(self) -> None:
+        """Send journal entries in order while registered; never returns."""
+        while True:
+            self._changed.clear()
+            endpoint = self.endpoint
+            if endpoint is None or not self.accepted:
+                await self._wait_change(None)
+                continue
+            now = self._seconds()
+            entry = self.journal.head()  # next_due(now), in one query
+            if entry is None or entry.next_attempt_at > now:
+                await self._wait_change(None if entry is None else entry.next_attempt_at - now)
+                continue
+            self.journal.flush()  # durable before it is sent (a fleet's group commit)
+            try:
+                result = await self._send(endpoint, entry.action, entry.payload)
+            except OcppError as exc:
+                if endpoint is not self.endpoint:
+                    continue  # the connection was lost: not a failure, resend after reconnect
+                log.warning("%s (journal %d) failed: %s", entry.action, entry.seq, exc)
+                # a CALLERROR, or no answer on a live connection: a failure to process
+                attempts_max, retry_interval = self._retry_rules()
+                self.journal.failed_attempt(
+                    entry.seq,
+                    self._seconds(),
+                    attempts_max=attempts_max,
+                    retry_interval=retry_interval,
+                )
+                continue
+            self.journal.acknowledge(entry.seq, result)
+            self._on_delivered(entry, result)
+
+    async def run(self, url: str) -> None:
+        """Connect to ``url`` + ``/`` + station id, serve, reconnect forever (cancel to stop).
+
+        ValueError at once when the security profile cannot be used with ``url`` (2 and 3
+        need wss://). The first run of a Station object is the device's start-up: a
+        StartupOfTheDevice security event. Each connection takes the profile and password
+        configured at that moment (a changed password is used on the next one)."""
+        target = url.rstrip("/") + "/" + self.station_id
+        if urlsplit(target).scheme == "ws" and self._security_profile() >= 2:
+            raise ValueError(
+                f"security profile {self._security_profile()} needs a wss:// CSMS URL, not {url!r}"
+            )
+        self._target = target
+        if not self._started_up:
+            self._started_up = True
+            self.security_event("StartupOfTheDevice", f"firmware {self.firmware.version}")
+        loops = [
+            asyncio.get_running_loop().create_task(self.tick_loop()),
+            asyncio.get_running_loop().create_task(self.deliver_journal()),
+            asyncio.get_running_loop().create_task(self.deliver_security_events()),
+            asyncio.get_running_loop().create_task(self.firmware.run()),
+        ]
+        network = self.network
+        if network is not None:
+            self._use_network(network)
+            loops.append(asyncio.get_running_loop().create_task(network.keep_synchronized()))
+            loops.append(asyncio.get_running_loop().create_task(network.keep_dhcp()))
+            if network.manager is not None:
+                network.link_listeners.append(self._on_link_change)
+                loops.append(
+                    asyncio.get_running_loop().create_task(
+                        network.watch_links(target, lambda: self._ws_link)
+                    )
+                )
+            network.write_status()
+        try:
+            while True:
+                if not self.firmware.network:  # this firmware cannot open connections
+                    await self.clock.sleep(self._failed_attempt().delay)
+                    continue
+                address, headers = self.connection_target(target)
+                tls = self._tls_options(address)
+                verify = tls.pop("verify", None)
+                route: dict[str, Any] = {}
+                link: Link | None = None
+                self._link_switched = False
+                if network is not None:
+                    network.changed.clear()
+                    link = network.active_link
+                    try:
+                        route = await network.route(
+                            address, authenticated=self._authenticated(address)
+                        )
+                    except NetworkNotReady as exc:
+                        self._set_offline(str(exc))
+                        log.info("not connecting to %s: %s", target, exc)
+                        await self._pause(self._failed_attempt().delay)
+                        continue
+                    if link is not None and link != network.active_link:
+                        sock = route.get("sock")
+                        if sock is not None:
+                            sock.close()
+                        continue  # the link changed while connecting: use the new one
+                if link is not None:
+                    self.link = link
+                    self._ws_link = link
+                try:
+                    async with websockets.connect(
+                        address,
+                        subprotocols=[Subprotocol(self.ocpp_version.subprotocol)],
+                        additional_headers=headers or None,
+                        open_timeout=self.call_timeout,
+                        ping_interval=self._ping_interval(self._ping_setting()),
+                        **self._compression_options(),
+                        create_connection=counting_factory(self._count, verify),
+                        **route,
+                        **tls,
+                    ) as ws:
+                        self._set_offline(None)
+                        if link is not None and network is not None:
+                            if link != network.active_link:  # it changed while connecting
+                                self._link_switched = True
+                                ws.transport.abort()  # no closing handshake on a dead link
+                                continue
+                            log.warning("connected to %s over %s", target, link)
+                        await self.serve(ws)
+                except InvalidStatus as exc:
+                    status = exc.response.status_code
+                    log.info("connection to %s refused: HTTP %d", target, status)
+                    self._set_offline(f"refused by the CSMS: HTTP {status}")
+                    if status == 401:  # the CSMS rejected the credentials
+                        self.security_event(
+                            "FailedToAuthenticationAtCsms",
+                            f"HTTP 401 from {urlsplit(target).hostname} at security profile "
+                            f"{self._security_profile()}",
+                        )
+                except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                    log.info("connection to %s failed: %s", target, exc)
+                    self._set_offline(f"connection failed: {_endpoint(address, route)}: {exc}")
+                    if isinstance(exc, SSLError):
+                        self._on_tls_failure(exc, urlsplit(target).hostname or "")
+                finally:
+                    self._ws_link = None
+                dropped, self._dropped = self._dropped, None
+                if self._link_switched:
+                    self._set_offline(f"moving to {self.link}")
+                    continue  # closed for a better or working link: no back-off
+                await self._pause((dropped or self._failed_attempt()).delay)
+        finally:
+            if network is not None and self._on_link_change in network.link_listeners:
+                network.link_listeners.remove(self._on_link_change)
+            if network is not None and network.clock is not None:
+                # the clock (and network) may serve the next station (setup re-pointed)
+                network.clock.off_step(self.clock_changed)
+                self._network_clock = None
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    def _failed_attempt(self) -> Reconnect:
+        """A connection attempt was not made or failed: when to try again."""
+        (action,) = self.connection.handle(ConnectFailed(self._seconds()))
+        assert isinstance(action, Reconnect)
+        return action
+
+    async def serve(self, ws: Any) -> None:
+        """Run one connection until it closes."""
+        endpoint = OcppEndpoint(
+            ws,
+            self.ocpp_version,
+            self._handlers(),
+            call_timeout=self.call_timeout,
+            observer=self.observer,
+        )
+        self._ws = ws
+        self.endpoint = endpoint
+        actions = self.connection.handle(Connected(self._seconds(), self._boot_data()))
+        session = asyncio.get_running_loop().create_task(self._session(endpoint, actions))
+        try:
+            await endpoint.run()
+        finally:
+            # in the same step as run()'s end: the failed calls see that the connection went
+            self.endpoint = None
+            for action in self.connection.handle(Disconnected(self._seconds())):
+                if isinstance(action, Reconnect):
+                    self._dropped = action
+            self._ws = None
+            self.wake()
+            session.cancel()
+            await asyncio.gather(session, return_exceptions=True)
+
+    async def disconnect(self) -> None:
+        """Close the connection (run() reconnects): after a Reset or a security change."""
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+
+    # -- boot, status, heartbeat -----------------------------------------------------------
+
+    async def _session(self, endpoint: OcppEndpoint, actions: list[ConnectionAction]) -> None:
+        """What the station does on a new connection: boot if needed (else go straight
+        on), the status of its connectors, heartbeats."""
+        booted = any(isinstance(action, SendBootNotification) for action in actions)
+        if booted:
+            await self._boot(endpoint)
+        else:
+            self.wake()
+        for payload in self._status_payloads():
+            # after a boot every connector; after a reconnect those that changed
+            connector_id = payload["connectorId"]
+            status = payload[self.status_field]
+            if booted or self._reported.get(connector_id) != status:
+                self._reported[connector_id] = status
+                await self.call_quietly("StatusNotification", payload)
+        if self._security_profile() >= 3:
+            self.spawn(renew_if_expiring(self))  # A03: renew a certificate near its expiry
+        await self._heartbeats()
+
+    async def _boot(self, endpoint: OcppEndpoint) -> None:
+        """BootNotification until Accepted, after the interval the CSMS asks for."""
+        while True:
+            payload = self._boot_payload()
+            try:
+                result = await self._send(endpoint, "BootNotification", payload)
+            except OcppError as exc:
+                log.info("BootNotification failed: %s", exc)
+                self.connection.handle(BootFailed(self._seconds()))
+            else:
+                answer = BootAnswered(
+                    self._seconds(),
+                    str(result["status"]),
+                    int(result["interval"]),
+                    self._boot_data(payload),
+                )
+                for action in self.connection.handle(answer):
+                    if isinstance(action, Registered):
+                        if action.interval > 0:
+                            self.heartbeat_interval = action.interval
+                            self._store_heartbeat_interval(action.interval)
+                        self.firmware.on_boot_accepted()  # a new firmware proved itself
+                        self.wake()
+                        return
+            delay = self.connection.boot_retry_in(self._seconds())
+            await self.clock.sleep(DEFAULT_BOOT_RETRY_S if delay is None else delay)
+
+    def boot_needed(self) -> bool:
+        """BootNotification on the next connection? Yes after a (re)start or a Reset, when
+        the boot data changed, or while not yet Accepted; a plain reconnect: no."""
+        return self.connection.boot_due(self._boot_data())
+
+    async def send_triggered(self, message: str) -> None:
+        """Send the message a TriggerMessage asked for."""
+        if message == "BootNotification":
+            try:
+                result = await self.call("BootNotification", self._boot_payload())
+            except OcppError:
+                return
+            if result.get("status") == "Accepted" and int(result["interval"]) > 0:
+                self.heartbeat_interval = int(result["interval"])
+        elif message == "Heartbeat":
+            await self.call_quietly("Heartbeat", {})
+        elif message == "StatusNotification":
+            for payload in self._status_payloads():
+                await self.call_quietly("StatusNotification", payload)
+        else:
+            await self._send_triggered(message)
+
+    # -- the journal and the delivery of its entries -----------------------------------
+
+    def _journal_appended(self) -> None:
+        """A journal entry is waiting: wake its delivery."""
+        self._changed.set()
+
+    # -- the version's hooks ------------------------------------------------------------
+
+    status_field: ClassVar[str]
+    """The field of a StatusNotification that holds the status (1.6 ``status``, 2.0.1
+    ``connectorStatus``)."""
+
+    def _handlers(self) -> Handlers:
+        """The handlers of the CSMS's CALLs on a new connection."""
+        raise NotImplementedError
+
+    def _auth_config(self) -> AuthConfig:
+        """The local authorization rules of the configuration."""
+        raise NotImplementedError
+
+    def _profile_limits(self) -> tuple[int, int]:
+        """(charging profiles installed at most, highest stack level)."""
+        raise NotImplementedError
+
+    def _default_backoff(self) -> ReconnectBackoff:
+        """The reconnect back-off when none was given."""
+        raise NotImplementedError
+
+    def _configured_heartbeat_interval(self) -> int:
+        """The heartbeat interval of the configuration."""
+        raise NotImplementedError
+
+    def _store_heartbeat_interval(self, interval: int) -> None:
+        """Keep the interval an Accepted BootNotification gave in the configuration."""
+        raise NotImplementedError
+
+    def _aligned_interval(self) -> int:
+        """The clock-aligned meter values interval, 0: off."""
+        raise NotImplementedError
+
+    def _aligned_measurands(self) -> list[str]:
+        """The measurands of clock-aligned meter values."""
+        raise NotImplementedError
+
+    def _ping_setting(self) -> int:
+        """WebSocketPingInterval, s of station time."""
+        raise NotImplementedError
+
+    def _retry_rules(self) -> tuple[int, int]:
+        """(attempts, retry interval) of a transaction message that failed to process."""
+        raise NotImplementedError
+
+    def _security_profile(self) -> int:
+        """SecurityProfile (1.6) / SecurityCtrlr.SecurityProfile (2.0.1)."""
+        raise NotImplementedError
+
+    def _store_security_profile(self, profile: int) -> None:
+        """Keep a raised (and checked) security profile."""
+        raise NotImplementedError
+
+    def password(self) -> str | None:
+        """The HTTP Basic password: AuthorizationKey (1.6) / SecurityCtrlr.BasicAuthPassword
+        (2.0.1), None when not set."""
+        raise NotImplementedError
+
+    def set_password(self, password: str) -> None:
+        """Store a new HTTP Basic password (16..40 printable characters, 1.6 whitepaper
+        A00.FR.304 / 2.0.1 A00.FR.205); ValueError if it is not one. Used from the next
+        connection on."""
+        raise NotImplementedError
+
+    def _boot_payload(self) -> dict[str, Any]:
+        """The BootNotification request."""
+        raise NotImplementedError
+
+    def _boot_data(self, payload: dict[str, Any] | None = None) -> object:
+        """What a BootNotification (``payload``, default: the next one) says of the
+        station: when it changes, the station boots again."""
+        raise NotImplementedError
+
+    async def _send_triggered(self, message: str) -> None:
+        """Send a triggered message other than BootNotification, Heartbeat and
+        StatusNotification."""
+        raise NotImplementedError
+
+    def _status_value(self, change: StatusChanged) -> str:
+        """The status a StatusNotification reports for ``change``."""
+        raise NotImplementedError
+
+    def _status_payload(self, change: StatusChanged) -> dict[str, Any]:
+        """The StatusNotification of ``change``."""
+        raise NotImplementedError
+
+    def _status_payloads(self) -> list[dict[str, Any]]:
+        """The StatusNotifications of the current status of every connector."""
+        raise NotImplementedError
+
+    def _end_interrupted_transaction(self, state: Mapping[str, Any], saved: dict[str, Any]) -> None:
+        """Journal the end of the transaction ``saved`` that was running when the
+        process stopped (``state``: the whole saved state)."""
+        raise NotImplementedError
+
+    def _on_delivered(self, entry: Entry, result: dict[str, Any]) -> None:
+        """A journal entry was answered with ``result``."""
+        raise NotImplementedError
+
+    def _plugged_in(self) -> None:
+        """A car was plugged in: start a transaction if an id is authorized already."""
+        raise NotImplementedError
+
+    def _end_on_unplug(self) -> None:
+        """Journal the end of the running transaction: the car was unplugged."""
+        raise NotImplementedError
+
+    def _after_end(self) -> None:
+        """A transaction ended or the car left: what waited for it (2.0.1 OnIdle Reset)."""
+
+    def _stop_on_fault(self) -> None:
+        """Stop the running transaction: a fault tripped the contactor."""
+        raise NotImplementedError
+
+    def _connection_timeout(self, now: datetime) -> None:
+        """Forget an authorization without a car after the configured timeout."""
+        raise NotImplementedError
+
+    def _timeouts_due(self, now: datetime) -> list[datetime]:
+        """When the timeouts of :meth:`_connection_timeout` are due."""
+        raise NotImplementedError
+
+    def _measurements(self) -> Measurements:
+        """The meter as the version sends it."""
+        raise NotImplementedError
+
+    def _build_meter_value(
+        self, measurements: Measurements, measurands: list[str], context: str, at: datetime
+    ) -> dict[str, Any] | None:
+        """A MeterValue of ``measurands`` (None: nothing to send)."""
+        raise NotImplementedError
+
+    def _meter_values_request(self, value: dict[str, Any]) -> dict[str, Any]:
+        """A MeterValues request of one reading, outside a transaction."""
+        raise NotImplementedError
+
+    def _journal_meter_values(
+        self, measurements: Measurements, now: datetime, slot: datetime | None
+    ) -> None:
+        """Journal the running transaction's meter values that are due (``slot``: a
+        clock-aligned grid point that is due)."""
+        raise NotImplementedError
+
+
+Station = StationRuntime[Any]
+"""A PlugStream station of either OCPP version."""
+
+
+def newest_state(
+    file_state: dict[str, Any], journal_state: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The state saved last (by ``saved_at``): state.json, or the journal's (a fleet's)."""
+    if not journal_state:
+        return file_state
+    if not file_state:
+        return journal_state
+    epoch = datetime.min.replace(tzinfo=UTC)
+    if saved_at(journal_state, epoch) >= saved_at(file_state, epoch):
+        return journal_state
+    return file_state
+
+
+def saved_at(state: Mapping[str, Any], default: datetime) -> datetime:
+    """When ``state`` was saved: the time its energy register was read."""
+    try:
+        return datetime.fromisoformat(str(state["saved_at"]))
+    except (KeyError, ValueError):
+        return default
+
+
+async def _wait_event(event: asyncio.Event, clock: Clock, timeout: float | None) -> None:
+    """Until ``event`` is set, or ``timeout`` seconds of ``clock``'s time (None: no limit)."""
+    if event.is_set():
+        return
+    if timeout is None:
+        await event.wait()
+        return
+    # a timeout, not wait_for: no extra task per wait (a fleet waits a lot)
+    with contextlib.suppress(TimeoutError):
+        async with clock.timeout(timeout):
+            await event.wait()
