@@ -20,9 +20,11 @@ from fastapi import FastAPI, WebSocket
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from plugstream.cloud.api import build_router
+from plugstream.cloud.api.common import include_guarded
+from plugstream.cloud.app import API_ROUTERS
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.gateway import Gateway
+from plugstream.cloud.handlers import csms_handlers
 from plugstream.cloud.storage import MeterSample, Store
 from plugstream.ocpp import Handlers, OcppEndpoint, OcppVersion, on
 from tests.support import serving, until
@@ -60,7 +62,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 @pytest.fixture
 async def gateway(store: Store) -> AsyncIterator[Gateway]:
-    gw = Gateway(store, CloudConfig(call_timeout=10.0))
+    gw = Gateway(store, CloudConfig(call_timeout=10.0), handlers=csms_handlers())
     try:
         yield gw
     finally:
@@ -70,7 +72,9 @@ async def gateway(store: Store) -> AsyncIterator[Gateway]:
 @pytest.fixture
 def app(store: Store, gateway: Gateway) -> FastAPI:
     application = FastAPI(openapi_url="/api/v1/openapi.json")
-    application.include_router(build_router(lambda: store, lambda: gateway, TOKEN))
+    application.state.store, application.state.gateway = store, gateway
+    application.state.config = CloudConfig(api_token=TOKEN)
+    include_guarded(application, *API_ROUTERS)
 
     @application.websocket("/ocpp/{station_id:path}")
     async def ocpp(websocket: WebSocket, station_id: str) -> None:
@@ -141,7 +145,8 @@ async def test_wrong_token_is_401_even_before_body_validation(client: httpx.Asyn
 @pytest.mark.unit
 async def test_open_api_without_token(store: Store, gateway: Gateway) -> None:
     app = FastAPI()
-    app.include_router(build_router(lambda: store, lambda: gateway, None))
+    app.state.store, app.state.gateway, app.state.config = store, gateway, CloudConfig()
+    include_guarded(app, *API_ROUTERS)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://cloud.test"
     ) as c:

@@ -30,7 +30,6 @@ import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -40,7 +39,15 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.engine import make_url
 
-from plugstream.cloud.api import ErrorOut, UtcDateTime, UtcInput, guarded_router
+from plugstream.cloud.api.common import (
+    ConfigDep,
+    ErrorOut,
+    StoreDep,
+    UtcDateTime,
+    UtcInput,
+    guarded_router,
+)
+from plugstream.cloud.api.deps import GatewayDep
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.firmware import rollouts
 from plugstream.cloud.storage import firmware as db
@@ -50,10 +57,9 @@ from plugstream.pki.firmware import sign_digest
 from plugstream.pki.keystore import PKIStore
 
 if TYPE_CHECKING:
-    from plugstream.cloud.gateway import Gateway
     from plugstream.cloud.storage import Store
 
-__all__ = ["MAX_IMAGE_BYTES", "build_router", "firmware_dir"]
+__all__ = ["MAX_IMAGE_BYTES", "downloads", "firmware_dir", "router"]
 
 MAX_IMAGE_BYTES = 1 << 30  # 1 GiB: larger uploads are refused with 413
 WRITE_CHUNK = 1 << 20  # bytes gathered before each write to disk (in a worker thread)
@@ -201,220 +207,211 @@ async def _receive(request: Request, part: Path, limit: int) -> tuple[int, bytes
     return size, digest.digest()
 
 
-# -- the router -----------------------------------------------------------------------
+# -- the operators' routes (bearer-guarded) ------------------------------------------
 
 
-def build_router(
-    store_getter: Callable[[], Any], gateway_getter: Callable[[], Any], config: CloudConfig
-) -> APIRouter | None:
-    """The operators' routes (bearer-guarded, ``/api/v1``) and the stations' downloads."""
-    api = guarded_router(config.api_token)
-
-    def store() -> Store:
-        found: Store = store_getter()
-        return found
-
-    def gateway() -> Gateway:
-        found: Gateway = gateway_getter()
-        return found
-
-    def image_out(image: db.FirmwareImage) -> FirmwareImageOut:
-        return FirmwareImageOut(
-            image_id=image.image_id,
-            version=image.version,
-            filename=image.filename,
-            size=image.size,
-            sha256=image.sha256,
-            signature=image.signature,
-            signing_certificate=image.signing_certificate,
-            uploaded_at=image.uploaded_at,
-            location=rollouts.location(config, image),
-        )
-
-    async def image_or_404(image_id: str) -> db.FirmwareImage:
-        found = await db.get_image(store(), image_id) if IMAGE_ID.match(image_id) else None
-        if found is None:
-            raise HTTPException(404, f"no firmware image {image_id!r}")
-        return found
-
-    @api.post(
-        "/firmware",
-        status_code=201,
-        response_model=FirmwareImageOut,
-        responses=_errors(409, 413, 422),
-        tags=["firmware"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-                },
-            }
-        },
+def _image_out(config: CloudConfig, image: db.FirmwareImage) -> FirmwareImageOut:
+    return FirmwareImageOut(
+        image_id=image.image_id,
+        version=image.version,
+        filename=image.filename,
+        size=image.size,
+        sha256=image.sha256,
+        signature=image.signature,
+        signing_certificate=image.signing_certificate,
+        uploaded_at=image.uploaded_at,
+        location=rollouts.location(config, image),
     )
-    async def upload(
-        request: Request,
-        version: Annotated[str, Query(min_length=1, max_length=255)],
-        filename: Annotated[
-            str,
-            Query(
-                pattern=FILENAME.pattern,
-                description="The file name stations see in the URL: letters, digits, . _ + -",
-            ),
-        ],
-    ) -> FirmwareImageOut:
-        """Upload an image (the raw bytes as the body); it is stored, hashed and signed."""
-        signer = _signer(config)
-        folder = firmware_dir(config)
-        folder.mkdir(parents=True, exist_ok=True)
-        image_id = secrets.token_hex(16)
-        part = folder / f"{image_id}.part"
-        try:
-            size, digest = await _receive(request, part, MAX_IMAGE_BYTES)
-            if size == 0:
-                raise HTTPException(422, "the image is empty: send its bytes as the body")
-            part.replace(folder / f"{image_id}.bin")
-        finally:
-            part.unlink(missing_ok=True)
-        image = db.FirmwareImage(
-            image_id=image_id,
-            version=version,
-            filename=filename,
-            size=size,
-            sha256=digest.hex(),
-            signature=sign_digest(digest, signer.key),
-            signing_certificate=signer.cert_pem.decode("ascii"),
-            uploaded_at=datetime.now(UTC),
-        )
-        try:
-            await db.add_image(store(), image)
-        except BaseException:
-            (folder / f"{image_id}.bin").unlink(missing_ok=True)
-            raise
-        return image_out(image)
 
-    @api.get("/firmware", response_model=list[FirmwareImageOut], tags=["firmware"])
-    async def list_images() -> list[FirmwareImageOut]:
-        """Every image, newest upload first."""
-        return [image_out(i) for i in await db.list_images(store())]
 
-    @api.get(
-        "/firmware/{image_id}",
-        response_model=FirmwareImageOut,
-        responses=_errors(404),
-        tags=["firmware"],
+async def _image_or_404(store: Store, image_id: str) -> db.FirmwareImage:
+    found = await db.get_image(store, image_id) if IMAGE_ID.match(image_id) else None
+    if found is None:
+        raise HTTPException(404, f"no firmware image {image_id!r}")
+    return found
+
+
+router = guarded_router(tags=["firmware"])
+
+
+@router.post(
+    "/firmware",
+    status_code=201,
+    response_model=FirmwareImageOut,
+    responses=_errors(409, 413, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def upload(
+    request: Request,
+    version: Annotated[str, Query(min_length=1, max_length=255)],
+    filename: Annotated[
+        str,
+        Query(
+            pattern=FILENAME.pattern,
+            description="The file name stations see in the URL: letters, digits, . _ + -",
+        ),
+    ],
+    store: StoreDep,
+    config: ConfigDep,
+) -> FirmwareImageOut:
+    """Upload an image (the raw bytes as the body); it is stored, hashed and signed."""
+    signer = _signer(config)
+    folder = firmware_dir(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    image_id = secrets.token_hex(16)
+    part = folder / f"{image_id}.part"
+    try:
+        size, digest = await _receive(request, part, MAX_IMAGE_BYTES)
+        if size == 0:
+            raise HTTPException(422, "the image is empty: send its bytes as the body")
+        part.replace(folder / f"{image_id}.bin")
+    finally:
+        part.unlink(missing_ok=True)
+    image = db.FirmwareImage(
+        image_id=image_id,
+        version=version,
+        filename=filename,
+        size=size,
+        sha256=digest.hex(),
+        signature=sign_digest(digest, signer.key),
+        signing_certificate=signer.cert_pem.decode("ascii"),
+        uploaded_at=datetime.now(UTC),
     )
-    async def get_image(image_id: str) -> FirmwareImageOut:
-        return image_out(await image_or_404(image_id))
+    try:
+        await db.add_image(store, image)
+    except BaseException:
+        (folder / f"{image_id}.bin").unlink(missing_ok=True)
+        raise
+    return _image_out(config, image)
 
-    @api.delete(
-        "/firmware/{image_id}",
-        status_code=204,
-        response_class=Response,
-        responses=_errors(404),
-        tags=["firmware"],
+
+@router.get("/firmware", response_model=list[FirmwareImageOut])
+async def list_images(store: StoreDep, config: ConfigDep) -> list[FirmwareImageOut]:
+    """Every image, newest upload first."""
+    return [_image_out(config, i) for i in await db.list_images(store)]
+
+
+@router.get("/firmware/{image_id}", response_model=FirmwareImageOut, responses=_errors(404))
+async def get_image(image_id: str, store: StoreDep, config: ConfigDep) -> FirmwareImageOut:
+    return _image_out(config, await _image_or_404(store, image_id))
+
+
+@router.delete(
+    "/firmware/{image_id}",
+    status_code=204,
+    response_class=Response,
+    responses=_errors(404),
+)
+async def delete_image(image_id: str, store: StoreDep, config: ConfigDep) -> Response:
+    """Delete an image, its file and its rollouts; stations still downloading it get 404."""
+    await _image_or_404(store, image_id)
+    if not await db.delete_image(store, image_id):
+        raise HTTPException(404, f"no firmware image {image_id!r}")
+    (firmware_dir(config) / f"{image_id}.bin").unlink(missing_ok=True)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/firmware/{image_id}/rollouts",
+    status_code=201,
+    response_model=RolloutOut,
+    responses=_errors(404, 422),
+)
+async def create_rollout(
+    image_id: str, body: RolloutIn, store: StoreDep, gateway: GatewayDep, config: ConfigDep
+) -> RolloutOut:
+    """Roll an image out to stations: connected ones are sent the update now (their
+    answers are in the result), the others when they next boot."""
+    image = await _image_or_404(store, image_id)
+    now = datetime.now(UTC)
+    registered = [r.station_id for r in await store.list_stations()]
+    selector: dict[str, Any]
+    if body.station_ids is not None:
+        wanted = list(dict.fromkeys(body.station_ids))
+        unknown = sorted(set(wanted) - set(registered))
+        if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:10])
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            raise HTTPException(422, f"not registered: {shown}{more}")
+        chosen = wanted
+        selector = {"station_ids": wanted}
+    else:
+        assert body.percentage is not None
+        chosen = rollouts.pick_percentage(image_id, registered, body.percentage)
+        selector = {"percentage": body.percentage}
+    if body.retries is not None:
+        selector["retries"] = body.retries
+    if body.retry_interval is not None:
+        selector["retry_interval"] = body.retry_interval
+    rollout = await db.create_rollout(
+        store,
+        image_id=image_id,
+        station_ids=chosen,
+        selector=selector,
+        retrieve_at=body.retrieve_at or now,
+        install_at=body.install_at,
+        at=now,
     )
-    async def delete_image(image_id: str) -> Response:
-        """Delete an image, its file and its rollouts; stations still downloading it get 404."""
-        await image_or_404(image_id)
-        if not await db.delete_image(store(), image_id):
-            raise HTTPException(404, f"no firmware image {image_id!r}")
-        (firmware_dir(config) / f"{image_id}.bin").unlink(missing_ok=True)
-        return Response(status_code=204)
+    await rollouts.send_rollout(gateway, store, config, image, rollout, now)
+    found = await db.get_rollout(store, rollout.rollout_id)
+    assert found is not None
+    return _rollout_out(found)
 
-    @api.post(
-        "/firmware/{image_id}/rollouts",
-        status_code=201,
-        response_model=RolloutOut,
-        responses=_errors(404, 422),
-        tags=["firmware"],
+
+@router.get("/rollouts", response_model=list[RolloutOut])
+async def list_rollouts(
+    store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[RolloutOut]:
+    """Rollouts with their progress, newest first."""
+    return [_rollout_out(r) for r in await db.list_rollouts(store, limit=limit)]
+
+
+@router.get("/rollouts/{rollout_id}", response_model=RolloutOut, responses=_errors(404))
+async def get_rollout(rollout_id: int, store: StoreDep) -> RolloutOut:
+    """One rollout's progress: each station's requestId and status, counts by status."""
+    found = await db.get_rollout(store, rollout_id)
+    if found is None:
+        raise HTTPException(404, f"no rollout {rollout_id}")
+    return _rollout_out(found)
+
+
+# -- the stations' downloads (no token) -----------------------------------------------
+
+downloads = APIRouter(tags=["firmware downloads"])
+
+
+async def download(image_id: str, filename: str, store: StoreDep, config: ConfigDep) -> Response:
+    """The image's bytes for a station; ``Range: bytes=N-`` resumes a broken download."""
+    found = await db.get_image(store, image_id) if IMAGE_ID.match(image_id) else None
+    path = firmware_dir(config) / f"{image_id}.bin"
+    if found is None or found.filename != filename or not path.is_file():
+        raise HTTPException(404, "no such firmware image")
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        headers={"Cache-Control": "no-store"},
     )
-    async def create_rollout(image_id: str, body: RolloutIn) -> RolloutOut:
-        """Roll an image out to stations: connected ones are sent the update now (their
-        answers are in the result), the others when they next boot."""
-        image = await image_or_404(image_id)
-        now = datetime.now(UTC)
-        registered = [r.station_id for r in await store().list_stations()]
-        selector: dict[str, Any]
-        if body.station_ids is not None:
-            wanted = list(dict.fromkeys(body.station_ids))
-            unknown = sorted(set(wanted) - set(registered))
-            if unknown:
-                shown = ", ".join(repr(u) for u in unknown[:10])
-                more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-                raise HTTPException(422, f"not registered: {shown}{more}")
-            chosen = wanted
-            selector = {"station_ids": wanted}
-        else:
-            assert body.percentage is not None
-            chosen = rollouts.pick_percentage(image_id, registered, body.percentage)
-            selector = {"percentage": body.percentage}
-        if body.retries is not None:
-            selector["retries"] = body.retries
-        if body.retry_interval is not None:
-            selector["retry_interval"] = body.retry_interval
-        rollout = await db.create_rollout(
-            store(),
-            image_id=image_id,
-            station_ids=chosen,
-            selector=selector,
-            retrieve_at=body.retrieve_at or now,
-            install_at=body.install_at,
-            at=now,
-        )
-        await rollouts.send_rollout(gateway(), store(), config, image, rollout, now)
-        found = await db.get_rollout(store(), rollout.rollout_id)
-        assert found is not None
-        return _rollout_out(found)
 
-    @api.get("/rollouts", response_model=list[RolloutOut], tags=["firmware"])
-    async def list_rollouts(
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> list[RolloutOut]:
-        """Rollouts with their progress, newest first."""
-        return [_rollout_out(r) for r in await db.list_rollouts(store(), limit=limit)]
 
-    @api.get(
-        "/rollouts/{rollout_id}",
-        response_model=RolloutOut,
-        responses=_errors(404),
-        tags=["firmware"],
-    )
-    async def get_rollout(rollout_id: int) -> RolloutOut:
-        """One rollout's progress: each station's requestId and status, counts by status."""
-        found = await db.get_rollout(store(), rollout_id)
-        if found is None:
-            raise HTTPException(404, f"no rollout {rollout_id}")
-        return _rollout_out(found)
-
-    downloads = APIRouter(tags=["firmware downloads"])
-
-    async def download(image_id: str, filename: str) -> Response:
-        """The image's bytes for a station; ``Range: bytes=N-`` resumes a broken download."""
-        found = await db.get_image(store(), image_id) if IMAGE_ID.match(image_id) else None
-        path = firmware_dir(config) / f"{image_id}.bin"
-        if found is None or found.filename != filename or not path.is_file():
-            raise HTTPException(404, "no such firmware image")
-        return FileResponse(
-            path,
-            media_type="application/octet-stream",
-            headers={"Cache-Control": "no-store"},
-        )
-
-    path = "/firmware/{image_id}/{filename}"
-    codes: dict[int | str, dict[str, Any]] = {
+_DOWNLOAD = "/firmware/{image_id}/{filename}"
+downloads.add_api_route(
+    _DOWNLOAD,
+    download,
+    methods=["GET"],
+    response_class=FileResponse,
+    responses={
         206: {"description": "The byte range asked for."},
         404: {"model": ErrorOut, "description": "No such image."},
         416: {"description": "The range starts past the end."},
-    }
-    downloads.add_api_route(
-        path, download, methods=["GET"], response_class=FileResponse, responses=codes
-    )
-    downloads.add_api_route(
-        path, download, methods=["HEAD"], response_class=FileResponse, include_in_schema=False
-    )
-
-    router = APIRouter()
-    router.include_router(api)
-    router.include_router(downloads)
-    return router
+    },
+)
+downloads.add_api_route(
+    _DOWNLOAD, download, methods=["HEAD"], response_class=FileResponse, include_in_schema=False
+)
