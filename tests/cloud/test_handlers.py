@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from plugstream.cloud.config import CloudConfig
-from plugstream.cloud.handlers16 import Csms16, StationHandlers
+from plugstream.cloud.context import HandlerContext
+from plugstream.cloud.handlers16 import Csms16
 from plugstream.cloud.handlers201 import Csms201
 from plugstream.cloud.meter import samples_16, samples_201
+from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.cloud.storage import IdTokenRecord, Store
 from plugstream.ocpp import ErrorCode, OcppError, OcppVersion, schemas
 from plugstream.ocpp.datetimes import format_time, parse_time
@@ -88,13 +90,13 @@ BOOT201 = {
 
 
 async def booted16(store: Store, clock: Clock, station: str = "CP16") -> Csms16:
-    csms = Csms16(station, store, CONFIG, clock=clock)
+    csms = Csms16(station, HandlerContext(store, CONFIG, clock=clock))
     await call(csms, "BootNotification", BOOT16)
     return csms
 
 
 async def booted201(store: Store, clock: Clock, station: str = "CS201") -> Csms201:
-    csms = Csms201(station, store, CONFIG, clock=clock)
+    csms = Csms201(station, HandlerContext(store, CONFIG, clock=clock))
     await call(csms, "BootNotification", BOOT201)
     return csms
 
@@ -103,7 +105,7 @@ async def booted201(store: Store, clock: Clock, station: str = "CS201") -> Csms2
 
 
 async def test_boot_16_is_accepted_and_recorded(store: Store, clock: Clock) -> None:
-    csms = Csms16("CP16", store, CONFIG, clock=clock)
+    csms = Csms16("CP16", HandlerContext(store, CONFIG, clock=clock))
     answer = await call(csms, "BootNotification", BOOT16)
     assert answer["status"] == "Accepted"
     assert answer["interval"] == 300
@@ -120,7 +122,7 @@ async def test_boot_16_is_accepted_and_recorded(store: Store, clock: Clock) -> N
 
 
 async def test_boot_201_is_accepted_and_recorded(store: Store, clock: Clock) -> None:
-    csms = Csms201("CS201", store, CONFIG, clock=clock)
+    csms = Csms201("CS201", HandlerContext(store, CONFIG, clock=clock))
     answer = await call(csms, "BootNotification", BOOT201)
     assert answer == {"status": "Accepted", "interval": 300, "currentTime": ts()}
     station = await store.get_station("CS201")
@@ -174,7 +176,7 @@ async def test_calls_before_boot_get_security_error(
     store: Store, clock: Clock, cls: type[StationHandlers], action: str, payload: dict[str, Any]
 ) -> None:
     """TC_B_30_CSMS, B02.FR.09, B03.FR.07: nothing but BootNotification before acceptance."""
-    csms = cls("NEW1", store, CONFIG, clock=clock)
+    csms = cls("NEW1", HandlerContext(store, CONFIG, clock=clock))
     with pytest.raises(OcppError) as caught:
         await call(csms, action, payload)
     assert caught.value.code is ErrorCode.SecurityError
@@ -189,17 +191,17 @@ async def test_reconnect_without_boot_is_accepted(
     store: Store, clock: Clock, cls: type[StationHandlers]
 ) -> None:
     """OCPP-J 1.6 §5.4: a station that booted before may reconnect without booting again."""
-    first = cls("CPX", store, CONFIG, clock=clock)
+    first = cls("CPX", HandlerContext(store, CONFIG, clock=clock))
     await call(first, "BootNotification", BOOT16 if cls is Csms16 else BOOT201)
     clock.advance(600)
-    second = cls("CPX", store, CONFIG, clock=clock)  # a new connection
+    second = cls("CPX", HandlerContext(store, CONFIG, clock=clock))  # a new connection
     answer = await call(second, "Heartbeat", {})
     assert answer["currentTime"] == format_time(clock.now, always_ms=True)
 
 
 async def test_registered_but_never_booted_station_is_refused(store: Store, clock: Clock) -> None:
     await store.register_station("CPR", security_profile=0)
-    csms = Csms16("CPR", store, CONFIG, clock=clock)
+    csms = Csms16("CPR", HandlerContext(store, CONFIG, clock=clock))
     with pytest.raises(OcppError) as caught:
         await call(csms, "Heartbeat", {})
     assert caught.value.code is ErrorCode.SecurityError
@@ -215,11 +217,14 @@ async def test_a_held_back_station_is_answered_so_and_may_send_nothing_else(
     this connection and after a reconnect without a new BootNotification."""
     await store.register_station("HELD1", security_profile=0, boot_status=held)
     boot = BOOT16 if cls is Csms16 else BOOT201
-    csms = cls("HELD1", store, CONFIG, clock=clock)
+    csms = cls("HELD1", HandlerContext(store, CONFIG, clock=clock))
     answer = await call(csms, "BootNotification", boot)
     assert answer["status"] == held
     assert answer["interval"] == CONFIG.boot_retry_interval
-    for connection in (csms, cls("HELD1", store, CONFIG, clock=clock)):  # and a reconnect
+    for connection in (
+        csms,
+        cls("HELD1", HandlerContext(store, CONFIG, clock=clock)),
+    ):  # and a reconnect
         with pytest.raises(OcppError) as caught:
             await call(connection, "Heartbeat", {})
         assert caught.value.code is ErrorCode.SecurityError
@@ -238,7 +243,7 @@ async def test_a_pending_201_station_may_send_the_reports_it_is_asked_for(
 ) -> None:
     """B02: while Pending, the CSMS may configure the station and ask for its reports."""
     await store.register_station("HELD2", security_profile=0, boot_status="Pending")
-    csms = Csms201("HELD2", store, CONFIG, clock=clock)
+    csms = Csms201("HELD2", HandlerContext(store, CONFIG, clock=clock))
     assert (await call(csms, "BootNotification", BOOT201))["status"] == "Pending"
     report = {"requestId": 1, "generatedAt": ts(), "seqNo": 0, "tbc": False}
     assert await call(csms, "NotifyReport", report) == {}

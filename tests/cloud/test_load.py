@@ -21,7 +21,9 @@ from websockets.typing import Subprotocol
 
 from plugstream.cloud.api import build_router
 from plugstream.cloud.config import CloudConfig
+from plugstream.cloud.context import HandlerContext
 from plugstream.cloud.gateway import Gateway
+from plugstream.cloud.handlers import csms_handlers
 from plugstream.cloud.handlers16 import Csms16
 from plugstream.cloud.handlers201 import Csms201
 from plugstream.cloud.storage import IdTokenRecord, Store
@@ -66,7 +68,7 @@ async def test_boot_status_is_read_for_the_boot(store: Store) -> None:
     assert await store.get_boot_status("NOPE") is None
     await store.register_station("HELD", security_profile=0, boot_status="Pending")
     assert await store.get_boot_status("HELD") == "Pending"
-    csms = Csms16("HELD", store, CloudConfig(), clock=lambda: T0)
+    csms = Csms16("HELD", HandlerContext(store, CloudConfig(), clock=lambda: T0))
     answer = await dispatch(
         csms, "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}
     )
@@ -83,7 +85,7 @@ async def test_status_notification_is_one_write_with_the_clock(store: Store, ver
     write a station waits for is a commit of the writer."""
     csms: Csms16 | Csms201
     if version == "1.6":
-        csms = Csms16("CP1", store, CloudConfig(), clock=lambda: T0)
+        csms = Csms16("CP1", HandlerContext(store, CloudConfig(), clock=lambda: T0))
         boot: dict[str, Any] = {"chargePointVendor": "V", "chargePointModel": "M"}
         status: dict[str, Any] = {
             "connectorId": 1,
@@ -92,7 +94,7 @@ async def test_status_notification_is_one_write_with_the_clock(store: Store, ver
             "timestamp": format_time(T0 + timedelta(seconds=7)),
         }
     else:
-        csms = Csms201("CP1", store, CloudConfig(), clock=lambda: T0)
+        csms = Csms201("CP1", HandlerContext(store, CloudConfig(), clock=lambda: T0))
         boot = {"reason": "PowerUp", "chargingStation": {"vendorName": "V", "model": "M"}}
         status = {
             "timestamp": format_time(T0 + timedelta(seconds=7)),
@@ -136,7 +138,7 @@ async def test_message_log_writes_its_backlog_in_one_go(store: Store) -> None:
     commits = store.stats.commits
     try:
         for n in range(frames):
-            gateway._log_frame(f"CP{n % 50}", "in", f'[2,"{n}","Heartbeat",{{}}]')
+            gateway.log_frame(f"CP{n % 50}", "in", f'[2,"{n}","Heartbeat",{{}}]')
     finally:
         await gateway.close()
     assert gateway.frames_dropped == 0
@@ -152,7 +154,7 @@ async def test_message_log_writes_its_backlog_in_one_go(store: Store) -> None:
 @pytest.fixture
 async def api(store: Store) -> AsyncIterator[tuple[httpx.AsyncClient, Gateway, int]]:
     """The REST API and the gateway on a loopback port: (client, gateway, port)."""
-    gateway = Gateway(store, CloudConfig(call_timeout=5.0))
+    gateway = Gateway(store, CloudConfig(call_timeout=5.0), handlers=csms_handlers())
     app = FastAPI()
     app.include_router(build_router(lambda: store, lambda: gateway, TOKEN))
 

@@ -23,7 +23,9 @@ from starlette.types import Receive, Scope, Send
 
 from plugstream import __version__
 from plugstream.cloud.config import CloudConfig
-from plugstream.cloud.gateway import CloudClock, Gateway, HandlersFactory
+from plugstream.cloud.context import CloudClock, HandlersFactory
+from plugstream.cloud.gateway import Gateway
+from plugstream.cloud.handlers import csms_handlers
 from plugstream.ocpp import OcppVersion
 
 if TYPE_CHECKING:
@@ -72,7 +74,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await opener(config.db)
-        gateway = Gateway(store, config, handlers=handlers, clock=clock)
+        versions = handlers if handlers is not None else csms_handlers()
+        gateway = Gateway(store, config, handlers=versions, clock=clock)
         app.state.store = store
         app.state.gateway = gateway
         try:

@@ -40,13 +40,11 @@ import collections
 import contextlib
 import functools
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -55,14 +53,20 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from plugstream.cloud.config import CloudConfig
+from plugstream.cloud.context import (
+    CloudClock,
+    HandlerContext,
+    HandlersFactory,
+    SecurityEvent,
+    utc_now,
+)
+from plugstream.cloud.stations import StationOffline, valid_station_id
 from plugstream.cloud.storage.security import add_security_event
 from plugstream.ocpp import (
     CallReceived,
-    ErrorCode,
+    ConnectionLost,
     Event,
-    Handlers,
     OcppEndpoint,
-    OcppError,
     OcppVersion,
     ProtocolViolation,
 )
@@ -73,24 +77,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("plugstream.cloud.gateway")
 
-#: what the cloud stamps what it receives with; injected so that a demo whose stations
-#: run on a scaled clock runs the cloud on the same one (no TimeInFuture of its own making)
-CloudClock = Callable[[], datetime]
-
-
-class HandlersFactory(Protocol):
-    """The handlers of one station's connection (a handler class is one)."""
-
-    def __call__(
-        self, station_id: str, store: Store, config: CloudConfig, *, clock: CloudClock
-    ) -> Handlers: ...
-
+#: what a transport hands each frame to: (station id, "in" or "out", text)
+FrameLog = Callable[[str, str, str], None]
 
 REALM = "PlugStream"
 REPLACED = "replaced by a new connection"
-MAX_STATION_ID = 48
-# identifierString (2.0.1 part 2 §2.1.3) without ':' (part 4 §3.1.1).
-_STATION_ID = re.compile(r"[A-Za-z0-9*\-_=+|@.]{1,48}")
 # Frames waiting to be written to the message log; beyond this they are dropped and counted.
 # A ramp-up of 200 stations/s sends ~3,000 frames/s while the store's writer, busy with
 # the stations' own writes, commits every second or two: 10,000 (3 s) overflowed at
@@ -110,30 +101,6 @@ SEEN_EVERY_S = 60.0  # last_seen is written at most this often per connection
 STATION_CACHE_S = 30.0
 
 
-class StationOffline(Exception):
-    """The station has no live connection to this gateway."""
-
-    def __init__(self, station_id: str) -> None:
-        super().__init__(f"station {station_id!r} is not connected")
-        self.station_id = station_id
-
-
-def valid_station_id(station_id: str) -> bool:
-    return _STATION_ID.fullmatch(station_id) is not None
-
-
-def default_handlers() -> dict[OcppVersion, HandlersFactory]:
-    """The CSMS handlers per version; 2.1 reuses the 2.0.1 ones."""
-    from plugstream.cloud.handlers16 import Csms16
-    from plugstream.cloud.handlers201 import Csms21, Csms201
-
-    return {
-        OcppVersion.V16: Csms16,
-        OcppVersion.V201: Csms201,
-        OcppVersion.V21: Csms21,
-    }
-
-
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
     """``(username, password)`` of an ``Authorization: Basic`` header, or None."""
     if not header:
@@ -147,10 +114,6 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
         return None
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -167,16 +130,34 @@ class AsgiTransport:
     binary message is handed on as text when it is UTF-8 (else as bytes), so the
     core answers it. ``send`` on a socket that has gone drops the text: the
     reading side notices the end and fails what is still waiting. Every frame is
-    handed to the gateway's message log. Slotted, and nothing of the handshake is
-    kept: there are tens of thousands of these.
+    handed to ``log_frame`` (the gateway's message log), and what the station got wrong
+    is counted in ``violations``. Slotted, and nothing of the handshake is kept: there
+    are tens of thousands of these.
     """
 
-    __slots__ = ("_gateway", "_receive", "_send", "close_code", "closed", "station_id")
+    __slots__ = (
+        "_log_frame",
+        "_receive",
+        "_send",
+        "_violations",
+        "close_code",
+        "closed",
+        "station_id",
+    )
 
-    def __init__(self, receive: Receive, send: Send, gateway: Gateway, station_id: str) -> None:
+    def __init__(
+        self,
+        receive: Receive,
+        send: Send,
+        station_id: str,
+        *,
+        log_frame: FrameLog,
+        violations: collections.Counter[str],
+    ) -> None:
         self._receive = receive
         self._send = send
-        self._gateway = gateway
+        self._log_frame = log_frame
+        self._violations = violations
         self.station_id = station_id
         self.closed = False
         self.close_code: int | None = None
@@ -184,7 +165,7 @@ class AsgiTransport:
     async def send(self, message: str) -> None:
         if self.closed:
             return
-        self._gateway._log_frame(self.station_id, "out", message)
+        self._log_frame(self.station_id, "out", message)
         try:
             await self._send({"type": "websocket.send", "text": message})
         except (WebSocketDisconnect, RuntimeError, OSError):
@@ -208,9 +189,9 @@ class AsgiTransport:
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
-                self._gateway._log_frame(self.station_id, "in", data.decode("utf-8", "replace"))
+                self._log_frame(self.station_id, "in", data.decode("utf-8", "replace"))
                 return data
-        self._gateway._log_frame(self.station_id, "in", text)
+        self._log_frame(self.station_id, "in", text)
         return text
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -223,9 +204,9 @@ class AsgiTransport:
     def observe(self, event: Event) -> None:
         """Counts and logs what the station got wrong; a lenient station's accepted slips too."""
         if type(event) is ProtocolViolation:
-            self._gateway.violations[self.station_id] += 1
+            self._violations[self.station_id] += 1
         elif type(event) is CallReceived and event.violation is not None:
-            self._gateway.violations[self.station_id] += 1
+            self._violations[self.station_id] += 1
             log.warning(
                 "station %s (lenient): accepted %s despite %s",
                 self.station_id,
@@ -272,17 +253,6 @@ class Connection:
 
 
 SECURITY_EVENTS_KEPT = 1000  # the newest refusals kept in Gateway.security_events
-
-
-@dataclass(frozen=True, slots=True)
-class SecurityEvent:
-    """A refused connection, named as the OCPP security events are where one fits
-    (``InvalidChargingStationCertificate``, A00.FR.408), else ``FailedToAuthenticate``."""
-
-    timestamp: datetime
-    station_id: str
-    type: str
-    tech_info: str
 
 
 def client_certificate_subject(scope: Scope) -> tuple[str | None, str | None] | None:
@@ -335,7 +305,11 @@ _Known = tuple[float, int, bool, bool]
 
 
 class Gateway:
-    """The live OCPP connections of this node, and the way to call a station."""
+    """The live OCPP connections of this node, and the way to call a station.
+
+    It speaks the OCPP versions whose handlers are registered (``handlers=`` or
+    :meth:`register`); it is the :class:`~plugstream.cloud.context.CommandSender` and the
+    :class:`~plugstream.cloud.context.EventSink` of the context they are made with."""
 
     def __init__(
         self,
@@ -347,8 +321,9 @@ class Gateway:
     ) -> None:
         self.store = store
         self.config = config
-        self.clock: CloudClock = clock if clock is not None else _now
-        self._handlers: Mapping[OcppVersion, HandlersFactory] | None = handlers
+        self.clock: CloudClock = clock if clock is not None else utc_now
+        self._handlers: dict[OcppVersion, HandlersFactory] = dict(handlers or {})
+        self.context = HandlerContext(store, config, self.clock, commands=self, events=self)
         self._live: dict[str, Connection] = {}
         self.failed_logins: collections.Counter[str] = collections.Counter()
         self.security_events: collections.deque[SecurityEvent] = collections.deque(
@@ -423,26 +398,24 @@ class Gateway:
         async with conn.call_lock:
             if conn.transport.closed or self._live.get(station_id) is not conn:
                 raise StationOffline(station_id)
-            conn.endpoint.session.call_timeout = (
-                timeout if timeout is not None else self.config.call_timeout
-            )
             try:
-                return await conn.endpoint.call(action, payload)
-            except OcppError as exc:
-                if (
-                    conn.transport.closed
-                    and exc.code is ErrorCode.GenericError
-                    and "not answered" in exc.description
-                ):
-                    raise StationOffline(station_id) from exc
-                raise
+                return await conn.endpoint.call(
+                    action,
+                    payload,
+                    timeout=timeout if timeout is not None else self.config.call_timeout,
+                )
+            except ConnectionLost as exc:  # gone before it answered, or before it was sent
+                raise StationOffline(station_id) from exc
 
     # -- versions --------------------------------------------------------------------
 
+    def register(self, version: OcppVersion, factory: HandlersFactory) -> None:
+        """Speak ``version`` with stations, each connection answered by ``factory``'s
+        handlers (made with :attr:`context`)."""
+        self._handlers[version] = factory
+
     @property
     def handlers(self) -> Mapping[OcppVersion, HandlersFactory]:
-        if self._handlers is None:
-            self._handlers = default_handlers()
         return self._handlers
 
     def subprotocols(self) -> list[str]:
@@ -490,17 +463,17 @@ class Gateway:
             return
         accept: Message = {"type": "websocket.accept", "subprotocol": version.subprotocol}
         try:
-            handlers = self.handlers[version](station_id, self.store, self.config, clock=self.clock)
+            handlers = self._handlers[version](station_id, self.context)
         except Exception:
             log.exception("could not set up the %s handlers of %s", version.value, station_id)
             await send(accept)
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await send({"type": "websocket.close", "code": 1011, "reason": "internal error"})
             return
-        if hasattr(handlers, "gateway"):
-            handlers.gateway = self  # what a handler's @after hook calls the station back with
         await send(accept)
-        transport = AsgiTransport(receive, send, self, station_id)
+        transport = AsgiTransport(
+            receive, send, station_id, log_frame=self.log_frame, violations=self.violations
+        )
         endpoint = OcppEndpoint(
             transport,
             version,
@@ -603,7 +576,7 @@ class Gateway:
         whoever was refused can find it in the REST API at once. The store's writer
         commits such rows in batches, so a flood of bad logins costs no commit each."""
         record = SecurityEvent(self.clock(), station_id, event, reason)
-        self.security_events.append(record)
+        self.security_event(record)
         try:
             await add_security_event(
                 self.store,
@@ -657,9 +630,16 @@ class Gateway:
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body})
 
+    def security_event(self, event: SecurityEvent) -> None:
+        """Keep an event the cloud found (already stored) with the newest refusals."""
+        self.security_events.append(event)
+
     # -- side work: message log, last seen ---------------------------------------------
 
-    def _log_frame(self, station_id: str, direction: str, text: str) -> None:
+    def log_frame(self, station_id: str, direction: str, text: str) -> None:
+        """Queue a frame for the message log (``direction`` "in" or "out"); a frame in
+        also tells that the station is alive. Never waits: when the log is behind, the
+        frame is dropped and counted in ``frames_dropped``."""
         if direction == "in":
             conn = self._live.get(station_id)
             if conn is not None:

@@ -1,106 +1,26 @@
 """PlugStream Cloud's answers to an OCPP 1.6J charge point: one :class:`Csms16` per connection.
 
 Everything a station reports is written to the store before it is answered (the
-answer is the station's permission to forget it). :class:`StationHandlers` is the
-part shared with 2.0.1 (:mod:`plugstream.cloud.handlers201`): the boot gate and
-the clock.
+answer is the station's permission to forget it). The boot gate and the context are
+shared with 2.0.1 (:class:`plugstream.cloud.station_handlers.StationHandlers`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from plugstream.cloud.certificates.handlers import CertificateHandlers16
-from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.firmware.handlers import FirmwareStatus16
 from plugstream.cloud.meter import parse_time_or, samples_16, to_decimal
+from plugstream.cloud.payloads import int_or, str_or_none
 from plugstream.cloud.security import SecurityEventHandlers
+from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.cloud.storage.records import AuthResult
-from plugstream.ocpp import ErrorCode, Handlers, OcppError, on, v16
+from plugstream.ocpp import on, v16
 from plugstream.ocpp.datetimes import format_time
 
-if TYPE_CHECKING:
-    from plugstream.cloud.gateway import Gateway
-    from plugstream.cloud.storage import Store
-
-Clock = Callable[[], datetime]
-
-BOOT = "BootNotification"
-# What a Pending station may still send: the reports the CSMS asks for while it
-# holds the station back (2.0.1 B02.FR.09 lets triggered and requested reports through).
-PENDING_ALLOWED = frozenset({"NotifyReport"})
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class StationHandlers(Handlers):
-    """The connection's state that both versions share: who, the store, and the boot gate.
-
-    Boot gate (2.0.1 B02.FR.09, B03.FR.07, TC_B_30_CSMS; 1.6 §4.2): until the
-    station's BootNotification has been Accepted on this connection, any other
-    CALL from it is answered with CALLERROR SecurityError. A station that
-    reconnects without a new BootNotification is let through when the store
-    shows it booted before: OCPP-J 1.6 §5.4 tells a charge point not to send a
-    BootNotification after a mere reconnect "unless one or more of the elements
-    in the (previous) BootNotification.req PDU have changed".
-    """
-
-    def __init__(
-        self,
-        station_id: str,
-        store: Store,
-        config: CloudConfig,
-        *,
-        clock: Clock = utc_now,
-    ) -> None:
-        self.station_id = station_id
-        self.store = store
-        self.config = config
-        self.clock = clock
-        self.accepted = False  # a BootNotification was Accepted, or the station booted before
-        self.boot_status: str | None = None  # the answer to this connection's BootNotification
-        # set by the gateway: an @after hook sends the station a CALL with
-        # ``await self.gateway.call(self.station_id, action, payload)``
-        self.gateway: Gateway | None = None
-
-    def now(self) -> datetime:
-        return self.clock()
-
-    async def boot_decision(self) -> tuple[str, int]:
-        """The status and interval to answer a BootNotification with: the station's
-        registered boot status, and the heartbeat interval only once it is Accepted."""
-        status = await self.store.get_boot_status(self.station_id) or "Accepted"
-        self.boot_status = status
-        self.accepted = status == "Accepted"
-        interval = (
-            self.config.heartbeat_interval if self.accepted else self.config.boot_retry_interval
-        )
-        return status, interval
-
-    async def before_call(self, action: str) -> None:
-        if self.accepted or action == BOOT:
-            return
-        if self.boot_status == "Pending" and action in PENDING_ALLOWED:
-            return
-        if self.boot_status is None:  # no BootNotification on this connection: a reconnect?
-            station = await self.store.get_station(self.station_id)
-            if (
-                station is not None
-                and station.last_boot is not None
-                and station.boot_status == "Accepted"
-            ):
-                self.accepted = True  # it booted before, on an earlier connection
-                return
-        held = f" (it was answered {self.boot_status})" if self.boot_status else ""
-        raise OcppError(
-            ErrorCode.SecurityError,
-            f"{action} before an accepted BootNotification{held}",
-        )
+__all__ = ["Csms16", "id_tag_info"]
 
 
 def id_tag_info(auth: AuthResult) -> v16.IdTagInfo:
@@ -115,18 +35,10 @@ def id_tag_info(auth: AuthResult) -> v16.IdTagInfo:
     return info
 
 
-def _int(value: object, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
 def _wh(value: object) -> Decimal:
     """meterStart / meterStop: integer Wh in 1.6; a lenient station's odd value reads as 0."""
     number = to_decimal(value)
     return number if number is not None else Decimal(0)
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, StationHandlers):
@@ -138,14 +50,14 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     ) -> v16.BootNotificationResponse:
         now = self.now()
         status, interval = await self.boot_decision()
-        await self.store.record_boot(
+        await self.context.store.record_boot(
             self.station_id,
             ocpp_version="1.6",
-            vendor=_str(payload.get("chargePointVendor")) or "",
-            model=_str(payload.get("chargePointModel")) or "",
-            serial_number=_str(payload.get("chargePointSerialNumber"))
-            or _str(payload.get("chargeBoxSerialNumber")),
-            firmware_version=_str(payload.get("firmwareVersion")),
+            vendor=str_or_none(payload.get("chargePointVendor")) or "",
+            model=str_or_none(payload.get("chargePointModel")) or "",
+            serial_number=str_or_none(payload.get("chargePointSerialNumber"))
+            or str_or_none(payload.get("chargeBoxSerialNumber")),
+            firmware_version=str_or_none(payload.get("firmwareVersion")),
             at=now,
         )
         return {
@@ -157,7 +69,7 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     @on(v16.Action.Heartbeat)
     async def heartbeat(self, payload: v16.HeartbeatRequest) -> v16.HeartbeatResponse:
         now = self.now()
-        await self.store.record_seen(self.station_id, at=now)
+        await self.context.store.record_seen(self.station_id, at=now)
         return {"currentTime": format_time(now, always_ms=True)}
 
     @on(v16.Action.StatusNotification)
@@ -165,15 +77,15 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
         self, payload: v16.StatusNotificationRequest
     ) -> v16.StatusNotificationResponse:
         now = self.now()
-        connector_id = _int(payload.get("connectorId"), 0)
-        error_code = _str(payload.get("errorCode"))
+        connector_id = int_or(payload.get("connectorId"), 0)
+        error_code = str_or_none(payload.get("errorCode"))
         station_time = payload.get("timestamp")
         # One write for the status and the station's clock: each write awaits a commit.
-        await self.store.set_connector_status(
+        await self.context.store.set_connector_status(
             self.station_id,
             evse_id=connector_id,  # 1.6 has no EVSE: a connector is one
             connector_id=connector_id,
-            status=_str(payload.get("status")) or "Unknown",
+            status=str_or_none(payload.get("status")) or "Unknown",
             error_code=error_code,
             at=now,
             station_time=parse_time_or(station_time, now) if station_time is not None else None,
@@ -182,7 +94,7 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
 
     @on(v16.Action.Authorize)
     async def authorize(self, payload: v16.AuthorizeRequest) -> v16.AuthorizeResponse:
-        auth = await self.store.authorize(str(payload.get("idTag", "")), at=self.now())
+        auth = await self.context.store.authorize(str(payload.get("idTag", "")), at=self.now())
         return {"idTagInfo": id_tag_info(auth)}
 
     @on(v16.Action.StartTransaction)
@@ -191,9 +103,9 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     ) -> v16.StartTransactionResponse:
         now = self.now()
         reservation = payload.get("reservationId")
-        record, auth = await self.store.start_transaction(
+        record, auth = await self.context.store.start_transaction(
             self.station_id,
-            connector_id=_int(payload.get("connectorId"), 0),
+            connector_id=int_or(payload.get("connectorId"), 0),
             id_token=str(payload.get("idTag", "")),
             meter_start_wh=_wh(payload.get("meterStart")),
             timestamp=parse_time_or(payload.get("timestamp"), now),
@@ -208,14 +120,14 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     ) -> v16.StopTransactionResponse:
         now = self.now()
         samples = samples_16(payload.get("transactionData"), now)
-        _record, auth = await self.store.stop_transaction(
+        _record, auth = await self.context.store.stop_transaction(
             self.station_id,
-            transaction_id=_int(payload.get("transactionId"), 0),
+            transaction_id=int_or(payload.get("transactionId"), 0),
             meter_stop_wh=_wh(payload.get("meterStop")),
             timestamp=parse_time_or(payload.get("timestamp"), now),
             received_at=now,
-            reason=_str(payload.get("reason")),
-            id_token=_str(payload.get("idTag")),
+            reason=str_or_none(payload.get("reason")),
+            id_token=str_or_none(payload.get("idTag")),
             samples=samples or None,
         )
         # An unknown transactionId is still answered: the station must be able to
@@ -227,9 +139,9 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     @on(v16.Action.MeterValues)
     async def meter_values(self, payload: v16.MeterValuesRequest) -> v16.MeterValuesResponse:
         now = self.now()
-        connector_id = _int(payload.get("connectorId"), 0)
+        connector_id = int_or(payload.get("connectorId"), 0)
         transaction_id = payload.get("transactionId")
-        await self.store.add_meter_values(
+        await self.context.store.add_meter_values(
             self.station_id,
             evse_id=connector_id,
             connector_id=connector_id,

@@ -1,5 +1,5 @@
 """PlugStream Cloud's answers to an OCPP 2.0.1 charging station: one :class:`Csms201` per
-connection. The boot gate and the clock are shared with 1.6 (:class:`StationHandlers`)."""
+connection. The boot gate and the context are shared with 1.6 (:class:`StationHandlers`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import cast
 
 from plugstream.cloud.certificates.handlers import CertificateHandlers201
 from plugstream.cloud.firmware.handlers import FirmwareStatus201
-from plugstream.cloud.handlers16 import StationHandlers
 from plugstream.cloud.meter import parse_time_or, samples_201
+from plugstream.cloud.payloads import int_or, str_or_none
 from plugstream.cloud.security import SecurityEventHandlers
+from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.cloud.storage.records import AuthResult
 from plugstream.ocpp import on, v201
 from plugstream.ocpp.datetimes import format_time
@@ -44,14 +45,6 @@ def id_token_info(auth: AuthResult) -> v201.IdTokenInfoType:
     return info
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: object, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
 class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, StationHandlers):
     """The CSMS side of an OCPP 2.0.1 connection."""
 
@@ -65,13 +58,13 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
         station = payload.get("chargingStation")
         info: Mapping[str, object] = station if isinstance(station, Mapping) else {}
         status, interval = await self.boot_decision()
-        await self.store.record_boot(
+        await self.context.store.record_boot(
             self.station_id,
             ocpp_version=self.ocpp_version,
-            vendor=_str(info.get("vendorName")) or "",
-            model=_str(info.get("model")) or "",
-            serial_number=_str(info.get("serialNumber")),
-            firmware_version=_str(info.get("firmwareVersion")),
+            vendor=str_or_none(info.get("vendorName")) or "",
+            model=str_or_none(info.get("model")) or "",
+            serial_number=str_or_none(info.get("serialNumber")),
+            firmware_version=str_or_none(info.get("firmwareVersion")),
             at=now,
         )
         return {
@@ -83,7 +76,7 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     @on(v201.Action.Heartbeat)
     async def heartbeat(self, payload: v201.HeartbeatRequest) -> v201.HeartbeatResponse:
         now = self.now()
-        await self.store.record_seen(self.station_id, at=now)
+        await self.context.store.record_seen(self.station_id, at=now)
         return {"currentTime": format_time(now, always_ms=True)}
 
     @on(v201.Action.StatusNotification)
@@ -92,11 +85,11 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     ) -> v201.StatusNotificationResponse:
         now = self.now()
         station_time = payload.get("timestamp")
-        await self.store.set_connector_status(
+        await self.context.store.set_connector_status(
             self.station_id,
-            evse_id=_int(payload.get("evseId"), 0),
-            connector_id=_int(payload.get("connectorId"), 0),
-            status=_str(payload.get("connectorStatus")) or "Unknown",
+            evse_id=int_or(payload.get("evseId"), 0),
+            connector_id=int_or(payload.get("connectorId"), 0),
+            status=str_or_none(payload.get("connectorStatus")) or "Unknown",
             error_code=None,  # 2.0.1 reports faults through NotifyEvent, not here
             at=now,
             station_time=parse_time_or(station_time, now) if station_time is not None else None,
@@ -107,7 +100,7 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     async def authorize(self, payload: v201.AuthorizeRequest) -> v201.AuthorizeResponse:
         token = payload.get("idToken")
         id_token = token.get("idToken") if isinstance(token, Mapping) else None
-        auth = await self.store.authorize(str(id_token or ""), at=self.now())
+        auth = await self.context.store.authorize(str(id_token or ""), at=self.now())
         return {"idTokenInfo": id_token_info(auth)}
 
     @on(v201.Action.TransactionEvent)
@@ -116,7 +109,7 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     ) -> v201.TransactionEventResponse:
         # The store reads the whole event (Started / Updated / Ended, seqNo, offline,
         # meter values) and keeps it durably before we answer.
-        _record, auth = await self.store.transaction_event(
+        _record, auth = await self.context.store.transaction_event(
             self.station_id, event=dict(payload), received_at=self.now()
         )
         # E01.FR.xx / E03: idTokenInfo answers an idToken sent in the event.
@@ -127,9 +120,9 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     @on(v201.Action.MeterValues)
     async def meter_values(self, payload: v201.MeterValuesRequest) -> v201.MeterValuesResponse:
         now = self.now()
-        await self.store.add_meter_values(
+        await self.context.store.add_meter_values(
             self.station_id,
-            evse_id=_int(payload.get("evseId"), 0),
+            evse_id=int_or(payload.get("evseId"), 0),
             connector_id=0,  # 2.0.1 MeterValues name only the EVSE
             transaction_id=None,  # outside a transaction: those come in TransactionEvent
             samples=samples_201(payload.get("meterValue"), now),

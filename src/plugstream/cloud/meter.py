@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from plugstream.cloud.payloads import str_or_none
 from plugstream.cloud.storage.records import MeterSample
 from plugstream.ocpp.datetimes import parse_time
 
@@ -84,21 +85,17 @@ def _sample(
     value: Decimal,
     unit: str | None,
 ) -> MeterSample:
-    measurand = _text(raw.get("measurand")) or ENERGY_REGISTER
+    measurand = str_or_none(raw.get("measurand")) or ENERGY_REGISTER
     number, unit = normalise(value, unit, measurand)
     return MeterSample(
         timestamp=timestamp,
         measurand=measurand,
         value=number,
         unit=unit,
-        phase=_text(raw.get("phase")),
-        context=_text(raw.get("context")),
-        location=_text(raw.get("location")),
+        phase=str_or_none(raw.get("phase")),
+        context=str_or_none(raw.get("context")),
+        location=str_or_none(raw.get("location")),
     )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 # Payloads come from JSON, so objects are dicts: ``isinstance(x, dict)`` is a plain
@@ -136,7 +133,7 @@ def samples_16(meter_values: object, received_at: datetime) -> list[MeterSample]
             if value is None:
                 log.warning("sampled value %r is not a number; skipped", raw.get("value"))
                 continue
-            out.append(_sample(timestamp, raw, value, _text(raw.get("unit"))))
+            out.append(_sample(timestamp, raw, value, str_or_none(raw.get("unit"))))
     return out
 
 
@@ -153,7 +150,7 @@ def samples_201(meter_values: object, received_at: datetime) -> list[MeterSample
             unit: str | None = None
             measure = raw.get("unitOfMeasure")
             if isinstance(measure, Mapping):
-                unit = _text(measure.get("unit"))
+                unit = str_or_none(measure.get("unit"))
                 multiplier = measure.get("multiplier")
                 if isinstance(multiplier, int) and not isinstance(multiplier, bool) and multiplier:
                     value = value.scaleb(multiplier)

@@ -12,32 +12,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plugstream.cloud.meter import parse_time_or
+from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.cloud.storage.security import add_security_event
 from plugstream.ocpp import on, v16
-
-if TYPE_CHECKING:
-    from plugstream.cloud.storage import Store
 
 log = logging.getLogger("plugstream.cloud.security")
 
 __all__ = ["SecurityEventHandlers"]
 
 
-class SecurityEventHandlers:
-    """SecurityEventNotification, the same payload in 1.6 (security extension) and 2.0.1.
-
-    The attributes come from StationHandlers (the class this is mixed into)."""
-
-    station_id: str
-    store: Store
-
-    if TYPE_CHECKING:  # StationHandlers.now; not defined here, which would shadow it
-
-        def now(self) -> datetime: ...
+class SecurityEventHandlers(StationHandlers):
+    """SecurityEventNotification, the same payload in 1.6 (security extension) and 2.0.1."""
 
     # The action name is the same in both versions (v16.Action and v201.Action).
     @on(v16.Action.SecurityEventNotification)
@@ -47,7 +35,7 @@ class SecurityEventHandlers:
         now = self.now()
         at = parse_time_or(payload.get("timestamp"), now)
         await add_security_event(
-            self.store,
+            self.context.store,
             self.station_id,
             str(kind) if kind is not None else "Unknown",
             at,

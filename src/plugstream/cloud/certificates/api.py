@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from plugstream.cloud.api import guarded_router
 from plugstream.cloud.certificates.signing import signed_file
 from plugstream.cloud.config import CloudConfig
-from plugstream.cloud.gateway import StationOffline
+from plugstream.cloud.stations import StationOffline
 from plugstream.ocpp import CallTimeout, OcppError, OcppVersion
 
 if TYPE_CHECKING:

@@ -8,18 +8,14 @@ event.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plugstream.cloud.certificates.signing import CsrRefused, sign_station_csr
-from plugstream.cloud.config import CloudConfig
-from plugstream.cloud.gateway import SecurityEvent, StationOffline
+from plugstream.cloud.context import SecurityEvent
+from plugstream.cloud.station_handlers import StationHandlers
+from plugstream.cloud.stations import StationOffline
 from plugstream.cloud.storage.security import add_security_event
 from plugstream.ocpp import OcppError, after, on, v16, v201
-
-if TYPE_CHECKING:
-    from plugstream.cloud.gateway import Gateway
-    from plugstream.cloud.storage import Store
 
 __all__ = ["SECURITY_EVENT", "CertificateHandlers16", "CertificateHandlers201"]
 
@@ -28,24 +24,16 @@ log = logging.getLogger("plugstream.cloud.certificates")
 SECURITY_EVENT = "InvalidChargingStationCertificate"
 
 
-class _SignCertificate:
-    """What both versions share; the attributes come from StationHandlers."""
+class _SignCertificate(StationHandlers):
+    """What both versions share."""
 
-    station_id: str
-    store: Store
-    config: CloudConfig
-    gateway: Gateway | None
     _signed: bytes | None = None  # the certificate for the CSR just answered
-
-    if TYPE_CHECKING:  # StationHandlers.now; not defined here, which would shadow it
-
-        def now(self) -> datetime: ...
 
     async def _sign(self, csr: str) -> str:
         """Sign now (fast), send later: the status of the SignCertificateResponse."""
         self._signed = None
         try:
-            self._signed = sign_station_csr(self.config, self.station_id, csr)
+            self._signed = sign_station_csr(self.context.config, self.station_id, csr)
         except CsrRefused as exc:
             log.warning("station %s: SignCertificate rejected: %s", self.station_id, exc)
             if "CN" in str(exc):  # a station asking for another's identity
@@ -56,20 +44,19 @@ class _SignCertificate:
     async def _security_event(self, tech_info: str) -> None:
         now = self.now()
         await add_security_event(
-            self.store, self.station_id, SECURITY_EVENT, now, tech_info, "gateway"
+            self.context.store, self.station_id, SECURITY_EVENT, now, tech_info, "gateway"
         )
-        if self.gateway is not None:
-            self.gateway.security_events.append(
-                SecurityEvent(now, self.station_id, SECURITY_EVENT, tech_info)
-            )
+        self.context.events.security_event(
+            SecurityEvent(now, self.station_id, SECURITY_EVENT, tech_info)
+        )
 
     async def _send_signed(self, extra: dict[str, Any]) -> None:
         pem, self._signed = self._signed, None
-        if pem is None or self.gateway is None:
+        if pem is None:
             return
         payload = {"certificateChain": pem.decode(), **extra}
         try:
-            answer = await self.gateway.call(self.station_id, "CertificateSigned", payload)
+            answer = await self.context.commands.call(self.station_id, "CertificateSigned", payload)
         except (OcppError, StationOffline) as exc:
             log.warning("station %s: CertificateSigned not delivered: %s", self.station_id, exc)
             return

@@ -15,35 +15,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plugstream.cloud.firmware.rollouts import send_pending
+from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.cloud.storage import firmware as db
 from plugstream.ocpp import after, on, v16, v201
-
-if TYPE_CHECKING:
-    from plugstream.cloud.config import CloudConfig
-    from plugstream.cloud.gateway import Gateway
-    from plugstream.cloud.storage import Store
 
 log = logging.getLogger(__name__)
 
 IDLE = "Idle"
 
 
-class _FirmwareStatus:
-    """What both versions share; the attributes come from StationHandlers."""
-
-    station_id: str
-    store: Store
-    config: CloudConfig
-    gateway: Gateway | None
-    accepted: bool
-
-    if TYPE_CHECKING:  # StationHandlers.now; not defined here, which would shadow it
-
-        def now(self) -> datetime: ...
+class _FirmwareStatus(StationHandlers):
+    """What both versions share."""
 
     async def _firmware_status(self, payload: Mapping[str, Any]) -> None:
         status = payload.get("status")
@@ -55,7 +40,7 @@ class _FirmwareStatus:
         if not isinstance(request_id, int) or isinstance(request_id, bool):
             request_id = None
         found = await db.record_firmware_status(
-            self.store, self.station_id, request_id, status, self.now()
+            self.context.store, self.station_id, request_id, status, self.now()
         )
         if found is None:
             log.info(
@@ -68,9 +53,12 @@ class _FirmwareStatus:
     async def _send_missed_update(self) -> None:
         """Run after the answer to a BootNotification: an Accepted station gets the newest
         update it missed (a Pending or Rejected one may not be sent anything yet)."""
-        if not self.accepted or self.gateway is None:
+        if not self.accepted:
             return
-        await send_pending(self.gateway, self.store, self.config, self.station_id, self.now())
+        context = self.context
+        await send_pending(
+            context.commands, context.store, context.config, self.station_id, self.now()
+        )
 
 
 class FirmwareStatus16(_FirmwareStatus):

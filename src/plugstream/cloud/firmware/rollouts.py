@@ -2,7 +2,8 @@
 
 The pure part (:func:`pick_percentage`, :func:`update_request`, :func:`location`) decides;
 :func:`send_target` and :func:`send_rollout` are the thin asyncio shell that calls the
-stations through the gateway and records their answers.
+stations through a :class:`~plugstream.cloud.context.CommandSender` (the gateway) and
+records their answers.
 
 A 2.0.1 station gets UpdateFirmware (part 2 use case L01, secure firmware update), a 1.6
 charge point SignedUpdateFirmware (1.6 Security Whitepaper edition 3, "Secure firmware
@@ -26,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from plugstream.cloud.config import CloudConfig
-from plugstream.cloud.gateway import StationOffline
+from plugstream.cloud.context import CommandSender
+from plugstream.cloud.stations import StationOffline
 from plugstream.cloud.storage import firmware as db
 from plugstream.ocpp import CallTimeout, OcppError, OcppVersion
 from plugstream.ocpp.datetimes import format_time
 
 if TYPE_CHECKING:
-    from plugstream.cloud.gateway import Gateway
     from plugstream.cloud.storage import Store
 
 __all__ = [
@@ -135,7 +136,7 @@ def update_request(
 
 
 async def send_target(
-    gateway: Gateway,
+    stations: CommandSender,
     store: Store,
     config: CloudConfig,
     image: db.FirmwareImage,
@@ -144,14 +145,14 @@ async def send_target(
     now: datetime,
 ) -> str:
     """Send one target its update if the station is connected; its status afterwards."""
-    version = gateway.version_of(target.station_id)
+    version = stations.version_of(target.station_id)
     if version is None:
         return target.status  # stays Pending until the station boots again
     action, payload = update_request(
         version, image, target.request_id, options, location(config, image)
     )
     try:
-        answer = await gateway.call(target.station_id, action, payload)
+        answer = await stations.call(target.station_id, action, payload)
     except StationOffline:
         return target.status
     except CallTimeout:
@@ -166,7 +167,7 @@ async def send_target(
 
 
 async def send_rollout(
-    gateway: Gateway,
+    stations: CommandSender,
     store: Store,
     config: CloudConfig,
     image: db.FirmwareImage,
@@ -180,15 +181,15 @@ async def send_rollout(
     async def one(target: db.RolloutTarget) -> None:
         async with gate:
             try:
-                await send_target(gateway, store, config, image, target, options, now)
+                await send_target(stations, store, config, image, target, options, now)
             except Exception:
                 log.exception("sending firmware to %s failed", target.station_id)
 
-    await asyncio.gather(*(one(t) for t in rollout.targets if gateway.is_connected(t.station_id)))
+    await asyncio.gather(*(one(t) for t in rollout.targets if stations.is_connected(t.station_id)))
 
 
 async def send_pending(
-    gateway: Gateway, store: Store, config: CloudConfig, station_id: str, now: datetime
+    stations: CommandSender, store: Store, config: CloudConfig, station_id: str, now: datetime
 ) -> str | None:
     """A station is back: send it the newest update it missed; older missed ones are
     Superseded (a second UpdateFirmware would only cancel the first, L01.FR.24).
@@ -199,4 +200,4 @@ async def send_pending(
     (target, rollout, image), older = pending[0], pending[1:]
     for old, _, _ in older:
         await db.record_answer(store, old.rollout_id, station_id, SUPERSEDED, now)
-    return await send_target(gateway, store, config, image, target, Options.of(rollout), now)
+    return await send_target(stations, store, config, image, target, Options.of(rollout), now)

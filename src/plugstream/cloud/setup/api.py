@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from plugstream.cloud.api import guarded_router
 from plugstream.cloud.config import CloudConfig
-from plugstream.cloud.gateway import valid_station_id
+from plugstream.cloud.stations import valid_station_id
 from plugstream.cloud.storage.setup import (
     ClaimRecord,
     delete_claim,
