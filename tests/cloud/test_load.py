@@ -19,7 +19,8 @@ from fastapi import FastAPI, WebSocket
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from plugstream.cloud.api import build_router
+from plugstream.cloud.api.common import include_guarded
+from plugstream.cloud.app import API_ROUTERS
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.context import HandlerContext
 from plugstream.cloud.gateway import Gateway
@@ -156,7 +157,9 @@ async def api(store: Store) -> AsyncIterator[tuple[httpx.AsyncClient, Gateway, i
     """The REST API and the gateway on a loopback port: (client, gateway, port)."""
     gateway = Gateway(store, CloudConfig(call_timeout=5.0), handlers=csms_handlers())
     app = FastAPI()
-    app.include_router(build_router(lambda: store, lambda: gateway, TOKEN))
+    app.state.store, app.state.gateway = store, gateway
+    app.state.config = CloudConfig(api_token=TOKEN)
+    include_guarded(app, *API_ROUTERS)
 
     @app.websocket("/ocpp/{station_id:path}")
     async def ocpp(websocket: WebSocket, station_id: str) -> None:

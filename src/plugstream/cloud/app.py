@@ -16,23 +16,44 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from plugstream import __version__
+from plugstream.cloud.api import (
+    commands,
+    id_tokens,
+    messages,
+    security_events,
+    stations,
+    transactions,
+)
+from plugstream.cloud.api.common import API_PREFIX, include_guarded
+from plugstream.cloud.certificates import api as certificates_api
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.context import CloudClock, HandlersFactory
+from plugstream.cloud.firmware import api as firmware_api
 from plugstream.cloud.gateway import Gateway
 from plugstream.cloud.handlers import csms_handlers
+from plugstream.cloud.setup import api as setup_api
 from plugstream.ocpp import OcppVersion
 
 if TYPE_CHECKING:
     from plugstream.cloud.storage import Store
 
-API_PREFIX = "/api/v1"
 OCPP_PREFIX = "/ocpp/"
+
+API_ROUTERS: tuple[APIRouter, ...] = (
+    stations.router,
+    messages.router,
+    security_events.router,
+    commands.router,
+    transactions.router,
+    id_tokens.router,
+)
+"""The REST API's own routers, bearer-guarded, in the order of its OpenAPI document."""
 
 
 class CloudApp(FastAPI):
@@ -94,8 +115,8 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-
-    _include_api(app, config)
+    app.state.config = config
+    include_api(app)
     return app
 
 
@@ -103,7 +124,6 @@ def _create_setup_app(config: CloudConfig, opener: Callable[[str], Awaitable[Sto
     """``plugstream cloud serve --setup``: the setup service alone, on its own name and port,
     with the cloud's database: ``/setup/v1/provision``, ``/setup/v1/health`` and its
     OpenAPI document at ``/setup/v1/openapi.json``. No OCPP gateway, no REST API."""
-    from plugstream.cloud.setup.api import SETUP_PREFIX, build_setup_router
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,50 +138,21 @@ def _create_setup_app(config: CloudConfig, opener: Callable[[str], Awaitable[Sto
     app = FastAPI(
         title="PlugStream setup service",
         version=__version__,
-        openapi_url=f"{SETUP_PREFIX}/openapi.json",
-        docs_url=f"{SETUP_PREFIX}/docs",
+        openapi_url=f"{setup_api.SETUP_PREFIX}/openapi.json",
+        docs_url=f"{setup_api.SETUP_PREFIX}/docs",
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.include_router(build_setup_router(lambda: app.state.store, config))
+    app.state.config = config
+    app.include_router(setup_api.router)
     return app
 
 
-def _include_api(app: FastAPI, config: CloudConfig) -> None:
-    try:
-        from plugstream.cloud.api import build_router
-    except ModuleNotFoundError as exc:  # the REST API is not there yet
-        if exc.name != "plugstream.cloud.api":
-            raise
-        return
-
-    def store_getter() -> Any:
-        return app.state.store
-
-    def gateway_getter() -> Any:
-        return app.state.gateway
-
-    router = build_router(store_getter, gateway_getter, config.api_token)
-    if router.prefix.startswith(API_PREFIX):
-        app.include_router(router)
-    else:
-        app.include_router(router, prefix=API_PREFIX)
-    _include_features(app, config, store_getter, gateway_getter)
-
-
-def _include_features(
-    app: FastAPI,
-    config: CloudConfig,
-    store_getter: Callable[[], Any],
-    gateway_getter: Callable[[], Any],
-) -> None:
-    """The routers of the trust features: certificates, the firmware repository (its API
-    and its downloads), the setup service's claims. Each gives its own prefixes."""
-    from plugstream.cloud.certificates.api import build_router as certificates
-    from plugstream.cloud.firmware.api import build_router as firmware
-    from plugstream.cloud.setup.api import build_router as setup
-
-    for build in (certificates, firmware, setup):
-        feature = build(store_getter, gateway_getter, config)
-        if feature is not None:
-            app.include_router(feature)
+def include_api(app: FastAPI) -> None:
+    """The REST API and the routers of the trust features -- certificates, the firmware
+    repository (its API and the stations' downloads), the setup service's claims and
+    its setup call -- into ``app``, whose ``state.config`` is set (the bearer token)."""
+    include_guarded(app, *API_ROUTERS, certificates_api.router, firmware_api.router)
+    app.include_router(firmware_api.downloads)
+    include_guarded(app, setup_api.claims)
+    app.include_router(setup_api.router)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import secrets
 import string
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -36,7 +35,7 @@ from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugstream.cloud.api import guarded_router
+from plugstream.cloud.api.common import ConfigDep, StoreDep, guarded_router
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.stations import valid_station_id
 from plugstream.cloud.storage.setup import (
@@ -51,15 +50,15 @@ from plugstream.pki.authority import PKIError
 from plugstream.pki.keystore import PKIStore
 
 if TYPE_CHECKING:
-    from plugstream.cloud.storage import Store
+    pass
 
 __all__ = [
     "PASSWORD_LENGTH",
     "RETRY_AFTER_S",
     "SETUP_PREFIX",
-    "build_router",
-    "build_setup_router",
+    "claims",
     "ocpp_url",
+    "router",
 ]
 
 log = logging.getLogger("plugstream.cloud.setup")
@@ -241,163 +240,159 @@ def manufacturer_identity(cert: x509.Certificate, root: x509.Certificate) -> str
 
 # -- routers ---------------------------------------------------------------------------
 
+router = APIRouter(prefix=SETUP_PREFIX, tags=["setup"])
+"""``/setup/v1``: the stations' setup call and the service's health (no bearer token:
+a station proves itself with its manufacturer certificate)."""
 
-def build_setup_router(store_getter: Callable[[], Any], config: CloudConfig) -> APIRouter:
-    """``/setup/v1``: the stations' setup call and the service's health."""
-    router = APIRouter(prefix=SETUP_PREFIX, tags=["setup"])
 
-    @router.get("/health")
-    async def health() -> dict[str, str]:
-        await get_claim(store_getter(), "")  # the database answers
-        return {"status": "ok"}
+@router.get("/health")
+async def health(store: StoreDep) -> dict[str, str]:
+    await get_claim(store, "")  # the database answers
+    return {"status": "ok"}
 
-    @router.post(
-        "/provision",
-        response_model=ProvisionResponse,
-        responses={
-            403: {"description": "no manufacturer certificate, or not this serial number's"},
-            404: {"description": "not claimed yet: call again after Retry-After seconds"},
-            409: {"description": "the claim asks for what the station cannot do"},
-        },
+
+@router.post(
+    "/provision",
+    response_model=ProvisionResponse,
+    responses={
+        403: {"description": "no manufacturer certificate, or not this serial number's"},
+        404: {"description": "not claimed yet: call again after Retry-After seconds"},
+        409: {"description": "the claim asks for what the station cannot do"},
+    },
+)
+async def provision(
+    request: Request, body: ProvisionRequest, store: StoreDep, config: ConfigDep
+) -> Response:
+    """A station's setup call: mutual TLS with its manufacturer certificate."""
+    if config.pki_dir is None:
+        return _refuse(503, "the setup service has no PKI (serve with --pki)")
+    if request.url.scheme != "https":
+        return _refuse(
+            403, "the setup service needs HTTPS with the station's manufacturer certificate"
+        )
+    cert = client_certificate(request.scope)
+    if cert is None:
+        return _refuse(
+            403,
+            "no manufacturer certificate: the station must present the certificate its "
+            "manufacturer installed (mutual TLS)",
+        )
+    pki = PKIStore(config.pki_dir)
+    try:
+        maker_root = pki.manufacturer_root().root.certificate
+    except PKIError as exc:
+        log.error("setup service: %s", exc)
+        return _refuse(503, "the setup service cannot read its manufacturer root")
+    serial = manufacturer_identity(cert, maker_root)
+    if serial is None:
+        return _refuse(
+            403,
+            "the client certificate is not issued by the manufacturer root "
+            f"(issuer {cert.issuer.rfc4514_string()!r})",
+        )
+    if serial != body.serial_number:
+        return _refuse(
+            403,
+            f"serial number mismatch: the certificate is for {serial!r}, "
+            f"the request says {body.serial_number!r}",
+        )
+    claim = await get_claim(store, serial)
+    if claim is None:
+        return _refuse(
+            404,
+            f"not claimed yet: ask the owner to claim serial {serial}",
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )
+    if claim.ocpp_version not in body.ocpp_versions:
+        return _refuse(
+            409,
+            f"claimed for OCPP {claim.ocpp_version}, but the station speaks only "
+            f"{', '.join(body.ocpp_versions)}",
+        )
+    answer = ProvisionResponse(
+        serial_number=serial,
+        csms_url=claim.csms_url if claim.csms_url is not None else ocpp_url(config),
+        ocpp_version=claim.ocpp_version,
+        security_profile=claim.security_profile,
     )
-    async def provision(request: Request, body: ProvisionRequest) -> Response:
-        """A station's setup call: mutual TLS with its manufacturer certificate."""
-        store: Store = store_getter()
-        if config.pki_dir is None:
-            return _refuse(503, "the setup service has no PKI (serve with --pki)")
-        if request.url.scheme != "https":
+    if claim.csms_url is not None:  # a third-party CSMS: what the owner gave
+        answer.password = claim.password
+        if await store.get_station(serial) is not None:
+            # it leaves PlugStream Cloud: its credentials here stop working (a password
+            # nobody knows, and profile 2 so that a certificate alone does not admit it)
+            await store.register_station(serial, password=new_password(), security_profile=2)
+    elif claim.security_profile == 3:
+        if body.csr is None:
             return _refuse(
-                403, "the setup service needs HTTPS with the station's manufacturer certificate"
+                400, "claimed for security profile 3: send a CSR (csr) for your certificate"
             )
-        cert = client_certificate(request.scope)
-        if cert is None:
-            return _refuse(
-                403,
-                "no manufacturer certificate: the station must present the certificate its "
-                "manufacturer installed (mutual TLS)",
-            )
-        pki = PKIStore(config.pki_dir)
         try:
-            maker_root = pki.manufacturer_root().root.certificate
+            csms = pki.csms_root()
+            signed = csms.sign_csr(body.csr.encode("ascii", "replace"), organization=pki.operator)
         except PKIError as exc:
-            log.error("setup service: %s", exc)
-            return _refuse(503, "the setup service cannot read its manufacturer root")
-        serial = manufacturer_identity(cert, maker_root)
-        if serial is None:
+            return _refuse(400, f"csr: {exc}")
+        signed_cn = signed.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if not signed_cn or signed_cn[0].value != serial:
             return _refuse(
-                403,
-                "the client certificate is not issued by the manufacturer root "
-                f"(issuer {cert.issuer.rfc4514_string()!r})",
+                403, f"the CSR's CN must be the serial number {serial!r}, not {signed_cn!r}"
             )
-        if serial != body.serial_number:
-            return _refuse(
-                403,
-                f"serial number mismatch: the certificate is for {serial!r}, "
-                f"the request says {body.serial_number!r}",
-            )
-        claim = await get_claim(store, serial)
-        if claim is None:
-            return _refuse(
-                404,
-                f"not claimed yet: ask the owner to claim serial {serial}",
-                {"Retry-After": str(RETRY_AFTER_S)},
-            )
-        if claim.ocpp_version not in body.ocpp_versions:
-            return _refuse(
-                409,
-                f"claimed for OCPP {claim.ocpp_version}, but the station speaks only "
-                f"{', '.join(body.ocpp_versions)}",
-            )
-        answer = ProvisionResponse(
-            serial_number=serial,
-            csms_url=claim.csms_url if claim.csms_url is not None else ocpp_url(config),
-            ocpp_version=claim.ocpp_version,
-            security_profile=claim.security_profile,
-        )
-        if claim.csms_url is not None:  # a third-party CSMS: what the owner gave
-            answer.password = claim.password
-            if await store.get_station(serial) is not None:
-                # it leaves PlugStream Cloud: its credentials here stop working (a password
-                # nobody knows, and profile 2 so that a certificate alone does not admit it)
-                await store.register_station(serial, password=new_password(), security_profile=2)
-        elif claim.security_profile == 3:
-            if body.csr is None:
-                return _refuse(
-                    400, "claimed for security profile 3: send a CSR (csr) for your certificate"
-                )
-            try:
-                csms = pki.csms_root()
-                signed = csms.sign_csr(
-                    body.csr.encode("ascii", "replace"), organization=pki.operator
-                )
-            except PKIError as exc:
-                return _refuse(400, f"csr: {exc}")
-            signed_cn = signed.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-            if not signed_cn or signed_cn[0].value != serial:
-                return _refuse(
-                    403, f"the CSR's CN must be the serial number {serial!r}, not {signed_cn!r}"
-                )
-            answer.certificate_chain = _pem(signed) + _pem(csms.root.certificate)
-            answer.csms_root_certificates = [_pem(csms.root.certificate)]
-            await store.register_station(serial, security_profile=3)
-        else:
-            answer.password = new_password()
-            answer.csms_root_certificates = [_pem(pki.csms_root().root.certificate)]
-            await store.register_station(serial, password=answer.password, security_profile=2)
-        await mark_provisioned(store, serial, _now())
-        log.info(
-            "station %s provisioned: %s, OCPP %s, profile %d",
-            serial,
-            answer.csms_url,
-            answer.ocpp_version,
-            answer.security_profile,
-        )
-        return JSONResponse(answer.model_dump(mode="json"))
-
-    return router
+        answer.certificate_chain = _pem(signed) + _pem(csms.root.certificate)
+        answer.csms_root_certificates = [_pem(csms.root.certificate)]
+        await store.register_station(serial, security_profile=3)
+    else:
+        answer.password = new_password()
+        answer.csms_root_certificates = [_pem(pki.csms_root().root.certificate)]
+        await store.register_station(serial, password=answer.password, security_profile=2)
+    await mark_provisioned(store, serial, _now())
+    log.info(
+        "station %s provisioned: %s, OCPP %s, profile %d",
+        serial,
+        answer.csms_url,
+        answer.ocpp_version,
+        answer.security_profile,
+    )
+    return JSONResponse(answer.model_dump(mode="json"))
 
 
-def build_router(
-    store_getter: Callable[[], Any], gateway_getter: Callable[[], Any], config: CloudConfig
-) -> APIRouter | None:
-    """The owners' claims (``/api/v1/claims``, bearer-guarded) and the setup service."""
-    router = APIRouter()
-    claims = guarded_router(config.api_token, tags=["claims"])
+claims = guarded_router(tags=["claims"])
+"""The owners' claims, ``/api/v1/claims`` (bearer-guarded, like the rest of the REST API)."""
 
-    @claims.put("/claims/{serial_number}", response_model=ClaimOut)
-    async def claim_station(serial_number: str, claim: Annotated[ClaimIn, Body()]) -> ClaimOut:
-        """Claim a station by its serial number (or change the claim): its next setup call
-        sends it there."""
-        _check_claim(serial_number, claim)
-        record = await put_claim(
-            store_getter(),
-            serial_number,
-            owner=claim.owner,
-            csms_url=claim.csms_url,
-            ocpp_version=claim.ocpp_version,
-            security_profile=claim.security_profile,
-            password=claim.password,
-            claimed_at=_now(),
-        )
-        return _claim_out(record)
 
-    @claims.get("/claims", response_model=list[ClaimOut])
-    async def claims_list() -> list[ClaimOut]:
-        return [_claim_out(c) for c in await list_claims(store_getter())]
+@claims.put("/claims/{serial_number}", response_model=ClaimOut)
+async def claim_station(
+    serial_number: str, claim: Annotated[ClaimIn, Body()], store: StoreDep
+) -> ClaimOut:
+    """Claim a station by its serial number (or change the claim): its next setup call
+    sends it there."""
+    _check_claim(serial_number, claim)
+    record = await put_claim(
+        store,
+        serial_number,
+        owner=claim.owner,
+        csms_url=claim.csms_url,
+        ocpp_version=claim.ocpp_version,
+        security_profile=claim.security_profile,
+        password=claim.password,
+        claimed_at=_now(),
+    )
+    return _claim_out(record)
 
-    @claims.get("/claims/{serial_number}", response_model=ClaimOut)
-    async def claim_get(serial_number: str) -> ClaimOut:
-        found = await get_claim(store_getter(), serial_number)
-        if found is None:
-            raise HTTPException(404, f"serial {serial_number!r} is not claimed")
-        return _claim_out(found)
 
-    @claims.delete("/claims/{serial_number}", status_code=204)
-    async def claim_delete(serial_number: str) -> Response:
-        if not await delete_claim(store_getter(), serial_number):
-            raise HTTPException(404, f"serial {serial_number!r} is not claimed")
-        return Response(status_code=204)
+@claims.get("/claims", response_model=list[ClaimOut])
+async def claims_list(store: StoreDep) -> list[ClaimOut]:
+    return [_claim_out(c) for c in await list_claims(store)]
 
-    router.include_router(claims)
-    router.include_router(build_setup_router(store_getter, config))
-    return router
+
+@claims.get("/claims/{serial_number}", response_model=ClaimOut)
+async def claim_get(serial_number: str, store: StoreDep) -> ClaimOut:
+    found = await get_claim(store, serial_number)
+    if found is None:
+        raise HTTPException(404, f"serial {serial_number!r} is not claimed")
+    return _claim_out(found)
+
+
+@claims.delete("/claims/{serial_number}", status_code=204)
+async def claim_delete(serial_number: str, store: StoreDep) -> Response:
+    if not await delete_claim(store, serial_number):
+        raise HTTPException(404, f"serial {serial_number!r} is not claimed")
+    return Response(status_code=204)
