@@ -198,17 +198,17 @@ def recorded_events(station: Station, monkeypatch: pytest.MonkeyPatch) -> list[t
 def recorded_answers(
     station: Station, monkeypatch: pytest.MonkeyPatch
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The answers the station gets to its CALLs (its ``_call``, still called through):
+    """The answers the station gets to its CALLs (its ``call``, still called through):
     a test waits for the one that must come before what it checks."""
     seen: list[tuple[str, dict[str, Any]]] = []
-    original = station._call
+    original = station.call
 
     async def call(action: str, payload: dict[str, Any]) -> dict[str, Any]:
         answer = await original(action, payload)
         seen.append((action, answer))
         return answer
 
-    monkeypatch.setattr(station, "_call", call)
+    monkeypatch.setattr(station, "call", call)
     return seen
 
 
@@ -405,7 +405,7 @@ async def test_a_csr_for_another_station_is_not_signed(
         payload: dict[str, Any] = {"csr": csr.decode()}
         if version == "2.0.1":
             payload["certificateType"] = "ChargingStationCertificate"
-        assert await station._call("SignCertificate", payload) == {"status": "Rejected"}
+        assert await station.call("SignCertificate", payload) == {"status": "Rejected"}
         events = [
             e for e in await list_security_events(signing.cloud.store) if e.source == "gateway"
         ]

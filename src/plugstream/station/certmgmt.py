@@ -21,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Final, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -47,18 +46,12 @@ from plugstream.station.certificates import (
     matches,
     root_kind,
 )
-
-if TYPE_CHECKING:
-    from typing import TypeAlias
-
-    from plugstream.station.station16 import Station16
-    from plugstream.station.station201 import Station201
-
-    _Station: TypeAlias = Station16 | Station201
+from plugstream.station.ports import StationPort
 
 __all__ = [
     "CertificateHandlers16",
     "CertificateHandlers201",
+    "CertificateSigning",
     "InvalidCertificate",
     "check_certificate_chain",
     "check_root",
@@ -66,6 +59,7 @@ __all__ = [
     "renew_if_expiring",
     "renewal_due",
     "request_signing",
+    "signing_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -215,7 +209,7 @@ def _station_leaf_named(store: CertificateStore, wanted: dict[str, Any]) -> bool
 # -- the station's side, shared by both versions -----------------------------------------
 
 
-def _organization(station: _Station) -> str | None:
+def _organization(station: StationPort) -> str | None:
     """O of the CSR: 2.0.1 SecurityCtrlr.OrganizationName, 1.6 CpoName (if the station
     has that key), else the O of the certificate it has now."""
     config: Any = station.config
@@ -235,29 +229,7 @@ def _organization(station: _Station) -> str | None:
     return None
 
 
-# The resend timer of each station's CSR in flight (A02.FR.17): kept off the station's own
-# task set, which a clean shutdown waits to drain.
-_resends: weakref.WeakKeyDictionary[Any, asyncio.Task[None]] = weakref.WeakKeyDictionary()
-
-
-def _stop_resending(station: _Station) -> None:
-    task = _resends.pop(station, None)
-    if task is not None and task is not asyncio.current_task():
-        task.cancel()
-
-
-async def _send_csr(station: _Station, payload: dict[str, Any]) -> str | None:
-    try:
-        result = await station._call("SignCertificate", payload)
-    except OcppError as exc:
-        log.info("SignCertificate not delivered: %s", exc)
-        return None
-    status = str(result.get("status"))
-    log.info("SignCertificate: %s", status)
-    return status
-
-
-def _resend_rules(station: _Station) -> tuple[float, int]:
+def _resend_rules(station: StationPort) -> tuple[float, int]:
     """(CertSigningWaitMinimum, CertSigningRepeatTimes); 2.0.1 only: 1.6 has no such keys."""
     if station.ocpp_version.name == "V16":
         return 0.0, 0
@@ -271,72 +243,7 @@ def _resend_rules(station: _Station) -> tuple[float, int]:
         return 0.0, 0
 
 
-async def _resend(station: _Station, payload: dict[str, Any], key_pem: bytes) -> None:
-    """A02.FR.17-19: no CertificateSigned for the CSR after CertSigningWaitMinimum: send
-    it again, doubling the wait each time, CertSigningRepeatTimes times at most."""
-    wait, times = _resend_rules(station)
-    path = station.certificates.pending_key_path
-    try:
-        for attempt in range(times):
-            await station.clock.sleep(wait * 2**attempt)
-            if not path.is_file() or path.read_bytes() != key_pem:
-                return  # answered, or a newer CSR replaced it
-            if await _send_csr(station, payload) == "Rejected":
-                return
-    finally:
-        if _resends.get(station) is asyncio.current_task():
-            del _resends[station]
-
-
-async def request_signing(station: _Station, certificate_type: str | None = None) -> str | None:
-    """Make a new key and send its CSR in SignCertificate (A02.FR.02/03); the CSMS's
-    status (Accepted / Rejected), or None if it was not answered. While the CSMS has
-    accepted it and not sent the certificate, a 2.0.1 station sends it again
-    (A02.FR.17-19)."""
-    _stop_resending(station)
-    csr, key = make_csr(station.station_id, _organization(station))
-    station.certificates.set_pending_key(key)
-    payload: dict[str, Any] = {"csr": csr.decode()}
-    if certificate_type is not None:
-        payload["certificateType"] = certificate_type  # A02.FR.13
-    status = await _send_csr(station, payload)
-    wait, times = _resend_rules(station)
-    pending = station.certificates.pending_key_path
-    # not answered yet (the certificate may have come already)
-    unanswered = pending.is_file() and pending.read_bytes() == key
-    if status == "Accepted" and wait > 0 and times > 0 and unanswered:
-        _resends[station] = asyncio.get_running_loop().create_task(_resend(station, payload, key))
-    return status
-
-
-RENEW_BEFORE = dt.timedelta(days=30)  # A03.FR.02: "will expire in one month"
-
-
-def renewal_due(
-    leaf: x509.Certificate, now: dt.datetime, before: dt.timedelta = RENEW_BEFORE
-) -> bool:
-    """Whether the station's certificate expires within ``before`` of ``now`` (A03.FR.02)."""
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=dt.UTC)
-    return leaf.not_valid_after_utc - now <= before
-
-
-async def renew_if_expiring(station: _Station) -> str | None:
-    """A03: the station renews its certificate by itself when it expires within a month.
-    Call once registered on a connection; does nothing (None) while the certificate has
-    longer to live, or while a CSR is already pending (its answer, or a TriggerMessage,
-    decides then: A02.FR.19/20)."""
-    chain = station.certificates.station_chain()
-    if not chain or not renewal_due(chain[0], station.now()):
-        return None
-    if station.certificates.pending_key() is not None:
-        return None
-    kind = None if station.ocpp_version.name == "V16" else "ChargingStationCertificate"
-    log.info("the station certificate expires %s: renewing", chain[0].not_valid_after_utc)
-    return await request_signing(station, kind)
-
-
-def _max_chain_chars(station: _Station) -> int:
+def _max_chain_chars(station: StationPort) -> int:
     config: Any = station.config
     try:
         if station.ocpp_version.name == "V16":
@@ -351,44 +258,164 @@ def _max_chain_chars(station: _Station) -> int:
     return MAX_CHAIN_CHARS
 
 
-def _certificate_signed(station: _Station, chain_pem: str, event: str) -> bool:
-    """Check and install a signed certificate; False (and the security event) if refused."""
-    store = station.certificates
-    _stop_resending(station)  # answered; if refused, not again until triggered (A02.FR.20)
-    try:
-        check_certificate_chain(
-            chain_pem,
-            store.pending_key(),
-            store.roots(CSMS_ROOT),
-            station.station_id,
-            station.now(),
-            max_chars=_max_chain_chars(station),
-        )
-    except InvalidCertificate as exc:
-        log.warning("CertificateSigned rejected: %s", exc)
-        station.security_event(event, str(exc)[:255])
-        return False
-    key_pem = store.pending_key_path.read_bytes()
-    store.replace_station_certificate(chain_pem.encode(), key_pem)
-    store.pending_key_path.unlink(missing_ok=True)
-    log.info("new ChargingStationCertificate installed")
-    return True
+RENEW_BEFORE = dt.timedelta(days=30)  # A03.FR.02: "will expire in one month"
 
 
-async def _switch_certificate(station: _Station) -> None:
-    """Reconnect once the new certificate is valid, so TLS presents it (A02.FR.08)."""
-    chain = station.certificates.station_chain()
-    if not chain:
-        return
-    wait = (chain[0].not_valid_before_utc - station.now()).total_seconds()
-    if wait > 0:
-        await station.clock.sleep(wait)
-    if station.certificates.station_chain()[:1] == chain[:1]:
-        await station._disconnect()
+def renewal_due(
+    leaf: x509.Certificate, now: dt.datetime, before: dt.timedelta = RENEW_BEFORE
+) -> bool:
+    """Whether the station's certificate expires within ``before`` of ``now`` (A03.FR.02)."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    return leaf.not_valid_after_utc - now <= before
+
+
+class CertificateSigning:
+    """The renewal of one station's certificate: the CSR it sends, its re-sends while
+    the CSMS has accepted it and sent no certificate (A02.FR.17-19), and the
+    CertificateSigned that answers it (A02.FR.06-08).
+
+    One per station (:func:`signing_of`): two stations in one process share no state.
+    The re-send timer is kept off the station's own task set, which a clean shutdown
+    waits to drain.
+    """
+
+    def __init__(self, station: StationPort) -> None:
+        self.station = station
+        self._resending: asyncio.Task[None] | None = None
+
+    async def request(self, certificate_type: str | None = None) -> str | None:
+        """Make a new key and send its CSR in SignCertificate (A02.FR.02/03); the CSMS's
+        status (Accepted / Rejected), or None if it was not answered. While the CSMS has
+        accepted it and not sent the certificate, a 2.0.1 station sends it again
+        (A02.FR.17-19)."""
+        station = self.station
+        self.stop_resending()
+        csr, key = make_csr(station.station_id, _organization(station))
+        station.certificates.set_pending_key(key)
+        payload: dict[str, Any] = {"csr": csr.decode()}
+        if certificate_type is not None:
+            payload["certificateType"] = certificate_type  # A02.FR.13
+        status = await self._send(payload)
+        wait, times = _resend_rules(station)
+        pending = station.certificates.pending_key_path
+        # not answered yet (the certificate may have come already)
+        unanswered = pending.is_file() and pending.read_bytes() == key
+        if status == "Accepted" and wait > 0 and times > 0 and unanswered:
+            self._resending = asyncio.get_running_loop().create_task(self._resend(payload, key))
+        return status
+
+    async def renew_if_expiring(self) -> str | None:
+        """A03: the station renews its certificate by itself when it expires within a
+        month. Call once registered on a connection; does nothing (None) while the
+        certificate has longer to live, or while a CSR is already pending (its answer,
+        or a TriggerMessage, decides then: A02.FR.19/20)."""
+        station = self.station
+        chain = station.certificates.station_chain()
+        if not chain or not renewal_due(chain[0], station.now()):
+            return None
+        if station.certificates.pending_key() is not None:
+            return None
+        kind = None if station.ocpp_version.name == "V16" else "ChargingStationCertificate"
+        log.info("the station certificate expires %s: renewing", chain[0].not_valid_after_utc)
+        return await self.request(kind)
+
+    def certificate_signed(self, chain_pem: str, event: str) -> bool:
+        """Check and install a signed certificate; False (and the security event
+        ``event``) if refused."""
+        station = self.station
+        store = station.certificates
+        self.stop_resending()  # answered; if refused, not again until triggered (A02.FR.20)
+        try:
+            check_certificate_chain(
+                chain_pem,
+                store.pending_key(),
+                store.roots(CSMS_ROOT),
+                station.station_id,
+                station.now(),
+                max_chars=_max_chain_chars(station),
+            )
+        except InvalidCertificate as exc:
+            log.warning("CertificateSigned rejected: %s", exc)
+            station.security_event(event, str(exc)[:255])
+            return False
+        key_pem = store.pending_key_path.read_bytes()
+        store.replace_station_certificate(chain_pem.encode(), key_pem)
+        store.pending_key_path.unlink(missing_ok=True)
+        log.info("new ChargingStationCertificate installed")
+        return True
+
+    async def switch_certificate(self) -> None:
+        """Reconnect once the new certificate is valid, so TLS presents it (A02.FR.08)."""
+        station = self.station
+        chain = station.certificates.station_chain()
+        if not chain:
+            return
+        wait = (chain[0].not_valid_before_utc - station.now()).total_seconds()
+        if wait > 0:
+            await station.clock.sleep(wait)
+        if station.certificates.station_chain()[:1] == chain[:1]:
+            await station.disconnect()
+
+    def stop_resending(self) -> None:
+        """Cancel the re-sends of the CSR in flight (answered, or replaced by a new one)."""
+        task, self._resending = self._resending, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _send(self, payload: dict[str, Any]) -> str | None:
+        try:
+            result = await self.station.call("SignCertificate", payload)
+        except OcppError as exc:
+            log.info("SignCertificate not delivered: %s", exc)
+            return None
+        status = str(result.get("status"))
+        log.info("SignCertificate: %s", status)
+        return status
+
+    async def _resend(self, payload: dict[str, Any], key_pem: bytes) -> None:
+        """A02.FR.17-19: no CertificateSigned for the CSR after CertSigningWaitMinimum:
+        send it again, doubling the wait each time, CertSigningRepeatTimes times at most."""
+        wait, times = _resend_rules(self.station)
+        path = self.station.certificates.pending_key_path
+        try:
+            for attempt in range(times):
+                await self.station.clock.sleep(wait * 2**attempt)
+                if not path.is_file() or path.read_bytes() != key_pem:
+                    return  # answered, or a newer CSR replaced it
+                if await self._send(payload) == "Rejected":
+                    return
+        finally:
+            if self._resending is asyncio.current_task():
+                self._resending = None
+
+
+SIGNING_ATTRIBUTE: Final = "certificate_signing"
+"""The station's attribute that holds its :class:`CertificateSigning`."""
+
+
+def signing_of(station: StationPort) -> CertificateSigning:
+    """The station's :class:`CertificateSigning`: its ``certificate_signing``, made
+    (and kept there) on first use when the station did not make one itself."""
+    signing = getattr(station, SIGNING_ATTRIBUTE, None)
+    if not isinstance(signing, CertificateSigning):
+        signing = CertificateSigning(station)
+        setattr(station, SIGNING_ATTRIBUTE, signing)
+    return signing
+
+
+async def request_signing(station: StationPort, certificate_type: str | None = None) -> str | None:
+    """:meth:`CertificateSigning.request` of ``station``."""
+    return await signing_of(station).request(certificate_type)
+
+
+async def renew_if_expiring(station: StationPort) -> str | None:
+    """:meth:`CertificateSigning.renew_if_expiring` of ``station``."""
+    return await signing_of(station).renew_if_expiring()
 
 
 def _install(
-    station: _Station, kind: str, pem: str, max_roots: int | None
+    station: StationPort, kind: str, pem: str, max_roots: int | None
 ) -> Literal["Accepted", "Rejected", "Failed"]:
     """InstallCertificate: Accepted, Rejected (invalid, or no room) or Failed (M05)."""
     store = station.certificates
@@ -423,7 +450,9 @@ def _install(
     return "Accepted"
 
 
-def _delete(station: _Station, wanted: dict[str, Any]) -> Literal["Accepted", "Failed", "NotFound"]:
+def _delete(
+    station: StationPort, wanted: dict[str, Any]
+) -> Literal["Accepted", "Failed", "NotFound"]:
     """DeleteCertificate: Accepted, NotFound, or Failed for the station's own certificate
     (M04.FR.06, 1.6 M04.FR.05) and for the last CSMS root while the station uses TLS
     (1.6 M04.FR.06: the root in use; 2.0.1 M04.FR.03 allows refusing the last of a type)."""
@@ -444,7 +473,7 @@ def _delete(station: _Station, wanted: dict[str, Any]) -> Literal["Accepted", "F
     return "Accepted"
 
 
-def _max_roots_16(station: _Station) -> int | None:
+def _max_roots_16(station: StationPort) -> int | None:
     config: Any = station.config
     if config.known("CertificateStoreMaxLength"):
         try:
@@ -454,7 +483,7 @@ def _max_roots_16(station: _Station) -> int | None:
     return None
 
 
-def _max_roots_201(station: _Station) -> int | None:
+def _max_roots_201(station: StationPort) -> int | None:
     config: Any = station.config
     try:
         limit = config.definition("SecurityCtrlr", "CertificateEntries").max_limit
@@ -470,7 +499,7 @@ _EXTENDED_TRIGGERS_16 = frozenset(
 )
 
 
-def _firmware_status(station: _Station) -> Callable[[], Awaitable[None]] | None:
+def _firmware_status(station: StationPort) -> Callable[[], Awaitable[None]] | None:
     """The firmware updater's "send the current status" (station/firmware.py), if present."""
     send: Callable[[], Awaitable[None]] | None = getattr(
         getattr(station, "firmware", None), "send_current_status", None
@@ -482,7 +511,7 @@ class CertificateHandlers16:
     """OCPP 1.6 security extension: ExtendedTriggerMessage, CertificateSigned,
     InstallCertificate, GetInstalledCertificateIds, DeleteCertificate."""
 
-    station: Station16
+    station: StationPort
     _certificate_installed = False  # by the last CertificateSigned on this connection
 
     def _ours(self, payload: dict[str, Any]) -> bool:
@@ -520,8 +549,8 @@ class CertificateHandlers16:
     def certificate_signed(
         self, payload: v16.CertificateSignedRequest
     ) -> v16.CertificateSignedResponse:
-        ok = _certificate_signed(
-            self.station, payload["certificateChain"], "InvalidChargePointCertificate"
+        ok = signing_of(self.station).certificate_signed(
+            payload["certificateChain"], "InvalidChargePointCertificate"
         )
         self._certificate_installed = ok
         return {"status": "Accepted" if ok else "Rejected"}
@@ -530,7 +559,7 @@ class CertificateHandlers16:
     async def certificate_signed_done(self, payload: v16.CertificateSignedRequest) -> None:
         if self._certificate_installed:
             self._certificate_installed = False
-            self.station._spawn(_switch_certificate(self.station))
+            self.station.spawn(signing_of(self.station).switch_certificate())
 
     @on(v16.Action.InstallCertificate)
     def install_certificate(
@@ -575,7 +604,7 @@ class CertificateHandlers201:
     SignChargingStationCertificate is answered by the station's TriggerMessage handler,
     which calls :func:`request_signing`."""
 
-    station: Station201
+    station: StationPort
     _certificate_installed = False  # by the last CertificateSigned on this connection
 
     @on(v201.Action.CertificateSigned)
@@ -584,8 +613,8 @@ class CertificateHandlers201:
             "ChargingStationCertificate"
         ):
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedCertType"}}
-        ok = _certificate_signed(
-            self.station, payload["certificateChain"], "InvalidChargingStationCertificate"
+        ok = signing_of(self.station).certificate_signed(
+            payload["certificateChain"], "InvalidChargingStationCertificate"
         )
         self._certificate_installed = ok
         return {"status": "Accepted" if ok else "Rejected"}
@@ -594,7 +623,7 @@ class CertificateHandlers201:
     async def certificate_signed_done(self, payload: v201.CertificateSignedRequest) -> None:
         if self._certificate_installed:
             self._certificate_installed = False
-            self.station._spawn(_switch_certificate(self.station))
+            self.station.spawn(signing_of(self.station).switch_certificate())
 
     @on(v201.Action.InstallCertificate)
     def install_certificate(self, payload: v201.InstallCertificateRequest) -> dict[str, Any]:

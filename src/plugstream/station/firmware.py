@@ -66,7 +66,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -83,9 +83,7 @@ from plugstream.pki.tls import ServerRejected
 from plugstream.station.certificates import CSMS_ROOT, MANUFACTURER_ROOT
 from plugstream.station.config import Key16, VariableDef, atomic_write_json
 from plugstream.station.download import DownloadError, fetch
-
-if TYPE_CHECKING:
-    from plugstream.station.station16 import StationRuntime
+from plugstream.station.ports import StationPort
 
 __all__ = [
     "DEFAULT_ROLLBACK_TIMEOUT_S",
@@ -334,7 +332,7 @@ class FirmwareUpdater:
 
     def __init__(
         self,
-        station: StationRuntime,
+        station: StationPort,
         *,
         factory_version: str,
         rollback_timeout: Callable[[], float],
@@ -370,10 +368,10 @@ class FirmwareUpdater:
         self._cancel: asyncio.Task[None] | None = None
 
     @classmethod
-    def for_station(cls, station: StationRuntime, factory_version: str) -> FirmwareUpdater:
-        """The updater of a Station16 or Station201, reading its rollback timeout from
+    def for_station(cls, station: StationPort, factory_version: str) -> FirmwareUpdater:
+        """The updater of a station (1.6 or 2.0.1), reading its rollback timeout from
         the station's configuration (see :data:`FIRMWARE_KEYS16`, :data:`FIRMWARE_VARIABLES201`)."""
-        config: Any = station.config  # type: ignore[attr-defined]
+        config: Any = station.config
         if station.ocpp_version is OcppVersion.V16:
 
             def timeout() -> float:
@@ -472,7 +470,7 @@ class FirmwareUpdater:
             {"status": "Idle"} if last is None or last.get("status") == "Installed" else dict(last)
         )
         with contextlib.suppress(OcppError):
-            await self.station._call(self.status_action, payload)
+            await self.station.call(self.status_action, payload)
 
     async def _send_first(self) -> None:
         """Send the oldest undelivered status; dropped once answered, or refused on a
@@ -480,7 +478,7 @@ class FirmwareUpdater:
         endpoint = self.station.endpoint
         item = self._outbox[0]
         try:
-            await self.station._call(self.status_action, item)
+            await self.station.call(self.status_action, item)
         except OcppError as exc:
             if endpoint is not self.station.endpoint:
                 return  # the connection went: sent again on the next one
@@ -620,10 +618,10 @@ class FirmwareUpdater:
     async def _reboot(self) -> None:
         """Boot what ``boot.json`` says: close the connection, BootNotification again
         (2.0.1: with reason FirmwareUpdate)."""
-        self.station._boot_needed = True  # type: ignore[attr-defined]
-        if hasattr(self.station, "boot_reason"):
+        self.station.request_boot()
+        if hasattr(self.station, "boot_reason"):  # 2.0.1: BootNotification's reason
             self.station.boot_reason = "FirmwareUpdate"
-        await self.station._disconnect()
+        await self.station.disconnect()
 
     # -- the job
 
