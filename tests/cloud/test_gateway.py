@@ -34,7 +34,7 @@ from plugstream.cloud.gateway import basic_credentials
 from plugstream.cloud.serve import READY, uvicorn_config
 from plugstream.cloud.stations import StationOffline
 from plugstream.cloud.storage import MessageRecord, Store
-from plugstream.cloud.uvicorn_compat import _ReceiveQueue
+from plugstream.cloud.uvicorn_compat import ReceiveQueue
 from plugstream.ocpp import CallTimeout, ErrorCode, OcppError, OcppVersion
 from tests.support import (
     WAIT,
@@ -312,7 +312,7 @@ async def test_other_paths_are_not_the_gateways(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 async def test_the_slim_receive_queue_keeps_order_and_loses_nothing_to_a_cancelled_get() -> None:
-    queue = _ReceiveQueue()
+    queue = ReceiveQueue()
     assert queue.empty()
     getter = asyncio.create_task(queue.get())
     await asyncio.sleep(0)

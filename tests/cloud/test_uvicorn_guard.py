@@ -111,7 +111,7 @@ def test_the_websocket_protocol_attributes_used_are_there(attribute: str) -> Non
 
 @pytest.mark.parametrize(
     ("attribute", "replacement"),
-    [("queue", uvicorn_compat._ReceiveQueue), ("writable", uvicorn_compat._Flag)],
+    [("queue", uvicorn_compat.ReceiveQueue), ("writable", uvicorn_compat.WritableFlag)],
 )
 def test_the_slim_queue_and_flag_have_every_method_the_protocol_calls(
     attribute: str, replacement: type

@@ -28,7 +28,9 @@ __all__ = [
     "UVICORN_TESTED",
     "CloudServer",
     "LeanWebSocketProtocol",
+    "ReceiveQueue",
     "TlsHttpProtocol",
+    "WritableFlag",
     "tls_extension",
 ]
 
@@ -36,7 +38,7 @@ UVICORN_TESTED = "0.55"
 """The uvicorn minor version this module is written against (pyproject.toml pins it)."""
 
 
-class _ReceiveQueue:
+class ReceiveQueue:
     """What uvicorn's protocol needs of its ``asyncio.Queue`` of ASGI receive events
     (``put_nowait``, ``get``, ``empty``), without the four deques an idle queue holds."""
 
@@ -87,7 +89,7 @@ class _ReceiveQueue:
                 return
 
 
-class _Flag:
+class WritableFlag:
     """What uvicorn's protocol needs of its ``writable`` ``asyncio.Event``, without its deque."""
 
     __slots__ = ("_set", "_waiters")
@@ -135,8 +137,8 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = _ReceiveQueue()  # type: ignore[assignment]
-        self.writable = _Flag()  # type: ignore[assignment]
+        self.queue = ReceiveQueue()  # type: ignore[assignment]
+        self.writable = WritableFlag()  # type: ignore[assignment]
         self.writable.set()
 
     _heard = 0.0  # loop time of the last bytes from the station (set per connection)

@@ -46,6 +46,7 @@ __all__ = [
     "UtcInput",
     "Wh",
     "as_utc",
+    "bearer_refusal",
     "describe",
     "error_response",
     "get_config",
