@@ -19,7 +19,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from plugstream.station.station16 import STATE_FILE
+from plugstream.station.runtime import STATE_FILE
 from tests.support import WAIT, until
 
 __all__ = ["WAIT_S", "StationProcess"]

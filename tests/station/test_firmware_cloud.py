@@ -26,7 +26,8 @@ from plugstream.station.certificates import CSMS_ROOT, MANUFACTURER_ROOT
 from plugstream.station.clock import Clock, ManualClock
 from plugstream.station.firmware import build_image, read_header
 from plugstream.station.hardware import PLUGSTREAM_7
-from plugstream.station.station16 import FIRMWARE_VERSION, Station16, StationRuntime
+from plugstream.station.runtime import FIRMWARE_VERSION, StationRuntime
+from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 from tests.cloud import test_firmware_repo as repo
 from tests.cloud.test_firmware_repo import Pki, upload

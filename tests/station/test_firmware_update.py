@@ -40,7 +40,8 @@ from plugstream.station.download import (
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.firmware import BUSY_POLL_S, build_image, read_header
 from plugstream.station.hardware import PLUGSTREAM_7
-from plugstream.station.station16 import FIRMWARE_VERSION, Station16, StationRuntime
+from plugstream.station.runtime import FIRMWARE_VERSION, StationRuntime
+from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 from tests.interop.ocpplib_csms import CentralSystem16, CentralSystem201, OcppLibCsms, Received
 from tests.interop.ocpplib_csms import on as lib_on

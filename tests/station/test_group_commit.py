@@ -25,7 +25,7 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 from plugstream.station.clock import ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.journal import JournalDatabase, UnknownEntryError
-from plugstream.station.station16 import STATE_FILE, small_deflate
+from plugstream.station.runtime import STATE_FILE, small_deflate
 from tests.station.test_wire_levers import RawCsms, station16, station201
 from tests.support import until, until_advancing
 

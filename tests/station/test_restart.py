@@ -20,7 +20,8 @@ import pytest
 from plugstream.net.accounting import ByteCounter
 from plugstream.station.clock import ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
-from plugstream.station.station16 import STATE_FILE, Station16
+from plugstream.station.runtime import STATE_FILE
+from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 from tests.station.test_wire_levers import RawCsms, station16, station201
 from tests.support import until, until_advancing

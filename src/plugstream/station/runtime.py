@@ -627,6 +627,50 @@ class StationRuntime(Generic[ConfigT]):
         self.authorizer.on_csms_info(key, info, now=self.now())
         return bool(info.get("status") == "Accepted")
 
+    def _begin_transaction(self) -> tuple[datetime, Measurements]:
+        """Lock the cable and close the contactor: the time and meter a transaction
+        starts with."""
+        now = self.now()
+        self.hardware.advance(now.timestamp())
+        self.hardware.lock_cable()
+        self.hardware.close_contactor()
+        return now, self._measurements()
+
+    def _connector_started(self, now: datetime) -> None:
+        """The connector's status once a transaction started (Charging, Suspended...)."""
+        self.emit(
+            self.connector.start_transaction(
+                now,
+                ev_ready=self.ev_ready(),
+                evse_ready=self.hardware.offered_current_a > 0,
+            )
+        )
+
+    def _end_metering(self, data: TransactionData) -> tuple[datetime, Measurements]:
+        """Close the transaction's meter ``data``, open the contactor, unlock the cable:
+        the time and meter the transaction ends with."""
+        now = self.now()
+        self.hardware.advance(now.timestamp())
+        measurements = self._measurements()
+        data.end(now, measurements)
+        self.hardware.open_contactor()
+        self.hardware.unlock_cable()
+        return now, measurements
+
+    def _transaction_ended(self) -> None:
+        """The end of the transaction is journalled: no transaction, no limit of its own."""
+        self.transaction = None
+        self.profiles.end_transaction(CONNECTOR_ID)
+        self.hardware.set_current_limit(None)
+        self.save_state()
+        self.wake()
+
+    def profiles_changed(self) -> None:
+        """The charging profiles changed: apply them now and keep them."""
+        self.tick()
+        self.save_state()
+        self.wake()
+
     def ev_ready(self) -> bool:
         """The car asks for current."""
         ev = self.hardware.ev

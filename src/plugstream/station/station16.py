@@ -387,11 +387,7 @@ class Station16(StationRuntime[Config16]):
 
     def start_transaction(self, id_tag: str) -> None:
         """Lock, close the contactor and journal StartTransaction."""
-        now = self.now()
-        self.hardware.advance(now.timestamp())
-        self.hardware.lock_cable()
-        self.hardware.close_contactor()
-        measurements = self._measurements()
+        now, measurements = self._begin_transaction()
         meter_start = int(measurements.energy_wh)
         seq = self.journal.append(
             "StartTransaction",
@@ -415,13 +411,7 @@ class Station16(StationRuntime[Config16]):
         self.transaction = _Transaction(id_tag, seq, meter_start, now, data, schedule)
         self._start_cycle()
         self.save_state()
-        self.emit(
-            self.connector.start_transaction(
-                now,
-                ev_ready=self.ev_ready(),
-                evse_ready=self.hardware.offered_current_a > 0,
-            )
-        )
+        self._connector_started(now)
         self.wake()
 
     def stop_transaction(self, reason: str) -> None:
@@ -440,12 +430,7 @@ class Station16(StationRuntime[Config16]):
     def _journal_stop(self, reason: str) -> None:
         tx = self.transaction
         assert tx is not None
-        now = self.now()
-        self.hardware.advance(now.timestamp())
-        measurements = self._measurements()
-        tx.data.end(now, measurements)
-        self.hardware.open_contactor()
-        self.hardware.unlock_cable()
+        now, measurements = self._end_metering(tx.data)
         payload: dict[str, Any] = {
             "transactionId": tx.reference(),
             "idTag": tx.id_tag,
@@ -457,11 +442,7 @@ class Station16(StationRuntime[Config16]):
         if transaction_data:
             payload["transactionData"] = transaction_data
         self.journal.append("StopTransaction", payload)
-        self.transaction = None
-        self.profiles.end_transaction(CONNECTOR_ID)
-        self.hardware.set_current_limit(None)
-        self.save_state()
-        self.wake()
+        self._transaction_ended()
 
     # -- time ---------------------------------------------------------------------------
 
@@ -688,9 +669,7 @@ class StationHandlers16(CertificateHandlers16, FirmwareHandlers16, Handlers):
             payload["csChargingProfiles"],
             transaction_id_active=None if tx is None else tx.transaction_id,
         )
-        st.tick()
-        st.save_state()
-        st.wake()
+        st.profiles_changed()
         return {"status": status}
 
     @on(v16.Action.ClearChargingProfile)
@@ -699,9 +678,7 @@ class StationHandlers16(CertificateHandlers16, FirmwareHandlers16, Handlers):
     ) -> v16.ClearChargingProfileResponse:
         st = self.station
         status = st.profiles.clear_16(payload)
-        st.tick()
-        st.save_state()
-        st.wake()
+        st.profiles_changed()
         return {"status": status}
 
     @on(v16.Action.GetCompositeSchedule)

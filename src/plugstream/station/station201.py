@@ -481,11 +481,7 @@ class Station201(StationRuntime[DeviceModel201]):
         remote_start_id: int | None = None,
     ) -> str:
         """Lock, close the contactor and journal TransactionEvent Started; its transactionId."""
-        now = self.now()
-        self.hardware.advance(now.timestamp())
-        self.hardware.lock_cable()
-        self.hardware.close_contactor()
-        measurements = self.hardware.measurements()
+        now, measurements = self._begin_transaction()
         c = self.config
         data = TransactionData(
             sampled_measurands=c.get_list("SampledDataCtrlr", "TxEndedMeasurands"),
@@ -527,13 +523,7 @@ class Station201(StationRuntime[DeviceModel201]):
             info=info,
             with_token=True,
         )
-        self.emit(
-            self.connector.start_transaction(
-                now,
-                ev_ready=self.ev_ready(),
-                evse_ready=self.hardware.offered_current_a > 0,
-            )
-        )
+        self._connector_started(now)
         return tx.transaction_id
 
     def _new_transaction_id(self, now: datetime) -> str:
@@ -553,11 +543,7 @@ class Station201(StationRuntime[DeviceModel201]):
     def _journal_end(self, trigger_reason: str, stopped_reason: str) -> None:
         tx = self.transaction
         assert tx is not None
-        now = self.now()
-        self.hardware.advance(now.timestamp())
-        tx.data.end(now, self.hardware.measurements())
-        self.hardware.open_contactor()
-        self.hardware.unlock_cable()
+        self._end_metering(tx.data)
         self._journal_event(
             tx,
             "Ended",
@@ -565,11 +551,7 @@ class Station201(StationRuntime[DeviceModel201]):
             meter_values=tx.data.meter_values_201(),
             info={"stoppedReason": stopped_reason, "chargingState": "Idle"},
         )
-        self.transaction = None
-        self.profiles.end_transaction(EVSE_ID)
-        self.hardware.set_current_limit(None)
-        self.save_state()
-        self.wake()
+        self._transaction_ended()
 
     def _after_end(self) -> None:
         if self._reset_on_idle and self.transaction is None:
@@ -834,18 +816,14 @@ class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
             dict(payload["chargingProfile"]),
             active_transaction_id=None if tx is None else tx.transaction_id,
         )
-        st.tick()
-        st.save_state()
-        st.wake()
+        st.profiles_changed()
         return {"status": status}
 
     @on(v201.Action.ClearChargingProfile)
     def clear_charging_profile(self, payload: v201.ClearChargingProfileRequest) -> dict[str, Any]:
         st = self.station
         status = st.profiles.clear_201(dict(payload))
-        st.tick()
-        st.save_state()
-        st.wake()
+        st.profiles_changed()
         return {"status": status}
 
     @on(v201.Action.GetCompositeSchedule)
