@@ -323,3 +323,13 @@ async def timeout_started(station: Station16) -> None:
 
 def connector_statuses(server: Server) -> list[str]:
     return [s["status"] for s in server.actions("StatusNotification") if s["connector_id"] == 1]
+
+
+def test_install_security_writes_the_keys_unchecked(tmp_path: Path) -> None:
+    """Setup writes SecurityProfile and AuthorizationKey as they are (no events)."""
+    station = Station16("CP-INSTALL", PLUGSTREAM_7, tmp_path, clock=ManualClock())
+    station.install_security(1, "a-password-of-16-chars")
+    assert station.security_profile == 1
+    assert station.password() == "a-password-of-16-chars"
+    assert station.security_log.pending() == []
+    station.close()

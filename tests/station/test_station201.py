@@ -353,3 +353,12 @@ async def test_TC_C_ev_connection_timeout_201(tmp_path: Path, server: Server) ->
 
 def statuses(server: Server) -> list[str]:
     return [s["connector_status"] for s in server.actions("StatusNotification")]
+
+
+def test_install_security_writes_the_variables_unchecked(tmp_path: Path) -> None:
+    """Setup writes SecurityCtrlr.SecurityProfile and BasicAuthPassword as they are."""
+    station = Station201("CS-INSTALL", PLUGSTREAM_7, tmp_path, clock=ManualClock())
+    station.install_security(1, "a-password-of-16-chars")
+    assert station.security_profile == 1
+    assert station.password() == "a-password-of-16-chars"
+    station.close()

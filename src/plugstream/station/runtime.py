@@ -905,6 +905,14 @@ class StationRuntime(Generic[ConfigT]):
             raise ValueError(problem)
         self._store_security_profile(profile)
 
+    def install_security(self, profile: int, password: str | None) -> None:
+        """Write the security profile and (when given) the HTTP Basic password into the
+        configuration as an installer does (setup, commissioning): as they are, without
+        the checks and events of a change by the CSMS. 1.6: SecurityProfile /
+        AuthorizationKey (security whitepaper); 2.0.1: SecurityCtrlr.SecurityProfile /
+        BasicAuthPassword."""
+        raise NotImplementedError
+
     def security_problem(self, profile: int, url: str | None = None) -> str | None:
         """Why the station cannot connect with security ``profile`` (to ``url``), or None:
         the prerequisites of A05.FR.02-04 (1.6 whitepaper) and the transport of the

@@ -227,6 +227,11 @@ class Station16(StationRuntime[Config16]):
     def password(self) -> str | None:
         return self.config.authorization_key
 
+    def install_security(self, profile: int, password: str | None) -> None:
+        self.config.set_internal("SecurityProfile", str(profile))
+        if password is not None:
+            self.config.set_internal("AuthorizationKey", password)
+
     def set_password(self, password: str) -> None:
         if password == self.password():
             return

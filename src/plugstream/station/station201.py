@@ -271,6 +271,11 @@ class Station201(StationRuntime[DeviceModel201]):
     def password(self) -> str | None:
         return self.config.basic_auth_password
 
+    def install_security(self, profile: int, password: str | None) -> None:
+        self.config.set_value("SecurityCtrlr", "SecurityProfile", str(profile))
+        if password is not None:
+            self.config.set_value("SecurityCtrlr", "BasicAuthPassword", password)
+
     def set_password(self, password: str) -> None:
         if password == self.password():
             return
