@@ -618,9 +618,7 @@ class FirmwareUpdater:
     async def _reboot(self) -> None:
         """Boot what ``boot.json`` says: close the connection, BootNotification again
         (2.0.1: with reason FirmwareUpdate)."""
-        self.station.request_boot()
-        if hasattr(self.station, "boot_reason"):  # 2.0.1: BootNotification's reason
-            self.station.boot_reason = "FirmwareUpdate"
+        self.station.request_boot("FirmwareUpdate")
         await self.station.disconnect()
 
     # -- the job

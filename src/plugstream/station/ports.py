@@ -70,7 +70,8 @@ class StationPort(Protocol):
 
     async def disconnect(self) -> None: ...
 
-    def request_boot(self) -> None: ...
+    def request_boot(self, reason: str = ...) -> None:
+        """A BootNotification is due on the next connection (``reason``: 2.0.1's BootReason)."""
 
     # -- its housekeeping
 
