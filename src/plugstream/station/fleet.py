@@ -54,7 +54,8 @@ from plugstream.station.ev import CHARGER_EFFICIENCY, Ev, random_ev
 from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, Model
 from plugstream.station.journal import JournalDatabase
 from plugstream.station.run import with_password
-from plugstream.station.station16 import Station16, small_deflate
+from plugstream.station.runtime import small_deflate
+from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 
 __all__ = [

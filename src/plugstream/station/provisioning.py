@@ -42,7 +42,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -58,12 +57,15 @@ from cryptography.x509.oid import NameOID
 from plugstream.pki.tls import ServerRejected, peer_chain, station_context, verify_server
 from plugstream.station.certificates import CSMS_ROOT, MANUFACTURER_ROOT, CertificateStore
 from plugstream.station.clock import Clock, SystemClock
+from plugstream.station.control import DRAIN_S, Controller, drain, read_console
 from plugstream.station.download import DownloadError, parse_head
 from plugstream.station.hardware import Model
 from plugstream.station.network import NetworkNotReady, StationNetwork
+from plugstream.station.run import with_password
+from plugstream.station.runtime import FIRMWARE_VERSION, Station
 from plugstream.station.security import FILENAME as SECURITY_LOG_FILE
 from plugstream.station.security import SecurityLog
-from plugstream.station.station16 import FIRMWARE_VERSION, Station16
+from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 
 __all__ = [
@@ -503,10 +505,9 @@ async def provision_until_claimed(
 # -- the station, configured -------------------------------------------------------------
 
 
-Station = Station16 | Station201
-
-
-def make_station(data_dir: Path, model: Model, setup: StationSetup, **options: Any) -> Station:
+def make_station(
+    data_dir: Path, model: Model, setup: StationSetup, **options: Any
+) -> Station16 | Station201:
     """The station of ``setup``'s OCPP version on ``data_dir``, its profile applied."""
     cls = Station16 if setup.ocpp_version == "1.6" else Station201
     station = cls(
@@ -533,13 +534,7 @@ def configure_station(station: Station, setup: StationSetup, password: str | Non
 
 def station_url(station: Station, setup: StationSetup) -> str:
     """The CSMS URL to run ``station`` with: Basic auth in it at profiles 1 and 2."""
-    from plugstream.station.run import with_password
-
-    password = (
-        station.config.authorization_key
-        if isinstance(station, Station16)
-        else station.config.basic_auth_password
-    )
+    password = station.password()
     if setup.security_profile in (1, 2) and password:
         return with_password(setup.csms_url, station.station_id, password)
     return setup.csms_url
@@ -587,8 +582,6 @@ async def run_with_setup(
     the link watch probes the setup service until the first setup is done; from then on
     each station watches the links against its CSMS (:meth:`StationNetwork.watch_links`).
     ``network.json`` goes to ``data_dir`` unless the network has a ``status_dir``."""
-    from plugstream.station.run import DRAIN_S, Controller, _control, _drain, _read_lines
-
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
@@ -624,12 +617,11 @@ async def run_with_setup(
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    threading.Thread(target=_read_lines, args=(fd, loop, lines), daemon=True).start()
+    lines = read_console(fd)
     stop_wait = loop.create_task(stop.wait())
     controller: Controller | None = None
     tasks: list[asyncio.Task[Any]] = []
-    station: Station | None = None
+    station: Station16 | Station201 | None = None
     runner: asyncio.Task[None] | None = None
     try:
         result: SetupResult | None = None
@@ -674,7 +666,7 @@ async def run_with_setup(
                 configure_station(station, setup, result.password)
             if controller is None:
                 controller = Controller(station, out, err)
-                tasks.append(loop.create_task(_control(controller, lines)))
+                tasks.append(loop.create_task(controller.serve(lines)))
                 quit_wait = loop.create_task(controller.quit.wait())
                 tasks.append(quit_wait)
             controller.station = station
@@ -711,7 +703,7 @@ async def run_with_setup(
                 failure = runner.exception() if runner.done() and not runner.cancelled() else None
                 if failure is not None:
                     raise failure
-                await asyncio.wait_for(_drain(station, DRAIN_S), DRAIN_S + 1.0)
+                await asyncio.wait_for(drain(station, DRAIN_S), DRAIN_S + 1.0)
                 break
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)

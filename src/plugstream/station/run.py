@@ -1,18 +1,17 @@
 """``plugstream station run``: one OCPP 1.6J or 2.0.1 station, driven by a person on stdin.
 
 The control channel opens no network port: it is the process's standard input, one
-command a line (see :data:`HELP`). End of input does not stop the station, so that it
-can run as a service; ``quit``, SIGTERM and SIGINT stop it cleanly (exit code 0).
+command a line (:mod:`plugstream.station.control`). End of input does not stop the
+station, so that it can run as a service; ``quit``, SIGTERM and SIGINT stop it cleanly
+(exit code 0).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -22,47 +21,26 @@ from cryptography.hazmat.primitives import serialization
 
 from plugstream.station.certificates import CSMS_ROOT
 from plugstream.station.clock import Clock, ScaledClock, SystemClock
-from plugstream.station.connector import ChargePointErrorCode, InvalidTransition
-from plugstream.station.ev import CITY_CAR, FAMILY_CAR, PERFORMANCE_CAR, PLUG_IN_HYBRID, Ev
+from plugstream.station.control import DRAIN_S, Controller, drain, read_console
 from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, Model
 from plugstream.station.network import StationNetwork
+from plugstream.station.runtime import Station
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 
 __all__ = [
-    "EVS",
-    "HELP",
     "MODELS",
     "VERSIONS",
-    "Controller",
     "SetupError",
-    "Station",
     "check_csms_url",
     "prepare_station",
     "run_station",
     "with_password",
 ]
 
-Station = Station16 | Station201
 VERSIONS = ("1.6", "2.0.1")
 
 MODELS: dict[int, Model] = {7: PLUGSTREAM_7, 22: PLUGSTREAM_22}
-EVS = {
-    "city": CITY_CAR,
-    "family": FAMILY_CAR,
-    "performance": PERFORMANCE_CAR,
-    "phev": PLUG_IN_HYBRID,
-}
-HELP = (
-    "commands: plug [city|family|performance|phev], swipe TAG, unplug, fault CODE, clear, "
-    "status, quit"
-)
-DRAIN_S = 5.0  # on a clean stop: how long the journal may take to reach the CSMS
-_FAULTS = sorted(
-    c.value
-    for c in ChargePointErrorCode
-    if c not in (ChargePointErrorCode.NO_ERROR, ChargePointErrorCode.EV_COMMUNICATION_ERROR)
-)
 
 
 def check_csms_url(url: str) -> str | None:
@@ -167,143 +145,6 @@ def prepare_station(
         raise SetupError(str(exc)) from None
 
 
-class Controller:
-    """Carries out the control commands on a :class:`Station16` or :class:`Station201`."""
-
-    def __init__(self, station: Station, out: TextIO, err: TextIO) -> None:
-        self.station = station
-        self.out = out
-        self.err = err
-        self.quit = asyncio.Event()
-
-    def say(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-
-    def error(self, text: str) -> None:
-        self.err.write(f"plugstream: error: {text}\n")
-        self.err.flush()
-
-    async def handle(self, line: str) -> None:
-        words = line.split()
-        if not words:
-            return
-        command, args = words[0].lower(), words[1:]
-        try:
-            await self._dispatch(command, args)
-        except (InvalidTransition, ValueError) as exc:
-            self.error(f"{command}: {exc}")
-
-    async def _dispatch(self, command: str, args: list[str]) -> None:
-        st = self.station
-        if command == "plug" and len(args) <= 1:
-            kind = args[0].lower() if args else "family"
-            if kind not in EVS:
-                raise ValueError(f"no car {kind!r}; use one of {', '.join(EVS)}")
-            st.plug_in(Ev(EVS[kind]))
-            self.say(f"plugged in: {EVS[kind].name}")
-        elif command == "swipe" and len(args) == 1:
-            accepted = await st.swipe(args[0])
-            self.say(f"swipe {args[0]}: {'accepted' if accepted else 'rejected'}")
-        elif command == "unplug" and not args:
-            if st.hardware.ev is None:
-                raise InvalidTransition("no car is plugged in")
-            st.unplug()
-            self.say("unplugged")
-        elif command == "fault" and len(args) == 1:
-            code = _fault_code(args[0])
-            st.fault(code)  # the contactor trips: an ongoing session ends
-            self.say(f"fault: {code.value}")
-        elif command == "clear" and not args:
-            st.clear_fault()
-            self.say("fault cleared")
-        elif command == "status" and not args:
-            self.say(self.status())
-        elif command == "quit" and not args:
-            self.quit.set()
-        elif command in ("plug", "swipe", "unplug", "fault", "clear", "status", "quit"):
-            raise ValueError(f"wrong arguments; {HELP}")
-        else:
-            self.error(f"unknown command {command!r}; {HELP}")
-
-    def status(self) -> str:
-        st = self.station
-        st.hardware.advance(st.now().timestamp())
-        energy = int(st.hardware.measurements().energy_wh)
-        if isinstance(st, Station201):
-            connector = st.connector.status_201.value
-            tx201 = st.transaction
-            transaction = (
-                "none"
-                if tx201 is None
-                else f"{tx201.transaction_id} ({tx201.id_token.get('idToken', '')})"
-            )
-        else:
-            connector = st.connector.status_16.value
-            tx16 = st.transaction
-            if tx16 is None:
-                transaction = "none"
-            else:
-                number = "pending" if tx16.transaction_id is None else str(tx16.transaction_id)
-                transaction = f"{number} ({tx16.id_tag})"
-        if st.online:
-            link = "connected"
-        elif st.endpoint is not None:
-            link = f"connected, not registered ({st.registration or 'booting'})"
-        else:
-            link = "offline"
-        network = st.network
-        if network is not None and network.active_link is not None:
-            link += f" (link {network.active_link})"
-        fault = st.connector.error_code.value
-        return (
-            f"connector {connector}, error {fault}, energy {energy} Wh, "
-            f"transaction {transaction}, {link}"
-        )
-
-
-def _fault_code(text: str) -> ChargePointErrorCode:
-    for code in _FAULTS:
-        if code.casefold() == text.casefold():
-            return ChargePointErrorCode(code)
-    raise ValueError(f"no fault {text!r}; use one of {', '.join(_FAULTS)}")
-
-
-def _read_lines(fd: int, loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
-    """In a daemon thread: raw reads (no buffer lock held at interpreter exit)."""
-    pending = b""
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            break
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for raw in complete:
-            loop.call_soon_threadsafe(lines.put_nowait, raw.decode(errors="replace"))
-    if pending:
-        loop.call_soon_threadsafe(lines.put_nowait, pending.decode(errors="replace"))
-    loop.call_soon_threadsafe(lines.put_nowait, None)
-
-
-async def _control(controller: Controller, lines: asyncio.Queue[str | None]) -> None:
-    while True:
-        line = await lines.get()
-        if line is None:  # end of input: run on as a service, until a signal
-            return
-        await controller.handle(line)
-
-
-async def _drain(station: Station, timeout: float) -> None:
-    """Give the journal (StopTransaction, meter values) a bounded time to be delivered."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while station.online and station.journal.head() is not None and loop.time() < deadline:
-        await asyncio.sleep(0.05)
-
-
 async def run_station(
     station_id: str,
     model: Model,
@@ -342,7 +183,7 @@ async def run_station(
     if not time_scale > 0:
         raise ValueError(f"the time scale must be positive, not {time_scale}")
     clock: Clock = SystemClock() if time_scale == 1.0 else ScaledClock(time_scale)
-    station: Station = (
+    station = (
         Station16(station_id, model, data_dir, clock=clock)
         if ocpp == "1.6"
         else Station201(station_id, model, data_dir, clock=clock)
@@ -369,10 +210,9 @@ async def run_station(
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    threading.Thread(target=_read_lines, args=(fd, loop, lines), daemon=True).start()
+    lines = read_console(fd)
     runner = loop.create_task(station.run(url))
-    control = loop.create_task(_control(controller, lines))
+    control = loop.create_task(controller.serve(lines))
     quit_wait = loop.create_task(controller.quit.wait())
     stop_wait = loop.create_task(stop.wait())
     target = csms.rstrip("/") + "/" + station_id
@@ -386,7 +226,7 @@ async def run_station(
         control.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await control
-        await asyncio.wait_for(_drain(station, DRAIN_S), DRAIN_S + 1.0)
+        await asyncio.wait_for(drain(station, DRAIN_S), DRAIN_S + 1.0)
     finally:
         for task in (control, quit_wait, stop_wait, runner):
             task.cancel()
