@@ -66,7 +66,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -780,10 +780,17 @@ class FirmwareUpdater:
 # --------------------------------------------------------------------------- handlers
 
 
+class _WithFirmware(Protocol):
+    """A station with its firmware updater: what the handlers below need."""
+
+    @property
+    def firmware(self) -> FirmwareUpdater: ...
+
+
 class FirmwareHandlers16:
     """OCPP 1.6 security extension: SignedUpdateFirmware."""
 
-    station: Any
+    station: _WithFirmware
 
     @on("UpdateFirmware")
     def update_firmware(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -802,7 +809,7 @@ class FirmwareHandlers16:
 class FirmwareHandlers201:
     """OCPP 2.0.1 L01: UpdateFirmware."""
 
-    station: Any
+    station: _WithFirmware
 
     @on("UpdateFirmware")
     def update_firmware(self, payload: dict[str, Any]) -> dict[str, Any]:

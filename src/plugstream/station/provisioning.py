@@ -520,16 +520,8 @@ def make_station(
 def configure_station(station: Station, setup: StationSetup, password: str | None) -> None:
     """SecurityProfile and (when given) the Basic-auth password into the station's
     configuration: 1.6 SecurityProfile / AuthorizationKey (security whitepaper), 2.0.1
-    SecurityCtrlr.SecurityProfile / BasicAuthPassword."""
-    profile = str(setup.security_profile)
-    if isinstance(station, Station16):
-        station.config.set_internal("SecurityProfile", profile)
-        if password is not None:
-            station.config.set_internal("AuthorizationKey", password)
-    else:
-        station.config.set_value("SecurityCtrlr", "SecurityProfile", profile)
-        if password is not None:
-            station.config.set_value("SecurityCtrlr", "BasicAuthPassword", password)
+    SecurityCtrlr.SecurityProfile / BasicAuthPassword; as an installer writes them."""
+    station.install_security(setup.security_profile, password)
 
 
 def station_url(station: Station, setup: StationSetup) -> str:
