@@ -913,7 +913,8 @@ def pki_init(
     ] = "PlugStream",
 ) -> None:
     """Create the CSMS root CA, the manufacturer root CA and the firmware-signing certificate."""
-    from plugstream.pki.keystore import PKIError, PKIStore
+    from plugstream.pki.authority import PKIError
+    from plugstream.pki.keystore import PKIStore
 
     for flag, value in (("--operator", operator), ("--manufacturer", manufacturer)):
         if not value.strip():
@@ -936,7 +937,8 @@ def pki_issue_server(
     """Issue a TLS server certificate from the CSMS root: NAME.pem and NAME.key in DIR/server."""
     import ipaddress
 
-    from plugstream.pki.keystore import PKIError, PKIStore
+    from plugstream.pki.authority import PKIError
+    from plugstream.pki.keystore import PKIStore
 
     for address in ip or ():
         try:
@@ -961,7 +963,8 @@ def pki_sign_csr(
     ] = None,
 ) -> None:
     """Sign a station's CSR with the CSMS root: CN = its serial number, O = the operator."""
-    from plugstream.pki.keystore import PKIError, PKIStore
+    from plugstream.pki.authority import PKIError
+    from plugstream.pki.keystore import PKIStore
 
     try:
         pem, _ = PKIStore(directory).sign_csr(csr)
@@ -986,7 +989,8 @@ def pki_factory(
 ) -> None:
     """Put a new station's factory state in DATA_DIR: a manufacturer certificate (CN =
     serial), the CSMS root to trust, the manufacturer root for firmware, the setup URL."""
-    from plugstream.pki.keystore import PKIError, PKIStore
+    from plugstream.pki.authority import PKIError
+    from plugstream.pki.keystore import PKIStore
     from plugstream.station.provisioning import factory_install
 
     pki = PKIStore(directory)
@@ -1011,7 +1015,8 @@ def pki_factory(
 @pki_app.command("show")
 def pki_show(directory: _PkiDir) -> None:
     """List every certificate in the PKI directory with its issuer and validity."""
-    from plugstream.pki.keystore import PKIError, PKIStore
+    from plugstream.pki.authority import PKIError
+    from plugstream.pki.keystore import PKIStore
 
     try:
         entries = PKIStore(directory).show()
