@@ -14,10 +14,13 @@ import pytest
 
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.context import HandlerContext
+from plugstream.cloud.gateway import Gateway
+from plugstream.cloud.handlers import csms_handlers
 from plugstream.cloud.handlers16 import Csms16
 from plugstream.cloud.handlers201 import Csms201
 from plugstream.cloud.meter import samples_16, samples_201
 from plugstream.cloud.station_handlers import StationHandlers
+from plugstream.cloud.stations import StationOffline
 from plugstream.cloud.storage import IdTokenRecord, Store
 from plugstream.ocpp import ErrorCode, OcppError, OcppVersion, schemas
 from plugstream.ocpp.datetimes import format_time, parse_time
@@ -751,3 +754,32 @@ async def test_lenient_payloads_16(store: Store, clock: Clock) -> None:
     station = await store.get_station("CP16")
     assert station is not None
     assert [c.status for c in station.connectors] == ["Weird"]
+
+
+# --- registration: the gateway speaks what the application registers ---------------------
+
+
+async def test_the_gateway_speaks_the_versions_registered_with_it(
+    store: Store, clock: Clock
+) -> None:
+    gateway = Gateway(store, CONFIG, clock=clock)
+    try:
+        assert gateway.subprotocols() == []
+        gateway.register(OcppVersion.V16, Csms16)
+        assert gateway.subprotocols() == ["ocpp1.6"]
+        for version, factory in csms_handlers().items():
+            gateway.register(version, factory)
+        assert gateway.subprotocols() == ["ocpp2.1", "ocpp2.0.1", "ocpp1.6"]
+        # the handlers call stations and report events through the gateway
+        assert gateway.context.commands is gateway and gateway.context.events is gateway
+        assert gateway.context.clock is clock
+    finally:
+        await gateway.close()
+
+
+async def test_handlers_without_a_gateway_reach_no_station(store: Store) -> None:
+    context = HandlerContext(store, CONFIG)
+    assert not context.commands.is_connected("CP1")
+    assert context.commands.version_of("CP1") is None
+    with pytest.raises(StationOffline):
+        await context.commands.call("CP1", "Reset", {"type": "Soft"})
