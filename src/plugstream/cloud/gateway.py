@@ -324,6 +324,8 @@ class Gateway:
         self.clock: CloudClock = clock if clock is not None else utc_now
         self._handlers: dict[OcppVersion, HandlersFactory] = dict(handlers or {})
         self.context = HandlerContext(store, config, self.clock, commands=self, events=self)
+        # one bound method for every transport, not one each: tens of thousands of them
+        self._frame_log: FrameLog = self.log_frame
         self._live: dict[str, Connection] = {}
         self.failed_logins: collections.Counter[str] = collections.Counter()
         self.security_events: collections.deque[SecurityEvent] = collections.deque(
@@ -472,7 +474,7 @@ class Gateway:
             return
         await send(accept)
         transport = AsgiTransport(
-            receive, send, station_id, log_frame=self.log_frame, violations=self.violations
+            receive, send, station_id, log_frame=self._frame_log, violations=self.violations
         )
         endpoint = OcppEndpoint(
             transport,
