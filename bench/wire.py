@@ -80,6 +80,7 @@ from plugstream.pki.authority import CertificateAuthority
 from plugstream.station.clock import ScaledClock
 from plugstream.station.ev import FAMILY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_22
+from plugstream.station.runtime import StationOptions
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 
@@ -411,7 +412,8 @@ class Run:
 
 
 def _accepts(cls: type, name: str) -> bool:
-    return name in inspect.signature(cls).parameters
+    """``name`` is a keyword of ``cls``: its own, or one of every station's options."""
+    return name in inspect.signature(cls).parameters or name in StationOptions.__annotations__
 
 
 def make_station(
