@@ -18,7 +18,7 @@ import contextlib
 import signal
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -43,14 +43,6 @@ MAX_ROWS = 30  # stations shown in the live table; the totals count them all
 DEMO_FAULT_RATE = 0.05  # one session in twenty trips a fault: the view shows Faulted too
 CLOUD_START_S = 15.0
 CLOUD_STOP_S = 10.0
-
-
-class _QuietServer(CloudServer):
-    """The cloud's server without signal handlers of its own: the demo stops it."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +76,7 @@ async def running_cloud(
         host="127.0.0.1", port=0, db=f"sqlite:///{directory / 'cloud.db'}", auto_register=True
     )
     app = create_app(config, clock=clock)
-    server = _QuietServer(uvicorn_config(config, app))
+    server = CloudServer(uvicorn_config(config, app), signals=False)  # the demo stops it
     task = asyncio.create_task(server.serve())
     try:
         deadline = time.monotonic() + CLOUD_START_S
