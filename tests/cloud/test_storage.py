@@ -710,6 +710,29 @@ async def test_rows_written_in_bulk_are_stored_as_their_column_types_store_them(
     assert [Decimal(str(value)) for value in values] == [Decimal("230.10"), Decimal("1E+3")]
 
 
+async def test_a_write_is_all_or_nothing(store: Store) -> None:
+    """An operation that fails leaves none of its rows behind, and fails alone: the
+    writes batched with it are committed."""
+    from plugstream.cloud.storage import schema
+
+    def half(conn: Any) -> None:
+        conn.execute(
+            schema.messages.insert().values(station_id="CP1", direction="in", text="half", at=T0)
+        )
+        conn.execute(text("INSERT INTO no_such_table VALUES (1)"))
+
+    results = await asyncio.gather(
+        store.messages.log("CP1", "in", "before", T0),
+        store.db.write(half),
+        store.messages.log("CP1", "in", "after", T0),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], Exception)
+    assert [m.text for m in await store.messages.list("CP1")] == ["after", "before"]
+    assert await store.db.count_rows("messages") == 2
+
+
 async def test_writes_after_close_are_refused(store: Store) -> None:
     await store.close()
     with pytest.raises(RuntimeError):

@@ -93,7 +93,7 @@ class TransactionRecord:
     offline: bool
     active: bool
     flags: list[Flag] = field(default_factory=list)
-    meter_values: list[MeterSample] = field(default_factory=list)  # filled by get_transaction
+    meter_values: list[MeterSample] = field(default_factory=list)  # filled by transactions.get
 
 
 @dataclass(slots=True)

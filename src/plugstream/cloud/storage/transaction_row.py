@@ -94,6 +94,7 @@ _METER_VALUES = BulkInsert(
 
 
 def is_register(sample: MeterSample) -> bool:
+    """The connector's energy register, that a transaction's energy is counted from."""
     return (
         sample.measurand == ENERGY_REGISTER
         and sample.phase is None
@@ -102,6 +103,7 @@ def is_register(sample: MeterSample) -> bool:
 
 
 def normalise(sample: MeterSample) -> MeterSample:
+    """In UTC and in base units (kWh to Wh): as stored, and as the register is compared."""
     sample.timestamp = as_utc(sample.timestamp)
     if sample.unit in _UNIT_KILO:
         sample.value = Decimal(sample.value) * 1000
@@ -188,6 +190,7 @@ class TransactionRow:
             self.set("energy_wh", last - baseline)
 
     def save(self, conn: Connection) -> None:
+        """Write the changed columns and the new flags (a flag already stored is kept once)."""
         if self.changed:
             conn.execute(_UPDATE_TX, {"tx_pk": self.pk, **self.changed})
             self.changed = {}
@@ -224,6 +227,8 @@ def create_transaction(
     received_at: datetime,
     start_key: str | None = None,
 ) -> TransactionRow:
+    """Insert a transaction and flag what its start says of the connector's other
+    transactions (still busy, overlapping); its flags are written by ``save``."""
     pending = meter_start is None or (offline and meter_start == 0)
     result = conn.execute(
         _INSERT_TX,
@@ -302,6 +307,8 @@ def add_flag(
     detail: str,
     at: datetime,
 ) -> None:
+    """A flag on a transaction other than the row being changed, or on none (an unknown
+    transaction id), written at once."""
     conn.execute(
         dialect_insert(conn, s.flags)
         .values(
@@ -316,6 +323,7 @@ def add_flag(
 
 
 def check_overlap_on_stop(conn: Connection, tx: TransactionRow, stopped_at: datetime) -> None:
+    """Flag a stop that comes after a later transaction on the same connector started."""
     started = tx.v["started_at"]
     if started is None:
         return
