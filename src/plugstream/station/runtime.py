@@ -348,7 +348,6 @@ class StationRuntime(Generic[ConfigT]):
     message shapes, configuration keys and the status mapping.
     """
 
-    ocpp_version: ClassVar[OcppVersion]
     skip_unchanged_status: ClassVar[bool] = False
     """A StatusNotification only when the reported status changes (2.0.1's Occupied
     covers several 1.6 statuses)."""
@@ -1519,9 +1518,16 @@ class StationRuntime(Generic[ConfigT]):
 
     # -- the version's hooks ------------------------------------------------------------
 
-    status_field: ClassVar[str]
-    """The field of a StatusNotification that holds the status (1.6 ``status``, 2.0.1
-    ``connectorStatus``)."""
+    @property
+    def ocpp_version(self) -> OcppVersion:
+        """The OCPP version the station speaks."""
+        raise NotImplementedError
+
+    @property
+    def status_field(self) -> str:
+        """The field of a StatusNotification that holds the status (1.6 ``status``, 2.0.1
+        ``connectorStatus``)."""
+        raise NotImplementedError
 
     def _handlers(self) -> Handlers:
         """The handlers of the CSMS's CALLs on a new connection."""

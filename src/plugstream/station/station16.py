@@ -68,27 +68,12 @@ from plugstream.station.metering import (
 )
 from plugstream.station.runtime import (
     CONNECTOR_ID,
-    FIRMWARE_VERSION,
-    STATE_FILE,
-    CountingConnection,
     StationOptions,
     StationRuntime,
-    compact,
     saved_at,
-    small_deflate,
 )
 
-__all__ = [
-    "CONNECTOR_ID",
-    "FIRMWARE_VERSION",  # re-exported for the callers of the days before runtime.py
-    "STATE_FILE",
-    "CountingConnection",
-    "Station16",
-    "StationHandlers16",
-    "StationRuntime",
-    "compact",
-    "small_deflate",
-]
+__all__ = ["Station16", "StationHandlers16"]
 
 log = logging.getLogger("plugstream.station")
 

@@ -75,7 +75,7 @@ from plugstream.station.runtime import (
     saved_at,
 )
 
-__all__ = ["CONNECTOR_ID", "EVSE_ID", "Station201", "StationHandlers201"]
+__all__ = ["EVSE_ID", "Station201", "StationHandlers201"]
 
 PROFILE_FILE = "security_profile.json"
 
