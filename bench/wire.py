@@ -80,7 +80,7 @@ from plugstream.pki.authority import CertificateAuthority
 from plugstream.station.clock import ScaledClock
 from plugstream.station.ev import FAMILY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_22
-from plugstream.station.runtime import StationOptions
+from plugstream.station.runtime import Station, StationOptions
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 
@@ -467,7 +467,7 @@ async def wait_for(check: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-async def quiet(station: Station16 | Station201, relay: Relay, timeout: float = 30.0) -> None:
+async def quiet(station: Station, relay: Relay, timeout: float = 30.0) -> None:
     """Until the journal is delivered and nothing but keep-alive moved for SETTLE real s."""
     await wait_for(lambda: station.journal.head() is None, timeout, "the journal to drain")
     deadline = time.monotonic() + timeout
@@ -487,13 +487,13 @@ async def sleep_station_time(clock: ScaledClock, seconds: float) -> None:
         await asyncio.sleep(min(1.0, clock.real_seconds(end - clock.elapsed())))
 
 
-def _ws_bytes(station: Station16 | Station201) -> int | None:
+def _ws_bytes(station: Station) -> int | None:
     traffic = getattr(station, "traffic", None)
     return None if traffic is None else int(sum(traffic.totals()))
 
 
-def _deflate(station: Station16 | Station201) -> bool | None:
-    ws = getattr(station, "_ws", None)
+def _deflate(station: Station) -> bool | None:
+    ws = station.websocket
     protocol = getattr(ws, "protocol", None)
     extensions = getattr(protocol, "extensions", None)
     if extensions is None:
