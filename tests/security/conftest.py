@@ -23,12 +23,12 @@ from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.certificates import CSMS_ROOT
 from plugstream.station.clock import SystemClock
 from plugstream.station.hardware import PLUGSTREAM_7
+from plugstream.station.runtime import Station
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 from tests.support import Cloud, running_cloud, until
 
 PASSWORD = "correct-horse-battery-staple"
-Station = Station16 | Station201
 VERSIONS = ["1.6", "2.0.1"]
 
 

@@ -49,13 +49,13 @@ from plugstream.station.certmgmt import (
 )
 from plugstream.station.clock import ManualClock
 from plugstream.station.hardware import PLUGSTREAM_7
+from plugstream.station.runtime import Station
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 from tests.support import Cloud, running_cloud, until
 
 OPERATOR = "PlugStream"
 TOKEN = "t0ken-for-the-certificate-tests"
-Station = Station16 | Station201
 VERSIONS = ["1.6", "2.0.1"]
 
 
