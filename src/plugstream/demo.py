@@ -85,7 +85,7 @@ async def running_cloud(
         if not server.started:
             raise RuntimeError("PlugStream Cloud did not start")
         for token in id_tags:
-            await app.state.store.put_id_token(IdTokenRecord(id_token=token))
+            await app.state.store.id_tokens.put(IdTokenRecord(id_token=token))
         yield DemoCloud(bound_port(server, 0))
     finally:
         server.should_exit = True

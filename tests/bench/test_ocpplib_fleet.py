@@ -48,7 +48,7 @@ async def cloud(tmp_path: Path) -> AsyncIterator[tuple[int, Store]]:
         await until(lambda: server.started or task.done(), "the server started")
         assert server.started, "the server did not start"
         store: Store = app.state.store
-        await store.put_id_token(IdTokenRecord(id_token="PSDEMO0001", status="Accepted"))
+        await store.id_tokens.put(IdTokenRecord(id_token="PSDEMO0001", status="Accepted"))
         yield bound_port(server, 0), store
     finally:
         server.should_exit = True
@@ -77,6 +77,6 @@ async def test_every_peer_boots_starts_a_transaction_and_sends_meter_values(
         assert stats.errors == 0
         # Boot, Status x1-2, Authorize, Start, Status, then a few meter values each
         assert stats.messages >= 3 * 8
-        transactions = await store.list_transactions(None, limit=10, offset=0)
+        transactions = await store.transactions.list(None, limit=10, offset=0)
         assert len(transactions) == 3
         assert {t.station_id for t in transactions} == {"LIB-001", "LIB-002", "LIB-003"}

@@ -402,7 +402,7 @@ async def test_every_operator_command_of_the_issue_is_known(
 ) -> None:
     """Each command the operator may send is routed (offline: 409), never unknown (404)."""
     await client.put("/api/v1/stations/CP-V", json={"security_profile": 0})
-    await store.record_boot(
+    await store.stations.record_boot(
         "CP-V",
         ocpp_version=version,
         vendor="PlugStream",
@@ -445,8 +445,8 @@ async def test_messages_newest_first_and_paged(client: httpx.AsyncClient, store:
     await client.put("/api/v1/stations/CP-1", json={"security_profile": 0})
     for n in range(7):
         text = orjson.dumps([2, f"m{n}", "Heartbeat", {}]).decode()
-        await store.log_message("CP-1", "in", text, T0 + timedelta(seconds=n))
-    await store.log_message("CP-2", "in", '[2,"x","Heartbeat",{}]', T0)
+        await store.messages.log("CP-1", "in", text, T0 + timedelta(seconds=n))
+    await store.messages.log("CP-2", "in", '[2,"x","Heartbeat",{}]', T0)
 
     seen: list[str] = []
     params: dict[str, Any] = {"limit": 3}
@@ -479,7 +479,7 @@ async def test_transactions_with_exact_energy_and_flags(
     client: httpx.AsyncClient, store: Store
 ) -> None:
     await client.put("/api/v1/stations/CP-1", json={"security_profile": 0})
-    tx, _ = await store.start_transaction(
+    tx, _ = await store.transactions.start(
         "CP-1",
         connector_id=1,
         id_token="04A2B3C4",
@@ -493,7 +493,7 @@ async def test_transactions_with_exact_energy_and_flags(
         value=Decimal("1617.25"),
         unit="Wh",
     )
-    await store.stop_transaction(
+    await store.transactions.stop(
         "CP-1",
         transaction_id=tx.id,
         meter_stop_wh=Decimal("2235.0"),
@@ -503,7 +503,7 @@ async def test_transactions_with_exact_energy_and_flags(
         samples=[sample],
     )
     # The station repeats its StartTransaction after the stop: stored as a flag, not dropped.
-    await store.start_transaction(
+    await store.transactions.start(
         "CP-1",
         connector_id=1,
         id_token="04A2B3C4",

@@ -65,8 +65,8 @@ async def test_broken_frames_get_callerrors_and_everyone_keeps_being_served(tmp_
 
 async def test_a_lenient_station_is_accepted_where_a_strict_one_is_refused(tmp_path: Path) -> None:
     async with running_cloud(tmp_path, api_token="t0ken") as cloud:
-        await cloud.store.register_station("STRICT1", security_profile=0)
-        await cloud.store.register_station("LENIENT1", security_profile=0, lenient=True)
+        await cloud.store.stations.register("STRICT1", security_profile=0)
+        await cloud.store.stations.register("LENIENT1", security_profile=0, lenient=True)
         serial = "PS7-2611-000231-REV-B-LONGER"  # CiString25 in 1.6: real chargers overflow it
         boot = [2, "x1", "BootNotification", {**BOOT16, "chargePointSerialNumber": serial}]
         async with connect(cloud.url("STRICT1"), subprotocols=["ocpp1.6"]) as strict:  # type: ignore[list-item]
@@ -88,7 +88,7 @@ async def test_a_charging_session_is_stored_on_each_database(
 ) -> None:
     """Runs on SQLite, and on PostgreSQL when PLUGSTREAM_TEST_POSTGRES is set."""
     async with running_cloud(tmp_path, db=store_url, auto_register=True) as cloud:
-        await cloud.store.put_id_token(IdTokenRecord("04A2B3C4"))
+        await cloud.store.id_tokens.put(IdTokenRecord("04A2B3C4"))
         async with connect(cloud.url("DB1"), subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
             await exchange(ws, [2, "d0", "BootNotification", BOOT16])
             start = await exchange(
@@ -126,6 +126,6 @@ async def test_a_charging_session_is_stored_on_each_database(
                 "reason": "EVDisconnected",
             }
             assert (await exchange(ws, [2, "d3", "StopTransaction", stop]))[0] == 3
-        record = await cloud.store.get_transaction(tx)
+        record = await cloud.store.transactions.get(tx)
         assert record is not None and str(record.energy_wh) in ("3000", "3000.0", "3000.000")
         assert [str(m.value).rstrip("0").rstrip(".") for m in record.meter_values][:1] == ["2500.5"]

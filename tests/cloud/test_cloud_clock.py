@@ -45,7 +45,7 @@ async def test_a_transaction_stamped_ahead_of_the_clouds_clock_is_flagged_time_i
     async with running_cloud(
         tmp_path, auto_register=True, api_token=TOKEN, clock=lambda: now
     ) as cloud:
-        await cloud.store.put_id_token(IdTokenRecord("TAG1"))
+        await cloud.store.id_tokens.put(IdTokenRecord("TAG1"))
         async with connect(cloud.url("CLK1"), subprotocols=[Subprotocol("ocpp1.6")]) as ws:
             assert (await call(ws, "b1", "BootNotification", BOOT16))["status"] == "Accepted"
             on_time = await call(

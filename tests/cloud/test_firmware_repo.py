@@ -329,21 +329,20 @@ def _image(image_id: str, at: datetime) -> db.FirmwareImage:
 
 @pytest.mark.unit
 async def test_storage_keeps_images_newest_first(store: Store) -> None:
-    await db.add_image(store, _image("a" * 32, T0))
-    await db.add_image(store, _image("b" * 32, T0 + timedelta(minutes=1)))
-    assert [i.image_id for i in await db.list_images(store)] == ["b" * 32, "a" * 32]
-    found = await db.get_image(store, "a" * 32)
+    await store.firmware.add_image(_image("a" * 32, T0))
+    await store.firmware.add_image(_image("b" * 32, T0 + timedelta(minutes=1)))
+    assert [i.image_id for i in await store.firmware.list_images()] == ["b" * 32, "a" * 32]
+    found = await store.firmware.get_image("a" * 32)
     assert found == _image("a" * 32, T0)
-    assert await db.get_image(store, "c" * 32) is None
+    assert await store.firmware.get_image("c" * 32) is None
 
 
 @pytest.mark.unit
 async def test_storage_gives_every_target_a_request_id_never_used_before(store: Store) -> None:
     """L01.FR.10: the station reports with the requestId of its UpdateFirmware, so one
     station's two updates must never share one."""
-    await db.add_image(store, _image("a" * 32, T0))
-    first = await db.create_rollout(
-        store,
+    await store.firmware.add_image(_image("a" * 32, T0))
+    first = await store.firmware.create_rollout(
         image_id="a" * 32,
         station_ids=["CS1", "CS2"],
         selector={"station_ids": ["CS1", "CS2"]},
@@ -351,8 +350,7 @@ async def test_storage_gives_every_target_a_request_id_never_used_before(store: 
         install_at=None,
         at=T0,
     )
-    second = await db.create_rollout(
-        store,
+    second = await store.firmware.create_rollout(
         image_id="a" * 32,
         station_ids=["CS1"],
         selector={"station_ids": ["CS1"], "retries": 3},
@@ -364,15 +362,15 @@ async def test_storage_gives_every_target_a_request_id_never_used_before(store: 
     assert len(set(ids)) == 3
     assert all(t.status == db.PENDING for t in first.targets + second.targets)
 
-    again = await db.get_rollout(store, second.rollout_id)
+    again = await store.firmware.get_rollout(second.rollout_id)
     assert again is not None
     assert again.selector == {"station_ids": ["CS1"], "retries": 3}
     assert again.install_at == T0 + timedelta(hours=1)
-    assert [r.rollout_id for r in await db.list_rollouts(store)] == [
+    assert [r.rollout_id for r in await store.firmware.list_rollouts()] == [
         second.rollout_id,
         first.rollout_id,
     ]
-    pending = await db.pending_targets(store, "CS1")
+    pending = await store.firmware.pending_targets("CS1")
     assert [(t.rollout_id, i.image_id) for t, _, i in pending] == [
         (second.rollout_id, "a" * 32),
         (first.rollout_id, "a" * 32),
@@ -382,9 +380,8 @@ async def test_storage_gives_every_target_a_request_id_never_used_before(store: 
 @pytest.mark.unit
 async def test_storage_keeps_a_status_that_overtook_the_answer(store: Store) -> None:
     """The station may report Downloading before its Accepted answer is recorded."""
-    await db.add_image(store, _image("a" * 32, T0))
-    rollout = await db.create_rollout(
-        store,
+    await store.firmware.add_image(_image("a" * 32, T0))
+    rollout = await store.firmware.create_rollout(
         image_id="a" * 32,
         station_ids=["CS1", "CS2"],
         selector={"percentage": 100},
@@ -393,14 +390,14 @@ async def test_storage_keeps_a_status_that_overtook_the_answer(store: Store) -> 
         at=T0,
     )
     cs1 = next(t for t in rollout.targets if t.station_id == "CS1")
-    moved = await db.record_firmware_status(store, "CS1", cs1.request_id, "Downloading", T0)
+    moved = await store.firmware.record_status("CS1", cs1.request_id, "Downloading", T0)
     assert moved is not None and moved.rollout_id == rollout.rollout_id
-    await db.record_answer(store, rollout.rollout_id, "CS1", "Accepted", T0)
-    await db.record_answer(store, rollout.rollout_id, "CS2", "Rejected", T0)
+    await store.firmware.record_answer(rollout.rollout_id, "CS1", "Accepted", T0)
+    await store.firmware.record_answer(rollout.rollout_id, "CS2", "Rejected", T0)
     # without a requestId (1.6 FirmwareStatusNotification): the station's newest target
-    assert await db.record_firmware_status(store, "CS2", None, "Idle", T0) is not None
-    assert await db.record_firmware_status(store, "CS9", 1, "Installed", T0) is None
-    found = await db.get_rollout(store, rollout.rollout_id)
+    assert await store.firmware.record_status("CS2", None, "Idle", T0) is not None
+    assert await store.firmware.record_status("CS9", 1, "Installed", T0) is None
+    found = await store.firmware.get_rollout(rollout.rollout_id)
     assert found is not None
     assert {t.station_id: t.status for t in found.targets} == {
         "CS1": "Downloading",
@@ -410,9 +407,8 @@ async def test_storage_keeps_a_status_that_overtook_the_answer(store: Store) -> 
 
 @pytest.mark.unit
 async def test_storage_deletes_an_image_with_its_rollouts(store: Store) -> None:
-    await db.add_image(store, _image("a" * 32, T0))
-    rollout = await db.create_rollout(
-        store,
+    await store.firmware.add_image(_image("a" * 32, T0))
+    rollout = await store.firmware.create_rollout(
         image_id="a" * 32,
         station_ids=["CS1"],
         selector={"station_ids": ["CS1"]},
@@ -420,10 +416,10 @@ async def test_storage_deletes_an_image_with_its_rollouts(store: Store) -> None:
         install_at=None,
         at=T0,
     )
-    assert await db.delete_image(store, "a" * 32)
-    assert await db.get_rollout(store, rollout.rollout_id) is None
-    assert await db.pending_targets(store, "CS1") == []
-    assert not await db.delete_image(store, "a" * 32)
+    assert await store.firmware.delete_image("a" * 32)
+    assert await store.firmware.get_rollout(rollout.rollout_id) is None
+    assert await store.firmware.pending_targets("CS1") == []
+    assert not await store.firmware.delete_image("a" * 32)
 
 
 @pytest.mark.unit

@@ -127,7 +127,7 @@ async def online(
 
 async def register(cloud: Cloud, *station_ids: str) -> None:
     for sid in station_ids:
-        await cloud.store.register_station(sid, password=PASSWORD, security_profile=2)
+        await cloud.store.stations.register(sid, password=PASSWORD, security_profile=2)
 
 
 async def download_and_verify(update: dict[str, Any], pki: Pki) -> bytes:

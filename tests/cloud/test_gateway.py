@@ -63,7 +63,7 @@ async def answer_calls(
 
 async def logged(store: Store, station_id: str, count: int) -> list[MessageRecord] | None:
     """The station's message log, once it holds ``count`` frames."""
-    messages = await store.list_messages(station_id)
+    messages = await store.messages.list(station_id)
     return messages if len(messages) >= count else None
 
 
@@ -166,7 +166,7 @@ async def test_an_unknown_station_is_refused_without_auto_register(tmp_path: Pat
             async with connect(cloud.url("NEW1"), subprotocols=[V16]):  # type: ignore[list-item]
                 pass
         assert refused.value.response.status_code == 404
-        assert await cloud.store.get_station("NEW1") is None
+        assert await cloud.store.stations.get("NEW1") is None
 
 
 @pytest.mark.socket
@@ -174,7 +174,7 @@ async def test_auto_register_accepts_and_registers_an_unknown_station(tmp_path: 
     async with running_cloud(tmp_path, auto_register=True) as cloud:
         async with connect(cloud.url("NEW1"), subprotocols=[V201]) as ws:  # type: ignore[list-item]
             assert ws.subprotocol == V201
-            record = await cloud.store.get_station("NEW1")
+            record = await cloud.store.stations.get("NEW1")
             assert record is not None and record.security_profile == 0
         # With Basic credentials, the station keeps its password (trust on first use).
         async with connect(
@@ -182,7 +182,7 @@ async def test_auto_register_accepts_and_registers_an_unknown_station(tmp_path: 
             subprotocols=[V16],  # type: ignore[list-item]
             additional_headers=basic_auth("NEW2", "first-secret-1234"),
         ):
-            record = await cloud.store.get_station("NEW2")
+            record = await cloud.store.stations.get("NEW2")
             assert record is not None and record.has_password and record.security_profile == 1
         with pytest.raises(InvalidStatus) as refused:
             async with connect(
@@ -199,7 +199,7 @@ async def test_basic_auth_lets_the_right_password_in_and_refuses_others_with_401
     tmp_path: Path,
 ) -> None:
     async with running_cloud(tmp_path) as cloud:
-        await cloud.store.register_station("CP7", password="s3cret-pass-word", security_profile=1)
+        await cloud.store.stations.register("CP7", password="s3cret-pass-word", security_profile=1)
         async with connect(
             cloud.url("CP7"),
             subprotocols=[V16],  # type: ignore[list-item]
@@ -235,8 +235,8 @@ async def test_basic_auth_lets_the_right_password_in_and_refuses_others_with_401
 @pytest.mark.socket
 async def test_a_station_without_password_needs_security_profile_0(tmp_path: Path) -> None:
     async with running_cloud(tmp_path) as cloud:
-        await cloud.store.register_station("OPEN", security_profile=0)
-        await cloud.store.register_station("NOPW", security_profile=1)
+        await cloud.store.stations.register("OPEN", security_profile=0)
+        await cloud.store.stations.register("NOPW", security_profile=1)
         async with connect(cloud.url("OPEN"), subprotocols=[V16]) as ws:  # type: ignore[list-item]
             assert ws.subprotocol == V16
         with pytest.raises(InvalidStatus) as refused:
@@ -307,7 +307,7 @@ async def test_other_paths_are_not_the_gateways(tmp_path: Path) -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cloud.port}") as http:
             assert (await http.get("/ocpp/CP1", timeout=WAIT)).status_code == 404
         assert not cloud.gateway.is_connected("CP1")
-        assert await cloud.store.get_station("CP1") is None
+        assert await cloud.store.stations.get("CP1") is None
 
 
 @pytest.mark.unit
@@ -657,8 +657,8 @@ async def test_cloud_serve_as_a_subprocess_serves_and_stops_cleanly_on_sigterm(
     # The store was closed cleanly and the frames were written out.
     store = await Store.open(f"sqlite:///{db}")
     try:
-        assert await store.get_station("SUB1") is not None
-        messages = await store.list_messages("SUB1")
+        assert await store.stations.get("SUB1") is not None
+        messages = await store.messages.list("SUB1")
         assert {m.direction for m in messages} == {"in", "out"}
     finally:
         await store.close()

@@ -113,7 +113,7 @@ async def test_boot_16_is_accepted_and_recorded(store: Store, clock: Clock) -> N
     assert answer["status"] == "Accepted"
     assert answer["interval"] == 300
     assert answer["currentTime"] == "2026-11-25T10:00:00.000Z"
-    station = await store.get_station("CP16")
+    station = await store.stations.get("CP16")
     assert station is not None
     assert (station.vendor, station.model, station.serial_number) == (
         "PlugStream",
@@ -128,7 +128,7 @@ async def test_boot_201_is_accepted_and_recorded(store: Store, clock: Clock) -> 
     csms = Csms201("CS201", HandlerContext(store, CONFIG, clock=clock))
     answer = await call(csms, "BootNotification", BOOT201)
     assert answer == {"status": "Accepted", "interval": 300, "currentTime": ts()}
-    station = await store.get_station("CS201")
+    station = await store.stations.get("CS201")
     assert station is not None
     assert (station.model, station.serial_number, station.firmware_version) == (
         "PlugStream 7",
@@ -183,7 +183,7 @@ async def test_calls_before_boot_get_security_error(
     with pytest.raises(OcppError) as caught:
         await call(csms, action, payload)
     assert caught.value.code is ErrorCode.SecurityError
-    assert await store.get_station("NEW1") is None  # nothing was stored
+    assert await store.stations.get("NEW1") is None  # nothing was stored
     boot = BOOT16 if cls is Csms16 else BOOT201
     await call(csms, "BootNotification", boot)
     await call(csms, action, payload)  # accepted now
@@ -203,7 +203,7 @@ async def test_reconnect_without_boot_is_accepted(
 
 
 async def test_registered_but_never_booted_station_is_refused(store: Store, clock: Clock) -> None:
-    await store.register_station("CPR", security_profile=0)
+    await store.stations.register("CPR", security_profile=0)
     csms = Csms16("CPR", HandlerContext(store, CONFIG, clock=clock))
     with pytest.raises(OcppError) as caught:
         await call(csms, "Heartbeat", {})
@@ -218,7 +218,7 @@ async def test_a_held_back_station_is_answered_so_and_may_send_nothing_else(
     """TC_B_02_CSMS / TC_B_03_CSMS and TC_B_30_CSMS: the operator's boot status is the
     answer, with the retry interval; until Accepted, other CALLs get SecurityError, on
     this connection and after a reconnect without a new BootNotification."""
-    await store.register_station("HELD1", security_profile=0, boot_status=held)
+    await store.stations.register("HELD1", security_profile=0, boot_status=held)
     boot = BOOT16 if cls is Csms16 else BOOT201
     csms = cls("HELD1", HandlerContext(store, CONFIG, clock=clock))
     answer = await call(csms, "BootNotification", boot)
@@ -232,10 +232,10 @@ async def test_a_held_back_station_is_answered_so_and_may_send_nothing_else(
             await call(connection, "Heartbeat", {})
         assert caught.value.code is ErrorCode.SecurityError
         assert held in caught.value.description or connection is not csms
-    station = await store.get_station("HELD1")
+    station = await store.stations.get("HELD1")
     assert station is not None and station.model is not None  # the operator sees what it is
     # The operator accepts it; its next BootNotification is Accepted and it may work.
-    await store.register_station("HELD1", security_profile=0, boot_status="Accepted")
+    await store.stations.register("HELD1", security_profile=0, boot_status="Accepted")
     answer = await call(csms, "BootNotification", boot)
     assert (answer["status"], answer["interval"]) == ("Accepted", CONFIG.heartbeat_interval)
     await call(csms, "Heartbeat", {})
@@ -245,7 +245,7 @@ async def test_a_pending_201_station_may_send_the_reports_it_is_asked_for(
     store: Store, clock: Clock
 ) -> None:
     """B02: while Pending, the CSMS may configure the station and ask for its reports."""
-    await store.register_station("HELD2", security_profile=0, boot_status="Pending")
+    await store.stations.register("HELD2", security_profile=0, boot_status="Pending")
     csms = Csms201("HELD2", HandlerContext(store, CONFIG, clock=clock))
     assert (await call(csms, "BootNotification", BOOT201))["status"] == "Pending"
     report = {"requestId": 1, "generatedAt": ts(), "seqNo": 0, "tbc": False}
@@ -279,7 +279,7 @@ async def test_heartbeat_and_status_16(store: Store, clock: Clock) -> None:
             "timestamp": station_time.isoformat(),
         },
     )
-    station = await store.get_station("CP16")
+    station = await store.stations.get("CP16")
     assert station is not None
     assert station.last_seen == clock.now
     assert station.clock_offset_s == pytest.approx(30.0)
@@ -298,7 +298,7 @@ async def test_status_201(store: Store, clock: Clock) -> None:
         "StatusNotification",
         {"timestamp": ts(), "connectorStatus": "Occupied", "evseId": 2, "connectorId": 1},
     )
-    station = await store.get_station("CS201")
+    station = await store.stations.get("CS201")
     assert station is not None
     assert [(c.evse_id, c.connector_id, c.status) for c in station.connectors] == [
         (2, 1, "Occupied")
@@ -310,11 +310,11 @@ async def test_status_201(store: Store, clock: Clock) -> None:
 
 
 async def _tokens(store: Store) -> None:
-    await store.put_id_token(
+    await store.id_tokens.put(
         IdTokenRecord("GOOD", "Accepted", expiry=NOW + timedelta(days=30), parent_id_token="FLEET")
     )
-    await store.put_id_token(IdTokenRecord("BLOCKED", "Blocked"))
-    await store.put_id_token(IdTokenRecord("OLD", "Accepted", expiry=NOW - timedelta(days=1)))
+    await store.id_tokens.put(IdTokenRecord("BLOCKED", "Blocked"))
+    await store.id_tokens.put(IdTokenRecord("OLD", "Accepted", expiry=NOW - timedelta(days=1)))
 
 
 async def test_authorize_16_statuses(store: Store, clock: Clock) -> None:
@@ -418,7 +418,7 @@ async def test_transaction_16_with_meter_values_and_stop(store: Store, clock: Cl
         "idTagInfo": {"status": "Accepted", "expiryDate": ts(43200), "parentIdTag": "FLEET"}
     }
 
-    record = await store.get_transaction(tx_id)
+    record = await store.transactions.get(tx_id)
     assert record is not None
     assert record.started_at == NOW
     assert record.stopped_at == NOW + timedelta(minutes=38)
@@ -565,9 +565,9 @@ async def test_transaction_event_201_started_updated_ended(store: Store, clock: 
     )
     assert ended["idTokenInfo"]["status"] == "Accepted"
 
-    found = await store.find_transaction("CS201", "f3b1c0de-0001")
+    found = await store.transactions.find("CS201", "f3b1c0de-0001")
     assert found is not None
-    record = await store.get_transaction(found.id)
+    record = await store.transactions.get(found.id)
     assert record is not None
     assert (record.evse_id, record.connector_id, record.id_token) == (1, 1, "GOOD")
     assert record.started_at == NOW
@@ -587,7 +587,7 @@ async def test_transaction_event_201_started_updated_ended(store: Store, clock: 
     # a retried event (same seqNo) changes nothing and is answered the same way
     again = await call(csms, "TransactionEvent", _event("Updated", 1, 15))
     assert again == {}
-    after = await store.get_transaction(found.id)
+    after = await store.transactions.get(found.id)
     assert after is not None and after.energy_wh == Decimal("4200.75")
 
 
@@ -751,7 +751,7 @@ async def test_lenient_payloads_16(store: Store, clock: Clock) -> None:
     )
     answer = await dispatch(csms, "StartTransaction", {"connectorId": 1, "idTag": "T"})
     assert answer["idTagInfo"] == {"status": "Invalid"}
-    station = await store.get_station("CP16")
+    station = await store.stations.get("CP16")
     assert station is not None
     assert [c.status for c in station.connectors] == ["Weird"]
 

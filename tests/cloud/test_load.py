@@ -46,19 +46,19 @@ async def test_a_thousand_reads_at_once_all_answer(store: Store) -> None:
     """A ramp-up's Authorizes and boots, and listings, at once: none fails (the pool's
     wait timed out under this before), each gets the right answer."""
     for n in range(20):
-        await store.register_station(f"CP{n}", security_profile=0)
-    await store.put_id_token(IdTokenRecord("TAG1"))
+        await store.stations.register(f"CP{n}", security_profile=0)
+    await store.id_tokens.put(IdTokenRecord("TAG1"))
 
     async def one(i: int) -> bool:
         kind = i % 4
         if kind == 0:
-            station = await store.get_station(f"CP{i % 20}")
+            station = await store.stations.get(f"CP{i % 20}")
             return station is not None and station.station_id == f"CP{i % 20}"
         if kind == 1:
-            return (await store.authorize("TAG1", at=T0)).status == "Accepted"
+            return (await store.id_tokens.authorize("TAG1", at=T0)).status == "Accepted"
         if kind == 2:
-            return await store.get_boot_status(f"CP{i % 20}") == "Accepted"
-        return len(await store.list_stations()) == 20
+            return await store.stations.get_boot_status(f"CP{i % 20}") == "Accepted"
+        return len(await store.stations.list()) == 20
 
     results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(1000))), 60)
     assert all(results)
@@ -66,9 +66,9 @@ async def test_a_thousand_reads_at_once_all_answer(store: Store) -> None:
 
 @pytest.mark.unit
 async def test_boot_status_is_read_for_the_boot(store: Store) -> None:
-    assert await store.get_boot_status("NOPE") is None
-    await store.register_station("HELD", security_profile=0, boot_status="Pending")
-    assert await store.get_boot_status("HELD") == "Pending"
+    assert await store.stations.get_boot_status("NOPE") is None
+    await store.stations.register("HELD", security_profile=0, boot_status="Pending")
+    assert await store.stations.get_boot_status("HELD") == "Pending"
     csms = Csms16("HELD", HandlerContext(store, CloudConfig(), clock=lambda: T0))
     answer = await dispatch(
         csms, "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}
@@ -104,10 +104,10 @@ async def test_status_notification_is_one_write_with_the_clock(store: Store, ver
             "connectorId": 1,
         }
     await dispatch(csms, "BootNotification", boot)
-    commits = store.stats.commits
+    commits = store.db.stats.commits
     assert await dispatch(csms, "StatusNotification", status) == {}
-    assert store.stats.commits == commits + 1
-    station = await store.get_station("CP1")
+    assert store.db.stats.commits == commits + 1
+    station = await store.stations.get("CP1")
     assert station is not None
     assert [c.status for c in station.connectors] == [status.get("status", "Occupied")]
     assert station.clock_offset_s == pytest.approx(7.0)
@@ -116,12 +116,12 @@ async def test_status_notification_is_one_write_with_the_clock(store: Store, ver
 
 @pytest.mark.unit
 async def test_status_without_a_timestamp_keeps_the_clock(store: Store) -> None:
-    await store.register_station("CP1", security_profile=0)
-    await store.record_seen("CP1", at=T0, station_time=T0 + timedelta(seconds=3))
-    await store.set_connector_status(
+    await store.stations.register("CP1", security_profile=0)
+    await store.stations.record_seen("CP1", at=T0, station_time=T0 + timedelta(seconds=3))
+    await store.stations.set_connector_status(
         "CP1", evse_id=1, connector_id=1, status="Faulted", error_code="GroundFailure", at=T0
     )
-    station = await store.get_station("CP1")
+    station = await store.stations.get("CP1")
     assert station is not None
     assert station.clock_offset_s == pytest.approx(3.0)
     assert [(c.status, c.error_code) for c in station.connectors] == [("Faulted", "GroundFailure")]
@@ -136,16 +136,16 @@ async def test_message_log_writes_its_backlog_in_one_go(store: Store) -> None:
     two, not 500 frames a commit: the log keeps up and drops nothing."""
     gateway = Gateway(store, CloudConfig())
     frames = 5000  # ten batches of the old 500
-    commits = store.stats.commits
+    commits = store.db.stats.commits
     try:
         for n in range(frames):
             gateway.log_frame(f"CP{n % 50}", "in", f'[2,"{n}","Heartbeat",{{}}]')
     finally:
         await gateway.close()
     assert gateway.frames_dropped == 0
-    assert await store.count_rows("messages") == frames
-    assert store.stats.commits - commits <= 2
-    newest = await store.list_messages("CP49", limit=1)
+    assert await store.db.count_rows("messages") == frames
+    assert store.db.stats.commits - commits <= 2
+    newest = await store.messages.list("CP49", limit=1)
     assert newest[0].text == f'[2,"{frames - 1}","Heartbeat",{{}}]'
 
 
@@ -201,10 +201,10 @@ async def test_station_list_is_what_each_station_shows(
     """The list is written without a model per station (it is fast at 10,000): every
     field of every station is what the station's own page shows, word for word."""
     client, gateway, port = api
-    await store.register_station("LIVE", security_profile=0)
-    await store.register_station("KEYED", password=PASSWORD, security_profile=1)
-    await store.register_station("HELD", security_profile=0, lenient=True, boot_status="Pending")
-    await store.record_boot(
+    await store.stations.register("LIVE", security_profile=0)
+    await store.stations.register("KEYED", password=PASSWORD, security_profile=1)
+    await store.stations.register("HELD", security_profile=0, lenient=True, boot_status="Pending")
+    await store.stations.record_boot(
         "KEYED",
         ocpp_version="1.6",
         vendor="PlugStream",
@@ -214,7 +214,7 @@ async def test_station_list_is_what_each_station_shows(
         at=T0,
     )
     for connector, state in ((1, "Charging"), (2, "Available")):
-        await store.set_connector_status(
+        await store.stations.set_connector_status(
             "KEYED",
             evse_id=connector,
             connector_id=connector,
@@ -228,7 +228,7 @@ async def test_station_list_is_what_each_station_shows(
     async with connected(port, gateway, "LIVE"):
 
         async def seen() -> bool:
-            live = await store.get_station("LIVE")
+            live = await store.stations.get("LIVE")
             return live is not None and live.last_seen is not None
 
         # the gateway records a new connection as seen, on the side
@@ -258,7 +258,7 @@ async def test_station_list_of_thousands_answers_while_stations_write(
     answers 200, none waits for the writes to end."""
     client, _gateway, _port = api
     writes = [
-        store.set_connector_status(
+        store.stations.set_connector_status(
             f"SIM-{n:04d}", evse_id=1, connector_id=1, status="Charging", error_code=None, at=T0
         )
         for n in range(2000)

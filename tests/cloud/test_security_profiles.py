@@ -71,10 +71,10 @@ async def cloud(tmp_path: Path, pki: Pki) -> AsyncIterator[Cloud]:
         tls_client_ca=pki.root,
         tls_client_organization="PlugStream",
     ) as cloud:
-        await cloud.store.register_station("CP2", password=PASSWORD, security_profile=2)
-        await cloud.store.register_station("CP3", security_profile=3)
+        await cloud.store.stations.register("CP2", password=PASSWORD, security_profile=2)
+        await cloud.store.stations.register("CP3", security_profile=3)
         # Profile 3 with a password on record: the password alone must not let it in.
-        await cloud.store.register_station("CP3P", password=PASSWORD, security_profile=3)
+        await cloud.store.stations.register("CP3P", password=PASSWORD, security_profile=3)
         yield cloud
 
 

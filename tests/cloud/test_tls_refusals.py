@@ -56,8 +56,8 @@ async def cloud(tmp_path: Path, root: Path) -> AsyncIterator[Cloud]:
         tls_client_ca=root,
         tls_client_organization="PlugStream",
     ) as cloud:
-        await cloud.store.register_station("CP2", password=PASSWORD, security_profile=2)
-        await cloud.store.register_station("CP3", security_profile=3)
+        await cloud.store.stations.register("CP2", password=PASSWORD, security_profile=2)
+        await cloud.store.stations.register("CP3", security_profile=3)
         yield cloud
 
 

@@ -33,7 +33,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
-from plugstream.cloud.storage.security import list_security_events
 from plugstream.ocpp import Handlers, OcppEndpoint, OcppVersion, on
 from plugstream.ocpp.datetimes import format_time
 from plugstream.pki.authority import CertificateAuthority
@@ -97,7 +96,7 @@ async def _cloud(tmp_path: Path, *, signs: bool) -> AsyncIterator[Setup]:
         api_token=TOKEN,
     ) as cloud:
         for station_id in ("CS16", "CS201"):
-            await cloud.store.register_station(station_id, security_profile=3)
+            await cloud.store.stations.register(station_id, security_profile=3)
         admitted: list[tuple[str, int | None]] = []
         admit = cloud.gateway._admit
 
@@ -407,7 +406,7 @@ async def test_a_csr_for_another_station_is_not_signed(
             payload["certificateType"] = "ChargingStationCertificate"
         assert await station.call("SignCertificate", payload) == {"status": "Rejected"}
         events = [
-            e for e in await list_security_events(signing.cloud.store) if e.source == "gateway"
+            e for e in await signing.cloud.store.security.list_events() if e.source == "gateway"
         ]
         assert [(e.station_id, e.type, e.source) for e in events] == [
             (station.station_id, "InvalidChargingStationCertificate", "gateway")

@@ -36,13 +36,6 @@ from websockets.exceptions import InvalidStatus
 from plugstream.cloud.serve import READY
 from plugstream.cloud.setup.api import RETRY_AFTER_S
 from plugstream.cloud.storage import Store
-from plugstream.cloud.storage.setup import (
-    delete_claim,
-    get_claim,
-    list_claims,
-    mark_provisioned,
-    put_claim,
-)
 from plugstream.pki.authority import CertificateAuthority
 from plugstream.pki.keystore import PKIStore
 from plugstream.station.certificates import CSMS_ROOT, MANUFACTURER_ROOT, CertificateStore
@@ -300,7 +293,7 @@ async def test_station_follows_its_claim_to_a_third_party_csms(tmp_path: Path, p
         contextlib.AsyncExitStack() as first,
     ):
         cloud = await first.enter_async_context(cloud_with_pki(tmp_path, pki, "cloud"))
-        await third.store.register_station(serial, password=password, security_profile=2)
+        await third.store.stations.register(serial, password=password, security_profile=2)
         async with running_cloud(
             tmp_path / "cloud",  # the same database file as the cloud
             port=free_port(),
@@ -330,7 +323,7 @@ async def test_station_follows_its_claim_to_a_third_party_csms(tmp_path: Path, p
                 model = DeviceModel201.load(data_dir / DeviceModel201.FILENAME)
                 old_password = model.basic_auth_password
                 assert old_password is not None
-                assert await cloud.store.check_password(serial, old_password)
+                assert await cloud.store.stations.check_password(serial, old_password)
                 moved = await claim(
                     cloud,
                     serial,
@@ -351,10 +344,10 @@ async def test_station_follows_its_claim_to_a_third_party_csms(tmp_path: Path, p
                 assert third.gateway.version_of(serial).value == "1.6"  # type: ignore[union-attr]
                 setup = load_setup(data_dir)
                 assert setup is not None and setup.csms_url.endswith(f":{third.port}/ocpp")
-                followed = await get_claim(setup_service.store, serial)
+                followed = await setup_service.store.setup.get_claim(serial)
                 assert followed is not None and followed.provisioned_at is not None
                 # gone from PlugStream Cloud: its credentials there no longer work
-                assert not await setup_service.store.check_password(serial, old_password)
+                assert not await setup_service.store.stations.check_password(serial, old_password)
                 assert f"now wss://127.0.0.1:{third.port}/ocpp" in out.getvalue()
                 os.write(write_fd, b"quit\n")
                 assert await asyncio.wait_for(runner, WAIT) == 0
@@ -451,7 +444,7 @@ async def test_setup_refuses_a_serial_number_that_is_not_the_certificates(
             "serial number mismatch: the certificate is for 'PS22-ATTACKER', "
             "the request says 'PS22-VICTIM'"
         )
-        assert await cloud.store.get_station("PS22-VICTIM") is None
+        assert await cloud.store.stations.get("PS22-VICTIM") is None
 
 
 @pytest.mark.socket
@@ -463,7 +456,7 @@ async def test_TC_A_08_CSMS_a_manufacturer_certificate_is_not_a_station_certific
     station certificate ends at the CSO's root (A00.FR.403, A00.FR.407; the refusal is a
     security event, A00.FR.408)."""
     async with cloud_with_pki(tmp_path, pki, "cloud") as cloud:
-        await cloud.store.register_station("PS22-P3", security_profile=3)
+        await cloud.store.stations.register("PS22-P3", security_profile=3)
         issued = pki.store.manufacturer_root().issue_client("PS22-P3", organization=OPERATOR)
         (tmp_path / "m.pem").write_bytes(issued.cert_pem)
         (tmp_path / "m.key").write_bytes(issued.key_pem)
@@ -637,7 +630,7 @@ async def test_station_run_setup_commissions_and_follows_the_claim_on_its_next_s
         cloud_with_pki(tmp_path, pki, "cloud") as cloud,
         cloud_with_pki(tmp_path, pki, "third") as third,
     ):
-        await third.store.register_station(serial, password=password, security_profile=2)
+        await third.store.stations.register(serial, password=password, security_profile=2)
         made = subprocess.run(
             [
                 sys.executable,
@@ -708,8 +701,7 @@ async def test_claims_are_kept_with_a_third_party_password_that_is_never_listed(
     """SQLite and PostgreSQL: a claim, replaced (which clears provisioned_at), provisioned,
     deleted; the owner's password for a third-party CSMS is kept for the station only."""
     at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-    first = await put_claim(
-        store,
+    first = await store.setup.put_claim(
         "PS7-1",
         owner="Jane",
         csms_url=None,
@@ -719,11 +711,10 @@ async def test_claims_are_kept_with_a_third_party_password_that_is_never_listed(
         claimed_at=at,
     )
     assert (first.csms_url, first.password, first.provisioned_at) == (None, None, None)
-    await mark_provisioned(store, "PS7-1", at + timedelta(minutes=5))
-    got = await get_claim(store, "PS7-1")
+    await store.setup.mark_provisioned("PS7-1", at + timedelta(minutes=5))
+    got = await store.setup.get_claim("PS7-1")
     assert got is not None and got.provisioned_at == at + timedelta(minutes=5)
-    moved = await put_claim(
-        store,
+    moved = await store.setup.put_claim(
         "PS7-1",
         owner="Jane",
         csms_url="wss://csms.example:443/ocpp",
@@ -735,10 +726,10 @@ async def test_claims_are_kept_with_a_third_party_password_that_is_never_listed(
     assert moved.csms_url == "wss://csms.example:443/ocpp"
     assert moved.password == "p@ss:word/with%odd-chars"
     assert moved.provisioned_at is None
-    assert [c.serial_number for c in await list_claims(store)] == ["PS7-1"]
-    assert await delete_claim(store, "PS7-1")
-    assert not await delete_claim(store, "PS7-1")
-    assert await get_claim(store, "PS7-1") is None
+    assert [c.serial_number for c in await store.setup.list_claims()] == ["PS7-1"]
+    assert await store.setup.delete_claim("PS7-1")
+    assert not await store.setup.delete_claim("PS7-1")
+    assert await store.setup.get_claim("PS7-1") is None
 
 
 @pytest.mark.socket
@@ -794,7 +785,7 @@ async def test_cloud_serve_setup_is_the_setup_service_alone_on_the_clouds_databa
             result = await provision(data_dir)
             assert result.setup.csms_url == f"wss://127.0.0.1:{cloud.port}/ocpp"
             assert result.certificate_chain is not None
-            assert (await cloud.store.get_station(serial)) is not None
+            assert (await cloud.store.stations.get(serial)) is not None
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(asyncio.to_thread(proc.wait), 20) == 0
         finally:

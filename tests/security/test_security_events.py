@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from plugstream.cloud.storage import Store
-from plugstream.cloud.storage.security import add_security_event, list_security_events
 from plugstream.pki.authority import CertificateAuthority
 from plugstream.station.security import SecurityLog, event_name
 from tests.cloud.conftest import postgres_url, store, store_url  # noqa: F401 (fixtures)
@@ -49,7 +48,7 @@ async def test_a_wrong_password_is_refused_and_reported_from_both_sides(
     """The cloud answers 401 and keeps a gateway event (A00.FR.323); the station logs
     FailedToAuthenticationAtCsms (…AtCentralSystem in 1.6) and, once it gets in with the
     right password, reports it -- once, however many attempts failed."""
-    await cloud.store.register_station("CPW", password=PASSWORD, security_profile=2)
+    await cloud.store.stations.register("CPW", password=PASSWORD, security_profile=2)
     station = trusting(make_station(version, tmp_path / "st", "CPW"), pki)
     station.set_password("not-the-password-at-all")
     station.set_security_profile(2)
@@ -87,7 +86,7 @@ async def test_a_client_certificate_for_another_id_is_refused(
 ) -> None:
     """A00.FR.405/407/408: the CN must be the station id; the cloud refuses (401) and keeps
     InvalidChargingStationCertificate; the station logs that the CSMS refused it."""
-    await cloud.store.register_station("CP3", security_profile=3)
+    await cloud.store.stations.register("CP3", security_profile=3)
     station = with_client_cert(
         trusting(make_station(version, tmp_path / "st", "CP3"), pki), pki, "CP-OTHER"
     )
@@ -113,7 +112,7 @@ async def test_an_untrusted_csms_is_reported_to_the_next_trusted_one_even_after_
     the event still reaches the trusted CSMS as SecurityEventNotification."""
     stranger = CertificateAuthority.create("Stranger Root CA", organization="Stranger")
     cert, key = pki.write("stranger", stranger.issue_server())
-    await cloud.store.register_station("CPR", password=PASSWORD, security_profile=2)
+    await cloud.store.stations.register("CPR", password=PASSWORD, security_profile=2)
     first = trusting(make_station(version, tmp_path / "st", "CPR"), pki)
     first.set_password(PASSWORD)
     first.set_security_profile(2)
@@ -160,7 +159,7 @@ async def test_a_station_clock_in_the_past_cannot_authenticate_the_csms_until_it
     by the station's clock (three days behind). Once the clock is set (the NTP hook
     ``clock_changed``), the station connects, and both InvalidCsmsCertificate and
     SettingSystemTime reach the CSMS."""
-    await cloud.store.register_station("CPT", password=PASSWORD, security_profile=2)
+    await cloud.store.stations.register("CPT", password=PASSWORD, security_profile=2)
     clock = ShiftedClock(timedelta(days=-3))
     station = trusting(make_station(version, tmp_path / "st", "CPT", clock=clock), pki)
     station.set_password(PASSWORD)
@@ -175,7 +174,7 @@ async def test_a_station_clock_in_the_past_cannot_authenticate_the_csms_until_it
             "a second refusal",
         )
         assert not cloud.gateway.is_connected("CPT") and cloud.gateway.failed_logins["CPT"] == 0
-        assert await cloud.store.list_messages("CPT") == []
+        assert await cloud.store.messages.list("CPT") == []
         old = clock.now()
         clock.offset = timedelta(0)
         station.clock_changed(old, clock.now())
@@ -201,7 +200,7 @@ async def test_reset_and_hook_events_are_reported_while_online(
 ) -> None:
     """ResetOrReboot on a Reset; the hook the firmware and certificate parts call
     (``station.security_event("InvalidFirmwareSignature", ...)``) reports at once."""
-    await cloud.store.register_station("CPE", password=PASSWORD, security_profile=2)
+    await cloud.store.stations.register("CPE", password=PASSWORD, security_profile=2)
     station = trusting(make_station(version, tmp_path / "st", "CPE"), pki)
     station.set_password(PASSWORD)
     station.set_security_profile(2)
@@ -285,12 +284,12 @@ def test_event_names_follow_the_version() -> None:
 async def test_the_table_keeps_both_sources_newest_first(store: Store) -> None:  # noqa: F811
     """On SQLite and PostgreSQL: both sources in one list, newest first, per station."""
     at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    await add_security_event(store, "CP1", "StartupOfTheDevice", at, "firmware 1", "station")
-    await add_security_event(
-        store, "CP2", "FailedToAuthenticate", at, "wrong credentials", "gateway"
+    await store.security.add_event("CP1", "StartupOfTheDevice", at, "firmware 1", "station")
+    await store.security.add_event(
+        "CP2", "FailedToAuthenticate", at, "wrong credentials", "gateway"
     )
-    await add_security_event(store, "CP1", "X" * 80, at + timedelta(seconds=1), None, "station")
-    everything = await list_security_events(store)
+    await store.security.add_event("CP1", "X" * 80, at + timedelta(seconds=1), None, "station")
+    everything = await store.security.list_events()
     assert [(e.station_id, e.source) for e in everything] == [
         ("CP1", "station"),
         ("CP2", "gateway"),
@@ -298,5 +297,5 @@ async def test_the_table_keeps_both_sources_newest_first(store: Store) -> None: 
     ]
     assert everything[0].type == "X" * 50  # the spec's string[50]
     assert everything[1].timestamp == at
-    only = await list_security_events(store, station_id="CP1", limit=1)
+    only = await store.security.list_events(station_id="CP1", limit=1)
     assert [e.tech_info for e in only] == [None]

@@ -39,7 +39,7 @@ async def test_TC_A_04_CS_profile_2_tls_with_basic_auth_boots_accepted(
     """A00.FR.301-303 / A00.FR.201-204: HTTP Basic with the station id and the password of
     AuthorizationKey / SecurityCtrlr.BasicAuthPassword (A01.FR.01), over TLS that the
     station checked against its CSMS root."""
-    await cloud.store.register_station("CP2", password=PASSWORD, security_profile=2)
+    await cloud.store.stations.register("CP2", password=PASSWORD, security_profile=2)
     station = trusting(make_station(version, tmp_path / "st", "CP2"), pki)
     station.set_password(PASSWORD)
     station.set_security_profile(2)
@@ -49,7 +49,7 @@ async def test_TC_A_04_CS_profile_2_tls_with_basic_auth_boots_accepted(
         assert cloud.gateway.is_connected("CP2")
         assert station.tls_rejected is None
     assert cloud.gateway.failed_logins["CP2"] == 0
-    record = await cloud.store.get_station("CP2")
+    record = await cloud.store.stations.get("CP2")
     assert record is not None and record.ocpp_version == version
 
 
@@ -61,7 +61,7 @@ async def test_TC_A_07_CS_profile_3_client_certificate_boots_accepted(
     """A00.FR.401/402: the station's certificate (CN = its id) authenticates it; no
     password goes with it even when one is configured (the cloud refuses Basic credentials
     alone for a profile-3 station, see tests/cloud/test_security_profiles.py)."""
-    await cloud.store.register_station("CP3", security_profile=3)
+    await cloud.store.stations.register("CP3", security_profile=3)
     station = with_client_cert(
         trusting(make_station(version, tmp_path / "st", "CP3"), pki), pki, "CP3"
     )
@@ -126,7 +126,7 @@ async def test_TC_A_19_CS_change_configuration_raises_the_profile_and_reconnects
     """1.6 whitepaper A05 (TC_A_19/20/22_CS): ChangeConfiguration SecurityProfile is
     Rejected when lower or equal or without prerequisites; a higher one is Accepted, the
     station disconnects and comes back with it (A05.FR.05-07)."""
-    await cloud.store.register_station("CPU", password=PASSWORD, security_profile=2)
+    await cloud.store.stations.register("CPU", password=PASSWORD, security_profile=2)
     station = trusting(make_station("1.6", tmp_path / "st", "CPU"), pki)
     station.set_password(PASSWORD)
     station.set_security_profile(2)
@@ -139,7 +139,7 @@ async def test_TC_A_19_CS_change_configuration_raises_the_profile_and_reconnects
             )
             assert answer == {"status": "Rejected"}, value
         with_client_cert(station, pki, "CPU")
-        await cloud.store.register_station("CPU", security_profile=3)
+        await cloud.store.stations.register("CPU", security_profile=3)
         answer = await cloud.gateway.call(
             "CPU", "ChangeConfiguration", {"key": "SecurityProfile", "value": "3"}
         )
@@ -159,7 +159,7 @@ async def test_TC_A_09_CS_a_new_password_is_used_on_the_next_connection(
     """A01 (1.6 whitepaper and 2.0.1, TC_A_09_CS): ChangeConfiguration AuthorizationKey /
     SetVariables SecurityCtrlr.BasicAuthPassword; once answered the station reconnects with
     the new password, and logs the change without its value (A01.FR.11/12)."""
-    await cloud.store.register_station("CPN", password=PASSWORD, security_profile=2)
+    await cloud.store.stations.register("CPN", password=PASSWORD, security_profile=2)
     station = trusting(make_station(version, tmp_path / "st", "CPN"), pki)
     station.set_password(PASSWORD)
     station.set_security_profile(2)
@@ -167,7 +167,7 @@ async def test_TC_A_09_CS_a_new_password_is_used_on_the_next_connection(
     async with running(station, wss(cloud)):
         await until(lambda: station.online, "the station online")
         first = cloud.gateway._live["CPN"]
-        await cloud.store.register_station("CPN", password=new, security_profile=2)
+        await cloud.store.stations.register("CPN", password=new, security_profile=2)
         if version == "1.6":
             answer = await cloud.gateway.call(
                 "CPN", "ChangeConfiguration", {"key": "AuthorizationKey", "value": new}
@@ -302,7 +302,7 @@ async def test_a_profile_2_station_sends_nothing_to_a_cloud_with_the_wrong_host(
     never sees the station (no request, no failed login, no message)."""
     cert, key = _localhost_only(pki)
     async with running_cloud(tmp_path, tls_cert=cert, tls_key=key) as cloud:
-        await cloud.store.register_station("CPH", password=PASSWORD, security_profile=2)
+        await cloud.store.stations.register("CPH", password=PASSWORD, security_profile=2)
         station = trusting(make_station("2.0.1", tmp_path / "st", "CPH"), pki)
         station.set_password(PASSWORD)
         station.set_security_profile(2)
@@ -318,7 +318,7 @@ async def test_a_profile_2_station_sends_nothing_to_a_cloud_with_the_wrong_host(
         assert not cloud.gateway.is_connected("CPH")
         assert cloud.gateway.failed_logins["CPH"] == 0
         assert list(cloud.gateway.security_events) == []
-        assert await cloud.store.list_messages("CPH") == []
+        assert await cloud.store.messages.list("CPH") == []
 
 
 # -- plugstream station run --------------------------------------------------------------
@@ -364,10 +364,10 @@ async def test_station_run_connects_with_security_profile_flags(
     sid = f"RUN{profile}"
     flags = ["--security-profile", str(profile), "--trust", str(pki.dir / "root.pem")]
     if profile == 2:
-        await cloud.store.register_station(sid, password=PASSWORD, security_profile=2)
+        await cloud.store.stations.register(sid, password=PASSWORD, security_profile=2)
         flags += ["--password", PASSWORD]
     else:
-        await cloud.store.register_station(sid, security_profile=3)
+        await cloud.store.stations.register(sid, security_profile=3)
         cert, key = pki.write("run3", pki.ca.issue_client(sid, organization="PlugStream"))
         flags += ["--client-cert", str(cert), "--client-key", str(key)]
     data = tmp_path / "data"
@@ -379,7 +379,7 @@ async def test_station_run_connects_with_security_profile_flags(
         await until(lambda: cloud.gateway.is_connected(sid), "the process connected")
 
         async def booted() -> StationRecord | None:  # the BootNotification follows
-            record = await cloud.store.get_station(sid)
+            record = await cloud.store.stations.get(sid)
             return record if record is not None and record.ocpp_version == version else None
 
         record = await until(booted, "the BootNotification stored")

@@ -64,7 +64,7 @@ async def test_TC_L_01_CS_a_rollout_from_plugstream_cloud_is_installed_by_a_real
     station_tasks: list[tuple[StationRuntime, asyncio.Task[None]]],
 ) -> None:
     sid = "FWC16" if version == "1.6" else "FWC201"
-    await cloud.store.register_station(sid, password=PASSWORD, security_profile=2)
+    await cloud.store.stations.register(sid, password=PASSWORD, security_profile=2)
     image = build_image("2.0.0", size=300_000, seed=5)
     shown = await upload(operator, image, version="2.0.0", filename="plugstream-2.0.0.bin")
 
@@ -138,7 +138,7 @@ async def start_station(
     clock: Clock | None = None,
 ) -> StationRuntime:
     """Register ``sid`` (profile 2), run its station over wss and wait for its first boot."""
-    await cloud.store.register_station(sid, password=PASSWORD, security_profile=2)
+    await cloud.store.stations.register(sid, password=PASSWORD, security_profile=2)
     station = new_station(version, sid, data_dir, pki, clock)
     url = f"wss://{sid}:{PASSWORD}@127.0.0.1:{cloud.port}/ocpp"
     station_tasks.append((station, asyncio.get_running_loop().create_task(station.run(url))))

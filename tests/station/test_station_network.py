@@ -133,7 +133,7 @@ async def profile_2(
     clock: ShiftedClock | None = None,
 ) -> Station:
     if cloud is not None:
-        await cloud.store.register_station(cp, password=PASSWORD, security_profile=2)
+        await cloud.store.stations.register(cp, password=PASSWORD, security_profile=2)
     station = trusting(make_station(version, path, cp, clock=clock), pki)
     station.set_password(PASSWORD)
     station.set_security_profile(2)
@@ -178,7 +178,7 @@ async def test_no_ntp_answer_no_authenticated_connection_then_connects_once_sync
 async def test_plain_ws_at_profile_0_is_not_held_up_by_the_clock(tmp_path: Path) -> None:
     """Profile 0 over ws:// authenticates nothing: no NTP answer is needed to connect."""
     async with running_cloud(tmp_path) as cloud:
-        await cloud.store.register_station("CP0", security_profile=0)
+        await cloud.store.stations.register("CP0", security_profile=0)
         station = make_station("1.6", tmp_path / "st", "CP0")
         clock = CorrectedClock()
         station.network = StationNetwork(clock=clock)  # no NTP server: never synchronized
@@ -349,8 +349,8 @@ async def test_on_lte_heartbeat_and_meter_intervals_lengthen_and_the_csms_values
     types are the ``lo`` interface and the test feeds the link manager's events."""
     data_dir = tmp_path / "st"
     async with running_cloud(tmp_path, heartbeat_interval=20) as cloud:
-        await cloud.store.register_station("CPL", security_profile=0)
-        await cloud.store.put_id_token(IdTokenRecord(TAG))
+        await cloud.store.stations.register("CPL", security_profile=0)
+        await cloud.store.id_tokens.put(IdTokenRecord(TAG))
         station = make_station(version, data_dir, "CPL")
         network = lab_network(
             ntp_lab,

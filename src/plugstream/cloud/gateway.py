@@ -61,7 +61,6 @@ from plugstream.cloud.context import (
     utc_now,
 )
 from plugstream.cloud.stations import StationOffline, valid_station_id
-from plugstream.cloud.storage.security import add_security_event
 from plugstream.ocpp import (
     CallReceived,
     ConnectionLost,
@@ -95,7 +94,7 @@ LOG_BATCH = LOG_QUEUE_SIZE
 SEEN_EVERY_S = 60.0  # last_seen is written at most this often per connection
 # How long the gateway trusts what it knows of a station (profile, lenient, has a password)
 # without reading the store again. Changes made in this process through
-# ``store.register_station`` (the REST API's) apply at once; this bounds how long a change
+# ``store.stations.register`` (the REST API's) apply at once; this bounds how long a change
 # made elsewhere (another node on the same database) takes to apply. Passwords themselves
 # are always checked against the store.
 STATION_CACHE_S = 30.0
@@ -344,7 +343,7 @@ class Gateway:
         self._known: dict[str, _Known] = {}
         self._registrations = 0  # bumped as each registration starts and ends
         self._sweep_at = 1024  # entries in _known beyond which the expired ones are dropped
-        store.station_listeners.append(self._station_changed)
+        store.stations.listeners.append(self._station_changed)
 
     def _station_changed(self, station_id: str) -> None:
         """A registration starts or ends: forget what the cache holds of the station."""
@@ -508,7 +507,7 @@ class Gateway:
         known = self._known.get(station_id)
         if known is None or known[0] < time.monotonic():
             registrations = self._registrations
-            station = await self.store.get_station(station_id)
+            station = await self.store.stations.get(station_id)
             if station is None:
                 if not self.config.auto_register:
                     await self._keep_event(station_id, "FailedToAuthenticate", "unknown station")
@@ -550,7 +549,7 @@ class Gateway:
             ok = (
                 creds is not None
                 and creds[0] == station_id
-                and await self.store.check_password(station_id, creds[1])
+                and await self.store.stations.check_password(station_id, creds[1])
             )
         else:
             # No password: only security profile 0 (no authentication) gets in.
@@ -580,8 +579,7 @@ class Gateway:
         record = SecurityEvent(self.clock(), station_id, event, reason)
         self.security_event(record)
         try:
-            await add_security_event(
-                self.store,
+            await self.store.security.add_event(
                 record.station_id,
                 record.type,
                 record.timestamp,
@@ -605,12 +603,12 @@ class Gateway:
         else:
             password, profile = None, 0
         try:
-            record = await self.store.register_station(
+            record = await self.store.stations.register(
                 station_id, password=password, security_profile=profile
             )
         except Exception:
             log.warning("auto-registration of %s failed", station_id, exc_info=True)
-            return await self.store.get_station(station_id)
+            return await self.store.stations.get(station_id)
         log.info("station %s auto-registered (security profile %d)", station_id, profile)
         return record
 
@@ -663,7 +661,7 @@ class Gateway:
             while len(batch) < LOG_BATCH and not self._log_queue.empty():
                 batch.append(self._log_queue.get_nowait())
             try:
-                await self.store.log_messages(batch)
+                await self.store.messages.log_many(batch)
             except Exception as exc:
                 log.warning("could not log %d frames: %s", len(batch), exc)
             finally:
@@ -679,7 +677,7 @@ class Gateway:
 
     async def _record_seen(self, station_id: str) -> None:
         try:
-            await self.store.record_seen(station_id, at=self.clock())
+            await self.store.stations.record_seen(station_id, at=self.clock())
         except Exception:
             log.warning("could not record that %s was seen", station_id, exc_info=True)
 

@@ -50,7 +50,7 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     ) -> v16.BootNotificationResponse:
         now = self.now()
         status, interval = await self.boot_decision()
-        await self.context.store.record_boot(
+        await self.context.store.stations.record_boot(
             self.station_id,
             ocpp_version="1.6",
             vendor=str_or_none(payload.get("chargePointVendor")) or "",
@@ -69,7 +69,7 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     @on(v16.Action.Heartbeat)
     async def heartbeat(self, payload: v16.HeartbeatRequest) -> v16.HeartbeatResponse:
         now = self.now()
-        await self.context.store.record_seen(self.station_id, at=now)
+        await self.context.store.stations.record_seen(self.station_id, at=now)
         return {"currentTime": format_time(now, always_ms=True)}
 
     @on(v16.Action.StatusNotification)
@@ -81,7 +81,7 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
         error_code = str_or_none(payload.get("errorCode"))
         station_time = payload.get("timestamp")
         # One write for the status and the station's clock: each write awaits a commit.
-        await self.context.store.set_connector_status(
+        await self.context.store.stations.set_connector_status(
             self.station_id,
             evse_id=connector_id,  # 1.6 has no EVSE: a connector is one
             connector_id=connector_id,
@@ -94,7 +94,9 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
 
     @on(v16.Action.Authorize)
     async def authorize(self, payload: v16.AuthorizeRequest) -> v16.AuthorizeResponse:
-        auth = await self.context.store.authorize(str(payload.get("idTag", "")), at=self.now())
+        auth = await self.context.store.id_tokens.authorize(
+            str(payload.get("idTag", "")), at=self.now()
+        )
         return {"idTagInfo": id_tag_info(auth)}
 
     @on(v16.Action.StartTransaction)
@@ -103,7 +105,7 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     ) -> v16.StartTransactionResponse:
         now = self.now()
         reservation = payload.get("reservationId")
-        record, auth = await self.context.store.start_transaction(
+        record, auth = await self.context.store.transactions.start(
             self.station_id,
             connector_id=int_or(payload.get("connectorId"), 0),
             id_token=str(payload.get("idTag", "")),
@@ -120,7 +122,7 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     ) -> v16.StopTransactionResponse:
         now = self.now()
         samples = samples_16(payload.get("transactionData"), now)
-        _record, auth = await self.context.store.stop_transaction(
+        _record, auth = await self.context.store.transactions.stop(
             self.station_id,
             transaction_id=int_or(payload.get("transactionId"), 0),
             meter_stop_wh=_wh(payload.get("meterStop")),
@@ -141,7 +143,7 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
         now = self.now()
         connector_id = int_or(payload.get("connectorId"), 0)
         transaction_id = payload.get("transactionId")
-        await self.context.store.add_meter_values(
+        await self.context.store.transactions.add_meter_values(
             self.station_id,
             evse_id=connector_id,
             connector_id=connector_id,

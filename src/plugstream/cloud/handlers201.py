@@ -58,7 +58,7 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
         station = payload.get("chargingStation")
         info: Mapping[str, object] = station if isinstance(station, Mapping) else {}
         status, interval = await self.boot_decision()
-        await self.context.store.record_boot(
+        await self.context.store.stations.record_boot(
             self.station_id,
             ocpp_version=self.ocpp_version,
             vendor=str_or_none(info.get("vendorName")) or "",
@@ -76,7 +76,7 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     @on(v201.Action.Heartbeat)
     async def heartbeat(self, payload: v201.HeartbeatRequest) -> v201.HeartbeatResponse:
         now = self.now()
-        await self.context.store.record_seen(self.station_id, at=now)
+        await self.context.store.stations.record_seen(self.station_id, at=now)
         return {"currentTime": format_time(now, always_ms=True)}
 
     @on(v201.Action.StatusNotification)
@@ -85,7 +85,7 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     ) -> v201.StatusNotificationResponse:
         now = self.now()
         station_time = payload.get("timestamp")
-        await self.context.store.set_connector_status(
+        await self.context.store.stations.set_connector_status(
             self.station_id,
             evse_id=int_or(payload.get("evseId"), 0),
             connector_id=int_or(payload.get("connectorId"), 0),
@@ -100,7 +100,7 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     async def authorize(self, payload: v201.AuthorizeRequest) -> v201.AuthorizeResponse:
         token = payload.get("idToken")
         id_token = token.get("idToken") if isinstance(token, Mapping) else None
-        auth = await self.context.store.authorize(str(id_token or ""), at=self.now())
+        auth = await self.context.store.id_tokens.authorize(str(id_token or ""), at=self.now())
         return {"idTokenInfo": id_token_info(auth)}
 
     @on(v201.Action.TransactionEvent)
@@ -109,7 +109,7 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     ) -> v201.TransactionEventResponse:
         # The store reads the whole event (Started / Updated / Ended, seqNo, offline,
         # meter values) and keeps it durably before we answer.
-        _record, auth = await self.context.store.transaction_event(
+        _record, auth = await self.context.store.transactions.transaction_event(
             self.station_id, event=dict(payload), received_at=self.now()
         )
         # E01.FR.xx / E03: idTokenInfo answers an idToken sent in the event.
@@ -120,7 +120,7 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     @on(v201.Action.MeterValues)
     async def meter_values(self, payload: v201.MeterValuesRequest) -> v201.MeterValuesResponse:
         now = self.now()
-        await self.context.store.add_meter_values(
+        await self.context.store.transactions.add_meter_values(
             self.station_id,
             evse_id=int_or(payload.get("evseId"), 0),
             connector_id=0,  # 2.0.1 MeterValues name only the EVSE

@@ -16,7 +16,6 @@ from typing import Any
 
 from plugstream.cloud.meter import parse_time_or
 from plugstream.cloud.station_handlers import StationHandlers
-from plugstream.cloud.storage.security import add_security_event
 from plugstream.ocpp import on, v16
 
 log = logging.getLogger("plugstream.cloud.security")
@@ -34,8 +33,7 @@ class SecurityEventHandlers(StationHandlers):
         tech_info = payload.get("techInfo")
         now = self.now()
         at = parse_time_or(payload.get("timestamp"), now)
-        await add_security_event(
-            self.context.store,
+        await self.context.store.security.add_event(
             self.station_id,
             str(kind) if kind is not None else "Unknown",
             at,

@@ -41,7 +41,7 @@ class StationHandlers(Handlers):
     async def boot_decision(self) -> tuple[str, int]:
         """The status and interval to answer a BootNotification with: the station's
         registered boot status, and the heartbeat interval only once it is Accepted."""
-        status = await self.context.store.get_boot_status(self.station_id) or "Accepted"
+        status = await self.context.store.stations.get_boot_status(self.station_id) or "Accepted"
         self.boot_status = status
         self.accepted = status == "Accepted"
         config = self.context.config
@@ -54,7 +54,7 @@ class StationHandlers(Handlers):
         if self.boot_status == "Pending" and action in PENDING_ALLOWED:
             return
         if self.boot_status is None:  # no BootNotification on this connection: a reconnect?
-            station = await self.context.store.get_station(self.station_id)
+            station = await self.context.store.stations.get(self.station_id)
             if (
                 station is not None
                 and station.last_boot is not None

@@ -68,12 +68,12 @@ router = guarded_router(tags=["id-tokens"])
 @router.get("/id-tokens", response_model=list[IdTokenOut])
 async def list_id_tokens(store: StoreDep) -> list[IdTokenOut]:
     """Every id token the CSMS knows."""
-    return [IdTokenOut.model_validate(t) for t in await store.list_id_tokens()]
+    return [IdTokenOut.model_validate(t) for t in await store.id_tokens.list()]
 
 
 @router.get("/id-tokens/{token}", response_model=IdTokenOut, responses=responses(404, 422))
 async def get_id_token(token: str, store: StoreDep) -> IdTokenOut:
-    found = await store.get_id_token(_id_token(token))
+    found = await store.id_tokens.get(_id_token(token))
     if found is None:
         raise HTTPException(404, f"no id token {token!r}")
     return IdTokenOut.model_validate(found)
@@ -88,8 +88,8 @@ async def put_id_token(
     token: str, body: IdTokenIn, response: Response, store: StoreDep
 ) -> IdTokenOut:
     """Create (201) or replace an id token: status, expiry, group (parent) and type."""
-    existed = await store.get_id_token(_id_token(token)) is not None
-    saved = await store.put_id_token(
+    existed = await store.id_tokens.get(_id_token(token)) is not None
+    saved = await store.id_tokens.put(
         IdTokenRecord(
             id_token=token,
             status=body.status.value,
@@ -109,6 +109,6 @@ async def put_id_token(
     responses=responses(404, 422),
 )
 async def delete_id_token(token: str, store: StoreDep) -> Response:
-    if not await store.delete_id_token(_id_token(token)):
+    if not await store.id_tokens.delete(_id_token(token)):
         raise HTTPException(404, f"no id token {token!r}")
     return Response(status_code=204)

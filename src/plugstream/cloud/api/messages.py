@@ -45,7 +45,7 @@ async def list_messages(
 ) -> MessagePage:
     """The station's OCPP message log, newest first, one page at a time."""
     await station_or_404(store, station_id)
-    found = await store.list_messages(station_id, limit=limit + 1, before_id=before)
+    found = await store.messages.list(station_id, limit=limit + 1, before_id=before)
     page = found[:limit]
     more = len(found) > limit
     return MessagePage(

@@ -8,7 +8,6 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from plugstream.cloud.api.common import StoreDep, UtcDateTime, guarded_router, responses
-from plugstream.cloud.storage.security import list_security_events as list_security_events_in
 
 __all__ = ["SecurityEventOut", "router"]
 
@@ -42,7 +41,7 @@ async def list_security_events(
     """Security events, newest first: those stations reported (SecurityEventNotification)
     and the connections the gateway refused (wrong password, wrong or missing client
     certificate, unknown station): what an operator looks at after an alert."""
-    found = await list_security_events_in(store, station_id=station_id, limit=limit)
+    found = await store.security.list_events(station_id=station_id, limit=limit)
     return [
         SecurityEventOut(
             timestamp=e.timestamp,

@@ -136,7 +136,7 @@ def check_station_id(value: str, what: str = "station id") -> str:
 
 
 async def station_or_404(store: Store, station_id: str) -> StationRecord:
-    record = await store.get_station(check_station_id(station_id))
+    record = await store.stations.get(check_station_id(station_id))
     if record is None:
         raise HTTPException(404, f"station {station_id!r} is not registered")
     return record
@@ -196,7 +196,7 @@ router = guarded_router(tags=["stations"])
 @router.get("/stations", response_model=list[StationOut])
 async def list_stations(store: StoreDep, gateway: GatewayDep) -> Response:
     """Every registered station, with whether it is connected now."""
-    records = await store.list_stations()
+    records = await store.stations.list()
     # Tens of thousands of stations: written from the records by pydantic's serializer
     # in one go, as StationOut would write them, without a model (and FastAPI's
     # validation of it) per station: the event loop that builds this serves every
@@ -229,7 +229,7 @@ async def put_station(
 ) -> StationOut:
     """Register a station (201) or replace its password, security profile, lenient flag
     and boot status."""
-    existing = await store.get_station(check_station_id(station_id))
+    existing = await store.stations.get(check_station_id(station_id))
     if (
         body.password is None
         and body.security_profile in (1, 2)
@@ -240,7 +240,7 @@ async def put_station(
             f"password: security profile {body.security_profile} needs a password "
             f"of {PASSWORD_MIN} to {PASSWORD_MAX} characters",
         )
-    record = await store.register_station(
+    record = await store.stations.register(
         station_id,
         password=body.password,
         security_profile=body.security_profile,

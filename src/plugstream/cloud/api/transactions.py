@@ -84,7 +84,7 @@ async def list_transactions(
     """Transactions with their energy and hygiene flags; meter values are in the detail view."""
     if station is not None:
         check_station_id(station, "station")
-    found = await store.list_transactions(station, limit=limit, offset=offset)
+    found = await store.transactions.list(station, limit=limit, offset=offset)
     return [_transaction(t, TransactionOut) for t in found]
 
 
@@ -93,7 +93,7 @@ async def list_transactions(
 )
 async def get_transaction(tx_id: int, store: StoreDep) -> TransactionDetailOut:
     """One transaction with its meter values and hygiene flags."""
-    found = await store.get_transaction(tx_id)
+    found = await store.transactions.get(tx_id)
     if found is None:
         raise HTTPException(404, f"no transaction {tx_id}")
     return _transaction(found, TransactionDetailOut)

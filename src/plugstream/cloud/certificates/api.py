@@ -41,7 +41,7 @@ _RENEW = {
 async def _call(
     store: Store, gateway: Gateway, station_id: str, action: str, payload: dict[str, Any]
 ) -> dict[str, Any]:
-    if await store.get_station(station_id) is None:
+    if await store.stations.get(station_id) is None:
         raise HTTPException(404, f"station {station_id!r} is not registered")
     try:
         result: dict[str, Any] = await gateway.call(station_id, action, payload)

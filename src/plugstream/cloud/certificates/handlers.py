@@ -14,7 +14,6 @@ from plugstream.cloud.certificates.signing import CsrRefused, sign_station_csr
 from plugstream.cloud.context import SecurityEvent
 from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.cloud.stations import StationOffline
-from plugstream.cloud.storage.security import add_security_event
 from plugstream.ocpp import OcppError, after, on, v16, v201
 
 __all__ = ["SECURITY_EVENT", "CertificateHandlers16", "CertificateHandlers201"]
@@ -43,8 +42,8 @@ class _SignCertificate(StationHandlers):
 
     async def _security_event(self, tech_info: str) -> None:
         now = self.now()
-        await add_security_event(
-            self.context.store, self.station_id, SECURITY_EVENT, now, tech_info, "gateway"
+        await self.context.store.security.add_event(
+            self.station_id, SECURITY_EVENT, now, tech_info, "gateway"
         )
         self.context.events.security_event(
             SecurityEvent(now, self.station_id, SECURITY_EVENT, tech_info)

@@ -225,7 +225,7 @@ def _image_out(config: CloudConfig, image: db.FirmwareImage) -> FirmwareImageOut
 
 
 async def _image_or_404(store: Store, image_id: str) -> db.FirmwareImage:
-    found = await db.get_image(store, image_id) if IMAGE_ID.match(image_id) else None
+    found = await store.firmware.get_image(image_id) if IMAGE_ID.match(image_id) else None
     if found is None:
         raise HTTPException(404, f"no firmware image {image_id!r}")
     return found
@@ -285,7 +285,7 @@ async def upload(
         uploaded_at=datetime.now(UTC),
     )
     try:
-        await db.add_image(store, image)
+        await store.firmware.add_image(image)
     except BaseException:
         (folder / f"{image_id}.bin").unlink(missing_ok=True)
         raise
@@ -295,7 +295,7 @@ async def upload(
 @router.get("/firmware", response_model=list[FirmwareImageOut])
 async def list_images(store: StoreDep, config: ConfigDep) -> list[FirmwareImageOut]:
     """Every image, newest upload first."""
-    return [_image_out(config, i) for i in await db.list_images(store)]
+    return [_image_out(config, i) for i in await store.firmware.list_images()]
 
 
 @router.get("/firmware/{image_id}", response_model=FirmwareImageOut, responses=_errors(404))
@@ -312,7 +312,7 @@ async def get_image(image_id: str, store: StoreDep, config: ConfigDep) -> Firmwa
 async def delete_image(image_id: str, store: StoreDep, config: ConfigDep) -> Response:
     """Delete an image, its file and its rollouts; stations still downloading it get 404."""
     await _image_or_404(store, image_id)
-    if not await db.delete_image(store, image_id):
+    if not await store.firmware.delete_image(image_id):
         raise HTTPException(404, f"no firmware image {image_id!r}")
     (firmware_dir(config) / f"{image_id}.bin").unlink(missing_ok=True)
     return Response(status_code=204)
@@ -331,7 +331,7 @@ async def create_rollout(
     answers are in the result), the others when they next boot."""
     image = await _image_or_404(store, image_id)
     now = datetime.now(UTC)
-    registered = [r.station_id for r in await store.list_stations()]
+    registered = [r.station_id for r in await store.stations.list()]
     selector: dict[str, Any]
     if body.station_ids is not None:
         wanted = list(dict.fromkeys(body.station_ids))
@@ -350,8 +350,7 @@ async def create_rollout(
         selector["retries"] = body.retries
     if body.retry_interval is not None:
         selector["retry_interval"] = body.retry_interval
-    rollout = await db.create_rollout(
-        store,
+    rollout = await store.firmware.create_rollout(
         image_id=image_id,
         station_ids=chosen,
         selector=selector,
@@ -360,7 +359,7 @@ async def create_rollout(
         at=now,
     )
     await rollouts.send_rollout(gateway, store, config, image, rollout, now)
-    found = await db.get_rollout(store, rollout.rollout_id)
+    found = await store.firmware.get_rollout(rollout.rollout_id)
     assert found is not None
     return _rollout_out(found)
 
@@ -370,13 +369,13 @@ async def list_rollouts(
     store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[RolloutOut]:
     """Rollouts with their progress, newest first."""
-    return [_rollout_out(r) for r in await db.list_rollouts(store, limit=limit)]
+    return [_rollout_out(r) for r in await store.firmware.list_rollouts(limit=limit)]
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut, responses=_errors(404))
 async def get_rollout(rollout_id: int, store: StoreDep) -> RolloutOut:
     """One rollout's progress: each station's requestId and status, counts by status."""
-    found = await db.get_rollout(store, rollout_id)
+    found = await store.firmware.get_rollout(rollout_id)
     if found is None:
         raise HTTPException(404, f"no rollout {rollout_id}")
     return _rollout_out(found)
@@ -389,7 +388,7 @@ downloads = APIRouter(tags=["firmware downloads"])
 
 async def download(image_id: str, filename: str, store: StoreDep, config: ConfigDep) -> Response:
     """The image's bytes for a station; ``Range: bytes=N-`` resumes a broken download."""
-    found = await db.get_image(store, image_id) if IMAGE_ID.match(image_id) else None
+    found = await store.firmware.get_image(image_id) if IMAGE_ID.match(image_id) else None
     path = firmware_dir(config) / f"{image_id}.bin"
     if found is None or found.filename != filename or not path.is_file():
         raise HTTPException(404, "no such firmware image")

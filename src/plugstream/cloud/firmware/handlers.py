@@ -19,7 +19,6 @@ from typing import Any
 
 from plugstream.cloud.firmware.rollouts import send_pending
 from plugstream.cloud.station_handlers import StationHandlers
-from plugstream.cloud.storage import firmware as db
 from plugstream.ocpp import after, on, v16, v201
 
 log = logging.getLogger(__name__)
@@ -39,8 +38,8 @@ class _FirmwareStatus(StationHandlers):
         request_id = payload.get("requestId")
         if not isinstance(request_id, int) or isinstance(request_id, bool):
             request_id = None
-        found = await db.record_firmware_status(
-            self.context.store, self.station_id, request_id, status, self.now()
+        found = await self.context.store.firmware.record_status(
+            self.station_id, request_id, status, self.now()
         )
         if found is None:
             log.info(

@@ -162,7 +162,7 @@ async def send_target(
         status = CALL_ERROR
     else:
         status = str(answer.get("status") or CALL_ERROR)
-    await db.record_answer(store, target.rollout_id, target.station_id, status, now)
+    await store.firmware.record_answer(target.rollout_id, target.station_id, status, now)
     return status
 
 
@@ -194,10 +194,10 @@ async def send_pending(
     """A station is back: send it the newest update it missed; older missed ones are
     Superseded (a second UpdateFirmware would only cancel the first, L01.FR.24).
     The status of the one sent, or None when nothing was pending."""
-    pending = await db.pending_targets(store, station_id)
+    pending = await store.firmware.pending_targets(station_id)
     if not pending:
         return None
     (target, rollout, image), older = pending[0], pending[1:]
     for old, _, _ in older:
-        await db.record_answer(store, old.rollout_id, station_id, SUPERSEDED, now)
+        await store.firmware.record_answer(old.rollout_id, station_id, SUPERSEDED, now)
     return await send_target(stations, store, config, image, target, Options.of(rollout), now)

@@ -38,14 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from plugstream.cloud.api.common import ConfigDep, StoreDep, guarded_router
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.stations import valid_station_id
-from plugstream.cloud.storage.setup import (
-    ClaimRecord,
-    delete_claim,
-    get_claim,
-    list_claims,
-    mark_provisioned,
-    put_claim,
-)
+from plugstream.cloud.storage.setup import ClaimRecord
 from plugstream.pki.authority import PKIError
 from plugstream.pki.keystore import PKIStore
 
@@ -247,7 +240,7 @@ a station proves itself with its manufacturer certificate)."""
 
 @router.get("/health")
 async def health(store: StoreDep) -> dict[str, str]:
-    await get_claim(store, "")  # the database answers
+    await store.setup.get_claim("")  # the database answers
     return {"status": "ok"}
 
 
@@ -296,7 +289,7 @@ async def provision(
             f"serial number mismatch: the certificate is for {serial!r}, "
             f"the request says {body.serial_number!r}",
         )
-    claim = await get_claim(store, serial)
+    claim = await store.setup.get_claim(serial)
     if claim is None:
         return _refuse(
             404,
@@ -317,10 +310,10 @@ async def provision(
     )
     if claim.csms_url is not None:  # a third-party CSMS: what the owner gave
         answer.password = claim.password
-        if await store.get_station(serial) is not None:
+        if await store.stations.get(serial) is not None:
             # it leaves PlugStream Cloud: its credentials here stop working (a password
             # nobody knows, and profile 2 so that a certificate alone does not admit it)
-            await store.register_station(serial, password=new_password(), security_profile=2)
+            await store.stations.register(serial, password=new_password(), security_profile=2)
     elif claim.security_profile == 3:
         if body.csr is None:
             return _refuse(
@@ -338,12 +331,12 @@ async def provision(
             )
         answer.certificate_chain = _pem(signed) + _pem(csms.root.certificate)
         answer.csms_root_certificates = [_pem(csms.root.certificate)]
-        await store.register_station(serial, security_profile=3)
+        await store.stations.register(serial, security_profile=3)
     else:
         answer.password = new_password()
         answer.csms_root_certificates = [_pem(pki.csms_root().root.certificate)]
-        await store.register_station(serial, password=answer.password, security_profile=2)
-    await mark_provisioned(store, serial, _now())
+        await store.stations.register(serial, password=answer.password, security_profile=2)
+    await store.setup.mark_provisioned(serial, _now())
     log.info(
         "station %s provisioned: %s, OCPP %s, profile %d",
         serial,
@@ -365,8 +358,7 @@ async def claim_station(
     """Claim a station by its serial number (or change the claim): its next setup call
     sends it there."""
     _check_claim(serial_number, claim)
-    record = await put_claim(
-        store,
+    record = await store.setup.put_claim(
         serial_number,
         owner=claim.owner,
         csms_url=claim.csms_url,
@@ -380,12 +372,12 @@ async def claim_station(
 
 @claims.get("/claims", response_model=list[ClaimOut])
 async def claims_list(store: StoreDep) -> list[ClaimOut]:
-    return [_claim_out(c) for c in await list_claims(store)]
+    return [_claim_out(c) for c in await store.setup.list_claims()]
 
 
 @claims.get("/claims/{serial_number}", response_model=ClaimOut)
 async def claim_get(serial_number: str, store: StoreDep) -> ClaimOut:
-    found = await get_claim(store, serial_number)
+    found = await store.setup.get_claim(serial_number)
     if found is None:
         raise HTTPException(404, f"serial {serial_number!r} is not claimed")
     return _claim_out(found)
@@ -393,6 +385,6 @@ async def claim_get(serial_number: str, store: StoreDep) -> ClaimOut:
 
 @claims.delete("/claims/{serial_number}", status_code=204)
 async def claim_delete(serial_number: str, store: StoreDep) -> Response:
-    if not await delete_claim(store, serial_number):
+    if not await store.setup.delete_claim(serial_number):
         raise HTTPException(404, f"serial {serial_number!r} is not claimed")
     return Response(status_code=204)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
@@ -26,16 +26,6 @@ __all__ = [
     "FirmwareImage",
     "Rollout",
     "RolloutTarget",
-    "add_image",
-    "create_rollout",
-    "delete_image",
-    "get_image",
-    "get_rollout",
-    "list_images",
-    "list_rollouts",
-    "pending_targets",
-    "record_answer",
-    "record_firmware_status",
 ]
 
 #: a target the UpdateFirmware has not reached yet (the station was not connected)
@@ -325,75 +315,3 @@ class Firmware:
             return RolloutTarget(int(row.rollout_id), station_id, int(row.request_id), status, at)
 
         return await self._db.write(op)
-
-
-# --- old names, removed by the call-site sweep ---------------------------------------
-
-
-class _HasFirmware(Protocol):
-    """A ``Store`` (not imported: ``store.py`` imports this module)."""
-
-    @property
-    def firmware(self) -> Firmware: ...
-
-
-async def add_image(store: _HasFirmware, image: FirmwareImage) -> FirmwareImage:
-    return await store.firmware.add_image(image)
-
-
-async def get_image(store: _HasFirmware, image_id: str) -> FirmwareImage | None:
-    return await store.firmware.get_image(image_id)
-
-
-async def list_images(store: _HasFirmware) -> list[FirmwareImage]:
-    return await store.firmware.list_images()
-
-
-async def delete_image(store: _HasFirmware, image_id: str) -> bool:
-    return await store.firmware.delete_image(image_id)
-
-
-async def create_rollout(
-    store: _HasFirmware,
-    *,
-    image_id: str,
-    station_ids: list[str],
-    selector: dict[str, Any],
-    retrieve_at: datetime,
-    install_at: datetime | None,
-    at: datetime,
-) -> Rollout:
-    return await store.firmware.create_rollout(
-        image_id=image_id,
-        station_ids=station_ids,
-        selector=selector,
-        retrieve_at=retrieve_at,
-        install_at=install_at,
-        at=at,
-    )
-
-
-async def get_rollout(store: _HasFirmware, rollout_id: int) -> Rollout | None:
-    return await store.firmware.get_rollout(rollout_id)
-
-
-async def list_rollouts(store: _HasFirmware, *, limit: int = 100) -> list[Rollout]:
-    return await store.firmware.list_rollouts(limit=limit)
-
-
-async def pending_targets(
-    store: _HasFirmware, station_id: str
-) -> list[tuple[RolloutTarget, Rollout, FirmwareImage]]:
-    return await store.firmware.pending_targets(station_id)
-
-
-async def record_answer(
-    store: _HasFirmware, rollout_id: int, station_id: str, status: str, at: datetime
-) -> bool:
-    return await store.firmware.record_answer(rollout_id, station_id, status, at)
-
-
-async def record_firmware_status(
-    store: _HasFirmware, station_id: str, request_id: int | None, status: str, at: datetime
-) -> RolloutTarget | None:
-    return await store.firmware.record_status(station_id, request_id, status, at)

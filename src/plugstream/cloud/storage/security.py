@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal
 
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
@@ -22,8 +22,6 @@ __all__ = [
     "SecurityEventRecord",
     "SecurityEvents",
     "Source",
-    "add_security_event",
-    "list_security_events",
 ]
 
 Source = Literal["station", "gateway"]
@@ -87,30 +85,3 @@ class SecurityEvents:
             ]
 
         return await self._db.read(op)
-
-
-# --- old names, removed by the call-site sweep ---------------------------------------
-
-
-class _HasSecurity(Protocol):
-    """A ``Store`` (not imported: ``store.py`` imports this module)."""
-
-    @property
-    def security(self) -> SecurityEvents: ...
-
-
-async def add_security_event(
-    store: _HasSecurity,
-    station_id: str,
-    type: str,
-    at: datetime,
-    tech_info: str | None,
-    source: Source,
-) -> None:
-    await store.security.add_event(station_id, type, at, tech_info, source)
-
-
-async def list_security_events(
-    store: _HasSecurity, *, station_id: str | None = None, limit: int = 100
-) -> list[SecurityEventRecord]:
-    return await store.security.list_events(station_id=station_id, limit=limit)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Row
@@ -23,11 +22,6 @@ from .database import Database
 __all__ = [
     "ClaimRecord",
     "Claims",
-    "delete_claim",
-    "get_claim",
-    "list_claims",
-    "mark_provisioned",
-    "put_claim",
 ]
 
 _claims = s.station_claims
@@ -138,51 +132,3 @@ class Claims:
             )
 
         await self._db.write(write)
-
-
-# --- old names, removed by the call-site sweep ---------------------------------------
-
-
-class _HasSetup(Protocol):
-    """A ``Store`` (not imported: ``store.py`` imports this module)."""
-
-    @property
-    def setup(self) -> Claims: ...
-
-
-async def put_claim(
-    store: _HasSetup,
-    serial_number: str,
-    *,
-    owner: str,
-    csms_url: str | None,
-    ocpp_version: str,
-    security_profile: int,
-    password: str | None,
-    claimed_at: datetime,
-) -> ClaimRecord:
-    return await store.setup.put_claim(
-        serial_number,
-        owner=owner,
-        csms_url=csms_url,
-        ocpp_version=ocpp_version,
-        security_profile=security_profile,
-        password=password,
-        claimed_at=claimed_at,
-    )
-
-
-async def get_claim(store: _HasSetup, serial_number: str) -> ClaimRecord | None:
-    return await store.setup.get_claim(serial_number)
-
-
-async def list_claims(store: _HasSetup) -> list[ClaimRecord]:
-    return await store.setup.list_claims()
-
-
-async def delete_claim(store: _HasSetup, serial_number: str) -> bool:
-    return await store.setup.delete_claim(serial_number)
-
-
-async def mark_provisioned(store: _HasSetup, serial_number: str, at: datetime) -> None:
-    await store.setup.mark_provisioned(serial_number, at)

@@ -35,36 +35,6 @@ class Store:
         self.security = SecurityEvents(db)
         self.setup = Claims(db)
 
-        # --- old names, removed by the call-site sweep ---
-        self.stats = db.stats
-        self.count_rows = db.count_rows
-        self.station_listeners = self.stations.listeners
-        self.register_station = self.stations.register
-        self.get_station = self.stations.get
-        self.get_boot_status = self.stations.get_boot_status
-        self.list_stations = self.stations.list
-        self.check_password = self.stations.check_password
-        self.record_boot = self.stations.record_boot
-        self.record_seen = self.stations.record_seen
-        self.set_connector_status = self.stations.set_connector_status
-        self.start_transaction = self.transactions.start
-        self.stop_transaction = self.transactions.stop
-        self.add_meter_values = self.transactions.add_meter_values
-        self.transaction_event = self.transactions.transaction_event
-        self.list_transactions = self.transactions.list
-        self.get_transaction = self.transactions.get
-        self.find_transaction = self.transactions.find
-        self.list_flags = self.transactions.list_flags
-        self.put_id_token = self.id_tokens.put
-        self.get_id_token = self.id_tokens.get
-        self.list_id_tokens = self.id_tokens.list
-        self.delete_id_token = self.id_tokens.delete
-        self.authorize = self.id_tokens.authorize
-        self.log_message = self.messages.log
-        self.log_messages = self.messages.log_many
-        self.list_messages = self.messages.list
-        # --- end of the old names ---
-
     @classmethod
     async def open(cls, url: str) -> Store:
         """Connect to ``url`` (see ``normalize_url``) and migrate it to the newest schema."""
