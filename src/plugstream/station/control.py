@@ -16,8 +16,6 @@ from typing import TextIO
 from plugstream.station.connector import ChargePointErrorCode, InvalidTransition
 from plugstream.station.ev import CITY_CAR, FAMILY_CAR, PERFORMANCE_CAR, PLUG_IN_HYBRID, Ev
 from plugstream.station.runtime import Station
-from plugstream.station.station16 import Station16
-from plugstream.station.station201 import Station201
 
 __all__ = ["DRAIN_S", "EVS", "HELP", "Controller", "drain", "read_console"]
 
@@ -42,7 +40,7 @@ _FAULTS = sorted(
 class Controller:
     """Carries out the console's commands on a station (1.6 or 2.0.1)."""
 
-    def __init__(self, station: Station16 | Station201, out: TextIO, err: TextIO) -> None:
+    def __init__(self, station: Station, out: TextIO, err: TextIO) -> None:
         self.station = station
         self.out = out
         self.err = err
@@ -111,22 +109,8 @@ class Controller:
         st = self.station
         st.hardware.advance(st.now().timestamp())
         energy = int(st.hardware.measurements().energy_wh)
-        if isinstance(st, Station201):
-            connector = st.connector.status_201.value
-            tx201 = st.transaction
-            transaction = (
-                "none"
-                if tx201 is None
-                else f"{tx201.transaction_id} ({tx201.id_token.get('idToken', '')})"
-            )
-        else:
-            connector = st.connector.status_16.value
-            tx16 = st.transaction
-            if tx16 is None:
-                transaction = "none"
-            else:
-                number = "pending" if tx16.transaction_id is None else str(tx16.transaction_id)
-                transaction = f"{number} ({tx16.id_tag})"
+        connector = st.connector_status()
+        transaction = "none" if st.transaction is None else st.transaction.describe()
         if st.online:
             link = "connected"
         elif st.endpoint is not None:

@@ -71,7 +71,7 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 
-from plugstream.ocpp import ErrorCode, OcppError, OcppVersion, after, on
+from plugstream.ocpp import ErrorCode, OcppError, OcppVersion, after, on, v16, v201
 from plugstream.ocpp.datetimes import parse_time
 from plugstream.pki.firmware import (
     FirmwareVerificationError,
@@ -792,16 +792,16 @@ class FirmwareHandlers16:
 
     station: _WithFirmware
 
-    @on("UpdateFirmware")
+    @on(v16.Action.UpdateFirmware)
     def update_firmware(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Whitepaper L01.FR.20: a station with signed updates refuses the unsigned kind."""
         raise OcppError(ErrorCode.NotSupported, "use SignedUpdateFirmware")
 
-    @on("SignedUpdateFirmware")
+    @on(v16.Action.SignedUpdateFirmware)
     def signed_update_firmware(self, payload: dict[str, Any]) -> dict[str, Any]:
         return {"status": self.station.firmware.request(payload)}
 
-    @after("SignedUpdateFirmware")
+    @after(v16.Action.SignedUpdateFirmware)
     async def signed_update_firmware_done(self, payload: dict[str, Any]) -> None:
         await self.station.firmware.start_requested()
 
@@ -811,10 +811,10 @@ class FirmwareHandlers201:
 
     station: _WithFirmware
 
-    @on("UpdateFirmware")
+    @on(v201.Action.UpdateFirmware)
     def update_firmware(self, payload: dict[str, Any]) -> dict[str, Any]:
         return {"status": self.station.firmware.request(payload)}
 
-    @after("UpdateFirmware")
+    @after(v201.Action.UpdateFirmware)
     async def update_firmware_done(self, payload: dict[str, Any]) -> None:
         await self.station.firmware.start_requested()

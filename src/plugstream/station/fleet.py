@@ -54,7 +54,7 @@ from plugstream.station.ev import CHARGER_EFFICIENCY, Ev, random_ev
 from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, Model
 from plugstream.station.journal import JournalDatabase
 from plugstream.station.run import with_password
-from plugstream.station.runtime import small_deflate
+from plugstream.station.runtime import Station, small_deflate
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
 
@@ -157,7 +157,7 @@ class FleetConfig:
 class SimStation:
     """One station of the fleet and what its driver has seen: the demo's table row."""
 
-    station: Station16 | Station201
+    station: Station
     ocpp: str
     sessions_started: int = 0
     sessions_completed: int = 0

@@ -505,9 +505,7 @@ async def provision_until_claimed(
 # -- the station, configured -------------------------------------------------------------
 
 
-def make_station(
-    data_dir: Path, model: Model, setup: StationSetup, **options: Any
-) -> Station16 | Station201:
+def make_station(data_dir: Path, model: Model, setup: StationSetup, **options: Any) -> Station:
     """The station of ``setup``'s OCPP version on ``data_dir``, its profile applied."""
     cls = Station16 if setup.ocpp_version == "1.6" else Station201
     station = cls(
@@ -613,7 +611,7 @@ async def run_with_setup(
     stop_wait = loop.create_task(stop.wait())
     controller: Controller | None = None
     tasks: list[asyncio.Task[Any]] = []
-    station: Station16 | Station201 | None = None
+    station: Station | None = None
     runner: asyncio.Task[None] | None = None
     try:
         result: SetupResult | None = None

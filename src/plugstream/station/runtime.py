@@ -332,6 +332,10 @@ class RunningTransaction(Protocol):
 
     def to_json(self) -> dict[str, Any]: ...
 
+    def describe(self) -> str:
+        """One line for a person: the transaction's id and who started it."""
+        ...
+
 
 ConfigT = TypeVar("ConfigT")
 """The version's configuration: :class:`~plugstream.station.config.Config16` or
@@ -1604,6 +1608,14 @@ class StationRuntime(Generic[ConfigT]):
 
     def _status_value(self, change: StatusChanged) -> str:
         """The status a StatusNotification reports for ``change``."""
+        raise NotImplementedError
+
+    def connector_status(self) -> str:
+        """The connector's status now, as this station's OCPP version names it."""
+        return self._status_value(self.connector.current_status(self.now()))
+
+    async def swipe(self, id_token: str) -> bool:
+        """A driver presents ``id_token`` at the reader: whether it was accepted."""
         raise NotImplementedError
 
     def _status_payload(self, change: StatusChanged) -> dict[str, Any]:

@@ -93,6 +93,10 @@ class _Transaction:
     schedule: MeterSchedule
     transaction_id: int | None = None  # once the Central System answered StartTransaction
 
+    def describe(self) -> str:
+        number = "pending" if self.transaction_id is None else str(self.transaction_id)
+        return f"{number} ({self.id_tag})"
+
     def reference(self) -> int | dict[str, Any]:
         """The transactionId, or a placeholder for it until it is known."""
         if self.transaction_id is not None:

@@ -106,6 +106,9 @@ class _Transaction:
     seq_no: int = 0  # the next TransactionEvent's seqNo
     started_seq: int = field(default=-1)  # journal entry of Started
 
+    def describe(self) -> str:
+        return f"{self.transaction_id} ({self.id_token.get('idToken', '')})"
+
     def next_seq_no(self) -> int:
         seq_no = self.seq_no
         self.seq_no += 1
