@@ -8,6 +8,7 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from plugstream.cloud.api.common import StoreDep, UtcDateTime, guarded_router, responses
+from plugstream.cloud.api.limits import BIGINT_MAX
 from plugstream.cloud.api.stations import station_or_404
 
 __all__ = ["MessageOut", "MessagePage", "router"]
@@ -40,7 +41,8 @@ async def list_messages(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=500, description="Messages per page.")] = 50,
     before: Annotated[
-        int | None, Query(ge=1, description="Only messages older than this message id.")
+        int | None,
+        Query(ge=1, le=BIGINT_MAX, description="Only messages older than this message id."),
     ] = None,
 ) -> MessagePage:
     """The station's OCPP message log, newest first, one page at a time."""

@@ -8,6 +8,7 @@ from fastapi import HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from plugstream.cloud.api.common import StoreDep, UtcDateTime, Wh, guarded_router, responses
+from plugstream.cloud.api.limits import BIGINT_MAX, INTEGER_MAX, in_range
 from plugstream.cloud.api.stations import check_station_id
 from plugstream.cloud.storage.records import TransactionRecord
 
@@ -79,7 +80,7 @@ async def list_transactions(
     store: StoreDep,
     station: Annotated[str | None, Query(description="Only this station's.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> list[TransactionOut]:
     """Transactions with their energy and hygiene flags; meter values are in the detail view."""
     if station is not None:
@@ -93,7 +94,7 @@ async def list_transactions(
 )
 async def get_transaction(tx_id: int, store: StoreDep) -> TransactionDetailOut:
     """One transaction with its meter values and hygiene flags."""
-    found = await store.transactions.get(tx_id)
+    found = await store.transactions.get(tx_id) if in_range(tx_id, INTEGER_MAX) else None
     if found is None:
         raise HTTPException(404, f"no transaction {tx_id}")
     return _transaction(found, TransactionDetailOut)

@@ -48,6 +48,7 @@ from plugstream.cloud.api.common import (
     guarded_router,
 )
 from plugstream.cloud.api.deps import GatewayDep
+from plugstream.cloud.api.limits import BIGINT_MAX, INTEGER_MAX, in_range
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.firmware import rollouts
 from plugstream.cloud.storage import firmware as db
@@ -131,7 +132,8 @@ class RolloutIn(BaseModel):
     retrieve_at: UtcInput | None = Field(default=None, description="Default: now.")
     install_at: UtcInput | None = None
     retries: int | None = Field(default=None, ge=0, le=1000)
-    retry_interval: int | None = Field(default=None, ge=0, description="Seconds.")
+    # retryInterval is an OCPP integer (32-bit)
+    retry_interval: int | None = Field(default=None, ge=0, le=INTEGER_MAX, description="Seconds.")
 
     @model_validator(mode="after")
     def _one_selector(self) -> RolloutIn:
@@ -375,7 +377,9 @@ async def list_rollouts(
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut, responses=_errors(404))
 async def get_rollout(rollout_id: int, store: StoreDep) -> RolloutOut:
     """One rollout's progress: each station's requestId and status, counts by status."""
-    found = await store.firmware.get_rollout(rollout_id)
+    found = (
+        await store.firmware.get_rollout(rollout_id) if in_range(rollout_id, BIGINT_MAX) else None
+    )
     if found is None:
         raise HTTPException(404, f"no rollout {rollout_id}")
     return _rollout_out(found)
