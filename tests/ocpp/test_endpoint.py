@@ -13,6 +13,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from plugstream.ocpp import (
     SUBPROTOCOLS,
@@ -231,3 +232,123 @@ async def test_a_call_on_a_closed_connection_fails_as_an_ocpp_error() -> None:
             await station.call("Heartbeat", {})
         assert failed.value.code is ErrorCode.GenericError
         assert "Heartbeat not sent" in failed.value.description
+
+
+# -- the peer's CALLs: one at a time, in order, bounded (issue 14) --------------------------
+
+STATUS = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+
+
+class Counting(Handlers):
+    """Counts the handlers running at once."""
+
+    running = 0
+    most = 0
+
+    @on("Heartbeat")
+    async def heartbeat(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await asyncio.sleep(0)  # a handler that awaits: another would start here if allowed
+        self.running -= 1
+        return {"currentTime": NOW}
+
+
+async def test_pipelined_calls_are_handled_one_at_a_time_and_answered_in_order() -> None:
+    csms = Counting()
+    async with csms_server(csms, []) as port:
+        ws = await raw(port, OcppVersion.V16)
+        try:
+            for n in range(10):
+                await ws.send(orjson.dumps([2, f"p{n}", "Heartbeat", {}]).decode())
+            answers = [orjson.loads(await ws.recv()) for _ in range(10)]
+            assert [a[:2] for a in answers] == [[3, f"p{n}"] for n in range(10)]
+            assert csms.most == 1
+        finally:
+            await ws.close()
+
+
+async def test_a_reused_message_id_is_refused_after_the_first_calls_answer() -> None:
+    csms = Csms()
+    csms.status_release = asyncio.Event()
+    endpoints: list[OcppEndpoint] = []
+    async with csms_server(csms, endpoints) as port:
+        ws = await raw(port, OcppVersion.V16)
+        try:
+            await ws.send(orjson.dumps([2, "d1", "StatusNotification", STATUS]).decode())
+            await until(lambda: csms.status_started, "the first d1 in its handler")
+            await ws.send(orjson.dumps([2, "d1", "Heartbeat", {}]).decode())
+            await ws.send(orjson.dumps([2, "d2", "Heartbeat", {}]).decode())
+            session = endpoints[0].session
+            await until(lambda: session.queued_calls == 1, "d2 waiting behind d1")
+            csms.status_release.set()
+            answers = [orjson.loads(await ws.recv()) for _ in range(3)]
+            assert [a[:3] for a in answers] == [
+                [3, "d1", {}],
+                [4, "d1", "FormationViolation"],  # 1.6's spelling of RpcFrameworkError
+                [3, "d2", {"currentTime": NOW}],
+            ]
+        finally:
+            await ws.close()
+
+
+async def test_our_calls_are_answered_while_a_received_call_is_slow() -> None:
+    csms = Csms()
+    csms.status_release = asyncio.Event()
+    endpoints: list[OcppEndpoint] = []
+    async with csms_server(csms, endpoints) as port:
+        ws = await raw(port, OcppVersion.V201)
+        try:
+            status = {
+                "timestamp": NOW,
+                "connectorStatus": "Available",
+                "evseId": 1,
+                "connectorId": 1,
+            }
+            await ws.send(orjson.dumps([2, "slow", "StatusNotification", status]).decode())
+            await until(lambda: csms.status_started, "the StatusNotification in its handler")
+            reset = asyncio.create_task(endpoints[0].call("Reset", {"type": "Immediate"}))
+            frame = orjson.loads(await ws.recv())
+            assert frame[2] == "Reset"
+            await ws.send(orjson.dumps([3, frame[1], {"status": "Accepted"}]).decode())
+            assert await asyncio.wait_for(reset, WAIT) == {"status": "Accepted"}
+            assert not csms.status_release.is_set()  # still in its handler
+            csms.status_release.set()
+            assert orjson.loads(await ws.recv())[:2] == [3, "slow"]
+        finally:
+            await ws.close()
+
+
+async def test_a_flooding_peer_gets_genericerror_beyond_the_queue_then_1008() -> None:
+    csms = Csms()
+    csms.status_release = asyncio.Event()
+    endpoints: list[OcppEndpoint] = []
+    async with csms_server(csms, endpoints) as port:
+        ws = await raw(port, OcppVersion.V201)
+        try:
+            status = {
+                "timestamp": NOW,
+                "connectorStatus": "Available",
+                "evseId": 1,
+                "connectorId": 1,
+            }
+            await ws.send(orjson.dumps([2, "slow", "StatusNotification", status]).decode())
+            await until(lambda: csms.status_started, "the StatusNotification in its handler")
+            session = endpoints[0].session
+            flood = session.max_queued_calls + session.max_refusals + 1
+            for n in range(flood):
+                await ws.send(orjson.dumps([2, f"f{n}", "Heartbeat", {}]).decode())
+            refusals = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    refusals.append(orjson.loads(await asyncio.wait_for(ws.recv(), WAIT)))
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+            assert "one CALL at a time" in closed.value.rcvd.reason
+            first = session.max_queued_calls
+            assert [r[:3] for r in refusals] == [
+                [4, f"f{n}", "GenericError"] for n in range(first, flood)
+            ]
+            assert session.queued_calls == 0  # closed: nothing kept
+        finally:
+            csms.status_release.set()
+            await ws.close()

@@ -44,12 +44,22 @@ CASES = [
     # envelope errors: the id is echoed where it can be read
     ("type-not-int", V201, '["2", "m1", "Heartbeat", {}]', "RpcFrameworkError", "m1"),
     ("id-not-string", V201, '[2, 17, "Heartbeat", {}]', "RpcFrameworkError", "-1"),
+    # an id beyond string[36] cannot be echoed (the CALLERROR's MessageId is string[36]):
+    # it is one that "cannot be read"
     (
         "id-too-long",
         V201,
         '[2, "' + "x" * 37 + '", "Heartbeat", {}]',
         "RpcFrameworkError",
-        "x" * 37,
+        "-1",
+    ),
+    ("id-10000", V16, '[2, "' + "x" * 10_000 + '", "Heartbeat", {}]', "FormationViolation", "-1"),
+    (
+        "id-too-long-type",
+        V201,
+        '["2", "' + "x" * 37 + '", "Heartbeat", {}]',
+        "RpcFrameworkError",
+        "-1",
     ),
     ("call-3-elements", V16, '[2, "m2", "Heartbeat"]', "FormationViolation", "m2"),
     ("call-5-elements", V201, '[2, "m2", "Heartbeat", {}, {}]', "RpcFrameworkError", "m2"),

@@ -23,6 +23,7 @@ from plugstream.ocpp import (
     SendReceived,
     Transmit,
 )
+from plugstream.ocpp.session import CloseConnection
 
 pytestmark = pytest.mark.unit
 
@@ -187,13 +188,20 @@ def test_invalid_result_from_our_handler_becomes_internalerror(clock: Clock) -> 
     assert of(ProtocolViolation, events)
 
 
-def test_duplicate_id_while_handling_is_refused(clock: Clock) -> None:
+def test_duplicate_id_while_handling_is_refused_after_the_first_is_answered(
+    clock: Clock,
+) -> None:
+    """Issue 14 point 13: the refusal used to leave before the first CALL's answer, with the
+    same id; answers now leave in the order the CALLs came."""
     s = RpcSession(V201, clock=clock)
     s.receive('[2, "c3", "Heartbeat", {}]')
-    [frame] = sent(s.receive('[2, "c3", "Heartbeat", {}]'))
-    assert frame[:3] == [4, "c3", "RpcFrameworkError"]
-    # the first one can still be answered
-    assert sent(s.result("c3", {"currentTime": "2026-11-25T10:00:00Z"}))[0][0] == 3
+    events = s.receive('[2, "c3", "Heartbeat", {}]')
+    assert not sent(events) and of(ProtocolViolation, events)
+    answers = sent(s.result("c3", {"currentTime": "2026-11-25T10:00:00Z"}))
+    assert [a[:3] for a in answers] == [
+        [3, "c3", {"currentTime": "2026-11-25T10:00:00Z"}],
+        [4, "c3", "RpcFrameworkError"],
+    ]
 
 
 def test_lenient_session_passes_on_a_usable_payload_with_its_violation(clock: Clock) -> None:
@@ -257,3 +265,124 @@ def test_unsolicited_answers_are_reported_not_raised(clock: Clock) -> None:
         events = s.receive(text)
         assert of(ProtocolViolation, events), text
         assert sent(events) == [], "an answer is never answered before 2.1"
+
+
+# -- the peer's CALLs: one at a time, in order, a bounded inbox (issue 14) ------------------
+
+NOW = {"currentTime": "2026-11-25T10:00:00Z"}
+
+
+def test_received_calls_are_handed_on_one_at_a_time_in_order(clock: Clock) -> None:
+    s = RpcSession(V201, clock=clock)
+    [first] = s.receive('[2, "a", "Heartbeat", {}]')
+    assert first == CallReceived("a", "Heartbeat", {})
+    assert s.receive('[2, "b", "Heartbeat", {}]') == []
+    assert s.receive('[2, "c", "Heartbeat", {}]') == []
+    assert s.queued_calls == 2
+    with pytest.raises(KeyError):  # only the one handed on may be answered
+        s.result("b", NOW)
+    events = s.result("a", NOW)
+    assert sent(events) == [[3, "a", NOW]]
+    assert of(CallReceived, events) == [CallReceived("b", "Heartbeat", {})]
+    events = s.error("b", OcppError(ErrorCode.InternalError, "oops"))
+    assert sent(events) == [[4, "b", "InternalError", "oops", {}]]
+    assert [e.message_id for e in of(CallReceived, events)] == ["c"]
+    assert s.result("c", NOW) == [Transmit(orjson.dumps([3, "c", NOW]).decode())]
+    assert s.queued_calls == 0
+
+
+def test_refusals_wait_behind_the_answers_to_earlier_calls(clock: Clock) -> None:
+    """A malformed CALL's CALLERROR does not overtake the answer of one that came before it:
+    a peer that takes "-1" as the answer to its CALL in flight is not misled."""
+    s = RpcSession(V201, clock=clock)
+    s.receive('[2, "a", "Heartbeat", {}]')
+    assert not sent(s.receive("{nope"))
+    assert not sent(s.receive('[2, "b", "Teleport", {}]'))
+    s.receive('[2, "c", "Heartbeat", {}]')
+    events = s.result("a", NOW)
+    assert [a[:3] for a in sent(events)] == [
+        [3, "a", NOW],
+        [4, "-1", "RpcFrameworkError"],
+        [4, "b", "NotImplemented"],
+    ]
+    assert [e.message_id for e in of(CallReceived, events)] == ["c"]
+
+
+def test_a_full_inbox_refuses_at_once_with_genericerror_then_closes(clock: Clock) -> None:
+    s = RpcSession(V16, clock=clock, max_queued_calls=2, max_refusals=3)
+    s.receive('[2, "h0", "Heartbeat", {}]')
+    s.receive('[2, "h1", "Heartbeat", {}]')
+    s.receive('[2, "h2", "Heartbeat", {}]')
+    for n in range(3, 6):
+        events = s.receive(f'[2, "h{n}", "Heartbeat", {{}}]')
+        [refusal] = sent(events)
+        assert refusal[:3] == [4, f"h{n}", "GenericError"]
+        assert "2 CALLs are waiting already" in refusal[3]
+        assert refusal[4] == {"maxQueuedCalls": 2}
+        assert not of(CloseConnection, events)
+    events = s.receive('[2, "h6", "Heartbeat", {}]')
+    assert sent(events)[0][:3] == [4, "h6", "GenericError"]
+    [close] = of(CloseConnection, events)
+    assert close.code == 1008 and "one CALL at a time" in close.reason
+    # what was queued is still answered, in order
+    assert sent(s.result("h0", NOW)) == [[3, "h0", NOW]]
+
+
+def test_refusals_in_a_row_reset_once_the_peer_lets_the_inbox_drain(clock: Clock) -> None:
+    s = RpcSession(V201, clock=clock, max_queued_calls=1, max_refusals=2)
+    for burst in range(3):
+        s.receive(f'[2, "a{burst}", "Heartbeat", {{}}]')
+        s.receive(f'[2, "b{burst}", "Heartbeat", {{}}]')
+        for n in range(2):
+            assert not of(CloseConnection, s.receive(f'[2, "x{burst}{n}", "Heartbeat", {{}}]'))
+        s.result(f"a{burst}", NOW)
+        s.result(f"b{burst}", NOW)  # drained: the next burst starts afresh
+
+
+def test_a_duplicate_id_is_dropped_when_the_inbox_is_full(clock: Clock) -> None:
+    """Its CALLERROR could not wait, and must not overtake the answer with the same id."""
+    s = RpcSession(V201, clock=clock, max_queued_calls=1)
+    s.receive('[2, "a", "Heartbeat", {}]')
+    s.receive('[2, "b", "Heartbeat", {}]')
+    events = s.receive('[2, "a", "Heartbeat", {}]')
+    assert not sent(events)
+    assert any("dropped" in e.error.description for e in of(ProtocolViolation, events))
+    assert sent(s.result("a", NOW)) == [[3, "a", NOW]]
+
+
+def test_the_inbox_bounds_what_a_flood_leaves_in_memory(clock: Clock) -> None:
+    s = RpcSession(V201, clock=clock, max_queued_calls=16, max_refusals=10**9)
+    s.receive('[2, "first", "Heartbeat", {}]')
+    refused = 0
+    for n in range(10_000):
+        refused += len(sent(s.receive(f'[2, "f{n}", "Heartbeat", {{}}]')))
+    assert s.queued_calls == 16 and refused == 10_000 - 16
+    assert len(s._incoming) == 17
+
+
+def test_a_message_id_longer_than_36_is_refused_with_minus_one_and_not_handled(
+    clock: Clock,
+) -> None:
+    s = RpcSession(V201, clock=clock)
+    events = s.receive(orjson.dumps([2, "x" * 10_000, "Heartbeat", {}]))
+    assert not of(CallReceived, events)
+    [refusal] = sent(events)
+    assert refusal[:3] == [4, "-1", "RpcFrameworkError"]
+    assert refusal[3] == "MessageId of 10000 characters is longer than 36"
+    assert len(orjson.dumps(refusal)) < 200  # nothing of the id echoed
+    # 36 is fine
+    [call] = s.receive(orjson.dumps([2, "y" * 36, "Heartbeat", {}]))
+    assert isinstance(call, CallReceived)
+
+
+def test_answers_to_our_calls_and_sends_pass_a_busy_inbox(clock: Clock) -> None:
+    s = RpcSession(V21, clock=clock, max_queued_calls=1)
+    mid, _ = s.call("Heartbeat", {})
+    s.receive('[2, "a", "Heartbeat", {}]')
+    s.receive('[2, "b", "Heartbeat", {}]')  # the inbox is full
+    [done] = s.receive(orjson.dumps([3, mid, NOW]))
+    assert done == CallCompleted(mid, "Heartbeat", NOW)
+    stream = {"id": 1, "pending": 0, "basetime": NOW["currentTime"], "data": [{"t": 0.0, "v": "1"}]}
+    [got] = s.receive(orjson.dumps([6, "s1", "NotifyPeriodicEventStream", stream]))
+    assert got == SendReceived("s1", "NotifyPeriodicEventStream", stream)
+    assert s.queued_calls == 1

@@ -2,21 +2,30 @@
 
 It knows no socket: it is handed a transport with ``send(text)`` and
 ``recv()`` (a ``websockets`` connection is one) and a handler object.
+
+The peer's CALLs are handled one at a time, in order, by one consumer task per
+connection (made while there are CALLs and dropped after); the session keeps the
+ones that wait in its bounded inbox. Reading goes on meanwhile, so the answers
+to our own CALLs and 2.1 SENDs are never held up behind a slow handler.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from plugstream.ocpp.errors import ConnectionLost, ErrorCode, OcppError
 from plugstream.ocpp.routing import Handlers, dispatch, invoke
 from plugstream.ocpp.session import (
+    MAX_QUEUED_CALLS,
+    MAX_REFUSALS,
     CallCompleted,
     CallFailed,
     CallReceived,
+    CloseConnection,
     Event,
     ProtocolViolation,
     RpcSession,
@@ -48,6 +57,11 @@ class Transport(Protocol):
     async def recv(self) -> str | bytes: ...
 
 
+# A burst already read by the transport is served without a pause; this many frames in a
+# row, and the loop lets the other connections have their turn.
+_FRAMES_PER_TURN = 64
+
+
 class OcppEndpoint:
     """Runs an OCPP-J connection: answers the peer's CALLs, lets us ``call`` the peer."""
 
@@ -60,7 +74,12 @@ class OcppEndpoint:
         call_timeout: float = 30.0,
         lenient: bool = False,
         observer: Callable[[Event], None] | None = None,
+        max_queued_calls: int = MAX_QUEUED_CALLS,
+        max_refusals: int = MAX_REFUSALS,
     ) -> None:
+        """``max_queued_calls``: the peer's CALLs that may wait behind the one handled;
+        ``max_refusals``: CALLs refused beyond those, in a row, before the connection is
+        closed with 1008 (see :class:`RpcSession`)."""
         self.transport = transport
         self.version = version
         self.handlers = handlers if handlers is not None else Handlers()
@@ -71,11 +90,16 @@ class OcppEndpoint:
             call_timeout=call_timeout,
             supported_actions=_shared(frozenset(self.handlers.supported_actions())),
             lenient=lenient,
+            max_queued_calls=max_queued_calls,
+            max_refusals=max_refusals,
         )
         self.observer = observer
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         # Made while in use and dropped after, as most connections are idle most of the time.
         self._tasks: set[asyncio.Task[None]] | None = None
+        self._calls: deque[CallReceived] | None = None  # handed on, for the consumer
+        self._consumer: asyncio.Task[None] | None = None
+        self._closing: CloseConnection | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._send_lock: asyncio.Lock | None = None
         self._senders = 0  # holders and waiters of _send_lock
@@ -109,8 +133,9 @@ class OcppEndpoint:
 
     async def run(self) -> None:
         """Serve until the transport closes; then fail every call still waiting."""
+        turn = 0
         try:
-            while True:
+            while self._closing is None:
                 try:
                     text = await self.transport.recv()
                 except (asyncio.CancelledError, GeneratorExit):
@@ -119,12 +144,30 @@ class OcppEndpoint:
                     return
                 await self._process(self.session.receive(text))
                 del text  # not held (nor what it decoded to) while the connection idles
+                turn += 1
+                if turn == _FRAMES_PER_TURN:
+                    turn = 0
+                    await asyncio.sleep(0)
+            await self._close(self._closing)
         finally:
             self._stop_timer()
             for event in self.session.cancel_all():
                 self._deliver(event)
+            if self._calls is not None:
+                self._calls.clear()
+            if self._consumer is not None:
+                self._consumer.cancel()
             for task in list(self._tasks or ()):
                 task.cancel()
+
+    async def _close(self, event: CloseConnection) -> None:
+        log.warning("closing an OCPP connection: %s", event.reason)
+        close: Callable[[int, str], Any] | None = getattr(self.transport, "close", None)
+        if close is not None:
+            try:
+                await close(event.code, event.reason)
+            except Exception:  # gone already
+                log.debug("close failed", exc_info=True)
 
     async def _process(self, events: list[Event]) -> None:
         for event in events:
@@ -133,11 +176,13 @@ class OcppEndpoint:
             if type(event) is Transmit:
                 await self._transmit(event.text)
             elif type(event) is CallReceived:
-                self._spawn(self._answer(event))
+                self._hand_on(event)
             elif type(event) is SendReceived:
                 self._spawn(self._consume(event))
             elif type(event) is ProtocolViolation:
                 log.warning("OCPP protocol violation: %s", event.error)
+            elif type(event) is CloseConnection:
+                self._closing = event
             else:
                 self._deliver(event)
         self._arm_timer()
@@ -165,6 +210,25 @@ class OcppEndpoint:
                 else:
                     future.set_exception(event.error)
 
+    def _hand_on(self, event: CallReceived) -> None:
+        """Queue a CALL for the consumer; start it if none runs (the session hands on one
+        at a time, so this holds at most one)."""
+        if self._calls is None:
+            self._calls = deque()
+        self._calls.append(event)
+        if self._consumer is None:
+            self._consumer = self._loop.create_task(self._serve_calls())
+
+    async def _serve_calls(self) -> None:
+        """The one consumer of the peer's CALLs: each answered before the next is taken."""
+        try:
+            calls = self._calls
+            while calls:
+                await self._answer(calls.popleft())
+        finally:
+            self._consumer = None
+            self._calls = None
+
     def _spawn(self, coro: Any) -> None:
         task = self._loop.create_task(coro)
         if self._tasks is None:
@@ -190,10 +254,14 @@ class OcppEndpoint:
         await self._process(self.session.result(event.message_id, payload))
         hook = self.handlers.after_handler(event.action)
         if hook is not None:
-            try:
-                await invoke(hook, event.payload)
-            except Exception:
-                log.exception("after-handler of %s failed", event.action)
+            # its own task: a hook may call the peer and wait, the next CALL need not
+            self._spawn(self._after(hook, event))
+
+    async def _after(self, hook: Any, event: CallReceived) -> None:
+        try:
+            await invoke(hook, event.payload)
+        except Exception:
+            log.exception("after-handler of %s failed", event.action)
 
     async def _consume(self, event: SendReceived) -> None:
         handler = self.handlers.handler(event.action)

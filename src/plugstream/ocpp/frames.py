@@ -122,7 +122,10 @@ def decode(text: str | bytes, version: OcppVersion) -> Frame:
     mt = msg[0]
     n = len(msg)
     mid = msg[1] if n > 1 and type(msg[1]) is str else None
-    answer_id = mid if mid is not None else UNREADABLE_ID
+    # An id longer than string[36] is not one: an answer could not carry it (a CALLERROR's
+    # MessageId is string[36] too), so it is answered as unreadable, with "-1" (4.2.3).
+    too_long = mid is not None and len(mid) > MAX_MESSAGE_ID
+    answer_id = mid if mid is not None and not too_long else UNREADABLE_ID
     if type(mt) is not int:
         raise _fail(ErrorCode.RpcFrameworkError, "MessageTypeId is not an integer", answer_id)
     # Plain int literals below: comparing with IntEnum members costs several times more.
@@ -138,11 +141,11 @@ def decode(text: str | bytes, version: OcppVersion) -> Frame:
         raise _fail(
             ErrorCode.RpcFrameworkError, "MessageId is missing or not a string", UNREADABLE_ID, mt
         )
-    if len(mid) > MAX_MESSAGE_ID:
+    if too_long:
         raise _fail(
             ErrorCode.RpcFrameworkError,
-            f"MessageId is longer than {MAX_MESSAGE_ID} characters",
-            mid,
+            f"MessageId of {len(mid)} characters is longer than {MAX_MESSAGE_ID}",
+            UNREADABLE_ID,
             mt,
         )
     if mt == 2 or mt == 6:

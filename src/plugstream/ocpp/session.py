@@ -10,7 +10,13 @@ never raises: whatever a peer sends becomes events.
 
 OCPP-J allows one outstanding CALL per direction (1.6 §4.1.1, 2.0.1 part 4
 §4.1.1); further calls wait in a queue and go out as the previous one is
-answered or times out.
+answered or times out. The peer's CALLs are handed on one at a time, in the
+order they came: a peer that sends more before the last is answered has them
+wait in a small bounded inbox (tolerance, not a feature), and the answers to
+them, refusals included, leave in that same order. Beyond the inbox a CALL is
+refused at once, and a peer that keeps on is told to go (:class:`CloseConnection`):
+memory per connection is bounded by the inbox, and a flood costs the others nothing
+but the reading of it.
 """
 
 from __future__ import annotations
@@ -101,7 +107,29 @@ class ProtocolViolation:
     text: str
 
 
-Event = Transmit | CallReceived | SendReceived | CallCompleted | CallFailed | ProtocolViolation
+@dataclass(slots=True, frozen=True)
+class CloseConnection:
+    """Close the connection with this WebSocket close code and reason: the peer floods."""
+
+    code: int
+    reason: str
+
+
+Event = (
+    Transmit
+    | CallReceived
+    | SendReceived
+    | CallCompleted
+    | CallFailed
+    | ProtocolViolation
+    | CloseConnection
+)
+
+#: CALLs of the peer that may wait behind the one being handled (OCPP-J wants none).
+MAX_QUEUED_CALLS = 16
+#: CALLs refused for a full inbox, with no pause in between, before the connection is closed.
+MAX_REFUSALS = 32
+POLICY_VIOLATION = 1008  # RFC 6455 §7.4.1
 
 
 @dataclass(slots=True)
@@ -138,6 +166,8 @@ class RpcSession:
         lenient: bool = False,
         validate_outgoing: bool = True,
         rng: random.Random | None = None,
+        max_queued_calls: int = MAX_QUEUED_CALLS,
+        max_refusals: int = MAX_REFUSALS,
     ) -> None:
         self.version = version
         self.clock = clock
@@ -155,7 +185,14 @@ class RpcSession:
         self._next_id = (rng or random.Random()).randrange(36**4, 36**5)
         self._pending: _Outgoing | None = None
         self._queue: deque[_Outgoing] = deque()
-        self._incoming: dict[str, str] = {}  # message id -> action, CALLs we still owe an answer
+        # The peer's CALLs: message id -> action of each we still owe an answer, the one
+        # handed on (_handling) and those waiting in _inbox with the refusals between them.
+        self._incoming: dict[str, str] = {}
+        self._handling: str | None = None
+        self._inbox: deque[CallReceived | Transmit] = deque()
+        self.max_queued_calls = max_queued_calls
+        self.max_refusals = max_refusals
+        self._refusals = 0  # refused for a full inbox since it was last empty
         self.violations = 0
 
     # -- outgoing calls --------------------------------------------------------
@@ -241,32 +278,106 @@ class RpcSession:
             error = ConnectionLost(out.action, reason, out.message_id)
             events.append(CallFailed(out.message_id, out.action, error))
         self._incoming.clear()
+        self._handling = None
+        self._inbox.clear()
         return events
 
     # -- answering the peer's calls -------------------------------------------
 
     def result(self, message_id: str, payload: dict[str, Any]) -> list[Event]:
-        """Answer a received CALL. An invalid answer is our bug: the peer gets InternalError."""
-        action = self._incoming.pop(message_id, None)
-        if action is None:
-            raise KeyError(f"no CALL {message_id!r} awaits an answer")
-        if self.validate_outgoing:
-            problem = self._schemas.validate(action, "response", payload)
-            if problem is not None:
-                internal = OcppError(
-                    ErrorCode.InternalError, f"could not build a valid {action} response"
-                )
-                return [
-                    Transmit(encode(call_error(self.version, internal, message_id))),
-                    ProtocolViolation(problem, ""),
-                ]
-        return [Transmit(encode(CallResult(message_id, payload)))]
+        """Answer the received CALL being handled; then the next one is handed on.
+
+        An invalid answer is our bug: the peer gets InternalError.
+        """
+        action = self._answering(message_id)
+        events: list[Event]
+        problem = (
+            self._schemas.validate(action, "response", payload) if self.validate_outgoing else None
+        )
+        if problem is not None:
+            internal = OcppError(
+                ErrorCode.InternalError, f"could not build a valid {action} response"
+            )
+            events = [
+                Transmit(encode(call_error(self.version, internal, message_id))),
+                ProtocolViolation(problem, ""),
+            ]
+        else:
+            events = [Transmit(encode(CallResult(message_id, payload)))]
+        self._next_call(events)
+        return events
 
     def error(self, message_id: str, error: OcppError) -> list[Event]:
-        """Answer a received CALL with a CALLERROR."""
-        if self._incoming.pop(message_id, None) is None:
+        """Answer the received CALL being handled with a CALLERROR; then the next one."""
+        self._answering(message_id)
+        events: list[Event] = [Transmit(encode(call_error(self.version, error, message_id)))]
+        self._next_call(events)
+        return events
+
+    @property
+    def queued_calls(self) -> int:
+        """The peer's CALLs waiting behind the one being handled."""
+        return sum(type(e) is CallReceived for e in self._inbox)
+
+    def _answering(self, message_id: str) -> str:
+        if message_id != self._handling:
             raise KeyError(f"no CALL {message_id!r} awaits an answer")
-        return [Transmit(encode(call_error(self.version, error, message_id)))]
+        self._handling = None
+        return self._incoming.pop(message_id)
+
+    def _next_call(self, events: list[Event]) -> None:
+        """Hand on the next waiting CALL, after the refusals that were queued before it."""
+        inbox = self._inbox
+        while inbox:
+            event = inbox.popleft()
+            events.append(event)
+            if type(event) is CallReceived:
+                self._handling = event.message_id
+                return
+        self._refusals = 0  # the peer let us catch up
+
+    def _answer_in_order(self, message_id: str, refusal: list[Event]) -> list[Event]:
+        """Send a refusal after the answers to the CALLs that came before it.
+
+        ``refusal`` is a ProtocolViolation and the Transmit of its CALLERROR.
+        """
+        violation, transmit = refusal
+        if self._handling is None and not self._inbox:
+            return refusal
+        if len(self._inbox) < self.max_queued_calls:
+            assert type(transmit) is Transmit
+            self._inbox.append(transmit)
+            return [violation]
+        return [violation, *self._overflow(message_id, transmit)]
+
+    def _overflow(self, message_id: str, answer: Event) -> list[Event]:
+        """The inbox is full: refuse at once, or drop when that would answer out of order."""
+        self._refusals += 1
+        events: list[Event] = []
+        if message_id in self._incoming:
+            # the CALLERROR would leave before the answer with the same id: 4.2.3 lets
+            # us drop a message that is not valid OCPP
+            events.append(
+                ProtocolViolation(
+                    OcppError(
+                        ErrorCode.RpcFrameworkError,
+                        f"dropped a CALL with MessageId {message_id}: one is being handled"
+                        " and the queue is full",
+                    ),
+                    "",
+                )
+            )
+        else:
+            events.append(answer)
+        if self._refusals == self.max_refusals + 1:
+            events.append(
+                CloseConnection(
+                    POLICY_VIOLATION,
+                    f"more than {self.max_refusals} CALLs refused: one CALL at a time"
+                    " (OCPP-J 4.1.1)",
+                )
+            )
+        return events
 
     # -- receiving ------------------------------------------------------------
 
@@ -283,7 +394,7 @@ class RpcSession:
                 ErrorCode.InternalError, f"{type(exc).__name__} while handling the message"
             )
             events: list[Event] = [ProtocolViolation(error, _as_text(text))]
-            if isinstance(frame, Call) and frame.message_id in self._incoming:
+            if isinstance(frame, Call) and frame.message_id == self._handling:
                 events += self.error(frame.message_id, error)
             return events
 
@@ -291,7 +402,9 @@ class RpcSession:
         self.violations += 1
         events: list[Event] = [ProtocolViolation(exc, _as_text(text))]
         if exc.answerable:
-            events.append(Transmit(encode(call_error(self.version, exc))))
+            refusal = Transmit(encode(call_error(self.version, exc)))
+            mid = exc.message_id or UNREADABLE_ID
+            events = self._answer_in_order(mid, [events[0], refusal])
         elif exc.message_type == 3 and self.version.has_send and exc.message_id != UNREADABLE_ID:
             events.append(Transmit(encode(_result_error(exc))))
         pending = self._pending
@@ -316,11 +429,25 @@ class RpcSession:
         def refuse(code: ErrorCode, why: str) -> list[Event]:
             self.violations += 1
             error = OcppError(code, why)
-            return [
-                ProtocolViolation(error, ""),
-                Transmit(encode(call_error(self.version, error, mid))),
-            ]
+            return self._answer_in_order(
+                mid,
+                [
+                    ProtocolViolation(error, ""),
+                    Transmit(encode(call_error(self.version, error, mid))),
+                ],
+            )
 
+        if len(self._inbox) >= self.max_queued_calls:
+            # checked first: a flood costs no schema validation
+            self.violations += 1
+            error = OcppError(
+                ErrorCode.GenericError,
+                f"{self.max_queued_calls} CALLs are waiting already: one CALL at a time"
+                " (OCPP-J 4.1.1)",
+                {"maxQueuedCalls": self.max_queued_calls},
+            )
+            answer = Transmit(encode(call_error(self.version, error, mid)))
+            return [ProtocolViolation(error, ""), *self._overflow(mid, answer)]
         if mid in self._incoming:
             return refuse(
                 ErrorCode.RpcFrameworkError, f"a CALL with MessageId {mid} is being handled already"
@@ -336,14 +463,20 @@ class RpcSession:
         if problem is not None:
             self.violations += 1
             if not self.lenient:
-                return [
-                    ProtocolViolation(problem, ""),
-                    Transmit(encode(call_error(self.version, problem, mid))),
-                ]
-            self._incoming[mid] = action
-            return [CallReceived(mid, action, call.payload, problem)]
+                return self._answer_in_order(
+                    mid,
+                    [
+                        ProtocolViolation(problem, ""),
+                        Transmit(encode(call_error(self.version, problem, mid))),
+                    ],
+                )
         self._incoming[mid] = action
-        return [CallReceived(mid, action, call.payload)]
+        received = CallReceived(mid, action, call.payload, problem)
+        if self._handling is None and not self._inbox:
+            self._handling = mid
+            return [received]
+        self._inbox.append(received)
+        return []
 
     def _on_send(self, send: Send, text: str | bytes) -> list[Event]:
         if send.action not in self._schemas.send_actions:
