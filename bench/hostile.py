@@ -5,12 +5,15 @@ legitimate station (the *probe*) in another and the attackers in this one:
 
 * the **probe**: one station registered through the REST API with a password
   (security profile 1, HTTP Basic over ``ws://``), a plain ``websockets`` client
-  speaking OCPP 1.6J, boots and then sends a Heartbeat every ``--interval`` (0.1 s)
-  *open loop* (it does not wait for the answer before sending the next, so a stall
-  of the server is seen by every Heartbeat sent during it, not by one); each
-  answer's round trip is kept with the time it was sent. A Heartbeat still
-  unanswered when the probe stops counts as lost (and as slower than any answered
-  one in the percentiles). If the server drops the probe, it reconnects and says so;
+  speaking OCPP 1.6J, boots and then has a Heartbeat due every ``--interval``
+  (0.1 s), one CALL at a time as OCPP-J requires; each one's latency is counted
+  from when it was *due*. One that falls due while the previous is still
+  unanswered is not sent (a second CALL in flight would break the protocol) but
+  counts with the time from when it was due until that answer, so a stall of the
+  server weighs with its length, not as one slow sample. A Heartbeat answered
+  with a CALLERROR or not at all (30 s) counts as lost, slower than any answered
+  one in the percentiles. If the server drops the probe, it logs in again and
+  says so;
 * a quiet **baseline** (``--baseline`` s), then three phases against the same
   process, each bounded in time and count, with ``--settle`` s between them:
 
@@ -121,7 +124,7 @@ SAMPLE_EVERY: Final = 0.25  # s between RSS samples
 DRIBBLE_EVERY: Final = 2.0  # s between the slowloris' header bytes
 CONNECT_TIMEOUT: Final = 10.0
 LOGIN_TIMEOUT: Final = 10.0  # s one bad login may take before it counts as a timeout
-PROBE_CALL_TIMEOUT: Final = 60.0
+PROBE_CALL_TIMEOUT: Final = 30.0
 
 
 class BenchError(Exception):
@@ -253,8 +256,26 @@ def cloud_server(workdir: Path, name: str, auto_register: bool) -> Server:
     argv += ["--port", str(port), "--db", f"sqlite:///{db}", "--ping-interval", "30"]
     if auto_register:
         argv.append("--auto-register")
+        if cloud_offers("--auto-register-unsecured"):
+            # the load generator's stations bring no credentials (as the reference takes them)
+            argv.append("--auto-register-unsecured")
     log = workdir / f"{name}.log"
     return Server("PlugStream Cloud", argv, "PlugStream Cloud listening", port, db, log)
+
+
+def cloud_offers(option: str) -> bool:
+    """Whether ``plugstream cloud serve --help`` lists ``option`` (the cloud is changing)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(
+            [sys.executable, "-m", "plugstream.cli", "cloud", "serve", "--help"],
+            capture_output=True,
+            text=True,
+            cwd=HERE.parent,
+            env=dict(os.environ, COLUMNS="300", NO_COLOR="1", TERM="dumb"),
+            timeout=60,
+        )
+        return option in done.stdout.split()
+    return False
 
 
 def reference_server(workdir: Path) -> Server:
@@ -288,15 +309,43 @@ def basic(station_id: str, password: str) -> str:
 # --- the probe: a legitimate station in its own process ----------------------------
 
 
+async def answer_of(
+    ws: ClientConnection, message_id: str, give_up: float, stop: asyncio.Event
+) -> bool:
+    """Wait for the answer to our CALL ``message_id``: True for a CALLRESULT, False for a
+    CALLERROR; TimeoutError at ``give_up`` (monotonic), or 2 s after ``stop`` is set."""
+    stopping_at: float | None = None
+    while True:
+        now = time.monotonic()
+        if stop.is_set() and stopping_at is None:
+            stopping_at = now + 2.0
+        end = min(give_up, stopping_at or give_up)
+        if now >= end:
+            raise TimeoutError
+        try:
+            raw = await asyncio.wait_for(ws.recv(), min(0.5, end - now))
+        except TimeoutError:
+            continue
+        frame = orjson.loads(raw)
+        if frame[0] in (3, 4) and frame[1] == message_id:
+            return bool(frame[0] == 3)
+        if frame[0] == 2:  # the CSMS asks something of the station: not supported here
+            await ws.send(orjson.dumps([4, frame[1], "NotImplemented", "", {}]).decode())
+
+
 async def probe_main(url: str, interval: float) -> dict[str, Any]:
-    """Heartbeats every ``interval`` s, open loop, until SIGTERM; every send time and
-    round trip (``None``: unanswered), and the reconnections."""
+    """A Heartbeat due every ``interval`` s, one CALL at a time as OCPP-J wants, until
+    SIGTERM; for each its due time and its latency from then (``None``: unanswered).
+
+    A Heartbeat falls due while the previous one is still unanswered is not sent (that
+    would be a second CALL in flight): it counts with the time from when it was due
+    until that answer came, the least a station would have waited, so a stall of the
+    server weighs with its length and not as one slow sample."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    sent: dict[str, float] = {}
-    samples: list[tuple[float, float | None]] = []  # (monotonic sent, seconds or None)
+    samples: list[tuple[float, float | None]] = []  # (monotonic due, seconds or None)
     reconnects: list[dict[str, Any]] = []
     seq = 0
     announced = False
@@ -316,59 +365,40 @@ async def probe_main(url: str, interval: float) -> dict[str, Any]:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
             continue
+        pending: float | None = None  # when the Heartbeat in flight fell due
         try:
             boot = {"chargePointVendor": "PlugStream", "chargePointModel": "Probe"}
             await ws.send(orjson.dumps([2, "boot", "BootNotification", boot]).decode())
-            async with asyncio.timeout(PROBE_CALL_TIMEOUT):
-                while True:
-                    frame = orjson.loads(await ws.recv())
-                    if frame[0] in (3, 4) and frame[1] == "boot":
-                        break
+            await answer_of(ws, "boot", time.monotonic() + PROBE_CALL_TIMEOUT, stop)
             if not announced:
                 print(json.dumps({"event": "booted", "at": time.monotonic()}), flush=True)
                 announced = True
-
-            async def reader(ws: ClientConnection = ws) -> None:
-                with contextlib.suppress(ConnectionClosed):
-                    await read_answers(ws)
-
-            async def read_answers(ws: ClientConnection) -> None:
-                async for raw in ws:
-                    at = time.monotonic()
-                    frame = orjson.loads(raw)
-                    if frame[0] in (3, 4) and (t0 := sent.pop(str(frame[1]), None)) is not None:
-                        samples.append((t0, at - t0 if frame[0] == 3 else None))
-                    elif frame[0] == 2:
-                        await ws.send(orjson.dumps([4, frame[1], "NotImplemented", "", {}]))
-
-            reading = asyncio.ensure_future(reader())
-            next_at = time.monotonic()
-            while not stop.is_set() and not reading.done():
+            tick = time.monotonic()
+            while not stop.is_set():
                 seq += 1
                 message_id = f"h{seq}"
-                sent[message_id] = time.monotonic()
+                pending = tick
                 await ws.send(f'[2,"{message_id}","Heartbeat",{{}}]')
-                next_at += interval
-                delay = next_at - time.monotonic()
-                if delay < 0:  # the send itself was held up: keep the pace, skip no beat
-                    next_at = time.monotonic()
-                    delay = 0
+                ok = await answer_of(ws, message_id, tick + PROBE_CALL_TIMEOUT, stop)
+                pending = None
+                at = time.monotonic()
+                samples.append((tick, at - tick if ok else None))
+                tick += interval
+                while tick <= at:  # fell due while we waited: the wait it would have had
+                    samples.append((tick, at - tick))
+                    tick += interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-            if reading.done() and not stop.is_set():
-                reconnects.append({"at": time.monotonic(), "error": f"closed {ws.close_code}"})
-            else:
-                # a last moment for answers in flight
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(reading), 1.0)
-            reading.cancel()
+                    await asyncio.wait_for(stop.wait(), tick - time.monotonic())
         except (OSError, TimeoutError, WebSocketException, orjson.JSONDecodeError) as exc:
-            reconnects.append({"at": time.monotonic(), "error": f"{type(exc).__name__}: {exc}"})
+            if pending is not None:
+                samples.append((pending, None))  # never answered
+            if not stop.is_set():
+                why = f"{type(exc).__name__}: {exc}"
+                reconnects.append({"at": time.monotonic(), "error": why})
         finally:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
                     await ws.close()
-    samples.extend((t0, None) for t0 in sent.values())  # never answered
     return {"samples": samples, "reconnects": reconnects, "sent": seq}
 
 
@@ -389,7 +419,7 @@ def percentile(values: list[float], q: float) -> float:
 def latency_figures(
     samples: list[tuple[float, float | None]], t0: float, t1: float
 ) -> dict[str, Any]:
-    """p50/p99/max of the Heartbeats sent in [t0, t1); unanswered ones count as slowest."""
+    """p50/p99/max of the Heartbeats due in [t0, t1); unanswered ones count as slowest."""
     inside = [lat for at, lat in samples if t0 <= at < t1]
     answered = sorted(lat for lat in inside if lat is not None)
     lost = len(inside) - len(answered)
@@ -716,11 +746,12 @@ async def hostile(
     )
     phases: list[Phase] = []
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while b'"booted"' not in (workdir / "probe.out").read_bytes():
             if probe.poll() is not None or time.monotonic() > deadline:
                 raise BenchError(
-                    f"the probe did not boot:\n{(workdir / 'probe.err').read_text()[-2000:]}"
+                    f"the probe did not boot:\n{(workdir / 'probe.err').read_text()[-2000:]}\n"
+                    f"the cloud says:\n{server.tail()}"
                 )
             await asyncio.sleep(0.05)
         pid = server.pid
@@ -845,16 +876,25 @@ def _f(value: Any, spec: str = ".1f") -> str:
 
 
 def commit() -> str | None:
+    """``git rev-parse --short HEAD``, with ``+dirty`` when ``src/`` has uncommitted changes
+    (the cloud measured is the working tree's)."""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        done = subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             cwd=HERE.parent,
             timeout=10,
         )
-        if done.returncode == 0:
-            return done.stdout.strip()
+        if head.returncode == 0:
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--", "src"],
+                capture_output=True,
+                text=True,
+                cwd=HERE.parent,
+                timeout=10,
+            )
+            return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     return None
 
 
@@ -870,7 +910,7 @@ def report(
     print()
     print(
         "PlugStream Cloud on a hostile network (OCPP 1.6J, loopback); probe: 1 Heartbeat "
-        f"every {args.interval * 1e3:g} ms, open loop"
+        f"due every {args.interval * 1e3:g} ms, one at a time"
     )
     print(
         f"{platform.python_implementation()} {platform.python_version()}; {os.cpu_count()} CPUs; "
