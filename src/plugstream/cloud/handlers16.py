@@ -7,13 +7,14 @@ shared with 2.0.1 (:class:`plugstream.cloud.station_handlers.StationHandlers`).
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
 from plugstream.cloud.certificates.handlers import CertificateHandlers16
 from plugstream.cloud.firmware.handlers import FirmwareStatus16
-from plugstream.cloud.meter import parse_time_or, samples_16, to_decimal
-from plugstream.cloud.payloads import int_or, str_or_none
+from plugstream.cloud.meter import parse_time_or, plain, read_16, read_decimal
+from plugstream.cloud.payloads import int_or, is_printable_token, str_or_none
 from plugstream.cloud.security import SecurityEventHandlers
 from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.cloud.storage.records import AuthResult
@@ -35,10 +36,33 @@ def id_tag_info(auth: AuthResult) -> v16.IdTagInfo:
     return info
 
 
-def _wh(value: object) -> Decimal:
-    """meterStart / meterStop: integer Wh in 1.6; a lenient station's odd value reads as 0."""
-    number = to_decimal(value)
-    return number if number is not None else Decimal(0)
+#: an idTag with control characters: answered Invalid, kept only in this flag's detail
+UNREADABLE_ID_TOKEN = "UnreadableIdToken"
+
+
+def _wh(
+    value: object, field: str, at: datetime, flags: list[tuple[str, str, datetime]]
+) -> Decimal | None:
+    """meterStart / meterStop: Wh in 1.6, read by the one parser. A value that is not
+    read (missing, NaN, "1e308", ...) is None, with its flag added to ``flags``."""
+    number = read_decimal(value)
+    if isinstance(number, Decimal):
+        return plain(number)
+    flags.append((number.code, f"{field} {number.raw}", at))
+    return None
+
+
+def _id_tag(
+    value: object, field: str, at: datetime, flags: list[tuple[str, str, datetime]]
+) -> str | None:
+    """An idTag, or None (with an UnreadableIdToken flag) when it has control characters."""
+    token = str_or_none(value)
+    if token is not None and not is_printable_token(token):
+        flags.append(
+            (UNREADABLE_ID_TOKEN, f"{field} {token[:40]!r} refused: control characters", at)
+        )
+        return None
+    return token
 
 
 class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, StationHandlers):
@@ -94,9 +118,10 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
 
     @on(v16.Action.Authorize)
     async def authorize(self, payload: v16.AuthorizeRequest) -> v16.AuthorizeResponse:
-        auth = await self.context.store.id_tokens.authorize(
-            str(payload.get("idTag", "")), at=self.now()
-        )
+        id_tag = str(payload.get("idTag", ""))
+        if not is_printable_token(id_tag):  # CiString: printable ASCII only
+            return {"idTagInfo": {"status": "Invalid"}}
+        auth = await self.context.store.id_tokens.authorize(id_tag, at=self.now())
         return {"idTagInfo": id_tag_info(auth)}
 
     @on(v16.Action.StartTransaction)
@@ -105,15 +130,20 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
     ) -> v16.StartTransactionResponse:
         now = self.now()
         reservation = payload.get("reservationId")
+        flags: list[tuple[str, str, datetime]] = []
+        id_tag = _id_tag(payload.get("idTag"), "idTag", now, flags)
         record, auth = await self.context.store.transactions.start(
             self.station_id,
             connector_id=int_or(payload.get("connectorId"), 0),
-            id_token=str(payload.get("idTag", "")),
-            meter_start_wh=_wh(payload.get("meterStart")),
+            id_token=id_tag or "",
+            meter_start_wh=_wh(payload.get("meterStart"), "meterStart", now, flags),
             timestamp=parse_time_or(payload.get("timestamp"), now),
             received_at=now,
             reservation_id=reservation if isinstance(reservation, int) else None,
+            flags=flags,
         )
+        if id_tag is None and flags and flags[0][0] == UNREADABLE_ID_TOKEN:
+            return {"transactionId": record.id, "idTagInfo": {"status": "Invalid"}}
         return {"transactionId": record.id, "idTagInfo": id_tag_info(auth)}
 
     @on(v16.Action.StopTransaction)
@@ -121,17 +151,22 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
         self, payload: v16.StopTransactionRequest
     ) -> v16.StopTransactionResponse:
         now = self.now()
-        samples = samples_16(payload.get("transactionData"), now)
+        readings = read_16(payload.get("transactionData"), now)
+        flags = readings.flags
+        id_tag = _id_tag(payload.get("idTag"), "idTag", now, flags)
         _record, auth = await self.context.store.transactions.stop(
             self.station_id,
             transaction_id=int_or(payload.get("transactionId"), 0),
-            meter_stop_wh=_wh(payload.get("meterStop")),
+            meter_stop_wh=_wh(payload.get("meterStop"), "meterStop", now, flags),
             timestamp=parse_time_or(payload.get("timestamp"), now),
             received_at=now,
             reason=str_or_none(payload.get("reason")),
-            id_token=str_or_none(payload.get("idTag")),
-            samples=samples or None,
+            id_token=id_tag,
+            samples=readings.samples or None,
+            flags=flags,
         )
+        if id_tag is None and str_or_none(payload.get("idTag")) is not None:
+            return {"idTagInfo": {"status": "Invalid"}}  # refused: control characters
         # An unknown transactionId is still answered: the station must be able to
         # forget it (the store keeps what it could, flagged).
         if auth is None:
@@ -143,13 +178,15 @@ class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, Sta
         now = self.now()
         connector_id = int_or(payload.get("connectorId"), 0)
         transaction_id = payload.get("transactionId")
+        readings = read_16(payload.get("meterValue"), now)
         await self.context.store.transactions.add_meter_values(
             self.station_id,
             evse_id=connector_id,
             connector_id=connector_id,
             transaction_id=transaction_id if isinstance(transaction_id, int) else None,
-            samples=samples_16(payload.get("meterValue"), now),
+            samples=readings.samples,
             received_at=now,
+            rejected=readings.flags,
         )
         return {}
 

@@ -4,12 +4,13 @@ connection. The boot gate and the context are shared with 1.6 (:class:`StationHa
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import cast
 
 from plugstream.cloud.certificates.handlers import CertificateHandlers201
 from plugstream.cloud.firmware.handlers import FirmwareStatus201
-from plugstream.cloud.meter import parse_time_or, samples_201
-from plugstream.cloud.payloads import int_or, str_or_none
+from plugstream.cloud.meter import parse_time_or, read_201
+from plugstream.cloud.payloads import int_or, is_printable_token, str_or_none
 from plugstream.cloud.security import SecurityEventHandlers
 from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.cloud.storage.records import AuthResult
@@ -100,6 +101,8 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     async def authorize(self, payload: v201.AuthorizeRequest) -> v201.AuthorizeResponse:
         token = payload.get("idToken")
         id_token = token.get("idToken") if isinstance(token, Mapping) else None
+        if not is_printable_token(str(id_token or "")):  # never looked up nor stored
+            return {"idTokenInfo": {"status": "Invalid"}}
         auth = await self.context.store.id_tokens.authorize(str(id_token or ""), at=self.now())
         return {"idTokenInfo": id_token_info(auth)}
 
@@ -109,9 +112,22 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     ) -> v201.TransactionEventResponse:
         # The store reads the whole event (Started / Updated / Ended, seqNo, offline,
         # meter values) and keeps it durably before we answer.
+        now = self.now()
+        event = dict(payload)
+        flags: list[tuple[str, str, datetime]] = []
+        token = event.get("idToken")
+        id_token = token.get("idToken") if isinstance(token, Mapping) else None
+        if isinstance(id_token, str) and not is_printable_token(id_token):
+            # kept only in the flag: never looked up nor stored as the transaction's token
+            del event["idToken"]
+            flags.append(
+                ("UnreadableIdToken", f"idToken {id_token[:40]!r} refused: control characters", now)
+            )
         _record, auth = await self.context.store.transactions.transaction_event(
-            self.station_id, event=dict(payload), received_at=self.now()
+            self.station_id, event=event, received_at=now, flags=flags
         )
+        if flags:
+            return {"idTokenInfo": {"status": "Invalid"}}
         # E01.FR.xx / E03: idTokenInfo answers an idToken sent in the event.
         if auth is not None and isinstance(payload.get("idToken"), Mapping):
             return {"idTokenInfo": id_token_info(auth)}
@@ -120,18 +136,21 @@ class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, 
     @on(v201.Action.MeterValues)
     async def meter_values(self, payload: v201.MeterValuesRequest) -> v201.MeterValuesResponse:
         now = self.now()
+        readings = read_201(payload.get("meterValue"), now)
         await self.context.store.transactions.add_meter_values(
             self.station_id,
             evse_id=int_or(payload.get("evseId"), 0),
             connector_id=0,  # 2.0.1 MeterValues name only the EVSE
             transaction_id=None,  # outside a transaction: those come in TransactionEvent
-            samples=samples_201(payload.get("meterValue"), now),
+            samples=readings.samples,
             received_at=now,
+            rejected=readings.flags,
         )
         return {}
 
-    # Reports and notifications: the gateway logs every message whole, so these
-    # are kept by the time they are answered.
+    # Reports and notifications are kept whole, as received, in the message log: the
+    # gateway queues a frame's row as it reads it, and sends the answer only once that
+    # row is committed (gateway.AsgiTransport), so nothing more is written here.
 
     @on(v201.Action.NotifyEvent)
     async def notify_event(self, payload: v201.NotifyEventRequest) -> v201.NotifyEventResponse:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import Any
 
 from sqlalchemy import Row, bindparam, or_, select, update
@@ -19,12 +19,15 @@ from . import schema as s
 from .bulk import STORED_FORMS, BulkInsert
 from .coltypes import as_utc
 from .database import dialect_insert
+from .lifecycle import Phase, on_samples
 from .records import MeterSample
 from .writer import defer_rows
 
 __all__ = [
     "BASELINE_SLACK_WH",
+    "DUPLICATE_TIMESTAMP",
     "ENERGY_REGISTER",
+    "EXACT",
     "FUTURE_TOLERANCE",
     "MAX_POWER_W",
     "OFFLINE_LATENESS",
@@ -48,6 +51,11 @@ OFFLINE_LATENESS = timedelta(minutes=5)
 MAX_POWER_W = Decimal(22000)
 BASELINE_SLACK_WH = Decimal(1000)
 _UNIT_KILO = {"kWh": "Wh", "kW": "W", "kvarh": "varh", "kvar": "var", "kVA": "VA"}
+#: register arithmetic is exact: stored values have at most 64 characters (meter.py)
+EXACT = Context(prec=200, Emax=MAX_EMAX, Emin=MIN_EMIN)
+#: a second sample of one measurand at one time with another value: the first is stored,
+#: the second kept in the flag
+DUPLICATE_TIMESTAMP = "DuplicateTimestamp"
 
 #: statements built once (their SQL is cached by SQLAlchemy under a memoized key)
 SELECT_TX = select(s.transactions).where(s.transactions.c.id == bindparam("pk"))
@@ -106,7 +114,7 @@ def normalise(sample: MeterSample) -> MeterSample:
     """In UTC and in base units (kWh to Wh): as stored, and as the register is compared."""
     sample.timestamp = as_utc(sample.timestamp)
     if sample.unit in _UNIT_KILO:
-        sample.value = Decimal(sample.value) * 1000
+        sample.value = EXACT.multiply(Decimal(sample.value), 1000)
         sample.unit = _UNIT_KILO[sample.unit]
     return sample
 
@@ -187,7 +195,7 @@ class TransactionRow:
             )
         baseline, last = v["baseline_wh"], v["last_register_wh"]
         if baseline is not None and last is not None:
-            self.set("energy_wh", last - baseline)
+            self.set("energy_wh", EXACT.subtract(last, baseline))
 
     def save(self, conn: Connection) -> None:
         """Write the changed columns and the new flags (a flag already stored is kept once)."""
@@ -346,6 +354,58 @@ def check_overlap_on_stop(conn: Connection, tx: TransactionRow, stopped_at: date
         )
 
 
+def _sample_key(sample: MeterSample) -> tuple[datetime, str, str, str]:
+    return (sample.timestamp, sample.measurand, sample.phase or "", sample.location or "")
+
+
+def _duplicates(
+    conn: Connection,
+    station_id: str,
+    tx_key: int,
+    evse_id: int,
+    connector_id: int,
+    samples: Sequence[MeterSample],
+) -> list[tuple[str, str, datetime]]:
+    """Samples whose key (time, measurand, phase, location) is already taken, in this
+    message or stored before, by another value: the stored row keeps the first, the
+    flag keeps the other (a sample sent again with its own value is no news)."""
+    first: dict[tuple[datetime, str, str, str], Decimal] = {}
+    found: list[tuple[str, str, datetime]] = []
+
+    def check(key: tuple[datetime, str, str, str], value: Decimal, where: str) -> None:
+        kept = first.setdefault(key, value)
+        if kept != value:
+            found.append(
+                (
+                    DUPLICATE_TIMESTAMP,
+                    f"{key[1]}{' ' + key[2] if key[2] else ''} at {key[0].isoformat()}: "
+                    f"{value} {where}, {kept} stored",
+                    key[0],
+                )
+            )
+
+    stored = conn.execute(
+        select(
+            s.meter_values.c.timestamp,
+            s.meter_values.c.measurand,
+            s.meter_values.c.phase,
+            s.meter_values.c.location,
+            s.meter_values.c.value,
+        ).where(
+            s.meter_values.c.station_id == station_id,
+            s.meter_values.c.tx_key == tx_key,
+            s.meter_values.c.evse_id == evse_id,
+            s.meter_values.c.connector_id == connector_id,
+            s.meter_values.c.timestamp.in_(sorted({sample.timestamp for sample in samples})),
+        )
+    ).all()
+    for row in stored:
+        first[(as_utc(row.timestamp), row.measurand, row.phase, row.location)] = row.value
+    for sample in samples:
+        check(_sample_key(sample), sample.value, "sent")
+    return found
+
+
 def store_samples(
     conn: Connection,
     station_id: str,
@@ -356,14 +416,27 @@ def store_samples(
     samples: Sequence[MeterSample],
     received_at: datetime,
     event_at: datetime | None = None,
+    rejected: Sequence[tuple[str, str, datetime]] = (),
+    what: str = "MeterValues",
 ) -> None:
-    """Store samples once each; a transaction's energy registers update its energy. A
-    sample at ``event_at`` (its event's own time, checked there) is not checked again
-    for being in the future."""
+    """Store samples once each; a transaction's energy registers update its energy while
+    it runs (after its end they are late data, flagged, not billed). A sample at
+    ``event_at`` (its event's own time, checked there) is not checked again for being in
+    the future. ``rejected``: (code, detail, at) of values sent but not read, flagged."""
+    for code, detail, at in rejected:
+        if tx is not None:
+            tx.flag(code, f"{what}: {detail}", at)
+        else:
+            add_flag(conn, station_id, None, code, f"{what}: {detail}", at)
     if not samples:
         return
     pk = tx.pk if tx is not None else None
     tx_key = pk or 0
+    for code, detail, at in _duplicates(conn, station_id, tx_key, evse_id, connector_id, samples):
+        if tx is not None:
+            tx.flag(code, f"{what}: {detail}", at)
+        else:
+            add_flag(conn, station_id, None, code, f"{what}: {detail}", at)
     received_at = as_utc(received_at)
     form = STORED_FORMS[conn.dialect.name]
     to_time, to_decimal = form.time, form.decimal
@@ -395,8 +468,18 @@ def store_samples(
     defer_rows(conn, _METER_VALUES.sql(conn.dialect), rows)
     if tx is None:
         return
+    ordered = sorted(samples, key=lambda sample: sample.timestamp)
+    decision = on_samples(
+        Phase.of(active=bool(tx.v["active"])),
+        len(ordered),
+        ordered[0].timestamp,
+        ordered[-1].timestamp,
+        what,
+    )
+    for code, detail in decision.flags:
+        tx.flag(code, detail, received_at)
     future_flagged = False
-    for sample in sorted(samples, key=lambda sample: sample.timestamp):
+    for sample in ordered:
         if (
             not future_flagged
             and sample.timestamp != event_at
@@ -404,5 +487,5 @@ def store_samples(
         ):
             tx.check_future(sample.timestamp, received_at, "a meter value")
             future_flagged = True
-        if is_register(sample):
+        if decision.billable and is_register(sample):
             tx.apply_register(sample.value, sample.timestamp)

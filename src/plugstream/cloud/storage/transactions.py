@@ -19,9 +19,11 @@ from . import schema as s
 from .coltypes import as_utc
 from .database import Database
 from .id_tokens import lookup_auth
+from .lifecycle import Phase, StopData, on_start, on_stop
 from .records import AuthResult, Flag, MeterSample, TransactionRecord
 from .stations import ensure_station
 from .transaction_row import (
+    EXACT,
     OFFLINE_LATENESS,
     SELECT_TX,
     TransactionRow,
@@ -127,16 +129,20 @@ class Transactions:
         *,
         connector_id: int,
         id_token: str,
-        meter_start_wh: Decimal,
+        meter_start_wh: Decimal | None,
         timestamp: datetime,
         received_at: datetime,
         reservation_id: int | None = None,
+        flags: Sequence[tuple[str, str, datetime]] = (),
     ) -> tuple[TransactionRecord, AuthResult]:
         """StartTransaction. A retry (same connector, id tag, timestamp, meter start)
-        returns the transaction already stored."""
+        returns the transaction already stored. ``meter_start_wh`` None: a meterStart
+        that was not read (flagged by the caller in ``flags``); the baseline then comes
+        from the first reading."""
         timestamp, received_at = as_utc(timestamp), as_utc(received_at)
-        meter_start = Decimal(meter_start_wh)
-        start_key = f"{connector_id}|{id_token}|{timestamp.isoformat()}|{meter_start.normalize()}"
+        meter_start = None if meter_start_wh is None else Decimal(meter_start_wh)
+        start_text = "-" if meter_start is None else str(meter_start.normalize(EXACT))
+        start_key = f"{connector_id}|{id_token}|{timestamp.isoformat()}|{start_text}"
 
         def op(conn: Connection) -> tuple[TransactionRecord, AuthResult]:
             auth = lookup_auth(conn, id_token, received_at)
@@ -168,6 +174,8 @@ class Transactions:
                 received_at=received_at,
                 start_key=start_key,
             )
+            for code, detail, at in flags:
+                tx.flag(code, f"StartTransaction: {detail}", at)
             tx.save(conn)
             return _tx_record(conn, tx.pk), auth
 
@@ -178,17 +186,21 @@ class Transactions:
         station_id: str,
         *,
         transaction_id: int,
-        meter_stop_wh: Decimal,
+        meter_stop_wh: Decimal | None,
         timestamp: datetime,
         received_at: datetime,
         reason: str | None = None,
         id_token: str | None = None,
         samples: list[MeterSample] | None = None,
+        flags: Sequence[tuple[str, str, datetime]] = (),
     ) -> tuple[TransactionRecord | None, AuthResult | None]:
-        """StopTransaction; a retry changes nothing. An unknown transaction id is
-        flagged (UnknownTransaction, with no transaction) and answered ``None``."""
+        """StopTransaction; a retry changes nothing, a second stop with other data is
+        kept in a ConflictingStop flag (the first stays billed). An unknown transaction
+        id is flagged (UnknownTransaction, with no transaction) and answered ``None``.
+        ``meter_stop_wh`` None: a meterStop that was not read (flagged in ``flags``,
+        with the transactionData's values not read)."""
         timestamp, received_at = as_utc(timestamp), as_utc(received_at)
-        meter_stop = Decimal(meter_stop_wh)
+        meter_stop = None if meter_stop_wh is None else Decimal(meter_stop_wh)
         normalised = [normalise(sample) for sample in samples or []]
 
         def op(conn: Connection) -> tuple[TransactionRecord | None, AuthResult | None]:
@@ -209,10 +221,21 @@ class Transactions:
                     f"(meter stop {meter_stop} Wh at {timestamp.isoformat()})",
                     received_at,
                 )
+                for code, detail, at in flags:
+                    add_flag(conn, station_id, None, code, f"StopTransaction: {detail}", at)
                 return None, auth
             tx = TransactionRow(conn, row.id)
-            if not tx.v["active"]:  # a retry, or a second stop: the first one counts
-                return _tx_record(conn, tx.pk), auth
+            decision = on_stop(
+                Phase.of(active=bool(tx.v["active"])),
+                StopData(tx.v["stopped_at"], tx.v["meter_stop_wh"], tx.v["stop_reason"]),
+                StopData(timestamp, meter_stop, reason),
+                f"StopTransaction received at {received_at.isoformat()}",
+            )
+            if not decision.billable:  # a retry (no flag), or a second stop: the first counts
+                if not decision.flags:
+                    return _tx_record(conn, tx.pk), auth
+                for code, detail in decision.flags:
+                    tx.flag(code, detail, received_at)
             store_samples(
                 conn,
                 station_id,
@@ -221,7 +244,12 @@ class Transactions:
                 tx=tx,
                 samples=normalised,
                 received_at=received_at,
+                rejected=flags,
+                what="StopTransaction",
             )
+            if not decision.billable:
+                tx.save(conn)
+                return _tx_record(conn, tx.pk), auth
             started = tx.v["started_at"]
             if started is not None and timestamp < started:
                 tx.flag(
@@ -230,7 +258,8 @@ class Transactions:
                     timestamp,
                 )
             tx.check_future(timestamp, received_at, "the stop")
-            tx.apply_register(meter_stop, timestamp)
+            if meter_stop is not None:
+                tx.apply_register(meter_stop, timestamp)
             tx.set("meter_stop_wh", meter_stop)
             tx.set("stopped_at", timestamp)
             tx.set("stop_reason", reason or "Local")
@@ -250,9 +279,12 @@ class Transactions:
         transaction_id: int | None,
         samples: list[MeterSample],
         received_at: datetime,
+        rejected: Sequence[tuple[str, str, datetime]] = (),
     ) -> None:
         """MeterValues; ``transaction_id`` is our numeric id. A sample already stored
-        (same transaction, timestamp, measurand, phase) is stored once."""
+        (same transaction, timestamp, measurand, phase) is stored once; one with another
+        value is flagged DuplicateTimestamp; after the transaction's stop, samples are
+        late data (LateMeterValue). ``rejected``: (code, detail, at) of values not read."""
         normalised = [normalise(sample) for sample in samples]
 
         def op(conn: Connection) -> None:
@@ -280,6 +312,7 @@ class Transactions:
                 tx=tx,
                 samples=normalised,
                 received_at=received_at,
+                rejected=rejected,
             )
             if tx is not None:
                 tx.save(conn)
@@ -289,9 +322,15 @@ class Transactions:
     # --- OCPP 2.0.1 -----------------------------------------------------------------
 
     async def transaction_event(
-        self, station_id: str, *, event: dict[str, Any], received_at: datetime
+        self,
+        station_id: str,
+        *,
+        event: dict[str, Any],
+        received_at: datetime,
+        flags: Sequence[tuple[str, str, datetime]] = (),
     ) -> tuple[TransactionRecord, AuthResult | None]:
-        """TransactionEvent, idempotent on (station, transactionId, seqNo)."""
+        """TransactionEvent, idempotent on (station, transactionId, seqNo). ``flags``:
+        (code, detail, at) the handler found in the event (an idToken refused)."""
         received_at = as_utc(received_at)
         info = event["transactionInfo"]
         station_tx_id = str(info["transactionId"])
@@ -305,10 +344,12 @@ class Transactions:
         token = (event.get("idToken") or {}).get("idToken")
         # The handlers' own reader of 2.0.1 sampled values, so both paths agree; imported
         # here because meter.py imports this package's records.
-        from plugstream.cloud.meter import samples_201
+        from plugstream.cloud.meter import read_201
 
-        samples = samples_201(event.get("meterValue"), timestamp)
+        readings = read_201(event.get("meterValue"), timestamp)
+        samples = readings.samples
         registers = [sample for sample in samples if is_register(sample)]
+        what = f"TransactionEvent {event_type} (seqNo {seq_no})"
 
         def op(conn: Connection) -> tuple[TransactionRecord, AuthResult | None]:
             auth = lookup_auth(conn, token, received_at) if token is not None else None
@@ -335,6 +376,22 @@ class Transactions:
                         "transaction ended",
                         timestamp,
                     )
+                if event_type == "Started" and tx.v["active"]:  # after the end: StartAfterStop
+                    started_before = conn.execute(
+                        select(s.transaction_events.c.seq_no).where(
+                            s.transaction_events.c.transaction_pk == found.id,
+                            s.transaction_events.c.event_type == "Started",
+                        )
+                    ).first()
+                    start = on_start(
+                        started_before is not None,
+                        tx.v["id_token"],
+                        token,
+                        f"{what} at {timestamp.isoformat()} after Started "
+                        f"(seqNo {started_before.seq_no if started_before else '?'})",
+                    )
+                    for code, detail in start.flags:
+                        tx.flag(code, detail, timestamp)
                 if evse and tx.v["evse_id"] == 0:
                     tx.set("evse_id", evse_id)
                     tx.set("connector_id", connector_id)
@@ -398,7 +455,22 @@ class Transactions:
                 samples=samples,
                 received_at=received_at,
                 event_at=timestamp,
+                rejected=[*readings.flags, *flags],
+                what=what,
             )
+            if event_type == "Ended":
+                stop = on_stop(
+                    Phase.of(active=bool(tx.v["active"])),
+                    StopData(tx.v["stopped_at"], tx.v["meter_stop_wh"], tx.v["stop_reason"]),
+                    StopData(
+                        timestamp,
+                        registers[-1].value if registers else None,
+                        info.get("stoppedReason"),
+                    ),
+                    f"{what} received at {received_at.isoformat()}",
+                )
+                for code, detail in stop.flags:
+                    tx.flag(code, detail, received_at)
             if event_type == "Ended" and tx.v["active"]:
                 if registers:
                     tx.set("meter_stop_wh", registers[-1].value)
