@@ -33,6 +33,7 @@ __all__ = [
     "CertificateAuthority",
     "IssuedCertificate",
     "PKIError",
+    "RsaServerCertificate",
     "check_validity",
     "load_certificate",
     "load_pair",
@@ -43,6 +44,7 @@ __all__ = [
 ROOT_DAYS = 3650  # the root outlives the certificates it issues
 LEAF_DAYS = 397  # the longest a publicly trusted TLS certificate may live; good practice
 MIN_RSA_BITS = 2048  # OCPP 2.0.1 A00.FR.502
+RSA_SERVER_BITS = 2048  # the RSA server certificate's key: the spec's minimum, a station's cost
 _CLOCK_SKEW = dt.timedelta(minutes=5)  # valid a little before now: clocks disagree
 
 
@@ -54,7 +56,7 @@ def _new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -76,6 +78,29 @@ class IssuedCertificate:
 
     certificate: x509.Certificate
     key: ec.EllipticCurvePrivateKey
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return _key_pem(self.key)
+
+    def write(self, cert_path: Path, key_path: Path, *, chain: Iterable[bytes] = ()) -> None:
+        """Write the certificate (followed by ``chain``, PEM) and its key (mode 0600)."""
+        cert_path.write_bytes(self.cert_pem + b"".join(chain))
+        _write_private(key_path, self.key_pem)
+
+
+@dataclass(frozen=True, slots=True)
+class RsaServerCertificate:
+    """A TLS server certificate with an RSA key: what the TLS 1.2 RSA suites of OCPP 2.0.1
+    A00.FR.318 (TLS_RSA_WITH_AES_*_GCM) need, beside the EC one for the ECDHE-ECDSA suites
+    ("the CSMS will have to provide 2 different certificates")."""
+
+    certificate: x509.Certificate
+    key: rsa.RSAPrivateKey
 
     @property
     def cert_pem(self) -> bytes:
@@ -169,20 +194,37 @@ class CertificateAuthority:
         days: int = LEAF_DAYS,
     ) -> IssuedCertificate:
         """A TLS server certificate (serverAuth) for DNS ``hostnames`` and ``ips``."""
-        dns, addresses = list(hostnames), list(ips)
-        names: list[x509.GeneralName] = [x509.DNSName(h) for h in dns]
-        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in addresses]
-        if not names:
-            raise ValueError("a server certificate needs at least one host name or address")
-        common_name = (dns or addresses)[0]
+        names = _server_names(list(hostnames), list(ips))
         return self._issue(
-            common_name,
+            _server_cn(names),
             ExtendedKeyUsageOID.SERVER_AUTH,
             names,
             days,
             organization=self.organization,
             key_agreement=True,
         )
+
+    def issue_rsa_server(
+        self,
+        hostnames: Iterable[str] = ("localhost",),
+        *,
+        ips: Iterable[str] = ("127.0.0.1",),
+        days: int = LEAF_DAYS,
+    ) -> RsaServerCertificate:
+        """:meth:`issue_server` with an RSA key (:data:`RSA_SERVER_BITS`), signed by the
+        same root: its key usage has keyEncipherment (TLS_RSA key transport) and
+        digitalSignature (ECDHE-RSA)."""
+        names = _server_names(list(hostnames), list(ips))
+        key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_SERVER_BITS)
+        cert = self._build(
+            _subject(_server_cn(names), self.organization),
+            key.public_key(),
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            names,
+            days,
+            key_encipherment=True,
+        )
+        return RsaServerCertificate(cert, key)
 
     def issue_client(
         self, common_name: str, *, organization: str | None = None, days: int = LEAF_DAYS
@@ -290,6 +332,7 @@ class CertificateAuthority:
         days: int,
         *,
         key_agreement: bool = False,
+        key_encipherment: bool = False,
         now: dt.datetime | None = None,
     ) -> x509.Certificate:
         now = now or dt.datetime.now(dt.UTC)
@@ -307,7 +350,7 @@ class CertificateAuthority:
                 x509.KeyUsage(
                     digital_signature=True,
                     content_commitment=False,
-                    key_encipherment=False,
+                    key_encipherment=key_encipherment,
                     data_encipherment=False,
                     key_agreement=key_agreement,
                     key_cert_sign=False,
@@ -327,6 +370,20 @@ class CertificateAuthority:
         if alt_names:
             builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         return builder.sign(self.root.key, hashes.SHA256())
+
+
+def _server_names(dns: list[str], addresses: list[str]) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = [x509.DNSName(h) for h in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in addresses]
+    if not names:
+        raise ValueError("a server certificate needs at least one host name or address")
+    return names
+
+
+def _server_cn(names: list[x509.GeneralName]) -> str:
+    """The CN of a server certificate: its first host name, else its first address."""
+    dns = [n.value for n in names if isinstance(n, x509.DNSName)]
+    return str(dns[0]) if dns else str(names[0].value)
 
 
 def _subject(common_name: str, organization: str | None) -> x509.Name:

@@ -6,6 +6,7 @@ Layout (directory 0700, every ``*.key`` 0600)::
     manufacturer-root.pem / .key   the manufacturer's root: firmware signing
     firmware-signing.pem / .key    codeSigning leaf, followed by the manufacturer root
     server/NAME.pem / .key         TLS server certificates (the OCPP and setup names)
+    server/NAME.rsa.pem / .rsa.key the same name's RSA certificate, for the TLS_RSA suites
     stations/CN.pem                station certificates signed from CSRs (no key: it stays
                                    on the station)
 
@@ -22,6 +23,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -32,6 +34,7 @@ from plugstream.pki.authority import (
     CertificateAuthority,
     IssuedCertificate,
     PKIError,
+    RsaServerCertificate,
     load_pair,
     read_pem,
 )
@@ -130,20 +133,35 @@ class PKIStore:
         return org
 
     def issue_server(
-        self, name: str, *, ips: Iterable[str] = (), now: dt.datetime | None = None
+        self,
+        name: str,
+        *,
+        ips: Iterable[str] = (),
+        key_type: Literal["ec", "rsa"] = "ec",
+        now: dt.datetime | None = None,
     ) -> tuple[Path, Path]:
-        """A TLS server certificate for DNS ``name`` (and ``ips``); its cert and key paths."""
+        """A TLS server certificate for DNS ``name`` (and ``ips``); its cert and key paths.
+
+        ``key_type`` "rsa" issues the RSA one (``NAME.rsa.pem``) that the TLS_RSA suites of
+        A00.FR.318 need, kept beside the EC one: the CSMS serves both."""
         if not _SAFE_NAME.match(name):
             raise PKIError(f"{self.directory}: not a host name: {name!r}")
         try:
-            issued = self.csms_root(now=now).issue_server([name], ips=list(ips))
+            root = self.csms_root(now=now)
+            if key_type == "rsa":
+                issued: IssuedCertificate | RsaServerCertificate = root.issue_rsa_server(
+                    [name], ips=list(ips)
+                )
+            else:
+                issued = root.issue_server([name], ips=list(ips))
         except ValueError as exc:
             if isinstance(exc, PKIError):
                 raise
             raise PKIError(f"{self.directory}: {exc}") from None
         folder = self.directory / "server"
         folder.mkdir(mode=0o700, exist_ok=True)
-        cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+        stem = f"{name}.rsa" if key_type == "rsa" else name
+        cert, key = folder / f"{stem}.pem", folder / f"{stem}.key"
         issued.write(cert, key)
         return cert, key
 

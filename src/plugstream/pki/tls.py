@@ -21,12 +21,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 __all__ = [
     "OCPP_TLS12_CIPHERS",
+    "OCPP_TLS12_SERVER_CIPHERS",
     "ServerRejected",
     "peer_chain",
+    "server_key_type",
     "station_context",
     "verify_server",
 ]
@@ -38,6 +42,17 @@ OCPP_TLS12_CIPHERS = (
     "ECDHE-ECDSA-AES256-GCM-SHA384",
     "AES128-GCM-SHA256",
     "AES256-GCM-SHA384",
+)
+
+# The CSMS's: the spec's four, and the ECDHE-RSA pair for a station whose certificate
+# family is RSA and that can keep its traffic secret later on (forward secrecy, "RECOMMENDED"
+# by A00.FR.319 note 1; required in some jurisdictions, A00.FR.422). Which of them a
+# handshake can use depends on the server's certificates: ECDHE-ECDSA needs an EC one,
+# the other four an RSA one (OpenSSL keeps one of each, A00.FR.318's note).
+OCPP_TLS12_SERVER_CIPHERS = (
+    *OCPP_TLS12_CIPHERS,
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES256-GCM-SHA384",
 )
 
 MAX_CHAIN_DEPTH = 4
@@ -92,6 +107,27 @@ def peer_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> list[x509.Certifica
             return [x509.load_der_x509_certificate(d) for d in ders]
     leaf = ssl_object.getpeercert(binary_form=True)
     return [] if leaf is None else [x509.load_der_x509_certificate(leaf)]
+
+
+def server_key_type(cert: Path, key: Path) -> str:
+    """ "rsa" or "ec" (else the key's type name) for a server certificate and its key;
+    ValueError with the reason in one line when either cannot be read or the key is not
+    the certificate's."""
+    try:
+        certificate = x509.load_pem_x509_certificate(cert.read_bytes())
+    except (OSError, ValueError):
+        raise ValueError(f"{cert}: not a PEM certificate") from None
+    try:
+        private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        raise ValueError(f"{key}: not an unencrypted PEM private key") from None
+    if private.public_key() != certificate.public_key():
+        raise ValueError(f"{key}: not the key of the certificate {cert}")
+    if isinstance(private, rsa.RSAPrivateKey):
+        return "rsa"
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        return "ec"
+    return type(private).__name__
 
 
 def _subject(host: str) -> x509.DNSName | x509.IPAddress:
