@@ -449,6 +449,7 @@ class Phase:
     rss_peak_kb: int = 0
     rss_after_kb: int = 0
     cpu_s: float = 0.0
+    loadavg: float = 0.0  # the machine's 1-minute load average at the phase's end
     detail: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, Any] = field(default_factory=dict)
 
@@ -479,6 +480,7 @@ async def measured(pid: int, phase: Phase) -> Any:
         yield phase
     finally:
         phase.t1 = time.monotonic()
+        phase.loadavg = os.getloadavg()[0]
         stop.set()
         await sampler
         phase.cpu_s = cpu_seconds(pid) - cpu0
@@ -919,7 +921,7 @@ def report(
     for note in notes:
         print(f"NOTE: {note}")
     print()
-    head = f"{'phase':<12}{'beats':>7}{'lost':>6}{'p50 ms':>9}{'p99 ms':>10}{'max ms':>10}{'RSS +MB':>9}{'cores':>7}"
+    head = f"{'phase':<12}{'beats':>7}{'lost':>6}{'p50 ms':>9}{'p99 ms':>10}{'max ms':>10}{'RSS +MB':>9}{'cores':>7}{'load':>7}"
     print(head)
     print("-" * len(head))
     for p in phases:
@@ -927,7 +929,9 @@ def report(
         print(
             f"{p.name:<12}{lat['heartbeats']:>7}{lat['lost']:>6}{_f(lat['p50_ms']):>9}"
             f"{_f(lat['p99_ms']):>10}{_f(lat['max_ms']):>10}{p.growth_mb:>9.1f}{p.cores:>7.2f}"
+            f"{p.loadavg:>7.1f}"
         )
+    print("(cores: the cloud's CPU in the phase; load: the machine's 1-minute load average)")
     print()
     if "half_open" in by:
         d = by["half_open"].detail
@@ -1026,6 +1030,7 @@ def report(
                 "rss_after_kb": p.rss_after_kb,
                 "rss_growth_mb": round(p.growth_mb, 1),
                 "cloud_cores": round(p.cores, 2),
+                "loadavg": round(p.loadavg, 2),
                 "seconds": round(p.t1 - p.t0, 1),
                 **p.detail,
             }
