@@ -70,6 +70,33 @@ _SELECT_CONNECTOR_TXS = select(s.transactions).where(
     s.transactions.c.id != bindparam("pk"),
     or_(s.transactions.c.active, s.transactions.c.stopped_at > bindparam("started_at")),
 )
+#: the samples already stored at one time, to find a second value at that time; run as
+#: driver SQL with values in their stored form (this is on the hot path of MeterValues)
+_SELECT_SAMPLES_AT = select(
+    s.meter_values.c.measurand,
+    s.meter_values.c.phase,
+    s.meter_values.c.location,
+    s.meter_values.c.value,
+).where(
+    s.meter_values.c.station_id == bindparam("sid"),
+    s.meter_values.c.tx_key == bindparam("tx_key"),
+    s.meter_values.c.evse_id == bindparam("evse_id"),
+    s.meter_values.c.connector_id == bindparam("connector_id"),
+    s.meter_values.c.timestamp == bindparam("at"),
+)
+_SAMPLES_AT_SQL: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
+
+
+def _samples_at_sql(conn: Connection) -> tuple[str, tuple[str, ...]]:
+    dialect = conn.dialect
+    key = (dialect.name, dialect.driver)
+    found = _SAMPLES_AT_SQL.get(key)
+    if found is None:
+        compiled = _SELECT_SAMPLES_AT.compile(dialect=dialect)
+        found = _SAMPLES_AT_SQL[key] = (str(compiled), tuple(compiled.positiontup or ()))
+    return found
+
+
 _METER_SAMPLE_KEY = (
     "station_id",
     "tx_key",
@@ -384,23 +411,15 @@ def _duplicates(
                 )
             )
 
-    stored = conn.execute(
-        select(
-            s.meter_values.c.timestamp,
-            s.meter_values.c.measurand,
-            s.meter_values.c.phase,
-            s.meter_values.c.location,
-            s.meter_values.c.value,
-        ).where(
-            s.meter_values.c.station_id == station_id,
-            s.meter_values.c.tx_key == tx_key,
-            s.meter_values.c.evse_id == evse_id,
-            s.meter_values.c.connector_id == connector_id,
-            s.meter_values.c.timestamp.in_(sorted({sample.timestamp for sample in samples})),
-        )
-    ).all()
-    for row in stored:
-        first[(as_utc(row.timestamp), row.measurand, row.phase, row.location)] = row.value
+    sql, order = _samples_at_sql(conn)
+    form = STORED_FORMS[conn.dialect.name]
+    values = {"sid": station_id, "tx_key": tx_key, "evse_id": evse_id}
+    values["connector_id"] = connector_id
+    for at in {sample.timestamp for sample in samples}:
+        values["at"] = form.time(at)
+        for row in conn.exec_driver_sql(sql, tuple(values[name] for name in order)):
+            measurand, phase, location, value = row
+            first[(at, measurand, phase, location)] = Decimal(str(value))
     for sample in samples:
         check(_sample_key(sample), sample.value, "sent")
     return found
