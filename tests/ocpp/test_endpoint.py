@@ -352,3 +352,58 @@ async def test_a_flooding_peer_gets_genericerror_beyond_the_queue_then_1008() ->
         finally:
             csms.status_release.set()
             await ws.close()
+
+
+class Streams(Csms):
+    """A 2.1 CSMS whose SEND handler can be held."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streamed: list[int] = []
+        self.stream_release: asyncio.Event | None = None
+
+    @on("NotifyPeriodicEventStream")
+    async def stream(self, payload: dict[str, Any]) -> None:
+        self.streamed.append(payload["id"])
+        if self.stream_release is not None:
+            await self.stream_release.wait()
+
+
+def stream_frame(n: int) -> str:
+    data = [{"t": 0.0, "v": "1"}]
+    payload = {"id": n, "pending": 0, "basetime": NOW, "data": data}
+    return orjson.dumps([6, f"s{n}", "NotifyPeriodicEventStream", payload]).decode()
+
+
+async def test_sends_pass_a_slow_call_and_a_send_flood_is_bounded() -> None:
+    csms = Streams()
+    csms.status_release = asyncio.Event()
+    endpoints: list[OcppEndpoint] = []
+    async with csms_server(csms, endpoints) as port:
+        ws = await raw(port, OcppVersion.V21)
+        try:
+            status = {"timestamp": NOW, "connectorStatus": "Available", "evseId": 1}
+            await ws.send(
+                orjson.dumps(
+                    [2, "slow", "StatusNotification", status | {"connectorId": 1}]
+                ).decode()
+            )
+            await until(lambda: csms.status_started, "the StatusNotification in its handler")
+            await ws.send(stream_frame(0))
+            await until(lambda: csms.streamed == [0], "the SEND handled beside the slow CALL")
+            # SENDs held in their handler: 16 wait, the rest are dropped, nothing piles up
+            csms.stream_release = asyncio.Event()
+            for n in range(1, 101):
+                await ws.send(stream_frame(n))
+            await ws.send(orjson.dumps([2, "last", "Heartbeat", {}]).decode())
+            await until(lambda: endpoints[0].session.queued_calls == 1, "the Heartbeat read")
+            csms.stream_release.set()
+            limit = endpoints[0].session.max_queued_calls
+            await until(lambda: len(csms.streamed) == 2 + limit, "the SENDs that waited")
+            # which ones were dropped depends on when the consumer took one: never out of order
+            assert csms.streamed[:2] == [0, 1] and csms.streamed == sorted(csms.streamed)
+            csms.status_release.set()
+            answers = [orjson.loads(await ws.recv())[:2] for _ in range(2)]
+            assert answers == [[3, "slow"], [3, "last"]]
+        finally:
+            await ws.close()

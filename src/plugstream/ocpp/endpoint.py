@@ -100,6 +100,10 @@ class OcppEndpoint:
         self._calls: deque[CallReceived] | None = None  # handed on, for the consumer
         self._consumer: asyncio.Task[None] | None = None
         self._closing: CloseConnection | None = None
+        self._sends: deque[SendReceived] | None = None  # 2.1 SENDs for their own consumer
+        self._send_consumer: asyncio.Task[None] | None = None
+        self._max_sends = max_queued_calls
+        self._sends_dropped = 0  # since the SEND queue last drained
         self._timer: asyncio.TimerHandle | None = None
         self._send_lock: asyncio.Lock | None = None
         self._senders = 0  # holders and waiters of _send_lock
@@ -157,6 +161,8 @@ class OcppEndpoint:
                 self._calls.clear()
             if self._consumer is not None:
                 self._consumer.cancel()
+            if self._send_consumer is not None:
+                self._send_consumer.cancel()
             for task in list(self._tasks or ()):
                 task.cancel()
 
@@ -178,7 +184,7 @@ class OcppEndpoint:
             elif type(event) is CallReceived:
                 self._hand_on(event)
             elif type(event) is SendReceived:
-                self._spawn(self._consume(event))
+                self._hand_on_send(event)
             elif type(event) is ProtocolViolation:
                 log.warning("OCPP protocol violation: %s", event.error)
             elif type(event) is CloseConnection:
@@ -228,6 +234,30 @@ class OcppEndpoint:
         finally:
             self._consumer = None
             self._calls = None
+
+    def _hand_on_send(self, event: SendReceived) -> None:
+        """Queue a 2.1 SEND for its consumer, beside the CALLs: nothing waits for it, so a
+        full queue drops it (4.2.3 lets us drop what we cannot take)."""
+        if self._sends is None:
+            self._sends = deque()
+        if len(self._sends) >= self._max_sends:
+            self._sends_dropped += 1
+            if self._sends_dropped == 1:  # once per flood, not once per SEND
+                log.warning("dropping SENDs: %d are waiting already", self._max_sends)
+            return
+        self._sends.append(event)
+        if self._send_consumer is None:
+            self._send_consumer = self._loop.create_task(self._serve_sends())
+
+    async def _serve_sends(self) -> None:
+        try:
+            sends = self._sends
+            while sends:
+                await self._consume(sends.popleft())
+        finally:
+            self._send_consumer = None
+            self._sends = None
+            self._sends_dropped = 0
 
     def _spawn(self, coro: Any) -> None:
         task = self._loop.create_task(coro)
