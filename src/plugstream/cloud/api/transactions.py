@@ -18,7 +18,11 @@ __all__ = ["FlagOut", "MeterSampleOut", "TransactionDetailOut", "TransactionOut"
 class FlagOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    code: str = Field(description="e.g. StartAfterStop, Overlap, TimeBackwards, RegisterDecreased.")
+    code: str = Field(
+        description="e.g. StartAfterStop, Overlap, TimeBackwards, RegisterDecreased; "
+        "LateMeterValue, ConflictingStop, DuplicateStart (the lifecycle), DuplicateTimestamp, "
+        "ValueOutOfRange, UnreadableValue, UnreadableIdToken (values kept in the detail)."
+    )
     detail: str
     at: UtcDateTime
 
