@@ -780,7 +780,7 @@ async def test_the_migrations_build_the_schema_the_code_uses(store: Store) -> No
         return list(compare_metadata(context, metadata))
 
     assert await store.db.read(diff) == []
-    assert await scalar(store, "SELECT version_num FROM alembic_version") == "0003"
+    assert await scalar(store, "SELECT version_num FROM alembic_version") == "0004"
 
 
 @pytest.mark.parametrize(

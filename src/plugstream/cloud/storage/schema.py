@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from .coltypes import ExactDecimal, UTCDateTime
@@ -194,7 +195,26 @@ security_events = Table(
     Column("tech_info", Text),
     # "station": a SecurityEventNotification; "gateway": a connection the CSMS refused
     Column("source", String(16), nullable=False),
-    Index("ix_security_events_station", "station_id", "id"),
+    # A refusal is one row per (station_id, address, type), counted: ``at`` is the first,
+    # ``last_seen`` the latest, ``tech_info`` the latest's. A station's event is its own
+    # row (count 1, last_seen = at, address ""): never aggregated away.
+    Column("address", String(64), nullable=False, server_default=""),  # the peer; "" unknown
+    Column("count", BigInteger, nullable=False, server_default="1"),
+    Column("last_seen", UTCDateTime, nullable=False),
+    # the order of the rows' last writes (max + 1 on each): what "newest first" lists by
+    Column("seq", BigInteger, nullable=False),
+    Index("ix_security_events_station", "station_id", "seq"),
+    Index("ix_security_events_seq", "seq"),
+    Index("ix_security_events_source_last_seen", "source", "last_seen"),
+    Index(
+        "ux_security_events_refusal",
+        "station_id",
+        "address",
+        "type",
+        unique=True,
+        sqlite_where=text("source = 'gateway'"),
+        postgresql_where=text("source = 'gateway'"),
+    ),
 )
 
 station_claims = Table(
