@@ -30,7 +30,8 @@ pytestmark = pytest.mark.unit
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 RECHECK = (
     "re-read src/plugstream/cloud/uvicorn_compat.py against uvicorn's source "
-    "(LeanWebSocketProtocol, TlsHttpProtocol, CloudServer), then move the pin in "
+    "(LeanWebSocketProtocol, TlsHttpProtocol, GuardedHttpProtocol, CloudServer), then move "
+    "the pin in "
     "pyproject.toml and UVICORN_TESTED together"
 )
 
@@ -74,6 +75,7 @@ def test_the_installed_uvicorn_is_the_pinned_minor_version() -> None:
         ("send_keepalive_ping", ["self"]),
         ("handle_connect", ["self", "event"]),
         ("send", ["self", "message"]),
+        ("connection_lost", ["self", "exc"]),
     ],
 )
 def test_the_websocket_protocol_methods_overridden_are_there(
@@ -149,6 +151,67 @@ def test_the_h11_protocol_connection_made_and_app_are_there() -> None:
     )
     assert "app = self.app" in _source(H11Protocol), (
         "H11Protocol no longer reads self.app per request: " + RECHECK
+    )
+
+
+def test_the_websocket_handshake_is_complete_once_the_app_accepted() -> None:
+    """The handshake deadline handed over at the upgrade ends when ``handshake_complete``
+    is set: uvicorn must set it when the app accepts (and when the connection is lost)."""
+    send = inspect.getsource(WebSocketsSansIOProtocol.send)
+    assert "websocket.accept" in send and "self.handshake_complete = True" in send, (
+        "WebSocketsSansIOProtocol.send no longer completes the handshake on accept: " + RECHECK
+    )
+    lost = inspect.getsource(WebSocketsSansIOProtocol.connection_lost)
+    assert "self.handshake_complete = True" in lost, (
+        "WebSocketsSansIOProtocol.connection_lost no longer completes the handshake: " + RECHECK
+    )
+
+
+# -- the handshake guard (GuardedHttpProtocol) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "parameters"),
+    [
+        ("connection_made", ["self", "transport"]),
+        ("connection_lost", ["self", "exc"]),
+        ("data_received", ["self", "data"]),
+        ("handle_websocket_upgrade", ["self", "event"]),
+    ],
+)
+def test_the_h11_protocol_methods_the_guard_overrides_are_there(
+    method: str, parameters: list[str]
+) -> None:
+    found = getattr(H11Protocol, method, None)
+    assert found is not None, f"H11Protocol.{method} is gone: " + RECHECK
+    assert _parameters(found) == parameters, (
+        f"H11Protocol.{method}{inspect.signature(found)} changed: " + RECHECK
+    )
+    assert method in vars(uvicorn_compat.GuardedHttpProtocol)
+
+
+def test_the_h11_protocol_hands_the_connection_to_the_websocket_protocol_it_made() -> None:
+    """The guard finds the WebSocket protocol of an upgrade with ``transport.get_protocol()``
+    right after ``handle_websocket_upgrade``: uvicorn must make it and set it there."""
+    source = inspect.getsource(H11Protocol.handle_websocket_upgrade)
+    assert "self.ws_protocol_class(" in source and "set_protocol(protocol)" in source, (
+        "H11Protocol.handle_websocket_upgrade no longer sets the WebSocket protocol: " + RECHECK
+    )
+
+
+def test_the_h11_protocol_keeps_its_h11_connection_client_and_loop() -> None:
+    """The guard reads the request head's progress from ``self.conn.their_state`` (h11),
+    the peer from ``self.client`` and times with ``self.loop``."""
+    init = inspect.getsource(H11Protocol.__init__)
+    assert "self.conn = h11.Connection(" in init and "self.loop = " in init, (
+        "H11Protocol no longer keeps self.conn (h11) and self.loop: " + RECHECK
+    )
+    assert "self.client = get_remote_addr(transport)" in inspect.getsource(
+        H11Protocol.connection_made
+    ), "H11Protocol.connection_made no longer sets self.client: " + RECHECK
+    assert "self._unset_keepalive_if_required()" in inspect.getsource(H11Protocol.data_received), (
+        "H11Protocol.data_received no longer stops the keep-alive timer at any byte "
+        "(the guard's deadline of a later request head may be moot): " + RECHECK
     )
 
 

@@ -1,7 +1,9 @@
 """Everything of PlugStream Cloud that reaches into uvicorn's internals, in one place.
 
 uvicorn's protocol classes and its server are subclassed here to hold less per
-connection, to give HTTP requests the ASGI TLS extension and to own the signals. They
+connection, to give HTTP requests the ASGI TLS extension, to bound what a connection
+that is not yet a station may cost (:class:`GuardedHttpProtocol`: the handshake
+deadline, the cap on pending handshakes, the per-address rate) and to own the signals. They
 override and call methods and attributes that are not uvicorn's public API, so
 ``pyproject.toml`` pins uvicorn to the minor version this was written and tested
 against (:data:`UVICORN_TESTED`), and ``tests/cloud/test_uvicorn_guard.py`` checks that
@@ -18,19 +20,25 @@ import signal
 import ssl
 import sys
 from collections.abc import Generator
-from typing import Any
+from typing import Any, ClassVar
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from plugstream.cloud.handshake_guard import HandshakeGuard
+
 __all__ = [
     "UVICORN_TESTED",
     "CloudServer",
+    "GuardedHttpProtocol",
     "LeanWebSocketProtocol",
+    "PendingHandshake",
     "ReceiveQueue",
     "TlsHttpProtocol",
     "WritableFlag",
+    "guarded_http_protocol",
     "tls_extension",
 ]
 
@@ -128,6 +136,42 @@ class WritableFlag:
         return True
 
 
+class PendingHandshake:
+    """One connection's unfinished handshake: its deadline timer and its place in the
+    guard's count of pending ones. It passes from the HTTP protocol to the WebSocket
+    protocol at the upgrade; whichever sees the end of it calls :meth:`finish`."""
+
+    __slots__ = ("_guard", "_timer", "_transport")
+
+    def __init__(
+        self,
+        guard: HandshakeGuard,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._guard: HandshakeGuard | None = guard
+        self._transport = transport
+        self._timer: asyncio.TimerHandle | None = loop.call_later(guard.timeout, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.release(expired=True)
+            # abort, not close: nothing is owed to a peer that would not finish, and the
+            # file descriptor is free now rather than after a lingering close.
+            self._transport.abort()
+
+    def finish(self) -> None:
+        """The handshake is over (done or the connection gone): stop its deadline."""
+        guard, self._guard = self._guard, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if guard is not None:
+            guard.release()
+
+
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol with less held per connection: a slim receive
     queue and writable flag, and the handshake's parsed request (its headers) and response
@@ -142,6 +186,25 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable.set()
 
     _heard = 0.0  # loop time of the last bytes from the station (set per connection)
+    _handshake: PendingHandshake | None = None  # handed over at the upgrade, until accept
+
+    def take_handshake(self, handshake: PendingHandshake) -> None:
+        """Hold the deadline of the upgrade the HTTP protocol started, until the app has
+        accepted or refused the WebSocket (or the connection is gone)."""
+        if self.handshake_complete:
+            handshake.finish()
+        else:
+            self._handshake = handshake
+
+    def _handshake_over(self) -> None:
+        handshake = self._handshake
+        if handshake is not None:
+            self._handshake = None
+            handshake.finish()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._handshake_over()
 
     def data_received(self, data: bytes) -> None:
         self._heard = self.loop.time()
@@ -176,6 +239,8 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             # A refusal (401, 404, ...) has been sent in full: the handshake is over, and
             # uvicorn is not to log "ASGI callable returned without completing handshake".
             self.handshake_complete = True
+        if self.handshake_complete:
+            self._handshake_over()
         elif kind == "websocket.accept" and self.handshake_complete:
             request = self.__dict__.pop("request", None)
             self.__dict__.pop("response", None)
@@ -222,6 +287,74 @@ class TlsHttpProtocol(H11Protocol):
             await app(scope, receive, send)
 
         self.app = with_tls
+
+
+class GuardedHttpProtocol(TlsHttpProtocol):
+    """The HTTP protocol every connection starts in, under a :class:`HandshakeGuard`
+    (``guard``, bound per server by :func:`guarded_http_protocol`).
+
+    A new connection beyond the cap of pending handshakes, or from an address over its
+    rate, is aborted at once. An admitted one has ``guard.timeout`` seconds to send its
+    whole request head and, when it asks for a WebSocket, to be upgraded (the deadline
+    goes with it to :class:`LeanWebSocketProtocol`); a later request head on the same
+    keep-alive connection gets a deadline of its own (uvicorn's keep-alive timer stops at
+    its first byte)."""
+
+    guard: ClassVar[HandshakeGuard | None] = None
+    _handshake: PendingHandshake | None = None
+    _upgraded = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        guard = self.guard
+        if guard is None:
+            return
+        host = self.client[0] if self.client else None
+        if guard.admit(host) is not None:
+            transport.abort()
+            return
+        self._handshake = PendingHandshake(guard, transport, self.loop)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._head_over()
+
+    def _head_over(self) -> None:
+        handshake = self._handshake
+        if handshake is not None:
+            self._handshake = None
+            handshake.finish()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._upgraded or self.transport.is_closing():
+            return
+        if self.conn.their_state is not h11.IDLE:  # the request head is in
+            self._head_over()
+        elif self._handshake is None and self.guard is not None:
+            # The first bytes of another request head on a keep-alive connection.
+            if self.guard.resume() is not None:
+                self.transport.abort()
+                return
+            self._handshake = PendingHandshake(self.guard, self.transport, self.loop)
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._upgraded = True
+        handshake, self._handshake = self._handshake, None
+        super().handle_websocket_upgrade(event)
+        if handshake is None:
+            return
+        protocol = self.transport.get_protocol()
+        if isinstance(protocol, LeanWebSocketProtocol):
+            protocol.take_handshake(handshake)
+        else:  # another WebSocket protocol: the deadline ends at the upgrade
+            handshake.finish()
+
+
+def guarded_http_protocol(guard: HandshakeGuard) -> type[GuardedHttpProtocol]:
+    """:class:`GuardedHttpProtocol` bound to one server's guard (uvicorn makes each
+    connection's protocol from a class, and the guard is shared by them all)."""
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"guard": guard})
 
 
 class CloudServer(uvicorn.Server):

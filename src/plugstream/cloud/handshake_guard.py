@@ -1,0 +1,152 @@
+"""What a connection may cost before it is a station: the handshake guard, sans I/O.
+
+On a hostile network a peer opens TCP connections and never finishes them (no request,
+half a request head, an upgrade it never completes); each holds a file descriptor and
+memory for as long as the server lets it. :class:`HandshakeGuard` decides, for each new
+connection, whether it may start (at most ``max_pending`` unfinished handshakes at once,
+and a token bucket per source address, :class:`AddressRate`) and counts what it refused
+and timed out. The deadline itself is a timer of the asyncio shell
+(:mod:`plugstream.cloud.uvicorn_compat`); time here comes from an injected clock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = ["AddressRate", "HandshakeGuard", "Refusal", "address_key"]
+
+log = logging.getLogger(__name__)
+
+
+class Refusal(Enum):
+    """Why a new connection was closed at once."""
+
+    TOO_MANY_PENDING = "too many pending handshakes"
+    TOO_FAST = "too many connections from the address"
+
+
+def address_key(host: str) -> str:
+    """The bucket of a source address: the address for IPv4, its /64 for IPv6 (what one
+    subscriber is routed, so a peer cannot dodge the limit by walking its own prefix)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            return str(mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class AddressRate:
+    """A token bucket per source address: ``burst`` connections at once, refilled at
+    ``rate`` a second. The table is bounded: buckets that are full again are forgotten
+    (they admit the same as a new one), and beyond ``max_addresses`` the oldest go."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_addresses: int = 100_000,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a connection rate needs rate > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = float(burst)
+        self.clock = clock
+        self.max_addresses = max_addresses
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def allow(self, host: str) -> bool:
+        """Take a token for a new connection from ``host``; False when it has none."""
+        now = self.clock()
+        key = address_key(host)
+        tokens, at = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[key] = (tokens, now)  # re-inserted: the dict is oldest-first
+        if len(self._buckets) > self.max_addresses:
+            self._prune(now)
+        return allowed
+
+    def _prune(self, now: float) -> None:
+        refill = self.burst / self.rate
+        for key, (_, at) in list(self._buckets.items()):
+            if now - at >= refill:
+                del self._buckets[key]
+        while len(self._buckets) > self.max_addresses:
+            del self._buckets[next(iter(self._buckets))]
+
+
+@dataclass
+class HandshakeGuard:
+    """Admission of new connections before they are stations.
+
+    ``timeout`` is the deadline of a handshake (the whole HTTP request head, and the
+    upgrade of a WebSocket), ``max_pending`` how many may be unfinished at once, ``rate``
+    the per-address limit (None: none)."""
+
+    timeout: float = 10.0
+    max_pending: int = 1000
+    rate: AddressRate | None = None
+    pending: int = 0
+    refused: dict[Refusal, int] = field(default_factory=lambda: dict.fromkeys(Refusal, 0))
+    timed_out: int = 0
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise ValueError("the handshake timeout must be > 0")
+        if self.max_pending < 1:
+            raise ValueError("max_pending must be >= 1")
+
+    def admit(self, host: str | None) -> Refusal | None:
+        """A new connection from ``host``: None when it may start its handshake (it is
+        then pending until :meth:`release`), else why it is to be closed at once."""
+        refusal: Refusal | None = None
+        if self.pending >= self.max_pending:
+            refusal = Refusal.TOO_MANY_PENDING
+        elif self.rate is not None and host is not None and not self.rate.allow(host):
+            refusal = Refusal.TOO_FAST
+        if refusal is None:
+            self.pending += 1
+            return None
+        count = self.refused[refusal] + 1
+        self.refused[refusal] = count
+        if count == 1 or count % 1000 == 0:  # a flood is not to flood the log too
+            log.warning("connection from %s closed: %s (%d so far)", host, refusal.value, count)
+        return refusal
+
+    def resume(self) -> Refusal | None:
+        """A connection already admitted starts another request head (HTTP keep-alive):
+        pending again, within the cap only."""
+        if self.pending >= self.max_pending:
+            self.refused[Refusal.TOO_MANY_PENDING] += 1
+            return Refusal.TOO_MANY_PENDING
+        self.pending += 1
+        return None
+
+    def release(self, *, expired: bool = False) -> None:
+        """A pending handshake is over: done, gone, or (``expired``) out of time."""
+        self.pending -= 1
+        if expired:
+            self.timed_out += 1
+            if self.timed_out == 1 or self.timed_out % 1000 == 0:
+                log.warning(
+                    "connection closed: no complete handshake within %g s (%d so far)",
+                    self.timeout,
+                    self.timed_out,
+                )
