@@ -4,7 +4,11 @@ station told us of itself at boot, when it was last heard from, its connectors."
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,12 +19,42 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from plugstream.cloud.logins import PasswordPool, VerifiedCache
+
 from . import schema as s
 from .coltypes import as_utc
 from .database import Database, dialect_insert
 from .records import ConnectorStatus, StationRecord
 
-__all__ = ["Stations", "ensure_station"]
+__all__ = ["Admission", "Stations", "ensure_station", "password_pool"]
+
+log = logging.getLogger("plugstream.cloud.storage.stations")
+
+#: s a station's admission facts (profile, lenient, password, boot status) are trusted
+#: without reading the store again; registrations in this process replace them at once.
+ADMISSION_CACHE_S = 30.0
+
+_POOL: PasswordPool | None = None
+
+
+def password_pool() -> PasswordPool:
+    """The process's pool for password hashing (two threads: this is a 2-core server's
+    worth of argon2 without starving the event loop or the store's writer)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = PasswordPool(workers=2, max_waiting=64)
+    return _POOL
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What admitting a station and answering its boot need of its registration."""
+
+    station_id: str
+    security_profile: int
+    lenient: bool
+    has_password: bool
+    boot_status: str | None
 
 
 def _station_insert(make: Callable[[Table], Any]) -> Any:
@@ -56,6 +90,14 @@ _UPSERT_CONNECTOR = {
 _SELECT_BOOT_STATUS = select(s.stations.c.boot_status).where(
     s.stations.c.station_id == bindparam("sid")
 )
+_SELECT_ADMISSION = select(
+    s.stations.c.station_id,
+    s.stations.c.security_profile,
+    s.stations.c.lenient,
+    s.stations.c.password_hash,
+    s.stations.c.boot_status,
+).where(s.stations.c.station_id == bindparam("sid"))
+_SELECT_HASH = select(s.stations.c.password_hash).where(s.stations.c.station_id == bindparam("sid"))
 
 
 def ensure_station(conn: Connection, station_id: str, at: datetime) -> None:
@@ -124,11 +166,77 @@ def _seen(station_id: str, at: datetime, station_time: datetime) -> dict[str, An
     }
 
 
+def _admission(conn: Connection, station_id: str) -> Admission | None:
+    row = conn.execute(_SELECT_ADMISSION, {"sid": station_id}).first()
+    if row is None:
+        return None
+    return Admission(
+        row.station_id,
+        row.security_profile,
+        bool(row.lenient),
+        row.password_hash is not None,
+        row.boot_status,
+    )
+
+
+class _SeenBatch:
+    """The ``last_seen`` (and clock offset) updates of many stations as ONE write of the
+    group-committing writer: a ramp-up of thousands of stations makes one executemany a
+    commit, not thousands of queued operations. The newest value per station wins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._future: asyncio.Future[None] | None = None
+
+    def add(self, db: Database, values: dict[str, Any]) -> asyncio.Future[None]:
+        """Queue ``values`` (``_UPDATE_STATION`` parameters); the future of the write."""
+        with self._lock:
+            self._pending[values["sid"]] = values
+            if self._future is not None and not self._future.done():
+                return self._future
+            taken: list[dict[str, Any]] | None = None
+
+            def op(conn: Connection) -> None:
+                nonlocal taken
+                if taken is None:  # taken once: a batch re-run (savepoints) writes the same
+                    with self._lock:
+                        taken = list(self._pending.values())
+                        self._pending.clear()
+                        self._future = None
+                # one statement per column set: a row without an offset keeps its old one
+                with_offset = [v for v in taken if "clock_offset_s" in v]
+                without = [v for v in taken if "clock_offset_s" not in v]
+                for rows in (with_offset, without):
+                    if rows:
+                        conn.execute(_UPDATE_STATION, rows)
+
+            future = db.enqueue(op)
+            self._future = future
+            return future
+
+
 class Stations:
     """The stations' rows and their connectors'."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        pool: PasswordPool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._db = db
+        self._clock = clock
+        self.pool = pool if pool is not None else password_pool()
+        # (station id, password) pairs that verified lately: a reconnect storm of a fleet
+        # costs one argon2 check per station, not one per connect.
+        self.verified = VerifiedCache(clock)
+        # Admission facts read or written lately, with when they stop being trusted.
+        self._admissions: dict[str, tuple[float, Admission]] = {}
+        self._changing: dict[str, int] = {}  # registrations under way, per station
+        self._seen = _SeenBatch()
+        self.argon2_checks = 0  # password hashes verified (not answered from the cache)
         # Called with a station id as a registration starts and again once it has
         # ended (committed or failed): caches of station settings drop the entry.
         self.listeners: list[Callable[[str], None]] = []
@@ -148,7 +256,7 @@ class Stations:
     ) -> StationRecord:
         """Create or update a station; ``password=None`` keeps the stored hash."""
         password_hash = (
-            await asyncio.to_thread(self._hasher.hash, password) if password is not None else None
+            await self.pool.run(self._hasher.hash, password) if password is not None else None
         )
         now = datetime.now(UTC)
 
@@ -167,13 +275,90 @@ class Stations:
             )
             return _read_stations(conn, station_id)[0]
 
+        self._changing[station_id] = self._changing.get(station_id, 0) + 1
+        self._admissions.pop(station_id, None)
+        self.verified.forget(station_id)
         for listener in self.listeners:
             listener(station_id)
         try:
-            return await self._db.write(op)
+            record = await self._db.write(op)
         finally:
+            left = self._changing.pop(station_id, 1) - 1
+            if left:
+                self._changing[station_id] = left
+            self._admissions.pop(station_id, None)
+            self.verified.forget(station_id)
             for listener in self.listeners:
                 listener(station_id)
+        if not left:
+            self._keep_admission(
+                Admission(
+                    station_id,
+                    record.security_profile,
+                    record.lenient,
+                    record.has_password,
+                    record.boot_status,
+                )
+            )
+        return record
+
+    async def register_new(
+        self, station_id: str, *, password: str | None, security_profile: int
+    ) -> tuple[bool, Admission]:
+        """Register a station not registered yet (auto-registration): never replaces a
+        registration. (True, its facts) when this call made it; (False, the facts of the
+        one another connection made meanwhile) otherwise."""
+        password_hash = (
+            await self.pool.run(self._hasher.hash, password) if password is not None else None
+        )
+        now = datetime.now(UTC)
+        values = {
+            "station_id": station_id,
+            "security_profile": security_profile,
+            "lenient": False,
+            "boot_status": "Accepted",
+            "password_hash": password_hash,
+            "registered_at": now,
+        }
+
+        made = Admission(station_id, security_profile, False, password_hash is not None, "Accepted")
+
+        def op(conn: Connection) -> tuple[bool, Admission]:
+            if conn.execute(_INSERT_STATION[conn.dialect.name], values).rowcount == 1:
+                return True, made
+            found = _admission(conn, station_id)  # registered by another connection
+            assert found is not None
+            return False, found
+
+        inserted, admission = await self._db.write(op)
+        self._keep_admission(admission)
+        return inserted, admission
+
+    def _keep_admission(self, admission: Admission) -> None:
+        if admission.station_id in self._changing:
+            return  # a registration is under way: what was read may be stale already
+        now = self._clock()
+        self._admissions[admission.station_id] = (now + ADMISSION_CACHE_S, admission)
+        if len(self._admissions) > 200_000:
+            self._admissions = {k: v for k, v in self._admissions.items() if v[0] > now}
+
+    def cached_admission(self, station_id: str) -> Admission | None:
+        """The station's admission facts if read or written lately (no database work)."""
+        found = self._admissions.get(station_id)
+        if found is None or found[0] < self._clock():
+            return None
+        return found[1]
+
+    async def admission(self, station_id: str) -> Admission | None:
+        """What admitting the station needs (None: not registered): from the cache when
+        fresh, else one row read by its key (no connectors, no write)."""
+        cached = self.cached_admission(station_id)
+        if cached is not None:
+            return cached
+        found = await self._db.read(lambda conn: _admission(conn, station_id))
+        if found is not None:
+            self._keep_admission(found)
+        return found
 
     async def get(self, station_id: str) -> StationRecord | None:
         found = await self._db.read(lambda conn: _read_stations(conn, station_id))
@@ -182,23 +367,33 @@ class Stations:
     async def get_boot_status(self, station_id: str) -> str | None:
         """What a BootNotification of the station is answered (None: not registered);
         one column, as every station's boot reads it."""
+        cached = self.cached_admission(station_id)
+        if cached is not None:
+            return cached.boot_status
         return await self._db.read(
             lambda conn: conn.execute(_SELECT_BOOT_STATUS, {"sid": station_id}).scalar()
         )
 
     async def check_password(self, station_id: str, password: str) -> bool:
-        def read(conn: Connection) -> str | None:
-            return conn.execute(
-                select(s.stations.c.password_hash).where(s.stations.c.station_id == station_id)
-            ).scalar()
-
-        password_hash = await self._db.read(read)
+        """Whether ``password`` is the station's. A pair that verified lately against the
+        same stored hash is answered from :attr:`verified` without argon2; otherwise the
+        check runs on :attr:`pool` (``PoolBusy`` when too many are waiting)."""
+        password_hash = await self._db.read(
+            lambda conn: conn.execute(_SELECT_HASH, {"sid": station_id}).scalar()
+        )
         if password_hash is None:
             return False
+        if self.verified.hit(station_id, password, password_hash):
+            return True
         try:
-            return await asyncio.to_thread(self._hasher.verify, password_hash, password)
+            ok = await self.pool.run(self._hasher.verify, password_hash, password)
         except (VerificationError, InvalidHashError):
+            self.argon2_checks += 1
             return False
+        self.argon2_checks += 1
+        if ok and station_id not in self._changing:
+            self.verified.add(station_id, password, password_hash)
+        return bool(ok)
 
     async def record_boot(
         self,
@@ -223,8 +418,10 @@ class Stations:
         }
 
         def op(conn: Connection) -> None:
-            ensure_station(conn, station_id, at)
-            conn.execute(_UPDATE_STATION, values)
+            # one statement for a registered station (the rule); a row first otherwise
+            if conn.execute(_UPDATE_STATION, values).rowcount == 0:
+                ensure_station(conn, station_id, at)
+                conn.execute(_UPDATE_STATION, values)
 
         await self._db.write(op)
 
@@ -233,15 +430,18 @@ class Stations:
     ) -> None:
         """The station was heard from at ``at``; with ``station_time`` (its clock, e.g. a
         Heartbeat's or a boot's) also its clock offset, station minus server, in seconds."""
+        await self.note_seen(station_id, at=at, station_time=station_time)
+
+    def note_seen(
+        self, station_id: str, *, at: datetime, station_time: datetime | None = None
+    ) -> asyncio.Future[None]:
+        """:meth:`record_seen` without waiting: the stations seen meanwhile are written
+        together, in one statement of the writer's next commit; the future of that write."""
         if station_time is not None:
             values = _seen(station_id, at, station_time)
         else:
             values = {"sid": station_id, "last_seen": as_utc(at)}
-
-        def op(conn: Connection) -> None:
-            conn.execute(_UPDATE_STATION, values)
-
-        await self._db.write(op)
+        return self._seen.add(self._db, values)
 
     async def set_connector_status(
         self,
