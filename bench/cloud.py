@@ -21,7 +21,7 @@ generator (``bench/loadgen.py``, plain ``websockets`` clients) in another:
 
 The two servers:
 
-* **ours**: ``python -m plugstream.cli cloud serve --db sqlite:///... --auto-register``;
+* **ours**: ``python -m plugstream.cli cloud serve --db sqlite:///... --auto-register-unsecured``;
 * **reference**: ``bench/peers/reference_csms.py``, an ``ocpp.v16.ChargePoint`` +
   ``websockets.serve`` central system with the same handlers and the same durable
   work, written the way the library's examples write one (stdlib ``sqlite3``, WAL,
@@ -228,7 +228,7 @@ def make_server(key: str, impl: str, workdir: Path, ping_interval: float) -> Ser
             str(port),
             "--db",
             f"sqlite:///{db}",
-            "--auto-register",
+            "--auto-register-unsecured",
             "--ping-interval",
             f"{ping_interval:g}",
         ]

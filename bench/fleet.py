@@ -2,7 +2,7 @@
 
 What it measures, on loopback, at the default intervals and time scale 1 (real time):
 PlugStream Cloud (``plugstream cloud serve``, SQLite in a temporary directory,
-``--auto-register``) in its own process; then, one after the other against it:
+``--auto-register-unsecured``) in its own process; then, one after the other against it:
 
 * **ours**: ``plugstream fleet --stations N --csms ws://.../ocpp --ocpp V --sessions 1
   --session-minutes 600 --time-scale 1 --json`` (``--ours``, 10,000 stations): real
@@ -176,7 +176,7 @@ def start_cloud(workdir: Path) -> Cloud:
     log = workdir / "cloud.log"
     argv = [sys.executable, "-m", "plugstream.cli", "cloud", "serve", "--host", HOST]
     argv += ["--port", str(port), "--db", f"sqlite:///{workdir / 'cloud.db'}"]
-    argv += ["--auto-register", "--api-token", API_TOKEN]
+    argv += ["--auto-register-unsecured", "--api-token", API_TOKEN]
     # the cloud's default keep-alive (the CLI flag's own default may lag behind it)
     argv += ["--ping-interval", f"{CloudConfig().ping_interval:g}"]
     with log.open("wb") as out:

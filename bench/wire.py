@@ -1,7 +1,7 @@
 """Bytes on the wire, TLS on: one charging session and one idle day of a PlugStream station.
 
 What it measures, on loopback: PlugStream Cloud (``plugstream cloud serve`` in its own
-process, SQLite in a temporary directory, ``--auto-register``, wss with a server
+process, SQLite in a temporary directory, ``--auto-register-unsecured``, wss with a server
 certificate from :mod:`plugstream.pki.authority`) behind a TCP relay that counts every
 TCP payload byte both ways (TLS records included: handshakes, record headers, AEAD tags).
 One :class:`~plugstream.station.station16.Station16` and one
@@ -327,7 +327,7 @@ def start_cloud(workdir: Path, cert: Path, key: Path, scale: float, heartbeat: i
         str(port),
         "--db",
         f"sqlite:///{workdir / 'cloud.db'}",
-        "--auto-register",
+        "--auto-register-unsecured",
         "--api-token",
         API_TOKEN,
         "--tls-cert",

@@ -73,7 +73,10 @@ async def running_cloud(
     auto-registering stations and accepting ``id_tags``; stopped on exit. ``clock``: the
     time the cloud receives at (the fleet's scaled one in the demo; default the wall's)."""
     config = CloudConfig(
-        host="127.0.0.1", port=0, db=f"sqlite:///{directory / 'cloud.db'}", auto_register=True
+        host="127.0.0.1",
+        port=0,
+        db=f"sqlite:///{directory / 'cloud.db'}",
+        auto_register_unsecured=True,
     )
     app = create_app(config, clock=clock)
     server = CloudServer(uvicorn_config(config, app), signals=False)  # the demo stops it

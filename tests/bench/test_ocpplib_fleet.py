@@ -39,7 +39,10 @@ peer = load_peer()
 @asynccontextmanager
 async def cloud(tmp_path: Path) -> AsyncIterator[tuple[int, Store]]:
     config = CloudConfig(
-        host="127.0.0.1", port=0, db=f"sqlite:///{tmp_path / 'cloud.db'}", auto_register=True
+        host="127.0.0.1",
+        port=0,
+        db=f"sqlite:///{tmp_path / 'cloud.db'}",
+        auto_register_unsecured=True,
     )
     app = create_app(config)
     server = CloudServer(uvicorn_config(config, app))

@@ -30,7 +30,7 @@ async def exchange(ws: ClientConnection, frame: list[Any] | str) -> list[Any]:
 
 async def test_broken_frames_get_callerrors_and_everyone_keeps_being_served(tmp_path: Path) -> None:
     async with (
-        running_cloud(tmp_path, auto_register=True) as cloud,
+        running_cloud(tmp_path, auto_register_unsecured=True) as cloud,
         connect(cloud.url("BAD1"), subprotocols=["ocpp1.6"]) as bad,  # type: ignore[list-item]
         connect(cloud.url("GOOD1"), subprotocols=["ocpp1.6"]) as good,  # type: ignore[list-item]
     ):
@@ -87,7 +87,7 @@ async def test_a_charging_session_is_stored_on_each_database(
     tmp_path: Path, store_url: str
 ) -> None:
     """Runs on SQLite, and on PostgreSQL when PLUGSTREAM_TEST_POSTGRES is set."""
-    async with running_cloud(tmp_path, db=store_url, auto_register=True) as cloud:
+    async with running_cloud(tmp_path, db=store_url, auto_register_unsecured=True) as cloud:
         await cloud.store.id_tokens.put(IdTokenRecord("04A2B3C4"))
         async with connect(cloud.url("DB1"), subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
             await exchange(ws, [2, "d0", "BootNotification", BOOT16])

@@ -43,7 +43,7 @@ async def test_a_transaction_stamped_ahead_of_the_clouds_clock_is_flagged_time_i
     now = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
     ahead = now + FUTURE_TOLERANCE + timedelta(minutes=1)
     async with running_cloud(
-        tmp_path, auto_register=True, api_token=TOKEN, clock=lambda: now
+        tmp_path, auto_register_unsecured=True, api_token=TOKEN, clock=lambda: now
     ) as cloud:
         await cloud.store.id_tokens.put(IdTokenRecord("TAG1"))
         async with connect(cloud.url("CLK1"), subprotocols=[Subprotocol("ocpp1.6")]) as ws:

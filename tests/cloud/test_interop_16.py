@@ -87,7 +87,7 @@ class CloudProcess:
                 self.db,
                 "--api-token",
                 TOKEN,
-                "--auto-register",
+                "--auto-register-unsecured",
             ],
             stdout=subprocess.PIPE,
             stderr=stderr,

@@ -40,7 +40,7 @@ class Cloud:
             host="127.0.0.1",
             port=0,
             db=f"sqlite:///{tmp_path / 'cloud.db'}",
-            auto_register=True,
+            auto_register_unsecured=True,
             heartbeat_interval=HEARTBEAT_S,
             ping_interval=5.0,
             ping_timeout=10.0,

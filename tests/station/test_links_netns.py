@@ -127,7 +127,7 @@ class Lab:
         self.python(self.cloud, "-c", SNTP)
         cloud = self.python(
             self.cloud, "-m", "plugstream.cli", "cloud", "serve", "--host", CLOUD_IP,
-            "--port", str(PORT), "--db", f"sqlite:///{self.tmp}/c.db", "--auto-register",
+            "--port", str(PORT), "--db", f"sqlite:///{self.tmp}/c.db", "--auto-register-unsecured",
             "--api-token", TOKEN, "--heartbeat-interval", "10", "--ping-interval", "5",
         )  # fmt: skip
         Lines(cloud.stdout).expect(lambda s: "PlugStream Cloud listening" in s)

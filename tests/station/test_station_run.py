@@ -91,7 +91,7 @@ def cloud(start: Callable[..., Proc], tmp_path: Path) -> Iterator[httpx.Client]:
     port = free_port()
     proc = start(
         "cloud", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--db", f"sqlite:///{tmp_path}/c.db", "--auto-register", "--api-token", TOKEN,
+        "--db", f"sqlite:///{tmp_path}/c.db", "--auto-register-unsecured", "--api-token", TOKEN,
     )  # fmt: skip
     proc.expect(proc.out, lambda line: "PlugStream Cloud listening" in line)
     with httpx.Client(

@@ -592,7 +592,7 @@ class Lab:
                 "--host", "0.0.0.0", "--port", "443",  # both names' addresses
                 "--db", f"sqlite:///{self.directory / 'cloud.db'}",
                 "--api-token", self.api_token,
-                "--auto-register",
+                "--auto-register-unsecured",
                 "--tls-cert", str(cert), "--tls-key", str(key),
                 "--tls-client-ca", str(self.root_pem),
                 "--pki", str(self.pki_dir),
