@@ -177,15 +177,19 @@ async def test_a_second_request_head_on_a_keep_alive_connection_has_a_deadline_t
 async def test_beyond_the_pending_cap_new_connections_are_closed_at_once(
     tmp_path: Path,
 ) -> None:
-    """With 20 handshakes pending (the cap), 10 more are closed at once -- long before
-    the deadline -- and a station connects as soon as the 20 are gone."""
+    """With 20 handshakes pending (the cap; 10 each from two addresses), 10 more are
+    closed at once -- long before the deadline -- and a station connects as soon as the
+    20 are gone."""
     async with running_cloud(
         tmp_path, auto_register=True, handshake_timeout=WAIT * 2, max_pending_handshakes=20
     ) as cloud:
         guard = guard_of(cloud)
-        async with half_open(cloud.port, 20):
+        async with (
+            half_open(cloud.port, 10, source="127.0.0.2"),
+            half_open(cloud.port, 10, source="127.0.0.3"),
+        ):
             await until(lambda: guard.pending == 20, "20 handshakes pending")
-            async with half_open(cloud.port, 10) as beyond:
+            async with half_open(cloud.port, 10, source="127.0.0.4") as beyond:
                 results = await asyncio.wait_for(
                     asyncio.gather(*(closed(reader) for reader, _ in beyond)), MARGIN
                 )
@@ -194,6 +198,27 @@ async def test_beyond_the_pending_cap_new_connections_are_closed_at_once(
             assert guard.pending == 20
         await until(lambda: guard.pending == 0, "the 20 gone")
         await station_heartbeat(cloud, "CP1")
+
+
+@pytest.mark.socket
+async def test_one_address_holds_at_most_half_the_pending_cap_while_a_station_connects(
+    tmp_path: Path,
+) -> None:
+    """127.0.0.2 fills its share (10 of a cap of 20): its next ones are closed at once,
+    and a station from 127.0.0.1 still connects and gets its Heartbeat answered."""
+    async with running_cloud(
+        tmp_path, auto_register=True, handshake_timeout=WAIT * 2, max_pending_handshakes=20
+    ) as cloud:
+        guard = guard_of(cloud)
+        async with half_open(cloud.port, 10, source="127.0.0.2"):
+            await until(lambda: guard.pending_from("127.0.0.2") == 10, "its share pending")
+            async with half_open(cloud.port, 5, source="127.0.0.2") as beyond:
+                results = await asyncio.wait_for(
+                    asyncio.gather(*(closed(reader) for reader, _ in beyond)), MARGIN
+                )
+            assert all(results)
+            assert guard.refused[Refusal.TOO_MANY_FROM_ADDRESS] == 5
+            await station_heartbeat(cloud, "CP1")
 
 
 # -- the rate per source address ------------------------------------------------------
@@ -295,13 +320,19 @@ def test_an_ipv6_slash_64_is_one_address_and_the_table_is_bounded() -> None:
 
 @pytest.mark.unit
 def test_the_guard_caps_pending_handshakes_and_counts_what_it_refused() -> None:
-    guard = HandshakeGuard(timeout=1.0, max_pending=2)
+    guard = HandshakeGuard(timeout=1.0, max_pending=4)
     assert guard.admit("192.0.2.1") is None and guard.admit("192.0.2.1") is None
-    assert guard.admit("192.0.2.1") is Refusal.TOO_MANY_PENDING
-    assert guard.resume() is Refusal.TOO_MANY_PENDING
-    guard.release(expired=True)
-    assert guard.resume() is None
-    assert (guard.pending, guard.timed_out, guard.refused[Refusal.TOO_MANY_PENDING]) == (2, 1, 2)
+    assert guard.admit("192.0.2.1") is Refusal.TOO_MANY_FROM_ADDRESS  # half the cap each
+    assert guard.admit("192.0.2.2") is None and guard.admit("2001:db8::1") is None
+    assert guard.admit("192.0.2.3") is Refusal.TOO_MANY_PENDING
+    assert guard.resume("192.0.2.3") is Refusal.TOO_MANY_PENDING
+    guard.release("192.0.2.1", expired=True)
+    assert guard.pending_from("192.0.2.1") == 1
+    assert guard.resume("192.0.2.1") is None
+    assert (guard.pending, guard.timed_out, guard.refused[Refusal.TOO_MANY_PENDING]) == (4, 1, 2)
+    for host in ("192.0.2.1", "192.0.2.1", "192.0.2.2", "2001:db8::1"):
+        guard.release(host)
+    assert guard.pending == 0 and guard.pending_from("192.0.2.1") == 0
     with pytest.raises(ValueError, match="timeout"):
         HandshakeGuard(timeout=0)
 

@@ -4,8 +4,8 @@ On a hostile network a peer opens TCP connections and never finishes them (no re
 half a request head, an upgrade it never completes); each holds a file descriptor and
 memory for as long as the server lets it. :class:`HandshakeGuard` decides, for each new
 connection, whether it may start (at most ``max_pending`` unfinished handshakes at once,
-and a token bucket per source address, :class:`AddressRate`) and counts what it refused
-and timed out. The deadline itself is a timer of the asyncio shell
+at most half of them from one source address, and a token bucket per source address,
+:class:`AddressRate`) and counts what it refused and timed out. The deadline itself is a timer of the asyncio shell
 (:mod:`plugstream.cloud.uvicorn_compat`); time here comes from an injected clock.
 """
 
@@ -27,6 +27,7 @@ class Refusal(Enum):
     """Why a new connection was closed at once."""
 
     TOO_MANY_PENDING = "too many pending handshakes"
+    TOO_MANY_FROM_ADDRESS = "too many pending handshakes from the address"
     TOO_FAST = "too many connections from the address"
 
 
@@ -98,7 +99,9 @@ class HandshakeGuard:
 
     ``timeout`` is the deadline of a handshake (the whole HTTP request head, and the
     upgrade of a WebSocket), ``max_pending`` how many may be unfinished at once, ``rate``
-    the per-address limit (None: none)."""
+    the per-address limit (None: none). One address may hold at most half of
+    ``max_pending`` (``max_pending_per_address``): a single flooding peer cannot take
+    every slot from the stations connecting meanwhile."""
 
     timeout: float = 10.0
     max_pending: int = 1000
@@ -106,6 +109,7 @@ class HandshakeGuard:
     pending: int = 0
     refused: dict[Refusal, int] = field(default_factory=lambda: dict.fromkeys(Refusal, 0))
     timed_out: int = 0
+    _by_address: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
@@ -113,16 +117,23 @@ class HandshakeGuard:
         if self.max_pending < 1:
             raise ValueError("max_pending must be >= 1")
 
+    @property
+    def max_pending_per_address(self) -> int:
+        return max(1, self.max_pending // 2)
+
     def admit(self, host: str | None) -> Refusal | None:
         """A new connection from ``host``: None when it may start its handshake (it is
         then pending until :meth:`release`), else why it is to be closed at once."""
         refusal: Refusal | None = None
+        key = address_key(host) if host is not None else None
         if self.pending >= self.max_pending:
             refusal = Refusal.TOO_MANY_PENDING
+        elif key is not None and self._by_address.get(key, 0) >= self.max_pending_per_address:
+            refusal = Refusal.TOO_MANY_FROM_ADDRESS
         elif self.rate is not None and host is not None and not self.rate.allow(host):
             refusal = Refusal.TOO_FAST
         if refusal is None:
-            self.pending += 1
+            self._hold(key)
             return None
         count = self.refused[refusal] + 1
         self.refused[refusal] = count
@@ -130,18 +141,40 @@ class HandshakeGuard:
             log.warning("connection from %s closed: %s (%d so far)", host, refusal.value, count)
         return refusal
 
-    def resume(self) -> Refusal | None:
+    def resume(self, host: str | None) -> Refusal | None:
         """A connection already admitted starts another request head (HTTP keep-alive):
-        pending again, within the cap only."""
+        pending again, within the caps only (no new token: it is no new connection)."""
+        key = address_key(host) if host is not None else None
+        refusal: Refusal | None = None
         if self.pending >= self.max_pending:
-            self.refused[Refusal.TOO_MANY_PENDING] += 1
-            return Refusal.TOO_MANY_PENDING
-        self.pending += 1
+            refusal = Refusal.TOO_MANY_PENDING
+        elif key is not None and self._by_address.get(key, 0) >= self.max_pending_per_address:
+            refusal = Refusal.TOO_MANY_FROM_ADDRESS
+        if refusal is not None:
+            self.refused[refusal] += 1
+            return refusal
+        self._hold(key)
         return None
 
-    def release(self, *, expired: bool = False) -> None:
-        """A pending handshake is over: done, gone, or (``expired``) out of time."""
+    def _hold(self, key: str | None) -> None:
+        self.pending += 1
+        if key is not None:
+            self._by_address[key] = self._by_address.get(key, 0) + 1
+
+    def pending_from(self, host: str) -> int:
+        return self._by_address.get(address_key(host), 0)
+
+    def release(self, host: str | None, *, expired: bool = False) -> None:
+        """A pending handshake from ``host`` is over: done, gone, or (``expired``) out
+        of time."""
         self.pending -= 1
+        if host is not None:
+            key = address_key(host)
+            left = self._by_address.get(key, 0) - 1
+            if left > 0:
+                self._by_address[key] = left
+            else:
+                self._by_address.pop(key, None)
         if expired:
             self.timed_out += 1
             if self.timed_out == 1 or self.timed_out % 1000 == 0:

@@ -141,15 +141,17 @@ class PendingHandshake:
     guard's count of pending ones. It passes from the HTTP protocol to the WebSocket
     protocol at the upgrade; whichever sees the end of it calls :meth:`finish`."""
 
-    __slots__ = ("_guard", "_timer", "_transport")
+    __slots__ = ("_guard", "_host", "_timer", "_transport")
 
     def __init__(
         self,
         guard: HandshakeGuard,
+        host: str | None,
         transport: asyncio.Transport,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._guard: HandshakeGuard | None = guard
+        self._host = host
         self._transport = transport
         self._timer: asyncio.TimerHandle | None = loop.call_later(guard.timeout, self._expire)
 
@@ -157,7 +159,7 @@ class PendingHandshake:
         self._timer = None
         guard, self._guard = self._guard, None
         if guard is not None:
-            guard.release(expired=True)
+            guard.release(self._host, expired=True)
             # abort, not close: nothing is owed to a peer that would not finish, and the
             # file descriptor is free now rather than after a lingering close.
             self._transport.abort()
@@ -169,7 +171,7 @@ class PendingHandshake:
             self._timer.cancel()
             self._timer = None
         if guard is not None:
-            guard.release()
+            guard.release(self._host)
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -293,8 +295,8 @@ class GuardedHttpProtocol(TlsHttpProtocol):
     """The HTTP protocol every connection starts in, under a :class:`HandshakeGuard`
     (``guard``, bound per server by :func:`guarded_http_protocol`).
 
-    A new connection beyond the cap of pending handshakes, or from an address over its
-    rate, is aborted at once. An admitted one has ``guard.timeout`` seconds to send its
+    A new connection beyond the cap of pending handshakes (or beyond its address's share
+    of it), or from an address over its rate, is aborted at once. An admitted one has ``guard.timeout`` seconds to send its
     whole request head and, when it asks for a WebSocket, to be upgraded (the deadline
     goes with it to :class:`LeanWebSocketProtocol`); a later request head on the same
     keep-alive connection gets a deadline of its own (uvicorn's keep-alive timer stops at
@@ -313,7 +315,7 @@ class GuardedHttpProtocol(TlsHttpProtocol):
         if guard.admit(host) is not None:
             transport.abort()
             return
-        self._handshake = PendingHandshake(guard, transport, self.loop)
+        self._handshake = PendingHandshake(guard, host, transport, self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -333,10 +335,11 @@ class GuardedHttpProtocol(TlsHttpProtocol):
             self._head_over()
         elif self._handshake is None and self.guard is not None:
             # The first bytes of another request head on a keep-alive connection.
-            if self.guard.resume() is not None:
+            host = self.client[0] if self.client else None
+            if self.guard.resume(host) is not None:
                 self.transport.abort()
                 return
-            self._handshake = PendingHandshake(self.guard, self.transport, self.loop)
+            self._handshake = PendingHandshake(self.guard, host, self.transport, self.loop)
 
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
         self._upgraded = True
