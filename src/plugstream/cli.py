@@ -423,6 +423,50 @@ def _check_db(url: str) -> str:
     return url
 
 
+def _retention(values: list[str] | None) -> dict[str, float]:
+    from plugstream.cloud.retention import parse_retain
+
+    return parse_retain(values or ())
+
+
+def _check_retain(values: list[str] | None) -> list[str] | None:
+    try:
+        _retention(values)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return values
+
+
+def _tls_pairs(certs: list[Path], keys: list[Path]) -> list[tuple[Path, Path]]:
+    """``--tls-cert``/``--tls-key``, paired in order: one pair, or two of which one is EC
+    and one RSA (A00.FR.318: the ECDHE-ECDSA suites need the one, the RSA suites the
+    other). Each key must be its certificate's: told now, in one line, not by a server
+    that fails to start."""
+    from plugstream.pki.tls import server_key_type
+
+    if len(certs) != len(keys):
+        raise typer.BadParameter(
+            f"--tls-cert and --tls-key go together: {len(certs)} certificate(s), {len(keys)} key(s)"
+        )
+    if len(certs) > 2:
+        raise typer.BadParameter(
+            f"at most two --tls-cert/--tls-key pairs (an EC and an RSA one), not {len(certs)}"
+        )
+    pairs = list(zip(certs, keys, strict=True))
+    kinds = []
+    for cert, key in pairs:
+        try:
+            kinds.append(server_key_type(cert, key))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--tls-key'") from None
+    if len(pairs) == 2 and sorted(kinds) != ["ec", "rsa"]:
+        raise typer.BadParameter(
+            f"two --tls-cert must be an EC and an RSA one, not {kinds[0]} and {kinds[1]}",
+            param_hint="'--tls-cert'",
+        )
+    return pairs
+
+
 @cloud_app.command("serve")
 def cloud_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -438,8 +482,36 @@ def cloud_serve(
     ] = None,
     auto_register: Annotated[
         bool,
-        typer.Option("--auto-register", help="Register unknown stations instead of refusing them."),
+        typer.Option(
+            "--auto-register",
+            help="Register unknown stations instead of refusing them: the first connection's "
+            "Basic password (username = station id) becomes the station's.",
+        ),
     ] = False,
+    auto_register_unsecured: Annotated[
+        bool,
+        typer.Option(
+            "--auto-register-unsecured",
+            help="With --auto-register, also register stations that bring no credentials, "
+            "at security profile 0 (anyone may then connect as them).",
+        ),
+    ] = False,
+    login_failures: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Failed logins per station id before it is locked (doubling delay)."
+        ),
+    ] = _CLOUD_DEFAULTS.login_failures_per_station,
+    login_failures_per_address: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Failed logins per source address before it is locked (doubling delay)."
+        ),
+    ] = _CLOUD_DEFAULTS.login_failures_per_address,
+    login_lock: Annotated[
+        float,
+        typer.Option(callback=_positive, help="Seconds of the first login lock (then doubled)."),
+    ] = _CLOUD_DEFAULTS.login_lock_s,
     ping_interval: Annotated[
         float, typer.Option(callback=_positive, help="Seconds between WebSocket pings.")
     ] = _CLOUD_DEFAULTS.ping_interval,
@@ -455,15 +527,46 @@ def cloud_serve(
     call_timeout: Annotated[
         float, typer.Option(callback=_positive, help="Seconds a station has to answer a command.")
     ] = 30.0,
+    handshake_timeout: Annotated[
+        float,
+        typer.Option(
+            callback=_positive,
+            help="Seconds a connection has for its HTTP request head and WebSocket upgrade.",
+        ),
+    ] = _CLOUD_DEFAULTS.handshake_timeout,
+    max_pending_handshakes: Annotated[
+        int, typer.Option(min=1, help="Unfinished handshakes at once (more: closed at once).")
+    ] = _CLOUD_DEFAULTS.max_pending_handshakes,
+    connect_rate: Annotated[
+        float,
+        typer.Option(min=0.0, help="New connections a second per source address (0: no limit)."),
+    ] = _CLOUD_DEFAULTS.connect_rate,
+    connect_burst: Annotated[
+        int, typer.Option(min=1, help="New connections at once per source address.")
+    ] = _CLOUD_DEFAULTS.connect_burst,
+    max_body_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1024, help="Largest REST request body (larger: 413); firmware uploads excepted."
+        ),
+    ] = _CLOUD_DEFAULTS.max_body_bytes,
     heartbeat_interval: Annotated[
         int, typer.Option(min=1, help="Heartbeat interval handed out in BootNotification (s).")
     ] = 3600,
     tls_cert: Annotated[
-        Path | None,
-        typer.Option(exists=True, dir_okay=False, help="Server certificate (PEM): wss, https."),
+        list[Path] | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Server certificate (PEM): wss, https. Twice, an EC and an RSA one, for "
+            "both TLS 1.2 suite families of OCPP (A00.FR.318).",
+        ),
     ] = None,
     tls_key: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help="Private key of --tls-cert.")
+        list[Path] | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Private key of --tls-cert (in the same order)."
+        ),
     ] = None,
     tls_client_ca: Annotated[
         Path | None,
@@ -493,6 +596,19 @@ def cloud_serve(
         str | None,
         typer.Option(help="https:// URL stations reach this server at (default: from host, port)."),
     ] = None,
+    retain: Annotated[
+        list[str] | None,
+        typer.Option(
+            callback=_check_retain,
+            metavar="WHAT=DURATION",
+            help="How long to keep messages (the message log, default 30d) or refusals "
+            "(refused connections, by last seen, default 90d), e.g. --retain messages=7d "
+            "--retain refusals=365d; 0 or off keeps forever.",
+        ),
+    ] = None,
+    max_refusal_rows: Annotated[
+        int, typer.Option(min=1, help="Refused-connection rows kept at most (oldest go).")
+    ] = _CLOUD_DEFAULTS.max_refusal_rows,
     setup: Annotated[
         bool,
         typer.Option("--setup", help="Serve only the setup service (commissioning of stations)."),
@@ -501,33 +617,46 @@ def cloud_serve(
     """Serve PlugStream Cloud: OCPP at /ocpp/{stationId} and the REST API at /api/v1/."""
     from plugstream.cloud.serve import run
 
-    if (tls_cert is None) != (tls_key is None):
-        raise typer.BadParameter("--tls-cert and --tls-key go together")
-    if tls_client_ca is not None and tls_cert is None:
+    tls_pairs = _tls_pairs(tls_cert or [], tls_key or [])
+    if tls_client_ca is not None and not tls_pairs:
         raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
-    if setup and (tls_cert is None or pki is None):
+    if setup and (not tls_pairs or pki is None):
         raise typer.BadParameter(
             "--setup needs --tls-cert and --tls-key (for the setup name) and --pki"
         )
+    retention = _retention(retain)
     config = CloudConfig(
         host=host,
         port=port,
         db=db,
         api_token=api_token or None,
-        auto_register=auto_register,
+        auto_register=auto_register or auto_register_unsecured,
+        auto_register_unsecured=auto_register_unsecured,
+        login_failures_per_station=login_failures,
+        login_failures_per_address=login_failures_per_address,
+        login_lock_s=login_lock,
         heartbeat_interval=heartbeat_interval,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
         call_timeout=call_timeout,
+        handshake_timeout=handshake_timeout,
+        max_pending_handshakes=max_pending_handshakes,
+        connect_rate=connect_rate,
+        connect_burst=connect_burst,
         max_frame_bytes=max_frame_bytes,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
+        max_body_bytes=max_body_bytes,
+        tls_cert=tls_pairs[0][0] if tls_pairs else None,
+        tls_key=tls_pairs[0][1] if tls_pairs else None,
+        tls_extra_certs=tuple(tls_pairs[1:]),
         tls_client_ca=tls_client_ca,
         tls_client_organization=tls_client_organization,
         pki_dir=pki,
         firmware_dir=firmware_dir,
         public_url=public_url,
         setup_only=setup,
+        max_refusal_rows=max_refusal_rows,
+        retain_messages=retention.get("retain_messages", _CLOUD_DEFAULTS.retain_messages),
+        retain_refusals=retention.get("retain_refusals", _CLOUD_DEFAULTS.retain_refusals),
     )
     raise typer.Exit(run(config))
 
@@ -933,6 +1062,13 @@ def pki_issue_server(
     ip: Annotated[
         list[str] | None, typer.Option("--ip", help="An IP address it serves on (repeat).")
     ] = None,
+    key_type: Annotated[
+        str,
+        typer.Option(
+            help="ec (the ECDHE-ECDSA suites) or rsa (the RSA suites, NAME.rsa.pem); "
+            "a CSMS serves one of each (A00.FR.318)."
+        ),
+    ] = "ec",
 ) -> None:
     """Issue a TLS server certificate from the CSMS root: NAME.pem and NAME.key in DIR/server."""
     import ipaddress
@@ -940,6 +1076,8 @@ def pki_issue_server(
     from plugstream.pki.authority import PKIError
     from plugstream.pki.keystore import PKIStore
 
+    if key_type not in ("ec", "rsa"):
+        raise typer.BadParameter(f"use ec or rsa, not {key_type!r}", param_hint="'--key-type'")
     for address in ip or ():
         try:
             ipaddress.ip_address(address)
@@ -948,7 +1086,9 @@ def pki_issue_server(
                 f"not an IP address: {address!r}", param_hint="'--ip'"
             ) from None
     try:
-        cert, key = PKIStore(directory).issue_server(name, ips=ip or ())
+        cert, key = PKIStore(directory).issue_server(
+            name, ips=ip or (), key_type="rsa" if key_type == "rsa" else "ec"
+        )
     except PKIError as exc:
         raise _pki_failed(exc) from None
     console.print(f"certificate {cert}\nkey         {key}")

@@ -111,7 +111,7 @@ async def test_the_newest_offered_subprotocol_is_chosen(
     tmp_path: Path, offered: list[str], chosen: str
 ) -> None:
     async with (
-        running_cloud(tmp_path, auto_register=True) as cloud,
+        running_cloud(tmp_path, auto_register_unsecured=True) as cloud,
         connect(cloud.url("CP1"), subprotocols=offered) as ws,  # type: ignore[arg-type]
     ):
         assert ws.subprotocol == chosen
@@ -122,15 +122,18 @@ async def test_the_newest_offered_subprotocol_is_chosen(
 
 @pytest.mark.parametrize("offered", [["ocpp1.5", "chat"], None])
 @pytest.mark.socket
-async def test_no_subprotocol_we_speak_completes_the_handshake_without_one_then_closes(
+async def test_no_subprotocol_we_speak_is_refused_at_the_upgrade(
     tmp_path: Path, offered: list[str] | None
 ) -> None:
-    async with running_cloud(tmp_path, auto_register=True) as cloud:
-        async with connect(cloud.url("CP1"), subprotocols=offered) as ws:  # type: ignore[arg-type]
-            assert ws.response is not None and ws.response.status_code == 101
-            assert "Sec-WebSocket-Protocol" not in ws.response.headers
-            assert ws.subprotocol is None
-            assert await closed_code(ws) == 1002
+    """TC_B_58_CSMS (2.0.1 errata 2025-09), TC_088 (1.6): the CSMS "rejects the connection
+    attempt and does NOT upgrade the connection to a WebSocket connection" (this used to
+    be a 101 then a close with 1002, per OCPP-J §3.1.2; the test cases are what counts)."""
+    async with running_cloud(tmp_path, auto_register_unsecured=True) as cloud:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(cloud.url("CP1"), subprotocols=offered):  # type: ignore[arg-type]
+                pass
+        assert refused.value.response.status_code == 400
+        assert b"ocpp2.0.1, ocpp1.6" in refused.value.response.body
         assert not cloud.gateway.is_connected("CP1")
 
 
@@ -140,7 +143,7 @@ async def test_no_subprotocol_we_speak_completes_the_handshake_without_one_then_
 @pytest.mark.parametrize("station_id", ["bad:id", "x" * 49, "sp%20ace", "a%2Fb", "%C3%A9"])
 @pytest.mark.socket
 async def test_an_invalid_station_id_is_refused_with_400(tmp_path: Path, station_id: str) -> None:
-    async with running_cloud(tmp_path, auto_register=True) as cloud:
+    async with running_cloud(tmp_path, auto_register_unsecured=True) as cloud:
         with pytest.raises(InvalidStatus) as refused:
             async with connect(cloud.url(station_id), subprotocols=[V16]):  # type: ignore[list-item]
                 pass
@@ -152,7 +155,7 @@ async def test_the_longest_valid_station_id_is_accepted(tmp_path: Path) -> None:
     station_id = "A-z0.9_*=+|@" + "x" * 36
     assert len(station_id) == 48
     async with (
-        running_cloud(tmp_path, auto_register=True) as cloud,
+        running_cloud(tmp_path, auto_register_unsecured=True) as cloud,
         connect(cloud.url(station_id), subprotocols=[V16]) as ws,  # type: ignore[list-item]
     ):
         assert ws.subprotocol == V16
@@ -171,7 +174,7 @@ async def test_an_unknown_station_is_refused_without_auto_register(tmp_path: Pat
 
 @pytest.mark.socket
 async def test_auto_register_accepts_and_registers_an_unknown_station(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path, auto_register=True) as cloud:
+    async with running_cloud(tmp_path, auto_register_unsecured=True) as cloud:
         async with connect(cloud.url("NEW1"), subprotocols=[V201]) as ws:  # type: ignore[list-item]
             assert ws.subprotocol == V201
             record = await cloud.store.stations.get("NEW1")
@@ -295,7 +298,7 @@ async def test_a_refusal_is_a_plain_text_http_response(
 
 @pytest.mark.socket
 async def test_other_paths_are_not_the_gateways(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path, auto_register=True) as cloud:
+    async with running_cloud(tmp_path, auto_register_unsecured=True) as cloud:
         # A WebSocket elsewhere goes to the API app, which has no WebSocket route: 403.
         with pytest.raises(InvalidStatus) as refused:
             async with connect(
@@ -343,7 +346,7 @@ def test_basic_credentials_are_parsed() -> None:
 
 @pytest.mark.socket
 async def test_a_reconnect_replaces_the_old_connection(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path, auto_register=True) as cloud:
+    async with running_cloud(tmp_path, auto_register_unsecured=True) as cloud:
         async with connect(cloud.url("CP1"), subprotocols=[V16]) as old:  # type: ignore[list-item]
             await until(lambda: cloud.gateway.is_connected("CP1"), "CP1 connected")
             async with connect(cloud.url("CP1"), subprotocols=[V201]) as new:  # type: ignore[list-item]
@@ -375,7 +378,7 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_after_ping_timeout(
     tmp_path: Path,
 ) -> None:
     async with running_cloud(
-        tmp_path, auto_register=True, ping_interval=0.2, ping_timeout=0.5
+        tmp_path, auto_register_unsecured=True, ping_interval=0.2, ping_timeout=0.5
     ) as cloud:
         # A raw TCP peer: completes the handshake, then never reads nor answers a ping.
         reader, writer = await asyncio.open_connection("127.0.0.1", cloud.port)
@@ -416,7 +419,9 @@ async def test_a_station_that_pings_itself_is_not_pinged_a_quiet_one_is(tmp_path
     (WebSocketPingInterval) keep the connection busy is not pinged by the cloud as well;
     one that sends nothing is, at the cloud's interval."""
     async with (
-        running_cloud(tmp_path, auto_register=True, ping_interval=0.3, ping_timeout=1.0) as cloud,
+        running_cloud(
+            tmp_path, auto_register_unsecured=True, ping_interval=0.3, ping_timeout=1.0
+        ) as cloud,
         connect(cloud.url("SELF1"), subprotocols=[V16], ping_interval=0.1) as pinger,  # type: ignore[list-item]
         connect(cloud.url("QUIET1"), subprotocols=[V16], ping_interval=None) as quiet,  # type: ignore[list-item]
     ):
@@ -434,7 +439,7 @@ async def test_a_station_that_pings_itself_is_not_pinged_a_quiet_one_is(tmp_path
 @pytest.mark.socket
 async def test_an_oversized_frame_closes_with_1009_and_others_are_served(tmp_path: Path) -> None:
     async with (
-        running_cloud(tmp_path, auto_register=True, max_frame_bytes=4096) as cloud,
+        running_cloud(tmp_path, auto_register_unsecured=True, max_frame_bytes=4096) as cloud,
         connect(cloud.url("OTHER"), subprotocols=[V16]) as other,  # type: ignore[list-item]
         connect(cloud.url("BIG1"), subprotocols=[V16], max_size=None) as big,  # type: ignore[list-item]
     ):
@@ -455,7 +460,7 @@ async def test_an_oversized_frame_closes_with_1009_and_others_are_served(tmp_pat
 
 @pytest.mark.socket
 async def test_gateway_call_round_trip_and_the_message_log(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path, auto_register=True) as cloud:
+    async with running_cloud(tmp_path, auto_register_unsecured=True) as cloud:
         async with connect(cloud.url("CP1"), subprotocols=[V16]) as ws:  # type: ignore[list-item]
             await until(lambda: cloud.gateway.is_connected("CP1"), "CP1 connected")
             seen: list[tuple[str, dict[str, Any]]] = []
@@ -485,7 +490,7 @@ async def test_gateway_call_round_trip_and_the_message_log(tmp_path: Path) -> No
 @pytest.mark.socket
 async def test_a_station_callerror_and_a_call_timeout_reach_the_caller(tmp_path: Path) -> None:
     async with (
-        running_cloud(tmp_path, auto_register=True, call_timeout=30.0) as cloud,
+        running_cloud(tmp_path, auto_register_unsecured=True, call_timeout=30.0) as cloud,
         connect(cloud.url("CP1"), subprotocols=[V201]) as ws,  # type: ignore[list-item]
     ):
         await until(lambda: cloud.gateway.is_connected("CP1"), "CP1 connected")
@@ -511,7 +516,7 @@ async def test_a_station_callerror_and_a_call_timeout_reach_the_caller(tmp_path:
 async def test_a_call_to_a_station_that_is_not_connected_raises_station_offline(
     tmp_path: Path,
 ) -> None:
-    async with running_cloud(tmp_path, auto_register=True) as cloud:
+    async with running_cloud(tmp_path, auto_register_unsecured=True) as cloud:
         with pytest.raises(StationOffline):
             await cloud.gateway.call("NOWHERE", "Reset", {"type": "Soft"})
         assert not cloud.gateway.is_connected("NOWHERE")
@@ -521,7 +526,7 @@ async def test_a_call_to_a_station_that_is_not_connected_raises_station_offline(
 @pytest.mark.socket
 async def test_a_binary_message_is_read_as_text_and_answered(tmp_path: Path) -> None:
     async with (
-        running_cloud(tmp_path, auto_register=True) as cloud,
+        running_cloud(tmp_path, auto_register_unsecured=True) as cloud,
         connect(cloud.url("CP1"), subprotocols=[V16]) as ws,  # type: ignore[list-item]
     ):
         await ws.send(orjson.dumps([2, "b1", "Heartbeat", {}]))  # bytes: a binary frame
@@ -570,7 +575,9 @@ def self_signed(cert: Path, key: Path) -> None:
 async def test_tls_serves_wss_with_tls_1_2_or_newer_only(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     self_signed(cert, key)
-    async with running_cloud(tmp_path, auto_register=True, tls_cert=cert, tls_key=key) as cloud:
+    async with running_cloud(
+        tmp_path, auto_register_unsecured=True, tls_cert=cert, tls_key=key
+    ) as cloud:
         trusted = ssl.create_default_context(cafile=str(cert))
         async with connect(
             f"wss://127.0.0.1:{cloud.port}/ocpp/TLS1",
@@ -617,7 +624,7 @@ async def test_cloud_serve_as_a_subprocess_serves_and_stops_cleanly_on_sigterm(
             str(port),
             "--db",
             f"sqlite:///{db}",
-            "--auto-register",
+            "--auto-register-unsecured",
             "--ping-interval",
             "1",
             "--ping-timeout",

@@ -303,6 +303,7 @@ async def test_a_real_cloud_caps_a_flood_and_its_retention_task_clears_old_rows(
             "wrong credentials",
         )
         assert refusal["first_seen"] == refusal["last_seen"] == "2026-03-01T12:00:00Z"
+        assert refusal["address"] == "127.0.0.1"  # where the five wrong passwords came from
         assert shown["station"]["count"] == 1
 
         clock.now = T0 + 100 * DAY

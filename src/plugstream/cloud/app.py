@@ -14,6 +14,7 @@ every frame of that stack would be held for each of tens of thousands of them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -31,12 +32,14 @@ from plugstream.cloud.api import (
     transactions,
 )
 from plugstream.cloud.api.common import API_PREFIX, include_guarded
+from plugstream.cloud.api.limits import BodyLimit
 from plugstream.cloud.certificates import api as certificates_api
 from plugstream.cloud.config import CloudConfig
-from plugstream.cloud.context import CloudClock, HandlersFactory
+from plugstream.cloud.context import CloudClock, HandlersFactory, utc_now
 from plugstream.cloud.firmware import api as firmware_api
 from plugstream.cloud.gateway import Gateway
 from plugstream.cloud.handlers import csms_handlers
+from plugstream.cloud.retention import retention_loop
 from plugstream.cloud.setup import api as setup_api
 from plugstream.ocpp import OcppVersion
 
@@ -99,9 +102,15 @@ def create_app(
         gateway = Gateway(store, config, handlers=versions, clock=clock)
         app.state.store = store
         app.state.gateway = gateway
+        store.security.max_refusals = config.max_refusal_rows
+        retention = asyncio.create_task(
+            retention_loop(store, config, clock if clock is not None else utc_now)
+        )
         try:
             yield
         finally:
+            retention.cancel()
+            await asyncio.gather(retention, return_exceptions=True)
             try:
                 await gateway.close()
             finally:
@@ -117,6 +126,7 @@ def create_app(
     )
     app.state.config = config
     include_api(app)
+    limit_bodies(app, config)
     return app
 
 
@@ -145,6 +155,7 @@ def _create_setup_app(config: CloudConfig, opener: Callable[[str], Awaitable[Sto
     )
     app.state.config = config
     app.include_router(setup_api.router)
+    limit_bodies(app, config)
     return app
 
 
@@ -156,3 +167,14 @@ def include_api(app: FastAPI) -> None:
     app.include_router(firmware_api.downloads)
     include_guarded(app, setup_api.claims)
     app.include_router(setup_api.router)
+
+
+def limit_bodies(app: FastAPI, config: CloudConfig) -> None:
+    """Refuse request bodies over ``config.max_body_bytes`` (413) before FastAPI reads
+    them into memory; a firmware upload, streamed to disk, up to its own limit."""
+    upload = ("POST", f"{API_PREFIX}/firmware")
+    app.add_middleware(
+        BodyLimit,
+        limit=config.max_body_bytes,
+        routes={upload: max(config.max_body_bytes, firmware_api.MAX_IMAGE_BYTES)},
+    )

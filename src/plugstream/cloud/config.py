@@ -13,9 +13,28 @@ class CloudConfig:
     db: str = "sqlite:///plugstream.db"  # SQLite file in the working directory by default
     api_token: str | None = None  # bearer token of the REST API; PLUGSTREAM_API_TOKEN
     auto_register: bool = False  # accept unknown stations (and register them) instead of refusing
+    # Auto-registration is trust on first use: the first connection's Basic password (its
+    # username the station id) becomes the station's. Registering a station that brings
+    # no credentials (security profile 0: anyone may connect as it) needs this (which
+    # turns auto-registration on by itself).
+    auto_register_unsecured: bool = False
+    # Failed logins (per station id / per source address) let through before the id or the
+    # address is locked for login_lock_s, doubling per further failure up to login_lock_max_s;
+    # a locked one is refused with 429 + Retry-After before any password hash is computed.
+    login_failures_per_station: int = 5
+    login_failures_per_address: int = 20
+    login_lock_s: float = 1.0
+    login_lock_max_s: float = 300.0
     # s, handed out in BootNotification; pings keep NAT alive in between
     heartbeat_interval: int = 3600
     boot_retry_interval: int = 60  # s a Pending or Rejected station waits to boot again
+    # Retention (cloud/retention.py; `--retain messages=30d --retain refusals=90d`):
+    # s a message log row / a refusal row (since last seen) is kept; 0 keeps forever.
+    # A station's own security events are never deleted. Checked every retention_period s.
+    retain_messages: float = 30 * 86400.0
+    retain_refusals: float = 90 * 86400.0
+    retention_period: float = 3600.0
+    max_refusal_rows: int = 100_000  # refusal rows kept at most (storage/security.py)
     # Keep-alive is paid for in bytes on a station's (cellular) link: a ping and its pong
     # are ~60 bytes with TLS, so pings every 30 s alone would be ~170 KB a day, over the
     # 100 KB budget of an idle day. The station pings every WebSocketPingInterval, which
@@ -26,9 +45,25 @@ class CloudConfig:
     ping_timeout: float = 60.0  # s without a pong before a station is dropped
     call_timeout: float = 30.0  # s a station has to answer an operator's command
     max_frame_bytes: int = 1 << 20  # larger WebSocket messages are refused (close code 1009)
+    # A hostile network opens connections and never finishes them. Each connection has
+    # handshake_timeout s to send its whole HTTP request head and, for a station, to be
+    # upgraded to a WebSocket; at most max_pending_handshakes are in that state at once
+    # (more are closed at once), half of them at most from one source address; one
+    # address (an IPv6 /64) opens at most connect_rate connections a second, in bursts
+    # of connect_burst (connect_rate 0: no limit).
+    # The rate's defaults let a whole fleet behind one NAT, or the benchmarks' stations
+    # from 127.0.0.1 (bench/loadgen.py: 2,000 a second), connect at once.
+    handshake_timeout: float = 10.0
+    max_pending_handshakes: int = 1000
+    connect_rate: float = 2500.0
+    connect_burst: int = 5000
     # PEM; with tls_key, serve wss:// and https:// (security profile 2)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # More (cert, key) pairs served beside tls_cert, one per other key type: OpenSSL keeps
+    # one certificate per key type and picks the one the client's suites can use, so an
+    # RSA and an ECDSA certificate make both suite families of A00.FR.318 negotiable.
+    tls_extra_certs: tuple[tuple[Path, Path], ...] = ()
     # PEM of the CA(s) that sign station certificates (the CSMS root): with it the server
     # asks every TLS client for a certificate (security profile 3); stations of profile 2
     # on the same port still connect without one.
@@ -47,3 +82,6 @@ class CloudConfig:
     public_url: str | None = None
     # `plugstream cloud serve --setup`: serve only the setup service (its own name and port).
     setup_only: bool = False
+    # Largest REST request body (bytes); larger ones are refused with 413 before they are
+    # read. A firmware upload has its own limit (firmware.api.MAX_IMAGE_BYTES, on disk).
+    max_body_bytes: int = 1 << 20

@@ -13,15 +13,26 @@ For each station that connects to ``/ocpp/{stationId}`` it
   ``tls_client_organization`` is set, its O names the CSO (A00.FR.404); Basic credentials
   alone never admit it. Profiles 2 and 3 are refused over plain ``ws://``. Each
   refusal counts in ``failed_logins`` and is kept in ``security_events``;
-- negotiates the subprotocol, newest first; a station that offers none we speak
-  gets the handshake without ``Sec-WebSocket-Protocol`` and is closed at once
-  with 1002 (OCPP-J 1.6 §3.1.2, 2.0.1 part 4 §3.1.2);
+- negotiates the subprotocol, newest first; a station that offers none we speak is
+  refused at the upgrade with 400, no WebSocket (the OCA's test cases TC_B_58_CSMS of
+  the 2.0.1 errata 2025-09 and TC_088 of 1.6, which the OCTT holds the CSMS to, over the
+  older "complete the handshake, then close" of OCPP-J 1.6 §3.1.2 / 2.0.1 part 4 §3.1.2);
 - runs an :class:`OcppEndpoint` over the socket with the version's handlers, and
-  logs every frame in and out without holding up the connection.
+  logs every frame in and out. A frame received is kept before it is answered: its
+  row joins the message log's write that is queued already (or starts one) before
+  the handler's data is written, so the writer (FIFO, group commit) commits both
+  together or the row first; the answer waits for that commit, which only a handler
+  that wrote nothing has not seen yet (``AsgiTransport.send``). When the log is behind, frames we send are dropped and
+  counted, frames received wait for room (back-pressure on the station's socket).
 
 What admission needs of a station (its profile, lenient flag, whether it has a
-password) is remembered for ``STATION_CACHE_S``; registrations made in this process
-replace it at once, and passwords are always checked against the store. The
+password) is remembered by ``store.stations`` for a while; registrations made in this
+process replace it at once, and passwords are always checked against the stored hash.
+Failed logins are throttled per station id and per source address
+(:mod:`plugstream.cloud.logins`): a locked one is refused with 429 and ``Retry-After``
+before any argon2 work. With ``auto_register`` a new station's first Basic password
+becomes its own; one without credentials is registered (profile 0) only with
+``auto_register_unsecured``. The
 gateway is a raw ASGI handler (``serve_asgi``) holding nothing of the handshake
 once admitted: a server keeps tens of thousands of stations connected.
 
@@ -40,8 +51,9 @@ import collections
 import contextlib
 import functools
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +72,7 @@ from plugstream.cloud.context import (
     SecurityEvent,
     utc_now,
 )
+from plugstream.cloud.logins import LoginThrottle, PoolBusy, ThrottleLimits
 from plugstream.cloud.stations import StationOffline, valid_station_id
 from plugstream.ocpp import (
     CallReceived,
@@ -72,32 +85,29 @@ from plugstream.ocpp import (
 
 if TYPE_CHECKING:
     from plugstream.cloud.storage import Store
-    from plugstream.cloud.storage.records import StationRecord
+    from plugstream.cloud.storage.stations import Admission
 
 log = logging.getLogger("plugstream.cloud.gateway")
 
-#: what a transport hands each frame to: (station id, "in" or "out", text)
-FrameLog = Callable[[str, str, str], None]
+#: what a transport hands each frame it sends to: (station id, "out", text) → the future
+#: of the row's commit, None when the frame was dropped
+FrameLog = Callable[[str, str, str], "asyncio.Future[None] | None"]
+#: what a transport hands each frame it receives to: (station id, text) → the future of
+#: the row's commit, once the row is queued (after waiting for room)
+ReceivedLog = Callable[[str, str], Awaitable["asyncio.Future[None]"]]
 
 REALM = "PlugStream"
 REPLACED = "replaced by a new connection"
-# Frames waiting to be written to the message log; beyond this they are dropped and counted.
-# A ramp-up of 200 stations/s sends ~3,000 frames/s while the store's writer, busy with
-# the stations' own writes, commits every second or two: 10,000 (3 s) overflowed at
-# 10,000 stations. 50,000 frames hold ~15 s of a ramp-up in ~25 MB at most.
+# Frames waiting to be written to the message log (``store.messages.pending``); beyond this
+# a frame received waits for room. A ramp-up of 200 stations/s sends ~3,000 frames/s while
+# the store's writer, busy with the stations' own writes, commits every second or two:
+# 10,000 (3 s) overflowed at 10,000 stations. 50,000 frames hold ~15 s of a ramp-up in
+# ~25 MB at most. All that wait are written at once, in the writer's next commit.
 LOG_QUEUE_SIZE = 50_000
-# Frames handed to the store at once: all that are queued. One batch is written per commit
-# of the store's writer, so the log keeps up as long as a commit cycle is shorter than the
-# time the queue takes to fill (a ramp-up of 200 stations/s sends ~3,000 frames/s; a batch
-# of 500 per cycle fell behind as soon as a cycle took longer than ~0.2 s).
-LOG_BATCH = LOG_QUEUE_SIZE
+# Beyond this, frames we send are dropped and counted: the rest of the queue is kept for
+# frames received, which are answered only once logged and so are never dropped.
+LOG_OUT_LIMIT = LOG_QUEUE_SIZE * 4 // 5
 SEEN_EVERY_S = 60.0  # last_seen is written at most this often per connection
-# How long the gateway trusts what it knows of a station (profile, lenient, has a password)
-# without reading the store again. Changes made in this process through
-# ``store.stations.register`` (the REST API's) apply at once; this bounds how long a change
-# made elsewhere (another node on the same database) takes to apply. Passwords themselves
-# are always checked against the store.
-STATION_CACHE_S = 30.0
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -122,6 +132,15 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _is_call(message: str) -> bool:
+    """Whether an OCPP-J frame we send is a CALL (``[2,...``), not an answer."""
+    return message[1:2] == "2" or message.lstrip("[ \t\r\n")[:1] == "2"
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.cancelled() or future.exception() is not None
+
+
 class AsgiTransport:
     """One station's ASGI WebSocket as a :class:`plugstream.ocpp.Transport`.
 
@@ -129,13 +148,17 @@ class AsgiTransport:
     binary message is handed on as text when it is UTF-8 (else as bytes), so the
     core answers it. ``send`` on a socket that has gone drops the text: the
     reading side notices the end and fails what is still waiting. Every frame is
-    handed to ``log_frame`` (the gateway's message log), and what the station got wrong
-    is counted in ``violations``. Slotted, and nothing of the handshake is kept: there
-    are tens of thousands of these.
+    handed to the gateway's message log (``log_received`` waits while the log is full;
+    ``log_frame`` drops), and an answer (a frame other than a CALL) is sent only once
+    the frames received before it are committed: it is the acknowledgement. What the
+    station got wrong is counted in ``violations``. Slotted, and nothing of the
+    handshake is kept: there are tens of thousands of these.
     """
 
     __slots__ = (
         "_log_frame",
+        "_log_received",
+        "_logged",
         "_receive",
         "_send",
         "_violations",
@@ -151,11 +174,15 @@ class AsgiTransport:
         station_id: str,
         *,
         log_frame: FrameLog,
+        log_received: ReceivedLog,
         violations: collections.Counter[str],
     ) -> None:
         self._receive = receive
         self._send = send
         self._log_frame = log_frame
+        self._log_received = log_received
+        # the commit of the newest frame received's row (FIFO: of every one before it too)
+        self._logged: asyncio.Future[Any] | None = None
         self._violations = violations
         self.station_id = station_id
         self.closed = False
@@ -164,6 +191,20 @@ class AsgiTransport:
     async def send(self, message: str) -> None:
         if self.closed:
             return
+        logged = self._logged
+        if logged is not None and not _is_call(message):
+            # An answer acknowledges: not before what was received is kept. Mostly done
+            # already, committed with the handler's own write.
+            if not logged.done():
+                await asyncio.wait((logged,))  # not cancelled with us: its rows are many
+            if _failed(logged):
+                log.warning("station %s: message log failed, not answering", self.station_id)
+                await self.close(1011, "message log unavailable")
+                return
+            if self._logged is logged:
+                self._logged = None
+            if self.closed:
+                return
         self._log_frame(self.station_id, "out", message)
         try:
             await self._send({"type": "websocket.send", "text": message})
@@ -188,10 +229,23 @@ class AsgiTransport:
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
-                self._log_frame(self.station_id, "in", data.decode("utf-8", "replace"))
+                self._keep(
+                    await self._log_received(self.station_id, data.decode("utf-8", "replace"))
+                )
                 return data
-        self._log_frame(self.station_id, "in", text)
+        self._keep(await self._log_received(self.station_id, text))
         return text
+
+    def _keep(self, logged: asyncio.Future[Any]) -> None:
+        """Await ``logged`` before the next answer, with what is not committed yet: the
+        log's writes commit in order, but one that failed must not pass for kept."""
+        previous = self._logged
+        if previous is None or previous is logged:
+            self._logged = logged
+        elif not previous.done():
+            self._logged = asyncio.gather(previous, logged)
+        elif not _failed(previous):  # a failed one stays: the next answer is not sent
+            self._logged = logged
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.closed:
@@ -254,6 +308,17 @@ class Connection:
 SECURITY_EVENTS_KEPT = 1000  # the newest refusals kept in Gateway.security_events
 
 
+def _client_address(scope: Scope) -> str:
+    """The source address of the connection (the key of its login throttle)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _seen_written(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not record last_seen: %s", future.exception())
+
+
 def client_certificate_subject(scope: Scope) -> tuple[str | None, str | None] | None:
     """(CN, O) of the subject of the client certificate the station presented (its chain
     verified by TLS), from the ASGI TLS extension; None without one."""
@@ -299,10 +364,6 @@ def issued_by_client_ca(scope: Scope, client_ca: Any) -> bool:
     return False
 
 
-# What admission needs of a station: (valid until, security profile, lenient, has a password).
-_Known = tuple[float, int, bool, bool]
-
-
 class Gateway:
     """The live OCPP connections of this node, and the way to call a station.
 
@@ -325,6 +386,7 @@ class Gateway:
         self.context = HandlerContext(store, config, self.clock, commands=self, events=self)
         # one bound method for every transport, not one each: tens of thousands of them
         self._frame_log: FrameLog = self.log_frame
+        self._received_log: ReceivedLog = self.log_received
         self._live: dict[str, Connection] = {}
         self.failed_logins: collections.Counter[str] = collections.Counter()
         self.security_events: collections.deque[SecurityEvent] = collections.deque(
@@ -334,37 +396,19 @@ class Gateway:
         # refused for strict stations, accepted (and still counted) for lenient ones.
         self.violations: collections.Counter[str] = collections.Counter()
         self.frames_dropped = 0  # message-log entries dropped because the log fell behind
-        self._log_queue: asyncio.Queue[tuple[str, str, str, datetime]] = asyncio.Queue(
-            LOG_QUEUE_SIZE
-        )
-        self._log_writer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self._known: dict[str, _Known] = {}
-        self._registrations = 0  # bumped as each registration starts and ends
-        self._sweep_at = 1024  # entries in _known beyond which the expired ones are dropped
-        store.stations.listeners.append(self._station_changed)
-
-    def _station_changed(self, station_id: str) -> None:
-        """A registration starts or ends: forget what the cache holds of the station."""
-        self._registrations += 1
-        self._known.pop(station_id, None)
-
-    def _remember(self, record: StationRecord, keep: bool = True) -> _Known:
-        """What admission needs of ``record``; kept unless a registration overlapped its read."""
-        known = (
-            time.monotonic() + STATION_CACHE_S,
-            record.security_profile,
-            record.lenient,
-            record.has_password,
+        # Failed logins per station id and per source address (monotonic time).
+        self.login_throttle = LoginThrottle(
+            time.monotonic,
+            per_station=ThrottleLimits(
+                config.login_failures_per_station, config.login_lock_s, config.login_lock_max_s
+            ),
+            per_address=ThrottleLimits(
+                config.login_failures_per_address, config.login_lock_s, config.login_lock_max_s
+            ),
         )
-        if keep:
-            self._known[record.station_id] = known
-            if len(self._known) > self._sweep_at:
-                now = time.monotonic()
-                self._known = {sid: k for sid, k in self._known.items() if k[0] > now}
-                self._sweep_at = max(1024, 2 * len(self._known))
-        return known
+        self.throttled_logins = 0  # logins refused (429/503) before their password was checked
 
     # -- what the REST API uses ----------------------------------------------------
 
@@ -453,13 +497,12 @@ class Gateway:
         scope["headers"] = []
         scope.get("extensions", {}).pop("tls", None)
         if version is None:
-            # OCPP-J 1.6 §3.1.2, 2.0.1 part 4 §3.1.2: complete the handshake without a
-            # Sec-WebSocket-Protocol header, then close at once.
-            await send({"type": "websocket.accept"})
+            # TC_B_58_CSMS (2.0.1 errata 2025-09) and TC_088 (1.6): "The CSMS rejects the
+            # connection attempt and does NOT upgrade the connection to a WebSocket
+            # connection." A list with one version we speak (ocpp0.1,ocpp2.0.1) picks it.
             offered = ", ".join(self.subprotocols())
             reason = f"no supported OCPP subprotocol; offer one of {offered}"
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await send({"type": "websocket.close", "code": 1002, "reason": reason})
+            await self._deny(scope, send, 400, reason)
             log.warning("station %s offered no OCPP version we speak", station_id)
             return
         accept: Message = {"type": "websocket.accept", "subprotocol": version.subprotocol}
@@ -473,7 +516,12 @@ class Gateway:
             return
         await send(accept)
         transport = AsgiTransport(
-            receive, send, station_id, log_frame=self._frame_log, violations=self.violations
+            receive,
+            send,
+            station_id,
+            log_frame=self._frame_log,
+            log_received=self._received_log,
+            violations=self.violations,
         )
         endpoint = OcppEndpoint(
             transport,
@@ -504,22 +552,22 @@ class Gateway:
     async def _admit(self, scope: Scope, send: Send, station_id: str) -> bool | None:
         """Whether the station is lenient, if it may connect; else the refusal has been sent."""
         creds = basic_credentials(_header(scope, b"authorization"))
-        known = self._known.get(station_id)
-        if known is None or known[0] < time.monotonic():
-            registrations = self._registrations
-            station = await self.store.stations.get(station_id)
-            if station is None:
-                if not self.config.auto_register:
-                    await self._keep_event(station_id, "FailedToAuthenticate", "unknown station")
-                    await self._deny(scope, send, 404, "unknown station")
-                    return None
-                station = await self._register(scope, station_id, creds)
-                if station is None:
-                    await self._deny(scope, send, 500, "could not register the station")
-                    return None
+        station = await self.store.stations.admission(station_id)
+        if station is None:
+            if not (self.config.auto_register or self.config.auto_register_unsecured):
+                await self._keep_event(
+                    station_id, "FailedToAuthenticate", "unknown station", _client_address(scope)
+                )
+                await self._deny(scope, send, 404, "unknown station")
+                return None
+            registered = await self._register(scope, send, station_id, creds)
+            if registered is None:
+                return None  # refused
+            new, station = registered
+            if new:
                 return station.lenient
-            known = self._remember(station, registrations == self._registrations)
-        _, security_profile, lenient, has_password = known
+            # registered by another connection meanwhile: its password must be given
+        security_profile, lenient = station.security_profile, station.lenient
         if security_profile >= 2 and scope.get("scheme") != "wss":
             # Profiles 2 and 3 are TLS profiles (A00.FR.312 / A00.FR.415).
             await self._refuse(
@@ -545,33 +593,73 @@ class Gateway:
                 return lenient
             await self._refuse(scope, send, station_id, "InvalidChargingStationCertificate", reason)
             return None
-        if has_password:
-            ok = (
-                creds is not None
-                and creds[0] == station_id
-                and await self.store.stations.check_password(station_id, creds[1])
-            )
-        else:
+        if not station.has_password:
             # No password: only security profile 0 (no authentication) gets in.
-            ok = security_profile == 0
-        if not ok:
-            reason = "no credentials" if creds is None else "wrong credentials"
-            await self._refuse(scope, send, station_id, "FailedToAuthenticate", reason)
+            if security_profile == 0:
+                return lenient
+            await self._refuse(scope, send, station_id, "FailedToAuthenticate", "no password set")
             return None
-        return lenient
+        return lenient if await self._check_password(scope, send, station_id, creds) else None
+
+    async def _check_password(
+        self, scope: Scope, send: Send, station_id: str, creds: tuple[str, str] | None
+    ) -> bool:
+        """The Basic password of a station that has one, throttled: a station id or source
+        address locked by earlier failures is refused with 429 before any argon2 work, and
+        a busy password pool with 503; both with ``Retry-After``."""
+        address = _client_address(scope)
+        wait = self.login_throttle.allow(station_id, address)
+        if wait > 0:
+            await self._throttled(scope, send, station_id, 429, "too many failed logins", wait)
+            return False
+        ok: bool | None = False
+        try:
+            if creds is None:
+                reason = "no credentials"
+            elif creds[0] != station_id:
+                reason = "username is not the station id"
+            else:
+                reason = "wrong credentials"
+                try:
+                    ok = await self.store.stations.check_password(station_id, creds[1])
+                except PoolBusy:
+                    ok = None  # not checked: neither a failure nor a success
+        finally:
+            self.login_throttle.done(station_id, address, ok=ok)
+        if ok is None:
+            await self._throttled(scope, send, station_id, 503, "busy", 1.0)
+            return False
+        if not ok:
+            await self._refuse(scope, send, station_id, "FailedToAuthenticate", reason)
+        return ok
+
+    async def _throttled(
+        self, scope: Scope, send: Send, station_id: str, status: int, text: str, wait: float
+    ) -> None:
+        """Refuse a login without looking at its password: counted, logged (not stored: a
+        flood of these must cost no writes), answered with ``Retry-After``."""
+        self.failed_logins[station_id] += 1
+        self.throttled_logins += 1
+        if self.throttled_logins % 1000 == 1:
+            log.warning(
+                "station %s: login throttled (%d so far)", station_id, self.throttled_logins
+            )
+        await self._deny(scope, send, status, text, (b"retry-after", str(max(1, math.ceil(wait)))))
 
     async def _refuse(
         self, scope: Scope, send: Send, station_id: str, event: str, reason: str
     ) -> None:
         """Count, log and keep the failed login as a security event; answer HTTP 401."""
         self.failed_logins[station_id] += 1
-        await self._keep_event(station_id, event, reason)
+        await self._keep_event(station_id, event, reason, _client_address(scope))
         log.warning("station %s: failed login, %s (%s)", station_id, event, reason)
         await self._deny(
             scope, send, 401, "unauthorized", (b"www-authenticate", f'Basic realm="{REALM}"')
         )
 
-    async def _keep_event(self, station_id: str, event: str, reason: str) -> None:
+    async def _keep_event(
+        self, station_id: str, event: str, reason: str, address: str | None = None
+    ) -> None:
         """Keep a refusal in memory and in the security_events table (source "gateway";
         1.6 whitepaper A00.FR.323 / A00.FR.408), stored before the refusal is answered:
         whoever was refused can find it in the REST API at once. The store's writer
@@ -585,6 +673,7 @@ class Gateway:
                 record.timestamp,
                 record.tech_info,
                 "gateway",
+                address=address,
             )
         except Exception:
             log.warning(
@@ -592,42 +681,58 @@ class Gateway:
             )
 
     async def _register(
-        self, scope: Scope, station_id: str, creds: tuple[str, str] | None
-    ) -> StationRecord | None:
-        """Auto-registration: trust on first use. A station that brings Basic credentials
-        (for itself) keeps that password; one without is registered with profile 0."""
+        self, scope: Scope, send: Send, station_id: str, creds: tuple[str, str] | None
+    ) -> tuple[bool, Admission] | None:
+        """Auto-registration, trust on first use: a station that brings Basic credentials
+        for itself keeps that password (hashed); credentials for another username are
+        refused; one without credentials is registered at profile 0 only when the operator
+        allowed it (``auto_register_unsecured``). (registered now?, its admission facts),
+        or None once a refusal has been sent. Never replaces a registration: when another
+        connection registered the id first, that one's password stands."""
         tls = scope.get("scheme") == "wss"
-        if creds is not None and creds[0] == station_id and creds[1]:
-            password: str | None = creds[1]
-            profile = 2 if tls else 1
-        else:
+        password: str | None
+        if creds is not None and creds[0] != station_id:
+            await self._refuse(
+                scope, send, station_id, "FailedToAuthenticate", "username is not the station id"
+            )
+            return None
+        if creds is not None and creds[1]:
+            password, profile = creds[1], (2 if tls else 1)
+        elif self.config.auto_register_unsecured:
             password, profile = None, 0
+        else:
+            await self._refuse(scope, send, station_id, "FailedToAuthenticate", "no credentials")
+            return None
         try:
-            record = await self.store.stations.register(
+            registered = await self.store.stations.register_new(
                 station_id, password=password, security_profile=profile
             )
+        except PoolBusy:
+            await self._throttled(scope, send, station_id, 503, "busy", 1.0)
+            return None
         except Exception:
             log.warning("auto-registration of %s failed", station_id, exc_info=True)
-            return await self.store.stations.get(station_id)
-        log.info("station %s auto-registered (security profile %d)", station_id, profile)
-        return record
+            await self._deny(scope, send, 500, "could not register the station")
+            return None
+        if registered[0]:
+            log.info("station %s auto-registered (security profile %d)", station_id, profile)
+        return registered
 
     @staticmethod
     async def _deny(
-        scope: Scope, send: Send, status: int, text: str, header: tuple[bytes, str] | None = None
+        scope: Scope, send: Send, status: int, text: str, *headers: tuple[bytes, str]
     ) -> None:
         """Refuse the handshake with an HTTP response (the ASGI denial-response extension)."""
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1000})  # the server answers 403
             return
         body = text.encode()
-        headers = [
+        head = [
             (b"content-length", str(len(body)).encode()),
             (b"content-type", b"text/plain; charset=utf-8"),
         ]
-        if header is not None:
-            headers.append((header[0], header[1].encode("latin-1")))
-        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        head += [(name, value.encode("latin-1")) for name, value in headers]
+        await send({"type": "websocket.http.response.start", "status": status, "headers": head})
         await send({"type": "websocket.http.response.body", "body": body})
 
     def security_event(self, event: SecurityEvent) -> None:
@@ -636,50 +741,48 @@ class Gateway:
 
     # -- side work: message log, last seen ---------------------------------------------
 
-    def log_frame(self, station_id: str, direction: str, text: str) -> None:
-        """Queue a frame for the message log (``direction`` "in" or "out"); a frame in
-        also tells that the station is alive. Never waits: when the log is behind, the
-        frame is dropped and counted in ``frames_dropped``."""
+    def log_frame(self, station_id: str, direction: str, text: str) -> asyncio.Future[None] | None:
+        """Log a frame (``direction`` "in" or "out"); the future of its row's commit. A
+        frame in also tells that the station is alive. Never waits: when the log is behind
+        (a frame out beyond ``LOG_OUT_LIMIT``, in beyond ``LOG_QUEUE_SIZE``), the frame is
+        dropped, counted in ``frames_dropped``, and None returned."""
+        messages = self.store.messages
         if direction == "in":
             conn = self._live.get(station_id)
             if conn is not None:
                 self._touch(conn)
-        try:
-            self._log_queue.put_nowait((station_id, direction, text, self.clock()))
-        except asyncio.QueueFull:
+        if messages.pending >= (LOG_QUEUE_SIZE if direction == "in" else LOG_OUT_LIMIT):
             self.frames_dropped += 1
             if self.frames_dropped % 1000 == 1:
                 log.warning("message log behind: %d frames dropped", self.frames_dropped)
-            return
-        if self._log_writer is None or self._log_writer.done():
-            self._log_writer = asyncio.get_running_loop().create_task(self._write_log())
+            return None
+        return messages.append(station_id, direction, text, self.clock())
 
-    async def _write_log(self) -> None:
-        """Hand queued frames to the store in batches (its writer commits them together)."""
-        while True:
-            batch = [await self._log_queue.get()]
-            while len(batch) < LOG_BATCH and not self._log_queue.empty():
-                batch.append(self._log_queue.get_nowait())
-            try:
-                await self.store.messages.log_many(batch)
-            except Exception as exc:
-                log.warning("could not log %d frames: %s", len(batch), exc)
-            finally:
-                for _ in batch:
-                    self._log_queue.task_done()
+    async def log_received(self, station_id: str, text: str) -> asyncio.Future[None]:
+        """Log a frame received, never dropped: while ``LOG_QUEUE_SIZE`` frames wait, wait
+        for room (the station's next frame waits meanwhile). The future of its row's
+        commit, once the row is queued: before its handler writes anything."""
+        messages = self.store.messages
+        if messages.pending >= LOG_QUEUE_SIZE:
+            await messages.wait_for_room(LOG_QUEUE_SIZE)
+        conn = self._live.get(station_id)
+        if conn is not None:
+            self._touch(conn)
+        return messages.append(station_id, "in", text, self.clock())
 
     def _touch(self, conn: Connection) -> None:
+        """Note that the station is alive, at most every ``SEEN_EVERY_S`` per connection;
+        the notes of many stations are written together (``store.stations.note_seen``)."""
         now = time.monotonic()
         if now - conn.last_seen_write < SEEN_EVERY_S:
             return
         conn.last_seen_write = now
-        self._spawn(self._record_seen(conn.station_id))
-
-    async def _record_seen(self, station_id: str) -> None:
         try:
-            await self.store.stations.record_seen(station_id, at=self.clock())
+            self.store.stations.note_seen(conn.station_id, at=self.clock()).add_done_callback(
+                _seen_written
+            )
         except Exception:
-            log.warning("could not record that %s was seen", station_id, exc_info=True)
+            log.warning("could not record that %s was seen", conn.station_id, exc_info=True)
 
     def record_tls_refusal(self, event: str, tech_info: str) -> None:
         """Keep a handshake that TLS refused (:mod:`plugstream.cloud.tlsaudit`) like a
@@ -700,11 +803,8 @@ class Gateway:
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=flush_timeout)
-        if self._log_writer is not None and not self._log_writer.done():
-            try:
-                await asyncio.wait_for(self._log_queue.join(), flush_timeout)
-            except TimeoutError:
-                log.warning("message log: %d frames not written", self._log_queue.qsize())
-            self._log_writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._log_writer
+        last = self.store.messages.last  # FIFO: committed last of all the log's rows
+        if last is not None and not last.done():
+            await asyncio.wait((last,), timeout=flush_timeout)
+            if not last.done():
+                log.warning("message log: %d frames not written", self.store.messages.pending)

@@ -9,6 +9,7 @@ of thousands of idle stations. What reaches into uvicorn's internals is in
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,16 +19,23 @@ import uvicorn
 
 from plugstream.cloud.app import create_app
 from plugstream.cloud.config import CloudConfig
+from plugstream.cloud.handshake_guard import AddressRate, HandshakeGuard
 from plugstream.cloud.tlsaudit import TlsAudit, TlsRefusal
-from plugstream.cloud.uvicorn_compat import CloudServer, LeanWebSocketProtocol, TlsHttpProtocol
-from plugstream.pki.tls import OCPP_TLS12_CIPHERS
+from plugstream.cloud.uvicorn_compat import (
+    CloudServer,
+    LeanWebSocketProtocol,
+    guarded_http_protocol,
+)
+from plugstream.pki.tls import OCPP_TLS12_CIPHERS, OCPP_TLS12_SERVER_CIPHERS
 
 __all__ = [
     "OCPP_TLS12_CIPHERS",
     "READY",
     "CloudServer",
     "bound_port",
+    "handshake_guard",
     "ocpp_server_context",
+    "raise_open_file_limit",
     "ready_line",
     "run",
     "serve",
@@ -37,11 +45,19 @@ __all__ = [
 
 READY = "PlugStream Cloud listening on"
 
+log = logging.getLogger(__name__)
+
+FD_RESERVE = 256
+"""File descriptors kept out of the handshake budget: the listening sockets, the
+database, the log, the REST API's own connections."""
+
 
 # The TLS 1.2 cipher suites the CSMS supports (OCPP 2.0.1 part 2 A00.FR.318 / A00.FR.421,
-# the 1.6 Security Whitepaper's list): AES-GCM with ECDHE-ECDSA or plain RSA key exchange.
+# the 1.6 Security Whitepaper's list): AES-GCM with ECDHE-ECDSA or plain RSA key exchange,
+# and ECDHE-RSA for forward secrecy with an RSA certificate (OCPP_TLS12_SERVER_CIPHERS).
 # No other TLS 1.2 suite is offered, so a station that only speaks weaker ones is refused
-# in the handshake (A00.FR.322). TLS 1.3 keeps OpenSSL's own (AEAD-only) suites.
+# in the handshake (A00.FR.322). TLS 1.3 keeps OpenSSL's own (AEAD-only) suites. With an
+# EC and an RSA certificate (A00.FR.318's note), both families are negotiable.
 
 
 def ocpp_server_context(
@@ -49,6 +65,7 @@ def ocpp_server_context(
     key: str | None,
     client_ca: str | None = None,
     extra_client_cas: Sequence[bytes] = (),
+    extra_certs: Sequence[tuple[str, str]] = (),
 ) -> ssl.SSLContext:
     """The CSMS's TLS context for security profiles 2 and 3: TLS 1.2 or 1.3 only
     (A00.FR.313), the spec's TLS 1.2 suites, no compression (A00.FR.321).
@@ -61,12 +78,18 @@ def ocpp_server_context(
     ``extra_client_cas`` (PEM) are trusted as well: the manufacturer root, whose
     certificates identify new stations at the setup service (and only there: the
     gateway admits only certificates issued by ``client_ca``).
+
+    ``extra_certs`` are more (certificate, key) pairs, each of another key type than
+    ``cert`` (an RSA one beside an EC one): OpenSSL keeps one certificate per key type
+    and serves the one that the suite it picked needs, in TLS 1.2 and in TLS 1.3.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_COMPRESSION
-    context.set_ciphers(":".join(OCPP_TLS12_CIPHERS))
+    context.set_ciphers(":".join(OCPP_TLS12_SERVER_CIPHERS))
     context.load_cert_chain(cert, key)
+    for extra_cert, extra_key in extra_certs:
+        context.load_cert_chain(extra_cert, extra_key)
     if client_ca is not None:
         context.load_verify_locations(cafile=client_ca)
     for pem in extra_client_cas:
@@ -99,6 +122,7 @@ def _context_factory(
             str(cloud.tls_key) if cloud.tls_key is not None else None,
             str(client_ca) if client_ca is not None else None,
             setup_client_cas(cloud),
+            [(str(c), str(k)) for c, k in cloud.tls_extra_certs],
         )
         return TlsAudit(_gateway_sink(app)).install(context)
 
@@ -118,7 +142,57 @@ def _gateway_sink(app: Any) -> Callable[[TlsRefusal, str], None]:
     return sink
 
 
-def uvicorn_config(config: CloudConfig, app: Any | None = None) -> uvicorn.Config:
+def raise_open_file_limit() -> int | None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (every station and every pending
+    handshake holds a descriptor; distributions start services at 1,024); the soft limit
+    now, None where there is none to read."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return None if soft == resource.RLIM_INFINITY else soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open-file limit from %d to %d: %s", soft, wanted, exc)
+        return soft
+    return wanted
+
+
+def handshake_guard(config: CloudConfig, open_files: int | None = None) -> HandshakeGuard:
+    """The server's guard of unfinished handshakes. With ``open_files`` (the process's
+    open-file limit) the cap of pending handshakes leaves at least as many descriptors to
+    stations as it takes, with a warning naming the figures when the limit is that low:
+    a flood of half-open connections must not starve every legitimate connect."""
+    cap = config.max_pending_handshakes
+    if open_files is not None:
+        needed = 2 * cap + FD_RESERVE
+        if open_files < needed:
+            lowered = max(1, (open_files - FD_RESERVE) // 2)
+            log.warning(
+                "the open-file limit (RLIMIT_NOFILE) is %d, below the %d that %d pending "
+                "handshakes and as many stations need: pending handshakes are capped at %d; "
+                "raise the hard limit (ulimit -Hn, systemd LimitNOFILE=)",
+                open_files,
+                needed,
+                cap,
+                lowered,
+            )
+            cap = min(cap, lowered)
+    rate = None
+    if config.connect_rate > 0 and config.connect_burst > 0:
+        rate = AddressRate(config.connect_rate, config.connect_burst)
+    return HandshakeGuard(timeout=config.handshake_timeout, max_pending=cap, rate=rate)
+
+
+def uvicorn_config(
+    config: CloudConfig, app: Any | None = None, *, open_files: int | None = None
+) -> uvicorn.Config:
+    """uvicorn's configuration for ``config``; ``open_files`` the process's open-file
+    limit, which bounds the cap of pending handshakes (:func:`handshake_guard`)."""
     tls = config.tls_cert is not None
     if app is None:
         app = create_app(config)
@@ -127,7 +201,9 @@ def uvicorn_config(config: CloudConfig, app: Any | None = None) -> uvicorn.Confi
         host=config.host,
         port=config.port,
         ws=LeanWebSocketProtocol,
-        http=TlsHttpProtocol if tls else "auto",
+        # Every connection starts under the handshake guard (h11, uvicorn's "auto" here
+        # too, as httptools is not a dependency); TLS ones get the ASGI TLS extension.
+        http=guarded_http_protocol(handshake_guard(config, open_files)),
         ws_max_size=config.max_frame_bytes,
         ws_ping_interval=config.ping_interval,
         ws_ping_timeout=config.ping_timeout,
@@ -159,7 +235,8 @@ def bound_port(server: uvicorn.Server, default: int) -> int:
 
 async def serve(config: CloudConfig, *, ready: Callable[[str], None] | None = None) -> int:
     """Serve until stopped; 0 after a clean stop, 1 when the server could not start."""
-    server = CloudServer(uvicorn_config(config))
+    open_files = raise_open_file_limit()
+    server = CloudServer(uvicorn_config(config, open_files=open_files))
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.02)
