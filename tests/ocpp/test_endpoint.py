@@ -407,3 +407,41 @@ async def test_sends_pass_a_slow_call_and_a_send_flood_is_bounded() -> None:
             assert answers == [[3, "slow"], [3, "last"]]
         finally:
             await ws.close()
+
+
+class SharedWrite(Handlers):
+    """Heartbeats that await one future shared by every connection, the way a batched
+    database write is shared."""
+
+    def __init__(self) -> None:
+        self.shared: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting = 0
+
+    @on("Heartbeat")
+    async def heartbeat(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.waiting += 1
+        await self.shared
+        return {"currentTime": NOW}
+
+
+async def test_a_handler_whose_awaited_future_is_cancelled_still_answers_and_the_next_call_runs() -> (
+    None
+):
+    """A future a handler awaits is cancelled under it (another connection's task shared
+    it and was cancelled): the CALL is answered InternalError, not left owed, and the
+    connection takes its next CALL (it once stopped taking any)."""
+    csms = SharedWrite()
+    async with csms_server(csms, []) as port:
+        ws = await raw(port, OcppVersion.V16)
+        try:
+            await ws.send(orjson.dumps([2, "h1", "Heartbeat", {}]).decode())
+            await until(lambda: csms.waiting == 1, "h1 in its handler")
+            csms.shared.cancel()
+            answer = orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))
+            assert answer[:3] == [4, "h1", "InternalError"]
+            csms.shared = asyncio.get_running_loop().create_future()
+            csms.shared.set_result(None)
+            await ws.send(orjson.dumps([2, "h2", "Heartbeat", {}]).decode())
+            assert orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))[:2] == [3, "h2"]
+        finally:
+            await ws.close()

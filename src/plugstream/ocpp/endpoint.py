@@ -275,7 +275,17 @@ class OcppEndpoint:
 
     async def _answer(self, event: CallReceived) -> None:
         try:
-            payload = await dispatch(self.handlers, event.action, event.payload)
+            try:
+                payload = await dispatch(self.handlers, event.action, event.payload)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the connection is closing
+                # something the handler awaited was cancelled under it: an answer is still
+                # owed, or the session waits for it and takes no further CALL
+                raise OcppError(
+                    ErrorCode.InternalError, f"handling {event.action} was cancelled"
+                ) from None
         except OcppError as exc:
             if exc.code is ErrorCode.InternalError:
                 log.exception("handler of %s failed", event.action, exc_info=exc.__cause__ or exc)

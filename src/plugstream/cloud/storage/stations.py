@@ -430,7 +430,9 @@ class Stations:
     ) -> None:
         """The station was heard from at ``at``; with ``station_time`` (its clock, e.g. a
         Heartbeat's or a boot's) also its clock offset, station minus server, in seconds."""
-        await self.note_seen(station_id, at=at, station_time=station_time)
+        # shielded: the write's future is shared by every station noted meanwhile, and
+        # awaiting it bare would cancel it for all of them when one connection closes
+        await asyncio.shield(self.note_seen(station_id, at=at, station_time=station_time))
 
     def note_seen(
         self, station_id: str, *, at: datetime, station_time: datetime | None = None
