@@ -44,6 +44,17 @@ WAIT = 30.0
 POLL = 0.02
 
 
+async def ready_tasks_run(rounds: int = 1) -> None:
+    """Let every task that is ready run, ``rounds`` times over, without waiting for any
+    time to pass: each round is one pass of the event loop's ready queue. For asserting
+    that something has NOT happened once everything that could run has run."""
+    loop = asyncio.get_running_loop()
+    for _ in range(rounds):
+        turn: asyncio.Future[None] = loop.create_future()
+        loop.call_soon(turn.set_result, None)
+        await turn
+
+
 async def until(
     check: Callable[[], T | Awaitable[T]],
     what: str = "",

@@ -40,7 +40,7 @@ from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.gateway import AsgiTransport, Gateway
 from plugstream.cloud.storage import Store
 from tests.cloud.test_interop_16 import CloudProcess
-from tests.support import WAIT, basic_auth, until
+from tests.support import WAIT, basic_auth, ready_tasks_run, until
 
 # -- in process ----------------------------------------------------------------------------
 
@@ -106,13 +106,6 @@ async def texts_logged(store: Store) -> list[str]:
     return [m.text for m in reversed(await store.messages.list("CP1", limit=100))]
 
 
-async def turns(n: int = 20) -> None:
-    """Let every task that can run, run: what is still waiting after this waits for
-    something that has not happened (here: the held-up writer)."""
-    for _ in range(n):
-        await asyncio.sleep(0)
-
-
 @pytest.mark.unit
 async def test_a_frame_received_is_committed_with_the_write_queued_after_it(
     sqlite_store: Store,
@@ -145,7 +138,7 @@ async def test_an_answer_waits_for_the_commit_of_the_call_it_answers(sqlite_stor
         assert await station.recv() == call
         answer = asyncio.create_task(station.send('[3,"n1",{}]'))
         await station.send('[2,"c1","Reset",{"type":"Immediate"}]')
-        await turns()
+        await ready_tasks_run(20)
         assert not answer.done()
         assert socket.texts() == ['[2,"c1","Reset",{"type":"Immediate"}]']
         assert await texts_logged(store) == []
@@ -190,7 +183,7 @@ async def test_a_log_behind_drops_frames_sent_and_holds_frames_received(
         await gateway.log_received("CP1", "in 0")
         await gateway.log_received("CP1", "in 1")
         third = asyncio.create_task(gateway.log_received("CP1", "in 2"))
-        await turns()
+        await ready_tasks_run(20)
         assert not third.done() and store.messages.pending == 10
     await asyncio.wait_for(await asyncio.wait_for(third, WAIT), WAIT)
     assert gateway.frames_dropped == 1

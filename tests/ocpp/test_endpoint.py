@@ -28,7 +28,7 @@ from plugstream.ocpp import (
     v16,
     v201,
 )
-from tests.support import WAIT, until
+from tests.support import WAIT, ready_tasks_run, until
 
 pytestmark = pytest.mark.socket
 
@@ -249,7 +249,7 @@ class Counting(Handlers):
     async def heartbeat(self, payload: dict[str, Any]) -> dict[str, Any]:
         self.running += 1
         self.most = max(self.most, self.running)
-        await asyncio.sleep(0)  # a handler that awaits: another would start here if allowed
+        await ready_tasks_run()  # a handler that awaits: another would start here if allowed
         self.running -= 1
         return {"currentTime": NOW}
 
