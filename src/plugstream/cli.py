@@ -512,6 +512,13 @@ def cloud_serve(
         float,
         typer.Option(callback=_positive, help="Seconds of the first login lock (then doubled)."),
     ] = _CLOUD_DEFAULTS.login_lock_s,
+    login_tarpit: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds a refusal of a locked station id or address is held back (at most).",
+        ),
+    ] = _CLOUD_DEFAULTS.login_tarpit_s,
     ping_interval: Annotated[
         float, typer.Option(callback=_positive, help="Seconds between WebSocket pings.")
     ] = _CLOUD_DEFAULTS.ping_interval,
@@ -635,6 +642,7 @@ def cloud_serve(
         login_failures_per_station=login_failures,
         login_failures_per_address=login_failures_per_address,
         login_lock_s=login_lock,
+        login_tarpit_s=login_tarpit,
         heartbeat_interval=heartbeat_interval,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,

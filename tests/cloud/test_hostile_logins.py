@@ -48,8 +48,15 @@ def _throttle(clock: ManualClock, station_free: int = 3, address_free: int = 100
 
 
 def _fail(throttle: LoginThrottle, station: str, address: str = ADDRESS) -> None:
-    assert throttle.allow(station, address) == 0
-    throttle.done(station, address, ok=False)
+    attempt = throttle.allow(station, address)
+    assert attempt.wait == 0
+    throttle.done(attempt, ok=False)
+
+
+def _succeed(throttle: LoginThrottle, station: str, address: str = ADDRESS) -> None:
+    attempt = throttle.allow(station, address)
+    assert attempt.wait == 0
+    throttle.done(attempt, ok=True)
 
 
 @pytest.mark.unit
@@ -60,10 +67,9 @@ def test_a_station_id_is_locked_after_its_free_failures_for_a_growing_delay() ->
         _fail(throttle, "CP1")
     assert throttle.retry_after("CP1", ADDRESS) == 0
     _fail(throttle, "CP1")  # the third: locked 1 s
-    assert throttle.allow("CP1", ADDRESS) == pytest.approx(1.0)
-    assert throttle.allow("CP1", "10.0.0.9") == pytest.approx(1.0)  # from anywhere
-    assert throttle.allow("CP2", ADDRESS) == 0  # another id is not locked
-    throttle.done("CP2", ADDRESS, ok=True)
+    assert throttle.allow("CP1", ADDRESS).wait == pytest.approx(1.0)
+    assert throttle.allow("CP1", "10.0.0.9").wait == pytest.approx(1.0)  # from anywhere
+    _succeed(throttle, "CP2", ADDRESS)  # another id is not locked
     delays = []
     for _ in range(5):
         clock.now += throttle.retry_after("CP1", ADDRESS)
@@ -71,8 +77,7 @@ def test_a_station_id_is_locked_after_its_free_failures_for_a_growing_delay() ->
         delays.append(throttle.retry_after("CP1", ADDRESS))
     assert delays == pytest.approx([2.0, 4.0, 8.0, 8.0, 8.0])  # doubling, up to the ceiling
     clock.now += 8.0
-    assert throttle.allow("CP1", ADDRESS) == 0
-    throttle.done("CP1", ADDRESS, ok=True)  # the right password: the id starts afresh
+    _succeed(throttle, "CP1", ADDRESS)  # the right password: the id starts afresh
     _fail(throttle, "CP1")
     assert throttle.retry_after("CP1", ADDRESS) == 0
 
@@ -83,21 +88,59 @@ def test_an_address_is_locked_whatever_ids_it_tries() -> None:
     throttle = _throttle(clock, station_free=100, address_free=4)
     for n in range(4):
         _fail(throttle, f"CP{n}")
-    assert throttle.allow("CP99", ADDRESS) == pytest.approx(1.0)
-    assert throttle.allow("CP99", "192.0.2.7") == 0  # another address may still try
-    throttle.done("CP99", "192.0.2.7", ok=True)
+    assert throttle.allow("CP99", ADDRESS).wait == pytest.approx(1.0)
+    _succeed(throttle, "CP99", "192.0.2.7")  # another address may still try
     # a success does not give the address a fresh budget
     clock.now += 1.0
-    assert throttle.allow("CP0", ADDRESS) == 0
-    throttle.done("CP0", ADDRESS, ok=True)
+    _succeed(throttle, "CP0", ADDRESS)
     _fail(throttle, "CP5")
     assert throttle.retry_after("CP5", ADDRESS) == pytest.approx(2.0)
 
 
 @pytest.mark.unit
+def test_a_strangers_guesses_do_not_lock_a_station_out_of_its_own_address() -> None:
+    clock = ManualClock()
+    throttle = _throttle(clock, station_free=3)
+    _succeed(throttle, "CP1", ADDRESS)  # the real station, admitted from its site
+    for _ in range(3):
+        _fail(throttle, "CP1", "198.51.100.66")  # a stranger guesses its password
+    assert throttle.retry_after("CP1", "198.51.100.66") == pytest.approx(1.0)
+    assert throttle.retry_after("CP1", "203.0.113.5") == pytest.approx(1.0)  # any stranger
+    _succeed(throttle, "CP1", ADDRESS)  # the station still gets in from its address
+    for _ in range(3):  # guesses from the station's own address are throttled there
+        _fail(throttle, "CP1", ADDRESS)
+    assert throttle.retry_after("CP1", ADDRESS) == pytest.approx(1.0)
+
+
+@pytest.mark.unit
+def test_a_locked_address_still_admits_the_stations_last_admitted_from_it() -> None:
+    clock = ManualClock()
+    throttle = _throttle(clock, station_free=100, address_free=4)
+    _succeed(throttle, "GOOD", ADDRESS)
+    for n in range(4):
+        _fail(throttle, f"CP{n}")  # a neighbour behind the same NAT guesses
+    assert throttle.retry_after("CP9", ADDRESS) == pytest.approx(1.0)
+    assert throttle.retry_after("GOOD", ADDRESS) == 0  # the site's good station is not held
+    assert throttle.retry_after("GOOD", "192.0.2.99") == 0
+
+
+@pytest.mark.unit
+def test_unknown_station_ids_lock_their_address_like_wrong_passwords() -> None:
+    clock = ManualClock()
+    throttle = _throttle(clock, address_free=4)
+    for _ in range(4):
+        throttle.unknown(ADDRESS)
+    assert throttle.retry_after("ANY", ADDRESS) == pytest.approx(1.0)
+    assert throttle.retry_after("ANY", "192.0.2.7") == 0
+    clock.now += 1.0
+    throttle.unknown(ADDRESS)
+    assert throttle.retry_after("ANY", ADDRESS) == pytest.approx(2.0)  # doubling
+
+
+@pytest.mark.unit
 def test_parallel_guesses_cannot_all_slip_in_before_the_first_fails() -> None:
     throttle = _throttle(ManualClock(), station_free=3)
-    begun = [throttle.allow("CP1", ADDRESS) == 0 for _ in range(50)]
+    begun = [throttle.allow("CP1", ADDRESS).wait == 0 for _ in range(50)]
     assert begun.count(True) == 3  # the rest wait for these to be decided
 
 
@@ -105,8 +148,9 @@ def test_parallel_guesses_cannot_all_slip_in_before_the_first_fails() -> None:
 def test_an_attempt_the_busy_server_never_checked_is_no_failure_and_no_success() -> None:
     throttle = _throttle(ManualClock(), station_free=3)
     _fail(throttle, "CP1")
-    assert throttle.allow("CP1", ADDRESS) == 0
-    throttle.done("CP1", ADDRESS, ok=None)  # 503: the pool was full
+    attempt = throttle.allow("CP1", ADDRESS)
+    assert attempt.wait == 0
+    throttle.done(attempt, ok=None)  # 503: the pool was full
     _fail(throttle, "CP1")
     assert throttle.retry_after("CP1", ADDRESS) == 0  # two failures, not three
     _fail(throttle, "CP1")  # the third: locked, the first not forgotten
@@ -310,6 +354,7 @@ async def test_a_locked_station_id_is_refused_without_argon2_then_its_password_w
         login_failures_per_station=3,
         login_failures_per_address=1000,
         login_lock_s=3.0,
+        login_tarpit_s=0.0,  # refused at once here; the tarpit has its own test
     ) as cloud:
         await cloud.store.stations.register("CPL", password=GOOD, security_profile=1)
         for n in range(3):
@@ -339,7 +384,10 @@ async def test_a_locked_station_id_is_refused_without_argon2_then_its_password_w
 @pytest.mark.socket
 async def test_a_locked_address_is_refused_whatever_station_it_names(tmp_path: Path) -> None:
     async with running_cloud(
-        tmp_path, login_failures_per_station=1000, login_failures_per_address=4
+        tmp_path,
+        login_failures_per_station=1000,
+        login_failures_per_address=4,
+        login_tarpit_s=0.0,  # refused at once here; the tarpit has its own test
     ) as cloud:
         for sid in ("A1", "A2"):
             await cloud.store.stations.register(sid, password=GOOD, security_profile=1)
@@ -349,6 +397,67 @@ async def test_a_locked_address_is_refused_whatever_station_it_names(tmp_path: P
         assert await _login(cloud, "A2", GOOD) == 429
         assert await _login(cloud, "A1", None) == 429
         assert cloud.store.stations.argon2_checks == checks
+
+
+@pytest.mark.socket
+async def test_unknown_station_ids_lock_the_address_before_any_read_or_row(
+    tmp_path: Path,
+) -> None:
+    """A scan of station ids is throttled like a scan of passwords: after the address's
+    free failures the next unknown id is answered 429 with no store read and no new
+    refusal row, while a station admitted from that address before still gets in."""
+    async with running_cloud(
+        tmp_path, login_failures_per_address=5, login_lock_s=60.0, login_tarpit_s=0.0
+    ) as cloud:
+        await cloud.store.stations.register("SITE1", password=GOOD, security_profile=1)
+        assert await _login(cloud, "SITE1", GOOD) == 101  # admitted from 127.0.0.1
+        for n in range(5):
+            assert await _login(cloud, f"SCAN-{n}", GOOD) == 404
+        rows = await cloud.store.db.count_rows("security_events")
+        reads = cloud.store.stations.admission_reads
+        for n in range(5, 25):
+            assert await _login(cloud, f"SCAN-{n}", GOOD) == 429
+        assert await _login(cloud, "SITE1", "wrong-password-0") == 401  # not held: trusted
+        assert cloud.store.stations.admission_reads == reads
+        assert await cloud.store.db.count_rows("security_events") == rows + 1  # the 401
+        assert await _login(cloud, "SITE1", GOOD) == 101
+
+
+@pytest.mark.socket
+async def test_a_locked_login_is_answered_late_so_each_guesser_waits(tmp_path: Path) -> None:
+    """The tarpit: a refusal of a locked address is held back (here 0.5 s of a 60 s
+    lock) and still says when to come back; a connected station is answered meanwhile."""
+    async with running_cloud(
+        tmp_path, login_failures_per_address=2, login_lock_s=60.0, login_tarpit_s=0.5
+    ) as cloud:
+        await cloud.store.stations.register("GOOD", password=GOOD, security_profile=1)
+        stop = asyncio.Event()
+        probe = asyncio.create_task(_heartbeat_times(cloud, stop))
+        await until(lambda: cloud.gateway.is_connected("GOOD"), "the station connected")
+        for n in range(2):
+            assert await _login(cloud, f"T{n}", GOOD) == 404
+        began = time.perf_counter()
+        refusals = await asyncio.gather(*(_refusal(cloud, f"T{n}") for n in range(50)))
+        took = time.perf_counter() - began
+        stop.set()
+        times = await asyncio.wait_for(probe, WAIT)
+        assert {status for status, _ in refusals} == {429}
+        assert all(int(retry) >= 59 for _, retry in refusals)
+        assert took >= 0.5  # none answered before the tarpit's delay
+        assert times and max(times) < took  # the station was answered while they waited
+
+
+async def _refusal(cloud: Cloud, station_id: str) -> tuple[int, str]:
+    try:
+        async with connect(
+            cloud.url(station_id),
+            subprotocols=[V16],  # type: ignore[list-item]
+            additional_headers=basic_auth(station_id, GOOD),
+            open_timeout=WAIT,
+        ):
+            return 101, ""
+    except InvalidStatus as exc:
+        return exc.response.status_code, exc.response.headers.get("Retry-After", "")
 
 
 @pytest.mark.socket

@@ -274,7 +274,11 @@ async def test_a_real_cloud_caps_a_flood_and_its_retention_task_clears_old_rows(
     keeps the station's own reported event."""
     clock = Clock(T0)
     async with running_cloud(
-        tmp_path, clock=clock, max_refusal_rows=50, retention_period=0.05
+        tmp_path,
+        clock=clock,
+        max_refusal_rows=50,
+        retention_period=0.05,
+        login_failures_per_address=1000,  # the cap is under test here, not the throttle
     ) as cloud:
         await cloud.store.stations.register("CP-REAL", password=PASSWORD, security_profile=1)
         await cloud.store.security.add_event("CP-REAL", "StartupOfTheDevice", T0, None, "station")

@@ -25,6 +25,10 @@ class CloudConfig:
     login_failures_per_address: int = 20
     login_lock_s: float = 1.0
     login_lock_max_s: float = 300.0
+    # s a refusal for a locked id or address is held back before it is answered (at most,
+    # and never past half the handshake deadline): each parallel guesser waits that long
+    # before its next guess, where an at-once 429 let 200 of them spend a whole core.
+    login_tarpit_s: float = 5.0
     # s, handed out in BootNotification; pings keep NAT alive in between
     heartbeat_interval: int = 3600
     boot_retry_interval: int = 60  # s a Pending or Rejected station waits to boot again

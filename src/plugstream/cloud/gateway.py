@@ -28,9 +28,10 @@ For each station that connects to ``/ocpp/{stationId}`` it
 What admission needs of a station (its profile, lenient flag, whether it has a
 password) is remembered by ``store.stations`` for a while; registrations made in this
 process replace it at once, and passwords are always checked against the stored hash.
-Failed logins are throttled per station id and per source address
-(:mod:`plugstream.cloud.logins`): a locked one is refused with 429 and ``Retry-After``
-before any argon2 work. With ``auto_register`` a new station's first Basic password
+Failed logins and unknown station ids are throttled per station id and per source
+address (:mod:`plugstream.cloud.logins`): a locked one is refused with 429 and
+``Retry-After`` before any store read or argon2 work, the refusal held back for up to
+``login_tarpit_s`` so each guesser's next try waits too. With ``auto_register`` a new station's first Basic password
 becomes its own; one without credentials is registered (profile 0) only with
 ``auto_register_unsecured``. The
 gateway is a raw ASGI handler (``serve_asgi``) holding nothing of the handshake
@@ -552,11 +553,27 @@ class Gateway:
     async def _admit(self, scope: Scope, send: Send, station_id: str) -> bool | None:
         """Whether the station is lenient, if it may connect; else the refusal has been sent."""
         creds = basic_credentials(_header(scope, b"authorization"))
+        address = _client_address(scope)
+        wait = self.login_throttle.retry_after(station_id, address)
+        if wait > 0:
+            # Locked by earlier failures: refused before any read, write or hash.
+            await self._throttled(scope, send, station_id, 429, "too many failed logins", wait)
+            return None
+        lenient = await self._admission(scope, send, station_id, creds)
+        if lenient is not None:
+            self.login_throttle.admitted(station_id, address)
+        return lenient
+
+    async def _admission(
+        self, scope: Scope, send: Send, station_id: str, creds: tuple[str, str] | None
+    ) -> bool | None:
         station = await self.store.stations.admission(station_id)
         if station is None:
             if not (self.config.auto_register or self.config.auto_register_unsecured):
+                address = _client_address(scope)
+                self.login_throttle.unknown(address)  # a scan of ids is throttled too
                 await self._keep_event(
-                    station_id, "FailedToAuthenticate", "unknown station", _client_address(scope)
+                    station_id, "FailedToAuthenticate", "unknown station", address
                 )
                 await self._deny(scope, send, 404, "unknown station")
                 return None
@@ -607,10 +624,11 @@ class Gateway:
         """The Basic password of a station that has one, throttled: a station id or source
         address locked by earlier failures is refused with 429 before any argon2 work, and
         a busy password pool with 503; both with ``Retry-After``."""
-        address = _client_address(scope)
-        wait = self.login_throttle.allow(station_id, address)
-        if wait > 0:
-            await self._throttled(scope, send, station_id, 429, "too many failed logins", wait)
+        attempt = self.login_throttle.allow(station_id, _client_address(scope))
+        if attempt.wait > 0:
+            await self._throttled(
+                scope, send, station_id, 429, "too many failed logins", attempt.wait
+            )
             return False
         ok: bool | None = False
         try:
@@ -625,7 +643,7 @@ class Gateway:
                 except PoolBusy:
                     ok = None  # not checked: neither a failure nor a success
         finally:
-            self.login_throttle.done(station_id, address, ok=ok)
+            self.login_throttle.done(attempt, ok=ok)
         if ok is None:
             await self._throttled(scope, send, station_id, 503, "busy", 1.0)
             return False
@@ -637,13 +655,18 @@ class Gateway:
         self, scope: Scope, send: Send, station_id: str, status: int, text: str, wait: float
     ) -> None:
         """Refuse a login without looking at its password: counted, logged (not stored: a
-        flood of these must cost no writes), answered with ``Retry-After``."""
+        flood of these must cost no writes), answered with ``Retry-After``. A 429 is held
+        back (the tarpit, a timer and no CPU) so the client's next guess waits as well."""
         self.failed_logins[station_id] += 1
         self.throttled_logins += 1
         if self.throttled_logins % 1000 == 1:
             log.warning(
                 "station %s: login throttled (%d so far)", station_id, self.throttled_logins
             )
+        if status == 429:
+            hold = min(wait, self.config.login_tarpit_s, self.config.handshake_timeout / 2)
+            if hold > 0:
+                await asyncio.sleep(hold)
         await self._deny(scope, send, status, text, (b"retry-after", str(max(1, math.ceil(wait)))))
 
     async def _refuse(

@@ -9,9 +9,11 @@ default thread pool with the store's writer. So:
   station id and per source address. The first few are free; each one after that locks
   the key for a delay that doubles up to a ceiling. Attempts in flight count as
   failures-to-be, so a burst of parallel guesses cannot all slip past before the first
-  fails. A locked key is refused at once (HTTP 429 with ``Retry-After``), before any
-  hash work. A success clears the station's count (not the address's: an attacker
-  behind the same NAT as a good station must not get a fresh budget from it).
+  fails. A locked key is refused (HTTP 429 with ``Retry-After``) before any store read
+  or hash work, and the refusal is held back for a few seconds (the gateway's tarpit),
+  so that a client's next guess waits too. A success clears the station's count (not
+  the address's: an attacker behind the same NAT as a good station must not get a fresh
+  budget from it), and makes that address the station's trusted one (see the class).
 - :class:`PasswordPool` runs the hashes on a small thread pool of its own with a
   bounded queue: beyond it a check is refused (busy) instead of queued without end.
 - :class:`VerifiedCache` remembers (station id, password) pairs that verified, as an
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 __all__ = [
+    "LoginAttempt",
     "LoginThrottle",
     "PasswordPool",
     "PoolBusy",
@@ -129,11 +132,31 @@ class _Counter:
         return len(self._entries)
 
 
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """One login's place in the throttle: ``wait`` > 0 means refused for that many seconds;
+    otherwise the attempt is begun and must be ended with :meth:`LoginThrottle.done`."""
+
+    station_id: str
+    address: str
+    station_key: str
+    trusted: bool
+    wait: float
+
+
 class LoginThrottle:
     """Per station id and per source address: may this login try its password now?
 
-    ``allow`` answers the seconds to wait (0: go ahead, and the attempt is counted in
-    flight until ``done``). Sans-I/O: ``clock`` is a monotonic clock in seconds."""
+    A station id's failures are counted apart for the address it last logged in from
+    (its *trusted* address) and for everywhere else, so a stranger's guesses lock the
+    id against strangers only: the real station, from where it was last admitted, is not
+    locked out by them. A trusted (id, address) pair is not held by the address's own
+    lock either (a neighbour behind the same NAT guessing other ids does not shut the
+    site's good stations out); its own id's failures still count, so guessing a trusted
+    id from its address is throttled as before. Unknown station ids count as failures of
+    their address (:meth:`unknown`), so a scan of ids is throttled like one of passwords.
+
+    Sans-I/O: ``clock`` is a monotonic clock in seconds."""
 
     def __init__(
         self,
@@ -144,37 +167,68 @@ class LoginThrottle:
         max_keys: int = 100_000,
     ) -> None:
         self._clock = clock
+        self._max_keys = max_keys
         self._stations = _Counter(per_station, max_keys)
         self._addresses = _Counter(per_address, max_keys)
+        self._trusted: dict[str, str] = {}  # station id -> address of its last admission
 
-    def allow(self, station_id: str, address: str) -> float:
-        """0.0 and the attempt is begun, or the seconds until this login may try again."""
+    def _key(self, station_id: str, address: str) -> tuple[str, bool]:
+        trusted = self._trusted.get(station_id) == address
+        return (station_id if trusted else f"{station_id}\0elsewhere"), trusted
+
+    def _wait(self, key: str, trusted: bool, address: str, now: float) -> float:
+        wait = self._stations.wait(key, now)
+        if not trusted:
+            wait = max(wait, self._addresses.wait(address, now))
+        return wait
+
+    def allow(self, station_id: str, address: str) -> LoginAttempt:
+        """The attempt, begun (``wait`` 0), or refused for ``wait`` seconds."""
         now = self._clock()
-        wait = max(self._stations.wait(station_id, now), self._addresses.wait(address, now))
-        if wait > 0:
-            return wait
-        self._stations.begin(station_id, now)
-        self._addresses.begin(address, now)
-        return 0.0
+        key, trusted = self._key(station_id, address)
+        wait = self._wait(key, trusted, address, now)
+        if wait <= 0:
+            self._stations.begin(key, now)
+            self._addresses.begin(address, now)
+        return LoginAttempt(station_id, address, key, trusted, max(wait, 0.0))
 
     def retry_after(self, station_id: str, address: str) -> float:
         """The seconds :meth:`allow` would answer now, without beginning an attempt."""
-        now = self._clock()
-        return max(self._stations.wait(station_id, now), self._addresses.wait(address, now))
+        key, trusted = self._key(station_id, address)
+        return self._wait(key, trusted, address, self._clock())
 
-    def done(self, station_id: str, address: str, *, ok: bool | None) -> None:
-        """The attempt begun by :meth:`allow` ended: the password was right (``ok``), wrong,
-        or (None) never checked (the server was busy): no failure, no success."""
+    def done(self, attempt: LoginAttempt, *, ok: bool | None) -> None:
+        """The begun attempt ended: the password was right (``ok``), wrong, or (None) never
+        checked (the server was busy): no failure, no success."""
+        if attempt.wait > 0:
+            return
         now = self._clock()
-        self._stations.end(station_id, now, failed=ok is False)
-        self._addresses.end(address, now, failed=ok is False)
+        self._stations.end(attempt.station_key, now, failed=ok is False)
+        self._addresses.end(attempt.address, now, failed=ok is False)
         if ok:
-            self._stations.clear(station_id)
+            self._stations.clear(attempt.station_key)
+            self.admitted(attempt.station_id, attempt.address)
+
+    def admitted(self, station_id: str, address: str) -> None:
+        """The station got in from ``address`` (by password, certificate or profile 0):
+        from now on that is its trusted address."""
+        trusted = self._trusted
+        trusted.pop(station_id, None)
+        if len(trusted) >= self._max_keys:
+            for old in list(trusted)[: len(trusted) // 2]:  # the least recently admitted
+                del trusted[old]
+        trusted[station_id] = address
+
+    def unknown(self, address: str) -> None:
+        """A login named a station id that is not registered: a failure of the address."""
+        now = self._clock()
+        self._addresses.begin(address, now)
+        self._addresses.end(address, now, failed=True)
 
     @property
     def keys(self) -> int:
         """Station ids and addresses remembered (for tests and diagnostics)."""
-        return len(self._stations) + len(self._addresses)
+        return len(self._stations) + len(self._addresses) + len(self._trusted)
 
 
 class PoolBusy(Exception):

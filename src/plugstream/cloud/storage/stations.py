@@ -237,6 +237,7 @@ class Stations:
         self._changing: dict[str, int] = {}  # registrations under way, per station
         self._seen = _SeenBatch()
         self.argon2_checks = 0  # password hashes verified (not answered from the cache)
+        self.admission_reads = 0  # admissions read from the database (not the cache)
         # Called with a station id as a registration starts and again once it has
         # ended (committed or failed): caches of station settings drop the entry.
         self.listeners: list[Callable[[str], None]] = []
@@ -355,6 +356,7 @@ class Stations:
         cached = self.cached_admission(station_id)
         if cached is not None:
             return cached
+        self.admission_reads += 1
         found = await self._db.read(lambda conn: _admission(conn, station_id))
         if found is not None:
             self._keep_admission(found)
