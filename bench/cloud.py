@@ -45,170 +45,46 @@ Every process it starts is stopped by its PID (SIGTERM, then SIGKILL).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.metadata
 import json
 import os
 import platform
 import queue
-import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
+from procs import (
+    CLOUD_READY,
+    HOST,
+    BenchError,
+    Server,
+    cloud_argv,
+    cpu_seconds,
+    dist_version,
+    free_port,
+    last_json,
+    print_summary,
+    raise_nofile,
+    rss_kb,
+    stop_pid,
+)
+
 HERE: Final = Path(__file__).resolve().parent
 LOADGEN: Final = HERE / "loadgen.py"
 REFERENCE: Final = HERE / "peers" / "reference_csms.py"
-HOST: Final = "127.0.0.1"
 
 GOAL_RATIO: Final = 5.0
 GOAL_P99_MS: Final = 50.0
 GOAL_IDLE_STATIONS: Final = 10_000
 GOAL_KB_PER_IDLE: Final = 40.0
 
-READY_TIMEOUT: Final = 60.0  # s for a server to say it listens
-STOP_TIMEOUT: Final = 10.0  # s between SIGTERM and SIGKILL
 SETTLE: Final = 2.0  # s to let a server settle before reading its RSS
-
-
-class BenchError(Exception):
-    pass
-
-
-# --- processes -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def stop_pid(proc: subprocess.Popen[Any]) -> None:
-    """Stop one process we started, by its PID: SIGTERM, then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_TIMEOUT)
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (a server might fork workers)."""
-    out: list[int] = []
-    todo = [pid]
-    while todo and len(out) < 1000:
-        p = todo.pop()
-        out.append(p)
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f"/proc/{p}/task"):
-                with contextlib.suppress(OSError):
-                    text = Path(f"/proc/{p}/task/{task}/children").read_text()
-                    todo.extend(int(c) for c in text.split())
-    return out
-
-
-def rss_kb(pid: int) -> int:
-    """VmRSS of ``pid`` and its descendants, in KB."""
-    total = 0
-    for p in tree(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-                    break
-    return total
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its descendants."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for p in tree(pid):
-        with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{p}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
-@dataclass(slots=True)
-class Server:
-    key: str  # "ours" or "reference"
-    label: str
-    argv: list[str]
-    ready: str  # the start of the stdout line that says it listens
-    port: int
-    db: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        for path in self.db.parent.glob(self.db.name + "*"):
-            path.unlink()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=HERE.parent,
-                env=env,
-            )
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            text = self.log.read_text(errors="replace")
-            if any(line.startswith(self.ready) for line in text.splitlines()):
-                return
-            if self.proc.poll() is not None:
-                raise BenchError(f"{self.label} exited ({self.proc.returncode}):\n{self.tail()}")
-            time.sleep(0.05)
-        raise BenchError(f"{self.label} did not print {self.ready!r} in time:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_pid(self.proc)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def db_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.db.parent.glob(self.db.name + "*"))
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Server]:
-        try:
-            self.start()
-            yield self
-        finally:
-            self.stop()
 
 
 def make_server(key: str, impl: str, workdir: Path, ping_interval: float) -> Server:
@@ -216,38 +92,23 @@ def make_server(key: str, impl: str, workdir: Path, ping_interval: float) -> Ser
     db = workdir / f"{key}.db"
     log = workdir / f"{key}.log"
     if impl == "plugstream":
-        argv = [
-            sys.executable,
-            "-m",
-            "plugstream.cli",
-            "cloud",
-            "serve",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--db",
-            f"sqlite:///{db}",
-            "--auto-register-unsecured",
-            "--ping-interval",
-            f"{ping_interval:g}",
-        ]
-        return Server(key, "PlugStream Cloud", argv, "PlugStream Cloud listening", port, db, log)
+        options = ["--auto-register-unsecured", "--ping-interval", f"{ping_interval:g}"]
+        argv = cloud_argv(port, db, *options)
+        return Server("PlugStream Cloud", argv, CLOUD_READY, port, db, log, key=key)
     argv = [sys.executable, str(REFERENCE), "--host", HOST, "--port", str(port), "--db", str(db)]
     label = "reference (ocpp lib)" if key == "reference" else f"reference as {key}"
-    return Server(key, label, argv, "ready", port, db, log)
+    return Server(label, argv, "ready", port, db, log, key=key)
 
 
 def loadgen_argv(server: Server, *args: str) -> list[str]:
     return [sys.executable, str(LOADGEN), "--url", f"ws://{HOST}:{server.port}/ocpp", *args]
 
 
-def last_json(text: str) -> dict[str, Any]:
-    for line in reversed(text.strip().splitlines()):
-        if line.startswith("{"):
-            out: dict[str, Any] = json.loads(line)
-            return out
-    raise BenchError(f"no JSON line from the load generator:\n{text[-2000:]}")
+def loadgen_result(text: str) -> dict[str, Any]:
+    result = last_json(text)
+    if result is None:
+        raise BenchError(f"no JSON line from the load generator:\n{text[-2000:]}")
+    return result
 
 
 # --- phases ----------------------------------------------------------------------
@@ -286,7 +147,7 @@ def run_load(server: Server, workdir: Path, timeout: float, *args: str) -> Load:
         raise BenchError(f"load generator failed ({proc.returncode}):\n{err.read_text()[-2000:]}")
     if not server.alive():
         raise BenchError(f"{server.label} died under load:\n{server.tail()}")
-    return Load(last_json(out.decode()), (cpu1 - cpu0) / (t1 - t0), rss_kb(server.pid))
+    return Load(loadgen_result(out.decode()), (cpu1 - cpu0) / (t1 - t0), rss_kb(server.pid))
 
 
 @dataclass(slots=True)
@@ -431,13 +292,6 @@ def measure(workdir: Path, args: argparse.Namespace) -> tuple[Figures, Figures]:
 # --- report ----------------------------------------------------------------------
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
 def _f(value: float | None, spec: str = ",.0f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -511,8 +365,8 @@ def report(ours: Figures, ref: Figures, args: argparse.Namespace, took: float) -
     print()
     print("PlugStream Cloud vs a reference CSMS (ocpp library + websockets), OCPP 1.6J on loopback")
     print(
-        f"{py}; {os.cpu_count()} CPUs; ocpp {_version('ocpp')}, websockets "
-        f"{_version('websockets')}; SQLite durable (commit before CALLRESULT) in {args.workdir_shown}"
+        f"{py}; {os.cpu_count()} CPUs; ocpp {dist_version('ocpp')}, websockets "
+        f"{dist_version('websockets')}; SQLite durable (commit before CALLRESULT) in {args.workdir_shown}"
     )
     print(
         f"{args.stations} stations, MeterValues (10 sampled values) + every 10th a Heartbeat, "
@@ -615,15 +469,8 @@ def report(ours: Figures, ref: Figures, args: argparse.Namespace, took: float) -
         "cpus": os.cpu_count(),
         "took_s": round(took, 1),
         "python": platform.python_version(),
-        "versions": {d: _version(d) for d in ("ocpp", "websockets", "orjson", "plugstream")},
+        "versions": {d: dist_version(d) for d in ("ocpp", "websockets", "orjson", "plugstream")},
     }
-
-
-def raise_nofile(wanted: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -670,9 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    sys.stdout.flush()
-    print(json.dumps(summary, separators=(",", ":")))
-    return 0
+    return print_summary(summary)
 
 
 if __name__ == "__main__":

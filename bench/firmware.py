@@ -51,14 +51,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import platform
 import random
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -81,10 +79,20 @@ from plugstream.station.download import fetch
 from plugstream.station.firmware import build_image
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station201 import Station201
+from procs import (
+    CLOUD_READY,
+    HOST,
+    BenchError,
+    cloud_argv,
+    cpu_seconds,
+    free_port,
+    launch,
+    peak_rss_kb,
+    print_summary,
+    stop_pid,
+    tail,
+)
 
-HERE: Final = Path(__file__).resolve().parent
-ROOT: Final = HERE.parent
-HOST: Final = "127.0.0.1"
 API_TOKEN: Final = "firmware-bench-token-0123456789"
 PASSWORD: Final = "firmware-bench-password"  # 16..40 characters (A00.FR.205)
 VERSION: Final = "2.0.0"
@@ -93,54 +101,13 @@ MB: Final = 1 << 20
 UPLOAD_CHUNK: Final = 1 << 20
 GOAL_RATIO: Final = 2.0
 
-READY_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 30.0
 HTTP_TIMEOUT: Final = 120.0
 POLL: Final = 0.5
 STATUS_LOG: Final = "%s firmware status %s (request %s)"
 
 
-class BenchError(Exception):
-    pass
-
-
-# --- processes ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def stop_pid(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
-    """Stop one process we started, by its PID: SIGTERM, then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of one process."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_kb(pid: int) -> int:
-    """VmHWM: the process's peak resident set, KB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
+# --- the cloud ----------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -155,10 +122,7 @@ class Cloud:
         return f"https://{HOST}:{self.port}"
 
     def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return tail(self.log, lines)
 
     def trusting(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.root))
@@ -177,30 +141,12 @@ def start_cloud(workdir: Path) -> Cloud:
     pki, cert, key = make_pki(workdir)
     port = free_port()
     log = workdir / "cloud.log"
-    argv = [sys.executable, "-m", "plugstream.cli", "cloud", "serve", "--host", HOST]
-    argv += ["--port", str(port), "--db", f"sqlite:///{workdir / 'cloud.db'}"]
+    argv = cloud_argv(port, workdir / "cloud.db")
     argv += ["--api-token", API_TOKEN, "--tls-cert", str(cert), "--tls-key", str(key)]
     argv += ["--pki", str(pki), "--firmware-dir", str(workdir / "firmware")]
     argv += ["--public-url", f"https://{HOST}:{port}"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
-    cloud = Cloud(port, proc, log, pki / "csms-root.pem")
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if "PlugStream Cloud listening" in log.read_text(errors="replace"):
-            return cloud
-        if proc.poll() is not None:
-            raise BenchError(f"the cloud exited ({proc.returncode}):\n{cloud.tail()}")
-        time.sleep(0.05)
-    stop_pid(proc)
-    raise BenchError(f"the cloud did not say it listens:\n{cloud.tail()}")
+    proc = launch(argv, log, CLOUD_READY, "the cloud", stop_timeout=STOP_TIMEOUT)
+    return Cloud(port, proc, log, pki / "csms-root.pem")
 
 
 # --- the station side's timing ------------------------------------------------------
@@ -603,11 +549,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if cloud is not None:
-            stop_pid(cloud.proc)
+            stop_pid(cloud.proc, STOP_TIMEOUT)
         shutil.rmtree(workdir, ignore_errors=True)
-    sys.stdout.flush()
-    print(json.dumps(result, separators=(",", ":")))
-    return 0
+    return print_summary(result)
 
 
 if __name__ == "__main__":

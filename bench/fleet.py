@@ -43,14 +43,10 @@ Every process it starts is stopped by its PID (SIGTERM, then SIGKILL).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
-import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,11 +58,25 @@ from typing import Any, Final
 
 from plugstream.cloud.config import CloudConfig
 from plugstream.station.config import Config16
+from procs import (
+    CLOUD_READY,
+    HOST,
+    BenchError,
+    cloud_argv,
+    cpu_seconds,
+    free_port,
+    last_json,
+    launch,
+    print_summary,
+    raise_nofile,
+    rss_kb,
+    stop_pid,
+    tail,
+)
 
 HERE: Final = Path(__file__).resolve().parent
 ROOT: Final = HERE.parent
 PEER: Final = HERE / "peers" / "ocpplib_fleet.py"
-HOST: Final = "127.0.0.1"
 API_TOKEN: Final = "fleet-bench-token"
 ID_TAGS: Final = tuple(f"PSDEMO{n:04d}" for n in range(1, 9))  # what both fleets swipe
 OURS_PREFIX: Final = "SIM-"
@@ -76,7 +86,6 @@ IN_SESSION: Final = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE", "Occu
 GOAL_STATIONS: Final = 10_000
 HALF_CORE: Final = 0.5
 
-READY_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 60.0  # a fleet drains its journals (5 s) and closes 10,000 sockets
 POLL: Final = 3.0  # s between looks at the cloud's station list during ramp-up, at least
 POLL_PER_STATION: Final = 0.002  # s more per station: listing 10,000 loads the cloud too
@@ -85,62 +94,7 @@ STATION_PING_INTERVAL: Final = float(Config16(None).websocket_ping_interval)
 """Our stations' WebSocketPingInterval (180 s); the ocpp-library fleet pings as often."""
 
 
-class BenchError(Exception):
-    pass
-
-
-# --- processes ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def stop_pid(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
-    """Stop one process we started, by its PID: SIGTERM, then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
-
-
-def proc_stat(pid: int) -> tuple[float, int]:
-    """(user + system CPU seconds, VmRSS KB) of one process."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-            break
-    return cpu, rss
-
-
-def last_json(text: str) -> dict[str, Any] | None:
-    for line in reversed(text.strip().splitlines()):
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                out: dict[str, Any] = json.loads(line)
-                return out
-    return None
-
-
-def raise_nofile(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    return soft
+# --- the cloud ---------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -155,10 +109,7 @@ class Cloud:
         return f"ws://{HOST}:{self.port}/ocpp"
 
     def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return tail(self.log, lines)
 
     def api(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
         request = urllib.request.Request(
@@ -174,32 +125,19 @@ class Cloud:
 def start_cloud(workdir: Path) -> Cloud:
     port = free_port()
     log = workdir / "cloud.log"
-    argv = [sys.executable, "-m", "plugstream.cli", "cloud", "serve", "--host", HOST]
-    argv += ["--port", str(port), "--db", f"sqlite:///{workdir / 'cloud.db'}"]
-    argv += ["--auto-register-unsecured", "--api-token", API_TOKEN]
+    argv = cloud_argv(port, workdir / "cloud.db", "--auto-register-unsecured")
+    argv += ["--api-token", API_TOKEN]
     # the cloud's default keep-alive (the CLI flag's own default may lag behind it)
     argv += ["--ping-interval", f"{CloudConfig().ping_interval:g}"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
+    proc = launch(argv, log, CLOUD_READY, "the cloud", stop_timeout=STOP_TIMEOUT)
     cloud = Cloud(port, proc, log)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if "PlugStream Cloud listening" in log.read_text(errors="replace"):
-            for tag in ID_TAGS:
-                cloud.api("PUT", f"/id-tokens/{tag}", {"status": "Accepted"})
-            return cloud
-        if proc.poll() is not None:
-            raise BenchError(f"the cloud exited ({proc.returncode}):\n{cloud.tail()}")
-        time.sleep(0.05)
-    stop_pid(proc)
-    raise BenchError(f"the cloud did not say it listens:\n{cloud.tail()}")
+    try:
+        for tag in ID_TAGS:
+            cloud.api("PUT", f"/id-tokens/{tag}", {"status": "Accepted"})
+    except BaseException:
+        stop_pid(proc, STOP_TIMEOUT)
+        raise
+    return cloud
 
 
 def in_session(cloud: Cloud, prefix: str) -> tuple[int, int] | None:
@@ -326,12 +264,11 @@ def measure(
                 flush=True,
             )
         time.sleep(SETTLE)
-        cpu0, _ = proc_stat(proc.pid)
-        cloud0, _ = proc_stat(cloud.proc.pid)
+        cpu0, cloud0 = cpu_seconds(proc.pid), cpu_seconds(cloud.proc.pid)
         t0 = time.monotonic()
         time.sleep(args.window)
-        cpu1, rss = proc_stat(proc.pid)
-        cloud1, _ = proc_stat(cloud.proc.pid)
+        cpu1, rss = cpu_seconds(proc.pid), rss_kb(proc.pid)
+        cloud1 = cpu_seconds(cloud.proc.pid)
         figures.window_s = time.monotonic() - t0
         figures.cpu_s, figures.rss_kb = cpu1 - cpu0, rss
         figures.cloud_cpu_s = cloud1 - cloud0
@@ -343,7 +280,7 @@ def measure(
             flush=True,
         )
     finally:
-        stop_pid(proc)
+        stop_pid(proc, STOP_TIMEOUT)
     text = out_path.read_text(errors="replace")
     figures.summary = last_json(text)
     if figures.summary is None:
@@ -485,11 +422,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if cloud is not None:
-            stop_pid(cloud.proc)
+            stop_pid(cloud.proc, STOP_TIMEOUT)
         shutil.rmtree(workdir, ignore_errors=True)
-    sys.stdout.flush()
-    print(json.dumps(summary, separators=(",", ":")))
-    return 0
+    return print_summary(summary)
 
 
 if __name__ == "__main__":

@@ -70,15 +70,12 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import importlib.metadata
 import json
 import math
 import os
 import platform
-import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -86,7 +83,6 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -96,13 +92,30 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.typing import Subprotocol
 
+from procs import (
+    CLOUD_READY,
+    HOST,
+    BenchError,
+    Server,
+    cloud_argv,
+    commit,
+    cpu_seconds,
+    dist_version,
+    free_port,
+    last_json,
+    print_summary,
+    raise_nofile,
+    rss_kb,
+    stop_pid,
+)
+
 HERE: Final = Path(__file__).resolve().parent
 LOADGEN: Final = HERE / "loadgen.py"
 REFERENCE: Final = HERE / "peers" / "reference_csms.py"
-HOST: Final = "127.0.0.1"
 SUBPROTOCOL: Final = Subprotocol("ocpp1.6")
 
 API_TOKEN: Final = "hostile-bench-token"
+TOKEN_ENV: Final = {"PLUGSTREAM_API_TOKEN": API_TOKEN}  # what the servers are started with
 PASSWORD: Final = "hostile-bench-password-ok"  # 16..40 characters
 WRONG: Final = "hostile-bench-password-WRONG"
 PROBE_ID: Final = "HOSTILE-PROBE"
@@ -118,8 +131,6 @@ FULL_FLOOD_RATE: Final = 10_000.0
 FULL_BAD_CLIENTS: Final = 200
 FULL_STORM: Final = 10_000
 
-READY_TIMEOUT: Final = 60.0
-STOP_TIMEOUT: Final = 10.0
 SAMPLE_EVERY: Final = 0.25  # s between RSS samples
 DRIBBLE_EVERY: Final = 2.0  # s between the slowloris' header bytes
 CONNECT_TIMEOUT: Final = 10.0
@@ -127,140 +138,17 @@ LOGIN_TIMEOUT: Final = 10.0  # s one bad login may take before it counts as a ti
 PROBE_CALL_TIMEOUT: Final = 30.0
 
 
-class BenchError(Exception):
-    pass
-
-
-# --- processes (as in bench/cloud.py) ----------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def stop_pid(proc: subprocess.Popen[Any]) -> None:
-    """Stop one process we started, by its PID: SIGTERM, then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_TIMEOUT)
-
-
-def tree(pid: int) -> list[int]:
-    out: list[int] = []
-    todo = [pid]
-    while todo and len(out) < 1000:
-        p = todo.pop()
-        out.append(p)
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f"/proc/{p}/task"):
-                with contextlib.suppress(OSError):
-                    text = Path(f"/proc/{p}/task/{task}/children").read_text()
-                    todo.extend(int(c) for c in text.split())
-    return out
-
-
-def rss_kb(pid: int) -> int:
-    total = 0
-    for p in tree(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-                    break
-    return total
-
-
-def cpu_seconds(pid: int) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for p in tree(pid):
-        with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{p}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
-@dataclass(slots=True)
-class Server:
-    label: str
-    argv: list[str]
-    ready: str
-    port: int
-    db: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PLUGSTREAM_API_TOKEN=API_TOKEN)
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=HERE.parent,
-                env=env,
-            )
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            text = self.log.read_text(errors="replace")
-            if any(line.startswith(self.ready) for line in text.splitlines()):
-                return
-            if self.proc.poll() is not None:
-                raise BenchError(f"{self.label} exited ({self.proc.returncode}):\n{self.tail()}")
-            time.sleep(0.05)
-        raise BenchError(f"{self.label} did not print {self.ready!r} in time:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_pid(self.proc)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Server]:
-        try:
-            self.start()
-            yield self
-        finally:
-            self.stop()
-
-
 def cloud_server(workdir: Path, name: str, auto_register: bool) -> Server:
     port = free_port()
     db = workdir / f"{name}.db"
-    argv = [sys.executable, "-m", "plugstream.cli", "cloud", "serve", "--host", HOST]
-    argv += ["--port", str(port), "--db", f"sqlite:///{db}", "--ping-interval", "30"]
+    argv = cloud_argv(port, db, "--ping-interval", "30")
     if auto_register:
         argv.append("--auto-register")
         if cloud_offers("--auto-register-unsecured"):
             # the load generator's stations bring no credentials (as the reference takes them)
             argv.append("--auto-register-unsecured")
     log = workdir / f"{name}.log"
-    return Server("PlugStream Cloud", argv, "PlugStream Cloud listening", port, db, log)
+    return Server("PlugStream Cloud", argv, CLOUD_READY, port, db, log, env=TOKEN_ENV)
 
 
 def cloud_offers(option: str) -> bool:
@@ -282,7 +170,8 @@ def reference_server(workdir: Path) -> Server:
     port = free_port()
     db = workdir / "reference.db"
     argv = [sys.executable, str(REFERENCE), "--host", HOST, "--port", str(port), "--db", str(db)]
-    return Server("reference (ocpp lib)", argv, "ready", port, db, workdir / "reference.log")
+    log = workdir / "reference.log"
+    return Server("reference (ocpp lib)", argv, "ready", port, db, log, env=TOKEN_ENV)
 
 
 def register(server: Server, station_id: str) -> None:
@@ -843,11 +732,7 @@ def storm(server: Server, count: int, args: argparse.Namespace, workdir: Path) -
         alive = server.alive()
     if done.returncode != 0:
         raise BenchError(f"load generator failed ({done.returncode}):\n{err.read_text()[-2000:]}")
-    result: dict[str, Any] = {}
-    for line in reversed(done.stdout.decode().strip().splitlines()):
-        if line.startswith("{"):
-            result = json.loads(line)
-            break
+    result = last_json(done.stdout.decode()) or {}
     seconds = float(result.get("connect_seconds", math.nan))
     booted = int(result.get("booted", 0))
     return {
@@ -866,38 +751,8 @@ def storm(server: Server, count: int, args: argparse.Namespace, workdir: Path) -
 # --- report ------------------------------------------------------------------------
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
 def _f(value: Any, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
-
-
-def commit() -> str | None:
-    """``git rev-parse --short HEAD``, with ``+dirty`` when ``src/`` has uncommitted changes
-    (the cloud measured is the working tree's)."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=HERE.parent,
-            timeout=10,
-        )
-        if head.returncode == 0:
-            dirty = subprocess.run(
-                ["git", "status", "--porcelain", "--", "src"],
-                capture_output=True,
-                text=True,
-                cwd=HERE.parent,
-                timeout=10,
-            )
-            return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    return None
 
 
 def report(
@@ -1052,19 +907,8 @@ def report(
         "cpus": os.cpu_count(),
         "took_s": round(took, 1),
         "python": platform.python_version(),
-        "versions": {d: _version(d) for d in ("ocpp", "websockets", "uvicorn", "plugstream")},
+        "versions": {d: dist_version(d) for d in ("ocpp", "websockets", "uvicorn", "plugstream")},
     }
-
-
-def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20
-    if soft == resource.RLIM_INFINITY or soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return int(1 << 20 if soft == resource.RLIM_INFINITY else soft)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1140,9 +984,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    sys.stdout.flush()
-    print(json.dumps(summary, separators=(",", ":")))
-    return 0
+    return print_summary(summary)
 
 
 if __name__ == "__main__":

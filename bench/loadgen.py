@@ -38,7 +38,6 @@ import json
 import math
 import os
 import random
-import resource
 import signal
 import sys
 import time
@@ -52,6 +51,8 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 from websockets.typing import Subprotocol
+
+from procs import print_summary, raise_nofile
 
 SUBPROTOCOL: Final = Subprotocol("ocpp1.6")
 HEARTBEAT_EVERY: Final = 10  # every 10th message of a station is a Heartbeat
@@ -263,15 +264,6 @@ def ms(seconds: float) -> float | None:
     return None if math.isnan(seconds) else round(seconds * 1e3, 3)
 
 
-def raise_nofile(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return int(soft)
-
-
 async def open_all(
     count: int,
     url: str,
@@ -474,9 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = run_idle if args.idle is not None else run_load
     summary = asyncio.run(runner(args))
     summary["pid"] = os.getpid()
-    sys.stdout.flush()
-    print(json.dumps(summary, separators=(",", ":")), flush=True)
-    return 0
+    return print_summary(summary)
 
 
 if __name__ == "__main__":

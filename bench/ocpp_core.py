@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import inspect
 import json
 import math
@@ -93,6 +92,7 @@ from plugstream.ocpp.frames import Call, CallResult, decode, encode
 from plugstream.ocpp.schemas import schemas
 from plugstream.ocpp.session import CallReceived, RpcSession, Transmit
 from plugstream.ocpp.version import OcppVersion
+from procs import dist_version, print_summary
 
 GOAL_RATIO: Final = 10.0
 V16: Final = OcppVersion.V16
@@ -487,13 +487,6 @@ def measure(
     return results
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
@@ -527,8 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         "OCPP-J core: received CALL -> decode, validate request, respond, validate response, encode"
     )
     print(
-        f"{py}; ocpp {_version('ocpp')}, jsonschema {_version('jsonschema')}, "
-        f"orjson {_version('orjson')}, fastjsonschema {_version('fastjsonschema')}"
+        f"{py}; ocpp {dist_version('ocpp')}, jsonschema {dist_version('jsonschema')}, "
+        f"orjson {dist_version('orjson')}, fastjsonschema {dist_version('fastjsonschema')}"
     )
     print(async_note)
     print(f"{len(workloads['mix'])} distinct frames; mix: {mix_text}")
@@ -596,12 +589,11 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "versions": {
-            d: _version(d) for d in ("ocpp", "jsonschema", "orjson", "fastjsonschema", "plugstream")
+            d: dist_version(d)
+            for d in ("ocpp", "jsonschema", "orjson", "fastjsonschema", "plugstream")
         },
     }
-    sys.stdout.flush()
-    print(json.dumps(summary, separators=(",", ":")))
-    return 0
+    return print_summary(summary)
 
 
 if __name__ == "__main__":

@@ -63,8 +63,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -83,9 +81,19 @@ from plugstream.station.hardware import PLUGSTREAM_22
 from plugstream.station.runtime import Station, StationOptions
 from plugstream.station.station16 import Station16
 from plugstream.station.station201 import Station201
+from procs import (
+    CLOUD_READY,
+    HOST,
+    BenchError,
+    cloud_argv,
+    free_port,
+    launch,
+    print_summary,
+    stop_pid,
+    tail,
+)
 
 HERE: Final = Path(__file__).resolve().parent
-HOST: Final = "127.0.0.1"
 ID_TAG: Final = "BENCHTAG01"
 API_TOKEN: Final = "wire-bench-token"
 
@@ -125,14 +133,8 @@ def _load_peer() -> Any:
 PEER: Final = _load_peer()
 LIBRARY_PING_INTERVAL: Final[float] = PEER.LIBRARY_PING_INTERVAL
 
-READY_TIMEOUT: Final = 60.0
-STOP_TIMEOUT: Final = 10.0
 ONLINE_TIMEOUT: Final = 30.0  # real s for a station to connect and be Accepted
 SETTLE: Final = 0.5  # real s of quiet after the last journalled message is answered
-
-
-class BenchError(Exception):
-    pass
 
 
 # --- counting relay ----------------------------------------------------------------
@@ -275,27 +277,6 @@ class Relay:
 # --- the cloud ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def stop_pid(proc: subprocess.Popen[Any]) -> None:
-    """Stop one process we started, by its PID: SIGTERM, then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_TIMEOUT)
-
-
 @dataclass(slots=True)
 class Cloud:
     port: int
@@ -305,28 +286,16 @@ class Cloud:
     heartbeat_interval: int
 
     def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return tail(self.log, lines)
 
 
 def start_cloud(workdir: Path, cert: Path, key: Path, scale: float, heartbeat: int) -> Cloud:
     port = free_port()
     log = workdir / "cloud.log"
     ping_interval = CloudConfig().ping_interval / scale
-    argv = [
-        sys.executable,
-        "-m",
-        "plugstream.cli",
-        "cloud",
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--db",
-        f"sqlite:///{workdir / 'cloud.db'}",
+    argv = cloud_argv(
+        port,
+        workdir / "cloud.db",
         "--auto-register-unsecured",
         "--api-token",
         API_TOKEN,
@@ -340,26 +309,9 @@ def start_cloud(workdir: Path, cert: Path, key: Path, scale: float, heartbeat: i
         f"{ping_interval:.6g}",
         "--ping-timeout",
         "30",  # real: a pong is late because the loop is busy, not because a day went by
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=HERE.parent,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
-    cloud = Cloud(port, proc, log, ping_interval, heartbeat)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if "PlugStream Cloud listening" in log.read_text(errors="replace"):
-            return cloud
-        if proc.poll() is not None:
-            raise BenchError(f"the cloud exited ({proc.returncode}):\n{cloud.tail()}")
-        time.sleep(0.05)
-    stop_pid(proc)
-    raise BenchError(f"the cloud did not say it listens:\n{cloud.tail()}")
+    )
+    proc = launch(argv, log, CLOUD_READY, "the cloud")
+    return Cloud(port, proc, log, ping_interval, heartbeat)
 
 
 def register_id_tag(cloud: Cloud, context: ssl.SSLContext) -> None:
@@ -840,9 +792,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    sys.stdout.flush()
-    print(json.dumps(summary, separators=(",", ":")))
-    return 0
+    return print_summary(summary)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from plugstream.pki.authority import CertificateAuthority
 from tests.support import WAIT
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.append(str(BENCH))  # a bench imports its neighbour procs.py, as when run as a script
 
 
 def load(name: str) -> ModuleType:
