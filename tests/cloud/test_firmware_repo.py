@@ -5,6 +5,7 @@ on SQLite and (with PLUGSTREAM_TEST_POSTGRES) PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import ssl
@@ -13,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -375,6 +377,73 @@ async def test_storage_gives_every_target_a_request_id_never_used_before(store: 
         (second.rollout_id, "a" * 32),
         (first.rollout_id, "a" * 32),
     ]
+
+
+def _count_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    reads = [0]
+    read = store.db.read
+
+    async def counted(fn: Any) -> Any:
+        reads[0] += 1
+        return await read(fn)
+
+    monkeypatch.setattr(store.db, "read", counted)
+    return reads
+
+
+@pytest.mark.unit
+async def test_a_boot_with_no_pending_update_costs_no_read_and_new_rollouts_are_found(
+    store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every BootNotification asks for the station's missed updates. The cloud knows
+    which stations may have one: the others are answered without a read (a reconnect
+    storm of 10,000 stations paid 10,000 reads for "none"), and a rollout made while the
+    cloud runs, or before it started, is still found at the next boot."""
+    await store.firmware.add_image(_image("a" * 32, T0))
+
+    async def rollout(*ids: str) -> None:
+        await store.firmware.create_rollout(
+            image_id="a" * 32,
+            station_ids=list(ids),
+            selector={"station_ids": list(ids)},
+            retrieve_at=T0,
+            install_at=None,
+            at=T0,
+        )
+
+    await rollout("CS1")
+    restarted = await Store.open(store_url)  # a rollout made before the cloud started
+    try:
+        reads = _count_reads(restarted, monkeypatch)
+        assert [t.station_id for t, _, _ in await restarted.firmware.pending_targets("CS1")] == [
+            "CS1"
+        ]
+        before = reads[0]
+        for n in range(100):
+            assert await restarted.firmware.pending_targets(f"IDLE{n}") == []
+        assert reads[0] == before  # none of them read anything
+    finally:
+        await restarted.close()
+
+    await store.firmware.pending_targets("CS0")  # the set is loaded
+    await rollout("CS2")  # made while running
+    assert [t.station_id for t, _, _ in await store.firmware.pending_targets("CS2")] == ["CS2"]
+
+
+@pytest.mark.unit
+async def test_a_rollout_made_while_the_pending_set_loads_is_not_missed(store: Store) -> None:
+    await store.firmware.add_image(_image("a" * 32, T0))
+    made = store.firmware.create_rollout(
+        image_id="a" * 32,
+        station_ids=["CS3"],
+        selector={"station_ids": ["CS3"]},
+        retrieve_at=T0,
+        install_at=None,
+        at=T0,
+    )
+    first, _ = await asyncio.gather(store.firmware.pending_targets("CS3"), made)
+    assert len(first) in (0, 1)  # raced: either is right for the boot under way
+    assert [t.station_id for t, _, _ in await store.firmware.pending_targets("CS3")] == ["CS3"]
 
 
 @pytest.mark.unit

@@ -65,6 +65,50 @@ async def test_a_thousand_reads_at_once_all_answer(store: Store) -> None:
 
 
 @pytest.mark.unit
+async def test_a_reconnect_storm_is_admitted_in_a_few_reads_each_station_its_own(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thousand handshakes at once, after a restart (nothing cached): registered and
+    unknown ids alike are read in a few batched reads, not one each, and every handshake
+    gets its own station's facts. A registration ending meanwhile is not undone by a
+    batch read that began before it."""
+    for n in range(500):
+        await store.stations.register(f"CP{n}", security_profile=n % 2, lenient=n % 3 == 0)
+    store.stations.forget_admissions()  # as after a restart
+    reads = [0]
+    read = store.db.read
+
+    async def counted(fn: Any) -> Any:
+        reads[0] += 1
+        return await read(fn)
+
+    monkeypatch.setattr(store.db, "read", counted)
+    ids = [f"CP{n}" for n in range(500)] + [f"NEW{n}" for n in range(500)]
+    found = await asyncio.wait_for(
+        asyncio.gather(*(store.stations.admission(sid) for sid in ids)), 60
+    )
+    for sid, admission in zip(ids, found, strict=True):
+        if sid.startswith("NEW"):
+            assert admission is None
+        else:
+            n = int(sid[2:])
+            assert admission is not None and admission.station_id == sid
+            assert (admission.security_profile, admission.lenient) == (n % 2, n % 3 == 0)
+    assert reads[0] <= 10, f"{reads[0]} reads for 1,000 admissions"
+    again = reads[0]
+    assert await store.stations.admission("CP7") is not None  # now from the cache
+    assert reads[0] == again
+
+    # an operator's change that ends while a batch read is under way wins
+    store.stations.forget_admissions()
+    pending = asyncio.ensure_future(store.stations.admission("CP1"))
+    await store.stations.register("CP1", security_profile=2, lenient=False)
+    await pending
+    latest = await store.stations.admission("CP1")
+    assert latest is not None and latest.security_profile == 2
+
+
+@pytest.mark.unit
 async def test_boot_status_is_read_for_the_boot(store: Store) -> None:
     assert await store.stations.get_boot_status("NOPE") is None
     await store.stations.register("HELD", security_profile=0, boot_status="Pending")

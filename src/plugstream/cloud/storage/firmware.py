@@ -8,6 +8,7 @@ reports progress with that requestId).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -122,6 +123,13 @@ class Firmware:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Stations that may have a Pending target (None: not read yet). Every boot asks
+        # for its pending targets; without this each one cost a read, and almost every
+        # answer is "none". Targets become Pending only in create_rollout, in this
+        # process, which adds them here; a station found to have none leaves the set.
+        self._pending: set[str] | None = None
+        self._pending_generation = 0
+        self._pending_loading: asyncio.Task[set[str]] | None = None
 
     async def add_image(self, image: FirmwareImage) -> FirmwareImage:
         def op(conn: Connection) -> None:
@@ -236,7 +244,18 @@ class Firmware:
                 int(rollout_id), image_id, at, selector, retrieve_at, install_at, targets=targets
             )
 
-        return await self._db.write(op)
+        # Marked before the write and again once it is committed: a load of the set or a
+        # station's read that ran meanwhile (and saw no target yet) cannot drop these.
+        self._mark_pending(station_ids)
+        try:
+            return await self._db.write(op)
+        finally:
+            self._mark_pending(station_ids)
+
+    def _mark_pending(self, station_ids: list[str]) -> None:
+        self._pending_generation += 1
+        if self._pending is not None:
+            self._pending.update(station_ids)
 
     async def get_rollout(self, rollout_id: int) -> Rollout | None:
         found = await self._db.read(lambda conn: _read_rollouts(conn, rollout_id, 1))
@@ -246,10 +265,37 @@ class Firmware:
         """Newest first, each with its targets."""
         return await self._db.read(lambda conn: _read_rollouts(conn, None, limit))
 
+    async def _may_have_pending(self, station_id: str) -> bool:
+        while self._pending is None:
+            if self._pending_loading is None or self._pending_loading.done():
+                self._pending_loading = asyncio.create_task(self._load_pending())
+            generation = self._pending_generation
+            loaded = await asyncio.shield(self._pending_loading)
+            if self._pending is None and generation == self._pending_generation:
+                self._pending = loaded
+        return station_id in self._pending
+
+    async def _load_pending(self) -> set[str]:
+        t = s.firmware_rollout_targets
+        query = select(t.c.station_id).where(t.c.status == PENDING).distinct()
+        return set(await self._db.read(lambda conn: conn.execute(query).scalars().all()))
+
     async def pending_targets(
         self, station_id: str
     ) -> list[tuple[RolloutTarget, Rollout, FirmwareImage]]:
-        """The station's targets not sent yet, newest rollout first, with their rollout and image."""
+        """The station's targets not sent yet, newest rollout first, with their rollout and
+        image; from memory, without a read, for a station known to have none."""
+        if not await self._may_have_pending(station_id):
+            return []
+        generation = self._pending_generation
+        found = await self._read_pending(station_id)
+        if not found and self._pending is not None and generation == self._pending_generation:
+            self._pending.discard(station_id)  # (a rollout made meanwhile may not be read yet)
+        return found
+
+    async def _read_pending(
+        self, station_id: str
+    ) -> list[tuple[RolloutTarget, Rollout, FirmwareImage]]:
 
         def read(conn: Connection) -> list[tuple[RolloutTarget, Rollout, FirmwareImage]]:
             t, r, i = s.firmware_rollout_targets, s.firmware_rollouts, s.firmware_images

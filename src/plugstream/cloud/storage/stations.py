@@ -4,6 +4,7 @@ station told us of itself at boot, when it was last heard from, its connectors."
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -98,6 +99,10 @@ _SELECT_ADMISSION = select(
     s.stations.c.boot_status,
 ).where(s.stations.c.station_id == bindparam("sid"))
 _SELECT_HASH = select(s.stations.c.password_hash).where(s.stations.c.station_id == bindparam("sid"))
+_SELECT_ADMISSIONS = select(*_SELECT_ADMISSION.selected_columns).where(
+    s.stations.c.station_id.in_(bindparam("sids", expanding=True))
+)
+ADMISSION_READ_BATCH = 500  # ids per read (SQLite's bound parameters are limited)
 
 
 def ensure_station(conn: Connection, station_id: str, at: datetime) -> None:
@@ -166,10 +171,7 @@ def _seen(station_id: str, at: datetime, station_time: datetime) -> dict[str, An
     }
 
 
-def _admission(conn: Connection, station_id: str) -> Admission | None:
-    row = conn.execute(_SELECT_ADMISSION, {"sid": station_id}).first()
-    if row is None:
-        return None
+def _admission_of(row: Any) -> Admission:
     return Admission(
         row.station_id,
         row.security_profile,
@@ -177,6 +179,57 @@ def _admission(conn: Connection, station_id: str) -> Admission | None:
         row.password_hash is not None,
         row.boot_status,
     )
+
+
+def _admission(conn: Connection, station_id: str) -> Admission | None:
+    row = conn.execute(_SELECT_ADMISSION, {"sid": station_id}).first()
+    return None if row is None else _admission_of(row)
+
+
+def _admissions(conn: Connection, station_ids: list[str]) -> dict[str, Admission]:
+    rows = conn.execute(_SELECT_ADMISSIONS, {"sids": station_ids})
+    return {row.station_id: _admission_of(row) for row in rows}
+
+
+class _AdmissionReads:
+    """The admission lookups that miss the cache, many stations in ONE read: in a
+    reconnect storm thousands arrive at once, and a read each (a thread hop and a
+    transaction) cost more than the rest of their handshake. While one read runs, the
+    ids that arrive wait for the next; each caller gets its own station's row."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[asyncio.Future[Admission | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def get(self, db: Database, station_id: str) -> Admission | None:
+        future: asyncio.Future[Admission | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(station_id, []).append(future)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read(db))
+        return await future
+
+    async def _read(self, db: Database) -> None:
+        await asyncio.sleep(0)  # the handshakes ready in this turn of the loop join
+        while self._waiting:
+            batch = dict(list(self._waiting.items())[:ADMISSION_READ_BATCH])
+            for station_id in batch:
+                del self._waiting[station_id]
+            ids = list(batch)
+            try:
+                found = await db.read(functools.partial(_admissions, station_ids=ids))
+            except BaseException as exc:
+                failure = exc if isinstance(exc, Exception) else ConnectionError("cancelled")
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(failure)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for station_id, futures in batch.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(found.get(station_id))
 
 
 class _SeenBatch:
@@ -236,6 +289,8 @@ class Stations:
         self._admissions: dict[str, tuple[float, Admission]] = {}
         self._changing: dict[str, int] = {}  # registrations under way, per station
         self._seen = _SeenBatch()
+        self._reads = _AdmissionReads()
+        self._generation = 0  # registrations ended: a read begun before one may be stale
         self.argon2_checks = 0  # password hashes verified (not answered from the cache)
         self.admission_reads = 0  # admissions read from the database (not the cache)
         # Called with a station id as a registration starts and again once it has
@@ -284,6 +339,7 @@ class Stations:
         try:
             record = await self._db.write(op)
         finally:
+            self._generation += 1
             left = self._changing.pop(station_id, 1) - 1
             if left:
                 self._changing[station_id] = left
@@ -343,6 +399,10 @@ class Stations:
         if len(self._admissions) > 200_000:
             self._admissions = {k: v for k, v in self._admissions.items() if v[0] > now}
 
+    def forget_admissions(self) -> None:
+        """Drop every cached admission: the next handshakes read them (as after a start)."""
+        self._admissions.clear()
+
     def cached_admission(self, station_id: str) -> Admission | None:
         """The station's admission facts if read or written lately (no database work)."""
         found = self._admissions.get(station_id)
@@ -357,8 +417,9 @@ class Stations:
         if cached is not None:
             return cached
         self.admission_reads += 1
-        found = await self._db.read(lambda conn: _admission(conn, station_id))
-        if found is not None:
+        generation = self._generation
+        found = await self._reads.get(self._db, station_id)
+        if found is not None and generation == self._generation:
             self._keep_admission(found)
         return found
 
