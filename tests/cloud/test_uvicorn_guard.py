@@ -236,3 +236,51 @@ def test_the_config_takes_protocol_classes_and_an_ssl_context_factory() -> None:
     parameters = _parameters(uvicorn.Config.__init__)
     for name in ("ws", "http", "ssl_context_factory", "ws_ping_interval", "ws_ping_timeout"):
         assert name in parameters, f"uvicorn.Config no longer takes {name}=: " + RECHECK
+
+
+# -- the handshake deadline under TLS (GuardedHttpProtocol.__init__, CloudServer.startup) --
+
+
+def test_the_h11_protocol_is_made_per_connection_with_its_loop() -> None:
+    """The guard's deadline counts from ``GuardedHttpProtocol.__init__`` (accept, before
+    any TLS handshake): uvicorn must make the protocol in the loop's protocol factory,
+    with these parameters, and keep the loop in ``self.loop``."""
+    assert _parameters(H11Protocol.__init__) == [
+        "self",
+        "config",
+        "server_state",
+        "app_state",
+        "_loop",
+    ], f"H11Protocol.__init__{inspect.signature(H11Protocol.__init__)} changed: " + RECHECK
+    assert "__init__" in vars(uvicorn_compat.GuardedHttpProtocol)
+    startup = inspect.getsource(uvicorn.Server.startup)
+    assert "config.http_protocol_class(" in startup, (
+        "uvicorn.Server.startup no longer makes config.http_protocol_class per connection: "
+        + RECHECK
+    )
+
+
+def test_the_server_startup_creates_its_tls_listener_without_a_handshake_timeout() -> None:
+    """CloudServer.startup shadows the running loop's ``create_server`` for the length of
+    uvicorn's startup to add ``ssl_handshake_timeout``: uvicorn must still take the loop
+    with ``asyncio.get_running_loop()`` and call ``loop.create_server(..., ssl=...)``
+    there, and pass no timeout of its own (which would win over the guard's)."""
+    assert _parameters(uvicorn.Server.startup) == ["self", "sockets"], (
+        f"uvicorn.Server.startup{inspect.signature(uvicorn.Server.startup)} changed: " + RECHECK
+    )
+    assert "startup" in vars(uvicorn_compat.CloudServer)
+    source = inspect.getsource(uvicorn.Server.startup)
+    assert "loop = asyncio.get_running_loop()" in source, (
+        "uvicorn.Server.startup no longer takes the running loop: " + RECHECK
+    )
+    calls = re.findall(r"loop\.create_server\((.*?)\)\n", source, re.DOTALL)
+    assert calls and all("ssl=config.ssl" in call for call in calls), (
+        "uvicorn.Server.startup no longer calls loop.create_server(..., ssl=config.ssl): " + RECHECK
+    )
+    assert "is_ssl" in inspect.getsource(uvicorn.Config), (
+        "uvicorn.Config no longer says whether it serves TLS (is_ssl): " + RECHECK
+    )
+    assert "ssl_handshake_timeout" not in source, (
+        "uvicorn.Server.startup passes an ssl_handshake_timeout now (the guard's deadline "
+        "may no longer be the listener's): " + RECHECK
+    )

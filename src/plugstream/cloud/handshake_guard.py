@@ -7,6 +7,10 @@ connection, whether it may start (at most ``max_pending`` unfinished handshakes 
 at most half of them from one source address, and a token bucket per source address,
 :class:`AddressRate`) and counts what it refused and timed out. The deadline itself is a timer of the asyncio shell
 (:mod:`plugstream.cloud.uvicorn_compat`); time here comes from an injected clock.
+
+Under TLS the deadline counts from accept and covers the TLS handshake too (the shell
+closes a connection still in TLS at it, uncounted here: the guard first hears of a TLS
+connection, and admits or refuses it, once its TLS handshake is done).
 """
 
 from __future__ import annotations
@@ -97,9 +101,9 @@ class AddressRate:
 class HandshakeGuard:
     """Admission of new connections before they are stations.
 
-    ``timeout`` is the deadline of a handshake (the whole HTTP request head, and the
-    upgrade of a WebSocket), ``max_pending`` how many may be unfinished at once, ``rate``
-    the per-address limit (None: none). One address may hold at most half of
+    ``timeout`` is the deadline of a handshake, from accept (the TLS handshake under
+    wss://, the whole HTTP request head, and the upgrade of a WebSocket), ``max_pending``
+    how many may be unfinished at once, ``rate`` the per-address limit (None: none). One address may hold at most half of
     ``max_pending`` (``max_pending_per_address``): a single flooding peer cannot take
     every slot from the stations connecting meanwhile."""
 

@@ -3,8 +3,19 @@
 uvicorn's protocol classes and its server are subclassed here to hold less per
 connection, to give HTTP requests the ASGI TLS extension, to bound what a connection
 that is not yet a station may cost (:class:`GuardedHttpProtocol`: the handshake
-deadline, the cap on pending handshakes, the per-address rate) and to own the signals. They
-override and call methods and attributes that are not uvicorn's public API, so
+deadline, the cap on pending handshakes, the per-address rate) and to own the signals.
+
+Under TLS (wss://) asyncio and uvloop call the protocol's ``connection_made`` only once the
+TLS handshake is done, so a peer that never finishes its ClientHello is out of the
+protocol's sight. The deadline therefore counts from accept (when the loop makes the
+protocol), so TLS and the HTTP upgrade together have ``handshake_timeout``, and
+:class:`CloudServer` gives the listener an ``ssl_handshake_timeout`` of the same length
+(uvicorn passes none: asyncio's default is 60 s), which closes a connection still in its
+TLS handshake at the deadline. The cap, the per-address share and the rate apply from the
+end of the TLS handshake: before it the protocol knows neither the peer's address nor
+its transport, and hears nothing of a connection that dies in TLS.
+
+They override and call methods and attributes that are not uvicorn's public API, so
 ``pyproject.toml`` pins uvicorn to the minor version this was written and tested
 against (:data:`UVICORN_TESTED`), and ``tests/cloud/test_uvicorn_guard.py`` checks that
 what is relied on is still there: re-read this module against uvicorn's source before
@@ -17,6 +28,7 @@ import asyncio
 import collections
 import contextlib
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Generator
@@ -139,7 +151,9 @@ class WritableFlag:
 class PendingHandshake:
     """One connection's unfinished handshake: its deadline timer and its place in the
     guard's count of pending ones. It passes from the HTTP protocol to the WebSocket
-    protocol at the upgrade; whichever sees the end of it calls :meth:`finish`."""
+    protocol at the upgrade; whichever sees the end of it calls :meth:`finish`. The
+    deadline is ``guard.timeout`` after ``started`` (loop time; default now): a TLS
+    connection's started at accept, before its TLS handshake."""
 
     __slots__ = ("_guard", "_host", "_timer", "_transport")
 
@@ -149,11 +163,17 @@ class PendingHandshake:
         host: str | None,
         transport: asyncio.Transport,
         loop: asyncio.AbstractEventLoop,
+        started: float | None = None,
     ) -> None:
         self._guard: HandshakeGuard | None = guard
         self._host = host
         self._transport = transport
-        self._timer: asyncio.TimerHandle | None = loop.call_later(guard.timeout, self._expire)
+        if started is None:
+            started = loop.time()
+        # A deadline already past (a TLS handshake that took it all) fires at once.
+        self._timer: asyncio.TimerHandle | None = loop.call_at(
+            started + guard.timeout, self._expire
+        )
 
     def _expire(self) -> None:
         self._timer = None
@@ -300,11 +320,18 @@ class GuardedHttpProtocol(TlsHttpProtocol):
     whole request head and, when it asks for a WebSocket, to be upgraded (the deadline
     goes with it to :class:`LeanWebSocketProtocol`); a later request head on the same
     keep-alive connection gets a deadline of its own (uvicorn's keep-alive timer stops at
-    its first byte)."""
+    its first byte). The first deadline counts from accept (``__init__``): under TLS,
+    ``connection_made`` comes only after the TLS handshake, which is within it too."""
 
     guard: ClassVar[HandshakeGuard | None] = None
     _handshake: PendingHandshake | None = None
     _upgraded = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # asyncio and uvloop make the protocol when they accept the connection, before
+        # any TLS handshake: the handshake deadline counts from here.
+        self._accepted = self.loop.time()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -315,7 +342,7 @@ class GuardedHttpProtocol(TlsHttpProtocol):
         if guard.admit(host) is not None:
             transport.abort()
             return
-        self._handshake = PendingHandshake(guard, host, transport, self.loop)
+        self._handshake = PendingHandshake(guard, host, transport, self.loop, self._accepted)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -362,11 +389,48 @@ def guarded_http_protocol(guard: HandshakeGuard) -> type[GuardedHttpProtocol]:
 
 class CloudServer(uvicorn.Server):
     """uvicorn's server, stopped cleanly by SIGTERM / SIGINT without re-raising them after;
-    with ``signals=False`` it installs no handlers at all (whoever runs it stops it)."""
+    with ``signals=False`` it installs no handlers at all (whoever runs it stops it).
+
+    Under TLS its listener closes a connection whose TLS handshake is not done within the
+    handshake deadline of its :class:`GuardedHttpProtocol` (:meth:`startup`)."""
 
     def __init__(self, config: uvicorn.Config, *, signals: bool = True) -> None:
         super().__init__(config)
         self.signals = signals
+
+    @property
+    def tls_handshake_timeout(self) -> float | None:
+        """The ``ssl_handshake_timeout`` of the listener: the guard's deadline under TLS,
+        None (asyncio's default) without TLS or without a guard."""
+        protocol = getattr(self.config, "http_protocol_class", None)
+        if not self.config.is_ssl or not isinstance(protocol, type):
+            return None
+        if not issubclass(protocol, GuardedHttpProtocol) or protocol.guard is None:
+            return None
+        return protocol.guard.timeout
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup, its ``loop.create_server`` given ``ssl_handshake_timeout``
+        (uvicorn passes none, and asyncio's default is 60 s: a peer that never finishes
+        its ClientHello would hold its connection that long, out of the guard's sight).
+        The loop's method is shadowed only for the length of uvicorn's startup."""
+        timeout = self.tls_handshake_timeout
+        if timeout is None:
+            await super().startup(sockets)
+            return
+        loop = asyncio.get_running_loop()
+        create_server = loop.create_server
+
+        def create_server_with_deadline(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("ssl"):
+                kwargs.setdefault("ssl_handshake_timeout", timeout)
+            return create_server(*args, **kwargs)
+
+        loop.create_server = create_server_with_deadline  # type: ignore[method-assign]
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
