@@ -538,7 +538,8 @@ def cloud_serve(
         float,
         typer.Option(
             callback=_positive,
-            help="Seconds a connection has for its HTTP request head and WebSocket upgrade.",
+            help="Seconds a connection has, from its accept, for its TLS handshake, HTTP "
+            "request head and WebSocket upgrade.",
         ),
     ] = _CLOUD_DEFAULTS.handshake_timeout,
     max_pending_handshakes: Annotated[

@@ -50,9 +50,10 @@ class CloudConfig:
     call_timeout: float = 30.0  # s a station has to answer an operator's command
     max_frame_bytes: int = 1 << 20  # larger WebSocket messages are refused (close code 1009)
     # A hostile network opens connections and never finishes them. Each connection has
-    # handshake_timeout s to send its whole HTTP request head and, for a station, to be
-    # upgraded to a WebSocket; at most max_pending_handshakes are in that state at once
-    # (more are closed at once), half of them at most from one source address; one
+    # handshake_timeout s from its accept (the TLS handshake included) to send its whole
+    # HTTP request head and, for a station, to be upgraded to a WebSocket; at most
+    # max_pending_handshakes are in that state at once (counted once TLS is done; more
+    # are closed at once), half of them at most from one source address; one
     # address (an IPv6 /64) opens at most connect_rate connections a second, in bursts
     # of connect_burst (connect_rate 0: no limit).
     # The rate's defaults let a whole fleet behind one NAT, or the benchmarks' stations
