@@ -55,6 +55,12 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     commands.router,
     transactions.router,
     id_tokens.router,
+    # [B router]
+    # [N router]
+    # [HOP router]
+    # [I router]
+    # [K router]
+    # [CLM router]
 )
 """The REST API's own routers, bearer-guarded, in the order of its OpenAPI document."""
 

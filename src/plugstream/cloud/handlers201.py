@@ -17,6 +17,13 @@ from plugstream.cloud.storage.records import AuthResult
 from plugstream.ocpp import on, v201
 from plugstream.ocpp.datetimes import format_time
 
+# [B import]
+# [N import]
+# [HOP import]
+# [I import]
+# [K import]
+# [CLM import]
+
 _STATUSES = frozenset(
     (
         "Accepted",
@@ -46,7 +53,18 @@ def id_token_info(auth: AuthResult) -> v201.IdTokenInfoType:
     return info
 
 
-class Csms201(SecurityEventHandlers, CertificateHandlers201, FirmwareStatus201, StationHandlers):
+class Csms201(
+    # [B mixin]
+    # [N mixin]
+    # [HOP mixin]
+    # [I mixin]
+    # [K mixin]
+    # [CLM mixin]
+    SecurityEventHandlers,
+    CertificateHandlers201,
+    FirmwareStatus201,
+    StationHandlers,
+):
     """The CSMS side of an OCPP 2.0.1 connection."""
 
     ocpp_version = "2.0.1"  # as the store records it

@@ -75,6 +75,13 @@ from plugstream.station.runtime import (
     saved_at,
 )
 
+# [B station import]
+# [N station import]
+# [HOP station import]
+# [I station import]
+# [K station import]
+# [CLM station import]
+
 __all__ = ["EVSE_ID", "Station201", "StationHandlers201"]
 
 PROFILE_FILE = "security_profile.json"
@@ -180,6 +187,12 @@ class Station201(StationRuntime[DeviceModel201]):
         super().__init__(station_id, model, data_dir, config, now, **options)
         self.transaction: _Transaction | None = None
         self.config.add_listener(self._on_config_change)
+        # [B station state]
+        # [N station state]
+        # [HOP station state]
+        # [I station state]
+        # [K station state]
+        # [CLM station state]
 
     # -- configuration ----------------------------------------------------------------
 
@@ -637,7 +650,17 @@ def _ours(evse: Mapping[str, Any] | None) -> bool:
     return evse.get("id") in (0, EVSE_ID) and evse.get("connectorId", CONNECTOR_ID) == CONNECTOR_ID
 
 
-class StationHandlers201(CertificateHandlers201, FirmwareHandlers201, Handlers):
+class StationHandlers201(
+    # [B station mixin]
+    # [N station mixin]
+    # [HOP station mixin]
+    # [I station mixin]
+    # [K station mixin]
+    # [CLM station mixin]
+    CertificateHandlers201,
+    FirmwareHandlers201,
+    Handlers,
+):
     """The answers of a :class:`Station201` to the CSMS's CALLs."""
 
     station: Station201

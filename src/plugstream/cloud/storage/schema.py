@@ -278,3 +278,17 @@ firmware_rollout_targets = Table(
     PrimaryKeyConstraint("rollout_id", "station_id"),
     Index("ix_rollout_targets_station", "station_id", "request_id"),
 )
+
+# Issue 15: one section per functional block, each created by its own migration (0005-0010).
+
+# --- [B] device model ---
+
+# --- [N] diagnostics ---
+
+# --- [HOP] reservations, display messages, data transfer ---
+
+# --- [I] tariffs ---
+
+# --- [K] smart charging ---
+
+# --- [CLM] certificates, published firmware ---

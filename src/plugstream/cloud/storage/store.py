@@ -18,6 +18,13 @@ from .stations import Stations
 from .transaction_row import FUTURE_TOLERANCE
 from .transactions import Transactions
 
+# [B import]
+# [N import]
+# [HOP import]
+# [I import]
+# [K import]
+# [CLM import]
+
 __all__ = ["FUTURE_TOLERANCE", "Store"]
 
 
@@ -34,6 +41,12 @@ class Store:
         self.firmware = Firmware(db)
         self.security = SecurityEvents(db)
         self.setup = Claims(db)
+        # [B repository]
+        # [N repository]
+        # [HOP repository]
+        # [I repository]
+        # [K repository]
+        # [CLM repository]
 
     @classmethod
     async def open(cls, url: str) -> Store:
