@@ -19,6 +19,7 @@ import inspect
 import itertools
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +29,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import orjson
+
 if TYPE_CHECKING:
+    import pytest
     import uvicorn
+    from websockets.asyncio.client import ClientConnection
 
     from plugstream.cloud.config import CloudConfig
     from plugstream.cloud.gateway import Gateway
@@ -203,6 +208,41 @@ def stop_process(process: subprocess.Popen[Any], *, timeout: float = 10.0) -> No
 # -- servers on loopback --------------------------------------------------------------------
 
 
+def cloud_serve_argv(port: int, db: Path, *options: str, host: str | None = None) -> list[str]:
+    """``plugstream cloud serve`` on ``port`` with SQLite in ``db``, then ``options``: the
+    one spelling of the cloud's command line that the tests start it with."""
+    where = ["--host", host] if host is not None else []
+    return [
+        *[sys.executable, "-m", "plugstream.cli", "cloud", "serve", *where],
+        *["--port", str(port), "--db", f"sqlite:///{db}", *options],
+    ]
+
+
+async def boot_and_heartbeat(ws: ClientConnection) -> None:
+    """A 1.6 station on ``ws`` boots and gets its Heartbeat answered: how a test shows a
+    legitimate station still served."""
+    boot = {"chargePointVendor": "PlugStream", "chargePointModel": "Test"}
+    await ws.send(orjson.dumps([2, "b1", "BootNotification", boot]).decode())
+    assert orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))[:2] == [3, "b1"]
+    await ws.send(orjson.dumps([2, "h1", "Heartbeat", {}]).decode())
+    answer = orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))
+    assert answer[:2] == [3, "h1"] and "currentTime" in answer[2]
+
+
+def count_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The database reads of ``store`` from now on, counted in the list's one item: how a
+    test tells an answer from a cache from one that cost a read."""
+    reads = [0]
+    read = store.db.read
+
+    async def counted(fn: Any) -> Any:
+        reads[0] += 1
+        return await read(fn)
+
+    monkeypatch.setattr(store.db, "read", counted)
+    return reads
+
+
 def free_port() -> int:
     """A loopback TCP port nobody listens on (bound, then released), for a subprocess to
     bind or for a connection to be refused."""
@@ -277,6 +317,9 @@ __all__ = [
     "WAIT",
     "Cloud",
     "basic_auth",
+    "boot_and_heartbeat",
+    "cloud_serve_argv",
+    "count_reads",
     "free_port",
     "read_until",
     "running",

@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +24,7 @@ from plugstream.cloud.storage import Store
 from plugstream.cloud.storage import firmware as db
 from plugstream.pki.firmware import InvalidSignature, verify_firmware
 from plugstream.pki.keystore import PKIStore
-from tests.support import WAIT, Cloud, running_cloud
+from tests.support import WAIT, Cloud, count_reads, running_cloud
 
 TOKEN = "firmware-test-token-0123456789"
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -379,18 +378,6 @@ async def test_storage_gives_every_target_a_request_id_never_used_before(store: 
     ]
 
 
-def _count_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    reads = [0]
-    read = store.db.read
-
-    async def counted(fn: Any) -> Any:
-        reads[0] += 1
-        return await read(fn)
-
-    monkeypatch.setattr(store.db, "read", counted)
-    return reads
-
-
 @pytest.mark.unit
 async def test_a_boot_with_no_pending_update_costs_no_read_and_new_rollouts_are_found(
     store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch
@@ -414,7 +401,7 @@ async def test_a_boot_with_no_pending_update_costs_no_read_and_new_rollouts_are_
     await rollout("CS1")
     restarted = await Store.open(store_url)  # a rollout made before the cloud started
     try:
-        reads = _count_reads(restarted, monkeypatch)
+        reads = count_reads(restarted, monkeypatch)
         assert [t.station_id for t, _, _ in await restarted.firmware.pending_targets("CS1")] == [
             "CS1"
         ]

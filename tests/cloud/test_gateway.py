@@ -39,6 +39,7 @@ from plugstream.ocpp import CallTimeout, ErrorCode, OcppError, OcppVersion
 from tests.support import (
     WAIT,
     basic_auth,
+    cloud_serve_argv,
     free_port,
     running_cloud,
     stop_process,
@@ -612,24 +613,12 @@ async def test_cloud_serve_as_a_subprocess_serves_and_stops_cleanly_on_sigterm(
     port = free_port()
     db = tmp_path / "sub.db"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "plugstream.cli",
-            "cloud",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db",
-            f"sqlite:///{db}",
-            "--auto-register-unsecured",
-            "--ping-interval",
-            "1",
-            "--ping-timeout",
-            "2",
-        ],
+        cloud_serve_argv(
+            port,
+            db,
+            *["--auto-register-unsecured", "--ping-interval", "1", "--ping-timeout", "2"],
+            host="127.0.0.1",
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

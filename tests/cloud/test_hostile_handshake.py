@@ -19,7 +19,6 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import orjson
 import pytest
 from typer.testing import CliRunner
 from websockets.asyncio.client import connect
@@ -30,7 +29,7 @@ from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.handshake_guard import AddressRate, HandshakeGuard, Refusal, address_key
 from plugstream.cloud.serve import FD_RESERVE, handshake_guard
 from plugstream.cloud.uvicorn_compat import GuardedHttpProtocol
-from tests.support import WAIT, Cloud, basic_auth, running_cloud, until
+from tests.support import WAIT, Cloud, basic_auth, boot_and_heartbeat, running_cloud, until
 
 DEADLINE = 0.5  # s: the handshake timeout of the socket tests (the default is 10 s)
 MARGIN = 2.5  # s a closed connection may take to be seen closed, on a loaded machine
@@ -51,12 +50,7 @@ async def station_heartbeat(cloud: Cloud, station_id: str) -> None:
         subprotocols=["ocpp1.6"],  # type: ignore[list-item]
         additional_headers=basic_auth(station_id, PASSWORD),
     ) as ws:
-        boot = {"chargePointVendor": "PlugStream", "chargePointModel": "Test"}
-        await ws.send(orjson.dumps([2, "b1", "BootNotification", boot]).decode())
-        assert orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))[:2] == [3, "b1"]
-        await ws.send(orjson.dumps([2, "h1", "Heartbeat", {}]).decode())
-        answer = orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))
-        assert answer[:2] == [3, "h1"] and "currentTime" in answer[2]
+        await boot_and_heartbeat(ws)
 
 
 async def closed(reader: asyncio.StreamReader) -> bool:

@@ -8,7 +8,6 @@ import asyncio
 import select
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from starlette.types import Message
 from plugstream.cli import main
 from plugstream.cloud.api.limits import BIGINT_MAX, INTEGER_MAX, BodyLimit
 from plugstream.cloud.serve import READY
-from tests.support import WAIT, free_port, read_until, running_cloud, stop_process
+from tests.support import WAIT, cloud_serve_argv, free_port, read_until, running_cloud, stop_process
 
 LIMIT = 64 * 1024
 CHUNK = 16 * 1024
@@ -225,19 +224,7 @@ async def test_the_limit_is_a_cloud_serve_flag_and_bounds_the_servers_memory(
     after --max-body-bytes, and the server's resident memory stays where it was."""
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "plugstream.cli",
-            "cloud",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            f"sqlite:///{tmp_path / 'cloud.db'}",
-            "--max-body-bytes",
-            "100000",
-        ],
+        cloud_serve_argv(port, tmp_path / "cloud.db", "--max-body-bytes", "100000"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -16,12 +16,10 @@ import asyncio
 import contextlib
 import ssl
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import uvicorn
 from uvicorn.server import ServerState
@@ -35,6 +33,8 @@ from tests.support import (
     WAIT,
     Cloud,
     basic_auth,
+    boot_and_heartbeat,
+    cloud_serve_argv,
     free_port,
     read_until,
     running_cloud,
@@ -78,12 +78,7 @@ async def wss_station_heartbeat(port: int, station_id: str, certs: Certs) -> Non
         additional_headers=basic_auth(station_id, PASSWORD),
         open_timeout=WAIT,
     ) as ws:
-        boot = {"chargePointVendor": "PlugStream", "chargePointModel": "Test"}
-        await ws.send(orjson.dumps([2, "b1", "BootNotification", boot]).decode())
-        assert orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))[:2] == [3, "b1"]
-        await ws.send(orjson.dumps([2, "h1", "Heartbeat", {}]).decode())
-        answer = orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))
-        assert answer[:2] == [3, "h1"] and "currentTime" in answer[2]
+        await boot_and_heartbeat(ws)
 
 
 class Peer:
@@ -158,29 +153,10 @@ async def test_half_open_tls_connections_are_closed_at_the_deadline_while_a_wss_
     one deadline after they connected (+ margin, not before it); meanwhile, and after,
     a station connects over wss:// and gets its Heartbeat answered."""
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "plugstream.cli",
-            "cloud",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            f"sqlite:///{tmp_path / 'cloud.db'}",
-            "--tls-cert",
-            str(certs.cert),
-            "--tls-key",
-            str(certs.key),
-            "--handshake-timeout",
-            str(DEADLINE),
-            "--auto-register",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    tls = ["--tls-cert", str(certs.cert), "--tls-key", str(certs.key)]
+    deadline = ["--handshake-timeout", str(DEADLINE)]
+    argv = cloud_serve_argv(port, tmp_path / "cloud.db", *tls, *deadline, "--auto-register")
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert "wss://" in read_until(process, READY)
         async with (

@@ -17,7 +17,6 @@ import queue
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -35,7 +34,7 @@ from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action, RemoteStartStopStatus
 from websockets.typing import Subprotocol
 
-from tests.support import WAIT, stop_process, until
+from tests.support import WAIT, cloud_serve_argv, stop_process, until
 
 pytestmark = pytest.mark.socket
 
@@ -55,7 +54,7 @@ class CloudProcess:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.port = free_port()
-        self.db = f"sqlite:///{tmp_path}/cloud.db"
+        self.db = tmp_path / "cloud.db"
         self.proc: subprocess.Popen[str] | None = None
         self.lines: queue.Queue[str] = queue.Queue()
         self.starts = 0
@@ -73,22 +72,12 @@ class CloudProcess:
         self.starts += 1
         stderr = open(self.tmp_path / f"server-{self.starts}.err", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "plugstream.cli",
-                "cloud",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--db",
+            cloud_serve_argv(
+                self.port,
                 self.db,
-                "--api-token",
-                TOKEN,
-                "--auto-register-unsecured",
-            ],
+                *["--api-token", TOKEN, "--auto-register-unsecured"],
+                host="127.0.0.1",
+            ),
             stdout=subprocess.PIPE,
             stderr=stderr,
             stdin=subprocess.DEVNULL,

@@ -31,7 +31,7 @@ from plugstream.cloud.storage import IdTokenRecord, Store
 from plugstream.ocpp import Handlers, OcppEndpoint, OcppVersion
 from plugstream.ocpp.datetimes import format_time
 from plugstream.ocpp.routing import dispatch
-from tests.support import WAIT, serving, until
+from tests.support import WAIT, count_reads, serving, until
 
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 TOKEN = "load-test-token-0123"
@@ -75,14 +75,7 @@ async def test_a_reconnect_storm_is_admitted_in_a_few_reads_each_station_its_own
     for n in range(500):
         await store.stations.register(f"CP{n}", security_profile=n % 2, lenient=n % 3 == 0)
     store.stations.forget_admissions()  # as after a restart
-    reads = [0]
-    read = store.db.read
-
-    async def counted(fn: Any) -> Any:
-        reads[0] += 1
-        return await read(fn)
-
-    monkeypatch.setattr(store.db, "read", counted)
+    reads = count_reads(store, monkeypatch)
     ids = [f"CP{n}" for n in range(500)] + [f"NEW{n}" for n in range(500)]
     found = await asyncio.wait_for(
         asyncio.gather(*(store.stations.admission(sid) for sid in ids)), 60

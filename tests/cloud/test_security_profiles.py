@@ -8,7 +8,6 @@ import asyncio
 import os
 import ssl
 import subprocess
-import sys
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +20,16 @@ from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from plugstream.cloud.serve import OCPP_TLS12_CIPHERS, READY
 from plugstream.pki.authority import CertificateAuthority
-from tests.support import WAIT, Cloud, basic_auth, free_port, running_cloud, stop_process, until
+from tests.support import (
+    WAIT,
+    Cloud,
+    basic_auth,
+    cloud_serve_argv,
+    free_port,
+    running_cloud,
+    stop_process,
+    until,
+)
 
 pytestmark = pytest.mark.socket
 
@@ -205,25 +213,13 @@ async def test_cloud_serve_with_tls_client_ca_admits_profile_3_stations(
 ) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "plugstream.cli",
-            "cloud",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            f"sqlite:///{tmp_path / 'sub.db'}",
-            "--tls-cert",
-            str(tmp_path / "server.pem"),
-            "--tls-key",
-            str(tmp_path / "server.key"),
-            "--tls-client-ca",
-            str(pki.root),
-            "--tls-client-organization",
-            "PlugStream",
-        ],
+        cloud_serve_argv(
+            port,
+            tmp_path / "sub.db",
+            *["--tls-cert", str(tmp_path / "server.pem")],
+            *["--tls-key", str(tmp_path / "server.key")],
+            *["--tls-client-ca", str(pki.root), "--tls-client-organization", "PlugStream"],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

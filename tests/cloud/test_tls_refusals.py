@@ -12,7 +12,6 @@ import datetime as dt
 import os
 import ssl
 import subprocess
-import sys
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +27,16 @@ from websockets.exceptions import InvalidMessage, InvalidStatus
 from plugstream.cloud.serve import READY
 from plugstream.cloud.tlsaudit import RefusalLimiter
 from plugstream.pki.authority import CertificateAuthority, IssuedCertificate
-from tests.support import WAIT, Cloud, basic_auth, free_port, running_cloud, stop_process, until
+from tests.support import (
+    WAIT,
+    Cloud,
+    basic_auth,
+    cloud_serve_argv,
+    free_port,
+    running_cloud,
+    stop_process,
+    until,
+)
 
 V201 = "ocpp2.0.1"
 PASSWORD = "correct-horse-battery-staple"
@@ -266,25 +274,13 @@ async def test_cloud_serve_on_uvloop_records_a_refused_certificate(
     too, without the peer address (uvloop does not expose it)."""
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "plugstream.cli",
-            "cloud",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            f"sqlite:///{tmp_path / 'sub.db'}",
-            "--tls-cert",
-            str(tmp_path / "server.pem"),
-            "--tls-key",
-            str(tmp_path / "server.key"),
-            "--tls-client-ca",
-            str(root),
-            "--tls-client-organization",
-            "PlugStream",
-        ],
+        cloud_serve_argv(
+            port,
+            tmp_path / "sub.db",
+            *["--tls-cert", str(tmp_path / "server.pem")],
+            *["--tls-key", str(tmp_path / "server.key")],
+            *["--tls-client-ca", str(root), "--tls-client-organization", "PlugStream"],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -59,7 +59,7 @@ from plugstream.station.security import SecurityLog
 from plugstream.station.station16 import Station16
 from tests.cloud.conftest import postgres_url, store, store_url  # noqa: F401 (fixtures)
 from tests.interop.station_process import StationProcess
-from tests.support import WAIT, Cloud, free_port, running, running_cloud, until
+from tests.support import WAIT, Cloud, cloud_serve_argv, free_port, running, running_cloud, until
 
 TOKEN = "setup-test-token"
 OPERATOR = "Acme Charging"
@@ -754,13 +754,13 @@ async def test_cloud_serve_setup_is_the_setup_service_alone_on_the_clouds_databa
             )
         )
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                *["-m", "plugstream.cli", "cloud", "serve", "--setup"],
-                *["--port", str(port), "--db", f"sqlite:///{tmp_path / 'cloud' / 'cloud.db'}"],
+            cloud_serve_argv(
+                port,
+                tmp_path / "cloud" / "cloud.db",
+                "--setup",
                 *["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)],
                 *["--pki", str(pki.dir), "--public-url", f"https://127.0.0.1:{cloud.port}"],
-            ],
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

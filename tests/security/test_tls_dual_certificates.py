@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from plugstream.cloud.serve import READY
 from plugstream.pki.authority import CertificateAuthority
 from plugstream.pki.keystore import CSMS_ROOT, PKIStore
 from plugstream.pki.tls import verify_server
-from tests.support import WAIT, free_port, read_until, running_cloud, stop_process
+from tests.support import WAIT, cloud_serve_argv, free_port, read_until, running_cloud, stop_process
 
 ECDSA_SUITES = ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384")
 RSA_SUITES = ("AES128-GCM-SHA256", "AES256-GCM-SHA384")  # TLS_RSA_WITH_AES_*_GCM
@@ -132,25 +131,14 @@ async def test_pki_issues_both_and_cloud_serve_takes_both_pairs(tmp_path: Path) 
     server = pki / "server"
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "plugstream.cli",
-            "cloud",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            f"sqlite:///{tmp_path / 'cloud.db'}",
-            "--tls-cert",
-            str(server / "localhost.rsa.pem"),
-            "--tls-key",
-            str(server / "localhost.rsa.key"),
-            "--tls-cert",
-            str(server / "localhost.pem"),
-            "--tls-key",
-            str(server / "localhost.key"),
-        ],
+        cloud_serve_argv(
+            port,
+            tmp_path / "cloud.db",
+            *["--tls-cert", str(server / "localhost.rsa.pem")],
+            *["--tls-key", str(server / "localhost.rsa.key")],
+            *["--tls-cert", str(server / "localhost.pem")],
+            *["--tls-key", str(server / "localhost.key")],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

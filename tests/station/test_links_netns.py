@@ -27,7 +27,7 @@ from typing import IO, Any
 import pytest
 
 from plugstream.lab.netns import Host, Netns, lab_unavailable
-from tests.support import WAIT, until_sync
+from tests.support import WAIT, cloud_serve_argv, until_sync
 
 pytestmark = pytest.mark.lab
 
@@ -125,11 +125,11 @@ class Lab:
     def start_cloud(self) -> Lines:
         """The SNTP responder and PlugStream Cloud on 198.51.100.10; the cloud's stderr."""
         self.python(self.cloud, "-c", SNTP)
-        cloud = self.python(
-            self.cloud, "-m", "plugstream.cli", "cloud", "serve", "--host", CLOUD_IP,
-            "--port", str(PORT), "--db", f"sqlite:///{self.tmp}/c.db", "--auto-register-unsecured",
-            "--api-token", TOKEN, "--heartbeat-interval", "10", "--ping-interval", "5",
+        argv = cloud_serve_argv(
+            PORT, self.tmp / "c.db", "--auto-register-unsecured", "--api-token", TOKEN,
+            "--heartbeat-interval", "10", "--ping-interval", "5", host=CLOUD_IP,
         )  # fmt: skip
+        cloud = self.python(self.cloud, *argv[1:])  # python() puts the interpreter first
         Lines(cloud.stdout).expect(lambda s: "PlugStream Cloud listening" in s)
         return Lines(cloud.stderr)
 
