@@ -102,6 +102,25 @@ async def test_a_reconnect_storm_is_admitted_in_a_few_reads_each_station_its_own
 
 
 @pytest.mark.unit
+async def test_a_reconnect_storm_of_known_stations_writes_one_batch_not_one_each(
+    store: Store,
+) -> None:
+    """What admission and the first heartbeat of 1,000 known stations write at once: the
+    admission facts come from the cache (no write, no read) and their last_seen lands in
+    a handful of commits, not a thousand."""
+    for n in range(1000):
+        await store.stations.register(f"CP{n}", security_profile=0)
+    commits = store.db.stats.commits
+    admitted = await asyncio.gather(*(store.stations.admission(f"CP{n}") for n in range(1000)))
+    assert all(a is not None for a in admitted)
+    assert store.db.stats.commits == commits  # admitting wrote nothing
+    await asyncio.gather(*(store.stations.record_seen(f"CP{n}", at=T0) for n in range(1000)))
+    assert store.db.stats.commits - commits <= 5
+    seen = await store.stations.get("CP999")
+    assert seen is not None and seen.last_seen == T0
+
+
+@pytest.mark.unit
 async def test_boot_status_is_read_for_the_boot(store: Store) -> None:
     assert await store.stations.get_boot_status("NOPE") is None
     await store.stations.register("HELD", security_profile=0, boot_status="Pending")
