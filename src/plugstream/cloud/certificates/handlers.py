@@ -2,7 +2,8 @@
 (A02.FR.11 Accepted / A02.FR.12 Rejected) and, once the answer is sent, the certificate is
 sent back with CertificateSigned (A02.FR.14: certificateType ChargingStationCertificate
 in 2.0.1). A CSR for another station's identity is refused, logged and kept as a security
-event.
+event. A 2.0.1 V2GCertificate CSR is signed by the V2G sub-CA (:mod:`.v2g`) and sent back
+as a V2GCertificate with its sub-CA (TC_A_12_CSMS).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from typing import Any
 
 from plugstream.cloud.certificates.signing import CsrRefused, sign_station_csr
+from plugstream.cloud.certificates.v2g import V2G_CERTIFICATE, sign_v2g_csr
 from plugstream.cloud.context import SecurityEvent
 from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.cloud.stations import StationOffline
@@ -83,16 +85,33 @@ class CertificateHandlers16(_SignCertificate):
 
 
 class CertificateHandlers201(_SignCertificate):
-    """SignCertificate from a 2.0.1 charging station (A02, A03)."""
+    """SignCertificate from a 2.0.1 charging station (A02, A03), of either type."""
+
+    _signed_type = "ChargingStationCertificate"
 
     @on(v201.Action.SignCertificate)
     async def sign_certificate(self, payload: v201.SignCertificateRequest) -> dict[str, Any]:
         kind = payload.get("certificateType", "ChargingStationCertificate")
-        if kind != "ChargingStationCertificate":  # V2G certificates: not this CA's
-            log.warning("station %s: SignCertificate for %s rejected", self.station_id, kind)
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedCertType"}}
+        self._signed_type = kind
+        if kind == V2G_CERTIFICATE:
+            return await self._sign_v2g(payload["csr"])
         return {"status": await self._sign(payload["csr"])}
+
+    async def _sign_v2g(self, csr: str) -> dict[str, Any]:
+        """A02.FR.11: signed by the V2G sub-CA and recorded (for OCSP) before the answer."""
+        self._signed = None
+        try:
+            self._signed = await sign_v2g_csr(
+                self.context.store, self.context.config, self.station_id, csr, self.now()
+            )
+        except CsrRefused as exc:
+            log.warning("station %s: V2G SignCertificate rejected: %s", self.station_id, exc)
+            return {
+                "status": "Rejected",
+                "statusInfo": {"reasonCode": "InvalidCSR", "additionalInfo": str(exc)[:512]},
+            }
+        return {"status": "Accepted"}
 
     @after(v201.Action.SignCertificate)
     async def sign_certificate_done(self, payload: v201.SignCertificateRequest) -> None:
-        await self._send_signed({"certificateType": "ChargingStationCertificate"})
+        await self._send_signed({"certificateType": self._signed_type})
