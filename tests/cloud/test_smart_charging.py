@@ -1,0 +1,863 @@
+"""Smart charging (K) in PlugStream Cloud: its storage (SQLite, and PostgreSQL with
+PLUGSTREAM_TEST_POSTGRES), the OCTT CSMS test cases of K played by a 2.0.1 station over a
+raw WebSocket against a real cloud on loopback, and the REST resources."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.typing import Subprotocol
+
+from plugstream.cloud.smart_charging.schedules import cloud_profile_id
+from plugstream.cloud.storage import Store
+from plugstream.cloud.storage.smart_charging import SiteConflict
+from tests.support import WAIT, Cloud, running_cloud, until
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+TOKEN = "smart-charging-test-token"
+
+
+# -- storage ----------------------------------------------------------------------------
+
+
+@pytest.mark.unit
+async def test_storage_keeps_what_was_set_replaces_the_same_id_and_forgets_what_was_cleared(
+    store: Store,
+) -> None:
+    repo = store.smart_charging
+    profile = {"id": 7, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile"}
+    await repo.record_set("CS1", 1, profile, status="Rejected", source="operator", at=T0)
+    await repo.record_set("CS1", 1, profile, status="Accepted", source="operator", at=T0)
+    other = {"id": 8, "stackLevel": 1, "chargingProfilePurpose": "TxProfile"}
+    await repo.record_set(
+        "CS1", 2, {**other, "transactionId": "T"}, status="Accepted", source="site", at=T0
+    )
+    kept = await repo.profiles_set("CS1")
+    assert [(p.charging_profile_id, p.status, p.transaction_id) for p in kept] == [
+        (7, "Accepted", None),
+        (8, "Accepted", "T"),
+    ]
+    assert (await repo.tx_profile("CS1", 2)) is not None
+    assert await repo.forget_set("CS1", purpose="TxProfile") == 1
+    assert [p.charging_profile_id for p in await repo.profiles_set("CS1")] == [7]
+    assert await repo.forget_set("CS1", charging_profile_id=7) == 1
+    assert await repo.profiles_set("CS1") == []
+
+
+@pytest.mark.unit
+async def test_storage_gives_each_request_a_new_id_and_completes_it_with_the_last_report(
+    store: Store,
+) -> None:
+    repo = store.smart_charging
+    first = await repo.new_request("CS1", {}, at=T0)
+    second = await repo.new_request("CS1", {"evseId": 1}, at=T0)
+    assert (first, second) == (1, 2)
+    assert await repo.new_request("CS2", {}, at=T0) == 1  # per station
+    p = {"id": 3, "stackLevel": 0}
+    await repo.add_report(
+        "CS1", request_id=2, evse_id=1, charging_limit_source="CSO", profiles=[p], tbc=True, at=T0
+    )
+    assert await repo.request_status("CS1", 2) == "Reporting"
+    await repo.add_report(
+        "CS1",
+        request_id=2,
+        evse_id=2,
+        charging_limit_source="EMS",
+        profiles=[{**p, "id": 4}],
+        tbc=False,
+        at=T0,
+    )
+    assert await repo.request_status("CS1", 2) == "Complete"
+    reported = await repo.reported("CS1")
+    assert [(r.evse_id, r.profile["id"], r.charging_limit_source) for r in reported] == [
+        (1, 3, "CSO"),
+        (2, 4, "EMS"),
+    ]
+
+
+@pytest.mark.unit
+async def test_storage_clears_a_limit_and_keeps_a_release_it_never_heard_of(store: Store) -> None:
+    repo = store.smart_charging
+    await repo.add_limit(
+        "CS1",
+        evse_id=1,
+        charging_limit_source="EMS",
+        is_grid_critical=True,
+        schedules=[{"id": 1}],
+        at=T0,
+    )
+    assert await repo.clear_limit("CS1", evse_id=1, charging_limit_source="EMS", at=T0) == 1
+    assert await repo.clear_limit("CS1", evse_id=None, charging_limit_source="SO", at=T0) == 0
+    limits = await repo.limits("CS1")
+    assert [(x.charging_limit_source, x.cleared_at is not None) for x in limits] == [
+        ("SO", True),
+        ("EMS", True),
+    ]
+
+
+@pytest.mark.unit
+async def test_storage_keeps_sites_and_a_station_in_one_site_only(store: Store) -> None:
+    repo = store.smart_charging
+    site = await repo.create_site(
+        "Depot",
+        max_current_a=Decimal("32.5"),
+        phases=3,
+        stations={"CS1": Decimal(32), "CS2": Decimal(16)},
+        at=T0,
+    )
+    assert site.stations == {"CS1": Decimal(32), "CS2": Decimal(16)}
+    assert site.max_current_a == Decimal("32.5")
+    with pytest.raises(SiteConflict, match="CS1"):
+        await repo.create_site(
+            "Other", max_current_a=Decimal(10), phases=1, stations={"CS1": Decimal(32)}, at=T0
+        )
+    assert [s.name for s in await repo.sites()] == ["Depot"]  # the refused one left nothing
+    updated = await repo.update_site(
+        site.site_id,
+        name="Depot 2",
+        max_current_a=Decimal(63),
+        phases=1,
+        stations={"CS3": Decimal(32)},
+    )
+    assert updated is not None and list(updated.stations) == ["CS3"]
+    assert await repo.site_of("CS1") is None
+    found = await repo.site_of("CS3")
+    assert found is not None and found.name == "Depot 2"
+    assert await repo.delete_site(site.site_id)
+    assert await repo.site(site.site_id) is None
+    assert not await repo.delete_site(site.site_id)
+
+
+# -- a 2.0.1 station played over a raw WebSocket (the OCTT's side) -----------------------
+
+
+class Octt:
+    """The OCTT's station: sends CALLs and answers the CSMS's with ``answers``."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.received: list[tuple[str, dict[str, Any]]] = []  # the CSMS's CALLs
+        self.answers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "SetChargingProfile": lambda _: {"status": "Accepted"},
+            "ClearChargingProfile": lambda _: {"status": "Accepted"},
+            "GetChargingProfiles": lambda _: {"status": "Accepted"},
+            "GetCompositeSchedule": lambda p: {
+                "status": "Accepted",
+                "schedule": {
+                    "evseId": p["evseId"],
+                    "duration": p["duration"],
+                    "scheduleStart": "2026-03-01T08:00:00.000Z",
+                    "chargingRateUnit": p.get("chargingRateUnit", "A"),
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}],
+                },
+            },
+        }
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for text in self.ws:
+            frame = orjson.loads(text)
+            if frame[0] == 2:
+                _, message_id, action, payload = frame
+                self.received.append((action, payload))
+                answer = self.answers[action](payload)
+                await self.ws.send(orjson.dumps([3, message_id, answer]).decode())
+            elif frame[1] in self._pending:
+                future = self._pending.pop(frame[1])
+                if frame[0] == 3:
+                    future.set_result(frame[2])
+                else:
+                    future.set_exception(AssertionError(f"CALLERROR {frame[2:]}"))
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        message_id = f"m{next(self._ids)}"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[message_id] = future
+        await self.ws.send(orjson.dumps([2, message_id, action, payload]).decode())
+        answer: dict[str, Any] = await asyncio.wait_for(future, WAIT)
+        return answer
+
+    def calls(self, action: str) -> list[dict[str, Any]]:
+        return [payload for name, payload in self.received if name == action]
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+            await self._reader
+
+
+@contextlib.asynccontextmanager
+async def octt(cloud: Cloud, station_id: str) -> AsyncIterator[Octt]:
+    async with websockets.connect(
+        cloud.url(station_id), subprotocols=[Subprotocol("ocpp2.0.1")]
+    ) as ws:
+        station = Octt(ws)
+        try:
+            boot = await station.call(
+                "BootNotification",
+                {
+                    "reason": "PowerUp",
+                    "chargingStation": {"model": "OCTT", "vendorName": "OCA"},
+                },
+            )
+            assert boot["status"] == "Accepted"
+            yield station
+        finally:
+            await station.close()
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def start_transaction(cs: Octt, transaction_id: str, evse_id: int = 1) -> None:
+    await cs.call(
+        "TransactionEvent",
+        {
+            "eventType": "Started",
+            "timestamp": now_iso(),
+            "triggerReason": "CablePluggedIn",
+            "seqNo": 0,
+            "transactionInfo": {"transactionId": transaction_id, "chargingState": "EVConnected"},
+            "evse": {"id": evse_id, "connectorId": 1},
+        },
+    )
+
+
+async def transaction_event(
+    cs: Octt,
+    transaction_id: str,
+    seq_no: int,
+    trigger: str,
+    event_type: str = "Updated",
+    **info: Any,
+) -> None:
+    await cs.call(
+        "TransactionEvent",
+        {
+            "eventType": event_type,
+            "timestamp": now_iso(),
+            "triggerReason": trigger,
+            "seqNo": seq_no,
+            "transactionInfo": {"transactionId": transaction_id, **info},
+        },
+    )
+
+
+AC_NEEDS = {
+    "requestedEnergyTransfer": "AC_three_phase",
+    "acChargingParameters": {
+        "energyAmount": 20000,
+        "evMinCurrent": 6,
+        "evMaxCurrent": 20,
+        "evMaxVoltage": 400,
+    },
+}
+
+
+def schedule(*periods: tuple[int, float], unit: str = "A") -> dict[str, Any]:
+    return {
+        "id": 1,
+        "chargingRateUnit": unit,
+        "chargingSchedulePeriod": [{"startPeriod": s, "limit": x} for s, x in periods],
+    }
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
+    async with running_cloud(tmp_path, api_token=TOKEN) as running:
+        for station_id in ("CS1", "CS2", "CS3"):
+            await running.store.stations.register(station_id, security_profile=0)
+        yield running
+
+
+@pytest.fixture
+async def api(cloud: Cloud) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{cloud.port}/api/v1",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=WAIT,
+    ) as client:
+        yield client
+
+
+# -- K09: GetChargingProfiles / ReportChargingProfiles ----------------------------------
+
+PROFILE = {
+    "id": 11,
+    "stackLevel": 2,
+    "chargingProfilePurpose": "TxDefaultProfile",
+    "chargingProfileKind": "Absolute",
+    "chargingSchedule": [
+        {
+            "id": 1,
+            "startSchedule": "2026-03-01T00:00:00.000Z",
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}],
+        }
+    ],
+}
+
+
+async def _refresh_and_report(
+    cs: Octt, api: httpx.AsyncClient, body: dict[str, Any], *, evses: tuple[int, ...] = (1,)
+) -> dict[str, Any]:
+    """Steps 1-4 of TC_K_29..35: the operator's refresh sends GetChargingProfiles, the
+    station reports with the requestId it got, the CSMS answers each report and keeps it."""
+    answer = await api.post("/stations/CS1/charging-profiles/refresh", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "Accepted"
+    request = cs.calls("GetChargingProfiles")[-1]
+    assert request["requestId"] == answer.json()["requestId"]
+    for n, evse_id in enumerate(evses):
+        reply = await cs.call(
+            "ReportChargingProfiles",
+            {
+                "requestId": request["requestId"],
+                "chargingLimitSource": "CSO",
+                "evseId": evse_id,
+                "chargingProfile": [{**PROFILE, "id": 11 + n}],
+                "tbc": n < len(evses) - 1,
+            },
+        )
+        assert reply == {}
+    profiles = (await api.get("/stations/CS1/charging-profiles")).json()
+    assert [r["evseId"] for r in profiles["reported"]] == list(evses)
+    assert {r["requestId"] for r in profiles["reported"]} == {request["requestId"]}
+    return request
+
+
+@pytest.mark.socket
+async def test_tc_k_29_csms_get_charging_profile_evse_id_0(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        await start_transaction(cs, "TX29")  # Charging State: EnergyTransferStarted
+        body = {"evseId": 0, "chargingProfile": {"chargingProfilePurpose": "TxDefaultProfile"}}
+        request = await _refresh_and_report(cs, api, body, evses=(0,))
+        assert request["evseId"] == 0
+        assert request["chargingProfile"] == {"chargingProfilePurpose": "TxDefaultProfile"}
+
+
+@pytest.mark.socket
+async def test_tc_k_30_csms_get_charging_profile_evse_id_above_0(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        request = await _refresh_and_report(cs, api, {"evseId": 1})
+        assert request["evseId"] == 1
+
+
+@pytest.mark.socket
+async def test_tc_k_31_csms_get_charging_profile_no_evse_id(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        request = await _refresh_and_report(cs, api, {}, evses=(0, 1, 2))  # tbc true till last
+        assert "evseId" not in request
+        status = await cloud.store.smart_charging.request_status("CS1", request["requestId"])
+        assert status == "Complete"
+
+
+@pytest.mark.socket
+async def test_tc_k_32_csms_get_charging_profile_charging_profile_id(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        body = {"chargingProfile": {"chargingProfileId": [11]}}
+        request = await _refresh_and_report(cs, api, body)
+        assert request["chargingProfile"]["chargingProfileId"] == [11]
+        assert isinstance(request["requestId"], int)
+
+
+@pytest.mark.socket
+async def test_tc_k_33_csms_get_charging_profile_evse_id_and_stack_level(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        body = {"evseId": 1, "chargingProfile": {"stackLevel": 2}}
+        request = await _refresh_and_report(cs, api, body)
+        assert (request["evseId"], request["chargingProfile"]["stackLevel"]) == (1, 2)
+
+
+@pytest.mark.socket
+async def test_tc_k_34_csms_get_charging_profile_evse_id_and_charging_limit_source(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        body = {"evseId": 1, "chargingProfile": {"chargingLimitSource": ["CSO"]}}
+        request = await _refresh_and_report(cs, api, body)
+        assert request["chargingProfile"]["chargingLimitSource"] == ["CSO"]
+
+
+@pytest.mark.socket
+async def test_tc_k_35_csms_get_charging_profile_evse_id_and_purpose(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        body = {"evseId": 1, "chargingProfile": {"chargingProfilePurpose": "TxProfile"}}
+        request = await _refresh_and_report(cs, api, body)
+        assert request["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
+
+
+@pytest.mark.socket
+async def test_tc_k_36_csms_a_report_no_one_asked_for_is_kept_and_answered(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        reply = await cs.call(
+            "ReportChargingProfiles",
+            {
+                "requestId": 999,
+                "chargingLimitSource": "EMS",
+                "evseId": 1,
+                "chargingProfile": [PROFILE],
+            },
+        )
+        assert reply == {}
+        reported = (await api.get("/stations/CS1/charging-profiles")).json()["reported"]
+        assert [(r["requestId"], r["chargingLimitSource"]) for r in reported] == [(999, "EMS")]
+
+
+# -- K10: ClearChargingProfile ----------------------------------------------------------
+
+
+@pytest.mark.socket
+async def test_tc_k_05_csms_clear_charging_profile_with_charging_profile_id(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        await _refresh_and_report(cs, api, {})  # Memory State: a reported profile
+        set_ = await api.post(
+            "/stations/CS1/charging-profiles", json={"evseId": 1, "chargingProfile": PROFILE}
+        )
+        assert set_.json() == {"status": "Accepted", "statusInfo": None}
+        cleared = await api.delete(
+            "/stations/CS1/charging-profiles", params={"chargingProfileId": 11}
+        )
+        assert cleared.status_code == 200 and cleared.json()["status"] == "Accepted"
+        assert cs.calls("ClearChargingProfile") == [{"chargingProfileId": 11}]  # criteria omitted
+        assert (await api.get("/stations/CS1/charging-profiles")).json()["set"] == []
+
+
+# -- K12 / K13: external limits -----------------------------------------------------------
+
+
+@pytest.mark.socket
+async def test_tc_k_48_csms_notify_charging_limit_without_schedule_is_kept(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        assert (
+            await cs.call(
+                "NotifyChargingLimit",
+                {
+                    "chargingLimit": {"chargingLimitSource": "EMS", "isGridCritical": True},
+                },
+            )
+            == {}
+        )
+        limits = (await api.get("/stations/CS1/charging-limits")).json()
+        assert limits[0]["chargingLimitSource"] == "EMS" and limits[0]["isGridCritical"]
+        assert limits[0]["clearedAt"] is None
+
+
+@pytest.mark.socket
+async def test_tc_k_52_csms_notify_charging_limit_with_schedule_is_kept(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        limit = {**schedule((0, 10)), "startSchedule": "2026-03-01T08:00:00.000Z", "duration": 3600}
+        assert (
+            await cs.call(
+                "NotifyChargingLimit",
+                {
+                    "chargingLimit": {"chargingLimitSource": "EMS"},
+                    "evseId": 1,
+                    "chargingSchedule": [limit],
+                },
+            )
+            == {}
+        )
+        limits = (await api.get("/stations/CS1/charging-limits")).json()
+        assert limits[0]["evseId"] == 1 and limits[0]["chargingSchedule"] == [limit]
+
+
+@pytest.mark.socket
+async def test_tc_k_50_csms_cleared_charging_limit_without_transaction(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        await cs.call("NotifyChargingLimit", {"chargingLimit": {"chargingLimitSource": "EMS"}})
+        assert await cs.call("ClearedChargingLimit", {"chargingLimitSource": "EMS"}) == {}
+        limits = (await api.get("/stations/CS1/charging-limits")).json()
+        assert len(limits) == 1 and limits[0]["clearedAt"] is not None
+
+
+@pytest.mark.socket
+async def test_tc_k_51_csms_cleared_charging_limit_with_ongoing_transaction(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        await start_transaction(cs, "TX51")
+        await cs.call(
+            "NotifyChargingLimit",
+            {
+                "chargingLimit": {"chargingLimitSource": "SO"},
+                "evseId": 1,
+                "chargingSchedule": [schedule((0, 8))],
+            },
+        )
+        assert (
+            await cs.call("ClearedChargingLimit", {"chargingLimitSource": "SO", "evseId": 1}) == {}
+        )
+        await transaction_event(cs, "TX51", 1, "ChargingRateChanged")
+        limits = (await api.get("/stations/CS1/charging-limits")).json()
+        assert [(x["evseId"], x["clearedAt"] is not None) for x in limits] == [(1, True)]
+
+
+# -- K15-K17: ISO 15118 charging needs and schedules ------------------------------------
+
+
+async def _iso15118_smart_charging(cs: Octt, transaction_id: str) -> dict[str, Any]:
+    """Reusable state ISO15118SmartCharging: the needs are Accepted and the CSMS sends a
+    TxProfile for the transaction with no more periods than maxScheduleTuples (K15.FR.07)."""
+    before = len(cs.calls("SetChargingProfile"))
+    answer = await cs.call(
+        "NotifyEVChargingNeeds", {"evseId": 1, "maxScheduleTuples": 3, "chargingNeeds": AC_NEEDS}
+    )
+    assert answer == {"status": "Accepted"}
+    await until(lambda: len(cs.calls("SetChargingProfile")) > before, "SetChargingProfile")
+    request = cs.calls("SetChargingProfile")[-1]
+    profile = request["chargingProfile"]
+    assert request["evseId"] == 1
+    assert profile["chargingProfilePurpose"] == "TxProfile"
+    assert profile["transactionId"] == transaction_id
+    assert len(profile["chargingSchedule"]) <= 3
+    assert all(len(s["chargingSchedulePeriod"]) <= 3 for s in profile["chargingSchedule"])
+    return request
+
+
+@pytest.mark.socket
+async def test_tc_k_53_csms_load_leveling_based_on_high_level_communication(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        await start_transaction(cs, "TX53")
+        request = await _iso15118_smart_charging(cs, "TX53")
+        sent = request["chargingProfile"]["chargingSchedule"][0]
+        assert sent["chargingSchedulePeriod"][0]["limit"] == 20  # the EV's max, within 32 A
+        answer = await cs.call(
+            "NotifyEVChargingSchedule",
+            {
+                "timeBase": now_iso(),
+                "evseId": 1,
+                "chargingSchedule": sent,
+            },
+        )
+        assert answer == {"status": "Accepted"}  # K15.FR.11
+        await transaction_event(cs, "TX53", 1, "ChargingStateChanged", chargingState="Charging")
+        records = (await api.get("/stations/CS1/ev-charging-needs")).json()
+        assert [(r["kind"], r["status"]) for r in records] == [
+            ("schedule", "Accepted"),
+            ("needs", "Accepted"),
+        ]
+        assert records[1]["maxScheduleTuples"] == 3
+        assert records[1]["body"] == AC_NEEDS
+
+
+@pytest.mark.socket
+async def test_tc_k_55_csms_ev_charging_profile_exceeds_limits(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        await start_transaction(cs, "TX55")
+        await _iso15118_smart_charging(cs, "TX55")
+        answer = await cs.call(
+            "NotifyEVChargingSchedule",
+            {
+                "timeBase": now_iso(),
+                "evseId": 1,
+                "chargingSchedule": schedule((0, 40)),
+            },
+        )
+        assert answer["status"] == "Rejected"  # K15.FR.12
+        await transaction_event(cs, "TX55", 1, "ChargingStateChanged", chargingState="Charging")
+        await until(lambda: len(cs.calls("SetChargingProfile")) == 2, "renegotiation (K15.FR.13)")
+        again = cs.calls("SetChargingProfile")[-1]
+        assert again["evseId"] == 1
+        assert again["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
+        assert again["chargingProfile"]["transactionId"] == "TX55"
+        sent = again["chargingProfile"]["chargingSchedule"][0]
+        answer = await cs.call(
+            "NotifyEVChargingSchedule",
+            {
+                "timeBase": now_iso(),
+                "evseId": 1,
+                "chargingSchedule": sent,
+            },
+        )
+        assert answer == {"status": "Accepted"}
+        await transaction_event(cs, "TX55", 2, "ChargingRateChanged")
+
+
+@pytest.mark.socket
+async def test_tc_k_57_csms_renegotiating_initiated_by_ev(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        await start_transaction(cs, "TX57")
+        await _iso15118_smart_charging(cs, "TX57")
+        request = await _iso15118_smart_charging(cs, "TX57")  # new needs: a new schedule
+        await transaction_event(cs, "TX57", 1, "ChargingRateChanged")
+        answer = await cs.call(
+            "NotifyEVChargingSchedule",
+            {
+                "timeBase": now_iso(),
+                "evseId": 1,
+                "chargingSchedule": request["chargingProfile"]["chargingSchedule"][0],
+            },
+        )
+        assert answer == {"status": "Accepted"}
+        await transaction_event(cs, "TX57", 2, "ChargingRateChanged")
+
+
+@pytest.mark.socket
+async def test_tc_k_58_csms_renegotiating_initiated_by_csms(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        await start_transaction(cs, "TX58")
+        await _iso15118_smart_charging(cs, "TX58")
+        tx_profile = {
+            "id": 58,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative",
+            "transactionId": "TX58",
+            "chargingSchedule": [schedule((0, 10))],
+        }
+        answer = await api.post(
+            "/stations/CS1/charging-profiles", json={"evseId": 1, "chargingProfile": tx_profile}
+        )
+        assert answer.json()["status"] == "Accepted"
+        request = cs.calls("SetChargingProfile")[-1]
+        assert request["evseId"] == 1
+        assert request["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
+        assert request["chargingProfile"]["transactionId"] == "TX58"
+        reply = await cs.call(
+            "NotifyEVChargingSchedule",
+            {
+                "timeBase": now_iso(),
+                "evseId": 1,
+                "chargingSchedule": schedule((0, 10)),
+            },
+        )
+        assert reply == {"status": "Accepted"}
+        await transaction_event(cs, "TX58", 1, "ChargingRateChanged")
+
+
+@pytest.mark.socket
+async def test_tc_k_59_csms_renegotiating_initiated_by_csms_send_notify_ev_charging_needs(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        await start_transaction(cs, "TX59")
+        await _iso15118_smart_charging(cs, "TX59")
+        tx_profile = {
+            "id": 59,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative",
+            "transactionId": "TX59",
+            "chargingSchedule": [schedule((0, 10))],
+        }
+        answer = await api.post(
+            "/stations/CS1/charging-profiles", json={"evseId": 1, "chargingProfile": tx_profile}
+        )
+        assert answer.json()["status"] == "Accepted"
+        request = await _iso15118_smart_charging(cs, "TX59")  # the EV resends its needs
+        reply = await cs.call(
+            "NotifyEVChargingSchedule",
+            {
+                "timeBase": now_iso(),
+                "evseId": 1,
+                "chargingSchedule": request["chargingProfile"]["chargingSchedule"][0],
+            },
+        )
+        assert reply == {"status": "Accepted"}
+        await transaction_event(cs, "TX59", 1, "ChargingRateChanged")
+
+
+@pytest.mark.socket
+async def test_needs_without_a_transaction_are_rejected_and_kept(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        answer = await cs.call("NotifyEVChargingNeeds", {"evseId": 1, "chargingNeeds": AC_NEEDS})
+        assert answer["status"] == "Rejected"  # K15.FR.04: no transaction to give a TxProfile
+        assert answer["statusInfo"]["reasonCode"] == "NoTransaction"
+        records = (await api.get("/stations/CS1/ev-charging-needs")).json()
+        assert [(r["kind"], r["status"]) for r in records] == [("needs", "Rejected")]
+
+
+# -- REST -------------------------------------------------------------------------------
+
+
+@pytest.mark.socket
+async def test_commands_to_an_offline_or_unknown_station_are_refused(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    offline = await api.post(
+        "/stations/CS1/charging-profiles", json={"evseId": 1, "chargingProfile": PROFILE}
+    )
+    assert offline.status_code == 409 and "not connected" in offline.json()["detail"]
+    refresh = await api.post("/stations/CS1/charging-profiles/refresh")
+    assert refresh.status_code == 409
+    composite = await api.get(
+        "/stations/CS1/composite-schedule", params={"evseId": 1, "duration": 600}
+    )
+    assert composite.status_code == 409
+    unknown = await api.get("/stations/NOPE/charging-profiles")
+    assert unknown.status_code == 404 and "not registered" in unknown.json()["detail"]
+    no_criteria = await api.delete("/stations/CS1/charging-profiles")
+    assert no_criteria.status_code == 422 and "chargingProfileId" in no_criteria.json()["detail"]
+    assert (await api.get("/sites/1", headers={"Authorization": "Bearer x"})).status_code == 401
+
+
+@pytest.mark.socket
+async def test_a_bad_profile_is_refused_with_the_schema_reason_and_nothing_is_kept(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1"):
+        bad = {**PROFILE, "chargingProfileKind": "Sometimes"}
+        answer = await api.post(
+            "/stations/CS1/charging-profiles", json={"evseId": 1, "chargingProfile": bad}
+        )
+        assert answer.status_code == 422 and answer.json()["detail"]
+        assert (await api.get("/stations/CS1/charging-profiles")).json()["set"] == []
+
+
+@pytest.mark.socket
+async def test_the_composite_schedule_is_the_stations_answer(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        answer = await api.get(
+            "/stations/CS1/composite-schedule",
+            params={"evseId": 1, "duration": 600, "chargingRateUnit": "A"},
+        )
+        assert answer.status_code == 200
+        assert answer.json()["schedule"]["chargingSchedulePeriod"] == [
+            {"startPeriod": 0, "limit": 16}
+        ]
+        assert cs.calls("GetCompositeSchedule") == [
+            {"evseId": 1, "duration": 600, "chargingRateUnit": "A"}
+        ]
+
+
+@pytest.mark.socket
+async def test_sites_are_created_checked_listed_replaced_and_deleted(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    body = {
+        "name": "Depot",
+        "maxCurrentA": 32,
+        "phases": 3,
+        "stationIds": ["CS1", "CS2"],
+        "stationMaxCurrentA": {"CS2": 16},
+    }
+    created = await api.post("/sites", json=body)
+    assert created.status_code == 201, created.text
+    site = created.json()
+    assert site["stationMaxCurrentA"] == {"CS1": 32, "CS2": 16}
+    taken = await api.post(
+        "/sites", json={**body, "name": "Other", "stationIds": ["CS1"], "stationMaxCurrentA": {}}
+    )
+    assert taken.status_code == 409 and "CS1" in taken.json()["detail"]
+    unknown = await api.post(
+        "/sites", json={**body, "stationIds": ["NOPE"], "stationMaxCurrentA": {}}
+    )
+    assert unknown.status_code == 422 and "NOPE" in unknown.json()["detail"]
+    negative = await api.post("/sites", json={**body, "maxCurrentA": -5})
+    assert negative.status_code == 422 and "maxCurrentA" in negative.json()["detail"]
+    tiny = await api.post("/sites", json={**body, "stationMaxCurrentA": {"CS2": 2}})
+    assert tiny.status_code == 422 and "CS2" in tiny.json()["detail"]
+    assert [s["name"] for s in (await api.get("/sites")).json()] == ["Depot"]
+    replaced = await api.put(
+        f"/sites/{site['siteId']}",
+        json={**body, "maxCurrentA": 63, "stationIds": ["CS3"], "stationMaxCurrentA": {}},
+    )
+    assert replaced.status_code == 200 and replaced.json()["stationIds"] == ["CS3"]
+    allocation = (await api.get(f"/sites/{site['siteId']}/allocation")).json()
+    assert allocation == {
+        "siteId": site["siteId"],
+        "maxCurrentA": 63,
+        "totalA": 0,
+        "oversubscribed": False,
+        "shares": [],
+    }
+    assert (await api.delete(f"/sites/{site['siteId']}")).status_code == 204
+    assert (await api.get(f"/sites/{site['siteId']}")).status_code == 404
+    assert (await api.put(f"/sites/{site['siteId']}", json=body)).status_code == 404
+
+
+@pytest.mark.socket
+async def test_a_site_divides_its_current_as_transactions_start_and_end(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    """Two raw 2.0.1 stations in a 32 A site: one running transaction gets its station's
+    32 A, two get 16 A each, three in a 16 A site leave one waiting at 0 A."""
+    site = (
+        await api.post(
+            "/sites",
+            json={"name": "Yard", "maxCurrentA": 32, "phases": 1, "stationIds": ["CS1", "CS2"]},
+        )
+    ).json()
+
+    def limits(cs: Octt) -> list[float]:
+        return [
+            p["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"]
+            for p in cs.calls("SetChargingProfile")
+        ]
+
+    async with octt(cloud, "CS1") as one, octt(cloud, "CS2") as two:
+        await start_transaction(one, "A")
+        await until(lambda: limits(one) == [32], "32 A for the only transaction")
+        await start_transaction(two, "B")
+        await until(lambda: limits(one)[-1:] == [16] and limits(two) == [16], "16 A each")
+        profile = two.calls("SetChargingProfile")[-1]["chargingProfile"]
+        assert profile["id"] == cloud_profile_id(1) and profile["transactionId"] == "B"
+        assert profile["chargingSchedule"][0]["chargingSchedulePeriod"][0]["numberPhases"] == 1
+        allocation = (await api.get(f"/sites/{site['siteId']}/allocation")).json()
+        assert [(s["stationId"], s["limitA"]) for s in allocation["shares"]] == [
+            ("CS1", 16),
+            ("CS2", 16),
+        ]
+        await transaction_event(one, "A", 1, "StopAuthorized", "Ended", stoppedReason="Local")
+        await until(lambda: limits(two)[-1:] == [32], "32 A for the one left")
+        await api.put(
+            f"/sites/{site['siteId']}",
+            json={"name": "Yard", "maxCurrentA": 8, "phases": 1, "stationIds": ["CS1", "CS2"]},
+        )
+        await until(lambda: limits(two)[-1:] == [8], "a smaller site: all of its 8 A")
+        await start_transaction(one, "C")
+        await until(lambda: limits(one)[-1:] == [0], "no room for a second: it waits at 0 A")
+        allocation = (await api.get(f"/sites/{site['siteId']}/allocation")).json()
+        assert allocation["oversubscribed"] is True
+        kept = (await api.get("/stations/CS1/charging-profiles")).json()["set"]
+        assert [(p["source"], p["status"]) for p in kept] == [("site", "Accepted")]
