@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from plugstream.station.clock import ManualClock
+from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station201 import Station201
 from tests.support import WAIT, Cloud, running, running_cloud, until
@@ -709,3 +710,38 @@ async def test_our_station201_device_model_refreshed_and_set_through_the_cloud(
         ).json()
         assert len(hb["variables"]) == 1  # the same row, whatever the case asked in
         assert hb["variables"][0]["attributes"][0]["value"] == "123"
+
+
+async def test_our_station201_summary_inventory_shows_its_connector_occupied(
+    tmp_path: Path, cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    """B07.FR.09: the summary tells the availability now; a car plugged in is Occupied."""
+    await cloud.store.stations.register("PS-DM-2", security_profile=0)
+    station = Station201(
+        "PS-DM-2", PLUGSTREAM_7, tmp_path / "station", clock=ManualClock(), call_timeout=5.0
+    )
+    async with running(station, f"ws://127.0.0.1:{cloud.port}/ocpp", online=True):
+        station.plug_in(Ev(CITY_CAR, soc=30.0))
+        refresh = await api.post(
+            "/stations/PS-DM-2/device-model/refresh", json={"report_base": "SummaryInventory"}
+        )
+        assert refresh.status_code == 200, refresh.text
+        request_id = refresh.json()["request_id"]
+
+        async def complete() -> bool:
+            got = await api.get(f"/stations/PS-DM-2/device-model/reports/{request_id}")
+            return bool(got.json()["status"] == "Complete")
+
+        await until(complete, "the summary inventory reported")
+        model = (
+            await api.get(
+                "/stations/PS-DM-2/device-model", params={"variable": "AvailabilityState"}
+            )
+        ).json()
+        states = {
+            (v["component"], v["evse_id"], v["connector_id"]): v["attributes"][0]["value"]
+            for v in model["variables"]
+        }
+        assert states[("Connector", 1, 1)] == "Occupied"
+        assert states[("EVSE", 1, 0)] == "Occupied"
+        assert states[("ChargingStation", 0, 0)] == "Available"
