@@ -1,0 +1,1 @@
+"""DataTransfer (2.0.1 P): the vendor extensions the cloud speaks."""
