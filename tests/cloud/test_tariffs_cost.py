@@ -187,6 +187,7 @@ def _cost(**fields: object) -> TransactionCost:
 def test_a_cost_update_is_due_while_charging_by_threshold_or_interval() -> None:
     now = T0 + timedelta(minutes=1)
     assert cost_update_due(_cost(), now)  # never sent
+    assert not cost_update_due(_cost(total_cost=D("0.00")), now)  # nothing to tell yet
     assert not cost_update_due(_cost(charging_state="SuspendedEV"), now)
     assert not cost_update_due(_cost(final=True), now)
     assert not cost_update_due(_cost(sent_cost=D("2.00"), sent_at=T0), now)  # unchanged

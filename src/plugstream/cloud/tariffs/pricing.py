@@ -123,14 +123,15 @@ def price_event(
 def cost_update_due(cost: TransactionCost, now: datetime) -> bool:
     """Whether to send the running cost in a CostUpdated (I02.FR.01): while charging,
     when it changed since the last one sent, by the tariff's threshold or once its
-    interval passed (neither set: on every change)."""
-    if cost.final or cost.charging_state != CHARGING or cost.total_cost == cost.sent_cost:
+    interval passed (neither set: on every change). Nothing is sent for 0.00."""
+    last = cost.sent_cost if cost.sent_cost is not None else Decimal(0)  # none sent: 0
+    if cost.final or cost.charging_state != CHARGING or cost.total_cost == last:
         return False
-    if cost.sent_cost is None or cost.sent_at is None:
+    if cost.sent_at is None:
         return True
     threshold, interval = cost.cost_updated_threshold, cost.cost_updated_interval_s
     if threshold <= 0 and interval <= 0:
         return True
-    if threshold > 0 and abs(cost.total_cost - cost.sent_cost) >= threshold:
+    if threshold > 0 and abs(cost.total_cost - last) >= threshold:
         return True
     return interval > 0 and (now - cost.sent_at).total_seconds() >= interval
