@@ -745,3 +745,55 @@ async def test_our_station201_summary_inventory_shows_its_connector_occupied(
         assert states[("Connector", 1, 1)] == "Occupied"
         assert states[("EVSE", 1, 0)] == "Occupied"
         assert states[("ChargingStation", 0, 0)] == "Available"
+
+
+async def test_set_variables_are_split_by_items_per_message_and_matched_by_name(
+    api: httpx.AsyncClient, octt: OcttStation
+) -> None:
+    """B05.FR.04: no more items than ItemsPerMessage[SetVariables] in one request; the
+    results are matched to what was set by name, in whatever order they come."""
+    await octt.call(
+        "NotifyReport",
+        {
+            "requestId": 1,
+            "generatedAt": "2026-12-05T10:00:00Z",
+            "seqNo": 0,
+            "reportData": [
+                {
+                    "component": {"name": "DeviceDataCtrlr"},
+                    "variable": {"name": "ItemsPerMessage", "instance": "SetVariables"},
+                    "variableAttribute": [
+                        {"type": "Actual", "value": "2", "mutability": "ReadOnly"}
+                    ],
+                    "variableCharacteristics": {"dataType": "integer", "supportsMonitoring": False},
+                }
+            ],
+        },
+    )
+
+    def reversed_results(payload: dict[str, Any]) -> dict[str, Any]:
+        answer = set_result(payload, {"B": "Rejected"})
+        answer["setVariableResult"].reverse()
+        return answer
+
+    octt.answers["SetVariables"] = reversed_results
+    got = await api.post(
+        f"/stations/{SID}/device-model/variables",
+        json={
+            "variables": [
+                {"component": "Vendor", "variable": name, "value": name.lower()} for name in "ABC"
+            ]
+        },
+    )
+    assert got.status_code == 200, got.text
+    assert [len(r["setVariableData"]) for r in octt.requests("SetVariables")] == [2, 1]
+    assert {(r["variable"], r["status"]) for r in got.json()} == {
+        ("A", "Accepted"),
+        ("B", "Rejected"),
+        ("C", "Accepted"),
+    }
+    model = await device_model(api, component="Vendor")
+    assert [(v["variable"], v["attributes"][0]["value"]) for v in model["variables"]] == [
+        ("A", "a"),
+        ("C", "c"),
+    ]

@@ -381,6 +381,19 @@ def _result(item: dict[str, Any]) -> tuple[ComponentVariable, str, str]:
     )
 
 
+def _folded(key: ComponentVariable, attribute_type: str) -> tuple[object, ...]:
+    """``key`` and the attribute type as OCPP compares them: names in any case."""
+    return (
+        key.component.lower(),
+        key.component_instance.lower(),
+        key.evse_id,
+        key.connector_id,
+        key.variable.lower(),
+        key.variable_instance.lower(),
+        attribute_type,
+    )
+
+
 def _result_out(item: dict[str, Any], *, read: bool) -> VariableResultOut:
     key, attribute_type, status = _result(item)
     info = item.get("attributeStatusInfo")
@@ -560,10 +573,14 @@ async def set_variables(
         except _Refused as refused:
             return refused.response
         results = [r for r in answer.get("setVariableResult", []) if isinstance(r, dict)]
+        # each result names what it is about (results need not come in the request's order)
+        sent = {_folded(item.key(), item.attribute_type): item.value for item in chunk}
         accepted = []
-        for sent, result in zip(chunk, results, strict=False):
-            if _result(result)[2] == "Accepted":
-                accepted.append((sent.key(), sent.attribute_type, sent.value))
+        for result in results:
+            key, attribute_type, status = _result(result)
+            value = sent.get(_folded(key, attribute_type))
+            if status == "Accepted" and value is not None:
+                accepted.append((key, attribute_type, value))
         await store.device_model.set_values(station_id, accepted, "SetVariables", _now(gateway))
         out.extend(_result_out(r, read=False) for r in results)
     return out
