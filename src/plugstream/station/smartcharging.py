@@ -247,6 +247,9 @@ class ChargingProfiles:
         self.max_current = max_current
         self.supported = supported
         self._profiles: dict[int, Profile] = {}
+        #: limits in A per phase an external system (an EMS, the grid operator) imposes,
+        #: by EVSE (0: the whole station), besides every profile (K12)
+        self.external: dict[int, float] = {}
 
     # -- the store ---------------------------------------------------------
 
@@ -536,6 +539,9 @@ class ChargingProfiles:
         origin = _aware(transaction_start) if transaction_start is not None else now
         groups = self._candidates(connector_or_evse_id, transaction_start is not None)
         found = self._limit(groups, now, origin, voltage, phases)
+        external = [a for e, a in self.external.items() if e in (0, connector_or_evse_id)]
+        if external:
+            return min([*external, *([] if found is None else [found[0]])])
         return None if found is None else found[0]
 
     def _composite(
