@@ -1,0 +1,229 @@
+"""Reservations and display messages end to end: our own Station201 against PlugStream
+Cloud, driven by an operator through the REST API (issue 15, blocks H and O), and the
+station's display board on its own."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugstream.station.clock import ManualClock
+from plugstream.station.connector import ChargePointErrorCode
+from plugstream.station.display import DisplayBoard, notify_parts
+from plugstream.station.ev import CITY_CAR, Ev
+from plugstream.station.hardware import PLUGSTREAM_7
+from plugstream.station.station201 import Station201
+from tests.cloud.raw_station201 import Hop, hop_cloud
+from tests.support import running, until
+
+T0 = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+
+
+def new_station(hop: Hop, station_id: str, tmp_path: Path) -> tuple[Station201, ManualClock]:
+    """Our station on a manual clock that starts at the cloud's time."""
+    clock = ManualClock(hop.clock.now)
+    station = Station201(
+        station_id,
+        PLUGSTREAM_7,
+        tmp_path / station_id,
+        clock=clock,
+        rng=random.Random(7),
+        device_model_defaults={
+            "OCPPCommCtrlr.RetryBackOffWaitMinimum": "1",
+            "OCPPCommCtrlr.RetryBackOffRandomRange": "0",
+            "OCPPCommCtrlr.RetryBackOffRepeatTimes": "0",
+        },
+        call_timeout=5.0,
+    )
+    return station, clock
+
+
+def base_url(hop: Hop) -> str:
+    return f"ws://127.0.0.1:{hop.cloud.port}/ocpp"
+
+
+async def reserve(hop: Hop, station_id: str, id_token: str, seconds: int) -> dict[str, Any]:
+    expiry = hop.clock.now + timedelta(seconds=seconds)
+    made = await hop.api.post(
+        "/reservations",
+        json={
+            "station_id": station_id,
+            "evse_id": 1,
+            "id_token": id_token,
+            "expiry_date_time": expiry.isoformat(),
+        },
+    )
+    assert made.status_code == 201, made.text
+    shown: dict[str, Any] = made.json()
+    assert shown["status"] == "Accepted"
+    return shown
+
+
+async def connector_status(hop: Hop, station_id: str) -> str | None:
+    record = (await hop.api.get(f"/stations/{station_id}")).json()
+    statuses = [c["status"] for c in record.get("connectors", []) if c["evse_id"] == 1]
+    return statuses[0] if statuses else None
+
+
+@pytest.mark.socket
+async def test_a_reservation_is_used_by_its_idtoken_and_the_cloud_shows_it_used(
+    tmp_path: Path,
+) -> None:
+    async with hop_cloud(tmp_path) as hop:
+        for token in ("TAG-R", "TAG-OTHER"):
+            put = await hop.api.put(f"/id-tokens/{token}", json={"status": "Accepted"})
+            assert put.status_code in (200, 201), put.text
+        station, _clock = new_station(hop, "E2E-USED", tmp_path)
+        async with running(station, base_url(hop), online=True):
+            made = await reserve(hop, "E2E-USED", "TAG-R", 600)
+            assert station.connector.status_201.value == "Reserved"
+
+            async def reserved() -> bool:
+                return await connector_status(hop, "E2E-USED") == "Reserved"
+
+            await until(reserved, "the cloud sees the connector Reserved")
+            station.plug_in(Ev(CITY_CAR, soc=30.0))
+            assert not await station.swipe("TAG-OTHER"), "another idToken may not use it"
+            assert await station.swipe("TAG-R")
+            tx = station.transaction
+            assert tx is not None
+
+            async def used() -> dict[str, Any] | None:
+                found: dict[str, Any] = (
+                    await hop.api.get(f"/reservations/{made['reservation_id']}")
+                ).json()
+                return found if found["status"] == "Used" else None
+
+            shown = await until(used, "the reservation Used in the cloud")
+            assert shown["transaction_id"] == tx.transaction_id
+
+
+@pytest.mark.socket
+async def test_a_reservation_expires_on_the_station_clock_and_the_cloud_is_told(
+    tmp_path: Path,
+) -> None:
+    async with hop_cloud(tmp_path) as hop:
+        station, clock = new_station(hop, "E2E-EXP", tmp_path)
+        async with running(station, base_url(hop), online=True):
+            made = await reserve(hop, "E2E-EXP", "TAG-X", 60)
+            assert station.connector.reservation is not None
+            await clock.advance(61)  # the station's time only: the cloud's stands still
+
+            async def expired() -> bool:
+                found = (await hop.api.get(f"/reservations/{made['reservation_id']}")).json()
+                return bool(found["status"] == "Expired")
+
+            await until(expired, "ReservationStatusUpdate Expired stored")
+            assert station.connector.reservation is None
+            assert station.connector.status_201.value == "Available"
+            # the cloud cannot cancel what has ended
+            gone = await hop.api.delete(f"/reservations/{made['reservation_id']}")
+            assert gone.status_code == 409
+
+
+@pytest.mark.socket
+async def test_a_reservation_cancelled_frees_the_connector(tmp_path: Path) -> None:
+    async with hop_cloud(tmp_path) as hop:
+        station, _clock = new_station(hop, "E2E-CAN", tmp_path)
+        async with running(station, base_url(hop), online=True):
+            made = await reserve(hop, "E2E-CAN", "TAG-C", 600)
+            cancelled = await hop.api.delete(f"/reservations/{made['reservation_id']}")
+            assert cancelled.status_code == 200 and cancelled.json()["status"] == "Cancelled"
+            assert station.connector.reservation is None
+            # a fault removes a reservation and the station says Removed (H01.FR.16)
+            second = await reserve(hop, "E2E-CAN", "TAG-C", 600)
+            station.fault(ChargePointErrorCode.GROUND_FAILURE)
+
+            async def removed() -> bool:
+                found = (await hop.api.get(f"/reservations/{second['reservation_id']}")).json()
+                return bool(found["status"] == "Removed")
+
+            await until(removed, "ReservationStatusUpdate Removed stored")
+
+
+@pytest.mark.socket
+async def test_a_display_message_is_set_listed_and_cleared_on_our_station(
+    tmp_path: Path,
+) -> None:
+    async with hop_cloud(tmp_path) as hop:
+        station, _clock = new_station(hop, "E2E-MSG", tmp_path)
+        async with running(station, base_url(hop), online=True):
+            for content, priority in (("Welcome", "NormalCycle"), ("Closed at 22:00", "InFront")):
+                made = await hop.api.post(
+                    "/stations/E2E-MSG/display-messages",
+                    json={"content": content, "priority": priority},
+                )
+                assert made.status_code == 201, made.text
+                assert made.json()["status"] == "Accepted"
+            assert sorted(station.display.messages) == [1, 2]
+            shown = station.display.shown(station.now())
+            assert shown is not None and shown["message"]["content"] == "Closed at 22:00"
+            asked = await hop.api.post("/stations/E2E-MSG/display-messages/reports", json={})
+            # Accepted; or Complete already, when the parts came before the answer was read
+            assert asked.status_code == 201 and asked.json()["status"] in ("Accepted", "Complete")
+            request_id = asked.json()["request_id"]
+
+            async def complete() -> dict[str, Any] | None:
+                report: dict[str, Any] = (
+                    await hop.api.get(f"/stations/E2E-MSG/display-messages/reports/{request_id}")
+                ).json()
+                return report if report["status"] == "Complete" else None
+
+            report = await until(complete, "the NotifyDisplayMessages stored")
+            assert [m["message"]["message"]["content"] for m in report["messages"]] == [
+                "Welcome",
+                "Closed at 22:00",
+            ]
+            cleared = await hop.api.delete("/stations/E2E-MSG/display-messages/1")
+            assert cleared.status_code == 204
+            assert sorted(station.display.messages) == [2]
+            # a message for a transaction that is not running is refused (O02)
+            refused = await hop.api.post(
+                "/stations/E2E-MSG/display-messages",
+                json={"content": "Your total", "transaction_id": "NO-SUCH-TX"},
+            )
+            assert refused.json()["status"] == "UnknownTransaction"
+            assert sorted(station.display.messages) == [2]
+
+
+def info(message_id: int, priority: str = "NormalCycle", **extra: Any) -> Any:
+    return {
+        "id": message_id,
+        "priority": priority,
+        "message": {"format": "UTF8", "content": f"m{message_id}"},
+        **extra,
+    }
+
+
+@pytest.mark.unit
+def test_the_board_shows_the_highest_priority_message_of_its_time_and_state() -> None:
+    board = DisplayBoard()
+    later = (T0 + timedelta(hours=1)).isoformat()
+    assert board.set(info(1), transaction_id=None) == "Accepted"
+    assert board.set(info(2, "AlwaysFront", startDateTime=later), transaction_id=None)
+    assert board.set(info(3, "InFront", state="Charging"), transaction_id=None)
+    assert board.set(info(4, transactionId="TX"), transaction_id="OTHER") == "UnknownTransaction"
+    shown = board.shown(T0)
+    assert shown is not None and shown["id"] == 1
+    charging = board.shown(T0, "Charging")
+    assert charging is not None and charging["id"] == 3
+    front = board.shown(T0 + timedelta(hours=2))
+    assert front is not None and front["id"] == 2
+    assert [m["id"] for m in board.select({"requestId": 1, "priority": "InFront"})] == [3]
+    assert [m["id"] for m in board.select({"requestId": 1, "id": [1, 2]})] == [1, 2]
+    assert board.clear(1) == "Accepted" and board.clear(1) == "Unknown"
+    board.set(info(5, endDateTime=T0.isoformat()), transaction_id=None)
+    board.expire(T0)
+    assert 5 not in board.messages
+
+
+@pytest.mark.unit
+def test_a_long_list_goes_in_parts_with_tbc_on_all_but_the_last() -> None:
+    parts = notify_parts(9, [info(n) for n in range(1, 24)], size=10)
+    assert [len(p.get("messageInfo", [])) for p in parts] == [10, 10, 3]
+    assert [p.get("tbc", False) for p in parts] == [True, True, False]
+    assert {p["requestId"] for p in parts} == {9}
