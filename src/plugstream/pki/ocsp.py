@@ -12,12 +12,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 
 from plugstream.pki.authority import IssuedCertificate
@@ -164,6 +166,7 @@ def build_response(
             revocation_reason=_REASONS.get(answer.reason or "") if revoked else None,
         )
         .responder_id(ocsp.OCSPResponderEncoding.HASH, issuer.certificate)
+        .certificates([issuer.certificate])  # the signer, for a client that lacks it
     )
     nonce = _nonce(request)
     if nonce is not None:
@@ -223,18 +226,33 @@ def hash_data_of(
     }
 
 
-def read_response(der: bytes, serial_number: int) -> OcspAnswer:
+def read_response(
+    der: bytes,
+    serial_number: int,
+    *,
+    trusted: Sequence[x509.Certificate] | None = None,
+    now: dt.datetime | None = None,
+) -> OcspAnswer:
     """What a DER OCSPResponse says about ``serial_number``; OcspFailure if it is not a
-    successful response about that certificate."""
+    successful response about that certificate. With ``trusted`` (CA certificates) the
+    response must also be signed by one of them or by a responder certificate it carries
+    that one of them issued (RFC 6960 4.2.2.2), and with ``now`` be current."""
     try:
         response = ocsp.load_der_ocsp_response(der)
     except ValueError as exc:
         raise OcspFailure(f"not a DER OCSP response: {exc}") from None
     if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
         raise OcspFailure(f"the responder answered {response.response_status.name}")
+    if trusted is not None:
+        _check_signer(response, trusted)
     for single in response.responses:
         if single.serial_number != serial_number:
             continue
+        if now is not None and (
+            single.this_update_utc > now + _SKEW
+            or (single.next_update_utc is not None and single.next_update_utc < now)
+        ):
+            raise OcspFailure(f"the response about serial {serial_number:x} is not current")
         if single.certificate_status is ocsp.OCSPCertStatus.GOOD:
             return OcspAnswer(CertStatus.GOOD)
         if single.certificate_status is ocsp.OCSPCertStatus.REVOKED:
@@ -246,6 +264,53 @@ def read_response(der: bytes, serial_number: int) -> OcspAnswer:
             )
         return OcspAnswer(CertStatus.UNKNOWN)
     raise OcspFailure(f"the response says nothing of serial {serial_number:x}")
+
+
+_SKEW = dt.timedelta(minutes=5)
+
+
+def _names_signer(response: ocsp.OCSPResponse, cert: x509.Certificate) -> bool:
+    if response.responder_name is not None:
+        return response.responder_name == cert.subject
+    key_hash = _cert_id(cert, hashes.SHA1())[1]  # ResponderID byKey is a SHA-1 (RFC 6960)
+    return response.responder_key_hash == key_hash
+
+
+def _signed_by(response: ocsp.OCSPResponse, cert: x509.Certificate) -> bool:
+    public = cert.public_key()
+    algorithm = response.signature_hash_algorithm
+    if algorithm is None:
+        return False
+    try:
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(response.signature, response.tbs_response_bytes, ec.ECDSA(algorithm))
+        elif isinstance(public, rsa.RSAPublicKey):
+            public.verify(
+                response.signature, response.tbs_response_bytes, padding.PKCS1v15(), algorithm
+            )
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _check_signer(response: ocsp.OCSPResponse, trusted: Sequence[x509.Certificate]) -> None:
+    carried = list(response.certificates)
+    for signer in [*trusted, *carried]:
+        if not _names_signer(response, signer) or not _signed_by(response, signer):
+            continue
+        if signer in trusted or any(_issued_by(signer, ca) for ca in trusted):
+            return
+    raise OcspFailure("the response is not signed by a responder this CSMS trusts")
 
 
 def b64(der: bytes) -> str:

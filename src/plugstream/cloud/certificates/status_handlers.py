@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -106,23 +107,26 @@ class CertificateStatusHandlers201(StationHandlers):
             if hash_data:
                 checks = checks_for_hash_data(cast(Sequence[Mapping[str, Any]], hash_data))
             else:
-                checks = checks_for_chain(str(chain), self._trusted_roots(), self.now())
+                checks = checks_for_chain(str(chain), self._trusted_cas(), self.now())
         except ChainError as exc:
             log.info("station %s: contract certificate refused: %s", self.station_id, exc)
             if exc.expired:
                 return _answer(info, "CertificateExpired", "Expired")  # C07.FR.15
             return _answer(info, "CertChainError", "Invalid")  # C07.FR.17
-        answers = await asyncio.gather(*(_ask(check) for check in checks))
+        trusted = self._trusted_cas()
+        now = self.now()
+        answers = await asyncio.gather(*(_ask(check, trusted, now) for check in checks))
         cert_status, id_status = certificate_status(answers, info["status"])
         return _answer(info, cert_status, id_status)
 
-    def _trusted_roots(self) -> list[x509.Certificate]:
-        """The V2G root of the cloud's PKI and the MO roots kept beside it."""
+    def _trusted_cas(self) -> list[x509.Certificate]:
+        """The V2G root and sub-CA of the cloud's PKI and the MO roots kept beside it:
+        what a contract chain must end in, and who may sign an OCSP answer about it."""
         config = self.context.config
         roots = []
         authority = v2g_authority(config, self.now())
         if authority is not None:
-            roots.append(authority.root.certificate)
+            roots += [authority.root.certificate, authority.sub_ca.certificate]
         if config.pki_dir is not None:
             for path in sorted((Path(config.pki_dir) / MO_ROOTS_DIR).glob("*.pem")):
                 try:
@@ -132,10 +136,15 @@ class CertificateStatusHandlers201(StationHandlers):
         return roots
 
 
-async def _ask(check: OcspCheck) -> OcspAnswer | OcspFailure:
+async def _ask(
+    check: OcspCheck, trusted: Sequence[x509.Certificate], now: dt.datetime
+) -> OcspAnswer | OcspFailure:
+    """The verified answer of the responder the check names (the station chose the URL:
+    only an answer signed under a CA this CSMS trusts counts)."""
     try:
         der = request_for_hash_data(check.hash_data)
-        return read_response(await fetch_ocsp(check.responder_url, der), check.serial)
+        answer = await fetch_ocsp(check.responder_url, der)
+        return read_response(answer, check.serial, trusted=trusted, now=now)
     except OcspFailure as exc:
         return exc
 
