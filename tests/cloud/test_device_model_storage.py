@@ -15,6 +15,7 @@ from plugstream.cloud.storage.device_model import (
     COMPLETE,
     REQUESTED,
     ComponentVariable,
+    report_status,
 )
 
 pytestmark = pytest.mark.unit
@@ -94,6 +95,7 @@ async def test_a_report_in_parts_is_kept_and_its_request_completes(store: Store)
     await dm.add_report(
         SID,
         request_id,
+        seq_no=0,
         tbc=True,
         attributes=model.report_attributes([HEARTBEAT]),
         items=1,
@@ -104,6 +106,7 @@ async def test_a_report_in_parts_is_kept_and_its_request_completes(store: Store)
     await dm.add_report(
         SID,
         request_id,
+        seq_no=1,
         tbc=False,
         attributes=model.report_attributes([CONNECTOR_STATE, PASSWORD]),
         items=2,
@@ -112,6 +115,7 @@ async def test_a_report_in_parts_is_kept_and_its_request_completes(store: Store)
     done = await dm.get_report(SID, request_id)
     assert done is not None and (done.status, done.parts, done.items) == (COMPLETE, 2, 3)
     assert done.report_base == "FullInventory" and done.requested_at == T0
+    assert done.final_seq_no == 1
 
     rows = await dm.variables(SID)
     assert {
@@ -127,11 +131,24 @@ async def test_a_report_in_parts_is_kept_and_its_request_completes(store: Store)
     assert await dm.variables("CS-OTHER") == []
 
 
+async def test_a_report_missing_a_part_is_incomplete(store: Store) -> None:
+    dm = store.device_model
+    request_id = await dm.begin_report(SID, "FullInventory", T0)
+    for seq_no in (0, 2):  # part 1 never came
+        await dm.add_report(
+            SID, request_id, seq_no=seq_no, tbc=seq_no < 2, attributes=[], items=0, at=T0
+        )
+    report = await dm.get_report(SID, request_id)
+    assert report is not None
+    assert (report.status, report.parts, report.final_seq_no) == ("Incomplete", 2, 2)
+    assert report_status(3, 2) == COMPLETE and report_status(1, None) == "Receiving"
+
+
 async def test_the_answer_does_not_undo_a_report_that_came_first(store: Store) -> None:
     dm = store.device_model
     request_id = await dm.begin_report(SID, None, T0)
     assert (await dm.get_report(SID, request_id)).status == REQUESTED  # type: ignore[union-attr]
-    await dm.add_report(SID, request_id, tbc=False, attributes=[], items=0, at=T0)
+    await dm.add_report(SID, request_id, seq_no=0, tbc=False, attributes=[], items=0, at=T0)
     await dm.report_answered(SID, request_id, "Accepted", T0)
     assert (await dm.get_report(SID, request_id)).status == COMPLETE  # type: ignore[union-attr]
 
@@ -139,12 +156,18 @@ async def test_the_answer_does_not_undo_a_report_that_came_first(store: Store) -
 async def test_a_later_report_updates_the_rows_in_place(store: Store) -> None:
     dm = store.device_model
     await dm.add_report(
-        SID, 7, tbc=False, attributes=model.report_attributes([HEARTBEAT]), items=1, at=T0
+        SID, 7, seq_no=0, tbc=False, attributes=model.report_attributes([HEARTBEAT]), items=1, at=T0
     )
     changed = dict(HEARTBEAT, variableAttribute=[{"type": "Actual", "value": "60"}])
     later = T0 + timedelta(minutes=1)
     await dm.add_report(
-        SID, 8, tbc=False, attributes=model.report_attributes([changed]), items=1, at=later
+        SID,
+        8,
+        seq_no=0,
+        tbc=False,
+        attributes=model.report_attributes([changed]),
+        items=1,
+        at=later,
     )
     rows = await dm.variables(SID, variable="HeartbeatInterval")
     assert [(r.attribute.attribute_type, r.attribute.value, r.updated_at) for r in rows] == [
@@ -159,7 +182,13 @@ async def test_a_later_report_updates_the_rows_in_place(store: Store) -> None:
 async def test_values_from_get_and_set_variables_find_their_row_in_any_case(store: Store) -> None:
     dm = store.device_model
     await dm.add_report(
-        SID, 1, tbc=False, attributes=model.report_attributes([HEARTBEAT, PASSWORD]), items=2, at=T0
+        SID,
+        1,
+        seq_no=0,
+        tbc=False,
+        attributes=model.report_attributes([HEARTBEAT, PASSWORD]),
+        items=2,
+        at=T0,
     )
     asked = ComponentVariable("ocppcommctrlr", "heartbeatinterval")
     new_key = ComponentVariable("AuthCtrlr", "AuthorizeRemoteStart")
@@ -186,7 +215,13 @@ async def test_values_from_get_and_set_variables_find_their_row_in_any_case(stor
 async def test_events_are_kept_newest_first_and_set_the_actual_value(store: Store) -> None:
     dm = store.device_model
     await dm.add_report(
-        SID, 1, tbc=False, attributes=model.report_attributes([CONNECTOR_STATE]), items=1, at=T0
+        SID,
+        1,
+        seq_no=0,
+        tbc=False,
+        attributes=model.report_attributes([CONNECTOR_STATE]),
+        items=1,
+        at=T0,
     )
     first = model.events(
         [

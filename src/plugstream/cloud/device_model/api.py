@@ -180,11 +180,16 @@ class ReportOut(BaseModel):
     requested_at: UtcDateTime | None = Field(description="None: the cloud did not ask for it.")
     status: str = Field(
         description="Requested, then the station's answer (Accepted, Rejected, NotSupported, "
-        "EmptyResultSet), Receiving while parts come (tbc), Complete after the last one; "
+        "EmptyResultSet), Receiving while parts come (tbc), Complete once every part up to "
+        "the last one came, Incomplete when the last came but some before it did not; "
         "NoAnswer or CallError when the request failed."
     )
     parts: int = Field(description="NotifyReport messages received.")
     items: int = Field(description="reportData entries received.")
+    final_seq_no: int | None = Field(
+        description="seqNo of the last part (tbc false), once it came: parts 0 to it make "
+        "the whole report."
+    )
     updated_at: UtcDateTime
 
 
@@ -283,6 +288,7 @@ def _report_out(r: DeviceReport) -> ReportOut:
         status=r.status,
         parts=r.parts,
         items=r.items,
+        final_seq_no=r.final_seq_no,
         updated_at=r.updated_at,
     )
 

@@ -34,6 +34,7 @@ class DeviceModelHandlers201(StationHandlers):
         await self.context.store.device_model.add_report(
             self.station_id,
             int_or(payload.get("requestId"), 0),
+            seq_no=int_or(payload.get("seqNo"), 0),
             tbc=payload.get("tbc") is True,
             attributes=model.report_attributes(report_data),
             items=items,

@@ -37,6 +37,8 @@ from .database import Database
 __all__ = [
     "ACTUAL",
     "COMPLETE",
+    "INCOMPLETE",
+    "RECEIVING",
     "REQUESTED",
     "Characteristics",
     "ComponentVariable",
@@ -45,6 +47,7 @@ __all__ = [
     "StationEvent",
     "StoredAttribute",
     "VariableAttribute",
+    "report_status",
 ]
 
 ACTUAL = "Actual"
@@ -54,6 +57,8 @@ REQUESTED = "Requested"
 COMPLETE = "Complete"
 #: NotifyReport parts are coming (tbc true)
 RECEIVING = "Receiving"
+#: the last part came, but not every part before it
+INCOMPLETE = "Incomplete"
 
 _V = s.device_variables
 _R = s.device_reports
@@ -128,6 +133,7 @@ class DeviceReport:
     parts: int  # NotifyReport messages received
     items: int  # reportData entries received
     updated_at: datetime
+    final_seq_no: int | None = None  # seqNo of the part with tbc false, once it came
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +154,14 @@ class StationEvent:
     variable_monitoring_id: int | None = None
     id: int = 0  # the row's, once stored
     received_at: datetime | None = None
+
+
+def report_status(parts: int, final_seq_no: int | None) -> str:
+    """Receiving until the last part (``tbc`` false) is in; then Complete when every
+    part 0 .. its seqNo came (B07.FR.10: seqNo counts from 0), else Incomplete."""
+    if final_seq_no is None:
+        return RECEIVING
+    return COMPLETE if parts >= final_seq_no + 1 else INCOMPLETE
 
 
 def _key_values(station_id: str, key: ComponentVariable) -> dict[str, Any]:
@@ -276,6 +290,7 @@ def _report(row: Any) -> DeviceReport:
         parts=int(row.parts),
         items=int(row.items),
         updated_at=as_utc(row.updated_at),
+        final_seq_no=row.final_seq_no,
     )
 
 
@@ -365,46 +380,47 @@ class DeviceModel:
         station_id: str,
         request_id: int,
         *,
+        seq_no: int,
         tbc: bool,
         attributes: Sequence[VariableAttribute],
         items: int,
         at: datetime,
     ) -> None:
         """One NotifyReport part: each attribute replaces what was kept of it, and the
-        request counts the part (Complete with the last one), in one transaction, before
+        request counts the part (see :func:`report_status`), in one transaction, before
         the station is answered."""
         at = as_utc(at)
         # one row per key, the last reported winning: an upsert must not meet its own row
         by_key = {(a.key, a.attribute_type): a for a in attributes}
         rows = [_row(station_id, a, "NotifyReport", at) for a in by_key.values()]
-        status = RECEIVING if tbc else COMPLETE
+        where = (_R.c.station_id == station_id, _R.c.request_id == request_id)
 
         def op(conn: Connection) -> None:
             if rows:
                 conn.execute(_report_upsert(conn.dialect.name), rows)
-            counted = conn.execute(
-                update(_R)
-                .where(_R.c.station_id == station_id, _R.c.request_id == request_id)
-                .values(
-                    parts=_R.c.parts + 1,
-                    items=_R.c["items"] + items,
-                    status=status,
-                    updated_at=at,
+            row = conn.execute(select(_R.c.parts, _R.c.final_seq_no).where(*where)).first()
+            parts = 1 if row is None else int(row.parts) + 1
+            final = seq_no if not tbc else (None if row is None else row.final_seq_no)
+            values = {
+                "parts": parts,
+                "final_seq_no": final,
+                "status": report_status(parts, final),
+                "updated_at": at,
+            }
+            if row is not None:
+                conn.execute(update(_R).where(*where).values(items=_R.c["items"] + items, **values))
+                return
+            # a report the cloud did not ask for (another tool's requestId)
+            conn.execute(
+                insert(_R).values(
+                    station_id=station_id,
+                    request_id=request_id,
+                    report_base=None,
+                    requested_at=None,
+                    items=items,
+                    **values,
                 )
-            ).rowcount
-            if not counted:  # a report the cloud did not ask for (another tool's requestId)
-                conn.execute(
-                    insert(_R).values(
-                        station_id=station_id,
-                        request_id=request_id,
-                        report_base=None,
-                        requested_at=None,
-                        status=status,
-                        parts=1,
-                        items=items,
-                        updated_at=at,
-                    )
-                )
+            )
 
         await self._db.write(op)
 

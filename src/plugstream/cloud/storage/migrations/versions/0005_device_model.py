@@ -64,6 +64,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(32), nullable=False),
         sa.Column("parts", sa.Integer, nullable=False),
         sa.Column("items", sa.Integer, nullable=False),
+        sa.Column("final_seq_no", sa.Integer),
         sa.Column("updated_at", UTCDateTime, nullable=False),
         sa.PrimaryKeyConstraint("station_id", "request_id"),
     )
