@@ -168,7 +168,9 @@ async def test_bad_reservations_are_refused_with_a_reason_and_nothing_is_kept(
         assert (await hop.api.get("/reservations/99999999999")).status_code == 422
 
 
-async def test_a_reservation_the_station_answers_wrongly_is_kept_as_call_error(tmp_path: Path) -> None:
+async def test_a_reservation_the_station_answers_wrongly_is_kept_as_call_error(
+    tmp_path: Path,
+) -> None:
     async with hop_cloud(tmp_path) as hop:
         async with station201(hop, "RES3") as cs:
             cs.answers["ReserveNow"] = lambda payload: {"status": "NotAStatus"}
@@ -179,9 +181,19 @@ async def test_a_reservation_the_station_answers_wrongly_is_kept_as_call_error(t
         assert kept["status"] == "CallError"
 
 
-async def test_the_openapi_document_shows_the_reservations(tmp_path: Path) -> None:
+async def test_the_openapi_document_shows_reservations_display_messages_data_transfer(
+    tmp_path: Path,
+) -> None:
     async with hop_cloud(tmp_path) as hop:
         paths = (await hop.api.get("/openapi.json")).json()["paths"]
     assert {"post", "get"} <= set(paths["/api/v1/reservations"])
     assert {"get", "delete"} <= set(paths["/api/v1/reservations/{reservation_id}"])
     assert "409" in paths["/api/v1/reservations"]["post"]["responses"]
+    messages = "/api/v1/stations/{station_id}/display-messages"
+    assert {"post", "get"} <= set(paths[messages])
+    assert {"get", "delete"} <= set(paths[messages + "/{message_id}"])
+    assert "post" in paths[messages + "/reports"]
+    assert "get" in paths[messages + "/reports/{request_id}"]
+    assert "get" in paths["/api/v1/data-transfer/vendors"]
+    sent = paths["/api/v1/stations/{station_id}/data-transfer"]["post"]["responses"]
+    assert {"200", "404", "409", "422", "502", "504"} <= set(sent)

@@ -217,8 +217,13 @@ def test_the_board_shows_the_highest_priority_message_of_its_time_and_state() ->
     assert [m["id"] for m in board.select({"requestId": 1, "id": [1, 2]})] == [1, 2]
     assert board.clear(1) == "Accepted" and board.clear(1) == "Unknown"
     board.set(info(5, endDateTime=T0.isoformat()), transaction_id=None)
-    board.expire(T0)
-    assert 5 not in board.messages
+    board.set(info(6, transactionId="TX"), transaction_id="TX")
+    board.expire(T0, "TX")
+    assert sorted(board.messages) == [2, 3, 6]  # 5 ended
+    board.expire(T0, None)  # the transaction ended: its message goes (O02.FR.02)
+    assert sorted(board.messages) == [2, 3]
+    board.set(info(7, "AlwaysFront"), transaction_id=None)  # replaces 2 (O02.FR.18)
+    assert sorted(board.messages) == [3, 7]
 
 
 @pytest.mark.unit

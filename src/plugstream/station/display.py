@@ -45,26 +45,26 @@ class DisplayBoard:
         """SetDisplayMessage: a message with a known id is replaced (O06.FR.01)."""
         wanted = info.get("transactionId")
         if wanted is not None and wanted != transaction_id:
-            return "UnknownTransaction"  # O02.FR.xx: only for an ongoing transaction
+            return "UnknownTransaction"  # O02.FR.01: only for the ongoing transaction
         if info["message"]["format"] not in ("ASCII", "UTF8", "URI", "HTML"):
-            return "NotSupportedMessageFormat"
-        self.messages[info["id"]] = info
+            return "NotSupportedMessageFormat"  # O02.FR.05
+        if info["priority"] == "AlwaysFront":  # O02.FR.18: one AlwaysFront at a time
+            for message_id, old in list(self.messages.items()):
+                if old["priority"] == "AlwaysFront":
+                    del self.messages[message_id]
+        self.messages[info["id"]] = info  # O06.FR.01: an id set again is replaced
         return "Accepted"
 
     def clear(self, message_id: int) -> v201.ClearMessageStatusEnumType:
         return "Accepted" if self.messages.pop(message_id, None) is not None else "Unknown"
 
-    def expire(self, now: datetime) -> None:
-        """Forget messages whose endDateTime has passed."""
+    def expire(self, now: datetime, transaction_id: str | None) -> None:
+        """Forget the messages whose endDateTime has passed (O01.FR.07) and those of a
+        transaction that is no longer the running one: it has ended (O02.FR.02)."""
         for message_id, info in list(self.messages.items()):
             end = _time(info, "endDateTime")
-            if end is not None and end <= now:
-                del self.messages[message_id]
-
-    def transaction_ended(self, transaction_id: str) -> None:
-        """A message for one transaction goes with it (O02.FR.xx)."""
-        for message_id, info in list(self.messages.items()):
-            if info.get("transactionId") == transaction_id:
+            tx = info.get("transactionId")
+            if (end is not None and end <= now) or (tx is not None and tx != transaction_id):
                 del self.messages[message_id]
 
     def select(self, request: v201.GetDisplayMessagesRequest) -> list[v201.MessageInfoType]:
@@ -96,7 +96,8 @@ class DisplayBoard:
 def notify_parts(
     request_id: int, messages: list[v201.MessageInfoType], size: int = PART_SIZE
 ) -> list[v201.NotifyDisplayMessagesRequest]:
-    """The NotifyDisplayMessages that report ``messages``: ``tbc`` on all but the last."""
+    """The NotifyDisplayMessages that report ``messages``: ``tbc`` on all but the last
+    (O03.FR.03-05), each with the requestId asked with."""
     chunks = [messages[i : i + size] for i in range(0, len(messages), size)] or [[]]
     parts: list[v201.NotifyDisplayMessagesRequest] = []
     for n, chunk in enumerate(chunks):
@@ -117,7 +118,8 @@ class DisplayHandlers201:
 
     def _board(self) -> DisplayBoard:
         board: DisplayBoard = self.station.display
-        board.expire(self.station.now())
+        tx = self.station.transaction
+        board.expire(self.station.now(), None if tx is None else tx.transaction_id)
         return board
 
     @on(v201.Action.SetDisplayMessage)
@@ -135,7 +137,7 @@ class DisplayHandlers201:
         self, payload: v201.GetDisplayMessagesRequest
     ) -> v201.GetDisplayMessagesResponse:
         found = self._board().select(payload)
-        return {"status": "Accepted" if found else "Unknown"}  # O03.FR.04 / O04.FR.xx
+        return {"status": "Accepted" if found else "Unknown"}  # O03.FR.06, O04.FR.02
 
     @after(v201.Action.GetDisplayMessages)
     async def get_display_messages_done(self, payload: v201.GetDisplayMessagesRequest) -> None:
