@@ -415,7 +415,17 @@ async def test_tc_k_35_csms_get_charging_profile_evse_id_and_purpose(
 
 
 @pytest.mark.socket
-async def test_tc_k_36_csms_a_report_no_one_asked_for_is_kept_and_answered(
+async def test_tc_k_36_csms_get_charging_profile_evse_id_purpose_and_stack_level(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    async with octt(cloud, "CS1") as cs:
+        criteria = {"chargingProfilePurpose": "TxDefaultProfile", "stackLevel": 2}
+        request = await _refresh_and_report(cs, api, {"evseId": 1, "chargingProfile": criteria})
+        assert request["evseId"] == 1 and request["chargingProfile"] == criteria
+
+
+@pytest.mark.socket
+async def test_a_report_no_one_asked_for_is_kept_and_answered(
     cloud: Cloud, api: httpx.AsyncClient
 ) -> None:
     async with octt(cloud, "CS1") as cs:
@@ -502,10 +512,15 @@ async def test_tc_k_50_csms_cleared_charging_limit_without_transaction(
     cloud: Cloud, api: httpx.AsyncClient
 ) -> None:
     async with octt(cloud, "CS1") as cs:
+        assert await cs.call("ClearedChargingLimit", {"chargingLimitSource": "EMS"}) == {}
+        limits = (await api.get("/stations/CS1/charging-limits")).json()
+        assert [(x["chargingLimitSource"], x["clearedAt"] is not None) for x in limits] == [
+            ("EMS", True)
+        ]
         await cs.call("NotifyChargingLimit", {"chargingLimit": {"chargingLimitSource": "EMS"}})
         assert await cs.call("ClearedChargingLimit", {"chargingLimitSource": "EMS"}) == {}
         limits = (await api.get("/stations/CS1/charging-limits")).json()
-        assert len(limits) == 1 and limits[0]["clearedAt"] is not None
+        assert len(limits) == 2 and all(x["clearedAt"] is not None for x in limits)
 
 
 @pytest.mark.socket
@@ -861,3 +876,67 @@ async def test_a_site_divides_its_current_as_transactions_start_and_end(
         assert allocation["oversubscribed"] is True
         kept = (await api.get("/stations/CS1/charging-profiles")).json()["set"]
         assert [(p["source"], p["status"]) for p in kept] == [("site", "Accepted")]
+
+
+# -- the hooks that re-divide a site, beside other features' -----------------------------
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("version", "action"),
+    [("2.0.1", "TransactionEvent"), ("1.6", "StartTransaction"), ("1.6", "StopTransaction")],
+)
+async def test_the_transaction_hooks_run_beside_another_features_hook(
+    store: Store, version: str, action: str
+) -> None:
+    """The routing table keeps one ``@after`` per action: reservations have one on
+    TransactionEvent, and the site's re-division must run too, whichever fails."""
+    from plugstream.cloud.config import CloudConfig
+    from plugstream.cloud.context import HandlerContext
+    from plugstream.cloud.smart_charging.handlers import (
+        SmartChargingHandlers16,
+        SmartChargingHandlers201,
+    )
+    from plugstream.ocpp import Handlers, after
+
+    seen: list[str] = []
+
+    class Other(Handlers):
+        @after(action)
+        async def other_feature(self, payload: dict[str, Any]) -> None:
+            seen.append("other")
+            raise RuntimeError("the other feature failed")
+
+    mixin: type[Any] = SmartChargingHandlers201 if version == "2.0.1" else SmartChargingHandlers16
+
+    class Both(mixin, Other):  # type: ignore[misc, valid-type]
+        async def _redivide_site(self) -> None:
+            seen.append("site")
+
+    handlers = Both("CS1", HandlerContext(store, CloudConfig()))
+    hook = handlers.after_handler(action)
+    assert hook is not None
+    with pytest.raises(RuntimeError, match="other feature"):
+        await hook({"eventType": "Started", "transactionInfo": {"transactionId": "T"}})
+    assert seen == ["other", "site"]
+    assert handlers.after_handler("Heartbeat") is None
+
+
+@pytest.mark.socket
+async def test_the_openapi_document_lists_the_smart_charging_resources(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    paths = (await api.get("/openapi.json")).json()["paths"]
+    for path, verbs in {
+        "/api/v1/stations/{station_id}/charging-profiles": {"get", "post", "delete"},
+        "/api/v1/stations/{station_id}/charging-profiles/refresh": {"post"},
+        "/api/v1/stations/{station_id}/composite-schedule": {"get"},
+        "/api/v1/stations/{station_id}/charging-limits": {"get"},
+        "/api/v1/stations/{station_id}/ev-charging-needs": {"get"},
+        "/api/v1/sites": {"get", "post"},
+        "/api/v1/sites/{site_id}": {"get", "put", "delete"},
+        "/api/v1/sites/{site_id}/allocation": {"get"},
+    }.items():
+        assert verbs <= set(paths[path]), path
+    conflict = paths["/api/v1/sites"]["post"]["responses"]["409"]
+    assert conflict["content"]["application/json"]["schema"]["$ref"].endswith("ErrorOut")
