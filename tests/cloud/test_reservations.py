@@ -8,7 +8,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from tests.cloud.raw_station201 import Hop, hop_cloud, station201
 from tests.support import until
@@ -149,6 +152,12 @@ async def test_bad_reservations_are_refused_with_a_reason_and_nothing_is_kept(
         async with station201(hop, "RES2"):
             pass  # registered, then gone
         await until(lambda: not hop.cloud.gateway.is_connected("RES2"), "disconnected")
+        async with station201(hop, "RES2") as cs:
+            # an update of a reservation the cloud never made: answered, and kept only in
+            # the message log
+            strange = {"reservationId": 424242, "reservationUpdateStatus": "Expired"}
+            assert await cs.call("ReservationStatusUpdate", strange) == {}
+        await until(lambda: not hop.cloud.gateway.is_connected("RES2"), "disconnected again")
         offline = await hop.api.post("/reservations", json=body(hop, "RES2"))
         assert offline.status_code == 409
         assert "not connected" in offline.json()["detail"]
@@ -179,6 +188,24 @@ async def test_a_reservation_the_station_answers_wrongly_is_kept_as_call_error(
             assert refused.status_code == 502, refused.text
         [kept] = (await hop.api.get("/reservations")).json()
         assert kept["status"] == "CallError"
+
+
+async def test_a_reservation_of_any_evse_omits_evse_id_and_a_1_6_station_is_refused(
+    tmp_path: Path,
+) -> None:
+    async with hop_cloud(tmp_path) as hop:
+        async with station201(hop, "ANY1") as cs:
+            made = await hop.api.post("/reservations", json=body(hop, "ANY1", evse_id=None))
+            assert made.status_code == 201 and made.json()["evse_id"] is None
+            assert "evseId" not in await cs.received_call("ReserveNow")
+        async with connect(hop.cloud.url("OLD16"), subprotocols=[Subprotocol("ocpp1.6")]) as ws:
+            boot = {"chargePointVendor": "Test", "chargePointModel": "1.6"}
+            await ws.send(orjson.dumps([2, "b1", "BootNotification", boot]).decode())
+            assert orjson.loads(await ws.recv())[2]["status"] == "Accepted"
+            refused = await hop.api.post("/reservations", json=body(hop, "OLD16"))
+            assert refused.status_code == 409
+            assert "speaks OCPP 1.6" in refused.json()["detail"]
+        assert [r["station_id"] for r in (await hop.api.get("/reservations")).json()] == ["ANY1"]
 
 
 async def test_the_openapi_document_shows_reservations_display_messages_data_transfer(

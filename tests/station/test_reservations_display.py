@@ -16,7 +16,7 @@ from plugstream.station.connector import ChargePointErrorCode
 from plugstream.station.display import DisplayBoard, notify_parts
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
-from plugstream.station.station201 import Station201
+from plugstream.station.station201 import Station201, StationHandlers201
 from tests.cloud.raw_station201 import Hop, hop_cloud
 from tests.support import running, until
 
@@ -232,3 +232,61 @@ def test_a_long_list_goes_in_parts_with_tbc_on_all_but_the_last() -> None:
     assert [len(p.get("messageInfo", [])) for p in parts] == [10, 10, 3]
     assert [p.get("tbc", False) for p in parts] == [True, True, False]
     assert {p["requestId"] for p in parts} == {9}
+
+
+def offline_station(tmp_path: Path) -> tuple[Station201, ManualClock]:
+    clock = ManualClock(T0)
+    return Station201("UNIT-RES", PLUGSTREAM_7, tmp_path / "unit", clock=clock), clock
+
+
+def reserve_now(reservation_id: int, minutes: float = 10, **extra: Any) -> Any:
+    return {
+        "id": reservation_id,
+        "expiryDateTime": (T0 + timedelta(minutes=minutes)).isoformat(),
+        "idToken": {"idToken": "TAG-U", "type": "ISO14443"},
+        **extra,
+    }
+
+
+@pytest.mark.unit
+def test_the_station_answers_reserve_now_as_h01_says(tmp_path: Path) -> None:
+    station, _clock = offline_station(tmp_path)
+    try:
+        handlers = StationHandlers201(station)
+        reserve = handlers.handler("ReserveNow")
+        cancel = handlers.handler("CancelReservation")
+        assert reserve is not None and cancel is not None
+        assert reserve(reserve_now(1, evseId=2)) == {"status": "Rejected"}  # no such EVSE
+        assert reserve(reserve_now(1, minutes=-1)) == {"status": "Rejected"}  # expired
+        assert reserve(reserve_now(1)) == {"status": "Accepted"}  # any EVSE: ours (H01.FR.04)
+        assert station.connector.status_201.value == "Reserved"
+        assert reserve(reserve_now(2, evseId=1)) == {"status": "Occupied"}  # H01.FR.11
+        assert reserve(reserve_now(1, minutes=20)) == {"status": "Accepted"}  # H01.FR.02
+        reservation = station.connector.reservation
+        assert reservation is not None and reservation.expiry == T0 + timedelta(minutes=20)
+        assert cancel({"reservationId": 9}) == {"status": "Rejected"}
+        assert cancel({"reservationId": 1}) == {"status": "Accepted"}
+        assert station.connector.status_201.value == "Available"
+        station.config.set_value("ReservationCtrlr", "Enabled", "false")
+        assert reserve(reserve_now(3)) == {"status": "Rejected"}  # H01.FR.01
+    finally:
+        station.close()
+
+
+@pytest.mark.unit
+def test_the_transaction_that_uses_a_reservation_names_it(tmp_path: Path) -> None:
+    station, _clock = offline_station(tmp_path)
+    try:
+        reserve = StationHandlers201(station).handler("ReserveNow")
+        assert reserve is not None
+        assert reserve(reserve_now(5)) == {"status": "Accepted"}
+        station.plug_in(Ev(CITY_CAR, soc=30.0))
+        assert not station.accept_token({"idToken": "SOMEONE", "type": "ISO14443"}, "Authorized")
+        assert station.accept_token({"idToken": "TAG-U", "type": "ISO14443"}, "Authorized")
+        [started] = [
+            e.payload for e in station.journal.pending() if e.payload.get("eventType") == "Started"
+        ]
+        assert started["reservationId"] == 5  # H01.FR.15
+        assert station.connector.reservation is None
+    finally:
+        station.close()
