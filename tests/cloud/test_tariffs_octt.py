@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
 from plugstream.cloud.storage import IdTokenRecord
+from plugstream.cloud.storage.device_model import ComponentVariable
 from plugstream.cloud.storage.tariffs import TariffData
 from plugstream.ocpp import OcppVersion, schemas
 from plugstream.ocpp.datetimes import format_time
@@ -258,3 +259,31 @@ async def test_a_free_session_is_answered_zero_and_an_unpriced_one_no_cost(
         answer = await cs.call("TransactionEvent", event("Ended", 1, t0, "EVCommunicationLost",
                                tx_id="FREE", wh=5000))  # fmt: skip
         assert answer["totalCost"] == 0  # I03.FR.04: free is 0.00, never omitted
+
+
+async def test_a_station_that_reported_it_cannot_show_tariffs_is_sent_no_tariff_text(
+    tmp_path: Path,
+) -> None:
+    """I01.FR.02: tariff text only to a station that supports tariffs or display messages."""
+    async with running_cloud(tmp_path, auto_register_unsecured=True) as cloud:
+        await energy_tariff(cloud)
+        async with wire_station(cloud, "OCTT-NODISPLAY") as cs:
+            answer = await cs.call("Authorize", {"idToken": VALID_TOKEN})
+            assert "personalMessage" in answer["idTokenInfo"]  # not reported: it may show it
+            await cloud.store.device_model.set_values(
+                "OCTT-NODISPLAY",
+                [
+                    (
+                        ComponentVariable(
+                            "TariffCostCtrlr", "Available", variable_instance="Tariff"
+                        ),
+                        "Actual",
+                        "false",
+                    ),
+                    (ComponentVariable("DisplayMessageCtrlr", "Available"), "Actual", "false"),
+                ],
+                "GetVariables",
+                datetime.now(UTC),
+            )
+            answer = await cs.call("Authorize", {"idToken": VALID_TOKEN})
+            assert answer["idTokenInfo"] == {"status": "Accepted"}

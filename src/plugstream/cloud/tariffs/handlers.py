@@ -7,7 +7,8 @@
   a free session; a transaction no tariff prices gets no ``totalCost`` (its omission
   says the cost is unknown, not that it is free).
 - I01.FR.01: the tariff's text goes to the driver in ``idTokenInfo.personalMessage``
-  of the Authorize answer and of a TransactionEvent answer that carries idTokenInfo.
+  of the Authorize answer and of a TransactionEvent answer that carries idTokenInfo,
+  unless the station reported it can show neither tariffs nor messages (I01.FR.02).
 
 Every cost is committed before the answer that carries it (``store.tariffs.update_cost``).
 The handlers of Authorize and TransactionEvent are Csms201's own: this mixin adds to their
@@ -25,6 +26,7 @@ from plugstream.cloud.context import HandlerContext
 from plugstream.cloud.meter import parse_time_or
 from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.cloud.stations import StationOffline
+from plugstream.cloud.storage.device_model import ComponentVariable
 from plugstream.cloud.storage.tariffs import Tariff, TransactionCost
 from plugstream.cloud.tariffs.pricing import cost_update_due, price_event
 from plugstream.ocpp import OcppError, v201
@@ -37,6 +39,11 @@ log = logging.getLogger("plugstream.cloud.tariffs")
 _AUTHORIZE = v201.Action.Authorize.value
 _TRANSACTION_EVENT = v201.Action.TransactionEvent.value
 MAX_MESSAGE = 512  # MessageContentType.content
+#: I01.FR.02: what says a station can show a driver the tariff
+_SHOWS_TARIFFS = (
+    ComponentVariable("TariffCostCtrlr", "Available", variable_instance="Tariff"),
+    ComponentVariable("DisplayMessageCtrlr", "Available"),
+)
 
 
 def personal_message(tariff: Tariff) -> v201.MessageContentType | None:
@@ -106,9 +113,20 @@ class TariffHandlers201(StationHandlers):
             return answer
         tariff = await self.context.store.tariffs.applicable(self.station_id, _token(payload))
         message = personal_message(tariff) if tariff is not None else None
-        if message is not None:
+        if message is not None and await self.shows_tariffs():
             info["personalMessage"] = message
         return answer
+
+    async def shows_tariffs(self) -> bool:
+        """I01.FR.02: tariff text only to a station that can show it. A station whose
+        device model report says it has neither tariff nor display messages is sent none;
+        one that never reported is given the benefit of the doubt (a station that cannot
+        show the text ignores it)."""
+        values = [
+            await self.context.store.device_model.value(self.station_id, key)
+            for key in _SHOWS_TARIFFS
+        ]
+        return not all(value is not None and value.lower() == "false" for value in values)
 
     async def tariff_transaction_answer(
         self, payload: Mapping[str, Any], answer: dict[str, Any]
@@ -135,7 +153,12 @@ class TariffHandlers201(StationHandlers):
             return answer
         answer["totalCost"] = float(cost.total_cost)
         accepted = isinstance(token_info, dict) and token_info.get("status") == "Accepted"
-        if accepted and cost.personal_message and isinstance(token_info, dict):
+        if (
+            accepted
+            and cost.personal_message
+            and isinstance(token_info, dict)
+            and await self.shows_tariffs()
+        ):
             # I01: the tariff of the session the driver just began
             token_info["personalMessage"] = {
                 "format": "UTF8",
