@@ -502,3 +502,17 @@ async def test_issued_certificates_are_kept_and_revoked_once(store: Store) -> No
     assert [r.serial_number for r in await store.certificate_status.listing(revoked=True)] == ["1f"]
     assert await store.certificate_status.listing(revoked=False) == []
     assert await store.certificate_status.find("1F") == [again]
+
+
+@pytest.mark.unit
+def test_the_ocsp_url_is_the_pkis_else_the_public_urls(tmp_path: Path) -> None:
+    from plugstream.cloud.certificates.v2g import ocsp_url, v2g_authority
+    from plugstream.cloud.config import CloudConfig
+
+    public = CloudConfig(public_url="https://cloud.example/", pki_dir=tmp_path / "pki")
+    assert v2g_authority(public) is None  # no V2G PKI yet: V2G CSRs are refused
+    assert ocsp_url(public) == "https://cloud.example/ocsp"
+    assert ocsp_url(CloudConfig()) is None
+    init_v2g(tmp_path / "pki", "Op", ocsp_url="http://ocsp.example/v2g")
+    assert ocsp_url(public) == "http://ocsp.example/v2g"
+    assert v2g_authority(public) is not None
