@@ -6,19 +6,23 @@ information reported and cleared."""
 from __future__ import annotations
 
 import hashlib
+import ssl
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
+from plugstream.pki.authority import CertificateAuthority
 from plugstream.station.auth import TokenKey
 from plugstream.station.diagnostics import Monitors
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station201 import Station201
-from tests.cloud.diagnostics_station import Octt, diagnostics_cloud
-from tests.support import running, until
+from tests.cloud.diagnostics_station import API_TOKEN, Octt, diagnostics_cloud
+from tests.security.conftest import PASSWORD, Pki, trusting
+from tests.support import WAIT, free_port, running, running_cloud, until
 
 POWER = ("ChargingStation", None, "Power")
 EVSE_POWER = ("EVSE", 1, "Power")
@@ -216,3 +220,45 @@ async def test_our_station_reports_and_clears_what_it_keeps_of_an_id_token(
             # nothing on the local list (version 0): no SendLocalList was needed
             assert await messages(octt, "CPCI", "GetLocalListVersion", "out")
             assert not await messages(octt, "CPCI", "SendLocalList", "out")
+
+
+@pytest.mark.socket
+async def test_over_https_the_station_checks_the_cloud_by_its_csms_root_and_uploads(
+    tmp_path: Path,
+) -> None:
+    """N01.FR.14/15: the upload goes over https to the cloud, whose certificate the station
+    checks against its CSMS root -- as for its OCPP connection (security profile 2)."""
+    pki = Pki(CertificateAuthority.create(), tmp_path / "pki")
+    pki.dir.mkdir()
+    pki.ca.write_root(pki.dir / "root.pem")
+    cert, key = pki.write("ip", pki.ca.issue_server([], ips=["127.0.0.1"]))
+    trust = ssl.create_default_context(cafile=str(pki.dir / "root.pem"))
+    async with (
+        running_cloud(
+            tmp_path, tls_cert=cert, tls_key=key, port=free_port(), api_token=API_TOKEN
+        ) as cloud,
+        httpx.AsyncClient(
+            base_url=f"https://127.0.0.1:{cloud.port}/api/v1",
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            verify=trust,
+            timeout=WAIT,
+        ) as api,
+    ):
+        await cloud.store.stations.register("CPTLS", password=PASSWORD, security_profile=2)
+        cp = trusting(station(tmp_path, "CPTLS"), pki)
+        cp.set_password(PASSWORD)
+        cp.set_security_profile(2)
+        async with running(cp, f"wss://127.0.0.1:{cloud.port}/ocpp", online=True):
+            cp.security_event("SettingSystemTime", "a line for the security log")
+            response = await api.post("/stations/CPTLS/logs", json={"log_type": "SecurityLog"})
+            assert response.status_code == 202, response.text
+            request_id = response.json()["request_id"]
+
+            async def uploaded() -> dict[str, Any] | None:
+                found: dict[str, Any] = (await api.get(f"/stations/CPTLS/logs/{request_id}")).json()
+                return found if found["status"] == "Uploaded" else None
+
+            kept = await until(uploaded, "the security log uploaded over https")
+            file = await api.get(f"/stations/CPTLS/logs/{request_id}/file")
+            assert b"SettingSystemTime" in file.content
+            assert kept["sha256"] == hashlib.sha256(file.content).hexdigest()
