@@ -144,6 +144,48 @@ async def test_a_report_missing_a_part_is_incomplete(store: Store) -> None:
     assert report_status(3, 2) == COMPLETE and report_status(1, None) == "Receiving"
 
 
+async def test_a_complete_full_inventory_drops_what_the_station_no_longer_has(
+    store: Store,
+) -> None:
+    dm = store.device_model
+    await dm.add_report(
+        SID,
+        0,
+        seq_no=0,
+        tbc=False,
+        attributes=model.report_attributes([HEARTBEAT, PASSWORD]),
+        items=2,
+        at=T0,
+    )
+    later = T0 + timedelta(hours=1)
+    summary = await dm.begin_report(SID, "SummaryInventory", later)
+    await dm.add_report(
+        SID,
+        summary,
+        seq_no=0,
+        tbc=False,
+        attributes=model.report_attributes([CONNECTOR_STATE]),
+        items=1,
+        at=later,
+    )
+    assert len(await dm.variables(SID)) == 4  # a summary replaces nothing
+    full = await dm.begin_report(SID, "FullInventory", later)
+    for seq_no, part in enumerate(([HEARTBEAT], [CONNECTOR_STATE])):
+        await dm.add_report(
+            SID,
+            full,
+            seq_no=seq_no,
+            tbc=seq_no == 0,
+            attributes=model.report_attributes(part),
+            items=1,
+            at=later,
+        )
+    assert {r.attribute.key.variable for r in await dm.variables(SID)} == {
+        "HeartbeatInterval",
+        "AvailabilityState",
+    }  # BasicAuthPassword is no longer reported: gone
+
+
 async def test_the_answer_does_not_undo_a_report_that_came_first(store: Store) -> None:
     dm = store.device_model
     request_id = await dm.begin_report(SID, None, T0)

@@ -24,7 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -37,6 +37,7 @@ from .database import Database
 __all__ = [
     "ACTUAL",
     "COMPLETE",
+    "FULL_INVENTORY",
     "INCOMPLETE",
     "RECEIVING",
     "REQUESTED",
@@ -57,6 +58,8 @@ REQUESTED = "Requested"
 COMPLETE = "Complete"
 #: NotifyReport parts are coming (tbc true)
 RECEIVING = "Receiving"
+#: the report of every component and variable (B07.FR.08)
+FULL_INVENTORY = "FullInventory"
 #: the last part came, but not every part before it
 INCOMPLETE = "Incomplete"
 
@@ -388,7 +391,9 @@ class DeviceModel:
     ) -> None:
         """One NotifyReport part: each attribute replaces what was kept of it, and the
         request counts the part (see :func:`report_status`), in one transaction, before
-        the station is answered."""
+        the station is answered. The last part of a FullInventory the cloud asked for
+        completes the whole model: rows nothing has told since the request was made are
+        of variables the station no longer has, and go."""
         at = as_utc(at)
         # one row per key, the last reported winning: an upsert must not meet its own row
         by_key = {(a.key, a.attribute_type): a for a in attributes}
@@ -398,17 +403,29 @@ class DeviceModel:
         def op(conn: Connection) -> None:
             if rows:
                 conn.execute(_report_upsert(conn.dialect.name), rows)
-            row = conn.execute(select(_R.c.parts, _R.c.final_seq_no).where(*where)).first()
+            row = conn.execute(
+                select(_R.c.parts, _R.c.final_seq_no, _R.c.report_base, _R.c.requested_at).where(
+                    *where
+                )
+            ).first()
             parts = 1 if row is None else int(row.parts) + 1
             final = seq_no if not tbc else (None if row is None else row.final_seq_no)
-            values = {
-                "parts": parts,
-                "final_seq_no": final,
-                "status": report_status(parts, final),
-                "updated_at": at,
-            }
+            status = report_status(parts, final)
+            values = {"parts": parts, "final_seq_no": final, "status": status, "updated_at": at}
             if row is not None:
                 conn.execute(update(_R).where(*where).values(items=_R.c["items"] + items, **values))
+                if (
+                    status == COMPLETE
+                    and row.report_base == FULL_INVENTORY
+                    and row.requested_at is not None
+                ):
+                    # the whole model, complete: what it no longer has is gone from the station
+                    conn.execute(
+                        delete(_V).where(
+                            _V.c.station_id == station_id,
+                            _V.c.updated_at < as_utc(row.requested_at),
+                        )
+                    )
                 return
             # a report the cloud did not ask for (another tool's requestId)
             conn.execute(
