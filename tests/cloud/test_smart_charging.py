@@ -940,3 +940,39 @@ async def test_the_openapi_document_lists_the_smart_charging_resources(
         assert verbs <= set(paths[path]), path
     conflict = paths["/api/v1/sites"]["post"]["responses"]["409"]
     assert conflict["content"]["application/json"]["schema"]["$ref"].endswith("ErrorOut")
+
+
+@pytest.mark.unit
+async def test_asking_for_the_site_of_a_station_in_none_costs_no_read(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every boot and transaction asks; a fleet without sites must not pay a read each."""
+    from tests.support import count_reads
+
+    repo = store.smart_charging
+    assert await repo.site_of("CS1") is None  # loads the members once
+    reads = count_reads(store, monkeypatch)
+    for _ in range(5):
+        assert await repo.site_of("CS1") is None
+    assert reads == [0]
+    await repo.create_site(
+        "Depot", max_current_a=Decimal(32), phases=3, stations={"CS1": Decimal(32)}, at=T0
+    )
+    found = await repo.site_of("CS1")  # a new site is seen at once
+    assert found is not None and found.name == "Depot"
+
+
+@pytest.mark.socket
+async def test_a_station_of_a_site_that_boots_again_gets_its_share_again(
+    cloud: Cloud, api: httpx.AsyncClient
+) -> None:
+    await api.post("/sites", json={"name": "Yard", "maxCurrentA": 20, "stationIds": ["CS1"]})
+    async with octt(cloud, "CS1") as cs:
+        await start_transaction(cs, "R1")
+        await until(lambda: cs.calls("SetChargingProfile"), "the share")
+    await until(lambda: not cloud.gateway.is_connected("CS1"), "CS1 gone")
+    async with octt(cloud, "CS1") as again:  # rebooted: its profiles may be lost
+        await until(lambda: again.calls("SetChargingProfile"), "the share, again")
+        profile = again.calls("SetChargingProfile")[0]["chargingProfile"]
+        assert profile["transactionId"] == "R1"
+        assert profile["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"] == 20

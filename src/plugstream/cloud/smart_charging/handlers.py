@@ -60,6 +60,11 @@ def _source(value: Any) -> str:
 class _SiteDivision(StationHandlers):
     """Re-division of a station's site, shared by both versions."""
 
+    async def _redivide_after_boot(self, payload: dict[str, Any]) -> None:
+        """A station back from a reboot or an outage has lost or missed its share."""
+        if self.accepted:
+            await self._redivide_site()
+
     async def _redivide_site(self) -> None:
         context = self.context
         site = await context.store.smart_charging.site_of(self.station_id)
@@ -241,6 +246,8 @@ class SmartChargingHandlers201(_SiteDivision):
         """TransactionEvent's after-hook, run besides any other mixin's: the routing
         table keeps one ``@after`` per action, and reservations have one."""
         hook = super().after_handler(action)
+        if action == v201.Action.BootNotification.value:
+            return _both(hook, self._redivide_after_boot)
         if action != v201.Action.TransactionEvent.value:
             return hook
         return _both(hook, self.smart_charging_after_transaction_event)
@@ -271,6 +278,8 @@ class SmartChargingHandlers16(_SiteDivision):
 
     def after_handler(self, action: str) -> Handler | None:
         hook = super().after_handler(action)
+        if action == v16.Action.BootNotification.value:
+            return _both(hook, self._redivide_after_boot)
         if action not in (v16.Action.StartTransaction.value, v16.Action.StopTransaction.value):
             return hook
         return _both(hook, self.smart_charging_after_transaction)

@@ -170,6 +170,11 @@ class SmartCharging:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # The stations in any site (None: not read yet). Every transaction and boot asks
+        # whether its station is in a site, and almost every answer is "no": this answers
+        # it without a read. Sites change only through this object, which reloads it.
+        self._members: frozenset[str] | None = None
+        self._generation = 0  # bumped by every change of sites: a read begun before is stale
 
     # -- the profiles the cloud set ------------------------------------------------
 
@@ -589,7 +594,11 @@ class SmartCharging:
             _put_members(conn, int(site_id), stations)
             return _read_sites(conn, int(site_id))[0]
 
-        return await self._db.write(op)
+        try:
+            return await self._db.write(op)
+        finally:
+            self._members = None  # reloaded on the next question
+            self._generation += 1
 
     async def update_site(
         self,
@@ -613,14 +622,22 @@ class SmartCharging:
             _put_members(conn, site_id, stations)
             return _read_sites(conn, site_id)[0]
 
-        return await self._db.write(op)
+        try:
+            return await self._db.write(op)
+        finally:
+            self._members = None  # reloaded on the next question
+            self._generation += 1
 
     async def delete_site(self, site_id: int) -> bool:
         def op(conn: Connection) -> bool:
             conn.execute(delete(s.site_stations).where(s.site_stations.c.site_id == site_id))
             return bool(conn.execute(delete(s.sites).where(s.sites.c.site_id == site_id)).rowcount)
 
-        return await self._db.write(op)
+        try:
+            return await self._db.write(op)
+        finally:
+            self._members = None  # reloaded on the next question
+            self._generation += 1
 
     async def site(self, site_id: int) -> Site | None:
         def read(conn: Connection) -> Site | None:
@@ -632,8 +649,23 @@ class SmartCharging:
     async def sites(self) -> list[Site]:
         return await self._db.read(_read_sites)
 
+    async def _site_members(self) -> frozenset[str]:
+        members = self._members
+        if members is None:
+
+            def read(conn: Connection) -> frozenset[str]:
+                return frozenset(conn.execute(select(s.site_stations.c.station_id)).scalars())
+
+            generation = self._generation
+            members = await self._db.read(read)
+            if generation == self._generation:
+                self._members = members
+        return members
+
     async def site_of(self, station_id: str) -> Site | None:
-        """The site the station is in, if any."""
+        """The site the station is in, if any; no read for a station in none."""
+        if station_id not in await self._site_members():
+            return None
 
         def read(conn: Connection) -> Site | None:
             site_id = conn.execute(
