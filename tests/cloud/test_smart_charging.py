@@ -976,3 +976,88 @@ async def test_a_station_of_a_site_that_boots_again_gets_its_share_again(
         profile = again.calls("SetChargingProfile")[0]["chargingProfile"]
         assert profile["transactionId"] == "R1"
         assert profile["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"] == 20
+
+
+class FakeStations:
+    """A :class:`CommandSender` whose stations answer SetChargingProfile as told."""
+
+    def __init__(self, versions: dict[str, Any], answers: dict[str, Any]) -> None:
+        self.versions = versions
+        self.answers = answers
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def is_connected(self, station_id: str) -> bool:
+        return station_id in self.versions
+
+    def version_of(self, station_id: str) -> Any:
+        return self.versions.get(station_id)
+
+    async def call(
+        self, station_id: str, action: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        self.calls.append((station_id, action, payload))
+        answer = self.answers[station_id]
+        if isinstance(answer, Exception):
+            raise answer
+        return dict(answer)
+
+
+@pytest.mark.unit
+async def test_a_division_reaches_each_station_in_its_version_and_keeps_every_answer(
+    store: Store,
+) -> None:
+    """2.0.1 and 1.6 stations get their TxProfile in their own words; a station that is
+    not connected, or answers with a CALLERROR, has that kept, so the operator sees it."""
+    from plugstream.cloud.smart_charging.division import OFFLINE, redivide
+    from plugstream.ocpp import ErrorCode, OcppError, OcppVersion
+
+    for sid in ("N1", "O1", "X1", "E1"):
+        await store.stations.register(sid, security_profile=0)
+    site = await store.smart_charging.create_site(
+        "Mixed",
+        max_current_a=Decimal(40),
+        phases=3,
+        stations={sid: Decimal(32) for sid in ("N1", "O1", "X1", "E1")},
+        at=T0,
+    )
+    for sid in ("N1", "X1", "E1"):
+        await store.transactions.transaction_event(
+            sid,
+            event={
+                "eventType": "Started",
+                "timestamp": "2026-03-01T08:00:00Z",
+                "triggerReason": "Authorized",
+                "seqNo": 0,
+                "transactionInfo": {"transactionId": f"T-{sid}"},
+                "evse": {"id": 1, "connectorId": 1},
+            },
+            received_at=T0,
+        )
+    record, _ = await store.transactions.start(
+        "O1",
+        connector_id=1,
+        id_token="TAG",
+        meter_start_wh=Decimal(0),
+        timestamp=T0,
+        received_at=T0,
+    )
+    stations = FakeStations(
+        {"N1": OcppVersion.V201, "O1": OcppVersion.V16, "E1": OcppVersion.V201},
+        {
+            "N1": {"status": "Accepted"},
+            "O1": {"status": "Accepted"},
+            "E1": OcppError(ErrorCode.InternalError, "broken"),
+        },
+    )
+    allocation = await redivide(store, stations, site.site_id, T0)
+    assert allocation is not None
+    assert [share for _, share in allocation.shares] == [Decimal(10)] * 4
+    sent = {sid: payload for sid, _, payload in stations.calls}
+    assert sent["O1"]["csChargingProfiles"]["transactionId"] == record.id  # 1.6: an integer
+    assert sent["O1"]["connectorId"] == 1
+    assert sent["N1"]["chargingProfile"]["transactionId"] == "T-N1"
+    kept = {
+        sid: (await store.smart_charging.profiles_set(sid))[0].status
+        for sid in ("N1", "O1", "X1", "E1")
+    }
+    assert kept == {"N1": "Accepted", "O1": "Accepted", "X1": OFFLINE, "E1": "InternalError"}
