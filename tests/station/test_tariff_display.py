@@ -26,6 +26,7 @@ def updated(tx_id: str) -> dict[str, Any]:
 
 def test_the_tariff_text_and_the_running_then_final_cost_are_shown() -> None:
     display = CostDisplay(currency="EUR")
+    assert display.describe() == ""  # nothing to show yet
     display.id_token_info({"status": "Accepted", "personalMessage": {"format": "UTF8",
                            "content": "0.35 EUR/kWh"}})  # fmt: skip
     display.transaction_answer(updated("T1"), {"totalCost": 1.2})

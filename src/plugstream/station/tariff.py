@@ -98,12 +98,12 @@ class CostDisplay:
             self._show(f"cost so far {self._money(cost)}")
 
     def describe(self) -> str:
-        """One line for the console's status."""
+        """One line for the console's status; "" while no cost is known."""
         if self.total_cost is not None:
             return f"cost {self._money(self.total_cost)} (final)"
         if self.running_cost is not None:
             return f"cost {self._money(self.running_cost)} (running)"
-        return "cost unknown"
+        return ""
 
 
 class _WithCostDisplay(Protocol):
