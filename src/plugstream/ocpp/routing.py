@@ -92,10 +92,21 @@ def _table(cls: type, mark: str) -> dict[str, Any]:
     found = _TABLES.get((cls, mark))
     if found is None:
         found = {}
+        names: dict[str, str] = {}
         for name in dir(cls):
             action = getattr(getattr(cls, name, None), mark, None)
-            if action is not None:
-                found[action] = getattr(cls, name)
+            if action is None:
+                continue
+            if action in names:
+                # two methods for one action (mixins): which one ran would depend on
+                # the order of their names, so it is refused when the class is first used
+                raise TypeError(
+                    f"{cls.__name__} has two @{'on' if mark == _ON else 'after'} handlers "
+                    f"for {action}: "
+                    f"{names[action]} and {name}"
+                )
+            names[action] = name
+            found[action] = getattr(cls, name)
         _TABLES[(cls, mark)] = found
     return found
 
