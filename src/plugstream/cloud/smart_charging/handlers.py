@@ -263,6 +263,8 @@ class SmartChargingHandlers201(_SiteDivision):
             pending.discard(evse_id)
         if event_type in ("Started", "Ended"):
             await self._redivide_site()
+        if not pending:
+            return  # the common case, an Updated event: no read
         info = payload.get("transactionInfo")
         if evse_id is None and isinstance(info, Mapping):
             running = await self.context.store.smart_charging.running([self.station_id])
