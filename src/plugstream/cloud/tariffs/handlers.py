@@ -73,6 +73,8 @@ class TariffHandlers201(StationHandlers):
         self._cost_updates: dict[str, TransactionCost] = {}
 
     def handler(self, action: str) -> Handler | None:
+        """Csms201's Authorize and TransactionEvent, their answers completed here: the
+        CSMS's own handler stores and answers first, then the tariff adds to it."""
         found = super().handler(action)
         if found is None:
             return None
