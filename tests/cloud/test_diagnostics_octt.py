@@ -322,3 +322,161 @@ async def test_tc_n_46_csms_clear_customer_information_updates_the_local_list(
         }
         actions = [name for name, _ in station.received]
         assert actions.index("CustomerInformation") < actions.index("SendLocalList")
+
+
+def set_results(payload: dict[str, Any]) -> dict[str, Any]:
+    """The OCTT accepts every monitor, numbering them from 1."""
+    return {
+        "setMonitoringResult": [
+            {
+                "id": i,
+                "status": "Accepted",
+                "type": data["type"],
+                "severity": data["severity"],
+                "component": data["component"],
+                "variable": data["variable"],
+            }
+            for i, data in enumerate(payload["setMonitoringData"], start=1)
+        ]
+    }
+
+
+def availability_delta(component: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "component": component,
+        "variable": {"name": "AvailabilityState"},
+        "type": "Delta",
+        "value": 1,  # the value recommended for a Delta monitor
+        "severity": 8,
+    }
+
+
+async def test_tc_n_05_csms_set_monitoring_base_success(tmp_path: Path) -> None:
+    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N05") as station:
+        for count, base in enumerate(("All", "FactoryDefault", "HardWiredOnly"), start=1):
+            response = await octt.api.post(
+                "/stations/N05/monitors/base", json={"monitoring_base": base}
+            )
+            assert response.json()["status"] == "Accepted"
+            assert await station.received_call("SetMonitoringBase", count) == {
+                "monitoringBase": base
+            }
+
+
+async def test_tc_n_08_csms_set_variable_monitoring_one_element(tmp_path: Path) -> None:
+    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N08") as station:
+        station.answers["SetVariableMonitoring"] = set_results
+        response = await octt.api.post("/stations/N08/monitors", json=availability_delta(EVSE1))
+        assert response.status_code == 201, response.text
+        [data] = (await station.received_call("SetVariableMonitoring"))["setMonitoringData"]
+        assert (data["value"], data["type"], data["severity"]) == (1, "Delta", 8)
+        assert data["component"] == {"name": "EVSE", "evse": {"id": 1}}
+        assert data["variable"] == {"name": "AvailabilityState"}
+        assert [m["id"] for m in await shown(octt, "N08")] == [1]
+
+
+async def test_tc_n_09_csms_set_variable_monitoring_multiple_elements(tmp_path: Path) -> None:
+    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N09") as station:
+        station.answers["SetVariableMonitoring"] = set_results
+        body = {"monitors": [availability_delta(EVSE1), availability_delta(STATION)]}
+        response = await octt.api.post("/stations/N09/monitors/batch", json=body)
+        assert [r["status"] for r in response.json()] == ["Accepted", "Accepted"]
+        sent = (await station.received_call("SetVariableMonitoring"))["setMonitoringData"]
+        assert [d["component"]["name"] for d in sent] == ["EVSE", "ChargingStation"]
+        assert len(station.calls("SetVariableMonitoring")) == 1  # one request, two elements
+        assert [m["component"]["name"] for m in await shown(octt, "N09")] == [
+            "EVSE",
+            "ChargingStation",
+        ]
+
+
+async def test_tc_n_16_csms_set_monitoring_level_success(tmp_path: Path) -> None:
+    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N16") as station:
+        response = await octt.api.post("/stations/N16/monitors/level", json={"severity": 4})
+        assert response.json() == {"status": "Accepted", "status_info": None}
+        assert await station.received_call("SetMonitoringLevel") == {"severity": 4}
+
+
+async def test_tc_n_17_csms_set_monitoring_level_out_of_range(tmp_path: Path) -> None:
+    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N17") as station:
+        station.answers["SetMonitoringLevel"] = {"status": "Rejected"}
+        response = await octt.api.post("/stations/N17/monitors/level", json={"severity": 4})
+        assert response.status_code == 200 and response.json()["status"] == "Rejected"
+
+
+async def test_tc_n_29_csms_get_customer_information_not_accepted(tmp_path: Path) -> None:
+    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N29") as station:
+        station.answers["CustomerInformation"] = {"status": "Rejected"}
+        body = {"report": True, "id_token": TOKEN}
+        response = await octt.api.post("/stations/N29/customer-information", json=body)
+        assert response.json()["status"] == "Rejected"  # shown as refused, not lost
+        sent = await station.received_call("CustomerInformation")
+        assert (sent["report"], sent["idToken"]) == (True, TOKEN)
+
+
+async def get_log(
+    octt: Octt, station: OcttStation, station_id: str, log_type: str, answer: str, count: int = 1
+) -> dict[str, Any]:
+    station.answers["GetLog"] = {"status": answer, "filename": "octt.log"}
+    response = await octt.api.post(f"/stations/{station_id}/logs", json={"log_type": log_type})
+    assert response.status_code == 202 and response.json()["status"] == answer
+    sent = await station.received_call("GetLog", count)
+    assert sent["logType"] == log_type and sent["log"]["remoteLocation"].startswith("http")
+    return sent
+
+
+async def log_statuses(octt: Octt, station_id: str) -> dict[int, str]:
+    logs = (await octt.api.get(f"/stations/{station_id}/logs")).json()
+    return {r["request_id"]: r["status"] for r in logs}
+
+
+async def test_tc_n_34_csms_retrieve_log_information_rejected(tmp_path: Path) -> None:
+    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N34") as station:
+        sent = await get_log(octt, station, "N34", "DiagnosticsLog", "Rejected")
+        assert await log_statuses(octt, "N34") == {sent["requestId"]: "Rejected"}
+
+
+@pytest.mark.parametrize(("case", "log_type"), [("N35", "SecurityLog"), ("N25", "DiagnosticsLog")])
+async def test_tc_n_25_and_tc_n_35_csms_retrieve_log_information_success(
+    tmp_path: Path, case: str, log_type: str
+) -> None:
+    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, case) as station:
+        sent = await get_log(octt, station, case, log_type, "Accepted")
+        for status in ("Uploading", "Uploaded"):
+            answer = await station.call(
+                "LogStatusNotification", {"status": status, "requestId": sent["requestId"]}
+            )
+            assert answer == {}
+            assert await log_statuses(octt, case) == {sent["requestId"]: status}
+
+
+async def test_tc_n_36_csms_retrieve_log_information_second_request(tmp_path: Path) -> None:
+    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N36") as station:
+        first = (await get_log(octt, station, "N36", "DiagnosticsLog", "Accepted"))["requestId"]
+        await station.call("LogStatusNotification", {"status": "Uploading", "requestId": first})
+        second = await get_log(octt, station, "N36", "DiagnosticsLog", "AcceptedCanceled", 2)
+        assert second["requestId"] != first
+        await station.call(
+            "LogStatusNotification", {"status": "AcceptedCanceled", "requestId": first}
+        )
+        for status in ("Uploading", "Uploaded"):
+            await station.call(
+                "LogStatusNotification", {"status": status, "requestId": second["requestId"]}
+            )
+        assert await log_statuses(octt, "N36") == {
+            first: "AcceptedCanceled",
+            second["requestId"]: "Uploaded",
+        }
+
+
+async def test_tc_n_44_csms_clear_monitoring_rejected(tmp_path: Path) -> None:
+    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N44") as station:
+        station.answers["SetVariableMonitoring"] = set_results
+        await octt.api.post("/stations/N44/monitors", json=availability_delta(EVSE1))
+        station.answers["ClearVariableMonitoring"] = {
+            "clearMonitoringResult": [{"id": 1, "status": "Rejected"}]
+        }
+        response = await octt.api.delete("/stations/N44/monitors/1")
+        assert response.status_code == 422 and "refused" in response.json()["detail"]
+        assert await station.received_call("ClearVariableMonitoring") == {"id": [1]}
+        assert [m["id"] for m in await shown(octt, "N44")] == [1]  # still the station's

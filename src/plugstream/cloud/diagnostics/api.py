@@ -1,7 +1,8 @@
 """Diagnostics of a 2.0.1 station as resources (bearer-guarded, under ``/api/v1``).
 
 - ``/stations/{id}/monitors``: GET the monitors kept (set here or reported); POST sets
-  one (SetVariableMonitoring, N04) and keeps it once Accepted; DELETE ``/{monitorId}``
+  one (SetVariableMonitoring, N04) and keeps it once Accepted, POST ``/batch`` several
+  in one request; DELETE ``/{monitorId}``
   clears it (ClearVariableMonitoring, N06); POST ``/base`` (SetMonitoringBase, N03),
   ``/level`` (SetMonitoringLevel, N05); POST ``/refresh`` asks the station for its
   monitors (GetMonitoringReport, N02) and GET ``/reports`` lists those requests.
@@ -244,6 +245,85 @@ async def list_monitors(station_id: str, store: StoreDep) -> list[MonitorOut]:
     return [_monitor_out(m) for m in await store.diagnostics.list_monitors(station_id)]
 
 
+class SetResultOut(BaseModel):
+    status: str = Field(description="The station's SetMonitoringResult status.")
+    reason: str | None = Field(description="Its statusInfo.reasonCode, if any.")
+    monitor: MonitorOut | None = Field(description="The monitor kept, when Accepted.")
+
+
+class MonitorsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    monitors: list[MonitorIn] = Field(min_length=1, max_length=100)
+
+
+def _monitoring_data(body: MonitorIn) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "transaction": body.transaction,
+        "value": body.value,
+        "type": body.type,
+        "severity": body.severity,
+        "component": body.component.model_dump(exclude_none=True),
+        "variable": body.variable.model_dump(exclude_none=True),
+    }
+    if body.id is not None:
+        data["id"] = body.id
+    return data
+
+
+async def _set_monitors(
+    store: Store, gateway: Gateway, station_id: str, bodies: list[MonitorIn]
+) -> list[SetResultOut]:
+    """One SetVariableMonitoring for all of ``bodies`` (N04); the Accepted ones kept."""
+    version = await _connected_201(store, gateway, station_id)
+    answer = await _call(
+        gateway,
+        version,
+        station_id,
+        "SetVariableMonitoring",
+        {"setMonitoringData": [_monitoring_data(b) for b in bodies]},
+    )
+    results = list(answer.get("setMonitoringResult") or [])
+    results += [{}] * (len(bodies) - len(results))
+    kept: list[db.MonitorRecord | None] = []
+    for body, result in zip(bodies, results, strict=False):
+        if result.get("status") != "Accepted" or not isinstance(result.get("id"), int):
+            kept.append(None)
+            continue
+        evse = body.component.evse
+        kept.append(
+            db.MonitorRecord(
+                monitor_id=int(result["id"]),
+                component_name=body.component.name,
+                component_instance=body.component.instance,
+                evse_id=None if evse is None else evse.id,
+                connector_id=None if evse is None else evse.connectorId,
+                variable_name=body.variable.name,
+                variable_instance=body.variable.instance,
+                type=body.type,
+                value=Decimal(str(body.value)),
+                severity=body.severity,
+                transaction=body.transaction,
+                source="set",
+            )
+        )
+    now = gateway.clock()
+    await store.diagnostics.put_monitors(station_id, [m for m in kept if m is not None], now)
+    out = []
+    for monitor, result in zip(kept, results, strict=False):
+        shown = None
+        if monitor is not None:
+            found = await store.diagnostics.get_monitor(station_id, monitor.monitor_id)
+            shown = None if found is None else _monitor_out(found)
+        out.append(
+            SetResultOut(
+                status=str(result.get("status", "NoResult")),
+                reason=(result.get("statusInfo") or {}).get("reasonCode"),
+                monitor=shown,
+            )
+        )
+    return out
+
+
 @router.post(
     "/stations/{station_id}/monitors",
     status_code=201,
@@ -255,45 +335,24 @@ async def set_monitor(
 ) -> MonitorOut:
     """SetVariableMonitoring of one monitor; kept once the station Accepted it (422 with
     its status otherwise: UnknownComponent, UnsupportedMonitorType, Duplicate ...)."""
-    version = await _connected_201(store, gateway, station_id)
-    data: dict[str, Any] = {
-        "transaction": body.transaction,
-        "value": body.value,
-        "type": body.type,
-        "severity": body.severity,
-        "component": body.component.model_dump(exclude_none=True),
-        "variable": body.variable.model_dump(exclude_none=True),
-    }
-    if body.id is not None:
-        data["id"] = body.id
-    answer = await _call(
-        gateway, version, station_id, "SetVariableMonitoring", {"setMonitoringData": [data]}
-    )
-    results = answer.get("setMonitoringResult") or [{}]
-    result = results[0]
-    status = str(result.get("status", "Rejected"))
-    if status != "Accepted" or not isinstance(result.get("id"), int):
-        reason = (result.get("statusInfo") or {}).get("reasonCode")
-        raise HTTPException(422, f"station answered {status}" + (f" ({reason})" if reason else ""))
-    evse = data["component"].get("evse") or {}
-    monitor = db.MonitorRecord(
-        monitor_id=int(result["id"]),
-        component_name=body.component.name,
-        component_instance=body.component.instance,
-        evse_id=evse.get("id"),
-        connector_id=evse.get("connectorId"),
-        variable_name=body.variable.name,
-        variable_instance=body.variable.instance,
-        type=body.type,
-        value=Decimal(str(body.value)),
-        severity=body.severity,
-        transaction=body.transaction,
-        source="set",
-    )
-    await store.diagnostics.put_monitors(station_id, [monitor], gateway.clock())
-    found = await store.diagnostics.get_monitor(station_id, monitor.monitor_id)
-    assert found is not None
-    return _monitor_out(found)
+    [result] = await _set_monitors(store, gateway, station_id, [body])
+    if result.monitor is None:
+        reason = f" ({result.reason})" if result.reason else ""
+        raise HTTPException(422, f"station answered {result.status}{reason}")
+    return result.monitor
+
+
+@router.post(
+    "/stations/{station_id}/monitors/batch",
+    response_model=list[SetResultOut],
+    responses=_errors(404, 409, 422, 502, 504),
+)
+async def set_monitors(
+    station_id: str, body: MonitorsIn, store: StoreDep, gateway: GatewayDep
+) -> list[SetResultOut]:
+    """Several monitors in one SetVariableMonitoring: each one's status, in order, and
+    the monitor kept for each Accepted one."""
+    return await _set_monitors(store, gateway, station_id, body.monitors)
 
 
 @router.delete(
