@@ -5,6 +5,7 @@ information reported and cleared."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import ssl
@@ -278,3 +279,46 @@ async def test_over_https_the_station_checks_the_cloud_by_its_csms_root_and_uplo
             file = await api.get(f"/stations/CPTLS/logs/{request_id}/file")
             assert b"SettingSystemTime" in file.content
             assert kept["sha256"] == hashlib.sha256(file.content).hexdigest()
+
+
+@pytest.mark.socket
+async def test_a_second_get_log_cancels_the_running_upload(tmp_path: Path) -> None:
+    """N01.FR.12/20: an upload stuck on a server that never answers gives way to a new
+    GetLog: AcceptedCanceled for both the answer and the old request's status."""
+    hold: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hold.append(writer)  # reads nothing, answers nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    stuck = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/logs"
+    try:
+        async with diagnostics_cloud(tmp_path) as octt:
+            cp = station(tmp_path, "CPCX")
+            async with running(cp, url(octt), online=True):
+                first = {
+                    "log": {"remoteLocation": stuck},
+                    "logType": "DiagnosticsLog",
+                    "requestId": 900,
+                }
+                answer = await octt.cloud.gateway.call("CPCX", "GetLog", first)
+                assert answer["status"] == "Accepted"
+                await until(lambda: hold, "the upload connected to the silent server")
+                second = await octt.api.post("/stations/CPCX/logs", json={})
+                assert second.json()["status"] in ("AcceptedCanceled", "Uploading", "Uploaded")
+                request_id = second.json()["request_id"]
+
+                async def statuses() -> dict[int, str] | None:
+                    logs = (await octt.api.get("/stations/CPCX/logs")).json()
+                    found = {r["request_id"]: r["status"] for r in logs}
+                    return found if found.get(request_id) == "Uploaded" else None
+
+                found = await until(statuses, "the second log uploaded")
+                assert found == {900: "AcceptedCanceled", request_id: "Uploaded"}
+                sent = await messages(octt, "CPCX", "GetLog", "out")
+                assert [f[3]["requestId"] for f in sent] == [request_id, 900]
+    finally:
+        for writer in hold:
+            writer.close()
+        server.close()
+        await server.wait_closed()
