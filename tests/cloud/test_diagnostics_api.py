@@ -164,6 +164,9 @@ async def test_a_log_is_uploaded_once_to_its_one_time_url_and_downloaded(tmp_pat
         assert kept["filename"] == "cpl.log"
         file = await octt.api.get(kept["file_url"].removeprefix("/api/v1"))
         assert file.status_code == 200 and file.content == content
+        # on disk beside the firmware directory (next to the SQLite file), no part left
+        [on_disk] = [p for p in (tmp_path / "logs").rglob("*") if p.is_file()]
+        assert on_disk.read_bytes() == content and on_disk.suffix == ".log"
 
 
 async def test_a_multipart_post_upload_keeps_only_the_file_and_its_name(tmp_path: Path) -> None:

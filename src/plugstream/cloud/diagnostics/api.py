@@ -74,8 +74,9 @@ router = guarded_router(tags=["diagnostics"])
 
 
 def logs_dir(config: CloudConfig) -> Path:
-    """Uploaded logs live in ``logs`` beside the firmware directory."""
-    return firmware_dir(config).parent / "logs"
+    """``--logs-dir`` where the config has it, else ``logs`` beside the firmware directory."""
+    chosen: Path | None = getattr(config, "logs_dir", None)
+    return chosen if chosen is not None else firmware_dir(config).parent / "logs"
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
