@@ -50,10 +50,8 @@ class DiagnosticsHandlers201(StationHandlers):
         )
         return {}
 
-    # Named to sort after Csms201's own log_status_notification: the @on table keeps the
-    # last name in dir() order for an action, so this one answers either way.
     @on(v201.Action.LogStatusNotification)
-    async def log_upload_status(
+    async def log_status_notification(
         self, payload: v201.LogStatusNotificationRequest
     ) -> v201.LogStatusNotificationResponse:
         request_id = payload.get("requestId")
