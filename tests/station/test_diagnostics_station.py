@@ -11,6 +11,7 @@ import random
 import ssl
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ import pytest
 from plugstream.pki.authority import CertificateAuthority
 from plugstream.station.auth import TokenKey
 from plugstream.station.backoff import ReconnectBackoff
-from plugstream.station.diagnostics import Monitors
+from plugstream.station.diagnostics import DiagnosticsHandlers201, Monitors
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station201 import Station201
 from tests.cloud.diagnostics_station import API_TOKEN, Octt, diagnostics_cloud
@@ -102,6 +103,18 @@ def test_a_report_follows_the_criteria_and_component_variables() -> None:
     assert station["variableMonitoring"][0]["type"] == "Delta"
     again = Monitors.from_json(orjson.loads(orjson.dumps(monitors.to_json())))
     assert again.report([], []) == monitors.report([], [])
+
+
+@pytest.mark.unit
+def test_get_monitoring_report_answers_per_n02() -> None:
+    handlers = DiagnosticsHandlers201()
+    handlers.station = SimpleNamespace(diagnostics=SimpleNamespace(monitors=Monitors()))  # type: ignore[assignment]
+    ask = {"requestId": 1}
+    assert handlers.get_monitoring_report(ask) == {"status": "EmptyResultSet"}  # N02.FR.10
+    handlers.station.diagnostics.monitors.set(monitor("Delta", 5))
+    assert handlers.get_monitoring_report(ask) == {"status": "Accepted"}  # N02.FR.01
+    periodic = {**ask, "monitoringCriteria": ["PeriodicMonitoring"]}
+    assert handlers.get_monitoring_report(periodic) == {"status": "NotSupported"}  # N02.FR.02
 
 
 def station(tmp_path: Path, station_id: str) -> Station201:

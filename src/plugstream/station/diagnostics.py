@@ -608,6 +608,8 @@ class DiagnosticsHandlers201:
     @on(v201.Action.GetMonitoringReport)
     def get_monitoring_report(self, payload: dict[str, Any]) -> dict[str, Any]:
         criteria = payload.get("monitoringCriteria", [])
+        if criteria and not set(criteria) - {"PeriodicMonitoring"}:
+            return {"status": "NotSupported"}  # N02.FR.02: no periodic monitors here
         found = self.station.diagnostics.monitors.report(
             criteria, payload.get("componentVariable", [])
         )
