@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from plugstream.cloud.diagnostics import api as diagnostics_api
 from tests.cloud.diagnostics_station import diagnostics_cloud, octt_station
 from tests.support import WAIT, until
 
@@ -185,7 +186,10 @@ async def test_a_multipart_post_upload_keeps_only_the_file_and_its_name(tmp_path
         assert file.content == content
 
 
-async def test_an_upload_over_the_limit_is_refused_and_the_token_stays(tmp_path: Path) -> None:
+async def test_an_upload_over_the_limit_is_refused_and_the_token_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(diagnostics_api, "MAX_LOG_BYTES", 1000)  # the upload route's own limit
     async with (
         diagnostics_cloud(tmp_path, max_body_bytes=1000) as octt,
         octt_station(octt, "CPX") as station,
