@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from plugstream.ocpp import Handlers, on
-from plugstream.ocpp.routing import after, dispatch
+from plugstream.ocpp.routing import after, dispatch, invoke
 
 pytestmark = pytest.mark.unit
 
@@ -22,14 +22,26 @@ class _Placeholder:
         return {}
 
 
+ran: list[str] = []
+
+
 class _Tariffs:
     @after("TransactionEvent")
-    async def price(self, payload: dict[str, object]) -> None: ...
+    async def price(self, payload: dict[str, object]) -> None:
+        ran.append(f"price {payload['seqNo']}")
 
 
 class _Reservations:
     @after("TransactionEvent")
-    async def mark_used(self, payload: dict[str, object]) -> None: ...
+    def mark_used(self, payload: dict[str, object]) -> None:
+        ran.append("reservation")
+        raise RuntimeError("the reservation hook failed")
+
+
+class _SmartCharging:
+    @after("TransactionEvent")
+    async def redivide(self, payload: dict[str, object]) -> None:
+        ran.append("site limit")
 
 
 async def test_two_mixins_handling_one_action_are_refused_naming_both() -> None:
@@ -44,11 +56,21 @@ async def test_two_mixins_handling_one_action_are_refused_naming_both() -> None:
     ):
         await dispatch(Csms(), "NotifyReport", {})
 
-    class Station(_Tariffs, _Reservations, Handlers):
+
+async def test_every_mixins_after_hook_runs_in_class_order_despite_one_failing() -> None:
+    """Reservations, tariffs and smart charging each follow a TransactionEvent: all of
+    their hooks run, in the order of the class's bases, and one that fails (logged)
+    does not keep the next from running."""
+
+    class Csms(_Reservations, _Tariffs, _SmartCharging, Handlers):
         pass
 
-    with pytest.raises(TypeError, match="two @after handlers for TransactionEvent"):
-        Station().after_handler("TransactionEvent")
+    hook = Csms().after_handler("TransactionEvent")
+    assert hook is not None
+    ran.clear()
+    await invoke(hook, {"seqNo": 3})
+    assert ran == ["reservation", "price 3", "site limit"]
+    assert Csms().after_handler("BootNotification") is None
 
 
 async def test_a_subclass_overriding_a_handler_by_its_name_is_one_handler() -> None:

@@ -16,16 +16,25 @@ and returns the response payload; it may be sync or async. Raising
 :class:`OcppError` answers with that error; any other exception answers
 InternalError. The actions that have an ``@on`` handler are the supported
 ones; a known action without one gets NotSupported.
+
+An action has one ``@on`` handler (two in one class are refused: which one ran would
+depend on their names). It may have several ``@after`` hooks, one per feature mixin
+(reservations, tariffs and smart charging all follow a TransactionEvent): they run
+one after the other, in the class's method resolution order, and one that fails does
+not keep the others from running.
 """
 
 from __future__ import annotations
 
 import enum
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from plugstream.ocpp.errors import ErrorCode, OcppError
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,9 +83,23 @@ class Handlers:
         return fn.__get__(self) if fn is not None else None
 
     def after_handler(self, action: str) -> Handler | None:
-        """The ``@after`` hook of ``action``, bound to this object."""
-        fn = _table(type(self), _AFTER).get(action)
-        return fn.__get__(self) if fn is not None else None
+        """The ``@after`` hooks of ``action``, bound to this object, as one callable."""
+        fns = _after_table(type(self)).get(action)
+        if not fns:
+            return None
+        if len(fns) == 1:
+            bound: Handler = fns[0].__get__(self)
+            return bound
+        hooks = [fn.__get__(self) for fn in fns]
+
+        async def run(received: dict[str, Any]) -> None:
+            for hook in hooks:
+                try:
+                    await invoke(hook, received)
+                except Exception:
+                    log.exception("after-handler %s of %s failed", hook.__name__, action)
+
+        return run
 
     def supported_actions(self) -> frozenset[str]:
         return frozenset(_table(type(self), _ON))
@@ -101,13 +124,34 @@ def _table(cls: type, mark: str) -> dict[str, Any]:
                 # two methods for one action (mixins): which one ran would depend on
                 # the order of their names, so it is refused when the class is first used
                 raise TypeError(
-                    f"{cls.__name__} has two @{'on' if mark == _ON else 'after'} handlers "
-                    f"for {action}: "
-                    f"{names[action]} and {name}"
+                    f"{cls.__name__} has two @on handlers for {action}: {names[action]} and {name}"
                 )
             names[action] = name
             found[action] = getattr(cls, name)
         _TABLES[(cls, mark)] = found
+    return found
+
+
+_AFTER_TABLES: dict[type, dict[str, tuple[Any, ...]]] = {}
+
+
+def _after_table(cls: type) -> dict[str, tuple[Any, ...]]:
+    """Every ``@after`` hook per action, in method resolution order (an override by
+    name counts once, as the subclass's)."""
+    found = _AFTER_TABLES.get(cls)
+    if found is None:
+        hooks: dict[str, list[Any]] = {}
+        seen: set[str] = set()
+        for klass in cls.__mro__:
+            for name in vars(klass):
+                if name in seen:
+                    continue
+                seen.add(name)
+                action = getattr(getattr(cls, name, None), _AFTER, None)
+                if action is not None:
+                    hooks.setdefault(action, []).append(getattr(cls, name))
+        found = {action: tuple(fns) for action, fns in hooks.items()}
+        _AFTER_TABLES[cls] = found
     return found
 
 

@@ -15,7 +15,7 @@ the station never waits for it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -25,7 +25,6 @@ from plugstream.cloud.smart_charging.schedules import within_limits
 from plugstream.cloud.smart_charging.site_limit import MIN_CURRENT_A
 from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.ocpp import after, on, v16, v201
-from plugstream.ocpp.routing import Handler, invoke
 
 __all__ = [
     "DEFAULT_DC_POWER_W",
@@ -242,16 +241,11 @@ class SmartChargingHandlers201(_SiteDivision):
             },
         }
 
-    def after_handler(self, action: str) -> Handler | None:
-        """TransactionEvent's after-hook, run besides any other mixin's: the routing
-        table keeps one ``@after`` per action, and reservations have one."""
-        hook = super().after_handler(action)
-        if action == v201.Action.BootNotification.value:
-            return _both(hook, self._redivide_after_boot)
-        if action != v201.Action.TransactionEvent.value:
-            return hook
-        return _both(hook, self.smart_charging_after_transaction_event)
+    @after(v201.Action.BootNotification)
+    async def smart_charging_after_boot(self, payload: dict[str, Any]) -> None:
+        await self._redivide_after_boot(payload)
 
+    @after(v201.Action.TransactionEvent)
     async def smart_charging_after_transaction_event(self, payload: dict[str, Any]) -> None:
         """Started / Ended re-divide the site; the first event after a Rejected EV
         schedule carries the renegotiation (K15.FR.13, K16)."""
@@ -278,26 +272,14 @@ class SmartChargingHandlers201(_SiteDivision):
 class SmartChargingHandlers16(_SiteDivision):
     """1.6: a transaction that starts or stops on a station of a site re-divides it."""
 
-    def after_handler(self, action: str) -> Handler | None:
-        hook = super().after_handler(action)
-        if action == v16.Action.BootNotification.value:
-            return _both(hook, self._redivide_after_boot)
-        if action not in (v16.Action.StartTransaction.value, v16.Action.StopTransaction.value):
-            return hook
-        return _both(hook, self.smart_charging_after_transaction)
+    @after(v16.Action.BootNotification)
+    async def smart_charging_after_boot(self, payload: dict[str, Any]) -> None:
+        await self._redivide_after_boot(payload)
 
-    async def smart_charging_after_transaction(self, payload: dict[str, Any]) -> None:
+    @after(v16.Action.StartTransaction)
+    async def smart_charging_after_start(self, payload: dict[str, Any]) -> None:
         await self._redivide_site()
 
-
-def _both(first: Handler | None, then: Callable[[dict[str, Any]], Awaitable[None]]) -> Handler:
-    """``first`` (another mixin's hook, if any), then ours, each whatever the other does."""
-
-    async def hooks(payload: dict[str, Any]) -> None:
-        try:
-            if first is not None:
-                await invoke(first, payload)
-        finally:
-            await then(payload)
-
-    return hooks
+    @after(v16.Action.StopTransaction)
+    async def smart_charging_after_transaction(self, payload: dict[str, Any]) -> None:
+        await self._redivide_site()

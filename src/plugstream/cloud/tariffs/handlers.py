@@ -29,7 +29,7 @@ from plugstream.cloud.stations import StationOffline
 from plugstream.cloud.storage.device_model import ComponentVariable
 from plugstream.cloud.storage.tariffs import Tariff, TransactionCost
 from plugstream.cloud.tariffs.pricing import cost_update_due, price_event
-from plugstream.ocpp import OcppError, v201
+from plugstream.ocpp import OcppError, after, v201
 from plugstream.ocpp.routing import Handler, invoke
 
 __all__ = ["TariffHandlers201", "personal_message"]
@@ -83,16 +83,6 @@ class TariffHandlers201(StationHandlers):
         if action == _AUTHORIZE:
             return functools.partial(self._authorize_with_tariff, found)
         return found
-
-    def after_handler(self, action: str) -> Handler | None:
-        # Composed, not marked @after: the action table keeps one @after hook per action,
-        # and other blocks hook TransactionEvent too.
-        found = super().after_handler(action)
-        if action != _TRANSACTION_EVENT:
-            return found
-        if found is None:
-            return self.send_cost_updated
-        return functools.partial(_both, found, self.send_cost_updated)
 
     async def _priced_transaction_event(
         self, answer_of: Handler, payload: dict[str, Any]
@@ -170,6 +160,7 @@ class TariffHandlers201(StationHandlers):
             self._cost_updates[tx_id] = cost
         return answer
 
+    @after(v201.Action.TransactionEvent)
     async def send_cost_updated(self, payload: dict[str, Any]) -> None:
         """I02.FR.01: the running cost, once the answer is sent (the station's CostUpdated
         handler may need the transaction it just reported)."""
@@ -192,11 +183,3 @@ class TariffHandlers201(StationHandlers):
         await self.context.store.tariffs.record_sent(
             cost.transaction_pk, cost.total_cost, at=self.now()
         )
-
-
-async def _both(first: Handler, second: Handler, payload: dict[str, Any]) -> None:
-    """Two after-hooks of one action: the second runs even if the first fails."""
-    try:
-        await invoke(first, payload)
-    finally:
-        await invoke(second, payload)
