@@ -600,6 +600,10 @@ def cloud_serve(
     firmware_dir: Annotated[
         Path | None, typer.Option(file_okay=False, help="Where uploaded firmware is kept.")
     ] = None,
+    logs_dir: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="Where the stations' uploaded logs are kept."),
+    ] = None,
     public_url: Annotated[
         str | None,
         typer.Option(help="https:// URL stations reach this server at (default: from host, port)."),
@@ -661,6 +665,7 @@ def cloud_serve(
         tls_client_organization=tls_client_organization,
         pki_dir=pki,
         firmware_dir=firmware_dir,
+        logs_dir=logs_dir,
         public_url=public_url,
         setup_only=setup,
         max_refusal_rows=max_refusal_rows,
@@ -1062,6 +1067,34 @@ def pki_init(
     except PKIError as exc:
         raise _pki_failed(exc) from None
     console.print(f"PKI created in {directory} for operator {operator!r}")
+
+
+@pki_app.command("init-v2g")
+def pki_init_v2g(
+    directory: _PkiDir,
+    operator: Annotated[str, typer.Option(help="The operator (CPO): O of the V2G CAs.")],
+    ocsp_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The OCSP URL the V2G certificates name (AIA), e.g. "
+            "https://cloud.example/ocsp; default: the cloud's --public-url + /ocsp."
+        ),
+    ] = None,
+) -> None:
+    """Create the V2G (ISO 15118) root CA and its sub-CA, which signs the stations' V2G
+    certificates; the cloud started with --pki serves their OCSP status at /ocsp."""
+    from plugstream.pki.authority import PKIError
+    from plugstream.pki.v2g import init_v2g
+
+    if not operator.strip():
+        raise typer.BadParameter("must not be empty", param_hint="'--operator'")
+    if ocsp_url is not None and not ocsp_url.startswith(("http://", "https://")):
+        raise typer.BadParameter("must be an http:// or https:// URL", param_hint="'--ocsp-url'")
+    try:
+        init_v2g(directory, operator, ocsp_url=ocsp_url)
+    except PKIError as exc:
+        raise _pki_failed(exc) from None
+    console.print(f"V2G root and sub-CA created in {directory} for operator {operator!r}")
 
 
 @pki_app.command("issue-server")

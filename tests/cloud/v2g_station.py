@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
@@ -19,8 +18,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
-from plugstream.cloud.handlers201 import Csms201
-from plugstream.ocpp import OcppVersion, schemas, v201
+from plugstream.ocpp import OcppVersion, schemas
 from tests.support import WAIT, Cloud, serving
 
 SCHEMAS = schemas(OcppVersion.V201)
@@ -100,14 +98,9 @@ async def station201(
             await station.close()
 
 
-def _authorize_delegates() -> bool:
-    return "contract_authorize" in inspect.getsource(Csms201.authorize)
-
-
 @contextlib.asynccontextmanager
 async def cloud_with_pki(tmp_path: Path, pki_dir: Path, **overrides: Any) -> AsyncIterator[Cloud]:
-    """:func:`tests.support.running_cloud` with ``pki_dir``, unsecured auto-registration,
-    and the C07 Authorize of :func:`c07_handlers`."""
+    """:func:`tests.support.running_cloud` with ``pki_dir`` and unsecured auto-registration."""
     from plugstream.cloud.app import create_app
     from plugstream.cloud.config import CloudConfig
     from plugstream.cloud.handlers import csms_handlers
@@ -124,33 +117,10 @@ async def cloud_with_pki(tmp_path: Path, pki_dir: Path, **overrides: Any) -> Asy
         ),
         **overrides,
     )
-    handlers = dict(csms_handlers())
-    if not _authorize_delegates():
-        handlers[OcppVersion.V201] = c07_csms201()
-    app = create_app(config, handlers=handlers)
+    app = create_app(config, handlers=csms_handlers())
     server = CloudServer(uvicorn_config(config, app))
     async with serving(server):
         yield Cloud(config, bound_port(server, 0), app.state.store, app.state.gateway, server)
-
-
-def c07_csms201() -> type[Csms201]:
-    """Csms201 with the Authorize hunk asked of the lead (C07: the answer goes through
-    ``contract_authorize``), for as long as handlers201.py does not have it."""
-    from plugstream.cloud.handlers201 import id_token_info
-    from plugstream.cloud.payloads import is_printable_token
-    from plugstream.ocpp import on
-
-    class Csms201C07(Csms201):
-        @on(v201.Action.Authorize)
-        async def authorize(self, payload: v201.AuthorizeRequest) -> v201.AuthorizeResponse:
-            token = payload.get("idToken")
-            id_token = token.get("idToken") if isinstance(token, Mapping) else None
-            if not is_printable_token(str(id_token or "")):
-                return {"idTokenInfo": {"status": "Invalid"}}
-            auth = await self.context.store.id_tokens.authorize(str(id_token or ""), at=self.now())
-            return await self.contract_authorize(payload, id_token_info(auth))
-
-    return Csms201C07
 
 
 def api(cloud: Cloud) -> httpx.AsyncClient:

@@ -34,13 +34,23 @@ from plugstream.cloud.api import (
 from plugstream.cloud.api.common import API_PREFIX, include_guarded
 from plugstream.cloud.api.limits import BodyLimit
 from plugstream.cloud.certificates import api as certificates_api
+from plugstream.cloud.certificates import ocsp
+from plugstream.cloud.certificates import status_api as certificate_status_api
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.context import CloudClock, HandlersFactory, utc_now
+from plugstream.cloud.data_transfer import api as data_transfer_api
+from plugstream.cloud.device_model import api as device_model_api
+from plugstream.cloud.diagnostics import api as diagnostics_api
+from plugstream.cloud.display_messages import api as display_messages_api
 from plugstream.cloud.firmware import api as firmware_api
+from plugstream.cloud.firmware import publish as firmware_publish
 from plugstream.cloud.gateway import Gateway
 from plugstream.cloud.handlers import csms_handlers
+from plugstream.cloud.reservations import api as reservations_api
 from plugstream.cloud.retention import retention_loop
 from plugstream.cloud.setup import api as setup_api
+from plugstream.cloud.smart_charging import api as smart_charging_api
+from plugstream.cloud.tariffs import api as tariffs_api
 from plugstream.ocpp import OcppVersion
 
 if TYPE_CHECKING:
@@ -55,12 +65,15 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     commands.router,
     transactions.router,
     id_tokens.router,
-    # [B router]
-    # [N router]
-    # [HOP router]
-    # [I router]
-    # [K router]
-    # [CLM router]
+    device_model_api.router,
+    diagnostics_api.router,
+    reservations_api.router,
+    display_messages_api.router,
+    data_transfer_api.router,
+    tariffs_api.router,
+    smart_charging_api.router,
+    certificate_status_api.router,
+    firmware_publish.router,
 )
 """The REST API's own routers, bearer-guarded, in the order of its OpenAPI document."""
 
@@ -171,6 +184,7 @@ def include_api(app: FastAPI) -> None:
     its setup call -- into ``app``, whose ``state.config`` is set (the bearer token)."""
     include_guarded(app, *API_ROUTERS, certificates_api.router, firmware_api.router)
     app.include_router(firmware_api.downloads)
+    app.include_router(ocsp.router)  # OCSP clients (stations, EVs' chargers) bring no token
     include_guarded(app, setup_api.claims)
     app.include_router(setup_api.router)
 
@@ -182,5 +196,13 @@ def limit_bodies(app: FastAPI, config: CloudConfig) -> None:
     app.add_middleware(
         BodyLimit,
         limit=config.max_body_bytes,
-        routes={upload: max(config.max_body_bytes, firmware_api.MAX_IMAGE_BYTES)},
+        routes={
+            upload: max(config.max_body_bytes, firmware_api.MAX_IMAGE_BYTES),
+            **{
+                (method, diagnostics_api.UPLOAD_PATH): max(
+                    config.max_body_bytes, diagnostics_api.MAX_LOG_BYTES
+                )
+                for method in ("PUT", "POST")
+            },
+        },
     )

@@ -82,6 +82,9 @@ class CloudConfig:
     pki_dir: Path | None = None
     # Where uploaded firmware images and their metadata are kept (default: next to the db).
     firmware_dir: Path | None = None
+    # Where uploaded station logs (GetLog, N01) are kept (default: "logs" beside the
+    # firmware directory).
+    logs_dir: Path | None = None
     # The https:// base URL stations reach this server at (firmware locations, setup
     # answers); default: built from host, port and whether TLS is on.
     public_url: str | None = None

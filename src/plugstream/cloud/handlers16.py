@@ -16,6 +16,7 @@ from plugstream.cloud.firmware.handlers import FirmwareStatus16
 from plugstream.cloud.meter import parse_time_or, plain, read_16, read_decimal
 from plugstream.cloud.payloads import int_or, is_printable_token, str_or_none
 from plugstream.cloud.security import SecurityEventHandlers
+from plugstream.cloud.smart_charging.handlers import SmartChargingHandlers16
 from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.cloud.storage.records import AuthResult
 from plugstream.ocpp import on, v16
@@ -65,7 +66,13 @@ def _id_tag(
     return token
 
 
-class Csms16(SecurityEventHandlers, CertificateHandlers16, FirmwareStatus16, StationHandlers):
+class Csms16(
+    SmartChargingHandlers16,
+    SecurityEventHandlers,
+    CertificateHandlers16,
+    FirmwareStatus16,
+    StationHandlers,
+):
     """The CSMS side of an OCPP 1.6J connection (core profile and the security extension)."""
 
     @on(v16.Action.BootNotification)

@@ -8,21 +8,23 @@ from datetime import datetime
 from typing import cast
 
 from plugstream.cloud.certificates.handlers import CertificateHandlers201
+from plugstream.cloud.certificates.status_handlers import CertificateStatusHandlers201
+from plugstream.cloud.data_transfer.handlers import DataTransferHandlers201
+from plugstream.cloud.device_model.handlers import DeviceModelHandlers201
+from plugstream.cloud.diagnostics.handlers import DiagnosticsHandlers201
+from plugstream.cloud.display_messages.handlers import DisplayMessageHandlers201
 from plugstream.cloud.firmware.handlers import FirmwareStatus201
+from plugstream.cloud.firmware.publish import PublishFirmwareStatus201
 from plugstream.cloud.meter import parse_time_or, read_201
 from plugstream.cloud.payloads import int_or, is_printable_token, str_or_none
+from plugstream.cloud.reservations.handlers import ReservationHandlers201
 from plugstream.cloud.security import SecurityEventHandlers
+from plugstream.cloud.smart_charging.handlers import SmartChargingHandlers201
 from plugstream.cloud.station_handlers import StationHandlers
 from plugstream.cloud.storage.records import AuthResult
+from plugstream.cloud.tariffs.handlers import TariffHandlers201
 from plugstream.ocpp import on, v201
 from plugstream.ocpp.datetimes import format_time
-
-# [B import]
-# [N import]
-# [HOP import]
-# [I import]
-# [K import]
-# [CLM import]
 
 _STATUSES = frozenset(
     (
@@ -54,12 +56,15 @@ def id_token_info(auth: AuthResult) -> v201.IdTokenInfoType:
 
 
 class Csms201(
-    # [B mixin]
-    # [N mixin]
-    # [HOP mixin]
-    # [I mixin]
-    # [K mixin]
-    # [CLM mixin]
+    DeviceModelHandlers201,
+    DiagnosticsHandlers201,
+    ReservationHandlers201,
+    DisplayMessageHandlers201,
+    DataTransferHandlers201,
+    TariffHandlers201,
+    SmartChargingHandlers201,
+    CertificateStatusHandlers201,
+    PublishFirmwareStatus201,
     SecurityEventHandlers,
     CertificateHandlers201,
     FirmwareStatus201,
@@ -122,7 +127,8 @@ class Csms201(
         if not is_printable_token(str(id_token or "")):  # never looked up nor stored
             return {"idTokenInfo": {"status": "Invalid"}}
         auth = await self.context.store.id_tokens.authorize(str(id_token or ""), at=self.now())
-        return {"idTokenInfo": id_token_info(auth)}
+        # C07: with contract certificate data, the certificates' OCSP status decides too
+        return await self.contract_authorize(payload, id_token_info(auth))
 
     @on(v201.Action.TransactionEvent)
     async def transaction_event(
@@ -164,24 +170,6 @@ class Csms201(
             received_at=now,
             rejected=readings.flags,
         )
-        return {}
-
-    # Reports and notifications are kept whole, as received, in the message log: the
-    # gateway queues a frame's row as it reads it, and sends the answer only once that
-    # row is committed (gateway.AsgiTransport), so nothing more is written here.
-
-    @on(v201.Action.NotifyEvent)
-    async def notify_event(self, payload: v201.NotifyEventRequest) -> v201.NotifyEventResponse:
-        return {}
-
-    @on(v201.Action.NotifyReport)
-    async def notify_report(self, payload: v201.NotifyReportRequest) -> v201.NotifyReportResponse:
-        return {}
-
-    @on(v201.Action.LogStatusNotification)
-    async def log_status_notification(
-        self, payload: v201.LogStatusNotificationRequest
-    ) -> v201.LogStatusNotificationResponse:
         return {}
 
 

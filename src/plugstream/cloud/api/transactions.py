@@ -61,6 +61,14 @@ class TransactionOut(BaseModel):
 
 class TransactionDetailOut(TransactionOut):
     meter_values: list[MeterSampleOut]
+    total_cost: str | None = Field(
+        default=None,
+        description="What it costs, VAT included, as a decimal string: running until "
+        "cost_final, then the final cost (I03); /transactions/{id}/cost has the parts. "
+        "None: no tariff priced it.",
+    )
+    currency: str | None = None
+    cost_final: bool | None = None
 
 
 _TxOut = TypeVar("_TxOut", TransactionOut, TransactionDetailOut)
@@ -101,4 +109,9 @@ async def get_transaction(tx_id: int, store: StoreDep) -> TransactionDetailOut:
     found = await store.transactions.get(tx_id) if in_range(tx_id, INTEGER_MAX) else None
     if found is None:
         raise HTTPException(404, f"no transaction {tx_id}")
-    return _transaction(found, TransactionDetailOut)
+    detail = _transaction(found, TransactionDetailOut)
+    cost = await store.tariffs.get_cost(tx_id)
+    if cost is not None:
+        detail.total_cost, detail.currency = str(cost.total_cost), cost.currency
+        detail.cost_final = cost.final
+    return detail

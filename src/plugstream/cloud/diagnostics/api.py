@@ -75,8 +75,7 @@ router = guarded_router(tags=["diagnostics"])
 
 def logs_dir(config: CloudConfig) -> Path:
     """``--logs-dir`` where the config has it, else ``logs`` beside the firmware directory."""
-    chosen: Path | None = getattr(config, "logs_dir", None)
-    return chosen if chosen is not None else firmware_dir(config).parent / "logs"
+    return config.logs_dir if config.logs_dir is not None else firmware_dir(config).parent / "logs"
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -279,16 +279,433 @@ firmware_rollout_targets = Table(
     Index("ix_rollout_targets_station", "station_id", "request_id"),
 )
 
-# Issue 15: one section per functional block, each created by its own migration (0005-0010).
+# The OCPP 2.0.1 functional blocks, each created by its own migration.
 
-# --- [B] device model ---
+# --- device model (B), migration 0005 ---
 
-# --- [N] diagnostics ---
+# One row per (station, component, EVSE/connector, variable, attribute type). An absent
+# instance is stored as "" and an absent EVSE / connector as 0 (EVSEType ids are > 0), so
+# that the key has no NULL and a later report updates the row in place.
+device_variables = Table(
+    "device_variables",
+    metadata,
+    Column("station_id", String(255), nullable=False),
+    Column("component", String(50), nullable=False),
+    Column("component_instance", String(50), nullable=False),
+    Column("evse_id", Integer, nullable=False),
+    Column("connector_id", Integer, nullable=False),
+    Column("variable", String(50), nullable=False),
+    Column("variable_instance", String(50), nullable=False),
+    Column("attribute_type", String(8), nullable=False),  # Actual, Target, MinSet, MaxSet
+    Column("value", Text),  # string[0..2500]; NULL: not reported (e.g. WriteOnly)
+    Column("mutability", String(16)),
+    Column("persistent", Boolean),
+    Column("constant", Boolean),
+    Column("unit", String(16)),
+    Column("data_type", String(20)),
+    Column("min_limit", ExactDecimal),
+    Column("max_limit", ExactDecimal),
+    Column("values_list", Text),  # string[0..1000]
+    Column("supports_monitoring", Boolean),
+    Column("source", String(16), nullable=False),  # NotifyReport, GetVariables, ...
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint(
+        "station_id",
+        "component",
+        "component_instance",
+        "evse_id",
+        "connector_id",
+        "variable",
+        "variable_instance",
+        "attribute_type",
+    ),
+)
 
-# --- [HOP] reservations, display messages, data transfer ---
+# The GetBaseReport / GetReport requests the cloud sent, and the NotifyReport parts seen.
+device_reports = Table(
+    "device_reports",
+    metadata,
+    Column("station_id", String(255), nullable=False),
+    Column("request_id", Integer, nullable=False),
+    Column("report_base", String(32)),  # GetBaseReport's; NULL for a GetReport
+    Column("requested_at", UTCDateTime),  # NULL: a report the cloud did not ask for
+    Column("status", String(32), nullable=False),  # the station's answer, then Complete
+    Column("parts", Integer, nullable=False),
+    Column("items", Integer, nullable=False),
+    Column("final_seq_no", Integer),  # seqNo of the part with tbc false, once it came
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("station_id", "request_id"),
+)
 
-# --- [I] tariffs ---
+# NotifyEvent's eventData, one row each; newest first by id.
+station_events = Table(
+    "station_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("station_id", String(255), nullable=False),
+    Column("event_id", Integer, nullable=False),
+    Column("timestamp", UTCDateTime, nullable=False),  # the station's
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("trigger", String(16), nullable=False),  # Alerting, Delta, Periodic
+    Column("cause", Integer),
+    Column("actual_value", Text, nullable=False),
+    Column("tech_code", String(50)),
+    Column("tech_info", Text),
+    Column("cleared", Boolean),
+    Column("transaction_id", String(36)),
+    Column("variable_monitoring_id", Integer),
+    Column("event_notification_type", String(32), nullable=False),
+    Column("component", String(50), nullable=False),
+    Column("component_instance", String(50), nullable=False),
+    Column("evse_id", Integer, nullable=False),
+    Column("connector_id", Integer, nullable=False),
+    Column("variable", String(50), nullable=False),
+    Column("variable_instance", String(50), nullable=False),
+    Index("ix_station_events_station", "station_id", "id"),
+)
 
-# --- [K] smart charging ---
+# --- diagnostics (N), 0006 ---
 
-# --- [CLM] certificates, published firmware ---
+# N04/N02: each station's variable monitors, as set through the cloud or reported.
+variable_monitors = Table(
+    "variable_monitors",
+    metadata,
+    Column("station_id", String(255), nullable=False),
+    Column("monitor_id", Integer, nullable=False),  # VariableMonitoringType.id
+    Column("component_name", String(50), nullable=False),
+    Column("component_instance", String(50)),
+    Column("evse_id", Integer),
+    Column("connector_id", Integer),
+    Column("variable_name", String(50), nullable=False),
+    Column("variable_instance", String(50)),
+    Column("type", String(32), nullable=False),  # MonitorEnumType
+    Column("value", ExactDecimal, nullable=False),
+    Column("severity", Integer, nullable=False),
+    Column("transaction", Boolean, nullable=False),
+    Column("source", String(16), nullable=False),  # "set" (SetVariableMonitoring) or "report"
+    Column("request_id", Integer),  # the NotifyMonitoringReport that last reported it
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("station_id", "monitor_id"),
+)
+
+# GetMonitoringReport requests and each NotifyMonitoringReport part, as it arrives.
+monitoring_reports = Table(
+    "monitoring_reports",
+    metadata,
+    Column("station_id", String(255), nullable=False),
+    Column("request_id", Integer, nullable=False),
+    Column("criteria", Text, nullable=False),  # JSON: monitoringCriteria, componentVariable
+    Column("status", String(32), nullable=False),  # the answer, then Complete
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),  # the part with tbc false arrived
+    PrimaryKeyConstraint("station_id", "request_id"),
+)
+
+monitoring_report_parts = Table(
+    "monitoring_report_parts",
+    metadata,
+    Column("station_id", String(255), nullable=False),
+    Column("request_id", Integer, nullable=False),
+    Column("seq_no", Integer, nullable=False),
+    Column("tbc", Boolean, nullable=False),
+    Column("generated_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("monitors", Text, nullable=False),  # JSON: the part's MonitoringDataType list
+    PrimaryKeyConstraint("station_id", "request_id", "seq_no"),
+)
+
+# N01: GetLog requests, their LogStatusNotification status and the uploaded file.
+log_requests = Table(
+    "log_requests",
+    metadata,
+    Column("station_id", String(255), nullable=False),
+    Column("request_id", Integer, nullable=False),
+    Column("log_type", String(32)),  # NULL: a requestId the cloud did not send
+    Column("token", String(64)),  # the one-time upload token of remoteLocation
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("status", String(32), nullable=False),  # the GetLog answer, then LogStatus
+    Column("status_at", UTCDateTime, nullable=False),
+    Column("filename", String(255)),  # GetLogResponse.filename
+    Column("upload_filename", String(255)),  # Content-Disposition of the upload
+    Column("upload_size", BigInteger),
+    Column("upload_sha256", String(64)),
+    Column("uploaded_at", UTCDateTime),
+    PrimaryKeyConstraint("station_id", "request_id"),
+    Index("ux_log_requests_token", "token", unique=True),
+)
+
+# N09/N10: CustomerInformation requests, each NotifyCustomerInformation part as it
+# arrives, and the data assembled once the last part (tbc false) is in.
+customer_information = Table(
+    "customer_information",
+    metadata,
+    Column("station_id", String(255), nullable=False),
+    Column("request_id", Integer, nullable=False),
+    Column("report", Boolean, nullable=False),
+    Column("clear", Boolean, nullable=False),
+    Column("customer", Text, nullable=False),  # JSON: idToken / customerIdentifier / cert
+    Column("status", String(32), nullable=False),  # the answer, then Complete
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    Column("data", Text),  # the parts' data joined in seqNo order, once complete
+    PrimaryKeyConstraint("station_id", "request_id"),
+)
+
+customer_information_parts = Table(
+    "customer_information_parts",
+    metadata,
+    Column("station_id", String(255), nullable=False),
+    Column("request_id", Integer, nullable=False),
+    Column("seq_no", Integer, nullable=False),
+    Column("tbc", Boolean, nullable=False),
+    Column("generated_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("data", Text, nullable=False),
+    PrimaryKeyConstraint("station_id", "request_id", "seq_no"),
+)
+
+# --- reservations (H), display messages (O), data transfer (P), 0007 ---
+
+# A ReserveNow sent (H01): the row is kept before the CALL goes out, so its id is never
+# given twice and an unanswered one is not lost. reservation_id is the ReserveNow id.
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("reservation_id", Integer, primary_key=True, autoincrement=True),
+    Column("station_id", String(255), nullable=False),
+    Column("evse_id", Integer),  # None: any EVSE (H01.FR.04)
+    Column("id_token", String(36), nullable=False),
+    Column("id_token_type", String(20), nullable=False),
+    Column("group_id_token", String(36)),
+    Column("expiry", UTCDateTime, nullable=False),
+    Column("status", String(32), nullable=False),  # Pending, the answer, then updates
+    Column("transaction_id", String(36)),  # the transaction that used it (H01.FR.15)
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_reservations_station", "station_id", "reservation_id"),
+)
+
+# The display messages a station has, as set by the CSMS or reported (O01, O03, O04).
+display_messages = Table(
+    "display_messages",
+    metadata,
+    Column("station_id", String(255), nullable=False),
+    Column("message_id", Integer, nullable=False),  # MessageInfoType.id
+    Column("priority", String(16), nullable=False),
+    Column("state", String(16)),
+    Column("info", Text, nullable=False),  # the whole MessageInfoType, JSON
+    Column("status", String(32), nullable=False),  # Pending, the answer, or Reported
+    Column("request_id", Integer),  # the GetDisplayMessages that last reported it
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("station_id", "message_id"),
+)
+
+# GetDisplayMessages sent, and how far their NotifyDisplayMessages parts have come.
+display_message_requests = Table(
+    "display_message_requests",
+    metadata,
+    Column("request_id", Integer, primary_key=True, autoincrement=True),
+    Column("station_id", String(255), nullable=False),
+    Column("criteria", Text, nullable=False),  # JSON: id, priority, state asked for
+    Column("status", String(32), nullable=False),  # Pending, the answer, then Complete
+    Column("parts", Integer, nullable=False),  # NotifyDisplayMessages received
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# --- tariffs and costs (I), 0008 ---
+
+tariffs = Table(
+    "tariffs",
+    metadata,
+    Column("tariff_id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("currency", String(3), nullable=False),  # ISO 4217
+    # prices exclude VAT (cloud/tariffs/cost.py)
+    Column("start_fee", ExactDecimal, nullable=False),
+    Column("per_kwh", ExactDecimal, nullable=False),
+    Column("per_charging_minute", ExactDecimal, nullable=False),
+    Column("per_idle_minute", ExactDecimal, nullable=False),
+    Column("vat_percent", ExactDecimal, nullable=False),
+    Column("personal_message", Text),  # the tariff text shown to the driver (I01)
+    Column("language", String(8)),
+    Column("is_default", Boolean, nullable=False),
+    Column("cost_updated_interval_s", Integer, nullable=False),  # 0: no interval
+    Column("cost_updated_threshold", ExactDecimal, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+tariff_assignments = Table(
+    "tariff_assignments",
+    metadata,
+    Column("scope", String(16), nullable=False),  # "station" or "group" (parent id token)
+    Column("key", String(255), nullable=False),
+    Column(
+        "tariff_id",
+        BigId,
+        ForeignKey("tariffs.tariff_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("assigned_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("scope", "key"),
+    Index("ix_tariff_assignments_tariff", "tariff_id"),
+)
+
+transaction_costs = Table(
+    "transaction_costs",
+    metadata,
+    Column(
+        "transaction_pk",
+        Integer,
+        ForeignKey("transactions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tariff_id", BigInteger),  # no foreign key: the cost outlives its tariff
+    Column("tariff_name", String(255), nullable=False),
+    Column("prices", Text, nullable=False),  # JSON: the tariff's prices when it started
+    Column("currency", String(3), nullable=False),
+    Column("last_seq_no", Integer, nullable=False),
+    Column("charging_state", String(32)),
+    Column("state_since", UTCDateTime),
+    Column("charged", Boolean, nullable=False),
+    Column("charging_s", ExactDecimal, nullable=False),
+    Column("idle_s", ExactDecimal, nullable=False),
+    Column("energy_wh", ExactDecimal, nullable=False),
+    Column("total_cost", ExactDecimal, nullable=False),  # running, then final; VAT included
+    Column("final", Boolean, nullable=False),
+    Column("sent_cost", ExactDecimal),  # the last CostUpdated sent
+    Column("sent_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# --- smart charging (K), 0009 ---
+charging_profiles = Table(  # what the cloud set on a station, with the station's answer
+    "charging_profiles",
+    metadata,
+    Column("station_id", String(255), nullable=False),
+    Column("charging_profile_id", Integer, nullable=False),
+    Column("evse_id", Integer, nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("stack_level", Integer, nullable=False),
+    Column("transaction_id", String(64)),
+    Column("profile", Text, nullable=False),  # JSON: the ChargingProfileType sent
+    Column("status", String(32), nullable=False),  # the SetChargingProfile answer
+    Column("source", String(16), nullable=False),  # "operator" or "site"
+    Column("set_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("station_id", "charging_profile_id"),
+)
+
+reported_charging_profiles = Table(  # ReportChargingProfiles (K09), one row per profile
+    "reported_charging_profiles",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("station_id", String(255), nullable=False),
+    Column("request_id", Integer, nullable=False),
+    Column("evse_id", Integer, nullable=False),
+    Column("charging_limit_source", String(16), nullable=False),
+    Column("charging_profile_id", Integer, nullable=False),
+    Column("profile", Text, nullable=False),  # JSON: the ChargingProfileType reported
+    Column("tbc", Boolean, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_reported_charging_profiles_station", "station_id", "request_id"),
+)
+
+charging_profile_requests = Table(  # GetChargingProfiles sent, by requestId (K09.FR.01)
+    "charging_profile_requests",
+    metadata,
+    Column("station_id", String(255), nullable=False),
+    Column("request_id", Integer, nullable=False),
+    Column("criteria", Text, nullable=False),  # JSON: evseId and chargingProfile criteria
+    Column("status", String(32), nullable=False),  # the answer, then Reported / Complete
+    Column("asked_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("station_id", "request_id"),
+)
+
+charging_limits = Table(  # NotifyChargingLimit (K12) and ClearedChargingLimit (K13)
+    "charging_limits",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("station_id", String(255), nullable=False),
+    Column("evse_id", Integer),
+    Column("charging_limit_source", String(16), nullable=False),
+    Column("is_grid_critical", Boolean),
+    Column("schedules", Text, nullable=False),  # JSON: chargingSchedule list, [] if none
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("cleared_at", UTCDateTime),
+    Index("ix_charging_limits_station", "station_id", "id"),
+)
+
+ev_charging_needs = Table(  # NotifyEVChargingNeeds (K15) and NotifyEVChargingSchedule
+    "ev_charging_needs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("station_id", String(255), nullable=False),
+    Column("evse_id", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),  # "needs" or "schedule"
+    Column("max_schedule_tuples", Integer),
+    Column("body", Text, nullable=False),  # JSON: chargingNeeds or chargingSchedule
+    Column("status", String(16), nullable=False),  # the CSMS's answer
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_ev_charging_needs_station", "station_id", "id"),
+)
+
+sites = Table(  # a grid connection shared by stations: its maximum current per phase
+    "sites",
+    metadata,
+    Column("site_id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("max_current_a", ExactDecimal, nullable=False),
+    Column("phases", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+site_stations = Table(
+    "site_stations",
+    metadata,
+    Column(
+        "site_id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("sites.site_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("station_id", String(255), nullable=False),
+    Column("max_current_a", ExactDecimal, nullable=False),  # the station's own maximum
+    PrimaryKeyConstraint("site_id", "station_id"),
+    UniqueConstraint("station_id", name="uq_site_stations_station"),  # one site per station
+)
+
+# --- ISO 15118 certificates (C, M) and published firmware (L), 0010 ---
+
+#: what the V2G sub-CA (and root) issued, and revoked: the OCSP responder's answers
+issued_certificates = Table(
+    "issued_certificates",
+    metadata,
+    Column("issuer_key_id", String(64), nullable=False),  # SHA-256 of the issuer's SPKI, hex
+    Column("serial_number", String(40), nullable=False),  # hex, no leading zeroes
+    Column("certificate_type", String(32), nullable=False),  # V2GCertificate, V2GSubCA, ...
+    Column("subject", Text, nullable=False),
+    Column("station_id", String(255)),  # the station that asked for it, if one did
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("not_valid_after", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Column("revocation_reason", String(32)),
+    PrimaryKeyConstraint("issuer_key_id", "serial_number"),
+    Index("ix_issued_certificates_serial", "serial_number"),
+)
+
+#: PublishFirmware to a Local Controller (L03) and its last PublishFirmwareStatusNotification
+firmware_publications = Table(
+    "firmware_publications",
+    metadata,
+    Column("station_id", String(255), nullable=False),
+    Column("request_id", Integer, nullable=False),
+    Column("image_id", String(64)),  # the repository's image; None once deleted there
+    Column("location", Text, nullable=False),
+    Column("checksum", String(32), nullable=False),  # MD5, hex (L03.FR.02)
+    Column("status", String(32), nullable=False),
+    Column("published_locations", Text),  # JSON list: the URIs of status Published
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("station_id", "request_id"),
+)

@@ -8,22 +8,23 @@ awaited call returns."""
 
 from __future__ import annotations
 
+from .certificate_status import CertificateStatus
 from .database import Database
+from .device_model import DeviceModel
+from .diagnostics import Diagnostics
+from .display_messages import DisplayMessages
 from .firmware import Firmware
+from .firmware_publications import FirmwarePublications
 from .id_tokens import IdTokens
 from .messages import MessageLog
+from .reservations import Reservations
 from .security import SecurityEvents
 from .setup import Claims
+from .smart_charging import SmartCharging
 from .stations import Stations
+from .tariffs import Tariffs
 from .transaction_row import FUTURE_TOLERANCE
 from .transactions import Transactions
-
-# [B import]
-# [N import]
-# [HOP import]
-# [I import]
-# [K import]
-# [CLM import]
 
 __all__ = ["FUTURE_TOLERANCE", "Store"]
 
@@ -41,12 +42,14 @@ class Store:
         self.firmware = Firmware(db)
         self.security = SecurityEvents(db)
         self.setup = Claims(db)
-        # [B repository]
-        # [N repository]
-        # [HOP repository]
-        # [I repository]
-        # [K repository]
-        # [CLM repository]
+        self.device_model = DeviceModel(db)
+        self.diagnostics = Diagnostics(db)
+        self.reservations = Reservations(db)
+        self.display_messages = DisplayMessages(db)
+        self.tariffs = Tariffs(db)
+        self.smart_charging = SmartCharging(db)
+        self.certificate_status = CertificateStatus(db)
+        self.firmware_publications = FirmwarePublications(db)
 
     @classmethod
     async def open(cls, url: str) -> Store:
