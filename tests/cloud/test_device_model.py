@@ -23,7 +23,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from plugstream.station.clock import ManualClock
-from plugstream.station.connector import StatusChanged
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station201 import Station201
@@ -800,23 +799,19 @@ async def test_set_variables_are_split_by_items_per_message_and_matched_by_name(
     ]
 
 
-class HookedStation201(Station201):
-    """Station201 with the hook the runtime gets (``_status_payload`` hands each status
-    change to ``availability``): until it is in station201.py, a test adds it here."""
-
-    def _status_payload(self, change: StatusChanged) -> dict[str, Any]:
-        self.availability.status_changed(change)
-        return super()._status_payload(change)
-
-
 async def test_our_station201_reports_its_availability_with_notify_event(
     tmp_path: Path, cloud: Cloud, api: httpx.AsyncClient
 ) -> None:
     """G01.FR.03: a car plugged in, the station says Occupied with NotifyEvent (Delta) as
     well as StatusNotification; the cloud keeps the event and the model shows the state."""
     await cloud.store.stations.register("PS-DM-3", security_profile=0)
-    station = HookedStation201(
-        "PS-DM-3", PLUGSTREAM_7, tmp_path / "station", clock=ManualClock(), call_timeout=5.0
+    station = Station201(
+        "PS-DM-3",
+        PLUGSTREAM_7,
+        tmp_path / "station",
+        clock=ManualClock(),
+        call_timeout=5.0,
+        notify_availability=True,
     )
     async with running(station, f"ws://127.0.0.1:{cloud.port}/ocpp", online=True):
 

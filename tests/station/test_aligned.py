@@ -47,6 +47,7 @@ _ANSWERS: dict[str, Callable[[], dict[str, Any]]] = {
     "StopTransaction": dict,
     "TransactionEvent": dict,
     "SecurityEventNotification": dict,  # StartupOfTheDevice, at every start
+    "NotifyEvent": dict,  # 2.0.1: the connector's AvailabilityState with its status
 }
 
 

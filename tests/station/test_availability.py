@@ -110,3 +110,19 @@ async def test_each_new_state_is_reported_once_and_only_online(tmp_path: Path) -
         assert isinstance(change, StatusChanged)
     finally:
         station.close()
+
+
+async def test_by_default_a_status_change_is_told_once_with_status_notification(
+    tmp_path: Path,
+) -> None:
+    """G01.FR.03 asks for StatusNotification OR NotifyEvent: a station on a metered link
+    sends the one, unless built with ``notify_availability``."""
+    station = make_station(tmp_path)
+    try:
+        port = FakePort(station)
+        availability = Availability201(port, 1, 1, notify=False)  # type: ignore[arg-type]
+        availability.status_changed(station.connector.current_status(T0))
+        await asyncio.gather(*port.tasks)
+        assert port.calls == []
+    finally:
+        station.close()

@@ -54,8 +54,11 @@ def availability_events(
 class Availability201:
     """AvailabilityState of one connector and its EVSE: read live, reported on change."""
 
-    def __init__(self, station: StationPort, evse_id: int, connector_id: int) -> None:
+    def __init__(
+        self, station: StationPort, evse_id: int, connector_id: int, *, notify: bool = True
+    ) -> None:
         self._station = station
+        self._notify = notify
         self._evse_id = evse_id
         self._connector_id = connector_id
         self._reported: str | None = None  # the state last sent in a NotifyEvent
@@ -74,7 +77,7 @@ class Availability201:
         """A StatusNotification goes out for ``change``: the NotifyEvent goes with it,
         unless this state was already reported (a reconnect repeats the status)."""
         state = str(change.status_201.value)
-        if state == self._reported or not self._station.online:
+        if not self._notify or state == self._reported or not self._station.online:
             return
         self._reported = state
         events = availability_events(

@@ -121,9 +121,11 @@ class Controller:
         if network is not None and network.active_link is not None:
             link += f" (link {network.active_link})"
         fault = st.connector.error_code.value
+        display = getattr(st, "cost_display", None)  # 2.0.1: tariff and cost (I02, I03)
+        cost = display.describe() if display is not None else ""
         return (
             f"connector {connector}, error {fault}, energy {energy} Wh, "
-            f"transaction {transaction}, {link}"
+            f"transaction {transaction}, {link}" + (f", {cost}" if cost else "")
         )
 
 

@@ -13,7 +13,7 @@ for Used the ``reservationId`` in the TransactionEvent Started that follows
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -114,28 +114,6 @@ class StationReservations:
         if payload.get("eventType") == "Started" and self.used is not None:
             payload["reservationId"] = self.used
             self.used = None
-
-
-def listen(station: Any, reservations: StationReservations) -> None:
-    """Hand ``reservations`` what it must hear of the station: the connector's ends of a
-    reservation (which the runtime's ``emit`` passes over) and each TransactionEvent
-    before it is journalled. The station's own methods are wrapped on the instance."""
-    emit: Callable[[list[Action]], None] = station.emit
-    append: Callable[[str, dict[str, Any]], int] = station.journal.append
-
-    def emit_and_report(actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, ReservationEnded):
-                reservations.ended(action)
-        emit(actions)
-
-    def append_with_reservation(action: str, payload: dict[str, Any]) -> int:
-        if action == "TransactionEvent":
-            reservations.on_transaction_event(payload)
-        return append(action, payload)
-
-    station.emit = emit_and_report
-    station.journal.append = append_with_reservation
 
 
 class ReservationHandlers201:

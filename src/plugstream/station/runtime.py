@@ -93,6 +93,7 @@ from plugstream.station.connector import (
     ChargePointErrorCode,
     Connector,
     InvalidTransition,
+    ReservationEnded,
     StatusChanged,
 )
 from plugstream.station.ev import Ev
@@ -561,6 +562,9 @@ class StationRuntime(Generic[ConfigT]):
         """Send a StatusNotification for each status change; while offline the change is
         kept in the connector and its current status is sent on reconnect."""
         for action in actions:
+            if isinstance(action, ReservationEnded):
+                self.reservation_ended(action)
+                continue
             if not isinstance(action, StatusChanged):
                 continue
             if self.online:
@@ -574,6 +578,10 @@ class StationRuntime(Generic[ConfigT]):
                 self._reported.pop(action.connector_id, None)
         if actions:
             self.wake()
+
+    def reservation_ended(self, ended: ReservationEnded) -> None:
+        """A reservation ended in the connector (expired, or removed by a fault); the
+        version adapter tells the CSMS where its version has a message for it."""
 
     # -- the user and the car ----------------------------------------------------------
 
@@ -620,6 +628,8 @@ class StationRuntime(Generic[ConfigT]):
         its answer's ``info_field``) when they say so; True when accepted."""
         decision = self.authorizer.authorize(key, online=self.online, now=self.now())
         if not decision.ask_csms:
+            if decision.accept_locally:
+                self._on_authorize_answer(None)
             return decision.accept_locally
         try:
             result = await self.call("Authorize", request)
@@ -628,7 +638,12 @@ class StationRuntime(Generic[ConfigT]):
             return decision.accept_locally
         info = result[info_field]
         self.authorizer.on_csms_info(key, info, now=self.now())
+        self._on_authorize_answer(info)
         return bool(info.get("status") == "Accepted")
+
+    def _on_authorize_answer(self, info: Mapping[str, Any] | None) -> None:
+        """The CSMS's idTokenInfo for a token presented here (2.0.1: a personalMessage),
+        or None when the token was accepted without asking the CSMS."""
 
     def _begin_transaction(self) -> tuple[datetime, Measurements]:
         """Lock the cable and close the contactor: the time and meter a transaction

@@ -50,6 +50,7 @@ from typing import Any, Unpack
 from plugstream.ocpp import Handlers, OcppVersion, after, on, v201
 from plugstream.ocpp.datetimes import format_time
 from plugstream.station.auth import AuthConfig, TokenKey
+from plugstream.station.availability import Availability201
 from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.certmgmt import CertificateHandlers201, request_signing
 from plugstream.station.config import (
@@ -58,7 +59,9 @@ from plugstream.station.config import (
     VariableChange,
     atomic_write_json,
 )
-from plugstream.station.connector import InvalidTransition, StatusChanged
+from plugstream.station.connector import InvalidTransition, ReservationEnded, StatusChanged
+from plugstream.station.diagnostics import DiagnosticsHandlers201, StationDiagnostics
+from plugstream.station.display import DisplayBoard, DisplayHandlers201
 from plugstream.station.firmware import FIRMWARE_VARIABLES201, FirmwareHandlers201
 from plugstream.station.hardware import ENERGY_REGISTER, Measurements, Model
 from plugstream.station.journal import Entry
@@ -68,19 +71,21 @@ from plugstream.station.metering import (
     TransactionData,
     build_meter_value_201,
 )
+from plugstream.station.reservations import ReservationHandlers201, StationReservations
 from plugstream.station.runtime import (
     CONNECTOR_ID,
     StationOptions,
     StationRuntime,
     saved_at,
 )
-
-# [B station import]
-# [N station import]
-# [HOP station import]
-# [I station import]
-# [K station import]
-# [CLM station import]
+from plugstream.station.smart_charging_reports import SmartChargingReports201
+from plugstream.station.tariff import (
+    TARIFF_VARIABLES201,
+    CostDisplay,
+    TariffHandlers201,
+    tariff_settings,
+)
+from plugstream.station.v2g import V2GCertificateHandlers201, V2GCertificates
 
 __all__ = ["EVSE_ID", "Station201", "StationHandlers201"]
 
@@ -93,6 +98,7 @@ DEFAULT_TOKEN_TYPE = "ISO14443"
 _TRIGGERABLE = frozenset(
     {"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent"}
     | {"SignChargingStationCertificate"}  # A02: certmgmt.request_signing
+    | {"SignV2GCertificate"}  # A02.FR.11: v2g.V2GCertificates.request
     | {"FirmwareStatusNotification"}  # L01.FR.25/26: firmware.send_current_status
 )
 _BACKOFF_VARIABLES = frozenset(
@@ -137,7 +143,9 @@ class Station201(StationRuntime[DeviceModel201]):
     """One PlugStream charging station speaking OCPP 2.0.1, with one EVSE and connector.
 
     ``device_model_defaults`` ("Component.Variable" -> value) are applied when the
-    device model has no file yet (a factory setting, e.g. short intervals in tests); the
+    device model has no file yet (a factory setting, e.g. short intervals in tests);
+    ``notify_availability`` also sends each connector status change as a NotifyEvent of
+    AvailabilityState (G01.FR.03: either message does; the default sends one); the
     options are those of every station (:class:`~plugstream.station.runtime.StationOptions`).
     """
 
@@ -153,6 +161,7 @@ class Station201(StationRuntime[DeviceModel201]):
         now: Callable[[], datetime] | None = None,
         *,
         device_model_defaults: Mapping[str, str] | None = None,
+        notify_availability: bool = False,
         **options: Unpack[StationOptions],
     ) -> None:
         data_dir = Path(data_dir)
@@ -167,7 +176,7 @@ class Station201(StationRuntime[DeviceModel201]):
             model=model.name,
             supply_phases=model.phases,
             max_power_w=float(model.max_power_w),
-            extra=FIRMWARE_VARIABLES201,
+            extra=(*FIRMWARE_VARIABLES201, *TARIFF_VARIABLES201),
         )
         if fresh:
             for name, value in (device_model_defaults or {}).items():
@@ -187,12 +196,15 @@ class Station201(StationRuntime[DeviceModel201]):
         super().__init__(station_id, model, data_dir, config, now, **options)
         self.transaction: _Transaction | None = None
         self.config.add_listener(self._on_config_change)
-        # [B station state]
-        # [N station state]
-        # [HOP station state]
-        # [I station state]
-        # [K station state]
-        # [CLM station state]
+        # G01.FR.03/04: a status change is told with StatusNotification OR NotifyEvent;
+        # both only when asked (each NotifyEvent is ~300 bytes on a metered link)
+        self.availability = Availability201(self, EVSE_ID, CONNECTOR_ID, notify=notify_availability)
+        self.diagnostics = StationDiagnostics(self)
+        self.diagnostics.watch()
+        self.reservations = StationReservations(self, EVSE_ID)
+        self.display = DisplayBoard()
+        self.cost_display = CostDisplay(tariff_settings(self.config))  # shown to the driver
+        self.v2g_certificates = V2GCertificates(self)
 
     # -- configuration ----------------------------------------------------------------
 
@@ -336,6 +348,7 @@ class Station201(StationRuntime[DeviceModel201]):
         return change.status_201.value
 
     def _status_payload(self, change: StatusChanged) -> dict[str, Any]:
+        self.availability.status_changed(change)  # NotifyEvent (Delta) with it, once per state
         return {
             "timestamp": format_time(change.timestamp),
             "connectorStatus": change.status_201.value,
@@ -376,6 +389,8 @@ class Station201(StationRuntime[DeviceModel201]):
             await self.firmware.send_current_status()
         elif message == "SignChargingStationCertificate":
             await request_signing(self, "ChargingStationCertificate")
+        elif message == "SignV2GCertificate":
+            await self.v2g_certificates.request()
         elif message == "MeterValues":
             value = self._meter_value(
                 self.config.aligned_data_measurands, ReadingContext.TRIGGER.value
@@ -398,7 +413,15 @@ class Station201(StationRuntime[DeviceModel201]):
     def _handlers(self) -> Handlers:
         return StationHandlers201(self)
 
+    def _on_authorize_answer(self, info: Mapping[str, Any] | None) -> None:
+        if info is None:  # I04: accepted without asking the CSMS
+            self.cost_display.fallback_tariff()
+        else:  # I01.FR.03: the driver's tariff
+            self.cost_display.id_token_info(info)
+
     def _on_delivered(self, entry: Entry, result: dict[str, Any]) -> None:
+        if entry.action == "TransactionEvent":  # I02.FR.04, I03.FR.03: the cost, shown
+            self.cost_display.transaction_answer(entry.payload, result)
         info = result.get("idTokenInfo")
         token = entry.payload.get("idToken")
         if not isinstance(info, dict) or not isinstance(token, dict):
@@ -443,11 +466,15 @@ class Station201(StationRuntime[DeviceModel201]):
             payload["idToken"] = dict(tx.id_token)
         if meter_values:
             payload["meterValue"] = meter_values
+        self.reservations.on_transaction_event(payload)  # H01.FR.15: its reservationId
         seq = self.journal.append("TransactionEvent", payload)
         if event_type != "Ended":  # Ended: saved once the transaction is gone
             self.save_state()
         self.wake()
         return seq
+
+    def reservation_ended(self, ended: ReservationEnded) -> None:
+        self.reservations.ended(ended)  # ReservationStatusUpdate (H04)
 
     # -- the user and the car ----------------------------------------------------------
 
@@ -651,12 +678,12 @@ def _ours(evse: Mapping[str, Any] | None) -> bool:
 
 
 class StationHandlers201(
-    # [B station mixin]
-    # [N station mixin]
-    # [HOP station mixin]
-    # [I station mixin]
-    # [K station mixin]
-    # [CLM station mixin]
+    DiagnosticsHandlers201,
+    ReservationHandlers201,
+    DisplayHandlers201,
+    TariffHandlers201,
+    SmartChargingReports201,
+    V2GCertificateHandlers201,
     CertificateHandlers201,
     FirmwareHandlers201,
     Handlers,
