@@ -608,6 +608,28 @@ def cloud_serve(
         str | None,
         typer.Option(help="https:// URL stations reach this server at (default: from host, port)."),
     ] = None,
+    contract_pool_url: Annotated[
+        str | None,
+        typer.Option(
+            help="https:// URL of the contract certificate pool that an EV's "
+            "Get15118EVCertificate (ISO 15118 contract install/update) is forwarded to.",
+        ),
+    ] = None,
+    contract_pool_ca: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="CA (PEM) the pool's TLS certificate must chain to (default: the system's).",
+        ),
+    ] = None,
+    contract_pool_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PLUGSTREAM_CONTRACT_POOL_TOKEN",
+            help="Bearer token of the contract certificate pool (best in the variable).",
+        ),
+    ] = None,
     retain: Annotated[
         list[str] | None,
         typer.Option(
@@ -637,6 +659,31 @@ def cloud_serve(
             "--setup needs --tls-cert and --tls-key (for the setup name) and --pki"
         )
     retention = _retention(retain)
+    # The pool's settings are told wrong now, in one line, not by the first EV that
+    # cannot have its contract certificate.
+    import ssl
+
+    from plugstream.cloud.certificates.contract_pool import check_pool_token, check_pool_url
+
+    pool_url, pool_token = contract_pool_url or None, contract_pool_token or None
+    if pool_url is None and (contract_pool_ca is not None or pool_token is not None):
+        raise typer.BadParameter("--contract-pool-ca and the pool's token need --contract-pool-url")
+    for value, check, flag in (
+        (pool_url, check_pool_url, "'--contract-pool-url'"),
+        (pool_token, check_pool_token, "'--contract-pool-token'"),
+    ):
+        try:
+            if value is not None:
+                check(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=flag) from None
+    try:
+        if contract_pool_ca is not None:
+            ssl.create_default_context(cafile=str(contract_pool_ca))
+    except ssl.SSLError as exc:
+        raise typer.BadParameter(
+            f"no PEM CA certificate: {exc}", param_hint="'--contract-pool-ca'"
+        ) from None
     config = CloudConfig(
         host=host,
         port=port,
@@ -667,6 +714,9 @@ def cloud_serve(
         firmware_dir=firmware_dir,
         logs_dir=logs_dir,
         public_url=public_url,
+        contract_pool_url=pool_url,
+        contract_pool_token=pool_token,
+        contract_pool_ca=contract_pool_ca,
         setup_only=setup,
         max_refusal_rows=max_refusal_rows,
         retain_messages=retention.get("retain_messages", _CLOUD_DEFAULTS.retain_messages),

@@ -1,11 +1,14 @@
 """ISO 15118 certificates on PlugStream Cloud (C07, M01, M02, M06, A02 V2G): the OCTT's CSMS
 test cases played by a bare 2.0.1 station against a real cloud on loopback, whose V2G PKI
-and OCSP responder answer them; the responder on its own; the REST routes of issued and
+and OCSP responder answer them, and a contract certificate pool (tests/peers) that answers
+the EV's certificate requests; the responder on its own; the REST routes of issued and
 revoked certificates; and their storage."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
+from plugstream.cloud.certificates.contract_pool import (
+    ContractPool,
+    ContractPoolFailure,
+    forward,
+)
 from plugstream.cloud.certificates.v2g import issued_record
 from plugstream.cloud.storage import IdTokenRecord, Store
 from plugstream.cloud.storage.certificate_status import IssuedCertificate as IssuedRow
@@ -27,7 +35,8 @@ from plugstream.pki.authority import CertificateAuthority, IssuedCertificate
 from plugstream.pki.ocsp import hash_data_of
 from plugstream.pki.v2g import V2GAuthority, init_v2g, ocsp_url_of
 from tests.cloud.v2g_station import api, cloud_with_pki, station201
-from tests.support import Cloud, free_port, until
+from tests.peers.contract_pool import ContractCertificatePool, contract_pool
+from tests.support import Cloud, free_port, running_cloud, until
 
 EMAID = "DEPSTC1234567X"
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
@@ -196,27 +205,179 @@ async def test_get_certificate_status_fails_when_the_responder_does_not_answer(
 
 # -- M01, M02 / TC_M_26, TC_M_28: Get15118EVCertificate ----------------------------------
 
+SCHEMA_15118_2 = "urn:iso:15118:2:2013:MsgDef"
+#: an EV's EXI CertificateInstallationReq / CertificateUpdateReq, as the station relays it
+EXI_INSTALL = base64.b64encode(b"\x80\x98\x02\x10" + bytes(range(64)) * 8).decode()
+EXI_UPDATE = base64.b64encode(b"\x80\x98\x02\x11" + bytes(range(64, 128)) * 8).decode()
+#: what the mobility operator signed for that EV and deposited at the pool
+EXI_INSTALL_RES = base64.b64encode(b"\x80\x98\x02\x20" + bytes(range(256)) * 16).decode()
+EXI_UPDATE_RES = base64.b64encode(b"\x80\x98\x02\x21" + bytes(range(255, -1, -1)) * 16).decode()
+
+
+def _get_15118(action: str, exi: str) -> dict[str, str]:
+    return {"iso15118SchemaVersion": SCHEMA_15118_2, "action": action, "exiRequest": exi}
+
+
+@contextlib.asynccontextmanager
+async def _pool_cloud(
+    tmp_path: Path, pool: ContractCertificatePool, **overrides: Any
+) -> AsyncIterator[Cloud]:
+    """A cloud that forwards Get15118EVCertificate to ``pool``, registering stations."""
+    async with running_cloud(
+        tmp_path, auto_register_unsecured=True, contract_pool_url=pool.url, **overrides
+    ) as cloud:
+        yield cloud
+
 
 @pytest.mark.socket
-@pytest.mark.parametrize(("case", "action"), [("TC_M_26", "Install"), ("TC_M_28", "Update")])
-async def test_tc_m_26_and_tc_m_28_csms_get_15118_ev_certificate_is_answered_failed(
-    v2g: V2G, case: str, action: str
+async def test_tc_m_26_csms_certificate_installation_ev_success(tmp_path: Path) -> None:
+    with contract_pool() as pool:
+        pool.deposit(EXI_INSTALL, EXI_INSTALL_RES)
+        async with _pool_cloud(tmp_path, pool) as cloud, station201(cloud, "CS-M26") as cs:
+            answer = await cs.call("Get15118EVCertificate", _get_15118("Install", EXI_INSTALL))
+            assert answer["status"] == "Accepted"
+            assert answer["exiResponse"] == EXI_INSTALL_RES  # the raw answer, base64
+            assert "statusInfo" not in answer
+        assert [r.body for r in pool.received] == [_get_15118("Install", EXI_INSTALL)]
+        assert pool.received[0].authorization is None  # no token configured
+
+
+@pytest.mark.socket
+async def test_tc_m_28_csms_certificate_update_ev_success(tmp_path: Path) -> None:
+    with contract_pool() as pool:
+        pool.deposit(EXI_UPDATE, EXI_UPDATE_RES)
+        async with _pool_cloud(tmp_path, pool) as cloud, station201(cloud, "CS-M28") as cs:
+            answer = await cs.call("Get15118EVCertificate", _get_15118("Update", EXI_UPDATE))
+            assert answer["status"] == "Accepted"
+            assert answer["exiResponse"] == EXI_UPDATE_RES
+        assert [r.body for r in pool.received] == [_get_15118("Update", EXI_UPDATE)]
+
+
+@pytest.mark.socket
+@pytest.mark.parametrize("action", ["Install", "Update"])
+async def test_get_15118_ev_certificate_without_a_contract_pool_is_failed_with_the_reason(
+    v2g: V2G, action: str
 ) -> None:
-    """Answered at once, never NotSupported; Failed, because the cloud has no contract
-    certificate pool to forward the EXI request to (status_handlers.py says why). The
-    OCTT expects Accepted here: these two cases do not pass yet."""
-    exi = base64.b64encode(b"\x80\x98\x02\x10").decode()
-    async with station201(v2g.cloud, f"CS-{case}") as cs:
-        answer = await cs.call(
-            "Get15118EVCertificate",
-            {
-                "iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
-                "action": action,
-                "exiRequest": exi,
-            },
-        )
+    """Answered at once, never NotSupported: the EV is told FAILED within its 5 s."""
+    async with station201(v2g.cloud, f"CS-NOPOOL-{action}") as cs:
+        answer = await cs.call("Get15118EVCertificate", _get_15118(action, EXI_INSTALL))
         assert answer["status"] == "Failed"
+        assert answer["exiResponse"] == ""
         assert answer["statusInfo"]["reasonCode"] == "NoContractPool"
+        assert "no contract certificate pool" in answer["statusInfo"]["additionalInfo"]
+
+
+@pytest.mark.socket
+async def test_get_15118_ev_certificate_fails_within_the_timeout_of_a_pool_that_holds_it(
+    tmp_path: Path,
+) -> None:
+    timeout = 1.0
+    with contract_pool() as pool:
+        pool.deposit(EXI_INSTALL, EXI_INSTALL_RES)  # it has the answer, but is slow
+        pool.hold = True
+        async with (
+            _pool_cloud(tmp_path, pool, contract_pool_timeout=timeout) as cloud,
+            station201(cloud, "CS-SLOWPOOL") as cs,
+        ):
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            call = asyncio.create_task(
+                cs.call("Get15118EVCertificate", _get_15118("Install", EXI_INSTALL))
+            )
+            await until(lambda: pool.held == 1 or call.done(), "the request held by the pool")
+            answer = await call
+            took = loop.time() - sent
+            assert pool.held == 1  # the pool still holds it: the answer did not wait
+            assert answer["status"] == "Failed"
+            assert answer["statusInfo"]["reasonCode"] == "PoolTimeout"
+            assert "1 s" in answer["statusInfo"]["additionalInfo"]
+            assert timeout <= took < timeout + 2.0  # well inside the EV's 5 s
+            assert (await cs.call("Heartbeat", {}))["currentTime"]  # the station is served
+
+
+@pytest.mark.socket
+async def test_get_15118_ev_certificate_fails_when_the_pool_fails_or_has_nothing(
+    tmp_path: Path,
+) -> None:
+    with contract_pool() as pool:
+        pool.deposit(EXI_INSTALL, EXI_INSTALL_RES)
+        async with _pool_cloud(tmp_path, pool) as cloud, station201(cloud, "CS-POOL5XX") as cs:
+            for status in (500, 503):
+                pool.fail_with = status
+                answer = await cs.call("Get15118EVCertificate", _get_15118("Install", EXI_INSTALL))
+                assert answer["status"] == "Failed"
+                assert answer["exiResponse"] == ""
+                info = answer["statusInfo"]
+                assert info["reasonCode"] == "PoolError"
+                assert f"HTTP {status}" in info["additionalInfo"]
+                assert "bad day" in info["additionalInfo"]  # what the pool said
+            pool.fail_with = None
+            answer = await cs.call("Get15118EVCertificate", _get_15118("Update", EXI_UPDATE))
+            assert answer["status"] == "Failed"  # nothing deposited for this EV: 404
+            assert answer["statusInfo"]["reasonCode"] == "NotFound"
+            answer = await cs.call("Get15118EVCertificate", _get_15118("Install", EXI_INSTALL))
+            assert answer["status"] == "Accepted"  # the pool is well again
+        assert len(pool.received) == 4
+
+
+@pytest.mark.socket
+async def test_get_15118_ev_certificate_fails_when_the_pool_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}/v1/ccp/certificates"
+    async with (
+        running_cloud(tmp_path, auto_register_unsecured=True, contract_pool_url=nobody) as cloud,
+        station201(cloud, "CS-NOBODY") as cs,
+    ):
+        answer = await cs.call("Get15118EVCertificate", _get_15118("Install", EXI_INSTALL))
+        assert answer["status"] == "Failed"
+        assert answer["statusInfo"]["reasonCode"] == "PoolUnreachable"
+        assert "refused" in answer["statusInfo"]["additionalInfo"].lower()
+
+
+@pytest.mark.socket
+async def test_get_15118_ev_certificate_from_a_tls_pool_verified_with_our_pki(
+    tmp_path: Path,
+) -> None:
+    """The pool's certificate is checked against the configured CA (the project PKI's
+    root), the token goes along as a bearer token; the system's store does not know
+    that CA, so without it the pool is refused."""
+    ca = CertificateAuthority.create("PlugStream Test Pool Root")
+    pki = tmp_path / "pool-pki"
+    pki.mkdir()
+    ca.write_root(pki / "root.pem")
+    ca.issue_server().write(pki / "pool.pem", pki / "pool.key")  # localhost, 127.0.0.1
+    with contract_pool(tls=(pki / "pool.pem", pki / "pool.key"), token="s3cret-pool") as pool:
+        assert pool.url.startswith("https://")
+        pool.deposit(EXI_INSTALL, EXI_INSTALL_RES)
+        async with (
+            _pool_cloud(
+                tmp_path,
+                pool,
+                contract_pool_ca=pki / "root.pem",
+                contract_pool_token="s3cret-pool",
+            ) as cloud,
+            station201(cloud, "CS-TLSPOOL") as cs,
+        ):
+            answer = await cs.call("Get15118EVCertificate", _get_15118("Install", EXI_INSTALL))
+            assert answer["status"] == "Accepted"
+            assert answer["exiResponse"] == EXI_INSTALL_RES
+        assert [r.authorization for r in pool.received] == ["Bearer s3cret-pool"]
+
+        stranger = CertificateAuthority.create("Someone Else")
+        stranger.write_root(pki / "stranger.pem")
+        for ca_file in (None, pki / "stranger.pem"):  # the system's store; another CA
+            config = ContractPool(pool.url, token="s3cret-pool", ca_file=ca_file)
+            with pytest.raises(ContractPoolFailure) as refused:
+                await forward(config, SCHEMA_15118_2, "Install", EXI_INSTALL)
+            assert refused.value.reason_code == "PoolUnreachable"
+            assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
+        assert len(pool.received) == 1  # nothing was sent to a pool not verified
+        wrong = ContractPool(pool.url, token="guess", ca_file=pki / "root.pem")
+        with pytest.raises(ContractPoolFailure) as unauthorized:
+            await forward(wrong, SCHEMA_15118_2, "Install", EXI_INSTALL)
+        assert unauthorized.value.reason_code == "PoolError"
+        assert "HTTP 401" in str(unauthorized.value)
 
 
 # -- C07 / TC_C_50, TC_C_51, TC_C_52: Authorize with contract certificates ----------------

@@ -85,6 +85,16 @@ class CloudConfig:
     # Where uploaded station logs (GetLog, N01) are kept (default: "logs" beside the
     # firmware directory).
     logs_dir: Path | None = None
+    # The contract certificate pool (certificates/contract_pool.py) that an EV's
+    # Get15118EVCertificate (M01/M02) is forwarded to: the CSMS cannot answer it itself,
+    # only the mobility operator signs the EV's contract certificate. None: answered
+    # Failed (NoContractPool). The token (PLUGSTREAM_CONTRACT_POOL_TOKEN) is sent as a
+    # bearer token; the CA (PEM) is what the pool's TLS certificate must chain to
+    # (default: the system's store); the timeout stays under the EV's 5 s (ISO 15118-2).
+    contract_pool_url: str | None = None
+    contract_pool_token: str | None = None
+    contract_pool_ca: Path | None = None
+    contract_pool_timeout: float = 4.0
     # The https:// base URL stations reach this server at (firmware locations, setup
     # answers); default: built from host, port and whether TLS is on.
     public_url: str | None = None

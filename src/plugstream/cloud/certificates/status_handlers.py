@@ -2,12 +2,13 @@
 
 - GetCertificateStatus (M06): the cloud asks the OCSP responder the station named and
   returns its DER answer, base64 (M06.FR.02/03/08/09), or Failed (M06.FR.04);
-- Get15118EVCertificate (M01, M02): answered Failed. The CSMS is to hand the EV's EXI
-  CertificateInstallationReq / CertificateUpdateReq to a contract certificate pool or a
-  mobility operator (M01.FR.01 note) and return its signed, EXI-encoded answer. PlugStream
-  has no such pool connection and no EXI codec, and a made-up exiResponse would be a
-  message the EV cannot verify; Failed tells the station so at once (its EV then ends
-  the 15118 session with FAILED instead of waiting out its timeout);
+- Get15118EVCertificate (M01, M02): the EV's EXI CertificateInstallationReq /
+  CertificateUpdateReq goes to the contract certificate pool of ``contract_pool_url``
+  (M01.FR.01 note, see :mod:`.contract_pool`), whose signed EXI answer is returned as it
+  is (TC_M_26, TC_M_28). Without a pool, or when it fails or is late, the answer is
+  Failed at once, with the reason: the EV then ends its 15118 session with FAILED within
+  its 5 s instead of waiting them out; the CSMS has no EXI codec and makes no answer up,
+  which the EV could not verify anyway;
 - Authorize with contract certificate data (C07): :meth:`contract_authorize` checks each
   certificate with OCSP (see :mod:`.contract`).
 """
@@ -19,7 +20,7 @@ import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from cryptography import x509
 
@@ -29,6 +30,11 @@ from plugstream.cloud.certificates.contract import (
     certificate_status,
     checks_for_chain,
     checks_for_hash_data,
+)
+from plugstream.cloud.certificates.contract_pool import (
+    ContractPool,
+    ContractPoolFailure,
+    forward,
 )
 from plugstream.cloud.certificates.ocsp import fetch_ocsp
 from plugstream.cloud.certificates.v2g import v2g_authority
@@ -42,7 +48,10 @@ from plugstream.pki.ocsp import (
     request_for_hash_data,
 )
 
-__all__ = ["MO_ROOTS_DIR", "CertificateStatusHandlers201"]
+if TYPE_CHECKING:
+    from plugstream.cloud.config import CloudConfig
+
+__all__ = ["MO_ROOTS_DIR", "CertificateStatusHandlers201", "contract_pool_of"]
 
 log = logging.getLogger("plugstream.cloud.certificates")
 
@@ -76,20 +85,31 @@ class CertificateStatusHandlers201(StationHandlers):
     async def get_15118_ev_certificate(
         self, payload: v201.Get15118EVCertificateRequest
     ) -> v201.Get15118EVCertificateResponse:
+        action, schema = payload["action"], payload["iso15118SchemaVersion"]
+        pool = contract_pool_of(self.context.config)
+        try:
+            if pool is None:
+                raise ContractPoolFailure(
+                    "NoContractPool", "this CSMS is connected to no contract certificate pool"
+                )
+            exi = await forward(pool, schema, action, payload["exiRequest"])
+        except ContractPoolFailure as exc:
+            log.warning(
+                "station %s: Get15118EVCertificate %s (schema %s) failed: %s",
+                self.station_id,
+                action,
+                schema,
+                exc,
+            )
+            return {
+                "status": "Failed",
+                "exiResponse": "",
+                "statusInfo": {"reasonCode": exc.reason_code, "additionalInfo": str(exc)[:512]},
+            }
         log.info(
-            "station %s: Get15118EVCertificate %s (schema %s): no contract certificate pool",
-            self.station_id,
-            payload["action"],
-            payload["iso15118SchemaVersion"],
+            "station %s: Get15118EVCertificate %s answered by the pool", self.station_id, action
         )
-        return {
-            "status": "Failed",
-            "exiResponse": "",
-            "statusInfo": {
-                "reasonCode": "NoContractPool",
-                "additionalInfo": "this CSMS is connected to no contract certificate pool",
-            },
-        }
+        return {"status": "Accepted", "exiResponse": exi}
 
     # -- C07 ------------------------------------------------------------------------------
 
@@ -134,6 +154,18 @@ class CertificateStatusHandlers201(StationHandlers):
                 except (OSError, ValueError) as exc:
                     log.warning("%s: not a PEM root: %s", path, exc)
         return roots
+
+
+def contract_pool_of(config: CloudConfig) -> ContractPool | None:
+    """The contract certificate pool the configuration names, if any."""
+    if not config.contract_pool_url:
+        return None
+    return ContractPool(
+        config.contract_pool_url,
+        token=config.contract_pool_token,
+        ca_file=config.contract_pool_ca,
+        timeout=config.contract_pool_timeout,
+    )
 
 
 async def _ask(
