@@ -1,6 +1,10 @@
 """The ``store`` fixture: every storage test runs on SQLite, and also on PostgreSQL when
 PLUGSTREAM_TEST_POSTGRES names a server (as CI sets it). A PostgreSQL that is named but
-down fails the tests; it never skips them."""
+down fails the tests; it never skips them.
+
+And the fixtures the CSMS's test cases share, so that each file does not start its own:
+``hop`` (a cloud and an operator's client), ``cloud``, ``api`` and ``cs`` (a raw 2.0.1
+station booted on it, with the id of the ``station_id`` fixture)."""
 
 from __future__ import annotations
 
@@ -12,11 +16,14 @@ from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
 from plugstream.cloud.storage import Store
 from plugstream.cloud.storage.schema import metadata
+from tests.cloud.raw_station201 import Hop, RawStation201, hop_cloud, station201
+from tests.support import Cloud
 
 T = TypeVar("T")
 POSTGRES = os.environ.get("PLUGSTREAM_TEST_POSTGRES", "").strip()
@@ -96,3 +103,39 @@ async def store(store_url: str) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+# -- a cloud on loopback, its REST API and a raw 2.0.1 station ------------------------------
+
+
+@pytest.fixture
+async def hop(tmp_path: Path) -> AsyncIterator[Hop]:
+    """A cloud on loopback (on the wall clock, registering stations on first sight) and an
+    operator's client of its REST API: what most of the CSMS's test cases run against."""
+    async with hop_cloud(tmp_path, wall_clock=True) as served:
+        yield served
+
+
+@pytest.fixture
+def cloud(hop: Hop) -> Cloud:
+    """The cloud of :func:`hop`."""
+    return hop.cloud
+
+
+@pytest.fixture
+def api(hop: Hop) -> httpx.AsyncClient:
+    """The operator's client of :func:`hop`'s REST API, base /api/v1."""
+    return hop.api
+
+
+@pytest.fixture
+def station_id() -> str:
+    """The id :func:`cs` connects with (a module overrides it to name its own)."""
+    return "CS-201"
+
+
+@pytest.fixture
+async def cs(hop: Hop, station_id: str) -> AsyncIterator[RawStation201]:
+    """A raw 2.0.1 station, registered on first sight and booted, on :func:`hop`'s cloud."""
+    async with station201(hop, station_id) as station:
+        yield station

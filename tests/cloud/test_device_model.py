@@ -1,115 +1,40 @@
 """The device model as an operator's feature, against a real cloud on loopback.
 
 The OCTT's CSMS test cases of B (provisioning) that read and set variables and fetch
-reports, and of N that send NotifyEvent, played by a 2.0.1 station written here with raw
-OCPP-J frames: an operator asks through the REST API, the test checks the request the
-CSMS sends (part 6's tool validations), answers as the OCTT does, and checks what the
-operator then sees. Last, our own Station201 end to end.
+reports, and of N that send NotifyEvent, played by a 2.0.1 station on raw OCPP-J frames
+(tests/cloud/raw_station201.py): an operator asks through the REST API, the test checks
+the request the CSMS sends (part 6's tool validations), answers as the OCTT does, and
+checks what the operator then sees. Last, our own Station201 end to end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from plugstream.station.clock import ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station201 import Station201
-from tests.support import WAIT, Cloud, running, running_cloud, until
+from tests.cloud.raw_station201 import RawStation201
+from tests.support import WAIT, Cloud, running, until
 
 pytestmark = pytest.mark.socket
 
-TOKEN = "device-model-test-token-0123456789"
 SID = "CS-DM-201"
-BOOT = {"reason": "PowerUp", "chargingStation": {"vendorName": "OCTT", "model": "Tester"}}
-
-Answer = Callable[[dict[str, Any]], dict[str, Any] | list[Any]]
-
-
-class OcttStation:
-    """A 2.0.1 station on raw frames: answers the CSMS's CALLs with ``answers[action]``
-    (a payload, or a list [errorCode, description] for a CALLERROR) and records them."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.answers: dict[str, Answer] = {}
-        self.received: list[tuple[str, dict[str, Any]]] = []
-        self._ids = itertools.count(1)
-        self._results: dict[str, asyncio.Future[Any]] = {}
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for text in self.ws:
-            frame = orjson.loads(text)
-            if frame[0] == 2:
-                _, message_id, action, payload = frame
-                self.received.append((action, payload))
-                answer = self.answers[action](payload)
-                if isinstance(answer, list):
-                    reply = [4, message_id, answer[0], answer[1], {}]
-                else:
-                    reply = [3, message_id, answer]
-                await self.ws.send(orjson.dumps(reply).decode())
-            else:
-                future = self._results.pop(frame[1], None)
-                if future is not None:
-                    future.set_result(frame)
-
-    async def call(self, action: str, payload: dict[str, Any]) -> Any:
-        """The CSMS's CALLRESULT payload (a CALLERROR fails the test)."""
-        message_id = f"m{next(self._ids)}"
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._results[message_id] = future
-        await self.ws.send(orjson.dumps([2, message_id, action, payload]).decode())
-        frame = await asyncio.wait_for(future, WAIT)
-        assert frame[0] == 3, f"{action} answered with a CALLERROR: {frame}"
-        return frame[2]
-
-    def requests(self, action: str) -> list[dict[str, Any]]:
-        return [payload for name, payload in self.received if name == action]
-
-    async def close(self) -> None:
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._reader
 
 
 @pytest.fixture
-async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
-    async with running_cloud(tmp_path, auto_register_unsecured=True, api_token=TOKEN) as served:
-        yield served
-
-
-@pytest.fixture
-async def api(cloud: Cloud) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{cloud.port}/api/v1",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=WAIT,
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-async def octt(cloud: Cloud) -> AsyncIterator[OcttStation]:
-    async with connect(cloud.url(SID), subprotocols=[Subprotocol("ocpp2.0.1")]) as ws:
-        station = OcttStation(ws)
-        try:
-            assert (await station.call("BootNotification", BOOT))["status"] == "Accepted"
-            yield station
-        finally:
-            await station.close()
+def station_id() -> str:
+    """The station the ``cs`` fixture boots (tests/cloud/conftest.py)."""
+    return SID
 
 
 def get_result(
@@ -169,15 +94,15 @@ async def device_model(api: httpx.AsyncClient, **params: str) -> dict[str, Any]:
 
 
 async def test_tc_b_06_csms_get_variables_single_value(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    octt.answers["GetVariables"] = lambda p: get_result(p, {"OfflineThreshold[]": "60"})
+    cs.answers["GetVariables"] = lambda p: get_result(p, {"OfflineThreshold[]": "60"})
     got = await api.post(
         f"/stations/{SID}/device-model/variables/read",
         json={"variables": [{"component": "OCPPCommCtrlr", "variable": "OfflineThreshold"}]},
     )
     assert got.status_code == 200, got.text
-    [request] = octt.requests("GetVariables")
+    [request] = cs.calls("GetVariables")
     [item] = request["getVariableData"]
     assert item["component"] == {"name": "OCPPCommCtrlr"}
     assert item["variable"] == {"name": "OfflineThreshold"}
@@ -190,9 +115,9 @@ async def test_tc_b_06_csms_get_variables_single_value(
 
 
 async def test_tc_b_07_csms_get_variables_multiple_values(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    octt.answers["GetVariables"] = lambda p: get_result(
+    cs.answers["GetVariables"] = lambda p: get_result(
         p, {"OfflineThreshold[]": "60", "AuthorizeRemoteStart[]": "true"}
     )
     got = await api.post(
@@ -205,7 +130,7 @@ async def test_tc_b_07_csms_get_variables_multiple_values(
         },
     )
     assert got.status_code == 200, got.text
-    [request] = octt.requests("GetVariables")
+    [request] = cs.calls("GetVariables")
     assert {
         (i["component"]["name"], i["variable"]["name"]) for i in request["getVariableData"]
     } == {
@@ -218,7 +143,7 @@ async def test_tc_b_07_csms_get_variables_multiple_values(
 
 
 async def test_tc_b_08_csms_get_variables_limited_to_items_per_message(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
     values = {
         "ItemsPerMessage[GetReport]": "100",
@@ -227,7 +152,7 @@ async def test_tc_b_08_csms_get_variables_limited_to_items_per_message(
         "BytesPerMessage[GetVariables]": "65000",
         "AuthorizeRemoteStart[]": "true",
     }
-    octt.answers["GetVariables"] = lambda p: get_result(p, values)
+    cs.answers["GetVariables"] = lambda p: get_result(p, values)
     # Configuration state: the CSMS learns ItemsPerMessage[GetVariables] = 4
     learned = await api.post(
         f"/stations/{SID}/device-model/variables/read",
@@ -242,7 +167,7 @@ async def test_tc_b_08_csms_get_variables_limited_to_items_per_message(
         },
     )
     assert learned.status_code == 200, learned.text
-    octt.received.clear()
+    cs.received.clear()
     five = [
         {"component": "DeviceDataCtrlr", "variable": name, "variable_instance": instance}
         for name in ("ItemsPerMessage", "BytesPerMessage")
@@ -250,7 +175,7 @@ async def test_tc_b_08_csms_get_variables_limited_to_items_per_message(
     ] + [{"component": "AuthCtrlr", "variable": "AuthorizeRemoteStart"}]
     got = await api.post(f"/stations/{SID}/device-model/variables/read", json={"variables": five})
     assert got.status_code == 200, got.text
-    sizes = [len(r["getVariableData"]) for r in octt.requests("GetVariables")]
+    sizes = [len(r["getVariableData"]) for r in cs.calls("GetVariables")]
     assert sorted(sizes) == [1, 4]  # never more than ItemsPerMessage[GetVariables]
     assert {r["status"] for r in got.json()} == {"Accepted"} and len(got.json()) == 5
 
@@ -259,9 +184,9 @@ async def test_tc_b_08_csms_get_variables_limited_to_items_per_message(
 
 
 async def test_tc_b_09_csms_set_variables_single_value(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    octt.answers["SetVariables"] = lambda p: set_result(p, {})
+    cs.answers["SetVariables"] = lambda p: set_result(p, {})
     got = await api.post(
         f"/stations/{SID}/device-model/variables",
         json={
@@ -271,7 +196,7 @@ async def test_tc_b_09_csms_set_variables_single_value(
         },
     )
     assert got.status_code == 200, got.text
-    [request] = octt.requests("SetVariables")
+    [request] = cs.calls("SetVariables")
     [item] = request["setVariableData"]
     assert (item["component"], item["variable"], item["attributeValue"]) == (
         {"name": "OCPPCommCtrlr"},
@@ -284,9 +209,9 @@ async def test_tc_b_09_csms_set_variables_single_value(
 
 
 async def test_tc_b_10_csms_set_variables_multiple_values(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    octt.answers["SetVariables"] = lambda p: set_result(p, {})
+    cs.answers["SetVariables"] = lambda p: set_result(p, {})
     got = await api.post(
         f"/stations/{SID}/device-model/variables",
         json={
@@ -297,7 +222,7 @@ async def test_tc_b_10_csms_set_variables_multiple_values(
         },
     )
     assert got.status_code == 200, got.text
-    [request] = octt.requests("SetVariables")
+    [request] = cs.calls("SetVariables")
     assert {
         (i["component"]["name"], i["variable"]["name"], i["attributeValue"])
         for i in request["setVariableData"]
@@ -311,9 +236,9 @@ async def test_tc_b_10_csms_set_variables_multiple_values(
 
 
 async def test_a_value_the_station_rejects_is_not_stored(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    octt.answers["SetVariables"] = lambda p: set_result(p, {"AuthorizeRemoteStart": "Rejected"})
+    cs.answers["SetVariables"] = lambda p: set_result(p, {"AuthorizeRemoteStart": "Rejected"})
     got = await api.post(
         f"/stations/{SID}/device-model/variables",
         json={
@@ -362,19 +287,19 @@ REPORT_PARTS = [
 ]
 
 
-async def base_report(api: httpx.AsyncClient, octt: OcttStation, base: str) -> None:
+async def base_report(api: httpx.AsyncClient, cs: RawStation201, base: str) -> None:
     """Steps 1-2 of TC_B_12/13/14, then the NotifyReport parts of the post scenario."""
-    octt.answers["GetBaseReport"] = lambda p: {"status": "Accepted"}
+    cs.answers["GetBaseReport"] = lambda p: {"status": "Accepted"}
     got = await api.post(f"/stations/{SID}/device-model/refresh", json={"report_base": base})
     assert got.status_code == 200, got.text
     report = got.json()
-    [request] = octt.requests("GetBaseReport")
+    [request] = cs.calls("GetBaseReport")
     assert request["reportBase"] == base
     assert isinstance(request["requestId"], int) and request["requestId"] >= 0
     assert report["request_id"] == request["requestId"]
     assert report["status"] == "Accepted" and report["report_base"] == base
     for seq_no, part in enumerate(REPORT_PARTS):
-        answer = await octt.call(
+        answer = await cs.call(
             "NotifyReport",
             {
                 "requestId": request["requestId"],
@@ -398,27 +323,27 @@ async def base_report(api: httpx.AsyncClient, octt: OcttStation, base: str) -> N
 
 
 async def test_tc_b_12_csms_get_base_report_configuration_inventory(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    await base_report(api, octt, "ConfigurationInventory")
+    await base_report(api, cs, "ConfigurationInventory")
 
 
 async def test_tc_b_13_csms_get_base_report_full_inventory(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    await base_report(api, octt, "FullInventory")
+    await base_report(api, cs, "FullInventory")
 
 
 async def test_tc_b_14_csms_get_base_report_summary_inventory(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    await base_report(api, octt, "SummaryInventory")
+    await base_report(api, cs, "SummaryInventory")
 
 
 async def test_tc_b_18_csms_get_custom_report_with_component_criteria_and_variables(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    octt.answers["GetReport"] = lambda p: {
+    cs.answers["GetReport"] = lambda p: {
         "status": "EmptyResultSet" if p["componentCriteria"] == ["Problem"] else "Accepted"
     }
     wanted = [{"component": "EVSE", "evse_id": 1, "variable": "AvailabilityState"}]
@@ -433,7 +358,7 @@ async def test_tc_b_18_csms_get_custom_report_with_component_criteria_and_variab
         json={"component_criteria": ["Available"], "component_variables": wanted},
     )
     assert found.json()["status"] == "Accepted"
-    first, second = octt.requests("GetReport")
+    first, second = cs.calls("GetReport")
     for request, criterion in ((first, "Problem"), (second, "Available")):
         assert request["componentCriteria"] == [criterion]
         assert request["componentVariable"] == [
@@ -443,7 +368,7 @@ async def test_tc_b_18_csms_get_custom_report_with_component_criteria_and_variab
             }
         ]
     assert second["requestId"] != first["requestId"]
-    await octt.call(
+    await cs.call(
         "NotifyReport",
         {
             "requestId": second["requestId"],
@@ -479,8 +404,8 @@ def event(event_id: int, **fields: Any) -> dict[str, Any]:
     }
 
 
-async def notify_event(octt: OcttStation, *events: dict[str, Any]) -> None:
-    answer = await octt.call(
+async def notify_event(cs: RawStation201, *events: dict[str, Any]) -> None:
+    answer = await cs.call(
         "NotifyEvent",
         {"generatedAt": "2026-12-05T10:00:01Z", "seqNo": 0, "eventData": list(events)},
     )
@@ -495,10 +420,10 @@ async def station_events(api: httpx.AsyncClient, **params: Any) -> list[dict[str
 
 
 async def test_tc_n_24_csms_periodic_notify_event_is_answered_every_time(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
     for n in range(3):  # "step 1 and 2 will be repeated n times"
-        await notify_event(octt, event(n, trigger="Periodic", actualValue=str(100 + n)))
+        await notify_event(cs, event(n, trigger="Periodic", actualValue=str(100 + n)))
     events = await station_events(api)
     assert [(e["event_id"], e["trigger"], e["actual_value"]) for e in events] == [
         (2, "Periodic", "102"),
@@ -509,10 +434,10 @@ async def test_tc_n_24_csms_periodic_notify_event_is_answered_every_time(
 
 
 async def test_tc_n_48_csms_event_of_a_write_only_variable_with_an_empty_value(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
     await notify_event(
-        octt,
+        cs,
         event(
             7,
             actualValue="",
@@ -529,13 +454,13 @@ async def test_tc_n_48_csms_event_of_a_write_only_variable_with_an_empty_value(
 
 
 async def test_tc_n_49_csms_cleared_threshold_event(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
     await notify_event(
-        octt, event(1, actualValue="80", techCode="T1", techInfo="too hot", variableMonitoringId=3)
+        cs, event(1, actualValue="80", techCode="T1", techInfo="too hot", variableMonitoringId=3)
     )
     await notify_event(
-        octt, event(2, actualValue="40", cleared=True, cause=1, variableMonitoringId=3)
+        cs, event(2, actualValue="40", cleared=True, cause=1, variableMonitoringId=3)
     )
     newest, oldest = await station_events(api)
     assert (newest["cleared"], newest["cause"], newest["variable_monitoring_id"]) == (True, 1, 3)
@@ -544,20 +469,20 @@ async def test_tc_n_49_csms_cleared_threshold_event(
 
 
 async def test_tc_n_50_csms_periodic_triggered_event(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    await notify_event(octt, event(1, trigger="Periodic"), event(2, trigger="Alerting"))
+    await notify_event(cs, event(1, trigger="Periodic"), event(2, trigger="Alerting"))
     assert [e["event_id"] for e in await station_events(api, trigger="Periodic")] == [1]
     assert [e["event_id"] for e in await station_events(api, limit=1)] == [2]
 
 
 async def test_a_connectors_availability_event_after_boot_updates_its_state(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
     """Step 5 of TC_B_01/02/20: StatusNotification and NotifyEvent (Delta, Connector
     AvailabilityState) after the boot; the CSMS answers both and shows the new state."""
     connector = {"name": "Connector", "evse": {"id": 1, "connectorId": 1}}
-    await octt.call(
+    await cs.call(
         "StatusNotification",
         {
             "timestamp": "2026-12-05T10:00:00Z",
@@ -567,7 +492,7 @@ async def test_a_connectors_availability_event_after_boot_updates_its_state(
         },
     )
     await notify_event(
-        octt,
+        cs,
         event(
             1,
             trigger="Delta",
@@ -588,7 +513,7 @@ async def test_a_connectors_availability_event_after_boot_updates_its_state(
 
 
 async def test_requests_the_cloud_cannot_carry_out_get_a_reason(
-    cloud: Cloud, api: httpx.AsyncClient, octt: OcttStation
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
     read = {"variables": [{"component": "OCPPCommCtrlr", "variable": "OfflineThreshold"}]}
     unknown = await api.post("/stations/NOBODY/device-model/variables/read", json=read)
@@ -605,13 +530,13 @@ async def test_requests_the_cloud_cannot_carry_out_get_a_reason(
     assert orphan.status_code == 422 and "evse_id" in orphan.json()["detail"]
     nothing = await api.post(f"/stations/{SID}/device-model/reports", json={})
     assert nothing.status_code == 422
-    octt.answers["GetVariables"] = lambda p: ["NotImplemented", "no device model here"]
+    cs.answers["GetVariables"] = lambda p: ["NotImplemented", "no device model here"]
     refused = await api.post(f"/stations/{SID}/device-model/variables/read", json=read)
     assert refused.status_code == 502 and refused.json()["error_code"] == "NotImplemented"
     missing = await api.get(f"/stations/{SID}/device-model/reports/4242")
     assert missing.status_code == 404
     assert (await api.get("/stations/NOBODY/events")).status_code == 404
-    assert octt.requests("GetBaseReport") == []  # nothing was sent for the refusals
+    assert cs.calls("GetBaseReport") == []  # nothing was sent for the refusals
 
 
 async def test_a_1_6_station_has_no_device_model(cloud: Cloud, api: httpx.AsyncClient) -> None:
@@ -748,11 +673,11 @@ async def test_our_station201_summary_inventory_shows_its_connector_occupied(
 
 
 async def test_set_variables_are_split_by_items_per_message_and_matched_by_name(
-    api: httpx.AsyncClient, octt: OcttStation
+    api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
     """B05.FR.04: no more items than ItemsPerMessage[SetVariables] in one request; the
     results are matched to what was set by name, in whatever order they come."""
-    await octt.call(
+    await cs.call(
         "NotifyReport",
         {
             "requestId": 1,
@@ -776,7 +701,7 @@ async def test_set_variables_are_split_by_items_per_message_and_matched_by_name(
         answer["setVariableResult"].reverse()
         return answer
 
-    octt.answers["SetVariables"] = reversed_results
+    cs.answers["SetVariables"] = reversed_results
     got = await api.post(
         f"/stations/{SID}/device-model/variables",
         json={
@@ -786,7 +711,7 @@ async def test_set_variables_are_split_by_items_per_message_and_matched_by_name(
         },
     )
     assert got.status_code == 200, got.text
-    assert [len(r["setVariableData"]) for r in octt.requests("SetVariables")] == [2, 1]
+    assert [len(r["setVariableData"]) for r in cs.calls("SetVariables")] == [2, 1]
     assert {(r["variable"], r["status"]) for r in got.json()} == {
         ("A", "Accepted"),
         ("B", "Rejected"),

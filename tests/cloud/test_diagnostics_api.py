@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from plugstream.cloud.diagnostics import api as diagnostics_api
-from tests.cloud.diagnostics_station import diagnostics_cloud, octt_station
+from tests.cloud.raw_station201 import diagnostics_cloud, station201
 from tests.support import WAIT, until
 
 pytestmark = pytest.mark.socket
@@ -37,7 +37,7 @@ def result(payload: dict[str, Any], status: str, monitor_id: int | None = None) 
 
 
 async def test_a_monitor_accepted_is_kept_and_cleared_through_the_station(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "CPM") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "CPM") as station:
 
         def accept(payload: dict[str, Any]) -> dict[str, Any]:
             return {"setMonitoringResult": [result(payload, "Accepted", 12)]}
@@ -67,7 +67,7 @@ async def test_a_monitor_accepted_is_kept_and_cleared_through_the_station(tmp_pa
 async def test_a_monitor_the_station_refuses_is_a_422_with_its_status_and_not_kept(
     tmp_path: Path,
 ) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "CPR") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "CPR") as station:
         station.answers["SetVariableMonitoring"] = lambda p: {
             "setMonitoringResult": [result(p, "UnknownComponent")]
         }
@@ -80,7 +80,7 @@ async def test_a_monitor_the_station_refuses_is_a_422_with_its_status_and_not_ke
 async def test_base_and_level_go_to_the_station_and_a_factory_default_drops_the_kept_list(
     tmp_path: Path,
 ) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "CPB") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "CPB") as station:
         station.answers["SetVariableMonitoring"] = lambda p: {
             "setMonitoringResult": [result(p, "Accepted", 1)]
         }
@@ -124,7 +124,7 @@ async def test_commands_to_an_offline_or_unknown_station_are_refused_and_nothing
 async def test_customer_information_needs_exactly_one_customer_and_report_or_clear(
     tmp_path: Path,
 ) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "CPC") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "CPC") as station:
         both = {"id_token": {"idToken": "A", "type": "Local"}, "customer_identifier": "x"}
         response = await octt.api.post("/stations/CPC/customer-information", json=both)
         assert response.status_code == 422 and "exactly one" in response.json()["detail"]
@@ -135,7 +135,7 @@ async def test_customer_information_needs_exactly_one_customer_and_report_or_cle
 
 
 async def test_a_log_is_uploaded_once_to_its_one_time_url_and_downloaded(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "CPL") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "CPL") as station:
         station.answers["GetLog"] = {"status": "Accepted", "filename": "cpl.log"}
         response = await octt.api.post("/stations/CPL/logs", json={"log_type": "SecurityLog"})
         assert response.status_code == 202, response.text
@@ -172,7 +172,7 @@ async def test_a_log_is_uploaded_once_to_its_one_time_url_and_downloaded(tmp_pat
 
 async def test_a_multipart_post_upload_keeps_only_the_file_and_its_name(tmp_path: Path) -> None:
     """N01.FR.19: a POST gives the file in multipart/form-data, named by Content-Disposition."""
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "CPP") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "CPP") as station:
         response = await octt.api.post("/stations/CPP/logs", json={})
         request_id = response.json()["request_id"]
         url = (await station.received_call("GetLog"))["log"]["remoteLocation"]
@@ -192,7 +192,7 @@ async def test_an_upload_over_the_limit_is_refused_and_the_token_stays(
     monkeypatch.setattr(diagnostics_api, "MAX_LOG_BYTES", 1000)  # the upload route's own limit
     async with (
         diagnostics_cloud(tmp_path, max_body_bytes=1000) as octt,
-        octt_station(octt, "CPX") as station,
+        station201(octt, "CPX") as station,
     ):
         await octt.api.post("/stations/CPX/logs", json={})
         url = (await station.received_call("GetLog"))["log"]["remoteLocation"]
@@ -206,7 +206,7 @@ async def test_an_upload_over_the_limit_is_refused_and_the_token_stays(
 
 
 async def test_log_status_is_kept_and_a_refused_get_log_is_shown(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "CPS") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "CPS") as station:
         station.answers["GetLog"] = {"status": "Rejected"}
         response = await octt.api.post("/stations/CPS/logs", json={})
         assert response.json()["status"] == "Rejected"

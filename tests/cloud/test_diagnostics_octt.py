@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.cloud.diagnostics_station import Octt, OcttStation, diagnostics_cloud, octt_station
+from tests.cloud.raw_station201 import Hop, RawStation201, diagnostics_cloud, station201
 
 pytestmark = pytest.mark.socket
 
@@ -39,7 +39,9 @@ STATION = {"name": "ChargingStation"}
 EVSE1 = {"name": "EVSE", "evse": {"id": 1}}
 
 
-async def report(station: OcttStation, request_id: int, parts: list[list[dict[str, Any]]]) -> None:
+async def report(
+    station: RawStation201, request_id: int, parts: list[list[dict[str, Any]]]
+) -> None:
     """NotifyMonitoringReport, in as many parts as given (seqNo from 0, N02.FR.09)."""
     for seq_no, monitors in enumerate(parts):
         answer = await station.call(
@@ -56,7 +58,7 @@ async def report(station: OcttStation, request_id: int, parts: list[list[dict[st
 
 
 async def refresh(
-    octt: Octt, station: OcttStation, station_id: str, body: dict[str, Any], answer: str
+    octt: Hop, station: RawStation201, station_id: str, body: dict[str, Any], answer: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The operator asks for a report; the station answers ``answer``: the request it got
     and the API's answer."""
@@ -68,7 +70,7 @@ async def refresh(
     return await station.received_call("GetMonitoringReport", count), response.json()
 
 
-async def shown(octt: Octt, station_id: str) -> list[dict[str, Any]]:
+async def shown(octt: Hop, station_id: str) -> list[dict[str, Any]]:
     response = await octt.api.get(f"/stations/{station_id}/monitors")
     assert response.status_code == 200
     monitors: list[dict[str, Any]] = response.json()
@@ -76,7 +78,7 @@ async def shown(octt: Octt, station_id: str) -> list[dict[str, Any]]:
 
 
 async def test_tc_n_01_csms_get_monitoring_report_with_monitoring_criteria(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N01") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N01") as station:
         sent, _ = await refresh(
             octt, station, "N01", {"monitoring_criteria": ["DeltaMonitoring"]}, "EmptyResultSet"
         )
@@ -104,7 +106,7 @@ async def test_tc_n_01_csms_get_monitoring_report_with_monitoring_criteria(tmp_p
 
 
 async def test_tc_n_02_csms_get_monitoring_report_with_component_variable(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N02") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N02") as station:
         body = {"component_variables": [{"component": STATION, "variable": {"name": "Power"}}]}
         sent, _ = await refresh(octt, station, "N02", body, "EmptyResultSet")
         assert sent["componentVariable"] == [
@@ -133,7 +135,7 @@ async def test_tc_n_02_csms_get_monitoring_report_with_component_variable(tmp_pa
 async def test_tc_n_03_csms_get_monitoring_report_with_criteria_and_component_variable(
     tmp_path: Path,
 ) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N03") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N03") as station:
         body: dict[str, Any] = {
             "monitoring_criteria": ["DeltaMonitoring"],
             "component_variables": [
@@ -170,7 +172,7 @@ async def test_tc_n_03_csms_get_monitoring_report_with_criteria_and_component_va
 async def test_tc_n_60_csms_get_monitoring_report_with_criteria_and_list_of_components(
     tmp_path: Path,
 ) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N60") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N60") as station:
         power = [
             {"component": STATION, "variable": {"name": "Power"}},
             {"component": EVSE1, "variable": {"name": "Power"}},
@@ -201,7 +203,7 @@ async def test_tc_n_60_csms_get_monitoring_report_with_criteria_and_list_of_comp
 
 
 async def test_tc_n_47_csms_get_monitoring_report_all(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N47") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N47") as station:
         sent, _ = await refresh(octt, station, "N47", {}, "Accepted")
         assert "monitoringCriteria" not in sent and "componentVariable" not in sent
         parts = [[monitoring(STATION, "Power", i, "UpperThreshold", 1000 * i)] for i in range(1, 4)]
@@ -212,7 +214,7 @@ async def test_tc_n_47_csms_get_monitoring_report_all(tmp_path: Path) -> None:
 
 
 async def customer(
-    octt: Octt, station: OcttStation, station_id: str, body: dict[str, Any], data: list[str]
+    octt: Hop, station: RawStation201, station_id: str, body: dict[str, Any], data: list[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The operator's CustomerInformation, the station's Accepted and its parts: the
     request the station got and what the API shows afterwards."""
@@ -237,7 +239,7 @@ async def customer(
 
 
 async def test_tc_n_27_csms_get_customer_information_accepted_and_data(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N27") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N27") as station:
         sent, kept = await customer(
             octt, station, "N27", {"report": True, "id_token": TOKEN}, ["cached since ", "2026"]
         )
@@ -246,7 +248,7 @@ async def test_tc_n_27_csms_get_customer_information_accepted_and_data(tmp_path:
 
 
 async def test_tc_n_28_csms_get_customer_information_accepted_and_no_data(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N28") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N28") as station:
         sent, kept = await customer(
             octt, station, "N28", {"report": True, "id_token": TOKEN}, ["No data found"]
         )
@@ -257,7 +259,7 @@ async def test_tc_n_28_csms_get_customer_information_accepted_and_no_data(tmp_pa
 async def test_tc_n_30_csms_clear_customer_information_clear_and_report_with_data(
     tmp_path: Path,
 ) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N30") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N30") as station:
         body = {"report": True, "clear": True, "id_token": TOKEN}
         sent, kept = await customer(octt, station, "N30", body, ["token in cache"])
         assert (sent["report"], sent["clear"], sent["idToken"]) == (True, True, TOKEN)
@@ -267,7 +269,7 @@ async def test_tc_n_30_csms_clear_customer_information_clear_and_report_with_dat
 async def test_tc_n_31_csms_clear_customer_information_clear_and_report_no_data(
     tmp_path: Path,
 ) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N31") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N31") as station:
         body = {"report": True, "clear": True, "id_token": TOKEN}
         sent, kept = await customer(octt, station, "N31", body, [""])
         assert (sent["report"], sent["clear"]) == (True, True)
@@ -275,7 +277,7 @@ async def test_tc_n_31_csms_clear_customer_information_clear_and_report_no_data(
 
 
 async def test_tc_n_32_csms_clear_customer_information_clear_and_no_report(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N32") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N32") as station:
         body = {"report": False, "clear": True, "id_token": TOKEN}
         sent, kept = await customer(octt, station, "N32", body, ["Cleared"])
         assert (sent["report"], sent["clear"], sent["idToken"]) == (False, True, TOKEN)
@@ -285,7 +287,7 @@ async def test_tc_n_32_csms_clear_customer_information_clear_and_no_report(tmp_p
 async def test_tc_n_62_csms_clear_customer_information_by_customer_identifier(
     tmp_path: Path,
 ) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N62") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N62") as station:
         body = {"report": True, "clear": True, "customer_identifier": "OpenChargeAlliance"}
         sent, kept = await customer(octt, station, "N62", body, ["customer data"])
         assert sent["customerIdentifier"] == "OpenChargeAlliance"
@@ -297,7 +299,7 @@ async def test_tc_n_62_csms_clear_customer_information_by_customer_identifier(
 async def test_tc_n_63_csms_clear_customer_information_by_customer_certificate(
     tmp_path: Path,
 ) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N63") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N63") as station:
         body = {"report": True, "clear": True, "customer_certificate": CERTIFICATE}
         sent, kept = await customer(octt, station, "N63", body, ["certificate removed"])
         assert (sent["report"], sent["clear"]) == (True, True)
@@ -308,7 +310,7 @@ async def test_tc_n_63_csms_clear_customer_information_by_customer_certificate(
 async def test_tc_n_46_csms_clear_customer_information_updates_the_local_list(
     tmp_path: Path,
 ) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N46") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N46") as station:
         station.answers["GetLocalListVersion"] = {"versionNumber": 4}
         body = {"report": True, "clear": True, "id_token": TOKEN}
         sent, _ = await customer(octt, station, "N46", body, ["in the local list"])
@@ -352,7 +354,7 @@ def availability_delta(component: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_tc_n_05_csms_set_monitoring_base_success(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N05") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N05") as station:
         for count, base in enumerate(("All", "FactoryDefault", "HardWiredOnly"), start=1):
             response = await octt.api.post(
                 "/stations/N05/monitors/base", json={"monitoring_base": base}
@@ -364,7 +366,7 @@ async def test_tc_n_05_csms_set_monitoring_base_success(tmp_path: Path) -> None:
 
 
 async def test_tc_n_08_csms_set_variable_monitoring_one_element(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N08") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N08") as station:
         station.answers["SetVariableMonitoring"] = set_results
         response = await octt.api.post("/stations/N08/monitors", json=availability_delta(EVSE1))
         assert response.status_code == 201, response.text
@@ -376,7 +378,7 @@ async def test_tc_n_08_csms_set_variable_monitoring_one_element(tmp_path: Path) 
 
 
 async def test_tc_n_09_csms_set_variable_monitoring_multiple_elements(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N09") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N09") as station:
         station.answers["SetVariableMonitoring"] = set_results
         body = {"monitors": [availability_delta(EVSE1), availability_delta(STATION)]}
         response = await octt.api.post("/stations/N09/monitors/batch", json=body)
@@ -391,21 +393,21 @@ async def test_tc_n_09_csms_set_variable_monitoring_multiple_elements(tmp_path: 
 
 
 async def test_tc_n_16_csms_set_monitoring_level_success(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N16") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N16") as station:
         response = await octt.api.post("/stations/N16/monitors/level", json={"severity": 4})
         assert response.json() == {"status": "Accepted", "status_info": None}
         assert await station.received_call("SetMonitoringLevel") == {"severity": 4}
 
 
 async def test_tc_n_17_csms_set_monitoring_level_out_of_range(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N17") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N17") as station:
         station.answers["SetMonitoringLevel"] = {"status": "Rejected"}
         response = await octt.api.post("/stations/N17/monitors/level", json={"severity": 4})
         assert response.status_code == 200 and response.json()["status"] == "Rejected"
 
 
 async def test_tc_n_29_csms_get_customer_information_not_accepted(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N29") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N29") as station:
         station.answers["CustomerInformation"] = {"status": "Rejected"}
         body = {"report": True, "id_token": TOKEN}
         response = await octt.api.post("/stations/N29/customer-information", json=body)
@@ -415,7 +417,7 @@ async def test_tc_n_29_csms_get_customer_information_not_accepted(tmp_path: Path
 
 
 async def get_log(
-    octt: Octt, station: OcttStation, station_id: str, log_type: str, answer: str, count: int = 1
+    octt: Hop, station: RawStation201, station_id: str, log_type: str, answer: str, count: int = 1
 ) -> dict[str, Any]:
     station.answers["GetLog"] = {"status": answer, "filename": "octt.log"}
     response = await octt.api.post(f"/stations/{station_id}/logs", json={"log_type": log_type})
@@ -425,13 +427,13 @@ async def get_log(
     return sent
 
 
-async def log_statuses(octt: Octt, station_id: str) -> dict[int, str]:
+async def log_statuses(octt: Hop, station_id: str) -> dict[int, str]:
     logs = (await octt.api.get(f"/stations/{station_id}/logs")).json()
     return {r["request_id"]: r["status"] for r in logs}
 
 
 async def test_tc_n_34_csms_retrieve_log_information_rejected(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N34") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N34") as station:
         sent = await get_log(octt, station, "N34", "DiagnosticsLog", "Rejected")
         assert await log_statuses(octt, "N34") == {sent["requestId"]: "Rejected"}
 
@@ -440,7 +442,7 @@ async def test_tc_n_34_csms_retrieve_log_information_rejected(tmp_path: Path) ->
 async def test_tc_n_25_and_tc_n_35_csms_retrieve_log_information_success(
     tmp_path: Path, case: str, log_type: str
 ) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, case) as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, case) as station:
         sent = await get_log(octt, station, case, log_type, "Accepted")
         for status in ("Uploading", "Uploaded"):
             answer = await station.call(
@@ -451,7 +453,7 @@ async def test_tc_n_25_and_tc_n_35_csms_retrieve_log_information_success(
 
 
 async def test_tc_n_36_csms_retrieve_log_information_second_request(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N36") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N36") as station:
         first = (await get_log(octt, station, "N36", "DiagnosticsLog", "Accepted"))["requestId"]
         await station.call("LogStatusNotification", {"status": "Uploading", "requestId": first})
         second = await get_log(octt, station, "N36", "DiagnosticsLog", "AcceptedCanceled", 2)
@@ -470,7 +472,7 @@ async def test_tc_n_36_csms_retrieve_log_information_second_request(tmp_path: Pa
 
 
 async def test_tc_n_44_csms_clear_monitoring_rejected(tmp_path: Path) -> None:
-    async with diagnostics_cloud(tmp_path) as octt, octt_station(octt, "N44") as station:
+    async with diagnostics_cloud(tmp_path) as octt, station201(octt, "N44") as station:
         station.answers["SetVariableMonitoring"] = set_results
         await octt.api.post("/stations/N44/monitors", json=availability_delta(EVSE1))
         station.answers["ClearVariableMonitoring"] = {

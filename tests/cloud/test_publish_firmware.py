@@ -15,7 +15,8 @@ import pytest
 
 from plugstream.cloud.storage import Store
 from plugstream.cloud.storage.firmware import FirmwareImage
-from tests.cloud.v2g_station import Station201, api, station201
+from tests.cloud.raw_station201 import RawStation201
+from tests.cloud.v2g_station import api, station201
 from tests.support import Cloud, running_cloud
 
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
@@ -50,7 +51,7 @@ async def repo(tmp_path: Path) -> AsyncIterator[Repo]:
         yield Repo(cloud, image, hashlib.md5(IMAGE, usedforsecurity=False).hexdigest())
 
 
-async def _publish(repo: Repo, cs: Station201, station_id: str) -> int:
+async def _publish(repo: Repo, cs: RawStation201, station_id: str) -> int:
     """Steps 1-2: the CSMS sends PublishFirmware (the operator asks), the station accepts."""
     async with api(repo.cloud) as client:
         answer = await client.post(
@@ -70,7 +71,7 @@ async def _publish(repo: Repo, cs: Station201, station_id: str) -> int:
     return int(sent["requestId"])
 
 
-async def _notify(cs: Station201, request_id: int, *statuses: str) -> None:
+async def _notify(cs: RawStation201, request_id: int, *statuses: str) -> None:
     for status in statuses:
         payload: dict[str, object] = {"status": status, "requestId": request_id}
         if status == "Published":

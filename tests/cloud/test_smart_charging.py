@@ -4,29 +4,21 @@ raw WebSocket against a real cloud on loopback, and the REST resources."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import itertools
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.typing import Subprotocol
 
 from plugstream.cloud.smart_charging.schedules import cloud_profile_id
 from plugstream.cloud.storage import Store
 from plugstream.cloud.storage.smart_charging import SiteConflict
-from tests.support import WAIT, Cloud, running_cloud, until
+from tests.cloud.raw_station201 import Answer, RawStation201, station201
+from tests.support import Cloud, until
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-TOKEN = "smart-charging-test-token"
 
 
 # -- storage ----------------------------------------------------------------------------
@@ -143,88 +135,31 @@ async def test_storage_keeps_sites_and_a_station_in_one_site_only(store: Store) 
 # -- a 2.0.1 station played over a raw WebSocket (the OCTT's side) -----------------------
 
 
-class Octt:
-    """The OCTT's station: sends CALLs and answers the CSMS's with ``answers``."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.received: list[tuple[str, dict[str, Any]]] = []  # the CSMS's CALLs
-        self.answers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "SetChargingProfile": lambda _: {"status": "Accepted"},
-            "ClearChargingProfile": lambda _: {"status": "Accepted"},
-            "GetChargingProfiles": lambda _: {"status": "Accepted"},
-            "GetCompositeSchedule": lambda p: {
-                "status": "Accepted",
-                "schedule": {
-                    "evseId": p["evseId"],
-                    "duration": p["duration"],
-                    "scheduleStart": "2026-03-01T08:00:00.000Z",
-                    "chargingRateUnit": p.get("chargingRateUnit", "A"),
-                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}],
-                },
-            },
-        }
-        self._pending: dict[str, asyncio.Future[Any]] = {}
-        self._ids = itertools.count(1)
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for text in self.ws:
-            frame = orjson.loads(text)
-            if frame[0] == 2:
-                _, message_id, action, payload = frame
-                self.received.append((action, payload))
-                answer = self.answers[action](payload)
-                await self.ws.send(orjson.dumps([3, message_id, answer]).decode())
-            elif frame[1] in self._pending:
-                future = self._pending.pop(frame[1])
-                if frame[0] == 3:
-                    future.set_result(frame[2])
-                else:
-                    future.set_exception(AssertionError(f"CALLERROR {frame[2:]}"))
-
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        message_id = f"m{next(self._ids)}"
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[message_id] = future
-        await self.ws.send(orjson.dumps([2, message_id, action, payload]).decode())
-        answer: dict[str, Any] = await asyncio.wait_for(future, WAIT)
-        return answer
-
-    def calls(self, action: str) -> list[dict[str, Any]]:
-        return [payload for name, payload in self.received if name == action]
-
-    async def close(self) -> None:
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
-            await self._reader
+#: what the OCTT's station answers the CSMS's K requests besides {"status": "Accepted"}
+K_ANSWERS: dict[str, Answer] = {
+    "GetCompositeSchedule": lambda p: {
+        "status": "Accepted",
+        "schedule": {
+            "evseId": p["evseId"],
+            "duration": p["duration"],
+            "scheduleStart": "2026-03-01T08:00:00.000Z",
+            "chargingRateUnit": p.get("chargingRateUnit", "A"),
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}],
+        },
+    },
+}
 
 
-@contextlib.asynccontextmanager
-async def octt(cloud: Cloud, station_id: str) -> AsyncIterator[Octt]:
-    async with websockets.connect(
-        cloud.url(station_id), subprotocols=[Subprotocol("ocpp2.0.1")]
-    ) as ws:
-        station = Octt(ws)
-        try:
-            boot = await station.call(
-                "BootNotification",
-                {
-                    "reason": "PowerUp",
-                    "chargingStation": {"model": "OCTT", "vendorName": "OCA"},
-                },
-            )
-            assert boot["status"] == "Accepted"
-            yield station
-        finally:
-            await station.close()
+def octt(cloud: Cloud, station_id: str) -> contextlib.AbstractAsyncContextManager[RawStation201]:
+    """The OCTT's station, booted, answering the K requests."""
+    return station201(cloud, station_id, K_ANSWERS)
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def start_transaction(cs: Octt, transaction_id: str, evse_id: int = 1) -> None:
+async def start_transaction(cs: RawStation201, transaction_id: str, evse_id: int = 1) -> None:
     await cs.call(
         "TransactionEvent",
         {
@@ -239,7 +174,7 @@ async def start_transaction(cs: Octt, transaction_id: str, evse_id: int = 1) -> 
 
 
 async def transaction_event(
-    cs: Octt,
+    cs: RawStation201,
     transaction_id: str,
     seq_no: int,
     trigger: str,
@@ -278,21 +213,11 @@ def schedule(*periods: tuple[int, float], unit: str = "A") -> dict[str, Any]:
 
 
 @pytest.fixture
-async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
-    async with running_cloud(tmp_path, api_token=TOKEN) as running:
-        for station_id in ("CS1", "CS2", "CS3"):
-            await running.store.stations.register(station_id, security_profile=0)
-        yield running
-
-
-@pytest.fixture
-async def api(cloud: Cloud) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{cloud.port}/api/v1",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=WAIT,
-    ) as client:
-        yield client
+async def cloud(cloud: Cloud) -> Cloud:
+    """tests/cloud/conftest.py's, with CS1..CS3 registered beforehand (a site names them)."""
+    for station_id in ("CS1", "CS2", "CS3"):
+        await cloud.store.stations.register(station_id, security_profile=0)
+    return cloud
 
 
 # -- K09: GetChargingProfiles / ReportChargingProfiles ----------------------------------
@@ -314,7 +239,11 @@ PROFILE = {
 
 
 async def _refresh_and_report(
-    cs: Octt, api: httpx.AsyncClient, body: dict[str, Any], *, evses: tuple[int, ...] = (1,)
+    cs: RawStation201,
+    api: httpx.AsyncClient,
+    body: dict[str, Any],
+    *,
+    evses: tuple[int, ...] = (1,),
 ) -> dict[str, Any]:
     """Steps 1-4 of TC_K_29..35: the operator's refresh sends GetChargingProfiles, the
     station reports with the requestId it got, the CSMS answers each report and keeps it."""
@@ -548,7 +477,7 @@ async def test_tc_k_51_csms_cleared_charging_limit_with_ongoing_transaction(
 # -- K15-K17: ISO 15118 charging needs and schedules ------------------------------------
 
 
-async def _iso15118_smart_charging(cs: Octt, transaction_id: str) -> dict[str, Any]:
+async def _iso15118_smart_charging(cs: RawStation201, transaction_id: str) -> dict[str, Any]:
     """Reusable state ISO15118SmartCharging: the needs are Accepted and the CSMS sends a
     TxProfile for the transaction with no more periods than maxScheduleTuples (K15.FR.07)."""
     before = len(cs.calls("SetChargingProfile"))
@@ -567,6 +496,33 @@ async def _iso15118_smart_charging(cs: Octt, transaction_id: str) -> dict[str, A
     return request
 
 
+async def _ev_schedule(cs: RawStation201, charging_schedule: dict[str, Any]) -> dict[str, Any]:
+    """The EV's schedule for EVSE 1 (NotifyEVChargingSchedule, now): the CSMS's answer."""
+    return await cs.call(
+        "NotifyEVChargingSchedule",
+        {"timeBase": now_iso(), "evseId": 1, "chargingSchedule": charging_schedule},
+    )
+
+
+async def _operator_tx_profile(
+    api: httpx.AsyncClient, profile_id: int, transaction_id: str
+) -> None:
+    """The operator sets a relative TxProfile of 10 A for the transaction on EVSE 1, and
+    the station accepts it (the renegotiation the CSMS starts, K16)."""
+    tx_profile = {
+        "id": profile_id,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Relative",
+        "transactionId": transaction_id,
+        "chargingSchedule": [schedule((0, 10))],
+    }
+    answer = await api.post(
+        "/stations/CS1/charging-profiles", json={"evseId": 1, "chargingProfile": tx_profile}
+    )
+    assert answer.json()["status"] == "Accepted"
+
+
 @pytest.mark.socket
 async def test_tc_k_53_csms_load_leveling_based_on_high_level_communication(
     cloud: Cloud, api: httpx.AsyncClient
@@ -576,14 +532,7 @@ async def test_tc_k_53_csms_load_leveling_based_on_high_level_communication(
         request = await _iso15118_smart_charging(cs, "TX53")
         sent = request["chargingProfile"]["chargingSchedule"][0]
         assert sent["chargingSchedulePeriod"][0]["limit"] == 20  # the EV's max, within 32 A
-        answer = await cs.call(
-            "NotifyEVChargingSchedule",
-            {
-                "timeBase": now_iso(),
-                "evseId": 1,
-                "chargingSchedule": sent,
-            },
-        )
+        answer = await _ev_schedule(cs, sent)
         assert answer == {"status": "Accepted"}  # K15.FR.11
         await transaction_event(cs, "TX53", 1, "ChargingStateChanged", chargingState="Charging")
         records = (await api.get("/stations/CS1/ev-charging-needs")).json()
@@ -602,14 +551,7 @@ async def test_tc_k_55_csms_ev_charging_profile_exceeds_limits(
     async with octt(cloud, "CS1") as cs:
         await start_transaction(cs, "TX55")
         await _iso15118_smart_charging(cs, "TX55")
-        answer = await cs.call(
-            "NotifyEVChargingSchedule",
-            {
-                "timeBase": now_iso(),
-                "evseId": 1,
-                "chargingSchedule": schedule((0, 40)),
-            },
-        )
+        answer = await _ev_schedule(cs, schedule((0, 40)))
         assert answer["status"] == "Rejected"  # K15.FR.12
         await transaction_event(cs, "TX55", 1, "ChargingStateChanged", chargingState="Charging")
         await until(lambda: len(cs.calls("SetChargingProfile")) == 2, "renegotiation (K15.FR.13)")
@@ -618,14 +560,7 @@ async def test_tc_k_55_csms_ev_charging_profile_exceeds_limits(
         assert again["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
         assert again["chargingProfile"]["transactionId"] == "TX55"
         sent = again["chargingProfile"]["chargingSchedule"][0]
-        answer = await cs.call(
-            "NotifyEVChargingSchedule",
-            {
-                "timeBase": now_iso(),
-                "evseId": 1,
-                "chargingSchedule": sent,
-            },
-        )
+        answer = await _ev_schedule(cs, sent)
         assert answer == {"status": "Accepted"}
         await transaction_event(cs, "TX55", 2, "ChargingRateChanged")
 
@@ -639,14 +574,7 @@ async def test_tc_k_57_csms_renegotiating_initiated_by_ev(
         await _iso15118_smart_charging(cs, "TX57")
         request = await _iso15118_smart_charging(cs, "TX57")  # new needs: a new schedule
         await transaction_event(cs, "TX57", 1, "ChargingRateChanged")
-        answer = await cs.call(
-            "NotifyEVChargingSchedule",
-            {
-                "timeBase": now_iso(),
-                "evseId": 1,
-                "chargingSchedule": request["chargingProfile"]["chargingSchedule"][0],
-            },
-        )
+        answer = await _ev_schedule(cs, request["chargingProfile"]["chargingSchedule"][0])
         assert answer == {"status": "Accepted"}
         await transaction_event(cs, "TX57", 2, "ChargingRateChanged")
 
@@ -658,30 +586,12 @@ async def test_tc_k_58_csms_renegotiating_initiated_by_csms(
     async with octt(cloud, "CS1") as cs:
         await start_transaction(cs, "TX58")
         await _iso15118_smart_charging(cs, "TX58")
-        tx_profile = {
-            "id": 58,
-            "stackLevel": 0,
-            "chargingProfilePurpose": "TxProfile",
-            "chargingProfileKind": "Relative",
-            "transactionId": "TX58",
-            "chargingSchedule": [schedule((0, 10))],
-        }
-        answer = await api.post(
-            "/stations/CS1/charging-profiles", json={"evseId": 1, "chargingProfile": tx_profile}
-        )
-        assert answer.json()["status"] == "Accepted"
+        await _operator_tx_profile(api, 58, "TX58")
         request = cs.calls("SetChargingProfile")[-1]
         assert request["evseId"] == 1
         assert request["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
         assert request["chargingProfile"]["transactionId"] == "TX58"
-        reply = await cs.call(
-            "NotifyEVChargingSchedule",
-            {
-                "timeBase": now_iso(),
-                "evseId": 1,
-                "chargingSchedule": schedule((0, 10)),
-            },
-        )
+        reply = await _ev_schedule(cs, schedule((0, 10)))
         assert reply == {"status": "Accepted"}
         await transaction_event(cs, "TX58", 1, "ChargingRateChanged")
 
@@ -693,27 +603,9 @@ async def test_tc_k_59_csms_renegotiating_initiated_by_csms_send_notify_ev_charg
     async with octt(cloud, "CS1") as cs:
         await start_transaction(cs, "TX59")
         await _iso15118_smart_charging(cs, "TX59")
-        tx_profile = {
-            "id": 59,
-            "stackLevel": 0,
-            "chargingProfilePurpose": "TxProfile",
-            "chargingProfileKind": "Relative",
-            "transactionId": "TX59",
-            "chargingSchedule": [schedule((0, 10))],
-        }
-        answer = await api.post(
-            "/stations/CS1/charging-profiles", json={"evseId": 1, "chargingProfile": tx_profile}
-        )
-        assert answer.json()["status"] == "Accepted"
+        await _operator_tx_profile(api, 59, "TX59")
         request = await _iso15118_smart_charging(cs, "TX59")  # the EV resends its needs
-        reply = await cs.call(
-            "NotifyEVChargingSchedule",
-            {
-                "timeBase": now_iso(),
-                "evseId": 1,
-                "chargingSchedule": request["chargingProfile"]["chargingSchedule"][0],
-            },
-        )
+        reply = await _ev_schedule(cs, request["chargingProfile"]["chargingSchedule"][0])
         assert reply == {"status": "Accepted"}
         await transaction_event(cs, "TX59", 1, "ChargingRateChanged")
 
@@ -844,7 +736,7 @@ async def test_a_site_divides_its_current_as_transactions_start_and_end(
         )
     ).json()
 
-    def limits(cs: Octt) -> list[float]:
+    def limits(cs: RawStation201) -> list[float]:
         return [
             p["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"]
             for p in cs.calls("SetChargingProfile")

@@ -4,20 +4,17 @@ breakdown, CostUpdated on demand, and 4xx with a reason on every bad request."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.cloud.test_tariffs_octt import VALID_TOKEN, event, wire_station
-from tests.support import Cloud, running_cloud, until
+from tests.support import Cloud, until
 
 pytestmark = pytest.mark.socket
 
-TOKEN = "tariff-test-token"
 STANDARD = {
     "name": "Standard",
     "currency": "EUR",
@@ -30,22 +27,6 @@ STANDARD = {
     "language": "en",
     "is_default": True,
 }
-
-
-@pytest.fixture
-async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
-    async with running_cloud(tmp_path, api_token=TOKEN, auto_register_unsecured=True) as c:
-        yield c
-
-
-@pytest.fixture
-async def api(cloud: Cloud) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{cloud.port}/api/v1",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10,
-    ) as client:
-        yield client
 
 
 def detail(response: httpx.Response, status: int) -> str:
@@ -156,8 +137,8 @@ async def test_a_transaction_shows_its_cost_and_breakdown(
         sent = await api.post(f"/transactions/{stored.id}/cost-updated")
         assert sent.status_code == 200, sent.text
         assert sent.json()["last_cost_updated"] == sent.json()["total_cost"]
-        await until(lambda: cs.cost_updates, "the CostUpdated")
-        assert cs.cost_updates[-1] == {
+        await until(lambda: cs.calls("CostUpdated"), "the CostUpdated")
+        assert cs.calls("CostUpdated")[-1] == {
             "totalCost": running["totalCost"],
             "transactionId": "REST-TX",
         }

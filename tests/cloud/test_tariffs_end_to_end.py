@@ -5,7 +5,6 @@ charges, and the answer to its Ended event carries the final cost the cloud stor
 from __future__ import annotations
 
 import functools
-import random
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from plugstream.station.clock import ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
-from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station201 import Station201
-from tests.cloud.raw_station201 import Hop, hop_cloud
+from tests.cloud.raw_station201 import Hop, hop_cloud, ocpp_url, our_station
 from tests.support import running, until
 
 pytestmark = pytest.mark.socket
@@ -32,25 +29,6 @@ TARIFF = {
     "is_default": True,
     "personal_message": "0.50 EUR + 0.35 EUR/kWh + 0.01 EUR/min, VAT incl. 19%",
 }
-
-
-def new_station(hop: Hop, station_id: str, tmp_path: Path) -> tuple[Station201, ManualClock]:
-    clock = ManualClock(hop.clock.now)
-    station = Station201(
-        station_id,
-        PLUGSTREAM_7,
-        tmp_path / station_id,
-        clock=clock,
-        rng=random.Random(15),
-        device_model_defaults={
-            "SampledDataCtrlr.TxUpdatedInterval": "60",
-            "OCPPCommCtrlr.RetryBackOffWaitMinimum": "1",
-            "OCPPCommCtrlr.RetryBackOffRandomRange": "0",
-            "OCPPCommCtrlr.RetryBackOffRepeatTimes": "0",
-        },
-        call_timeout=5.0,
-    )
-    return station, clock
 
 
 async def ended_answer(hop: Hop, station_id: str, transaction_id: str) -> dict[str, Any]:
@@ -87,8 +65,10 @@ async def test_a_session_priced_by_a_tariff_gets_cost_updates_and_its_final_cost
         made = await hop.api.post("/tariffs", json=TARIFF)
         assert made.status_code == 201, made.text
         assert (await hop.api.put("/id-tokens/TAG-COST", json={})).status_code in (200, 201)
-        station, clock = new_station(hop, "E2E-COST", tmp_path)
-        async with running(station, f"ws://127.0.0.1:{hop.cloud.port}/ocpp", online=True):
+        station, clock = our_station(
+            hop, "E2E-COST", tmp_path, seed=15, **{"SampledDataCtrlr.TxUpdatedInterval": "60"}
+        )
+        async with running(station, ocpp_url(hop), online=True):
             station.plug_in(Ev(CITY_CAR, soc=20.0))
             assert await station.swipe("TAG-COST")
             tx = station.transaction

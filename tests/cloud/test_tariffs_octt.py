@@ -4,93 +4,32 @@ real PlugStream Cloud on loopback configured with a tariff based on energy consu
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.typing import Subprotocol
 
 from plugstream.cloud.storage import IdTokenRecord
 from plugstream.cloud.storage.device_model import ComponentVariable
 from plugstream.cloud.storage.tariffs import TariffData
-from plugstream.ocpp import OcppVersion, schemas
 from plugstream.ocpp.datetimes import format_time
-from tests.support import WAIT, Cloud, running_cloud, until
+from tests.cloud.raw_station201 import RawStation201, station201
+from tests.support import Cloud, until
 
 pytestmark = pytest.mark.socket
 
 VALID_TOKEN = {"idToken": "OCTT-VALID-1", "type": "ISO14443"}
 D = Decimal
-CHECK = schemas(OcppVersion.V201)
 
 
-class WireStation:
-    """A 2.0.1 station as the OCTT plays it: it sends CALLs and checks the answers against
-    the schemas, and answers the CSMS's CostUpdated (recorded) with ``{}``."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.ids = itertools.count(1)
-        self.waiting: dict[str, asyncio.Future[Any]] = {}
-        self.cost_updates: list[dict[str, Any]] = []
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for text in self.ws:
-            frame = orjson.loads(text)
-            if frame[0] == 2:
-                _, message_id, action, payload = frame
-                assert CHECK.validate(action, "request", payload) is None, (action, payload)
-                if action == "CostUpdated":
-                    self.cost_updates.append(payload)
-                    await self.ws.send(orjson.dumps([3, message_id, {}]).decode())
-                continue
-            found = self.waiting.pop(frame[1], None)
-            if found is not None:
-                found.set_result(frame)
-
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        assert CHECK.validate(action, "request", payload) is None, f"bad test payload {action}"
-        message_id = str(next(self.ids))
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.waiting[message_id] = answer
-        await self.ws.send(orjson.dumps([2, message_id, action, payload]).decode())
-        frame = await asyncio.wait_for(answer, WAIT)
-        assert frame[0] == 3, f"{action} answered {frame}"
-        assert CHECK.validate(action, "response", frame[2]) is None, (action, frame[2])
-        result: dict[str, Any] = frame[2]
-        return result
-
-
-@contextlib.asynccontextmanager
-async def wire_station(cloud: Cloud, station_id: str) -> AsyncIterator[WireStation]:
-    async with websockets.connect(
-        cloud.url(station_id), subprotocols=[Subprotocol("ocpp2.0.1")]
-    ) as ws:
-        station = WireStation(ws)
-        try:
-            boot = await station.call(
-                "BootNotification",
-                {
-                    "chargingStation": {"vendorName": "OCTT", "model": "Tool"},
-                    "reason": "PowerUp",
-                },
-            )
-            assert boot["status"] == "Accepted"
-            yield station
-        finally:
-            station.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
-                await station.reader
+def wire_station(
+    cloud: Cloud, station_id: str
+) -> contextlib.AbstractAsyncContextManager[RawStation201]:
+    """A 2.0.1 station as the OCTT plays it: every frame checked against the schemas, and
+    the CSMS's CostUpdated (kept with the other CALLs it got) answered with ``{}``."""
+    return station201(cloud, station_id, {"CostUpdated": {}}, checked=True)
 
 
 def iso(at: datetime) -> str:
@@ -155,97 +94,90 @@ async def energy_tariff(cloud: Cloud, **fields: Any) -> None:
     await cloud.store.id_tokens.put(IdTokenRecord(VALID_TOKEN["idToken"]))
 
 
-async def test_tc_i_01_csms_running_total_cost_during_charging(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path, auto_register_unsecured=True) as cloud:
-        await energy_tariff(cloud)
-        async with wire_station(cloud, "OCTT-I01") as cs:
-            # 1-2: Authorize, accepted; the driver is shown the tariff (I01.FR.01)
-            answer = await cs.call("Authorize", {"idToken": VALID_TOKEN})
-            assert answer["idTokenInfo"]["status"] == "Accepted"
-            assert answer["idTokenInfo"]["personalMessage"]["content"] == "0.25 EUR/kWh + 20% VAT"
-            t0 = datetime.now(UTC).replace(microsecond=0)
-            tx: dict[str, Any] = {"tx_id": "I01-TX"}
-            # the transaction begins (TxStartPoint Authorized), 3-4: Updated Authorized
-            await cs.call("TransactionEvent", event("Started", 0, t0, "Authorized", **tx, wh=0,
-                          context="Transaction.Begin", idToken=VALID_TOKEN))  # fmt: skip
-            answer = await cs.call(
-                "TransactionEvent",
-                event("Updated", 1, t0, "Authorized", **tx, idToken=VALID_TOKEN),
-            )
-            assert answer["idTokenInfo"]["status"] == "Accepted"
-            # 5-6: EVConnectedPreSession, EnergyTransferStarted
-            await cs.call("TransactionEvent", event("Updated", 2, t0, "CablePluggedIn", **tx,
-                          state="EVConnected"))  # fmt: skip
-            await cs.call("TransactionEvent", event("Updated", 3, t0, "ChargingStateChanged",
-                          **tx, state="Charging"))  # fmt: skip
-            # 7-10: two periodic meter values; each answer carries the running cost, and
-            # the CSMS sends CostUpdated with the transaction's id
-            totals = []
-            for n, wh in ((4, 2000), (5, 4000)):
-                at = t0 + timedelta(seconds=60 * (n - 3))
-                answer = await cs.call("TransactionEvent", event("Updated", n, at,
-                                       "MeterValuePeriodic", **tx, wh=wh))  # fmt: skip
-                totals.append(answer["totalCost"])
-            assert totals == [0.6, 1.2]  # 2 kWh x 0.25 + 20 % VAT; then 4 kWh
-            await until(lambda: len(cs.cost_updates) >= 2, "two CostUpdated")
-            assert [u["transactionId"] for u in cs.cost_updates] == ["I01-TX", "I01-TX"]
-            assert cs.cost_updates[-1]["totalCost"] == 1.2
+async def test_tc_i_01_csms_running_total_cost_during_charging(cloud: Cloud) -> None:
+    await energy_tariff(cloud)
+    async with wire_station(cloud, "OCTT-I01") as cs:
+        # 1-2: Authorize, accepted; the driver is shown the tariff (I01.FR.01)
+        answer = await cs.call("Authorize", {"idToken": VALID_TOKEN})
+        assert answer["idTokenInfo"]["status"] == "Accepted"
+        assert answer["idTokenInfo"]["personalMessage"]["content"] == "0.25 EUR/kWh + 20% VAT"
+        t0 = datetime.now(UTC).replace(microsecond=0)
+        tx: dict[str, Any] = {"tx_id": "I01-TX"}
+        # the transaction begins (TxStartPoint Authorized), 3-4: Updated Authorized
+        await cs.call("TransactionEvent", event("Started", 0, t0, "Authorized", **tx, wh=0,
+                      context="Transaction.Begin", idToken=VALID_TOKEN))  # fmt: skip
+        answer = await cs.call(
+            "TransactionEvent",
+            event("Updated", 1, t0, "Authorized", **tx, idToken=VALID_TOKEN),
+        )
+        assert answer["idTokenInfo"]["status"] == "Accepted"
+        # 5-6: EVConnectedPreSession, EnergyTransferStarted
+        await cs.call("TransactionEvent", event("Updated", 2, t0, "CablePluggedIn", **tx,
+                      state="EVConnected"))  # fmt: skip
+        await cs.call("TransactionEvent", event("Updated", 3, t0, "ChargingStateChanged",
+                      **tx, state="Charging"))  # fmt: skip
+        # 7-10: two periodic meter values; each answer carries the running cost, and
+        # the CSMS sends CostUpdated with the transaction's id
+        totals = []
+        for n, wh in ((4, 2000), (5, 4000)):
+            at = t0 + timedelta(seconds=60 * (n - 3))
+            answer = await cs.call("TransactionEvent", event("Updated", n, at,
+                                   "MeterValuePeriodic", **tx, wh=wh))  # fmt: skip
+            totals.append(answer["totalCost"])
+        assert totals == [0.6, 1.2]  # 2 kWh x 0.25 + 20 % VAT; then 4 kWh
+        await until(lambda: len(cs.calls("CostUpdated")) >= 2, "two CostUpdated")
+        assert [u["transactionId"] for u in cs.calls("CostUpdated")] == ["I01-TX", "I01-TX"]
+        assert cs.calls("CostUpdated")[-1]["totalCost"] == 1.2
 
 
-async def test_tc_i_02_csms_final_total_cost_after_charging(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path, auto_register_unsecured=True) as cloud:
-        await energy_tariff(cloud)
-        async with wire_station(cloud, "OCTT-I02") as cs:
-            t0 = datetime.now(UTC).replace(microsecond=0)
-            tx: dict[str, Any] = {"tx_id": "I02-TX"}
-            # 1: EVConnectedPreSession, the Started event with the Transaction.Begin 1000 Wh
-            await cs.call("TransactionEvent", event("Started", 0, t0, "CablePluggedIn", **tx,
-                          state="EVConnected", wh=1000, context="Transaction.Begin"))  # fmt: skip
-            # 2-3: Authorized, EnergyTransferStarted
-            answer = await cs.call("TransactionEvent", event("Updated", 1, t0, "Authorized",
-                                   **tx, idToken=VALID_TOKEN))  # fmt: skip
-            assert answer["idTokenInfo"]["status"] == "Accepted"
-            await cs.call("TransactionEvent", event("Updated", 2, t0, "ChargingStateChanged",
-                          **tx, state="Charging"))  # fmt: skip
-            # 4-5: StopAuthorized, EVConnectedPostSession
-            later = t0 + timedelta(minutes=30)
-            await cs.call("TransactionEvent", event("Updated", 3, later, "StopAuthorized", **tx,
-                          state="EVConnected", idToken=VALID_TOKEN))  # fmt: skip
-            # 6-7: the connector is Available
-            await cs.call("StatusNotification", {"timestamp": iso(later), "connectorStatus":
-                          "Available", "evseId": 1, "connectorId": 1})  # fmt: skip
-            await cs.call("NotifyEvent", {"generatedAt": iso(later), "seqNo": 0, "eventData": [{
-                "eventId": 1, "timestamp": iso(later), "trigger": "Delta",
-                "actualValue": "Available", "eventNotificationType": "HardWiredNotification",
-                "component": {"name": "Connector", "evse": {"id": 1, "connectorId": 1}},
-                "variable": {"name": "AvailabilityState"}}]})  # fmt: skip
-            # 8-9: Ended, EVCommunicationLost, 6000 Wh; the answer has totalCost
-            answer = await cs.call("TransactionEvent", event("Ended", 4, later,
-                                   "EVCommunicationLost", **tx, state="Idle", wh=6000,
-                                   context="Transaction.End",
-                                   transactionInfo={"transactionId": "I02-TX",
-                                                    "chargingState": "Idle",
-                                                    "stoppedReason": "EVDisconnected"}))  # fmt: skip
-            # 5 kWh x 0.25 EUR = 1.25 net, 20 % VAT 0.25: 1.50 (I03.FR.02)
-            assert answer["totalCost"] == 1.5
-            stored = await cloud.store.transactions.find("OCTT-I02", "I02-TX")
-            assert stored is not None
-            cost = await cloud.store.tariffs.get_cost(stored.id)
-            assert cost is not None and cost.final and cost.total_cost == D("1.50")
-            # a retry of the Ended event is answered the same, and costs nothing more
-            again = await cs.call("TransactionEvent", event("Ended", 4, later,
-                                  "EVCommunicationLost", **tx, state="Idle", wh=6000,
-                                  context="Transaction.End"))  # fmt: skip
-            assert again["totalCost"] == 1.5
+async def test_tc_i_02_csms_final_total_cost_after_charging(cloud: Cloud) -> None:
+    await energy_tariff(cloud)
+    async with wire_station(cloud, "OCTT-I02") as cs:
+        t0 = datetime.now(UTC).replace(microsecond=0)
+        tx: dict[str, Any] = {"tx_id": "I02-TX"}
+        # 1: EVConnectedPreSession, the Started event with the Transaction.Begin 1000 Wh
+        await cs.call("TransactionEvent", event("Started", 0, t0, "CablePluggedIn", **tx,
+                      state="EVConnected", wh=1000, context="Transaction.Begin"))  # fmt: skip
+        # 2-3: Authorized, EnergyTransferStarted
+        answer = await cs.call("TransactionEvent", event("Updated", 1, t0, "Authorized",
+                               **tx, idToken=VALID_TOKEN))  # fmt: skip
+        assert answer["idTokenInfo"]["status"] == "Accepted"
+        await cs.call("TransactionEvent", event("Updated", 2, t0, "ChargingStateChanged",
+                      **tx, state="Charging"))  # fmt: skip
+        # 4-5: StopAuthorized, EVConnectedPostSession
+        later = t0 + timedelta(minutes=30)
+        await cs.call("TransactionEvent", event("Updated", 3, later, "StopAuthorized", **tx,
+                      state="EVConnected", idToken=VALID_TOKEN))  # fmt: skip
+        # 6-7: the connector is Available
+        await cs.call("StatusNotification", {"timestamp": iso(later), "connectorStatus":
+                      "Available", "evseId": 1, "connectorId": 1})  # fmt: skip
+        await cs.call("NotifyEvent", {"generatedAt": iso(later), "seqNo": 0, "eventData": [{
+            "eventId": 1, "timestamp": iso(later), "trigger": "Delta",
+            "actualValue": "Available", "eventNotificationType": "HardWiredNotification",
+            "component": {"name": "Connector", "evse": {"id": 1, "connectorId": 1}},
+            "variable": {"name": "AvailabilityState"}}]})  # fmt: skip
+        # 8-9: Ended, EVCommunicationLost, 6000 Wh; the answer has totalCost
+        answer = await cs.call("TransactionEvent", event("Ended", 4, later,
+                               "EVCommunicationLost", **tx, state="Idle", wh=6000,
+                               context="Transaction.End",
+                               transactionInfo={"transactionId": "I02-TX",
+                                                "chargingState": "Idle",
+                                                "stoppedReason": "EVDisconnected"}))  # fmt: skip
+        # 5 kWh x 0.25 EUR = 1.25 net, 20 % VAT 0.25: 1.50 (I03.FR.02)
+        assert answer["totalCost"] == 1.5
+        stored = await cloud.store.transactions.find("OCTT-I02", "I02-TX")
+        assert stored is not None
+        cost = await cloud.store.tariffs.get_cost(stored.id)
+        assert cost is not None and cost.final and cost.total_cost == D("1.50")
+        # a retry of the Ended event is answered the same, and costs nothing more
+        again = await cs.call("TransactionEvent", event("Ended", 4, later,
+                              "EVCommunicationLost", **tx, state="Idle", wh=6000,
+                              context="Transaction.End"))  # fmt: skip
+        assert again["totalCost"] == 1.5
 
 
-async def test_a_free_session_is_answered_zero_and_an_unpriced_one_no_cost(
-    tmp_path: Path,
-) -> None:
-    async with (
-        running_cloud(tmp_path, auto_register_unsecured=True) as cloud,
-        wire_station(cloud, "OCTT-FREE") as cs,
-    ):
+async def test_a_free_session_is_answered_zero_and_an_unpriced_one_no_cost(cloud: Cloud) -> None:
+    async with wire_station(cloud, "OCTT-FREE") as cs:
         t0 = datetime.now(UTC).replace(microsecond=0)
         # no tariff at all: the cost is not known, so it is not answered
         answer = await cs.call("TransactionEvent", event("Started", 0, t0, "CablePluggedIn",
@@ -262,28 +194,25 @@ async def test_a_free_session_is_answered_zero_and_an_unpriced_one_no_cost(
 
 
 async def test_a_station_that_reported_it_cannot_show_tariffs_is_sent_no_tariff_text(
-    tmp_path: Path,
+    cloud: Cloud,
 ) -> None:
     """I01.FR.02: tariff text only to a station that supports tariffs or display messages."""
-    async with running_cloud(tmp_path, auto_register_unsecured=True) as cloud:
-        await energy_tariff(cloud)
-        async with wire_station(cloud, "OCTT-NODISPLAY") as cs:
-            answer = await cs.call("Authorize", {"idToken": VALID_TOKEN})
-            assert "personalMessage" in answer["idTokenInfo"]  # not reported: it may show it
-            await cloud.store.device_model.set_values(
-                "OCTT-NODISPLAY",
-                [
-                    (
-                        ComponentVariable(
-                            "TariffCostCtrlr", "Available", variable_instance="Tariff"
-                        ),
-                        "Actual",
-                        "false",
-                    ),
-                    (ComponentVariable("DisplayMessageCtrlr", "Available"), "Actual", "false"),
-                ],
-                "GetVariables",
-                datetime.now(UTC),
-            )
-            answer = await cs.call("Authorize", {"idToken": VALID_TOKEN})
-            assert answer["idTokenInfo"] == {"status": "Accepted"}
+    await energy_tariff(cloud)
+    async with wire_station(cloud, "OCTT-NODISPLAY") as cs:
+        answer = await cs.call("Authorize", {"idToken": VALID_TOKEN})
+        assert "personalMessage" in answer["idTokenInfo"]  # not reported: it may show it
+        await cloud.store.device_model.set_values(
+            "OCTT-NODISPLAY",
+            [
+                (
+                    ComponentVariable("TariffCostCtrlr", "Available", variable_instance="Tariff"),
+                    "Actual",
+                    "false",
+                ),
+                (ComponentVariable("DisplayMessageCtrlr", "Available"), "Actual", "false"),
+            ],
+            "GetVariables",
+            datetime.now(UTC),
+        )
+        answer = await cs.call("Authorize", {"idToken": VALID_TOKEN})
+        assert answer["idTokenInfo"] == {"status": "Accepted"}

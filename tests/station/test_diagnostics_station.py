@@ -24,7 +24,7 @@ from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.diagnostics import DiagnosticsHandlers201, Monitors
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station201 import Station201
-from tests.cloud.diagnostics_station import API_TOKEN, Octt, diagnostics_cloud
+from tests.cloud.raw_station201 import TOKEN, Hop, diagnostics_cloud
 from tests.security.conftest import PASSWORD, Pki, trusting
 from tests.support import WAIT, free_port, running, running_cloud, until
 
@@ -128,12 +128,12 @@ def station(tmp_path: Path, station_id: str) -> Station201:
     )
 
 
-def url(octt: Octt) -> str:
+def url(octt: Hop) -> str:
     return f"ws://127.0.0.1:{octt.cloud.port}/ocpp"
 
 
 async def messages(
-    octt: Octt, station_id: str, action: str, direction: str = "in"
+    octt: Hop, station_id: str, action: str, direction: str = "in"
 ) -> list[list[Any]]:
     """The CALLs ``action`` the station sent ("in") or got ("out"), newest first, as the
     cloud's message log keeps them."""
@@ -265,11 +265,11 @@ async def test_over_https_the_station_checks_the_cloud_by_its_csms_root_and_uplo
     trust = ssl.create_default_context(cafile=str(pki.dir / "root.pem"))
     async with (
         running_cloud(
-            tmp_path, tls_cert=cert, tls_key=key, port=free_port(), api_token=API_TOKEN
+            tmp_path, tls_cert=cert, tls_key=key, port=free_port(), api_token=TOKEN
         ) as cloud,
         httpx.AsyncClient(
             base_url=f"https://127.0.0.1:{cloud.port}/api/v1",
-            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
             verify=trust,
             timeout=WAIT,
         ) as api,

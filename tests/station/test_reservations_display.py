@@ -4,7 +4,6 @@ station's display board on its own."""
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,33 +16,10 @@ from plugstream.station.display import DisplayBoard, notify_parts
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station201 import Station201, StationHandlers201
-from tests.cloud.raw_station201 import Hop, hop_cloud
+from tests.cloud.raw_station201 import Hop, hop_cloud, ocpp_url, our_station
 from tests.support import running, until
 
 T0 = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
-
-
-def new_station(hop: Hop, station_id: str, tmp_path: Path) -> tuple[Station201, ManualClock]:
-    """Our station on a manual clock that starts at the cloud's time."""
-    clock = ManualClock(hop.clock.now)
-    station = Station201(
-        station_id,
-        PLUGSTREAM_7,
-        tmp_path / station_id,
-        clock=clock,
-        rng=random.Random(7),
-        device_model_defaults={
-            "OCPPCommCtrlr.RetryBackOffWaitMinimum": "1",
-            "OCPPCommCtrlr.RetryBackOffRandomRange": "0",
-            "OCPPCommCtrlr.RetryBackOffRepeatTimes": "0",
-        },
-        call_timeout=5.0,
-    )
-    return station, clock
-
-
-def base_url(hop: Hop) -> str:
-    return f"ws://127.0.0.1:{hop.cloud.port}/ocpp"
 
 
 async def reserve(hop: Hop, station_id: str, id_token: str, seconds: int) -> dict[str, Any]:
@@ -77,8 +53,8 @@ async def test_a_reservation_is_used_by_its_idtoken_and_the_cloud_shows_it_used(
         for token in ("TAG-R", "TAG-OTHER"):
             put = await hop.api.put(f"/id-tokens/{token}", json={"status": "Accepted"})
             assert put.status_code in (200, 201), put.text
-        station, _clock = new_station(hop, "E2E-USED", tmp_path)
-        async with running(station, base_url(hop), online=True):
+        station, _clock = our_station(hop, "E2E-USED", tmp_path)
+        async with running(station, ocpp_url(hop), online=True):
             made = await reserve(hop, "E2E-USED", "TAG-R", 600)
             assert station.connector.status_201.value == "Reserved"
 
@@ -107,8 +83,8 @@ async def test_a_reservation_expires_on_the_station_clock_and_the_cloud_is_told(
     tmp_path: Path,
 ) -> None:
     async with hop_cloud(tmp_path) as hop:
-        station, clock = new_station(hop, "E2E-EXP", tmp_path)
-        async with running(station, base_url(hop), online=True):
+        station, clock = our_station(hop, "E2E-EXP", tmp_path)
+        async with running(station, ocpp_url(hop), online=True):
             made = await reserve(hop, "E2E-EXP", "TAG-X", 60)
             assert station.connector.reservation is not None
             await clock.advance(61)  # the station's time only: the cloud's stands still
@@ -128,8 +104,8 @@ async def test_a_reservation_expires_on_the_station_clock_and_the_cloud_is_told(
 @pytest.mark.socket
 async def test_a_reservation_cancelled_frees_the_connector(tmp_path: Path) -> None:
     async with hop_cloud(tmp_path) as hop:
-        station, _clock = new_station(hop, "E2E-CAN", tmp_path)
-        async with running(station, base_url(hop), online=True):
+        station, _clock = our_station(hop, "E2E-CAN", tmp_path)
+        async with running(station, ocpp_url(hop), online=True):
             made = await reserve(hop, "E2E-CAN", "TAG-C", 600)
             cancelled = await hop.api.delete(f"/reservations/{made['reservation_id']}")
             assert cancelled.status_code == 200 and cancelled.json()["status"] == "Cancelled"
@@ -150,8 +126,8 @@ async def test_a_display_message_is_set_listed_and_cleared_on_our_station(
     tmp_path: Path,
 ) -> None:
     async with hop_cloud(tmp_path) as hop:
-        station, _clock = new_station(hop, "E2E-MSG", tmp_path)
-        async with running(station, base_url(hop), online=True):
+        station, _clock = our_station(hop, "E2E-MSG", tmp_path)
+        async with running(station, ocpp_url(hop), online=True):
             for content, priority in (("Welcome", "NormalCycle"), ("Closed at 22:00", "InFront")):
                 made = await hop.api.post(
                     "/stations/E2E-MSG/display-messages",
