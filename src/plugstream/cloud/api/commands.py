@@ -9,11 +9,16 @@ from typing import Annotated, Any
 from fastapi import Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 
-from plugstream.cloud.api.common import StoreDep, error_response, guarded_router, responses
+from plugstream.cloud.api.common import StoreDep, guarded_router
 from plugstream.cloud.api.deps import GatewayDep
+from plugstream.cloud.api.station_calls import (
+    CALL_RESPONSES,
+    CallFailed,
+    call_station,
+    require_connected,
+)
 from plugstream.cloud.api.stations import station_or_404
-from plugstream.cloud.stations import StationOffline
-from plugstream.ocpp import CallTimeout, OcppError, OcppVersion, csms_actions, schemas
+from plugstream.ocpp import OcppVersion, csms_actions
 
 __all__ = ["COMMAND_TIMEOUT_MAX", "COMMAND_TIMEOUT_MIN", "router"]
 
@@ -30,7 +35,7 @@ router = guarded_router(tags=["commands"])
             "description": "The station's response payload, exactly as it sent it.",
             "content": {"application/json": {"schema": {"type": "object"}}},
         },
-        **responses(404, 409, 422, 502, 504),
+        **CALL_RESPONSES,
     },
 )
 async def command(
@@ -66,29 +71,11 @@ async def command(
     versions = [version] if version is not None else list(OcppVersion)
     if not any(action in csms_actions(v) for v in versions):
         raise HTTPException(404, _unknown_action(action, versions))
-    if version is None or not gateway.is_connected(station_id):
-        raise HTTPException(409, f"station {station_id!r} is not connected")
-    invalid = schemas(version).validate(action, "request", payload)
-    if invalid is not None:
-        return error_response(
-            422,
-            invalid.description,
-            error_code=invalid.code.value,
-            error_details=invalid.details,
-        )
+    require_connected(gateway, station_id, versions=tuple(OcppVersion))
     try:
-        answer = await gateway.call(station_id, action, payload, timeout=timeout)
-    except StationOffline as exc:
-        raise HTTPException(409, f"station {station_id!r} is not connected: {exc}") from exc
-    except CallTimeout as exc:
-        return error_response(504, f"station {station_id!r}: {exc.description}")
-    except OcppError as exc:
-        return error_response(
-            502,
-            f"station {station_id!r} refused {action}: {exc.description or exc.code.value}",
-            error_code=exc.code.value,
-            error_details=exc.details,
-        )
+        answer = await call_station(gateway, station_id, action, payload, timeout=timeout)
+    except CallFailed as failed:
+        return failed.response
     return JSONResponse(answer)
 
 

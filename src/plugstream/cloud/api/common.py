@@ -136,9 +136,11 @@ def error_response(status: int, detail: str, **extra: Any) -> JSONResponse:
 
 
 _RESPONSE_TEXT = {
+    400: "The request body cannot be read; the detail says why.",
     401: "Missing or wrong bearer token.",
     404: "No such resource.",
     409: "The station is not connected.",
+    413: "The request body is over the limit.",
     422: "The request is invalid; the detail says why.",
     502: "The station answered with a CALLERROR.",
     504: "The station did not answer in time.",

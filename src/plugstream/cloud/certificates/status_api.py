@@ -23,10 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from plugstream.cloud.api.common import ConfigDep, StoreDep, UtcDateTime, guarded_router, responses
 from plugstream.cloud.api.deps import GatewayDep
+from plugstream.cloud.api.station_calls import CALL_RESPONSES, call_station, connected_station
 from plugstream.cloud.certificates.v2g import issued_record, v2g_authority
-from plugstream.cloud.stations import StationOffline
 from plugstream.cloud.storage.certificate_status import IssuedCertificate
-from plugstream.ocpp import CallTimeout, OcppError, OcppVersion
 
 __all__ = ["router"]
 
@@ -156,29 +155,16 @@ async def v2g_root(config: ConfigDep) -> PlainTextResponse:
 @router.post(
     "/stations/{station_id}/certificates/renew-v2g",
     status_code=202,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def renew_v2g(station_id: str, store: StoreDep, gateway: GatewayDep) -> JSONResponse:
     """Ask a 2.0.1 station for a new V2G (SECC) certificate: TriggerMessage
     SignV2GCertificate; 202 with its answer. Its CSR is signed by the V2G sub-CA."""
-    if await store.stations.get(station_id) is None:
-        raise HTTPException(404, f"station {station_id!r} is not registered")
-    version = gateway.version_of(station_id)
-    if version is None:
-        raise HTTPException(409, f"station {station_id!r} is not connected")
-    if version is OcppVersion.V16:
-        raise HTTPException(422, f"station {station_id!r} speaks OCPP 1.6: no V2G certificates")
+    await connected_station(
+        store, gateway, station_id, why="no V2G certificates", wrong_version=422
+    )
     payload = {"requestedMessage": "SignV2GCertificate"}
-    try:
-        answer = await gateway.call(station_id, "TriggerMessage", payload)
-    except StationOffline as exc:
-        raise HTTPException(409, f"station {station_id!r} is not connected") from exc
-    except CallTimeout as exc:
-        raise HTTPException(504, f"station {station_id!r}: {exc.description}") from exc
-    except OcppError as exc:
-        raise HTTPException(
-            502, f"station {station_id!r} refused TriggerMessage: {exc.description}"
-        ) from exc
+    answer = await call_station(gateway, station_id, "TriggerMessage", payload)
     return JSONResponse(
         status_code=202,
         content={

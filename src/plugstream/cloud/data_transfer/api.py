@@ -16,10 +16,14 @@ from typing import Any, Literal
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugstream.cloud.api.calls import CallFailed, call_station, require_connected
-from plugstream.cloud.api.common import StoreDep, guarded_router, responses
+from plugstream.cloud.api.common import StoreDep, guarded_router
 from plugstream.cloud.api.deps import GatewayDep
-from plugstream.cloud.api.stations import station_or_404
+from plugstream.cloud.api.station_calls import (
+    CALL_RESPONSES,
+    CallFailed,
+    call_station,
+    connected_station,
+)
 from plugstream.cloud.data_transfer.registry import VENDORS
 
 __all__ = ["router"]
@@ -56,21 +60,20 @@ async def list_vendors() -> list[VendorOut]:
 @router.post(
     "/stations/{station_id}/data-transfer",
     response_model=DataTransferOut,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def send_data_transfer(
     station_id: str, body: DataTransferIn, store: StoreDep, gateway: GatewayDep
 ) -> DataTransferOut | Response:
     """Send a connected 2.0.1 station one DataTransfer; its answer."""
-    await station_or_404(store, station_id)
-    version = require_connected(gateway, station_id)
+    await connected_station(store, gateway, station_id)
     payload: dict[str, Any] = {"vendorId": body.vendor_id}
     if body.message_id is not None:
         payload["messageId"] = body.message_id
     if body.data is not None:
         payload["data"] = body.data
     try:
-        answer = await call_station(gateway, station_id, version, "DataTransfer", payload)
+        answer = await call_station(gateway, station_id, "DataTransfer", payload)
     except CallFailed as failed:
         return failed.response
     return DataTransferOut(

@@ -28,19 +28,20 @@ from fastapi import Body, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from plugstream.cloud.api.common import (
-    StoreDep,
-    UtcDateTime,
-    error_response,
-    guarded_router,
-    responses,
-)
+from plugstream.cloud.api.common import StoreDep, UtcDateTime, guarded_router, responses
 from plugstream.cloud.api.deps import GatewayDep
 from plugstream.cloud.api.limits import INTEGER_MAX
+from plugstream.cloud.api.station_calls import (
+    CALL_ERROR,
+    CALL_RESPONSES,
+    NO_ANSWER,
+    CallFailed,
+    call_station,
+    connected_station,
+)
 from plugstream.cloud.api.stations import station_or_404
 from plugstream.cloud.device_model import model
 from plugstream.cloud.gateway import Gateway
-from plugstream.cloud.stations import StationOffline
 from plugstream.cloud.storage import Store
 from plugstream.cloud.storage.device_model import (
     ACTUAL,
@@ -49,7 +50,6 @@ from plugstream.cloud.storage.device_model import (
     StationEvent,
     StoredAttribute,
 )
-from plugstream.ocpp import CallTimeout, OcppError, OcppVersion, schemas
 
 __all__ = ["router"]
 
@@ -319,56 +319,6 @@ def _event_out(e: StationEvent) -> StationEventOut:
     )
 
 
-class _Refused(Exception):
-    """A request the station could not be sent or did not answer: the HTTP answer."""
-
-    def __init__(self, response: JSONResponse) -> None:
-        super().__init__(response.status_code)
-        self.response = response
-
-
-async def _connected_201(store: Store, gateway: Gateway, station_id: str) -> OcppVersion:
-    """The version of a registered station connected now, which has a device model."""
-    await station_or_404(store, station_id)
-    version = gateway.version_of(station_id)
-    if version is None or not gateway.is_connected(station_id):
-        raise HTTPException(409, f"station {station_id!r} is not connected")
-    if version is OcppVersion.V16:
-        raise HTTPException(409, f"station {station_id!r} speaks OCPP 1.6: it has no device model")
-    return version
-
-
-async def _call(
-    gateway: Gateway, version: OcppVersion, station_id: str, action: str, payload: dict[str, Any]
-) -> dict[str, Any]:
-    """The station's answer; :class:`_Refused` with the HTTP error otherwise."""
-    invalid = schemas(version).validate(action, "request", payload)
-    if invalid is not None:
-        raise _Refused(
-            error_response(
-                422,
-                invalid.description,
-                error_code=invalid.code.value,
-                error_details=invalid.details,
-            )
-        )
-    try:
-        return await gateway.call(station_id, action, payload)
-    except StationOffline as exc:
-        raise _Refused(error_response(409, f"station {station_id!r} is not connected")) from exc
-    except CallTimeout as exc:
-        raise _Refused(error_response(504, f"station {station_id!r}: {exc.description}")) from exc
-    except OcppError as exc:
-        raise _Refused(
-            error_response(
-                502,
-                f"station {station_id!r} refused {action}: {exc.description or exc.code.value}",
-                error_code=exc.code.value,
-                error_details=exc.details,
-            )
-        ) from exc
-
-
 async def _items_per_message(store: Store, station_id: str, instance: str) -> int | None:
     """``DeviceDataCtrlr.ItemsPerMessage[instance]`` as the stored model has it."""
     key = ComponentVariable("DeviceDataCtrlr", "ItemsPerMessage", variable_instance=instance)
@@ -418,6 +368,11 @@ def _result_out(item: dict[str, Any], *, read: bool) -> VariableResultOut:
     )
 
 
+async def _connected(store: Store, gateway: Gateway, station_id: str) -> None:
+    """A registered 2.0.1 station connected now: a 1.6 one has no device model."""
+    await connected_station(store, gateway, station_id, why="it has no device model")
+
+
 def _now(gateway: Gateway) -> datetime:
     return gateway.clock()
 
@@ -457,15 +412,15 @@ async def _report(
     payload: dict[str, Any],
     report_base: str | None,
 ) -> ReportOut | JSONResponse:
-    version = await _connected_201(store, gateway, station_id)
+    await _connected(store, gateway, station_id)
     request_id = await store.device_model.begin_report(station_id, report_base, _now(gateway))
     payload = {"requestId": request_id, **payload}
     try:
-        answer = await _call(gateway, version, station_id, action, payload)
-    except _Refused as refused:
-        failed = "NoAnswer" if refused.response.status_code == 504 else "CallError"
-        await store.device_model.report_answered(station_id, request_id, failed, _now(gateway))
-        return refused.response
+        answer = await call_station(gateway, station_id, action, payload)
+    except CallFailed as failed:
+        status = NO_ANSWER if failed.outcome == NO_ANSWER else CALL_ERROR
+        await store.device_model.report_answered(station_id, request_id, status, _now(gateway))
+        return failed.response
     await store.device_model.report_answered(
         station_id, request_id, str(answer.get("status", "")), _now(gateway)
     )
@@ -477,7 +432,7 @@ async def _report(
 @router.post(
     "/stations/{station_id}/device-model/refresh",
     response_model=ReportOut,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def refresh_device_model(
     station_id: str,
@@ -495,7 +450,7 @@ async def refresh_device_model(
 @router.post(
     "/stations/{station_id}/device-model/reports",
     response_model=ReportOut,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def get_report(
     station_id: str, body: GetReportIn, store: StoreDep, gateway: GatewayDep
@@ -549,7 +504,7 @@ async def get_report_status(
 @router.post(
     "/stations/{station_id}/device-model/variables",
     response_model=list[VariableResultOut],
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def set_variables(
     station_id: str, body: SetVariablesIn, store: StoreDep, gateway: GatewayDep
@@ -557,7 +512,7 @@ async def set_variables(
     """SetVariables (B05): each value and the station's attributeStatus for it. What it
     Accepted is stored in the model at once; RebootRequired values are not (they take
     effect after a reboot, and a report then tells them)."""
-    version = await _connected_201(store, gateway, station_id)
+    await _connected(store, gateway, station_id)
     per_message = await _items_per_message(store, station_id, "SetVariables")
     out: list[VariableResultOut] = []
     for chunk in model.chunks(body.variables, per_message):
@@ -573,11 +528,11 @@ async def set_variables(
                 entry["attributeType"] = item.attribute_type
             data.append(entry)
         try:
-            answer = await _call(
-                gateway, version, station_id, "SetVariables", {"setVariableData": data}
+            answer = await call_station(
+                gateway, station_id, "SetVariables", {"setVariableData": data}
             )
-        except _Refused as refused:
-            return refused.response
+        except CallFailed as failed:
+            return failed.response
         results = [r for r in answer.get("setVariableResult", []) if isinstance(r, dict)]
         # each result names what it is about (results need not come in the request's order)
         sent = {_folded(item.key(), item.attribute_type): item.value for item in chunk}
@@ -595,13 +550,13 @@ async def set_variables(
 @router.post(
     "/stations/{station_id}/device-model/variables/read",
     response_model=list[VariableResultOut],
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def get_variables(
     station_id: str, body: GetVariablesIn, store: StoreDep, gateway: GatewayDep
 ) -> list[VariableResultOut] | JSONResponse:
     """GetVariables (B06): each value as the station reads it now, stored in the model."""
-    version = await _connected_201(store, gateway, station_id)
+    await _connected(store, gateway, station_id)
     per_message = await _items_per_message(store, station_id, "GetVariables")
     out: list[VariableResultOut] = []
     for chunk in model.chunks(body.variables, per_message):
@@ -616,11 +571,11 @@ async def get_variables(
                 entry["attributeType"] = item.attribute_type
             data.append(entry)
         try:
-            answer = await _call(
-                gateway, version, station_id, "GetVariables", {"getVariableData": data}
+            answer = await call_station(
+                gateway, station_id, "GetVariables", {"getVariableData": data}
             )
-        except _Refused as refused:
-            return refused.response
+        except CallFailed as failed:
+            return failed.response
         results = [r for r in answer.get("getVariableResult", []) if isinstance(r, dict)]
         read = []
         for result in results:

@@ -41,23 +41,28 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from plugstream.cloud.api.common import (
     ConfigDep,
-    ErrorOut,
     StoreDep,
     UtcDateTime,
     UtcInput,
     guarded_router,
+    responses,
 )
 from plugstream.cloud.api.deps import GatewayDep
 from plugstream.cloud.api.limits import INTEGER_MAX
+from plugstream.cloud.api.station_calls import (
+    CALL_RESPONSES,
+    CallFailed,
+    call_station,
+    connected_station,
+)
 from plugstream.cloud.api.stations import station_or_404
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.firmware.api import firmware_dir
 from plugstream.cloud.firmware.rollouts import base_url
 from plugstream.cloud.gateway import Gateway
-from plugstream.cloud.stations import StationOffline
 from plugstream.cloud.storage import diagnostics as db
-from plugstream.ocpp import CallTimeout, OcppError, OcppVersion, schemas
 from plugstream.ocpp.datetimes import format_time
+from plugstream.ocpp.v201 import IdTokenEnumType
 
 if TYPE_CHECKING:
     from plugstream.cloud.storage import Store
@@ -78,46 +83,17 @@ def logs_dir(config: CloudConfig) -> Path:
     return config.logs_dir if config.logs_dir is not None else firmware_dir(config).parent / "logs"
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {c: {"model": ErrorOut} for c in codes}
-
-
 # -- talking to the station -------------------------------------------------------------
 
 
-async def _connected_201(store: Store, gateway: Gateway, station_id: str) -> OcppVersion:
+async def _connected(store: Store, gateway: Gateway, station_id: str) -> None:
     """404 unknown, 409 offline or not 2.0.1 / 2.1: nothing is sent or kept then."""
-    await station_or_404(store, station_id)
-    version = gateway.version_of(station_id)
-    if version is None or not gateway.is_connected(station_id):
-        raise HTTPException(409, f"station {station_id!r} is not connected")
-    if version is OcppVersion.V16:
-        raise HTTPException(409, f"station {station_id!r} speaks OCPP 1.6: no device model")
-    return version
+    await connected_station(store, gateway, station_id, why="no device model")
 
 
-async def _call(
-    gateway: Gateway, version: OcppVersion, station_id: str, action: str, payload: dict[str, Any]
-) -> dict[str, Any]:
-    """The station's answer; 422 for a payload the schema refuses, 409 offline, 504 no
-    answer, 502 a CALLERROR."""
-    invalid = schemas(version).validate(action, "request", payload)
-    if invalid is not None:
-        raise HTTPException(422, f"{action}: {invalid.description}")
-    try:
-        return await gateway.call(station_id, action, payload)
-    except StationOffline as exc:
-        raise HTTPException(409, f"station {station_id!r} is not connected: {exc}") from exc
-    except CallTimeout as exc:
-        raise HTTPException(504, f"station {station_id!r}: {exc.description}") from exc
-    except OcppError as exc:
-        why = exc.description or exc.code.value
-        raise HTTPException(502, f"station {station_id!r} refused {action}: {why}") from exc
-
-
-def _failure(exc: HTTPException) -> str:
+def _failure(failed: CallFailed) -> str:
     """The status a kept request gets when its CALL failed."""
-    return {409: "Offline", 504: "NoAnswer", 502: "CallError"}.get(exc.status_code, "Failed")
+    return {409: "Offline", 504: "NoAnswer", 502: "CallError"}.get(failed.status_code, "Failed")
 
 
 # -- monitors -----------------------------------------------------------------------------
@@ -237,7 +213,7 @@ def _report_out(r: db.MonitoringReportRecord) -> ReportOut:
 
 
 @router.get(
-    "/stations/{station_id}/monitors", response_model=list[MonitorOut], responses=_errors(404)
+    "/stations/{station_id}/monitors", response_model=list[MonitorOut], responses=responses(404)
 )
 async def list_monitors(station_id: str, store: StoreDep) -> list[MonitorOut]:
     """The station's monitors as last set here or reported by it."""
@@ -274,10 +250,9 @@ async def _set_monitors(
     store: Store, gateway: Gateway, station_id: str, bodies: list[MonitorIn]
 ) -> list[SetResultOut]:
     """One SetVariableMonitoring for all of ``bodies`` (N04); the Accepted ones kept."""
-    version = await _connected_201(store, gateway, station_id)
-    answer = await _call(
+    await _connected(store, gateway, station_id)
+    answer = await call_station(
         gateway,
-        version,
         station_id,
         "SetVariableMonitoring",
         {"setMonitoringData": [_monitoring_data(b) for b in bodies]},
@@ -328,7 +303,7 @@ async def _set_monitors(
     "/stations/{station_id}/monitors",
     status_code=201,
     response_model=MonitorOut,
-    responses=_errors(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def set_monitor(
     station_id: str, body: MonitorIn, store: StoreDep, gateway: GatewayDep
@@ -345,7 +320,7 @@ async def set_monitor(
 @router.post(
     "/stations/{station_id}/monitors/batch",
     response_model=list[SetResultOut],
-    responses=_errors(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def set_monitors(
     station_id: str, body: MonitorsIn, store: StoreDep, gateway: GatewayDep
@@ -359,7 +334,7 @@ async def set_monitors(
     "/stations/{station_id}/monitors/{monitor_id}",
     status_code=204,
     response_class=Response,
-    responses=_errors(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def clear_monitor(
     station_id: str, monitor_id: int, store: StoreDep, gateway: GatewayDep
@@ -368,9 +343,9 @@ async def clear_monitor(
     monitor (it is forgotten here too); 422 when it refuses (a hard-wired one)."""
     if not 0 <= monitor_id <= INTEGER_MAX:
         raise HTTPException(404, f"no monitor {monitor_id}")
-    version = await _connected_201(store, gateway, station_id)
-    answer = await _call(
-        gateway, version, station_id, "ClearVariableMonitoring", {"id": [monitor_id]}
+    await _connected(store, gateway, station_id)
+    answer = await call_station(
+        gateway, station_id, "ClearVariableMonitoring", {"id": [monitor_id]}
     )
     results = answer.get("clearMonitoringResult") or [{}]
     status = str(results[0].get("status", "Rejected"))
@@ -385,17 +360,16 @@ async def clear_monitor(
 @router.post(
     "/stations/{station_id}/monitors/base",
     response_model=StatusOut,
-    responses=_errors(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def set_monitoring_base(
     station_id: str, body: MonitoringBaseIn, store: StoreDep, gateway: GatewayDep
 ) -> StatusOut:
     """SetMonitoringBase (N03). FactoryDefault and HardWiredOnly clear the custom
     monitors, so the kept list is dropped; ``/refresh`` reads the station's anew."""
-    version = await _connected_201(store, gateway, station_id)
-    answer = await _call(
+    await _connected(store, gateway, station_id)
+    answer = await call_station(
         gateway,
-        version,
         station_id,
         "SetMonitoringBase",
         {"monitoringBase": body.monitoring_base},
@@ -410,15 +384,15 @@ async def set_monitoring_base(
 @router.post(
     "/stations/{station_id}/monitors/level",
     response_model=StatusOut,
-    responses=_errors(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def set_monitoring_level(
     station_id: str, body: MonitoringLevelIn, store: StoreDep, gateway: GatewayDep
 ) -> StatusOut:
     """SetMonitoringLevel (N05): the station reports events of ``severity`` or worse."""
-    version = await _connected_201(store, gateway, station_id)
-    answer = await _call(
-        gateway, version, station_id, "SetMonitoringLevel", {"severity": body.severity}
+    await _connected(store, gateway, station_id)
+    answer = await call_station(
+        gateway, station_id, "SetMonitoringLevel", {"severity": body.severity}
     )
     return StatusOut(status=str(answer.get("status")), status_info=answer.get("statusInfo"))
 
@@ -427,7 +401,7 @@ async def set_monitoring_level(
     "/stations/{station_id}/monitors/refresh",
     status_code=202,
     response_model=ReportOut,
-    responses=_errors(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def refresh_monitors(
     station_id: str, body: RefreshIn, store: StoreDep, gateway: GatewayDep
@@ -435,7 +409,7 @@ async def refresh_monitors(
     """GetMonitoringReport (N02): the station sends its monitors in NotifyMonitoringReport
     parts, kept as they arrive. Fields not asked for are left out of the request
     (EmptyResultSet is an answer too: nothing matched)."""
-    version = await _connected_201(store, gateway, station_id)
+    await _connected(store, gateway, station_id)
     criteria: dict[str, Any] = {}
     if body.monitoring_criteria:
         criteria["monitoringCriteria"] = list(dict.fromkeys(body.monitoring_criteria))
@@ -447,15 +421,14 @@ async def refresh_monitors(
         station_id, criteria, gateway.clock()
     )
     try:
-        answer = await _call(
+        answer = await call_station(
             gateway,
-            version,
             station_id,
             "GetMonitoringReport",
             {"requestId": request_id, **criteria},
         )
-    except HTTPException as exc:
-        await store.diagnostics.set_report_status(station_id, request_id, _failure(exc))
+    except CallFailed as failed:
+        await store.diagnostics.set_report_status(station_id, request_id, _failure(failed))
         raise
     await store.diagnostics.set_report_status(station_id, request_id, str(answer.get("status")))
     reports = await store.diagnostics.list_monitoring_reports(station_id, limit=1_000)
@@ -465,7 +438,7 @@ async def refresh_monitors(
 @router.get(
     "/stations/{station_id}/monitors/reports",
     response_model=list[ReportOut],
-    responses=_errors(404),
+    responses=responses(404),
 )
 async def list_reports(
     station_id: str, store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
@@ -533,14 +506,14 @@ def _log_path(config: CloudConfig, station_id: str, request_id: int) -> Path:
     "/stations/{station_id}/logs",
     status_code=202,
     response_model=LogOut,
-    responses=_errors(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def get_log(
     station_id: str, body: LogIn, store: StoreDep, gateway: GatewayDep, config: ConfigDep
 ) -> LogOut:
     """GetLog (N01): the station uploads the log to this server's upload URL, with a
     one-time token; its LogStatusNotifications move the request's status."""
-    version = await _connected_201(store, gateway, station_id)
+    await _connected(store, gateway, station_id)
     token = secrets.token_urlsafe(32)
     request_id = await store.diagnostics.create_log_request(
         station_id, body.log_type, token, gateway.clock()
@@ -557,9 +530,9 @@ async def get_log(
         payload["retryInterval"] = body.retry_interval
     now = gateway.clock()
     try:
-        answer = await _call(gateway, version, station_id, "GetLog", payload)
-    except HTTPException as exc:
-        await store.diagnostics.log_answered(station_id, request_id, _failure(exc), None, now)
+        answer = await call_station(gateway, station_id, "GetLog", payload)
+    except CallFailed as failed:
+        await store.diagnostics.log_answered(station_id, request_id, _failure(failed), None, now)
         raise
     await store.diagnostics.log_answered(
         station_id, request_id, str(answer.get("status")), answer.get("filename"), now
@@ -569,7 +542,7 @@ async def get_log(
     return _log_out(found)
 
 
-@router.get("/stations/{station_id}/logs", response_model=list[LogOut], responses=_errors(404))
+@router.get("/stations/{station_id}/logs", response_model=list[LogOut], responses=responses(404))
 async def list_logs(
     station_id: str, store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[LogOut]:
@@ -591,7 +564,7 @@ async def _log_or_404(store: Store, station_id: str, request_id: int) -> db.LogR
 
 
 @router.get(
-    "/stations/{station_id}/logs/{request_id}", response_model=LogOut, responses=_errors(404)
+    "/stations/{station_id}/logs/{request_id}", response_model=LogOut, responses=responses(404)
 )
 async def get_log_request(station_id: str, request_id: int, store: StoreDep) -> LogOut:
     return _log_out(await _log_or_404(store, station_id, request_id))
@@ -602,7 +575,7 @@ async def get_log_request(station_id: str, request_id: int, store: StoreDep) -> 
     response_class=FileResponse,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "The log file."},
-        **_errors(404),
+        **responses(404),
     },
 )
 async def download_log(
@@ -719,7 +692,7 @@ for _method in ("PUT", "POST"):
         status_code=201,
         response_class=Response,
         route_class_override=APIRoute,
-        responses={201: {"description": "Kept."}, **_errors(400, 404, 413)},
+        responses={201: {"description": "Kept."}, **responses(400, 404, 413)},
         openapi_extra={
             "security": [],
             "requestBody": {
@@ -746,16 +719,7 @@ for _method in ("PUT", "POST"):
 class IdTokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     idToken: str = Field(min_length=1, max_length=36)
-    type: Literal[
-        "Central",
-        "eMAID",
-        "ISO14443",
-        "ISO15693",
-        "KeyCode",
-        "Local",
-        "MacAddress",
-        "NoAuthorization",
-    ]
+    type: IdTokenEnumType
 
 
 class CertificateHashIn(BaseModel):
@@ -830,7 +794,7 @@ def _customer_out(r: db.CustomerInformationRecord) -> CustomerInformationOut:
     "/stations/{station_id}/customer-information",
     status_code=202,
     response_model=CustomerInformationOut,
-    responses=_errors(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def customer_information(
     station_id: str, body: CustomerInformationIn, store: StoreDep, gateway: GatewayDep
@@ -838,16 +802,16 @@ async def customer_information(
     """CustomerInformation (N09 report, N10 clear): the station answers in
     NotifyCustomerInformation parts, assembled here. A clear of an idToken also removes
     it from the station's local list (N10.FR.02) once the answer is complete."""
-    version = await _connected_201(store, gateway, station_id)
+    await _connected(store, gateway, station_id)
     customer = body.customer()
     request_id = await store.diagnostics.create_customer_request(
         station_id, report=body.report, clear=body.clear, customer=customer, at=gateway.clock()
     )
     payload = {"requestId": request_id, "report": body.report, "clear": body.clear, **customer}
     try:
-        answer = await _call(gateway, version, station_id, "CustomerInformation", payload)
-    except HTTPException as exc:
-        await store.diagnostics.customer_answered(station_id, request_id, _failure(exc))
+        answer = await call_station(gateway, station_id, "CustomerInformation", payload)
+    except CallFailed as failed:
+        await store.diagnostics.customer_answered(station_id, request_id, _failure(failed))
         raise
     await store.diagnostics.customer_answered(station_id, request_id, str(answer.get("status")))
     found = await store.diagnostics.get_customer_request(station_id, request_id)
@@ -858,7 +822,7 @@ async def customer_information(
 @router.get(
     "/stations/{station_id}/customer-information",
     response_model=list[CustomerInformationOut],
-    responses=_errors(404),
+    responses=responses(404),
 )
 async def list_customer_information(
     station_id: str, store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
@@ -872,7 +836,7 @@ async def list_customer_information(
 @router.get(
     "/stations/{station_id}/customer-information/{request_id}",
     response_model=CustomerInformationOut,
-    responses=_errors(404),
+    responses=responses(404),
 )
 async def get_customer_information(
     station_id: str, request_id: int, store: StoreDep

@@ -24,10 +24,16 @@ from typing import Annotated, Any, Literal
 from fastapi import HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugstream.cloud.api.calls import CallFailed, call_station, require_connected
 from plugstream.cloud.api.common import StoreDep, UtcDateTime, UtcInput, guarded_router, responses
 from plugstream.cloud.api.deps import GatewayDep
 from plugstream.cloud.api.limits import INTEGER_MAX
+from plugstream.cloud.api.station_calls import (
+    CALL_RESPONSES,
+    CallFailed,
+    call_station,
+    check_request,
+    require_connected,
+)
 from plugstream.cloud.api.stations import station_or_404
 from plugstream.cloud.storage import Store
 from plugstream.cloud.storage.display_messages import (
@@ -151,7 +157,7 @@ def message_info(body: DisplayMessageIn, message_id: int) -> dict[str, Any]:
     "/stations/{station_id}/display-messages",
     status_code=201,
     response_model=DisplayMessageOut,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def set_display_message(
     station_id: str, body: DisplayMessageIn, store: StoreDep, gateway: GatewayDep
@@ -169,21 +175,20 @@ async def set_display_message(
     if message_id is None:
         known = await store.display_messages.list_messages(station_id)
         message_id = max((m.message_id for m in known), default=0) + 1
-    info = message_info(body, message_id)
-    await store.display_messages.set_pending(station_id, info, gateway.clock())
+    payload = {"message": message_info(body, message_id)}
     try:
-        answer = await call_station(
-            gateway, station_id, version, "SetDisplayMessage", {"message": info}
-        )
+        check_request(version, "SetDisplayMessage", payload)  # invalid: nothing is kept
+    except CallFailed as failed:
+        return failed.response
+    await store.display_messages.set_pending(station_id, payload["message"], gateway.clock())
+    try:
+        answer = await call_station(gateway, station_id, "SetDisplayMessage", payload)
         status = str(answer.get("status", "Rejected"))
     except CallFailed as failed:
         await store.display_messages.set_status(
-            station_id, message_id, failed.status, gateway.clock()
+            station_id, message_id, failed.outcome, gateway.clock()
         )
         return failed.response
-    except HTTPException:
-        await store.display_messages.remove(station_id, message_id)  # nothing was sent
-        raise
     found = await store.display_messages.set_status(station_id, message_id, status, gateway.clock())
     if found is None:  # cleared meanwhile
         raise HTTPException(404, f"display message {message_id} is gone")
@@ -225,11 +230,9 @@ async def clear_display_message(
 ) -> Response:
     """Remove a message from the station (ClearDisplayMessage, O05)."""
     await station_or_404(store, station_id)
-    version = require_connected(gateway, station_id)
+    require_connected(gateway, station_id)
     try:
-        answer = await call_station(
-            gateway, station_id, version, "ClearDisplayMessage", {"id": message_id}
-        )
+        answer = await call_station(gateway, station_id, "ClearDisplayMessage", {"id": message_id})
     except CallFailed as failed:
         return failed.response
     await store.display_messages.remove(station_id, message_id)
@@ -244,7 +247,7 @@ async def clear_display_message(
     "/stations/{station_id}/display-messages/reports",
     status_code=201,
     response_model=ReportOut,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def request_display_messages(
     station_id: str, body: ReportIn, store: StoreDep, gateway: GatewayDep
@@ -252,16 +255,16 @@ async def request_display_messages(
     """Ask the station for its messages (GetDisplayMessages, O03, O04); they arrive in
     NotifyDisplayMessages, shown by ``GET .../reports/{request_id}``."""
     await station_or_404(store, station_id)
-    version = require_connected(gateway, station_id)
+    require_connected(gateway, station_id)
     criteria = body.model_dump(exclude_none=True)
     request = await store.display_messages.new_request(station_id, criteria, gateway.clock())
     payload: dict[str, Any] = {"requestId": request.request_id, **criteria}
     try:
-        answer = await call_station(gateway, station_id, version, "GetDisplayMessages", payload)
+        answer = await call_station(gateway, station_id, "GetDisplayMessages", payload)
         status = str(answer.get("status", "Unknown"))
     except CallFailed as failed:
         await store.display_messages.request_answered(
-            request.request_id, failed.status, gateway.clock()
+            request.request_id, failed.outcome, gateway.clock()
         )
         return failed.response
     await store.display_messages.request_answered(request.request_id, status, gateway.clock())

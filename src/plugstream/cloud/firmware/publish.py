@@ -36,12 +36,19 @@ from plugstream.cloud.api.common import (
 )
 from plugstream.cloud.api.deps import GatewayDep
 from plugstream.cloud.api.limits import INTEGER_MAX
+from plugstream.cloud.api.station_calls import (
+    CALL_RESPONSES,
+    CallFailed,
+    call_station,
+    require_connected,
+)
+from plugstream.cloud.api.stations import station_or_404
 from plugstream.cloud.firmware import rollouts
 from plugstream.cloud.firmware.api import IMAGE_ID, firmware_dir
+from plugstream.cloud.gateway import Gateway
 from plugstream.cloud.station_handlers import StationHandlers
-from plugstream.cloud.stations import StationOffline
 from plugstream.cloud.storage.firmware_publications import FirmwarePublication
-from plugstream.ocpp import CallTimeout, OcppError, OcppVersion, on, v201
+from plugstream.ocpp import on, v201
 
 __all__ = ["PublishFirmwareStatus201", "router"]
 
@@ -133,17 +140,8 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _require_201(gateway: Any, station_id: str) -> None:
-    version = gateway.version_of(station_id)
-    if version is None:
-        raise HTTPException(409, f"station {station_id!r} is not connected")
-    if version is OcppVersion.V16:
-        raise HTTPException(422, f"station {station_id!r} speaks OCPP 1.6: no PublishFirmware")
-
-
-async def _station_or_404(store: Any, station_id: str) -> None:
-    if await store.stations.get(station_id) is None:
-        raise HTTPException(404, f"station {station_id!r} is not registered")
+def _require_201(gateway: Gateway, station_id: str) -> None:
+    require_connected(gateway, station_id, why="no PublishFirmware", wrong_version=422)
 
 
 router = guarded_router(tags=["firmware publishing"])
@@ -153,14 +151,14 @@ router = guarded_router(tags=["firmware publishing"])
     "/stations/{station_id}/firmware/publish",
     status_code=201,
     response_model=PublicationOut,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def publish(
     station_id: str, body: PublishIn, store: StoreDep, config: ConfigDep, gateway: GatewayDep
 ) -> PublicationOut:
     """Publish a repository image on a Local Controller (L03): PublishFirmware with the
     image's URL and MD5. 201 with the publication and the station's answer as status."""
-    await _station_or_404(store, station_id)
+    await station_or_404(store, station_id)
     image = await store.firmware.get_image(body.image_id)
     if image is None:
         raise HTTPException(404, f"no firmware image {body.image_id!r}")
@@ -189,20 +187,12 @@ async def publish(
     if body.retry_interval is not None:
         payload["retryInterval"] = body.retry_interval
     try:
-        answer = await gateway.call(station_id, "PublishFirmware", payload)
-    except StationOffline as exc:
-        await publications.record_status(station_id, record.request_id, "NotSent", gateway.clock())
-        raise HTTPException(409, f"station {station_id!r} is not connected") from exc
-    except CallTimeout as exc:
-        await publications.record_status(station_id, record.request_id, "NoAnswer", gateway.clock())
-        raise HTTPException(504, f"station {station_id!r}: {exc.description}") from exc
-    except OcppError as exc:
+        answer = await call_station(gateway, station_id, "PublishFirmware", payload)
+    except CallFailed as failed:
         await publications.record_status(
-            station_id, record.request_id, "CallError", gateway.clock()
+            station_id, record.request_id, failed.outcome, gateway.clock()
         )
-        raise HTTPException(
-            502, f"station {station_id!r} refused PublishFirmware: {exc.description}"
-        ) from exc
+        raise
     status = str(answer.get("status"))
     current = await publications.get(station_id, record.request_id)
     if current is not None and current.status == REQUESTED:
@@ -220,7 +210,7 @@ async def publish(
 )
 async def list_publications(station_id: str, store: StoreDep) -> list[PublicationOut]:
     """The station's publications, newest first, with their last status."""
-    await _station_or_404(store, station_id)
+    await station_or_404(store, station_id)
     return [_out(p) for p in await store.firmware_publications.of_station(station_id)]
 
 
@@ -239,7 +229,7 @@ async def get_publication(station_id: str, request_id: int, store: StoreDep) -> 
 @router.delete(
     "/stations/{station_id}/firmware/publish/{request_id}",
     response_model=UnpublishOut,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def unpublish(
     station_id: str, request_id: int, store: StoreDep, gateway: GatewayDep
@@ -249,16 +239,9 @@ async def unpublish(
     if found is None:
         raise HTTPException(404, f"station {station_id!r} has no publication {request_id}")
     _require_201(gateway, station_id)
-    try:
-        answer = await gateway.call(station_id, "UnpublishFirmware", {"checksum": found.checksum})
-    except StationOffline as exc:
-        raise HTTPException(409, f"station {station_id!r} is not connected") from exc
-    except CallTimeout as exc:
-        raise HTTPException(504, f"station {station_id!r}: {exc.description}") from exc
-    except OcppError as exc:
-        raise HTTPException(
-            502, f"station {station_id!r} refused UnpublishFirmware: {exc.description}"
-        ) from exc
+    answer = await call_station(
+        gateway, station_id, "UnpublishFirmware", {"checksum": found.checksum}
+    )
     status = str(answer.get("status"))
     if status == UNPUBLISHED:
         await store.firmware_publications.record_status(

@@ -15,20 +15,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugstream.cloud.api.calls import CallFailed, call_station, require_connected
 from plugstream.cloud.api.common import StoreDep, UtcDateTime, UtcInput, guarded_router, responses
 from plugstream.cloud.api.deps import GatewayDep
 from plugstream.cloud.api.limits import INTEGER_MAX
+from plugstream.cloud.api.station_calls import (
+    CALL_RESPONSES,
+    CallFailed,
+    call_station,
+    require_connected,
+)
 from plugstream.cloud.api.stations import station_or_404
 from plugstream.cloud.gateway import Gateway
 from plugstream.cloud.storage import Store
 from plugstream.cloud.storage.reservations import ACTIVE, PENDING, ReservationRecord
 from plugstream.ocpp.datetimes import format_time
+from plugstream.ocpp.v201 import IdTokenEnumType
 
 __all__ = ["CANCELLED", "router"]
 
@@ -39,17 +45,6 @@ router = guarded_router(tags=["reservations"])
 
 ReservationId = Annotated[int, Path(ge=1, le=INTEGER_MAX, description="The ReserveNow id.")]
 
-IdTokenTypeName = Literal[
-    "Central",
-    "eMAID",
-    "ISO14443",
-    "ISO15693",
-    "KeyCode",
-    "Local",
-    "MacAddress",
-    "NoAuthorization",
-]
-
 
 class ReservationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -59,7 +54,7 @@ class ReservationIn(BaseModel):
         default=None, ge=1, le=INTEGER_MAX, description="Omitted: any EVSE of the station."
     )
     id_token: str = Field(min_length=1, max_length=36, description="Who the EVSE is held for.")
-    id_token_type: IdTokenTypeName = "ISO14443"
+    id_token_type: IdTokenEnumType = "ISO14443"
     group_id_token: str | None = Field(
         default=None,
         min_length=1,
@@ -121,7 +116,7 @@ def _reserve_now(r: ReservationRecord) -> dict[str, Any]:
     "/reservations",
     status_code=201,
     response_model=ReservationOut,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def create_reservation(
     body: ReservationIn, store: StoreDep, gateway: GatewayDep
@@ -131,7 +126,7 @@ async def create_reservation(
     now = gateway.clock()
     if body.expiry_date_time <= now:
         raise HTTPException(422, "expiry_date_time: must be in the future")
-    version = require_connected(gateway, body.station_id)
+    require_connected(gateway, body.station_id)
     record = await store.reservations.create(
         body.station_id,
         evse_id=body.evse_id,
@@ -142,20 +137,13 @@ async def create_reservation(
         at=now,
     )
     try:
-        answer = await call_station(
-            gateway, body.station_id, version, "ReserveNow", _reserve_now(record)
-        )
+        answer = await call_station(gateway, body.station_id, "ReserveNow", _reserve_now(record))
         status = str(answer.get("status", "Rejected"))
     except CallFailed as failed:
         await store.reservations.set_status(
-            record.reservation_id, failed.status, gateway.clock(), if_status=PENDING
+            record.reservation_id, failed.outcome, gateway.clock(), if_status=PENDING
         )
         return failed.response
-    except HTTPException:  # nothing was sent
-        await store.reservations.set_status(
-            record.reservation_id, "NotSent", gateway.clock(), if_status=PENDING
-        )
-        raise
     updated = await store.reservations.set_status(
         record.reservation_id, status, gateway.clock(), if_status=PENDING
     )
@@ -210,12 +198,11 @@ async def cancel_reservation(
     shown = record.status_at(gateway.clock())
     if shown not in ACTIVE:
         raise HTTPException(409, f"reservation {reservation_id} is {shown}: nothing to cancel")
-    version = require_connected(gateway, record.station_id)
+    require_connected(gateway, record.station_id)
     try:
         answer = await call_station(
             gateway,
             record.station_id,
-            version,
             "CancelReservation",
             {"reservationId": reservation_id},
         )

@@ -29,19 +29,24 @@ from pydantic.alias_generators import to_camel
 from plugstream.cloud.api.common import (
     StoreDep,
     UtcDateTime,
-    error_response,
     exact_number,
     guarded_router,
     responses,
 )
 from plugstream.cloud.api.deps import GatewayDep
+from plugstream.cloud.api.station_calls import (
+    CALL_RESPONSES,
+    CallFailed,
+    call_station,
+    check_request,
+    connected_station,
+)
 from plugstream.cloud.api.stations import station_or_404
 from plugstream.cloud.gateway import Gateway
 from plugstream.cloud.smart_charging.division import allocation_of, redivide
-from plugstream.cloud.stations import StationOffline
 from plugstream.cloud.storage import Store
 from plugstream.cloud.storage.smart_charging import Site, SiteConflict
-from plugstream.ocpp import CallTimeout, ConnectionLost, OcppError, OcppVersion, schemas
+from plugstream.ocpp import OcppVersion
 
 __all__ = ["router"]
 
@@ -183,41 +188,11 @@ MIN_STATION_MAX_A, MAX_STATION_MAX_A = Decimal(6), Decimal(1000)
 # -- helpers -----------------------------------------------------------------------------
 
 
-async def _connected_201(store: Store, gateway: Gateway, station_id: str) -> None:
-    """404 unknown, 409 not connected or not 2.0.1."""
-    await station_or_404(store, station_id)
-    version = gateway.version_of(station_id)
-    if version is None or not gateway.is_connected(station_id):
-        raise HTTPException(409, f"station {station_id!r} is not connected")
-    if version is OcppVersion.V16:
-        raise HTTPException(
-            409,
-            f"station {station_id!r} speaks OCPP 1.6: send its profiles through /commands",
-        )
-
-
-async def _call(
-    gateway: Gateway, station_id: str, action: str, payload: dict[str, Any]
-) -> dict[str, Any] | JSONResponse:
-    version = gateway.version_of(station_id) or OcppVersion.V201
-    invalid = schemas(version).validate(action, "request", payload)
-    if invalid is not None:
-        return error_response(
-            422, invalid.description, error_code=invalid.code.value, error_details=invalid.details
-        )
-    try:
-        return await gateway.call(station_id, action, payload)
-    except (StationOffline, ConnectionLost) as exc:
-        raise HTTPException(409, f"station {station_id!r} is not connected: {exc}") from exc
-    except CallTimeout as exc:
-        return error_response(504, f"station {station_id!r}: {exc.description}")
-    except OcppError as exc:
-        return error_response(
-            502,
-            f"station {station_id!r} refused {action}: {exc.description or exc.code.value}",
-            error_code=exc.code.value,
-            error_details=exc.details,
-        )
+async def _connected(store: Store, gateway: Gateway, station_id: str) -> OcppVersion:
+    """404 unknown, 409 not connected or not 2.0.1 (whose profiles go through /commands)."""
+    return await connected_station(
+        store, gateway, station_id, why="send its profiles through /commands"
+    )
 
 
 def _answer(answer: dict[str, Any]) -> StationAnswerOut:
@@ -249,17 +224,18 @@ async def charging_profiles(station_id: str, store: StoreDep) -> ChargingProfile
 @router.post(
     "/stations/{station_id}/charging-profiles",
     response_model=StationAnswerOut,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def set_charging_profile(
     station_id: str, body: SetProfileIn, store: StoreDep, gateway: GatewayDep
 ) -> StationAnswerOut | Response:
     """SetChargingProfile (K01); the profile is kept with the station's answer."""
-    await _connected_201(store, gateway, station_id)
+    await _connected(store, gateway, station_id)
     payload = {"evseId": body.evse_id, "chargingProfile": body.charging_profile}
-    answer = await _call(gateway, station_id, "SetChargingProfile", payload)
-    if isinstance(answer, JSONResponse):
-        return answer
+    try:
+        answer = await call_station(gateway, station_id, "SetChargingProfile", payload)
+    except CallFailed as failed:
+        return failed.response
     out = _answer(answer)
     await store.smart_charging.record_set(
         station_id,
@@ -275,7 +251,7 @@ async def set_charging_profile(
 @router.delete(
     "/stations/{station_id}/charging-profiles",
     response_model=StationAnswerOut,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def clear_charging_profile(
     station_id: str,
@@ -296,7 +272,7 @@ async def clear_charging_profile(
             422,
             "give chargingProfileId or at least one of evseId, chargingProfilePurpose, stackLevel",
         )
-    await _connected_201(store, gateway, station_id)
+    await _connected(store, gateway, station_id)
     payload: dict[str, Any] = {}
     if charging_profile_id is not None:
         payload["chargingProfileId"] = charging_profile_id
@@ -309,9 +285,10 @@ async def clear_charging_profile(
         if stack_level is not None:
             criteria["stackLevel"] = stack_level
         payload["chargingProfileCriteria"] = criteria
-    answer = await _call(gateway, station_id, "ClearChargingProfile", payload)
-    if isinstance(answer, JSONResponse):
-        return answer
+    try:
+        answer = await call_station(gateway, station_id, "ClearChargingProfile", payload)
+    except CallFailed as failed:
+        return failed.response
     out = _answer(answer)
     if out.status == "Accepted":
         await store.smart_charging.forget_set(
@@ -327,7 +304,7 @@ async def clear_charging_profile(
 @router.post(
     "/stations/{station_id}/charging-profiles/refresh",
     response_model=RefreshOut,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def refresh_charging_profiles(
     station_id: str,
@@ -338,24 +315,23 @@ async def refresh_charging_profiles(
     """GetChargingProfiles (K09) with a new requestId; the station's reports come in as
     ReportChargingProfiles and show under ``reported``."""
     body = body or RefreshIn()
-    await _connected_201(store, gateway, station_id)
+    version = await _connected(store, gateway, station_id)
     criteria = dict(body.charging_profile)
     payload: dict[str, Any] = {"chargingProfile": criteria}
     if body.evse_id is not None:
         payload["evseId"] = body.evse_id
-    version = gateway.version_of(station_id) or OcppVersion.V201
-    invalid = schemas(version).validate(
-        "GetChargingProfiles", "request", {"requestId": 0, **payload}
-    )
-    if invalid is not None:  # checked before a requestId is spent
-        return error_response(422, invalid.description, error_code=invalid.code.value)
+    try:  # checked before a requestId is spent
+        check_request(version, "GetChargingProfiles", {"requestId": 0, **payload})
+    except CallFailed as failed:
+        return failed.response
     request_id = await store.smart_charging.new_request(station_id, payload, at=gateway.clock())
-    answer = await _call(
-        gateway, station_id, "GetChargingProfiles", {"requestId": request_id, **payload}
-    )
-    if isinstance(answer, JSONResponse):
+    try:
+        answer = await call_station(
+            gateway, station_id, "GetChargingProfiles", {"requestId": request_id, **payload}
+        )
+    except CallFailed as failed:
         await store.smart_charging.set_request_status(station_id, request_id, "Failed")
-        return answer
+        return failed.response
     out = _answer(answer)
     if out.status != "Accepted":  # NoProfiles: no report will come
         await store.smart_charging.set_request_status(station_id, request_id, out.status)
@@ -370,7 +346,7 @@ async def refresh_charging_profiles(
             "description": "The GetCompositeScheduleResponse, as the station sent it.",
             "content": {"application/json": {"schema": {"type": "object"}}},
         },
-        **responses(404, 409, 422, 502, 504),
+        **CALL_RESPONSES,
     },
 )
 async def composite_schedule(
@@ -382,13 +358,14 @@ async def composite_schedule(
     charging_rate_unit: Annotated[Literal["A", "W"] | None, Query(alias="chargingRateUnit")] = None,
 ) -> Response:
     """GetCompositeSchedule (K08): the limits the station will apply on the EVSE."""
-    await _connected_201(store, gateway, station_id)
+    await _connected(store, gateway, station_id)
     payload: dict[str, Any] = {"evseId": evse_id, "duration": duration}
     if charging_rate_unit is not None:
         payload["chargingRateUnit"] = charging_rate_unit
-    answer = await _call(gateway, station_id, "GetCompositeSchedule", payload)
-    if isinstance(answer, JSONResponse):
-        return answer
+    try:
+        answer = await call_station(gateway, station_id, "GetCompositeSchedule", payload)
+    except CallFailed as failed:
+        return failed.response
     return JSONResponse(answer)
 
 

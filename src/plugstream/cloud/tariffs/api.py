@@ -31,21 +31,19 @@ from fastapi import HTTPException, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_validator
 
-from plugstream.cloud.api.common import (
-    StoreDep,
-    UtcDateTime,
-    error_response,
-    guarded_router,
-    responses,
-)
+from plugstream.cloud.api.common import StoreDep, UtcDateTime, guarded_router, responses
 from plugstream.cloud.api.deps import GatewayDep
 from plugstream.cloud.api.limits import BIGINT_MAX, INTEGER_MAX, in_range
+from plugstream.cloud.api.station_calls import (
+    CALL_RESPONSES,
+    CallFailed,
+    call_station,
+    require_connected,
+)
 from plugstream.cloud.api.stations import check_station_id
-from plugstream.cloud.stations import StationOffline
 from plugstream.cloud.storage.records import TransactionRecord
 from plugstream.cloud.storage.tariffs import Assignment, Tariff, TariffData, TransactionCost
 from plugstream.cloud.tariffs.pricing import breakdown
-from plugstream.ocpp import CallTimeout, OcppError
 
 if TYPE_CHECKING:
     from plugstream.cloud.storage import Store
@@ -348,7 +346,7 @@ async def get_cost(tx_id: int, store: StoreDep) -> CostOut:
 @router.post(
     "/transactions/{tx_id}/cost-updated",
     response_model=CostOut,
-    responses=responses(404, 409, 422, 502, 504),
+    responses=CALL_RESPONSES,
 )
 async def send_cost_updated(
     tx_id: int, store: StoreDep, gateway: GatewayDep
@@ -359,22 +357,12 @@ async def send_cost_updated(
     tx, cost = await _cost_or_404(store, tx_id)
     if cost.final or not tx.active:
         raise HTTPException(409, f"transaction {tx_id} ended: its final cost is {cost.total_cost}")
-    if not gateway.is_connected(tx.station_id):
-        raise HTTPException(409, f"station {tx.station_id!r} is not connected")
+    require_connected(gateway, tx.station_id, why="it has no CostUpdated")
     payload = {"totalCost": float(cost.total_cost), "transactionId": tx.transaction_id}
     try:
-        await gateway.call(tx.station_id, "CostUpdated", payload)
-    except StationOffline as exc:
-        raise HTTPException(409, f"station {tx.station_id!r} is not connected: {exc}") from exc
-    except CallTimeout as exc:
-        return error_response(504, f"station {tx.station_id!r}: {exc.description}")
-    except OcppError as exc:
-        return error_response(
-            502,
-            f"station {tx.station_id!r} refused CostUpdated: {exc.description or exc.code.value}",
-            error_code=exc.code.value,
-            error_details=exc.details,
-        )
+        await call_station(gateway, tx.station_id, "CostUpdated", payload)
+    except CallFailed as failed:
+        return failed.response
     await store.tariffs.record_sent(tx_id, cost.total_cost, at=_now())
     sent = await store.tariffs.get_cost(tx_id)
     return _cost_out(tx_id, sent if sent is not None else cost)
