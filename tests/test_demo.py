@@ -3,18 +3,23 @@ a timer or by Ctrl-C, exit code 0 either way and nothing left running."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
 
-from tests.support import read_until, stop_process, until_sync
+from plugstream.demo import DEMO_TARIFF, SITE_LIMIT_A, run_demo
+from tests.support import read_until, stop_process, until, until_sync
 
 pytestmark = pytest.mark.socket
 
@@ -119,3 +124,133 @@ def test_demo_transactions_carry_no_flags_of_the_demos_own_making() -> None:
     for tx in transactions:
         assert tx["flags"] == [], tx
         assert tx["energy_wh"] is None or float(tx["energy_wh"]) >= 0, tx
+
+
+SHARE = re.compile(r"(PS-\d+) ([\d.]+) A")
+#: a site line's stations, each running session's share and the sum
+Divided = tuple[list[str], dict[str, Decimal], Decimal]
+COST = re.compile(r"(PS-\d+) (\d+\.\d\d) EUR")
+
+
+def _site_shares(line: str) -> Divided | None:
+    """What a site line says; None for another line or a site with nothing to divide."""
+    found = re.match(r"site Depot: (\d+) A per phase shared by ([^·]+?) · (.*) = ([\d.]+) A", line)
+    if found is None:
+        return None
+    assert Decimal(found.group(1)) == SITE_LIMIT_A, line
+    shares = {sid: Decimal(amps) for sid, amps in SHARE.findall(found.group(3))}
+    return found.group(2).split(), shares, Decimal(found.group(4))
+
+
+def test_demo_prices_divides_and_messages_on_the_2_0_1_stations() -> None:
+    """Issue 15 on the demo's defaults, as a newcomer sees it: the default tariff gives the
+    2.0.1 sessions a running cost (at least the start fee with VAT), the Depot's 32 A are
+    divided among its stations' sessions, the display message and the device model are
+    in the API the demo names, and no message of all that is an error."""
+    proc = subprocess.Popen(
+        [*DEMO, "--stations", "6", "--time-scale", "120", "--session-minutes", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    start_cost = (DEMO_TARIFF.start_fee * (1 + DEMO_TARIFF.vat_percent / 100)).quantize(
+        Decimal("0.01"), rounding=ROUND_HALF_UP
+    )
+    try:
+        out = read_until(proc, "Try: GET", timeout=30)
+        found = re.search(r"(http://127\.0\.0\.1:\d+/api/v1)/", out)
+        assert found is not None, out
+        api = found.group(1)
+        tries = out.splitlines()[-1]
+        for path in ("/api/v1/sites/1/allocation", "/api/v1/tariffs", "/stations/PS-002/"):
+            assert path in tries, tries
+
+        costs: dict[str, Decimal] = {}
+        divided: Divided | None = None
+        deadline = time.monotonic() + 40
+        while not (costs and divided):
+            chunk = read_until(proc, "costs incl. VAT:", timeout=deadline - time.monotonic())
+            for line in chunk.splitlines():
+                site = _site_shares(line)
+                if site is not None and len(site[1]) >= 2:
+                    divided = site
+                if line.startswith("costs incl. VAT:"):
+                    costs.update((sid, Decimal(c)) for sid, c in COST.findall(line))
+
+        versions = {
+            sid: httpx.get(f"{api}/stations/{sid}", timeout=5).json()["ocpp_version"]
+            for sid in costs
+        }
+        assert set(versions.values()) == {"2.0.1"}, versions
+        assert max(costs.values()) >= start_cost, costs
+
+        assert divided is not None
+        members, shares, total = divided
+        assert set(shares) <= set(members), divided
+        assert total == sum(shares.values()) <= SITE_LIMIT_A, divided
+        assert all(0 < share < SITE_LIMIT_A for share in shares.values()), divided
+
+        def message_and_model() -> bool:
+            shown = httpx.get(f"{api}/stations/PS-002/display-messages", timeout=5).json()
+            model = httpx.get(f"{api}/stations/PS-002/device-model", timeout=5).json()
+            accepted = [m for m in shown if m["status"] == "Accepted"]
+            return bool(accepted) and any(
+                v["component"] == "TariffCostCtrlr" for v in model["variables"]
+            )
+
+        until_sync(message_and_model, "the display message and the device model", timeout=20)
+        tariffs = httpx.get(f"{api}/tariffs", timeout=5).json()
+        assert [t["is_default"] for t in tariffs] == [True], tariffs
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, err = proc.communicate(timeout=15)
+        finally:
+            stop_process(proc)
+    assert proc.returncode == 0, err
+    last = [line for line in rest.splitlines() if line.startswith("PlugStream demo stopped")]
+    assert len(last) == 1 and "errors 0" in last[0], rest
+    assert "Traceback" not in err and "ERROR" not in err, err
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+COST_CELL = re.compile(
+    r"│ (PS-\d+) +│ PlugStream \d+ +│ 2\.0\.1 +│[^│]*│[^│]*│ +(\d+\.\d\d) EUR(?: final)? +│"
+)
+
+
+async def test_the_live_table_shows_the_2_0_1_costs_and_the_sites_division() -> None:
+    """On a terminal the demo draws its live table: the 2.0.1 rows' cost column and the
+    site's line under the table show what the cloud priced and divided."""
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=220, color_system=None)
+    stop = asyncio.Event()
+    demo = asyncio.create_task(
+        run_demo(stations=4, time_scale=120, session_minutes=20, console=console, stop=stop)
+    )
+
+    def seen() -> tuple[list[tuple[str, str]], Divided] | None:
+        text = ANSI.sub("", screen.getvalue())
+        costs = COST_CELL.findall(text)
+        divided = [
+            site
+            for line in text.splitlines()
+            if (site := _site_shares(line)) is not None and len(site[1]) >= 2
+        ]
+        return (costs, divided[-1]) if costs and divided else None
+
+    try:
+        found = await until(seen, "a cost in the table and a divided site", timeout=40)
+    finally:
+        stop.set()
+        code = await asyncio.wait_for(demo, 30)
+    assert code == 0 and found is not None
+    costs, (members, shares, total) = found
+    assert {sid for sid, _ in costs} <= {"PS-002", "PS-004"}, costs  # the 2.0.1 half
+    assert set(shares) <= set(members) == {"PS-002", "PS-004"}, shares
+    assert total == sum(shares.values()) <= SITE_LIMIT_A, shares
+    assert all(0 < share < SITE_LIMIT_A for share in shares.values()), shares
+    text = ANSI.sub("", screen.getvalue())
+    last = [line for line in text.splitlines() if line.startswith("PlugStream demo stopped")]
+    assert len(last) == 1 and "errors 0" in last[0], text[-2000:]
