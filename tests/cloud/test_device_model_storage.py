@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -56,6 +57,21 @@ PASSWORD = {
 }
 HB_KEY = ComponentVariable("OCPPCommCtrlr", "HeartbeatInterval")
 CONNECTOR_KEY = ComponentVariable("Connector", "AvailabilityState", evse_id=1, connector_id=1)
+
+
+async def whole_report(
+    store: Store, request_id: int, entries: list[dict[str, Any]], at: datetime = T0
+) -> None:
+    """A NotifyReport of ``entries`` for ``request_id`` in one part (seqNo 0, no tbc)."""
+    await store.device_model.add_report(
+        SID,
+        request_id,
+        seq_no=0,
+        tbc=False,
+        attributes=model.report_attributes(entries),
+        items=len(entries),
+        at=at,
+    )
 
 
 def test_a_report_entry_is_read_as_one_row_per_attribute_with_its_characteristics() -> None:
@@ -148,26 +164,10 @@ async def test_a_complete_full_inventory_drops_what_the_station_no_longer_has(
     store: Store,
 ) -> None:
     dm = store.device_model
-    await dm.add_report(
-        SID,
-        0,
-        seq_no=0,
-        tbc=False,
-        attributes=model.report_attributes([HEARTBEAT, PASSWORD]),
-        items=2,
-        at=T0,
-    )
+    await whole_report(store, 0, [HEARTBEAT, PASSWORD])
     later = T0 + timedelta(hours=1)
     summary = await dm.begin_report(SID, "SummaryInventory", later)
-    await dm.add_report(
-        SID,
-        summary,
-        seq_no=0,
-        tbc=False,
-        attributes=model.report_attributes([CONNECTOR_STATE]),
-        items=1,
-        at=later,
-    )
+    await whole_report(store, summary, [CONNECTOR_STATE], at=later)
     assert len(await dm.variables(SID)) == 4  # a summary replaces nothing
     full = await dm.begin_report(SID, "FullInventory", later)
     for seq_no, part in enumerate(([HEARTBEAT], [CONNECTOR_STATE])):
@@ -197,20 +197,10 @@ async def test_the_answer_does_not_undo_a_report_that_came_first(store: Store) -
 
 async def test_a_later_report_updates_the_rows_in_place(store: Store) -> None:
     dm = store.device_model
-    await dm.add_report(
-        SID, 7, seq_no=0, tbc=False, attributes=model.report_attributes([HEARTBEAT]), items=1, at=T0
-    )
+    await whole_report(store, 7, [HEARTBEAT])
     changed = dict(HEARTBEAT, variableAttribute=[{"type": "Actual", "value": "60"}])
     later = T0 + timedelta(minutes=1)
-    await dm.add_report(
-        SID,
-        8,
-        seq_no=0,
-        tbc=False,
-        attributes=model.report_attributes([changed]),
-        items=1,
-        at=later,
-    )
+    await whole_report(store, 8, [changed], at=later)
     rows = await dm.variables(SID, variable="HeartbeatInterval")
     assert [(r.attribute.attribute_type, r.attribute.value, r.updated_at) for r in rows] == [
         ("Actual", "60", later),
@@ -223,15 +213,7 @@ async def test_a_later_report_updates_the_rows_in_place(store: Store) -> None:
 
 async def test_values_from_get_and_set_variables_find_their_row_in_any_case(store: Store) -> None:
     dm = store.device_model
-    await dm.add_report(
-        SID,
-        1,
-        seq_no=0,
-        tbc=False,
-        attributes=model.report_attributes([HEARTBEAT, PASSWORD]),
-        items=2,
-        at=T0,
-    )
+    await whole_report(store, 1, [HEARTBEAT, PASSWORD])
     asked = ComponentVariable("ocppcommctrlr", "heartbeatinterval")
     new_key = ComponentVariable("AuthCtrlr", "AuthorizeRemoteStart")
     password = ComponentVariable("SecurityCtrlr", "BasicAuthPassword")
@@ -256,15 +238,7 @@ async def test_values_from_get_and_set_variables_find_their_row_in_any_case(stor
 
 async def test_events_are_kept_newest_first_and_set_the_actual_value(store: Store) -> None:
     dm = store.device_model
-    await dm.add_report(
-        SID,
-        1,
-        seq_no=0,
-        tbc=False,
-        attributes=model.report_attributes([CONNECTOR_STATE]),
-        items=1,
-        at=T0,
-    )
+    await whole_report(store, 1, [CONNECTOR_STATE])
     first = model.events(
         [
             {

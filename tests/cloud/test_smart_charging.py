@@ -5,6 +5,7 @@ raw WebSocket against a real cloud on loopback, and the REST resources."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -150,6 +151,13 @@ K_ANSWERS: dict[str, Answer] = {
 }
 
 
+@pytest.fixture
+async def cs(cloud: Cloud) -> AsyncIterator[RawStation201]:
+    """The OCTT's station CS1, booted and answering K's requests (for conftest's ``cs``)."""
+    async with octt(cloud, "CS1") as station:
+        yield station
+
+
 def octt(cloud: Cloud, station_id: str) -> contextlib.AbstractAsyncContextManager[RawStation201]:
     """The OCTT's station, booted, answering the K requests."""
     return station201(cloud, station_id, K_ANSWERS)
@@ -272,104 +280,95 @@ async def _refresh_and_report(
 
 @pytest.mark.socket
 async def test_tc_k_29_csms_get_charging_profile_evse_id_0(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        await start_transaction(cs, "TX29")  # Charging State: EnergyTransferStarted
-        body = {"evseId": 0, "chargingProfile": {"chargingProfilePurpose": "TxDefaultProfile"}}
-        request = await _refresh_and_report(cs, api, body, evses=(0,))
-        assert request["evseId"] == 0
-        assert request["chargingProfile"] == {"chargingProfilePurpose": "TxDefaultProfile"}
+    await start_transaction(cs, "TX29")  # Charging State: EnergyTransferStarted
+    body = {"evseId": 0, "chargingProfile": {"chargingProfilePurpose": "TxDefaultProfile"}}
+    request = await _refresh_and_report(cs, api, body, evses=(0,))
+    assert request["evseId"] == 0
+    assert request["chargingProfile"] == {"chargingProfilePurpose": "TxDefaultProfile"}
 
 
 @pytest.mark.socket
 async def test_tc_k_30_csms_get_charging_profile_evse_id_above_0(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        request = await _refresh_and_report(cs, api, {"evseId": 1})
-        assert request["evseId"] == 1
+    request = await _refresh_and_report(cs, api, {"evseId": 1})
+    assert request["evseId"] == 1
 
 
 @pytest.mark.socket
 async def test_tc_k_31_csms_get_charging_profile_no_evse_id(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        request = await _refresh_and_report(cs, api, {}, evses=(0, 1, 2))  # tbc true till last
-        assert "evseId" not in request
-        status = await cloud.store.smart_charging.request_status("CS1", request["requestId"])
-        assert status == "Complete"
+    request = await _refresh_and_report(cs, api, {}, evses=(0, 1, 2))  # tbc true till last
+    assert "evseId" not in request
+    status = await cloud.store.smart_charging.request_status("CS1", request["requestId"])
+    assert status == "Complete"
 
 
 @pytest.mark.socket
 async def test_tc_k_32_csms_get_charging_profile_charging_profile_id(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        body = {"chargingProfile": {"chargingProfileId": [11]}}
-        request = await _refresh_and_report(cs, api, body)
-        assert request["chargingProfile"]["chargingProfileId"] == [11]
-        assert isinstance(request["requestId"], int)
+    body = {"chargingProfile": {"chargingProfileId": [11]}}
+    request = await _refresh_and_report(cs, api, body)
+    assert request["chargingProfile"]["chargingProfileId"] == [11]
+    assert isinstance(request["requestId"], int)
 
 
 @pytest.mark.socket
 async def test_tc_k_33_csms_get_charging_profile_evse_id_and_stack_level(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        body = {"evseId": 1, "chargingProfile": {"stackLevel": 2}}
-        request = await _refresh_and_report(cs, api, body)
-        assert (request["evseId"], request["chargingProfile"]["stackLevel"]) == (1, 2)
+    body = {"evseId": 1, "chargingProfile": {"stackLevel": 2}}
+    request = await _refresh_and_report(cs, api, body)
+    assert (request["evseId"], request["chargingProfile"]["stackLevel"]) == (1, 2)
 
 
 @pytest.mark.socket
 async def test_tc_k_34_csms_get_charging_profile_evse_id_and_charging_limit_source(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        body = {"evseId": 1, "chargingProfile": {"chargingLimitSource": ["CSO"]}}
-        request = await _refresh_and_report(cs, api, body)
-        assert request["chargingProfile"]["chargingLimitSource"] == ["CSO"]
+    body = {"evseId": 1, "chargingProfile": {"chargingLimitSource": ["CSO"]}}
+    request = await _refresh_and_report(cs, api, body)
+    assert request["chargingProfile"]["chargingLimitSource"] == ["CSO"]
 
 
 @pytest.mark.socket
 async def test_tc_k_35_csms_get_charging_profile_evse_id_and_purpose(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        body = {"evseId": 1, "chargingProfile": {"chargingProfilePurpose": "TxProfile"}}
-        request = await _refresh_and_report(cs, api, body)
-        assert request["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
+    body = {"evseId": 1, "chargingProfile": {"chargingProfilePurpose": "TxProfile"}}
+    request = await _refresh_and_report(cs, api, body)
+    assert request["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
 
 
 @pytest.mark.socket
 async def test_tc_k_36_csms_get_charging_profile_evse_id_purpose_and_stack_level(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        criteria = {"chargingProfilePurpose": "TxDefaultProfile", "stackLevel": 2}
-        request = await _refresh_and_report(cs, api, {"evseId": 1, "chargingProfile": criteria})
-        assert request["evseId"] == 1 and request["chargingProfile"] == criteria
+    criteria = {"chargingProfilePurpose": "TxDefaultProfile", "stackLevel": 2}
+    request = await _refresh_and_report(cs, api, {"evseId": 1, "chargingProfile": criteria})
+    assert request["evseId"] == 1 and request["chargingProfile"] == criteria
 
 
 @pytest.mark.socket
 async def test_a_report_no_one_asked_for_is_kept_and_answered(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        reply = await cs.call(
-            "ReportChargingProfiles",
-            {
-                "requestId": 999,
-                "chargingLimitSource": "EMS",
-                "evseId": 1,
-                "chargingProfile": [PROFILE],
-            },
-        )
-        assert reply == {}
-        reported = (await api.get("/stations/CS1/charging-profiles")).json()["reported"]
-        assert [(r["requestId"], r["chargingLimitSource"]) for r in reported] == [(999, "EMS")]
+    reply = await cs.call(
+        "ReportChargingProfiles",
+        {
+            "requestId": 999,
+            "chargingLimitSource": "EMS",
+            "evseId": 1,
+            "chargingProfile": [PROFILE],
+        },
+    )
+    assert reply == {}
+    reported = (await api.get("/stations/CS1/charging-profiles")).json()["reported"]
+    assert [(r["requestId"], r["chargingLimitSource"]) for r in reported] == [(999, "EMS")]
 
 
 # -- K10: ClearChargingProfile ----------------------------------------------------------
@@ -377,20 +376,17 @@ async def test_a_report_no_one_asked_for_is_kept_and_answered(
 
 @pytest.mark.socket
 async def test_tc_k_05_csms_clear_charging_profile_with_charging_profile_id(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        await _refresh_and_report(cs, api, {})  # Memory State: a reported profile
-        set_ = await api.post(
-            "/stations/CS1/charging-profiles", json={"evseId": 1, "chargingProfile": PROFILE}
-        )
-        assert set_.json() == {"status": "Accepted", "statusInfo": None}
-        cleared = await api.delete(
-            "/stations/CS1/charging-profiles", params={"chargingProfileId": 11}
-        )
-        assert cleared.status_code == 200 and cleared.json()["status"] == "Accepted"
-        assert cs.calls("ClearChargingProfile") == [{"chargingProfileId": 11}]  # criteria omitted
-        assert (await api.get("/stations/CS1/charging-profiles")).json()["set"] == []
+    await _refresh_and_report(cs, api, {})  # Memory State: a reported profile
+    set_ = await api.post(
+        "/stations/CS1/charging-profiles", json={"evseId": 1, "chargingProfile": PROFILE}
+    )
+    assert set_.json() == {"status": "Accepted", "statusInfo": None}
+    cleared = await api.delete("/stations/CS1/charging-profiles", params={"chargingProfileId": 11})
+    assert cleared.status_code == 200 and cleared.json()["status"] == "Accepted"
+    assert cs.calls("ClearChargingProfile") == [{"chargingProfileId": 11}]  # criteria omitted
+    assert (await api.get("/stations/CS1/charging-profiles")).json()["set"] == []
 
 
 # -- K12 / K13: external limits -----------------------------------------------------------
@@ -398,88 +394,86 @@ async def test_tc_k_05_csms_clear_charging_profile_with_charging_profile_id(
 
 @pytest.mark.socket
 async def test_tc_k_48_csms_notify_charging_limit_without_schedule_is_kept(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        assert (
-            await cs.call(
-                "NotifyChargingLimit",
-                {
-                    "chargingLimit": {"chargingLimitSource": "EMS", "isGridCritical": True},
-                },
-            )
-            == {}
+    assert (
+        await cs.call(
+            "NotifyChargingLimit",
+            {
+                "chargingLimit": {"chargingLimitSource": "EMS", "isGridCritical": True},
+            },
         )
-        limits = (await api.get("/stations/CS1/charging-limits")).json()
-        assert limits[0]["chargingLimitSource"] == "EMS" and limits[0]["isGridCritical"]
-        assert limits[0]["clearedAt"] is None
+        == {}
+    )
+    limits = (await api.get("/stations/CS1/charging-limits")).json()
+    assert limits[0]["chargingLimitSource"] == "EMS" and limits[0]["isGridCritical"]
+    assert limits[0]["clearedAt"] is None
 
 
 @pytest.mark.socket
 async def test_tc_k_52_csms_notify_charging_limit_with_schedule_is_kept(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        limit = {**schedule((0, 10)), "startSchedule": "2026-03-01T08:00:00.000Z", "duration": 3600}
-        assert (
-            await cs.call(
-                "NotifyChargingLimit",
-                {
-                    "chargingLimit": {"chargingLimitSource": "EMS"},
-                    "evseId": 1,
-                    "chargingSchedule": [limit],
-                },
-            )
-            == {}
+    limit = {**schedule((0, 10)), "startSchedule": "2026-03-01T08:00:00.000Z", "duration": 3600}
+    assert (
+        await cs.call(
+            "NotifyChargingLimit",
+            {
+                "chargingLimit": {"chargingLimitSource": "EMS"},
+                "evseId": 1,
+                "chargingSchedule": [limit],
+            },
         )
-        limits = (await api.get("/stations/CS1/charging-limits")).json()
-        assert limits[0]["evseId"] == 1 and limits[0]["chargingSchedule"] == [limit]
+        == {}
+    )
+    limits = (await api.get("/stations/CS1/charging-limits")).json()
+    assert limits[0]["evseId"] == 1 and limits[0]["chargingSchedule"] == [limit]
 
 
 @pytest.mark.socket
 async def test_tc_k_50_csms_cleared_charging_limit_without_transaction(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        assert await cs.call("ClearedChargingLimit", {"chargingLimitSource": "EMS"}) == {}
-        limits = (await api.get("/stations/CS1/charging-limits")).json()
-        assert [(x["chargingLimitSource"], x["clearedAt"] is not None) for x in limits] == [
-            ("EMS", True)
-        ]
-        await cs.call("NotifyChargingLimit", {"chargingLimit": {"chargingLimitSource": "EMS"}})
-        assert await cs.call("ClearedChargingLimit", {"chargingLimitSource": "EMS"}) == {}
-        limits = (await api.get("/stations/CS1/charging-limits")).json()
-        assert len(limits) == 2 and all(x["clearedAt"] is not None for x in limits)
+    assert await cs.call("ClearedChargingLimit", {"chargingLimitSource": "EMS"}) == {}
+    limits = (await api.get("/stations/CS1/charging-limits")).json()
+    assert [(x["chargingLimitSource"], x["clearedAt"] is not None) for x in limits] == [
+        ("EMS", True)
+    ]
+    await cs.call("NotifyChargingLimit", {"chargingLimit": {"chargingLimitSource": "EMS"}})
+    assert await cs.call("ClearedChargingLimit", {"chargingLimitSource": "EMS"}) == {}
+    limits = (await api.get("/stations/CS1/charging-limits")).json()
+    assert len(limits) == 2 and all(x["clearedAt"] is not None for x in limits)
 
 
 @pytest.mark.socket
 async def test_tc_k_51_csms_cleared_charging_limit_with_ongoing_transaction(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        await start_transaction(cs, "TX51")
-        await cs.call(
-            "NotifyChargingLimit",
-            {
-                "chargingLimit": {"chargingLimitSource": "SO"},
-                "evseId": 1,
-                "chargingSchedule": [schedule((0, 8))],
-            },
-        )
-        assert (
-            await cs.call("ClearedChargingLimit", {"chargingLimitSource": "SO", "evseId": 1}) == {}
-        )
-        await transaction_event(cs, "TX51", 1, "ChargingRateChanged")
-        limits = (await api.get("/stations/CS1/charging-limits")).json()
-        assert [(x["evseId"], x["clearedAt"] is not None) for x in limits] == [(1, True)]
+    await start_transaction(cs, "TX51")
+    await cs.call(
+        "NotifyChargingLimit",
+        {
+            "chargingLimit": {"chargingLimitSource": "SO"},
+            "evseId": 1,
+            "chargingSchedule": [schedule((0, 8))],
+        },
+    )
+    assert await cs.call("ClearedChargingLimit", {"chargingLimitSource": "SO", "evseId": 1}) == {}
+    await transaction_event(cs, "TX51", 1, "ChargingRateChanged")
+    limits = (await api.get("/stations/CS1/charging-limits")).json()
+    assert [(x["evseId"], x["clearedAt"] is not None) for x in limits] == [(1, True)]
 
 
 # -- K15-K17: ISO 15118 charging needs and schedules ------------------------------------
 
 
-async def _iso15118_smart_charging(cs: RawStation201, transaction_id: str) -> dict[str, Any]:
+async def _iso15118_smart_charging(
+    cloud: Cloud, cs: RawStation201, transaction_id: str
+) -> dict[str, Any]:
     """Reusable state ISO15118SmartCharging: the needs are Accepted and the CSMS sends a
-    TxProfile for the transaction with no more periods than maxScheduleTuples (K15.FR.07)."""
+    TxProfile for the transaction with no more periods than maxScheduleTuples (K15.FR.07),
+    which it keeps once the station has accepted it (the EV's schedule is checked against
+    what it kept: the state is not reached before)."""
     before = len(cs.calls("SetChargingProfile"))
     answer = await cs.call(
         "NotifyEVChargingNeeds", {"evseId": 1, "maxScheduleTuples": 3, "chargingNeeds": AC_NEEDS}
@@ -493,6 +487,12 @@ async def _iso15118_smart_charging(cs: RawStation201, transaction_id: str) -> di
     assert profile["transactionId"] == transaction_id
     assert len(profile["chargingSchedule"]) <= 3
     assert all(len(s["chargingSchedulePeriod"]) <= 3 for s in profile["chargingSchedule"])
+
+    async def kept() -> bool:
+        stored = await cloud.store.smart_charging.tx_profile("CS1", 1)
+        return stored is not None and stored.profile == profile
+
+    await until(kept, "the TxProfile kept as Accepted")
     return request
 
 
@@ -525,101 +525,95 @@ async def _operator_tx_profile(
 
 @pytest.mark.socket
 async def test_tc_k_53_csms_load_leveling_based_on_high_level_communication(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        await start_transaction(cs, "TX53")
-        request = await _iso15118_smart_charging(cs, "TX53")
-        sent = request["chargingProfile"]["chargingSchedule"][0]
-        assert sent["chargingSchedulePeriod"][0]["limit"] == 20  # the EV's max, within 32 A
-        answer = await _ev_schedule(cs, sent)
-        assert answer == {"status": "Accepted"}  # K15.FR.11
-        await transaction_event(cs, "TX53", 1, "ChargingStateChanged", chargingState="Charging")
-        records = (await api.get("/stations/CS1/ev-charging-needs")).json()
-        assert [(r["kind"], r["status"]) for r in records] == [
-            ("schedule", "Accepted"),
-            ("needs", "Accepted"),
-        ]
-        assert records[1]["maxScheduleTuples"] == 3
-        assert records[1]["body"] == AC_NEEDS
+    await start_transaction(cs, "TX53")
+    request = await _iso15118_smart_charging(cloud, cs, "TX53")
+    sent = request["chargingProfile"]["chargingSchedule"][0]
+    assert sent["chargingSchedulePeriod"][0]["limit"] == 20  # the EV's max, within 32 A
+    answer = await _ev_schedule(cs, sent)
+    assert answer == {"status": "Accepted"}  # K15.FR.11
+    await transaction_event(cs, "TX53", 1, "ChargingStateChanged", chargingState="Charging")
+    records = (await api.get("/stations/CS1/ev-charging-needs")).json()
+    assert [(r["kind"], r["status"]) for r in records] == [
+        ("schedule", "Accepted"),
+        ("needs", "Accepted"),
+    ]
+    assert records[1]["maxScheduleTuples"] == 3
+    assert records[1]["body"] == AC_NEEDS
 
 
 @pytest.mark.socket
 async def test_tc_k_55_csms_ev_charging_profile_exceeds_limits(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        await start_transaction(cs, "TX55")
-        await _iso15118_smart_charging(cs, "TX55")
-        answer = await _ev_schedule(cs, schedule((0, 40)))
-        assert answer["status"] == "Rejected"  # K15.FR.12
-        await transaction_event(cs, "TX55", 1, "ChargingStateChanged", chargingState="Charging")
-        await until(lambda: len(cs.calls("SetChargingProfile")) == 2, "renegotiation (K15.FR.13)")
-        again = cs.calls("SetChargingProfile")[-1]
-        assert again["evseId"] == 1
-        assert again["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
-        assert again["chargingProfile"]["transactionId"] == "TX55"
-        sent = again["chargingProfile"]["chargingSchedule"][0]
-        answer = await _ev_schedule(cs, sent)
-        assert answer == {"status": "Accepted"}
-        await transaction_event(cs, "TX55", 2, "ChargingRateChanged")
+    await start_transaction(cs, "TX55")
+    await _iso15118_smart_charging(cloud, cs, "TX55")
+    answer = await _ev_schedule(cs, schedule((0, 40)))
+    assert answer["status"] == "Rejected"  # K15.FR.12
+    await transaction_event(cs, "TX55", 1, "ChargingStateChanged", chargingState="Charging")
+    await until(lambda: len(cs.calls("SetChargingProfile")) == 2, "renegotiation (K15.FR.13)")
+    again = cs.calls("SetChargingProfile")[-1]
+    assert again["evseId"] == 1
+    assert again["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
+    assert again["chargingProfile"]["transactionId"] == "TX55"
+    sent = again["chargingProfile"]["chargingSchedule"][0]
+    answer = await _ev_schedule(cs, sent)
+    assert answer == {"status": "Accepted"}
+    await transaction_event(cs, "TX55", 2, "ChargingRateChanged")
 
 
 @pytest.mark.socket
 async def test_tc_k_57_csms_renegotiating_initiated_by_ev(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        await start_transaction(cs, "TX57")
-        await _iso15118_smart_charging(cs, "TX57")
-        request = await _iso15118_smart_charging(cs, "TX57")  # new needs: a new schedule
-        await transaction_event(cs, "TX57", 1, "ChargingRateChanged")
-        answer = await _ev_schedule(cs, request["chargingProfile"]["chargingSchedule"][0])
-        assert answer == {"status": "Accepted"}
-        await transaction_event(cs, "TX57", 2, "ChargingRateChanged")
+    await start_transaction(cs, "TX57")
+    await _iso15118_smart_charging(cloud, cs, "TX57")
+    request = await _iso15118_smart_charging(cloud, cs, "TX57")  # new needs: a new schedule
+    await transaction_event(cs, "TX57", 1, "ChargingRateChanged")
+    answer = await _ev_schedule(cs, request["chargingProfile"]["chargingSchedule"][0])
+    assert answer == {"status": "Accepted"}
+    await transaction_event(cs, "TX57", 2, "ChargingRateChanged")
 
 
 @pytest.mark.socket
 async def test_tc_k_58_csms_renegotiating_initiated_by_csms(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        await start_transaction(cs, "TX58")
-        await _iso15118_smart_charging(cs, "TX58")
-        await _operator_tx_profile(api, 58, "TX58")
-        request = cs.calls("SetChargingProfile")[-1]
-        assert request["evseId"] == 1
-        assert request["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
-        assert request["chargingProfile"]["transactionId"] == "TX58"
-        reply = await _ev_schedule(cs, schedule((0, 10)))
-        assert reply == {"status": "Accepted"}
-        await transaction_event(cs, "TX58", 1, "ChargingRateChanged")
+    await start_transaction(cs, "TX58")
+    await _iso15118_smart_charging(cloud, cs, "TX58")
+    await _operator_tx_profile(api, 58, "TX58")
+    request = cs.calls("SetChargingProfile")[-1]
+    assert request["evseId"] == 1
+    assert request["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
+    assert request["chargingProfile"]["transactionId"] == "TX58"
+    reply = await _ev_schedule(cs, schedule((0, 10)))
+    assert reply == {"status": "Accepted"}
+    await transaction_event(cs, "TX58", 1, "ChargingRateChanged")
 
 
 @pytest.mark.socket
 async def test_tc_k_59_csms_renegotiating_initiated_by_csms_send_notify_ev_charging_needs(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        await start_transaction(cs, "TX59")
-        await _iso15118_smart_charging(cs, "TX59")
-        await _operator_tx_profile(api, 59, "TX59")
-        request = await _iso15118_smart_charging(cs, "TX59")  # the EV resends its needs
-        reply = await _ev_schedule(cs, request["chargingProfile"]["chargingSchedule"][0])
-        assert reply == {"status": "Accepted"}
-        await transaction_event(cs, "TX59", 1, "ChargingRateChanged")
+    await start_transaction(cs, "TX59")
+    await _iso15118_smart_charging(cloud, cs, "TX59")
+    await _operator_tx_profile(api, 59, "TX59")
+    request = await _iso15118_smart_charging(cloud, cs, "TX59")  # the EV resends its needs
+    reply = await _ev_schedule(cs, request["chargingProfile"]["chargingSchedule"][0])
+    assert reply == {"status": "Accepted"}
+    await transaction_event(cs, "TX59", 1, "ChargingRateChanged")
 
 
 @pytest.mark.socket
 async def test_needs_without_a_transaction_are_rejected_and_kept(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        answer = await cs.call("NotifyEVChargingNeeds", {"evseId": 1, "chargingNeeds": AC_NEEDS})
-        assert answer["status"] == "Rejected"  # K15.FR.04: no transaction to give a TxProfile
-        assert answer["statusInfo"]["reasonCode"] == "NoTransaction"
-        records = (await api.get("/stations/CS1/ev-charging-needs")).json()
-        assert [(r["kind"], r["status"]) for r in records] == [("needs", "Rejected")]
+    answer = await cs.call("NotifyEVChargingNeeds", {"evseId": 1, "chargingNeeds": AC_NEEDS})
+    assert answer["status"] == "Rejected"  # K15.FR.04: no transaction to give a TxProfile
+    assert answer["statusInfo"]["reasonCode"] == "NoTransaction"
+    records = (await api.get("/stations/CS1/ev-charging-needs")).json()
+    assert [(r["kind"], r["status"]) for r in records] == [("needs", "Rejected")]
 
 
 # -- REST -------------------------------------------------------------------------------
@@ -661,20 +655,17 @@ async def test_a_bad_profile_is_refused_with_the_schema_reason_and_nothing_is_ke
 
 @pytest.mark.socket
 async def test_the_composite_schedule_is_the_stations_answer(
-    cloud: Cloud, api: httpx.AsyncClient
+    cloud: Cloud, api: httpx.AsyncClient, cs: RawStation201
 ) -> None:
-    async with octt(cloud, "CS1") as cs:
-        answer = await api.get(
-            "/stations/CS1/composite-schedule",
-            params={"evseId": 1, "duration": 600, "chargingRateUnit": "A"},
-        )
-        assert answer.status_code == 200
-        assert answer.json()["schedule"]["chargingSchedulePeriod"] == [
-            {"startPeriod": 0, "limit": 16}
-        ]
-        assert cs.calls("GetCompositeSchedule") == [
-            {"evseId": 1, "duration": 600, "chargingRateUnit": "A"}
-        ]
+    answer = await api.get(
+        "/stations/CS1/composite-schedule",
+        params={"evseId": 1, "duration": 600, "chargingRateUnit": "A"},
+    )
+    assert answer.status_code == 200
+    assert answer.json()["schedule"]["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 16}]
+    assert cs.calls("GetCompositeSchedule") == [
+        {"evseId": 1, "duration": 600, "chargingRateUnit": "A"}
+    ]
 
 
 @pytest.mark.socket

@@ -6,9 +6,7 @@ station reports (NotifyChargingLimit, ClearedChargingLimit)."""
 
 from __future__ import annotations
 
-import contextlib
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +19,10 @@ from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.smart_charging_reports import clear_external_limit, set_external_limit
 from plugstream.station.station201 import Station201
-from tests.support import WAIT, running, running_cloud, until
+from tests.cloud.raw_station201 import hop_cloud, ocpp_url
+from tests.support import running, until
 
 pytestmark = pytest.mark.socket
-
-TOKEN = "site-test-token"
 
 
 def make_station(tmp_path: Path, station_id: str) -> Station201:
@@ -51,20 +48,11 @@ def tx_limit(station: Station201) -> float | None:
     )
 
 
-@contextlib.asynccontextmanager
-async def operator(port: int) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}/api/v1",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=WAIT,
-    ) as client:
-        yield client
-
-
 async def test_a_site_limit_of_32_a_divided_between_two_stations_re_divided_when_one_stops(
     tmp_path: Path,
 ) -> None:
-    async with running_cloud(tmp_path, api_token=TOKEN) as cloud, operator(cloud.port) as api:
+    async with hop_cloud(tmp_path, wall_clock=True, auto_register_unsecured=False) as hop:
+        cloud, api = hop.cloud, hop.api
         for station_id in ("SITE-1", "SITE-2"):
             await cloud.store.stations.register(station_id, security_profile=0)
         await cloud.store.id_tokens.put(IdTokenRecord("CARD-1"))
@@ -81,7 +69,7 @@ async def test_a_site_limit_of_32_a_divided_between_two_stations_re_divided_when
         assert site.status_code == 201, site.text
         site_id = site.json()["siteId"]
         one, two = make_station(tmp_path, "SITE-1"), make_station(tmp_path, "SITE-2")
-        url = f"ws://127.0.0.1:{cloud.port}/ocpp"
+        url = ocpp_url(hop)
         async with running(one, url, online=True), running(two, url, online=True):
             one.plug_in(Ev(CITY_CAR, soc=30.0))
             assert await one.swipe("CARD-1")

@@ -145,6 +145,19 @@ async def messages(
     return found
 
 
+async def uploaded_log(
+    api: httpx.AsyncClient, station_id: str, request_id: int, what: str
+) -> dict[str, Any]:
+    """The cloud's record of the log upload ``request_id``, once it is Uploaded."""
+
+    async def uploaded() -> dict[str, Any] | None:
+        found: dict[str, Any] = (await api.get(f"/stations/{station_id}/logs/{request_id}")).json()
+        return found if found["status"] == "Uploaded" else None
+
+    result: dict[str, Any] = await until(uploaded, what)
+    return result
+
+
 @pytest.mark.socket
 async def test_our_station_uploads_its_log_to_the_cloud_and_it_is_downloadable(
     tmp_path: Path,
@@ -159,14 +172,9 @@ async def test_our_station_uploads_its_log_to_the_cloud_and_it_is_downloadable(
             # the station may be past its answer already: Uploading or Uploaded
             assert response.json()["status"] in ("Accepted", "Uploading", "Uploaded")
             request_id = response.json()["request_id"]
-
-            async def uploaded() -> dict[str, Any] | None:
-                found: dict[str, Any] = (
-                    await octt.api.get(f"/stations/CPDL/logs/{request_id}")
-                ).json()
-                return found if found["status"] == "Uploaded" else None
-
-            kept = await until(uploaded, "LogStatusNotification Uploaded")
+            kept = await uploaded_log(
+                octt.api, "CPDL", request_id, "LogStatusNotification Uploaded"
+            )
             statuses = [
                 f[3]["status"] for f in await messages(octt, "CPDL", "LogStatusNotification")
             ]
@@ -283,12 +291,9 @@ async def test_over_https_the_station_checks_the_cloud_by_its_csms_root_and_uplo
             response = await api.post("/stations/CPTLS/logs", json={"log_type": "SecurityLog"})
             assert response.status_code == 202, response.text
             request_id = response.json()["request_id"]
-
-            async def uploaded() -> dict[str, Any] | None:
-                found: dict[str, Any] = (await api.get(f"/stations/CPTLS/logs/{request_id}")).json()
-                return found if found["status"] == "Uploaded" else None
-
-            kept = await until(uploaded, "the security log uploaded over https")
+            kept = await uploaded_log(
+                api, "CPTLS", request_id, "the security log uploaded over https"
+            )
             file = await api.get(f"/stations/CPTLS/logs/{request_id}/file")
             assert b"SettingSystemTime" in file.content
             assert kept["sha256"] == hashlib.sha256(file.content).hexdigest()

@@ -39,6 +39,21 @@ async def reserve(hop: Hop, station_id: str, id_token: str, seconds: int) -> dic
     return shown
 
 
+async def reservation_once(
+    hop: Hop, made: dict[str, Any], status: str, what: str
+) -> dict[str, Any]:
+    """The cloud's record of the reservation ``made``, once it is ``status``."""
+
+    async def found() -> dict[str, Any] | None:
+        shown: dict[str, Any] = (
+            await hop.api.get(f"/reservations/{made['reservation_id']}")
+        ).json()
+        return shown if shown["status"] == status else None
+
+    result: dict[str, Any] = await until(found, what)
+    return result
+
+
 async def connector_status(hop: Hop, station_id: str) -> str | None:
     record = (await hop.api.get(f"/stations/{station_id}")).json()
     statuses = [c["status"] for c in record.get("connectors", []) if c["evse_id"] == 1]
@@ -68,13 +83,7 @@ async def test_a_reservation_is_used_by_its_idtoken_and_the_cloud_shows_it_used(
             tx = station.transaction
             assert tx is not None
 
-            async def used() -> dict[str, Any] | None:
-                found: dict[str, Any] = (
-                    await hop.api.get(f"/reservations/{made['reservation_id']}")
-                ).json()
-                return found if found["status"] == "Used" else None
-
-            shown = await until(used, "the reservation Used in the cloud")
+            shown = await reservation_once(hop, made, "Used", "the reservation Used in the cloud")
             assert shown["transaction_id"] == tx.transaction_id
 
 
@@ -88,12 +97,7 @@ async def test_a_reservation_expires_on_the_station_clock_and_the_cloud_is_told(
             made = await reserve(hop, "E2E-EXP", "TAG-X", 60)
             assert station.connector.reservation is not None
             await clock.advance(61)  # the station's time only: the cloud's stands still
-
-            async def expired() -> bool:
-                found = (await hop.api.get(f"/reservations/{made['reservation_id']}")).json()
-                return bool(found["status"] == "Expired")
-
-            await until(expired, "ReservationStatusUpdate Expired stored")
+            await reservation_once(hop, made, "Expired", "ReservationStatusUpdate Expired stored")
             assert station.connector.reservation is None
             assert station.connector.status_201.value == "Available"
             # the cloud cannot cancel what has ended
@@ -113,12 +117,7 @@ async def test_a_reservation_cancelled_frees_the_connector(tmp_path: Path) -> No
             # a fault removes a reservation and the station says Removed (H01.FR.16)
             second = await reserve(hop, "E2E-CAN", "TAG-C", 600)
             station.fault(ChargePointErrorCode.GROUND_FAILURE)
-
-            async def removed() -> bool:
-                found = (await hop.api.get(f"/reservations/{second['reservation_id']}")).json()
-                return bool(found["status"] == "Removed")
-
-            await until(removed, "ReservationStatusUpdate Removed stored")
+            await reservation_once(hop, second, "Removed", "ReservationStatusUpdate Removed stored")
 
 
 @pytest.mark.socket
