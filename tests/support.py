@@ -229,6 +229,20 @@ async def boot_and_heartbeat(ws: ClientConnection) -> None:
     assert answer[:2] == [3, "h1"] and "currentTime" in answer[2]
 
 
+@contextlib.asynccontextmanager
+async def booted16(url: str) -> AsyncIterator[ClientConnection]:
+    """A raw 1.6 station connected to ``url`` (the cloud's /ocpp/<id>), booted and
+    Accepted: how a test shows a 2.0.1-only feature refused to a 1.6 station."""
+    from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
+
+    async with connect(url, subprotocols=[Subprotocol("ocpp1.6")]) as ws:
+        boot = {"chargePointVendor": "PlugStream", "chargePointModel": "Test"}
+        await ws.send(orjson.dumps([2, "b1", "BootNotification", boot]).decode())
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))[2]["status"] == "Accepted"
+        yield ws
+
+
 def count_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The database reads of ``store`` from now on, counted in the list's one item: how a
     test tells an answer from a cache from one that cost a read."""
@@ -318,6 +332,7 @@ __all__ = [
     "Cloud",
     "basic_auth",
     "boot_and_heartbeat",
+    "booted16",
     "cloud_serve_argv",
     "count_reads",
     "free_port",

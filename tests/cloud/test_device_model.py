@@ -9,22 +9,18 @@ checks what the operator then sees. Last, our own Station201 end to end.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
-from websockets.asyncio.client import connect
-from websockets.typing import Subprotocol
 
 from plugstream.station.clock import ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station201 import Station201
 from tests.cloud.raw_station201 import RawStation201
-from tests.support import WAIT, Cloud, running, until
+from tests.support import Cloud, booted16, running, until
 
 pytestmark = pytest.mark.socket
 
@@ -540,10 +536,7 @@ async def test_requests_the_cloud_cannot_carry_out_get_a_reason(
 
 
 async def test_a_1_6_station_has_no_device_model(cloud: Cloud, api: httpx.AsyncClient) -> None:
-    async with connect(cloud.url("CS-16"), subprotocols=[Subprotocol("ocpp1.6")]) as ws:
-        boot = {"chargePointVendor": "PlugStream", "chargePointModel": "Test"}
-        await ws.send(orjson.dumps([2, "b1", "BootNotification", boot]).decode())
-        assert orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))[2]["status"] == "Accepted"
+    async with booted16(cloud.url("CS-16")):
         got = await api.post("/stations/CS-16/device-model/refresh")
     assert got.status_code == 409 and "1.6" in got.json()["detail"]
 

@@ -8,13 +8,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from websockets.asyncio.client import connect
-from websockets.typing import Subprotocol
 
 from tests.cloud.raw_station201 import Hop, hop_cloud, station201
-from tests.support import until
+from tests.support import booted16, until
 
 pytestmark = pytest.mark.socket
 
@@ -198,10 +195,7 @@ async def test_a_reservation_of_any_evse_omits_evse_id_and_a_1_6_station_is_refu
             made = await hop.api.post("/reservations", json=body(hop, "ANY1", evse_id=None))
             assert made.status_code == 201 and made.json()["evse_id"] is None
             assert "evseId" not in await cs.received_call("ReserveNow")
-        async with connect(hop.cloud.url("OLD16"), subprotocols=[Subprotocol("ocpp1.6")]) as ws:
-            boot = {"chargePointVendor": "Test", "chargePointModel": "1.6"}
-            await ws.send(orjson.dumps([2, "b1", "BootNotification", boot]).decode())
-            assert orjson.loads(await ws.recv())[2]["status"] == "Accepted"
+        async with booted16(hop.cloud.url("OLD16")):
             refused = await hop.api.post("/reservations", json=body(hop, "OLD16"))
             assert refused.status_code == 409
             assert "speaks OCPP 1.6" in refused.json()["detail"]
