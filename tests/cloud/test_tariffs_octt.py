@@ -148,14 +148,8 @@ async def test_tc_i_02_csms_final_total_cost_after_charging(cloud: Cloud) -> Non
         later = t0 + timedelta(minutes=30)
         await cs.call("TransactionEvent", event("Updated", 3, later, "StopAuthorized", **tx,
                       state="EVConnected", idToken=VALID_TOKEN))  # fmt: skip
-        # 6-7: the connector is Available
-        await cs.call("StatusNotification", {"timestamp": iso(later), "connectorStatus":
-                      "Available", "evseId": 1, "connectorId": 1})  # fmt: skip
-        await cs.call("NotifyEvent", {"generatedAt": iso(later), "seqNo": 0, "eventData": [{
-            "eventId": 1, "timestamp": iso(later), "trigger": "Delta",
-            "actualValue": "Available", "eventNotificationType": "HardWiredNotification",
-            "component": {"name": "Connector", "evse": {"id": 1, "connectorId": 1}},
-            "variable": {"name": "AvailabilityState"}}]})  # fmt: skip
+        # 6-7: the connector is Available (StatusNotification, NotifyEvent)
+        await cs.status("Available", later)
         # 8-9: Ended, EVCommunicationLost, 6000 Wh; the answer has totalCost
         answer = await cs.call("TransactionEvent", event("Ended", 4, later,
                                "EVCommunicationLost", **tx, state="Idle", wh=6000,

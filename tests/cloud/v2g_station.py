@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import httpx
 
 from tests.cloud.raw_station201 import Answer, RawStation201
 from tests.cloud.raw_station201 import station201 as raw_station201
-from tests.support import WAIT, Cloud, serving
+from tests.support import WAIT, Cloud, running_cloud
 
 
 @contextlib.asynccontextmanager
@@ -30,26 +29,9 @@ async def station201(
 @contextlib.asynccontextmanager
 async def cloud_with_pki(tmp_path: Path, pki_dir: Path, **overrides: Any) -> AsyncIterator[Cloud]:
     """:func:`tests.support.running_cloud` with ``pki_dir`` and unsecured auto-registration."""
-    from plugstream.cloud.app import create_app
-    from plugstream.cloud.config import CloudConfig
-    from plugstream.cloud.handlers import csms_handlers
-    from plugstream.cloud.serve import CloudServer, bound_port, uvicorn_config
-
-    config = replace(
-        CloudConfig(
-            host="127.0.0.1",
-            port=0,
-            db=f"sqlite:///{tmp_path / 'cloud.db'}",
-            call_timeout=5.0,
-            pki_dir=pki_dir,
-            auto_register_unsecured=True,
-        ),
-        **overrides,
-    )
-    app = create_app(config, handlers=csms_handlers())
-    server = CloudServer(uvicorn_config(config, app))
-    async with serving(server):
-        yield Cloud(config, bound_port(server, 0), app.state.store, app.state.gateway, server)
+    overrides.setdefault("auto_register_unsecured", True)
+    async with running_cloud(tmp_path, pki_dir=pki_dir, **overrides) as cloud:
+        yield cloud
 
 
 def api(cloud: Cloud) -> httpx.AsyncClient:
