@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from plugstream.cloud.smart_charging.division import redivide
 from plugstream.cloud.smart_charging.schedules import cloud_profile_id
 from plugstream.cloud.storage import Store
 from plugstream.cloud.storage.smart_charging import SiteConflict
@@ -735,9 +736,19 @@ async def test_a_site_divides_its_current_as_transactions_start_and_end(
 
     async with octt(cloud, "CS1") as one, octt(cloud, "CS2") as two:
         await start_transaction(one, "A")
-        await until(lambda: limits(one) == [32], "32 A for the only transaction")
+        await until(lambda: limits(one)[-1:] == [32], "32 A for the only transaction")
         await start_transaction(two, "B")
-        await until(lambda: limits(one)[-1:] == [16] and limits(two) == [16], "16 A each")
+        await until(lambda: limits(one)[-1:] == [16] and limits(two)[-1:] == [16], "16 A each")
+        # divided again with nothing changed: a share the station accepted is not sent
+        # again, except to the station the division is for (back from a reboot)
+        sent = (len(limits(one)), len(limits(two)))
+        await redivide(cloud.store, cloud.gateway, site["siteId"], datetime.now(UTC))
+        assert (len(limits(one)), len(limits(two))) == sent
+        await redivide(
+            cloud.store, cloud.gateway, site["siteId"], datetime.now(UTC), resend_to="CS2"
+        )
+        assert (len(limits(one)), len(limits(two))) == (sent[0], sent[1] + 1)
+        assert limits(two)[-1:] == [16]
         profile = two.calls("SetChargingProfile")[-1]["chargingProfile"]
         assert profile["id"] == cloud_profile_id(1) and profile["transactionId"] == "B"
         assert profile["chargingSchedule"][0]["chargingSchedulePeriod"][0]["numberPhases"] == 1
@@ -793,7 +804,7 @@ async def test_the_transaction_hooks_run_beside_another_features_hook(
     mixin: type[Any] = SmartChargingHandlers201 if version == "2.0.1" else SmartChargingHandlers16
 
     class Both(mixin, Other):  # type: ignore[misc, valid-type]
-        async def _redivide_site(self) -> None:
+        async def _redivide_site(self, *, resend: bool = False) -> None:
             seen.append("site")
 
     handlers = Both("CS1", HandlerContext(store, CloudConfig()))

@@ -3,7 +3,10 @@ its current, send each one its TxProfile and keep what each station answered.
 
 A site is re-divided when a transaction starts or ends on one of its stations, when an
 EV tells its needs, and when an operator changes the site. Divisions of one site run one
-at a time, so the last one sent is the one computed from the newest state.
+at a time, so the last one sent is the one computed from the newest state. A share a
+station accepted already is not sent again (each SetChargingProfile costs a round trip
+on a metered link), except to the station the division is for: one back from a reboot
+may have lost its profile, and an EV that told its needs waits for one (K15.FR.07).
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ log = logging.getLogger(__name__)
 OFFLINE = "Offline"
 
 _locks: weakref.WeakKeyDictionary[Store, dict[int, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+
+#: per store: the TxProfile limit each (station, EVSE) last accepted, with its transaction
+_accepted: weakref.WeakKeyDictionary[Store, dict[tuple[str, int], tuple[str, Decimal]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _lock(store: Store, site_id: int) -> asyncio.Lock:
@@ -93,31 +102,46 @@ async def send_tx_profile(
 
 
 async def redivide(
-    store: Store, commands: CommandSender, site_id: int, at: datetime
+    store: Store,
+    commands: CommandSender,
+    site_id: int,
+    at: datetime,
+    *,
+    resend_to: str | None = None,
 ) -> Allocation | None:
-    """Divide the site's current anew and send every running transaction its share;
-    None when the site is gone."""
+    """Divide the site's current anew and send every running transaction whose share
+    changed its share (``resend_to``'s whatever it had); None when the site is gone."""
     async with _lock(store, site_id):
         site = await store.smart_charging.site(site_id)
         if site is None:
             return None
         allocation = await allocation_of(store, site)
-        await asyncio.gather(
-            *(
-                send_tx_profile(
-                    store,
-                    commands,
-                    session.station_id,
-                    session.evse_id,
-                    session.transaction_id,
-                    share,
-                    phases=site.phases,
-                    source="site",
-                    at=at,
-                )
-                for session, share in allocation.shares
+        accepted = _accepted.setdefault(store, {})
+
+        async def send(session: Session, share: Decimal) -> None:
+            key = (session.station_id, session.evse_id)
+            if session.station_id != resend_to and accepted.get(key) == (
+                session.transaction_id,
+                share,
+            ):
+                return
+            status = await send_tx_profile(
+                store,
+                commands,
+                session.station_id,
+                session.evse_id,
+                session.transaction_id,
+                share,
+                phases=site.phases,
+                source="site",
+                at=at,
             )
-        )
+            if status == "Accepted":
+                accepted[key] = (session.transaction_id, share)
+            else:
+                accepted.pop(key, None)
+
+        await asyncio.gather(*(send(session, share) for session, share in allocation.shares))
         if allocation.oversubscribed:
             log.warning(
                 "site %s (%s): %d A cannot give %d transactions the minimum; %d wait",

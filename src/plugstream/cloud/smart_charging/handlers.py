@@ -62,13 +62,19 @@ class _SiteDivision(StationHandlers):
     async def _redivide_after_boot(self, payload: dict[str, Any]) -> None:
         """A station back from a reboot or an outage has lost or missed its share."""
         if self.accepted:
-            await self._redivide_site()
+            await self._redivide_site(resend=True)
 
-    async def _redivide_site(self) -> None:
+    async def _redivide_site(self, *, resend: bool = False) -> None:
         context = self.context
         site = await context.store.smart_charging.site_of(self.station_id)
         if site is not None:
-            await redivide(context.store, context.commands, site.site_id, self.now())
+            await redivide(
+                context.store,
+                context.commands,
+                site.site_id,
+                self.now(),
+                resend_to=self.station_id if resend else None,
+            )
 
 
 class SmartChargingHandlers201(_SiteDivision):
@@ -179,8 +185,10 @@ class SmartChargingHandlers201(_SiteDivision):
         if not running:
             return
         site = await store.smart_charging.site_of(self.station_id)
-        if site is not None:
-            await redivide(store, context.commands, site.site_id, self.now())
+        if site is not None:  # K15.FR.07: this EV gets a profile, changed or not
+            await redivide(
+                store, context.commands, site.site_id, self.now(), resend_to=self.station_id
+            )
             return
         unit, limit = "A", DEFAULT_STATION_MAX_A
         info: Mapping[str, Any] = needs if isinstance(needs, Mapping) else {}
