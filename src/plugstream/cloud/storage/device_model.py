@@ -9,8 +9,8 @@ absent EVSE or connector 0 (EVSEType ids are > 0), so the key has no NULL.
 
 ``device_reports`` tracks the GetBaseReport / GetReport requests the cloud sent by their
 requestId, and the NotifyReport parts received for each (B07.FR.05: the last part has
-``tbc`` false). Writes go through the group-committing writer, one operation at a time,
-so a ``max(request_id) + 1`` taken inside one is unique per station.
+``tbc`` false), as every request answered in parts is (:mod:`.report_requests`); its
+requestIds count from 0.
 
 ``station_events`` keeps every NotifyEvent eventData, newest first by id.
 """
@@ -33,6 +33,19 @@ from sqlalchemy.sql.elements import ColumnElement
 from . import schema as s
 from .coltypes import as_utc
 from .database import Database
+from .report_requests import (
+    COMPLETE,
+    INCOMPLETE,
+    RECEIVING,
+    REQUESTED,
+    create_request,
+    find_or_add,
+    find_request,
+    newest_requests,
+    record_answer,
+    report_status,
+    request_key,
+)
 
 __all__ = [
     "ACTUAL",
@@ -52,16 +65,8 @@ __all__ = [
 ]
 
 ACTUAL = "Actual"
-#: a request sent, its answer not recorded yet
-REQUESTED = "Requested"
-#: the part with ``tbc`` false has arrived
-COMPLETE = "Complete"
-#: NotifyReport parts are coming (tbc true)
-RECEIVING = "Receiving"
 #: the report of every component and variable (B07.FR.08)
 FULL_INVENTORY = "FullInventory"
-#: the last part came, but not every part before it
-INCOMPLETE = "Incomplete"
 
 _V = s.device_variables
 _R = s.device_reports
@@ -157,14 +162,6 @@ class StationEvent:
     variable_monitoring_id: int | None = None
     id: int = 0  # the row's, once stored
     received_at: datetime | None = None
-
-
-def report_status(parts: int, final_seq_no: int | None) -> str:
-    """Receiving until the last part (``tbc`` false) is in; then Complete when every
-    part 0 .. its seqNo came (B07.FR.10: seqNo counts from 0), else Incomplete."""
-    if final_seq_no is None:
-        return RECEIVING
-    return COMPLETE if parts >= final_seq_no + 1 else INCOMPLETE
 
 
 def _key_values(station_id: str, key: ComponentVariable) -> dict[str, Any]:
@@ -338,23 +335,17 @@ class DeviceModel:
         at = as_utc(at)
 
         def op(conn: Connection) -> int:
-            last = conn.execute(
-                select(func.max(_R.c.request_id)).where(_R.c.station_id == station_id)
-            ).scalar()
-            request_id = 0 if last is None else int(last) + 1
-            conn.execute(
-                insert(_R).values(
-                    station_id=station_id,
-                    request_id=request_id,
-                    report_base=report_base,
-                    requested_at=at,
-                    status=REQUESTED,
-                    parts=0,
-                    items=0,
-                    updated_at=at,
-                )
+            return create_request(
+                conn,
+                _R,
+                station_id,
+                first=0,
+                report_base=report_base,
+                requested_at=at,
+                parts=0,
+                items=0,
+                updated_at=at,
             )
-            return request_id
 
         return await self._db.write(op)
 
@@ -366,15 +357,7 @@ class DeviceModel:
         at = as_utc(at)
 
         def op(conn: Connection) -> None:
-            conn.execute(
-                update(_R)
-                .where(
-                    _R.c.station_id == station_id,
-                    _R.c.request_id == request_id,
-                    _R.c.status == REQUESTED,
-                )
-                .values(status=status[:32], updated_at=at)
-            )
+            record_answer(conn, _R, request_key(_R, station_id, request_id), status, updated_at=at)
 
         await self._db.write(op)
 
@@ -398,66 +381,61 @@ class DeviceModel:
         # one row per key, the last reported winning: an upsert must not meet its own row
         by_key = {(a.key, a.attribute_type): a for a in attributes}
         rows = [_row(station_id, a, "NotifyReport", at) for a in by_key.values()]
-        where = (_R.c.station_id == station_id, _R.c.request_id == request_id)
 
         def op(conn: Connection) -> None:
             if rows:
                 conn.execute(_report_upsert(conn.dialect.name), rows)
-            row = conn.execute(
-                select(_R.c.parts, _R.c.final_seq_no, _R.c.report_base, _R.c.requested_at).where(
-                    *where
-                )
-            ).first()
-            parts = 1 if row is None else int(row.parts) + 1
-            final = seq_no if not tbc else (None if row is None else row.final_seq_no)
+            row = find_or_add(  # a report the cloud did not ask for gets a row
+                conn,
+                _R,
+                station_id,
+                request_id,
+                report_base=None,
+                requested_at=None,
+                status=RECEIVING,
+                parts=0,
+                items=0,
+                updated_at=at,
+            )
+            parts = int(row.parts) + 1
+            final = row.final_seq_no if tbc else seq_no
             status = report_status(parts, final)
-            values = {"parts": parts, "final_seq_no": final, "status": status, "updated_at": at}
-            if row is not None:
-                conn.execute(update(_R).where(*where).values(items=_R.c["items"] + items, **values))
-                if (
-                    status == COMPLETE
-                    and row.report_base == FULL_INVENTORY
-                    and row.requested_at is not None
-                ):
-                    # the whole model, complete: what it no longer has is gone from the station
-                    conn.execute(
-                        delete(_V).where(
-                            _V.c.station_id == station_id,
-                            _V.c.updated_at < as_utc(row.requested_at),
-                        )
-                    )
-                return
-            # a report the cloud did not ask for (another tool's requestId)
             conn.execute(
-                insert(_R).values(
-                    station_id=station_id,
-                    request_id=request_id,
-                    report_base=None,
-                    requested_at=None,
-                    items=items,
-                    **values,
+                update(_R)
+                .where(request_key(_R, station_id, request_id))
+                .values(
+                    parts=parts,
+                    items=_R.c["items"] + items,
+                    final_seq_no=final,
+                    status=status,
+                    updated_at=at,
                 )
             )
+            if (
+                status == COMPLETE
+                and row.report_base == FULL_INVENTORY
+                and row.requested_at is not None
+            ):
+                # the whole model, complete: what it no longer has is gone from the station
+                conn.execute(
+                    delete(_V).where(
+                        _V.c.station_id == station_id,
+                        _V.c.updated_at < as_utc(row.requested_at),
+                    )
+                )
 
         await self._db.write(op)
 
     async def get_report(self, station_id: str, request_id: int) -> DeviceReport | None:
-        query = select(_R).where(_R.c.station_id == station_id, _R.c.request_id == request_id)
-
         def op(conn: Connection) -> DeviceReport | None:
-            row = conn.execute(query).first()
+            row = find_request(conn, _R, station_id, request_id)
             return None if row is None else _report(row)
 
         return await self._db.read(op)
 
     async def list_reports(self, station_id: str, *, limit: int = 100) -> list[DeviceReport]:
         """Newest requestId first."""
-        query = (
-            select(_R)
-            .where(_R.c.station_id == station_id)
-            .order_by(_R.c.request_id.desc())
-            .limit(limit)
-        )
+        query = newest_requests(_R, station_id, limit)
 
         def op(conn: Connection) -> list[DeviceReport]:
             return [_report(row) for row in conn.execute(query)]

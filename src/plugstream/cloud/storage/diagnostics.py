@@ -1,8 +1,7 @@
 """Diagnostics (2.0.1 block N): each station's variable monitors, its monitoring reports,
 its log uploads and the customer information it reported.
 
-Every requestId the cloud sends is ``max + 1`` of the station's rows, taken inside the
-writer's operation: the writer runs one operation at a time, so none is handed out twice.
+Each request is kept as :mod:`.report_requests` keeps one (requestIds count from 1).
 A station's multi-part answers (NotifyMonitoringReport, NotifyCustomerInformation) are
 kept part by part as they arrive (N02.FR.09: seqNo counts from 0 per report), so a
 connection lost half way loses nothing acknowledged; a report is complete once the part
@@ -18,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, or_, select, update
+from sqlalchemy import Row, Table, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -26,6 +25,18 @@ from sqlalchemy.engine import Connection
 from . import schema as s
 from .coltypes import as_utc
 from .database import Database
+from .report_requests import (
+    COMPLETE,
+    REQUESTED,
+    add_part,
+    count_parts,
+    create_request,
+    find_or_add,
+    find_request,
+    newest_requests,
+    record_answer,
+    request_key,
+)
 
 __all__ = [
     "COMPLETE",
@@ -36,11 +47,6 @@ __all__ = [
     "MonitorRecord",
     "MonitoringReportRecord",
 ]
-
-#: a request written before the station answered it
-REQUESTED = "Requested"
-#: a multi-part answer whose every part is in
-COMPLETE = "Complete"
 
 _M = s.variable_monitors
 _R = s.monitoring_reports
@@ -163,13 +169,6 @@ def _upsert(conn: Connection, table: Table, values: dict[str, Any], keys: Sequen
     conn.execute(ins.on_conflict_do_update(index_elements=list(keys), set_=changed))
 
 
-def _next_request_id(conn: Connection, table: Table, station_id: str) -> int:
-    last = conn.execute(
-        select(func.max(table.c.request_id)).where(table.c.station_id == station_id)
-    ).scalar()
-    return int(last or 0) + 1
-
-
 def _monitor(row: Any) -> MonitorRecord:
     return MonitorRecord(
         monitor_id=int(row.monitor_id),
@@ -226,33 +225,31 @@ def _log(row: Any) -> LogRequestRecord:
     )
 
 
-def _count_parts(
-    conn: Connection, parts: Table, station_id: str, request_ids: list[int]
-) -> dict[int, int]:
-    if not request_ids:
-        return {}
-    rows = conn.execute(
-        select(parts.c.request_id, func.count())
-        .where(parts.c.station_id == station_id, parts.c.request_id.in_(request_ids))
-        .group_by(parts.c.request_id)
+def _keep_part(
+    conn: Connection,
+    requests: Table,
+    parts: Table,
+    station_id: str,
+    request_id: int,
+    part: Mapping[str, Any],
+    *,
+    at: datetime,
+    unasked: Mapping[str, Any],
+) -> tuple[Row[Any], list[Row[Any]] | None]:
+    """Keep one part of a NotifyMonitoringReport or NotifyCustomerInformation: the
+    request's row (one made of ``unasked``, Accepted, for a requestId the cloud did not
+    send: a raw command's) and, once every part is in, the parts, the request Complete."""
+    complete = add_part(conn, parts, station_id, request_id, received_at=at, **part)
+    request = find_or_add(
+        conn, requests, station_id, request_id, status="Accepted", requested_at=at, **unasked
     )
-    return {int(r[0]): int(r[1]) for r in rows}
-
-
-def _complete(conn: Connection, parts: Table, station_id: str, request_id: int) -> list[Any] | None:
-    """The parts of a multi-part answer in seqNo order when every one is in, else None."""
-    rows = conn.execute(
-        select(parts)
-        .where(parts.c.station_id == station_id, parts.c.request_id == request_id)
-        .order_by(parts.c.seq_no)
-    ).all()
-    last = next((r for r in rows if not r.tbc), None)
-    if last is None:
-        return None
-    wanted = [r for r in rows if r.seq_no <= last.seq_no]
-    if [r.seq_no for r in wanted] != list(range(last.seq_no + 1)):
-        return None
-    return wanted
+    if complete is not None:
+        conn.execute(
+            update(requests)
+            .where(request_key(requests, station_id, request_id))
+            .values(status=COMPLETE, completed_at=at)
+        )
+    return request, complete
 
 
 class Diagnostics:
@@ -260,6 +257,15 @@ class Diagnostics:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def _create(self, table: Table, station_id: str, **values: Any) -> int:
+        """A request about to be sent, kept as Requested: its new requestId."""
+        return await self._db.write(lambda conn: create_request(conn, table, station_id, **values))
+
+    async def _answered(self, table: Table, station_id: str, request_id: int, status: str) -> None:
+        """The station's answer, unless a part or a LogStatusNotification came first."""
+        key = request_key(table, station_id, request_id)
+        await self._db.write(lambda conn: record_answer(conn, table, key, status))
 
     # -- monitors ---------------------------------------------------------------------
 
@@ -298,31 +304,12 @@ class Diagnostics:
         self, station_id: str, criteria: Mapping[str, Any], at: datetime
     ) -> int:
         """A GetMonitoringReport about to be sent: its new requestId."""
-
-        def op(conn: Connection) -> int:
-            request_id = _next_request_id(conn, _R, station_id)
-            conn.execute(
-                _R.insert().values(
-                    station_id=station_id,
-                    request_id=request_id,
-                    criteria=json.dumps(dict(criteria), sort_keys=True),
-                    status=REQUESTED,
-                    requested_at=at,
-                )
-            )
-            return request_id
-
-        return await self._db.write(op)
+        criteria_json = json.dumps(dict(criteria), sort_keys=True)
+        return await self._create(_R, station_id, criteria=criteria_json, requested_at=at)
 
     async def set_report_status(self, station_id: str, request_id: int, status: str) -> None:
         """The station's answer to the GetMonitoringReport (a part may be in already)."""
-        stmt = (
-            update(_R)
-            .where(_R.c.station_id == station_id, _R.c.request_id == request_id)
-            .where(_R.c.status == REQUESTED)
-            .values(status=status[:32])
-        )
-        await self._db.write(lambda conn: conn.execute(stmt))
+        await self._answered(_R, station_id, request_id, status)
 
     async def add_monitoring_report_part(
         self,
@@ -338,42 +325,26 @@ class Diagnostics:
         once the report is complete. A complete report the cloud asked of every monitor
         (no criteria) also forgets the monitors it did not name: the station has none."""
         monitors = monitors_of_report(monitor)
-        part = {
-            "station_id": station_id,
-            "request_id": request_id,
-            "seq_no": seq_no,
-            "tbc": tbc,
-            "generated_at": generated_at,
-            "received_at": at,
-            "monitors": json.dumps(list(monitor), sort_keys=True),
-        }
+        reported = json.dumps(list(monitor), sort_keys=True)
 
         def op(conn: Connection) -> bool:
-            _upsert(conn, _RP, part, ("station_id", "request_id", "seq_no"))
             for m in monitors:
                 values = _monitor_values(station_id, m, at) | {"request_id": request_id}
                 _upsert(conn, _M, values, ("station_id", "monitor_id"))
-            report = conn.execute(
-                select(_R).where(_R.c.station_id == station_id, _R.c.request_id == request_id)
-            ).first()
-            if report is None:  # asked by someone else (a raw command): criteria unknown
-                conn.execute(
-                    _R.insert().values(
-                        station_id=station_id,
-                        request_id=request_id,
-                        criteria="null",
-                        status="Accepted",
-                        requested_at=at,
-                    )
-                )
-            if _complete(conn, _RP, station_id, request_id) is None:
-                return False
-            conn.execute(
-                update(_R)
-                .where(_R.c.station_id == station_id, _R.c.request_id == request_id)
-                .values(status=COMPLETE, completed_at=at)
+            part = {"seq_no": seq_no, "tbc": tbc, "generated_at": generated_at}
+            report, complete = _keep_part(
+                conn,
+                _R,
+                _RP,
+                station_id,
+                request_id,
+                part | {"monitors": reported},
+                at=at,
+                unasked={"criteria": "null"},  # criteria unknown
             )
-            if report is not None and json.loads(report.criteria) == {}:
+            if complete is None:
+                return False
+            if json.loads(report.criteria) == {}:
                 conn.execute(
                     delete(_M).where(
                         _M.c.station_id == station_id,
@@ -387,16 +358,11 @@ class Diagnostics:
     async def list_monitoring_reports(
         self, station_id: str, *, limit: int = 50
     ) -> list[MonitoringReportRecord]:
-        query = (
-            select(_R)
-            .where(_R.c.station_id == station_id)
-            .order_by(_R.c.request_id.desc())
-            .limit(limit)
-        )
+        query = newest_requests(_R, station_id, limit)
 
         def op(conn: Connection) -> list[MonitoringReportRecord]:
             rows = conn.execute(query).all()
-            counts = _count_parts(conn, _RP, station_id, [int(r.request_id) for r in rows])
+            counts = count_parts(conn, _RP, station_id, [int(r.request_id) for r in rows])
             return [
                 MonitoringReportRecord(
                     station_id=r.station_id,
@@ -418,23 +384,9 @@ class Diagnostics:
         self, station_id: str, log_type: str, token: str, at: datetime
     ) -> int:
         """A GetLog about to be sent, with the one-time token of its upload URL."""
-
-        def op(conn: Connection) -> int:
-            request_id = _next_request_id(conn, _L, station_id)
-            conn.execute(
-                _L.insert().values(
-                    station_id=station_id,
-                    request_id=request_id,
-                    log_type=log_type,
-                    token=token,
-                    requested_at=at,
-                    status=REQUESTED,
-                    status_at=at,
-                )
-            )
-            return request_id
-
-        return await self._db.write(op)
+        return await self._create(
+            _L, station_id, log_type=log_type, token=token, requested_at=at, status_at=at
+        )
 
     async def log_answered(
         self, station_id: str, request_id: int, status: str, filename: str | None, at: datetime
@@ -446,13 +398,9 @@ class Diagnostics:
             values["token"] = None
 
         def op(conn: Connection) -> None:
-            where = and_(_L.c.station_id == station_id, _L.c.request_id == request_id)
-            conn.execute(update(_L).where(where).values(values))
-            conn.execute(
-                update(_L)
-                .where(where, _L.c.status == REQUESTED)
-                .values(status=status[:32], status_at=at)
-            )
+            key = request_key(_L, station_id, request_id)
+            conn.execute(update(_L).where(key).values(values))
+            record_answer(conn, _L, key, status, status_at=at)
 
         await self._db.write(op)
 
@@ -523,19 +471,12 @@ class Diagnostics:
         return await self._db.write(op)
 
     async def list_logs(self, station_id: str, *, limit: int = 50) -> list[LogRequestRecord]:
-        query = (
-            select(_L)
-            .where(_L.c.station_id == station_id)
-            .order_by(_L.c.request_id.desc())
-            .limit(limit)
-        )
+        query = newest_requests(_L, station_id, limit)
         return await self._db.read(lambda conn: [_log(r) for r in conn.execute(query)])
 
     async def get_log(self, station_id: str, request_id: int) -> LogRequestRecord | None:
-        query = select(_L).where(_L.c.station_id == station_id, _L.c.request_id == request_id)
-
         def op(conn: Connection) -> LogRequestRecord | None:
-            row = conn.execute(query).first()
+            row = find_request(conn, _L, station_id, request_id)
             return None if row is None else _log(row)
 
         return await self._db.read(op)
@@ -552,32 +493,13 @@ class Diagnostics:
         at: datetime,
     ) -> int:
         """A CustomerInformation about to be sent: its new requestId."""
-
-        def op(conn: Connection) -> int:
-            request_id = _next_request_id(conn, _C, station_id)
-            conn.execute(
-                _C.insert().values(
-                    station_id=station_id,
-                    request_id=request_id,
-                    report=report,
-                    clear=clear,
-                    customer=json.dumps(dict(customer), sort_keys=True),
-                    status=REQUESTED,
-                    requested_at=at,
-                )
-            )
-            return request_id
-
-        return await self._db.write(op)
+        customer_json = json.dumps(dict(customer), sort_keys=True)
+        return await self._create(
+            _C, station_id, report=report, clear=clear, customer=customer_json, requested_at=at
+        )
 
     async def customer_answered(self, station_id: str, request_id: int, status: str) -> None:
-        stmt = (
-            update(_C)
-            .where(_C.c.station_id == station_id, _C.c.request_id == request_id)
-            .where(_C.c.status == REQUESTED)
-            .values(status=status[:32])
-        )
-        await self._db.write(lambda conn: conn.execute(stmt))
+        await self._answered(_C, station_id, request_id, status)
 
     async def add_customer_part(
         self,
@@ -591,43 +513,24 @@ class Diagnostics:
     ) -> CustomerInformationRecord | None:
         """Keep one NotifyCustomerInformation part; the request, assembled, once its every
         part is in (else None)."""
-        part = {
-            "station_id": station_id,
-            "request_id": request_id,
-            "seq_no": seq_no,
-            "tbc": tbc,
-            "generated_at": generated_at,
-            "received_at": at,
-            "data": data,
-        }
-        where = and_(_C.c.station_id == station_id, _C.c.request_id == request_id)
+        where = request_key(_C, station_id, request_id)
 
         def op(conn: Connection) -> CustomerInformationRecord | None:
-            _upsert(conn, _CP, part, ("station_id", "request_id", "seq_no"))
-            if conn.execute(select(_C.c.request_id).where(where)).first() is None:
-                conn.execute(
-                    _C.insert().values(
-                        station_id=station_id,
-                        request_id=request_id,
-                        report=True,
-                        clear=False,
-                        customer="{}",  # asked by someone else (a raw command)
-                        status="Accepted",
-                        requested_at=at,
-                    )
-                )
-            parts = _complete(conn, _CP, station_id, request_id)
+            part = {"seq_no": seq_no, "tbc": tbc, "generated_at": generated_at, "data": data}
+            _, parts = _keep_part(
+                conn,
+                _C,
+                _CP,
+                station_id,
+                request_id,
+                part,
+                at=at,
+                unasked={"report": True, "clear": False, "customer": "{}"},
+            )
             if parts is None:
                 return None
-            conn.execute(
-                update(_C)
-                .where(where)
-                .values(
-                    status=COMPLETE,
-                    completed_at=at,
-                    data="".join(str(p.data) for p in parts),
-                )
-            )
+            joined = "".join(str(p.data) for p in parts)
+            conn.execute(update(_C).where(where).values(data=joined))
             return _customer(conn.execute(select(_C).where(where)).one(), len(parts))
 
         return await self._db.write(op)
@@ -635,16 +538,11 @@ class Diagnostics:
     async def list_customer_requests(
         self, station_id: str, *, limit: int = 50
     ) -> list[CustomerInformationRecord]:
-        query = (
-            select(_C)
-            .where(_C.c.station_id == station_id)
-            .order_by(_C.c.request_id.desc())
-            .limit(limit)
-        )
+        query = newest_requests(_C, station_id, limit)
 
         def op(conn: Connection) -> list[CustomerInformationRecord]:
             rows = conn.execute(query).all()
-            counts = _count_parts(conn, _CP, station_id, [int(r.request_id) for r in rows])
+            counts = count_parts(conn, _CP, station_id, [int(r.request_id) for r in rows])
             return [_customer(r, counts.get(int(r.request_id), 0)) for r in rows]
 
         return await self._db.read(op)
@@ -653,12 +551,10 @@ class Diagnostics:
         self, station_id: str, request_id: int
     ) -> CustomerInformationRecord | None:
         def op(conn: Connection) -> CustomerInformationRecord | None:
-            row = conn.execute(
-                select(_C).where(_C.c.station_id == station_id, _C.c.request_id == request_id)
-            ).first()
+            row = find_request(conn, _C, station_id, request_id)
             if row is None:
                 return None
-            counts = _count_parts(conn, _CP, station_id, [request_id])
+            counts = count_parts(conn, _CP, station_id, [request_id])
             return _customer(row, counts.get(request_id, 0))
 
         return await self._db.read(op)

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from . import schema as s
 from .coltypes import as_utc
 from .database import Database, dialect_insert
+from .report_requests import COMPLETE, record_answer
 
 __all__ = [
     "COMPLETE",
@@ -38,8 +39,6 @@ PENDING = "Pending"
 ACCEPTED = "Accepted"
 #: a message the station listed in a NotifyDisplayMessages that the CSMS had not set
 REPORTED = "Reported"
-#: a GetDisplayMessages whose last NotifyDisplayMessages part has arrived
-COMPLETE = "Complete"
 
 _M = s.display_messages
 _R = s.display_message_requests
@@ -201,15 +200,13 @@ class DisplayMessages:
         return await self._db.write(add)
 
     async def request_answered(self, request_id: int, status: str, at: datetime) -> None:
-        """The GetDisplayMessages answer; a report already complete stays Complete (the
-        station may send its NotifyDisplayMessages before its answer is read)."""
+        """The GetDisplayMessages answer, kept only while the request is Pending: a report
+        already complete stays Complete (the station may send its NotifyDisplayMessages
+        before its answer is read)."""
 
         def change(conn: Connection) -> None:
-            conn.execute(
-                update(_R)
-                .where(_R.c.request_id == request_id, _R.c.status != COMPLETE)
-                .values(status=status[:32], updated_at=as_utc(at))
-            )
+            key = _R.c.request_id == request_id  # requestIds are the cloud's, not per station
+            record_answer(conn, _R, key, status, waiting=PENDING, updated_at=as_utc(at))
 
         await self._db.write(change)
 

@@ -1,8 +1,7 @@
 """Firmware published on Local Controllers (L03): each PublishFirmware the cloud sent,
 per (station, requestId), with the last PublishFirmwareStatusNotification about it.
 
-The requestId is taken inside the writer's one-at-a-time operation (``max + 1``), so two
-publications of one station never share one.
+Its requestId is the station's next, as :mod:`.report_requests` hands them out.
 """
 
 from __future__ import annotations
@@ -12,12 +11,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from . import schema as s
 from .coltypes import as_utc
 from .database import Database
+from .report_requests import (
+    create_request,
+    find_request,
+    last_request_id,
+    newest_requests,
+    request_key,
+)
 
 __all__ = ["FirmwarePublication", "FirmwarePublications"]
 
@@ -70,22 +76,17 @@ class FirmwarePublications:
         """A new publication with the station's next requestId, kept before it is sent."""
 
         def op(conn: Connection) -> FirmwarePublication:
-            last = conn.execute(
-                select(func.max(_T.c.request_id)).where(_T.c.station_id == station_id)
-            ).scalar()
-            request_id = int(last or 0) + 1
-            conn.execute(
-                _T.insert().values(
-                    station_id=station_id,
-                    request_id=request_id,
-                    image_id=image_id,
-                    location=location,
-                    checksum=checksum,
-                    status=status,
-                    published_locations=None,
-                    requested_at=at,
-                    updated_at=at,
-                )
+            request_id = create_request(
+                conn,
+                _T,
+                station_id,
+                image_id=image_id,
+                location=location,
+                checksum=checksum,
+                status=status,
+                published_locations=None,
+                requested_at=at,
+                updated_at=at,
             )
             return FirmwarePublication(
                 station_id, request_id, image_id, location, checksum, status, [], at, at
@@ -105,14 +106,10 @@ class FirmwarePublications:
         ``status``; None when there is none to move."""
 
         def op(conn: Connection) -> FirmwarePublication | None:
-            rid = request_id
+            rid = last_request_id(conn, _T, station_id) if request_id is None else request_id
             if rid is None:
-                rid = conn.execute(
-                    select(func.max(_T.c.request_id)).where(_T.c.station_id == station_id)
-                ).scalar()
-                if rid is None:
-                    return None
-            where = (_T.c.station_id == station_id) & (_T.c.request_id == rid)
+                return None
+            where = request_key(_T, station_id, rid)
             values: dict[str, Any] = {"status": status, "updated_at": at}
             if locations is not None:
                 values["published_locations"] = json.dumps(locations)
@@ -125,21 +122,13 @@ class FirmwarePublications:
 
     async def of_station(self, station_id: str, limit: int = 50) -> list[FirmwarePublication]:
         def fn(conn: Connection) -> list[FirmwarePublication]:
-            rows = conn.execute(
-                select(_T)
-                .where(_T.c.station_id == station_id)
-                .order_by(_T.c.request_id.desc())
-                .limit(limit)
-            ).all()
-            return [_row(r) for r in rows]
+            return [_row(r) for r in conn.execute(newest_requests(_T, station_id, limit))]
 
         return await self._db.read(fn)
 
     async def get(self, station_id: str, request_id: int) -> FirmwarePublication | None:
         def fn(conn: Connection) -> FirmwarePublication | None:
-            row = conn.execute(
-                select(_T).where(_T.c.station_id == station_id, _T.c.request_id == request_id)
-            ).first()
+            row = find_request(conn, _T, station_id, request_id)
             return _row(row) if row is not None else None
 
         return await self._db.read(fn)

@@ -3,8 +3,8 @@ profiles stations report (K09), the limits external systems impose (K12, K13), t
 charging needs and schedules (K15), and the sites whose current is divided among their
 stations.
 
-A GetChargingProfiles gets a requestId no other of the station's requests had: the
-writer runs one operation at a time, so a ``max + 1`` taken inside one is unique.
+A GetChargingProfiles is kept as :mod:`.report_requests` keeps a request (requestIds
+count from 1), ``Sent`` until the station's answer or first report.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import Select, Table, and_, delete, select, update
 from sqlalchemy.engine import Connection
 
 from . import schema as s
 from .coltypes import as_utc
 from .database import Database
+from .report_requests import COMPLETE, create_request, record_answer, request_key
 
 __all__ = [
     "ChargingLimit",
@@ -33,6 +34,10 @@ __all__ = [
     "SiteConflict",
     "SmartCharging",
 ]
+
+
+#: a GetChargingProfiles sent, its answer not recorded yet
+_SENT = "Sent"
 
 
 class SiteConflict(ValueError):
@@ -120,6 +125,16 @@ def _set(row: Any) -> SetProfile:
         status=row.status,
         source=row.source,
         set_at=as_utc(row.set_at),
+    )
+
+
+def _newest(table: Table, station_id: str, limit: int) -> Select[Any]:
+    """The station's rows, newest (by id) first."""
+    return (
+        select(table)
+        .where(table.c.station_id == station_id)
+        .order_by(table.c.id.desc())
+        .limit(limit)
     )
 
 
@@ -301,43 +316,29 @@ class SmartCharging:
         table = s.charging_profile_requests
 
         def op(conn: Connection) -> int:
-            newest = conn.execute(
-                select(func.max(table.c.request_id)).where(table.c.station_id == station_id)
-            ).scalar()
-            request_id = int(newest or 0) + 1
-            conn.execute(
-                table.insert().values(
-                    station_id=station_id,
-                    request_id=request_id,
-                    criteria=json.dumps(dict(criteria)),
-                    status="Sent",
-                    asked_at=at,
-                )
+            return create_request(
+                conn,
+                table,
+                station_id,
+                criteria=json.dumps(dict(criteria)),
+                status=_SENT,
+                asked_at=at,
             )
-            return request_id
 
         return await self._db.write(op)
 
     async def set_request_status(self, station_id: str, request_id: int, status: str) -> None:
+        """The station's answer, unless a report came first (it moved the request on)."""
         table = s.charging_profile_requests
-
-        def op(conn: Connection) -> None:
-            conn.execute(
-                update(table)
-                .where(table.c.station_id == station_id, table.c.request_id == request_id)
-                .values(status=status)
-            )
-
-        await self._db.write(op)
+        key = request_key(table, station_id, request_id)
+        await self._db.write(lambda conn: record_answer(conn, table, key, status, waiting=_SENT))
 
     async def request_status(self, station_id: str, request_id: int) -> str | None:
         table = s.charging_profile_requests
 
         def read(conn: Connection) -> str | None:
             value = conn.execute(
-                select(table.c.status).where(
-                    table.c.station_id == station_id, table.c.request_id == request_id
-                )
+                select(table.c.status).where(request_key(table, station_id, request_id))
             ).scalar()
             return None if value is None else str(value)
 
@@ -380,12 +381,8 @@ class SmartCharging:
                 )
             conn.execute(
                 update(requests)
-                .where(
-                    requests.c.station_id == station_id,
-                    requests.c.request_id == request_id,
-                    requests.c.status != "Complete",
-                )
-                .values(status="Reporting" if tbc else "Complete")
+                .where(request_key(requests, station_id, request_id), requests.c.status != COMPLETE)
+                .values(status="Reporting" if tbc else COMPLETE)
             )
 
         await self._db.write(op)
@@ -493,12 +490,7 @@ class SmartCharging:
         table = s.charging_limits
 
         def read(conn: Connection) -> list[ChargingLimit]:
-            rows = conn.execute(
-                select(table)
-                .where(table.c.station_id == station_id)
-                .order_by(table.c.id.desc())
-                .limit(limit)
-            )
+            rows = conn.execute(_newest(table, station_id, limit))
             return [
                 ChargingLimit(
                     id=int(r.id),
@@ -548,12 +540,7 @@ class SmartCharging:
         table = s.ev_charging_needs
 
         def read(conn: Connection) -> list[EvChargingRecord]:
-            rows = conn.execute(
-                select(table)
-                .where(table.c.station_id == station_id)
-                .order_by(table.c.id.desc())
-                .limit(limit)
-            )
+            rows = conn.execute(_newest(table, station_id, limit))
             return [
                 EvChargingRecord(
                     id=int(r.id),
