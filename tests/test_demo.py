@@ -214,6 +214,76 @@ def test_demo_prices_divides_and_messages_on_the_2_0_1_stations() -> None:
     assert "Traceback" not in err and "ERROR" not in err, err
 
 
+OPERATIONS = re.compile(
+    r"reservation (\d+) (PS-\d+) for (PSDEMO\d+): (\w+) · "
+    r"PS-002 monitor EVSE Power > [\d,]+ W: (\d+)\+? events? kept · "
+    r"PS-002 log: (\w+)(?:, ([\d,]+) B)?"
+)
+
+
+def test_demo_reserves_watches_and_uploads_a_log_on_the_2_0_1_stations() -> None:
+    """Issue 15's other 2.0.1 features, as a newcomer sees them in the demo's line and in
+    the API its "Try:" line names: a reservation with its status, the events PS-002's
+    power monitor made it send, its log uploaded to the cloud; no message an error."""
+    proc = subprocess.Popen(
+        [*DEMO, "--stations", "4", "--time-scale", "120", "--session-minutes", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out = read_until(proc, "Try: GET", timeout=30)
+        found = re.search(r"(http://127\.0\.0\.1:\d+/api/v1)/", out)
+        assert found is not None, out
+        api = found.group(1)
+        tries = out.splitlines()[-1]
+        for path in ("/api/v1/reservations", "/stations/PS-002/", "…/monitors", "…/events"):
+            assert path in tries, tries
+        assert tries.endswith("…/logs"), tries
+
+        # the view's line once all three are done: a reservation (made when a driver
+        # leaves a 2.0.1 station), an event kept, the log uploaded
+        shown: re.Match[str] | None = None
+        deadline = time.monotonic() + 50
+        while shown is None or not (int(shown.group(5)) >= 1 and shown.group(6) == "Uploaded"):
+            chunk = read_until(proc, "reservation ", timeout=deadline - time.monotonic())
+            shown = OPERATIONS.search(chunk.splitlines()[-1])
+        reservation_id, station, id_tag, status = shown.group(1, 2, 3, 4)
+        assert status in ("Accepted", "Used", "Expired"), shown.group(0)
+        assert station in ("PS-002", "PS-004") and int(shown.group(7).replace(",", "")) > 0
+
+        reservations = httpx.get(f"{api}/reservations", timeout=5).json()
+        assert [(r["reservation_id"], r["station_id"], r["id_token"]) for r in reservations] == [
+            (int(reservation_id), station, id_tag)
+        ], reservations
+        assert reservations[0]["status"] in ("Accepted", "Used", "Expired"), reservations
+
+        monitors = httpx.get(f"{api}/stations/PS-002/monitors", timeout=5).json()
+        assert [(m["type"], m["component"]["name"], m["variable"]["name"]) for m in monitors] == [
+            ("UpperThreshold", "EVSE", "Power")
+        ], monitors
+        events = httpx.get(f"{api}/stations/PS-002/events", timeout=5).json()
+        assert any(e["variable_monitoring_id"] == monitors[0]["id"] for e in events), events
+
+        logs = httpx.get(f"{api}/stations/PS-002/logs", timeout=5).json()
+        assert [(x["log_type"], x["status"]) for x in logs] == [("DiagnosticsLog", "Uploaded")]
+        assert logs[0]["size"] > 0 and logs[0]["file_url"], logs
+        uploaded = httpx.get(f"{api.removesuffix('/api/v1')}{logs[0]['file_url']}", timeout=5)
+        assert uploaded.status_code == 200 and len(uploaded.content) == logs[0]["size"]
+        assert b"PlugStream station PS-002 diagnostics" in uploaded.content
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, err = proc.communicate(timeout=15)
+        finally:
+            stop_process(proc)
+    assert proc.returncode == 0, err
+    last = [line for line in rest.splitlines() if line.startswith("PlugStream demo stopped")]
+    assert len(last) == 1 and "errors 0" in last[0], rest
+    assert "Traceback" not in err and "ERROR" not in err, err
+
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 COST_CELL = re.compile(
     r"│ (PS-\d+) +│ PlugStream \d+ +│ 2\.0\.1 +│[^│]*│[^│]*│ +(\d+\.\d\d) EUR(?: final)? +│"
@@ -252,5 +322,6 @@ async def test_the_live_table_shows_the_2_0_1_costs_and_the_sites_division() -> 
     assert total == sum(shares.values()) <= SITE_LIMIT_A, shares
     assert all(0 < share < SITE_LIMIT_A for share in shares.values()), shares
     text = ANSI.sub("", screen.getvalue())
+    assert "· PS-002 monitor EVSE Power > " in text and "· PS-002 log: " in text, text[-2000:]
     last = [line for line in text.splitlines() if line.startswith("PlugStream demo stopped")]
     assert len(last) == 1 and "errors 0" in last[0], text[-2000:]

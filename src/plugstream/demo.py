@@ -11,7 +11,10 @@ The cloud starts with the 2.0.1 operator features in use (issue 15), so that a n
 sees them work without a call of their own: a default tariff prices every 2.0.1 session
 (its running cost, CostUpdated, and the final totalCost are shown per station), a site
 ("Depot") divides its current among the sessions of a few 2.0.1 stations (one line under
-the table), and one station gets a display message and reports its device model.
+the table), and one station gets a display message, reports its device model, watches its
+EVSE's power with a monitor (its NotifyEvents are kept) and uploads its log (GetLog); the
+first 2.0.1 station a driver leaves is reserved for a while (ReserveNow). One more line
+shows the reservation's status, the events kept and the log's upload.
 
 Like :mod:`plugstream.cli`, this module wires the station and the cloud together; they
 still meet only on the wire.
@@ -27,7 +30,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -40,16 +43,29 @@ from rich.text import Text
 from plugstream.cloud.app import create_app
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.device_model.api import RefreshIn, refresh_device_model
+from plugstream.cloud.diagnostics.api import (
+    ComponentIn,
+    EvseIn,
+    LogIn,
+    MonitorIn,
+    VariableIn,
+    get_log,
+    set_monitor,
+)
 from plugstream.cloud.display_messages.api import DisplayMessageIn, set_display_message
 from plugstream.cloud.gateway import Gateway
+from plugstream.cloud.reservations.api import ReservationIn, ReservationOut, create_reservation
 from plugstream.cloud.serve import CloudServer, bound_port, uvicorn_config
 from plugstream.cloud.smart_charging.division import allocation_of
 from plugstream.cloud.smart_charging.site_limit import Allocation
 from plugstream.cloud.storage import Store
+from plugstream.cloud.storage.diagnostics import LogRequestRecord
 from plugstream.cloud.storage.records import IdTokenRecord
+from plugstream.cloud.storage.reservations import ACTIVE, ReservationRecord
 from plugstream.cloud.storage.smart_charging import Site
 from plugstream.cloud.storage.tariffs import Tariff, TariffData
 from plugstream.station.clock import ScaledClock
+from plugstream.station.connector import ConnectorStatus
 from plugstream.station.fleet import DEFAULT_ID_TAGS, Fleet, FleetConfig, FleetSummary, SimStation
 from plugstream.station.station201 import Station201
 
@@ -90,6 +106,17 @@ SITE_LIMIT_A = Decimal(32)  # per phase: one PlugStream's maximum, so two sessio
 SITE_PHASES = 3
 SITE_STATIONS = 4  # the first 2.0.1 stations of the fleet
 DISPLAY_TEXT = "Depot: the site's current is shared among its chargers"
+MONITOR_W = 1000.0  # an UpperThreshold on the EVSE's power: it fires as a car starts charging
+MONITOR_SEVERITY = 5  # Alert; the stations report severities up to 9 by default
+# A reservation must not meet a car: the fleet's drivers swipe cards of their own, and a
+# connector reserved for another card refuses them (an error in the totals). So it is made
+# on a 2.0.1 station its driver just left, and ends before the next car can come (the
+# fleet's shortest idle while): Expired. Simulated seconds:
+RESERVATION_HOLD_S = 180.0  # how long it holds the connector at most
+RESERVATION_MARGIN_S = 60.0  # kept between its expiry and the earliest next car
+RESERVATION_MIN_HOLD_S = 30.0  # a shorter chance is let go for the next one
+RESERVE_POLL_S = 0.05  # wall seconds between two looks for a station its driver left
+EVENTS_COUNTED = 1000  # station events counted at most (the view says "1000+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +124,7 @@ class DemoCloud:
     port: int
     store: Store = field(compare=False, repr=False)
     gateway: Gateway = field(compare=False, repr=False)
+    config: CloudConfig = field(compare=False, repr=False)
 
     @property
     def ocpp_url(self) -> str:
@@ -139,7 +167,9 @@ async def running_cloud(
         for token in id_tags:
             await app.state.store.id_tokens.put(IdTokenRecord(id_token=token))
         state = app.state
-        yield DemoCloud(bound_port(server, 0), state.store, state.gateway)
+        port = bound_port(server, 0)
+        config.port = port  # the URLs stations are sent to (a GetLog's upload) name it
+        yield DemoCloud(port, state.store, state.gateway, config)
     finally:
         server.should_exit = True
         with contextlib.suppress(BaseException):
@@ -153,8 +183,16 @@ class DemoFeatures:
 
     tariff: Tariff
     site: Site | None  # None: the fleet has no 2.0.1 station
-    display_station: str | None  # the station given a display message
+    # the station given a display message, a monitor and a GetLog (None: no 2.0.1 station)
+    display_station: str | None
     allocation: Allocation | None = None
+    reservation_id: int | None = None  # the demo's ReserveNow, once sent
+    reservation: ReservationRecord | None = None  # as last read
+    reservation_status: str | None = None  # as the API shows it (Expired once past expiry)
+    monitor_id: int | None = None  # the monitor the station Accepted
+    events: int = 0  # the display station's events the cloud kept
+    log_request: int | None = None  # the GetLog's requestId
+    log: LogRequestRecord | None = None  # as last read
 
     def try_line(self) -> str:
         """One line: what a newcomer may GET to see the features at work."""
@@ -162,16 +200,37 @@ class DemoFeatures:
         paths.append("/api/v1/tariffs")
         if self.display_station is not None:
             station = f"/api/v1/stations/{self.display_station}"
-            paths += [f"{station}/device-model", "…/display-messages"]
+            paths += [
+                "/api/v1/reservations",
+                f"{station}/device-model",
+                "…/display-messages",
+                "…/monitors",
+                "…/events",
+                "…/logs",
+            ]
         return "Try: GET " + ", ".join(paths)
 
-    async def refresh(self, store: Store) -> None:
+    async def refresh(self, cloud: DemoCloud) -> None:
         """Read the site and divide it as ``GET /sites/{id}/allocation`` does (two reads);
-        an operator may have changed or deleted it meanwhile."""
-        if self.site is None:
+        an operator may have changed or deleted it meanwhile. Then the reservation, the
+        events and the log request, as their GETs show them, while they may change."""
+        store = cloud.store
+        if self.site is not None:
+            self.site = await store.smart_charging.site(self.site.site_id)
+            self.allocation = await allocation_of(store, self.site) if self.site else None
+        if self.reservation_id is not None and (
+            self.reservation is None or self.reservation.status in ACTIVE
+        ):
+            self.reservation = await store.reservations.get(self.reservation_id)
+        if self.reservation is not None:
+            self.reservation_status = self.reservation.status_at(cloud.gateway.clock())
+        station = self.display_station
+        if station is None:
             return
-        self.site = await store.smart_charging.site(self.site.site_id)
-        self.allocation = await allocation_of(store, self.site) if self.site else None
+        if self.monitor_id is not None:
+            self.events = len(await store.device_model.events(station, limit=EVENTS_COUNTED))
+        if self.log_request is not None:  # the file comes before the station says Uploaded
+            self.log = await store.diagnostics.get_log(station, self.log_request)
 
 
 async def set_up_features(
@@ -195,21 +254,99 @@ async def set_up_features(
     return DemoFeatures(tariff, site, members[0].station_id if members else None)
 
 
+def _connected(cloud: DemoCloud, sim: SimStation) -> bool:
+    return sim.station.online and cloud.gateway.is_connected(sim.station_id)
+
+
+async def _until_connected(cloud: DemoCloud, sim: SimStation) -> None:
+    pause = 0.05
+    while not _connected(cloud, sim):
+        await asyncio.sleep(pause)
+        pause = min(1.0, pause * 1.5)
+
+
+async def operate(cloud: DemoCloud, sim: SimStation, features: DemoFeatures) -> None:
+    """What the demo's operator does on ``sim`` once it is registered, one call after
+    another (:func:`message_and_report`, then :func:`monitor_and_log`)."""
+    await message_and_report(cloud, sim)
+    await monitor_and_log(cloud, sim, features)
+
+
 async def message_and_report(cloud: DemoCloud, sim: SimStation) -> None:
     """Once ``sim`` is registered: a display message on it (SetDisplayMessage) and its
     device model (GetBaseReport), through the REST API's own operations, so the cloud
     keeps them exactly as for an operator's POSTs. It needs the station connected, and
     the demo does not wait for it to start."""
-    pause = 0.05
-    while not (sim.station.online and cloud.gateway.is_connected(sim.station_id)):
-        await asyncio.sleep(pause)
-        pause = min(1.0, pause * 1.5)
+    await _until_connected(cloud, sim)
     message = DisplayMessageIn(content=DISPLAY_TEXT)
     try:
         await set_display_message(sim.station_id, message, cloud.store, cloud.gateway)
         await refresh_device_model(sim.station_id, cloud.store, cloud.gateway, RefreshIn())
     except HTTPException as exc:  # it went away meanwhile: the demo goes on without
         log.warning("%s: no display message or device model: %s", sim.station_id, exc.detail)
+
+
+async def monitor_and_log(cloud: DemoCloud, sim: SimStation, features: DemoFeatures) -> None:
+    """Once ``sim`` is registered: an UpperThreshold monitor on its EVSE's power
+    (SetVariableMonitoring), so that each car starting (and stopping) to charge makes it
+    send a NotifyEvent, and its diagnostics log (GetLog), which it uploads to the cloud's
+    own upload URL; through the REST API's operations, as for an operator's POSTs."""
+    await _until_connected(cloud, sim)
+    sid, store, gateway = sim.station_id, cloud.store, cloud.gateway
+    watch = MonitorIn(
+        component=ComponentIn(name="EVSE", evse=EvseIn(id=1)),
+        variable=VariableIn(name="Power"),
+        type="UpperThreshold",
+        value=MONITOR_W,
+        severity=MONITOR_SEVERITY,
+    )
+    try:
+        features.monitor_id = (await set_monitor(sid, watch, store, gateway)).id
+        asked = await get_log(sid, LogIn(log_type="DiagnosticsLog"), store, gateway, cloud.config)
+        features.log_request = asked.request_id
+    except HTTPException as exc:  # refused, or it went away meanwhile: the demo goes on
+        log.warning("%s: no monitor or log: %s", sid, exc.detail)
+
+
+async def reserve_between_sessions(
+    cloud: DemoCloud, fleet: Fleet, features: DemoFeatures, clock: ScaledClock, id_tag: str
+) -> None:
+    """One reservation for ``id_tag`` (ReserveNow, H01) through the REST API's operation,
+    on the first 2.0.1 station whose driver has just left, held until shortly before the
+    next car may come (see :data:`RESERVATION_HOLD_S`): the connector shows Reserved, then
+    the station reports it Expired. Looks every :data:`RESERVE_POLL_S`; cheap reads."""
+    sims = [sim for sim in fleet.sims if sim.ocpp == "2.0.1"]
+    next_car_s = fleet.config.idle_minutes[0] * 60.0  # after a session, at the earliest
+    busy_at: dict[str, float] = {}  # simulated time each station was last seen with a car
+    while sims:
+        now = clock.elapsed()
+        for sim in sims:
+            sid = sim.station_id
+            if sim.session_start_at is not None:
+                busy_at[sid] = now
+                continue
+            seen = busy_at.pop(sid, None)  # None: no session yet (the first car comes any time)
+            if seen is None or not _connected(cloud, sim):
+                continue
+            hold = min(RESERVATION_HOLD_S, seen + next_car_s - RESERVATION_MARGIN_S - now)
+            if hold < RESERVATION_MIN_HOLD_S:
+                continue
+            if sim.station.connector.status_201 is not ConnectorStatus.AVAILABLE:
+                continue
+            expiry = clock.start + timedelta(seconds=now + hold)
+            wanted = ReservationIn(station_id=sid, id_token=id_tag, expiry_date_time=expiry)
+            try:
+                made = await create_reservation(wanted, cloud.store, cloud.gateway)
+            except HTTPException as exc:  # it went away meanwhile: the next one
+                log.warning("%s: not reserved: %s", sid, exc.detail)
+                continue
+            if isinstance(made, ReservationOut):
+                features.reservation_id = made.reservation_id
+            else:  # kept as NoAnswer or CallError: shown so
+                found = await cloud.store.reservations.list_reservations(station_id=sid, limit=1)
+                features.reservation_id = found[0].reservation_id if found else None
+            return
+        await asyncio.sleep(RESERVE_POLL_S)
 
 
 def _cost(sim: SimStation, currency: str) -> str:
@@ -244,6 +381,35 @@ def _site_line(features: DemoFeatures) -> str | None:
     shares = " · ".join(f"{s.station_id} {_amps(share)}" for s, share in allocation.shares)
     waiting = " (oversubscribed)" if allocation.oversubscribed else ""
     return f"{head} · {shares} = {_amps(allocation.total_a)}{waiting}"
+
+
+def _operations_line(features: DemoFeatures) -> str | None:
+    """One line: the reservation's status, the monitor's events kept, the log's upload."""
+    station = features.display_station
+    if station is None:
+        return None
+    r = features.reservation
+    if r is None:
+        reserved = "reservation: once a driver leaves a 2.0.1 station"
+    else:
+        reserved = f"reservation {r.reservation_id} {r.station_id} for {r.id_token}: "
+        reserved += features.reservation_status or r.status
+    if features.monitor_id is None:
+        watched = f"{station} monitor: not set yet"
+    else:
+        more = "+" if features.events >= EVENTS_COUNTED else ""
+        watched = (
+            f"{station} monitor EVSE Power > {MONITOR_W:,.0f} W: "
+            f"{features.events}{more} event{'' if features.events == 1 else 's'} kept"
+        )
+    got = features.log
+    if got is None:
+        logged = f"{station} log: not asked yet"
+    elif got.upload_size is not None:
+        logged = f"{station} log: {got.status}, {got.upload_size:,} B"
+    else:
+        logged = f"{station} log: {got.status}"
+    return f"{reserved} · {watched} · {logged}"
 
 
 def _costs_line(fleet: Fleet, currency: str) -> str:
@@ -309,9 +475,9 @@ def _view(fleet: Fleet, cloud: DemoCloud, features: DemoFeatures) -> Group:
     lines: list[RenderableType] = [table]
     if more > 0:
         lines.append(Text(f"… and {more} more stations"))
-    site = _site_line(features)
-    if site is not None:
-        lines.append(Text(site))
+    for line in (_site_line(features), _operations_line(features)):
+        if line is not None:
+            lines.append(Text(line))
     lines.append(Text(_totals(summary)))
     lines.append(Text(f"PlugStream Cloud API: {cloud.api_url}  (docs: {cloud.docs_url})"))
     lines.append(Text(features.try_line(), style="dim"))
@@ -359,7 +525,7 @@ async def run_demo(
                     clock=clock,
                 )
                 fleet.start()  # its stations connect once this task awaits
-                greeter: asyncio.Task[None] | None = None
+                operators: list[asyncio.Task[None]] = []
                 try:
                     features = await set_up_features(cloud, fleet.sims, clock.now())
                     console.print(
@@ -370,12 +536,17 @@ async def run_demo(
                     shown = features.display_station
                     for sim in fleet.sims:
                         if sim.station_id == shown:
-                            greeter = asyncio.create_task(message_and_report(cloud, sim))
+                            operators.append(asyncio.create_task(operate(cloud, sim, features)))
+                    if shown is not None:
+                        reserve = reserve_between_sessions(
+                            cloud, fleet, features, clock, fleet.config.id_tags[0]
+                        )
+                        operators.append(asyncio.create_task(reserve))
                     await _show(fleet, cloud, features, console, stop, duration)
                 finally:
-                    if greeter is not None:
-                        greeter.cancel()
-                        await asyncio.gather(greeter, return_exceptions=True)
+                    for task in operators:
+                        task.cancel()
+                    await asyncio.gather(*operators, return_exceptions=True)
                     summary = await fleet.close()
         console.print(f"PlugStream demo stopped. {_totals(summary)}", soft_wrap=True)
         console.print(f"PlugStream Cloud API was: {cloud.api_url}", soft_wrap=True)
@@ -394,7 +565,8 @@ async def _show(
     duration: float | None,
 ) -> None:
     """Refresh the view until ``stop`` or ``duration``: a Live table on a terminal,
-    else a plain status line every few seconds, with the site's and the costs' lines."""
+    else a plain status line every few seconds, with the site's, the operations' and
+    the costs' lines."""
     loop = asyncio.get_running_loop()
     deadline = None if duration is None else loop.time() + duration
     interval = 1.0 / REFRESH_PER_S if console.is_terminal else PLAIN_EVERY_S
@@ -410,14 +582,14 @@ async def _show(
     if console.is_terminal:
         with Live(_view(fleet, cloud, features), console=console, auto_refresh=False) as live:
             while await tick():
-                await features.refresh(cloud.store)
+                await features.refresh(cloud)
                 live.update(_view(fleet, cloud, features), refresh=True)
         return
     currency = features.tariff.data.currency
     while await tick():
-        await features.refresh(cloud.store)
+        await features.refresh(cloud)
         console.print(_totals(fleet.summary()), soft_wrap=True)
-        site = _site_line(features)
-        if site is not None:
-            console.print(site, soft_wrap=True)
+        for line in (_site_line(features), _operations_line(features)):
+            if line is not None:
+                console.print(line, soft_wrap=True)
         console.print(_costs_line(fleet, currency), soft_wrap=True)
