@@ -8,6 +8,7 @@ import json
 import random
 import sys
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,15 @@ import httpx
 import pytest
 
 from plugstream.demo import DemoCloud, running_cloud
+from plugstream.station.connector import Reservation
 from plugstream.station.ev import PRESETS, Ev
-from plugstream.station.fleet import Fleet, FleetConfig, seconds_to_full
+from plugstream.station.fleet import (
+    DEFAULT_ID_TAGS,
+    Fleet,
+    FleetConfig,
+    next_driver,
+    seconds_to_full,
+)
 from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, ChargePointHardware
 from tests.support import WAIT, until
 
@@ -231,3 +239,14 @@ async def test_fleet_command_prints_the_figures_as_its_last_json_line(tmp_path: 
     assert figures["errors"] == 0 and figures["energy_wh"] > 0
     assert "sessions completed" in out.decode()  # the human summary comes first
     assert {s["has_password"] for s in stations} == {True}  # registered with --password
+
+
+@pytest.mark.unit
+def test_a_reserved_connector_gets_the_reserving_driver_and_others_any_card() -> None:
+    """A simulated driver at a reserved connector is the one who reserved it: a random
+    card there would be refused, and counted as the fleet's error."""
+    held = Reservation(7, "PSDEMO0003", datetime(2026, 12, 5, 12, tzinfo=UTC))
+    rng = random.Random(1)
+    assert {next_driver(held, DEFAULT_ID_TAGS, rng) for _ in range(20)} == {"PSDEMO0003"}
+    drivers = {next_driver(None, DEFAULT_ID_TAGS, rng) for _ in range(200)}
+    assert drivers == set(DEFAULT_ID_TAGS)

@@ -42,6 +42,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -49,7 +50,7 @@ from typing import Any
 
 from plugstream.ocpp import CallFailed, Event, ProtocolViolation, Transmit
 from plugstream.station.clock import ScaledClock
-from plugstream.station.connector import ChargePointErrorCode
+from plugstream.station.connector import ChargePointErrorCode, Reservation
 from plugstream.station.ev import CHARGER_EFFICIENCY, Ev, random_ev
 from plugstream.station.hardware import PLUGSTREAM_7, PLUGSTREAM_22, Model
 from plugstream.station.journal import JournalDatabase
@@ -65,6 +66,7 @@ __all__ = [
     "FleetConfig",
     "FleetSummary",
     "SimStation",
+    "next_driver",
     "seconds_to_full",
 ]
 
@@ -83,6 +85,12 @@ FAULT_CODES: tuple[ChargePointErrorCode, ...] = (
 
 _FULL_CHECKS = 50  # bound on "is the car full yet?" re-checks after the predicted time
 _SOC_STEP = 0.5  # %: integration step of the charging curve
+
+
+def next_driver(held: Reservation | None, id_tags: Sequence[str], rng: random.Random) -> str:
+    """The card of the next car's driver: a reserved connector waits for its driver (H01,
+    1.6 5.13), so the next car is theirs; else any of the fleet's cards."""
+    return held.id_tag if held is not None else rng.choice(list(id_tags))
 
 
 def seconds_to_full(ev: Ev, model: Model, max_current_a: float | None = None) -> float:
@@ -450,7 +458,7 @@ class Fleet:
     async def _session(self, sim: SimStation) -> None:
         station, clock, config = sim.station, self.clock, self.config
         ev = random_ev(self.rng)
-        id_tag = self.rng.choice(config.id_tags)
+        id_tag = next_driver(station.connector.reservation, config.id_tags, self.rng)
         sim.session_start_wh = station.hardware.energy_wh
         sim.session_start_at = clock.elapsed()
         station.plug_in(ev)
