@@ -2,7 +2,8 @@
 
 - ``/ocpp/{stationId}``: the OCPP-J gateway (:mod:`plugstream.cloud.gateway`);
 - ``/api/v1/``: the REST API (:mod:`plugstream.cloud.api`), its OpenAPI document at
-  ``/api/v1/openapi.json`` and the docs at ``/api/v1/docs``.
+  ``/api/v1/openapi.json`` and the docs at ``/api/v1/docs``, Swagger UI from the installed
+  package, never a CDN (:mod:`plugstream.cloud.api.docs`).
 
 The store is opened in the lifespan and closed on shutdown, after the gateway
 has written out its message log.
@@ -32,6 +33,7 @@ from plugstream.cloud.api import (
     transactions,
 )
 from plugstream.cloud.api.common import API_PREFIX, include_guarded
+from plugstream.cloud.api.docs import serve_docs
 from plugstream.cloud.api.limits import BodyLimit
 from plugstream.cloud.certificates import api as certificates_api
 from plugstream.cloud.certificates import ocsp
@@ -139,11 +141,12 @@ def create_app(
         title="PlugStream Cloud",
         version=__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN: serve_docs serves it
         redoc_url=None,
         lifespan=lifespan,
     )
     app.state.config = config
+    serve_docs(app, API_PREFIX)
     include_api(app)
     limit_bodies(app, config)
     return app
@@ -168,11 +171,12 @@ def _create_setup_app(config: CloudConfig, opener: Callable[[str], Awaitable[Sto
         title="PlugStream setup service",
         version=__version__,
         openapi_url=f"{setup_api.SETUP_PREFIX}/openapi.json",
-        docs_url=f"{setup_api.SETUP_PREFIX}/docs",
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
     app.state.config = config
+    serve_docs(app, setup_api.SETUP_PREFIX)
     app.include_router(setup_api.router)
     limit_bodies(app, config)
     return app
