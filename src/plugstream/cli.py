@@ -725,6 +725,131 @@ def cloud_serve(
     raise typer.Exit(run(config))
 
 
+user_app = typer.Typer(
+    help="Operators' accounts of the console and the REST API (kept in the database).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+cloud_app.add_typer(user_app, name="user")
+
+_UserDb = Annotated[
+    str, typer.Option(callback=_check_db, help="Database URL (SQLite or PostgreSQL).")
+]
+_USER_DB_DEFAULT = "sqlite:///plugstream.db"
+_PasswordStdin = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the password from stdin (default: prompt twice)."),
+]
+MIN_PASSWORD = 8
+
+
+def _check_username(name: str) -> str:
+    if not 1 <= len(name) <= 64 or not name.isprintable() or any(c.isspace() for c in name):
+        raise typer.BadParameter("1 to 64 printable characters, no spaces")
+    return name
+
+
+def _check_role(role: str) -> str:
+    from plugstream.cloud.storage.operators import ROLES
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"use {', '.join(ROLES)}, not {role!r}")
+    return role
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: one line of stdin, or typed twice without echo."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD:
+        raise typer.BadParameter(
+            f"the password needs at least {MIN_PASSWORD} characters", param_hint="password"
+        )
+    return password
+
+
+def _user_failed(message: str) -> typer.Exit:
+    """An account that is not there (or is already): one line and exit 1."""
+    print(f"plugstream: error: {message}", file=sys.stderr)
+    return typer.Exit(1)
+
+
+def _with_operators(db: str, fn: Any) -> Any:
+    """``await fn(store.operators)`` on the database at ``db`` (migrated first)."""
+    from plugstream.cloud.storage import Store
+
+    async def run() -> Any:
+        async with await Store.open(db) as store:
+            return await fn(store.operators)
+
+    return asyncio.run(run())
+
+
+_UserName = Annotated[str, typer.Argument(callback=_check_username, help="The user's name.")]
+
+
+@user_app.command("add")
+def user_add(
+    name: _UserName,
+    role: Annotated[str, typer.Option(callback=_check_role, help="admin, operator or read-only.")],
+    password_stdin: _PasswordStdin = False,
+    db: _UserDb = _USER_DB_DEFAULT,
+) -> None:
+    """Add an operator account with its role."""
+    from plugstream.cloud.storage.operators import OperatorExists
+
+    password = _read_password(password_stdin)
+    try:
+        _with_operators(db, lambda ops: ops.add(name, password, role))
+    except OperatorExists:
+        raise _user_failed(f"user {name!r} exists already") from None
+    print(f"added {name} ({role})")
+
+
+@user_app.command("list")
+def user_list(db: _UserDb = _USER_DB_DEFAULT) -> None:
+    """The accounts: name, role and when each was made (never a password hash)."""
+    users = _with_operators(db, lambda ops: ops.list())
+    table = Table("name", "role", "created")
+    for user in users:
+        table.add_row(user.username, user.role, user.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    console.print(table)
+
+
+@user_app.command("remove")
+def user_remove(name: _UserName, db: _UserDb = _USER_DB_DEFAULT) -> None:
+    """Remove an account; its sessions end at once."""
+    from plugstream.cloud.storage.operators import UnknownOperator
+
+    try:
+        _with_operators(db, lambda ops: ops.remove(name))
+    except UnknownOperator:
+        raise _user_failed(f"no such user: {name!r}") from None
+    print(f"removed {name}")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: _UserName, password_stdin: _PasswordStdin = False, db: _UserDb = _USER_DB_DEFAULT
+) -> None:
+    """Set a new password; the account's sessions end at once."""
+    from plugstream.cloud.storage.operators import UnknownOperator
+
+    async def change(ops: Any) -> None:
+        if await ops.get(name) is None:  # before the prompt would ask for nothing
+            raise UnknownOperator(name)
+
+    try:
+        _with_operators(db, change)
+        password = _read_password(password_stdin)
+        _with_operators(db, lambda ops: ops.set_password(name, password))
+    except UnknownOperator:
+        raise _user_failed(f"no such user: {name!r}") from None
+    print(f"password of {name} changed; its sessions ended")
+
+
 station_app = typer.Typer(
     help="The charge point (station).", no_args_is_help=True, add_completion=False
 )

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -34,9 +35,13 @@ from starlette.datastructures import State
 
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.storage import Store
+from plugstream.cloud.storage.operators import SessionRecord
 
 __all__ = [
     "API_PREFIX",
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
     "ConfigDep",
     "ErrorOut",
     "GuardedRoute",
@@ -46,14 +51,19 @@ __all__ = [
     "UtcInput",
     "Wh",
     "as_utc",
+    "auth_refusal",
     "bearer_refusal",
+    "csrf_refusal",
     "describe",
     "error_response",
+    "form_fields",
     "get_config",
     "get_store",
     "guarded_router",
     "include_guarded",
     "responses",
+    "role_refusal",
+    "session_of",
 ]
 
 API_PREFIX = "/api/v1"
@@ -207,16 +217,105 @@ def bearer_refusal(request: Request) -> JSONResponse | None:
     return None
 
 
+# -- operators' sessions: the console's login on the same API ----------------------------
+
+SESSION_COOKIE = "plugstream_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: paths only an admin's session may use: operator-account management
+ADMIN_ONLY_PREFIXES: tuple[str, ...] = (f"{API_PREFIX}/operators",)
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+async def session_of(request: Request) -> SessionRecord | None:
+    """The live session of the request's ``plugstream_session`` cookie, if any (looked up
+    once per request and kept on ``request.state.operator_session``)."""
+    if hasattr(request.state, "operator_session"):
+        found: SessionRecord | None = request.state.operator_session
+        return found
+    session_id = request.cookies.get(SESSION_COOKIE)
+    session = None
+    if session_id and len(session_id) <= 128:
+        store: Store = _state(request, "store")
+        session = await store.operators.get_session(session_id)
+    request.state.operator_session = session
+    return session
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """An url-encoded form body's fields (the first value of each); {} for other bodies.
+    The body is read once and kept, so the route's handler can still read it."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM_TYPE:
+        return {}
+    body = await request.body()
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=100)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        fields.setdefault(key, value)
+    return fields
+
+
+async def csrf_refusal(request: Request, session: SessionRecord) -> JSONResponse | None:
+    """The 403 for an unsafe request of a session without its CSRF token (the header
+    ``X-CSRF-Token`` or the form field ``csrf_token``); None when safe or it matches."""
+    if request.method.upper() in SAFE_METHODS:
+        return None
+    given = request.headers.get(CSRF_HEADER)
+    if given is None:
+        given = (await form_fields(request)).get(CSRF_FIELD)
+    if given and secrets.compare_digest(given.encode(), session.csrf_token.encode()):
+        return None
+    return JSONResponse(status_code=403, content={"detail": "missing or wrong CSRF token"})
+
+
+def role_refusal(role: str, method: str, path: str) -> JSONResponse | None:
+    """The 403 for what a session's role may not do: a read-only user only reads; only
+    an admin manages operator accounts."""
+    if role == "admin":
+        return None
+    if role != "operator" and method.upper() not in SAFE_METHODS:
+        return JSONResponse(
+            status_code=403, content={"detail": f"role {role} may only read, not change"}
+        )
+    if any(path == p or path.startswith(p + "/") for p in ADMIN_ONLY_PREFIXES):
+        return JSONResponse(
+            status_code=403, content={"detail": "only an admin manages operator accounts"}
+        )
+    return None
+
+
+async def auth_refusal(request: Request) -> JSONResponse | None:
+    """The guard: the bearer token (full rights, checked exactly as
+    :func:`bearer_refusal` does) or, with no ``Authorization`` header, a logged-in
+    session's cookie with its role's rules and, for an unsafe method, its CSRF token."""
+    if "authorization" not in request.headers and SESSION_COOKIE in request.cookies:
+        session = await session_of(request)
+        if session is not None:
+            refused = role_refusal(session.role, request.method, request.url.path)
+            return refused if refused is not None else await csrf_refusal(request, session)
+        if _state(request, "config").api_token is not None:
+            return JSONResponse(
+                status_code=401,
+                content={"detail": "session expired or unknown: log in again"},
+                headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'},
+            )
+    return bearer_refusal(request)
+
+
 class GuardedRoute(APIRoute):
-    """A route that checks the bearer token before anything else -- before FastAPI reads
-    the body, so a stranger learns nothing from validation errors -- and words request
-    validation errors as one line (422)."""
+    """A route that checks the bearer token or an operator's session (:func:`auth_refusal`)
+    before anything else -- before FastAPI reads the body, so a stranger learns nothing
+    from validation errors -- and words request validation errors as one line (422)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
-            refused = bearer_refusal(request)
+            refused = await auth_refusal(request)
             if refused is not None:
                 return refused
             try:

@@ -709,3 +709,27 @@ firmware_publications = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("station_id", "request_id"),
 )
+
+# --- operators' accounts and web sessions (the console, issue 16), 0011 ---
+
+operators = Table(  # who may log in to the console and the REST API with a session
+    "operators",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),  # argon2id; never shown
+    Column("role", String(16), nullable=False),  # admin, operator or read-only
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+operator_sessions = Table(  # a logged-in browser: the SHA-256 of its cookie, not the cookie
+    "operator_sessions",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),  # SHA-256 of the session id, hex
+    Column("username", String(64), nullable=False),
+    Column("role", String(16), nullable=False),  # the role at login
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_operator_sessions_username", "username"),
+)

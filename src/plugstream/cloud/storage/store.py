@@ -17,6 +17,7 @@ from .firmware import Firmware
 from .firmware_publications import FirmwarePublications
 from .id_tokens import IdTokens
 from .messages import MessageLog
+from .operators import Operators
 from .reservations import Reservations
 from .security import SecurityEvents
 from .setup import Claims
@@ -50,6 +51,7 @@ class Store:
         self.smart_charging = SmartCharging(db)
         self.certificate_status = CertificateStatus(db)
         self.firmware_publications = FirmwarePublications(db)
+        self.operators = Operators(db)
 
     @classmethod
     async def open(cls, url: str) -> Store:

@@ -1,0 +1,1 @@
+"""The operator's web console: its login, sessions and CSRF protection (``auth``)."""
