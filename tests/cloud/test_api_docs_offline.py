@@ -1,6 +1,7 @@
 """The API docs work on a network without internet access (issue 16): every file the page
-loads is served by the cloud itself, from the installed ``swagger-ui-bundle`` package,
-and its Content-Security-Policy lets the browser load nothing from another host."""
+loads is served by the cloud itself, from the installed ``swagger-ui-py`` package
+(Swagger UI 5, which reads OpenAPI 3.1), and its Content-Security-Policy lets the browser
+load nothing from another host."""
 
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ async def test_only_the_pages_files_are_served() -> None:
     app = create_app(CloudConfig(api_token=TOKEN))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:
-        for name in ("index.html", "swagger-initializer.js", "swagger-ui.css.map"):
+        for name in ("oauth2-redirect.html", "swagger-initializer.js", "swagger-editor.js"):
             assert (SWAGGER_UI_DIR / name).exists()
             assert (await http.get(f"/api/v1/docs/static/{name}")).status_code == 404, name
         escape = "/api/v1/docs/static/..%2F..%2F__init__.py"  # the package's own module
@@ -170,3 +171,14 @@ def test_no_swagger_ui_file_in_the_repository() -> None:
     ).stdout.splitlines()
     vendored = {p.name for p in SWAGGER_UI_DIR.iterdir()}
     assert [p for p in tracked if Path(p).name in vendored or "swagger-ui" in p] == []
+
+
+@pytest.mark.unit
+def test_the_swagger_ui_served_reads_the_openapi_version_the_api_declares() -> None:
+    """FastAPI declares OpenAPI 3.1; Swagger UI 4 (the swagger-ui-bundle package) shows
+    "Unable to render this definition" for it, which only a browser showed. Swagger UI 5
+    knows 3.1 (its bundle has the isOAS31 selector)."""
+    declared = create_app(CloudConfig()).openapi()["openapi"]
+    bundle = (SWAGGER_UI_DIR / "swagger-ui-bundle.js").read_text("utf-8", "replace")
+    assert declared.startswith("3.1")
+    assert "isOAS31" in bundle

@@ -2,7 +2,8 @@
 
 FastAPI's own docs page loads Swagger UI from a public CDN, so on an operator network
 without internet access it stays blank. Here the script, the stylesheet and the icon come
-from the installed ``swagger-ui-bundle`` package (nothing copied into the repository),
+from the installed ``swagger-ui-py`` package (Swagger UI 5, which reads FastAPI's OpenAPI
+3.1; nothing copied into the repository),
 and a Content-Security-Policy tells the browser to load nothing from another host: only
 the cloud's own files, and the page's one inline script by its hash.
 
@@ -16,7 +17,7 @@ import hashlib
 import re
 from pathlib import Path
 
-import swagger_ui_bundle  # type: ignore[import-untyped]
+import swagger_ui  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
@@ -27,7 +28,7 @@ from starlette.types import Scope
 
 __all__ = ["ASSETS", "PackageAssets", "content_security_policy", "serve_docs"]
 
-SWAGGER_UI_DIR = Path(str(swagger_ui_bundle.swagger_ui_path))
+SWAGGER_UI_DIR = Path(swagger_ui.__file__).parent / "static"
 """The installed package's Swagger UI files."""
 
 ASSETS = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"})
