@@ -31,13 +31,6 @@ TOKEN = "console-test-token-0123456789"
 PASSWORD = "correct-horse-battery"
 
 
-def _with_console(app: FastAPI) -> FastAPI:
-    """The console's router in ``app`` unless app.py includes it already."""
-    if not any(getattr(r, "path", None) == console_auth.LOGIN_PATH for r in app.routes):
-        app.include_router(console_auth.router)
-    return app
-
-
 @contextlib.asynccontextmanager
 async def console_cloud(tmp_path: Path, **overrides: Any) -> AsyncIterator[Cloud]:
     """What tests.support.running_cloud runs, with the console's login in it."""
@@ -55,7 +48,7 @@ async def console_cloud(tmp_path: Path, **overrides: Any) -> AsyncIterator[Cloud
         ),
         **overrides,
     )
-    app = _with_console(create_app(config))
+    app = create_app(config)
     server = CloudServer(uvicorn_config(config, app))
     async with serving(server):
         yield Cloud(config, bound_port(server, 0), app.state.store, app.state.gateway, server)
@@ -123,7 +116,7 @@ async def test_the_cookie_is_secure_under_tls(tmp_path: Path) -> None:
         await store.operators.add("ada", PASSWORD, "admin")
         app = FastAPI()
         app.state.store, app.state.config = store, CloudConfig(api_token=TOKEN)
-        _with_console(app)
+        app.include_router(console_auth.router)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="https://cloud.test") as c:
             answer = await c.post("/login", data={"username": "ada", "password": PASSWORD})
@@ -212,7 +205,7 @@ async def test_only_an_admin_manages_accounts(tmp_path: Path) -> None:
             return [o.username for o in await store.operators.list()]
 
         include_guarded(app, accounts)
-        _with_console(app)
+        app.include_router(console_auth.router)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:
             seen = {}

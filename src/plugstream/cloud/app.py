@@ -39,6 +39,7 @@ from plugstream.cloud.certificates import api as certificates_api
 from plugstream.cloud.certificates import ocsp
 from plugstream.cloud.certificates import status_api as certificate_status_api
 from plugstream.cloud.config import CloudConfig
+from plugstream.cloud.console import auth as console_auth
 from plugstream.cloud.context import CloudClock, HandlersFactory, utc_now
 from plugstream.cloud.data_transfer import api as data_transfer_api
 from plugstream.cloud.device_model import api as device_model_api
@@ -191,6 +192,7 @@ def include_api(app: FastAPI) -> None:
     app.include_router(ocsp.router)  # OCSP clients (stations, EVs' chargers) bring no token
     include_guarded(app, setup_api.claims)
     app.include_router(setup_api.router)
+    app.include_router(console_auth.router)  # /login, /logout, /api/v1/session
 
 
 def limit_bodies(app: FastAPI, config: CloudConfig) -> None:
