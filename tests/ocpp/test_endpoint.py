@@ -108,6 +108,13 @@ async def station(
             task.cancel()
 
 
+async def slow_status_notification(ws: ClientConnection, csms: Csms) -> None:
+    """A CALL (id "slow") held in its handler until ``csms.status_release`` is set."""
+    status = {"timestamp": NOW, "connectorStatus": "Available", "evseId": 1, "connectorId": 1}
+    await ws.send(orjson.dumps([2, "slow", "StatusNotification", status]).decode())
+    await until(lambda: csms.status_started, "the StatusNotification in its handler")
+
+
 async def raw(port: int, version: OcppVersion) -> ClientConnection:
     return await connect(f"ws://127.0.0.1:{port}/ocpp/RAW", subprotocols=[version.subprotocol])  # type: ignore[list-item]
 
@@ -299,14 +306,7 @@ async def test_our_calls_are_answered_while_a_received_call_is_slow() -> None:
     async with csms_server(csms, endpoints) as port:
         ws = await raw(port, OcppVersion.V201)
         try:
-            status = {
-                "timestamp": NOW,
-                "connectorStatus": "Available",
-                "evseId": 1,
-                "connectorId": 1,
-            }
-            await ws.send(orjson.dumps([2, "slow", "StatusNotification", status]).decode())
-            await until(lambda: csms.status_started, "the StatusNotification in its handler")
+            await slow_status_notification(ws, csms)
             reset = asyncio.create_task(endpoints[0].call("Reset", {"type": "Immediate"}))
             frame = orjson.loads(await ws.recv())
             assert frame[2] == "Reset"
@@ -326,14 +326,7 @@ async def test_a_flooding_peer_gets_genericerror_beyond_the_queue_then_1008() ->
     async with csms_server(csms, endpoints) as port:
         ws = await raw(port, OcppVersion.V201)
         try:
-            status = {
-                "timestamp": NOW,
-                "connectorStatus": "Available",
-                "evseId": 1,
-                "connectorId": 1,
-            }
-            await ws.send(orjson.dumps([2, "slow", "StatusNotification", status]).decode())
-            await until(lambda: csms.status_started, "the StatusNotification in its handler")
+            await slow_status_notification(ws, csms)
             session = endpoints[0].session
             flood = session.max_queued_calls + session.max_refusals + 1
             for n in range(flood):
@@ -382,13 +375,7 @@ async def test_sends_pass_a_slow_call_and_a_send_flood_is_bounded() -> None:
     async with csms_server(csms, endpoints) as port:
         ws = await raw(port, OcppVersion.V21)
         try:
-            status = {"timestamp": NOW, "connectorStatus": "Available", "evseId": 1}
-            await ws.send(
-                orjson.dumps(
-                    [2, "slow", "StatusNotification", status | {"connectorId": 1}]
-                ).decode()
-            )
-            await until(lambda: csms.status_started, "the StatusNotification in its handler")
+            await slow_status_notification(ws, csms)
             await ws.send(stream_frame(0))
             await until(lambda: csms.streamed == [0], "the SEND handled beside the slow CALL")
             # SENDs held in their handler: 16 wait, the rest are dropped, nothing piles up

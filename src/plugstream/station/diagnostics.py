@@ -413,7 +413,6 @@ class StationDiagnostics:
         self._event_seq = 0
         self.upload_task: asyncio.Task[None] | None = None
         self.upload_request: int | None = None
-        self.events_sent: list[dict[str, Any]] = []  # the EventData sent, newest last
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -463,7 +462,6 @@ class StationDiagnostics:
         self._event_seq += 1
         try:
             await self.station.call("NotifyEvent", payload)
-            self.events_sent.extend(data)
         except OcppError as exc:
             log.info("NotifyEvent not delivered: %s", exc)
 

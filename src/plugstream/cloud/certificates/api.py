@@ -20,9 +20,10 @@ from fastapi.responses import JSONResponse
 
 from plugstream.cloud.api.common import ConfigDep, StoreDep, guarded_router
 from plugstream.cloud.api.deps import GatewayDep
+from plugstream.cloud.api.station_calls import call_station
+from plugstream.cloud.api.stations import station_or_404
 from plugstream.cloud.certificates.signing import signed_file
-from plugstream.cloud.stations import StationOffline
-from plugstream.ocpp import CallTimeout, OcppError, OcppVersion
+from plugstream.ocpp import OcppVersion
 
 if TYPE_CHECKING:
     from plugstream.cloud.gateway import Gateway
@@ -41,19 +42,8 @@ _RENEW = {
 async def _call(
     store: Store, gateway: Gateway, station_id: str, action: str, payload: dict[str, Any]
 ) -> dict[str, Any]:
-    if await store.stations.get(station_id) is None:
-        raise HTTPException(404, f"station {station_id!r} is not registered")
-    try:
-        result: dict[str, Any] = await gateway.call(station_id, action, payload)
-    except StationOffline as exc:
-        raise HTTPException(409, f"station {station_id!r} is not connected") from exc
-    except CallTimeout as exc:
-        raise HTTPException(504, f"station {station_id!r}: {exc.description}") from exc
-    except OcppError as exc:
-        raise HTTPException(
-            502, f"station {station_id!r} refused {action}: {exc.description or exc.code.value}"
-        ) from exc
-    return result
+    await station_or_404(store, station_id)
+    return await call_station(gateway, station_id, action, payload)
 
 
 def _version(gateway: Gateway, station_id: str) -> OcppVersion:

@@ -63,17 +63,7 @@ class RevokeIn(BaseModel):
 
 
 def _out(r: IssuedCertificate) -> IssuedOut:
-    return IssuedOut(
-        serial_number=r.serial_number,
-        issuer_key_id=r.issuer_key_id,
-        certificate_type=r.certificate_type,
-        subject=r.subject,
-        station_id=r.station_id,
-        issued_at=r.issued_at,
-        not_valid_after=r.not_valid_after,
-        revoked_at=r.revoked_at,
-        revocation_reason=r.revocation_reason,
-    )
+    return IssuedOut.model_validate(r, from_attributes=True)
 
 
 def _serial(serial: str) -> str:

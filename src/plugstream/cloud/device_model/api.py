@@ -281,16 +281,7 @@ def _model_out(station_id: str, rows: list[StoredAttribute]) -> DeviceModelOut:
 
 
 def _report_out(r: DeviceReport) -> ReportOut:
-    return ReportOut(
-        request_id=r.request_id,
-        report_base=r.report_base,
-        requested_at=r.requested_at,
-        status=r.status,
-        parts=r.parts,
-        items=r.items,
-        final_seq_no=r.final_seq_no,
-        updated_at=r.updated_at,
-    )
+    return ReportOut.model_validate(r, from_attributes=True)
 
 
 def _event_out(e: StationEvent) -> StationEventOut:
@@ -501,6 +492,21 @@ async def get_report_status(
     return _report_out(found)
 
 
+def _variable_data(
+    item: GetVariableIn | SetVariableIn, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One SetVariableData / GetVariableData: the attribute type only when not Actual."""
+    k = item.key()
+    entry: dict[str, Any] = {
+        "component": model.component_json(k),
+        "variable": model.variable_json(k),
+        **(extra or {}),
+    }
+    if item.attribute_type != ACTUAL:
+        entry["attributeType"] = item.attribute_type
+    return entry
+
+
 @router.post(
     "/stations/{station_id}/device-model/variables",
     response_model=list[VariableResultOut],
@@ -516,17 +522,7 @@ async def set_variables(
     per_message = await _items_per_message(store, station_id, "SetVariables")
     out: list[VariableResultOut] = []
     for chunk in model.chunks(body.variables, per_message):
-        data = []
-        for item in chunk:
-            k = item.key()
-            entry: dict[str, Any] = {
-                "component": model.component_json(k),
-                "variable": model.variable_json(k),
-                "attributeValue": item.value,
-            }
-            if item.attribute_type != ACTUAL:
-                entry["attributeType"] = item.attribute_type
-            data.append(entry)
+        data = [_variable_data(item, {"attributeValue": item.value}) for item in chunk]
         try:
             answer = await call_station(
                 gateway, station_id, "SetVariables", {"setVariableData": data}
@@ -560,16 +556,7 @@ async def get_variables(
     per_message = await _items_per_message(store, station_id, "GetVariables")
     out: list[VariableResultOut] = []
     for chunk in model.chunks(body.variables, per_message):
-        data = []
-        for item in chunk:
-            k = item.key()
-            entry: dict[str, Any] = {
-                "component": model.component_json(k),
-                "variable": model.variable_json(k),
-            }
-            if item.attribute_type != ACTUAL:
-                entry["attributeType"] = item.attribute_type
-            data.append(entry)
+        data = [_variable_data(item) for item in chunk]
         try:
             answer = await call_station(
                 gateway, station_id, "GetVariables", {"getVariableData": data}

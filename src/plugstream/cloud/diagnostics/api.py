@@ -202,14 +202,7 @@ class ReportOut(BaseModel):
 
 
 def _report_out(r: db.MonitoringReportRecord) -> ReportOut:
-    return ReportOut(
-        request_id=r.request_id,
-        criteria=r.criteria,
-        status=r.status,
-        requested_at=r.requested_at,
-        completed_at=r.completed_at,
-        parts=r.parts,
-    )
+    return ReportOut.model_validate(r, from_attributes=True)
 
 
 @router.get(
@@ -777,17 +770,7 @@ class CustomerInformationOut(BaseModel):
 
 
 def _customer_out(r: db.CustomerInformationRecord) -> CustomerInformationOut:
-    return CustomerInformationOut(
-        request_id=r.request_id,
-        report=r.report,
-        clear=r.clear,
-        customer=r.customer,
-        status=r.status,
-        requested_at=r.requested_at,
-        completed_at=r.completed_at,
-        parts=r.parts,
-        data=r.data,
-    )
+    return CustomerInformationOut.model_validate(r, from_attributes=True)
 
 
 @router.post(

@@ -119,17 +119,7 @@ class UnpublishOut(BaseModel):
 
 
 def _out(p: FirmwarePublication) -> PublicationOut:
-    return PublicationOut(
-        station_id=p.station_id,
-        request_id=p.request_id,
-        image_id=p.image_id,
-        location=p.location,
-        checksum=p.checksum,
-        status=p.status,
-        published_locations=p.published_locations,
-        requested_at=p.requested_at,
-        updated_at=p.updated_at,
-    )
+    return PublicationOut.model_validate(p, from_attributes=True)
 
 
 def _md5(path: Path) -> str:
