@@ -1,6 +1,8 @@
 """The ASGI application of PlugStream Cloud: OCPP WebSockets and the REST API on one port.
 
 - ``/ocpp/{stationId}``: the OCPP-J gateway (:mod:`plugstream.cloud.gateway`);
+- ``/``: the operator's console (:mod:`plugstream.cloud.console`), its pages and their
+  live updates (``/api/v1/live``);
 - ``/api/v1/``: the REST API (:mod:`plugstream.cloud.api`), its OpenAPI document at
   ``/api/v1/openapi.json`` and the docs at ``/api/v1/docs``, Swagger UI from the installed
   package, never a CDN (:mod:`plugstream.cloud.api.docs`).
@@ -40,6 +42,8 @@ from plugstream.cloud.certificates import ocsp
 from plugstream.cloud.certificates import status_api as certificate_status_api
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.console import auth as console_auth
+from plugstream.cloud.console import live as console_live
+from plugstream.cloud.console.pages import mount_console
 from plugstream.cloud.context import CloudClock, HandlersFactory, utc_now
 from plugstream.cloud.data_transfer import api as data_transfer_api
 from plugstream.cloud.device_model import api as device_model_api
@@ -77,6 +81,7 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     smart_charging_api.router,
     certificate_status_api.router,
     firmware_publish.router,
+    console_live.router,
 )
 """The REST API's own routers, bearer-guarded, in the order of its OpenAPI document."""
 
@@ -124,6 +129,10 @@ def create_app(
         gateway = Gateway(store, config, handlers=versions, clock=clock)
         app.state.store = store
         app.state.gateway = gateway
+        live = console_live.LiveHub(store, gateway)
+        app.state.live = live
+        live.start()
+        app.state.on_server_shutdown = [live.close]  # open event streams end: see serve.py
         store.security.max_refusals = config.max_refusal_rows
         retention = asyncio.create_task(
             retention_loop(store, config, clock if clock is not None else utc_now)
@@ -131,6 +140,8 @@ def create_app(
         try:
             yield
         finally:
+            live.close()
+            await live.wait_closed()
             retention.cancel()
             await asyncio.gather(retention, return_exceptions=True)
             try:
@@ -149,6 +160,7 @@ def create_app(
     app.state.config = config
     serve_docs(app, API_PREFIX)
     include_api(app)
+    mount_console(app)
     limit_bodies(app, config)
     return app
 

@@ -160,6 +160,7 @@ class AsgiTransport:
         "_log_frame",
         "_log_received",
         "_logged",
+        "_notify",
         "_receive",
         "_send",
         "_violations",
@@ -177,8 +178,10 @@ class AsgiTransport:
         log_frame: FrameLog,
         log_received: ReceivedLog,
         violations: collections.Counter[str],
+        notify: Callable[[str], None] = lambda station_id: None,
     ) -> None:
         self._receive = receive
+        self._notify = notify
         self._send = send
         self._log_frame = log_frame
         self._log_received = log_received
@@ -193,7 +196,8 @@ class AsgiTransport:
         if self.closed:
             return
         logged = self._logged
-        if logged is not None and not _is_call(message):
+        answer = not _is_call(message)
+        if logged is not None and answer:
             # An answer acknowledges: not before what was received is kept. Mostly done
             # already, committed with the handler's own write.
             if not logged.done():
@@ -211,6 +215,10 @@ class AsgiTransport:
             await self._send({"type": "websocket.send", "text": message})
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.closed = True
+            return
+        if answer:
+            # What the station reported is committed and acknowledged: watchers may read it.
+            self._notify(self.station_id)
 
     async def recv(self) -> str | bytes:
         if self.closed:
@@ -410,6 +418,11 @@ class Gateway:
             ),
         )
         self.throttled_logins = 0  # logins refused (429/503) before their password was checked
+        self.frames_received = 0  # OCPP frames received since start (the console's rate)
+        # Told the id of a station whose state may have changed: it connected, went away,
+        # or had a message answered (its data committed). The console's live view sets it.
+        self.on_station_change: Callable[[str], None] | None = None
+        self._notify: Callable[[str], None] = self._station_changed
 
     # -- what the REST API uses ----------------------------------------------------
 
@@ -523,6 +536,7 @@ class Gateway:
             log_frame=self._frame_log,
             log_received=self._received_log,
             violations=self.violations,
+            notify=self._notify,
         )
         endpoint = OcppEndpoint(
             transport,
@@ -539,6 +553,7 @@ class Gateway:
             log.info("station %s reconnected: closing its old connection", station_id)
             await old.transport.close(1000, REPLACED)
         self._touch(conn)
+        self._station_changed(station_id)
         try:
             await endpoint.run()
         except WebSocketDisconnect:
@@ -548,6 +563,7 @@ class Gateway:
         finally:
             if self._live.get(station_id) is conn:
                 del self._live[station_id]
+                self._station_changed(station_id)
             await transport.close(1011 if not self._closing else 1001, "")
 
     async def _admit(self, scope: Scope, send: Send, station_id: str) -> bool | None:
@@ -758,6 +774,11 @@ class Gateway:
         await send({"type": "websocket.http.response.start", "status": status, "headers": head})
         await send({"type": "websocket.http.response.body", "body": body})
 
+    def _station_changed(self, station_id: str) -> None:
+        watcher = self.on_station_change
+        if watcher is not None:
+            watcher(station_id)
+
     def security_event(self, event: SecurityEvent) -> None:
         """Keep an event the cloud found (already stored) with the newest refusals."""
         self.security_events.append(event)
@@ -791,6 +812,7 @@ class Gateway:
         conn = self._live.get(station_id)
         if conn is not None:
             self._touch(conn)
+        self.frames_received += 1
         return messages.append(station_id, "in", text, self.clock())
 
     def _touch(self, conn: Connection) -> None:

@@ -432,6 +432,15 @@ class CloudServer(uvicorn.Server):
         finally:
             del loop.create_server
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, after the app's ``state.on_server_shutdown`` hooks ran: uvicorn
+        waits for every response to end, and an endless one (the console's event stream)
+        ends only when told to."""
+        state = getattr(self.config.app, "state", None)
+        for hook in getattr(state, "on_server_shutdown", ()):
+            hook()
+        await super().shutdown(sockets)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         if not self.signals or sys.platform == "win32":

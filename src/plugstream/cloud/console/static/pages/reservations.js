@@ -1,0 +1,4 @@
+// the reservations page: to be written
+import { h } from "../console.js";
+
+document.getElementById("page").append(h("p", { class: "note", text: "Coming soon." }));
