@@ -92,6 +92,14 @@ class Schemas:
             return action
         return action + "Request"
 
+    def schema(self, action: str, kind: str) -> dict[str, Any]:
+        """The official JSON schema of ``action``'s ``request``, ``response`` or ``send``
+        payload, as the file has it: what a client needs to build a valid payload (the
+        validators are compiled from the same file)."""
+        raw = (self._root / f"{self._file(action, kind)}.json").read_bytes()
+        found: dict[str, Any] = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf"))
+        return found
+
     def validator(self, action: str, kind: str) -> Validator:
         """The validator of ``action``'s ``request``, ``response`` or ``send`` payload."""
         hit = self._by_kind.get((action, kind))

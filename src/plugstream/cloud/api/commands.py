@@ -4,12 +4,14 @@ schema before it goes out and answered with the station's own payload."""
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Annotated, Any
 
 from fastapi import Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
-from plugstream.cloud.api.common import StoreDep, guarded_router
+from plugstream.cloud.api.common import StoreDep, guarded_router, responses
 from plugstream.cloud.api.deps import GatewayDep
 from plugstream.cloud.api.station_calls import (
     CALL_RESPONSES,
@@ -18,13 +20,70 @@ from plugstream.cloud.api.station_calls import (
     require_connected,
 )
 from plugstream.cloud.api.stations import station_or_404
-from plugstream.ocpp import OcppVersion, csms_actions
+from plugstream.ocpp import OcppVersion, csms_actions, schemas
 
-__all__ = ["COMMAND_TIMEOUT_MAX", "COMMAND_TIMEOUT_MIN", "router"]
+__all__ = [
+    "COMMAND_TIMEOUT_MAX",
+    "COMMAND_TIMEOUT_MIN",
+    "CommandCatalogueOut",
+    "CommandOut",
+    "router",
+]
 
 COMMAND_TIMEOUT_MIN, COMMAND_TIMEOUT_MAX = 1.0, 300.0
 
 router = guarded_router(tags=["commands"])
+
+
+class CommandOut(BaseModel):
+    action: str = Field(description="The OCPP action, e.g. Reset, RemoteStartTransaction.")
+    request_schema: dict[str, Any] = Field(
+        description="The official JSON schema of its request payload (draft 4 for 1.6, "
+        "draft 6 for 2.0.1; ``$ref`` points into its ``definitions``): the schema the "
+        "payload is checked against before it is sent."
+    )
+
+
+class CommandCatalogueOut(BaseModel):
+    station_id: str
+    ocpp_version: str | None = Field(
+        description="The live connection's OCPP version, else the last one seen; null for "
+        "a station never seen (it has no actions yet)."
+    )
+    connected: bool
+    actions: list[CommandOut] = Field(description="By action name.")
+
+
+@functools.cache
+def _catalogue(version: OcppVersion) -> tuple[CommandOut, ...]:
+    # the same files for every station of a version: read and parsed once
+    found = schemas(version)
+    return tuple(
+        CommandOut(action=action, request_schema=found.schema(action, "request"))
+        for action in sorted(csms_actions(version))
+    )
+
+
+@router.get(
+    "/stations/{station_id}/commands",
+    response_model=CommandCatalogueOut,
+    responses=responses(404, 422),
+)
+async def list_commands(
+    station_id: str, store: StoreDep, gateway: GatewayDep
+) -> CommandCatalogueOut:
+    """Every action the CSMS may send this station, in its OCPP version, each with the
+    JSON schema of its request: what a client (the console's command forms) needs to
+    offer ``POST .../commands/{action}`` with a payload that passes the schema check."""
+    record = await station_or_404(store, station_id)
+    live = gateway.version_of(station_id)
+    version = live or _version_of(record.ocpp_version)
+    return CommandCatalogueOut(
+        station_id=record.station_id,
+        ocpp_version=None if version is None else version.value,
+        connected=live is not None and gateway.is_connected(station_id),
+        actions=list(_catalogue(version)) if version is not None else [],
+    )
 
 
 @router.post(
