@@ -136,7 +136,8 @@ for _entry in NAV:
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request, next: str = "/") -> Response:
     """The login form; a logged-in operator goes straight on."""
-    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    # Only a path of this origin: "//host" and "/\\host" are other hosts to a browser.
+    target = next if next.startswith("/") and not next.startswith(("//", "/\\")) else "/"
     session = await session_of(request)
     if session is not None:
         return RedirectResponse(target, status_code=303)
