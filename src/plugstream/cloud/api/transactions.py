@@ -1,18 +1,44 @@
-"""Transactions, with their exact energy and hygiene flags; meter values in the detail."""
+"""Transactions, with their exact energy and hygiene flags; meter values in the detail;
+the list filtered by station, idToken and start time, and exported as CSV."""
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-from fastapi import HTTPException, Query
+from fastapi import Depends, HTTPException, Query
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Select, select
+from sqlalchemy.engine import Connection
 
-from plugstream.cloud.api.common import StoreDep, UtcDateTime, Wh, guarded_router, responses
+from plugstream.cloud.api.common import (
+    StoreDep,
+    UtcDateTime,
+    UtcInput,
+    Wh,
+    guarded_router,
+    responses,
+)
 from plugstream.cloud.api.limits import BIGINT_MAX, INTEGER_MAX, in_range
 from plugstream.cloud.api.stations import check_station_id
+from plugstream.cloud.storage import Store
+from plugstream.cloud.storage import schema as s
 from plugstream.cloud.storage.records import TransactionRecord
 
-__all__ = ["FlagOut", "MeterSampleOut", "TransactionDetailOut", "TransactionOut", "router"]
+__all__ = [
+    "CSV_COLUMNS",
+    "FlagOut",
+    "MeterSampleOut",
+    "TransactionDetailOut",
+    "TransactionOut",
+    "router",
+]
 
 
 class FlagOut(BaseModel):
@@ -86,19 +112,199 @@ def _transaction(t: TransactionRecord, model: type[_TxOut]) -> _TxOut:
 
 router = guarded_router(tags=["transactions"])
 
+StationQ = Annotated[str | None, Query(description="Only this station's.")]
+IdTokenQ = Annotated[
+    str | None, Query(max_length=255, description="Only those started with this idToken.")
+]
+FromQ = Annotated[
+    UtcInput | None,
+    Query(alias="from", description="Only those started at or after this time (with offset)."),
+]
+ToQ = Annotated[
+    UtcInput | None,
+    Query(alias="to", description="Only those started before this time (with offset)."),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TxFilter:
+    """What the list and its CSV export select: one set of query parameters for both, so
+    the console's "Export CSV" link gets exactly the rows the page shows."""
+
+    station: str | None
+    id_token: str | None
+    since: datetime | None
+    until: datetime | None
+
+    def where(self, query: Select[Any]) -> Select[Any]:
+        t = s.transactions.c
+        if self.station is not None:
+            query = query.where(t.station_id == self.station)
+        if self.id_token is not None:
+            query = query.where(t.id_token == self.id_token)
+        if self.since is not None:
+            query = query.where(t.started_at >= self.since)
+        if self.until is not None:
+            query = query.where(t.started_at < self.until)
+        return query
+
+
+def tx_filter(
+    station: StationQ = None, id_token: IdTokenQ = None, since: FromQ = None, until: ToQ = None
+) -> TxFilter:
+    """The filters from the query, checked: a station id as stations are named, and a
+    range that is not empty by mistake (``from`` after ``to``)."""
+    if station is not None:
+        check_station_id(station, "station")
+    if since is not None and until is not None and since > until:
+        raise HTTPException(422, "from must not be after to")
+    return TxFilter(station, id_token, since, until)
+
+
+FilterDep = Annotated[TxFilter, Depends(tx_filter)]
+
+
+async def _matching(
+    store: Store, chosen: TxFilter, *, limit: int, offset: int = 0, before_id: int | None = None
+) -> list[TransactionOut]:
+    """One page of the matching transactions, newest first, with their flags. Filtered in
+    SQL here: the repository's ``list`` filters by station only (a wider filter there
+    would serve this module alone)."""
+
+    def read(conn: Connection) -> list[TransactionOut]:
+        query = chosen.where(select(s.transactions))
+        if before_id is not None:
+            query = query.where(s.transactions.c.id < before_id)
+        rows = conn.execute(
+            query.order_by(s.transactions.c.id.desc()).limit(limit).offset(offset)
+        ).all()
+        flags: dict[int, list[FlagOut]] = {}
+        if rows:
+            found = conn.execute(
+                select(s.flags)
+                .where(s.flags.c.transaction_pk.in_([row.id for row in rows]))
+                .order_by(s.flags.c.id)
+            )
+            for f in found:
+                flags.setdefault(f.transaction_pk, []).append(FlagOut.model_validate(f))
+        return [
+            TransactionOut.model_validate({**row._mapping, "flags": flags.get(row.id, [])})
+            for row in rows
+        ]
+
+    return await store.db.read(read)
+
 
 @router.get("/transactions", response_model=list[TransactionOut], responses=responses(422))
 async def list_transactions(
     store: StoreDep,
-    station: Annotated[str | None, Query(description="Only this station's.")] = None,
+    chosen: FilterDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> list[TransactionOut]:
-    """Transactions with their energy and hygiene flags; meter values are in the detail view."""
-    if station is not None:
-        check_station_id(station, "station")
-    found = await store.transactions.list(station, limit=limit, offset=offset)
-    return [_transaction(t, TransactionOut) for t in found]
+    """Transactions, newest first, with their energy and hygiene flags; meter values are
+    in the detail view. Filters: ``station``, ``id_token``, and the start time in
+    [``from``, ``to``)."""
+    return await _matching(store, chosen, limit=limit, offset=offset)
+
+
+#: the CSV export's columns, in order (the header row)
+CSV_COLUMNS = (
+    "id",
+    "station_id",
+    "transaction_id",
+    "evse_id",
+    "connector_id",
+    "id_token",
+    "started_at",
+    "stopped_at",
+    "duration_s",
+    "meter_start_wh",
+    "meter_stop_wh",
+    "energy_wh",
+    "stop_reason",
+    "offline",
+    "active",
+    "flags",
+)
+#: rows read per query while the export streams: memory stays flat for any fleet
+CSV_BATCH = 500
+
+
+def _csv_time(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _csv_wh(value: Decimal | None) -> str:
+    """Exact, in plain digits: never an exponent, never a float's rounding."""
+    if value is None:
+        return ""
+    whole = value == value.to_integral_value()
+    return format(value.to_integral_value() if whole else value.normalize(), "f")
+
+
+def _csv_row(t: TransactionOut) -> list[str]:
+    duration = ""
+    if t.started_at is not None and t.stopped_at is not None:
+        duration = _csv_wh(Decimal(str((t.stopped_at - t.started_at).total_seconds())))
+    return [
+        str(t.id),
+        t.station_id,
+        t.transaction_id,
+        str(t.evse_id),
+        str(t.connector_id),
+        t.id_token or "",
+        _csv_time(t.started_at),
+        _csv_time(t.stopped_at),
+        duration,
+        _csv_wh(t.meter_start_wh),
+        _csv_wh(t.meter_stop_wh),
+        _csv_wh(t.energy_wh),
+        t.stop_reason or "",
+        "true" if t.offline else "false",
+        "true" if t.active else "false",
+        " ".join(f.code for f in t.flags),
+    ]
+
+
+def _csv_lines(rows: list[list[str]]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    return out.getvalue()
+
+
+async def _csv_stream(store: Store, chosen: TxFilter) -> AsyncIterator[str]:
+    yield _csv_lines([list(CSV_COLUMNS)])
+    before: int | None = None
+    while True:
+        batch = await _matching(store, chosen, limit=CSV_BATCH, before_id=before)
+        if not batch:
+            return
+        yield _csv_lines([_csv_row(t) for t in batch])
+        before = batch[-1].id
+
+
+@router.get(
+    "/transactions.csv",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "RFC 4180 CSV with a header row: "
+            + ", ".join(CSV_COLUMNS)
+            + ". Times UTC ISO 8601 (Z), energy exact Wh, flags' codes separated by spaces.",
+        },
+        **responses(422),
+    },
+)
+async def export_transactions(store: StoreDep, chosen: FilterDep) -> StreamingResponse:
+    """Every matching transaction as CSV (the list's filters, no page limit), newest first,
+    as a download (``Content-Disposition: attachment``)."""
+    return StreamingResponse(
+        _csv_stream(store, chosen),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="transactions.csv"'},
+    )
 
 
 @router.get(
