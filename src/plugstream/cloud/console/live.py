@@ -10,6 +10,11 @@ the REST API, rather than hold the cloud's memory.
 
 :class:`LiveView` is the sans-I/O part (the changes, the samples); :class:`LiveHub` runs
 it on the event loop and serves ``GET /api/v1/live`` and ``GET /api/v1/overview``.
+
+A page's stream ends when the server begins to stop (``close``, one of the app's
+``on_server_shutdown`` hooks): uvicorn waits for every response to end, and this one
+would not by itself. A page that does not read its stream at all is cut off a moment
+later (``CLOSE_GRACE_S``), as its writes would never finish.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from pydantic_core import to_json
+from starlette.types import Receive, Scope, Send
 
 from plugstream.cloud.api.common import guarded_router
 from plugstream.cloud.api.stations import station_json
@@ -46,6 +52,7 @@ READS_PER_FLUSH = 500  # stations read for one flush; the rest wait for the next
 QUEUE_EVENTS = 64  # events a page may have waiting before it is told to resync
 MAX_WATCHERS = 256  # open live pages; more are refused with 503
 KEEPALIVE_S = 15.0  # a comment line when nothing else was sent, for proxies' idle timers
+CLOSE_GRACE_S = 2.0  # after close, a stream still open (its page not reading) is cut off
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +121,7 @@ class LiveHub:
         self._monotonic = monotonic
         self._wall = wall
         self._watchers: set[asyncio.Queue[bytes | None]] = set()
+        self._streams: set[asyncio.Timeout] = set()  # the responses being sent
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.closed = False
@@ -136,6 +144,15 @@ class LiveHub:
             task.cancel()
         for queue in self._watchers:
             self._put(queue, None)
+        if self._streams:
+            # A page reading its stream ends it at once; one whose writes are stuck (it
+            # reads nothing) would hold the server's shutdown for ever.
+            asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._cut_off)
+
+    def _cut_off(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for deadline in list(self._streams):
+            deadline.reschedule(now)
 
     async def wait_closed(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -218,29 +235,80 @@ class LiveHub:
             return
         queue.put_nowait(event)
 
-    @contextlib.asynccontextmanager
-    async def watch(self) -> AsyncIterator[asyncio.Queue[bytes | None]]:
+    def admit(self) -> asyncio.Queue[bytes | None] | None:
+        """A new page's queue of events, counted from now on (so no more than
+        ``MAX_WATCHERS`` are ever open, however many ask at once); None when there are
+        that many already, or the hub is closed. :meth:`leave` gives it back."""
+        if self.closed or len(self._watchers) >= MAX_WATCHERS:
+            return None
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_EVENTS)
         self._watchers.add(queue)
+        return queue
+
+    def leave(self, queue: asyncio.Queue[bytes | None]) -> None:
+        self._watchers.discard(queue)
+
+    @contextlib.asynccontextmanager
+    async def watch(self) -> AsyncIterator[asyncio.Queue[bytes | None]]:
+        """A page's queue for the length of the block (the tests' way in)."""
+        queue = self.admit()
+        if queue is None:
+            raise RuntimeError("the live hub is closed or full")
         try:
             yield queue
         finally:
-            self._watchers.discard(queue)
+            self.leave(queue)
 
-    async def stream(self, request: Request) -> AsyncIterator[bytes]:
-        async with self.watch() as queue:
-            yield b"retry: 2000\n" + _event("hello", {"interval_s": SAMPLE_S})
-            while not self.closed:
-                try:
-                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    yield b": keep-alive\n\n"
-                    continue
-                if event is None:
+    async def stream(
+        self, queue: asyncio.Queue[bytes | None], request: Request | None = None
+    ) -> AsyncIterator[bytes]:
+        """The bytes of one page's event stream: ``hello``, then its queue's events until
+        the hub closes."""
+        yield b"retry: 2000\n" + _event("hello", {"interval_s": SAMPLE_S})
+        while not self.closed:
+            try:
+                event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                if request is not None and await request.is_disconnected():
                     return
-                yield event
+                yield b": keep-alive\n\n"
+                continue
+            if event is None:
+                return
+            yield event
+
+
+class _LiveResponse(StreamingResponse):
+    """A page's event stream, whose queue was admitted before the response began: the
+    queue is given back however the response ends, even one never begun, and the
+    response can be cut off by the hub (:meth:`LiveHub.close`)."""
+
+    def __init__(self, hub: LiveHub, queue: asyncio.Queue[bytes | None], request: Request) -> None:
+        super().__init__(
+            hub.stream(queue, request),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+        self.hub = hub
+        self.queue = queue
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub = self.hub
+        # No deadline unless the hub cuts the stream off (it moves this one to now).
+        cut = asyncio.timeout(None)
+        try:
+            async with cut:
+                hub._streams.add(cut)
+                try:
+                    await super().__call__(scope, receive, send)
+                finally:
+                    hub._streams.discard(cut)
+        except TimeoutError:
+            if not cut.expired():
+                raise
+            log.info("a live page that read nothing was cut off at shutdown")
+        finally:
+            hub.leave(self.queue)
 
 
 def _sample_json(sample: Sample) -> dict[str, Any]:
@@ -289,10 +357,8 @@ async def live(request: Request) -> StreamingResponse:
     """Server-sent events: ``stations`` (the changed stations, as ``GET /stations``
     writes them), ``overview`` (a new sample), ``resync`` (read everything again)."""
     hub = _hub(request)
-    if hub.watchers >= MAX_WATCHERS or hub.closed:
-        raise HTTPException(503, "too many live pages open: try again later")
-    return StreamingResponse(
-        hub.stream(request),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    queue = hub.admit()
+    if queue is None:
+        why = "the cloud is stopping" if hub.closed else "too many live pages open"
+        raise HTTPException(503, f"{why}: try again later")
+    return _LiveResponse(hub, queue, request)
