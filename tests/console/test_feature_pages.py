@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, ViewportSize, expect
 
 from tests.cloud.raw_station201 import RawStation201, station201
 from tests.console.conftest import PHONE, Console
@@ -23,6 +23,16 @@ expect.set_options(timeout=WAIT * 1000)
 def said(page: Page, text: str | re.Pattern[str]) -> Locator:
     """A success the page wrote in its content (the announcer says it too)."""
     return page.locator("#page .ok").filter(has_text=text)
+
+
+async def at_phone_width(page: Page) -> None:
+    """The same page, narrowed to a phone's width (what it shows stays): nothing may
+    stick out sideways, only a table scrolls inside its .table-wrap."""
+    await page.set_viewport_size(ViewportSize(width=PHONE["width"], height=PHONE["height"]))
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"the page is {overflow} px wider than a phone"
 
 
 async def loaded(page: Page, selector: str) -> None:
@@ -58,7 +68,7 @@ async def test_a_reservation_made_in_the_page_is_listed_and_cancelled_there(
         cs.answers["ReserveNow"] = {"status": "Occupied"}
         await page.get_by_role("button", name="Reserve").click()
         await expect(page.get_by_role("alert")).to_contain_text("CS-R1 answered Occupied")
-        await tab.page.set_viewport_size(PHONE)
+        await at_phone_width(page)
         await tab.shot("reservations-phone")
 
 
@@ -107,6 +117,8 @@ async def test_a_tariff_created_in_the_page_is_listed_and_assigned_to_a_station(
             ("station", "CS-T1", created[0]["tariff_id"])
         ]
         await tab.shot("tariffs")
+        await at_phone_width(page)
+        await tab.shot("tariffs-phone")
 
 
 def now_iso() -> str:
@@ -175,3 +187,70 @@ async def test_a_site_of_32_a_created_in_the_page_shows_how_its_stations_share_i
         )
         assert two.calls("ClearChargingProfile")[-1] == {"chargingProfileId": 100}
         await tab.shot("sites")
+        await at_phone_width(page)
+        await tab.shot("sites-phone")
+
+
+async def test_a_display_message_set_in_the_page_is_listed_and_cleared(console: Console) -> None:
+    async with station201(console.hop, "CS-D1") as cs:
+        tab = await console.open("otto", "/display-messages")
+        page = tab.page
+        await loaded(page, ".messages[data-loaded='CS-D1']")
+        await page.get_by_label("Message text").fill("Welcome to the depot")
+        await page.get_by_label("Priority").select_option("InFront")
+        await page.get_by_label("Only in state").select_option("Idle")
+        await page.get_by_role("button", name="Set display message").click()
+        await expect(said(page, "CS-D1 shows display message 1")).to_be_visible()
+        sent = (await cs.received_call("SetDisplayMessage"))["message"]
+        assert sent == {
+            "id": 1,
+            "priority": "InFront",
+            "state": "Idle",
+            "message": {"format": "UTF8", "content": "Welcome to the depot"},
+        }
+        row = page.get_by_role("row").filter(has_text="Welcome to the depot")
+        await expect(row).to_contain_text("Accepted")
+        await tab.shot("display-messages")
+
+        await row.get_by_role("button", name="Clear display message 1").click()
+        await expect(row).to_have_count(0)
+        assert cs.calls("ClearDisplayMessage") == [{"id": 1}]
+
+        # a station that cannot show it says so, and the page shows its answer
+        cs.answers["SetDisplayMessage"] = {"status": "NotSupportedPriority"}
+        await page.get_by_label("Message text").fill("Urgent")
+        await page.get_by_label("Priority").select_option("AlwaysFront")
+        await page.get_by_role("button", name="Set display message").click()
+        await expect(page.get_by_role("alert").filter(has_text="CS-D1 answered")).to_contain_text(
+            "NotSupportedPriority"
+        )
+        await at_phone_width(page)
+        await tab.shot("display-messages-phone")
+
+
+@pytest.mark.parametrize(
+    ("path", "buttons"),
+    [
+        ("/reservations", ["Reserve"]),
+        ("/tariffs", ["Create tariff", "Assign"]),
+        ("/sites", ["Create site", "Set charging profile", "Clear charging profiles"]),
+        ("/display-messages", ["Set display message", "Ask for its display messages"]),
+    ],
+)
+async def test_a_read_only_user_sees_the_feature_forms_disabled(
+    console: Console, path: str, buttons: list[str]
+) -> None:
+    async with station201(console.hop, "CS-RO"):
+        made = await console.api.post(
+            "/tariffs", json={"name": "Standard", "currency": "EUR", "per_kwh": "0.30"}
+        )
+        assert made.status_code == 201, made.text
+        tab = await console.open("rita", path)
+        page = tab.page
+        await page.locator("#page form").first.wait_for()
+        for name in buttons:
+            await expect(page.get_by_role("button", name=name, exact=True)).to_be_disabled()
+        await expect(page.locator(".read-only-why")).to_have_count(len(buttons))
+        if path == "/tariffs":  # a row's buttons too
+            await loaded(page, ".tariff-list")
+            await expect(page.get_by_role("button", name="Delete tariff Standard")).to_be_disabled()
