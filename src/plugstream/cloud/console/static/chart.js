@@ -1,12 +1,20 @@
 // Line charts drawn as SVG with our own code: no library, no inline style (CSP).
 // lineChart(figure-container, {title, series: [{label, unit, points: [[x, y], ...]}],
-//   xTime: true}) draws the series over a shared x axis (times as Date or ISO, or numbers),
-// each series on the shared y axis; a series' unit goes in its legend. The figure gets
-// role="img" and a summary in words for screen readers.
+//   xTime: true, yLabel}) draws the series over a shared x axis (times as Date or ISO, or
+// numbers) and one shared y axis (from 0, at round steps); a series' unit goes in its
+// legend. Points are drawn in x order; a series of few points (one alone, say) also gets
+// a ring at each point, so a lone sample is seen, not lost as a zero-length line. The
+// figure's SVG has role="img" and a summary in words for screen readers.
+// Colours come from console.css (.chart .series-N, .swatch-N): classes only, no style.
 import { h, fmtNumber } from "./console.js";
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 640, H = 240, PAD = { left: 56, right: 12, top: 10, bottom: 28 };
+const W = 640, H = 240, PAD = { left: 56, right: 14, top: 24, bottom: 28 };
+// a time label is about this wide: one nearer an edge is anchored to that edge, not cut
+const HALF_LABEL = 28;
+// a series with this many points or fewer shows a ring at each one
+const MARKED = 24;
+const COLOURS = 4;
 
 function svg(tag, attrs = {}, text) {
   const el = document.createElementNS(NS, tag);
@@ -21,21 +29,68 @@ function toX(value) {
   return Number(value);
 }
 
-function ticks(min, max, count) {
-  if (max === min) return [min];
-  const step = (max - min) / (count - 1);
-  return Array.from({ length: count }, (_, i) => min + i * step);
+/** A series' finite points as numbers, in x order (samples may arrive out of order). */
+function cleanPoints(points) {
+  return (points || [])
+    .map(([x, y]) => [toX(x), Number(y)])
+    .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))
+    .sort((a, b) => a[0] - b[0]);
 }
 
-function fmtTick(value, xTime, span) {
-  if (!xTime) return fmtNumber(value, 1);
+/** A round step (1, 2 or 5 times a power of ten) that cuts ``span`` into about ``count``. */
+function niceStep(span, count) {
+  const raw = span / Math.max(count, 1);
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const unit = raw / power;
+  return (unit <= 1 ? 1 : unit <= 2 ? 2 : unit <= 5 ? 5 : 10) * power;
+}
+
+/** The y range widened to round numbers, and its ticks. */
+function yScale(min, max) {
+  if (max === min) max = min < 0 ? 0 : min + 1;  // min is at most 0: all zeros, or one value below
+  const step = niceStep(max - min, 4);
+  const lo = Math.floor(min / step) * step, hi = Math.ceil(max / step) * step;
+  const ticks = [];
+  for (let v = lo; v <= hi + step / 2; v += step) ticks.push(Number(v.toPrecision(12)));
+  return { lo, hi, ticks, step };
+}
+
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+  21600, 43200, 86400, 172800, 604800].map((s) => s * 1000);
+
+/** Ticks on the x axis: round times (a minute, five, an hour...) or round numbers. */
+function xTicks(lo, hi, xTime) {
+  const span = hi - lo;
+  const step = xTime ? (TIME_STEPS.find((s) => span / s <= 5) || niceStep(span, 5)) : niceStep(span, 5);
+  const offset = xTime ? new Date(lo).getTimezoneOffset() * -60e3 : 0;  // local round times
+  const ticks = [];
+  for (let v = Math.ceil((lo + offset) / step) * step - offset; v <= hi; v += step) ticks.push(v);
+  return { ticks, step };
+}
+
+function fmtTick(value, xTime, step) {
+  if (!xTime) return fmtNumber(value, 2);
   const d = new Date(value);
-  return span > 36 * 3600e3 ? d.toLocaleDateString() : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (step >= 86400e3) return d.toLocaleDateString([], { month: "short", day: "numeric" });
+  if (step < 60e3) return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+function summarise(title, series, cleaned) {
+  const parts = series.map((s, i) => {
+    const ys = cleaned[i].map((p) => p[1]);
+    const unit = s.unit ? ` ${s.unit}` : "";
+    if (!ys.length) return `${s.label}: no points`;
+    return `${s.label}: ${ys.length} point${ys.length === 1 ? "" : "s"}, last ${fmtNumber(ys[ys.length - 1], 2)}${unit}, `
+      + `lowest ${fmtNumber(Math.min(...ys), 2)}${unit}, highest ${fmtNumber(Math.max(...ys), 2)}${unit}`;
+  });
+  return `${title}. ${parts.join("; ")}`;
 }
 
 /** Draw (or redraw) a chart into ``container`` (an element that becomes its figure). */
 export function lineChart(container, { title, series, xTime = true, yLabel = "" }) {
-  const all = series.flatMap((s) => s.points.map(([x, y]) => [toX(x), Number(y)])).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+  const cleaned = series.map((s) => cleanPoints(s.points));
+  const all = cleaned.flat();
   const figure = h("figure", { class: "chart", role: "group", "aria-label": title });
   figure.append(h("figcaption", { text: title }));
   if (!all.length) {
@@ -43,37 +98,52 @@ export function lineChart(container, { title, series, xTime = true, yLabel = "" 
     container.replaceChildren(figure);
     return figure;
   }
-  let [xMin, xMax] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
-  let [yMin, yMax] = [Math.min(0, ...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
-  if (xMax === xMin) xMax = xMin + 1;
-  if (yMax === yMin) yMax = yMin + 1;
-  const sx = (x) => PAD.left + ((x - xMin) / (xMax - xMin)) * (W - PAD.left - PAD.right);
-  const sy = (y) => H - PAD.bottom - ((y - yMin) / (yMax - yMin)) * (H - PAD.top - PAD.bottom);
-  const summary = series.map((s) => {
-    const ys = s.points.map((p) => Number(p[1])).filter(Number.isFinite);
-    return ys.length ? `${s.label}: ${ys.length} points, last ${fmtNumber(ys[ys.length - 1], 2)} ${s.unit || ""}, highest ${fmtNumber(Math.max(...ys), 2)}` : `${s.label}: no points`;
-  }).join("; ");
-  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${title}. ${summary}` });
-  const axis = svg("g", { class: "axis" });
-  for (const y of ticks(yMin, yMax, 5)) {
-    root.append(svg("line", { class: "grid-line", x1: PAD.left, x2: W - PAD.right, y1: sy(y), y2: sy(y) }));
-    axis.append(svg("text", { x: PAD.left - 6, y: sy(y) + 4, "text-anchor": "end" }, fmtNumber(y, 1)));
+  let xMin = Math.min(...all.map((p) => p[0])), xMax = Math.max(...all.map((p) => p[0]));
+  if (xMax === xMin) {  // one instant: put it in the middle of a small span
+    const half = xTime ? 60e3 : 1;
+    [xMin, xMax] = [xMin - half, xMax + half];
   }
-  for (const x of ticks(xMin, xMax, 5)) {
-    axis.append(svg("text", { x: sx(x), y: H - 8, "text-anchor": "middle" }, fmtTick(x, xTime, xMax - xMin)));
+  const y = yScale(Math.min(0, ...all.map((p) => p[1])), Math.max(...all.map((p) => p[1])));
+  const sx = (v) => PAD.left + ((v - xMin) / (xMax - xMin)) * (W - PAD.left - PAD.right);
+  const sy = (v) => H - PAD.bottom - ((v - y.lo) / (y.hi - y.lo)) * (H - PAD.top - PAD.bottom);
+  const root = svg("svg", {
+    viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": summarise(title, series, cleaned),
+    preserveAspectRatio: "xMidYMid meet",
+  });
+  const grid = svg("g", { class: "grid", "aria-hidden": "true" });
+  const axis = svg("g", { class: "axis", "aria-hidden": "true" });
+  for (const v of y.ticks) {
+    grid.append(svg("line", { class: "grid-line", x1: PAD.left, x2: W - PAD.right, y1: sy(v), y2: sy(v) }));
+    axis.append(svg("text", { x: PAD.left - 6, y: sy(v) + 4, "text-anchor": "end" }, fmtNumber(v, 2)));
   }
-  axis.append(svg("line", { x1: PAD.left, x2: W - PAD.right, y1: sy(yMin), y2: sy(yMin) }));
+  const xs = xTicks(xMin, xMax, xTime);
+  for (const v of xs.ticks) {
+    axis.append(svg("line", { x1: sx(v), x2: sx(v), y1: H - PAD.bottom, y2: H - PAD.bottom + 4 }));
+    const at = sx(v);
+    const anchor = at > W - HALF_LABEL ? "end" : at < PAD.left + HALF_LABEL / 2 ? "start" : "middle";
+    axis.append(svg("text", { x: Math.min(at, W - 2), y: H - 8, "text-anchor": anchor }, fmtTick(v, xTime, xs.step)));
+  }
+  axis.append(svg("line", { x1: PAD.left, x2: W - PAD.right, y1: H - PAD.bottom, y2: H - PAD.bottom }));
   axis.append(svg("line", { x1: PAD.left, x2: PAD.left, y1: PAD.top, y2: H - PAD.bottom }));
-  if (yLabel) axis.append(svg("text", { x: 4, y: PAD.top + 4 }, yLabel));
-  root.append(axis);
-  series.forEach((s, i) => {
-    const pts = s.points.map(([x, y]) => [toX(x), Number(y)]).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+  if (yLabel) axis.append(svg("text", { class: "y-label", x: 4, y: PAD.top - 10 }, yLabel));  // above the top tick
+  root.append(grid, axis);
+  cleaned.forEach((pts, i) => {
     if (!pts.length) return;
-    const d = pts.map(([x, y], j) => `${j ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
-    root.append(svg("path", { class: `series series-${i % 4}`, d, "data-series": s.label }));
+    const colour = `series-${i % COLOURS}`;
+    const d = pts.map(([px, py], j) => `${j ? "L" : "M"}${sx(px).toFixed(1)},${sy(py).toFixed(1)}`).join(" ");
+    root.append(svg("path", { class: `series ${colour}`, d, "data-series": series[i].label }));
+    if (pts.length <= MARKED) {
+      const marks = svg("g", { class: "points", "data-series": series[i].label });
+      for (const [px, py] of pts) {
+        marks.append(svg("circle", { class: `series point ${colour}`, cx: sx(px).toFixed(1), cy: sy(py).toFixed(1), r: pts.length === 1 ? 4 : 2.5 }));
+      }
+      root.append(marks);
+    }
   });
   figure.append(root);
-  figure.append(h("ul", { class: "legend" }, series.map((s, i) => h("li", {}, h("span", { class: `swatch swatch-${i % 4}`, "aria-hidden": "true" }), `${s.label}${s.unit ? ` (${s.unit})` : ""}`))));
+  figure.append(h("ul", { class: "legend" }, series.map((s, i) => h("li", {},
+    h("span", { class: `swatch swatch-${i % COLOURS}`, "aria-hidden": "true" }),
+    `${s.label}${s.unit ? ` (${s.unit})` : ""}`))));
   container.replaceChildren(figure);
   return figure;
 }
