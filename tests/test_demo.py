@@ -126,6 +126,68 @@ def test_demo_transactions_carry_no_flags_of_the_demos_own_making() -> None:
         assert tx["energy_wh"] is None or float(tx["energy_wh"]) >= 0, tx
 
 
+CONSOLE_LINE = re.compile(
+    r"PlugStream console: (http://127\.0\.0\.1:\d+/)  \(log in as "
+    r"demo / (\S+) \(admin\), viewer / (\S+) \(read-only\)\)"
+)
+
+
+def test_the_demo_prints_a_console_login_that_shows_its_fleet() -> None:
+    """``make demo`` names the console and its login beside the API: the printed admin
+    logs in (POST /login) and sees the demo's stations through the session; the printed
+    viewer is read-only (403 on a write); the pages are served on the same address."""
+    proc = subprocess.Popen(
+        [*DEMO, "--stations", "4", "--time-scale", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out = read_until(proc, "PlugStream console:", timeout=30)
+        lines = out.splitlines()
+        assert lines[-2].startswith("PlugStream Cloud API: "), out  # next to the API line
+        found = CONSOLE_LINE.fullmatch(lines[-1])
+        assert found is not None, lines[-1]
+        origin, password, viewer_password = found.groups()
+
+        with httpx.Client(base_url=origin, timeout=5) as admin:
+            assert admin.get("/", follow_redirects=False).status_code == 303  # the login first
+            login = admin.post("/login", data={"username": "demo", "password": password})
+            assert login.status_code == 200, login.text
+            assert login.json()["role"] == "admin"
+            page = admin.get("/")
+            assert page.status_code == 200 and "<h1>Fleet</h1>" in page.text, page.text[:500]
+
+            def fleet() -> set[str]:
+                got = admin.get("/api/v1/stations")
+                assert got.status_code == 200, got.text
+                connected = {s["station_id"] for s in got.json() if s["connected"]}
+                return connected if len(connected) == 4 else set()
+
+            stations = until_sync(fleet, "the demo's 4 stations in the console's API", timeout=20)
+        assert stations == {"PS-001", "PS-002", "PS-003", "PS-004"}
+
+        with httpx.Client(base_url=origin, timeout=5) as viewer:
+            wrong = viewer.post("/login", data={"username": "viewer", "password": password})
+            assert wrong.status_code == 401, wrong.text
+            login = viewer.post("/login", data={"username": "viewer", "password": viewer_password})
+            assert login.status_code == 200 and login.json()["role"] == "read-only", login.text
+            csrf = {"X-CSRF-Token": login.json()["csrf_token"]}
+            refused = viewer.put("/api/v1/id-tokens/X", json={}, headers=csrf)
+            assert refused.status_code == 403, refused.text
+            assert viewer.get("/api/v1/stations").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, err = proc.communicate(timeout=15)
+        finally:
+            stop_process(proc)
+    assert proc.returncode == 0, err
+    assert f"PlugStream console was: {origin}" in rest, rest
+    assert "Traceback" not in err, err
+
+
 SHARE = re.compile(r"(PS-\d+) ([\d.]+) A")
 #: a site line's stations, each running session's share and the sum
 Divided = tuple[list[str], dict[str, Decimal], Decimal]
@@ -323,5 +385,6 @@ async def test_the_live_table_shows_the_2_0_1_costs_and_the_sites_division() -> 
     assert all(0 < share < SITE_LIMIT_A for share in shares.values()), shares
     text = ANSI.sub("", screen.getvalue())
     assert "· PS-002 monitor EVSE Power > " in text and "· PS-002 log: " in text, text[-2000:]
+    assert "PlugStream console: http://127.0.0.1:" in text, text[-2000:]  # under the table too
     last = [line for line in text.splitlines() if line.startswith("PlugStream demo stopped")]
     assert len(last) == 1 and "errors 0" in last[0], text[-2000:]

@@ -4,8 +4,15 @@ One process, one event loop: the cloud (uvicorn, as ``plugstream cloud serve`` r
 on 127.0.0.1 on a free port with its SQLite database in a temporary dir, registering
 the stations as they connect (auto-register) and accepting the drivers' RFID cards;
 then a fleet of PlugStream 7 and 22 stations, half OCPP 1.6J and half 2.0.1, charging
-cars on a fast clock. A live table shows each station; the cloud's REST API stays open
-for as long as the demo runs. Ctrl-C (or SIGTERM) stops it all cleanly, exit code 0.
+cars on a fast clock. A live table shows each station; the cloud's REST API and its web
+console stay open for as long as the demo runs. Ctrl-C (or SIGTERM) stops it all cleanly,
+exit code 0.
+
+The console (``/``, issue 16) shows the same fleet live. The demo adds two operator
+accounts to its throwaway database: ``demo`` (admin) and ``viewer`` (read-only), each with
+a password made for this run and printed beside the console's address -- never a fixed
+one, which anyone who read this file could use on a demo left running. Everything listens
+on 127.0.0.1 only.
 
 The cloud starts with the 2.0.1 operator features in use (issue 15), so that a newcomer
 sees them work without a call of their own: a default tariff prices every 2.0.1 session
@@ -25,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import tempfile
 import time
@@ -70,9 +78,12 @@ from plugstream.station.fleet import DEFAULT_ID_TAGS, Fleet, FleetConfig, FleetS
 from plugstream.station.station201 import Station201
 
 __all__ = [
+    "DEMO_OPERATORS",
     "DEMO_TARIFF",
     "DemoCloud",
     "DemoFeatures",
+    "DemoLogin",
+    "add_demo_operators",
     "run_demo",
     "running_cloud",
     "set_up_features",
@@ -117,6 +128,9 @@ RESERVATION_MARGIN_S = 60.0  # kept between its expiry and the earliest next car
 RESERVATION_MIN_HOLD_S = 30.0  # a shorter chance is let go for the next one
 RESERVE_POLL_S = 0.05  # wall seconds between two looks for a station its driver left
 EVENTS_COUNTED = 1000  # station events counted at most (the view says "1000+")
+DEMO_OPERATORS = (("demo", "admin"), ("viewer", "read-only"))
+"""The console's accounts in the demo's database: user name and role."""
+DEMO_PASSWORD_BYTES = 9  # 12 URL-safe characters: easy to copy, beyond guessing
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +151,39 @@ class DemoCloud:
     @property
     def docs_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v1/docs"
+
+    @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoLogin:
+    """An operator account the demo made, with its password (shown once per run)."""
+
+    username: str
+    password: str
+    role: str
+
+
+async def add_demo_operators(store: Store) -> tuple[DemoLogin, ...]:
+    """The :data:`DEMO_OPERATORS` in ``store``, each with a fresh random password: the
+    database is the demo's own (a temporary dir), so they go when the demo does."""
+    logins = tuple(
+        DemoLogin(name, secrets.token_urlsafe(DEMO_PASSWORD_BYTES), role)
+        for name, role in DEMO_OPERATORS
+    )
+    for login in logins:
+        await store.operators.add(login.username, login.password, login.role)
+    return logins
+
+
+def _console_line(cloud: DemoCloud, logins: Sequence[DemoLogin], *, was: bool = False) -> str:
+    """One line: the console's address and how to log in to it (``was``: once stopped)."""
+    accounts = ", ".join(f"{x.username} / {x.password} ({x.role})" for x in logins)
+    if was:
+        return f"PlugStream console was: {cloud.console_url}  ({accounts})"
+    return f"PlugStream console: {cloud.console_url}  (log in as {accounts})"
 
 
 @contextlib.asynccontextmanager
@@ -444,7 +491,9 @@ def _totals(summary: FleetSummary) -> str:
     )
 
 
-def _view(fleet: Fleet, cloud: DemoCloud, features: DemoFeatures) -> Group:
+def _view(
+    fleet: Fleet, cloud: DemoCloud, features: DemoFeatures, logins: Sequence[DemoLogin]
+) -> Group:
     summary = fleet.summary()
     currency = features.tariff.data.currency
     table = Table(title="PlugStream demo: stations", expand=False)
@@ -480,6 +529,7 @@ def _view(fleet: Fleet, cloud: DemoCloud, features: DemoFeatures) -> Group:
             lines.append(Text(line))
     lines.append(Text(_totals(summary)))
     lines.append(Text(f"PlugStream Cloud API: {cloud.api_url}  (docs: {cloud.docs_url})"))
+    lines.append(Text(_console_line(cloud, logins)))
     lines.append(Text(features.try_line(), style="dim"))
     lines.append(Text("Ctrl-C stops the demo.", style="dim"))
     return Group(*lines)
@@ -528,10 +578,12 @@ async def run_demo(
                 operators: list[asyncio.Task[None]] = []
                 try:
                     features = await set_up_features(cloud, fleet.sims, clock.now())
+                    logins = await add_demo_operators(cloud.store)
                     console.print(
                         f"PlugStream Cloud API: {cloud.api_url}  (docs: {cloud.docs_url})",
                         soft_wrap=True,
                     )
+                    console.print(_console_line(cloud, logins), soft_wrap=True)
                     console.print(features.try_line(), soft_wrap=True)
                     shown = features.display_station
                     for sim in fleet.sims:
@@ -542,7 +594,7 @@ async def run_demo(
                             cloud, fleet, features, clock, fleet.config.id_tags[0]
                         )
                         operators.append(asyncio.create_task(reserve))
-                    await _show(fleet, cloud, features, console, stop, duration)
+                    await _show(fleet, cloud, features, logins, console, stop, duration)
                 finally:
                     for task in operators:
                         task.cancel()
@@ -550,6 +602,7 @@ async def run_demo(
                     summary = await fleet.close()
         console.print(f"PlugStream demo stopped. {_totals(summary)}", soft_wrap=True)
         console.print(f"PlugStream Cloud API was: {cloud.api_url}", soft_wrap=True)
+        console.print(_console_line(cloud, logins, was=True), soft_wrap=True)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -560,6 +613,7 @@ async def _show(
     fleet: Fleet,
     cloud: DemoCloud,
     features: DemoFeatures,
+    logins: Sequence[DemoLogin],
     console: Console,
     stop: asyncio.Event,
     duration: float | None,
@@ -580,10 +634,12 @@ async def _show(
         return not stop.is_set() and (deadline is None or loop.time() < deadline)
 
     if console.is_terminal:
-        with Live(_view(fleet, cloud, features), console=console, auto_refresh=False) as live:
+        with Live(
+            _view(fleet, cloud, features, logins), console=console, auto_refresh=False
+        ) as live:
             while await tick():
                 await features.refresh(cloud)
-                live.update(_view(fleet, cloud, features), refresh=True)
+                live.update(_view(fleet, cloud, features, logins), refresh=True)
         return
     currency = features.tariff.data.currency
     while await tick():
