@@ -33,7 +33,7 @@ const form = h("form", { class: "toolbar filters", role: "search", "aria-label":
 );
 const exportLink = h("a", { class: "button secondary export", download: "transactions.csv", text: "Export CSV" });
 const summary = h("p", { class: "note summary", id: "tx-summary" });
-const results = h("div", { class: "results", "aria-describedby": "tx-summary" });
+const results = h("div", { class: "results" });
 const prev = h("button", { type: "button", class: "secondary", text: "Newer", onclick: () => apply(state.offset - PAGE_SIZE) });
 const next = h("button", { type: "button", class: "secondary", text: "Older", onclick: () => apply(state.offset + PAGE_SIZE) });
 const pager = h("nav", { class: "pager", "aria-label": "Pages of transactions" }, prev, next);
