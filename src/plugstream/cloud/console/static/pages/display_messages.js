@@ -90,41 +90,38 @@ function clearButton(m) {
   return button;
 }
 
-let loading = null;
+let latest = 0; // the newest load wins: an older answer (another station) is dropped
 async function load() {
   const sid = stationId();
-  if (!sid) { fill(listEl, h("p", { class: "note", text: "No stations registered." })); return null; }
-  if (loading) return loading;
-  loading = (async () => {
-    try {
-      const messages = await api(path());
-      showError(listError, null);
-      fill(listEl, table({
-        caption: `Display messages of ${sid}`,
-        empty: "No display messages known for this station.",
-        columns: [
-          { label: "Id", num: true, value: (m) => String(m.message_id) },
-          { label: "Message", value: messageText },
-          { label: "Priority", value: (m) => m.priority },
-          { label: "State", value: (m) => m.state || "any" },
-          { label: "Shown", value: period },
-          { label: "Transaction", value: (m) => (m.message && m.message.transactionId) || "—" },
-          { label: "Status", value: (m) => badge(m.status === "Reported" ? "Accepted" : m.status, m.status) },
-          { label: "Updated", value: (m) => timeEl(m.updated_at) },
-          { label: "Action", value: clearButton },
-        ],
-        rows: messages,
-      }));
-      listEl.dataset.loaded = sid;
-    } catch (error) {
-      fill(listEl);
-      delete listEl.dataset.loaded;
-      showError(listError, explain(error));
-    } finally {
-      loading = null;
-    }
-  })();
-  return loading;
+  if (!sid) { fill(listEl, h("p", { class: "note", text: "No stations registered." })); return; }
+  const mine = ++latest;
+  try {
+    const messages = await api(path());
+    if (mine !== latest) return;
+    showError(listError, null);
+    fill(listEl, table({
+      caption: `Display messages of ${sid}`,
+      empty: "No display messages known for this station.",
+      columns: [
+        { label: "Id", num: true, value: (m) => String(m.message_id) },
+        { label: "Message", value: messageText },
+        { label: "Priority", value: (m) => m.priority },
+        { label: "State", value: (m) => m.state || "any" },
+        { label: "Shown", value: period },
+        { label: "Transaction", value: (m) => (m.message && m.message.transactionId) || "—" },
+        { label: "Status", value: (m) => badge(m.status === "Reported" ? "Accepted" : m.status, m.status) },
+        { label: "Updated", value: (m) => timeEl(m.updated_at) },
+        { label: "Action", value: clearButton },
+      ],
+      rows: messages,
+    }));
+    listEl.dataset.loaded = sid;
+  } catch (error) {
+    if (mine !== latest) return;
+    fill(listEl);
+    delete listEl.dataset.loaded;
+    showError(listError, explain(error));
+  }
 }
 
 // -- set one -----------------------------------------------------------------------------

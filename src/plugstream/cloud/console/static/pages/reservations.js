@@ -37,6 +37,7 @@ function localIn(minutes) {
 
 function field(id, label, control, hint) {
   control.id = id;
+  if (hint) control.setAttribute("aria-describedby", `${id}-hint`);
   return h("div", { class: "field" }, h("label", { for: id, text: label }), control,
     hint ? h("span", { class: "hint", id: `${id}-hint`, text: hint }) : null);
 }
@@ -52,11 +53,11 @@ const form = h("form", { class: "card reserve-form", "aria-labelledby": "reserve
   h("h2", { id: "reserve-heading", text: "Reserve an EVSE" }),
   h("div", { class: "reserve-fields" },
     field("r-station", "Station", stationSelect, "A connected OCPP 2.0.1 station."),
-    field("r-evse", "EVSE id", h("input", { name: "evse_id", type: "number", min: "1", inputmode: "numeric", "aria-describedby": "r-evse-hint" }),
+    field("r-evse", "EVSE id", h("input", { name: "evse_id", type: "number", min: "1", inputmode: "numeric" }),
       "Empty: any EVSE of the station."),
     field("r-token", "Id token", h("input", { name: "id_token", required: true, maxlength: "36", autocomplete: "off" })),
     field("r-type", "Id token type", h("select", { name: "id_token_type" }, TOKEN_TYPES.map((t) => h("option", { value: t, text: t })))),
-    field("r-group", "Group id token", h("input", { name: "group_id_token", maxlength: "36", autocomplete: "off", "aria-describedby": "r-group-hint" }),
+    field("r-group", "Group id token", h("input", { name: "group_id_token", maxlength: "36", autocomplete: "off" }),
       "Optional: any id token of this group may use it too."),
     field("r-expiry", "Expires", h("input", { name: "expiry", type: "datetime-local", required: true, value: localIn(30) }),
       "Your local time.")),
@@ -130,36 +131,32 @@ function actions(r) {
   return button;
 }
 
-let loading = null;
+let latest = 0; // the newest load wins: an older answer (another filter) is dropped
 async function load() {
-  if (loading) return loading;
-  loading = (async () => {
-    try {
-      const rows = await api("reservations", { query: { station_id: filterSelect.value, limit: 200 } });
-      showError(listError, null);
-      fill(listEl, table({
-        caption: "Reservations, newest first",
-        empty: "No reservations.",
-        columns: [
-          { label: "Id", num: true, value: (r) => String(r.reservation_id) },
-          { label: "Station", value: (r) => h("a", { href: `/stations/${encodeURIComponent(r.station_id)}`, text: r.station_id }) },
-          { label: "EVSE", value: (r) => (r.evse_id === null ? "any" : String(r.evse_id)) },
-          { label: "Id token", value: (r) => h("span", {}, r.id_token, h("span", { class: "note", text: ` (${r.id_token_type})` }), r.group_id_token ? h("span", { class: "note", text: ` group ${r.group_id_token}` }) : null) },
-          { label: "Expires", value: (r) => timeEl(r.expiry_date_time) },
-          { label: "Status", value: (r) => badge(r.status) },
-          { label: "Transaction", value: (r) => r.transaction_id || "—" },
-          { label: "Action", value: actions },
-        ],
-        rows,
-      }));
-      listEl.dataset.loaded = "true";
-    } catch (error) {
-      showError(listError, explain(error));
-    } finally {
-      loading = null;
-    }
-  })();
-  return loading;
+  const mine = ++latest;
+  try {
+    const rows = await api("reservations", { query: { station_id: filterSelect.value, limit: 200 } });
+    if (mine !== latest) return;
+    showError(listError, null);
+    fill(listEl, table({
+      caption: "Reservations, newest first",
+      empty: "No reservations.",
+      columns: [
+        { label: "Id", num: true, value: (r) => String(r.reservation_id) },
+        { label: "Station", value: (r) => h("a", { href: `/stations/${encodeURIComponent(r.station_id)}`, text: r.station_id }) },
+        { label: "EVSE", value: (r) => (r.evse_id === null ? "any" : String(r.evse_id)) },
+        { label: "Id token", value: (r) => h("span", {}, r.id_token, h("span", { class: "note", text: ` (${r.id_token_type})` }), r.group_id_token ? h("span", { class: "note", text: ` group ${r.group_id_token}` }) : null) },
+        { label: "Expires", value: (r) => timeEl(r.expiry_date_time) },
+        { label: "Status", value: (r) => badge(r.status) },
+        { label: "Transaction", value: (r) => r.transaction_id || "—" },
+        { label: "Action", value: actions },
+      ],
+      rows,
+    }));
+    listEl.dataset.loaded = "true";
+  } catch (error) {
+    if (mine === latest) showError(listError, explain(error));
+  }
 }
 
 async function loadStations() {

@@ -39,7 +39,6 @@ function writeButton(text, label, cls, onclick) {
 
 const amps = (a) => `${fmtNumber(a, 1)} A`;
 let stations = [];
-let sites = [];
 
 // -- sites -------------------------------------------------------------------------------
 
@@ -105,23 +104,19 @@ async function deleteSite(site, button) {
   await loadSites();
 }
 
-let loadingSites = null;
+let latest = 0; // the newest load wins: one begun before a change must not draw last
 async function loadSites() {
-  if (loadingSites) return loadingSites;
-  loadingSites = (async () => {
-    try {
-      sites = await api("sites");
-      const cards = await Promise.all(sites.map(drawSite));
-      fill(sitesEl, cards.length ? cards : h("p", { class: "note", text: "No sites yet." }));
-      showError(sitesError, null);
-      sitesEl.dataset.loaded = "true";
-    } catch (error) {
-      showError(sitesError, explain(error));
-    } finally {
-      loadingSites = null;
-    }
-  })();
-  return loadingSites;
+  const mine = ++latest;
+  try {
+    const found = await api("sites");
+    const cards = await Promise.all(found.map(drawSite));
+    if (mine !== latest) return;
+    fill(sitesEl, cards.length ? cards : h("p", { class: "note", text: "No sites yet." }));
+    showError(sitesError, null);
+    sitesEl.dataset.loaded = "true";
+  } catch (error) {
+    if (mine === latest) showError(sitesError, explain(error));
+  }
 }
 
 // -- the site form: create, or edit the one picked ---------------------------------------
@@ -363,14 +358,17 @@ compositeForm.addEventListener("submit", async (event) => {
   }
 });
 
+let latestProfiles = 0; // the newest load wins: an older answer (another station) is dropped
 async function loadProfiles() {
   const sid = stationSelect.value;
   if (!sid) { fill(profilesEl, h("p", { class: "note", text: "No stations registered." })); return; }
+  const mine = ++latestProfiles;
   try {
     const [profiles, limits] = await Promise.all([
       api(`stations/${encodeURIComponent(sid)}/charging-profiles`),
       api(`stations/${encodeURIComponent(sid)}/charging-limits`),
     ]);
+    if (mine !== latestProfiles) return;
     showError(profilesError, null);
     const clearButton = (p) => writeButton("Clear", `Clear charging profile ${p.chargingProfileId}`, "danger",
       () => clearProfiles({ chargingProfileId: p.chargingProfileId }, profilesError));
@@ -417,7 +415,7 @@ async function loadProfiles() {
       }) : null);
     profilesEl.dataset.loaded = sid;
   } catch (error) {
-    showError(profilesError, explain(error));
+    if (mine === latestProfiles) showError(profilesError, explain(error));
   }
 }
 
