@@ -242,3 +242,9 @@ async def test_a_transaction_shows_its_power_energy_meter_values_and_explained_f
     table = page.get_by_role("table", name="Every sample, oldest first")
     await expect(table.locator("tbody tr")).to_have_count(14)
     await tab.shot("transaction")
+    phone = await console.open("rita", f"/transactions/{flagged}", viewport=PHONE)
+    await expect(phone.page.locator("#energy-chart svg path.series")).to_have_count(1)
+    await expect(phone.page.locator("li.flag")).to_have_count(1)
+    wider: list[str] = await phone.page.evaluate(WIDER_THAN_THE_SCREEN)
+    assert not wider, f"wider than a phone: {wider}"
+    await phone.shot("transaction-phone")

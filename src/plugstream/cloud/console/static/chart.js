@@ -9,7 +9,10 @@
 import { h, fmtNumber } from "./console.js";
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 640, H = 240, PAD = { left: 56, right: 14, top: 24, bottom: 28 };
+// The drawing's width follows its box (a phone's column, a desktop card) between these,
+// so its labels keep their size instead of shrinking with a scaled-down picture.
+const MIN_W = 300, MAX_W = 640;
+const H = 240, PAD = { left: 56, right: 14, top: 24, bottom: 28 };
 // a time label is about this wide: one nearer an edge is anchored to that edge, not cut
 const HALF_LABEL = 28;
 // a series with this many points or fewer shows a ring at each one
@@ -59,9 +62,9 @@ const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 720
   21600, 43200, 86400, 172800, 604800].map((s) => s * 1000);
 
 /** Ticks on the x axis: round times (a minute, five, an hour...) or round numbers. */
-function xTicks(lo, hi, xTime) {
+function xTicks(lo, hi, xTime, count) {
   const span = hi - lo;
-  const step = xTime ? (TIME_STEPS.find((s) => span / s <= 5) || niceStep(span, 5)) : niceStep(span, 5);
+  const step = xTime ? (TIME_STEPS.find((s) => span / s <= count) || niceStep(span, count)) : niceStep(span, count);
   const offset = xTime ? new Date(lo).getTimezoneOffset() * -60e3 : 0;  // local round times
   const ticks = [];
   for (let v = Math.ceil((lo + offset) / step) * step - offset; v <= hi; v += step) ticks.push(v);
@@ -104,6 +107,7 @@ export function lineChart(container, { title, series, xTime = true, yLabel = "" 
     [xMin, xMax] = [xMin - half, xMax + half];
   }
   const y = yScale(Math.min(0, ...all.map((p) => p[1])), Math.max(...all.map((p) => p[1])));
+  const W = Math.round(Math.min(MAX_W, Math.max(MIN_W, container.clientWidth || MAX_W)));
   const sx = (v) => PAD.left + ((v - xMin) / (xMax - xMin)) * (W - PAD.left - PAD.right);
   const sy = (v) => H - PAD.bottom - ((v - y.lo) / (y.hi - y.lo)) * (H - PAD.top - PAD.bottom);
   const root = svg("svg", {
@@ -116,7 +120,7 @@ export function lineChart(container, { title, series, xTime = true, yLabel = "" 
     grid.append(svg("line", { class: "grid-line", x1: PAD.left, x2: W - PAD.right, y1: sy(v), y2: sy(v) }));
     axis.append(svg("text", { x: PAD.left - 6, y: sy(v) + 4, "text-anchor": "end" }, fmtNumber(v, 2)));
   }
-  const xs = xTicks(xMin, xMax, xTime);
+  const xs = xTicks(xMin, xMax, xTime, W < 480 ? 3 : 5);  // a label is ~60 units wide
   for (const v of xs.ticks) {
     axis.append(svg("line", { x1: sx(v), x2: sx(v), y1: H - PAD.bottom, y2: H - PAD.bottom + 4 }));
     const at = sx(v);
