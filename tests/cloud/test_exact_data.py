@@ -281,6 +281,7 @@ async def test_16_two_samples_with_one_timestamp_are_both_kept_flagged(store: St
     assert [s.value for s in tx.meter_values if s.timestamp > NOW] == [Decimal(1500)]
     [detail] = flag_details(tx, "DuplicateTimestamp")
     assert "1600 sent, 1500 stored" in detail
+    assert tx.energy_wh == Decimal(500)  # billed from the value stored, not the other
 
 
 async def test_201_two_samples_with_one_timestamp_in_one_event_are_flagged(
@@ -297,6 +298,7 @@ async def test_201_two_samples_with_one_timestamp_in_one_event_are_flagged(
     tx = await tx201(store)
     [detail] = flag_details(tx, "DuplicateTimestamp")
     assert "1600 sent, 1500 stored" in detail
+    assert tx.energy_wh == Decimal(500)  # billed from the value stored, not the other
 
 
 # --- point 8: id tokens with control characters -------------------------------------------

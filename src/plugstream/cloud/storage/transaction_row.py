@@ -392,14 +392,16 @@ def _duplicates(
     evse_id: int,
     connector_id: int,
     samples: Sequence[MeterSample],
-) -> list[tuple[str, str, datetime]]:
+) -> tuple[list[tuple[str, str, datetime]], set[int]]:
     """Samples whose key (time, measurand, phase, location) is already taken, in this
     message or stored before, by another value: the stored row keeps the first, the
-    flag keeps the other (a sample sent again with its own value is no news)."""
+    flag keeps the other (a sample sent again with its own value is no news). Also the
+    positions in ``samples`` of those not kept: what is billed is what is stored."""
     first: dict[tuple[datetime, str, str, str], Decimal] = {}
     found: list[tuple[str, str, datetime]] = []
+    not_kept: set[int] = set()
 
-    def check(key: tuple[datetime, str, str, str], value: Decimal, where: str) -> None:
+    def check(key: tuple[datetime, str, str, str], value: Decimal, where: str) -> bool:
         kept = first.setdefault(key, value)
         if kept != value:
             found.append(
@@ -410,6 +412,8 @@ def _duplicates(
                     key[0],
                 )
             )
+            return False
+        return True
 
     sql, order = _samples_at_sql(conn)
     form = STORED_FORMS[conn.dialect.name]
@@ -420,9 +424,10 @@ def _duplicates(
         for row in conn.exec_driver_sql(sql, tuple(values[name] for name in order)):
             measurand, phase, location, value = row
             first[(at, measurand, phase, location)] = Decimal(str(value))
-    for sample in samples:
-        check(_sample_key(sample), sample.value, "sent")
-    return found
+    for position, sample in enumerate(samples):
+        if not check(_sample_key(sample), sample.value, "sent"):
+            not_kept.add(position)
+    return found, not_kept
 
 
 def store_samples(
@@ -451,7 +456,8 @@ def store_samples(
         return
     pk = tx.pk if tx is not None else None
     tx_key = pk or 0
-    for code, detail, at in _duplicates(conn, station_id, tx_key, evse_id, connector_id, samples):
+    duplicates, not_kept = _duplicates(conn, station_id, tx_key, evse_id, connector_id, samples)
+    for code, detail, at in duplicates:
         if tx is not None:
             tx.flag(code, f"{what}: {detail}", at)
         else:
@@ -487,7 +493,13 @@ def store_samples(
     defer_rows(conn, _METER_VALUES.sql(conn.dialect), rows)
     if tx is None:
         return
-    ordered = sorted(samples, key=lambda sample: sample.timestamp)
+    # Billed from what is stored: a duplicate's other value lives only in its flag.
+    kept = (
+        [sample for i, sample in enumerate(samples) if i not in not_kept] if not_kept else samples
+    )
+    ordered = sorted(kept, key=lambda sample: sample.timestamp)
+    if not ordered:
+        return
     decision = on_samples(
         Phase.of(active=bool(tx.v["active"])),
         len(ordered),
