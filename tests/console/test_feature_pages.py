@@ -125,7 +125,19 @@ async def test_a_tariff_created_in_the_page_is_listed_and_assigned_to_a_station(
         assert [(a["scope"], a["key"], a["tariff_id"]) for a in assigned] == [
             ("station", "CS-T1", created[0]["tariff_id"])
         ]
+
+        # an id-token group's tariff, assigned and removed again
+        await page.get_by_label("Who pays it").select_option("group")
+        await page.get_by_label("Group id token").fill("FLEET-1")
+        await page.get_by_role("button", name="Assign").click()
+        group_row = page.locator(".assignment-list tr").filter(has_text="FLEET-1")
+        await expect(group_row).to_contain_text("Id-token group")
         await tab.shot("tariffs")
+        await group_row.get_by_role("button", name="Remove the tariff of group FLEET-1").click()
+        await expect(group_row).to_have_count(0)
+        assert [a["key"] for a in (await console.api.get("/tariff-assignments")).json()] == [
+            "CS-T1"
+        ]
         await at_phone_width(page)
         await tab.shot("tariffs-phone")
 
@@ -195,8 +207,23 @@ async def test_a_site_of_32_a_created_in_the_page_shows_how_its_stations_share_i
         await expect(
             profiles.get_by_role("row").filter(has_text="TxDefaultProfile")
         ).to_contain_text("Accepted")
+        two.answers["GetCompositeSchedule"] = {
+            "status": "Accepted",
+            "schedule": {
+                "evseId": 1,
+                "duration": 3600,
+                "scheduleStart": now_iso(),
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [
+                    {"startPeriod": 0, "limit": 16},
+                    {"startPeriod": 1800, "limit": 10.5},
+                ],
+            },
+        }
         await page.get_by_role("button", name="Get composite schedule").click()
         await expect(page.locator(".composite-out")).to_contain_text("CS-S2 answered Accepted")
+        composite = page.get_by_role("table", name=re.compile("Composite schedule of EVSE 1"))
+        await expect(composite.get_by_role("row").filter(has_text="1800")).to_contain_text("10.5")
         assert two.calls("GetCompositeSchedule")[-1] == {"evseId": 1, "duration": 3600}
         await profiles.get_by_role("button", name="Clear charging profile 100", exact=True).click()
         await expect(profiles.get_by_role("row").filter(has_text="TxDefaultProfile")).to_have_count(
