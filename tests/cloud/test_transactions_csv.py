@@ -175,6 +175,18 @@ async def test_the_csv_streams_every_row_past_one_batch(api: httpx.AsyncClient, 
     assert len(rows) == count and len({r["id"] for r in rows}) == count
 
 
+async def test_what_a_station_sent_never_runs_as_a_spreadsheet_formula(
+    api: httpx.AsyncClient, hop: Hop
+) -> None:
+    # "=", "+", "-" and "@" are allowed in station ids and idTokens: a hostile station
+    # could send =HYPERLINK(...) as its card, and the operator's spreadsheet would run it.
+    await charged(hop.cloud.store, "=CS+1", "@SUM(A1)", DAY, meter_start="0", meter_stop="5")
+    [row] = parsed(await api.get("/transactions.csv", params={"station": "=CS+1"}))
+    assert (row["station_id"], row["id_token"]) == ("'=CS+1", "'@SUM(A1)")
+    listed = (await api.get("/transactions", params={"station": "=CS+1"})).json()
+    assert listed[0]["id_token"] == "@SUM(A1)"  # the API keeps the value as it was sent
+
+
 async def test_bad_filters_are_refused_with_the_reason(api: httpx.AsyncClient) -> None:
     backwards = await api.get(
         "/transactions.csv", params={"from": "2026-11-21T00:00:00Z", "to": "2026-11-20T00:00:00Z"}

@@ -14,8 +14,6 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, select
-from sqlalchemy.engine import Connection
 
 from plugstream.cloud.api.common import (
     StoreDep,
@@ -28,7 +26,6 @@ from plugstream.cloud.api.common import (
 from plugstream.cloud.api.limits import BIGINT_MAX, INTEGER_MAX, in_range
 from plugstream.cloud.api.stations import check_station_id
 from plugstream.cloud.storage import Store
-from plugstream.cloud.storage import schema as s
 from plugstream.cloud.storage.records import TransactionRecord
 
 __all__ = [
@@ -136,18 +133,6 @@ class TxFilter:
     since: datetime | None
     until: datetime | None
 
-    def where(self, query: Select[Any]) -> Select[Any]:
-        t = s.transactions.c
-        if self.station is not None:
-            query = query.where(t.station_id == self.station)
-        if self.id_token is not None:
-            query = query.where(t.id_token == self.id_token)
-        if self.since is not None:
-            query = query.where(t.started_at >= self.since)
-        if self.until is not None:
-            query = query.where(t.started_at < self.until)
-        return query
-
 
 def tx_filter(
     station: StationQ = None, id_token: IdTokenQ = None, since: FromQ = None, until: ToQ = None
@@ -167,32 +152,17 @@ FilterDep = Annotated[TxFilter, Depends(tx_filter)]
 async def _matching(
     store: Store, chosen: TxFilter, *, limit: int, offset: int = 0, before_id: int | None = None
 ) -> list[TransactionOut]:
-    """One page of the matching transactions, newest first, with their flags. Filtered in
-    SQL here: the repository's ``list`` filters by station only (a wider filter there
-    would serve this module alone)."""
-
-    def read(conn: Connection) -> list[TransactionOut]:
-        query = chosen.where(select(s.transactions))
-        if before_id is not None:
-            query = query.where(s.transactions.c.id < before_id)
-        rows = conn.execute(
-            query.order_by(s.transactions.c.id.desc()).limit(limit).offset(offset)
-        ).all()
-        flags: dict[int, list[FlagOut]] = {}
-        if rows:
-            found = conn.execute(
-                select(s.flags)
-                .where(s.flags.c.transaction_pk.in_([row.id for row in rows]))
-                .order_by(s.flags.c.id)
-            )
-            for f in found:
-                flags.setdefault(f.transaction_pk, []).append(FlagOut.model_validate(f))
-        return [
-            TransactionOut.model_validate({**row._mapping, "flags": flags.get(row.id, [])})
-            for row in rows
-        ]
-
-    return await store.db.read(read)
+    """One page of the matching transactions, newest first, with their flags."""
+    found = await store.transactions.list(
+        chosen.station,
+        id_token=chosen.id_token,
+        since=chosen.since,
+        until=chosen.until,
+        before_id=before_id,
+        limit=limit,
+        offset=offset,
+    )
+    return [_transaction(t, TransactionOut) for t in found]
 
 
 @router.get("/transactions", response_model=list[TransactionOut], responses=responses(422))
@@ -243,24 +213,36 @@ def _csv_wh(value: Decimal | None) -> str:
     return format(value.to_integral_value() if whole else value.normalize(), "f")
 
 
+#: a cell that starts with one of these is a formula to a spreadsheet (OWASP "CSV injection")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_text(value: str | None) -> str:
+    """What a station sent (its id, an idToken) as text a spreadsheet shows and never runs:
+    a leading formula character gets a ``'`` before it, as OWASP advises."""
+    if not value:
+        return ""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 def _csv_row(t: TransactionOut) -> list[str]:
     duration = ""
     if t.started_at is not None and t.stopped_at is not None:
         duration = _csv_wh(Decimal(str((t.stopped_at - t.started_at).total_seconds())))
     return [
         str(t.id),
-        t.station_id,
-        t.transaction_id,
+        _csv_text(t.station_id),
+        _csv_text(t.transaction_id),
         str(t.evse_id),
         str(t.connector_id),
-        t.id_token or "",
+        _csv_text(t.id_token),
         _csv_time(t.started_at),
         _csv_time(t.stopped_at),
         duration,
         _csv_wh(t.meter_start_wh),
         _csv_wh(t.meter_stop_wh),
         _csv_wh(t.energy_wh),
-        t.stop_reason or "",
+        _csv_text(t.stop_reason),
         "true" if t.offline else "false",
         "true" if t.active else "false",
         " ".join(f.code for f in t.flags),
@@ -292,7 +274,9 @@ async def _csv_stream(store: Store, chosen: TxFilter) -> AsyncIterator[str]:
             "content": {"text/csv": {"schema": {"type": "string"}}},
             "description": "RFC 4180 CSV with a header row: "
             + ", ".join(CSV_COLUMNS)
-            + ". Times UTC ISO 8601 (Z), energy exact Wh, flags' codes separated by spaces.",
+            + ". Times UTC ISO 8601 (Z), energy exact Wh, flags' codes separated by spaces; "
+            "text a station sent that starts with = + - @ is written after a ' (so a "
+            "spreadsheet shows it and never runs it as a formula).",
         },
         **responses(422),
     },

@@ -521,14 +521,33 @@ class Transactions:
 
     # last: below it, ``list`` in an annotation would name this method
     async def list(
-        self, station_id: str | None = None, *, limit: int = 100, offset: int = 0
+        self,
+        station_id: str | None = None,
+        *,
+        id_token: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[TransactionRecord]:
-        """Newest first, with flags, without meter values."""
+        """Newest first, with flags, without meter values: a station's, an idToken's,
+        those started in [``since``, ``until``), those older than ``before_id`` (a page
+        that stays put while new ones arrive)."""
 
         def read(conn: Connection) -> list[TransactionRecord]:
-            query = select(s.transactions).order_by(s.transactions.c.id.desc())
+            t = s.transactions.c
+            query = select(s.transactions).order_by(t.id.desc())
             if station_id is not None:
-                query = query.where(s.transactions.c.station_id == station_id)
+                query = query.where(t.station_id == station_id)
+            if id_token is not None:
+                query = query.where(t.id_token == id_token)
+            if since is not None:
+                query = query.where(t.started_at >= since)
+            if until is not None:
+                query = query.where(t.started_at < until)
+            if before_id is not None:
+                query = query.where(t.id < before_id)
             rows = conn.execute(query.limit(limit).offset(offset)).all()
             return _tx_records(conn, rows)
 
