@@ -60,10 +60,18 @@ export async function api(path, { method = "GET", body: payload, query, headers 
   let data = null;
   if (response.status !== 204) data = type.includes("json") ? await response.json() : await response.text();
   if (!response.ok) {
-    const detail = data && typeof data === "object" ? data.detail : data;
-    throw new ApiError(response.status, typeof detail === "string" ? detail : JSON.stringify(detail), data);
+    throw new ApiError(response.status, reason(data), data);
   }
   return data;
+}
+
+/** A refusal's reason in words: the API's ``detail``, or FastAPI's list of problems. */
+function reason(data) {
+  const detail = data && typeof data === "object" ? data.detail : data;
+  if (Array.isArray(detail)) {
+    return detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ");
+  }
+  return typeof detail === "string" ? detail : JSON.stringify(detail);
 }
 
 /**
