@@ -74,10 +74,12 @@ class Tab:
         """A full-page screenshot ``build/console/<name>.png``, and its weight (the
         bytes of every response since the last goto) in ``<name>.json``."""
         SHOTS.mkdir(parents=True, exist_ok=True)
-        await self.page.wait_for_load_state("networkidle", timeout=WAIT * 1000)
+        # "load", not "networkidle": a page with live updates keeps its event stream open.
+        # The test has waited for what it shows before it takes the picture.
+        await self.page.wait_for_load_state("load", timeout=WAIT * 1000)
         path = SHOTS / f"{name}.png"
         await self.page.screenshot(path=str(path), full_page=True)
-        size = self.page.viewport_size or {}
+        size: dict[str, int] = dict(self.page.viewport_size or {})
         (SHOTS / f"{name}.json").write_text(
             json.dumps({"page": name, "bytes": self.bytes_in, "viewport": size})
         )
