@@ -79,7 +79,10 @@ class Tab:
         await self.page.wait_for_load_state("load", timeout=WAIT * 1000)
         path = SHOTS / f"{name}.png"
         await self.page.screenshot(path=str(path), full_page=True)
-        size: dict[str, int] = dict(self.page.viewport_size or {})
+        viewport = self.page.viewport_size
+        size = (
+            {} if viewport is None else {"width": viewport["width"], "height": viewport["height"]}
+        )
         (SHOTS / f"{name}.json").write_text(
             json.dumps({"page": name, "bytes": self.bytes_in, "viewport": size})
         )
