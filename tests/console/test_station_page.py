@@ -18,7 +18,7 @@ from plugstream.station.clock import ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
 from plugstream.station.station16 import Station16
-from tests.cloud.raw_station201 import ocpp_url, our_station
+from tests.cloud.raw_station201 import ocpp_url, our_station, station201
 from tests.console.conftest import PHONE, Console
 from tests.support import WAIT, booted16, running, until
 
@@ -51,9 +51,20 @@ async def active_transaction(console: Console, station_id: str) -> int:
     return running_now[0] if running_now else 0
 
 
-async def has_meter_values(console: Console, tx_id: int) -> bool:
+async def power_samples(console: Console, tx_id: int, count: int) -> bool:
+    """Whether the cloud holds ``count`` power readings of the transaction."""
     detail = (await console.api.get(f"/transactions/{tx_id}")).json()
-    return any(s["measurand"] == "Power.Active.Import" for s in detail["meter_values"])
+    found = [s for s in detail["meter_values"] if s["measurand"] == "Power.Active.Import"]
+    return len(found) >= count
+
+
+async def two_samples(console: Console, clock: ManualClock, tx_id: int, interval: float) -> None:
+    """Move the station's clock on twice by its sample interval, each time until the
+    cloud has its values: a chart with a line, not a dot."""
+    for count in (1, 2):
+        await clock.advance(interval)
+        stored: bool = await until(functools.partial(power_samples, console, tx_id, count))
+        assert stored
 
 
 async def choose(page: Page, action: str) -> None:
@@ -107,13 +118,15 @@ async def test_an_operator_starts_a_16_session_with_remote_start_and_watches_its
             functools.partial(active_transaction, console, "PAGE-16"), "the session"
         )
         await expect(page.locator(".section-connectors")).to_contain_text("Charging", timeout=SEE)
-        await clock.advance(10)  # MeterValueSampleInterval: the first MeterValues
-        sampled: bool = await until(functools.partial(has_meter_values, console, tx_id), "values")
-        assert sampled
+        await two_samples(console, clock, tx_id, 10)  # MeterValueSampleInterval
         await session_charted(page, tx_id)
         # the log shows the command as it went out, readable
         log = page.locator(".message-log")
         await expect(log.get_by_text("RemoteStartTransaction").first).to_be_visible(timeout=SEE)
+        # its configuration, read from the station on a button
+        await page.get_by_role("button", name="Read configuration (GetConfiguration)").click()
+        keys = page.get_by_role("table", name=re.compile(r"\d+ configuration keys"))
+        await expect(keys.get_by_text("MeterValueSampleInterval")).to_be_visible(timeout=SEE)
         await tab.shot("station")
 
 
@@ -142,9 +155,7 @@ async def test_an_operator_starts_a_201_session_with_request_start_and_sees_it_o
         tx_id: int = await until(
             functools.partial(active_transaction, console, "PAGE-201"), "the session"
         )
-        await clock.advance(10)  # TxUpdatedInterval: TransactionEvent Updated with values
-        sampled: bool = await until(functools.partial(has_meter_values, console, tx_id), "values")
-        assert sampled
+        await two_samples(console, clock, tx_id, 10)  # TxUpdatedInterval: Updated events
         await session_charted(page, tx_id)
         phone = await console.open("ada", "/stations/PAGE-201", viewport=PHONE)
         await session_charted(phone.page, tx_id)
@@ -172,3 +183,34 @@ async def test_a_read_only_operator_cannot_send_a_command(console: Console) -> N
         tab.problems.remove(f"console: {(await logged.value).text}")
         log = (await console.api.get("/stations/PAGE-RO/messages")).json()["messages"]
         assert not any("RemoteStartTransaction" in m["text"] for m in log)
+
+
+async def test_every_command_a_station_may_be_sent_draws_its_form(console: Console) -> None:
+    async with (
+        station201(console.hop, "PAGE-ALL201"),
+        booted16(console.hop.cloud.url("PAGE-ALL16")),
+    ):
+        for station_id in ("PAGE-ALL16", "PAGE-ALL201"):
+            offered = (await console.api.get(f"/stations/{station_id}/commands")).json()
+            tab = await console.open("otto", f"/stations/{station_id}")
+            for entry in offered["actions"]:
+                await choose(tab.page, entry["action"])
+                required = entry["request_schema"].get("required", [])
+                form = tab.page.get_by_role("form", name=f"{entry['action']} request")
+                for name in required:  # each field the payload must have is there
+                    await expect(form.locator(f'[name="{name}"]')).to_be_visible()
+        # the station answers what the form sent, shown beside it
+        page = tab.page
+        await choose(page, "Reset")
+        await page.get_by_label("type", exact=True).select_option("OnIdle")
+        await page.get_by_role("button", name="Send Reset").click()
+        answer = page.locator(".command-answer [role=status]")
+        await expect(answer).to_contain_text('"status": "Accepted"', timeout=SEE)
+    # and the API's refusal once it has gone, in words and as JSON
+    await until(lambda: not console.hop.cloud.gateway.is_connected("PAGE-ALL201"), "gone")
+    async with page.expect_console_message(lambda m: "409" in m.text) as logged:
+        await page.get_by_role("button", name="Send Reset").click()
+    tab.problems.remove(f"console: {(await logged.value).text}")
+    refusal = page.locator(".command-answer [role=alert]")
+    await expect(refusal).to_contain_text("Reset refused: 409", timeout=SEE)
+    await expect(refusal).to_contain_text("not connected", timeout=SEE)

@@ -224,7 +224,7 @@ export function schemaForm(schema, { id = "sf" } = {}) {
     const fallback = must.size ? undefined : {};
     const legend = h("legend", {}, name, required ? h("span", { class: "req", "aria-hidden": "true", text: " *" }) : h("span", { class: "note", text: " (optional)" }));
     const hint = hintOf(n);
-    const fieldset = h("fieldset", { class: "schema-object" }, legend, hint ? h("p", { class: "hint", text: hint }) : null, elements);
+    const fieldset = h("fieldset", { class: "schema-object", name: where }, legend, hint ? h("p", { class: "hint", text: hint }) : null, elements);
     // an optional object folded away: most commands are sent without theirs
     const element = required ? fieldset
       : h("details", { class: "schema-optional" }, h("summary", { text: `${where} (optional)` }), fieldset);

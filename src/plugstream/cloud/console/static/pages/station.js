@@ -110,7 +110,7 @@ const state = {
   statuses: new Map(), // connector -> status, to announce a change
   catalogueVersion: undefined,
   modelUntil: 0, // re-read the device model on changes until then (a report is coming)
-  openMessages: new Set(), // message ids the operator unfolded
+  folds: new Map(), // message id -> open, as the operator left it (else the newest is open)
 };
 
 // -- facts ----------------------------------------------------------------------------------
@@ -210,17 +210,18 @@ async function readMessages() {
   const frames = page.messages.map((m) => ({ m, frame: parseFrame(m.text) }));
   for (const { frame } of frames) if (frame && frame[0] === 2) actions.set(frame[1], frame[2]);
   const list = h("ol", { class: "message-log" });
-  for (const { m, frame } of frames) {
+  for (const [index, { m, frame }] of frames.entries()) {
     const kind = frame ? { 2: "CALL", 3: "CALLRESULT", 4: "CALLERROR" }[frame[0]] || "frame" : "frame";
     const action = frame ? (frame[0] === 2 ? frame[2] : actions.get(frame[1]) || "") : "";
-    const details = h("details", { class: `message ${m.direction}`, open: state.openMessages.has(m.id) },
+    const open = state.folds.has(m.id) ? state.folds.get(m.id) : index === 0;
+    const details = h("details", { class: `message ${m.direction}`, open },
       h("summary", {},
         h("span", { class: "dir", text: m.direction === "in" ? "← from station" : "→ to station" }), " ",
         timeEl(m.at), " ", h("strong", { text: action || kind }), action ? h("span", { class: "note", text: ` ${kind}` }) : null),
       jsonBlock(m.text));
+    // kept only when the operator moved it (the toggle of the first draw is not theirs)
     details.addEventListener("toggle", () => {
-      if (details.open) state.openMessages.add(m.id);
-      else state.openMessages.delete(m.id);
+      if (details.open !== open || state.folds.has(m.id)) state.folds.set(m.id, details.open);
     });
     list.append(h("li", {}, details));
   }
