@@ -285,8 +285,10 @@ def client(hop: Hop) -> httpx.AsyncClient:
 
 @pytest.mark.socket
 async def test_a_page_sees_a_station_connect_and_its_stream_ends_when_the_server_stops(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the server's shutdown hook must end it, not the cut-off of a page that reads nothing
+    monkeypatch.setattr(live_module, "CLOSE_GRACE_S", WAIT * 10)
     async with contextlib.AsyncExitStack() as stack:
         hop = await stack.enter_async_context(hop_cloud(tmp_path, wall_clock=True))
         page = await stack.enter_async_context(client(hop))

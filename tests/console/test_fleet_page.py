@@ -8,13 +8,16 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
+from fastapi import FastAPI
 from playwright.async_api import Locator, Page, Route, expect
 from websockets.asyncio.client import ClientConnection
 
+from plugstream.cloud.console import live as live_module
+from plugstream.cloud.console.live import LiveHub
 from plugstream.station.ev import CITY_CAR, Ev
 from tests.cloud.raw_station201 import BOOT, RawStation201, ocpp_url, our_station, station201
 from tests.console.conftest import PHONE, Console
@@ -253,3 +256,31 @@ async def test_a_large_fleet_is_counted_whole_and_listed_a_page_at_a_time(
     await expect(shown).to_have_text("Showing 100 of 1000 stations.")
     await expect(page.locator("tbody tr")).to_have_count(100)
     await expect(page.get_by_role("button", name="List 200 more")).to_be_hidden()
+
+
+async def test_a_page_told_to_resync_reads_the_fleet_again_without_a_reload(
+    console: Console,
+) -> None:
+    """What a page too slow for its events is told (tests/cloud/test_console_live.py
+    shows when): it reads the list afresh, and the rows follow the store."""
+    async with station201(console.hop, "CS-SYNC", boot=boot("AC-22", "Acme", "1.0")):
+        tab = await console.open("ada", "/")
+        page = tab.page
+        listed: list[str] = []
+        page.on(
+            "request",
+            lambda request: (
+                listed.append(request.url) if request.url.endswith("/api/v1/stations") else None
+            ),
+        )
+        await expect(row(page, "CS-SYNC")).to_contain_text("Acme AC-22", timeout=MS)
+        await page.evaluate("window.__marker = 1")
+        reads = len(listed)
+
+        app = cast(FastAPI, console.hop.cloud.server.config.app)
+        hub: LiveHub = app.state.live
+        hub._publish(live_module._event("resync", {}))
+
+        await until(lambda: len(listed) > reads, "the page reads the stations again")
+        await expect(row(page, "CS-SYNC")).to_contain_text("Acme AC-22")
+        assert await page.evaluate("window.__marker") == 1, "no reload"
