@@ -157,6 +157,10 @@ async def test_an_operator_starts_a_201_session_with_request_start_and_sees_it_o
         )
         await two_samples(console, clock, tx_id, 10)  # TxUpdatedInterval: Updated events
         await session_charted(page, tx_id)
+        # its device model, reported on the button (GetBaseReport, then NotifyReport parts)
+        await page.get_by_role("button", name="Ask for a full report (GetBaseReport)").click()
+        model = page.get_by_role("table", name=re.compile(r"^[1-9]\d* of [1-9]\d* variables"))
+        await expect(model.get_by_text("TxUpdatedInterval")).to_be_visible(timeout=SEE)
         phone = await console.open("ada", "/stations/PAGE-201", viewport=PHONE)
         await session_charted(phone.page, tx_id)
         wide = await phone.page.evaluate("document.documentElement.scrollWidth")
