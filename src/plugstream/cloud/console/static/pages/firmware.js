@@ -198,22 +198,41 @@ const rolloutForm = h("form", { class: "card", "aria-labelledby": "fw-rollout-ti
   rolloutError,
   rolloutButton);
 
+// one list item per station, kept and updated in place: a live change never takes the
+// keyboard's focus or a tick away from the operator choosing stations
+const stationItems = new Map(); // station id -> {li, state, firmware}
+const stationList = h("ul", { class: "fw-station-list" });
+let stationCount = 0;
+
+function stationText(s) {
+  return s.firmware_version ? `firmware ${s.firmware_version}` : "firmware unknown";
+}
+
 function renderStations() {
-  const checked = new Set([...stationsBox.querySelectorAll("input:checked")].map((c) => c.value));
   if (!stations.length) {
     fill(stationsBox, h("p", { class: "note", text: "No stations registered yet." }));
     return;
   }
-  fill(stationsBox, h("ul", { class: "fw-station-list" }, stations.map((s, n) => {
-    const id = `fw-st-${n}`;
-    const firmware = s.firmware_version ? `firmware ${s.firmware_version}` : "firmware unknown";
-    return h("li", {},
-      h("input", { type: "checkbox", id, name: "station_ids", value: s.station_id, checked: checked.has(s.station_id), disabled: !session.canWrite }),
-      h("label", { for: id },
-        h("span", { class: "fw-station-id", text: s.station_id }), " ",
-        h("span", { class: `badge ${s.connected ? "ok" : "off"}`, text: s.connected ? "Connected" : "Offline" }), " ",
-        h("span", { class: "note", text: firmware })));
-  })));
+  if (stationList.parentNode !== stationsBox) fill(stationsBox, stationList);
+  let before = null;
+  for (const s of [...stations].reverse()) { // from the end, so each goes before the next
+    let item = stationItems.get(s.station_id);
+    if (!item) {
+      const id = `fw-st-${stationCount++}`;
+      const state = h("span", { class: "badge" });
+      const firmware = h("span", { class: "note" });
+      const li = h("li", {},
+        h("input", { type: "checkbox", id, name: "station_ids", value: s.station_id, disabled: !session.canWrite }),
+        h("label", { for: id }, h("span", { class: "fw-station-id", text: s.station_id }), " ", state, " ", firmware));
+      item = { li, state, firmware };
+      stationItems.set(s.station_id, item);
+    }
+    item.state.className = `badge ${s.connected ? "ok" : "off"}`;
+    item.state.textContent = s.connected ? "Connected" : "Offline";
+    item.firmware.textContent = stationText(s);
+    if (item.li.nextSibling !== before || item.li.parentNode !== stationList) stationList.insertBefore(item.li, before);
+    before = item.li;
+  }
 }
 
 async function loadStations() {
@@ -341,9 +360,10 @@ async function refresh(stationIds) {
     const fresh = await Promise.all(due.map((r) => api(`rollouts/${r.rollout_id}`)));
     const byId = new Map(fresh.map((r) => [r.rollout_id, r]));
     fresh.forEach(note);
+    const before = JSON.stringify(rollouts);
     rollouts = rollouts.map((r) => byId.get(r.rollout_id) || r);
     showError(rolloutsError, null);
-    renderRollouts();
+    if (JSON.stringify(rollouts) !== before) renderRollouts(); // unchanged: focus stays put
   } catch (error) {
     showError(rolloutsError, error);
   }

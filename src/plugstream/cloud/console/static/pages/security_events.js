@@ -55,8 +55,11 @@ function render() {
   // the types offered are those in the events read, plus the one chosen
   const chosen = typeSelect.value;
   const types = [...new Set([...events.map((e) => e.type), chosen].filter(Boolean))].sort();
-  fill(typeSelect, h("option", { value: "", text: "Any" }), types.map((t) => h("option", { value: t, text: t })));
-  typeSelect.value = chosen;
+  const offered = [...typeSelect.options].slice(1).map((o) => o.value);
+  if (offered.join("\n") !== types.join("\n")) {
+    fill(typeSelect, h("option", { value: "", text: "Any" }), types.map((t) => h("option", { value: t, text: t })));
+    typeSelect.value = chosen;
+  }
 
   const shown = events.filter(matches);
   const refusals = shown.filter((e) => e.source === "gateway");
@@ -85,16 +88,21 @@ function render() {
 }
 
 let loading = null;
+let drawn = false;
 async function load() {
   if (loading) return loading;
   loading = (async () => {
     try {
-      events = await api("security-events", {
+      const read = await api("security-events", {
         query: { station_id: stationInput.value.trim(), limit: limitSelect.value },
       });
       // newest first by when it was last seen (a refusal's row moves up when it repeats)
-      events.sort((a, b) => new Date(b.last_seen) - new Date(a.last_seen));
+      read.sort((a, b) => new Date(b.last_seen) - new Date(a.last_seen));
       showError(error, null);
+      // drawn again only when something changed: a busy fleet's live re-reads keep focus
+      if (JSON.stringify(read) === JSON.stringify(events) && drawn) return;
+      events = read;
+      drawn = true;
       render();
     } catch (problem) {
       showError(error, problem);
