@@ -108,6 +108,7 @@ async def test_an_operator_sees_the_fleet_with_models_versions_and_counts(
         for key, n in expected.items():
             await expect(count(page, key)).to_have_text(n)
         await expect(page.locator("#fleet-shown")).to_have_text("Showing all 4 stations.")
+        await expect(page.locator("button.fleet-more")).to_be_hidden()
         await tab.shot("fleet")
 
         phone = await console.open("ada", "/", viewport=PHONE)
@@ -242,20 +243,21 @@ async def test_a_large_fleet_is_counted_whole_and_listed_a_page_at_a_time(
     await page.route("**/api/v1/stations", answer)
     await tab.goto("/")
     shown = page.locator("#fleet-shown")
-    await expect(shown).to_have_text("1000 stations: the first 200 are listed.", timeout=MS)
+    await expect(shown).to_have_text("1,000 stations: the first 200 are listed.", timeout=MS)
     await expect(page.locator("tbody tr")).to_have_count(200)
+    await expect(page.locator("button.fleet-more")).to_have_text("List 200 more")
     expected = {"connected": "900", "charging": "0", "faulted": "143", "offline": "100"}
     for key, n in expected.items():
         await expect(count(page, key)).to_have_text(n)
 
     await page.get_by_role("button", name="List 200 more").click()
     await expect(page.locator("tbody tr")).to_have_count(400)
-    await expect(shown).to_have_text("1000 stations: the first 400 are listed.")
+    await expect(shown).to_have_text("1,000 stations: the first 400 are listed.")
 
     await page.get_by_label("Connection").select_option("offline")
-    await expect(shown).to_have_text("Showing 100 of 1000 stations.")
+    await expect(shown).to_have_text("Showing 100 of 1,000 stations.")
     await expect(page.locator("tbody tr")).to_have_count(100)
-    await expect(page.get_by_role("button", name="List 200 more")).to_be_hidden()
+    await expect(page.locator("button.fleet-more")).to_be_hidden()
 
 
 async def test_a_page_told_to_resync_reads_the_fleet_again_without_a_reload(

@@ -5,7 +5,7 @@
 // Built for 10,000 stations: each station is kept in a Map by id with its search text and
 // (once listed) its row; a live change replaces only that station's row and moves the
 // counts by its difference; the page lists a page of the matching stations at a time.
-import { api, h, fill, announce, showError, timeEl, badge, live } from "../console.js";
+import { api, h, fill, announce, showError, timeEl, badge, live, fmtNumber } from "../console.js";
 import { lineChart } from "../chart.js";
 
 // Connector statuses of OCPP 1.6 (ChargePointStatus) and 2.0.1 (ConnectorStatusEnumType).
@@ -71,7 +71,7 @@ fill(root,
 
 /** id -> {station, row, text (lower-case search text), flags} */
 const fleet = new Map();
-let order = []; // station ids, sorted as the API lists them: a new one's row goes in place
+let order = []; // station ids, sorted: a new station's row goes in its place
 const totals = { connected: 0, charging: 0, faulted: 0, offline: 0 };
 
 function flagsOf(station) {
@@ -89,7 +89,7 @@ function addFlags(flags, sign) {
 }
 
 function showCounts() {
-  for (const key of Object.keys(totals)) countEls[key].textContent = String(totals[key]);
+  for (const key of Object.keys(totals)) countEls[key].textContent = fmtNumber(totals[key], 0);
 }
 
 /** "1: Charging"; 1.6's connector 0 is the station itself; a 2.0.1 EVSE with more than one
@@ -154,11 +154,12 @@ let pending = null; // while the list is read: the live changes that came meanwh
 
 function showShown() {
   const total = fleet.size, n = matching.length;
-  let text = n === total ? `Showing all ${total} stations.` : `Showing ${n} of ${total} stations.`;
-  if (n > limit) text = `${n === total ? `${total} stations` : `${n} of ${total} stations match`}: the first ${limit} are listed.`;
+  const [all, some, first] = [total, n, limit].map((v) => fmtNumber(v, 0));
+  let text = n === total ? `Showing all ${all} stations.` : `Showing ${some} of ${all} stations.`;
+  if (n > limit) text = `${n === total ? `${all} stations` : `${some} of ${all} stations match`}: the first ${first} are listed.`;
   shownEl.textContent = text;
   moreButton.hidden = n <= limit;
-  moreButton.textContent = `List ${Math.min(PAGE, n - limit)} more`;
+  if (n > limit) moreButton.textContent = `List ${fmtNumber(Math.min(PAGE, n - limit), 0)} more`;
   emptyEl.hidden = n > 0 || (total === 0 && !loadedOnce);
   emptyEl.textContent = total === 0 ? "No stations yet: they appear here when they connect." : "No station matches the search and filters.";
 }
