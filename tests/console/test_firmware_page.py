@@ -131,3 +131,38 @@ async def test_an_operator_uploads_firmware_and_watches_a_station_install_it(
         )
         assert fits
         await phone.shot("firmware-phone")
+
+
+async def test_an_upload_to_a_cloud_without_a_pki_shows_why_it_was_refused(
+    console: Console, tmp_path: Path
+) -> None:
+    image = tmp_path / "fw.bin"
+    image.write_bytes(build_image("9.9.9", size=4096, seed=1))
+    tab = await console.open("ada", "/firmware")
+    page = tab.page
+    await page.get_by_label("Image file").set_input_files(image)
+    await page.get_by_label("Version", exact=True).fill("9.9.9")
+    await page.get_by_role("button", name="Upload and sign").click()
+    await expect(page.get_by_role("alert").filter(has_text="409")).to_contain_text(
+        "firmware signing needs the PKI"
+    )
+    await expect(page.locator("#fw-images")).to_contain_text("No firmware images yet")
+    # Chromium logs the refusal the test asked for as a console error
+    tab.problems[:] = [p for p in tab.problems if "status of 409" not in p]
+    assert (await console.api.get("/firmware")).json() == []
+
+
+async def test_an_operator_deletes_an_image_from_the_page(signing_console: Console) -> None:
+    console = signing_console
+    answer = await console.api.post(
+        "/firmware",
+        params={"version": "1.2.3", "filename": "old-1.2.3.bin"},
+        content=build_image("1.2.3", size=4096, seed=2),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert answer.status_code == 201, answer.text
+    tab = await console.open("otto", "/firmware")
+    row = tab.page.locator("#fw-images tr.fw-image", has_text="old-1.2.3.bin")
+    await row.get_by_role("button", name="Delete firmware 1.2.3 (old-1.2.3.bin)").click()
+    await expect(row).to_have_count(0)
+    assert (await console.api.get("/firmware")).json() == []
