@@ -245,6 +245,15 @@ async def test_logout_ends_the_session(http: httpx.AsyncClient) -> None:
     assert (await http.get("/api/v1/session", headers=headers)).status_code == 401
 
 
+async def test_logout_by_a_plain_form_goes_on_to_the_login_page(http: httpx.AsyncClient) -> None:
+    headers, csrf = await login(http, "ada")
+    page = {**headers, "Accept": "text/html,application/xhtml+xml"}  # a browser, no script
+    out = await http.post("/logout", headers=page, data={"csrf_token": csrf})
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert f'{SESSION_COOKIE}=""' in out.headers["set-cookie"]
+    assert (await http.get("/api/v1/session", headers=headers)).status_code == 401
+
+
 async def test_the_bearer_token_works_as_before(http: httpx.AsyncClient) -> None:
     assert (await http.get("/api/v1/stations")).status_code == 401
     wrong = await http.get("/api/v1/stations", headers={"Authorization": "Bearer nope"})

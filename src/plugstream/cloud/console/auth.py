@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from plugstream.cloud.api.common import (
     API_PREFIX,
@@ -137,7 +137,8 @@ async def login(request: Request) -> Response:
 
 @router.post(LOGOUT_PATH, status_code=204, summary="Log out (ends the session)")
 async def logout(request: Request) -> Response:
-    """Ends the session of the cookie (its CSRF token required) and clears the cookie."""
+    """Ends the session of the cookie (its CSRF token required) and clears the cookie;
+    303 to the login page for a browser's plain form post."""
     session = await session_of(request)
     if session is not None:
         refused = await csrf_refusal(request, session)
@@ -145,7 +146,10 @@ async def logout(request: Request) -> Response:
             return refused
         store: Store = request.app.state.store
         await store.operators.delete_session(request.cookies[SESSION_COOKIE])
-    response = Response(status_code=204)
+    # A page's script asks for JSON and is told 204; a plain form post (no script) is sent
+    # on to the login page, as a browser expects after a form.
+    wants_page = "text/html" in request.headers.get("accept", "")
+    response = RedirectResponse(LOGIN_PATH, 303) if wants_page else Response(status_code=204)
     response.delete_cookie(
         SESSION_COOKIE,
         path="/",
