@@ -403,7 +403,7 @@ function drawCommand(action) {
   const drawn = schemaForm(catalogue.get(action), { id: `cmd-${action}` });
   const error = h("p", { class: "error", role: "alert", hidden: true });
   const submit = h("button", { type: "submit", text: `Send ${action}` });
-  const form = h("form", { class: "command-form", "aria-label": `${action} request`, novalidate: false },
+  const form = h("form", { class: "command-form", "aria-label": `${action} request` },
     csrfField(),
     h("fieldset", {}, h("legend", { text: action }), drawn.element),
     h("div", { class: "toolbar" }, submit),
