@@ -159,6 +159,7 @@ async def test_a_connector_changes_state_live_when_an_ev_plugs_in(
     console: Console, tmp_path: Path
 ) -> None:
     station, _clock = our_station(console.hop, "CS-LIVE", tmp_path)
+    assert (await console.api.put("/id-tokens/TAG-LIVE", json={})).is_success
     async with running(station, ocpp_url(console.hop), online=True):
         tab = await console.open("rita", "/")  # read-only sees the same live fleet
         page = tab.page
@@ -172,6 +173,14 @@ async def test_a_connector_changes_state_live_when_an_ev_plugs_in(
         await expect(live.locator(".badge", has_text="1: Occupied")).to_be_visible(timeout=MS)
         await expect(live.locator(".badge", has_text="1: Available")).to_have_count(0)
         assert await page.evaluate("window.__marker") == 1, "changed in place, no reload"
+
+        # 2.0.1 says Occupied whether the car charges or waits: the transaction's
+        # chargingState tells, and the station counts as charging
+        assert await station.swipe("TAG-LIVE")
+        await expect(live.locator(".badge", has_text="1: Occupied · Charging")).to_be_visible(
+            timeout=MS
+        )
+        await expect(count(page, "charging")).to_have_text("1")
 
     # the station goes away: its row says so, and the counts follow, still without a reload
     await expect(live.locator(".badge", has_text="Offline")).to_be_visible(timeout=MS)

@@ -45,6 +45,11 @@ class ConnectorOut(BaseModel):
     status: str = Field(description="The spec's value, e.g. Available, Charging, Faulted.")
     error_code: str | None
     updated_at: UtcDateTime
+    charging_state: str | None = Field(
+        default=None,
+        description="2.0.1: the running transaction's chargingState (Charging, EVConnected, "
+        "SuspendedEV, SuspendedEVSE, Idle), while status says Occupied; None otherwise.",
+    )
 
 
 class StationOut(BaseModel):
@@ -174,6 +179,7 @@ def station_json(
                 "status": c.status,
                 "error_code": c.error_code,
                 "updated_at": as_utc(c.updated_at),
+                "charging_state": c.charging_state,
             }
             for c in r.connectors
         ],

@@ -15,6 +15,9 @@ class ConnectorStatus:
     status: str  # the spec's value, e.g. Available, Charging, Faulted
     error_code: str | None
     updated_at: datetime
+    # 2.0.1: the running transaction's chargingState (Charging, EVConnected, SuspendedEV,
+    # SuspendedEVSE, Idle); its status says only Occupied. None outside a transaction.
+    charging_state: str | None = None
 
 
 @dataclass(slots=True)

@@ -60,6 +60,8 @@ connectors = Table(
     Column("status", String(64), nullable=False),
     Column("error_code", String(64)),
     Column("updated_at", UTCDateTime, nullable=False),
+    # 2.0.1: the running transaction's chargingState (TransactionEvent), None outside one
+    Column("charging_state", String(32)),
     PrimaryKeyConstraint("station_id", "evse_id", "connector_id"),
 )
 

@@ -156,6 +156,7 @@ def _read_stations(conn: Connection, station_id: str | None) -> list[StationReco
                 status=c.status,
                 error_code=c.error_code,
                 updated_at=c.updated_at,
+                charging_state=c.charging_state,
             )
         )
     return [_station_record(row, by_station.get(row.station_id, [])) for row in conn.execute(query)]

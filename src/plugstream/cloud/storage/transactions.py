@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from . import schema as s
@@ -50,6 +50,18 @@ _SELECT_TX_FLAGS = (
     .where(s.flags.c.transaction_pk.in_(bindparam("pks", expanding=True)))
     .order_by(s.flags.c.id)
 )
+
+
+def _set_charging_state(
+    conn: Connection, station_id: str, evse_id: int, connector_id: int | None, state: str | None
+) -> None:
+    """A 2.0.1 EVSE's connectors (or the one named) take the transaction's chargingState;
+    a connector not reported yet by StatusNotification has no row, and gets none here."""
+    c = s.connectors.c
+    query = update(s.connectors).where(c.station_id == station_id, c.evse_id == evse_id)
+    if connector_id is not None:
+        query = query.where(c.connector_id == connector_id)
+    conn.execute(query.values(charging_state=state[:32] if state else None))
 
 
 def _parse_time(value: Any) -> datetime:
@@ -478,6 +490,15 @@ class Transactions:
                 tx.set("stop_reason", info.get("stoppedReason") or "Local")
                 tx.set("active", False)
                 check_overlap_on_stop(conn, tx, timestamp)
+            charging_state = info.get("chargingState")
+            if event_type == "Ended" or (isinstance(charging_state, str) and tx.v["active"]):
+                _set_charging_state(
+                    conn,
+                    station_id,
+                    tx.v["evse_id"],
+                    connector_id if evse.get("connectorId") is not None else None,
+                    None if event_type == "Ended" else charging_state,
+                )
             tx.save(conn)
             return _tx_record(conn, tx.pk), auth
 

@@ -74,8 +74,14 @@ const fleet = new Map();
 let order = []; // station ids, sorted: a new station's row goes in its place
 const totals = { connected: 0, charging: 0, faulted: 0, offline: 0 };
 
+/** A connector's states: its status and, in a 2.0.1 transaction, its chargingState (its
+ * status then says only Occupied, whether the car charges or waits). */
+function statesOf(c) {
+  return c.charging_state ? [c.status, c.charging_state] : [c.status];
+}
+
 function flagsOf(station) {
-  const statuses = station.connectors.map((c) => c.status);
+  const statuses = station.connectors.flatMap(statesOf);
   return {
     connected: station.connected ? 1 : 0,
     charging: statuses.includes("Charging") ? 1 : 0,
@@ -107,7 +113,8 @@ function modelOf(station) {
 function rowOf(station) {
   const connectors = station.connectors.length
     ? h("ul", { class: "connectors" }, station.connectors.map((c) => h("li", {},
-      badge(c.status, `${connectorLabel(c, station)}: ${c.status}${c.error_code && c.error_code !== "NoError" ? ` (${c.error_code})` : ""}`))))
+      badge(c.charging_state === "Charging" ? "Charging" : c.status,
+        `${connectorLabel(c, station)}: ${c.status}${c.charging_state ? ` · ${c.charging_state}` : ""}${c.error_code && c.error_code !== "NoError" ? ` (${c.error_code})` : ""}`))))
     : "—";
   return h("tr", { dataset: { station: station.station_id } },
     h("th", { scope: "row" }, h("a", { href: `/stations/${encodeURIComponent(station.station_id)}`, text: station.station_id })),
@@ -141,7 +148,7 @@ function matcher() {
   return (entry) => {
     if (want === "connected" && !entry.station.connected) return false;
     if (want === "offline" && entry.station.connected) return false;
-    if (state && !entry.station.connectors.some((c) => c.status === state)) return false;
+    if (state && !entry.station.connectors.some((c) => statesOf(c).includes(state))) return false;
     return words.every((w) => entry.text.includes(w));
   };
 }
