@@ -172,6 +172,13 @@ async def transaction_page(request: Request, tx_id: str) -> Response:
     )
 
 
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """The console's icon where a browser looks for it by itself (on a page of JSON, say)."""
+    icon = (_static_dir() / "favicon.svg").read_bytes()
+    return Response(icon, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
 def mount_console(app: FastAPI) -> None:
     """The pages and ``/console/static`` into ``app`` (after the API's routes)."""
     app.include_router(router)

@@ -202,6 +202,7 @@ export function jsonBlock(value) {
 export function live(handlers) {
   const source = new EventSource(`${API}/live`);
   for (const [name, fn] of Object.entries(handlers)) {
+    if (name === "error") continue; // the connection's own event: it carries no data
     source.addEventListener(name, (event) => fn(JSON.parse(event.data)));
   }
   source.addEventListener("error", () => { if (handlers.error) handlers.error(); });
