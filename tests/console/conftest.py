@@ -22,7 +22,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Request, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Request,
+    async_playwright,
+    expect,
+)
 
 from tests.cloud.raw_station201 import TOKEN, Hop, hop_cloud
 from tests.support import WAIT
@@ -31,6 +38,9 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "console"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+
+# The cloud and the stations answer within WAIT on a loaded machine, not Playwright's 5 s.
+expect.set_options(timeout=WAIT * 1000)
 
 #: the operators of :func:`console`, one per role: user name -> (password, role)
 OPERATORS = {
@@ -87,6 +97,14 @@ class Tab:
             json.dumps({"page": name, "bytes": self.bytes_in, "viewport": size})
         )
         return path
+
+    def refused(self, status: int) -> None:
+        """Chromium logs each 4xx answer as a console error: take off those of ``status``
+        the test asked for (at least one must be there; any other stays a problem)."""
+        mark = f"status of {status} "
+        found = [p for p in self.problems if "Failed to load resource" in p and mark in p]
+        assert found, f"no {status} answer was logged: {self.problems}"
+        self.problems[:] = [p for p in self.problems if p not in found]
 
     def check(self) -> None:
         """Fail on a request to another host, a script error or a CSP refusal."""
@@ -153,14 +171,16 @@ class Console:
             await context.close()
 
 
-@pytest.fixture
-async def console(tmp_path: Path, browser: Browser) -> AsyncIterator[Console]:
-    """A cloud on the wall clock with operators ada (admin), otto (operator) and rita
-    (read-only); the pages' checks (:meth:`Tab.check`) run when the test ends."""
-    async with hop_cloud(tmp_path, wall_clock=True) as hop:
+@contextlib.asynccontextmanager
+async def console_with(tmp_path: Path, browser: Browser, **config: Any) -> AsyncIterator[Console]:
+    """:func:`console` with CloudConfig fields of the test's own (a PKI dir, say)."""
+    async with hop_cloud(tmp_path, wall_clock=True, **config) as hop:
+        origin = f"http://127.0.0.1:{hop.cloud.port}"
+        # bound to port 0: the URLs the cloud hands out (firmware downloads) name it now
+        hop.cloud.config.public_url = hop.cloud.config.public_url or origin
         for name, (password, role) in OPERATORS.items():
             await hop.cloud.store.operators.add(name, password, role)
-        made = Console(hop, browser, f"http://127.0.0.1:{hop.cloud.port}")
+        made = Console(hop, browser, origin)
         try:
             yield made
             for tab in made.tabs:
@@ -169,4 +189,12 @@ async def console(tmp_path: Path, browser: Browser) -> AsyncIterator[Console]:
             await made.close()
 
 
-__all__ = ["DESKTOP", "OPERATORS", "PHONE", "SHOTS", "TOKEN", "Console", "Tab"]
+@pytest.fixture
+async def console(tmp_path: Path, browser: Browser) -> AsyncIterator[Console]:
+    """A cloud on the wall clock with operators ada (admin), otto (operator) and rita
+    (read-only); the pages' checks (:meth:`Tab.check`) run when the test ends."""
+    async with console_with(tmp_path, browser) as made:
+        yield made
+
+
+__all__ = ["DESKTOP", "OPERATORS", "PHONE", "SHOTS", "TOKEN", "Console", "Tab", "console_with"]

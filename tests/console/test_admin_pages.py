@@ -13,7 +13,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from tests.cloud.raw_station201 import station201
-from tests.console.conftest import PHONE, Console, Tab
+from tests.console.conftest import PHONE, Console
 from tests.support import WAIT, basic_auth
 
 pytestmark = pytest.mark.socket
@@ -75,12 +75,6 @@ async def test_an_operator_changes_a_tokens_expiry_and_group(console: Console) -
     await expect(row).to_contain_text("DEPOT")
     saved = (await console.api.get("/id-tokens/CARD-9")).json()
     assert saved["parent_id_token"] == "DEPOT" and saved["expiry"].startswith("20")
-
-
-def refused_on_purpose(tab: Tab, status: int) -> None:
-    """Chromium logs each answer of ``status`` the test asked for as a console error: those
-    are not the page's problems."""
-    tab.problems[:] = [p for p in tab.problems if f"status of {status}" not in p]
 
 
 async def page_fits(page: Page) -> bool:
@@ -167,7 +161,7 @@ async def test_an_operator_claims_a_station_and_releases_it(console: Console) ->
     await page.get_by_label("CSMS URL").fill("ws://csms.example.com/ocpp")
     await page.get_by_role("button", name="Claim", exact=True).click()
     await expect(page.get_by_role("alert").filter(has_text="ws:// is not TLS")).to_be_visible()
-    refused_on_purpose(tab, 422)
+    tab.refused(422)
     await page.get_by_label("CSMS URL").fill("wss://csms.example.com/ocpp")
     await page.get_by_label("Station's password at that CSMS").fill("third-party-pass-0123")
     await page.get_by_role("button", name="Claim", exact=True).click()
@@ -219,5 +213,5 @@ async def test_a_read_only_operator_finds_the_forms_disabled(
             body: JSON.stringify({status: 'Blocked'})})).status"""
     )
     assert status == 403
-    refused_on_purpose(tab, 403)
+    tab.refused(403)
     assert (await console.api.get("/id-tokens/RO-CARD")).json()["status"] == "Accepted"

@@ -25,12 +25,6 @@ async def test_an_operator_logs_in_sees_the_fleet_page_and_logs_out(console: Con
     await page.wait_for_url(f"{console.origin}/login?next=%2F")
 
 
-def refused_on_purpose(tab: Tab, status: int) -> None:
-    """Chromium logs each answer of ``status`` the test asked for as a console error: those
-    are not the page's problems."""
-    tab.problems[:] = [p for p in tab.problems if f"status of {status}" not in p]
-
-
 async def session_cookie(tab: Tab) -> str:
     [cookie] = [c for c in await tab.page.context.cookies() if c["name"] == SESSION_COOKIE]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
@@ -106,9 +100,7 @@ async def test_a_forged_form_post_without_the_csrf_token_is_refused(console: Con
         assert status == 403 and "CSRF" in body, body
         status, body = await forged_post(tab, "/logout", {})
         assert status == 403 and "CSRF" in body, body
-        refused_on_purpose(tab, 403)
-        # the browser asks the bare JSON answer's page for /favicon.ico: not the console's
-        refused_on_purpose(tab, 404)
+        tab.refused(403)  # and the icon the browser then asks for is there (no 404)
 
         # still logged in: the forged logout did nothing
         await tab.goto("/claims")
@@ -119,7 +111,7 @@ async def test_a_forged_form_post_without_the_csrf_token_is_refused(console: Con
         # a script's fetch with a wrong token: refused the same way
         status, body = await tab.page.evaluate(FETCH, [reset, "not-the-token"])
         assert status == 403 and "CSRF" in body, body
-        refused_on_purpose(tab, 403)
+        tab.refused(403)
 
         # with the session's own token the same command goes through, and it is the only
         # Reset the station ever got: the refused ones never reached it

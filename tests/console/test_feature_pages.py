@@ -11,13 +11,12 @@ import pytest
 from playwright.async_api import Locator, Page, ViewportSize, expect
 
 from tests.cloud.raw_station201 import RawStation201, station201
-from tests.console.conftest import PHONE, Console, Tab
-from tests.support import WAIT, until
+from tests.console.conftest import PHONE, Console
+from tests.support import until
 
 pytestmark = pytest.mark.socket
 
 # a loaded machine may take longer than expect's 5 s to draw what the API answered
-expect.set_options(timeout=WAIT * 1000)
 
 
 def said(page: Page, text: str | re.Pattern[str]) -> Locator:
@@ -33,15 +32,6 @@ async def at_phone_width(page: Page) -> None:
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     assert overflow <= 0, f"the page is {overflow} px wider than a phone"
-
-
-def refused(tab: Tab, status: int) -> None:
-    """The browser logs every 4xx as an error; the one refusal the test provoked is
-    taken off the tab's problems (any other stays and fails the test)."""
-    logged = f"status of {status} "
-    found = [p for p in tab.problems if "Failed to load resource" in p and logged in p]
-    assert found, f"no {status} was logged: {tab.problems}"
-    tab.problems.remove(found[0])
 
 
 async def loaded(page: Page, selector: str) -> None:
@@ -194,7 +184,7 @@ async def test_a_site_of_32_a_created_in_the_page_shows_how_its_stations_share_i
         await page.get_by_role("button", name="Create site").click()
         await expect(page.locator(".site-form [role=alert]")).to_contain_text("409")
         await expect(page.locator(".site-form [role=alert]")).to_contain_text("CS-S1")
-        refused(tab, 409)
+        tab.refused(409)
 
         # a profile of the operator's own, then the composite schedule, then cleared
         await page.get_by_label("Station", exact=True).select_option("CS-S2")

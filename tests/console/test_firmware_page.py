@@ -19,8 +19,8 @@ from playwright.async_api import Browser, expect
 from plugstream.pki.keystore import PKIStore
 from plugstream.station.certificates import MANUFACTURER_ROOT
 from plugstream.station.firmware import build_image
-from tests.cloud.raw_station201 import hop_cloud, ocpp_url, our_station
-from tests.console.conftest import OPERATORS, PHONE, Console
+from tests.cloud.raw_station201 import ocpp_url, our_station
+from tests.console.conftest import PHONE, Console, console_with
 from tests.support import WAIT, running, until_advancing
 
 pytestmark = pytest.mark.socket
@@ -44,18 +44,8 @@ async def signing_console(
     tmp_path: Path, browser: Browser, pki_dir: Path
 ) -> AsyncIterator[Console]:
     """The ``console`` fixture's cloud and operators, with a PKI to sign firmware."""
-    async with hop_cloud(tmp_path, wall_clock=True, pki_dir=pki_dir) as hop:
-        # bound to port 0: the download URL stations are handed is known only now
-        hop.cloud.config.public_url = f"http://127.0.0.1:{hop.cloud.port}"
-        for name, (password, role) in OPERATORS.items():
-            await hop.cloud.store.operators.add(name, password, role)
-        made = Console(hop, browser, f"http://127.0.0.1:{hop.cloud.port}")
-        try:
-            yield made
-            for tab in made.tabs:
-                tab.check()
-        finally:
-            await made.close()
+    async with console_with(tmp_path, browser, pki_dir=pki_dir) as made:
+        yield made
 
 
 async def test_an_operator_uploads_firmware_and_watches_a_station_install_it(
@@ -148,7 +138,7 @@ async def test_an_upload_to_a_cloud_without_a_pki_shows_why_it_was_refused(
     )
     await expect(page.locator("#fw-images")).to_contain_text("No firmware images yet")
     # Chromium logs the refusal the test asked for as a console error
-    tab.problems[:] = [p for p in tab.problems if "status of 409" not in p]
+    tab.refused(409)
     assert (await console.api.get("/firmware")).json() == []
 
 
