@@ -115,12 +115,17 @@ export function announce(text) {
   setTimeout(() => { region.textContent = text; }, 50);
 }
 
+/** An error in words: an API refusal as "409: <the API's reason>". */
+export function describeError(error) {
+  return error instanceof ApiError ? `${error.status}: ${error.detail}` : String(error.message || error);
+}
+
 /** Show an error (or clear it with null) in ``el``, a role=alert element. */
 export function showError(el, error) {
   if (!el) return;
   if (!error) { el.hidden = true; el.textContent = ""; return; }
   el.hidden = false;
-  el.textContent = error instanceof ApiError ? `${error.status}: ${error.detail}` : String(error.message || error);
+  el.textContent = describeError(error);
 }
 
 /** A time as the operator's locale writes it (UTC ISO in, local out); "—" for none. */

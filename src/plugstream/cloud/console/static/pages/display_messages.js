@@ -3,7 +3,7 @@
 // (SetDisplayMessage), clear one (ClearDisplayMessage) or ask the station for all of its
 // own (GetDisplayMessages, whose NotifyDisplayMessages parts arrive after the answer).
 import {
-  ApiError, announce, api, badge, csrfField, fill, guardWrite, h, session, showError, table, timeEl,
+  announce, api, badge, csrfField, fill, guardWrite, h, session, showError, table, timeEl,
 } from "../console.js";
 
 const PRIORITIES = ["NormalCycle", "InFront", "AlwaysFront"];
@@ -13,14 +13,6 @@ const FORMATS = ["UTF8", "ASCII", "HTML", "URI"];
 const root = document.getElementById("page");
 const params = new URLSearchParams(location.search);
 
-/** An API refusal in words: FastAPI's 422 lists ("loc: msg"), any other its detail. */
-function explain(error) {
-  const detail = error instanceof ApiError && error.body && error.body.detail;
-  if (Array.isArray(detail)) {
-    return `${error.status}: ${detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ")}`;
-  }
-  return error;
-}
 
 function field(id, label, control, hint) {
   control.id = id;
@@ -75,7 +67,7 @@ async function clear(m, button) {
     await api(path(`/${m.message_id}`), { method: "DELETE" });
     announce(`Display message ${m.message_id} cleared from ${sid}.`);
   } catch (error) {
-    showError(listError, explain(error));
+    showError(listError, error);
     button.disabled = false;
   }
   await load();
@@ -120,7 +112,7 @@ async function load() {
     if (mine !== latest) return;
     fill(listEl);
     delete listEl.dataset.loaded;
-    showError(listError, explain(error));
+    showError(listError, error);
   }
 }
 
@@ -170,7 +162,7 @@ setForm.addEventListener("submit", async (event) => {
       showError(setError, `${sid} answered ${made.status}: display message ${made.message_id} is not shown.`);
     }
   } catch (error) {
-    showError(setError, explain(error));
+    showError(setError, error);
   } finally {
     submit.disabled = false;
   }
@@ -214,7 +206,7 @@ askForm.addEventListener("submit", async (event) => {
     askResult.hidden = false;
     announce(askResult.textContent);
   } catch (error) {
-    showError(askError, explain(error));
+    showError(askError, error);
   }
   await load();
 });
@@ -244,5 +236,5 @@ try {
   await loadStations();
   await load();
 } catch (error) {
-  showError(listError, explain(error));
+  showError(listError, error);
 }

@@ -3,7 +3,7 @@
 // A ReserveNow the station refused (Occupied, Rejected...) is kept by the API with that
 // answer as its status; the page says so in its alert, not as a success.
 import {
-  ApiError, announce, api, badge, csrfField, fill, guardWrite, h, live, session, showError, table,
+  announce, api, badge, csrfField, fill, guardWrite, h, live, session, showError, table,
   timeEl,
 } from "../console.js";
 
@@ -13,14 +13,6 @@ const ACTIVE = new Set(["Pending", "Accepted"]);
 
 const root = document.getElementById("page");
 
-/** An API refusal in words: FastAPI's 422 lists ("loc: msg"), any other its detail. */
-function explain(error) {
-  const detail = error instanceof ApiError && error.body && error.body.detail;
-  if (Array.isArray(detail)) {
-    return `${error.status}: ${detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ")}`;
-  }
-  return error;
-}
 
 /** A datetime-local value (the operator's time) as UTC ISO. */
 function utc(local) {
@@ -89,7 +81,7 @@ form.addEventListener("submit", async (event) => {
       showError(formError, `${made.station_id} answered ${made.status}: reservation ${made.reservation_id} is not held.`);
     }
   } catch (error) {
-    showError(formError, explain(error));
+    showError(formError, error);
   } finally {
     submit.disabled = false;
     await load();
@@ -113,7 +105,7 @@ async function cancel(reservation, button) {
     const done = await api(`reservations/${reservation.reservation_id}`, { method: "DELETE" });
     announce(`Reservation ${done.reservation_id} ${done.status}.`);
   } catch (error) {
-    showError(listError, explain(error));
+    showError(listError, error);
     button.disabled = false;
   }
   await load();
@@ -155,7 +147,7 @@ async function load() {
     }));
     listEl.dataset.loaded = "true";
   } catch (error) {
-    if (mine === latest) showError(listError, explain(error));
+    if (mine === latest) showError(listError, error);
   }
 }
 
@@ -176,7 +168,7 @@ async function loadStations() {
       stations.map((s) => h("option", { value: s.station_id, text: s.station_id })));
     filterSelect.value = filterChosen;
   } catch (error) {
-    showError(formError, explain(error));
+    showError(formError, error);
   }
 }
 

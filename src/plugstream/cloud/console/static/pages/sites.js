@@ -4,22 +4,14 @@
 // composite schedule on demand, and forms to set (SetChargingProfile) or clear
 // (ClearChargingProfile) one. The smart-charging API speaks camelCase, as OCPP does.
 import {
-  ApiError, announce, api, badge, csrfField, fill, fmtNumber, guardWrite, h, jsonBlock, live, session,
-  showError, table, timeEl,
+  announce, api, badge, csrfField, fill, fmtNumber, guardWrite, h, jsonBlock, live, session,
+  describeError, showError, table, timeEl,
 } from "../console.js";
 
 const DEFAULT_STATION_MAX_A = 32; // the API's, for a station given no maximum of its own
 
 const root = document.getElementById("page");
 
-/** An API refusal in words: FastAPI's 422 lists ("loc: msg"), any other its detail. */
-function explain(error) {
-  const detail = error instanceof ApiError && error.body && error.body.detail;
-  if (Array.isArray(detail)) {
-    return `${error.status}: ${detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ")}`;
-  }
-  return error;
-}
 
 function field(id, label, control, hint) {
   control.id = id;
@@ -86,7 +78,7 @@ async function drawAllocation(site, el) {
       }));
     el.dataset.loaded = "true";
   } catch (error) {
-    fill(el, h("p", { class: "error", role: "alert", text: `Allocation: ${explain(error)}` }));
+    fill(el, h("p", { class: "error", role: "alert", text: `Allocation: ${describeError(error)}` }));
   }
 }
 
@@ -98,7 +90,7 @@ async function deleteSite(site, button) {
     announce(`Site ${site.name} deleted.`);
     if (siteForm.elements.site_id.value === String(site.siteId)) editing(null);
   } catch (error) {
-    showError(sitesError, explain(error));
+    showError(sitesError, error);
     button.disabled = false;
   }
   await loadSites();
@@ -115,7 +107,7 @@ async function loadSites() {
     showError(sitesError, null);
     sitesEl.dataset.loaded = "true";
   } catch (error) {
-    if (mine === latest) showError(sitesError, explain(error));
+    if (mine === latest) showError(sitesError, error);
   }
 }
 
@@ -211,7 +203,7 @@ siteForm.addEventListener("submit", async (event) => {
     announce(siteResult.textContent);
     await loadSites();
   } catch (error) {
-    showError(siteError, explain(error));
+    showError(siteError, error);
   } finally {
     siteSubmit.disabled = false;
   }
@@ -276,7 +268,7 @@ setForm.addEventListener("submit", async (event) => {
       showError(setError, `${sid} answered ${answer.status}${answer.statusInfo ? ` (${answer.statusInfo.reasonCode})` : ""}.`);
     }
   } catch (error) {
-    showError(setError, explain(error));
+    showError(setError, error);
   }
   await loadProfiles();
 });
@@ -303,7 +295,7 @@ async function clearProfiles(query, errorEl) {
     if (answer.status === "Accepted") announce(`${sid} cleared the charging profiles.`);
     else showError(errorEl, `${sid} answered ${answer.status}: nothing was cleared.`);
   } catch (error) {
-    showError(errorEl, explain(error));
+    showError(errorEl, error);
   }
   await loadProfiles();
 }
@@ -354,7 +346,7 @@ compositeForm.addEventListener("submit", async (event) => {
       h("details", {}, h("summary", { text: "The station's answer" }), jsonBlock(answer)));
     announce(`Composite schedule: ${answer.status}.`);
   } catch (error) {
-    showError(compositeError, explain(error));
+    showError(compositeError, error);
   }
 });
 
@@ -415,7 +407,7 @@ async function loadProfiles() {
       }) : null);
     profilesEl.dataset.loaded = sid;
   } catch (error) {
-    if (mine === latestProfiles) showError(profilesError, explain(error));
+    if (mine === latestProfiles) showError(profilesError, error);
   }
 }
 
@@ -461,7 +453,7 @@ try {
   editing(null);
   await Promise.all([loadSites(), loadProfiles()]);
 } catch (error) {
-  showError(sitesError, explain(error));
+  showError(sitesError, error);
 }
 
 // a transaction starting or ending changes a site's division: draw it again

@@ -7,7 +7,7 @@
 // more read, not one each).
 import {
   ApiError, announce, api, badge, csrfField, fill, fmtNumber, fmtW, fmtWh, guardWrite, h, jsonBlock,
-  live, showError, table, timeEl,
+  live, describeError, showError, table, timeEl,
 } from "../console.js";
 import { lineChart } from "../chart.js";
 import { SchemaFormError, schemaForm } from "../schema_form.js";
@@ -92,14 +92,6 @@ function txLink(tx) {
   return h("a", { href: `/transactions/${tx.id}`, text: `#${tx.id}` });
 }
 
-/** An API refusal's words: FastAPI's 422 lists its problems, any other has a detail. */
-function explain(error) {
-  const detail = error instanceof ApiError && error.body && error.body.detail;
-  if (Array.isArray(detail)) {
-    return `${error.status}: ${detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ")}`;
-  }
-  return error instanceof ApiError ? `${error.status}: ${error.detail}` : String(error.message || error);
-}
 
 // -- state --------------------------------------------------------------------------------
 
@@ -257,7 +249,7 @@ function drawConfiguration16() {
         (answer.unknownKey || []).length ? h("p", { class: "note", text: `Unknown keys: ${answer.unknownKey.join(", ")}` }) : null);
       announce(`${keys.length} configuration keys read`);
     } catch (e) {
-      showError(error, explain(e));
+      showError(error, e);
     } finally {
       button.disabled = false;
       guardWrite(form);
@@ -281,7 +273,7 @@ function drawDeviceModel() {
       state.modelUntil = Date.now() + 60_000;
       announce(`Report ${report.request_id}: ${report.status}`);
     } catch (e) {
-      showError(error, explain(e));
+      showError(error, e);
     }
   });
   guardWrite(form);
@@ -430,7 +422,7 @@ function drawCommand(action) {
       if (!(e instanceof ApiError)) throw e;
       fill(answerBox, h("p", { class: "note", text: `${action} was not answered.` }));
       refusalBox.hidden = false;
-      fill(refusalBox, h("p", { class: "error", text: `${action} refused: ${explain(e)}` }), jsonBlock(e.body ?? e.detail));
+      fill(refusalBox, h("p", { class: "error", text: `${action} refused: ${describeError(e)}` }), jsonBlock(e.body ?? e.detail));
     } finally {
       submit.disabled = false;
       submit.textContent = `Send ${action}`;
@@ -450,7 +442,7 @@ async function guarded(part, read) {
     await read();
     showError(part.error, null);
   } catch (e) {
-    showError(part.error, explain(e));
+    showError(part.error, e);
   }
 }
 
@@ -459,7 +451,7 @@ async function refresh() {
   try {
     s = await api(here);
   } catch (e) {
-    showError(facts.error, explain(e));
+    showError(facts.error, e);
     if (e instanceof ApiError && e.status === 404) throw e;
     return;
   }

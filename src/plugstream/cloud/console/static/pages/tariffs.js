@@ -3,7 +3,7 @@
 // (a station's own tariff beats its driver's group's, which beats the default).
 // Prices go to the API as decimal strings, so what the operator typed is kept exactly.
 import {
-  ApiError, announce, api, csrfField, fill, guardWrite, h, session, showError, table, timeEl,
+  announce, api, csrfField, fill, guardWrite, h, session, showError, table, timeEl,
 } from "../console.js";
 
 const PRICES = [
@@ -15,14 +15,6 @@ const PRICES = [
 
 const root = document.getElementById("page");
 
-/** An API refusal in words: FastAPI's 422 lists ("loc: msg"), any other its detail. */
-function explain(error) {
-  const detail = error instanceof ApiError && error.body && error.body.detail;
-  if (Array.isArray(detail)) {
-    return `${error.status}: ${detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ")}`;
-  }
-  return error;
-}
 
 function field(id, label, control, hint) {
   control.id = id;
@@ -116,7 +108,7 @@ tariffForm.addEventListener("submit", async (event) => {
     formResult.hidden = false;
     announce(formResult.textContent);
   } catch (error) {
-    showError(formError, explain(error));
+    showError(formError, error);
   } finally {
     submitButton.disabled = false;
   }
@@ -169,7 +161,7 @@ assignForm.addEventListener("submit", async (event) => {
     announce(assignResult.textContent);
     await load();
   } catch (error) {
-    showError(assignError, explain(error));
+    showError(assignError, error);
   }
 });
 
@@ -200,7 +192,7 @@ async function remove(path, what, button) {
     await api(path, { method: "DELETE" });
     announce(`${what} removed.`);
   } catch (error) {
-    showError(listError, explain(error));
+    showError(listError, error);
     button.disabled = false;
   }
   await load();
@@ -285,7 +277,7 @@ async function load() {
     fillSelects();
     tariffList.dataset.loaded = "true";
   } catch (error) {
-    showError(listError, explain(error));
+    showError(listError, error);
   }
 }
 
