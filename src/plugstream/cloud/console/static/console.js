@@ -239,6 +239,17 @@ export function formData(form) {
   return out;
 }
 
+/**
+ * A labelled form field: ``control`` (with its id) under its <label>, and a hint the
+ * control is described by (aria-describedby) when one is given.
+ */
+export function field(control, label, hint) {
+  const hintId = hint ? `${control.id}-hint` : null;
+  if (hintId) control.setAttribute("aria-describedby", hintId);
+  return h("div", { class: "field" }, h("label", { for: control.id, text: label }), control,
+    hint ? h("span", { class: "hint", id: hintId, text: hint }) : null);
+}
+
 /** A hidden CSRF field for forms made in the page (every form carries it). */
 export function csrfField() {
   return h("input", { type: "hidden", name: "csrf_token", value: session.csrf });

@@ -2,19 +2,11 @@
 // service sends each one (PlugStream Cloud, or a third-party CSMS over wss://). Claim or
 // change with PUT /api/v1/claims/{serial}, release with DELETE.
 import {
-  api, announce, csrfField, fill, guardWrite, h, session, showError, table, timeEl,
+  api, announce, csrfField, fill, guardWrite, h, session, showError, table, timeEl, field,
 } from "../console.js";
 
 const root = document.getElementById("page");
 let claims = [];
-
-function field(input, label, hint) {
-  const hintId = hint ? `${input.id}-hint` : null;
-  if (hintId) input.setAttribute("aria-describedby", hintId);
-  return h("div", { class: "field" },
-    h("label", { for: input.id, text: label }), input,
-    hint ? h("span", { class: "hint", id: hintId, text: hint }) : null);
-}
 
 const serialInput = h("input", { id: "cl-serial", name: "serial_number", required: true, maxlength: 48, autocomplete: "off" });
 const ownerInput = h("input", { id: "cl-owner", name: "owner", required: true, maxlength: 255, autocomplete: "organization" });

@@ -3,7 +3,7 @@
 // (SetDisplayMessage), clear one (ClearDisplayMessage) or ask the station for all of its
 // own (GetDisplayMessages, whose NotifyDisplayMessages parts arrive after the answer).
 import {
-  announce, api, badge, csrfField, fill, guardWrite, h, session, showError, table, timeEl,
+  announce, api, badge, csrfField, fill, guardWrite, h, session, showError, table, timeEl, field as labelled,
 } from "../console.js";
 
 const PRIORITIES = ["NormalCycle", "InFront", "AlwaysFront"];
@@ -14,12 +14,8 @@ const root = document.getElementById("page");
 const params = new URLSearchParams(location.search);
 
 
-function field(id, label, control, hint) {
-  control.id = id;
-  if (hint) control.setAttribute("aria-describedby", `${id}-hint`);
-  return h("div", { class: "field" }, h("label", { for: id, text: label }), control,
-    hint ? h("span", { class: "hint", id: `${id}-hint`, text: hint }) : null);
-}
+/** A field whose control gets its id here. */
+const field = (id, label, control, hint) => labelled(Object.assign(control, { id }), label, hint);
 
 const options = (values, none) => values.map((v) => h("option", { value: v, text: v || none }));
 const stationId = () => stationSelect.value;

@@ -2,7 +2,7 @@
 // with each station's progress through the OCPP firmware statuses, live while it runs.
 // Reads and writes /api/v1/firmware, /api/v1/firmware/{id}/rollouts and /api/v1/rollouts.
 import {
-  api, announce, csrfField, fill, fmtNumber, guardWrite, h, live, session, showError, table, timeEl,
+  api, announce, csrfField, fill, fmtNumber, guardWrite, h, live, session, showError, table, timeEl, field,
 } from "../console.js";
 
 const POLL_MS = 3000; // a running rollout is read again this often, besides its stations' live events
@@ -49,13 +49,6 @@ let rollouts = [];
 // statuses this page saw each target go through: "rolloutId/stationId" -> [status, ...]
 const seen = new Map();
 
-function field(input, label, hint) {
-  const hintId = hint ? `${input.id}-hint` : null;
-  if (hintId) input.setAttribute("aria-describedby", hintId);
-  return h("div", { class: "field" },
-    h("label", { for: input.id, text: label }), input,
-    hint ? h("span", { class: "hint", id: hintId, text: hint }) : null);
-}
 
 // -- upload ------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 // expiry, group), block and unblock it, and see the groups (tokens sharing a parent
 // id token, OCPP's groupIdToken). Everything goes through /api/v1/id-tokens.
 import {
-  api, announce, badge, csrfField, fill, guardWrite, h, session, showError, table, timeEl,
+  api, announce, badge, csrfField, fill, guardWrite, h, session, showError, table, timeEl, field,
 } from "../console.js";
 
 const STATUSES = ["Accepted", "Blocked", "Expired", "Invalid"];
@@ -14,32 +14,27 @@ let tokens = [];
 
 // -- the form: add a token, or change one picked from the table ---------------------------
 
-const tokenInput = h("input", { id: "tok-token", name: "token", required: true, maxlength: ID_TOKEN_MAX, autocomplete: "off", "aria-describedby": "tok-token-hint" });
+const tokenInput = h("input", { id: "tok-token", name: "token", required: true, maxlength: ID_TOKEN_MAX, autocomplete: "off" });
 const typeSelect = h("select", { id: "tok-type", name: "token_type" }, TYPES.map((t) => h("option", { value: t, text: t })));
 const statusSelect = h("select", { id: "tok-status", name: "status" }, STATUSES.map((s) => h("option", { value: s, text: s })));
-const expiryInput = h("input", { id: "tok-expiry", name: "expiry", type: "datetime-local", "aria-describedby": "tok-expiry-hint" });
-const groupInput = h("input", { id: "tok-group", name: "parent_id_token", maxlength: ID_TOKEN_MAX, autocomplete: "off", list: "tok-groups", "aria-describedby": "tok-group-hint" });
+const expiryInput = h("input", { id: "tok-expiry", name: "expiry", type: "datetime-local" });
+const groupInput = h("input", { id: "tok-group", name: "parent_id_token", maxlength: ID_TOKEN_MAX, autocomplete: "off", list: "tok-groups" });
 const groupList = h("datalist", { id: "tok-groups" });
 const formError = h("p", { class: "error", role: "alert", hidden: true });
 const formTitle = h("h2", { id: "tok-form-title", text: "Add an id token" });
 const submit = h("button", { type: "submit", text: "Add id token" });
 const cancel = h("button", { type: "button", class: "secondary", hidden: true, text: "Cancel change", onclick: () => editing(null) });
 
-function field(input, label, hint, hintId) {
-  return h("div", { class: "field" },
-    h("label", { for: input.id, text: label }), input,
-    hint ? h("span", { class: "hint", id: hintId, text: hint }) : null);
-}
 
 const form = h("form", { class: "card tok-form", "aria-labelledby": "tok-form-title", novalidate: false },
   formTitle,
   csrfField(),
   h("div", { class: "tok-fields" },
-    field(tokenInput, "idToken", `1 to ${ID_TOKEN_MAX} characters, as the card or app presents it.`, "tok-token-hint"),
+    field(tokenInput, "idToken", `1 to ${ID_TOKEN_MAX} characters, as the card or app presents it.`),
     field(typeSelect, "Type"),
     field(statusSelect, "Status"),
-    field(expiryInput, "Expiry (your local time)", "Empty: never expires.", "tok-expiry-hint"),
-    field(groupInput, "Group (parent idToken)", "Tokens with the same group id are one group.", "tok-group-hint"),
+    field(expiryInput, "Expiry (your local time)", "Empty: never expires."),
+    field(groupInput, "Group (parent idToken)", "Tokens with the same group id are one group."),
     groupList),
   formError,
   h("div", { class: "tok-buttons" }, submit, cancel));

@@ -4,7 +4,7 @@
 // answer as its status; the page says so in its alert, not as a success.
 import {
   announce, api, badge, csrfField, fill, guardWrite, h, live, session, showError, table,
-  timeEl,
+  timeEl, field as labelled,
 } from "../console.js";
 
 const TOKEN_TYPES = ["ISO14443", "ISO15693", "Central", "eMAID", "KeyCode", "Local", "MacAddress", "NoAuthorization"];
@@ -27,12 +27,8 @@ function localIn(minutes) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-function field(id, label, control, hint) {
-  control.id = id;
-  if (hint) control.setAttribute("aria-describedby", `${id}-hint`);
-  return h("div", { class: "field" }, h("label", { for: id, text: label }), control,
-    hint ? h("span", { class: "hint", id: `${id}-hint`, text: hint }) : null);
-}
+/** A field whose control gets its id here. */
+const field = (id, label, control, hint) => labelled(Object.assign(control, { id }), label, hint);
 
 // -- the form ----------------------------------------------------------------------------
 

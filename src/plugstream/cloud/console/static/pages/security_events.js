@@ -1,7 +1,7 @@
 // Security events: what stations reported (SecurityEventNotification) and the connections
 // the gateway refused (counted: one row per station id, address and reason), newest first.
 // The API filters by station; type and time filter what it returned, here in the page.
-import { api, fill, fmtNumber, h, live, showError, table, timeEl } from "../console.js";
+import { api, fill, fmtNumber, h, live, showError, table, timeEl, field } from "../console.js";
 
 const root = document.getElementById("page");
 let events = [];
@@ -20,9 +20,6 @@ const countsEl = h("ul", { class: "counts", id: "se-counts", "aria-label": "Coun
 const listEl = h("div", { id: "se-list" });
 const shownEl = h("p", { class: "note", id: "se-shown", "aria-live": "polite" });
 
-function field(input, label) {
-  return h("div", { class: "field" }, h("label", { for: input.id, text: label }), input);
-}
 
 // a filter form, not a write: it only reads, so a read-only operator uses it too
 const filters = h("form", { class: "toolbar se-filters", role: "search", "aria-label": "Filter security events" },

@@ -5,7 +5,7 @@
 // (ClearChargingProfile) one. The smart-charging API speaks camelCase, as OCPP does.
 import {
   announce, api, badge, csrfField, fill, fmtNumber, guardWrite, h, jsonBlock, live, session,
-  describeError, showError, table, timeEl,
+  describeError, showError, table, timeEl, field as labelled,
 } from "../console.js";
 
 const DEFAULT_STATION_MAX_A = 32; // the API's, for a station given no maximum of its own
@@ -13,12 +13,8 @@ const DEFAULT_STATION_MAX_A = 32; // the API's, for a station given no maximum o
 const root = document.getElementById("page");
 
 
-function field(id, label, control, hint) {
-  control.id = id;
-  if (hint) control.setAttribute("aria-describedby", `${id}-hint`);
-  return h("div", { class: "field" }, h("label", { for: id, text: label }), control,
-    hint ? h("span", { class: "hint", id: `${id}-hint`, text: hint }) : null);
-}
+/** A field whose control gets its id here. */
+const field = (id, label, control, hint) => labelled(Object.assign(control, { id }), label, hint);
 
 function writeButton(text, label, cls, onclick) {
   const button = h("button", {

@@ -3,7 +3,7 @@
 // (a station's own tariff beats its driver's group's, which beats the default).
 // Prices go to the API as decimal strings, so what the operator typed is kept exactly.
 import {
-  announce, api, csrfField, fill, guardWrite, h, session, showError, table, timeEl,
+  announce, api, csrfField, fill, guardWrite, h, session, showError, table, timeEl, field as labelled,
 } from "../console.js";
 
 const PRICES = [
@@ -16,12 +16,8 @@ const PRICES = [
 const root = document.getElementById("page");
 
 
-function field(id, label, control, hint) {
-  control.id = id;
-  if (hint) control.setAttribute("aria-describedby", `${id}-hint`);
-  return h("div", { class: "field" }, h("label", { for: id, text: label }), control,
-    hint ? h("span", { class: "hint", id: `${id}-hint`, text: hint }) : null);
-}
+/** A field whose control gets its id here. */
+const field = (id, label, control, hint) => labelled(Object.assign(control, { id }), label, hint);
 
 function money(name) {
   // text, not number: a number input would round "0.123456" by the browser's rules
