@@ -26,6 +26,26 @@ pytestmark = pytest.mark.socket
 DEMO = [sys.executable, "-m", "plugstream.cli", "demo"]
 
 
+def start_demo(*args: str) -> subprocess.Popen[str]:
+    """``plugstream demo`` with ``args`` in its own process group, as a terminal runs it."""
+    return subprocess.Popen(
+        [*DEMO, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def stop_demo(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl-C, and what the demo printed after it; then, by PID, whatever is left."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=15)
+    finally:
+        stop_process(proc)
+
+
 def test_demo_runs_sessions_against_the_cloud_and_shows_its_api() -> None:
     done = subprocess.run(
         [*DEMO, "--stations", "4", "--duration", "8", "--time-scale", "120"],
@@ -63,13 +83,7 @@ def _wait_for(proc: subprocess.Popen[str], text: str, timeout: float) -> str:
 
 
 def test_ctrl_c_stops_the_demo_cleanly() -> None:
-    proc = subprocess.Popen(
-        [*DEMO, "--stations", "4", "--time-scale", "120"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: whatever it started is in there
-    )
+    proc = start_demo("--stations", "4", "--time-scale", "120")  # its own process group
     try:
         _wait_for(proc, "connected 4/4", 20)
         began = time.monotonic()
@@ -90,13 +104,7 @@ def test_ctrl_c_stops_the_demo_cleanly() -> None:
 def test_demo_transactions_carry_no_flags_of_the_demos_own_making() -> None:
     """The stations run 120 times as fast as the wall, and so does the demo's cloud: what a
     newcomer browses in the demo's API is clean data, no TimeInFuture the demo caused."""
-    proc = subprocess.Popen(
-        [*DEMO, "--stations", "4", "--time-scale", "120", "--session-minutes", "20"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_demo("--stations", "4", "--time-scale", "120", "--session-minutes", "20")
     try:
         out = read_until(proc, "PlugStream Cloud API:", timeout=30)
         found = re.search(r"(http://127\.0\.0\.1:\d+/api/v1)/", out)
@@ -115,11 +123,7 @@ def test_demo_transactions_carry_no_flags_of_the_demos_own_making() -> None:
 
         transactions = until_sync(ended, "two demo sessions ended", timeout=60)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=15)
-        finally:
-            stop_process(proc)
+        stop_demo(proc)
     assert transactions
     for tx in transactions:
         assert tx["flags"] == [], tx
@@ -136,13 +140,7 @@ def test_the_demo_prints_a_console_login_that_shows_its_fleet() -> None:
     """``make demo`` names the console and its login beside the API: the printed admin
     logs in (POST /login) and sees the demo's stations through the session; the printed
     viewer is read-only (403 on a write); the pages are served on the same address."""
-    proc = subprocess.Popen(
-        [*DEMO, "--stations", "4", "--time-scale", "120"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_demo("--stations", "4", "--time-scale", "120")
     try:
         out = read_until(proc, "PlugStream console:", timeout=30)
         lines = out.splitlines()
@@ -178,11 +176,7 @@ def test_the_demo_prints_a_console_login_that_shows_its_fleet() -> None:
             assert refused.status_code == 403, refused.text
             assert viewer.get("/api/v1/stations").status_code == 200
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rest, err = proc.communicate(timeout=15)
-        finally:
-            stop_process(proc)
+        rest, err = stop_demo(proc)
     assert proc.returncode == 0, err
     assert f"PlugStream console was: {origin}" in rest, rest
     assert "Traceback" not in err, err
@@ -209,13 +203,7 @@ def test_demo_prices_divides_and_messages_on_the_2_0_1_stations() -> None:
     2.0.1 sessions a running cost (at least the start fee with VAT), the Depot's 32 A are
     divided among its stations' sessions, the display message and the device model are
     in the API the demo names, and no message of all that is an error."""
-    proc = subprocess.Popen(
-        [*DEMO, "--stations", "6", "--time-scale", "120", "--session-minutes", "20"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_demo("--stations", "6", "--time-scale", "120", "--session-minutes", "20")
     start_cost = (DEMO_TARIFF.start_fee * (1 + DEMO_TARIFF.vat_percent / 100)).quantize(
         Decimal("0.01"), rounding=ROUND_HALF_UP
     )
@@ -265,11 +253,7 @@ def test_demo_prices_divides_and_messages_on_the_2_0_1_stations() -> None:
         tariffs = httpx.get(f"{api}/tariffs", timeout=5).json()
         assert [t["is_default"] for t in tariffs] == [True], tariffs
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rest, err = proc.communicate(timeout=15)
-        finally:
-            stop_process(proc)
+        rest, err = stop_demo(proc)
     assert proc.returncode == 0, err
     last = [line for line in rest.splitlines() if line.startswith("PlugStream demo stopped")]
     assert len(last) == 1 and "errors 0" in last[0], rest
@@ -287,13 +271,7 @@ def test_demo_reserves_watches_and_uploads_a_log_on_the_2_0_1_stations() -> None
     """Issue 15's other 2.0.1 features, as a newcomer sees them in the demo's line and in
     the API its "Try:" line names: a reservation with its status, the events PS-002's
     power monitor made it send, its log uploaded to the cloud; no message an error."""
-    proc = subprocess.Popen(
-        [*DEMO, "--stations", "4", "--time-scale", "120", "--session-minutes", "20"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_demo("--stations", "4", "--time-scale", "120", "--session-minutes", "20")
     try:
         out = read_until(proc, "Try: GET", timeout=30)
         found = re.search(r"(http://127\.0\.0\.1:\d+/api/v1)/", out)
@@ -335,11 +313,7 @@ def test_demo_reserves_watches_and_uploads_a_log_on_the_2_0_1_stations() -> None
         assert uploaded.status_code == 200 and len(uploaded.content) == logs[0]["size"]
         assert b"PlugStream station PS-002 diagnostics" in uploaded.content
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rest, err = proc.communicate(timeout=15)
-        finally:
-            stop_process(proc)
+        rest, err = stop_demo(proc)
     assert proc.returncode == 0, err
     last = [line for line in rest.splitlines() if line.startswith("PlugStream demo stopped")]
     assert len(last) == 1 and "errors 0" in last[0], rest
