@@ -312,6 +312,12 @@ async def test_a_page_sees_a_station_connect_and_its_stream_ends_when_the_server
 
         async with station201(hop, "LIVE-1") as station:
             await until(lambda: sent(""), "the connected station sent to the page")
+            # a page opened between two samples sees the fleet as it is now
+            now = (await hop.api.get("/overview")).json()["now"]
+            at, last = (
+                datetime.fromisoformat(t) for t in (now["at"], overview["samples"][-1]["at"])
+            )
+            assert now["connected"] == 1 and at >= last
             await station.status("Occupied", datetime.now(UTC))
             await until(lambda: sent("Occupied"), "its connector's new status sent")
 

@@ -90,13 +90,18 @@ class LiveView:
     def sample(self, now: float, at: datetime, connected: int, frames: int) -> Sample:
         """A sample at monotonic ``now`` (wall time ``at``), with ``frames`` received in
         all since start: the rate is over the time since the previous sample."""
+        point = self.peek(now, at, connected, frames)
+        self._last = (now, frames)
+        self.samples.append(point)
+        return point
+
+    def peek(self, now: float, at: datetime, connected: int, frames: int) -> Sample:
+        """What a sample would say now, kept nowhere: a page opened between two samples
+        shows the fleet as it is, not as it was up to ``SAMPLE_S`` ago."""
         rate = 0.0
         if self._last is not None and now > self._last[0]:
             rate = max(0, frames - self._last[1]) / (now - self._last[0])
-        self._last = (now, frames)
-        point = Sample(at, connected, round(rate, 2))
-        self.samples.append(point)
-        return point
+        return Sample(at, connected, round(rate, 2))
 
 
 def _event(name: str, data: Any) -> bytes:
@@ -210,13 +215,18 @@ class LiveHub:
             await asyncio.sleep(SAMPLE_S)
             self._publish(_event("overview", _sample_json(self._sample())))
 
-    def _sample(self) -> Sample:
-        return self.view.sample(
+    def _sample(self, *, keep: bool = True) -> Sample:
+        take = self.view.sample if keep else self.view.peek
+        return take(
             self._monotonic(),
             self._wall(),
             len(self.gateway.live_versions()),
             self.gateway.frames_received,
         )
+
+    def current(self) -> Sample:
+        """The fleet now, as a sample not kept (:meth:`LiveView.peek`)."""
+        return self._sample(keep=False)
 
     # -- the pages' side -----------------------------------------------------------------
 
@@ -331,6 +341,9 @@ class SampleOut(BaseModel):
 class OverviewOut(BaseModel):
     interval_s: float = Field(description="Seconds between samples.")
     samples: list[SampleOut] = Field(description="The last hour, oldest first.")
+    now: SampleOut = Field(
+        description="The fleet at this moment (not kept: the next sample replaces it)."
+    )
 
 
 router = guarded_router(tags=["console"])
@@ -345,7 +358,11 @@ def _hub(request: Request) -> LiveHub:
 async def overview(request: Request) -> dict[str, Any]:
     """Connected stations and OCPP messages a second over the last hour."""
     hub = _hub(request)
-    return {"interval_s": SAMPLE_S, "samples": [_sample_json(s) for s in hub.view.samples]}
+    return {
+        "interval_s": SAMPLE_S,
+        "samples": [_sample_json(s) for s in hub.view.samples],
+        "now": _sample_json(hub.current()),
+    }
 
 
 @router.get(

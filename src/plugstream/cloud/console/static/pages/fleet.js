@@ -305,7 +305,8 @@ async function load() {
       try {
         const [stations, overview] = await Promise.all([api("stations"), api("overview")]);
         setAll(stations);
-        samples = overview.samples;
+        // the fleet now closes the line; the next sample of the hub takes its place
+        samples = [...overview.samples, { ...overview.now, current: true }];
         drawOverview();
         showError(errorEl, null);
       } catch (error) {
@@ -338,6 +339,7 @@ function listen() {
       else if (loadedOnce) update(stations);
     },
     overview(sample) {
+      samples = samples.filter((s) => !s.current);
       samples.push(sample);
       drawOverview();
     },
