@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,11 +87,11 @@ def test_the_overview_keeps_only_the_last_hours_samples() -> None:
 @dataclass
 class Stations:
     records: dict[str, StationRecord]
-    reads: list[str] = field(default_factory=list)
+    reads: list[list[str]] = field(default_factory=list)
 
-    async def get(self, station_id: str) -> StationRecord | None:
-        self.reads.append(station_id)
-        return self.records.get(station_id)
+    async def get_many(self, station_ids: Sequence[str]) -> list[StationRecord]:
+        self.reads.append(list(station_ids))
+        return [self.records[i] for i in sorted(station_ids) if i in self.records]
 
 
 @dataclass
@@ -165,6 +165,7 @@ async def test_a_station_changed_three_times_is_read_once_and_sent_to_every_page
         async with hub.watch() as one, hub.watch() as two:
             for _ in range(3):
                 notify("CS-2")
+                notify("CS-GONE")  # deleted meanwhile: not sent
             first = parse(await next_event(one))
             second = parse(await next_event(two))
         assert first == second
@@ -173,7 +174,7 @@ async def test_a_station_changed_three_times_is_read_once_and_sent_to_every_page
         assert [s["station_id"] for s in stations] == ["CS-2"]
         assert stations[0]["connected"] is True
         assert stations[0]["connectors"][0]["status"] == "Available"
-        assert store.stations.reads == ["CS-2"], "one read shared by both pages"
+        assert store.stations.reads == [["CS-2", "CS-GONE"]], "one read shared by both pages"
     assert hub.watchers == 0
 
 

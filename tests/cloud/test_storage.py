@@ -79,6 +79,19 @@ async def test_registered_station_accepts_its_password_and_no_other(store: Store
     assert not await store.stations.check_password("CP2", "")
 
 
+async def test_several_stations_are_read_at_once_with_their_connectors(store: Store) -> None:
+    for station_id in ("CP3", "CP1", "CP2"):
+        await store.stations.register(station_id)
+    at = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    await store.stations.set_connector_status(
+        "CP2", evse_id=1, connector_id=1, status="Faulted", error_code="GroundFailure", at=at
+    )
+    found = await store.stations.get_many(["CP2", "NOBODY", "CP1"])
+    assert [r.station_id for r in found] == ["CP1", "CP2"]
+    assert found[0].connectors == [] and found[1].connectors[0].status == "Faulted"
+    assert await store.stations.get_many([]) == []
+
+
 async def test_password_is_stored_as_a_slow_hash_never_plaintext(store: Store) -> None:
     await store.stations.register("CP1", password="s3cret-s3cret")
     stored = await scalar(store, "SELECT password_hash FROM stations WHERE station_id = 'CP1'")

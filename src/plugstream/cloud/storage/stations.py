@@ -8,7 +8,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -139,7 +139,10 @@ def _station_record(row: Row[Any], connectors: list[ConnectorStatus]) -> Station
     )
 
 
-def _read_stations(conn: Connection, station_id: str | None) -> list[StationRecord]:
+def _read_stations(
+    conn: Connection, station_id: str | None, among: Sequence[str] | None = None
+) -> list[StationRecord]:
+    """One station, those ``among`` the ids given, or (neither) every one."""
     query = select(s.stations).order_by(s.stations.c.station_id)
     cquery = select(s.connectors).order_by(
         s.connectors.c.station_id, s.connectors.c.evse_id, s.connectors.c.connector_id
@@ -147,6 +150,9 @@ def _read_stations(conn: Connection, station_id: str | None) -> list[StationReco
     if station_id is not None:
         query = query.where(s.stations.c.station_id == station_id)
         cquery = cquery.where(s.connectors.c.station_id == station_id)
+    elif among is not None:
+        query = query.where(s.stations.c.station_id.in_(among))
+        cquery = cquery.where(s.connectors.c.station_id.in_(among))
     by_station: dict[str, list[ConnectorStatus]] = {}
     for c in conn.execute(cquery):
         by_station.setdefault(c.station_id, []).append(
@@ -427,6 +433,12 @@ class Stations:
     async def get(self, station_id: str) -> StationRecord | None:
         found = await self._db.read(lambda conn: _read_stations(conn, station_id))
         return found[0] if found else None
+
+    async def get_many(self, station_ids: Sequence[str]) -> list[StationRecord]:
+        """The stations of ``station_ids`` that are registered, in one read (ordered by id)."""
+        if not station_ids:
+            return []
+        return await self._db.read(lambda conn: _read_stations(conn, None, station_ids))
 
     async def get_boot_status(self, station_id: str) -> str | None:
         """What a BootNotification of the station is answered (None: not registered);
