@@ -199,7 +199,12 @@ class OcppEndpoint:
             elif type(event) is SendReceived:
                 self._hand_on_send(event)
             elif type(event) is ProtocolViolation:
-                log.warning("OCPP protocol violation: %s", event.error)
+                if event.error.code is ErrorCode.NotSupported:
+                    # a known action this side does not implement: the peer may ask (a
+                    # CSMS probing a feature), and NotSupported is the answer, no violation
+                    log.info("answered %s", event.error)
+                else:
+                    log.warning("OCPP protocol violation: %s", event.error)
             elif type(event) is CloseConnection:
                 self._closing = event
             else:
