@@ -567,6 +567,8 @@ class StationRuntime(Generic[ConfigT]):
                 continue
             if not isinstance(action, StatusChanged):
                 continue
+            if not action.changed_16 and self.ocpp_version is OcppVersion.V16:
+                continue  # only 2.0.1's status changed (Preparing, then the cable)
             if self.online:
                 status = self._status_value(action)
                 if self.skip_unchanged_status and self._reported.get(action.connector_id) == status:
