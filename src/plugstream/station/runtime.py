@@ -446,6 +446,7 @@ class StationRuntime(Generic[ConfigT]):
         self._changed = asyncio.Event()  # the journal's and the session's wake-up
         self._tick_event = asyncio.Event()  # the tick loop's wake-up
         self._security_changed = asyncio.Event()  # the security events' wake-up
+        self._boot_wake = asyncio.Event()  # a triggered BootNotification was Accepted
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ws: Any = None
         self._ws_link: Link | None = None  # the managed link the open connection runs over
@@ -1483,8 +1484,9 @@ class StationRuntime(Generic[ConfigT]):
         await self._heartbeats()
 
     async def _boot(self, endpoint: OcppEndpoint) -> None:
-        """BootNotification until Accepted, after the interval the CSMS asks for."""
-        while True:
+        """BootNotification until Accepted, after the interval the CSMS asks for (or
+        sooner: a BootNotification the CSMS triggered meanwhile was Accepted)."""
+        while not self.connection.registered:
             payload = self._boot_payload()
             try:
                 result = await self._send(endpoint, "BootNotification", payload)
@@ -1492,44 +1494,61 @@ class StationRuntime(Generic[ConfigT]):
                 log.info("BootNotification failed: %s", exc)
                 self.connection.handle(BootFailed(self._seconds()))
             else:
-                answer = BootAnswered(
-                    self._seconds(),
-                    str(result["status"]),
-                    int(result["interval"]),
-                    self._boot_data(payload),
-                )
-                for action in self.connection.handle(answer):
-                    if isinstance(action, Registered):
-                        if action.interval > 0:
-                            self.heartbeat_interval = action.interval
-                            self._store_heartbeat_interval(action.interval)
-                        self.firmware.on_boot_accepted()  # a new firmware proved itself
-                        self.wake()
-                        return
+                if self._boot_answered(result, payload):
+                    return
             delay = self.connection.boot_retry_in(self._seconds())
-            await self.clock.sleep(DEFAULT_BOOT_RETRY_S if delay is None else delay)
+            self._boot_wake.clear()
+            await _wait_event(
+                self._boot_wake, self.clock, DEFAULT_BOOT_RETRY_S if delay is None else delay
+            )
+
+    def _boot_answered(self, result: dict[str, Any], payload: dict[str, Any]) -> bool:
+        """The CSMS answered the BootNotification ``payload`` with ``result``: True when
+        it Accepted it (the station is registered, with the CSMS's heartbeat interval)."""
+        answer = BootAnswered(
+            self._seconds(),
+            str(result["status"]),
+            int(result["interval"]),
+            self._boot_data(payload),
+        )
+        for action in self.connection.handle(answer):
+            if isinstance(action, Registered):
+                if action.interval > 0:
+                    self.heartbeat_interval = action.interval
+                    self._store_heartbeat_interval(action.interval)
+                self.firmware.on_boot_accepted()  # a new firmware proved itself
+                self.wake()
+                return True
+        return False
 
     def boot_needed(self) -> bool:
         """BootNotification on the next connection? Yes after a (re)start or a Reset, when
         the boot data changed, or while not yet Accepted; a plain reconnect: no."""
         return self.connection.boot_due(self._boot_data())
 
-    async def send_triggered(self, message: str) -> None:
-        """Send the message a TriggerMessage asked for."""
+    async def send_triggered(self, message: str, connector_id: int | None = None) -> None:
+        """Send the message a TriggerMessage asked for; ``connector_id``: the connector
+        it named (a StatusNotification of that connector only), None: all of them."""
         if message == "BootNotification":
+            payload = self._triggered_boot_payload()
             try:
-                result = await self.call("BootNotification", self._boot_payload())
+                result = await self.call("BootNotification", payload)
             except OcppError:
                 return
-            if result.get("status") == "Accepted" and int(result["interval"]) > 0:
-                self.heartbeat_interval = int(result["interval"])
+            if self._boot_answered(result, payload):
+                self._boot_wake.set()  # a boot waiting for its retry: registered now
         elif message == "Heartbeat":
             await self.call_quietly("Heartbeat", {})
         elif message == "StatusNotification":
             for payload in self._status_payloads():
-                await self.call_quietly("StatusNotification", payload)
+                if connector_id is None or payload["connectorId"] == connector_id:
+                    await self.call_quietly("StatusNotification", payload)
         else:
             await self._send_triggered(message)
+
+    def _triggered_boot_payload(self) -> dict[str, Any]:
+        """The BootNotification a TriggerMessage asked for (2.0.1: reason Triggered)."""
+        return self._boot_payload()
 
     # -- the journal and the delivery of its entries -----------------------------------
 
