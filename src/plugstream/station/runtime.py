@@ -411,6 +411,12 @@ class StationRuntime(Generic[ConfigT]):
         self.journal = journal if journal is not None else Journal(data_dir / "journal.sqlite")
         self.state_path = data_dir / STATE_FILE
         state = self._load_state()
+        refusing = state.get("csms_without_security_events")
+        self.csms_without_security_events: set[str] = {
+            str(url) for url in (refusing if isinstance(refusing, list) else [])
+        }
+        """The CSMSs (:meth:`csms_identity`) that answered a SecurityEventNotification
+        NotImplemented: none is sent to them (saved with the state)."""
         self.hardware = ChargePointHardware(
             model, self.rng, now=self._seconds(), energy_wh=restored_energy(state)
         )
@@ -543,6 +549,7 @@ class StationRuntime(Generic[ConfigT]):
                 "pending_operative": self.connector.pending_operative,
                 "profiles": self.profiles.to_json(),
                 "transaction": None if tx is None else tx.to_json(),
+                "csms_without_security_events": sorted(self.csms_without_security_events),
             },
         )
 
@@ -1086,6 +1093,10 @@ class StationRuntime(Generic[ConfigT]):
             if endpoint is None or not pending:
                 await wake.wait()
                 continue
+            if self.csms_identity() in self.csms_without_security_events:
+                # this CSMS said it does not take them: logged here, never sent to it
+                self.security_log.unsupported(*(e.seq for e in pending))
+                continue
             entry = pending[0]
             try:
                 payload = entry.payload()  # logged before the version was known (setup): its name
@@ -1095,7 +1106,7 @@ class StationRuntime(Generic[ConfigT]):
                 if endpoint is not self.endpoint:
                     continue  # the connection went: sent again after the next boot
                 if exc.code in (ErrorCode.NotImplemented, ErrorCode.NotSupported):
-                    log.info("the CSMS does not take SecurityEventNotification: kept in the log")
+                    self._csms_refuses_security_events()
                     self.security_log.unsupported(entry.seq)
                     continue
                 failures[entry.seq] = failures.get(entry.seq, 0) + 1
@@ -1108,6 +1119,31 @@ class StationRuntime(Generic[ConfigT]):
                 await _wait_event(self._security_changed, self.clock, SECURITY_RETRY_S)
                 continue
             self.security_log.delivered(entry.seq)
+
+    def csms_identity(self) -> str | None:
+        """The CSMS the station talks to, as remembered about it: the URL it connects
+        to (station id included, no password in it); None when not running."""
+        target = self._target
+        if target is None:
+            return None
+        parts = urlsplit(target)
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+    def _csms_refuses_security_events(self) -> None:
+        """The CSMS answered a SecurityEventNotification NotImplemented/NotSupported (a
+        1.6 central system without the security extension): it does not take them, so
+        none is sent to it again -- remembered in the saved state, across reconnects and
+        restarts; the events stay in the station's own security log."""
+        csms = self.csms_identity()
+        if csms is None or csms in self.csms_without_security_events:
+            return
+        log.info(
+            "%s does not take SecurityEventNotification: none is sent to it again;"
+            " the events stay in the security log",
+            csms,
+        )
+        self.csms_without_security_events.add(csms)
+        self.save_state()
 
     def _ping_interval(self, interval: int) -> float | None:
         """The WebSocket ping interval in wall seconds (the clock may run scaled); 0 = off."""
