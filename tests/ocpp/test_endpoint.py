@@ -5,6 +5,8 @@ return the peer's answer or fail cleanly."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -432,3 +434,44 @@ async def test_a_handler_whose_awaited_future_is_cancelled_still_answers_and_the
             assert orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))[:2] == [3, "h2"]
         finally:
             await ws.close()
+
+
+class ClosingWhileSending:
+    """A transport whose connection closes while a frame is being sent: the receiver
+    sees the close first (as websockets' reader does), then the send fails."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+        self.sending = asyncio.Event()
+
+    async def recv(self) -> str:
+        await self.closed.wait()
+        raise ConnectionError("connection closed")
+
+    async def send(self, text: str) -> None:
+        self.sending.set()
+        await self.closed.wait()
+        raise ConnectionError("connection closed while sending")
+
+
+async def test_a_call_whose_send_fails_as_the_connection_closes_leaves_no_unretrieved_future(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """run() fails the waiting call (ConnectionLost on its future) before the call's own
+    send fails: the caller gets an OcppError, and the future's error is retrieved, so
+    asyncio logs no "Future exception was never retrieved" (issue 17, finding 2)."""
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    transport = ClosingWhileSending()
+    endpoint = OcppEndpoint(transport, OcppVersion.V201)
+    runner = asyncio.create_task(endpoint.run())
+    payload = {"type": "ResetOrReboot", "timestamp": NOW}
+    call = asyncio.create_task(endpoint.call("SecurityEventNotification", payload))
+    await asyncio.wait_for(transport.sending.wait(), WAIT)
+    transport.closed.set()
+    with pytest.raises(OcppError):
+        await call
+    await asyncio.wait_for(runner, WAIT)
+    del call
+    gc.collect()
+    await ready_tasks_run(2)
+    assert "never retrieved" not in caplog.text

@@ -31,7 +31,8 @@ T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def statuses(actions: list[Action]) -> list[ChargePointStatus]:
-    return [a.status_16 for a in actions if isinstance(a, StatusChanged)]
+    """The 1.6 statuses reported (not the changes only 2.0.1 reports)."""
+    return [a.status_16 for a in actions if isinstance(a, StatusChanged) and a.changed_16]
 
 
 def charging(c: Connector) -> None:
@@ -330,6 +331,24 @@ def test_connection_timeout_and_restart_from_finishing() -> None:
     d = Connector(2)
     d.authorized("TAG1", T0)
     assert statuses(d.connection_timeout(T0)) == [S.AVAILABLE]  # B1
+
+
+def test_201_occupied_when_the_cable_is_in_not_at_the_authorization() -> None:
+    """An idToken accepted before the car (a RequestStartTransaction): 1.6 Preparing, 2.0.1
+    still Available; the cable goes in: 2.0.1 Occupied, told by a change 1.6 does not
+    report (it is Preparing still). Plugged in first: Occupied at once."""
+    c = Connector(1)
+    (change,) = c.authorized("TAG1", T0)
+    assert isinstance(change, StatusChanged)
+    assert (change.status_16, change.status_201) == (S.PREPARING, ConnectorStatus.AVAILABLE)
+    assert c.status_201 is ConnectorStatus.AVAILABLE
+    (change,) = c.plug_in(T0)
+    assert isinstance(change, StatusChanged) and not change.changed_16
+    assert (change.status_16, change.status_201) == (S.PREPARING, ConnectorStatus.OCCUPIED)
+    assert c.status_201 is ConnectorStatus.OCCUPIED
+    d = Connector(2)
+    (change,) = d.plug_in(T0)
+    assert change.changed_16 and change.status_201 is ConnectorStatus.OCCUPIED
 
 
 def test_duplicates_are_not_reported() -> None:

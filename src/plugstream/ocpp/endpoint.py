@@ -123,13 +123,26 @@ class OcppEndpoint:
         try:
             await self._process(events)
         except (asyncio.CancelledError, OcppError):
+            self._forget(message_id, future)
             raise
         except Exception as exc:
             # the transport refused the frame (the connection is closing): the call was
             # not made, which callers already handle as "connection lost"
-            self._waiters.pop(message_id, None)
+            self._forget(message_id, future)
             raise ConnectionLost(action, str(exc), message_id, sent=False) from exc
         return await future
+
+    def _forget(self, message_id: str, future: asyncio.Future[dict[str, Any]]) -> None:
+        """The caller of ``message_id`` gives up before awaiting ``future``: drop it, and
+        retrieve the error the connection's end may have set on it meanwhile (a Reset
+        closes the connection while the frame is being sent: :meth:`run` fails every
+        waiting call, this one too), else asyncio logs "Future exception was never
+        retrieved" when the future is collected."""
+        self._waiters.pop(message_id, None)
+        if not future.done():
+            future.cancel()
+        elif not future.cancelled():
+            future.exception()  # retrieved: the caller raises its own error instead
 
     async def send(self, action: str, payload: dict[str, Any]) -> None:
         """2.1 SEND: fire and forget."""
@@ -186,7 +199,12 @@ class OcppEndpoint:
             elif type(event) is SendReceived:
                 self._hand_on_send(event)
             elif type(event) is ProtocolViolation:
-                log.warning("OCPP protocol violation: %s", event.error)
+                if event.error.code is ErrorCode.NotSupported:
+                    # a known action this side does not implement: the peer may ask (a
+                    # CSMS probing a feature), and NotSupported is the answer, no violation
+                    log.info("answered %s", event.error)
+                else:
+                    log.warning("OCPP protocol violation: %s", event.error)
             elif type(event) is CloseConnection:
                 self._closing = event
             else:

@@ -249,6 +249,9 @@ class StatusChanged:
     error_code: ChargePointErrorCode
     timestamp: datetime
     info: str | None = None
+    changed_16: bool = True
+    """False: only the 2.0.1 status changed (a cable plugged in while Preparing): a 1.6
+    station has nothing to report."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -334,7 +337,16 @@ class Connector:
 
     @property
     def status_201(self) -> ConnectorStatus:
-        return to_201(self._status)
+        return self._to_201(self._status)
+
+    def _to_201(self, status: ChargePointStatus) -> ConnectorStatus:
+        """``status`` in 2.0.1's words for this connector now: Preparing without a cable
+        (an idToken accepted, a RequestStartTransaction, the car not there yet) is still
+        Available -- a 2.0.1 connector is Occupied once the EV is connected (E02/F01),
+        not before; with the cable in it is Occupied."""
+        if status is _S.PREPARING and not self._plugged:
+            return ConnectorStatus.AVAILABLE
+        return to_201(status)
 
     @property
     def error_code(self) -> ChargePointErrorCode:
@@ -389,8 +401,14 @@ class Connector:
         """The cable is connected (A2). Reserved/Unavailable/Faulted stay so (G03.FR.09)."""
         if self._plugged:
             raise InvalidTransition("already plugged in")
+        before = self.status_201
         self._plugged = True
-        return self._settle(now)
+        actions = self._settle(now)
+        if not actions and self.status_201 is not before:
+            # Preparing already (authorized first): 1.6 has nothing new to say, 2.0.1 is
+            # Occupied now that the EV is connected
+            actions = [self._notification(self._status, now, self._info, changed_16=False)]
+        return actions
 
     def unplug(self, now: datetime) -> list[Action]:
         """The cable is removed: usage ends (B1, C1/D1/E1, F1, or x8 when scheduled Unavailable).
@@ -646,15 +664,21 @@ class Connector:
         raise AssertionError(f"no 1.6 transition from {start} to {target}")  # pragma: no cover
 
     def _notification(
-        self, status: ChargePointStatus, now: datetime, info: str | None = None
+        self,
+        status: ChargePointStatus,
+        now: datetime,
+        info: str | None = None,
+        *,
+        changed_16: bool = True,
     ) -> StatusChanged:
         error = self.error_code if status is _S.FAULTED else ChargePointErrorCode.NO_ERROR
         return StatusChanged(
             self.connector_id,
             self.evse_id,
             status,
-            to_201(status),
+            self._to_201(status),
             error,
             now,
             info,
+            changed_16,
         )

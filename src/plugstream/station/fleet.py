@@ -48,7 +48,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from plugstream.ocpp import CallFailed, Event, ProtocolViolation, Transmit
+from plugstream.ocpp import CallFailed, ErrorCode, Event, ProtocolViolation, Transmit
 from plugstream.station.clock import ScaledClock
 from plugstream.station.connector import ChargePointErrorCode, Reservation
 from plugstream.station.ev import CHARGER_EFFICIENCY, Ev, random_ev
@@ -224,12 +224,23 @@ class SimStation:
             # a CALLERROR, an invalid CALLRESULT, or no answer on a live connection
             if not event.timed_out:
                 self.messages_received += 1
-            self.errors += 1
+            if not _refused_security_event(event):
+                self.errors += 1
         elif isinstance(event, ProtocolViolation):
             self.messages_received += 1
             self.errors += 1
         else:
             self.messages_received += 1
+
+
+def _refused_security_event(event: CallFailed) -> bool:
+    """A CSMS without the security extension said it does not take SecurityEventNotification
+    (NotImplemented / NotSupported): an answer, not an error -- the station stops sending
+    them to that CSMS (:meth:`StationRuntime.deliver_security_events`)."""
+    return event.action == "SecurityEventNotification" and event.error.code in (
+        ErrorCode.NotImplemented,
+        ErrorCode.NotSupported,
+    )
 
 
 @dataclass(slots=True)

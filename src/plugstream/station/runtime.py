@@ -411,6 +411,12 @@ class StationRuntime(Generic[ConfigT]):
         self.journal = journal if journal is not None else Journal(data_dir / "journal.sqlite")
         self.state_path = data_dir / STATE_FILE
         state = self._load_state()
+        refusing = state.get("csms_without_security_events")
+        self.csms_without_security_events: set[str] = {
+            str(url) for url in (refusing if isinstance(refusing, list) else [])
+        }
+        """The CSMSs (:meth:`csms_identity`) that answered a SecurityEventNotification
+        NotImplemented: none is sent to them (saved with the state)."""
         self.hardware = ChargePointHardware(
             model, self.rng, now=self._seconds(), energy_wh=restored_energy(state)
         )
@@ -446,6 +452,7 @@ class StationRuntime(Generic[ConfigT]):
         self._changed = asyncio.Event()  # the journal's and the session's wake-up
         self._tick_event = asyncio.Event()  # the tick loop's wake-up
         self._security_changed = asyncio.Event()  # the security events' wake-up
+        self._boot_wake = asyncio.Event()  # a triggered BootNotification was Accepted
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ws: Any = None
         self._ws_link: Link | None = None  # the managed link the open connection runs over
@@ -542,6 +549,7 @@ class StationRuntime(Generic[ConfigT]):
                 "pending_operative": self.connector.pending_operative,
                 "profiles": self.profiles.to_json(),
                 "transaction": None if tx is None else tx.to_json(),
+                "csms_without_security_events": sorted(self.csms_without_security_events),
             },
         )
 
@@ -567,6 +575,8 @@ class StationRuntime(Generic[ConfigT]):
                 continue
             if not isinstance(action, StatusChanged):
                 continue
+            if not action.changed_16 and self.ocpp_version is OcppVersion.V16:
+                continue  # only 2.0.1's status changed (Preparing, then the cable)
             if self.online:
                 status = self._status_value(action)
                 if self.skip_unchanged_status and self._reported.get(action.connector_id) == status:
@@ -1083,6 +1093,10 @@ class StationRuntime(Generic[ConfigT]):
             if endpoint is None or not pending:
                 await wake.wait()
                 continue
+            if self.csms_identity() in self.csms_without_security_events:
+                # this CSMS said it does not take them: logged here, never sent to it
+                self.security_log.unsupported(*(e.seq for e in pending))
+                continue
             entry = pending[0]
             try:
                 payload = entry.payload()  # logged before the version was known (setup): its name
@@ -1092,7 +1106,7 @@ class StationRuntime(Generic[ConfigT]):
                 if endpoint is not self.endpoint:
                     continue  # the connection went: sent again after the next boot
                 if exc.code in (ErrorCode.NotImplemented, ErrorCode.NotSupported):
-                    log.info("the CSMS does not take SecurityEventNotification: kept in the log")
+                    self._csms_refuses_security_events()
                     self.security_log.unsupported(entry.seq)
                     continue
                 failures[entry.seq] = failures.get(entry.seq, 0) + 1
@@ -1105,6 +1119,31 @@ class StationRuntime(Generic[ConfigT]):
                 await _wait_event(self._security_changed, self.clock, SECURITY_RETRY_S)
                 continue
             self.security_log.delivered(entry.seq)
+
+    def csms_identity(self) -> str | None:
+        """The CSMS the station talks to, as remembered about it: the URL it connects
+        to (station id included, no password in it); None when not running."""
+        target = self._target
+        if target is None:
+            return None
+        parts = urlsplit(target)
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+    def _csms_refuses_security_events(self) -> None:
+        """The CSMS answered a SecurityEventNotification NotImplemented/NotSupported (a
+        1.6 central system without the security extension): it does not take them, so
+        none is sent to it again -- remembered in the saved state, across reconnects and
+        restarts; the events stay in the station's own security log."""
+        csms = self.csms_identity()
+        if csms is None or csms in self.csms_without_security_events:
+            return
+        log.info(
+            "%s does not take SecurityEventNotification: none is sent to it again;"
+            " the events stay in the security log",
+            csms,
+        )
+        self.csms_without_security_events.add(csms)
+        self.save_state()
 
     def _ping_interval(self, interval: int) -> float | None:
         """The WebSocket ping interval in wall seconds (the clock may run scaled); 0 = off."""
@@ -1481,8 +1520,9 @@ class StationRuntime(Generic[ConfigT]):
         await self._heartbeats()
 
     async def _boot(self, endpoint: OcppEndpoint) -> None:
-        """BootNotification until Accepted, after the interval the CSMS asks for."""
-        while True:
+        """BootNotification until Accepted, after the interval the CSMS asks for (or
+        sooner: a BootNotification the CSMS triggered meanwhile was Accepted)."""
+        while not self.connection.registered:
             payload = self._boot_payload()
             try:
                 result = await self._send(endpoint, "BootNotification", payload)
@@ -1490,44 +1530,61 @@ class StationRuntime(Generic[ConfigT]):
                 log.info("BootNotification failed: %s", exc)
                 self.connection.handle(BootFailed(self._seconds()))
             else:
-                answer = BootAnswered(
-                    self._seconds(),
-                    str(result["status"]),
-                    int(result["interval"]),
-                    self._boot_data(payload),
-                )
-                for action in self.connection.handle(answer):
-                    if isinstance(action, Registered):
-                        if action.interval > 0:
-                            self.heartbeat_interval = action.interval
-                            self._store_heartbeat_interval(action.interval)
-                        self.firmware.on_boot_accepted()  # a new firmware proved itself
-                        self.wake()
-                        return
+                if self._boot_answered(result, payload):
+                    return
             delay = self.connection.boot_retry_in(self._seconds())
-            await self.clock.sleep(DEFAULT_BOOT_RETRY_S if delay is None else delay)
+            self._boot_wake.clear()
+            await _wait_event(
+                self._boot_wake, self.clock, DEFAULT_BOOT_RETRY_S if delay is None else delay
+            )
+
+    def _boot_answered(self, result: dict[str, Any], payload: dict[str, Any]) -> bool:
+        """The CSMS answered the BootNotification ``payload`` with ``result``: True when
+        it Accepted it (the station is registered, with the CSMS's heartbeat interval)."""
+        answer = BootAnswered(
+            self._seconds(),
+            str(result["status"]),
+            int(result["interval"]),
+            self._boot_data(payload),
+        )
+        for action in self.connection.handle(answer):
+            if isinstance(action, Registered):
+                if action.interval > 0:
+                    self.heartbeat_interval = action.interval
+                    self._store_heartbeat_interval(action.interval)
+                self.firmware.on_boot_accepted()  # a new firmware proved itself
+                self.wake()
+                return True
+        return False
 
     def boot_needed(self) -> bool:
         """BootNotification on the next connection? Yes after a (re)start or a Reset, when
         the boot data changed, or while not yet Accepted; a plain reconnect: no."""
         return self.connection.boot_due(self._boot_data())
 
-    async def send_triggered(self, message: str) -> None:
-        """Send the message a TriggerMessage asked for."""
+    async def send_triggered(self, message: str, connector_id: int | None = None) -> None:
+        """Send the message a TriggerMessage asked for; ``connector_id``: the connector
+        it named (a StatusNotification of that connector only), None: all of them."""
         if message == "BootNotification":
+            payload = self._triggered_boot_payload()
             try:
-                result = await self.call("BootNotification", self._boot_payload())
+                result = await self.call("BootNotification", payload)
             except OcppError:
                 return
-            if result.get("status") == "Accepted" and int(result["interval"]) > 0:
-                self.heartbeat_interval = int(result["interval"])
+            if self._boot_answered(result, payload):
+                self._boot_wake.set()  # a boot waiting for its retry: registered now
         elif message == "Heartbeat":
             await self.call_quietly("Heartbeat", {})
         elif message == "StatusNotification":
             for payload in self._status_payloads():
-                await self.call_quietly("StatusNotification", payload)
+                if connector_id is None or payload["connectorId"] == connector_id:
+                    await self.call_quietly("StatusNotification", payload)
         else:
             await self._send_triggered(message)
+
+    def _triggered_boot_payload(self) -> dict[str, Any]:
+        """The BootNotification a TriggerMessage asked for (2.0.1: reason Triggered)."""
+        return self._boot_payload()
 
     # -- the journal and the delivery of its entries -----------------------------------
 

@@ -234,9 +234,14 @@ class SecurityLog:
         """The CSMS confirmed the report (A04.FR.03)."""
         self._mark(seq, "sent")
 
-    def unsupported(self, seq: int) -> None:
-        """The CSMS answered NotImplemented / NotSupported: kept in the log, not resent."""
-        self._mark(seq, "unsupported")
+    def unsupported(self, *seqs: int) -> None:
+        """The CSMS answered NotImplemented / NotSupported, or is known to (a CSMS without
+        the 1.6 security extension): kept in the log, not sent. One write for all."""
+        wanted = set(seqs)
+        for entry in self._entries:
+            if entry.seq in wanted:
+                entry.state = "unsupported"
+        self._save()
 
     # -- reading ------------------------------------------------------------------------
 

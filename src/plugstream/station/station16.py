@@ -614,8 +614,9 @@ class StationHandlers16(CertificateHandlers16, FirmwareHandlers16, Handlers):
 
     @after(v16.Action.TriggerMessage)
     async def trigger_done(self, payload: v16.TriggerMessageRequest) -> None:
-        if payload.get("connectorId", CONNECTOR_ID) in (0, CONNECTOR_ID):
-            await self.station.send_triggered(payload["requestedMessage"])
+        connector_id = payload.get("connectorId")  # 1.6 §5.17: absent means all connectors
+        if connector_id in (None, 0, CONNECTOR_ID):
+            await self.station.send_triggered(payload["requestedMessage"], connector_id)
 
     @on(v16.Action.DataTransfer)
     def data_transfer(self, payload: v16.DataTransferRequest) -> v16.DataTransferResponse:

@@ -7,7 +7,9 @@ the message shapes and the status mapping, and the answers to the CSMS's CALLs
 
 - BootNotification (reason PowerUp, or RemoteReset after a Reset) only when (re)booted
   (B01, B11/B12 after a Reset), when the boot data changed, or until Accepted, retried
-  after ``interval`` while the CSMS answers Pending or Rejected; once Accepted:
+  after ``interval`` while the CSMS answers Pending or Rejected -- or at once when the
+  CSMS triggers it (reason Triggered; an Accepted answer registers the station; once
+  Accepted a trigger of it is Rejected, F06.FR.17); once Accepted:
   StatusNotification of the connector, Heartbeat every
   ``OCPPCommCtrlr.HeartbeatInterval`` and the TransactionEvent messages of the journal.
   A plain reconnect goes straight on, with the StatusNotification of a connector whose
@@ -379,6 +381,11 @@ class Station201(StationRuntime[DeviceModel201]):
         if self.serial_number is not None:
             station["serialNumber"] = self.serial_number
         return {"reason": self.boot_reason, "chargingStation": station}
+
+    def _triggered_boot_payload(self) -> dict[str, Any]:
+        """B01/F06: a BootNotification sent because of a TriggerMessage has reason
+        Triggered (TC_B_02_CS), whatever made the station boot."""
+        return {**self._boot_payload(), "reason": "Triggered"}
 
     def _boot_data(self, payload: dict[str, Any] | None = None) -> object:
         """The ``chargingStation`` part: a new boot reason alone is no new boot data."""
@@ -825,13 +832,25 @@ class StationHandlers201(
             return {"status": "Rejected"}
         if payload["requestedMessage"] not in _TRIGGERABLE:
             return {"status": "NotImplemented"}
+        if payload["requestedMessage"] == "BootNotification" and self._boot_accepted():
+            return {"status": "Rejected"}  # F06.FR.17: only while not Accepted
         return {"status": "Accepted"}
+
+    def _boot_accepted(self) -> bool:
+        """The last BootNotification of this connection was Accepted."""
+        st = self.station
+        return st.accepted and st.registration == "Accepted"
 
     @after(v201.Action.TriggerMessage)
     async def trigger_done(self, payload: v201.TriggerMessageRequest) -> None:
         evse = payload.get("evse")
-        if _ours(None if evse is None else dict(evse)):
-            await self.station.send_triggered(payload["requestedMessage"])
+        if not _ours(None if evse is None else dict(evse)):
+            return
+        message = payload["requestedMessage"]
+        if message == "BootNotification" and self._boot_accepted():
+            return
+        connector_id = None if evse is None else evse.get("connectorId")
+        await self.station.send_triggered(message, connector_id)
 
     @on(v201.Action.DataTransfer)
     def data_transfer(self, payload: v201.DataTransferRequest) -> dict[str, Any]:
