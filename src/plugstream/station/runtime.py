@@ -39,7 +39,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from ssl import SSLContext, SSLError
+from ssl import SSLContext, SSLError, SSLSession
 from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,7 +62,14 @@ from plugstream.ocpp import (
     OcppVersion,
 )
 from plugstream.ocpp.datetimes import format_time
-from plugstream.pki.tls import ServerRejected, peer_chain, station_context, verify_server
+from plugstream.pki.tls import (
+    ServerRejected,
+    peer_chain,
+    resumable,
+    resuming,
+    station_context,
+    verify_server,
+)
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.certificates import CSMS_ROOT, CertificateStore
@@ -471,6 +478,10 @@ class StationRuntime(Generic[ConfigT]):
         links = keepalive.get("links")
         self._keepalive_saved: dict[str, Any] = links if isinstance(links, dict) else {}
         self._learners: dict[str, KeepaliveLearner] = {}
+        self._tls_contexts: dict[tuple[Any, ...], SSLContext] = {}  # one per CSMS and cert
+        self._tls_sessions: dict[str, SSLSession] = {}  # host:port -> the last TLS session
+        self.tls_resumed: bool | None = None
+        """The last TLS connection resumed a session (no full handshake); None: no TLS."""
         self.pong_timeout: float | None = None
         """Real seconds a keep-alive ping waits for its pong (None: PONG_WAIT_S of station
         time, at least MIN_PONG_WAIT_REAL_S)."""
@@ -1001,16 +1012,29 @@ class StationRuntime(Generic[ConfigT]):
         anything is sent. A ws:// URL takes no ssl argument.
         """
         if self.ssl is not None:
-            return {"ssl": self.ssl}
+            return {"ssl": resumable(self.ssl)}
         parts = urlsplit(target)
         if parts.scheme != "wss":
             return {}
         client = self.certificates.station_certificate() if self._security_profile() >= 3 else None
-        context = station_context(*client) if client is not None else station_context()
+        # one context per CSMS and client certificate: a TLS session resumes only with the
+        # context it was made with (a renewed certificate is a new context, a new session)
+        key: tuple[Any, ...] = (parts.netloc,)
+        if client is not None:
+            key += tuple((str(path), path.stat().st_mtime_ns) for path in client)
+        context = self._tls_contexts.get(key)
+        if context is None:
+            context = station_context(*client) if client is not None else station_context()
+            self._tls_contexts = {key: resumable(context)}  # the others are stale
         host = parts.hostname or ""
 
         def verify(transport: asyncio.BaseTransport) -> None:
             ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None and ssl_object.session_reused:
+                # the server holds the keys of a session only a server that passed this
+                # check (on an earlier connection) was given: no chain was sent to check
+                self.tls_rejected = None
+                return
             roots = self.certificates.roots(CSMS_ROOT)
             try:
                 verify_server(peer_chain(ssl_object), host, roots, self._tls_now())
@@ -1466,26 +1490,35 @@ class StationRuntime(Generic[ConfigT]):
                 if link is not None:
                     self.link = link
                     self._ws_link = link
+                session_key = _session_key(target)
+                offered = self._tls_sessions.get(session_key) if tls else None
                 try:
-                    async with websockets.connect(
-                        address,
-                        subprotocols=[Subprotocol(self.ocpp_version.subprotocol)],
-                        additional_headers=headers or None,
-                        open_timeout=self.call_timeout,
-                        ping_interval=self._ping_interval(self._ping_setting()),
-                        **self._compression_options(),
-                        create_connection=counting_factory(self._count, verify),
-                        **route,
-                        **tls,
-                    ) as ws:
-                        self._set_offline(None)
-                        if link is not None and network is not None:
-                            if link != network.active_link:  # it changed while connecting
-                                self._link_switched = True
-                                ws.transport.abort()  # no closing handshake on a dead link
-                                continue
-                            log.warning("connected to %s over %s", target, link)
-                        await self.serve(ws)
+                    with resuming(offered):
+                        async with websockets.connect(
+                            address,
+                            subprotocols=[Subprotocol(self.ocpp_version.subprotocol)],
+                            additional_headers=headers or None,
+                            open_timeout=self.call_timeout,
+                            ping_interval=self._ping_interval(self._ping_setting()),
+                            **self._compression_options(),
+                            create_connection=counting_factory(self._count, verify),
+                            **route,
+                            **tls,
+                        ) as ws:
+                            self._set_offline(None)
+                            if tls:
+                                self._remember_session(session_key, ws)
+                            if link is not None and network is not None:
+                                if link != network.active_link:  # it changed while connecting
+                                    self._link_switched = True
+                                    ws.transport.abort()  # no closing handshake on a dead link
+                                    continue
+                                log.warning("connected to %s over %s", target, link)
+                            try:
+                                await self.serve(ws)
+                            finally:
+                                if tls:  # TLS 1.3: the tickets come after the handshake
+                                    self._remember_session(session_key, ws)
                 except InvalidStatus as exc:
                     status = exc.response.status_code
                     log.info("connection to %s refused: HTTP %d", target, status)
@@ -1518,6 +1551,18 @@ class StationRuntime(Generic[ConfigT]):
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+
+    def _remember_session(self, key: str, ws: Any) -> None:
+        """Keep the connection's TLS session for the next connection to this CSMS (a
+        resumed handshake: no certificate chain, one round trip less)."""
+        transport = getattr(ws, "transport", None)
+        ssl_object = None if transport is None else transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return
+        self.tls_resumed = bool(ssl_object.session_reused)
+        session = ssl_object.session
+        if session is not None:
+            self._tls_sessions[key] = session
 
     def _failed_attempt(self) -> Reconnect:
         """A connection attempt was not made or failed: when to try again."""
@@ -1806,6 +1851,12 @@ class StationRuntime(Generic[ConfigT]):
 
 Station = StationRuntime[Any]
 """A PlugStream station of either OCPP version."""
+
+
+def _session_key(target: str) -> str:
+    """The CSMS a TLS session belongs to: host and port, without credentials or path."""
+    parts = urlsplit(target)
+    return f"{parts.hostname}:{parts.port or default_port(parts.scheme)}"
 
 
 def newest_state(
