@@ -1230,7 +1230,7 @@ class StationRuntime(Generic[ConfigT]):
                 log.info(
                     "keep-alive over %s: %.0f s of quiet held; next %.0f s", link, quiet, interval
                 )
-                self.save_state()
+            self.save_state()  # what was learned survives a power cut (once per ping: cheap)
 
     async def _heartbeats(self) -> None:
         """Heartbeat after HeartbeatInterval without any other CALL (G02.FR.05), and at
