@@ -19,15 +19,19 @@ minute), trusting our root, through the relay:
 * **idle day**: connected, no car, ``--idle-hours`` (24) of Heartbeats at the cloud's
   interval and WebSocket pings of both sides.
 
-Keep-alive is real time in ``websockets`` and uvicorn, so both sides' pings are scaled:
-the station's by its clock (``real_seconds(WebSocketPingInterval)``), the cloud's by
-``--ping-interval`` = its default / scale. At a high scale a ping is late by the loop's
-own latency now and then, so the figure reported is the *real-time equivalent*: the
-bytes of every other record as measured, plus the keep-alive records (a ping or pong is
-one fixed-size TLS record: 32 bytes up, 28 down with TLS 1.3) counted at exactly the
-number a real day would send (86,400 s / interval, both sides). The raw measured figure
-is printed too, with the pings seen against those expected. TCP/IP headers and ACKs are
-not counted (about 40-60 bytes a segment on the link itself).
+The station's keep-alive learns the path (station/keepalive.py): it pings after
+WebSocketPingInterval (180 s) of quiet and lengthens the interval while pongs come back, up
+to PlugStreamPingIntervalMax (1,800 s), which the idle day reaches in its first 1.5 hours;
+the cloud does not ping a station that keeps itself alive. The station's pings run on its
+scaled clock, the cloud's on ``--ping-interval`` = its default / scale. At a high scale a
+ping is late by the loop's own latency now and then, so the idle day reported is the
+*real-time equivalent*: the bytes of every other record as measured, plus the keep-alive
+records (a ping or pong is one fixed-size TLS record: 32 bytes up, 28 down with TLS 1.3)
+counted at exactly the number a real day would send at the interval learned (86,400 s /
+interval). A session is counted as measured: its samples keep the connection busy, so the
+station pings only in its quiet minutes. The raw measured figure is printed too, with the
+pings seen against those expected. TCP/IP headers and ACKs are not counted (about 40-60
+bytes a segment on the link itself: tests/lab/test_traffic_lab.py counts them).
 
 With ``--compression both`` (default) each station runs with and without
 permessage-deflate when the station lets it be turned off.
@@ -104,12 +108,17 @@ ARTICLE_DAY: Final = 3_000_000  # "around 3 MB a day"
 DAY: Final = 86_400.0
 
 
+MAX_STATION_CADENCE_S: Final = 3600.0  # cloud/uvicorn_compat.py
+
+
 def keepalive_exchanges(seconds: float, station_ping_s: float, cloud_ping_s: float) -> float:
-    """Ping exchanges in ``seconds``: the station's, and the cloud's only when the station
-    is quiet for a whole cloud interval (the cloud pings only quiet stations)."""
+    """Ping exchanges in ``seconds`` of quiet: the station's, and the cloud's only for a
+    station that does not keep itself alive (the cloud waits twice the longest quiet a
+    station ended on its own, up to an hour: a station whose keep-alive learned 30 minutes
+    is not pinged by the cloud)."""
     station = seconds / station_ping_s if station_ping_s > 0 else 0.0
-    quiet = station_ping_s <= 0 or station_ping_s >= cloud_ping_s
-    return station + (seconds / cloud_ping_s if quiet else 0.0)
+    keeps_itself = 0 < station_ping_s <= MAX_STATION_CADENCE_S
+    return station + (0.0 if keeps_itself else seconds / cloud_ping_s)
 
 
 FULL_MEASURANDS: Final = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,SoC"
@@ -334,7 +343,8 @@ class Run:
     version: str
     compression: bool
     measurands: str
-    ping_interval: int  # station's WebSocketPingInterval, s of station time
+    ping_interval: float  # the station's keep-alive after the idle day (learned), s of station time
+    ping_start: float = 0.0  # ... its WebSocketPingInterval, where the learning started
     connect: Tally = field(default_factory=Tally)
     session: Tally = field(default_factory=Tally)
     session_s: float = 0.0  # station time
@@ -354,9 +364,12 @@ class Run:
         self, tally: Tally, seconds: float, per: float, cloud_ping_s: float, *, scale: bool
     ) -> float:
         """Bytes in ``per`` s of station time with every ping sent on time: the other
-        bytes as measured (``scale``: per ``seconds`` measured), keep-alive as expected."""
-        other = tally.payload * (per / seconds if scale else 1.0)
-        return other + self.expected_keepalive_bytes(per, cloud_ping_s)
+        bytes as measured (``scale``: per ``seconds`` measured), keep-alive as expected
+        at the learned interval (``scale``, an idle day), or as seen (a session: its
+        samples keep the connection busy, the station pings only after quiet)."""
+        if not scale:
+            return float(tally.total)
+        return tally.payload * per / seconds + self.expected_keepalive_bytes(per, cloud_ping_s)
 
     def pings_seen(self, tally: Tally, seconds: float, per: float) -> float:
         up, down = tally.keepalive_records
@@ -471,7 +484,8 @@ async def run_station(
         version,
         compression,
         measurands or "station defaults",
-        int(station.config.websocket_ping_interval),
+        station.ping_interval_now,
+        float(station.config.websocket_ping_interval),
     )
     url = f"wss://{HOST}:{relay.port}/ocpp"
     before = relay.tally()
@@ -499,6 +513,7 @@ async def run_station(
         await sleep_station_time(clock, args.idle_hours * 3600.0)
         t2, w2 = relay.tally(), _ws_bytes(station)
         run.idle, run.idle_s = t2 - t1, clock.elapsed() - i0
+        run.ping_interval = station.ping_interval_now  # learned: 1,800 s on a path that holds
         if w0 is not None and w1 is not None and w2 is not None:
             run.ws_session, run.ws_idle = w1 - w0, w2 - w1
         run.reconnects = t2.connections - before.connections - 1
@@ -615,6 +630,7 @@ def report(
                 "deflate_negotiated": run.deflate,
                 "measurands": run.measurands,
                 "station_ping_interval_s": run.ping_interval,
+                "station_ping_interval_start_s": run.ping_start,
                 "connect_bytes": run.connect.total,
                 "session_bytes": round(session),
                 "session_bytes_raw": round(session_raw),

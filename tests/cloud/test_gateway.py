@@ -438,6 +438,32 @@ async def test_a_station_that_pings_itself_is_not_pinged_a_quiet_one_is(tmp_path
 
 
 @pytest.mark.socket
+async def test_a_station_with_a_long_keepalive_of_its_own_is_not_pinged_between(
+    tmp_path: Path,
+) -> None:
+    """A station whose learned keep-alive is longer than the cloud's interval (issue 17:
+    up to 30 minutes) keeps the connection alive itself: the cloud, having seen it end
+    quiet gaps of 0.5 s on its own, does not ping it every 0.2 s as well."""
+    async with (
+        running_cloud(
+            tmp_path, auto_register_unsecured=True, ping_interval=0.2, ping_timeout=1.0
+        ) as cloud,
+        connect(cloud.url("LEARN1"), subprotocols=[V16], ping_interval=None) as station,  # type: ignore[list-item]
+    ):
+        times = count_pings(station)
+        await asyncio.sleep(0.5)
+        pong = await station.ping()  # the station's own keep-alive, after 0.5 s of quiet
+        await pong
+        since = asyncio.get_running_loop().time()
+        for _ in range(3):
+            await asyncio.sleep(0.5)
+            pong = await station.ping()
+            await pong
+        assert [t for t in times if t > since + 0.05] == []
+        assert cloud.gateway.is_connected("LEARN1")
+
+
+@pytest.mark.socket
 async def test_an_oversized_frame_closes_with_1009_and_others_are_served(tmp_path: Path) -> None:
     async with (
         running_cloud(tmp_path, auto_register_unsecured=True, max_frame_bytes=4096) as cloud,

@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 UVICORN_TESTED = "0.55"
+MAX_STATION_CADENCE_S = 3600.0
+"""The longest station keep-alive the cloud waits on before pinging it itself."""
 """The uvicorn minor version this module is written against (pyproject.toml pins it)."""
 
 
@@ -208,6 +210,9 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable.set()
 
     _heard = 0.0  # loop time of the last bytes from the station (set per connection)
+    _own = 0.0  # loop time of the last bytes the station sent unasked (not a pong of ours)
+    _cadence = 0.0  # the longest quiet the station ended on its own (its keep-alive), s
+    _pinged = False  # a ping of ours is out: the next bytes may be its pong, not the station's
     _handshake: PendingHandshake | None = None  # handed over at the upgrade, until accept
 
     def take_handshake(self, handshake: PendingHandshake) -> None:
@@ -229,7 +234,14 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self._handshake_over()
 
     def data_received(self, data: bytes) -> None:
-        self._heard = self.loop.time()
+        now = self.loop.time()
+        if self._pinged:
+            self._pinged = False  # our pong (or whatever came first): not the station's cadence
+        else:
+            if self._own:
+                self._cadence = min(MAX_STATION_CADENCE_S, max(self._cadence, now - self._own))
+            self._own = now
+        self._heard = now
         super().data_received(data)
 
     def send_keepalive_ping(self) -> None:
@@ -237,13 +249,22 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         (WebSocketPingInterval), any OCPP message -- already prove the connection lives, so
         a station that keeps itself alive costs one keep-alive exchange, not two (the
         article's data budget, LTE). A silent dead peer is still pinged and dropped after
-        ``ping_interval`` + ``ping_timeout``."""
+        ``ping_interval`` + ``ping_timeout``.
+
+        A station whose keep-alive learned a long interval (station/keepalive.py: up to 30
+        minutes of quiet on a path that holds it) is not pinged in between either, nor
+        while it learns: the cloud waits twice the longest quiet the station itself ended
+        (at most :data:`MAX_STATION_CADENCE_S`, the default heartbeat interval), which
+        leaves room for the station's next, 50 % longer, step. A dead station of that
+        kind is noticed that much later."""
         interval = self.ping_interval
         if interval is not None and not self.close_sent:
             quiet = self.loop.time() - self._heard
-            if quiet < interval:
-                self.ping_timer = self.loop.call_later(interval - quiet, self.send_keepalive_ping)
+            wait = max(interval, 2 * self._cadence)
+            if quiet < wait:
+                self.ping_timer = self.loop.call_later(wait - quiet, self.send_keepalive_ping)
                 return
+        self._pinged = True
         super().send_keepalive_ping()
 
     def handle_connect(self, event: Any) -> None:

@@ -14,11 +14,14 @@ sent (A00.FR.308/309/310, 1.6 Security Whitepaper 2.4).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +33,8 @@ __all__ = [
     "OCPP_TLS12_SERVER_CIPHERS",
     "ServerRejected",
     "peer_chain",
+    "resumable",
+    "resuming",
     "server_key_type",
     "station_context",
     "verify_server",
@@ -203,3 +208,51 @@ def _names(cert: x509.Certificate) -> str:
     names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
     names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
     return "for " + ", ".join(names)
+
+
+# -- session resumption: a reconnect without a full handshake ---------------------------------
+
+_RESUME: ContextVar[ssl.SSLSession | None] = ContextVar("plugstream_tls_resume", default=None)
+
+
+class _ResumingSSLObject(ssl.SSLObject):
+    """An SSLObject that offers the session of :func:`resuming` (asyncio creates its
+    SSLObject itself, with no ``session=``: this is the way in). A session of another
+    context, or one OpenSSL refuses, is not offered: a full handshake, as without it."""
+
+    @classmethod
+    def _create(
+        cls,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        session: ssl.SSLSession | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> Any:
+        create = super()._create  # type: ignore[misc]
+        offered = _RESUME.get() if session is None and not server_side else session
+        if offered is not None:
+            with contextlib.suppress(ValueError, ssl.SSLError):
+                return create(incoming, outgoing, server_side, server_hostname, offered, context)
+        return create(incoming, outgoing, server_side, server_hostname, session, context)
+
+
+def resumable(context: ssl.SSLContext) -> ssl.SSLContext:
+    """Let ``context``'s asyncio connections offer the session given by :func:`resuming`
+    (a TLS 1.3 ticket or a TLS 1.2 session id): the reconnect of a station costs a short
+    handshake, no certificate chain. Nothing changes outside :func:`resuming`."""
+    context.sslobject_class = _ResumingSSLObject
+    return context
+
+
+@contextlib.contextmanager
+def resuming(session: ssl.SSLSession | None) -> Iterator[None]:
+    """Connections made in this block (this task) with a :func:`resumable` context offer
+    ``session``. A context variable, so stations sharing one context (a fleet) each offer
+    their own."""
+    token = _RESUME.set(session)
+    try:
+        yield
+    finally:
+        _RESUME.reset(token)

@@ -317,6 +317,10 @@ KEYS16: tuple[Key16, ...] = (
     # 180 s: a ping + pong is ~60 bytes with TLS, so 480 a day (~29 KB) keep an idle day
     # under 100 KB and the NAT mapping busy well inside common TCP idle timeouts
     Key16("WebSocketPingInterval", "integer", "RW", "180", min=0, max=86400),
+    # Vendor key: the ceiling the learning keep-alive (station/keepalive.py) may lengthen
+    # WebSocketPingInterval to while the path holds; 0 (or at most WebSocketPingInterval):
+    # no learning. A WebSocketPingInterval set by the Central System is used as it is.
+    Key16("PlugStreamPingIntervalMax", "integer", "RW", "1800", min=0, max=86400),
     # 9.2 Local Auth List Management
     Key16("LocalAuthListEnabled", "boolean", "RW", "true"),
     Key16("LocalAuthListMaxLength", "integer", "R", "1000"),
@@ -546,6 +550,10 @@ class Config16:
     @property
     def websocket_ping_interval(self) -> int:
         return self.get_int("WebSocketPingInterval")
+
+    @property
+    def ping_interval_max(self) -> int:
+        return self.get_int("PlugStreamPingIntervalMax")
 
     @property
     def minimum_status_duration(self) -> int:
@@ -857,6 +865,9 @@ def _controllers(identity: str, security_profile: int) -> list[VariableDef]:
         V(comm, "UnlockOnEVSideDisconnect", "boolean", "true"),
         # 180 s: see Config16's WebSocketPingInterval (the idle day's byte budget)
         V(comm, "WebSocketPingInterval", "integer", "180", unit="s", min_limit=0, max_limit=86400),
+        # vendor: the learning keep-alive's ceiling (see Config16's PlugStreamPingIntervalMax)
+        V(comm, "PlugStreamPingIntervalMax", "integer", "1800", unit="s", min_limit=0,
+          max_limit=86400),
         V(aligned, "Available", "boolean", "true", ro),
         V(aligned, "Enabled", "boolean", "true"),
         # 0 (off) as 1.6 ClockAlignedDataInterval: an idle fleet sleeps until configured
@@ -1359,6 +1370,10 @@ class DeviceModel201:
     @property
     def websocket_ping_interval(self) -> int:
         return self.get_int("OCPPCommCtrlr", "WebSocketPingInterval")
+
+    @property
+    def ping_interval_max(self) -> int:
+        return self.get_int("OCPPCommCtrlr", "PlugStreamPingIntervalMax")
 
     @property
     def reset_retries(self) -> int:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from ssl import SSLContext, SSLError
+from ssl import SSLContext, SSLError, SSLSession
 from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,7 +62,14 @@ from plugstream.ocpp import (
     OcppVersion,
 )
 from plugstream.ocpp.datetimes import format_time
-from plugstream.pki.tls import ServerRejected, peer_chain, station_context, verify_server
+from plugstream.pki.tls import (
+    ServerRejected,
+    peer_chain,
+    resumable,
+    resuming,
+    station_context,
+    verify_server,
+)
 from plugstream.station.auth import AuthCache, AuthConfig, Authorizer, LocalAuthList, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.certificates import CSMS_ROOT, CertificateStore
@@ -100,6 +107,7 @@ from plugstream.station.ev import Ev
 from plugstream.station.firmware import FirmwareUpdater
 from plugstream.station.hardware import ChargePointHardware, Measurements, Model
 from plugstream.station.journal import Entry, Journal
+from plugstream.station.keepalive import KeepaliveLearner
 from plugstream.station.metering import (
     ClockAligned,
     MeterSchedule,
@@ -137,6 +145,8 @@ TRAFFIC_SAVE_S = 900.0  # traffic.json at most this stale (station time), beside
 STATE_FILE = "state.json"
 SECURITY_RETRY_S = 60.0  # a SecurityEventNotification the CSMS failed to process: again after
 SECURITY_ATTEMPTS = 5  # ... at most this many times (a NotImplemented: never again)
+PONG_WAIT_S = 20.0  # station seconds a keep-alive ping waits for its pong (websockets' default)
+MIN_PONG_WAIT_REAL_S = 2.0  # ... and never less in real time (a scaled clock, a busy loop)
 
 
 Compression = str | ClientPerMessageDeflateFactory | None
@@ -467,6 +477,21 @@ class StationRuntime(Generic[ConfigT]):
         # in and outside transactions; the transaction's own schedule is sampled only
         self.aligned = ClockAligned(self._aligned_interval(), self.now())
 
+        self._last_heard = self._seconds()  # station time of the last byte either way
+        keepalive = state.get("keepalive")
+        keepalive = keepalive if isinstance(keepalive, dict) else {}
+        self._ping_from_csms = keepalive.get("csms_set") is True
+        """WebSocketPingInterval was set by the CSMS: used as it is, not learned."""
+        links = keepalive.get("links")
+        self._keepalive_saved: dict[str, Any] = links if isinstance(links, dict) else {}
+        self._learners: dict[str, KeepaliveLearner] = {}
+        self._tls_contexts: dict[tuple[Any, ...], SSLContext] = {}  # one per CSMS and cert
+        self._tls_sessions: dict[str, SSLSession] = {}  # host:port -> the last TLS session
+        self.tls_resumed: bool | None = None
+        """The last TLS connection resumed a session (no full handshake); None: no TLS."""
+        self.pong_timeout: float | None = None
+        """Real seconds a keep-alive ping waits for its pong (None: PONG_WAIT_S of station
+        time, at least MIN_PONG_WAIT_REAL_S)."""
         self.traffic = self._load_traffic()
         self._traffic_saved_at = self._seconds()
         self.firmware = FirmwareUpdater.for_station(self, FIRMWARE_VERSION)
@@ -550,6 +575,7 @@ class StationRuntime(Generic[ConfigT]):
                 "profiles": self.profiles.to_json(),
                 "transaction": None if tx is None else tx.to_json(),
                 "csms_without_security_events": sorted(self.csms_without_security_events),
+                "keepalive": self._keepalive_state(),
             },
         )
 
@@ -834,6 +860,7 @@ class StationRuntime(Generic[ConfigT]):
 
     def _count(self, direction: Direction, nbytes: int) -> None:
         now = self.now()
+        self._last_heard = now.timestamp()
         self.traffic.record(direction, nbytes, link=self.link, at=now)
         if self.traffic_autosave and now.timestamp() - self._traffic_saved_at >= TRAFFIC_SAVE_S:
             self._save_traffic()
@@ -995,16 +1022,29 @@ class StationRuntime(Generic[ConfigT]):
         anything is sent. A ws:// URL takes no ssl argument.
         """
         if self.ssl is not None:
-            return {"ssl": self.ssl}
+            return {"ssl": resumable(self.ssl)}
         parts = urlsplit(target)
         if parts.scheme != "wss":
             return {}
         client = self.certificates.station_certificate() if self._security_profile() >= 3 else None
-        context = station_context(*client) if client is not None else station_context()
+        # one context per CSMS and client certificate: a TLS session resumes only with the
+        # context it was made with (a renewed certificate is a new context, a new session)
+        key: tuple[Any, ...] = (parts.netloc,)
+        if client is not None:
+            key += tuple((str(path), path.stat().st_mtime_ns) for path in client)
+        context = self._tls_contexts.get(key)
+        if context is None:
+            context = station_context(*client) if client is not None else station_context()
+            self._tls_contexts = {key: resumable(context)}  # the others are stale
         host = parts.hostname or ""
 
         def verify(transport: asyncio.BaseTransport) -> None:
             ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None and ssl_object.session_reused:
+                # the server holds the keys of a session only a server that passed this
+                # check (on an earlier connection) was given: no chain was sent to check
+                self.tls_rejected = None
+                return
             roots = self.certificates.roots(CSMS_ROOT)
             try:
                 verify_server(peer_chain(ssl_object), host, roots, self._tls_now())
@@ -1146,8 +1186,90 @@ class StationRuntime(Generic[ConfigT]):
         self.save_state()
 
     def _ping_interval(self, interval: int) -> float | None:
-        """The WebSocket ping interval in wall seconds (the clock may run scaled); 0 = off."""
-        return self.clock.real_seconds(interval) if interval > 0 else None
+        """websockets' own ping interval in wall seconds (the clock may run scaled); None:
+        off -- WebSocketPingInterval 0, or the learning keep-alive pings instead."""
+        if interval <= 0 or self._learning():
+            return None
+        return self.clock.real_seconds(interval)
+
+    # -- the keep-alive that learns the path (station/keepalive.py) -------------------
+
+    def _learning(self) -> bool:
+        """The keep-alive learns: pings on, not set by the CSMS, a ceiling above the start."""
+        start = self._ping_setting()
+        return start > 0 and not self._ping_from_csms and self._ping_ceiling() > start
+
+    def ping_interval_set_by_csms(self) -> None:
+        """ChangeConfiguration / SetVariables of WebSocketPingInterval: the CSMS's value wins
+        over what was learned, from the next connection on (and across restarts)."""
+        self._ping_from_csms = True
+        self.save_state()
+
+    def learner(self, link: Link | None = None) -> KeepaliveLearner:
+        """What the keep-alive learned on ``link`` (default: the link in use)."""
+        name = str(link or self.link)
+        start, ceiling = float(self._ping_setting()), float(self._ping_ceiling())
+        learner = self._learners.get(name)
+        if learner is None:
+            learner = KeepaliveLearner.from_json(self._keepalive_saved.get(name), start, ceiling)
+            self._learners[name] = learner
+        else:
+            learner.configure(start, ceiling)
+        return learner
+
+    def _keepalive_state(self) -> dict[str, Any]:
+        links = dict(self._keepalive_saved)
+        links.update({name: learner.to_json() for name, learner in self._learners.items()})
+        return {"csms_set": self._ping_from_csms, "links": links}
+
+    @property
+    def ping_interval_now(self) -> float:
+        """The keep-alive interval in use, s of station time (0: off)."""
+        if self._learning():
+            learner = self.learner(self._ws_link)
+            return learner.trial if learner.trial is not None else learner.connected()
+        return float(self._ping_setting())
+
+    async def _keepalive(self, ws: Any, link: Link) -> None:
+        """Ping after the learned interval of quiet (bytes either way keep a NAT mapping as
+        well as a ping does: a charging station's meter values need no pings); a pong
+        proves the interval holds and the next one is longer; no pong means the path
+        dropped the connection at that interval: back to the last that held, and close."""
+        learner = self.learner(link)
+        interval = learner.connected()
+        while True:
+            quiet = self._seconds() - self._last_heard
+            if quiet < interval:
+                await self.clock.sleep(interval - quiet)
+                continue
+            quiet = self._seconds() - self._last_heard
+            try:
+                pong = await ws.ping()
+                wait = self.pong_timeout
+                if wait is None:
+                    wait = max(self.clock.real_seconds(PONG_WAIT_S), MIN_PONG_WAIT_REAL_S)
+                async with asyncio.timeout(wait):
+                    await pong
+            except (TimeoutError, websockets.exceptions.ConnectionClosed):
+                failed = learner.dropped(quiet)
+                log.warning(
+                    "keep-alive over %s: no pong after %.0f s of quiet; back to %.0f s",
+                    link,
+                    quiet,
+                    failed,
+                )
+                self.save_state()
+                transport = getattr(ws, "transport", None)
+                if transport is not None:
+                    transport.abort()  # the path dropped it: no closing handshake
+                return
+            before = learner.trial
+            interval = learner.held_after(quiet)
+            if interval != before:
+                log.info(
+                    "keep-alive over %s: %.0f s of quiet held; next %.0f s", link, quiet, interval
+                )
+            self.save_state()  # what was learned survives a power cut (once per ping: cheap)
 
     async def _heartbeats(self) -> None:
         """Heartbeat after HeartbeatInterval without any other CALL (G02.FR.05), and at
@@ -1407,26 +1529,35 @@ class StationRuntime(Generic[ConfigT]):
                 if link is not None:
                     self.link = link
                     self._ws_link = link
+                session_key = _session_key(target)
+                offered = self._tls_sessions.get(session_key) if tls else None
                 try:
-                    async with websockets.connect(
-                        address,
-                        subprotocols=[Subprotocol(self.ocpp_version.subprotocol)],
-                        additional_headers=headers or None,
-                        open_timeout=self.call_timeout,
-                        ping_interval=self._ping_interval(self._ping_setting()),
-                        **self._compression_options(),
-                        create_connection=counting_factory(self._count, verify),
-                        **route,
-                        **tls,
-                    ) as ws:
-                        self._set_offline(None)
-                        if link is not None and network is not None:
-                            if link != network.active_link:  # it changed while connecting
-                                self._link_switched = True
-                                ws.transport.abort()  # no closing handshake on a dead link
-                                continue
-                            log.warning("connected to %s over %s", target, link)
-                        await self.serve(ws)
+                    with resuming(offered):
+                        async with websockets.connect(
+                            address,
+                            subprotocols=[Subprotocol(self.ocpp_version.subprotocol)],
+                            additional_headers=headers or None,
+                            open_timeout=self.call_timeout,
+                            ping_interval=self._ping_interval(self._ping_setting()),
+                            **self._compression_options(),
+                            create_connection=counting_factory(self._count, verify),
+                            **route,
+                            **tls,
+                        ) as ws:
+                            self._set_offline(None)
+                            if tls:
+                                self._remember_session(session_key, ws)
+                            if link is not None and network is not None:
+                                if link != network.active_link:  # it changed while connecting
+                                    self._link_switched = True
+                                    ws.transport.abort()  # no closing handshake on a dead link
+                                    continue
+                                log.warning("connected to %s over %s", target, link)
+                            try:
+                                await self.serve(ws)
+                            finally:
+                                if tls:  # TLS 1.3: the tickets come after the handshake
+                                    self._remember_session(session_key, ws)
                 except InvalidStatus as exc:
                     status = exc.response.status_code
                     log.info("connection to %s refused: HTTP %d", target, status)
@@ -1460,6 +1591,18 @@ class StationRuntime(Generic[ConfigT]):
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
 
+    def _remember_session(self, key: str, ws: Any) -> None:
+        """Keep the connection's TLS session for the next connection to this CSMS (a
+        resumed handshake: no certificate chain, one round trip less)."""
+        transport = getattr(ws, "transport", None)
+        ssl_object = None if transport is None else transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return
+        self.tls_resumed = bool(ssl_object.session_reused)
+        session = ssl_object.session
+        if session is not None:
+            self._tls_sessions[key] = session
+
     def _failed_attempt(self) -> Reconnect:
         """A connection attempt was not made or failed: when to try again."""
         (action,) = self.connection.handle(ConnectFailed(self._seconds()))
@@ -1479,9 +1622,16 @@ class StationRuntime(Generic[ConfigT]):
         self.endpoint = endpoint
         actions = self.connection.handle(Connected(self._seconds(), self._boot_data()))
         session = asyncio.get_running_loop().create_task(self._session(endpoint, actions))
+        keepalive: asyncio.Task[None] | None = None
+        if self._learning():
+            self._last_heard = self._seconds()
+            link = self._ws_link or self.link
+            keepalive = asyncio.get_running_loop().create_task(self._keepalive(ws, link))
         try:
             await endpoint.run()
         finally:
+            if keepalive is not None:
+                keepalive.cancel()
             # in the same step as run()'s end: the failed calls see that the connection went
             self.endpoint = None
             for action in self.connection.handle(Disconnected(self._seconds())):
@@ -1641,6 +1791,10 @@ class StationRuntime(Generic[ConfigT]):
         """WebSocketPingInterval, s of station time."""
         raise NotImplementedError
 
+    def _ping_ceiling(self) -> int:
+        """PlugStreamPingIntervalMax: the learning keep-alive's ceiling, s (0: no learning)."""
+        raise NotImplementedError
+
     def _retry_rules(self) -> tuple[int, int]:
         """(attempts, retry interval) of a transaction message that failed to process."""
         raise NotImplementedError
@@ -1754,6 +1908,12 @@ class StationRuntime(Generic[ConfigT]):
 
 Station = StationRuntime[Any]
 """A PlugStream station of either OCPP version."""
+
+
+def _session_key(target: str) -> str:
+    """The CSMS a TLS session belongs to: host and port, without credentials or path."""
+    parts = urlsplit(target)
+    return f"{parts.hostname}:{parts.port or default_port(parts.scheme)}"
 
 
 def newest_state(

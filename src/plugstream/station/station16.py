@@ -183,6 +183,9 @@ class Station16(StationRuntime[Config16]):
     def _ping_setting(self) -> int:
         return self.config.websocket_ping_interval
 
+    def _ping_ceiling(self) -> int:
+        return self.config.ping_interval_max
+
     def _retry_rules(self) -> tuple[int, int]:
         return (
             self.config.transaction_message_attempts,
@@ -191,6 +194,8 @@ class Station16(StationRuntime[Config16]):
 
     def _on_config_change(self, key: str, value: str) -> None:
         self.authorizer.config = self._auth_config()
+        if key == "WebSocketPingInterval":
+            self.ping_interval_set_by_csms()
         if key in _SECURITY_KEYS:
             # A01.FR.11 (2.0.1; the whitepaper's A01): logged, never with the value (A01.FR.12)
             self.security_event("ReconfigurationOfSecurityParameters", f"{key} changed")

@@ -244,6 +244,9 @@ class Station201(StationRuntime[DeviceModel201]):
     def _ping_setting(self) -> int:
         return self.config.websocket_ping_interval
 
+    def _ping_ceiling(self) -> int:
+        return self.config.ping_interval_max
+
     def _retry_rules(self) -> tuple[int, int]:
         return (
             self.config.message_attempts_transaction_event,
@@ -278,6 +281,8 @@ class Station201(StationRuntime[DeviceModel201]):
             )
         if name == ("OCPPCommCtrlr", "HeartbeatInterval"):
             self.heartbeat_interval = int(change.value)
+        elif name == ("OCPPCommCtrlr", "WebSocketPingInterval"):
+            self.ping_interval_set_by_csms()
         elif change.component == "OCPPCommCtrlr" and change.variable in _BACKOFF_VARIABLES:
             if not self._fixed_backoff:
                 self.connection.backoff = self._default_backoff()
