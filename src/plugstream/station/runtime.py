@@ -48,7 +48,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.headers import build_authorization_basic
+from websockets.proxy import get_proxy
 from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
 from plugstream.net.accounting import ByteCounter, Direction, Link
 from plugstream.net.links import LinkPolicy
@@ -143,17 +145,43 @@ Compression = str | ClientPerMessageDeflateFactory | None
 """``"deflate"`` (websockets' defaults), None (off), or tuned permessage-deflate."""
 
 
-def small_deflate(window_bits: int = 12, mem_level: int = 4) -> ClientPerMessageDeflateFactory:
+def small_deflate(
+    window_bits: int = 12, mem_level: int = 4, *, no_context_takeover: bool = False
+) -> ClientPerMessageDeflateFactory:
     """permessage-deflate with small buffers (a fleet: thousands of connections in one
     process). websockets' defaults keep ~150 KB of zlib state per connection (a 32 KB
     window each way, memLevel 5); OCPP messages are well under a KB, so a 4 KB window
     (both ways: the CSMS is asked for it too) and memLevel 4 keep almost all the
-    compression for a fraction of the memory."""
+    compression for a fraction of the memory.
+
+    ``no_context_takeover`` (both ways, the CSMS is asked for it too): each message is
+    compressed on its own, and websockets frees the zlib state after each message, so
+    an idle connection holds none -- a 4 KB window still takes ~35 KB of zlib state a
+    connection, more than a whole lean fleet station (``bench/fleet.py``). A message
+    then compresses somewhat less (no dictionary from the last one)."""
     return ClientPerMessageDeflateFactory(
+        server_no_context_takeover=no_context_takeover,
+        client_no_context_takeover=no_context_takeover,
         server_max_window_bits=window_bits,
         client_max_window_bits=window_bits,
         compress_settings={"memLevel": mem_level},
     )
+
+
+def _env_proxy(address: str) -> str | None:
+    """The proxy websockets would use for ``address`` (the environment's; None: direct).
+
+    websockets looks it up on every connect by scanning ``os.environ``; a process's
+    environment does not change while it runs, so once a CSMS host is enough (a fleet of
+    10,000 connecting spent a tenth of its CPU here)."""
+    uri = parse_uri(address)
+    return _host_proxy(uri.secure, uri.host, uri.port)
+
+
+@functools.lru_cache(maxsize=64)
+def _host_proxy(secure: bool, host: str, port: int) -> str | None:
+    scheme = "wss" if secure else "ws"
+    return get_proxy(parse_uri(f"{scheme}://{host}:{port}/"))
 
 
 def compact(value: Any) -> Any:
@@ -383,6 +411,7 @@ class StationRuntime(Generic[ConfigT]):
         self.model = model
         self.data_dir = data_dir
         self.config = config
+        cast(Any, config).sync = sync_state  # its file is as durable as state.json
         if clock is None:
             clock = SystemClock() if now is None else CallableClock(now)
         self.clock: Clock = clock
@@ -420,6 +449,7 @@ class StationRuntime(Generic[ConfigT]):
         self.connector = Connector(CONNECTOR_ID, operative=bool(operative))
         self.local_list = LocalAuthList.load(data_dir / "local_list.json")
         self.cache = AuthCache.load(data_dir / "auth_cache.json")
+        self.local_list.sync = self.cache.sync = sync_state  # as durable as state.json
         self.authorizer = Authorizer(self.local_list, self.cache, self._auth_config())
         max_profiles, max_stack_level = self._profile_limits()
         profile_options: dict[str, Any] = {
@@ -1377,7 +1407,7 @@ class StationRuntime(Generic[ConfigT]):
                         ping_interval=self._ping_interval(self._ping_setting()),
                         **self._compression_options(),
                         create_connection=counting_factory(self._count, verify),
-                        **route,
+                        **({"proxy": _env_proxy(address)} | route),
                         **tls,
                     ) as ws:
                         self._set_offline(None)
