@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from plugstream.cli import FLEET_RAMPED
 from plugstream.demo import DemoCloud, running_cloud
 from plugstream.station.connector import Reservation
 from plugstream.station.ev import PRESETS, Ev
@@ -41,6 +42,7 @@ SUMMARY_KEYS = {
     "bytes_per_session",
     "bytes_per_idle_day",
     "errors",
+    "ramp_s",
     "duration_wall_s",
     "duration_simulated_s",
 }
@@ -73,6 +75,8 @@ async def test_fleet_of_20_runs_every_session_and_the_cloud_recorded_the_same_en
         assert summary.stations == 20 and summary.connected == 20
         assert summary.sessions_started == summary.sessions_completed == 40
         assert set(summary.sessions_per_station.values()) == {2}
+        # every station's first session was accepted: the ramp-up is timed
+        assert summary.ramp_s is not None and 0 < summary.ramp_s < summary.duration_wall_s
         transactions = await api(cloud, "transactions?limit=500")
         assert len(transactions) == 40
         assert not [t for t in transactions if t["active"]]
@@ -238,6 +242,8 @@ async def test_fleet_command_prints_the_figures_as_its_last_json_line(tmp_path: 
     assert figures["stations"] == 4 and figures["sessions_completed"] == 4
     assert figures["errors"] == 0 and figures["energy_wh"] > 0
     assert "sessions completed" in out.decode()  # the human summary comes first
+    # the ramp-up is printed the moment it is done (bench/fleet.py reads it while it runs)
+    assert any(line.startswith(FLEET_RAMPED + " 4 stations after ") for line in lines)
     assert {s["has_password"] for s in stations} == {True}  # registered with --password
 
 
