@@ -99,6 +99,33 @@ async def test_fleet_of_20_runs_every_session_and_the_cloud_recorded_the_same_en
 
 
 @pytest.mark.socket
+async def test_one_handshake_at_a_time_still_brings_every_station_online(tmp_path: Path) -> None:
+    """The fleet's connect gate: stations wait for it, none is refused or backs off."""
+    async with running_cloud(tmp_path) as cloud:
+        config = FleetConfig(
+            csms=cloud.ocpp_url,
+            stations=6,
+            sessions=1,
+            session_minutes=1,
+            time_scale=600,
+            idle_minutes=(0.0, 0.0),
+            connect_rate=1000.0,  # all at once: five wait in the gate
+            max_handshakes=1,
+            seed=6,
+        )
+        summary = await Fleet(config).run(duration=WAIT)
+    assert summary.errors == 0
+    assert summary.ever_connected == 6 and summary.sessions_completed == 6
+    assert summary.ramp_s is not None
+
+
+@pytest.mark.unit
+def test_a_fleet_needs_at_least_one_handshake_at_a_time() -> None:
+    with pytest.raises(ValueError, match="handshake"):
+        FleetConfig(csms="ws://127.0.0.1:9/ocpp", max_handshakes=0)
+
+
+@pytest.mark.socket
 async def test_stop_mid_session_ends_the_transactions_at_the_cloud(tmp_path: Path) -> None:
     async with running_cloud(tmp_path) as cloud:
         config = FleetConfig(

@@ -426,6 +426,12 @@ class StationRuntime(Generic[ConfigT]):
         self.compression = compression  # permessage-deflate offered; None: not
         self.sync_state = sync_state  # fsync state.json: survives an OS crash, not only kill -9
         self.state_in_journal = state_in_journal  # state in the journal's database, no file
+        self.connect_gate: asyncio.Semaphore | None = None
+        """Held from the TCP connect until the WebSocket handshake is done (None: no
+        gate). A fleet shares one among its stations: all of them come from one address,
+        and a CSMS bounds the unfinished handshakes of an address (PlugStream Cloud: 500);
+        past that it closes them, and each station so refused backs off for seconds --
+        a 10,000-station ramp took minutes. Waiting in the gate costs nothing."""
         self.observer: Callable[[Event], None] | None = None
         """Sees every event of every connection's endpoint (a fleet counts messages)."""
         self.network: StationNetwork | None = None
@@ -1398,7 +1404,9 @@ class StationRuntime(Generic[ConfigT]):
                 if link is not None:
                     self.link = link
                     self._ws_link = link
+                gate = _Gate(self.connect_gate)
                 try:
+                    await gate.enter()
                     async with websockets.connect(
                         address,
                         subprotocols=[Subprotocol(self.ocpp_version.subprotocol)],
@@ -1410,6 +1418,7 @@ class StationRuntime(Generic[ConfigT]):
                         **({"proxy": _env_proxy(address)} | route),
                         **tls,
                     ) as ws:
+                        gate.leave()
                         self._set_offline(None)
                         if link is not None and network is not None:
                             if link != network.active_link:  # it changed while connecting
@@ -1434,6 +1443,7 @@ class StationRuntime(Generic[ConfigT]):
                     if isinstance(exc, SSLError):
                         self._on_tls_failure(exc, urlsplit(target).hostname or "")
                 finally:
+                    gate.leave()
                     self._ws_link = None
                 dropped, self._dropped = self._dropped, None
                 if self._link_switched:
@@ -1749,6 +1759,27 @@ def saved_at(state: Mapping[str, Any], default: datetime) -> datetime:
         return datetime.fromisoformat(str(state["saved_at"]))
     except (KeyError, ValueError):
         return default
+
+
+class _Gate:
+    """One connection attempt's hold on a :attr:`StationRuntime.connect_gate`: entered
+    before connecting, left once, when the handshake is done or the attempt failed."""
+
+    __slots__ = ("_held", "_semaphore")
+
+    def __init__(self, semaphore: asyncio.Semaphore | None) -> None:
+        self._semaphore = semaphore
+        self._held = False
+
+    async def enter(self) -> None:
+        if self._semaphore is not None:
+            await self._semaphore.acquire()
+            self._held = True
+
+    def leave(self) -> None:
+        if self._held and self._semaphore is not None:
+            self._held = False
+            self._semaphore.release()
 
 
 async def _wait_event(event: asyncio.Event, clock: Clock, timeout: float | None) -> None:
