@@ -348,10 +348,19 @@ async def _run_fleet(config: FleetConfig, duration: float | None) -> FleetSummar
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        return await Fleet(config).run(stop, duration)
+        fleet = Fleet(config)
+        # at once, not in the summary only: a bench reads the ramp-up while the fleet runs
+        fleet.on_ramped = lambda seconds: print(
+            f"{FLEET_RAMPED} {config.stations} stations after {seconds:.1f} s", flush=True
+        )
+        return await fleet.run(stop, duration)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+FLEET_RAMPED = "fleet ramped up: a session on all"
+"""The start of the line ``plugstream fleet`` prints once every station is in a session."""
 
 
 def _print_fleet(summary: FleetSummary) -> None:
@@ -373,6 +382,10 @@ def _print_fleet(summary: FleetSummary) -> None:
         ("bytes per session", n(summary.bytes_per_session)),
         ("bytes per idle day", n(summary.bytes_per_idle_day)),
         ("errors", n(summary.errors)),
+        (
+            "ramp-up (all in a session)",
+            "-" if summary.ramp_s is None else f"{summary.ramp_s:,.1f} s",
+        ),
         ("wall time", f"{summary.duration_wall_s:,.1f} s"),
         (
             "simulated time",

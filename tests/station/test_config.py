@@ -605,3 +605,25 @@ def test_files_are_private_and_a_corrupt_file_falls_back_to_defaults(tmp_path: P
     assert model.path.stat().st_mode & 0o777 == 0o600
     model.path.write_text("{not json")
     assert DeviceModel201.load(tmp_path).heartbeat_interval == 300
+
+
+def test_stations_share_the_default_values_and_keep_their_own_changes() -> None:
+    """A fleet of 10,000 holds the keys and defaults once; a change stays with its station."""
+    one, two = Config16(None), Config16(None)
+    assert one._keys is two._keys
+    assert one._values.maps[1] is two._values.maps[1]  # the shared defaults
+    assert change16(one, "HeartbeatInterval", "600") == "Accepted"
+    assert one.heartbeat_interval == 600
+    assert two.heartbeat_interval == Config16(None).heartbeat_interval != 600
+    assert one._values.maps[0] == {"HeartbeatInterval": "600"}  # only what it changed
+    assert two._values.maps[0] == {}
+
+
+def test_set_internal_to_the_same_value_writes_nothing(tmp_path: Path) -> None:
+    """The HeartbeatInterval of every boot is stored only when it changed."""
+    config = Config16(tmp_path)
+    config.set_internal("HeartbeatInterval", "777")
+    assert config.path is not None and config.path.exists()
+    config.path.unlink()
+    config.set_internal("HeartbeatInterval", "777")
+    assert not config.path.exists()

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from plugstream.cli import FLEET_RAMPED
 from plugstream.demo import DemoCloud, running_cloud
 from plugstream.station.connector import Reservation
 from plugstream.station.ev import PRESETS, Ev
@@ -41,6 +42,7 @@ SUMMARY_KEYS = {
     "bytes_per_session",
     "bytes_per_idle_day",
     "errors",
+    "ramp_s",
     "duration_wall_s",
     "duration_simulated_s",
 }
@@ -73,6 +75,8 @@ async def test_fleet_of_20_runs_every_session_and_the_cloud_recorded_the_same_en
         assert summary.stations == 20 and summary.connected == 20
         assert summary.sessions_started == summary.sessions_completed == 40
         assert set(summary.sessions_per_station.values()) == {2}
+        # every station's first session was accepted: the ramp-up is timed
+        assert summary.ramp_s is not None and 0 < summary.ramp_s < summary.duration_wall_s
         transactions = await api(cloud, "transactions?limit=500")
         assert len(transactions) == 40
         assert not [t for t in transactions if t["active"]]
@@ -92,6 +96,33 @@ async def test_fleet_of_20_runs_every_session_and_the_cloud_recorded_the_same_en
     document = summary.to_json()
     assert document.keys() >= SUMMARY_KEYS
     assert json.loads(json.dumps(document)) == document
+
+
+@pytest.mark.socket
+async def test_one_handshake_at_a_time_still_brings_every_station_online(tmp_path: Path) -> None:
+    """The fleet's connect gate: stations wait for it, none is refused or backs off."""
+    async with running_cloud(tmp_path) as cloud:
+        config = FleetConfig(
+            csms=cloud.ocpp_url,
+            stations=6,
+            sessions=1,
+            session_minutes=1,
+            time_scale=600,
+            idle_minutes=(0.0, 0.0),
+            connect_rate=1000.0,  # all at once: five wait in the gate
+            max_handshakes=1,
+            seed=6,
+        )
+        summary = await Fleet(config).run(duration=WAIT)
+    assert summary.errors == 0
+    assert summary.ever_connected == 6 and summary.sessions_completed == 6
+    assert summary.ramp_s is not None
+
+
+@pytest.mark.unit
+def test_a_fleet_needs_at_least_one_handshake_at_a_time() -> None:
+    with pytest.raises(ValueError, match="handshake"):
+        FleetConfig(csms="ws://127.0.0.1:9/ocpp", max_handshakes=0)
 
 
 @pytest.mark.socket
@@ -238,6 +269,8 @@ async def test_fleet_command_prints_the_figures_as_its_last_json_line(tmp_path: 
     assert figures["stations"] == 4 and figures["sessions_completed"] == 4
     assert figures["errors"] == 0 and figures["energy_wh"] > 0
     assert "sessions completed" in out.decode()  # the human summary comes first
+    # the ramp-up is printed the moment it is done (bench/fleet.py reads it while it runs)
+    assert any(line.startswith(FLEET_RAMPED + " 4 stations after ") for line in lines)
     assert {s["has_password"] for s in stations} == {True}  # registered with --password
 
 

@@ -160,6 +160,10 @@ class LocalAuthList:
     ``version`` 0 means no list has been received yet (D02.FR.02).
     """
 
+    sync: bool = True
+    """fsync each write (a real station); False: survives the process dying, not the OS
+    (a fleet: every station caches its driver's card on its first Authorize)."""
+
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self.version = 0
@@ -182,7 +186,9 @@ class LocalAuthList:
             return
         entries = [{"key": k.to_json(), "info": v} for k, v in self._entries.items()]
         atomic_write_json(
-            self.path, {"format": _FORMAT, "version": self.version, "entries": entries}
+            self.path,
+            {"format": _FORMAT, "version": self.version, "entries": entries},
+            sync=self.sync,
         )
 
     def get_version(self) -> int:
@@ -284,6 +290,10 @@ class AuthCache:
       if there is none, the least recently used valid one (1.6 §3.5.1, C10.FR.07).
     """
 
+    sync: bool = True
+    """fsync each write (a real station); False: survives the process dying, not the OS
+    (a fleet: every station caches its driver's card on its first Authorize)."""
+
     def __init__(
         self,
         *,
@@ -321,7 +331,7 @@ class AuthCache:
             {"key": k.to_json(), "info": e.info, "last_used": e.last_used.isoformat()}
             for k, e in self._entries.items()
         ]
-        atomic_write_json(self.path, {"format": _FORMAT, "entries": entries})
+        atomic_write_json(self.path, {"format": _FORMAT, "entries": entries}, sync=self.sync)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -21,10 +21,12 @@ heartbeat interval, a new password to reconnect with).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
 import re
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -70,8 +72,13 @@ REPORT_BASES = ("ConfigurationInventory", "FullInventory", "SummaryInventory")
 _FORMAT = 1  # version of the JSON files we write
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` so that a crash leaves the old or the new file, never half."""
+def atomic_write_json(path: Path, data: Any, *, sync: bool = True) -> None:
+    """Write ``data`` as JSON to ``path`` so that a crash leaves the old or the new file, never half.
+
+    ``sync`` False: no fsync (the file survives the process dying, not the OS crashing):
+    a simulated fleet, whose thousands of stations all store their HeartbeatInterval
+    on their first boot, spent a tenth of its ramp-up CPU in these fsyncs.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     payload = json.dumps(data, indent=1, sort_keys=True).encode()
@@ -80,12 +87,15 @@ def atomic_write_json(path: Path, data: Any) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+    if not sync:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -339,6 +349,25 @@ KEYS16: tuple[Key16, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=16)
+def _keys16(
+    number_of_connectors: int, extra_keys: tuple[Key16, ...]
+) -> tuple[dict[str, Key16], dict[str, str]]:
+    """The keys by lower-case name and their default values: the same for every station
+    of a kind, so built once and shared (never mutated: :class:`Config16` writes in
+    front of them)."""
+    fixed = {
+        "NumberOfConnectors": str(number_of_connectors),
+        "ConnectorPhaseRotationMaxLength": str(number_of_connectors + 1),
+    }
+    keys: dict[str, Key16] = {}
+    values: dict[str, str] = {}
+    for key in (*KEYS16, *extra_keys):
+        keys[key.name.lower()] = key
+        values[key.name] = fixed.get(key.name, key.default)
+    return keys, values
+
+
 class Config16:
     """The OCPP 1.6 configuration keys of one station, persisted in one JSON file.
 
@@ -358,16 +387,14 @@ class Config16:
         extra_keys: Iterable[Key16] = (),
     ) -> None:
         self.path = None if path is None else _file(path, self.FILENAME)
-        self._keys: dict[str, Key16] = {}
-        self._values: dict[str, str] = {}
+        self.sync = True
+        """fsync each save (a real station); False: the file survives the process dying,
+        not the OS (a fleet, like its ``sync_state``)."""
+        self._keys, defaults_of = _keys16(number_of_connectors, tuple(extra_keys))
+        # the defaults are shared by every station of a fleet; a station's own values sit
+        # in front of them (copy-on-write: a fleet station holds only what it changed)
+        self._values: ChainMap[str, str] = ChainMap({}, defaults_of)
         self._listeners: list[Callable[[str, str], None]] = []
-        fixed = {
-            "NumberOfConnectors": str(number_of_connectors),
-            "ConnectorPhaseRotationMaxLength": str(number_of_connectors + 1),
-        }
-        for key in (*KEYS16, *extra_keys):
-            self._keys[key.name.lower()] = key
-            self._values[key.name] = fixed.get(key.name, key.default)
         for name, value in (defaults or {}).items():
             self._values[self._key(name).name] = value
 
@@ -397,7 +424,7 @@ class Config16:
         if self.path is None:
             return
         values = {k.name: self._values[k.name] for k in self._keys.values() if k.access != "R"}
-        atomic_write_json(self.path, {"format": _FORMAT, "values": values})
+        atomic_write_json(self.path, {"format": _FORMAT, "values": values}, sync=self.sync)
 
     # -- listeners
 
@@ -484,6 +511,8 @@ class Config16:
     def set_internal(self, key: str, value: str) -> None:
         """Set a key from inside the station, read-only ones included (no validation, no listeners)."""
         spec = self._key(key)
+        if self._values[spec.name] == value:
+            return  # the same again (HeartbeatInterval at every boot): nothing to write
         self._values[spec.name] = value
         if spec.access != "R":
             self.save()
@@ -1017,6 +1046,7 @@ class DeviceModel201:
         extra: Iterable[VariableDef] = (),
     ) -> None:
         self.path = None if path is None else _file(path, self.FILENAME)
+        self.sync = True  # fsync each save; False: survives the process dying, not the OS
         self._vars: dict[_Ident, _Variable] = {}
         self._components: set[_ComponentIdent] = set()
         self._listeners: list[Callable[[VariableChange], None]] = []
@@ -1087,7 +1117,7 @@ class DeviceModel201:
                         "value": value,
                     }
                 )
-        atomic_write_json(self.path, {"format": _FORMAT, "variables": entries})
+        atomic_write_json(self.path, {"format": _FORMAT, "variables": entries}, sync=self.sync)
 
     # -- listeners
 

@@ -26,7 +26,15 @@ Made cheap per station (CPU is what limits a fleet, see ``bench/fleet.py``):
 - a charging station wakes for its next meter sample, a profile boundary, a
   clock-aligned slot or the earliest time its car may be full (``tick_interval``
   None), not every 10 s: energy is integrated from timestamps;
-- permessage-deflate with a 4 KB window and memLevel 4 (:func:`small_deflate`).
+- permessage-deflate with a 4 KB window, memLevel 4 and no context takeover either way
+  (:func:`small_deflate`): no zlib state is held between messages (~35 KB a connection);
+- the files a station writes at its first boot and Authorize (its configuration, its
+  authorization cache) are written as durably as its state (``sync_state``: no fsync),
+  the configuration's keys and defaults are shared by all stations (copy-on-write), and
+  websockets' proxy look-up is done once per CSMS host, not per connection.
+
+:attr:`Fleet.ramp_s` is the ramp-up: the wall seconds until every station's first
+session was accepted (``plugstream fleet`` prints it the moment it is reached).
 
 Counting: the OCPP messages of each station are counted from its endpoint's events
 (CALLERRORs, failed and timed-out calls are errors); bytes come from the station's
@@ -42,7 +50,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -135,6 +143,9 @@ class FleetConfig:
     fault_rate: float = 0.0  # share of sessions in which the station faults mid-charge
     fault_minutes: float = 10.0  # simulated minutes until a fault is cleared
     drain_s: float = 5.0  # wall seconds the journals get to reach the CSMS at the end
+    # WebSocket handshakes under way at once: all the fleet's stations come from one
+    # address, and PlugStream Cloud closes those past 500 unfinished from one address
+    max_handshakes: int = 200
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -153,6 +164,8 @@ class FleetConfig:
         low, high = self.idle_minutes
         if not 0 <= low <= high:
             raise ValueError(f"idle minutes must be 0 <= low <= high, not {self.idle_minutes}")
+        if self.max_handshakes < 1:
+            raise ValueError("at least one handshake at a time")
         if self.connect_rate <= 0:
             raise ValueError("the connect rate must be positive")
         if not 0.0 <= self.fault_rate <= 1.0:
@@ -262,6 +275,7 @@ class FleetSummary:
     bytes_per_idle_day: float | None  # bytes outside cycles per 24 h of simulated idle time
     sessions_per_station: dict[str, int] = field(default_factory=dict)
     errors: int = 0
+    ramp_s: float | None = None  # wall s until every station had started its first session
     duration_wall_s: float = 0.0
     duration_simulated_s: float = 0.0
     time_scale: float = 1.0
@@ -300,11 +314,18 @@ class Fleet:
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[asyncio.Task[None]] = []
         self._database: JournalDatabase | None = None
+        self._connect_gate: asyncio.Semaphore | None = None
         self._temp_dir: Path | None = None
         self._errors = _ErrorCounter()
         self._started_at = 0.0
         self._all_done = asyncio.Event()
         self._remaining = 0
+        self._first_sessions = 0  # stations that have started their first session
+        self.ramp_s: float | None = None
+        """Wall seconds from :meth:`start` until every station had started its first
+        session (its CSMS accepted the card): the fleet's ramp-up; None until then."""
+        self.on_ramped: Callable[[float], None] | None = None
+        """Called once with :attr:`ramp_s` (``plugstream fleet`` prints it at once)."""
         self.data_dir: Path | None = None
 
     # -- life cycle --------------------------------------------------------------------
@@ -319,6 +340,7 @@ class Fleet:
             self.data_dir = Path(config.data_dir)
             self.data_dir.mkdir(parents=True, exist_ok=True)
         self._database = JournalDatabase(self.data_dir / "journals.sqlite")
+        self._connect_gate = asyncio.Semaphore(config.max_handshakes)
         logging.getLogger("plugstream.station").addHandler(self._errors)
         self._started_at = time.monotonic()
         width = max(3, len(str(config.stations)))
@@ -350,8 +372,11 @@ class Fleet:
             sync_state=False,  # state.json survives kill -9 without an fsync per meter sample
             state_in_journal=True,  # no state.json: the state goes in the group commit
             tick_interval=None,  # a charging car is looked at when a sample or "full" is due
-            compression=small_deflate(),  # zlib state: ~20 KB a connection instead of ~150 KB
+            # no zlib state held between messages: ~35 KB less a connection (a 4 KB window
+            # still costs that much, more than all the rest of a fleet station)
+            compression=small_deflate(no_context_takeover=True),
         )
+        station.connect_gate = self._connect_gate
         sim = SimStation(station, ocpp)
         station.observer = sim.observe
         return sim
@@ -480,6 +505,12 @@ class Fleet:
                 sim.errors += 1
                 return
             sim.sessions_started += 1
+            if sim.sessions_started == 1:
+                self._first_sessions += 1
+                if self._first_sessions == len(self.sims):
+                    self.ramp_s = time.monotonic() - self._started_at
+                    if self.on_ramped is not None:
+                        self.on_ramped(self.ramp_s)
             faults = config.fault_rate > 0 and self.rng.random() < config.fault_rate
             if faults:
                 await self._fault(sim, ev)
@@ -576,6 +607,7 @@ class Fleet:
             bytes_per_idle_day=idle_bytes / idle_seconds * 86400.0 if idle_seconds > 0 else None,
             sessions_per_station={s.station_id: s.sessions_completed for s in self.sims},
             errors=sum(s.errors for s in self.sims) + self._errors.count,
+            ramp_s=self.ramp_s,
             duration_wall_s=time.monotonic() - self._started_at if self._started_at else 0.0,
             duration_simulated_s=now,
             time_scale=self.config.time_scale,

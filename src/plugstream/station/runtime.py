@@ -48,7 +48,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.headers import build_authorization_basic
+from websockets.proxy import get_proxy
 from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
 from plugstream.net.accounting import ByteCounter, Direction, Link
 from plugstream.net.links import LinkPolicy
@@ -153,17 +155,43 @@ Compression = str | ClientPerMessageDeflateFactory | None
 """``"deflate"`` (websockets' defaults), None (off), or tuned permessage-deflate."""
 
 
-def small_deflate(window_bits: int = 12, mem_level: int = 4) -> ClientPerMessageDeflateFactory:
+def small_deflate(
+    window_bits: int = 12, mem_level: int = 4, *, no_context_takeover: bool = False
+) -> ClientPerMessageDeflateFactory:
     """permessage-deflate with small buffers (a fleet: thousands of connections in one
     process). websockets' defaults keep ~150 KB of zlib state per connection (a 32 KB
     window each way, memLevel 5); OCPP messages are well under a KB, so a 4 KB window
     (both ways: the CSMS is asked for it too) and memLevel 4 keep almost all the
-    compression for a fraction of the memory."""
+    compression for a fraction of the memory.
+
+    ``no_context_takeover`` (both ways, the CSMS is asked for it too): each message is
+    compressed on its own, and websockets frees the zlib state after each message, so
+    an idle connection holds none -- a 4 KB window still takes ~35 KB of zlib state a
+    connection, more than a whole lean fleet station (``bench/fleet.py``). A message
+    then compresses somewhat less (no dictionary from the last one)."""
     return ClientPerMessageDeflateFactory(
+        server_no_context_takeover=no_context_takeover,
+        client_no_context_takeover=no_context_takeover,
         server_max_window_bits=window_bits,
         client_max_window_bits=window_bits,
         compress_settings={"memLevel": mem_level},
     )
+
+
+def _env_proxy(address: str) -> str | None:
+    """The proxy websockets would use for ``address`` (the environment's; None: direct).
+
+    websockets looks it up on every connect by scanning ``os.environ``; a process's
+    environment does not change while it runs, so once a CSMS host is enough (a fleet of
+    10,000 connecting spent a tenth of its CPU here)."""
+    uri = parse_uri(address)
+    return _host_proxy(uri.secure, uri.host, uri.port)
+
+
+@functools.lru_cache(maxsize=64)
+def _host_proxy(secure: bool, host: str, port: int) -> str | None:
+    scheme = "wss" if secure else "ws"
+    return get_proxy(parse_uri(f"{scheme}://{host}:{port}/"))
 
 
 def compact(value: Any) -> Any:
@@ -393,6 +421,7 @@ class StationRuntime(Generic[ConfigT]):
         self.model = model
         self.data_dir = data_dir
         self.config = config
+        cast(Any, config).sync = sync_state  # its file is as durable as state.json
         if clock is None:
             clock = SystemClock() if now is None else CallableClock(now)
         self.clock: Clock = clock
@@ -407,6 +436,12 @@ class StationRuntime(Generic[ConfigT]):
         self.compression = compression  # permessage-deflate offered; None: not
         self.sync_state = sync_state  # fsync state.json: survives an OS crash, not only kill -9
         self.state_in_journal = state_in_journal  # state in the journal's database, no file
+        self.connect_gate: asyncio.Semaphore | None = None
+        """Held from the TCP connect until the WebSocket handshake is done (None: no
+        gate). A fleet shares one among its stations: all of them come from one address,
+        and a CSMS bounds the unfinished handshakes of an address (PlugStream Cloud: 500);
+        past that it closes them, and each station so refused backs off for seconds --
+        a 10,000-station ramp took minutes. Waiting in the gate costs nothing."""
         self.observer: Callable[[Event], None] | None = None
         """Sees every event of every connection's endpoint (a fleet counts messages)."""
         self.network: StationNetwork | None = None
@@ -436,6 +471,7 @@ class StationRuntime(Generic[ConfigT]):
         self.connector = Connector(CONNECTOR_ID, operative=bool(operative))
         self.local_list = LocalAuthList.load(data_dir / "local_list.json")
         self.cache = AuthCache.load(data_dir / "auth_cache.json")
+        self.local_list.sync = self.cache.sync = sync_state  # as durable as state.json
         self.authorizer = Authorizer(self.local_list, self.cache, self._auth_config())
         max_profiles, max_stack_level = self._profile_limits()
         profile_options: dict[str, Any] = {
@@ -1531,7 +1567,9 @@ class StationRuntime(Generic[ConfigT]):
                     self._ws_link = link
                 session_key = _session_key(target)
                 offered = self._tls_sessions.get(session_key) if tls else None
+                gate = _Gate(self.connect_gate)
                 try:
+                    await gate.enter()
                     with resuming(offered):
                         async with websockets.connect(
                             address,
@@ -1541,9 +1579,10 @@ class StationRuntime(Generic[ConfigT]):
                             ping_interval=self._ping_interval(self._ping_setting()),
                             **self._compression_options(),
                             create_connection=counting_factory(self._count, verify),
-                            **route,
+                            **({"proxy": _env_proxy(address)} | route),
                             **tls,
                         ) as ws:
+                            gate.leave()
                             self._set_offline(None)
                             if tls:
                                 self._remember_session(session_key, ws)
@@ -1574,6 +1613,7 @@ class StationRuntime(Generic[ConfigT]):
                     if isinstance(exc, SSLError):
                         self._on_tls_failure(exc, urlsplit(target).hostname or "")
                 finally:
+                    gate.leave()
                     self._ws_link = None
                 dropped, self._dropped = self._dropped, None
                 if self._link_switched:
@@ -1936,6 +1976,27 @@ def saved_at(state: Mapping[str, Any], default: datetime) -> datetime:
         return datetime.fromisoformat(str(state["saved_at"]))
     except (KeyError, ValueError):
         return default
+
+
+class _Gate:
+    """One connection attempt's hold on a :attr:`StationRuntime.connect_gate`: entered
+    before connecting, left once, when the handshake is done or the attempt failed."""
+
+    __slots__ = ("_held", "_semaphore")
+
+    def __init__(self, semaphore: asyncio.Semaphore | None) -> None:
+        self._semaphore = semaphore
+        self._held = False
+
+    async def enter(self) -> None:
+        if self._semaphore is not None:
+            await self._semaphore.acquire()
+            self._held = True
+
+    def leave(self) -> None:
+        if self._held and self._semaphore is not None:
+            self._held = False
+            self._semaphore.release()
 
 
 async def _wait_event(event: asyncio.Event, clock: Clock, timeout: float | None) -> None:
