@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from plugstream.lab.netns import Host, LabUnavailable, Netns, lab_unavailable
+from plugstream.net.image import STATION_IMAGE_SYSCTLS
 from plugstream.netcheck.firewall import NTP_HOST, OCPP_HOST, SETUP_HOST, render
 from plugstream.pki.authority import CertificateAuthority
 from plugstream.pki.keystore import PKIStore
@@ -556,6 +557,9 @@ class Lab:
         cloud.ip("route", "add", "default", "via", INTERNET)
         router.sysctl("net.ipv4.ip_forward", "1")
         carrier.sysctl("net.ipv4.ip_forward", "1")
+        # the station runs with its image's kernel settings (net/image.py: TCP timestamps off)
+        for key, value in STATION_IMAGE_SYSCTLS.items():
+            station.sysctl(key, value)
         # the laptop's resolv.conf, as DHCP would have written it (ip netns exec mounts it)
         etc = Path("/etc/netns") / laptop.netns
         etc.mkdir(parents=True, exist_ok=True)

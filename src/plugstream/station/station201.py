@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Unpack
 
 from plugstream.ocpp import Handlers, OcppVersion, after, on, v201
-from plugstream.ocpp.datetimes import format_time
+from plugstream.ocpp.datetimes import format_time, format_whole_seconds
 from plugstream.station.auth import AuthConfig, TokenKey
 from plugstream.station.availability import Availability201
 from plugstream.station.backoff import ReconnectBackoff
@@ -330,7 +330,7 @@ class Station201(StationRuntime[DeviceModel201]):
         at = saved_at(state, self.now())
         payload: dict[str, Any] = {
             "eventType": "Ended",
-            "timestamp": format_time(at),
+            "timestamp": format_whole_seconds(at),
             "triggerReason": "AbnormalCondition",
             "seqNo": int(saved.get("seq_no", 0)),
             "transactionInfo": {
@@ -357,7 +357,7 @@ class Station201(StationRuntime[DeviceModel201]):
     def _status_payload(self, change: StatusChanged) -> dict[str, Any]:
         self.availability.status_changed(change)  # NotifyEvent (Delta) with it, once per state
         return {
-            "timestamp": format_time(change.timestamp),
+            "timestamp": format_whole_seconds(change.timestamp),
             "connectorStatus": change.status_201.value,
             "evseId": EVSE_ID,
             "connectorId": change.connector_id,
@@ -459,13 +459,16 @@ class Station201(StationRuntime[DeviceModel201]):
         meter_values: list[dict[str, Any]] | None = None,
         info: Mapping[str, Any] | None = None,
         with_token: bool = False,
+        at: datetime | None = None,
     ) -> int:
-        """Journal one TransactionEvent of ``tx`` (durably, before anything else happens)."""
+        """Journal one TransactionEvent of ``tx`` (durably, before anything else happens).
+        ``at``: when it happened (a meter sample's time, which its meterValue repeats:
+        the same string twice deflates to a back-reference), else now."""
         transaction_info: dict[str, Any] = {"transactionId": tx.transaction_id}
         transaction_info.update(info or {})
         payload: dict[str, Any] = {
             "eventType": event_type,
-            "timestamp": format_time(self.now()),
+            "timestamp": format_whole_seconds(self.now() if at is None else at),
             "triggerReason": trigger_reason,
             "seqNo": tx.next_seq_no(),
             "transactionInfo": transaction_info,
@@ -657,7 +660,7 @@ class Station201(StationRuntime[DeviceModel201]):
         for context, trigger_reason, measurands, at in readings:
             value = build_meter_value_201(measurements, measurands, context, at)
             if value is not None:
-                self._journal_event(tx, "Updated", trigger_reason, meter_values=[value])
+                self._journal_event(tx, "Updated", trigger_reason, meter_values=[value], at=at)
 
     def _connection_timeout(self, now: datetime) -> None:
         """EVConnectionTimeOut (C01.FR.26): an authorized idToken without a cable for
