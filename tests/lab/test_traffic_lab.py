@@ -602,8 +602,7 @@ def test_a_session_and_an_idle_day_stay_far_below_the_article(
     # pings for a station that keeps itself alive, NTP every 2,048 s) and a 2-hour session
     # at most 30 KB, measured and with its real NTP polls. A sample a minute is one request,
     # one answer and one bare ACK: 120 B of TCP/IP headers without the TCP timestamps the
-    # station image turns off (net/image.py), ~14.4 KB of the session; the whole-second
-    # timestamps the station sends deflate to a few bytes (ocpp/datetimes.py).
+    # station image turns off (net/image.py), ~14.4 KB of the session.
     assert ip_day <= GOAL_IDLE_DAY_IP, ip_day
     for name in ("2 h session: IP, measured", "2 h session: IP, real-time equivalent"):
         assert by_name[name].total <= GOAL_SESSION_IP, (name, by_name[name])

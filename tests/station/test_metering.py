@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from plugstream.ocpp import Call, OcppVersion, encode, schemas
-from plugstream.ocpp.datetimes import format_time, format_whole_seconds
+from plugstream.ocpp.datetimes import format_time
 from plugstream.station.ev import CITY_CAR, PERFORMANCE_CAR, Ev
 from plugstream.station.hardware import (
     CURRENT,
@@ -202,17 +202,16 @@ def test_helpers() -> None:
     assert all(sv["context"] == "Transaction.Begin" for sv in mv["sampledValue"])
 
 
-def test_a_station_writes_whole_seconds() -> None:
-    """OCPP 2.0.1 recommends omitting fractional seconds (they cost bytes on the uplink);
-    the station truncates, so its times never move forward past the moment they name."""
+def test_each_meter_sample_keeps_its_own_time_to_the_millisecond() -> None:
+    """Two readings in one second must not read as one sample twice: the CSMS would keep
+    the first and bill from it (and a stop truncated to its second could precede the last
+    sample it follows). Whole seconds were tried for their bytes and broke exactly that."""
     late = T0.replace(microsecond=999_999)
-    assert format_whole_seconds(late) == "2026-11-25T14:07:13Z"
-    assert format_time(late) == "2026-11-25T14:07:13.999Z"  # the cloud's answers keep them
     for build in (build_meter_value_16, build_meter_value_201):
         mv = build(
             charging(PLUGSTREAM_22, Ev(CITY_CAR)).measurements(), ALL, "Sample.Periodic", late
         )
-        assert mv is not None and mv["timestamp"] == "2026-11-25T14:07:13Z"
+        assert mv is not None and mv["timestamp"] == "2026-11-25T14:07:13.999Z"
 
 
 # -- transaction data ---------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["format_time", "format_whole_seconds", "parse_time"]
+__all__ = ["format_time", "parse_time"]
 
 
 def format_time(at: datetime, *, always_ms: bool = False) -> str:
@@ -17,17 +17,6 @@ def format_time(at: datetime, *, always_ms: bool = False) -> str:
     if utc.microsecond or always_ms:
         return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
     return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def format_whole_seconds(at: datetime) -> str:
-    """:func:`format_time` of ``at`` truncated to the second: what a station writes in the
-    messages it sends. OCPP 2.0.1 (part 2, 2.1.x dateTime) RECOMMENDS omitting fractional
-    seconds, "because it is of limited use and omitting it reduces data usages"; 1.6
-    (3.15) lets senders omit insignificant fractions. On a metered uplink a minute's
-    sample then repeats most of the previous one's timestamp, which permessage-deflate
-    turns into a back-reference. Truncated, not rounded: times never move forward, so
-    the order of a station's own messages is kept."""
-    return format_time(at.replace(microsecond=0))
 
 
 def parse_time(text: str) -> datetime:

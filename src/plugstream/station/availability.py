@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from plugstream.ocpp import OcppError
-from plugstream.ocpp.datetimes import format_time, format_whole_seconds
+from plugstream.ocpp.datetimes import format_time
 from plugstream.station.connector import StatusChanged
 from plugstream.station.ports import StationPort
 
@@ -40,7 +40,7 @@ def availability_events(
     return [
         {
             "eventId": first_event_id + n,
-            "timestamp": format_whole_seconds(at),
+            "timestamp": format_time(at),
             "trigger": "Delta",
             "actualValue": state,
             "eventNotificationType": HARDWIRED,

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from plugstream.ocpp.datetimes import format_whole_seconds
+from plugstream.ocpp.datetimes import format_time
 from plugstream.station.hardware import (
     ENERGY_REGISTER,
     VOLTAGE,
@@ -369,7 +369,7 @@ def build_meter_value_16(
     if not values:
         return None
     return {
-        "timestamp": format_whole_seconds(timestamp),
+        "timestamp": format_time(timestamp),
         "sampledValue": [_sampled_value_16(v, str(context)) for v in values],
     }
 
@@ -385,7 +385,7 @@ def build_meter_value_201(
     if not values:
         return None
     return {
-        "timestamp": format_whole_seconds(timestamp),
+        "timestamp": format_time(timestamp),
         "sampledValue": [_sampled_value_201(v, str(context)) for v in values],
     }
 
@@ -469,7 +469,7 @@ class TransactionData:
         """StopTransaction.req ``transactionData``: leave the field out when empty."""
         return [
             {
-                "timestamp": format_whole_seconds(r.timestamp),
+                "timestamp": format_time(r.timestamp),
                 "sampledValue": [_sampled_value_16(v, r.context) for v in r.values],
             }
             for r in self.readings
@@ -479,7 +479,7 @@ class TransactionData:
         """TransactionEventRequest(Ended) ``meterValue``: leave the field out when empty."""
         return [
             {
-                "timestamp": format_whole_seconds(r.timestamp),
+                "timestamp": format_time(r.timestamp),
                 "sampledValue": [_sampled_value_201(v, r.context) for v in r.values],
             }
             for r in self.readings

@@ -202,8 +202,8 @@ STATION_NTP_POLL: Final = 2048.0
 """Seconds between the station's NTP polls while all is well: systemd-timesyncd's
 PollIntervalMaxSec default. Each poll is 152 bytes of IP on the uplink (a 48-byte SNTP
 message each way); at 1,024 s they were 12.8 KB of an idle day and 1 KB of a 2-hour session.
-A crystal's 20-50 ppm drift over 2,048 s is 0.04-0.1 s, well under the whole seconds the
-station's messages carry (ocpp/datetimes.py, format_whole_seconds)."""
+A crystal's 20-50 ppm drift over 2,048 s is 0.04-0.1 s: within what a CSMS checks a
+station's clock to (the cloud flags a second or more)."""
 
 
 @dataclass

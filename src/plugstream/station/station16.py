@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Unpack
 
 from plugstream.ocpp import Handlers, OcppVersion, after, on, v16
-from plugstream.ocpp.datetimes import format_whole_seconds
+from plugstream.ocpp.datetimes import format_time
 from plugstream.station.auth import AuthConfig, TokenKey
 from plugstream.station.backoff import ReconnectBackoff
 from plugstream.station.certmgmt import CertificateHandlers16
@@ -251,7 +251,7 @@ class Station16(StationRuntime[Config16]):
             "transactionId": transaction_id,
             "idTag": saved["id_tag"],
             "meterStop": int(self.hardware.energy_wh),
-            "timestamp": format_whole_seconds(saved_at(state, self.now())),
+            "timestamp": format_time(saved_at(state, self.now())),
             "reason": reason,
         }
         try:
@@ -271,7 +271,7 @@ class Station16(StationRuntime[Config16]):
             "connectorId": change.connector_id,
             "errorCode": change.error_code.value,
             "status": change.status_16.value,
-            "timestamp": format_whole_seconds(change.timestamp),
+            "timestamp": format_time(change.timestamp),
         }
         if change.info:
             payload["info"] = change.info[:50]
@@ -283,7 +283,7 @@ class Station16(StationRuntime[Config16]):
             "connectorId": 0,
             "errorCode": "NoError",
             "status": "Available",
-            "timestamp": format_whole_seconds(now),
+            "timestamp": format_time(now),
         }
         return [zero, self._status_payload(self.connector.current_status(now))]
 
@@ -394,7 +394,7 @@ class Station16(StationRuntime[Config16]):
                 "connectorId": CONNECTOR_ID,
                 "idTag": id_tag,
                 "meterStart": meter_start,
-                "timestamp": format_whole_seconds(now),
+                "timestamp": format_time(now),
             },
         )
         c = self.config
@@ -434,7 +434,7 @@ class Station16(StationRuntime[Config16]):
             "transactionId": tx.reference(),
             "idTag": tx.id_tag,
             "meterStop": int(measurements.energy_wh),
-            "timestamp": format_whole_seconds(now),
+            "timestamp": format_time(now),
             "reason": reason,
         }
         transaction_data = tx.data.meter_values_16()

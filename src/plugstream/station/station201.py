@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Unpack
 
 from plugstream.ocpp import Handlers, OcppVersion, after, on, v201
-from plugstream.ocpp.datetimes import format_time, format_whole_seconds
+from plugstream.ocpp.datetimes import format_time
 from plugstream.station.auth import AuthConfig, TokenKey
 from plugstream.station.availability import Availability201
 from plugstream.station.backoff import ReconnectBackoff
@@ -330,7 +330,7 @@ class Station201(StationRuntime[DeviceModel201]):
         at = saved_at(state, self.now())
         payload: dict[str, Any] = {
             "eventType": "Ended",
-            "timestamp": format_whole_seconds(at),
+            "timestamp": format_time(at),
             "triggerReason": "AbnormalCondition",
             "seqNo": int(saved.get("seq_no", 0)),
             "transactionInfo": {
@@ -357,7 +357,7 @@ class Station201(StationRuntime[DeviceModel201]):
     def _status_payload(self, change: StatusChanged) -> dict[str, Any]:
         self.availability.status_changed(change)  # NotifyEvent (Delta) with it, once per state
         return {
-            "timestamp": format_whole_seconds(change.timestamp),
+            "timestamp": format_time(change.timestamp),
             "connectorStatus": change.status_201.value,
             "evseId": EVSE_ID,
             "connectorId": change.connector_id,
@@ -468,7 +468,7 @@ class Station201(StationRuntime[DeviceModel201]):
         transaction_info.update(info or {})
         payload: dict[str, Any] = {
             "eventType": event_type,
-            "timestamp": format_whole_seconds(self.now() if at is None else at),
+            "timestamp": format_time(self.now() if at is None else at),
             "triggerReason": trigger_reason,
             "seqNo": tx.next_seq_no(),
             "transactionInfo": transaction_info,
