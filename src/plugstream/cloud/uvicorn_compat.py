@@ -55,9 +55,9 @@ __all__ = [
 ]
 
 UVICORN_TESTED = "0.55"
+"""The uvicorn minor version this module is written against (pyproject.toml pins it)."""
 MAX_STATION_CADENCE_S = 3600.0
 """The longest station keep-alive the cloud waits on before pinging it itself."""
-"""The uvicorn minor version this module is written against (pyproject.toml pins it)."""
 
 
 class ReceiveQueue:
