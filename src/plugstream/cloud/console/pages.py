@@ -11,6 +11,7 @@ by no one.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -118,12 +119,19 @@ PageHandler = Callable[..., Coroutine[Any, Any, Response]]
 router = APIRouter(include_in_schema=False)
 
 
+async def _for_session(
+    request: Request, template: str, title: str, nav: str | None, **context: Any
+) -> Response:
+    """``template`` for the operator of the request's session; the login page without one."""
+    session = await session_of(request)
+    if session is None:
+        return _login_redirect(request)
+    return render(template, title=title, session=session, nav=nav, **context)
+
+
 def _page(page: Page) -> PageHandler:
     async def show(request: Request) -> Response:
-        session = await session_of(request)
-        if session is None:
-            return _login_redirect(request)
-        return render(page.template, title=page.title, session=session, nav=page.path)
+        return await _for_session(request, page.template, page.title, page.path)
 
     show.__name__ = "page_" + (page.path.strip("/").replace("-", "_") or "fleet")
     return show
@@ -150,33 +158,27 @@ async def login_page(request: Request, next: str = "/") -> Response:
 
 @router.get("/stations/{station_id}", response_class=HTMLResponse)
 async def station_page(request: Request, station_id: str) -> Response:
-    session = await session_of(request)
-    if session is None:
-        return _login_redirect(request)
-    return render(
-        "station.html", title=f"Station {station_id}", session=session, station_id=station_id
-    )
+    title = f"Station {station_id}"
+    return await _for_session(request, "station.html", title, None, station_id=station_id)
 
 
 @router.get("/transactions/{tx_id}", response_class=HTMLResponse)
 async def transaction_page(request: Request, tx_id: str) -> Response:
-    session = await session_of(request)
-    if session is None:
-        return _login_redirect(request)
-    return render(
-        "transaction.html",
-        title=f"Transaction {tx_id}",
-        session=session,
-        nav="/transactions",
-        tx_id=tx_id,
-    )
+    title = f"Transaction {tx_id}"
+    return await _for_session(request, "transaction.html", title, "/transactions", tx_id=tx_id)
+
+
+@functools.cache
+def _favicon() -> bytes:
+    return (_static_dir() / "favicon.svg").read_bytes()
 
 
 @router.get("/favicon.ico")
 async def favicon() -> Response:
     """The console's icon where a browser looks for it by itself (on a page of JSON, say)."""
-    icon = (_static_dir() / "favicon.svg").read_bytes()
-    return Response(icon, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+    return Response(
+        _favicon(), media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+    )
 
 
 def mount_console(app: FastAPI) -> None:
