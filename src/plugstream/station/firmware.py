@@ -84,6 +84,7 @@ from plugstream.station.certificates import CSMS_ROOT, MANUFACTURER_ROOT
 from plugstream.station.config import Key16, VariableDef, atomic_write_json
 from plugstream.station.download import DownloadError, fetch
 from plugstream.station.ports import StationPort
+from plugstream.station.wakeups import Signal
 
 __all__ = [
     "DEFAULT_ROLLBACK_TIMEOUT_S",
@@ -362,7 +363,7 @@ class FirmwareUpdater:
             dict(item) for item in status.get("outbox", []) if isinstance(item, dict)
         ]
         self._job_task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None  # run()'s wake-up
+        self._wake: Signal | None = None  # run()'s wake-up
         self._after: list[tuple[str, str]] = []  # security events of the last request
         self._start = False  # a request was accepted: start its job in the @after hook
         self._cancel: asyncio.Task[None] | None = None
@@ -544,7 +545,7 @@ class FirmwareUpdater:
         """Deliver statuses, resume an interrupted update, watch a new firmware's
         deadline; until cancelled (with the station's run). One task, asleep on an event
         when there is nothing to do: a fleet runs thousands of these."""
-        wake = self._wake = asyncio.Event()
+        wake = self._wake = Signal()
         update = self._load_update()
         if update is not None and update.get("phase") != "activating":
             self._start_job()

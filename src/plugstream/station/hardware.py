@@ -15,7 +15,6 @@ energy up to ``now`` is integrated at the old rate.
 from __future__ import annotations
 
 import random
-from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
@@ -116,7 +115,7 @@ class ChargePointHardware:
         self.cable_locked = False
         self.fault: str | None = None
         self.current_limit_a: float | None = None
-        self._tokens: deque[str] = deque()
+        self._tokens: list[str] = []  # RFID cards presented, oldest first (a few at most)
         self._voltage = self._sample_voltage()
 
     # -- the meter -------------------------------------------------------------------
@@ -249,7 +248,7 @@ class ChargePointHardware:
 
     def read(self) -> str | None:
         """The oldest swiped token not yet read, or None."""
-        return self._tokens.popleft() if self._tokens else None
+        return self._tokens.pop(0) if self._tokens else None
 
     # -- internals -------------------------------------------------------------------
 

@@ -81,7 +81,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,6 +88,8 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+
+import orjson
 
 __all__ = [
     "REF_KEY",
@@ -320,7 +321,7 @@ class Journal:
         with self._write(single=True):
             self._db.execute(
                 "INSERT OR REPLACE INTO station_state (station, data) VALUES (?, ?)",
-                (self.station, json.dumps(data)),
+                (self.station, _dumps(data)),
             )
 
     def saved_state(self) -> dict[str, Any] | None:
@@ -330,7 +331,7 @@ class Journal:
         ).fetchone()
         if row is None:
             return None
-        data = json.loads(row[0])
+        data = orjson.loads(row[0])
         return data if isinstance(data, dict) else None
 
     def append(self, action: str, payload: dict[str, Any]) -> int:
@@ -353,12 +354,12 @@ class Journal:
                     raise UnknownEntryError(target)
                 state, result = EntryState(row[0]), row[1]
                 if state is EntryState.DELIVERED:
-                    payload = _substitute(payload, target, json.loads(result) if result else {})
+                    payload = _substitute(payload, target, orjson.loads(result) if result else {})
                 elif state is EntryState.UNDELIVERABLE:
                     payload = _substitute(payload, target, None)
             cur = self._db.execute(
                 "INSERT INTO journal (station, action, payload, has_refs) VALUES (?, ?, ?, ?)",
-                (self.station, action, json.dumps(payload), int(_has_refs(payload))),
+                (self.station, action, _dumps(payload), int(_has_refs(payload))),
             )
         seq = cur.lastrowid
         assert seq is not None
@@ -376,7 +377,7 @@ class Journal:
                 "UPDATE journal SET state = ?, result = ? WHERE seq = ? AND station = ? AND state = ?",
                 (
                     EntryState.DELIVERED.value,
-                    json.dumps(result or {}),
+                    _dumps(result or {}),
                     seq,
                     self.station,
                     EntryState.PENDING.value,
@@ -420,7 +421,7 @@ class Journal:
             self._require_pending(seq)
             self._db.execute(
                 "UPDATE journal SET payload = ?, has_refs = ? WHERE seq = ?",
-                (json.dumps(payload), int(_has_refs(payload)), seq),
+                (_dumps(payload), int(_has_refs(payload)), seq),
             )
 
     def purge_delivered(self) -> int:
@@ -520,13 +521,18 @@ class Journal:
         if rows is None:
             rows = self._referring(target)
         for seq, raw in rows:
-            payload = json.loads(raw)
+            payload = orjson.loads(raw)
             new = _substitute(payload, target, result)
             if new != payload:
                 self._db.execute(
                     "UPDATE journal SET payload = ?, has_refs = ? WHERE seq = ?",
-                    (json.dumps(new), int(_has_refs(new)), seq),
+                    (_dumps(new), int(_has_refs(new)), seq),
                 )
+
+
+def _dumps(value: Any) -> str:
+    """JSON text, compact; orjson (a fleet journals ten thousand entries a minute)."""
+    return orjson.dumps(value).decode()
 
 
 _COLUMNS = "seq, action, payload, state, attempts, next_attempt_at, result"
@@ -537,11 +543,11 @@ def _entry(row: tuple[Any, ...]) -> Entry:
     return Entry(
         seq=int(seq),
         action=str(action),
-        payload=json.loads(payload),
+        payload=orjson.loads(payload),
         state=EntryState(state),
         attempts=int(attempts),
         next_attempt_at=float(next_attempt_at),
-        result=None if result is None else json.loads(result),
+        result=None if result is None else orjson.loads(result),
     )
 
 
