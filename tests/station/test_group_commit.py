@@ -85,6 +85,44 @@ async def test_flush_commits_at_once_and_a_failed_write_rolls_back_alone(
         assert [len(a), len(b)] == [1, 1]
 
 
+def delivered(path: Path) -> int:
+    """Acknowledged entries another connection sees."""
+    con = sqlite3.connect(path)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM journal WHERE state = 'delivered'").fetchone()[0])
+    finally:
+        con.close()
+
+
+@pytest.mark.unit
+async def test_acknowledgements_wait_for_the_ack_delay_and_an_append_takes_them_along(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fleet.sqlite"
+    with JournalDatabase(path, ack_delay=0.2) as db:
+        journal = db.journal("CP-1")
+        first = journal.append("MeterValues", _meter(1))
+        journal.flush()
+        journal.acknowledge(first, {})
+        before = db.commits
+        assert db.in_batch and delivered(path) == 0  # the answer waits for its commit
+        await until(lambda: not db.in_batch, timeout=5)  # within the delay, by itself
+        assert delivered(path) == 1 and db.commits == before + 1
+
+        second = journal.append("MeterValues", _meter(2))
+        journal.flush()
+        journal.acknowledge(second, {})
+        journal.append("MeterValues", _meter(3))  # must not wait: commits soon, both
+        await asyncio.sleep(0)  # one loop iteration: the commit is called soon, not later
+        assert not db.in_batch and delivered(path) == 2 and committed(path) == 3
+
+
+@pytest.mark.unit
+def test_an_ack_delay_is_never_negative(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ack_delay"):
+        JournalDatabase(tmp_path / "fleet.sqlite", ack_delay=-1)
+
+
 @pytest.mark.unit
 def test_without_an_event_loop_every_write_commits(tmp_path: Path) -> None:
     path = tmp_path / "fleet.sqlite"

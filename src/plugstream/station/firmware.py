@@ -363,7 +363,10 @@ class FirmwareUpdater:
             dict(item) for item in status.get("outbox", []) if isinstance(item, dict)
         ]
         self._job_task: asyncio.Task[None] | None = None
-        self._wake: Signal | None = None  # run()'s wake-up
+        self._wake: Signal | None = None  # run()'s wake-up, while it runs
+        self._task: asyncio.Task[None] | None = None  # run(), while there is work
+        self._active = False  # the station runs: work starts run() (start() .. stop())
+        self._resumed = False  # an update interrupted by a restart was looked for
         self._after: list[tuple[str, str]] = []  # security events of the last request
         self._start = False  # a request was accepted: start its job in the @after hook
         self._cancel: asyncio.Task[None] | None = None
@@ -422,8 +425,7 @@ class FirmwareUpdater:
 
     def _save_boot(self) -> None:
         atomic_write_json(self.boot_path, self.boot.to_json())
-        if self._wake is not None:
-            self._wake.set()
+        self._poke()
 
     def _load_update(self) -> dict[str, Any] | None:
         return _read_json(self.update_path)
@@ -453,8 +455,7 @@ class FirmwareUpdater:
         else:
             self._outbox = [payload]
         self._save_status()
-        if self._wake is not None:
-            self._wake.set()
+        self._poke()
 
     async def drain(self, timeout: float) -> bool:
         """Wait (wall seconds) until every status was delivered; whether they were."""
@@ -541,14 +542,38 @@ class FirmwareUpdater:
 
     # -- the background task
 
+    def start(self) -> None:
+        """The station runs: resume an interrupted update, deliver the statuses waiting;
+        from now on work starts :meth:`run` (a task only while there is work: a fleet's
+        thousands of stations have none nearly always)."""
+        self._active = True
+        self._resumed = False
+        self._poke()
+
+    async def stop(self) -> None:
+        """The station stops: the task and an update under way with it."""
+        self._active = False
+        tasks = [task for task in (self._task, self._job_task) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+        elif self._active and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(self.run())
+
     async def run(self) -> None:
         """Deliver statuses, resume an interrupted update, watch a new firmware's
-        deadline; until cancelled (with the station's run). One task, asleep on an event
-        when there is nothing to do: a fleet runs thousands of these."""
+        deadline; returns when none of it is left (:meth:`_poke` starts it again)."""
         wake = self._wake = Signal()
-        update = self._load_update()
-        if update is not None and update.get("phase") != "activating":
-            self._start_job()
+        if not self._resumed:
+            self._resumed = True
+            update = self._load_update()
+            if update is not None and update.get("phase") != "activating":
+                self._start_job()
         try:
             while True:
                 wake.clear()
@@ -565,17 +590,12 @@ class FirmwareUpdater:
                 # offline: look again soon, in wall time (a plain reconnect wakes nothing)
                 poll = OFFLINE_POLL_S if self._outbox else None
                 if verify_in is None and poll is None:
-                    await wake.wait()
-                    continue
+                    return  # nothing to watch: a report, a boot or a job pokes it again
                 with contextlib.suppress(TimeoutError):
                     async with self.station.clock.timeout(verify_in), asyncio.timeout(poll):
                         await wake.wait()
         finally:
             self._wake = None
-            job = self._job_task
-            if job is not None:
-                job.cancel()
-                await asyncio.gather(job, return_exceptions=True)
 
     async def _roll_back(self) -> None:
         """The new firmware did not get an Accepted BootNotification in time: boot the
@@ -613,8 +633,8 @@ class FirmwareUpdater:
             self.station.security_event(
                 "FirmwareUpdated", f"firmware {self.version} installed (request {boot.request_id})"
             )
-        elif self._wake is not None:
-            self._wake.set()
+        else:
+            self._poke()
 
     async def _reboot(self) -> None:
         """Boot what ``boot.json`` says: close the connection, BootNotification again

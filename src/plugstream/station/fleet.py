@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import logging
 import random
@@ -92,6 +94,10 @@ FAULT_CODES: tuple[ChargePointErrorCode, ...] = (
     ChargePointErrorCode.HIGH_TEMPERATURE,
 )
 """What trips a simulated station: the faults a Type 2 charge point meets most."""
+
+ACK_DELAY_S = 1.0
+"""Wall seconds a delivered entry's acknowledgement may wait for the journals' group
+commit (:class:`JournalDatabase`): a kill -9 within it sends that entry again."""
 
 _FULL_CHECKS = 50  # bound on "is the car full yet?" re-checks after the predicted time
 _SOC_STEP = 0.5  # %: integration step of the charging curve
@@ -304,6 +310,17 @@ class _ErrorCounter(logging.Handler):
         self.count += 1
 
 
+def _trim_heap() -> None:
+    """glibc's ``malloc_trim``: free pages inside the heap are returned, not only its top
+    (10,000 handshakes leave megabytes of them); nothing elsewhere."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
+
+
 class _LongLivedObjects:
     """Keeps the garbage collector off the objects a fleet holds for its whole run.
 
@@ -317,9 +334,12 @@ class _LongLivedObjects:
     """
 
     PERIOD = 5.0  # wall s between freezes while the stations connect
+    YOUNG = 10_000  # allocations between young collections (CPython's 700: a collection
+    # per message or two, where most of a message's objects die by reference count soon)
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
+        self._thresholds: tuple[int, int, int] | None = None
         self.freezes = 0
 
     def freeze(self) -> None:
@@ -328,6 +348,8 @@ class _LongLivedObjects:
         self.freezes += 1
 
     def start(self) -> None:
+        self._thresholds = gc.get_threshold()
+        gc.set_threshold(self.YOUNG, *self._thresholds[1:])
         self.freeze()
         self._task = asyncio.get_running_loop().create_task(self._while_ramping())
 
@@ -337,17 +359,22 @@ class _LongLivedObjects:
             self.freeze()
 
     def settled(self) -> None:
-        """Every station is up: one last freeze, then the collector works as usual."""
+        """Every station is up: one last freeze, then the collector works as usual; the
+        heap pages the ramp-up's handshakes left free go back to the system."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
             self.freeze()
+            _trim_heap()
 
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             self._task = None
         gc.unfreeze()  # what the run left behind is the collector's again
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
+            self._thresholds = None
 
 
 class Fleet:
@@ -394,7 +421,7 @@ class Fleet:
         else:
             self.data_dir = Path(config.data_dir)
             self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._database = JournalDatabase(self.data_dir / "journals.sqlite")
+        self._database = JournalDatabase(self.data_dir / "journals.sqlite", ack_delay=ACK_DELAY_S)
         self._connect_gate = asyncio.Semaphore(config.max_handshakes)
         self._ticker = Ticker(self.clock, config.tick_beat)
         self._gc = _LongLivedObjects()

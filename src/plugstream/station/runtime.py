@@ -524,6 +524,9 @@ class StationRuntime(Generic[ConfigT]):
         self.transaction: RunningTransaction | None = None
         self._changed = Signal()  # the journal's and the session's wake-up
         self._security_changed = Signal()  # the security events' wake-up
+        self._security_task: asyncio.Task[None] | None = None  # while events are sent
+        self._delivering_security = False  # run() is running: events start their delivery
+        self._security_failures: dict[int, int] = {}  # event seq -> CSMS failures so far
         self._boot_wake = Signal()  # a triggered BootNotification was Accepted
         self.ticker: Ticker | Clock = clock
         """Whose ``call_later`` times the meter ticks: the clock itself, or a fleet's
@@ -900,7 +903,17 @@ class StationRuntime(Generic[ConfigT]):
         if self._ticking and self._tick_soon is None:
             self._tick_soon = asyncio.get_running_loop().call_soon(self._on_tick)
         if self.accepted and self.endpoint is not None:
-            self._security_changed.set()
+            self._security_poke()
+
+    def _security_poke(self) -> None:
+        """Security events may be sent: wake their delivery, or start it (a task only while
+        there are events to send: a fleet's thousands of stations have none nearly always)."""
+        self._security_changed.set()
+        task = self._security_task
+        if self._delivering_security and (task is None or task.done()):
+            self._security_task = asyncio.get_running_loop().create_task(
+                self.deliver_security_events()
+            )
 
     async def _wait_change(self, timeout: float | None) -> None:
         """Until :meth:`wake`, or ``timeout`` seconds of station time."""
@@ -1171,7 +1184,7 @@ class StationRuntime(Generic[ConfigT]):
         level = logging.INFO if canonical(kind) in ROUTINE_EVENTS else logging.WARNING
         log.log(level, "security event %s: %s", entry.type, tech_info or "")
         if entry.state == "pending":
-            self._security_changed.set()
+            self._security_poke()
 
     def clock_changed(self, old: datetime, new: datetime) -> None:
         """The station's clock was set from ``old`` to ``new`` (NTP, a Heartbeat's time):
@@ -1190,18 +1203,18 @@ class StationRuntime(Generic[ConfigT]):
         return 0.0
 
     async def deliver_security_events(self) -> None:
-        """Send the queued SecurityEventNotifications in order while registered; never
-        returns. Apart from the journal: a CSMS without the 1.6 security extension answers
-        NotImplemented, and that must not hold up a transaction message."""
-        failures: dict[int, int] = {}
+        """Send the queued SecurityEventNotifications in order while registered; returns
+        when none is left to send now (:meth:`_security_poke` starts it again). Apart from
+        the journal: a CSMS without the 1.6 security extension answers NotImplemented, and
+        that must not hold up a transaction message."""
+        failures = self._security_failures
         while True:
             wake = self._security_changed
             wake.clear()
             endpoint = self.endpoint
             pending = self.security_log.pending() if endpoint is not None and self.accepted else []
             if endpoint is None or not pending:
-                await wake.wait()
-                continue
+                return
             if self.csms_identity() in self.csms_without_security_events:
                 # this CSMS said it does not take them: logged here, never sent to it
                 self.security_log.unsupported(*(e.seq for e in pending))
@@ -1559,10 +1572,11 @@ class StationRuntime(Generic[ConfigT]):
             self._started_up = True
             self.security_event("StartupOfTheDevice", f"firmware {self.firmware.version}")
         self._start_ticking()
+        self.firmware.start()
+        self._delivering_security = True
+        self._security_poke()
         loops = [
             asyncio.get_running_loop().create_task(self.deliver_journal()),
-            asyncio.get_running_loop().create_task(self.deliver_security_events()),
-            asyncio.get_running_loop().create_task(self.firmware.run()),
         ]
         network = self.network
         if network is not None:
@@ -1672,6 +1686,12 @@ class StationRuntime(Generic[ConfigT]):
                 network.clock.off_step(self.clock_changed)
                 self._network_clock = None
             self._stop_ticking()
+            await self.firmware.stop()
+            self._delivering_security = False
+            if self._security_task is not None:
+                self._security_task.cancel()
+                await asyncio.gather(self._security_task, return_exceptions=True)
+                self._security_task = None
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
