@@ -167,6 +167,21 @@ def in_session(cloud: Cloud, prefix: str) -> tuple[int, int] | None:
     return connected, charging
 
 
+def gone(cloud: Cloud, prefix: str, timeout: float = 120.0) -> None:
+    """Until the cloud has seen every station of ``prefix`` go (their last messages and
+    disconnects written): the next fleet ramps up against an idle cloud, not one still
+    busy with 10,000 StopTransactions (handshakes slow down, and past 500 unfinished
+    from one address the cloud refuses them)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = in_session(cloud, prefix)
+        if seen is not None and seen[0] == 0:
+            cloud.api_errors.clear()
+            return
+        time.sleep(POLL)
+    print(f"    the cloud still holds stations {prefix}* after {timeout:.0f} s", flush=True)
+
+
 # --- one fleet ---------------------------------------------------------------------
 
 
@@ -310,6 +325,7 @@ def measure(
         )
     finally:
         stop_pid(proc, STOP_TIMEOUT)
+        gone(cloud, prefix)
     text = out_path.read_text(errors="replace")
     figures.summary = last_json(text)
     if figures.summary is None:

@@ -15,6 +15,7 @@ energy up to ``now`` is integrated at the old rate.
 from __future__ import annotations
 
 import random
+from collections.abc import Container
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
@@ -82,15 +83,20 @@ class Measurements:
     energy_wh: Decimal  # the register: monotonic, exact
     soc: float | None  # the EV's, when one is plugged in (ISO 15118 would tell; we know)
 
-    def sampled_values(self) -> list[SampledValue]:
-        """The readings under their OCPP measurand names, register first."""
-        values = [
-            SampledValue(ENERGY_REGISTER, self.energy_wh, "Wh"),
-            SampledValue(POWER, round(self.power_w, 1), "W"),
-        ]
-        values += [SampledValue(CURRENT, a, "A", p) for p, a in self.current_a.items()]
-        values += [SampledValue(VOLTAGE, v, "V", p) for p, v in self.voltage_v.items()]
-        if self.soc is not None:
+    def sampled_values(self, measurands: Container[str] | None = None) -> list[SampledValue]:
+        """The readings under their OCPP measurand names, register first; only those of
+        ``measurands`` (None: all) -- a sample of the register alone makes one, not eight."""
+        every = measurands is None
+        values: list[SampledValue] = []
+        if every or ENERGY_REGISTER in measurands:
+            values.append(SampledValue(ENERGY_REGISTER, self.energy_wh, "Wh"))
+        if every or POWER in measurands:
+            values.append(SampledValue(POWER, round(self.power_w, 1), "W"))
+        if every or CURRENT in measurands:
+            values += [SampledValue(CURRENT, a, "A", p) for p, a in self.current_a.items()]
+        if every or VOLTAGE in measurands:
+            values += [SampledValue(VOLTAGE, v, "V", p) for p, v in self.voltage_v.items()]
+        if self.soc is not None and (every or SOC in measurands):
             values.append(SampledValue(SOC, round(self.soc, 1), "Percent"))
         return values
 
@@ -129,6 +135,8 @@ class ChargePointHardware:
         """Integrate power from the previous call to ``now`` and charge the EV with it."""
         if now < self._last:
             raise ValueError(f"time went backwards: {now} < {self._last}")
+        if now == self._last:  # no time passed (a tick, then its state saved): as it was
+            return
         self._voltage = self._sample_voltage()
         t, ev = self._last, self.ev
         self._last = now

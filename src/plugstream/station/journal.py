@@ -102,6 +102,7 @@ __all__ = [
 ]
 
 REF_KEY = "$ref_result"
+_REF_IN_TEXT = f'"{REF_KEY}"'  # how a placeholder's key shows in a payload's JSON
 """Key of a placeholder that refers to the CALLRESULT of an earlier entry."""
 
 _SCHEMA = """
@@ -244,7 +245,8 @@ class Journal:
         self.station = ""  # the station key; "" in a file of its own
         self._db = _connect(self.path)
         self._database: JournalDatabase | None = None
-        self._known_empty = False  # see head()
+        self._pending: int | None = None  # see head(); None: not known
+        self._head: Entry | None = None
 
     @classmethod
     def _shared(cls, database: JournalDatabase, station: str) -> Journal:
@@ -253,7 +255,8 @@ class Journal:
         journal.station = station
         journal._db = database._db
         journal._database = database
-        journal._known_empty = False
+        journal._pending = None
+        journal._head = None
         return journal
 
     # -- lifecycle -------------------------------------------------------------
@@ -343,8 +346,12 @@ class Journal:
         Placeholders referring to an entry already delivered (or discarded) are
         resolved at once; a placeholder must refer to an existing earlier entry.
         """
+        text = _dumps(payload)
+        # a placeholder is a key in the text: no walk through a payload without one (a
+        # fleet journals ten thousand MeterValues a minute, none with a placeholder)
+        refs = _REF_IN_TEXT in text
         with self._write(single=True):  # checks, then one INSERT
-            for ref in _iter_refs(payload):
+            for ref in _iter_refs(payload) if refs else ():
                 target = ref[REF_KEY]
                 if not isinstance(target, int):
                     raise ValueError(f"{REF_KEY} must be an int seq, got {target!r}")
@@ -359,14 +366,26 @@ class Journal:
                     payload = _substitute(payload, target, orjson.loads(result) if result else {})
                 elif state is EntryState.UNDELIVERABLE:
                     payload = _substitute(payload, target, None)
+            if refs:  # resolved ones are gone from it now
+                text, refs = _dumps(payload), _has_refs(payload)
             cur = self._db.execute(
                 "INSERT INTO journal (station, action, payload, has_refs) VALUES (?, ?, ?, ?)",
-                (self.station, action, _dumps(payload), int(_has_refs(payload))),
+                (self.station, action, text, int(refs)),
             )
         seq = cur.lastrowid
         assert seq is not None
-        self._known_empty = False
+        if self._pending is not None:
+            self._pending += 1
+            if self._pending == 1:  # the head now: as head() would read it back
+                self._head = Entry(seq, action, orjson.loads(text), EntryState.PENDING, 0, 0.0)
         return seq
+
+    def _left(self, seq: int) -> None:
+        """Entry ``seq`` left the queue (delivered or discarded)."""
+        if self._pending is not None:
+            self._pending -= 1
+        if self._head is not None and self._head.seq == seq:
+            self._head = None
 
     def acknowledge(self, seq: int, result: dict[str, Any] | None = None) -> None:
         """The CSMS accepted entry ``seq`` (CALLRESULT ``result``): it leaves the queue.
@@ -392,6 +411,7 @@ class Journal:
             if cur.rowcount != 1:
                 raise UnknownEntryError(seq)
             self._resolve_refs(seq, result or {}, referring)
+        self._left(seq)
 
     def failed_attempt(
         self, seq: int, now: float, *, attempts_max: int, retry_interval: float
@@ -419,6 +439,10 @@ class Journal:
                     "UPDATE journal SET attempts = ?, next_attempt_at = ? WHERE seq = ?",
                     (attempts, due, seq),
                 )
+        if due is None:
+            self._left(seq)
+        else:
+            self._head = None  # read again, with its attempts
         return due
 
     def rewrite(self, seq: int, payload: dict[str, Any]) -> None:
@@ -429,6 +453,7 @@ class Journal:
                 "UPDATE journal SET payload = ?, has_refs = ? WHERE seq = ?",
                 (_dumps(payload), int(_has_refs(payload)), seq),
             )
+        self._head = None  # read again, with its new payload
 
     def purge_delivered(self) -> int:
         """Delete delivered entries; returns how many. Later placeholders may no
@@ -460,19 +485,25 @@ class Journal:
     def head(self) -> Entry | None:
         """The oldest pending entry, due or not.
 
-        A shared journal remembers that it found none until its next append: its
-        database has one writer (the fleet's loop), and a delivered entry leaves a
-        station's journal empty ten thousand times a minute in a fleet."""
-        if self._known_empty:
+        A shared journal keeps count of its pending entries, and its head, once it has
+        seen it empty: its database has one writer (the fleet's loop), and a fleet asks
+        for the head of ten thousand journals a minute."""
+        if self._pending == 0:
             return None
+        if self._head is not None:
+            return self._head
         row = self._db.execute(
             f"SELECT {_COLUMNS} FROM journal WHERE station = ? AND state = ? ORDER BY seq LIMIT 1",
             (self.station, EntryState.PENDING.value),
         ).fetchone()
         if row is None:
-            self._known_empty = self._database is not None
+            if self._database is not None:
+                self._pending = 0
             return None
-        return _entry(row)
+        entry = _entry(row)
+        if self._pending is not None:
+            self._head = entry
+        return entry
 
     def next_due(self, now: float) -> Entry | None:
         """The head of the queue if it may be sent at ``now``, else ``None``.
@@ -539,6 +570,7 @@ class Journal:
             payload = orjson.loads(raw)
             new = _substitute(payload, target, result)
             if new != payload:
+                self._head = None  # its payload changed: read again
                 self._db.execute(
                     "UPDATE journal SET payload = ?, has_refs = ? WHERE seq = ?",
                     (_dumps(new), int(_has_refs(new)), seq),

@@ -310,7 +310,18 @@ def select(measurements: Measurements, measurands: Iterable[str]) -> list[Sample
             or (value.measurand, _wire_phase(value) or "") in phased
         )
 
-    return [v._replace(phase=_wire_phase(v)) for v in measurements.sampled_values() if wanted(v)]
+    named = _measurand_names(whole, phased)
+    return [
+        v if v.phase is None or v.measurand != VOLTAGE else v._replace(phase=_wire_phase(v))
+        for v in measurements.sampled_values(named)
+        if wanted(v)
+    ]
+
+
+@functools.lru_cache(maxsize=64)
+def _measurand_names(whole: frozenset[str], phased: frozenset[tuple[str, str]]) -> frozenset[str]:
+    """The measurands a configured list names, with or without a phase."""
+    return whole | {measurand for measurand, _ in phased}
 
 
 def _number(value: float | Decimal) -> int | float:

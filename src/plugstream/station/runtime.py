@@ -49,6 +49,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.headers import build_authorization_basic
+from websockets.protocol import State
 from websockets.proxy import get_proxy
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
@@ -266,6 +267,32 @@ class CountingConnection(ClientConnection):
         frames = getattr(getattr(self, "recv_messages", None), "frames", None)
         if frames is not None and hasattr(frames, "queue"):
             frames.queue = _SmallQueue()
+
+    async def send(self, message: Any, text: bool | None = None) -> None:
+        """A whole text message on an open connection goes straight to the protocol and
+        the transport; everything else (and any error) takes websockets' own way. Its
+        send context is an async generator per message: a tenth of a fleet's CPU."""
+        if (
+            type(message) is not str
+            or text is not None
+            or self.protocol.state is not State.OPEN
+            or self.protocol.close_expected()
+            or self.paused
+            or getattr(self, "send_in_progress", None) is not None
+            or self.transport.is_closing()
+        ):
+            await super().send(message, text=text)
+            return
+        self.protocol.send_text(message.encode())
+        try:
+            self.send_data()
+        except Exception as exc:  # as websockets' send context: the connection is done
+            self.set_connection_exc(exc)
+            self.transport.abort()
+            await asyncio.shield(self.connection_lost_waiter)
+            raise self.close_exc from exc
+        if self.paused:  # the transport's buffer is full: wait as websockets would
+            await self.drain()
 
     count: Callable[[Direction, int], None] = staticmethod(lambda direction, n: None)
     verify: Callable[[asyncio.BaseTransport], None] | None = None
