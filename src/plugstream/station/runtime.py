@@ -658,9 +658,11 @@ class StationRuntime(Generic[ConfigT]):
 
     # -- what survives a restart ---------------------------------------------------
 
-    def save_state(self, *, clean: bool = False) -> None:
-        """Persist the register, the transaction, profiles and availability atomically."""
-        self.hardware.advance(self._seconds())
+    def save_state(self, *, clean: bool = False, advanced: bool = False) -> None:
+        """Persist the register, the transaction, profiles and availability atomically;
+        ``advanced``: the meter was brought up to now a moment ago (a tick's sample)."""
+        if not advanced:
+            self.hardware.advance(self._seconds())
         tx = self.transaction
         self._write_state(
             self.state_path,

@@ -472,7 +472,7 @@ class Station16(StationRuntime[Config16]):
                 )
                 journalled = True
         if journalled:
-            self.save_state()
+            self.save_state(advanced=True)  # tick() advanced the meter
             self._journal_appended()
 
     def _connection_timeout(self, now: datetime) -> None:

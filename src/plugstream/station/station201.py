@@ -484,7 +484,7 @@ class Station201(StationRuntime[DeviceModel201]):
         self.reservations.on_transaction_event(payload)  # H01.FR.15: its reservationId
         seq = self.journal.append("TransactionEvent", payload)
         if event_type != "Ended":  # Ended: saved once the transaction is gone
-            self.save_state()
+            self.save_state(advanced=at is not None)  # a sample: tick() advanced the meter
         self.wake()
         return seq
 
