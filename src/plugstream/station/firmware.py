@@ -563,7 +563,12 @@ class FirmwareUpdater:
         if self._wake is not None:
             self._wake.set()
         elif self._active and (self._task is None or self._task.done()):
-            self._task = asyncio.get_running_loop().create_task(self.run())
+            task = self._task = asyncio.get_running_loop().create_task(self.run())
+            task.add_done_callback(self._run_done)
+
+    def _run_done(self, task: asyncio.Task[None]) -> None:
+        if self._task is task:  # a done task keeps its coroutine: let both go
+            self._task = None
 
     async def run(self) -> None:
         """Deliver statuses, resume an interrupted update, watch a new firmware's

@@ -86,17 +86,20 @@ class Measurements:
     def sampled_values(self, measurands: Container[str] | None = None) -> list[SampledValue]:
         """The readings under their OCPP measurand names, register first; only those of
         ``measurands`` (None: all) -- a sample of the register alone makes one, not eight."""
-        every = measurands is None
+
+        def wanted(name: str) -> bool:
+            return measurands is None or name in measurands
+
         values: list[SampledValue] = []
-        if every or ENERGY_REGISTER in measurands:
+        if wanted(ENERGY_REGISTER):
             values.append(SampledValue(ENERGY_REGISTER, self.energy_wh, "Wh"))
-        if every or POWER in measurands:
+        if wanted(POWER):
             values.append(SampledValue(POWER, round(self.power_w, 1), "W"))
-        if every or CURRENT in measurands:
+        if wanted(CURRENT):
             values += [SampledValue(CURRENT, a, "A", p) for p, a in self.current_a.items()]
-        if every or VOLTAGE in measurands:
+        if wanted(VOLTAGE):
             values += [SampledValue(VOLTAGE, v, "V", p) for p, v in self.voltage_v.items()]
-        if self.soc is not None and (every or SOC in measurands):
+        if self.soc is not None and wanted(SOC):
             values.append(SampledValue(SOC, round(self.soc, 1), "Percent"))
         return values
 
