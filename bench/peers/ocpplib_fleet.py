@@ -17,7 +17,9 @@ our fleet does in the same phase of a ``--sessions 1 --session-minutes 600`` run
   Power.Active.Import);
 * Heartbeat every interval the CSMS gave in its BootNotification answer.
 
-Time is real (scale 1). Stations start ``--connect-rate`` a second. It prints one
+Time is real (scale 1). Stations start ``--connect-rate`` a second; one whose connection
+fails (a CSMS busy with the ramp-up refuses handshakes past its limit) connects again
+after 1-3 s, up to 10 times, as any charge point does; each failure counts as an error. It prints one
 line ``{"event": "charging", ...}`` when every station is in its transaction, and
 after ``--duration`` wall seconds (or SIGTERM / SIGINT) its figures; with ``--json``
 the last line is one JSON object (stations, connected, charging, messages, errors).
@@ -33,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import signal
 import sys
 import time
@@ -260,15 +263,22 @@ class Peer:
         return {"timestamp": now_iso(), "sampled_value": values}
 
 
+RECONNECTS = 10  # a charge point whose connection fails connects again, as ours do
+
+
 async def drive(peer: Peer, delay: float) -> None:
     await asyncio.sleep(delay)
-    try:
-        await peer.run()
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # a peer that fails counts as an error, the others go on
-        peer.stats.errors += 1
-        logging.getLogger("ocpplib_fleet").debug("%s: %r", peer.station_id, exc)
+    for _ in range(RECONNECTS):
+        try:
+            await peer.run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # counted as an error; the others go on, this one retries
+            peer.stats.errors += 1
+            logging.getLogger("ocpplib_fleet").debug("%s: %r", peer.station_id, exc)
+            # a CSMS busy with a ramp-up refuses handshakes past its limit for a while
+            await asyncio.sleep(random.uniform(1.0, 3.0))
 
 
 async def main_async(args: argparse.Namespace) -> Stats:

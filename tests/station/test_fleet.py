@@ -4,6 +4,7 @@ is what the stations metered, every session completes, nothing fails."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import sys
@@ -69,10 +70,15 @@ async def test_fleet_of_20_runs_every_session_and_the_cloud_recorded_the_same_en
             idle_minutes=(0.5, 2.0),
             seed=20,
         )
-        summary = await Fleet(config).run(duration=WAIT)  # a limit: it ends when all are done
+        thresholds = gc.get_threshold()
+        fleet = Fleet(config)
+        summary = await fleet.run(duration=WAIT)  # a limit: it ends when all are done
 
         assert summary.errors == 0
         assert summary.stations == 20 and summary.connected == 20
+        # its stations were kept out of the collector's sight while up, and given back
+        assert fleet._ticker is not None and fleet._ticker.fired > 0
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == thresholds
         assert summary.sessions_started == summary.sessions_completed == 40
         assert set(summary.sessions_per_station.values()) == {2}
         # every station's first session was accepted: the ramp-up is timed

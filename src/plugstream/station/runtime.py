@@ -513,9 +513,9 @@ class StationRuntime(Generic[ConfigT]):
         self.state_path = data_dir / STATE_FILE
         state = self._load_state()
         refusing = state.get("csms_without_security_events")
-        self.csms_without_security_events: set[str] = {
-            str(url) for url in (refusing if isinstance(refusing, list) else [])
-        }
+        self.csms_without_security_events: frozenset[str] = (
+            frozenset(str(url) for url in refusing) if isinstance(refusing, list) else _NONE
+        )
         """The CSMSs (:meth:`csms_identity`) that answered a SecurityEventNotification
         NotImplemented: none is sent to them (saved with the state)."""
         self.hardware = ChargePointHardware(
@@ -566,7 +566,7 @@ class StationRuntime(Generic[ConfigT]):
         self._ticking = False  # run() is running: ticks are timed
         self._tick_timer: Timer | None = None  # the next tick, when one is due
         self._tick_soon: asyncio.Handle | None = None  # a tick asked for by wake()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] | None = None  # made at the first spawn()
         self._ws: Any = None
         self._ws_link: Link | None = None  # the managed link the open connection runs over
         self._link_switched = False  # closed for another link: reconnect at once
@@ -654,7 +654,7 @@ class StationRuntime(Generic[ConfigT]):
 
     def close(self) -> None:
         """Save the state (a clean stop) and release the files; call after :meth:`run`."""
-        for task in list(self._tasks):
+        for task in list(self._tasks or ()):
             task.cancel()
         self.save_state(clean=True)
         if self.traffic_autosave:
@@ -959,6 +959,8 @@ class StationRuntime(Generic[ConfigT]):
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -1302,7 +1304,7 @@ class StationRuntime(Generic[ConfigT]):
             " the events stay in the security log",
             csms,
         )
-        self.csms_without_security_events.add(csms)
+        self.csms_without_security_events = self.csms_without_security_events | {csms}
         self.save_state()
 
     def _ping_interval(self, interval: int) -> float | None:
@@ -2117,6 +2119,9 @@ def saved_at(state: Mapping[str, Any], default: datetime) -> datetime:
         return datetime.fromisoformat(str(state["saved_at"]))
     except (KeyError, ValueError):
         return default
+
+
+_NONE: Final[frozenset[str]] = frozenset()  # what nearly every station holds: shared
 
 
 class _KeepaliveRun:
