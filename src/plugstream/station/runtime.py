@@ -36,7 +36,7 @@ import logging
 import os
 import random
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -953,9 +953,10 @@ class StationRuntime(Generic[ConfigT]):
         if self._security_task is task:  # a done task keeps its coroutine: let both go
             self._security_task = None
 
-    async def _wait_change(self, timeout: float | None) -> None:
-        """Until :meth:`wake`, or ``timeout`` seconds of station time."""
-        await _wait_event(self._changed, self.clock, timeout)
+    def _wait_change(self, timeout: float | None) -> Awaitable[None]:
+        """Until :meth:`wake`, or ``timeout`` seconds of station time (await it: one
+        coroutine frame less for each of a fleet's 10,000 idle deliveries)."""
+        return _wait_event(self._changed, self.clock, timeout)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -511,6 +511,8 @@ class ChargingProfiles:
     ) -> datetime | None:
         """The next instant within a day after ``now`` at which the limit of ``evse_id``
         may change (a period boundary, validFrom/validTo): when a station must wake."""
+        if not self._profiles:
+            return None
         horizon = now + timedelta(days=1)
         origin = transaction_start if transaction_start is not None else now
         times: set[datetime] = set()
@@ -535,6 +537,8 @@ class ChargingProfiles:
         (None when there is none: TxProfiles then do not apply); it is the origin of
         Relative profiles. ``voltage`` and ``phases`` convert W limits to A.
         """
+        if not self._profiles and not self.external:  # most stations, every tick
+            return None
         now = _aware(now)
         origin = _aware(transaction_start) if transaction_start is not None else now
         groups = self._candidates(connector_or_evse_id, transaction_start is not None)
