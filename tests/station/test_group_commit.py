@@ -89,7 +89,9 @@ def delivered(path: Path) -> int:
     """Acknowledged entries another connection sees."""
     con = sqlite3.connect(path)
     try:
-        return int(con.execute("SELECT COUNT(*) FROM journal WHERE state = 'delivered'").fetchone()[0])
+        return int(
+            con.execute("SELECT COUNT(*) FROM journal WHERE state = 'delivered'").fetchone()[0]
+        )
     finally:
         con.close()
 
