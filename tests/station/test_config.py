@@ -627,3 +627,33 @@ def test_set_internal_to_the_same_value_writes_nothing(tmp_path: Path) -> None:
     config.path.unlink()
     config.set_internal("HeartbeatInterval", "777")
     assert not config.path.exists()
+
+
+@pytest.mark.unit
+def test_device_models_of_a_fleet_share_their_defaults_and_keep_their_own_changes(
+    tmp_path: Path,
+) -> None:
+    """10,000 stations hold 120 variables each: the definitions and default values are
+    shared, and what one station's CSMS sets is that station's alone (copy-on-write)."""
+    a = DeviceModel201(tmp_path / "a", identity="CP-A")
+    b = DeviceModel201(tmp_path / "b", identity="CP-B")
+    assert a._vars.keys() == b._vars.keys()
+    shared = [k for k in a._vars if a._vars[k].values is b._vars[k].values]
+    assert len(shared) >= len(a._vars) - 1  # all but the station's own Identity
+    assert a.value("SecurityCtrlr", "Identity") == "CP-A"
+    assert b.value("SecurityCtrlr", "Identity") == "CP-B"
+
+    statuses = set201(
+        a,
+        {
+            "component": {"name": "OCPPCommCtrlr"},
+            "variable": {"name": "HeartbeatInterval"},
+            "attributeValue": "120",
+        },
+    )
+    assert statuses[0]["attributeStatus"] == "Accepted"
+    assert a.value("OCPPCommCtrlr", "HeartbeatInterval") == "120"
+    assert b.value("OCPPCommCtrlr", "HeartbeatInterval") != "120"  # b's default untouched
+    assert DeviceModel201(tmp_path / "c").value("OCPPCommCtrlr", "HeartbeatInterval") != "120"
+    reloaded = DeviceModel201.load(tmp_path / "a", identity="CP-A")
+    assert reloaded.value("OCPPCommCtrlr", "HeartbeatInterval") == "120"

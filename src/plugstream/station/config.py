@@ -847,11 +847,20 @@ class VariableChange:
         return self.definition.instance
 
 
-@dataclass
+@dataclass(slots=True)
 class _Variable:
     definition: VariableDef
     values: dict[AttributeType, str] = field(default_factory=dict)
     provider: Callable[[], str] | None = None
+    owned: bool = True  # False: ``values`` are the definition's defaults, shared
+
+    def write(self, attribute: AttributeType, value: str) -> None:
+        """Set one attribute; the shared defaults are copied first (copy-on-write: a
+        fleet's 10,000 stations hold 120 variables each, nearly all at their defaults)."""
+        if not self.owned:
+            self.values = dict(self.values)
+            self.owned = True
+        self.values[attribute] = value
 
     def read(self, attribute: AttributeType) -> str:
         if attribute == "Actual" and self.provider is not None:
@@ -1022,6 +1031,42 @@ def _status_info(reason: str, info: str | None = None) -> dict[str, Any]:
     return out
 
 
+def _default_values(d: VariableDef) -> dict[AttributeType, str]:
+    return {a: d.default if a == "Actual" else "" for a in d.attributes}
+
+
+_SHARED_VALUES: dict[VariableDef, dict[AttributeType, str]] = {}
+
+
+def _shared_values(d: VariableDef) -> dict[AttributeType, str]:
+    """The default values of ``d``, one dict for every station (never written: see
+    :meth:`_Variable.write`)."""
+    found = _SHARED_VALUES.get(d)
+    if found is None:
+        found = _SHARED_VALUES[d] = _default_values(d)
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_definitions(
+    security_profile: int,
+    evses: tuple[tuple[int, int], ...],
+    vendor: str,
+    model: str,
+    supply_phases: int,
+    max_power_w: float,
+    extra: tuple[VariableDef, ...],
+) -> tuple[tuple[VariableDef, ...], frozenset[_ComponentIdent]]:
+    """The variables of a device model of this kind (the station's identity filled in
+    per station), and its components: made once for a fleet, not once per station."""
+    defs = (
+        *_controllers("", security_profile),
+        *_infrastructure(dict(evses), vendor, model, supply_phases, max_power_w),
+        *extra,
+    )
+    return defs, frozenset(d.ident[:4] for d in defs)
+
+
 class DeviceModel201:
     """The OCPP 2.0.1 device model of one station, persisted in one JSON file.
 
@@ -1048,19 +1093,22 @@ class DeviceModel201:
         self.path = None if path is None else _file(path, self.FILENAME)
         self.sync = True  # fsync each save; False: survives the process dying, not the OS
         self._vars: dict[_Ident, _Variable] = {}
-        self._components: set[_ComponentIdent] = set()
         self._listeners: list[Callable[[VariableChange], None]] = []
-        defs = [
-            *_controllers(identity, security_profile),
-            *_infrastructure(evses or {1: 1}, vendor_name, model, supply_phases, max_power_w),
-            *extra,
-        ]
+        defs, self._components = _shared_definitions(
+            security_profile,
+            tuple(sorted((evses or {1: 1}).items())),
+            vendor_name,
+            model,
+            supply_phases,
+            max_power_w,
+            tuple(extra),
+        )
         for d in defs:
-            var = _Variable(d)
-            for attribute in d.attributes:
-                var.values[attribute] = d.default if attribute == "Actual" else ""
-            self._vars[d.ident] = var
-            self._components.add(d.ident[:4])
+            if identity and d.component == "SecurityCtrlr" and d.name == "Identity":
+                d = replace(d, default=identity)
+                self._vars[d.ident] = _Variable(d, _default_values(d))
+            else:  # the definition and its default values shared by every station
+                self._vars[d.ident] = _Variable(d, _shared_values(d), owned=False)
 
     # -- persistence
 
@@ -1088,7 +1136,7 @@ class DeviceModel201:
             if var is None or not model._stored(var.definition) or attribute not in var.values:
                 continue
             if isinstance(value, str) and (value == "" or var.definition.problem(value) is None):
-                var.values[attribute] = value
+                var.write(attribute, value)
         return model
 
     @staticmethod
@@ -1199,7 +1247,7 @@ class DeviceModel201:
                     result["attributeStatusInfo"] = _status_info(problem)
                 else:
                     undo.append((var, attribute, var.values[attribute]))
-                    var.values[attribute] = value
+                    var.write(attribute, value)
                     if d.reboot:
                         status = "RebootRequired"
                     else:
@@ -1211,7 +1259,7 @@ class DeviceModel201:
                 self.save()
             except OSError:
                 for var, attribute, old in reversed(undo):
-                    var.values[attribute] = old
+                    var.write(attribute, old)
                 changes = []
                 for result in results:
                     if result["attributeStatus"] in ("Accepted", "RebootRequired"):
@@ -1279,7 +1327,7 @@ class DeviceModel201:
             raise ValueError(f"{component}.{variable} has no {attribute} attribute")
         if var.values[attribute] == value:
             return
-        var.values[attribute] = value
+        var.write(attribute, value)
         if self._stored(d):
             self.save()
         self._notify([VariableChange(d, attribute, value)])
