@@ -15,6 +15,7 @@ import pytest
 
 from plugstream.station.clock import ManualClock
 from plugstream.station.wakeups import Signal, Ticker
+from tests.support import until
 
 START = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
 
@@ -98,7 +99,7 @@ async def test_a_signal_wakes_every_waiter_and_a_cancelled_waiter_leaves() -> No
         woken.append(name)
 
     tasks = [asyncio.create_task(waiter(n)) for n in ("a", "b", "c")]
-    await asyncio.sleep(0)  # all three wait
+    await until(lambda: len(signal._waiters or ()) == 3, "all three wait")
     tasks[2].cancel()
     await asyncio.gather(tasks[2], return_exceptions=True)
     signal.set()

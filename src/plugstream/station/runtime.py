@@ -557,13 +557,12 @@ class StationRuntime(Generic[ConfigT]):
         self._ka: _KeepaliveRun | None = None  # the keep-alive of the open connection
         self._heartbeat_timer: Timer | None = None  # the next look at the heartbeat
         self._heartbeat_task: asyncio.Task[None] | None = None  # a Heartbeat out
-        self._delivering_security = False  # run() is running: events start their delivery
         self._security_failures: dict[int, int] = {}  # event seq -> CSMS failures so far
         self._boot_wake = Signal()  # a triggered BootNotification was Accepted
         self.ticker: Ticker | Clock = clock
         """Whose ``call_later`` times the meter ticks: the clock itself, or a fleet's
         :class:`Ticker` shared by all its stations (one timer, ticks on a common beat)."""
-        self._ticking = False  # run() is running: ticks are timed
+        self._running = False  # run() is running: ticks are timed, events start delivery
         self._tick_timer: Timer | None = None  # the next tick, when one is due
         self._tick_soon: asyncio.Handle | None = None  # a tick asked for by wake()
         self._tasks: set[asyncio.Task[Any]] | None = None  # made at the first spawn()
@@ -934,7 +933,7 @@ class StationRuntime(Generic[ConfigT]):
 
     def wake(self) -> None:
         self._changed.set()
-        if self._ticking and self._tick_soon is None:
+        if self._running and self._tick_soon is None:
             self._tick_soon = asyncio.get_running_loop().call_soon(self._on_tick)
         if self.accepted and self.endpoint is not None:
             self._security_poke()
@@ -944,7 +943,7 @@ class StationRuntime(Generic[ConfigT]):
         there are events to send: a fleet's thousands of stations have none nearly always)."""
         self._security_changed.set()
         task = self._security_task
-        if self._delivering_security and (task is None or task.done()):
+        if self._running and (task is None or task.done()):
             task = asyncio.get_running_loop().create_task(self.deliver_security_events())
             task.add_done_callback(self._security_done)
             self._security_task = task
@@ -1578,7 +1577,7 @@ class StationRuntime(Generic[ConfigT]):
         if self._tick_timer is not None:
             self._tick_timer.cancel()
             self._tick_timer = None
-        if not self._ticking:
+        if not self._running:
             return
         try:
             self.tick()
@@ -1586,16 +1585,16 @@ class StationRuntime(Generic[ConfigT]):
         except Exception:
             log.exception("station tick failed")
             delay = self.tick_interval or DEFAULT_TICK_S
-        if delay is not None and self._ticking and self._tick_timer is None:
+        if delay is not None and self._running and self._tick_timer is None:
             self._tick_timer = self.ticker.call_later(delay, self._on_tick)
 
     def _start_ticking(self) -> None:
-        self._ticking = True
+        self._running = True
         if self._tick_soon is None:
             self._tick_soon = asyncio.get_running_loop().call_soon(self._on_tick)
 
     def _stop_ticking(self) -> None:
-        self._ticking = False
+        self._running = False
         for timer in (self._tick_timer, self._tick_soon):
             if timer is not None:
                 timer.cancel()
@@ -1653,7 +1652,6 @@ class StationRuntime(Generic[ConfigT]):
             self.security_event("StartupOfTheDevice", f"firmware {self.firmware.version}")
         self._start_ticking()
         self.firmware.start()
-        self._delivering_security = True
         self._security_poke()
         loops = [
             asyncio.get_running_loop().create_task(self.deliver_journal()),
@@ -1767,7 +1765,6 @@ class StationRuntime(Generic[ConfigT]):
                 self._network_clock = None
             self._stop_ticking()
             await self.firmware.stop()
-            self._delivering_security = False
             security, self._security_task = self._security_task, None
             if security is not None:
                 security.cancel()
