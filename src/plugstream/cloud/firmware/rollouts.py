@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -179,8 +180,11 @@ async def send_rollout(
     gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
     async def one(target: db.RolloutTarget) -> None:
-        async with gate:
+        async with gate, _sending(target.station_id):
             try:
+                pending = await store.firmware.pending_targets(target.station_id)
+                if not any(p.rollout_id == target.rollout_id for p, _, _ in pending):
+                    return  # the station's boot sent it meanwhile (send_pending)
                 await send_target(stations, store, config, image, target, options, now)
             except Exception:
                 log.exception("sending firmware to %s failed", target.station_id)
@@ -194,10 +198,25 @@ async def send_pending(
     """A station is back: send it the newest update it missed; older missed ones are
     Superseded (a second UpdateFirmware would only cancel the first, L01.FR.24).
     The status of the one sent, or None when nothing was pending."""
-    pending = await store.firmware.pending_targets(station_id)
-    if not pending:
-        return None
-    (target, rollout, image), older = pending[0], pending[1:]
-    for old, _, _ in older:
-        await store.firmware.record_answer(old.rollout_id, station_id, SUPERSEDED, now)
-    return await send_target(stations, store, config, image, target, Options.of(rollout), now)
+    async with _sending(station_id):
+        pending = await store.firmware.pending_targets(station_id)
+        if not pending:
+            return None
+        (target, rollout, image), older = pending[0], pending[1:]
+        for old, _, _ in older:
+            await store.firmware.record_answer(old.rollout_id, station_id, SUPERSEDED, now)
+        options = Options.of(rollout)
+        return await send_target(stations, store, config, image, target, options, now)
+
+
+_LOCKS: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _sending(station_id: str) -> asyncio.Lock:
+    """One send of firmware to a station at a time, pending targets read under it: a
+    rollout created while the station's boot looks for missed updates went out twice
+    (the same requestId in two UpdateFirmware). Kept only while held or awaited."""
+    lock = _LOCKS.get(station_id)
+    if lock is None:
+        lock = _LOCKS[station_id] = asyncio.Lock()
+    return lock
