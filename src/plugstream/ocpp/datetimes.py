@@ -13,10 +13,13 @@ def format_time(at: datetime, *, always_ms: bool = False) -> str:
     Milliseconds only when there are any, which saves bytes on a station's metered
     link; ``always_ms`` writes them always, for a fixed width (the cloud's answers).
     """
-    utc = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    if utc.microsecond or always_ms:
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = at if at.tzinfo is UTC or at.tzinfo is None else at.astimezone(UTC)
+    # sliced from isoformat (YYYY-MM-DDTHH:MM:SS[.ffffff][+00:00]): half strftime's cost,
+    # and a fleet writes ten thousand time stamps a minute
+    text = utc.isoformat()
+    if utc.microsecond:
+        return text[:23] + "Z"
+    return text[:19] + (".000Z" if always_ms else "Z")
 
 
 def parse_time(text: str) -> datetime:

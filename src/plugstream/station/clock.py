@@ -105,13 +105,18 @@ class ScaledClock(_WallPauses):
         self.scale = scale
         self.start = datetime.now(UTC) if start is None else start
         self._origin = time.monotonic()
+        self._start_ts = self.start.timestamp()
+        self._tz = self.start.tzinfo
 
     def elapsed(self) -> float:
         """Seconds of this clock's time since ``start``."""
         return (time.monotonic() - self._origin) * self.scale
 
     def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.elapsed())
+        # from a POSIX time stamp: half the cost of start + timedelta, and a fleet's
+        # stations read the time some ten times per meter sample
+        at = self._start_ts + (time.monotonic() - self._origin) * self.scale
+        return datetime.fromtimestamp(at, self._tz)
 
 
 class CallableClock(_WallPauses):
