@@ -472,6 +472,7 @@ class Fleet:
             compression=small_deflate(no_context_takeover=True),
         )
         station.connect_gate = self._connect_gate
+        station.validate_outgoing = False  # the CSMS validates (see the attribute)
         if self._ticker is not None:
             station.ticker = self._ticker
         sim = SimStation(station, ocpp)

@@ -424,6 +424,8 @@ class ChargingProfiles:
 
     def to_json(self) -> str:
         """The installed profiles as JSON text, for the station's durable storage."""
+        if not self._profiles:  # most stations, saved with every meter sample
+            return "[]"
         return json.dumps(
             [
                 {
