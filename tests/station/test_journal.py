@@ -315,6 +315,27 @@ def test_shared_journals_keep_order_placeholders_and_retries_per_station(tmp_pat
 
 
 @pytest.mark.unit
+def test_shared_journal_resolves_placeholders_after_its_queue_was_empty(tmp_path: Path) -> None:
+    """A shared journal that has seen its queue empty skips the search for placeholders
+    on acknowledgements; one appended later is still resolved (a fleet station's next
+    session: StartTransaction, then samples that wait for its transactionId)."""
+    with JournalDatabase(tmp_path / "fleet.sqlite") as db:
+        journal = db.journal("CP-A")
+        assert journal.head() is None  # seen empty: its queue is counted from here
+        sample = journal.append("MeterValues", {"connectorId": 1, "transactionId": 7})
+        journal.acknowledge(sample, {})
+        start = journal.append("StartTransaction", {"connectorId": 1, "idTag": "A"})
+        ref = {"$ref_result": start, "key": "transactionId", "default": -1}
+        later = journal.append("MeterValues", {"connectorId": 1, "transactionId": ref})
+        journal.acknowledge(start, {"transactionId": 42})
+        head = journal.head()
+        assert head is not None and head.seq == later
+        assert head.payload == {"connectorId": 1, "transactionId": 42}
+        journal.acknowledge(later, {})
+        assert journal.head() is None and journal.pending() == []
+
+
+@pytest.mark.unit
 def test_shared_journals_survive_reopen(tmp_path: Path) -> None:
     path = tmp_path / "fleet.sqlite"
     with JournalDatabase(path) as db:
