@@ -475,3 +475,62 @@ async def test_a_call_whose_send_fails_as_the_connection_closes_leaves_no_unretr
     gc.collect()
     await ready_tasks_run(2)
     assert "never retrieved" not in caplog.text
+
+
+class HandingOver:
+    """A transport that offers each message to the endpoint as it arrives (as a station's
+    connection does) before queueing it for ``recv()``."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.unread: asyncio.Queue[str | None] = asyncio.Queue()  # None: the connection ends
+        self.take: Any = None
+
+    def arrive(self, text: str) -> None:
+        if self.take is None or not self.take(text):
+            self.unread.put_nowait(text)
+
+    async def recv(self) -> str:
+        text = await self.unread.get()
+        if text is None:
+            raise ConnectionError("connection closed")
+        return text
+
+    async def send(self, text: str) -> None:
+        self.sent.append(text)
+
+
+async def test_an_answer_handed_over_as_it_arrives_resolves_its_call_and_others_wait_for_recv() -> (
+    None
+):
+    """CALLRESULT and CALLERROR are taken at once (no trip through the read loop: a fleet
+    gets ten thousand a minute); a CALL is left for recv() and answered as always; once
+    the connection has ended nothing is taken."""
+    transport = HandingOver()
+    endpoint = OcppEndpoint(transport, OcppVersion.V201, Station())
+    transport.take = endpoint.take_response
+    runner = asyncio.create_task(endpoint.run())
+
+    call = asyncio.create_task(endpoint.call("Heartbeat", {}))
+    await until(lambda: len(transport.sent) == 1, "the Heartbeat sent")
+    message_id = orjson.loads(transport.sent[0])[1]
+    transport.arrive(f'[3, "{message_id}", {{"currentTime": "{NOW}"}}]')
+    assert transport.unread.empty()  # taken, not queued for the read loop
+    assert await asyncio.wait_for(call, WAIT) == {"currentTime": NOW}
+
+    call = asyncio.create_task(endpoint.call("Heartbeat", {}))
+    await until(lambda: len(transport.sent) == 2, "the second Heartbeat sent")
+    message_id = orjson.loads(transport.sent[1])[1]
+    transport.arrive(f'[4,"{message_id}","InternalError","out of order",{{}}]')
+    with pytest.raises(OcppError) as failed:
+        await asyncio.wait_for(call, WAIT)
+    assert failed.value.code is ErrorCode.InternalError
+
+    # a CALL of the peer goes the usual way: read by run(), answered
+    transport.arrive('[2,"c1","Reset",{"type":"OnIdle"}]')
+    await until(lambda: len(transport.sent) == 3, "the CALL answered")
+    assert orjson.loads(transport.sent[2]) == [3, "c1", {"status": "Scheduled"}]
+
+    transport.unread.put_nowait(None)
+    await asyncio.wait_for(runner, WAIT)
+    assert not endpoint.take_response('[3,"late",{}]')  # after run(): left unread

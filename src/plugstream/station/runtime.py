@@ -49,6 +49,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
 from websockets.headers import build_authorization_basic
 from websockets.protocol import State
 from websockets.proxy import get_proxy
@@ -301,6 +302,9 @@ class CountingConnection(ClientConnection):
             await self.drain()
 
     count: Callable[[Direction, int], None] = staticmethod(lambda direction, n: None)
+    take_text: Callable[[str], bool] | None = None
+    """Offered each whole text message as it arrives, before ``recv()`` would see it;
+    True: taken (:meth:`OcppEndpoint.take_response`: an answer to one of our CALLs)."""
     verify: Callable[[asyncio.BaseTransport], None] | None = None
     """Checks the TLS peer once the handshake is done, before websockets sends the HTTP
     Upgrade (and so any password): if it raises, the connection is aborted unsent (the
@@ -323,6 +327,29 @@ class CountingConnection(ClientConnection):
     def data_received(self, data: bytes) -> None:
         self.count("rx", len(data))
         super().data_received(data)
+
+    def process_event(self, event: Any) -> None:
+        take = self.take_text
+        if (
+            take is not None
+            and type(event) is Frame
+            and event.opcode is Opcode.TEXT
+            and event.fin  # a whole message in one frame
+            and not self.recv_messages.frames.queue  # none before it waits for recv()
+            and not self.recv_messages.closed
+        ):
+            try:
+                text = bytes(event.data).decode()
+            except UnicodeDecodeError:  # websockets' own way closes the connection
+                pass
+            else:
+                try:
+                    if take(text):
+                        return
+                except Exception:  # a bug of ours: not the connection's end
+                    log.exception("a received message was not handled")
+                    return
+        super().process_event(event)
 
 
 def counting_factory(
@@ -1814,6 +1841,8 @@ class StationRuntime(Generic[ConfigT]):
             observer=self.observer,
         )
         endpoint.session.validate_outgoing = self.validate_outgoing
+        if isinstance(ws, CountingConnection):
+            ws.take_text = endpoint.take_response
         self._ws = ws
         self.endpoint = endpoint
         actions = self.connection.handle(Connected(self._seconds(), self._boot_data()))
