@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -629,31 +630,76 @@ def test_set_internal_to_the_same_value_writes_nothing(tmp_path: Path) -> None:
     assert not config.path.exists()
 
 
-@pytest.mark.unit
+HEARTBEAT201 = ("OCPPCommCtrlr", "HeartbeatInterval")
+
+
 def test_device_models_of_a_fleet_share_their_defaults_and_keep_their_own_changes(
     tmp_path: Path,
 ) -> None:
     """10,000 stations hold 120 variables each: the definitions and default values are
-    shared, and what one station's CSMS sets is that station's alone (copy-on-write)."""
+    held once, and what one station's CSMS sets is that station's alone."""
     a = DeviceModel201(tmp_path / "a", identity="CP-A")
     b = DeviceModel201(tmp_path / "b", identity="CP-B")
-    assert a._vars.keys() == b._vars.keys()
-    shared = [k for k in a._vars if a._vars[k].values is b._vars[k].values]
-    assert len(shared) >= len(a._vars) - 1  # all but the station's own Identity
+    assert a._shared is b._shared  # definitions, default values, index: once for both
+    assert a._own is None and b._own is None  # nothing of their own until a change
+    same = [x is y for x, y in zip(a.variables(), b.variables(), strict=True)]
+    assert same.count(False) == 1  # all the same objects but the station's own Identity
+    assert a.definition("SecurityCtrlr", "Identity").default == "CP-A"
     assert a.value("SecurityCtrlr", "Identity") == "CP-A"
     assert b.value("SecurityCtrlr", "Identity") == "CP-B"
+    assert get201(b, cv("SecurityCtrlr", "Identity"))[0]["attributeValue"] == "CP-B"
 
-    statuses = set201(
-        a,
-        {
-            "component": {"name": "OCPPCommCtrlr"},
-            "variable": {"name": "HeartbeatInterval"},
-            "attributeValue": "120",
-        },
-    )
-    assert statuses[0]["attributeStatus"] == "Accepted"
-    assert a.value("OCPPCommCtrlr", "HeartbeatInterval") == "120"
-    assert b.value("OCPPCommCtrlr", "HeartbeatInterval") != "120"  # b's default untouched
-    assert DeviceModel201(tmp_path / "c").value("OCPPCommCtrlr", "HeartbeatInterval") != "120"
+    (result,) = set201(a, cv(*HEARTBEAT201, attributeValue="120"))
+    assert result["attributeStatus"] == "Accepted"
+    a.set_value("ClockCtrlr", "TimeZone", "Europe/Berlin")
+    assert a.heartbeat_interval == 120
+    assert a.value("ClockCtrlr", "TimeZone") == "Europe/Berlin"
+    assert a._own is not None and len(a._own) == 2  # only what it changed
+    assert b._own is None  # b's values untouched
+    assert b.heartbeat_interval == 300
+    assert b.value("ClockCtrlr", "TimeZone") == ""
+    assert get201(b, cv(*HEARTBEAT201))[0]["attributeValue"] == "300"
+    full_b = {
+        (e["component"]["name"], e["variable"]["name"]): e["variableAttribute"][0].get("value")
+        for e in b.report("FullInventory")
+    }
+    assert full_b[HEARTBEAT201] == "300"
+    assert full_b[("SecurityCtrlr", "Identity")] == "CP-B"
+    assert DeviceModel201(tmp_path / "c").heartbeat_interval == 300  # a new one neither
+
+    b.provide("ClockCtrlr", "DateTime", lambda: "2026-11-25T12:00:00Z")
+    assert b.value("ClockCtrlr", "DateTime") == "2026-11-25T12:00:00Z"
+    assert a.value("ClockCtrlr", "DateTime") == ""  # a provider is the station's own too
+
     reloaded = DeviceModel201.load(tmp_path / "a", identity="CP-A")
-    assert reloaded.value("OCPPCommCtrlr", "HeartbeatInterval") == "120"
+    assert reloaded.heartbeat_interval == 120
+    assert reloaded.value("ClockCtrlr", "TimeZone") == "Europe/Berlin"
+    # the file lists every settable variable; what is at its default is not held twice
+    assert reloaded._own is not None and len(reloaded._own) == 2
+    set201(reloaded, cv(*HEARTBEAT201, attributeValue="300"))  # back to the default
+    assert reloaded.heartbeat_interval == 300
+    assert len(reloaded._own) == 1
+    assert DeviceModel201.load(tmp_path / "a").heartbeat_interval == 300
+
+
+def test_a_device_model_of_a_fleet_holds_little_of_its_own() -> None:
+    """A fresh station's device model is a few hundred bytes, not a copy of 120 variables
+    (each was an object with its own index key: ~40 KB a station of a 2.0.1 fleet)."""
+    count = 200
+    kwargs: dict[str, Any] = {"evses": {1: 1}, "model": "Footprint 11", "max_power_w": 11000.0}
+    DeviceModel201(identity="CP-warm", **kwargs)  # the kind's shared part is made once
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        models = [DeviceModel201(identity=f"CP-{n:05d}", **kwargs) for n in range(count)]
+        for model in models:  # every station reads its settings: nothing is copied for that
+            assert model.heartbeat_interval == 300
+            model.provide("ClockCtrlr", "DateTime", lambda: "2026-11-25T12:00:00Z")
+        per_model = (tracemalloc.get_traced_memory()[0] - before) / count
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    assert all(model._own is None for model in models)
+    assert per_model < 2000, f"{per_model:.0f} bytes a device model"

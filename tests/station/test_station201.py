@@ -18,6 +18,7 @@ from ocpp.v201 import call, call_result
 from ocpp.v201.enums import Action
 from websockets.typing import Subprotocol
 
+import plugstream.station.config as config_module
 from plugstream.station.clock import Clock, ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.hardware import PLUGSTREAM_7
@@ -366,3 +367,39 @@ def test_install_security_writes_the_variables_unchecked(tmp_path: Path) -> None
     assert station.security_profile == 1
     assert station.password() == "a-password-of-16-chars"
     station.close()
+
+
+def test_fleet_stations_share_the_device_model_and_keep_their_own_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fleet's 2.0.1 stations hold the device model's definitions and defaults once;
+    a value the CSMS sets on one is that station's alone, and a station that does not
+    fsync its state does not fsync its new device model file either."""
+    writes: list[bool] = []
+    write = config_module.atomic_write_json
+
+    def recording(path: Path, data: Any, *, sync: bool = True) -> None:
+        writes.append(sync)
+        write(path, data, sync=sync)
+
+    monkeypatch.setattr(config_module, "atomic_write_json", recording)
+    a = Station201("CS-A", PLUGSTREAM_7, tmp_path / "a", clock=ManualClock(), sync_state=False)
+    b = Station201("CS-B", PLUGSTREAM_7, tmp_path / "b", clock=ManualClock(), sync_state=False)
+    try:
+        assert writes == [False, False]  # each fresh station's file, no fsync
+        assert a.config._shared is b.config._shared
+        assert a.config._own is None and b.config._own is None
+        (result,) = a.config.set_variables([{**HEARTBEAT, "attributeValue": "120"}])
+        assert result["attributeStatus"] == "Accepted"
+        assert a.config.heartbeat_interval == 120
+        assert b.config.heartbeat_interval == 300 and b.config._own is None
+        identity = {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "Identity"}}
+        for station, expected in ((a, "CS-A"), (b, "CS-B")):
+            (found,) = station.config.get_variables([identity])
+            assert found["attributeValue"] == expected
+        again = Station201("CS-A", PLUGSTREAM_7, tmp_path / "a", clock=ManualClock())
+        assert again.config.heartbeat_interval == 120  # persisted across a restart
+        again.close()
+    finally:
+        a.close()
+        b.close()

@@ -28,7 +28,7 @@ import os
 import re
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -847,27 +847,6 @@ class VariableChange:
         return self.definition.instance
 
 
-@dataclass(slots=True)
-class _Variable:
-    definition: VariableDef
-    values: dict[AttributeType, str] = field(default_factory=dict)
-    provider: Callable[[], str] | None = None
-    owned: bool = True  # False: ``values`` are the definition's defaults, shared
-
-    def write(self, attribute: AttributeType, value: str) -> None:
-        """Set one attribute; the shared defaults are copied first (copy-on-write: a
-        fleet's 10,000 stations hold 120 variables each, nearly all at their defaults)."""
-        if not self.owned:
-            self.values = dict(self.values)
-            self.owned = True
-        self.values[attribute] = value
-
-    def read(self, attribute: AttributeType) -> str:
-        if attribute == "Actual" and self.provider is not None:
-            return self.provider()
-        return self.values.get(attribute, "")
-
-
 _M201 = MEASURANDS201
 _TX_POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
 
@@ -1035,20 +1014,33 @@ def _default_values(d: VariableDef) -> dict[AttributeType, str]:
     return {a: d.default if a == "Actual" else "" for a in d.attributes}
 
 
-_SHARED_VALUES: dict[VariableDef, dict[AttributeType, str]] = {}
+_IDENTITY = ("SecurityCtrlr", "Identity")  # (component, variable): the station's own default
 
 
-def _shared_values(d: VariableDef) -> dict[AttributeType, str]:
-    """The default values of ``d``, one dict for every station (never written: see
-    :meth:`_Variable.write`)."""
-    found = _SHARED_VALUES.get(d)
-    if found is None:
-        found = _SHARED_VALUES[d] = _default_values(d)
-    return found
+@dataclass(frozen=True, slots=True, eq=False)
+class _SharedVariable:
+    """One variable as every device model of a kind has it (hashed by identity: a
+    station's own values and providers are keyed with it, not with a new tuple)."""
+
+    definition: VariableDef
+    defaults: dict[AttributeType, str]
+    """The default value of each attribute type the variable supports."""
+    identity: bool
+    """Its default is the station's identity (SecurityCtrlr.Identity)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _SharedModel:
+    """What every device model of one kind holds alike, made once a process and never
+    written: a station keeps only what differs from it (see :class:`DeviceModel201`)."""
+
+    variables: dict[_Ident, _SharedVariable]
+    """Every variable, in report order."""
+    components: frozenset[_ComponentIdent]
 
 
 @functools.lru_cache(maxsize=64)
-def _shared_definitions(
+def _shared_model(
     security_profile: int,
     evses: tuple[tuple[int, int], ...],
     vendor: str,
@@ -1056,15 +1048,22 @@ def _shared_definitions(
     supply_phases: int,
     max_power_w: float,
     extra: tuple[VariableDef, ...],
-) -> tuple[tuple[VariableDef, ...], frozenset[_ComponentIdent]]:
+) -> _SharedModel:
     """The variables of a device model of this kind (the station's identity filled in
-    per station), and its components: made once for a fleet, not once per station."""
-    defs = (
+    per station) with their default values and components: made once for a fleet, not
+    once per station."""
+    definitions: dict[_Ident, VariableDef] = {}
+    for d in (
         *_controllers("", security_profile),
         *_infrastructure(dict(evses), vendor, model, supply_phases, max_power_w),
         *extra,
-    )
-    return defs, frozenset(d.ident[:4] for d in defs)
+    ):
+        definitions[d.ident] = d  # a later one replaces an earlier one, in its place
+    variables = {
+        ident: _SharedVariable(d, _default_values(d), (d.component, d.name) == _IDENTITY)
+        for ident, d in definitions.items()
+    }
+    return _SharedModel(variables, frozenset(ident[:4] for ident in variables))
 
 
 class DeviceModel201:
@@ -1073,9 +1072,25 @@ class DeviceModel201:
     ``path`` is the JSON file (or a directory, which then holds ``device_model201.json``);
     None keeps everything in memory. ``evses`` maps each EVSE id to its number of
     connectors. ``extra`` adds (vendor) variables or replaces standard ones.
+
+    A fleet runs thousands of these in one process, nearly all at their defaults: the
+    variables' definitions and default values are held once for every station of a
+    kind; a station holds only the values it changed (a dict made at its first change),
+    its live-value providers and its identity, and reads fall back to the defaults.
     """
 
     FILENAME = "device_model201.json"
+
+    __slots__ = (
+        "_identity",
+        "_listeners",
+        "_own",
+        "_providers",
+        "_redefined",
+        "_shared",
+        "path",
+        "sync",
+    )
 
     def __init__(
         self,
@@ -1092,9 +1107,7 @@ class DeviceModel201:
     ) -> None:
         self.path = None if path is None else _file(path, self.FILENAME)
         self.sync = True  # fsync each save; False: survives the process dying, not the OS
-        self._vars: dict[_Ident, _Variable] = {}
-        self._listeners: list[Callable[[VariableChange], None]] = []
-        defs, self._components = _shared_definitions(
+        self._shared = _shared_model(
             security_profile,
             tuple(sorted((evses or {1: 1}).items())),
             vendor_name,
@@ -1103,12 +1116,61 @@ class DeviceModel201:
             max_power_w,
             tuple(extra),
         )
-        for d in defs:
-            if identity and d.component == "SecurityCtrlr" and d.name == "Identity":
-                d = replace(d, default=identity)
-                self._vars[d.ident] = _Variable(d, _default_values(d))
-            else:  # the definition and its default values shared by every station
-                self._vars[d.ident] = _Variable(d, _shared_values(d), owned=False)
+        self._identity = identity  # the default of SecurityCtrlr.Identity
+        self._own: dict[tuple[_SharedVariable, AttributeType], str] | None = None
+        """The values that differ from the defaults; None until the first."""
+        self._providers: dict[_SharedVariable, Callable[[], str]] | None = None
+        self._redefined: dict[_SharedVariable, VariableDef] | None = None
+        self._listeners: list[Callable[[VariableChange], None]] = []
+
+    # -- one variable
+
+    def _definition(self, var: _SharedVariable) -> VariableDef:
+        """The variable's characteristics, as this station has them."""
+        if self._redefined is not None:
+            found = self._redefined.get(var)
+            if found is not None:
+                return found
+        if var.identity and self._identity:
+            return replace(var.definition, default=self._identity)
+        return var.definition
+
+    def _default(self, var: _SharedVariable, attribute: AttributeType) -> str:
+        if var.identity and self._identity and attribute == "Actual":
+            return self._identity
+        return var.defaults.get(attribute, "")
+
+    def _stored_value(self, var: _SharedVariable, attribute: AttributeType) -> str:
+        """The value set (or the default), without asking a provider."""
+        if self._own is not None:
+            found = self._own.get((var, attribute))
+            if found is not None:
+                return found
+        return self._default(var, attribute)
+
+    def _read(self, var: _SharedVariable, attribute: AttributeType) -> str:
+        # what the station reads its settings with: _stored_value and _default inline
+        if self._providers is not None and attribute == "Actual":
+            provider = self._providers.get(var)
+            if provider is not None:
+                return provider()
+        if self._own is not None:
+            found = self._own.get((var, attribute))
+            if found is not None:
+                return found
+        if var.identity and self._identity and attribute == "Actual":
+            return self._identity
+        return var.defaults.get(attribute, "")
+
+    def _write(self, var: _SharedVariable, attribute: AttributeType, value: str) -> None:
+        """Set one attribute: held by this station unless it is the default again."""
+        if value == self._default(var, attribute):  # the default again: nothing to hold
+            if self._own is not None:
+                self._own.pop((var, attribute), None)
+            return
+        if self._own is None:
+            self._own = {}
+        self._own[var, attribute] = value
 
     # -- persistence
 
@@ -1132,11 +1194,14 @@ class DeviceModel201:
                 attribute, value = entry["attribute"], entry["value"]
             except (KeyError, TypeError, AttributeError):
                 continue
-            var = model._vars.get(ident)
-            if var is None or not model._stored(var.definition) or attribute not in var.values:
+            var = model._shared.variables.get(ident)
+            if var is None or attribute not in var.defaults:
                 continue
-            if isinstance(value, str) and (value == "" or var.definition.problem(value) is None):
-                var.write(attribute, value)
+            d = model._definition(var)
+            if not model._stored(d):
+                continue
+            if isinstance(value, str) and (value == "" or d.problem(value) is None):
+                model._write(var, attribute, value)
         return model
 
     @staticmethod
@@ -1148,11 +1213,11 @@ class DeviceModel201:
         if self.path is None:
             return
         entries = []
-        for var in self._vars.values():
-            d = var.definition
+        for var in self._shared.variables.values():
+            d = self._definition(var)
             if not self._stored(d):
                 continue
-            for attribute, value in var.values.items():
+            for attribute in var.defaults:
                 entries.append(
                     {
                         "component": d.component,
@@ -1162,7 +1227,7 @@ class DeviceModel201:
                         "variable": d.name,
                         "variableInstance": d.instance,
                         "attribute": attribute,
-                        "value": value,
+                        "value": self._stored_value(var, attribute),
                     }
                 )
         atomic_write_json(self.path, {"format": _FORMAT, "variables": entries}, sync=self.sync)
@@ -1185,11 +1250,11 @@ class DeviceModel201:
 
     def _lookup(
         self, component: Mapping[str, Any], variable: Mapping[str, Any]
-    ) -> tuple[str, _Variable | None]:
+    ) -> tuple[str, _SharedVariable | None]:
         ident = _request_ident(component, variable)
-        if ident[:4] not in self._components:
+        if ident[:4] not in self._shared.components:
             return "UnknownComponent", None
-        var = self._vars.get(ident)
+        var = self._shared.variables.get(ident)
         if var is None:
             return "UnknownVariable", None
         return "Accepted", var
@@ -1206,13 +1271,13 @@ class DeviceModel201:
             }
             status, var = self._lookup(item["component"], item["variable"])
             if var is not None:
-                if attribute not in var.values:
+                if attribute not in var.defaults:
                     status = "NotSupportedAttributeType"
-                elif var.definition.mutability == "WriteOnly":
+                elif self._definition(var).mutability == "WriteOnly":
                     status = "Rejected"  # B06.FR.09
                     result["attributeStatusInfo"] = _status_info("WriteOnly")
                 else:
-                    result["attributeValue"] = var.read(attribute)
+                    result["attributeValue"] = self._read(var, attribute)
             result["attributeStatus"] = status
             results.append(result)
         return results
@@ -1224,7 +1289,7 @@ class DeviceModel201:
         """
         results = []
         changes: list[VariableChange] = []
-        undo: list[tuple[_Variable, AttributeType, str]] = []
+        undo: list[tuple[_SharedVariable, AttributeType, str]] = []
         for item in requests:
             attribute: AttributeType = item.get("attributeType", "Actual")
             value = str(item["attributeValue"])
@@ -1235,9 +1300,9 @@ class DeviceModel201:
             }
             status, var = self._lookup(item["component"], item["variable"])
             if var is not None:
-                d = var.definition
+                d = self._definition(var)
                 problem = d.problem(value)
-                if attribute not in var.values:
+                if attribute not in var.defaults:
                     status = "NotSupportedAttributeType"
                 elif d.mutability == "ReadOnly" or d.constant:
                     status = "Rejected"
@@ -1246,8 +1311,8 @@ class DeviceModel201:
                     status = "Rejected"
                     result["attributeStatusInfo"] = _status_info(problem)
                 else:
-                    undo.append((var, attribute, var.values[attribute]))
-                    var.write(attribute, value)
+                    undo.append((var, attribute, self._stored_value(var, attribute)))
+                    self._write(var, attribute, value)
                     if d.reboot:
                         status = "RebootRequired"
                     else:
@@ -1259,7 +1324,7 @@ class DeviceModel201:
                 self.save()
             except OSError:
                 for var, attribute, old in reversed(undo):
-                    var.write(attribute, old)
+                    self._write(var, attribute, old)
                 changes = []
                 for result in results:
                     if result["attributeStatus"] in ("Accepted", "RebootRequired"):
@@ -1279,21 +1344,21 @@ class DeviceModel201:
         evse: int | None = None,
         connector: int | None = None,
         component_instance: str | None = None,
-    ) -> _Variable:
+    ) -> _SharedVariable:
         ident = _ident(component, component_instance, evse, connector, variable, instance)
-        try:
-            return self._vars[ident]
-        except KeyError:
-            raise KeyError(f"no variable {component}.{variable} ({ident})") from None
+        var = self._shared.variables.get(ident)
+        if var is None:
+            raise KeyError(f"no variable {component}.{variable} ({ident})")
+        return var
 
     def definition(self, component: str, variable: str, **where: Any) -> VariableDef:
-        return self._var(component, variable, **where).definition
+        return self._definition(self._var(component, variable, **where))
 
     def value(
         self, component: str, variable: str, *, attribute: AttributeType = "Actual", **where: Any
     ) -> str:
         """The value of one attribute, write-only ones included (the station needs them)."""
-        return self._var(component, variable, **where).read(attribute)
+        return self._read(self._var(component, variable, **where), attribute)
 
     def get_int(self, component: str, variable: str, **where: Any) -> int:
         return int(self.value(component, variable, **where))
@@ -1319,15 +1384,15 @@ class DeviceModel201:
         are called when the value changed.
         """
         var = self._var(component, variable, **where)
-        d = var.definition
+        d = self._definition(var)
         problem = d.problem(value) if value else None
         if problem is not None:
             raise ValueError(f"{component}.{variable}: {value!r} ({problem})")
-        if attribute not in var.values:
+        if attribute not in var.defaults:
             raise ValueError(f"{component}.{variable} has no {attribute} attribute")
-        if var.values[attribute] == value:
+        if self._stored_value(var, attribute) == value:
             return
-        var.write(attribute, value)
+        self._write(var, attribute, value)
         if self._stored(d):
             self.save()
         self._notify([VariableChange(d, attribute, value)])
@@ -1336,15 +1401,20 @@ class DeviceModel201:
         self, component: str, variable: str, provider: Callable[[], str], **where: Any
     ) -> None:
         """Read the Actual value from ``provider`` (e.g. ClockCtrlr.DateTime from the clock)."""
-        self._var(component, variable, **where).provider = provider
+        var = self._var(component, variable, **where)
+        if self._providers is None:
+            self._providers = {}
+        self._providers[var] = provider
 
     def variables(self) -> list[VariableDef]:
-        return [var.definition for var in self._vars.values()]
+        return [self._definition(var) for var in self._shared.variables.values()]
 
     def redefine(self, definition: VariableDef) -> None:
         """Replace the characteristics of an existing variable, keeping its values."""
-        var = self._vars[definition.ident]
-        var.definition = replace(definition)
+        var = self._shared.variables[definition.ident]
+        if self._redefined is None:
+            self._redefined = {}
+        self._redefined[var] = replace(definition)
 
     # -- GetBaseReport
 
@@ -1359,17 +1429,17 @@ class DeviceModel201:
         if base not in REPORT_BASES:
             raise ValueError(f"unsupported reportBase {base!r}")
         out = []
-        for var in self._vars.values():
-            d = var.definition
+        for var in self._shared.variables.values():
+            d = self._definition(var)
             if base == "ConfigurationInventory" and d.mutability == "ReadOnly":
                 continue
             if base == "SummaryInventory" and not (
                 d.name == "AvailabilityState"
-                or (d.name == "Problem" and var.read("Actual") == "true")
+                or (d.name == "Problem" and self._read(var, "Actual") == "true")
             ):
                 continue
             attributes = []
-            for attribute in var.values:
+            for attribute in var.defaults:
                 entry: dict[str, Any] = {
                     "type": attribute,
                     "mutability": d.mutability,
@@ -1377,7 +1447,7 @@ class DeviceModel201:
                     "constant": d.constant,
                 }
                 if d.mutability != "WriteOnly":
-                    entry["value"] = var.read(attribute)
+                    entry["value"] = self._read(var, attribute)
                 attributes.append(entry)
             out.append(
                 {

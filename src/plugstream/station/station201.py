@@ -180,6 +180,9 @@ class Station201(StationRuntime[DeviceModel201]):
             max_power_w=float(model.max_power_w),
             extra=(*FIRMWARE_VARIABLES201, *TARIFF_VARIABLES201),
         )
+        # as durable as state.json from the first save on (a fleet's thousands of fresh
+        # stations each saved their new file with an fsync, on the event loop)
+        config.sync = options.get("sync_state", True)
         if fresh:
             for name, value in (device_model_defaults or {}).items():
                 component, variable = name.split(".", 1)
