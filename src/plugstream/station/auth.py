@@ -41,7 +41,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from plugstream.station.config import atomic_write_json
+from plugstream.station.config import PathAsText, atomic_write_json
 
 __all__ = [
     "AuthCache",
@@ -163,6 +163,8 @@ class LocalAuthList:
     sync: bool = True
     """fsync each write (a real station); False: survives the process dying, not the OS
     (a fleet: every station caches its driver's card on its first Authorize)."""
+
+    path: PathAsText[Path | None] = PathAsText()
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
@@ -293,6 +295,8 @@ class AuthCache:
     sync: bool = True
     """fsync each write (a real station); False: survives the process dying, not the OS
     (a fleet: every station caches its driver's card on its first Authorize)."""
+
+    path: PathAsText[Path | None] = PathAsText()
 
     def __init__(
         self,

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, overload
 
 __all__ = [
     "KEYS16",
@@ -70,6 +70,35 @@ ATTRIBUTE_TYPES: tuple[AttributeType, ...] = ("Actual", "Target", "MinSet", "Max
 REPORT_BASES = ("ConfigurationInventory", "FullInventory", "SummaryInventory")
 
 _FORMAT = 1  # version of the JSON files we write
+
+
+_P = TypeVar("_P", Path, Path | None)
+
+
+class PathAsText(Generic[_P]):
+    """A ``Path`` attribute (or None) kept as its text, a Path made again when read.
+
+    A Path object with its parts and caches is about 500 bytes, its text about 100; a
+    fleet station holds half a dozen paths of its files and reads them only to write
+    one, rarely (10,000 stations: some 25 MB less)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}_text"
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> PathAsText[_P]: ...
+
+    @overload
+    def __get__(self, obj: object, objtype: type | None = None) -> _P: ...
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        text: str | None = getattr(obj, self.slot)
+        return None if text is None else Path(text)
+
+    def __set__(self, obj: object, value: _P | str) -> None:
+        setattr(obj, self.slot, None if value is None else os.fspath(value))
 
 
 def atomic_write_json(path: Path, data: Any, *, sync: bool = True) -> None:
@@ -377,6 +406,7 @@ class Config16:
     """
 
     FILENAME = "config16.json"
+    path: PathAsText[Path | None] = PathAsText()
 
     def __init__(
         self,
@@ -1080,15 +1110,16 @@ class DeviceModel201:
     """
 
     FILENAME = "device_model201.json"
+    path: PathAsText[Path | None] = PathAsText()
 
     __slots__ = (
         "_identity",
         "_listeners",
         "_own",
+        "_path_text",
         "_providers",
         "_redefined",
         "_shared",
-        "path",
         "sync",
     )
 

@@ -40,6 +40,7 @@ from plugstream.ocpp.datetimes import format_time
 from plugstream.pki.tls import peer_chain, station_context, verify_server
 from plugstream.station.auth import AuthCache, LocalAuthList, TokenKey
 from plugstream.station.certificates import CSMS_ROOT
+from plugstream.station.config import PathAsText
 from plugstream.station.download import parse_head
 from plugstream.station.hardware import ChargePointHardware
 from plugstream.station.ports import StationPort
@@ -400,6 +401,8 @@ class _DiagnosticsPort(StationPort, Protocol):
 
 class StationDiagnostics:
     """The monitors (kept in ``monitors.json``), their timer and the log upload running."""
+
+    path: PathAsText[Path] = PathAsText()
 
     def __init__(self, station: _DiagnosticsPort) -> None:
         self.station = station

@@ -81,7 +81,7 @@ from plugstream.pki.firmware import (
 )
 from plugstream.pki.tls import ServerRejected
 from plugstream.station.certificates import CSMS_ROOT, MANUFACTURER_ROOT
-from plugstream.station.config import Key16, VariableDef, atomic_write_json
+from plugstream.station.config import Key16, PathAsText, VariableDef, atomic_write_json
 from plugstream.station.download import DownloadError, fetch
 from plugstream.station.ports import StationPort
 from plugstream.station.wakeups import Signal
@@ -330,6 +330,8 @@ class FirmwareUpdater:
     station's own loops) delivers the statuses, resumes an interrupted update and
     watches a new firmware's deadline.
     """
+
+    directory: PathAsText[Path] = PathAsText()
 
     def __init__(
         self,

@@ -550,7 +550,6 @@ class StationRuntime(Generic[ConfigT]):
         """Why the CSMS's certificate was refused on the last attempt (None: it was not)."""
 
         self.journal = journal if journal is not None else Journal(data_dir / "journal.sqlite")
-        self.state_path = data_dir / STATE_FILE
         state = self._load_state()
         refusing = state.get("csms_without_security_events")
         self.csms_without_security_events: frozenset[str] = (
@@ -709,7 +708,6 @@ class StationRuntime(Generic[ConfigT]):
             self.hardware.advance(self._seconds())
         tx = self.transaction
         self._write_state(
-            self.state_path,
             {
                 "energy_wh": str(self.hardware.energy_wh),
                 "saved_at": self.now().isoformat(),
@@ -1072,8 +1070,13 @@ class StationRuntime(Generic[ConfigT]):
         """The newest of state.json and the state kept in the journal (a fleet's)."""
         return newest_state(load_state(self.state_path), self.journal.saved_state())
 
-    def _write_state(self, path: Path, data: dict[str, Any]) -> None:
-        """Replace ``path`` atomically; with ``sync_state`` fsynced (a real station: power
+    @property
+    def state_path(self) -> Path:
+        """``state.json`` (made when asked: a fleet keeps its state in the journal)."""
+        return self.data_dir / STATE_FILE
+
+    def _write_state(self, data: dict[str, Any]) -> None:
+        """Replace :attr:`state_path` atomically; with ``sync_state`` fsynced (a real station: power
         loss), without it only safe against the process dying (a fleet of thousands,
         where an fsync per meter sample would cost more than the whole simulation).
         With ``state_in_journal`` (a fleet) the state goes into the journal's database
@@ -1082,6 +1085,7 @@ class StationRuntime(Generic[ConfigT]):
         if self.state_in_journal:
             self.journal.save_state(data)
             return
+        path = self.state_path
         if self.sync_state:
             atomic_write_json(path, data)
             return
