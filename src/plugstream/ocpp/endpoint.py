@@ -77,13 +77,15 @@ class OcppEndpoint:
         *,
         call_timeout: float = 30.0,
         lenient: bool = False,
+        validate_outgoing: bool = True,
         observer: Callable[[Event], None] | None = None,
         max_queued_calls: int = MAX_QUEUED_CALLS,
         max_refusals: int = MAX_REFUSALS,
     ) -> None:
         """``max_queued_calls``: the peer's CALLs that may wait behind the one handled;
         ``max_refusals``: CALLs refused beyond those, in a row, before the connection is
-        closed with 1008 (see :class:`RpcSession`)."""
+        closed with 1008 (see :class:`RpcSession`); ``validate_outgoing``: check what we
+        send against its schema first (a fleet leaves that to its CSMS)."""
         self.transport = transport
         self.version = version
         self.handlers = handlers if handlers is not None else Handlers()
@@ -94,6 +96,7 @@ class OcppEndpoint:
             call_timeout=call_timeout,
             supported_actions=_shared(frozenset(self.handlers.supported_actions())),
             lenient=lenient,
+            validate_outgoing=validate_outgoing,
             max_queued_calls=max_queued_calls,
             max_refusals=max_refusals,
         )

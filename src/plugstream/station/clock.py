@@ -115,8 +115,7 @@ class ScaledClock(_WallPauses):
     def now(self) -> datetime:
         # from a POSIX time stamp: half the cost of start + timedelta, and a fleet's
         # stations read the time some ten times per meter sample
-        at = self._start_ts + (time.monotonic() - self._origin) * self.scale
-        return datetime.fromtimestamp(at, self._tz)
+        return datetime.fromtimestamp(self._start_ts + self.elapsed(), self._tz)
 
 
 class CallableClock(_WallPauses):

@@ -1180,18 +1180,12 @@ class DeviceModel201:
         return self._default(var, attribute)
 
     def _read(self, var: _SharedVariable, attribute: AttributeType) -> str:
-        # what the station reads its settings with: _stored_value and _default inline
+        """The value as read: a provider's for Actual, else the stored one."""
         if self._providers is not None and attribute == "Actual":
             provider = self._providers.get(var)
             if provider is not None:
                 return provider()
-        if self._own is not None:
-            found = self._own.get((var, attribute))
-            if found is not None:
-                return found
-        if var.identity and self._identity and attribute == "Actual":
-            return self._identity
-        return var.defaults.get(attribute, "")
+        return self._stored_value(var, attribute)
 
     def _write(self, var: _SharedVariable, attribute: AttributeType, value: str) -> None:
         """Set one attribute: held by this station unless it is the default again."""

@@ -211,8 +211,8 @@ def compact(value: Any) -> Any:
         for key, item in value.items():
             if item is None:
                 continue
-            kind = item.__class__
-            if kind is dict or kind is list:  # scalars, most of a payload, go as they are
+            item_kind = item.__class__
+            if item_kind is dict or item_kind is list:  # scalars, most of a payload, as they are
                 item = compact(item)
                 if not item:
                     continue
@@ -1076,9 +1076,10 @@ class StationRuntime(Generic[ConfigT]):
         return self.data_dir / STATE_FILE
 
     def _write_state(self, data: dict[str, Any]) -> None:
-        """Replace :attr:`state_path` atomically; with ``sync_state`` fsynced (a real station: power
-        loss), without it only safe against the process dying (a fleet of thousands,
-        where an fsync per meter sample would cost more than the whole simulation).
+        """Replace :attr:`state_path` atomically; with ``sync_state`` fsynced (a real
+        station: power loss), without it only safe against the process dying (a fleet of
+        thousands, where an fsync per meter sample would cost more than the whole
+        simulation).
         With ``state_in_journal`` (a fleet) the state goes into the journal's database
         instead, in the same group commit as the MeterValues sample that carries the
         register: no file write per sample at all."""
@@ -1843,8 +1844,8 @@ class StationRuntime(Generic[ConfigT]):
             self._handlers(),
             call_timeout=self.call_timeout,
             observer=self.observer,
+            validate_outgoing=self.validate_outgoing,
         )
-        endpoint.session.validate_outgoing = self.validate_outgoing
         if isinstance(ws, CountingConnection):
             ws.take_text = endpoint.take_response
         self._ws = ws
