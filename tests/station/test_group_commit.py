@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.extensions.permessage_deflate import PerMessageDeflate
+from websockets.frames import Frame, Opcode
 
 from plugstream.station.clock import ManualClock
 from plugstream.station.ev import CITY_CAR, Ev
 from plugstream.station.journal import JournalDatabase, UnknownEntryError
-from plugstream.station.runtime import STATE_FILE, small_deflate
+from plugstream.station.runtime import STATE_FILE, SharedEncoderDeflate, small_deflate
 from tests.station.test_wire_levers import RawCsms, station16, station201
 from tests.support import until, until_advancing
 
@@ -297,6 +301,46 @@ async def test_small_deflate_is_negotiated_and_still_compresses(tmp_path: Path) 
         (deflate,) = station.websocket.protocol.extensions
         assert isinstance(deflate, PerMessageDeflate)
         assert (deflate.local_max_window_bits, deflate.remote_max_window_bits) == (12, 12)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        station.close()
+        await csms.stop()
+
+
+@pytest.mark.unit
+def test_shared_deflate_encoder_compresses_each_message_on_its_own() -> None:
+    """The fleet's connections share one zlib stream (no context takeover on our side):
+    every message, whichever connection sends it and whatever was sent before, decodes
+    with a fresh decoder, as the CSMS decodes it, and is what websockets would send."""
+    first, second = (SharedEncoderDeflate(True, True, 12, 12, {"memLevel": 4}) for _ in "ab")
+    websockets_own = PerMessageDeflate(True, True, 12, 12, {"memLevel": 4})
+    rnd = random.Random(7)
+    for i in range(300):
+        text = json.dumps([2, str(i), "MeterValues", {"v": rnd.random(), "p": "Wh" * i}]).encode()
+        frame = (first if i % 2 else second).encode(Frame(Opcode.TEXT, text))
+        assert frame.rsv1  # compressed
+        assert frame.data == websockets_own.encode(Frame(Opcode.TEXT, text)).data
+        assert zlib.decompressobj(wbits=-12).decompress(frame.data + b"\x00\x00\xff\xff") == text
+
+
+@pytest.mark.socket
+async def test_fleet_deflate_without_context_takeover_reaches_the_csms(tmp_path: Path) -> None:
+    """A fleet station's messages, compressed by the process's one encoder, arrive whole
+    at a CSMS that decodes each message on its own."""
+    from plugstream.station.runtime import SharedEncoderDeflate
+
+    csms = RawCsms("1.6")
+    await csms.start()
+    station = station16(tmp_path / "s", compression=small_deflate(no_context_takeover=True))
+    task = asyncio.create_task(station.run(csms.url))
+    try:
+        await until(lambda: station.online, "online")
+        (deflate,) = station.websocket.protocol.extensions
+        assert isinstance(deflate, SharedEncoderDeflate)
+        await station.call("Heartbeat", {})
+        assert csms.actions("BootNotification") and csms.actions("Heartbeat")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
