@@ -534,3 +534,57 @@ async def test_an_answer_handed_over_as_it_arrives_resolves_its_call_and_others_
     transport.unread.put_nowait(None)
     await asyncio.wait_for(runner, WAIT)
     assert not endpoint.take_response('[3,"late",{}]')  # after run(): left unread
+
+
+class SendingNow(HandingOver):
+    """A HandingOver transport that can also send in the caller's step (``send_now``),
+    unless told the connection is busy (then :meth:`send` is the way) or broken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = False
+        self.broken = False
+        self.sent_now = 0
+
+    def send_now(self, text: str) -> bool:
+        if self.broken:
+            raise ConnectionError("connection reset")
+        if self.busy:
+            return False
+        self.sent.append(text)
+        self.sent_now += 1
+        return True
+
+
+async def test_call_soon_sends_in_the_callers_step_and_its_future_resolves_as_call_would() -> None:
+    """call_soon, for a timer's callback (a fleet's meter sample): the frame goes out
+    before call_soon returns when the transport can send at once, else by a task; the
+    answer, a CALLERROR, a refused frame and a connection that has ended each resolve
+    the future as call() would return or raise."""
+    transport = SendingNow()
+    endpoint = OcppEndpoint(transport, OcppVersion.V16, Station())
+    transport.take = endpoint.take_response
+    runner = asyncio.create_task(endpoint.run())
+
+    answer = endpoint.call_soon("Heartbeat", {})
+    assert transport.sent_now == 1 and len(transport.sent) == 1  # sent in this step
+    transport.arrive(f'[3,"{orjson.loads(transport.sent[0])[1]}",{{"currentTime":"{NOW}"}}]')
+    assert await asyncio.wait_for(answer, WAIT) == {"currentTime": NOW}
+
+    transport.busy = True  # the transport cannot take it now: a task sends it
+    answer = endpoint.call_soon("Heartbeat", {})
+    await until(lambda: len(transport.sent) == 2, "the Heartbeat sent by a task")
+    assert transport.sent_now == 1
+    transport.arrive(f'[4,"{orjson.loads(transport.sent[1])[1]}","InternalError","no",{{}}]')
+    with pytest.raises(OcppError) as failed:
+        await asyncio.wait_for(answer, WAIT)
+    assert failed.value.code is ErrorCode.InternalError
+
+    transport.busy, transport.broken = False, True
+    with pytest.raises(OcppError, match="Heartbeat not sent"):
+        await asyncio.wait_for(endpoint.call_soon("Heartbeat", {}), WAIT)
+
+    transport.unread.put_nowait(None)
+    await asyncio.wait_for(runner, WAIT)
+    with pytest.raises(OcppError, match="connection closed"):
+        await asyncio.wait_for(endpoint.call_soon("Heartbeat", {}), WAIT)

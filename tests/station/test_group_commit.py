@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 
@@ -346,4 +347,90 @@ async def test_fleet_deflate_without_context_takeover_reaches_the_csms(tmp_path:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         station.close()
+        await csms.stop()
+
+
+# -- a fleet station's direct delivery -------------------------------------------------
+
+
+class _UnsteadyCsms(RawCsms):
+    """A RawCsms that drops the connection at one meter sample (the ``drop_at``-th),
+    unanswered, and answers another (the ``fail_at``-th) with a CALLERROR; it notes
+    which of the samples it received were not yet durable in the fleet's database."""
+
+    def __init__(self, version: str, database: Path, *, drop_at: int, fail_at: int) -> None:
+        super().__init__(version)
+        self.database = database
+        self.fail_at, self.drop_at = fail_at, drop_at
+        self.samples: list[str] = []  # the meter samples' timestamps, as received
+        self.not_durable: list[str] = []
+
+    def sample_action(self) -> str:
+        return "MeterValues" if self.version == "1.6" else "TransactionEvent"
+
+    async def _handler(self, ws: Any) -> None:
+        self.ws = ws
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for text in ws:
+                _, mid, action, payload = json.loads(text)
+                self.calls.append((mid, action, payload))
+                if action == self.sample_action() and "meterValue" in payload:
+                    stamp = payload["meterValue"][0]["timestamp"]
+                    self.samples.append(stamp)
+                    if not _committed_with(self.database, stamp):
+                        self.not_durable.append(stamp)
+                    if len(self.samples) == self.drop_at:
+                        await ws.close()
+                        return
+                    if len(self.samples) == self.fail_at:
+                        await ws.send(json.dumps([4, mid, "InternalError", "try again", {}]))
+                        continue
+                await ws.send(json.dumps([3, mid, self.answer(action, payload)]))
+
+
+def _committed_with(path: Path, text: str) -> bool:
+    con = sqlite3.connect(path)
+    try:
+        rows = con.execute("SELECT payload FROM journal").fetchall()
+    finally:
+        con.close()
+    return any(text in row[0] for row in rows)
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+@pytest.mark.socket
+async def test_fleet_samples_go_out_after_their_commit_in_order_and_are_retried(
+    tmp_path: Path, version: str
+) -> None:
+    """A fleet station sends each meter sample straight after the group commit that made
+    it durable. A sample the CSMS fails (CALLERROR) is sent again after the retry
+    interval, in its place; one lost with the connection is sent again on the next one,
+    not counted as a failure; every sample arrives, none twice otherwise, in order."""
+    path = tmp_path / "fleet.sqlite"
+    csms = _UnsteadyCsms(version, path, drop_at=3, fail_at=6)
+    await csms.start()
+    db = JournalDatabase(path)
+    clock = ManualClock()
+    make = station16 if version == "1.6" else station201
+    station = make(tmp_path / "s", journal=db.journal("S"), state_in_journal=True, clock=clock)
+    task = asyncio.create_task(station.run(csms.url))
+    try:
+        await until(lambda: station.online, "online")
+        station.plug_in(Ev(CITY_CAR, soc=30.0))
+        assert await station.swipe("TAG-1")
+        await until_advancing(clock, lambda: len(set(csms.samples)) >= 9, "9 samples", step=0.5)
+        await until(lambda: station.settled, "the journal delivered")
+        stamps = csms.samples
+        assert stamps[2] == stamps[3]  # the one lost with the connection, on the next one
+        assert stamps[5] == stamps[6]  # the failed sample, again, before any later one
+        rest = stamps[:3] + stamps[4:6] + stamps[7:]
+        assert rest == sorted(rest) and len(set(rest)) == len(rest)  # in order, once each
+        assert csms.not_durable == []  # nothing went out before it was committed
+        assert db.journal("S").undeliverable() == []
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        station.close()
+        db.close()
         await csms.stop()

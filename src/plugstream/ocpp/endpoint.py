@@ -140,6 +140,65 @@ class OcppEndpoint:
             raise ConnectionLost(action, str(exc), message_id, sent=False) from exc
         return await future
 
+    def call_soon(
+        self, action: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> asyncio.Future[dict[str, Any]]:
+        """:meth:`call` for a caller that cannot await (a timer's callback): the CALL is
+        made in this step and the future resolves as :meth:`call` returns or raises.
+
+        A transport with ``send_now(text) -> bool`` (a station's connection) sends the
+        frame here when no other send is under way: a fleet's ten thousand samples a
+        minute go out without a task each. Otherwise a task sends it, after the sends
+        before it. Raises OcppError at once when the request itself is invalid."""
+        message_id, events = self.session.call(action, payload, timeout=timeout)
+        future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        if self._ended:  # nobody reads answers any more, nor fails calls at the end
+            future.set_exception(ConnectionLost(action, "connection closed", message_id))
+            return future
+        self._waiters[message_id] = future
+        if not events:  # queued behind the CALL in flight: sent when that one is answered
+            return future
+        send_now: Callable[[str], bool] | None = getattr(self.transport, "send_now", None)
+        (transmit,) = events
+        if send_now is not None and not self._senders and type(transmit) is Transmit:
+            try:
+                sent = send_now(transmit.text)
+            except Exception as exc:  # as call(): the transport refused the frame
+                self._refused(action, message_id, future, exc)
+                return future
+            if sent:
+                if self.observer is not None:
+                    self.observer(transmit)
+                self._arm_timer()
+                return future
+        self._spawn(self._send_soon(action, message_id, future, events))
+        return future
+
+    async def _send_soon(
+        self,
+        action: str,
+        message_id: str,
+        future: asyncio.Future[dict[str, Any]],
+        events: list[Event],
+    ) -> None:
+        try:
+            await self._process(events)
+        except Exception as exc:
+            self._refused(action, message_id, future, exc)
+
+    def _refused(
+        self,
+        action: str,
+        message_id: str,
+        future: asyncio.Future[dict[str, Any]],
+        exc: Exception,
+    ) -> None:
+        """The transport refused the frame of :meth:`call_soon` (the connection is
+        closing): the call was not made, which callers handle as a lost connection."""
+        self._waiters.pop(message_id, None)
+        if not future.done():
+            future.set_exception(ConnectionLost(action, str(exc), message_id, sent=False))
+
     def _forget(self, message_id: str, future: asyncio.Future[dict[str, Any]]) -> None:
         """The caller of ``message_id`` gives up before awaiting ``future``: drop it, and
         retrieve the error the connection's end may have set on it meanwhile (a Reset

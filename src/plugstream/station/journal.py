@@ -81,8 +81,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -90,6 +91,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import orjson
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "REF_KEY",
@@ -260,6 +263,11 @@ class Journal:
         journal._head = None
         journal._refs_possible = True
         return journal
+
+    @property
+    def database(self) -> JournalDatabase | None:
+        """The shared database this journal is in (a fleet's); None: a file of its own."""
+        return self._database
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -639,6 +647,7 @@ class JournalDatabase:
         self._open: dict[str, Journal] = {}
         self._batch = False  # a group-commit transaction is open
         self._commit_scheduled = False
+        self._durable: list[Callable[[], object]] = []  # see when_durable()
         self.commits = 0  # transactions committed: what group commit saves is visible here
 
     @property
@@ -685,6 +694,22 @@ class JournalDatabase:
         self._batch = False
         self._db.execute("COMMIT")
         self.commits += 1
+        durable, self._durable = self._durable, []
+        for callback in durable:
+            try:
+                callback()
+            except Exception:  # another's bug: not the commit's, nor the next callback's
+                log.exception("a callback after the group commit failed")
+
+    def when_durable(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once every write so far is durable: right after the open
+        batch's group commit, or soon (the event loop's next step) when none is open.
+        A fleet's stations send what they journalled from here: the entries of one
+        beat go out together after their one commit, with no task woken per entry."""
+        if self._batch:
+            self._durable.append(callback)
+        else:
+            asyncio.get_running_loop().call_soon(callback)
 
     def journal(self, station: str) -> Journal:
         """The journal of ``station`` (any non-empty key, e.g. its id); the same object

@@ -65,6 +65,7 @@ from plugstream.net.accounting import ByteCounter, Direction, Link
 from plugstream.net.links import LinkPolicy
 from plugstream.net.ntp import CorrectedClock
 from plugstream.ocpp import (
+    ConnectionLost,
     ErrorCode,
     Event,
     Handlers,
@@ -340,29 +341,42 @@ class CountingConnection(ClientConnection):
 
     async def send(self, message: Any, text: bool | None = None) -> None:
         """A whole text message on an open connection goes straight to the protocol and
-        the transport; everything else (and any error) takes websockets' own way. Its
+        the transport (:meth:`send_now`); everything else takes websockets' own way. Its
         send context is an async generator per message: a tenth of a fleet's CPU."""
+        if type(message) is not str or text is not None:
+            await super().send(message, text=text)
+            return
+        try:
+            sent = self.send_now(message)
+        except Exception as exc:  # as websockets' send context: the connection is done
+            await asyncio.shield(self.connection_lost_waiter)
+            raise self.close_exc from exc
+        if not sent:
+            await super().send(message)
+        elif self.paused:  # the transport's buffer is full: wait as websockets would
+            await self.drain()
+
+    def send_now(self, message: str) -> bool:
+        """Send a text message in this step if nothing stands in its way (the connection
+        open, no other send under way, the transport's buffer not full); False: not sent,
+        :meth:`send` it. Raises when the transport fails: the connection is then aborted.
+        What :meth:`OcppEndpoint.call_soon` sends with, from a callback."""
         if (
-            type(message) is not str
-            or text is not None
-            or self.protocol.state is not State.OPEN
+            self.protocol.state is not State.OPEN
             or self.protocol.close_expected()
             or self.paused
             or getattr(self, "send_in_progress", None) is not None
             or self.transport.is_closing()
         ):
-            await super().send(message, text=text)
-            return
-        self.protocol.send_text(message.encode())
+            return False
         try:
+            self.protocol.send_text(message.encode())
             self.send_data()
-        except Exception as exc:  # as websockets' send context: the connection is done
+        except Exception as exc:
             self.set_connection_exc(exc)
             self.transport.abort()
-            await asyncio.shield(self.connection_lost_waiter)
-            raise self.close_exc from exc
-        if self.paused:  # the transport's buffer is full: wait as websockets would
-            await self.drain()
+            raise
+        return True
 
     count: Callable[[Direction, int], None] = staticmethod(lambda direction, n: None)
     take_text: Callable[[str], bool] | None = None
@@ -654,6 +668,12 @@ class StationRuntime(Generic[ConfigT]):
         self.heartbeat_interval = self._configured_heartbeat_interval()
         self.transaction: RunningTransaction | None = None
         self._changed = Signal()  # the journal's and the session's wake-up
+        # journal delivery: deliver_journal's (an entry out and answered in that task), or
+        # the direct one of a shared journal (_journal_appended: sent after the group
+        # commit, answered in a callback); never both at once
+        self._delivering = False  # deliver_journal has an entry out (or is about to)
+        self._direct_due = False  # _send_head_now waits for the group commit
+        self._in_flight: Entry | None = None  # sent by _send_head_now, not yet answered
         self._security_changed = Signal()  # the security events' wake-up
         self._security_task: asyncio.Task[None] | None = None  # while events are sent
         self._ka: _KeepaliveRun | None = None  # the keep-alive of the open connection
@@ -1715,32 +1735,86 @@ class StationRuntime(Generic[ConfigT]):
         while True:
             self._changed.clear()
             endpoint = self.endpoint
-            if endpoint is None or not self.accepted:
-                await self._wait_change(None)
+            if endpoint is None or not self.accepted or self._in_flight is not None:
+                await self._wait_change(None)  # (the direct delivery wakes it when done)
                 continue
             now = self._seconds()
             entry = self.journal.head()  # next_due(now), in one query
             if entry is None or entry.next_attempt_at > now:
                 await self._wait_change(None if entry is None else entry.next_attempt_at - now)
                 continue
-            self.journal.flush()  # durable before it is sent (a fleet's group commit)
+            self._delivering = True
             try:
-                result = await self._send(endpoint, entry.action, entry.payload)
-            except OcppError as exc:
-                if endpoint is not self.endpoint:
-                    continue  # the connection was lost: not a failure, resend after reconnect
-                log.warning("%s (journal %d) failed: %s", entry.action, entry.seq, exc)
-                # a CALLERROR, or no answer on a live connection: a failure to process
-                attempts_max, retry_interval = self._retry_rules()
-                self.journal.failed_attempt(
-                    entry.seq,
-                    self._seconds(),
-                    attempts_max=attempts_max,
-                    retry_interval=retry_interval,
-                )
-                continue
-            self.journal.acknowledge(entry.seq, result)
-            self._on_delivered(entry, result)
+                self.journal.flush()  # durable before it is sent (a fleet's group commit)
+                try:
+                    result = await self._send(endpoint, entry.action, entry.payload)
+                except OcppError as exc:
+                    self._delivery_failed(entry, endpoint, exc)
+                    continue
+                self._delivered(entry, result)
+            finally:
+                self._delivering = False
+
+    def _delivered(self, entry: Entry, result: dict[str, Any]) -> None:
+        self.journal.acknowledge(entry.seq, result)
+        self._on_delivered(entry, result)
+
+    def _delivery_failed(self, entry: Entry, endpoint: OcppEndpoint, exc: OcppError) -> None:
+        if endpoint is not self.endpoint or isinstance(exc, ConnectionLost):
+            return  # the connection was lost: not a failure, resend after reconnect
+        log.warning("%s (journal %d) failed: %s", entry.action, entry.seq, exc)
+        # a CALLERROR, or no answer on a live connection: a failure to process
+        attempts_max, retry_interval = self._retry_rules()
+        self.journal.failed_attempt(
+            entry.seq,
+            self._seconds(),
+            attempts_max=attempts_max,
+            retry_interval=retry_interval,
+        )
+
+    def _send_head_now(self) -> None:
+        """The direct delivery of a shared journal's entry, after its group commit: sent
+        from this callback and answered in :meth:`_head_answered`, where deliver_journal
+        would wake twice per entry (a fleet journals ten thousand samples a minute).
+        Anything out of the ordinary is left to deliver_journal."""
+        self._direct_due = False
+        endpoint = self.endpoint
+        if self._delivering or self._in_flight is not None:
+            return  # one entry out at a time; whoever has one out looks at the head next
+        entry = self.journal.head()
+        if entry is None:
+            return
+        now = self._seconds()
+        if endpoint is None or not self.accepted or entry.next_attempt_at > now:
+            self._changed.set()
+            return
+        try:
+            answer = endpoint.call_soon(entry.action, compact(entry.payload))
+        except OcppError:  # the request itself is refused: deliver_journal records that
+            self._changed.set()
+            return
+        self.connection.handle(MessageSent(now))
+        self._in_flight = entry
+        answer.add_done_callback(functools.partial(self._head_answered, entry, endpoint))
+
+    def _head_answered(
+        self, entry: Entry, endpoint: OcppEndpoint, answer: asyncio.Future[dict[str, Any]]
+    ) -> None:
+        self._in_flight = None
+        try:
+            if answer.cancelled():
+                pass
+            elif (exc := answer.exception()) is None:
+                self._delivered(entry, answer.result())
+                if self.journal.head() is None:
+                    return  # nothing more: deliver_journal sleeps on
+            elif isinstance(exc, OcppError):
+                self._delivery_failed(entry, endpoint, exc)
+            else:
+                log.error("%s (journal %d) failed", entry.action, entry.seq, exc_info=exc)
+        except Exception:
+            log.exception("%s (journal %d): its answer was not handled", entry.action, entry.seq)
+        self._changed.set()  # what is left (the next entry, a retry) is deliver_journal's
 
     async def run(self, url: str) -> None:
         """Connect to ``url`` + ``/`` + station id, serve, reconnect forever (cancel to stop).
@@ -2031,8 +2105,15 @@ class StationRuntime(Generic[ConfigT]):
     # -- the journal and the delivery of its entries -----------------------------------
 
     def _journal_appended(self) -> None:
-        """A journal entry is waiting: wake its delivery."""
-        self._changed.set()
+        """A journal entry is waiting: a shared journal's (a fleet's) is sent right after
+        its group commit when nothing else is out (:meth:`_send_head_now`); otherwise
+        deliver_journal is woken."""
+        database = self.journal.database
+        if database is None or self._delivering or self._in_flight is not None or not self.online:
+            self._changed.set()
+        elif not self._direct_due:
+            self._direct_due = True
+            database.when_durable(self._send_head_now)
 
     # -- the version's hooks ------------------------------------------------------------
 

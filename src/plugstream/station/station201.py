@@ -488,7 +488,10 @@ class Station201(StationRuntime[DeviceModel201]):
         seq = self.journal.append("TransactionEvent", payload)
         if event_type != "Ended":  # Ended: saved once the transaction is gone
             self.save_state(advanced=at is not None)  # a sample: tick() advanced the meter
-        self.wake()
+        if at is None:
+            self.wake()
+        else:  # a sample, in tick(): only its delivery is to wake (no second tick)
+            self._journal_appended()
         return seq
 
     def reservation_ended(self, ended: ReservationEnded) -> None:
