@@ -18,6 +18,7 @@ from plugstream.station.journal import (
     JournalDatabase,
     UnknownEntryError,
 )
+from plugstream.station.runtime import compact
 from tests.support import read_until
 
 
@@ -387,3 +388,30 @@ def test_one_station_file_of_the_old_format_is_upgraded(tmp_path: Path) -> None:
 def test_shared_journal_needs_a_station_key(tmp_path: Path) -> None:
     with JournalDatabase(tmp_path / "fleet.sqlite") as db, pytest.raises(ValueError):
         db.journal("")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("shared", [False, True])
+def test_an_entry_is_bare_only_when_nothing_in_it_is_empty(tmp_path: Path, shared: bool) -> None:
+    """``bare``: sent as it is, without a walk to drop empty fields; an entry with a
+    null, an empty list or object inside (or a string that looks like one) is not."""
+    full = {"connectorId": 1, "meterValue": [{"timestamp": "t", "sampledValue": [{"value": "1"}]}]}
+    payloads = [
+        (full, True),
+        (_meter(1), False),  # an empty sampledValue list
+        ({"connectorId": 1, "idTag": None}, False),
+        ({"connectorId": 1, "data": {}}, False),
+        ({"connectorId": 1, "data": "looks like {} but is text"}, False),
+    ]
+    with JournalDatabase(tmp_path / "fleet.sqlite") as db:
+        journal = db.journal("S") if shared else Journal(tmp_path / "own.sqlite")
+        for payload, bare in payloads:
+            seq = journal.append("MeterValues", payload)
+            head = journal.head()
+            assert head is not None and head.seq == seq
+            assert head.bare is bare and journal.get(seq).bare is bare  # kept, and read back
+            if bare:
+                assert compact(head.payload) == head.payload
+            journal.acknowledge(seq, {})
+        if not shared:
+            journal.close()

@@ -187,6 +187,9 @@ class Entry:
     """Earliest time (caller's clock) at which it may be (re)sent."""
     result: dict[str, Any] | None = None
     """The CALLRESULT payload, once delivered."""
+    bare: bool = False
+    """True: the payload holds no null, empty list or empty object (its JSON text has
+    none), so a sender that drops those (the station's ``compact``) may send it as it is."""
 
     @property
     def resolved(self) -> bool:
@@ -392,7 +395,7 @@ class Journal:
             self._pending += 1
             if self._pending == 1:  # the head now: as head() would read it back
                 head = payload if not refs else orjson.loads(text)  # no parse of our own
-                self._head = Entry(seq, action, head, EntryState.PENDING, 0, 0.0)
+                self._head = Entry(seq, action, head, EntryState.PENDING, 0, 0.0, None, _bare(text))
         return seq
 
     def _left(self, seq: int) -> None:
@@ -605,6 +608,12 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _bare(text: str) -> bool:
+    """:attr:`Entry.bare` from a payload's JSON text (a string that merely contains one
+    of these makes it False: the sender then looks for itself)."""
+    return "null" not in text and "[]" not in text and "{}" not in text
+
+
 _COLUMNS = "seq, action, payload, state, attempts, next_attempt_at, result"
 
 
@@ -618,6 +627,7 @@ def _entry(row: tuple[Any, ...]) -> Entry:
         attempts=int(attempts),
         next_attempt_at=float(next_attempt_at),
         result=None if result is None else orjson.loads(result),
+        bare=_bare(payload),
     )
 
 

@@ -1130,11 +1130,12 @@ class StationRuntime(Generic[ConfigT]):
             self._save_traffic()
 
     async def _send(
-        self, endpoint: OcppEndpoint, action: str, payload: dict[str, Any]
+        self, endpoint: OcppEndpoint, action: str, payload: dict[str, Any], bare: bool = False
     ) -> dict[str, Any]:
-        """Every CALL of the station: empty optional fields dropped, heartbeat timer reset."""
+        """Every CALL of the station: empty optional fields dropped (``bare``: there are
+        none, a journal entry's), heartbeat timer reset."""
         self.connection.handle(MessageSent(self._seconds()))
-        return await endpoint.call(action, compact(payload))
+        return await endpoint.call(action, payload if bare else compact(payload))
 
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         endpoint = self.endpoint
@@ -1747,7 +1748,7 @@ class StationRuntime(Generic[ConfigT]):
             try:
                 self.journal.flush()  # durable before it is sent (a fleet's group commit)
                 try:
-                    result = await self._send(endpoint, entry.action, entry.payload)
+                    result = await self._send(endpoint, entry.action, entry.payload, entry.bare)
                 except OcppError as exc:
                     self._delivery_failed(entry, endpoint, exc)
                     continue
@@ -1789,7 +1790,8 @@ class StationRuntime(Generic[ConfigT]):
             self._changed.set()
             return
         try:
-            answer = endpoint.call_soon(entry.action, compact(entry.payload))
+            payload = entry.payload if entry.bare else compact(entry.payload)
+            answer = endpoint.call_soon(entry.action, payload)
         except OcppError:  # the request itself is refused: deliver_journal records that
             self._changed.set()
             return
