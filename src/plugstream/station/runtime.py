@@ -674,6 +674,7 @@ class StationRuntime(Generic[ConfigT]):
         self._delivering = False  # deliver_journal has an entry out (or is about to)
         self._direct_due = False  # _send_head_now waits for the group commit
         self._in_flight: Entry | None = None  # sent by _send_head_now, not yet answered
+        self._delivery_task: asyncio.Task[None] | None = None  # deliver_journal, with work
         self._security_changed = Signal()  # the security events' wake-up
         self._security_task: asyncio.Task[None] | None = None  # while events are sent
         self._ka: _KeepaliveRun | None = None  # the keep-alive of the open connection
@@ -687,7 +688,8 @@ class StationRuntime(Generic[ConfigT]):
         self._running = False  # run() is running: ticks are timed, events start delivery
         self._tick_timer: Timer | None = None  # the next tick, when one is due
         self._tick_soon: asyncio.Handle | None = None  # a tick asked for by wake()
-        self._tasks: set[asyncio.Task[Any]] | None = None  # made at the first spawn()
+        self._tasks: set[asyncio.Task[Any]] | None = None  # while spawn()'s tasks run
+        self._session_task: asyncio.Task[None] | None = None  # a connection's boot, status
         self._ws: Any = None
         self._ws_link: Link | None = None  # the managed link the open connection runs over
         self._link_switched = False  # closed for another link: reconnect at once
@@ -1053,7 +1055,7 @@ class StationRuntime(Generic[ConfigT]):
         return self.now().timestamp()
 
     def wake(self) -> None:
-        self._changed.set()
+        self._deliver_soon()
         if self._running and self._tick_soon is None:
             self._tick_soon = asyncio.get_running_loop().call_soon(self._on_tick)
         if self.accepted and self.endpoint is not None:
@@ -1069,6 +1071,21 @@ class StationRuntime(Generic[ConfigT]):
             task.add_done_callback(self._security_done)
             self._security_task = task
 
+    def _deliver_soon(self) -> None:
+        """Wake deliver_journal, or start it (while run() runs)."""
+        self._changed.set()
+        task = self._delivery_task
+        if self._running and (task is None or task.done()):
+            task = asyncio.get_running_loop().create_task(self.deliver_journal())
+            task.add_done_callback(self._delivery_done)
+            self._delivery_task = task
+
+    def _delivery_done(self, task: asyncio.Task[None]) -> None:
+        if self._delivery_task is task:  # a done task keeps its coroutine: let both go
+            self._delivery_task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("journal delivery failed", exc_info=task.exception())
+
     def _security_done(self, task: asyncio.Task[None]) -> None:
         if self._security_task is task:  # a done task keeps its coroutine: let both go
             self._security_task = None
@@ -1080,10 +1097,18 @@ class StationRuntime(Generic[ConfigT]):
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
-        if self._tasks is None:
-            self._tasks = set()
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = set()
+        tasks.add(task)
+        task.add_done_callback(self._spawned_done)
+
+    def _spawned_done(self, task: asyncio.Task[Any]) -> None:
+        tasks = self._tasks
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:  # an empty set is 216 bytes, and most stations have none running
+                self._tasks = None
 
     def _load_traffic(self) -> ByteCounter:
         if not self.traffic_autosave:
@@ -1732,17 +1757,21 @@ class StationRuntime(Generic[ConfigT]):
     # -- the journal and the connection, the same in both versions ---------------------
 
     async def deliver_journal(self) -> None:
-        """Send journal entries in order while registered; never returns."""
+        """Send journal entries in order while registered; returns when there is nothing
+        to send now (:meth:`_deliver_soon` starts it again: a registration, an entry, the
+        direct delivery's answer). A task only while it has work: a fleet's ten thousand
+        stations would each hold one idle."""
         while True:
             self._changed.clear()
             endpoint = self.endpoint
             if endpoint is None or not self.accepted or self._in_flight is not None:
-                await self._wait_change(None)  # (the direct delivery wakes it when done)
-                continue
+                return
             now = self._seconds()
             entry = self.journal.head()  # next_due(now), in one query
-            if entry is None or entry.next_attempt_at > now:
-                await self._wait_change(None if entry is None else entry.next_attempt_at - now)
+            if entry is None:
+                return
+            if entry.next_attempt_at > now:  # a retry: waits here, or for an earlier wake
+                await self._wait_change(entry.next_attempt_at - now)
                 continue
             self._delivering = True
             try:
@@ -1787,13 +1816,13 @@ class StationRuntime(Generic[ConfigT]):
             return
         now = self._seconds()
         if endpoint is None or not self.accepted or entry.next_attempt_at > now:
-            self._changed.set()
+            self._deliver_soon()
             return
         try:
             payload = entry.payload if entry.bare else compact(entry.payload)
             answer = endpoint.call_soon(entry.action, payload)
         except OcppError:  # the request itself is refused: deliver_journal records that
-            self._changed.set()
+            self._deliver_soon()
             return
         self.connection.handle(MessageSent(now))
         self._in_flight = entry
@@ -1816,7 +1845,7 @@ class StationRuntime(Generic[ConfigT]):
                 log.error("%s (journal %d) failed", entry.action, entry.seq, exc_info=exc)
         except Exception:
             log.exception("%s (journal %d): its answer was not handled", entry.action, entry.seq)
-        self._changed.set()  # what is left (the next entry, a retry) is deliver_journal's
+        self._deliver_soon()  # what is left (the next entry, a retry) is deliver_journal's
 
     async def run(self, url: str) -> None:
         """Connect to ``url`` + ``/`` + station id, serve, reconnect forever (cancel to stop).
@@ -1837,9 +1866,8 @@ class StationRuntime(Generic[ConfigT]):
         self._start_ticking()
         self.firmware.start()
         self._security_poke()
-        loops = [
-            asyncio.get_running_loop().create_task(self.deliver_journal()),
-        ]
+        self._deliver_soon()
+        loops: list[asyncio.Task[None]] = []
         network = self.network
         if network is not None:
             self._use_network(network)
@@ -1889,8 +1917,10 @@ class StationRuntime(Generic[ConfigT]):
                 gate = _Gate(self.connect_gate)
                 try:
                     await gate.enter()
+                    # awaited, not "async with": the connect object and the resuming
+                    # block are dropped once connected (~1 KB a connection of a fleet)
                     with resuming(offered):
-                        async with websockets.connect(
+                        ws = await websockets.connect(
                             address,
                             subprotocols=[Subprotocol(self.ocpp_version.subprotocol)],
                             additional_headers=headers or None,
@@ -1900,23 +1930,27 @@ class StationRuntime(Generic[ConfigT]):
                             create_connection=counting_factory(self._count, verify),
                             **({"proxy": _env_proxy(address)} | route),
                             **tls,
-                        ) as ws:
-                            gate.leave()
-                            _forget_handshake(ws)
-                            self._set_offline(None)
-                            if tls:
+                        )
+                    try:
+                        gate.leave()
+                        _forget_handshake(ws)
+                        self._set_offline(None)
+                        if tls:
+                            self._remember_session(session_key, ws)
+                        if link is not None and network is not None:
+                            if link != network.active_link:  # it changed while connecting
+                                self._link_switched = True
+                                ws.transport.abort()  # no closing handshake on a dead link
+                                continue
+                            log.warning("connected to %s over %s", target, link)
+                        try:
+                            await self.serve(ws)
+                        finally:
+                            if tls:  # TLS 1.3: the tickets come after the handshake
                                 self._remember_session(session_key, ws)
-                            if link is not None and network is not None:
-                                if link != network.active_link:  # it changed while connecting
-                                    self._link_switched = True
-                                    ws.transport.abort()  # no closing handshake on a dead link
-                                    continue
-                                log.warning("connected to %s over %s", target, link)
-                            try:
-                                await self.serve(ws)
-                            finally:
-                                if tls:  # TLS 1.3: the tickets come after the handshake
-                                    self._remember_session(session_key, ws)
+                    finally:
+                        await ws.close()
+                        del ws
                 except InvalidStatus as exc:
                     status = exc.response.status_code
                     log.info("connection to %s refused: HTTP %d", target, status)
@@ -1953,6 +1987,10 @@ class StationRuntime(Generic[ConfigT]):
             if security is not None:
                 security.cancel()
                 await asyncio.gather(security, return_exceptions=True)
+            delivery, self._delivery_task = self._delivery_task, None
+            if delivery is not None:
+                delivery.cancel()
+                await asyncio.gather(delivery, return_exceptions=True)
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
@@ -1990,7 +2028,11 @@ class StationRuntime(Generic[ConfigT]):
         self._ws = ws
         self.endpoint = endpoint
         actions = self.connection.handle(Connected(self._seconds(), self._boot_data()))
+        # not held once done (boot and status take a moment, the connection lives long)
         session = asyncio.get_running_loop().create_task(self._session(endpoint, actions))
+        session.add_done_callback(self._session_done)
+        self._session_task = session
+        del session
         if self._learning():
             self._last_heard = self._seconds()
             self._keepalive_start(ws, self._ws_link or self.link)
@@ -2006,8 +2048,14 @@ class StationRuntime(Generic[ConfigT]):
                     self._dropped = action
             self._ws = None
             self.wake()
-            session.cancel()
-            await asyncio.gather(session, return_exceptions=True)
+            running = self._session_task
+            if running is not None:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+
+    def _session_done(self, task: asyncio.Task[None]) -> None:
+        if self._session_task is task:
+            self._session_task = None
 
     async def disconnect(self) -> None:
         """Close the connection (run() reconnects): after a Reset or a security change."""
@@ -2112,7 +2160,7 @@ class StationRuntime(Generic[ConfigT]):
         deliver_journal is woken."""
         database = self.journal.database
         if database is None or self._delivering or self._in_flight is not None or not self.online:
-            self._changed.set()
+            self._deliver_soon()
         elif not self._direct_due:
             self._direct_due = True
             database.when_durable(self._send_head_now)
