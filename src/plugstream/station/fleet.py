@@ -11,9 +11,11 @@ Made to hold 10,000 stations in one process under a 20,000 file descriptor limit
 - one :class:`ScaledClock` for all, so a day of charging runs in minutes;
 - one SQLite file for all journals (:class:`JournalDatabase`): a socket per station
   is then the only file descriptor it holds;
-- one task per station (its driver) besides the station's run and journal delivery;
-  it sleeps on the clock until the next thing the driver does, and never polls once
-  connected (the time a car needs to be full is computed from its charging curve).
+- one task per station (its driver) besides the station's run; it sleeps on the clock
+  until the next thing the driver does, and never polls once connected (the time a car
+  needs to be full is computed from its charging curve). A station's journal delivery
+  is a task only while it has a backlog or a retry: a meter sample goes out from the
+  group commit that made it durable, and its answer is handled in a callback.
   The station's meter ticks, heartbeats and keep-alive are timers; its firmware and
   security-event delivery are tasks only while they have work.
 
@@ -36,7 +38,9 @@ Made cheap per station (CPU is what limits a fleet, see ``bench/fleet.py``):
 - a delivered entry's acknowledgement waits up to :data:`ACK_DELAY_S` for the group
   commit instead of a commit of its own (a kill -9 within it sends the entry again);
 - permessage-deflate with a 4 KB window, memLevel 4 and no context takeover either way
-  (:func:`small_deflate`): no zlib state is held between messages (~35 KB a connection);
+  (:func:`small_deflate`): no zlib state is held between messages (~35 KB a connection),
+  and every connection's messages are compressed by the process's one zlib stream
+  (:class:`~plugstream.station.runtime.SharedEncoderDeflate`);
 - the files a station writes at its first boot and Authorize (its configuration, its
   authorization cache) are written as durably as its state (``sync_state``: no fsync),
   the configuration's keys and defaults are shared by all stations (copy-on-write), and
