@@ -4,7 +4,7 @@ One repository per area (``store.stations``, ``store.transactions``, ``store.id_
 ``store.messages``, ``store.firmware``, ``store.security``, ``store.setup``) over one
 unit of work (``store.db``, a :class:`Database`)."""
 
-from .database import Database, normalize_url
+from .database import Database, SchemaMismatch, migrate, normalize_url, schema_revisions
 from .records import (
     AuthResult,
     ConnectorStatus,
@@ -26,9 +26,12 @@ __all__ = [
     "IdTokenRecord",
     "MessageRecord",
     "MeterSample",
+    "SchemaMismatch",
     "StationRecord",
     "Store",
     "TransactionRecord",
     "WriterStats",
+    "migrate",
     "normalize_url",
+    "schema_revisions",
 ]

@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Dialect, Table, create_engine, event, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -41,7 +43,16 @@ from . import schema as s
 from .bulk import STORED_FORMS, StoredForm
 from .writer import BatchWriter, WriterStats
 
-__all__ = ["MIGRATIONS", "READERS", "Database", "dialect_insert", "normalize_url"]
+__all__ = [
+    "MIGRATIONS",
+    "READERS",
+    "Database",
+    "SchemaMismatch",
+    "dialect_insert",
+    "migrate",
+    "normalize_url",
+    "schema_revisions",
+]
 
 T = TypeVar("T")
 
@@ -75,11 +86,81 @@ def dialect_insert(conn: Connection, table: Table) -> Any:
     return sqlite_insert(table)
 
 
-def _run_upgrade(conn: Connection) -> None:
+def _alembic_config(conn: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = conn
-    command.upgrade(config, "head")
+    if conn is not None:
+        config.attributes["connection"] = conn
+    return config
+
+
+def _run_upgrade(conn: Connection) -> None:
+    command.upgrade(_alembic_config(conn), "head")
+
+
+def _code_head() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "the migrations have one head"
+    return head
+
+
+def _current(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+class SchemaMismatch(RuntimeError):
+    """The database's schema is not the one this code was written for: older (run
+    ``plugstream cloud migrate``) or newer (this node runs older code than the one that
+    migrated it). A node of a cluster does not migrate on its own: several starting at
+    once would race, and an operator upgrades the schema once, on purpose."""
+
+    def __init__(self, current: str | None, head: str) -> None:
+        self.current, self.head = current, head
+        older = current is None or _is_known(current)
+        if current is None:
+            why = "has no PlugStream schema yet"
+        elif older:
+            why = f"is at schema revision {current}, older than this code's {head}"
+        else:
+            why = f"is at schema revision {current}, newer than this code's {head}"
+        hint = "run: plugstream cloud migrate --db URL" if older else "upgrade this node"
+        super().__init__(f"the database {why}; {hint}")
+
+
+def _is_known(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
+    except Exception:  # alembic's ResolutionError and kin: not one of ours
+        return False
+
+
+async def schema_revisions(url: str) -> tuple[str | None, str]:
+    """(the database's schema revision, None if it has none; this code's newest)."""
+    engine = create_async_engine(normalize_url(url))
+    try:
+        async with engine.connect() as conn:
+            current = await conn.run_sync(_current)
+    finally:
+        await engine.dispose()
+    return current, _code_head()
+
+
+async def migrate(url: str) -> tuple[str | None, str]:
+    """Bring the database's schema to this code's newest (the same migrations for SQLite
+    and PostgreSQL); (the revision before, the revision now). Idempotent."""
+    url = normalize_url(url)
+    engine = create_async_engine(url)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine.sync_engine)
+    try:
+        async with engine.execution_options(plugstream_writer=True).begin() as conn:
+            before = await conn.run_sync(_current)
+            await conn.run_sync(_run_upgrade)
+            after = await conn.run_sync(_current)
+    finally:
+        await engine.dispose()
+    assert after is not None
+    return before, after
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -142,8 +223,9 @@ class Database:
         )
 
     @classmethod
-    async def open(cls, url: str) -> Database:
-        """Connect, migrate to the newest schema, start the writer."""
+    async def open(cls, url: str, *, migrate: bool = True) -> Database:
+        """Connect, migrate to the newest schema (``migrate`` False: check that it is
+        the newest, else :class:`SchemaMismatch`), start the writer."""
         url = normalize_url(url)
         engine = create_async_engine(url, **_POOL)
         sync_engine = None
@@ -153,7 +235,12 @@ class Database:
             _configure_sqlite(sync_engine)
         try:
             async with engine.execution_options(plugstream_writer=True).begin() as conn:
-                await conn.run_sync(_run_upgrade)
+                if migrate:
+                    await conn.run_sync(_run_upgrade)
+                else:
+                    current, head = await conn.run_sync(_current), _code_head()
+                    if current != head:
+                        raise SchemaMismatch(current, head)
         except BaseException:
             await engine.dispose()
             if sync_engine is not None:

@@ -54,9 +54,10 @@ class Store:
         self.operators = Operators(db)
 
     @classmethod
-    async def open(cls, url: str) -> Store:
-        """Connect to ``url`` (see ``normalize_url``) and migrate it to the newest schema."""
-        return cls(await Database.open(url))
+    async def open(cls, url: str, *, migrate: bool = True) -> Store:
+        """Connect to ``url`` (see ``normalize_url``) and migrate it to the newest schema
+        (``migrate`` False: refuse any other schema, :class:`SchemaMismatch`)."""
+        return cls(await Database.open(url, migrate=migrate))
 
     async def close(self) -> None:
         """Commit every write queued so far, then let go of the database."""
