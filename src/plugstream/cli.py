@@ -660,6 +660,14 @@ def cloud_serve(
         bool,
         typer.Option("--setup", help="Serve only the setup service (commissioning of stations)."),
     ] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            click_type=click.Choice(["text", "json"]),
+            help="Logs on stderr as text, or as one JSON object per line (ts, level, "
+            "logger, message, exc) for a log collector.",
+        ),
+    ] = "text",
 ) -> None:
     """Serve PlugStream Cloud: OCPP at /ocpp/{stationId} and the REST API at /api/v1/."""
     from plugstream.cloud.serve import run
@@ -734,8 +742,55 @@ def cloud_serve(
         max_refusal_rows=max_refusal_rows,
         retain_messages=retention.get("retain_messages", _CLOUD_DEFAULTS.retain_messages),
         retain_refusals=retention.get("retain_refusals", _CLOUD_DEFAULTS.retain_refusals),
+        log_format="json" if log_format == "json" else "text",
     )
+    if config.log_format == "json":
+        from plugstream.cloud.logs import use_json_logs
+
+        use_json_logs()
+    _require_schema(db)  # the setup service's store too
     raise typer.Exit(run(config))
+
+
+def _require_schema(db: str) -> None:
+    """A database that ``cloud serve`` does not migrate by itself (PostgreSQL, which the
+    nodes of a cluster share) must be at this code's schema: else one line and exit 1,
+    before anything listens."""
+    from plugstream.cloud.app import migrates_itself
+    from plugstream.cloud.storage import SchemaMismatch, schema_revisions
+
+    if migrates_itself(db):
+        return
+    try:
+        current, head = asyncio.run(schema_revisions(db))
+    except Exception as exc:  # unreachable, refused, wrong credentials
+        print(f"plugstream: error: cannot read the database's schema: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if current != head:
+        print(f"plugstream: error: {SchemaMismatch(current, head)}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+@cloud_app.command("migrate")
+def cloud_migrate(
+    db: Annotated[
+        str, typer.Option(callback=_check_db, help="Database URL (SQLite or PostgreSQL).")
+    ] = "sqlite:///plugstream.db",
+) -> None:
+    """Bring the database's schema up to this version's (Alembic; the same migrations for
+    SQLite and PostgreSQL). Run it once before the nodes of a cluster start; a node
+    refuses a schema older or newer than its code. Safe to run again."""
+    from plugstream.cloud.storage import migrate
+
+    try:
+        before, after = asyncio.run(migrate(db))
+    except Exception as exc:
+        print(f"plugstream: error: migration failed: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if before == after:
+        print(f"the schema is up to date (revision {after})")
+    else:
+        print(f"migrated the schema from revision {before or 'none'} to {after}")
 
 
 user_app = typer.Typer(

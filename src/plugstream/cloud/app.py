@@ -5,7 +5,9 @@
   live updates (``/api/v1/live``);
 - ``/api/v1/``: the REST API (:mod:`plugstream.cloud.api`), its OpenAPI document at
   ``/api/v1/openapi.json`` and the docs at ``/api/v1/docs``, Swagger UI from the installed
-  package, never a CDN (:mod:`plugstream.cloud.api.docs`).
+  package, never a CDN (:mod:`plugstream.cloud.api.docs`);
+- ``/metrics``, ``/healthz``, ``/readyz``: for Prometheus and load balancers, without a
+  token (:mod:`plugstream.cloud.metrics`, :mod:`plugstream.cloud.health`).
 
 The store is opened in the lifespan and closed on shutdown, after the gateway
 has written out its message log.
@@ -26,6 +28,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from plugstream import __version__
+from plugstream.cloud import health, metrics
 from plugstream.cloud.api import (
     commands,
     id_tokens,
@@ -53,6 +56,7 @@ from plugstream.cloud.firmware import api as firmware_api
 from plugstream.cloud.firmware import publish as firmware_publish
 from plugstream.cloud.gateway import Gateway
 from plugstream.cloud.handlers import csms_handlers
+from plugstream.cloud.logs import use_json_logs
 from plugstream.cloud.reservations import api as reservations_api
 from plugstream.cloud.retention import retention_loop
 from plugstream.cloud.setup import api as setup_api
@@ -104,9 +108,19 @@ class CloudApp(FastAPI):
 
 
 async def _open_store(url: str) -> Store:
+    """SQLite, the embedded single node, migrates its own file; a PostgreSQL database,
+    which several nodes may share, must be at this code's schema already (``plugstream
+    cloud migrate``): see :class:`~plugstream.cloud.storage.SchemaMismatch`."""
     from plugstream.cloud.storage import Store
 
-    return await Store.open(url)
+    return await Store.open(url, migrate=migrates_itself(url))
+
+
+def migrates_itself(url: str) -> bool:
+    """Whether ``cloud serve`` brings the database's schema up to date by itself."""
+    from plugstream.cloud.storage import normalize_url
+
+    return normalize_url(url).startswith("sqlite")
 
 
 def create_app(
@@ -124,11 +138,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _logs_again(config)
         store = await opener(config.db)
         versions = handlers if handlers is not None else csms_handlers()
         gateway = Gateway(store, config, handlers=versions, clock=clock)
         app.state.store = store
         app.state.gateway = gateway
+        app.state.metrics.watch(gateway)
         live = console_live.LiveHub(store, gateway)
         app.state.live = live
         live.start()
@@ -137,9 +153,11 @@ def create_app(
         retention = asyncio.create_task(
             retention_loop(store, config, clock if clock is not None else utc_now)
         )
+        health.serving(app)
         try:
             yield
         finally:
+            health.stopping(app)
             live.close()
             await live.wait_closed()
             retention.cancel()
@@ -158,6 +176,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.config = config
+    include_operations(app)
     serve_docs(app, API_PREFIX)
     include_api(app)
     mount_console(app)
@@ -172,12 +191,15 @@ def _create_setup_app(config: CloudConfig, opener: Callable[[str], Awaitable[Sto
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _logs_again(config)
         store = await opener(config.db)
         app.state.store = store
         app.state.gateway = None
+        health.serving(app)
         try:
             yield
         finally:
+            health.stopping(app)
             await store.close()
 
     app = FastAPI(
@@ -189,10 +211,26 @@ def _create_setup_app(config: CloudConfig, opener: Callable[[str], Awaitable[Sto
         lifespan=lifespan,
     )
     app.state.config = config
+    include_operations(app)
     serve_docs(app, setup_api.SETUP_PREFIX)
     app.include_router(setup_api.router)
     limit_bodies(app, config)
     return app
+
+
+def include_operations(app: FastAPI) -> None:
+    """``/metrics`` (the app's own registry: a process may hold several apps), ``/healthz``
+    and ``/readyz``, unguarded: Prometheus and load balancers bring no token."""
+    app.state.metrics = metrics.CloudMetrics(app.state)
+    app.include_router(metrics.router)
+    app.include_router(health.router)
+
+
+def _logs_again(config: CloudConfig) -> None:
+    """``--log-format json`` once more: uvicorn configured its own loggers when its server
+    was made, after the command line had set up logging (:mod:`plugstream.cloud.logs`)."""
+    if config.log_format == "json":
+        use_json_logs()
 
 
 def include_api(app: FastAPI) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass(slots=True)
@@ -103,3 +104,7 @@ class CloudConfig:
     # Largest REST request body (bytes); larger ones are refused with 413 before they are
     # read. A firmware upload has its own limit (firmware.api.MAX_IMAGE_BYTES, on disk).
     max_body_bytes: int = 1 << 20
+    # `--log-format json`: every log record one JSON object per line on stderr
+    # (plugstream.cloud.logs), uvicorn's too; the app's lifespan applies it again after
+    # uvicorn has configured its own loggers.
+    log_format: Literal["text", "json"] = "text"

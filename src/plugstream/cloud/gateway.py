@@ -59,6 +59,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
@@ -77,11 +78,13 @@ from plugstream.cloud.logins import LoginThrottle, PoolBusy, ThrottleLimits
 from plugstream.cloud.stations import StationOffline, valid_station_id
 from plugstream.ocpp import (
     CallReceived,
+    CallTimeout,
     ConnectionLost,
     Event,
     OcppEndpoint,
     OcppVersion,
     ProtocolViolation,
+    SendReceived,
 )
 
 if TYPE_CHECKING:
@@ -109,6 +112,22 @@ LOG_QUEUE_SIZE = 50_000
 # frames received, which are answered only once logged and so are never dropped.
 LOG_OUT_LIMIT = LOG_QUEUE_SIZE * 4 // 5
 SEEN_EVERY_S = 60.0  # last_seen is written at most this often per connection
+#: why a login was refused, the keys of ``Gateway.login_refusals`` (the metrics' reasons):
+#: an id that is no identifierString, an unknown station, wrong or missing credentials, a
+#: TLS profile over plain ws://, a client certificate not the station's, a handshake TLS
+#: refused, a station id or address locked by earlier failures (429), the pool busy (503)
+LOGIN_REFUSAL_REASONS = (
+    "invalid_station_id",
+    "unknown_station",
+    "credentials",
+    "no_tls",
+    "certificate",
+    "tls_handshake",
+    "throttled",
+    "busy",
+)
+#: a command's outcome, as ``Gateway.on_call`` is told it
+CALL_OUTCOMES = ("ok", "error", "timeout", "offline")
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -142,6 +161,14 @@ def _failed(future: asyncio.Future[Any]) -> bool:
     return future.cancelled() or future.exception() is not None
 
 
+def _call_action(message: str) -> str:
+    """The action of a CALL we send (``[2,"id","Action",{...}]``)."""
+    try:
+        return str(orjson.loads(message)[2])
+    except (orjson.JSONDecodeError, IndexError, TypeError):
+        return "unknown"
+
+
 class AsgiTransport:
     """One station's ASGI WebSocket as a :class:`plugstream.ocpp.Transport`.
 
@@ -153,7 +180,9 @@ class AsgiTransport:
     ``log_frame`` drops), and an answer (a frame other than a CALL) is sent only once
     the frames received before it are committed: it is the acknowledgement. What the
     station got wrong is counted in ``violations``. Slotted, and nothing of the
-    handshake is kept: there are tens of thousands of these.
+    handshake is kept: there are tens of thousands of these. The requests (CALLs, 2.1
+    SENDs) received and the CALLs sent are counted by action in ``received`` and ``sent``,
+    the gateway's counters that its metrics read.
     """
 
     __slots__ = (
@@ -162,7 +191,9 @@ class AsgiTransport:
         "_logged",
         "_notify",
         "_receive",
+        "_received",
         "_send",
+        "_sent",
         "_violations",
         "close_code",
         "closed",
@@ -179,8 +210,12 @@ class AsgiTransport:
         log_received: ReceivedLog,
         violations: collections.Counter[str],
         notify: Callable[[str], None] = lambda station_id: None,
+        received: collections.Counter[str] | None = None,
+        sent: collections.Counter[str] | None = None,
     ) -> None:
         self._receive = receive
+        self._received = received if received is not None else collections.Counter()
+        self._sent = sent if sent is not None else collections.Counter()
         self._notify = notify
         self._send = send
         self._log_frame = log_frame
@@ -219,6 +254,8 @@ class AsgiTransport:
         if answer:
             # What the station reported is committed and acknowledged: watchers may read it.
             self._notify(self.station_id)
+        else:
+            self._sent[_call_action(message)] += 1  # our CALLs are few: parsed for the count
 
     async def recv(self) -> str | bytes:
         if self.closed:
@@ -264,17 +301,22 @@ class AsgiTransport:
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
     def observe(self, event: Event) -> None:
-        """Counts and logs what the station got wrong; a lenient station's accepted slips too."""
-        if type(event) is ProtocolViolation:
+        """Counts the station's requests by action; counts and logs what the station got
+        wrong, a lenient station's accepted slips too."""
+        if type(event) is CallReceived:
+            self._received[event.action] += 1
+            if event.violation is not None:
+                self._violations[self.station_id] += 1
+                log.warning(
+                    "station %s (lenient): accepted %s despite %s",
+                    self.station_id,
+                    event.action,
+                    event.violation,
+                )
+        elif type(event) is ProtocolViolation:
             self._violations[self.station_id] += 1
-        elif type(event) is CallReceived and event.violation is not None:
-            self._violations[self.station_id] += 1
-            log.warning(
-                "station %s (lenient): accepted %s despite %s",
-                self.station_id,
-                event.action,
-                event.violation,
-            )
+        elif type(event) is SendReceived:
+            self._received[event.action] += 1
 
 
 class Connection:
@@ -418,7 +460,17 @@ class Gateway:
             ),
         )
         self.throttled_logins = 0  # logins refused (429/503) before their password was checked
+        # Refused logins since start by reason (LOGIN_REFUSAL_REASONS), for the metrics.
+        self.login_refusals: collections.Counter[str] = collections.Counter(
+            dict.fromkeys(LOGIN_REFUSAL_REASONS, 0)
+        )
         self.frames_received = 0  # OCPP frames received since start (the console's rate)
+        # The stations' requests (CALLs, 2.1 SENDs) received and our CALLs sent, by action.
+        self.calls_received: collections.Counter[str] = collections.Counter()
+        self.calls_sent: collections.Counter[str] = collections.Counter()
+        # Told (action, outcome of CALL_OUTCOMES, seconds) when a call() ends: the metrics'
+        # command latency (plugstream.cloud.metrics sets it).
+        self.on_call: Callable[[str, str, float], None] | None = None
         # Told the id of a station whose state may have changed: it connected, went away,
         # or had a message answered (its data committed). The console's live view sets it.
         self.on_station_change: Callable[[str], None] | None = None
@@ -448,23 +500,40 @@ class Gateway:
         *,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Call the station; its CALLRESULT payload, or OcppError / CallTimeout / StationOffline."""
-        conn = self._live.get(station_id)
-        if conn is None:
-            raise StationOffline(station_id)
-        # One CALL in flight per direction (OCPP-J §4.1.1): the lock keeps our calls in line,
-        # so that each one's timeout starts when it is sent.
-        async with conn.call_lock:
-            if conn.transport.closed or self._live.get(station_id) is not conn:
+        """Call the station; its CALLRESULT payload, or OcppError / CallTimeout / StationOffline.
+        How it ended and how long it took (waiting for an earlier call included: that is
+        what the caller waited) goes to :attr:`on_call`."""
+        started = time.perf_counter()
+        outcome = "error"  # a CALLERROR, our own request refused, or the caller cancelled
+        try:
+            conn = self._live.get(station_id)
+            if conn is None:
+                outcome = "offline"
                 raise StationOffline(station_id)
-            try:
-                return await conn.endpoint.call(
-                    action,
-                    payload,
-                    timeout=timeout if timeout is not None else self.config.call_timeout,
-                )
-            except ConnectionLost as exc:  # gone before it answered, or before it was sent
-                raise StationOffline(station_id) from exc
+            # One CALL in flight per direction (OCPP-J §4.1.1): the lock keeps our calls in
+            # line, so that each one's timeout starts when it is sent.
+            async with conn.call_lock:
+                if conn.transport.closed or self._live.get(station_id) is not conn:
+                    outcome = "offline"
+                    raise StationOffline(station_id)
+                try:
+                    result = await conn.endpoint.call(
+                        action,
+                        payload,
+                        timeout=timeout if timeout is not None else self.config.call_timeout,
+                    )
+                except ConnectionLost as exc:  # gone before it answered, or before it was sent
+                    outcome = "offline"
+                    raise StationOffline(station_id) from exc
+                except CallTimeout:
+                    outcome = "timeout"
+                    raise
+                outcome = "ok"
+                return result
+        finally:
+            observe = self.on_call
+            if observe is not None:
+                observe(action, outcome, time.perf_counter() - started)
 
     # -- versions --------------------------------------------------------------------
 
@@ -501,6 +570,7 @@ class Gateway:
         if (await receive())["type"] != "websocket.connect":
             return  # gone before the handshake
         if not valid_station_id(station_id):
+            self.login_refusals["invalid_station_id"] += 1
             await self._deny(scope, send, 400, "invalid station id")
             return
         lenient = await self._admit(scope, send, station_id)
@@ -537,6 +607,8 @@ class Gateway:
             log_received=self._received_log,
             violations=self.violations,
             notify=self._notify,
+            received=self.calls_received,
+            sent=self.calls_sent,
         )
         endpoint = OcppEndpoint(
             transport,
@@ -588,6 +660,7 @@ class Gateway:
             if not (self.config.auto_register or self.config.auto_register_unsecured):
                 address = _client_address(scope)
                 self.login_throttle.unknown(address)  # a scan of ids is throttled too
+                self.login_refusals["unknown_station"] += 1
                 await self._keep_event(
                     station_id, "FailedToAuthenticate", "unknown station", address
                 )
@@ -609,6 +682,7 @@ class Gateway:
                 station_id,
                 "FailedToAuthenticate",
                 f"profile {security_profile} without TLS",
+                kind="no_tls",
             )
             return None
         if security_profile == 3:
@@ -624,7 +698,9 @@ class Gateway:
                 reason = f"certificate O {subject[1]!r}"  # not the CSO's (A00.FR.404)
             else:
                 return lenient
-            await self._refuse(scope, send, station_id, "InvalidChargingStationCertificate", reason)
+            await self._refuse(
+                scope, send, station_id, "InvalidChargingStationCertificate", reason, "certificate"
+            )
             return None
         if not station.has_password:
             # No password: only security profile 0 (no authentication) gets in.
@@ -675,6 +751,7 @@ class Gateway:
         back (the tarpit, a timer and no CPU) so the client's next guess waits as well."""
         self.failed_logins[station_id] += 1
         self.throttled_logins += 1
+        self.login_refusals["throttled" if status == 429 else "busy"] += 1
         if self.throttled_logins % 1000 == 1:
             log.warning(
                 "station %s: login throttled (%d so far)", station_id, self.throttled_logins
@@ -686,10 +763,18 @@ class Gateway:
         await self._deny(scope, send, status, text, (b"retry-after", str(max(1, math.ceil(wait)))))
 
     async def _refuse(
-        self, scope: Scope, send: Send, station_id: str, event: str, reason: str
+        self,
+        scope: Scope,
+        send: Send,
+        station_id: str,
+        event: str,
+        reason: str,
+        kind: str = "credentials",
     ) -> None:
-        """Count, log and keep the failed login as a security event; answer HTTP 401."""
+        """Count (``kind``: one of LOGIN_REFUSAL_REASONS), log and keep the failed login as
+        a security event; answer HTTP 401."""
         self.failed_logins[station_id] += 1
+        self.login_refusals[kind] += 1
         await self._keep_event(station_id, event, reason, _client_address(scope))
         log.warning("station %s: failed login, %s (%s)", station_id, event, reason)
         await self._deny(
@@ -832,6 +917,7 @@ class Gateway:
     def record_tls_refusal(self, event: str, tech_info: str) -> None:
         """Keep a handshake that TLS refused (:mod:`plugstream.cloud.tlsaudit`) like a
         refused login, station unknown (""); stored in a task, off the handshake's path."""
+        self.login_refusals["tls_handshake"] += 1
         if not self._closing:
             self._spawn(self._keep_event("", event, tech_info))
 
