@@ -44,6 +44,17 @@ def plugstream(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def starts(*args: str) -> None:
+    """``plugstream *args`` says it is serving (then it is stopped by its PID)."""
+    node = subprocess.Popen(
+        [*PLUGSTREAM, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        read_until(node, READY)
+    finally:
+        stop_process(node)
+
+
 @pytest.fixture(params=BACKENDS)
 def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database with nothing in it: a new SQLite file, or a new PostgreSQL database."""
@@ -160,29 +171,11 @@ def test_a_node_refuses_a_postgresql_schema_other_than_its_codes(empty_postgres:
     migrated = plugstream("cloud", "migrate", "--db", empty_postgres)
     assert migrated.returncode == 0, migrated.stderr
     assert f"from revision {before_head} to {HEAD}" in migrated.stdout
-    node = subprocess.Popen(
-        [*PLUGSTREAM, *serve],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        read_until(node, READY)
-    finally:
-        stop_process(node)
+    starts(*serve)
 
 
 @pytest.mark.socket
 def test_sqlite_the_embedded_single_node_still_migrates_its_own_file(tmp_path: Path) -> None:
     db = tmp_path / "cloud.db"
-    node = subprocess.Popen(
-        [*PLUGSTREAM, "cloud", "serve", "--port", str(free_port()), "--db", f"sqlite:///{db}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        read_until(node, READY)
-    finally:
-        stop_process(node)
+    starts("cloud", "serve", "--port", str(free_port()), "--db", f"sqlite:///{db}")
     assert _tables(f"sqlite:///{db}") == {*metadata.tables, "alembic_version"}
