@@ -56,7 +56,6 @@ from plugstream.cloud.firmware import api as firmware_api
 from plugstream.cloud.firmware import publish as firmware_publish
 from plugstream.cloud.gateway import Gateway
 from plugstream.cloud.handlers import csms_handlers
-from plugstream.cloud.logs import use_json_logs
 from plugstream.cloud.reservations import api as reservations_api
 from plugstream.cloud.retention import retention_loop
 from plugstream.cloud.setup import api as setup_api
@@ -138,13 +137,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _logs_again(config)
         store = await opener(config.db)
         versions = handlers if handlers is not None else csms_handlers()
         gateway = Gateway(store, config, handlers=versions, clock=clock)
         app.state.store = store
         app.state.gateway = gateway
-        app.state.metrics.watch(gateway)
+        app.state.metrics.watch(store, gateway)
         live = console_live.LiveHub(store, gateway)
         app.state.live = live
         live.start()
@@ -191,10 +189,10 @@ def _create_setup_app(config: CloudConfig, opener: Callable[[str], Awaitable[Sto
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _logs_again(config)
         store = await opener(config.db)
         app.state.store = store
         app.state.gateway = None
+        app.state.metrics.watch(store)
         health.serving(app)
         try:
             yield
@@ -224,13 +222,6 @@ def include_operations(app: FastAPI) -> None:
     app.state.metrics = metrics.CloudMetrics(app.state)
     app.include_router(metrics.router)
     app.include_router(health.router)
-
-
-def _logs_again(config: CloudConfig) -> None:
-    """``--log-format json`` once more: uvicorn configured its own loggers when its server
-    was made, after the command line had set up logging (:mod:`plugstream.cloud.logs`)."""
-    if config.log_format == "json":
-        use_json_logs()
 
 
 def include_api(app: FastAPI) -> None:

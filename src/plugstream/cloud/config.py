@@ -105,6 +105,5 @@ class CloudConfig:
     # read. A firmware upload has its own limit (firmware.api.MAX_IMAGE_BYTES, on disk).
     max_body_bytes: int = 1 << 20
     # `--log-format json`: every log record one JSON object per line on stderr
-    # (plugstream.cloud.logs), uvicorn's too; the app's lifespan applies it again after
-    # uvicorn has configured its own loggers.
+    # (plugstream.cloud.logs), uvicorn's too: uvicorn is then given no logging config.
     log_format: Literal["text", "json"] = "text"

@@ -7,9 +7,8 @@ Each object has ``ts`` (ISO 8601, UTC, milliseconds), ``level``, ``logger`` and
 ``stack`` with ``stack_info``; and whatever a caller passed in ``extra=``. A message or a
 traceback over several lines stays on one line: JSON escapes its newlines.
 
-uvicorn gives its own loggers handlers of their own when its server's configuration is
-made, after the command line has run; :func:`use_json_logs` is applied again from the
-app's lifespan (``CloudConfig.log_format``) to send them through the one handler too.
+uvicorn is given no logging configuration in that mode (``serve.uvicorn_config``), so
+its loggers keep no handlers of their own and send their records through the one handler.
 """
 
 from __future__ import annotations
@@ -67,8 +66,7 @@ class JsonFormatter(logging.Formatter):
 def use_json_logs(stream: TextIO | None = None) -> None:
     """Send every log record, uvicorn's and Python's warnings included, as JSON lines to
     ``stream`` (default: stderr). The levels stay as they are (the root logger's WARNING
-    unless something set another). Idempotent: the lifespan applies it again once uvicorn
-    has set up its own loggers."""
+    unless something set another). Idempotent."""
     root = logging.getLogger()
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         for old in list(root.handlers):

@@ -2,9 +2,10 @@
 no token: scrapers have none, and no station id is in any label).
 
 Most are read when scraped from counters that the gateway and the store keep anyway
-(:class:`NodeCollector`), so serving stations costs nothing more; the command latency is
-the one histogram observed as it happens (``Gateway.on_call``, one ``observe()`` per
-command). Counters count since the process started; Prometheus computes the rates.
+(:class:`NodeCollector`), so serving stations costs nothing more; the two latencies are
+histograms observed as they happen (``Gateway.on_call``, one ``observe()`` per command;
+``Database.observe_batches``, one per batch of writes). Counters count since the process
+started; Prometheus computes the rates.
 
 Stations and OCPP:
 
@@ -56,24 +57,30 @@ from prometheus_client import (
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
 from starlette.datastructures import State
 
 from plugstream import __version__
-from plugstream.cloud.storage.writer import BATCH_SECONDS_BUCKETS
 
 if TYPE_CHECKING:
     from plugstream.cloud.gateway import Gateway
     from plugstream.cloud.storage import Store
 
-__all__ = ["COMMAND_SECONDS_BUCKETS", "CloudMetrics", "NodeCollector", "router"]
+__all__ = [
+    "BATCH_SECONDS_BUCKETS",
+    "COMMAND_SECONDS_BUCKETS",
+    "CloudMetrics",
+    "NodeCollector",
+    "router",
+]
 
 #: upper bounds (s) of the command latency: a station answers in tens of milliseconds on a
 #: good link, seconds over a poor cellular one, and a timeout is ``call_timeout`` (30 s)
 COMMAND_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+#: upper bounds (s) of a storage batch's run and commit
+BATCH_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class CloudMetrics:
@@ -90,12 +97,20 @@ class CloudMetrics:
             buckets=COMMAND_SECONDS_BUCKETS,
             registry=self.registry,
         )
+        self.batches = Histogram(
+            "plugstream_db_batch_duration_seconds",
+            "Batches of writes run and committed (or failed) in one database transaction.",
+            buckets=BATCH_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(NodeCollector(state))
         ProcessCollector(registry=self.registry)
 
-    def watch(self, gateway: Gateway) -> None:
-        """Observe ``gateway``'s calls to stations."""
-        gateway.on_call = self.observe_call
+    def watch(self, store: Store, gateway: Gateway | None = None) -> None:
+        """Observe ``store``'s write batches and ``gateway``'s calls to stations."""
+        store.db.observe_batches(self.batches.observe)
+        if gateway is not None:
+            gateway.on_call = self.observe_call
 
     def observe_call(self, action: str, outcome: str, seconds: float) -> None:
         self.commands.labels(action, outcome).observe(seconds)
@@ -183,19 +198,7 @@ def store_metrics(store: Store) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "plugstream_db_write_queue",
         "Writes waiting for the storage writer's next batch.",
-        value=stats.queued,
-    )
-    buckets: list[tuple[str, float]] = []
-    seen = 0
-    for bound, count in zip(BATCH_SECONDS_BUCKETS, stats.batch_buckets, strict=False):
-        seen += count
-        buckets.append((str(float(bound)), seen))
-    buckets.append(("+Inf", seen + stats.batch_buckets[-1]))
-    yield HistogramMetricFamily(
-        "plugstream_db_batch_duration_seconds",
-        "Batches of writes run and committed (or failed) in one database transaction.",
-        buckets=buckets,
-        sum_value=stats.batch_seconds,
+        value=store.db.queued,
     )
     yield CounterMetricFamily(
         "plugstream_db_writes", "Write operations committed or failed.", value=stats.ops

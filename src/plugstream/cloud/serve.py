@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from plugstream.cloud.app import create_app
 from plugstream.cloud.config import CloudConfig
@@ -209,6 +210,9 @@ def uvicorn_config(
         ws_ping_timeout=config.ping_timeout,
         lifespan="on",
         log_level="warning",
+        # --log-format json: uvicorn's loggers keep no handlers of their own, and their
+        # records reach the root logger's JSON handler (plugstream.cloud.logs)
+        log_config=None if config.log_format == "json" else LOGGING_CONFIG,
         proxy_headers=False,
         server_header=False,
         ssl_certfile=str(config.tls_cert) if tls else None,

@@ -1984,13 +1984,9 @@ class StationRuntime(Generic[ConfigT]):
             self._stop_ticking()
             await self.firmware.stop()
             security, self._security_task = self._security_task, None
-            if security is not None:
-                security.cancel()
-                await asyncio.gather(security, return_exceptions=True)
+            await _cancel(security)
             delivery, self._delivery_task = self._delivery_task, None
-            if delivery is not None:
-                delivery.cancel()
-                await asyncio.gather(delivery, return_exceptions=True)
+            await _cancel(delivery)
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
@@ -2048,10 +2044,7 @@ class StationRuntime(Generic[ConfigT]):
                     self._dropped = action
             self._ws = None
             self.wake()
-            running = self._session_task
-            if running is not None:
-                running.cancel()
-                await asyncio.gather(running, return_exceptions=True)
+            await _cancel(self._session_task)
 
     def _session_done(self, task: asyncio.Task[None]) -> None:
         if self._session_task is task:
@@ -2417,6 +2410,13 @@ class _Gate:
         if self._held and self._semaphore is not None:
             self._held = False
             self._semaphore.release()
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (if any) and wait until it has ended, whatever it ended with."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _wait_event(event: Signal, clock: Clock, timeout: float | None) -> None:

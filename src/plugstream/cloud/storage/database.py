@@ -222,6 +222,16 @@ class Database:
             else None
         )
 
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the writer's next batch."""
+        return self._writer.queued
+
+    def observe_batches(self, callback: Callable[[float], None] | None) -> None:
+        """``callback(seconds)`` after each batch of writes is run and committed (or
+        failed): the database's write latency, for the metrics."""
+        self._writer.on_batch = callback
+
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Database:
         """Connect, migrate to the newest schema (``migrate`` False: check that it is

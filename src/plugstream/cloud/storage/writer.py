@@ -18,10 +18,9 @@ database work is the same, without aiosqlite's thread hop per cursor call."""
 from __future__ import annotations
 
 import asyncio
-import bisect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
@@ -48,27 +47,12 @@ def defer_rows(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
         found.extend(rows)
 
 
-#: upper bounds (s) of :attr:`WriterStats.batch_buckets`: a batch's run and commit
-BATCH_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
 @dataclass(slots=True)
 class WriterStats:
     ops: int = 0  # operations committed or failed
     commits: int = 0  # database transactions committed
     max_batch: int = 0  # the largest batch so far
     retried_batches: int = 0  # batches re-run with a savepoint per operation
-    queued: int = 0  # operations waiting for a batch (not in the one being applied)
-    # The time of each batch (run and commit, or fail), kept as a histogram that the
-    # metrics read when scraped (plugstream.cloud.metrics): a count per bound of
-    # BATCH_SECONDS_BUCKETS, then one for longer batches; and their total in seconds.
-    batch_buckets: list[int] = field(default_factory=lambda: [0] * (len(BATCH_SECONDS_BUCKETS) + 1))
-    batch_seconds: float = 0.0
-
-    def observe_batch(self, seconds: float) -> None:
-        """Count one batch that took ``seconds``."""
-        self.batch_seconds += seconds
-        self.batch_buckets[bisect.bisect_left(BATCH_SECONDS_BUCKETS, seconds)] += 1
 
 
 class _Retry(Exception):
@@ -121,6 +105,13 @@ class BatchWriter:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.stats = WriterStats()
+        self.on_batch: Callable[[float], None] | None = None
+        """Told the seconds each batch took to run and commit (or fail): the metrics'."""
+
+    @property
+    def queued(self) -> int:
+        """Operations waiting for a batch (not those of the batch being applied)."""
+        return self._queue.qsize()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="plugstream-storage-writer")
@@ -138,7 +129,6 @@ class BatchWriter:
             future.set_exception(RuntimeError("the store is closed"))
         else:
             self._queue.put_nowait((op, future))
-            self.stats.queued += 1
         return future
 
     async def close(self) -> None:
@@ -163,7 +153,6 @@ class BatchWriter:
                 if len(batch) >= self._max_batch or self._queue.empty():
                     break
                 item = self._queue.get_nowait()
-            self.stats.queued = self._queue.qsize()
             if batch:
                 await self._apply(batch)
             if stop:
@@ -198,7 +187,8 @@ class BatchWriter:
             results = [(False, exc)] * len(batch)
         else:
             self.stats.commits += 1
-        self.stats.observe_batch(time.perf_counter() - started)
+        if self.on_batch is not None:
+            self.on_batch(time.perf_counter() - started)
         self.stats.ops += len(batch)
         self.stats.max_batch = max(self.stats.max_batch, len(batch))
         for (_, future), (ok, value) in zip(batch, results, strict=True):
