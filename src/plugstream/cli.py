@@ -436,6 +436,41 @@ def _check_db(url: str) -> str:
     return url
 
 
+def _check_bus(url: str | None) -> str | None:
+    if url is None:
+        return None
+    if not url.startswith(("nats://", "tls://")) or not url.split("://", 1)[1]:
+        raise typer.BadParameter(f"use nats://HOST:PORT, not {url!r}")
+    return url
+
+
+def _check_node_id(node_id: str) -> str:
+    from plugstream.cloud.bus import valid_node_id
+
+    if not valid_node_id(node_id):
+        raise typer.BadParameter(
+            f"{node_id!r}: 1 to 32 letters, digits, '-' or '_'", param_hint="'--node-id'"
+        )
+    return node_id
+
+
+def _check_cluster(config: CloudConfig) -> None:
+    """Nodes that share stations share their data and their bus: several workers without
+    both would each keep their own fleet."""
+    from plugstream.cloud.app import migrates_itself
+
+    if config.workers > 1 and (config.bus is None or migrates_itself(config.db)):
+        raise typer.BadParameter(
+            "--workers above 1 needs --bus nats://... and a PostgreSQL --db",
+            param_hint="'--workers'",
+        )
+    if config.bus is not None and migrates_itself(config.db):
+        raise typer.BadParameter(
+            "a cluster's nodes share one PostgreSQL database: --bus needs --db postgresql://...",
+            param_hint="'--bus'",
+        )
+
+
 def _retention(values: list[str] | None) -> dict[str, float]:
     from plugstream.cloud.retention import parse_retain
 
@@ -668,6 +703,30 @@ def cloud_serve(
             "logger, message, exc) for a log collector.",
         ),
     ] = "text",
+    bus: Annotated[
+        str | None,
+        typer.Option(
+            callback=_check_bus,
+            help="NATS URL of the cluster's bus (nats://HOST:4222): run as one gateway node "
+            "of several sharing a PostgreSQL --db (default: one node alone).",
+        ),
+    ] = None,
+    node_id: Annotated[
+        str,
+        typer.Option(
+            callback=_check_node_id,
+            help="This node's name in the cluster, unique per node (letters, digits, - _).",
+        ),
+    ] = "node-1",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Gateway processes on this host sharing the port (SO_REUSEPORT); "
+            "more than 1 needs --bus and a PostgreSQL --db.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve PlugStream Cloud: OCPP at /ocpp/{stationId} and the REST API at /api/v1/."""
     from plugstream.cloud.serve import run
@@ -743,7 +802,11 @@ def cloud_serve(
         retain_messages=retention.get("retain_messages", _CLOUD_DEFAULTS.retain_messages),
         retain_refusals=retention.get("retain_refusals", _CLOUD_DEFAULTS.retain_refusals),
         log_format="json" if log_format == "json" else "text",
+        bus=bus,
+        node_id=node_id,
+        workers=workers,
     )
+    _check_cluster(config)
     if config.log_format == "json":
         from plugstream.cloud.logs import use_json_logs
 

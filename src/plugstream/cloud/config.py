@@ -107,3 +107,10 @@ class CloudConfig:
     # `--log-format json`: every log record one JSON object per line on stderr
     # (plugstream.cloud.logs), uvicorn's too: uvicorn is then given no logging config.
     log_format: Literal["text", "json"] = "text"
+    # A cluster (cloud/bus): the NATS server the gateway nodes meet on (`--bus nats://`),
+    # None for the embedded single node; this node's name in it (`--node-id`), unique per
+    # node; `--workers K` runs K gateway processes on this host sharing the port
+    # (SO_REUSEPORT), named node_id-1 .. node_id-K.
+    bus: str | None = None
+    node_id: str = "node-1"
+    workers: int = 1

@@ -73,10 +73,17 @@ class CommandSender(Protocol):
 
 
 class EventSink(Protocol):
-    """Where handlers report what the cloud itself found, once it is stored: the gateway
-    keeps the newest in memory with its own refusals."""
+    """Where handlers report what the cloud itself found, once it is stored (the gateway
+    keeps the newest in memory with its own refusals), and what stations reported, for
+    other services (:mod:`plugstream.cloud.bus.events`)."""
 
     def security_event(self, event: SecurityEvent) -> None: ...
+
+    async def publish(self, kind: str, station_id: str, data: dict[str, Any]) -> None:
+        """Publish an event (``kind`` of :data:`plugstream.cloud.bus.events.KINDS`) of what
+        the station reported, already stored; returns once the event is durable (it will
+        reach the bus even if this node dies now). Nothing without a bus."""
+        ...
 
 
 class NoStations:
@@ -104,6 +111,9 @@ class NoEvents:
     """An :class:`EventSink` that keeps nothing beyond what the store has."""
 
     def security_event(self, event: SecurityEvent) -> None:
+        return None
+
+    async def publish(self, kind: str, station_id: str, data: dict[str, Any]) -> None:
         return None
 
 

@@ -57,7 +57,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from cryptography import x509
@@ -99,6 +99,10 @@ FrameLog = Callable[[str, str, str], "asyncio.Future[None] | None"]
 #: what a transport hands each frame it receives to: (station id, text) → the future of
 #: the row's commit, once the row is queued (after waiting for room)
 ReceivedLog = Callable[[str, str], Awaitable["asyncio.Future[None]"]]
+
+class EventPublisher(Protocol):
+    async def publish(self, kind: str, station_id: str, data: dict[str, Any]) -> None: ...
+
 
 REALM = "PlugStream"
 REPLACED = "replaced by a new connection"
@@ -475,6 +479,8 @@ class Gateway:
         # or had a message answered (its data committed). The console's live view sets it.
         self.on_station_change: Callable[[str], None] | None = None
         self._notify: Callable[[str], None] = self._station_changed
+        # Where events go on a node with a bus (plugstream.cloud.bus.events.EventOutbox).
+        self.event_outbox: EventPublisher | None = None
 
     # -- what the REST API uses ----------------------------------------------------
 
@@ -867,6 +873,13 @@ class Gateway:
     def security_event(self, event: SecurityEvent) -> None:
         """Keep an event the cloud found (already stored) with the newest refusals."""
         self.security_events.append(event)
+
+    async def publish(self, kind: str, station_id: str, data: dict[str, Any]) -> None:
+        """Hand an event of what a station reported to the bus's outbox (a cluster's
+        node), once durable; nothing on a node without a bus."""
+        outbox = self.event_outbox
+        if outbox is not None:
+            await outbox.publish(kind, station_id, data)
 
     # -- side work: message log, last seen ---------------------------------------------
 
