@@ -454,6 +454,16 @@ def _check_node_id(node_id: str) -> str:
     return node_id
 
 
+def _check_cluster_name(name: str) -> str:
+    from plugstream.cloud.bus import valid_node_id
+
+    if not valid_node_id(name):
+        raise typer.BadParameter(
+            f"{name!r}: 1 to 32 letters, digits, '-' or '_'", param_hint="'--cluster'"
+        )
+    return name
+
+
 def _check_cluster(config: CloudConfig) -> None:
     """Nodes that share stations share their data and their bus: several workers without
     both would each keep their own fleet."""
@@ -718,6 +728,13 @@ def cloud_serve(
             help="This node's name in the cluster, unique per node (letters, digits, - _).",
         ),
     ] = "node-1",
+    cluster: Annotated[
+        str,
+        typer.Option(
+            callback=_check_cluster_name,
+            help="The cluster's name on the bus (one NATS may serve several clusters).",
+        ),
+    ] = "plugstream",
     workers: Annotated[
         int,
         typer.Option(
@@ -804,6 +821,7 @@ def cloud_serve(
         log_format="json" if log_format == "json" else "text",
         bus=bus,
         node_id=node_id,
+        cluster=cluster,
         workers=workers,
     )
     _check_cluster(config)

@@ -20,6 +20,7 @@ every frame of that stack would be held for each of tens of thousands of them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -64,7 +65,10 @@ from plugstream.cloud.tariffs import api as tariffs_api
 from plugstream.ocpp import OcppVersion
 
 if TYPE_CHECKING:
+    from plugstream.cloud.bus.cluster import Cluster
     from plugstream.cloud.storage import Store
+
+log = logging.getLogger(__name__)
 
 OCPP_PREFIX = "/ocpp/"
 
@@ -122,6 +126,25 @@ def migrates_itself(url: str) -> bool:
     return normalize_url(url).startswith("sqlite")
 
 
+async def _join_cluster(config: CloudConfig, gateway: Gateway) -> Cluster:
+    """Join the cluster on ``config.bus`` as ``config.node_id``; one line and the
+    start fails when the bus cannot be reached or the node id is taken."""
+    from plugstream.cloud.bus.cluster import NodeIdInUse, join
+
+    assert config.bus is not None
+    try:
+        cluster = await join(config.bus, config.node_id, gateway, name=config.cluster)
+    except NodeIdInUse as exc:
+        log.error("%s: give each node its own --node-id", exc)
+        raise
+    except Exception as exc:
+        log.error("cannot join the cluster on the bus at %s: %s", config.bus, exc)
+        raise
+    gateway.join_cluster(cluster)
+    log.info("node %s joined the cluster on %s", config.node_id, config.bus)
+    return cluster
+
+
 def create_app(
     config: CloudConfig,
     *,
@@ -142,6 +165,13 @@ def create_app(
         gateway = Gateway(store, config, handlers=versions, clock=clock)
         app.state.store = store
         app.state.gateway = gateway
+        cluster = None
+        if config.bus is not None:
+            try:
+                cluster = await _join_cluster(config, gateway)
+            except BaseException:
+                await store.close()
+                raise
         app.state.metrics.watch(store, gateway)
         live = console_live.LiveHub(store, gateway)
         app.state.live = live
@@ -163,7 +193,13 @@ def create_app(
             try:
                 await gateway.close()
             finally:
-                await store.close()
+                try:
+                    if cluster is not None:
+                        from plugstream.cloud.bus.cluster import leave
+
+                        await leave(cluster)
+                finally:
+                    await store.close()
 
     app = CloudApp(
         title="PlugStream Cloud",

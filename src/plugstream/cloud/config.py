@@ -113,4 +113,8 @@ class CloudConfig:
     # (SO_REUSEPORT), named node_id-1 .. node_id-K.
     bus: str | None = None
     node_id: str = "node-1"
+    # The cluster's name on the bus (`--cluster`): its subjects' first token and its
+    # presence bucket's and event stream's names, so that one NATS serves several
+    # clusters (staging beside production) without them seeing each other.
+    cluster: str = "plugstream"
     workers: int = 1

@@ -88,6 +88,7 @@ from plugstream.ocpp import (
 )
 
 if TYPE_CHECKING:
+    from plugstream.cloud.bus.cluster import Cluster
     from plugstream.cloud.storage import Store
     from plugstream.cloud.storage.stations import Admission
 
@@ -99,6 +100,7 @@ FrameLog = Callable[[str, str, str], "asyncio.Future[None] | None"]
 #: what a transport hands each frame it receives to: (station id, text) → the future of
 #: the row's commit, once the row is queued (after waiting for room)
 ReceivedLog = Callable[[str, str], Awaitable["asyncio.Future[None]"]]
+
 
 class EventPublisher(Protocol):
     async def publish(self, kind: str, station_id: str, data: dict[str, Any]) -> None: ...
@@ -481,22 +483,81 @@ class Gateway:
         self._notify: Callable[[str], None] = self._station_changed
         # Where events go on a node with a bus (plugstream.cloud.bus.events.EventOutbox).
         self.event_outbox: EventPublisher | None = None
+        # This node's part in a cluster (join_cluster); None: a node alone holds every station.
+        self.cluster: Cluster | None = None
 
     # -- what the REST API uses ----------------------------------------------------
 
     def is_connected(self, station_id: str) -> bool:
-        return station_id in self._live
+        """Connected to this node, or to another live node of the cluster."""
+        if station_id in self._live:
+            return True
+        cluster = self.cluster
+        return cluster is not None and cluster.holder(station_id) is not None
 
     def version_of(self, station_id: str) -> OcppVersion | None:
         conn = self._live.get(station_id)
-        return conn.version if conn is not None else None
+        if conn is not None:
+            return conn.version
+        cluster = self.cluster
+        holder = cluster.holder(station_id) if cluster is not None else None
+        return holder.version if holder is not None else None
 
     def live_versions(self) -> dict[str, OcppVersion]:
-        """The OCPP version of every connected station, by station id (a snapshot)."""
+        """The OCPP version of every connected station, by station id (a snapshot), on
+        every node of the cluster."""
+        local = self.local_versions()
+        if self.cluster is None:
+            return local
+        return self.cluster.versions() | local
+
+    def local_versions(self) -> dict[str, OcppVersion]:
+        """The OCPP version of every station connected to this node."""
         return {sid: conn.version for sid, conn in self._live.items()}
 
     def connected_ids(self) -> list[str]:
-        return sorted(self._live)
+        return sorted(self.live_versions())
+
+    @property
+    def frames_received_all(self) -> int:
+        """OCPP frames received since start, by every node of the cluster."""
+        cluster = self.cluster
+        extra = cluster.frames_elsewhere() if cluster is not None else 0
+        return self.frames_received + extra
+
+    # -- what the cluster uses (plugstream.cloud.bus.cluster.LocalStations) -----------
+
+    def join_cluster(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.store.stations.listeners.append(cluster.admission_changed)
+
+    def holds(self, station_id: str) -> OcppVersion | None:
+        conn = self._live.get(station_id)
+        return conn.version if conn is not None else None
+
+    def evict(self, station_id: str) -> bool:
+        """The station connected to another node: its connection here ends now (no
+        command runs on it from here on). Whether there was one."""
+        conn = self._live.pop(station_id, None)
+        if conn is None:
+            return False
+        self._spawn(conn.transport.close(1000, REPLACED))
+        self._station_changed(station_id)
+        return True
+
+    async def call_local(
+        self, station_id: str, action: str, payload: dict[str, Any], timeout: float | None
+    ) -> dict[str, Any]:
+        """A command from another node for a station of this one."""
+        return await self.call(station_id, action, payload, timeout=timeout, local=True)
+
+    def changed_elsewhere(self, station_id: str) -> None:
+        watcher = self.on_station_change
+        if watcher is not None:
+            watcher(station_id)
+
+    def forget_admission(self, station_id: str) -> None:
+        self.store.stations.forget(station_id)
 
     async def call(
         self,
@@ -505,14 +566,29 @@ class Gateway:
         payload: dict[str, Any],
         *,
         timeout: float | None = None,
+        local: bool = False,
     ) -> dict[str, Any]:
         """Call the station; its CALLRESULT payload, or OcppError / CallTimeout / StationOffline.
-        How it ended and how long it took (waiting for an earlier call included: that is
-        what the caller waited) goes to :attr:`on_call`."""
+        A station on another node of the cluster is called through its node (unless
+        ``local``: the call came from there). How it ended and how long it took (waiting
+        for an earlier call included: that is what the caller waited) goes to
+        :attr:`on_call`."""
         started = time.perf_counter()
         outcome = "error"  # a CALLERROR, our own request refused, or the caller cancelled
         try:
             conn = self._live.get(station_id)
+            if conn is None and self.cluster is not None and not local:
+                wait = timeout if timeout is not None else self.config.call_timeout
+                try:
+                    result = await self.cluster.call(station_id, action, payload, wait)
+                except StationOffline:
+                    outcome = "offline"
+                    raise
+                except CallTimeout:
+                    outcome = "timeout"
+                    raise
+                outcome = "ok"
+                return result
             if conn is None:
                 outcome = "offline"
                 raise StationOffline(station_id)
@@ -604,6 +680,10 @@ class Gateway:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await send({"type": "websocket.close", "code": 1011, "reason": "internal error"})
             return
+        if self.cluster is not None:
+            # Named this node's in the cluster, and let go of by any other node, before
+            # the station may send or be sent anything here.
+            await self.cluster.claim(station_id, version)
         await send(accept)
         transport = AsgiTransport(
             receive,
@@ -641,6 +721,8 @@ class Gateway:
         finally:
             if self._live.get(station_id) is conn:
                 del self._live[station_id]
+                if self.cluster is not None:
+                    self.cluster.release(station_id)
                 self._station_changed(station_id)
             await transport.close(1011 if not self._closing else 1001, "")
 
@@ -869,6 +951,9 @@ class Gateway:
         watcher = self.on_station_change
         if watcher is not None:
             watcher(station_id)
+        cluster = self.cluster
+        if cluster is not None:
+            cluster.changed(station_id)
 
     def security_event(self, event: SecurityEvent) -> None:
         """Keep an event the cloud found (already stored) with the newest refusals."""

@@ -147,7 +147,7 @@ def gateway_metrics(gateway: Gateway) -> Iterator[Metric]:
         "Stations connected to this node, by OCPP version.",
         labels=["ocpp_version"],
     )
-    by_version = collections.Counter(v.value for v in gateway.live_versions().values())
+    by_version = collections.Counter(v.value for v in gateway.local_versions().values())
     for version in gateway.handlers:
         by_version.setdefault(version.value, 0)
     for version_value, count in sorted(by_version.items()):

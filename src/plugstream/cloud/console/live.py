@@ -219,7 +219,7 @@ class LiveHub:
             self._monotonic(),
             self._wall(),
             len(self.gateway.live_versions()),
-            self.gateway.frames_received,
+            self.gateway.frames_received_all,
         )
 
     def current(self) -> Sample:
@@ -251,10 +251,18 @@ class LiveHub:
             return None
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_EVENTS)
         self._watchers.add(queue)
+        self._tell_cluster()
         return queue
 
     def leave(self, queue: asyncio.Queue[bytes | None]) -> None:
         self._watchers.discard(queue)
+        self._tell_cluster()
+
+    def _tell_cluster(self) -> None:
+        """Other nodes send this one their stations' changes while a page is open here."""
+        cluster = self.gateway.cluster
+        if cluster is not None:
+            cluster.watchers(len(self._watchers))
 
     @contextlib.asynccontextmanager
     async def watch(self) -> AsyncIterator[asyncio.Queue[bytes | None]]:

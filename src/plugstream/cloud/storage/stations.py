@@ -406,6 +406,12 @@ class Stations:
         if len(self._admissions) > 200_000:
             self._admissions = {k: v for k, v in self._admissions.items() if v[0] > now}
 
+    def forget(self, station_id: str) -> None:
+        """Another node changed the station's registration: what is remembered of it for
+        admission goes, without telling :attr:`listeners` (they told that node's)."""
+        self._admissions.pop(station_id, None)
+        self.verified.forget(station_id)
+
     def forget_admissions(self) -> None:
         """Drop every cached admission: the next handshakes read them (as after a start)."""
         self._admissions.clear()
