@@ -515,6 +515,22 @@ class Gateway:
         """The OCPP version of every station connected to this node."""
         return {sid: conn.version for sid, conn in self._live.items()}
 
+    def node_of(self, station_id: str) -> str | None:
+        """The node (``--node-id``) holding the station's connection, if one does."""
+        if station_id in self._live:
+            return self.config.node_id
+        cluster = self.cluster
+        holder = cluster.holder(station_id) if cluster is not None else None
+        return holder.node if holder is not None else None
+
+    def live_nodes(self) -> dict[str, str]:
+        """The node holding each connected station, by station id (a snapshot)."""
+        here = self.config.node_id
+        local = dict.fromkeys(self._live, here)
+        if self.cluster is None:
+            return local
+        return {sid: holder.node for sid, holder in self.cluster.presence.held()} | local
+
     def connected_ids(self) -> list[str]:
         return sorted(self.live_versions())
 

@@ -57,6 +57,10 @@ class StationOut(BaseModel):
 
     station_id: str
     connected: bool = Field(description="Whether the station holds an OCPP connection right now.")
+    node: str | None = Field(
+        default=None,
+        description="The cloud node (--node-id) holding that connection; null when none.",
+    )
     ocpp_version: str | None = Field(
         description="The live connection's OCPP version, else the last one seen."
     )
@@ -152,13 +156,16 @@ def station_json(
     live: OcppVersion | None,
     violations: Mapping[str, int],
     failed_logins: Mapping[str, int],
+    node: str | None = None,
 ) -> dict[str, Any]:
     """What :class:`StationOut` holds of a station, as plain values: ``live`` is the
-    version of its connection now, if it has one; the counters are the gateway's."""
+    version of its connection now, if it has one, ``node`` the node holding it; the
+    counters are the gateway's."""
     sid = r.station_id
     return {
         "station_id": sid,
         "connected": live is not None,
+        "node": node if live is not None else None,
         "ocpp_version": live.value if live is not None else r.ocpp_version,
         "vendor": r.vendor,
         "model": r.model,
@@ -190,7 +197,8 @@ def station_json(
 
 def _station_out(record: StationRecord, gateway: Gateway) -> StationOut:
     live = gateway.version_of(record.station_id)
-    fields = station_json(record, live, gateway.violations, gateway.failed_logins)
+    node = gateway.node_of(record.station_id)
+    fields = station_json(record, live, gateway.violations, gateway.failed_logins, node)
     return StationOut.model_validate(fields)
 
 
@@ -209,11 +217,14 @@ async def list_stations(store: StoreDep, gateway: GatewayDep) -> Response:
     # station too, and a listing took it for a second at 10,000 stations.
     # Written in a worker thread from a snapshot of the live connections and counters:
     # the loop takes turns with it instead of stalling every station for its length.
-    live = gateway.live_versions()
+    live, nodes = gateway.live_versions(), gateway.live_nodes()
     violations, failed = dict(gateway.violations), dict(gateway.failed_logins)
     body = await asyncio.to_thread(
         lambda: to_json(
-            [station_json(r, live.get(r.station_id), violations, failed) for r in records]
+            [
+                station_json(r, live.get(r.station_id), violations, failed, nodes.get(r.station_id))
+                for r in records
+            ]
         )
     )
     return Response(body, media_type="application/json")

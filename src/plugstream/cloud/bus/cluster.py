@@ -337,7 +337,8 @@ class Cluster:
         )
         for attempt in range(3):
             holder = self.presence.holder(station_id)
-            if attempt and self._kv is not None:
+            if (attempt or holder is None) and self._kv is not None:
+                # This node's copy may lag the bucket by a moment: ask the bucket itself.
                 holder = await self._fresh_holder(station_id)
             if holder is None or holder.node == self.node_id:
                 raise StationOffline(station_id)
@@ -450,8 +451,11 @@ class Cluster:
     async def _on_alive(self, msg: Msg) -> None:
         message = orjson.loads(msg.data)
         node = str(message["node"])
+        new = not self.presence.alive(node)
         self.presence.heard(node)
         if node != self.node_id:
+            if new and not self.closed:
+                self._spawn(self._say_alive())  # a node that joins learns of us at once
             self._frames[node] = int(message.get("frames", 0))
             self._watching[node] = bool(message.get("watching"))
 

@@ -192,14 +192,15 @@ class LiveHub:
         ids = self.view.take(READS_PER_FLUSH)
         if not ids:
             return
-        live = self.gateway.live_versions()
+        gateway = self.gateway
         # one read for the lot: a storm changes thousands of stations a second
         stations = [
             station_json(
                 record,
-                live.get(record.station_id),
-                self.gateway.violations,
-                self.gateway.failed_logins,
+                gateway.version_of(record.station_id),
+                gateway.violations,
+                gateway.failed_logins,
+                gateway.node_of(record.station_id),
             )
             for record in await self.store.stations.get_many(ids)
         ]
