@@ -86,3 +86,27 @@ def test_cloud_pings_every_300_s_by_default_so_an_idle_day_stays_small() -> None
     assert (
         "[default: 300.0]" in done.stdout.split("--ping-interval", 1)[1].split("--ping-timeout")[0]
     )
+
+
+PG = "postgresql://postgres@127.0.0.1:1/none"  # never reached: the flags are refused first
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (("--bus", "http://127.0.0.1:4222", "--db", PG), "nats://"),
+        (("--bus", "nats://127.0.0.1:4222"), "--db postgresql://"),
+        (("--bus", "nats://127.0.0.1:4222", "--db", PG, "--node-id", "a.b"), "--node-id"),
+        (("--bus", "nats://127.0.0.1:4222", "--db", PG, "--cluster", "x y"), "--cluster"),
+        (("--workers", "2"), "--bus"),
+        (("--workers", "2", "--db", PG), "--bus"),
+        (("--workers", "0"), "--workers"),
+    ],
+)
+def test_cluster_bad_flag_is_one_line_and_exit_code_2(args: tuple[str, ...], mentions: str) -> None:
+    done = run("cloud", "serve", "--port", "0", *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("plugstream: error: "), done.stderr
+    assert mentions in lines[0]
+    assert done.stdout == ""
