@@ -474,7 +474,7 @@ async def test_TC_cluster_node_b_killed_its_stations_reconnect_and_every_transac
                 out, err = await asyncio.to_thread(fleet.communicate, timeout=300)
                 assert fleet.returncode == 0, err[-3000:]
                 summary = json.loads(out.strip().splitlines()[-1])
-                assert summary["sessions_completed"] == stations * sessions, summary
+                assert summary["sessions_completed"] == stations * sessions, (summary, err[-3000:])
                 assert summary["errors"] == 0, err[-3000:]
 
                 async def all_ended() -> bool:
@@ -488,11 +488,16 @@ async def test_TC_cluster_node_b_killed_its_stations_reconnect_and_every_transac
                     "SELECT station_id, count(*) AS n, count(stopped_at) AS ended,"
                     " sum(energy_wh) AS wh FROM transactions GROUP BY station_id"
                 )
+                pks = {int(row["id"]) for row in await pg.fetch("SELECT id FROM transactions")}
             finally:
                 await pg.close()
         finally:
             if fleet.poll() is None:
                 stop_process(fleet)
+    # Every transaction's start and end reached the cluster's event stream (JetStream).
+    await _until_events(
+        nodes["A"], services[1], {(pk, t) for pk in pks for t in ("started", "ended")}
+    )
     per_station = {row["station_id"]: (row["n"], row["ended"]) for row in rows}
     assert per_station == {
         f"KILL-{i:05d}": (sessions, sessions) for i in range(1, stations + 1)
@@ -500,6 +505,33 @@ async def test_TC_cluster_node_b_killed_its_stations_reconnect_and_every_transac
     # The stations' meters count fractions of a Wh; 1.6 reports whole Wh (meterStop).
     energy = sum(float(row["wh"] or 0) for row in rows)
     assert abs(energy - summary["energy_wh"]) <= stations * sessions, (energy, summary["energy_wh"])
+
+
+async def _until_events(node: Node, bus: str, wanted: set[tuple[int, str]]) -> None:
+    """Wait until the cluster's stream holds a transaction event of every (transaction,
+    type) in ``wanted``, read as a consumer service would."""
+    import nats
+
+    cluster = node.argv[node.argv.index("--cluster") + 1]
+    nc = await nats.connect(bus)
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(
+            f"{cluster}.events.transaction.>", stream=f"{cluster.upper()}_EVENTS"
+        )
+        seen: set[tuple[int, str]] = set()
+
+        async def all_seen() -> bool:
+            with contextlib.suppress(nats.errors.TimeoutError):
+                for msg in await sub.fetch(500, timeout=1):
+                    data = orjson.loads(msg.data)["data"]
+                    seen.add((int(data["id"]), str(data["type"])))
+                    await msg.ack()
+            return wanted <= seen
+
+        await until(all_seen, "every transaction's events on the stream", timeout=60)
+    finally:
+        await nc.close()
 
 
 async def _held_by(node: Node) -> set[str]:

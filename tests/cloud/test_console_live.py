@@ -107,8 +107,20 @@ class FakeGateway:
     violations: dict[str, int] = field(default_factory=dict)
     failed_logins: dict[str, int] = field(default_factory=dict)
 
+    cluster: None = None  # a node alone
+
     def live_versions(self) -> dict[str, OcppVersion]:
         return dict(self.connected)
+
+    def version_of(self, station_id: str) -> OcppVersion | None:
+        return self.connected.get(station_id)
+
+    def node_of(self, station_id: str) -> str | None:
+        return "node-1" if station_id in self.connected else None
+
+    @property
+    def frames_received_all(self) -> int:
+        return self.frames_received
 
 
 def record(station_id: str, status: str = "Available") -> StationRecord:

@@ -129,7 +129,8 @@ def migrates_itself(url: str) -> bool:
 async def _join_cluster(config: CloudConfig, gateway: Gateway) -> Cluster:
     """Join the cluster on ``config.bus`` as ``config.node_id``; one line and the
     start fails when the bus cannot be reached or the node id is taken."""
-    from plugstream.cloud.bus.cluster import NodeIdInUse, join
+    from plugstream.cloud.bus.cluster import NodeIdInUse, join, leave
+    from plugstream.cloud.bus.events import start_events
 
     assert config.bus is not None
     try:
@@ -141,6 +142,21 @@ async def _join_cluster(config: CloudConfig, gateway: Gateway) -> Cluster:
         log.error("cannot join the cluster on the bus at %s: %s", config.bus, exc)
         raise
     gateway.join_cluster(cluster)
+    try:
+        outbox, relay = await start_events(
+            gateway.store,
+            cluster.nc,
+            config.node_id,
+            prefix=f"{config.cluster}.events",
+            stream=f"{config.cluster.upper()}_EVENTS",
+            clock=gateway.clock,
+        )
+    except BaseException as exc:
+        log.error("cannot set up the event stream on the bus at %s: %s", config.bus, exc)
+        await leave(cluster)
+        raise
+    gateway.event_outbox = outbox
+    cluster.on_close.append(relay.close)
     log.info("node %s joined the cluster on %s", config.node_id, config.bus)
     return cluster
 

@@ -1,8 +1,9 @@
 """PlugStream Cloud's answers to an OCPP 1.6J charge point: one :class:`Csms16` per connection.
 
 Everything a station reports is written to the store before it is answered (the
-answer is the station's permission to forget it). The boot gate and the context are
-shared with 2.0.1 (:class:`plugstream.cloud.station_handlers.StationHandlers`).
+answer is the station's permission to forget it), and so is its event for the bus
+(``context.events``; docs/events.md). The boot gate and the context are shared with
+2.0.1 (:class:`plugstream.cloud.station_handlers.StationHandlers`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class Csms16(
 ):
     """The CSMS side of an OCPP 1.6J connection (core profile and the security extension)."""
 
+    ocpp_version = "1.6"  # as the store records it, and the events say
+
     @on(v16.Action.BootNotification)
     async def boot_notification(
         self, payload: v16.BootNotificationRequest
@@ -111,15 +114,28 @@ class Csms16(
         connector_id = int_or(payload.get("connectorId"), 0)
         error_code = str_or_none(payload.get("errorCode"))
         station_time = payload.get("timestamp")
+        status = str_or_none(payload.get("status")) or "Unknown"
+        timestamp = parse_time_or(station_time, now) if station_time is not None else None
         # One write for the status and the station's clock: each write awaits a commit.
         await self.context.store.stations.set_connector_status(
             self.station_id,
             evse_id=connector_id,  # 1.6 has no EVSE: a connector is one
             connector_id=connector_id,
-            status=str_or_none(payload.get("status")) or "Unknown",
+            status=status,
             error_code=error_code,
             at=now,
-            station_time=parse_time_or(station_time, now) if station_time is not None else None,
+            station_time=timestamp,
+        )
+        await self.context.events.publish(
+            "status",
+            self.station_id,
+            {
+                "ocppVersion": self.ocpp_version,
+                "connectorId": connector_id,
+                "status": status,
+                "errorCode": error_code,
+                "timestamp": timestamp,
+            },
         )
         return {}
 
@@ -149,9 +165,26 @@ class Csms16(
             reservation_id=reservation if isinstance(reservation, int) else None,
             flags=flags,
         )
-        if id_tag is None and flags and flags[0][0] == UNREADABLE_ID_TOKEN:
-            return {"transactionId": record.id, "idTagInfo": {"status": "Invalid"}}
-        return {"transactionId": record.id, "idTagInfo": id_tag_info(auth)}
+        unreadable = id_tag is None and bool(flags) and flags[0][0] == UNREADABLE_ID_TOKEN
+        info: v16.IdTagInfo = {"status": "Invalid"} if unreadable else id_tag_info(auth)
+        await self.context.events.publish(
+            "transaction",
+            self.station_id,
+            {
+                "type": "started",
+                "ocppVersion": self.ocpp_version,
+                "id": record.id,
+                "transactionId": record.id,
+                "connectorId": record.connector_id,
+                "idTag": id_tag,
+                "idTagInfo": {"status": info["status"]},
+                "meterStart": record.meter_start_wh,
+                "timestamp": record.started_at,
+                "reservationId": reservation if isinstance(reservation, int) else None,
+                "offline": record.offline,
+            },
+        )
+        return {"transactionId": record.id, "idTagInfo": info}
 
     @on(v16.Action.StopTransaction)
     async def stop_transaction(
@@ -161,24 +194,50 @@ class Csms16(
         readings = read_16(payload.get("transactionData"), now)
         flags = readings.flags
         id_tag = _id_tag(payload.get("idTag"), "idTag", now, flags)
-        _record, auth = await self.context.store.transactions.stop(
+        transaction_id = int_or(payload.get("transactionId"), 0)
+        meter_stop = _wh(payload.get("meterStop"), "meterStop", now, flags)
+        timestamp = parse_time_or(payload.get("timestamp"), now)
+        reason = str_or_none(payload.get("reason"))
+        record, auth = await self.context.store.transactions.stop(
             self.station_id,
-            transaction_id=int_or(payload.get("transactionId"), 0),
-            meter_stop_wh=_wh(payload.get("meterStop"), "meterStop", now, flags),
-            timestamp=parse_time_or(payload.get("timestamp"), now),
+            transaction_id=transaction_id,
+            meter_stop_wh=meter_stop,
+            timestamp=timestamp,
             received_at=now,
-            reason=str_or_none(payload.get("reason")),
+            reason=reason,
             id_token=id_tag,
             samples=readings.samples or None,
             flags=flags,
         )
+        answer: v16.StopTransactionResponse = {}
         if id_tag is None and str_or_none(payload.get("idTag")) is not None:
-            return {"idTagInfo": {"status": "Invalid"}}  # refused: control characters
-        # An unknown transactionId is still answered: the station must be able to
-        # forget it (the store keeps what it could, flagged).
-        if auth is None:
-            return {}
-        return {"idTagInfo": id_tag_info(auth)}
+            answer = {"idTagInfo": {"status": "Invalid"}}  # refused: control characters
+        elif auth is not None:
+            answer = {"idTagInfo": id_tag_info(auth)}
+        # An unknown transactionId (no record: "id" null) is still answered: the station
+        # must be able to forget it (the store keeps what it could, flagged).
+        await self.context.events.publish(
+            "transaction",
+            self.station_id,
+            {
+                "type": "ended",
+                "ocppVersion": self.ocpp_version,
+                "id": record.id if record is not None else None,
+                "transactionId": transaction_id,
+                "connectorId": record.connector_id if record is not None else None,
+                "idTag": id_tag,
+                "idTagInfo": (
+                    {"status": answer["idTagInfo"]["status"]} if "idTagInfo" in answer else None
+                ),
+                "meterStart": record.meter_start_wh if record is not None else None,
+                "meterStop": record.meter_stop_wh if record is not None else meter_stop,
+                "energyWh": record.energy_wh if record is not None else None,
+                "timestamp": record.stopped_at if record is not None else timestamp,
+                "reason": record.stop_reason if record is not None else reason,
+                "sampledValue": readings.samples,
+            },
+        )
+        return answer
 
     @on(v16.Action.MeterValues)
     async def meter_values(self, payload: v16.MeterValuesRequest) -> v16.MeterValuesResponse:
@@ -186,14 +245,25 @@ class Csms16(
         connector_id = int_or(payload.get("connectorId"), 0)
         transaction_id = payload.get("transactionId")
         readings = read_16(payload.get("meterValue"), now)
+        tx = transaction_id if isinstance(transaction_id, int) else None
         await self.context.store.transactions.add_meter_values(
             self.station_id,
             evse_id=connector_id,
             connector_id=connector_id,
-            transaction_id=transaction_id if isinstance(transaction_id, int) else None,
+            transaction_id=tx,
             samples=readings.samples,
             received_at=now,
             rejected=readings.flags,
+        )
+        await self.context.events.publish(
+            "meter_values",
+            self.station_id,
+            {
+                "ocppVersion": self.ocpp_version,
+                "connectorId": connector_id,
+                "transactionId": tx,
+                "sampledValue": readings.samples,
+            },
         )
         return {}
 

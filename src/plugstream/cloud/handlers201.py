@@ -1,11 +1,13 @@
 """PlugStream Cloud's answers to an OCPP 2.0.1 charging station: one :class:`Csms201` per
-connection. The boot gate and the context are shared with 1.6 (:class:`StationHandlers`)."""
+connection. The boot gate and the context are shared with 1.6 (:class:`StationHandlers`).
+What a station reports is stored, and its event for the bus (``context.events``;
+docs/events.md) kept, before it is answered."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from plugstream.cloud.certificates.handlers import CertificateHandlers201
 from plugstream.cloud.certificates.status_handlers import CertificateStatusHandlers201
@@ -21,7 +23,7 @@ from plugstream.cloud.reservations.handlers import ReservationHandlers201
 from plugstream.cloud.security import SecurityEventHandlers
 from plugstream.cloud.smart_charging.handlers import SmartChargingHandlers201
 from plugstream.cloud.station_handlers import StationHandlers
-from plugstream.cloud.storage.records import AuthResult
+from plugstream.cloud.storage.records import AuthResult, TransactionRecord
 from plugstream.cloud.tariffs.handlers import TariffHandlers201
 from plugstream.ocpp import on, v201
 from plugstream.ocpp.datetimes import format_time
@@ -109,14 +111,29 @@ class Csms201(
     ) -> v201.StatusNotificationResponse:
         now = self.now()
         station_time = payload.get("timestamp")
+        evse_id = int_or(payload.get("evseId"), 0)
+        connector_id = int_or(payload.get("connectorId"), 0)
+        status = str_or_none(payload.get("connectorStatus")) or "Unknown"
+        timestamp = parse_time_or(station_time, now) if station_time is not None else None
         await self.context.store.stations.set_connector_status(
             self.station_id,
-            evse_id=int_or(payload.get("evseId"), 0),
-            connector_id=int_or(payload.get("connectorId"), 0),
-            status=str_or_none(payload.get("connectorStatus")) or "Unknown",
+            evse_id=evse_id,
+            connector_id=connector_id,
+            status=status,
             error_code=None,  # 2.0.1 reports faults through NotifyEvent, not here
             at=now,
-            station_time=parse_time_or(station_time, now) if station_time is not None else None,
+            station_time=timestamp,
+        )
+        await self.context.events.publish(
+            "status",
+            self.station_id,
+            {
+                "ocppVersion": self.ocpp_version,
+                "evseId": evse_id,
+                "connectorId": connector_id,
+                "connectorStatus": status,
+                "timestamp": timestamp,
+            },
         )
         return {}
 
@@ -147,28 +164,81 @@ class Csms201(
             flags.append(
                 ("UnreadableIdToken", f"idToken {id_token[:40]!r} refused: control characters", now)
             )
-        _record, auth = await self.context.store.transactions.transaction_event(
+        record, auth = await self.context.store.transactions.transaction_event(
             self.station_id, event=event, received_at=now, flags=flags
         )
+        answer: v201.TransactionEventResponse = {}
         if flags:
-            return {"idTokenInfo": {"status": "Invalid"}}
+            answer = {"idTokenInfo": {"status": "Invalid"}}
         # E01.FR.xx / E03: idTokenInfo answers an idToken sent in the event.
-        if auth is not None and isinstance(payload.get("idToken"), Mapping):
-            return {"idTokenInfo": id_token_info(auth)}
-        return {}
+        elif auth is not None and isinstance(token, Mapping):
+            answer = {"idTokenInfo": id_token_info(auth)}
+        await self.context.events.publish(
+            "transaction", self.station_id, self._transaction_data(event, record, answer, now)
+        )
+        return answer
+
+    def _transaction_data(
+        self,
+        event: Mapping[str, Any],
+        record: TransactionRecord,
+        answer: v201.TransactionEventResponse,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """A TransactionEvent's event for the bus: what the store made of it (``id``, the
+        EVSE, the meter in Wh) with the event's own fields (its idToken unless refused)."""
+        event_type = str(event.get("eventType"))
+        info = event.get("transactionInfo")
+        tx_info: Mapping[str, Any] = info if isinstance(info, Mapping) else {}
+        token = event.get("idToken")
+        timestamp = parse_time_or(event.get("timestamp"), now)
+        id_token_info_ = answer.get("idTokenInfo")
+        return {
+            "type": event_type.lower(),  # started, updated, ended
+            "ocppVersion": self.ocpp_version,
+            "eventType": event_type,
+            "id": record.id,
+            "transactionId": record.transaction_id,
+            "seqNo": event.get("seqNo"),
+            "timestamp": timestamp,
+            "triggerReason": event.get("triggerReason"),
+            "offline": bool(event.get("offline", False)),
+            "evseId": record.evse_id,
+            "connectorId": record.connector_id,
+            "idToken": (
+                {"idToken": token.get("idToken"), "type": token.get("type")}
+                if isinstance(token, Mapping)
+                else None
+            ),
+            "idTokenInfo": (
+                {"status": id_token_info_["status"]} if id_token_info_ is not None else None
+            ),
+            "chargingState": tx_info.get("chargingState"),
+            "stoppedReason": tx_info.get("stoppedReason"),
+            "meterStart": record.meter_start_wh,
+            "meterStop": record.meter_stop_wh,
+            "energyWh": record.energy_wh,
+            "sampledValue": read_201(event.get("meterValue"), timestamp).samples,
+        }
 
     @on(v201.Action.MeterValues)
     async def meter_values(self, payload: v201.MeterValuesRequest) -> v201.MeterValuesResponse:
         now = self.now()
         readings = read_201(payload.get("meterValue"), now)
+        evse_id = int_or(payload.get("evseId"), 0)
         await self.context.store.transactions.add_meter_values(
             self.station_id,
-            evse_id=int_or(payload.get("evseId"), 0),
+            evse_id=evse_id,
             connector_id=0,  # 2.0.1 MeterValues name only the EVSE
             transaction_id=None,  # outside a transaction: those come in TransactionEvent
             samples=readings.samples,
             received_at=now,
             rejected=readings.flags,
+        )
+        await self.context.events.publish(
+            "meter_values",
+            self.station_id,
+            {"ocppVersion": self.ocpp_version, "evseId": evse_id, "sampledValue": readings.samples},
         )
         return {}
 

@@ -3,9 +3,10 @@
 The payload is the same in the 1.6 security extension (Security Whitepaper §5.15) and in
 2.0.1 (A04): ``{type, timestamp, techInfo?}``. Each one is stored in the security_events
 table (source "station") before the CSMS answers, so a confirmed event is never lost
-(A04.FR.03: the CSMS confirms receipt; A04.FR.02: the station queues until it does). The
-gateway's refusals go to the same table (source "gateway"), and ``GET
-/api/v1/security-events`` shows both.
+(A04.FR.03: the CSMS confirms receipt; A04.FR.02: the station queues until it does), and
+so is its event for the bus (kind ``security_event``, docs/events.md). The gateway's
+refusals go to the same table (source "gateway"), and ``GET /api/v1/security-events``
+shows both.
 """
 
 from __future__ import annotations
@@ -33,12 +34,18 @@ class SecurityEventHandlers(StationHandlers):
         tech_info = payload.get("techInfo")
         now = self.now()
         at = parse_time_or(payload.get("timestamp"), now)
-        await self.context.store.security.add_event(
+        type_ = str(kind) if kind is not None else "Unknown"
+        tech = str(tech_info) if tech_info is not None else None
+        await self.context.store.security.add_event(self.station_id, type_, at, tech, "station")
+        await self.context.events.publish(
+            "security_event",
             self.station_id,
-            str(kind) if kind is not None else "Unknown",
-            at,
-            str(tech_info) if tech_info is not None else None,
-            "station",
+            {
+                "ocppVersion": getattr(self, "ocpp_version", None),  # the handlers' class's
+                "type": type_,
+                "timestamp": at,
+                "techInfo": tech,
+            },
         )
         log.info("station %s: security event %s (%s)", self.station_id, kind, tech_info or "")
         return {}

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -117,6 +117,7 @@ class Cluster:
         self._local: LocalStations | None = None
         self._kv: KeyValue | None = None
         self._claims: dict[str, int] = {}  # our stations' entry revisions
+        self._revisions: dict[str, int] = {}  # the bucket's last revision of each station
         self._unclaimed: set[str] = set()  # accepted while the bus was unreachable
         self._frames: dict[str, int] = {}  # frames received, by other node
         self._watching: dict[str, bool] = {}  # a console page open, by other node
@@ -128,6 +129,8 @@ class Cluster:
         self._subs: list[Any] = []
         self._remote_calls = 0
         self.closed = False
+        # Closed before the cluster is left, while the bus is still up (the event relay).
+        self.on_close: list[Callable[[], Awaitable[None]]] = []
 
     def _subject(self, *parts: str) -> str:
         return ".".join((self.prefix, *parts))
@@ -183,6 +186,11 @@ class Cluster:
         if self.closed:
             return
         self.closed = True
+        for close in self.on_close:
+            try:
+                await close()
+            except Exception:
+                log.warning("closing %s failed", close, exc_info=True)
         for task in self._loops:
             task.cancel()
         pending = [t for t in self._tasks if not t.done()]
@@ -212,6 +220,9 @@ class Cluster:
 
     def _apply(self, entry: Any) -> None:
         station_id = key_station(entry.key)
+        revision = entry.revision or 0
+        if revision > self._revisions.get(station_id, 0):
+            self._revisions[station_id] = revision
         if entry.operation in ("DEL", "PURGE") or not entry.value:
             self.presence.delete(station_id, entry.revision)
             return
@@ -261,16 +272,20 @@ class Cluster:
         assert kv is not None, "claim before start"
         key = station_key(station_id)
         value = encode_holder(self.node_id, version)
-        before: Holder | None = None
-        for _ in range(CLAIM_TRIES):
-            try:
-                entry = await kv.get(key)
-            except KeyNotFoundError as exc:  # never held, or deleted (the entry's revision)
-                last = getattr(getattr(exc, "entry", None), "revision", None) or 0
-                before = None
-            else:
-                last = entry.revision or 0
-                before = decode_holder(entry.value, last) if entry.value else None
+        # First from this node's copy of the bucket (one round trip in a storm); when the
+        # copy is behind, the write fails and the bucket itself is read.
+        before = self.presence.entry(station_id)
+        last = self._revisions.get(station_id, 0)
+        for attempt in range(CLAIM_TRIES):
+            if attempt:
+                try:
+                    entry = await kv.get(key)
+                except KeyNotFoundError as exc:  # never held, or deleted (its revision)
+                    last = getattr(getattr(exc, "entry", None), "revision", None) or 0
+                    before = None
+                else:
+                    last = entry.revision or 0
+                    before = decode_holder(entry.value, last) if entry.value else None
             try:
                 revision = await kv.update(key, value, last=last)
                 break
@@ -279,6 +294,7 @@ class Cluster:
         else:
             revision = await kv.put(key, value)  # the newest connection wins
         self._claims[station_id] = revision
+        self._revisions[station_id] = max(revision, self._revisions.get(station_id, 0))
         self._unclaimed.discard(station_id)
         self.presence.put(station_id, Holder(self.node_id, version, revision))
         if before is not None and before.node != self.node_id and self.presence.alive(before.node):

@@ -735,3 +735,19 @@ operator_sessions = Table(  # a logged-in browser: the SHA-256 of its cookie, no
     Column("expires_at", UTCDateTime, nullable=False),
     Index("ix_operator_sessions_username", "username"),
 )
+
+# --- the bus's event outbox (cloud/bus/events.py), 0013 ---
+
+event_outbox = Table(  # what stations reported, kept until NATS JetStream acknowledged it
+    "event_outbox",
+    metadata,
+    # the event's seq: in the order events were stored (AUTOINCREMENT: SQLite never reuses
+    # the id of a row relayed and deleted, so a seq is never published twice)
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # bus.events.KINDS
+    Column("station_id", String(255), nullable=False),
+    Column("node", String(32), nullable=False),  # the node that took the event in
+    Column("at", UTCDateTime, nullable=False),  # when the cloud took it in
+    Column("data", Text, nullable=False),  # the event's data: one JSON object
+    sqlite_autoincrement=True,
+)

@@ -18,6 +18,7 @@ from .firmware_publications import FirmwarePublications
 from .id_tokens import IdTokens
 from .messages import MessageLog
 from .operators import Operators
+from .outbox import EventOutboxRows
 from .reservations import Reservations
 from .security import SecurityEvents
 from .setup import Claims
@@ -52,6 +53,7 @@ class Store:
         self.certificate_status = CertificateStatus(db)
         self.firmware_publications = FirmwarePublications(db)
         self.operators = Operators(db)
+        self.event_outbox = EventOutboxRows(db)
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Store:
