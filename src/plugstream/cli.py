@@ -747,6 +747,7 @@ def cloud_serve(
 ) -> None:
     """Serve PlugStream Cloud: OCPP at /ocpp/{stationId} and the REST API at /api/v1/."""
     from plugstream.cloud.serve import run
+    from plugstream.cloud.workers import supervise
 
     tls_pairs = _tls_pairs(tls_cert or [], tls_key or [])
     if tls_client_ca is not None and not tls_pairs:
@@ -830,7 +831,7 @@ def cloud_serve(
 
         use_json_logs()
     _require_schema(db)  # the setup service's store too
-    raise typer.Exit(run(config))
+    raise typer.Exit(supervise(config) if config.workers > 1 else run(config))
 
 
 def _require_schema(db: str) -> None:

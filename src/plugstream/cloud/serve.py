@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -237,11 +238,20 @@ def bound_port(server: uvicorn.Server, default: int) -> int:
     return default
 
 
-async def serve(config: CloudConfig, *, ready: Callable[[str], None] | None = None) -> int:
-    """Serve until stopped; 0 after a clean stop, 1 when the server could not start."""
+async def serve(
+    config: CloudConfig,
+    *,
+    ready: Callable[[str], None] | None = None,
+    sockets: list[socket.socket] | None = None,
+) -> int:
+    """Serve until stopped; 0 after a clean stop, 1 when the server could not start.
+
+    ``sockets``: bound sockets to listen on instead of ``config.host`` and ``config.port``
+    (a worker of :mod:`plugstream.cloud.workers`: its own SO_REUSEPORT socket on the
+    shared port); TLS applies to them as to the server's own."""
     open_files = raise_open_file_limit()
     server = CloudServer(uvicorn_config(config, open_files=open_files))
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started and not task.done():
         await asyncio.sleep(0.02)
     if server.started:
@@ -257,13 +267,13 @@ async def serve(config: CloudConfig, *, ready: Callable[[str], None] | None = No
     return 0 if server.started else 1
 
 
-def run(config: CloudConfig) -> int:
+def run(config: CloudConfig, *, sockets: list[socket.socket] | None = None) -> int:
     """Serve on uvloop where it is installed: libuv's loop carries a WebSocket message
     in about half the interpreter time of asyncio's own, and the loop is what limits
-    a busy gateway once storage batches its writes."""
+    a busy gateway once storage batches its writes. ``sockets`` as in :func:`serve`."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, sockets=sockets))
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(serve(config))
+        return runner.run(serve(config, sockets=sockets))
