@@ -358,7 +358,7 @@ async def test_rollout_to_a_list_sends_now_or_when_the_station_boots(
 
             async def sent() -> dict[str, Any] | None:
                 now = await progress(operator, rollout["rollout_id"])
-                return now if statuses(now)["CS3"] != "Pending" else None
+                return now if statuses(now)["CS3"] not in ("Pending", "Sending") else None
 
             # the answer is recorded after the station has it
             now = await until(sent, "CS3's answer recorded")

@@ -546,6 +546,7 @@ class Gateway:
     def join_cluster(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.store.stations.listeners.append(cluster.admission_changed)
+        self.store.firmware.listeners.append(cluster.firmware_targets)
 
     def holds(self, station_id: str) -> OcppVersion | None:
         conn = self._live.get(station_id)
@@ -574,6 +575,9 @@ class Gateway:
 
     def forget_admission(self, station_id: str) -> None:
         self.store.stations.forget(station_id)
+
+    def firmware_pending(self, station_ids: list[str]) -> None:
+        self.store.firmware.mark_pending(station_ids)
 
     async def call(
         self,

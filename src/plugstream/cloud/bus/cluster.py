@@ -9,6 +9,8 @@ Subjects (under the cluster's name, ``plugstream.`` unless ``--cluster`` names a
   on that node, gathered for ``FLUSH_S``, sent only while some node has a page open;
 - ``cluster.admission``: ``{"station"}``, a station's registration changed: every node
   forgets what it remembered of it for admission;
+- ``cluster.firmware``: ``{"stations": [...]}``, a firmware rollout made on that node
+  targets these stations: every node looks for it when one of them boots there;
 - ``node.<id>.call``: request/reply, a command for a station held by that node:
   ``{"station", "action", "payload", "timeout"}`` answered ``{"result": {...}}``,
   ``{"error": [code, description, details]}``, ``{"timeout": s}``, ``{"offline": true}``
@@ -92,6 +94,8 @@ class LocalStations(Protocol):
 
     def forget_admission(self, station_id: str) -> None: ...
 
+    def firmware_pending(self, station_ids: list[str]) -> None: ...
+
     @property
     def frames_received(self) -> int: ...
 
@@ -164,6 +168,7 @@ class Cluster:
             await sub(self._subject("cluster", "leaving"), cb=self._on_leaving),
             await sub(self._subject("cluster", "changed"), cb=self._on_changed),
             await sub(self._subject("cluster", "admission"), cb=self._on_admission),
+            await sub(self._subject("cluster", "firmware"), cb=self._on_firmware),
         ]
         watcher = await self._kv.watchall()
         async for entry in watcher:  # the bucket as it is now, then None
@@ -531,6 +536,23 @@ class Cluster:
         message = orjson.loads(msg.data)
         if message.get("node") != self.node_id and self._local is not None:
             self._local.forget_admission(str(message["station"]))
+
+    # -- firmware ---------------------------------------------------------------------
+
+    def firmware_targets(self, station_ids: list[str]) -> None:
+        """A rollout made here targets these stations: the other nodes send it to those
+        that boot there (committed already: a node reading now finds the targets)."""
+        if self.closed:
+            return
+        for start in range(0, len(station_ids), CHANGED_CHUNK):
+            chunk = station_ids[start : start + CHANGED_CHUNK]
+            message = orjson.dumps({"node": self.node_id, "stations": chunk})
+            self._spawn(self.nc.publish(self._subject("cluster", "firmware"), message))
+
+    async def _on_firmware(self, msg: Msg) -> None:
+        message = orjson.loads(msg.data)
+        if message.get("node") != self.node_id and self._local is not None:
+            self._local.firmware_pending([str(sid) for sid in message.get("stations", ())])
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -97,7 +97,8 @@ class TargetOut(BaseModel):
     station_id: str
     request_id: int = Field(description="requestId of the UpdateFirmware sent to the station.")
     status: str = Field(
-        description="Pending (not sent yet), the station's answer (Accepted, Rejected, "
+        description="Pending (not sent yet), Sending (a node is sending it now; Pending "
+        "again if the station turns out to be offline), the station's answer (Accepted, Rejected, "
         "AcceptedCanceled, InvalidCertificate, RevokedCertificate; NoAnswer, CallError), "
         "then its last firmware status (Downloading … Installed, InvalidSignature …); "
         "Superseded when a newer rollout reached it first."

@@ -1,20 +1,28 @@
 """The firmware repository's rows: images, rollouts and each rollout's targets.
 
-Writes go through the database's group-committing writer, which runs one operation at a
-time: a ``max(request_id) + 1`` taken inside an operation is therefore unique, so every
-UpdateFirmware gets a requestId no other target has had (2.0.1 L01.FR.xx: the station
-reports progress with that requestId).
+Every UpdateFirmware gets a requestId no other target has had (2.0.1 L01.FR.10: the
+station reports progress with that requestId): ``max(request_id) + 1`` is taken while
+rollouts are created one at a time, in this process by the group-committing writer, across
+the nodes of a cluster by SQLite's one writer or a PostgreSQL advisory lock.
+
+Several gateway nodes may share the database, so "each target sent once" is decided here,
+not by a lock in one process: a node takes a target (:meth:`Firmware.claim`, ``Pending`` →
+``Sending`` in one conditional UPDATE) before it sends it and sends only if its UPDATE
+changed the row. A claim older than its timeout belongs to a node that died mid-send and
+may be taken again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from . import schema as s
@@ -22,15 +30,31 @@ from .coltypes import as_utc
 from .database import Database
 
 __all__ = [
+    "CLAIM_TIMEOUT",
     "PENDING",
+    "SENDING",
     "Firmware",
     "FirmwareImage",
     "Rollout",
     "RolloutTarget",
 ]
 
+log = logging.getLogger(__name__)
+
 #: a target the UpdateFirmware has not reached yet (the station was not connected)
 PENDING = "Pending"
+#: a target some node has claimed and is sending now; its answer replaces it
+SENDING = "Sending"
+#: how long a claim holds when the caller names no timeout (the rollouts derive theirs
+#: from the call timeout); past it, its node is taken for dead and the target is pending
+CLAIM_TIMEOUT = timedelta(seconds=90)
+#: the advisory lock under which a PostgreSQL node numbers new targets ("PSfwreq")
+REQUEST_ID_LOCK = 0x505366777265710A
+_UNSENT = (PENDING, SENDING)
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
@@ -50,7 +74,7 @@ class RolloutTarget:
     rollout_id: int
     station_id: str
     request_id: int
-    status: str  # Pending, the UpdateFirmware answer, then the last firmware status
+    status: str  # Pending, Sending, the UpdateFirmware answer, then the last firmware status
     updated_at: datetime
 
 
@@ -121,12 +145,18 @@ def _read_rollouts(conn: Connection, rollout_id: int | None, limit: int) -> list
 class Firmware:
     """The firmware images, rollouts and targets."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = _wall_clock) -> None:
         self._db = db
-        # Stations that may have a Pending target (None: not read yet). Every boot asks
-        # for its pending targets; without this each one cost a read, and almost every
-        # answer is "none". Targets become Pending only in create_rollout, in this
-        # process, which adds them here; a station found to have none leaves the set.
+        #: what claims are stamped and judged stale with: the wall's time, not a demo's
+        #: scaled one, since claim timeouts are seconds of real calls (tests inject one)
+        self.clock = clock
+        #: called with the station ids of the targets this process creates, once they are
+        #: committed: the bus tells the other nodes (which call :meth:`mark_pending`)
+        self.listeners: list[Callable[[list[str]], None]] = []
+        # Stations that may have a Pending or Sending target (None: not read yet). Every
+        # boot asks for its pending targets; without this each one cost a read, and almost
+        # every answer is "none". Targets are created by create_rollout, here or on another
+        # node (which tells this one: mark_pending); a station found to have none leaves.
         self._pending: set[str] | None = None
         self._pending_generation = 0
         self._pending_loading: asyncio.Task[set[str]] | None = None
@@ -194,7 +224,7 @@ class Firmware:
 
         return await self._db.write(op)
 
-        # -- rollouts ---------------------------------------------------------------------
+    # -- rollouts ---------------------------------------------------------------------
 
     async def create_rollout(
         self,
@@ -206,9 +236,13 @@ class Firmware:
         install_at: datetime | None,
         at: datetime,
     ) -> Rollout:
-        """A rollout whose targets are all Pending, each with a requestId never used before."""
+        """A rollout whose targets are all Pending, each with a requestId never used before;
+        :attr:`listeners` hear of its stations once it is committed."""
 
         def op(conn: Connection) -> Rollout:
+            if conn.dialect.name == "postgresql":
+                # Another node may number targets now; SQLite has one writer at a time.
+                conn.execute(select(func.pg_advisory_xact_lock(REQUEST_ID_LOCK)))
             key = conn.execute(
                 s.firmware_rollouts.insert().values(
                     image_id=image_id,
@@ -246,13 +280,23 @@ class Firmware:
 
         # Marked before the write and again once it is committed: a load of the set or a
         # station's read that ran meanwhile (and saw no target yet) cannot drop these.
-        self._mark_pending(station_ids)
+        self.mark_pending(station_ids)
         try:
-            return await self._db.write(op)
+            rollout = await self._db.write(op)
         finally:
-            self._mark_pending(station_ids)
+            self.mark_pending(station_ids)
+        if station_ids:
+            # After the commit: a node told earlier could read "none" and forget them.
+            for listener in list(self.listeners):
+                try:
+                    listener(list(station_ids))
+                except Exception:
+                    log.exception("a listener of new firmware targets failed")
+        return rollout
 
-    def _mark_pending(self, station_ids: list[str]) -> None:
+    def mark_pending(self, station_ids: list[str]) -> None:
+        """These stations may have targets to send (another node created them): their next
+        boot reads them. Call it once the targets are committed."""
         self._pending_generation += 1
         if self._pending is not None:
             self._pending.update(station_ids)
@@ -277,23 +321,39 @@ class Firmware:
 
     async def _load_pending(self) -> set[str]:
         t = s.firmware_rollout_targets
-        query = select(t.c.station_id).where(t.c.status == PENDING).distinct()
+        query = select(t.c.station_id).where(t.c.status.in_(_UNSENT)).distinct()
         return set(await self._db.read(lambda conn: conn.execute(query).scalars().all()))
 
-    async def pending_targets(
+    def claimable(self, target: RolloutTarget, claim_timeout: timedelta = CLAIM_TIMEOUT) -> bool:
+        """Pending, or claimed longer ago than ``claim_timeout`` (its node died mid-send)."""
+        if target.status == PENDING:
+            return True
+        return target.status == SENDING and target.updated_at < self.clock() - claim_timeout
+
+    async def unsent_targets(
         self, station_id: str
     ) -> list[tuple[RolloutTarget, Rollout, FirmwareImage]]:
-        """The station's targets not sent yet, newest rollout first, with their rollout and
-        image; from memory, without a read, for a station known to have none."""
+        """The station's Pending and Sending targets, newest rollout first, with their
+        rollout and image: a Sending one may be on its way from another node, and says that
+        older ones are superseded. From memory, without a read, for a station known to
+        have none."""
         if not await self._may_have_pending(station_id):
             return []
         generation = self._pending_generation
-        found = await self._read_pending(station_id)
+        found = await self._read_unsent(station_id)
         if not found and self._pending is not None and generation == self._pending_generation:
             self._pending.discard(station_id)  # (a rollout made meanwhile may not be read yet)
         return found
 
-    async def _read_pending(
+    async def pending_targets(
+        self, station_id: str, *, claim_timeout: timedelta = CLAIM_TIMEOUT
+    ) -> list[tuple[RolloutTarget, Rollout, FirmwareImage]]:
+        """The station's targets no node is sending (:meth:`claimable`), newest rollout
+        first, with their rollout and image."""
+        unsent = await self.unsent_targets(station_id)
+        return [u for u in unsent if self.claimable(u[0], claim_timeout)]
+
+    async def _read_unsent(
         self, station_id: str
     ) -> list[tuple[RolloutTarget, Rollout, FirmwareImage]]:
 
@@ -304,7 +364,7 @@ class Firmware:
                     t, r.c.image_id, r.c.created_at, r.c.selector, r.c.retrieve_at, r.c.install_at
                 )
                 .join(r, r.c.rollout_id == t.c.rollout_id)
-                .where(t.c.station_id == station_id, t.c.status == PENDING)
+                .where(t.c.station_id == station_id, t.c.status.in_(_UNSENT))
                 .order_by(t.c.rollout_id.desc())
             ).all()
             out = []
@@ -316,12 +376,17 @@ class Firmware:
 
         return await self._db.read(read)
 
-    async def record_answer(
-        self, rollout_id: int, station_id: str, status: str, at: datetime
-    ) -> bool:
-        """The station's answer to the UpdateFirmware (or NoAnswer, CallError, Superseded):
-        it replaces only Pending. The station may have sent its first FirmwareStatusNotification
-        (Downloading …) before its answer was read here, and that later news must stay."""
+    async def claim(
+        self, rollout_id: int, station_id: str, *, claim_timeout: timedelta = CLAIM_TIMEOUT
+    ) -> datetime | None:
+        """Take a target to send it, for this node alone: Pending, or Sending for longer than
+        ``claim_timeout``, becomes Sending stamped now. The stamp (for :meth:`release`) when
+        this call took it; None when another node is sending it or it is answered.
+
+        One conditional UPDATE: SQLite runs one writer at a time, and PostgreSQL makes a
+        second UPDATE of the row wait for the first and look at the row it left."""
+        now = self.clock()
+        stale = now - claim_timeout
 
         def op(conn: Connection) -> bool:
             t = s.firmware_rollout_targets
@@ -330,7 +395,50 @@ class Firmware:
                 .where(
                     t.c.rollout_id == rollout_id,
                     t.c.station_id == station_id,
-                    t.c.status == PENDING,
+                    or_(t.c.status == PENDING, (t.c.status == SENDING) & (t.c.updated_at < stale)),
+                )
+                .values(status=SENDING, updated_at=now)
+            )
+            return bool(done.rowcount)
+
+        return now if await self._db.write(op) else None
+
+    async def release(self, rollout_id: int, station_id: str, claimed_at: datetime) -> bool:
+        """Give back a claim whose station turned out not to be connected: Pending again,
+        unless the claim is no longer this one (it went stale and another node took it)."""
+
+        def op(conn: Connection) -> bool:
+            t = s.firmware_rollout_targets
+            done = conn.execute(
+                update(t)
+                .where(
+                    t.c.rollout_id == rollout_id,
+                    t.c.station_id == station_id,
+                    t.c.status == SENDING,
+                    t.c.updated_at == claimed_at,
+                )
+                .values(status=PENDING, updated_at=self.clock())
+            )
+            return bool(done.rowcount)
+
+        return await self._db.write(op)
+
+    async def record_answer(
+        self, rollout_id: int, station_id: str, status: str, at: datetime
+    ) -> bool:
+        """The station's answer to the UpdateFirmware (or NoAnswer, CallError, Superseded):
+        it replaces only Sending (and Pending). The station may have sent its first
+        FirmwareStatusNotification (Downloading …) before its answer was read here, and that
+        later news must stay."""
+
+        def op(conn: Connection) -> bool:
+            t = s.firmware_rollout_targets
+            done = conn.execute(
+                update(t)
+                .where(
+                    t.c.rollout_id == rollout_id,
+                    t.c.station_id == station_id,
+                    t.c.status.in_(_UNSENT),
                 )
                 .values(status=status, updated_at=at)
             )

@@ -11,7 +11,7 @@ const FILENAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/; // what the API takes as
 // FirmwareStatusNotification's statuses (and the answer to the update) in the order an
 // update goes through them: where a station is on its way to Installed.
 const STEPS = {
-  Pending: 0, Accepted: 1, AcceptedCanceled: 1, DownloadScheduled: 1, DownloadPaused: 2,
+  Pending: 0, Sending: 0, Accepted: 1, AcceptedCanceled: 1, DownloadScheduled: 1, DownloadPaused: 2,
   Downloading: 2, Downloaded: 3, SignatureVerified: 4, InstallScheduled: 4, Installing: 5,
   InstallRebooting: 6, Installed: 7,
 };
