@@ -446,8 +446,9 @@ class Cluster:
         mine = self._claims.get(station_id)
         if mine is None or mine < revision:
             self._claims.pop(station_id, None)
-            if self._local is not None:
-                self._local.evict(station_id)
+            local = self._local
+            if local is not None and local.holds(station_id) is not None:
+                local.evict(station_id)  # unless the watch was quicker and it is gone
         await msg.respond(b"{}")
 
     async def _on_ping(self, msg: Msg) -> None:
