@@ -601,8 +601,17 @@ def cloud_serve(
         ),
     ] = _CLOUD_DEFAULTS.handshake_timeout,
     max_pending_handshakes: Annotated[
-        int, typer.Option(min=1, help="Unfinished handshakes at once (more: closed at once).")
+        int,
+        typer.Option(min=1, help="Unfinished handshakes at once (more: wait, or are closed)."),
     ] = _CLOUD_DEFAULTS.max_pending_handshakes,
+    max_waiting_handshakes: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="New connections that may wait, in order and unread, for a slot beyond "
+            "--max-pending-handshakes (more: closed at once; 0: none wait).",
+        ),
+    ] = _CLOUD_DEFAULTS.max_waiting_handshakes,
     connect_rate: Annotated[
         float,
         typer.Option(min=0.0, help="New connections a second per source address (0: no limit)."),
@@ -799,6 +808,7 @@ def cloud_serve(
         call_timeout=call_timeout,
         handshake_timeout=handshake_timeout,
         max_pending_handshakes=max_pending_handshakes,
+        max_waiting_handshakes=max_waiting_handshakes,
         connect_rate=connect_rate,
         connect_burst=connect_burst,
         max_frame_bytes=max_frame_bytes,

@@ -171,11 +171,15 @@ async def test_a_second_request_head_on_a_keep_alive_connection_has_a_deadline_t
 async def test_beyond_the_pending_cap_new_connections_are_closed_at_once(
     tmp_path: Path,
 ) -> None:
-    """With 20 handshakes pending (the cap; 10 each from two addresses), 10 more are
-    closed at once -- long before the deadline -- and a station connects as soon as the
-    20 are gone."""
+    """With 20 handshakes pending (the cap; 10 each from two addresses) and no room to
+    wait, 10 more are closed at once -- long before the deadline -- and a station
+    connects as soon as the 20 are gone."""
     async with running_cloud(
-        tmp_path, auto_register=True, handshake_timeout=WAIT * 2, max_pending_handshakes=20
+        tmp_path,
+        auto_register=True,
+        handshake_timeout=WAIT * 2,
+        max_pending_handshakes=20,
+        max_waiting_handshakes=0,
     ) as cloud:
         guard = guard_of(cloud)
         async with (
@@ -192,6 +196,47 @@ async def test_beyond_the_pending_cap_new_connections_are_closed_at_once(
             assert guard.pending == 20
         await until(lambda: guard.pending == 0, "the 20 gone")
         await station_heartbeat(cloud, "CP1")
+
+
+@pytest.mark.socket
+async def test_beyond_the_pending_cap_a_storm_waits_its_turn_and_only_the_excess_is_closed(
+    tmp_path: Path,
+) -> None:
+    """A cloud restart: 20 handshakes pending (the cap) and room for 5 to wait. 4
+    connections and a station wait, unread, rather than being closed; 3 more beyond the
+    room are closed at once. Once the 20 go, those waiting take the slots in order, and
+    the station, which waited its turn, boots and gets its Heartbeat answered."""
+    # (its connect's open timeout, 10 s, covers the wait)
+    async with running_cloud(
+        tmp_path,
+        auto_register=True,
+        handshake_timeout=WAIT * 2,
+        max_pending_handshakes=20,
+        max_waiting_handshakes=5,
+    ) as cloud:
+        guard = guard_of(cloud)
+        async with (
+            half_open(cloud.port, 10, source="127.0.0.2"),
+            half_open(cloud.port, 10, source="127.0.0.3"),
+        ):
+            await until(lambda: guard.pending == 20, "20 handshakes pending")
+            async with half_open(cloud.port, 4, source="127.0.0.4") as waiting:
+                await until(lambda: guard.waiting == 4, "4 waiting for a slot")
+                station = asyncio.create_task(station_heartbeat(cloud, "CP1"))
+                await until(lambda: guard.waiting == 5, "the station waiting too")
+                async with half_open(cloud.port, 3, source="127.0.0.5") as beyond:
+                    results = await asyncio.wait_for(
+                        asyncio.gather(*(closed(reader) for reader, _ in beyond)), MARGIN
+                    )
+                assert all(results)
+                assert guard.refused[Refusal.TOO_MANY_PENDING] == 3
+                assert not station.done()
+                assert all(not reader.at_eof() for reader, _ in waiting)
+        # Its turn came as the 20 went (the 4 before it, gone meanwhile, took a slot
+        # each only to find their peer gone: unread, a waiting socket is not watched).
+        await asyncio.wait_for(station, WAIT)
+        assert guard.waited == 5
+        assert guard.refused[Refusal.WAITED_TOO_LONG] == 0
 
 
 @pytest.mark.socket
@@ -310,6 +355,61 @@ def test_an_ipv6_slash_64_is_one_address_and_the_table_is_bounded() -> None:
         now[0] += 0.0001
         rate.allow(f"2001:db8:{i:x}::1")
     assert len(rate) <= 100
+
+
+class Waiting:
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    def start(self) -> None:
+        self.log.append(f"start {self.name}")
+
+    def expire(self) -> None:
+        self.log.append(f"expire {self.name}")
+
+
+@pytest.mark.unit
+def test_beyond_the_cap_connections_wait_in_order_within_bounds() -> None:
+    now = [0.0]
+    guard = HandshakeGuard(
+        timeout=1.0, max_pending=2, max_waiting=3, wait_limit=30.0, clock=lambda: now[0]
+    )
+    log: list[str] = []
+    w = {name: Waiting(name, log) for name in ("a", "b", "c", "d", "gone")}
+    assert guard.admit("192.0.2.1") is None and guard.admit("192.0.2.2") is None
+    assert guard.admit("192.0.2.3", w["a"]) is None and guard.is_waiting(w["a"])
+    assert guard.admit("192.0.2.4", w["gone"]) is None
+    assert guard.admit("192.0.2.5", w["b"]) is None
+    assert guard.admit("192.0.2.6", w["c"]) is Refusal.TOO_MANY_PENDING  # no room to wait
+    guard.leave(w["gone"])  # gave up before its turn
+    assert guard.admit("192.0.2.6", w["c"]) is None
+    assert guard.waiting == 3 and log == []
+    guard.release("192.0.2.1")  # a slot: the one waiting longest takes it
+    assert log == ["start a"] and guard.pending == 2 and guard.waiting == 2
+    now[0] += 31.0  # the rest waited too long: closed as slots come
+    guard.release("192.0.2.2")
+    assert log == ["start a", "expire b", "expire c"]
+    assert guard.refused[Refusal.WAITED_TOO_LONG] == 2 and guard.waiting == 0
+    assert guard.admit("192.0.2.7", w["d"]) is None and not guard.is_waiting(w["d"])
+    assert guard.waited == 1
+
+
+@pytest.mark.unit
+def test_one_address_waits_with_at_most_its_share_and_waits_on_while_over_it() -> None:
+    guard = HandshakeGuard(timeout=1.0, max_pending=4, max_waiting=10)
+    log: list[str] = []
+    assert guard.admit("192.0.2.1") is None and guard.admit("192.0.2.1") is None  # its share
+    assert guard.admit("192.0.2.2") is None and guard.admit("192.0.2.3") is None
+    first, second, third = (Waiting(n, log) for n in ("1a", "1b", "1c"))
+    assert guard.admit("192.0.2.1", first) is None
+    assert guard.admit("192.0.2.1", second) is None
+    assert guard.admit("192.0.2.1", third) is Refusal.TOO_MANY_FROM_ADDRESS
+    other = Waiting("4", log)
+    assert guard.admit("192.0.2.4", other) is None
+    guard.release("192.0.2.2")  # 192.0.2.1 still holds its share: 192.0.2.4 goes first
+    assert log == ["start 4"]
+    guard.release("192.0.2.1")
+    assert log == ["start 4", "start 1a"] and guard.is_waiting(second)
 
 
 @pytest.mark.unit

@@ -4,6 +4,7 @@ small pool of their own, and a reconnect with the right password skips argon2.""
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import threading
 import time
@@ -436,13 +437,15 @@ async def test_a_locked_login_is_answered_late_so_each_guesser_waits(tmp_path: P
         await until(lambda: cloud.gateway.is_connected("GOOD"), "the station connected")
         for n in range(2):
             assert await _login(cloud, f"T{n}", GOOD) == 404
-        began = time.perf_counter()
+        locked = began = time.perf_counter()
         refusals = await asyncio.gather(*(_refusal(cloud, f"T{n}") for n in range(50)))
         took = time.perf_counter() - began
         stop.set()
         times = await asyncio.wait_for(probe, WAIT)
         assert {status for status, _ in refusals} == {429}
-        assert all(int(retry) >= 59 for _, retry in refusals)
+        # what is left of the 60 s lock (a loaded machine may take seconds to get here)
+        left = 60 - math.ceil(time.perf_counter() - locked)
+        assert all(int(retry) >= left for _, retry in refusals)
         assert took >= 0.5  # none answered before the tarpit's delay
         assert times and max(times) < took  # the station was answered while they waited
 

@@ -219,6 +219,7 @@ async def test_beyond_the_pending_cap_a_tls_connection_is_closed_as_soon_as_its_
         auto_register=True,
         handshake_timeout=WAIT * 2,
         max_pending_handshakes=4,
+        max_waiting_handshakes=0,
         tls_cert=certs.cert,
         tls_key=certs.key,
     ) as cloud:

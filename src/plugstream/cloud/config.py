@@ -61,6 +61,11 @@ class CloudConfig:
     # from 127.0.0.1 (bench/loadgen.py: 2,000 a second), connect at once.
     handshake_timeout: float = 10.0
     max_pending_handshakes: int = 1000
+    # Beyond max_pending_handshakes, this many new connections wait for a slot in their
+    # order (unread: the kernel keeps their bytes) instead of being closed: a fleet that
+    # reconnects at once after a restart gets in as fast as handshakes complete, where
+    # closed it would come back only after its reconnect back-off. 0: closed at once.
+    max_waiting_handshakes: int = 20_000
     connect_rate: float = 2500.0
     connect_burst: int = 5000
     # PEM; with tls_key, serve wss:// and https:// (security profile 2)

@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
-__all__ = ["AddressRate", "HandshakeGuard", "Refusal", "address_key"]
+__all__ = ["AddressRate", "HandshakeGuard", "Refusal", "Waiter", "address_key"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,17 @@ class Refusal(Enum):
     TOO_MANY_PENDING = "too many pending handshakes"
     TOO_MANY_FROM_ADDRESS = "too many pending handshakes from the address"
     TOO_FAST = "too many connections from the address"
+    WAITED_TOO_LONG = "waited too long for a handshake slot"
+
+
+class Waiter(Protocol):
+    """A connection waiting for a slot (its socket not read meanwhile)."""
+
+    def start(self) -> None:
+        """A slot is the connection's: its handshake begins (and its deadline)."""
+
+    def expire(self) -> None:
+        """It waited too long: it is to be closed."""
 
 
 def address_key(host: str) -> str:
@@ -110,10 +122,23 @@ class HandshakeGuard:
     timeout: float = 10.0
     max_pending: int = 1000
     rate: AddressRate | None = None
+    # Beyond max_pending, up to max_waiting new connections wait for a slot, in the order
+    # they came, their sockets unread (the kernel keeps what they send): a fleet that
+    # reconnects at once after a restart is served as fast as handshakes complete, not
+    # closed to come back after its back-off. One that waited wait_limit s is closed.
+    max_waiting: int = 0
+    wait_limit: float = 30.0
+    clock: Callable[[], float] = time.monotonic
     pending: int = 0
     refused: dict[Refusal, int] = field(default_factory=lambda: dict.fromkeys(Refusal, 0))
     timed_out: int = 0
+    waited: int = 0  # connections that waited for a slot and got one
     _by_address: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    # insertion-ordered: waiter -> (its address, when it began to wait)
+    _waiting: dict[Waiter, tuple[str | None, float]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _waiting_from: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
@@ -125,12 +150,31 @@ class HandshakeGuard:
     def max_pending_per_address(self) -> int:
         return max(1, self.max_pending // 2)
 
-    def admit(self, host: str | None) -> Refusal | None:
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def is_waiting(self, waiter: Waiter) -> bool:
+        return waiter in self._waiting
+
+    def admit(self, host: str | None, waiter: Waiter | None = None) -> Refusal | None:
         """A new connection from ``host``: None when it may start its handshake (it is
-        then pending until :meth:`release`), else why it is to be closed at once."""
+        then pending until :meth:`release`) or, with ``waiter``, when it waits for a slot
+        (``waiter.start()`` when it has one); else why it is to be closed at once."""
         refusal: Refusal | None = None
         key = address_key(host) if host is not None else None
-        if self.pending >= self.max_pending:
+        if self.pending >= self.max_pending or (self._waiting and waiter is not None):
+            if waiter is not None and len(self._waiting) < self.max_waiting:
+                if key is not None and (
+                    self._waiting_from.get(key, 0) >= self.max_pending_per_address
+                ):
+                    return self._refuse(Refusal.TOO_MANY_FROM_ADDRESS, host)
+                if self.rate is not None and host is not None and not self.rate.allow(host):
+                    return self._refuse(Refusal.TOO_FAST, host)
+                self._waiting[waiter] = (host, self.clock())
+                if key is not None:
+                    self._waiting_from[key] = self._waiting_from.get(key, 0) + 1
+                return None
             refusal = Refusal.TOO_MANY_PENDING
         elif key is not None and self._by_address.get(key, 0) >= self.max_pending_per_address:
             refusal = Refusal.TOO_MANY_FROM_ADDRESS
@@ -139,11 +183,57 @@ class HandshakeGuard:
         if refusal is None:
             self._hold(key)
             return None
+        return self._refuse(refusal, host)
+
+    def _refuse(self, refusal: Refusal, host: str | None) -> Refusal:
         count = self.refused[refusal] + 1
         self.refused[refusal] = count
         if count == 1 or count % 1000 == 0:  # a flood is not to flood the log too
             log.warning("connection from %s closed: %s (%d so far)", host, refusal.value, count)
         return refusal
+
+    def leave(self, waiter: Waiter) -> None:
+        """A waiting connection went away before its turn."""
+        found = self._waiting.pop(waiter, None)
+        if found is not None:
+            self._unwait(found[0])
+
+    def _unwait(self, host: str | None) -> None:
+        if host is None:
+            return
+        key = address_key(host)
+        left = self._waiting_from.get(key, 0) - 1
+        if left > 0:
+            self._waiting_from[key] = left
+        else:
+            self._waiting_from.pop(key, None)
+
+    def _next(self) -> None:
+        """Slots are free: the connections waiting longest take them (those from an
+        address over its share wait on; those that waited too long are closed)."""
+        if not self._waiting:
+            return
+        now = self.clock()
+        skipped: list[tuple[Waiter, tuple[str | None, float]]] = []
+        # Each address waits with at most its share: the skipped are bounded by that.
+        while self._waiting and self.pending < self.max_pending and len(skipped) < 64:
+            waiter = next(iter(self._waiting))
+            host, since = self._waiting.pop(waiter)
+            if now - since > self.wait_limit:
+                self._unwait(host)
+                self._refuse(Refusal.WAITED_TOO_LONG, host)
+                waiter.expire()
+                continue
+            key = address_key(host) if host is not None else None
+            if key is not None and self._by_address.get(key, 0) >= self.max_pending_per_address:
+                skipped.append((waiter, (host, since)))
+                continue
+            self._unwait(host)
+            self._hold(key)
+            self.waited += 1
+            waiter.start()
+        if skipped:  # back at the head, in their order
+            self._waiting = dict(skipped) | self._waiting
 
     def resume(self, host: str | None) -> Refusal | None:
         """A connection already admitted starts another request head (HTTP keep-alive):
@@ -170,7 +260,7 @@ class HandshakeGuard:
 
     def release(self, host: str | None, *, expired: bool = False) -> None:
         """A pending handshake from ``host`` is over: done, gone, or (``expired``) out
-        of time."""
+        of time. Its slot goes to the connection waiting longest."""
         self.pending -= 1
         if host is not None:
             key = address_key(host)
@@ -187,3 +277,4 @@ class HandshakeGuard:
                     self.timeout,
                     self.timed_out,
                 )
+        self._next()

@@ -187,7 +187,16 @@ def handshake_guard(config: CloudConfig, open_files: int | None = None) -> Hands
     rate = None
     if config.connect_rate > 0 and config.connect_burst > 0:
         rate = AddressRate(config.connect_rate, config.connect_burst)
-    return HandshakeGuard(timeout=config.handshake_timeout, max_pending=cap, rate=rate)
+    waiting = config.max_waiting_handshakes
+    if open_files is not None:  # each waits on a descriptor of its own
+        waiting = min(waiting, max(0, open_files - 2 * cap - FD_RESERVE))
+    return HandshakeGuard(
+        timeout=config.handshake_timeout,
+        max_pending=cap,
+        rate=rate,
+        max_waiting=waiting,
+        wait_limit=3 * config.handshake_timeout,
+    )
 
 
 def uvicorn_config(

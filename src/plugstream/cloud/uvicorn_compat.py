@@ -336,8 +336,9 @@ class GuardedHttpProtocol(TlsHttpProtocol):
     """The HTTP protocol every connection starts in, under a :class:`HandshakeGuard`
     (``guard``, bound per server by :func:`guarded_http_protocol`).
 
-    A new connection beyond the cap of pending handshakes (or beyond its address's share
-    of it), or from an address over its rate, is aborted at once. An admitted one has ``guard.timeout`` seconds to send its
+    A new connection beyond the cap of pending handshakes waits for a slot, its socket not
+    read, while fewer than ``guard.max_waiting`` wait; beyond that (or beyond its address's
+    share of the cap), or from an address over its rate, it is aborted at once. An admitted one has ``guard.timeout`` seconds to send its
     whole request head and, when it asks for a WebSocket, to be upgraded (the deadline
     goes with it to :class:`LeanWebSocketProtocol`); a later request head on the same
     keep-alive connection gets a deadline of its own (uvicorn's keep-alive timer stops at
@@ -347,6 +348,7 @@ class GuardedHttpProtocol(TlsHttpProtocol):
     guard: ClassVar[HandshakeGuard | None] = None
     _handshake: PendingHandshake | None = None
     _upgraded = False
+    _waits = False  # beyond the cap, waiting for a slot (its socket not read meanwhile)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -360,13 +362,35 @@ class GuardedHttpProtocol(TlsHttpProtocol):
         if guard is None:
             return
         host = self.client[0] if self.client else None
-        if guard.admit(host) is not None:
+        if guard.admit(host, self if guard.max_waiting else None) is not None:
             transport.abort()
+            return
+        if guard.is_waiting(self):
+            self._waits = True
+            transport.pause_reading()
             return
         self._handshake = PendingHandshake(guard, host, transport, self.loop, self._accepted)
 
+    # -- a connection waiting for a slot (handshake_guard.Waiter) --------------------------
+
+    def start(self) -> None:
+        """Its turn: the handshake's deadline counts from now."""
+        self._waits = False
+        guard = self.guard
+        assert guard is not None
+        host = self.client[0] if self.client else None
+        self._handshake = PendingHandshake(guard, host, self.transport, self.loop)
+        self.transport.resume_reading()
+
+    def expire(self) -> None:
+        self._waits = False
+        self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        if self._waits and self.guard is not None:
+            self._waits = False
+            self.guard.leave(self)
         self._head_over()
 
     def _head_over(self) -> None:
