@@ -19,17 +19,29 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 from typer.testing import CliRunner
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from plugstream.cli import app as cli_app
 from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.handshake_guard import AddressRate, HandshakeGuard, Refusal, address_key
-from plugstream.cloud.serve import FD_RESERVE, handshake_guard
+from plugstream.cloud.serve import FD_RESERVE, READY, handshake_guard
 from plugstream.cloud.uvicorn_compat import GuardedHttpProtocol
-from tests.support import WAIT, Cloud, basic_auth, boot_and_heartbeat, running_cloud, until
+from tests.support import (
+    WAIT,
+    Cloud,
+    basic_auth,
+    boot_and_heartbeat,
+    cloud_serve_argv,
+    free_port,
+    read_until,
+    running_cloud,
+    stop_process,
+    until,
+)
 
 DEADLINE = 0.5  # s: the handshake timeout of the socket tests (the default is 10 s)
 MARGIN = 2.5  # s a closed connection may take to be seen closed, on a loaded machine
@@ -237,6 +249,54 @@ async def test_beyond_the_pending_cap_a_storm_waits_its_turn_and_only_the_excess
         await asyncio.wait_for(station, WAIT)
         assert guard.waited == 5
         assert guard.refused[Refusal.WAITED_TOO_LONG] == 0
+
+
+@pytest.mark.socket
+async def test_stations_that_waited_for_a_slot_keep_their_connections_past_the_deadline(
+    tmp_path: Path,
+) -> None:
+    """The real server (uvloop, which reads a new socket once before it can be paused):
+    12 stations at once against a cap of 3, so 9 wait for a slot. Once all are in and a
+    deadline has had time to fire (a half-open connection opened after them is cut off
+    by its own), every station is still connected and answered: no deadline was left
+    running on a station that waited."""
+    port = free_port()
+    server = subprocess.Popen(
+        cloud_serve_argv(
+            port,
+            tmp_path / "cloud.db",
+            *["--auto-register-unsecured", "--max-pending-handshakes", "3"],
+            *["--handshake-timeout", "2"],
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        read_until(server, READY)
+
+        async def station(n: int) -> ClientConnection:
+            ws = await connect(
+                f"ws://127.0.0.1:{port}/ocpp/CS{n}",
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                local_addr=(f"127.0.1.{n + 1}", 0),
+                ping_interval=None,
+            )
+            await boot_and_heartbeat(ws)
+            return ws
+
+        stations = await asyncio.gather(*(station(n) for n in range(12)))
+        try:
+            async with half_open(port, 1, source="127.0.2.1") as late:
+                assert await asyncio.wait_for(closed(late[0][0]), WAIT)  # its deadline
+            for ws in stations:
+                await ws.send(orjson.dumps([2, "again", "Heartbeat", {}]).decode())
+                assert orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))[:2] == [3, "again"]
+        finally:
+            for ws in stations:
+                await ws.close()
+    finally:
+        stop_process(server)
 
 
 @pytest.mark.socket

@@ -349,6 +349,7 @@ class GuardedHttpProtocol(TlsHttpProtocol):
     _handshake: PendingHandshake | None = None
     _upgraded = False
     _waits = False  # beyond the cap, waiting for a slot (its socket not read meanwhile)
+    _early: bytes = b""  # what came before reading stopped (uvloop reads once regardless)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -374,13 +375,22 @@ class GuardedHttpProtocol(TlsHttpProtocol):
     # -- a connection waiting for a slot (handshake_guard.Waiter) --------------------------
 
     def start(self) -> None:
-        """Its turn: the handshake's deadline counts from now."""
+        """Its turn: the handshake's deadline counts from now, and what it sent is read
+        (on the next turn of the loop: this runs inside another connection's callback)."""
         self._waits = False
         guard = self.guard
         assert guard is not None
         host = self.client[0] if self.client else None
         self._handshake = PendingHandshake(guard, host, self.transport, self.loop)
+        self.loop.call_soon(self._read_again)
+
+    def _read_again(self) -> None:
+        if self.transport.is_closing():
+            return
+        early, self._early = self._early, b""
         self.transport.resume_reading()
+        if early:
+            self.data_received(early)
 
     def expire(self) -> None:
         self._waits = False
@@ -400,6 +410,12 @@ class GuardedHttpProtocol(TlsHttpProtocol):
             handshake.finish()
 
     def data_received(self, data: bytes) -> None:
+        if self._waits:
+            # Reading does not stop before it has begun (uvloop): kept, and not read again
+            # until its turn; a read is at most one buffer's worth.
+            self._early += data
+            self.transport.pause_reading()
+            return
         super().data_received(data)
         if self._upgraded or self.transport.is_closing():
             return
