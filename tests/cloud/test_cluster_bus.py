@@ -249,3 +249,23 @@ async def test_after_the_bus_lost_presence_each_node_puts_its_stations_back(node
     await until(lambda: b.holder("CS1") is None, "B to see CS1 gone")
     await a.reconnected()
     await until(lambda: b.holder("CS1") is not None, "B to see CS1 on A again")
+
+
+async def test_a_claim_the_bus_could_not_take_is_made_again_while_the_station_is_here(
+    nodes: Join,
+) -> None:
+    a, gw_a = await nodes("A")
+    b, _ = await nodes("B")
+    gw_a.live["CS1"] = OcppVersion.V16
+    real = a._claim
+    failures = [TimeoutError("the bus is slow")]
+
+    async def slow_bus(station_id: str, version: OcppVersion) -> None:
+        if failures:
+            raise failures.pop()
+        await real(station_id, version)
+
+    a._claim = slow_bus  # type: ignore[method-assign]
+    await a.claim("CS1", OcppVersion.V16)  # accepted anyway: the station is here
+    assert b.holder("CS1") is None
+    await until(lambda: b.holder("CS1") is not None, "the claim made again")

@@ -69,6 +69,7 @@ FLUSH_S = 0.25  # changed stations are sent to other nodes together, at most thi
 CHANGED_CHUNK = 1000  # station ids per cluster.changed message
 EVICT_TIMEOUT_S = 2.0  # a node that does not let go of a station within this is dead
 CLAIM_TRIES = 5  # concurrent claims of one station: the last one to write wins
+CLAIM_RETRIES = 6  # a claim that failed (the bus slow or away) is tried again, backing off
 CALL_MARGIN_S = 5.0  # a command's request waits this longer than the station's timeout
 REMOTE_CALLS = 1000  # commands from other nodes in flight at once; more: answered busy
 RELEASE_TIMEOUT_S = 2.0
@@ -123,6 +124,7 @@ class Cluster:
         self._claims: dict[str, int] = {}  # our stations' entry revisions
         self._revisions: dict[str, int] = {}  # the bucket's last revision of each station
         self._unclaimed: set[str] = set()  # accepted while the bus was unreachable
+        self._unclaim_failed = 0
         self._frames: dict[str, int] = {}  # frames received, by other node
         self._watching: dict[str, bool] = {}  # a console page open, by other node
         self._watchers = 0  # pages open on this node
@@ -264,12 +266,28 @@ class Cluster:
         try:
             await asyncio.wait_for(self._claim(station_id, version), EVICT_TIMEOUT_S * 2)
         except Exception as exc:
-            log.warning("could not claim %s on the bus (%s): claimed later", station_id, exc)
+            self._unclaim_failed += 1
+            if self._unclaim_failed % 1000 == 1:
+                log.warning("could not claim %s on the bus (%s): claimed later", station_id, exc)
             self._unclaimed.add(station_id)
+            self._spawn(self._claim_later(station_id, version))
+
+    async def _claim_later(self, station_id: str, version: OcppVersion) -> None:
+        """Try again, with back-off, while the station is still here and unclaimed (a bus
+        that is down is also caught up with when it is back: :meth:`reconnected`)."""
+        for attempt in range(CLAIM_RETRIES):
+            await asyncio.sleep(min(30.0, 2.0 * 2**attempt))
+            local = self._local
+            if self.closed or station_id not in self._unclaimed or local is None:
+                return
+            if local.holds(station_id) is None:
+                self._unclaimed.discard(station_id)
+                return
+            await self._claim_quietly(station_id, version)
 
     async def _claim_quietly(self, station_id: str, version: OcppVersion) -> None:
         with contextlib.suppress(Exception):
-            await self._claim(station_id, version)
+            await asyncio.wait_for(self._claim(station_id, version), EVICT_TIMEOUT_S * 2)
             self._unclaimed.discard(station_id)
 
     async def _claim(self, station_id: str, version: OcppVersion) -> None:
