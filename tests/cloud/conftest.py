@@ -9,7 +9,11 @@ station booted on it, with the id of the ``station_id`` fixture)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -73,6 +77,47 @@ def postgres_url() -> Iterator[str]:
     _run(create)
     yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
     _run(drop)
+
+
+_FRESH = itertools.count()
+
+
+@contextlib.contextmanager
+def fresh_postgres(prefix: str, *, migrated: bool = False) -> Iterator[str]:
+    """A new, empty database of its own on the PLUGSTREAM_TEST_POSTGRES server, brought
+    to this code's schema by ``plugstream cloud migrate`` when ``migrated`` (what a
+    cluster's nodes need before they start), and dropped afterwards. A server that is
+    named but unreachable fails the test."""
+    assert POSTGRES, "PLUGSTREAM_TEST_POSTGRES is not set"
+    name = f"{prefix}_{os.getpid()}_{next(_FRESH)}"
+    admin = _asyncpg_dsn(POSTGRES)
+
+    async def execute(sql: str) -> None:
+        try:
+            conn = await asyncpg.connect(admin, timeout=10)
+        except Exception as exc:
+            pytest.fail(f"PLUGSTREAM_TEST_POSTGRES={POSTGRES!r} is set but unreachable: {exc!r}")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    _run(lambda: execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _run(lambda: execute(f'CREATE DATABASE "{name}"'))
+    try:
+        url = make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+        if migrated:
+            done = subprocess.run(
+                [sys.executable, "-m", "plugstream.cli", "cloud", "migrate", "--db", url],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+        yield url
+    finally:
+        _run(lambda: execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _truncate_postgres(url: str) -> None:

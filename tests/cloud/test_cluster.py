@@ -36,13 +36,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from plugstream.cloud.serve import READY
+from tests.cloud.conftest import fresh_postgres
 from tests.support import WAIT, basic_auth, free_port, read_until, stop_process, until
 
 pytestmark = pytest.mark.socket
 
 POSTGRES = os.environ.get("PLUGSTREAM_TEST_POSTGRES", "").strip()
 NATS = os.environ.get("PLUGSTREAM_TEST_NATS", "").strip()
-CLUSTERS = [pytest.param((POSTGRES, NATS), id="postgresql+nats")] if POSTGRES and NATS else []
+CLUSTERS = [pytest.param(NATS, id="postgresql+nats")] if POSTGRES and NATS else []
 TOKEN = "cluster-test-token"
 PASSWORD = "cluster-secret-1"
 
@@ -59,32 +60,10 @@ def _reachable(url: str, default_port: int) -> None:
 @pytest.fixture(params=CLUSTERS)
 def services(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """A fresh, migrated PostgreSQL database of the test's own, and the NATS URL."""
-    postgres, nats = request.param
-    _reachable(postgres, 5432)
+    nats: str = request.param
     _reachable(nats, 4222)
-    name = f"plugstream_cluster_{uuid.uuid4().hex[:12]}"
-    admin = make_url(postgres).set(drivername="postgresql").render_as_string(False)
-
-    async def admin_sql(sql: str) -> None:
-        conn = await asyncpg.connect(admin, timeout=10)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres).set(database=name).render_as_string(False)
-    try:
-        migrated = subprocess.run(
-            [sys.executable, "-m", "plugstream.cli", "cloud", "migrate", "--db", url],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert migrated.returncode == 0, migrated.stderr
+    with fresh_postgres("plugstream_cluster", migrated=True) as url:
         yield url, nats
-    finally:
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 class Node:

@@ -8,25 +8,22 @@ that says what to do. SQLite, the embedded single node, keeps migrating its own 
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from plugstream.cloud.serve import READY
 from plugstream.cloud.storage import normalize_url
 from plugstream.cloud.storage.database import _alembic_config, _code_head
 from plugstream.cloud.storage.schema import metadata
-from tests.cloud.conftest import BACKENDS, POSTGRES, _asyncpg_dsn, _run
+from tests.cloud.conftest import BACKENDS, _run, fresh_postgres
 from tests.support import free_port, read_until, stop_process
 
 HEAD = _code_head()
@@ -70,24 +67,8 @@ def empty_postgres() -> Iterator[str]:
 
 
 def _postgres_database() -> Iterator[str]:
-    name = f"plugstream_migrate_{os.getpid()}_{next(_NAMES)}"
-    admin = _asyncpg_dsn(POSTGRES)
-
-    async def execute(sql: str) -> None:
-        try:
-            conn = await asyncpg.connect(admin, timeout=10)
-        except Exception as exc:
-            pytest.fail(f"PLUGSTREAM_TEST_POSTGRES={POSTGRES!r} is set but unreachable: {exc!r}")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    _run(lambda: execute(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
-    finally:
-        _run(lambda: execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres("plugstream_migrate") as url:
+        yield url
 
 
 def _tables(url: str) -> set[str]:

@@ -30,9 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
@@ -40,7 +38,7 @@ from plugstream.cloud.config import CloudConfig
 from plugstream.cloud.serve import READY
 from plugstream.cloud.workers import Supervisor, supervise
 from plugstream.pki.authority import CertificateAuthority
-from tests.cloud.conftest import POSTGRES, _asyncpg_dsn, _run
+from tests.cloud.conftest import POSTGRES, fresh_postgres
 from tests.support import (
     WAIT,
     boot_and_heartbeat,
@@ -260,34 +258,8 @@ def test_workers_need_a_bus_and_postgresql(options: tuple[str, ...], tmp_path: P
 @pytest.fixture(scope="module", params=CLUSTER)
 def cluster_db() -> Iterator[str]:
     """A PostgreSQL database of this module's own, migrated (the workers' shared one)."""
-    name = f"plugstream_workers_{os.getpid()}"
-    admin = _asyncpg_dsn(POSTGRES)
-
-    async def execute(sql: str) -> None:
-        try:
-            conn = await asyncpg.connect(admin, timeout=10)
-        except Exception as exc:
-            pytest.fail(f"PLUGSTREAM_TEST_POSTGRES={POSTGRES!r} is set but unreachable: {exc!r}")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    _run(lambda: execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    _run(lambda: execute(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrated = subprocess.run(
-            [*PLUGSTREAM, "cloud", "migrate", "--db", url],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert migrated.returncode == 0, migrated.stderr
+    with fresh_postgres("plugstream_workers", migrated=True) as url:
         yield url
-    finally:
-        _run(lambda: execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")
