@@ -147,14 +147,15 @@ class Results:
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
 
-async def call(ws: ClientConnection, message_id: str, text: str) -> None:
-    """Send one CALL and wait for its CALLRESULT; answer (refuse) CALLs of the CSMS meanwhile."""
+async def call(ws: ClientConnection, message_id: str, text: str) -> str | bytes:
+    """Send one CALL and wait for its CALLRESULT, which is returned (a BootNotification's
+    sender reads its status); answer (refuse) CALLs of the CSMS meanwhile."""
     await ws.send(text)
     prefix = f'[3,"{message_id}"'
     for _ in range(100):  # bounded: at most 100 unrelated frames before our answer
         reply = await ws.recv()
         if isinstance(reply, str) and reply.startswith(prefix):
-            return
+            return reply
         try:
             frame = orjson.loads(reply)
         except orjson.JSONDecodeError as exc:
@@ -162,7 +163,7 @@ async def call(ws: ClientConnection, message_id: str, text: str) -> None:
         if not isinstance(frame, list) or len(frame) < 3:
             raise CallFailed("bad frame")
         if frame[0] == 3 and frame[1] == message_id:
-            return
+            return reply
         if frame[0] == 4 and frame[1] == message_id:
             raise CallFailed(f"CALLERROR {frame[2]}")
         if frame[0] == 2:  # the CSMS asks something of the station: not supported here

@@ -99,6 +99,7 @@ from loadgen import (
     CallFailed,
     Clock,
     boot_frame,
+    call,
     check_loopback,
     ms,
     percentile,
@@ -175,30 +176,6 @@ class Tally:
     def add(kinds: dict[str, int], kind: str) -> None:
         kind = kind[:100]
         kinds[kind] = kinds.get(kind, 0) + 1
-
-
-async def call(ws: ClientConnection, message_id: str, text: str) -> str | bytes:
-    """Send one CALL and return its CALLRESULT frame; refuse the CSMS's own CALLs meanwhile
-    (``loadgen.call``, returning the answer, which a BootNotification's sender reads)."""
-    await ws.send(text)
-    prefix = f'[3,"{message_id}"'
-    for _ in range(100):  # bounded: at most 100 unrelated frames before our answer
-        reply = await ws.recv()
-        if isinstance(reply, str) and reply.startswith(prefix):
-            return reply
-        try:
-            frame = orjson.loads(reply)
-        except orjson.JSONDecodeError as exc:
-            raise CallFailed("bad frame") from exc
-        if not isinstance(frame, list) or len(frame) < 3:
-            raise CallFailed("bad frame")
-        if frame[0] == 3 and frame[1] == message_id:
-            return reply
-        if frame[0] == 4 and frame[1] == message_id:
-            raise CallFailed(f"CALLERROR {frame[2]}")
-        if frame[0] == 2:
-            await ws.send(orjson.dumps([4, frame[1], "NotImplemented", "", {}]).decode())
-    raise CallFailed("no answer among 100 frames")
 
 
 @dataclass(slots=True)
