@@ -38,7 +38,10 @@ gateway is a raw ASGI handler (``serve_asgi``) holding nothing of the handshake
 once admitted: a server keeps tens of thousands of stations connected.
 
 The newest connection of a station wins: the old one is closed with 1000
-"replaced by a new connection", and its teardown leaves the new one alone.
+"replaced by a new connection", and its teardown leaves the new one alone. In a cluster
+(``--bus``, :mod:`plugstream.cloud.bus.cluster`) that holds across nodes: a connection is
+accepted only once presence names this node and the node that held the station let go,
+and :meth:`Gateway.call` reaches a station on another node through its node.
 Keep-alive is the server's WebSocket ping/pong (uvicorn drops a station whose
 pongs stop for ``ping_timeout``); a late heartbeat never drops anyone.
 """
