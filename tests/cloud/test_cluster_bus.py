@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from plugstream.cloud.bus.cluster import Cluster, NodeIdInUse, join, leave
+from plugstream.cloud.bus.cluster import Cluster, NodeIdInUse, join
 from plugstream.cloud.bus.presence import station_key
 from plugstream.cloud.stations import StationOffline
 from plugstream.ocpp import CallTimeout, OcppError, OcppVersion
@@ -89,7 +89,7 @@ async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[Join]:
         yield node
     finally:
         for cluster in joined:
-            await leave(cluster)
+            await cluster.leave()
 
 
 async def test_a_new_connection_on_another_node_is_let_go_of_before_it_is_accepted(

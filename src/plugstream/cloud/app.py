@@ -129,7 +129,7 @@ def migrates_itself(url: str) -> bool:
 async def _join_cluster(config: CloudConfig, gateway: Gateway) -> Cluster:
     """Join the cluster on ``config.bus`` as ``config.node_id``; one line and the
     start fails when the bus cannot be reached or the node id is taken."""
-    from plugstream.cloud.bus.cluster import NodeIdInUse, join, leave
+    from plugstream.cloud.bus.cluster import NodeIdInUse, join
     from plugstream.cloud.bus.events import start_events
 
     assert config.bus is not None
@@ -153,7 +153,7 @@ async def _join_cluster(config: CloudConfig, gateway: Gateway) -> Cluster:
         )
     except BaseException as exc:
         log.error("cannot set up the event stream on the bus at %s: %s", config.bus, exc)
-        await leave(cluster)
+        await cluster.leave()
         raise
     gateway.event_outbox = outbox
     cluster.on_close.append(relay.close)
@@ -211,9 +211,7 @@ def create_app(
             finally:
                 try:
                     if cluster is not None:
-                        from plugstream.cloud.bus.cluster import leave
-
-                        await leave(cluster)
+                        await cluster.leave()
                 finally:
                     await store.close()
 

@@ -92,6 +92,7 @@ from plugstream.ocpp import (
 
 if TYPE_CHECKING:
     from plugstream.cloud.bus.cluster import Cluster
+    from plugstream.cloud.bus.presence import Holder
     from plugstream.cloud.storage import Store
     from plugstream.cloud.storage.stations import Admission
 
@@ -493,17 +494,13 @@ class Gateway:
 
     def is_connected(self, station_id: str) -> bool:
         """Connected to this node, or to another live node of the cluster."""
-        if station_id in self._live:
-            return True
-        cluster = self.cluster
-        return cluster is not None and cluster.holder(station_id) is not None
+        return station_id in self._live or self._holder(station_id) is not None
 
     def version_of(self, station_id: str) -> OcppVersion | None:
-        conn = self._live.get(station_id)
-        if conn is not None:
-            return conn.version
-        cluster = self.cluster
-        holder = cluster.holder(station_id) if cluster is not None else None
+        version = self.holds(station_id)
+        if version is not None:
+            return version
+        holder = self._holder(station_id)
         return holder.version if holder is not None else None
 
     def live_versions(self) -> dict[str, OcppVersion]:
@@ -522,9 +519,13 @@ class Gateway:
         """The node (``--node-id``) holding the station's connection, if one does."""
         if station_id in self._live:
             return self.config.node_id
-        cluster = self.cluster
-        holder = cluster.holder(station_id) if cluster is not None else None
+        holder = self._holder(station_id)
         return holder.node if holder is not None else None
+
+    def _holder(self, station_id: str) -> Holder | None:
+        """The other live node holding the station, as the cluster knows it."""
+        cluster = self.cluster
+        return cluster.holder(station_id) if cluster is not None else None
 
     def live_nodes(self) -> dict[str, str]:
         """The node holding each connected station, by station id (a snapshot)."""

@@ -109,6 +109,17 @@ class AddressRate:
             del self._buckets[next(iter(self._buckets))]
 
 
+def _count(counts: dict[str, int], key: str | None, delta: int) -> None:
+    """Add ``delta`` to ``key``'s count; a count that reaches 0 leaves the table."""
+    if key is None:
+        return
+    left = counts.get(key, 0) + delta
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
 @dataclass
 class HandshakeGuard:
     """Admission of new connections before they are stations.
@@ -165,18 +176,15 @@ class HandshakeGuard:
         key = address_key(host) if host is not None else None
         if self.pending >= self.max_pending or (self._waiting and waiter is not None):
             if waiter is not None and len(self._waiting) < self.max_waiting:
-                if key is not None and (
-                    self._waiting_from.get(key, 0) >= self.max_pending_per_address
-                ):
+                if self._at_share(self._waiting_from, key):
                     return self._refuse(Refusal.TOO_MANY_FROM_ADDRESS, host)
                 if self.rate is not None and host is not None and not self.rate.allow(host):
                     return self._refuse(Refusal.TOO_FAST, host)
                 self._waiting[waiter] = (host, self.clock())
-                if key is not None:
-                    self._waiting_from[key] = self._waiting_from.get(key, 0) + 1
+                _count(self._waiting_from, key, 1)
                 return None
             refusal = Refusal.TOO_MANY_PENDING
-        elif key is not None and self._by_address.get(key, 0) >= self.max_pending_per_address:
+        elif self._at_share(self._by_address, key):
             refusal = Refusal.TOO_MANY_FROM_ADDRESS
         elif self.rate is not None and host is not None and not self.rate.allow(host):
             refusal = Refusal.TOO_FAST
@@ -199,14 +207,11 @@ class HandshakeGuard:
             self._unwait(found[0])
 
     def _unwait(self, host: str | None) -> None:
-        if host is None:
-            return
-        key = address_key(host)
-        left = self._waiting_from.get(key, 0) - 1
-        if left > 0:
-            self._waiting_from[key] = left
-        else:
-            self._waiting_from.pop(key, None)
+        _count(self._waiting_from, address_key(host) if host is not None else None, -1)
+
+    def _at_share(self, counts: dict[str, int], key: str | None) -> bool:
+        """Whether ``key``'s address holds its share of ``counts`` (pending or waiting)."""
+        return key is not None and counts.get(key, 0) >= self.max_pending_per_address
 
     def _next(self) -> None:
         """Slots are free: the connections waiting longest take them (those from an
@@ -225,7 +230,7 @@ class HandshakeGuard:
                 waiter.expire()
                 continue
             key = address_key(host) if host is not None else None
-            if key is not None and self._by_address.get(key, 0) >= self.max_pending_per_address:
+            if self._at_share(self._by_address, key):
                 skipped.append((waiter, (host, since)))
                 continue
             self._unwait(host)
@@ -242,7 +247,7 @@ class HandshakeGuard:
         refusal: Refusal | None = None
         if self.pending >= self.max_pending:
             refusal = Refusal.TOO_MANY_PENDING
-        elif key is not None and self._by_address.get(key, 0) >= self.max_pending_per_address:
+        elif self._at_share(self._by_address, key):
             refusal = Refusal.TOO_MANY_FROM_ADDRESS
         if refusal is not None:
             self.refused[refusal] += 1
@@ -252,8 +257,7 @@ class HandshakeGuard:
 
     def _hold(self, key: str | None) -> None:
         self.pending += 1
-        if key is not None:
-            self._by_address[key] = self._by_address.get(key, 0) + 1
+        _count(self._by_address, key, 1)
 
     def pending_from(self, host: str) -> int:
         return self._by_address.get(address_key(host), 0)
@@ -262,13 +266,7 @@ class HandshakeGuard:
         """A pending handshake from ``host`` is over: done, gone, or (``expired``) out
         of time. Its slot goes to the connection waiting longest."""
         self.pending -= 1
-        if host is not None:
-            key = address_key(host)
-            left = self._by_address.get(key, 0) - 1
-            if left > 0:
-                self._by_address[key] = left
-            else:
-                self._by_address.pop(key, None)
+        _count(self._by_address, address_key(host) if host is not None else None, -1)
         if expired:
             self.timed_out += 1
             if self.timed_out == 1 or self.timed_out % 1000 == 0:

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js.kv import KeyValue
 
-__all__ = ["BUCKET", "Cluster", "LocalStations", "NodeIdInUse"]
+__all__ = ["BUCKET", "Cluster", "LocalStations", "NodeIdInUse", "join"]
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,9 @@ class Cluster:
         self._claims: dict[str, int] = {}  # our stations' entry revisions
         self._revisions: dict[str, int] = {}  # the bucket's last revision of each station
         self._unclaimed: set[str] = set()  # accepted while the bus was unreachable
-        self._unclaim_failed = 0
+        self._claim_failures = 0
         self._frames: dict[str, int] = {}  # frames received, by other node
-        self._watching: dict[str, bool] = {}  # a console page open, by other node
+        self._watching: set[str] = set()  # other nodes with a console page open
         self._watchers = 0  # pages open on this node
         self._dirty: dict[str, None] = {}
         self._flush_scheduled = False
@@ -212,6 +212,14 @@ class Cluster:
                 await sub.unsubscribe()
         await asyncio.gather(*self._loops, return_exceptions=True)
 
+    async def leave(self) -> None:
+        """Close, then let NATS deliver what is still queued, and disconnect."""
+        await self.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.nc.drain(), RELEASE_TIMEOUT_S)
+        if not self.nc.is_closed:
+            await self.nc.close()
+
     async def reconnected(self) -> None:
         """NATS is back (it may have restarted, its in-memory bucket empty): put back
         this node's stations, and claim those accepted meanwhile."""
@@ -266,8 +274,8 @@ class Cluster:
         try:
             await asyncio.wait_for(self._claim(station_id, version), EVICT_TIMEOUT_S * 2)
         except Exception as exc:
-            self._unclaim_failed += 1
-            if self._unclaim_failed % 1000 == 1:
+            self._claim_failures += 1
+            if self._claim_failures % 1000 == 1:
                 log.warning("could not claim %s on the bus (%s): claimed later", station_id, exc)
             self._unclaimed.add(station_id)
             self._spawn(self._claim_later(station_id, version))
@@ -337,10 +345,8 @@ class Cluster:
         connection elsewhere wrote it since."""
         revision = self._claims.pop(station_id, None)
         self._unclaimed.discard(station_id)
-        if revision is not None and not self.closed:
+        if revision is not None:
             self.presence.delete(station_id, revision)
-            self._spawn(self._release(station_id, revision))
-        elif revision is not None:
             self._spawn(self._release(station_id, revision))
 
     async def _release(self, station_id: str, revision: int | None) -> None:
@@ -352,7 +358,8 @@ class Cluster:
             if entry is None:
                 return
             revision = entry.revision
-        with contextlib.suppress(KeyWrongLastSequenceError, KeyNotFoundError, Exception):
+        # a newer entry (KeyWrongLastSequenceError), none, or the bus away: nothing to do
+        with contextlib.suppress(Exception):
             await kv.delete(station_key(station_id), last=revision)
 
     def holder(self, station_id: str) -> Holder | None:
@@ -497,14 +504,17 @@ class Cluster:
             if new and not self.closed:
                 self._spawn(self._say_alive())  # a node that joins learns of us at once
             self._frames[node] = int(message.get("frames", 0))
-            self._watching[node] = bool(message.get("watching"))
+            if message.get("watching"):
+                self._watching.add(node)
+            else:
+                self._watching.discard(node)
 
     async def _on_leaving(self, msg: Msg) -> None:
         node = str(orjson.loads(msg.data)["node"])
         if node != self.node_id:
             self.presence.gone(node)
             self._frames.pop(node, None)
-            self._watching.pop(node, None)
+            self._watching.discard(node)
 
     def watchers(self, count: int) -> None:
         """Pages open on this node's console: other nodes send changes while there are."""
@@ -522,9 +532,8 @@ class Cluster:
             asyncio.get_running_loop().call_later(FLUSH_S, self._flush)
 
     def _others_watching(self) -> bool:
-        return any(
-            watching and self.presence.alive(node) for node, watching in self._watching.items()
-        )
+        # on every answered message: with no page open anywhere, an empty set
+        return any(self.presence.alive(node) for node in self._watching)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -618,11 +627,3 @@ async def join(
         await nc.close()
         raise
     return cluster
-
-
-async def leave(cluster: Cluster) -> None:
-    await cluster.close()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(cluster.nc.drain(), RELEASE_TIMEOUT_S)
-    if not cluster.nc.is_closed:
-        await cluster.nc.close()
